@@ -1,0 +1,48 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_gala_collect_global_optspecs
+    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= threads o/output= line-buffered v/verbose q/quiet h/help V/version
+end
+
+function __fish_gala_collect_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_gala_collect_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_gala_collect_using_subcommand
+    set -l cmd (__fish_gala_collect_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s p -l probes -d 'Probes to run, comma-separated (default: every probe this build has that needs no opt-in; see --list-probes)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s i -l interval -d 'Time between two collections (e.g. 5s, 500ms, 1m)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s d -l duration -d 'Stop after this long (e.g. 2m); default: until interrupted' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s n -l count -d 'Stop after this many intervals' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l pid -d 'Only these processes (by tgid; repeatable or comma-separated)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l comm -d 'Only processes whose comm matches this regular expression' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l container -d 'Only processes in this container (id or unique prefix)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l list-probes -d 'List the probes with their entity kinds and metrics, then exit'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l threads -d 'Also emit thread entities under each process (proc probe)'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l line-buffered -d 'Flush after every line, for live pipes (output to a terminal always is)'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s v -l verbose -d 'Say more on stderr (repeat for more)'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s q -l quiet -d 'Print only errors on stderr'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s V -l version -d 'Print version'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -f -a "doctor" -d 'Say what this machine supports (BTF, program types, tracepoints, permissions) and which probes therefore run fully, partly or not at all'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c gala-collect -n "__fish_gala_collect_using_subcommand doctor" -s v -l verbose -d 'Say more on stderr (repeat for more)'
+complete -c gala-collect -n "__fish_gala_collect_using_subcommand doctor" -s q -l quiet -d 'Print only errors on stderr'
+complete -c gala-collect -n "__fish_gala_collect_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c gala-collect -n "__fish_gala_collect_using_subcommand help; and not __fish_seen_subcommand_from doctor help" -f -a "doctor" -d 'Say what this machine supports (BTF, program types, tracepoints, permissions) and which probes therefore run fully, partly or not at all'
+complete -c gala-collect -n "__fish_gala_collect_using_subcommand help; and not __fish_seen_subcommand_from doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,126 @@
+#compdef gala-collect
+
+autoload -U is-at-least
+
+_gala-collect() {
+    typeset -A opt_args
+    typeset -a _arguments_options
+    local ret=1
+
+    if is-at-least 5.2; then
+        _arguments_options=(-s -S -C)
+    else
+        _arguments_options=(-s -C)
+    fi
+
+    local context curcontext="$curcontext" state line
+    _arguments "${_arguments_options[@]}" : \
+'*-p+[Probes to run, comma-separated (default\: every probe this build has that needs no opt-in; see --list-probes)]:NAMES:_default' \
+'*--probes=[Probes to run, comma-separated (default\: every probe this build has that needs no opt-in; see --list-probes)]:NAMES:_default' \
+'-i+[Time between two collections (e.g. 5s, 500ms, 1m)]:TIME:_default' \
+'--interval=[Time between two collections (e.g. 5s, 500ms, 1m)]:TIME:_default' \
+'-d+[Stop after this long (e.g. 2m); default\: until interrupted]:TIME:_default' \
+'--duration=[Stop after this long (e.g. 2m); default\: until interrupted]:TIME:_default' \
+'-n+[Stop after this many intervals]:N:_default' \
+'--count=[Stop after this many intervals]:N:_default' \
+'*--pid=[Only these processes (by tgid; repeatable or comma-separated)]:PID:_default' \
+'--comm=[Only processes whose comm matches this regular expression]:REGEX:_default' \
+'--container=[Only processes in this container (id or unique prefix)]:ID:_default' \
+'-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
+'--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
+'--list-probes[List the probes with their entity kinds and metrics, then exit]' \
+'--threads[Also emit thread entities under each process (proc probe)]' \
+'--line-buffered[Flush after every line, for live pipes (output to a terminal always is)]' \
+'*-v[Say more on stderr (repeat for more)]' \
+'*--verbose[Say more on stderr (repeat for more)]' \
+'(-v --verbose)-q[Print only errors on stderr]' \
+'(-v --verbose)--quiet[Print only errors on stderr]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+'-V[Print version]' \
+'--version[Print version]' \
+":: :_gala-collect_commands" \
+"*::: :->gala-collect" \
+&& ret=0
+    case $state in
+    (gala-collect)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:gala-collect-command-$line[1]:"
+        case $line[1] in
+            (doctor)
+_arguments "${_arguments_options[@]}" : \
+'*-v[Say more on stderr (repeat for more)]' \
+'*--verbose[Say more on stderr (repeat for more)]' \
+'(-v --verbose)-q[Print only errors on stderr]' \
+'(-v --verbose)--quiet[Print only errors on stderr]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_gala-collect__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:gala-collect-help-command-$line[1]:"
+        case $line[1] in
+            (doctor)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+}
+
+(( $+functions[_gala-collect_commands] )) ||
+_gala-collect_commands() {
+    local commands; commands=(
+'doctor:Say what this machine supports (BTF, program types, tracepoints, permissions) and which probes therefore run fully, partly or not at all' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'gala-collect commands' commands "$@"
+}
+(( $+functions[_gala-collect__subcmd__doctor_commands] )) ||
+_gala-collect__subcmd__doctor_commands() {
+    local commands; commands=()
+    _describe -t commands 'gala-collect doctor commands' commands "$@"
+}
+(( $+functions[_gala-collect__subcmd__help_commands] )) ||
+_gala-collect__subcmd__help_commands() {
+    local commands; commands=(
+'doctor:Say what this machine supports (BTF, program types, tracepoints, permissions) and which probes therefore run fully, partly or not at all' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'gala-collect help commands' commands "$@"
+}
+(( $+functions[_gala-collect__subcmd__help__subcmd__doctor_commands] )) ||
+_gala-collect__subcmd__help__subcmd__doctor_commands() {
+    local commands; commands=()
+    _describe -t commands 'gala-collect help doctor commands' commands "$@"
+}
+(( $+functions[_gala-collect__subcmd__help__subcmd__help_commands] )) ||
+_gala-collect__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'gala-collect help help commands' commands "$@"
+}
+
+if [ "$funcstack[1]" = "_gala-collect" ]; then
+    _gala-collect "$@"
+else
+    compdef _gala-collect gala-collect
+fi

@@ -1,0 +1,68 @@
+//! What every tool's command line shares: the I/O options, verbosity, the `main` wrapper
+//! that maps results to exit statuses, and the man page / completion generator.
+
+pub mod docs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::io::{exit, is_broken_pipe, signals};
+
+/// Inputs of a filter stage.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// Input files: NDJSON records, gzip-compressed or not; `-` or none reads standard input.
+    #[arg(value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Stop at the first bad input line instead of reporting and skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Where the output goes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Flush after every line, for live pipes (output to a terminal always is).
+    #[arg(long)]
+    pub line_buffered: bool,
+}
+
+/// `-v` for more detail on stderr, `-q` for errors only.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct Verbosity {
+    /// Say more on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Print only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// The EXIT STATUS text every man page carries.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status: 0 success (also when the reader of the output went away, as with `| head`); \
+1 nothing found, where the tool says so; 2 an error, or bad input lines that were reported \
+and skipped; 130 after SIGINT and 143 after SIGTERM (the current record is finished and \
+the output flushed first; a second signal ends the tool at once).";
+
+/// Runs a tool's body and turns its outcome into the process exit status. Errors print as
+/// one line, `tool: message: cause`; a broken pipe is a quiet success; a pending SIGINT or
+/// SIGTERM gives 130 or 143.
+pub fn main(tool: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
+    signals::install();
+    let status = match body() {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => return ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("{tool}: {e:#}");
+            exit::ERROR
+        }
+    };
+    ExitCode::from(signals::exit_status().unwrap_or(status))
+}

@@ -1,0 +1,127 @@
+//! gala-collect's command line.
+
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::cli::{OutputArgs, Verbosity, EXIT_STATUS_HELP};
+
+const AFTER_HELP: &str = "\
+Examples:
+  sudo gala-collect --duration 2m | gala-topo | gala-detect | gala-rca --format text
+  sudo gala-collect --probes host,proc --interval 1s --count 10 -o snap.ndjson.gz
+  gala-collect --list-probes            # every probe, its entity kinds and metrics
+  gala-collect --comm 'redis|nginx' --duration 30s | jq -c 'select(.kind==\"proc\")'";
+
+/// Observe this machine: hosts, processes, containers, disks, links, as NDJSON records.
+///
+/// gala-collect reads the running kernel (/proc, /sys, and eBPF where built in) and writes
+/// one entity record and one metric record per observed object per interval, then a
+/// status record with its own cost. Counters become per-interval deltas or rates (see
+/// --list-probes for each metric's unit). Entities are re-emitted every interval, so a
+/// reader can join the stream at any point.
+#[derive(Parser, Debug)]
+#[command(name = "gala-collect", version, after_help = AFTER_HELP, after_long_help = format!("{AFTER_HELP}\n\n{EXIT_STATUS_HELP}"))]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Probes to run, comma-separated (default: every probe this build has that needs no
+    /// opt-in; see --list-probes).
+    #[arg(short, long, value_delimiter = ',', value_name = "NAMES")]
+    pub probes: Vec<String>,
+
+    /// List the probes with their entity kinds and metrics, then exit.
+    #[arg(long)]
+    pub list_probes: bool,
+
+    /// Time between two collections (e.g. 5s, 500ms, 1m).
+    #[arg(short, long, default_value = "5s", value_parser = parse_duration, value_name = "TIME")]
+    pub interval: Duration,
+
+    /// Stop after this long (e.g. 2m); default: until interrupted.
+    #[arg(short, long, value_parser = parse_duration, value_name = "TIME")]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many intervals.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Only these processes (by tgid; repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "PID")]
+    pub pid: Vec<u32>,
+
+    /// Only processes whose comm matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub comm: Option<String>,
+
+    /// Only processes in this container (id or unique prefix).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+
+    /// Also emit thread entities under each process (proc probe).
+    #[arg(long)]
+    pub threads: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Say what this machine supports (BTF, program types, tracepoints, permissions) and
+    /// which probes therefore run fully, partly or not at all.
+    Doctor,
+}
+
+/// The clap command, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Parses `5s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a duration: use a number with ms, s, m or h, e.g. 5s")
+    })?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s:?}: a duration must be greater than zero"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! gala-collect: observes the running kernel and writes entity, metric, event, stack and
+//! status records, one collection per interval.
+//!
+//! Each probe ([`probe::Probe`]) reads one part of the kernel and appends records for the
+//! interval; the runner here primes them, ticks, stamps every record of an interval with
+//! the same `ts`, and closes each interval with a `status` record about the collector
+//! itself and a flush, so a live pipe sees results as they happen.
+
+pub mod cli;
+pub mod machine;
+pub mod probe;
+pub mod registry;
+mod selfstat;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::io::{signals, RecordWriter};
+use crate::record::{now_ms, Event, Fields, Record, Status, FORMAT_VERSION};
+use probe::{Filter, Interval, Probe};
+
+/// What to collect and for how long.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Probe names; empty = every default probe.
+    pub probes: Vec<String>,
+    /// Time between collections. Default 5 s.
+    pub interval: Duration,
+    /// Stop after this long. Default: until interrupted.
+    pub duration: Option<Duration>,
+    /// Stop after this many intervals. Default: no limit.
+    pub count: Option<u64>,
+    pub filter: Filter,
+    /// Emit thread entities. Default off.
+    pub threads: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            probes: Vec::new(),
+            interval: Duration::from_secs(5),
+            duration: None,
+            count: None,
+            filter: Filter::default(),
+            threads: false,
+        }
+    }
+}
+
+/// How a collection ended.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub intervals: u64,
+    pub records: u64,
+    pub probe_errors: u64,
+}
+
+/// Runs the probes until `count`, `duration` or a signal ends the collection.
+pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
+    let mut probes = registry::instantiate(&opts.probes)?;
+    if probes.is_empty() {
+        bail!("no probe to run");
+    }
+    let machine_id = machine::machine_id();
+    let names: Vec<&str> = probes.iter().map(|p| p.spec().name).collect();
+    let names: Vec<String> = names.into_iter().map(String::from).collect();
+    let mut self_cpu = selfstat::SelfStat::new();
+    let mut summary = Summary::default();
+    let mut records = Vec::with_capacity(4096);
+    let mut errors_by_probe = vec![0u64; probes.len()];
+
+    // Prime counters; what this first pass reads only sets baselines.
+    let mut last = Instant::now();
+    collect_all(
+        &mut probes,
+        &mut errors_by_probe,
+        opts,
+        &machine_id,
+        Duration::ZERO,
+        &mut records,
+        None,
+    );
+    records.clear();
+
+    let start = Instant::now();
+    let mut next_tick = start + opts.interval;
+    loop {
+        if !sleep_until(next_tick, opts.duration.map(|d| start + d)) {
+            break; // interrupted before the tick: nothing new to say
+        }
+        let now = Instant::now();
+        let elapsed = now - last;
+        last = now;
+        let ts = now_ms();
+        let mut errs = Vec::new();
+        let probe_time = collect_all(
+            &mut probes,
+            &mut errors_by_probe,
+            opts,
+            &machine_id,
+            elapsed,
+            &mut records,
+            Some(&mut errs),
+        );
+        for rec in records.drain(..) {
+            let rec = restamp(rec, ts);
+            out.write(&rec).context("writing records")?;
+        }
+        for (probe, err) in errs {
+            summary.probe_errors += 1;
+            out.write(&Record::Event(probe_error_event(
+                ts,
+                &machine_id,
+                probe,
+                &err,
+            )))?;
+        }
+        summary.intervals += 1;
+        let mut extra = Fields::new();
+        extra.insert("interval_ms".into(), json!(elapsed.as_millis() as u64));
+        extra.insert("probes".into(), json!(names));
+        extra.insert("records_written".into(), json!(out.records_written() + 1));
+        extra.insert("probe_errors".into(), json!(summary.probe_errors));
+        extra.insert("probe_time_ms".into(), json!(probe_time));
+        self_cpu.fill(&mut extra, elapsed);
+        for p in &probes {
+            p.status(&mut extra);
+        }
+        out.write(&Record::Status(Status {
+            ts,
+            tool: "gala-collect".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            format_version: FORMAT_VERSION,
+            machine_id: Some(machine_id.clone()),
+            extra,
+        }))?;
+        out.end_interval()?;
+        summary.records = out.records_written();
+
+        let done_count = opts.count.is_some_and(|n| summary.intervals >= n);
+        let done_time = opts
+            .duration
+            .is_some_and(|d| start.elapsed() + Duration::from_millis(5) >= d);
+        if done_count || done_time || signals::received().is_some() {
+            break;
+        }
+        next_tick += opts.interval;
+        if next_tick < Instant::now() {
+            // A collection took longer than the interval: skip ahead rather than burst.
+            next_tick = Instant::now() + opts.interval;
+        }
+    }
+    Ok(summary)
+}
+
+type ProbeErrors<'e> = Option<&'e mut Vec<(&'static str, anyhow::Error)>>;
+
+/// Runs every probe once; returns each probe's run time in ms.
+fn collect_all(
+    probes: &mut [Box<dyn Probe>],
+    error_counts: &mut [u64],
+    opts: &Options,
+    machine_id: &str,
+    elapsed: Duration,
+    records: &mut Vec<Record>,
+    mut errors: ProbeErrors,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut times = serde_json::Map::new();
+    for (probe, count) in probes.iter_mut().zip(error_counts.iter_mut()) {
+        let t = Instant::now();
+        let mut iv = Interval {
+            ts: 0,
+            elapsed,
+            machine_id,
+            filter: &opts.filter,
+            threads: opts.threads,
+            records,
+        };
+        if let Err(e) = probe.collect(&mut iv) {
+            *count += 1;
+            if let Some(errs) = errors.as_deref_mut() {
+                errs.push((probe.spec().name, e));
+            }
+        }
+        times.insert(
+            probe.spec().name.into(),
+            json!((t.elapsed().as_secs_f64() * 1e3 * 1000.0).round() / 1000.0),
+        );
+    }
+    times
+}
+
+/// Every record of an interval carries the interval's end time.
+fn restamp(mut rec: Record, ts: i64) -> Record {
+    match &mut rec {
+        Record::Entity(e) => e.ts = ts,
+        Record::Metric(m) => m.ts = ts,
+        Record::Event(e) if e.ts == 0 => e.ts = ts,
+        Record::Stack(s) if s.ts == 0 => s.ts = ts,
+        _ => {}
+    }
+    rec
+}
+
+fn probe_error_event(ts: i64, machine_id: &str, probe: &str, err: &anyhow::Error) -> Event {
+    let mut attrs = Fields::new();
+    attrs.insert("probe".into(), json!(probe));
+    Event {
+        ts,
+        name: "probe_error".into(),
+        id: None,
+        kind: None,
+        machine_id: Some(machine_id.into()),
+        severity: Some("error".into()),
+        desc: Some(format!("{probe}: {err:#}")),
+        attrs,
+    }
+}
+
+/// Sleeps until `tick`, or until `deadline` or a signal; false when cut short before
+/// the tick by a signal or by a deadline that comes first.
+fn sleep_until(tick: Instant, deadline: Option<Instant>) -> bool {
+    let target = match deadline {
+        Some(d) if d < tick => d,
+        _ => tick,
+    };
+    loop {
+        if signals::received().is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= target {
+            // A deadline before the tick still ends with a (short) last interval, so a
+            // `--duration` shorter than the interval yields data.
+            return true;
+        }
+        std::thread::sleep((target - now).min(Duration::from_millis(100)));
+    }
+}
+
+/// gala-collect's body: options from the command line, then one call.
+pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
+    use crate::io::exit;
+    if let Some(cli::Command::Doctor) = cli.command {
+        bail!("doctor arrives with the BPF probes");
+    }
+    if cli.list_probes {
+        let mut out = RecordWriter::create(None, false)?;
+        out.write_text(&registry::describe())?;
+        out.finish()?;
+        return Ok(exit::OK);
+    }
+    let comm = match &cli.comm {
+        Some(re) => Some(
+            regex::Regex::new(re)
+                .with_context(|| format!("--comm {re:?} is not a valid regular expression"))?,
+        ),
+        None => None,
+    };
+    let opts = Options {
+        probes: cli.probes,
+        interval: cli.interval,
+        duration: cli.duration,
+        count: cli.count,
+        filter: Filter {
+            pids: cli.pid,
+            comm,
+            container: cli.container,
+        },
+        threads: cli.threads,
+    };
+    let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
+    let summary = run(&opts, &mut out)?;
+    out.finish()?;
+    Ok(if summary.probe_errors > 0 {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,84 @@
+//! Every probe this build has, and turning `--probes` names into running probes.
+
+use anyhow::bail;
+
+use super::probe::{Probe, ProbeSpec};
+
+type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
+
+/// (description, constructor) of every probe, in the order they run and are listed.
+fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
+    vec![]
+}
+
+/// Every probe's description.
+pub fn specs() -> Vec<&'static ProbeSpec> {
+    all().into_iter().map(|(s, _)| s).collect()
+}
+
+/// Creates the named probes (all default ones when `names` is empty). An unknown name is
+/// an error that lists the valid ones.
+pub fn instantiate(names: &[String]) -> anyhow::Result<Vec<Box<dyn Probe>>> {
+    let all = all();
+    let valid = || {
+        all.iter()
+            .map(|(s, _)| s.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in names {
+        if !all.iter().any(|(s, _)| s.name == name) {
+            bail!("unknown probe {name:?}; valid probes are: {}", valid());
+        }
+    }
+    let mut probes = Vec::new();
+    for (spec, make) in &all {
+        let wanted = if names.is_empty() {
+            !spec.opt_in
+        } else {
+            names.iter().any(|n| n == spec.name)
+        };
+        if wanted {
+            probes.push(make()?);
+        }
+    }
+    Ok(probes)
+}
+
+/// `--list-probes`: every probe, its entity kinds and each metric with unit and type.
+pub fn describe() -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for spec in specs() {
+        let mut flags = Vec::new();
+        if spec.opt_in {
+            flags.push("opt-in");
+        }
+        if spec.needs_bpf {
+            flags.push("root + BPF");
+        }
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        };
+        let _ = writeln!(s, "{}{} — {}", spec.name, flags, spec.summary);
+        let _ = writeln!(s, "  entities: {}", spec.kinds.join(", "));
+        for m in spec.metrics {
+            let _ = writeln!(
+                s,
+                "  {:<10} {:<28} {:<10} {:<9} {}",
+                m.kind,
+                m.name,
+                m.unit,
+                m.mtype.as_str(),
+                m.help
+            );
+        }
+        if !spec.notes.is_empty() {
+            let _ = writeln!(s, "  note: {}", spec.notes);
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,71 @@
+//! Reading the record stream: lines from the inputs, parsed into [`Record`]s, with the raw
+//! text kept so that a stage can pass records it does not consume through unchanged.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::bad_input::{BadInput, StrictStop};
+use super::input::Lines;
+use crate::record::Record;
+
+/// A record and the exact line it came from.
+pub struct Item<'a> {
+    pub raw: &'a str,
+    pub record: Record,
+}
+
+/// Why reading stopped before the end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Strict(#[from] StrictStop),
+}
+
+pub struct RecordReader {
+    lines: Lines,
+    bad: BadInput,
+}
+
+impl RecordReader {
+    pub fn new(tool: &'static str, inputs: &[PathBuf], strict: bool) -> RecordReader {
+        RecordReader {
+            lines: Lines::new(inputs),
+            bad: BadInput::new(tool, strict),
+        }
+    }
+
+    /// The next good record; bad lines are reported and skipped on the way, blank lines
+    /// ignored.
+    pub fn next_record(&mut self) -> Result<Option<Item<'_>>, ReadError> {
+        let record = loop {
+            let Some((number, status)) = self.lines.advance()? else {
+                return Ok(None);
+            };
+            let message = match status {
+                Err(e) => e.to_string(),
+                Ok(()) => {
+                    let text = self.lines.text();
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    match Record::from_line(text) {
+                        Ok(record) => break record,
+                        Err(message) => message,
+                    }
+                }
+            };
+            self.bad.report(self.lines.source(), number, &message)?;
+        };
+        Ok(Some(Item {
+            raw: self.lines.text(),
+            record,
+        }))
+    }
+
+    /// Bad lines seen so far; call `summarise` on it at the end.
+    pub fn bad_input(&self) -> &BadInput {
+        &self.bad
+    }
+}

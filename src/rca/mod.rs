@@ -1,0 +1,1 @@
+//! gala-rca: root-cause inference from a KPI anomaly down to the resource behind it.

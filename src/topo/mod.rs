@@ -1,0 +1,1 @@
+//! gala-topo: vertical and horizontal topology from the record stream.

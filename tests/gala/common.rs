@@ -1,0 +1,69 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// Path of one of the crate's binaries, built by cargo for the tests.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "gala-collect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-collect")),
+        other => panic!("no binary {other}"),
+    }
+}
+
+/// Runs a binary with arguments and optional stdin, and returns its output.
+pub fn run(name: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let _ = pipe.write_all(input);
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// For tests that need root and BPF: returns false (skip) when they cannot run here, and
+/// panics instead when GALA_REQUIRE_BPF=1, so CI cannot pass by skipping them.
+pub fn require_bpf(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("GALA_REQUIRE_BPF").as_deref() == Ok("1") {
+        panic!("{test}: needs root and BPF, and GALA_REQUIRE_BPF=1 forbids skipping");
+    }
+    eprintln!("{test}: skipped (needs root and BPF)");
+    false
+}
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Parses NDJSON output into JSON values, failing on any bad line.
+pub fn ndjson(bytes: &[u8]) -> Vec<serde_json::Value> {
+    std::str::from_utf8(bytes)
+        .expect("utf-8 output")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
