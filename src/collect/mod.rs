@@ -7,8 +7,12 @@
 //! itself and a flush, so a live pipe sees results as they happen.
 
 pub mod cli;
+pub mod counters;
 pub mod machine;
+pub mod netlink;
 pub mod probe;
+pub mod probes;
+pub mod procfs;
 pub mod registry;
 mod selfstat;
 
