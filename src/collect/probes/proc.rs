@@ -78,6 +78,8 @@ const NVCS: usize = 11;
 const WAIT_NS: usize = 12;
 const BLKIO: usize = 13;
 const N: usize = 14;
+/// What /proc/PID/status, io and schedstat give; re-read only for a process that ran.
+const SLOW: std::ops::Range<usize> = RCHAR..BLKIO;
 
 /// What the probe remembers about one live process (or thread).
 struct Task {
@@ -90,6 +92,11 @@ struct Task {
     prev: Option<[u64; N]>,
     /// Which counters the previous reading had (io needs permission).
     have_io: bool,
+    /// Gauges from the files read only when the process ran.
+    fds: Option<u64>,
+    swap: u64,
+    /// /proc/PID/stat kept open between passes (processes only).
+    stat_file: Option<std::fs::File>,
 }
 
 pub struct ProcProbe {
@@ -104,6 +111,9 @@ pub struct ProcProbe {
     boot_time_ms: i64,
     buf: String,
     cmdline_max: usize,
+    /// Stat files kept open, and how many may be (under RLIMIT_NOFILE, with room left).
+    open_files: usize,
+    max_open_files: usize,
 }
 
 impl ProcProbe {
@@ -127,6 +137,8 @@ impl ProcProbe {
             boot_time_ms: boot_s * 1000,
             buf: String::with_capacity(4096),
             cmdline_max: 4096,
+            open_files: 0,
+            max_open_files: raise_nofile().saturating_sub(256),
         }
     }
 
@@ -157,10 +169,15 @@ struct Reading {
     fds: Option<u64>,
 }
 
-/// Reads /proc/PID (or /proc/PID/task/TID) stat, status, schedstat and, for processes,
-/// io and fd. Err only when the task vanished; missing permission just leaves parts out.
-fn read_task(dir: &str, buf: &mut String, whole_process: bool) -> io::Result<Reading> {
+/// Reads /proc/PID (or /proc/PID/task/TID)/stat: what changes even in a process that did
+/// not run (RSS under reclaim, comm) and what tells whether it ran. Err only when the
+/// task vanished.
+fn read_fast(dir: &str, buf: &mut String) -> io::Result<Reading> {
     procfs::read_into(format!("{dir}/stat"), buf)?;
+    parse_fast(buf)
+}
+
+fn parse_fast(buf: &str) -> io::Result<Reading> {
     let st = pid::parse_stat(buf)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable stat"))?;
     let mut c = [0u64; N];
@@ -169,7 +186,7 @@ fn read_task(dir: &str, buf: &mut String, whole_process: bool) -> io::Result<Rea
     c[MINFLT] = st.minflt;
     c[MAJFLT] = st.majflt;
     c[BLKIO] = st.blkio_ticks;
-    let mut r = Reading {
+    let r = Reading {
         comm: st.comm.to_string(),
         ppid: st.ppid,
         pgrp: st.pgrp,
@@ -183,6 +200,12 @@ fn read_task(dir: &str, buf: &mut String, whole_process: bool) -> io::Result<Rea
         have_io: false,
         fds: None,
     };
+    Ok(r)
+}
+
+/// Reads status, schedstat and, for a whole process, io and the fd count into `r`.
+/// Missing permission (another user's io without root) just leaves those parts out.
+fn read_slow(dir: &str, buf: &mut String, r: &mut Reading, whole_process: bool) -> io::Result<()> {
     procfs::read_into(format!("{dir}/status"), buf)?;
     let status = pid::parse_status(buf);
     r.uid = status.uid;
@@ -215,7 +238,40 @@ fn read_task(dir: &str, buf: &mut String, whole_process: bool) -> io::Result<Rea
         }
         r.fds = count_fds(dir);
     }
-    Ok(r)
+    Ok(())
+}
+
+/// True when a process looks idle since `last`: no CPU time (thread-group total, in clock
+/// ticks) and no page fault. Context switches, syscalls, I/O and fd changes all need the
+/// process on a CPU, so status, io, schedstat and fd are not read again: on a host of
+/// mostly sleeping processes that halves the collector's syscalls. The price: a process
+/// using under one tick of CPU in an interval has its switches, I/O and run delay
+/// reported in the next interval it is read in full. Counters are cumulative, so nothing
+/// is lost, some is reported late.
+fn idle_since(last: &[u64; N], cur: &[u64; N]) -> bool {
+    [UTIME, STIME, MINFLT, MAJFLT]
+        .iter()
+        .all(|&i| last[i] == cur[i])
+}
+
+/// Raises the soft open-file limit to the hard one, so that a stat file per process can
+/// stay open; returns the limit in force.
+fn raise_nofile() -> usize {
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max.min(1 << 20),
+            rlim_max: lim.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            lim.rlim_cur = want.rlim_cur;
+        }
+    }
+    lim.rlim_cur as usize
 }
 
 /// Open fds. Since Linux 6.2 the size of /proc/PID/fd is the count, one stat instead of
@@ -285,13 +341,40 @@ impl Probe for ProcProbe {
 
         for tgid in tgids {
             let dir = format!("/proc/{tgid}");
-            let Ok(r) = read_task(&dir, &mut self.buf, true) else {
-                continue; // gone, or not a readable process
+            // Re-read the stat file kept open since the last pass; a process that exited
+            // answers ESRCH there even if its pid was reused, so open anew on failure.
+            let cached = self.procs.get(&tgid).and_then(|t| t.stat_file.as_ref());
+            let reread = cached.is_some_and(|f| {
+                procfs::reread_into(f, &mut self.buf).is_ok() && !self.buf.is_empty()
+            });
+            let mut opened = None;
+            if !reread {
+                let Ok(f) = std::fs::File::open(format!("{dir}/stat")) else {
+                    continue; // gone
+                };
+                if procfs::reread_into(&f, &mut self.buf).is_err() {
+                    continue;
+                }
+                opened = Some(f);
+            }
+            let Ok(mut r) = parse_fast(&self.buf) else {
+                continue;
             };
-            let fresh = self
-                .procs
-                .get(&tgid)
-                .is_none_or(|t| t.starttime != r.starttime);
+            let known = self.procs.get(&tgid).filter(|t| t.starttime == r.starttime);
+            let fresh = known.is_none();
+            match known.and_then(|t| t.prev.map(|p| (p, t))) {
+                Some((last, t)) if idle_since(&last, &r.counters) => {
+                    r.counters[SLOW].copy_from_slice(&last[SLOW]);
+                    r.have_io = t.have_io;
+                    r.fds = t.fds;
+                    r.swap = t.swap;
+                }
+                _ => {
+                    if read_slow(&dir, &mut self.buf, &mut r, true).is_err() {
+                        continue;
+                    }
+                }
+            }
             if fresh {
                 // A new process, or a pid reused since the last pass.
                 let container = match procfs::read_into(format!("{dir}/cgroup"), &mut self.buf) {
@@ -317,11 +400,25 @@ impl Probe for ProcProbe {
                         labels,
                         prev,
                         have_io: r.have_io,
+                        fds: None,
+                        swap: 0,
+                        stat_file: None,
                     },
                 );
             }
             let task = self.procs.get_mut(&tgid).expect("inserted above");
             task.pass = pass;
+            if let Some(f) = opened {
+                if task.stat_file.take().is_some() {
+                    self.open_files -= 1;
+                }
+                if self.open_files < self.max_open_files {
+                    task.stat_file = Some(f);
+                    self.open_files += 1;
+                }
+            }
+            task.fds = r.fds;
+            task.swap = r.swap;
             let prev = task.prev.replace(r.counters);
             let had_io = std::mem::replace(&mut task.have_io, r.have_io);
             if !iv
@@ -379,6 +476,11 @@ impl Probe for ProcProbe {
             }
         }
         self.procs.retain(|_, t| t.pass == pass);
+        self.open_files = self
+            .procs
+            .values()
+            .filter(|t| t.stat_file.is_some())
+            .count();
         self.threads.retain(|_, t| t.pass == pass);
         Ok(())
     }
@@ -409,9 +511,12 @@ impl ProcProbe {
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         {
             let dir = format!("/proc/{tgid}/task/{tid}");
-            let Ok(r) = read_task(&dir, &mut self.buf, false) else {
+            let Ok(mut r) = read_fast(&dir, &mut self.buf) else {
                 continue;
             };
+            if read_slow(&dir, &mut self.buf, &mut r, false).is_err() {
+                continue;
+            }
             let task = self.threads.entry(tid).or_insert_with(|| Task {
                 starttime: r.starttime,
                 pass,
@@ -419,6 +524,9 @@ impl ProcProbe {
                 labels: Fields::new(),
                 prev: born_after.filter(|&b| r.starttime >= b).map(|_| [0u64; N]),
                 have_io: false,
+                fds: None,
+                swap: 0,
+                stat_file: None,
             });
             if task.starttime != r.starttime {
                 task.starttime = r.starttime;

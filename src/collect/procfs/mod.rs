@@ -17,12 +17,56 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Reads a whole file into `buf` (cleared first), reusing its allocation: the proc probe
-/// reads thousands of small files per interval.
+/// Reads a whole /proc or /sys file into `buf` (cleared first), reusing its allocation:
+/// the proc probe reads thousands of small files per interval, and syscalls are its cost.
+/// So no size probe (std's `read_to_string` adds a statx and an lseek per file), and a
+/// short read ends the file: procfs and sysfs fill the buffer until their end.
 pub fn read_into(path: impl AsRef<Path>, buf: &mut String) -> io::Result<()> {
-    buf.clear();
-    File::open(path)?.read_to_string(buf)?;
-    Ok(())
+    let mut file = File::open(path)?;
+    fill(buf, |b, _| file.read(b))
+}
+
+/// Reads an already open /proc file again from its start (`pread` at 0: the kernel
+/// regenerates it), saving the open and close of [`read_into`].
+pub fn reread_into(file: &File, buf: &mut String) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    fill(buf, |b, off| file.read_at(b, off as u64))
+}
+
+fn fill(
+    buf: &mut String,
+    mut read: impl FnMut(&mut [u8], usize) -> io::Result<usize>,
+) -> io::Result<()> {
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
+    if bytes.capacity() < 4096 {
+        bytes.reserve(4096);
+    }
+    let result = loop {
+        let len = bytes.len();
+        let spare = bytes.capacity() - len;
+        bytes.resize(len + spare, 0);
+        match read(&mut bytes[len..], len) {
+            Ok(n) => {
+                bytes.truncate(len + n);
+                if n == 0 || n < spare {
+                    break Ok(());
+                }
+                bytes.reserve(bytes.capacity());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => bytes.truncate(len),
+            Err(e) => {
+                bytes.truncate(len);
+                break Err(e);
+            }
+        }
+    };
+    *buf = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        // comm and cmdline are bytes; keep what is readable rather than fail.
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    result
 }
 
 /// Reads a small file, trimmed; None when it cannot be read.
