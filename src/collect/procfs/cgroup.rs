@@ -93,11 +93,12 @@ fn pod_of(above: &[&str]) -> (Option<String>, Option<&'static str>) {
             qos = Some("besteffort");
         }
         // systemd: kubepods-burstable-pod<uid_with_underscores>; cgroupfs: pod<uid>.
-        let last = p.rsplit('-').next().unwrap_or(p);
-        if let Some(u) = last.strip_prefix("pod") {
-            if !u.is_empty() {
-                uid = Some(u.replace('_', "-"));
-            }
+        let u = match p.rfind("-pod") {
+            Some(i) => Some(&p[i + 4..]),
+            None => p.strip_prefix("pod"),
+        };
+        if let Some(u) = u.filter(|u| !u.is_empty()) {
+            uid = Some(u.replace('_', "-"));
         }
     }
     (uid, qos)
