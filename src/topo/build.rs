@@ -18,10 +18,13 @@ const OF_PROC: [&str; 9] = [
     "thread", "endpoint", "tcp_link", "sli", "dns", "runtime", "lb_link", "nginx_link", "sched",
 ];
 
-/// The live entities, sorted by id (so output does not depend on hashing), with the
-/// lookups the rules need.
+/// The live entities with the lookups the rules need. `scoped` holds the entities of the
+/// machine whose snapshot is being built (all of them for a full snapshot), sorted by id so
+/// that output does not depend on hashing.
 pub struct Index<'s> {
-    pub entities: Vec<(&'s str, &'s Entity)>,
+    pub state: &'s State,
+    pub scope: Option<&'s str>,
+    pub scoped: Vec<(&'s str, &'s Entity)>,
     hosts: HashMap<&'s str, &'s str>,
     procs: HashMap<(&'s str, u64), &'s str>,
     containers: HashMap<(&'s str, String), &'s str>,
@@ -31,12 +34,11 @@ pub struct Index<'s> {
 }
 
 impl<'s> Index<'s> {
-    pub fn new(state: &'s State) -> Index<'s> {
-        let mut entities: Vec<(&str, &Entity)> =
-            state.entities.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        entities.sort_unstable_by_key(|e| e.0);
+    pub fn new(state: &'s State, scope: Option<&'s str>) -> Index<'s> {
         let mut ix = Index {
-            entities,
+            state,
+            scope,
+            scoped: Vec::new(),
             hosts: HashMap::new(),
             procs: HashMap::new(),
             containers: HashMap::new(),
@@ -44,8 +46,13 @@ impl<'s> Index<'s> {
             disks: HashMap::new(),
             nics: HashMap::new(),
         };
-        for &(id, e) in &ix.entities {
+        for (id, e) in &state.entities {
+            let id = id.as_str();
             let m = e.machine.as_str();
+            let mine = scope.is_none_or(|s| s == m);
+            if mine {
+                ix.scoped.push((id, e));
+            }
             match e.kind.as_str() {
                 "host" => {
                     ix.hosts.entry(m).or_insert(id);
@@ -55,6 +62,8 @@ impl<'s> Index<'s> {
                         ix.procs.entry((m, t)).or_insert(id);
                     }
                 }
+                // What only a machine's own vertical rules look up.
+                _ if !mine => {}
                 "container" => {
                     if let Some(c) = get(e, "container_id") {
                         // Collectors write the full 64-digit id or the 12-digit short one.
@@ -79,7 +88,13 @@ impl<'s> Index<'s> {
                 _ => {}
             }
         }
+        ix.scoped.sort_unstable_by_key(|e| e.0);
         ix
+    }
+
+    /// True when edges reported by `machine` belong in this snapshot.
+    pub fn in_scope(&self, machine: &str) -> bool {
+        self.scope.is_none_or(|s| s == machine)
     }
 
     pub fn proc(&self, machine: &str, tgid: u64) -> Option<&'s str> {
@@ -98,6 +113,14 @@ pub struct Builder<'s> {
 }
 
 impl<'s> Builder<'s> {
+    /// The machine a node is on: derived nodes know theirs, observed ones are looked up.
+    pub fn machine_of(&self, id: &str) -> Option<&str> {
+        match self.ix.state.entities.get(id) {
+            Some(e) => Some(e.machine.as_str()),
+            None => self.g.nodes.get(id)?.machine.as_deref(),
+        }
+    }
+
     pub fn add_edge(&mut self, rel: &'static str, src: &str, dst: &str, layer: Layer, metrics: Metrics) {
         self.g.edges.push(Edge {
             rel,
@@ -171,68 +194,120 @@ impl<'s> Builder<'s> {
     }
 }
 
-/// The snapshot of everything live.
-pub fn build(state: &State, ts: i64) -> Graph {
+/// Appinstances by machine: process id → appinstance id. A stream refreshes a machine's
+/// grouping at the end of its interval and reuses the others'.
+pub type AppCache = HashMap<String, HashMap<String, String>>;
+
+/// The snapshot of everything live (`scope` `None`), or the part one machine reports at
+/// the end of its interval: its vertical edges and the connect edges it owns (those whose
+/// source is its own, or from outside to it).
+pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -> Graph {
     let mut b = Builder {
-        ix: Index::new(state),
+        ix: Index::new(state, scope),
         g: Graph {
             ts,
             ..Graph::default()
         },
     };
-    for &(id, e) in &b.ix.entities {
-        b.g.nodes.insert(
-            id.to_string(),
-            Node {
-                kind: e.kind.clone(),
-                machine: Some(e.machine.clone()),
-                label: label(e),
-                derived: None,
-            },
-        );
+    if scope.is_none() {
+        for &(id, e) in &b.ix.scoped {
+            b.g.nodes.insert(
+                id.to_string(),
+                Node {
+                    kind: e.kind.clone(),
+                    machine: Some(e.machine.clone()),
+                    label: label(e),
+                    derived: None,
+                },
+            );
+        }
     }
-    let entities = b.ix.entities.clone();
-    for &(id, e) in &entities {
+    let scoped = b.ix.scoped.clone();
+    for &(id, e) in &scoped {
         vertical(&mut b, id, e);
     }
-    let procs: Vec<(&str, &Entity)> = entities
+    let procs: Vec<(&str, &Entity)> = scoped
         .iter()
         .copied()
         .filter(|(_, e)| e.kind == "proc")
         .collect();
-    let mut app_of: HashMap<String, String> = HashMap::new();
+    match scope {
+        Some(m) => {
+            apps.remove(m);
+        }
+        None => apps.clear(),
+    }
     for a in app::group(&procs) {
-        let name = a.keys.get("program").and_then(Value::as_str).unwrap_or("app");
-        let label = if a.procs.len() > 1 {
-            format!("{name} ×{}", a.procs.len())
-        } else {
-            name.to_string()
-        };
-        b.derived(&a.id, "appinstance", Some(&a.machine), label, a.keys.clone(), a.labels.clone());
-        let host = b.host(&a.machine);
-        b.add_edge(rel::RUNS_ON, &a.id, &host, Layer::Vertical, Metrics::new());
+        add_app(&mut b, &a);
+        let map = apps.entry(a.machine.clone()).or_default();
         for p in &a.procs {
-            b.add_edge(rel::BELONGS_TO, p, &a.id, Layer::Vertical, Metrics::new());
-            app_of.insert(p.clone(), a.id.clone());
+            map.insert(p.clone(), a.id.clone());
         }
     }
     let process_edges = flow::connect(&mut b);
-    layer_up(&mut b, &process_edges, Layer::App, |_, id| {
+    // Another machine's grouping, for the far end of a flow, is taken from its last
+    // interval; one not grouped yet is grouped now.
+    let missing: std::collections::BTreeSet<String> = process_edges
+        .iter()
+        .filter_map(|e| b.machine_of(&e.dst))
+        .filter(|m| !apps.contains_key(*m))
+        .map(String::from)
+        .collect();
+    for m in &missing {
+        let mut procs: Vec<(&str, &Entity)> = state
+            .entities
+            .iter()
+            .filter(|(_, e)| e.kind == "proc" && &e.machine == m)
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        procs.sort_unstable_by_key(|p| p.0);
+        let map = apps.entry(m.clone()).or_default();
+        for a in app::group(&procs) {
+            for p in a.procs {
+                map.insert(p, a.id.clone());
+            }
+        }
+    }
+    layer_up(&mut b, &process_edges, Layer::App, |b, id| {
         // Processes known only from their links have no appinstance: they stand for
         // themselves, as outside endpoints do.
-        Some(app_of.get(id).cloned().unwrap_or_else(|| id.to_string()))
+        let app = b.machine_of(id).and_then(|m| apps.get(m)?.get(id));
+        Some(app.cloned().unwrap_or_else(|| id.to_string()))
     });
     layer_up(&mut b, &process_edges, Layer::Host, |b, id| {
-        match b.g.nodes.get(id)?.machine.clone() {
+        match b.machine_of(id).map(String::from) {
             Some(m) => Some(b.host(&m)),
             None => Some(id.to_string()),
         }
     });
-    b.g.edges.sort_by(|x, y| {
-        (x.layer, x.rel, &x.src, &x.dst).cmp(&(y.layer, y.rel, &y.src, &y.dst))
-    });
-    b.g.edges.dedup_by(|x, y| x.layer == y.layer && x.rel == y.rel && x.src == y.src && x.dst == y.dst);
+    if scope.is_some() {
+        // Nodes derived on the way for another machine's part (the far end's process
+        // placed on its host) are that machine's to report.
+        let edges = std::mem::take(&mut b.g.edges);
+        b.g.edges = edges
+            .into_iter()
+            .filter(|e| {
+                let owner = b.machine_of(&e.src).or_else(|| b.machine_of(&e.dst));
+                owner.is_none_or(|m| b.ix.in_scope(m))
+            })
+            .collect();
+    }
     b.g
+}
+
+fn add_app(b: &mut Builder, a: &app::App) {
+    let name = a.keys.get("program").and_then(Value::as_str).unwrap_or("app");
+    let label = if a.procs.len() > 1 {
+        format!("{name} ×{}", a.procs.len())
+    } else {
+        name.to_string()
+    };
+    b.derived(&a.id, "appinstance", Some(&a.machine), label, a.keys.clone(), a.labels.clone());
+    let host = b.host(&a.machine);
+    b.add_edge(rel::RUNS_ON, &a.id, &host, Layer::Vertical, Metrics::new());
+    for p in &a.procs {
+        b.add_edge(rel::BELONGS_TO, p, &a.id, Layer::Vertical, Metrics::new());
+    }
 }
 
 /// The connect edges of a higher layer: each process edge mapped to its ends' app (or

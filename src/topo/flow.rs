@@ -149,6 +149,10 @@ fn links<'s>(entities: &[(&'s str, &'s Entity)]) -> (Vec<Link<'s>>, Vec<Link<'s>
             _ => {}
         }
     }
+    // Id order: the server end counts its retransmits with its first client, and
+    // is_peer edges come out in a stable order.
+    clients.sort_unstable_by_key(|l| l.id);
+    servers.sort_unstable_by_key(|l| l.id);
     (clients, servers)
 }
 
@@ -174,20 +178,18 @@ fn lbs<'s>(entities: &[(&'s str, &'s Entity)]) -> Vec<Lb<'s>> {
 type Key<'a> = (&'a str, &'a str, &'a str);
 
 /// The server end for a client on `machine`: on the same machine first, else on another
-/// unless the address is loopback. Candidates come in id order, so the choice is stable.
+/// unless the address is loopback; among several, the lowest id, so that the choice does
+/// not depend on the order links were stored in.
 fn pick(cands: Option<&Vec<usize>>, servers: &[Link], machine: &str, server_ip: &str) -> Option<usize> {
     let cands = cands?;
-    cands
-        .iter()
-        .copied()
-        .find(|&i| servers[i].e.machine == machine)
-        .or_else(|| {
-            if is_loopback(server_ip) {
-                None
-            } else {
-                cands.first().copied()
-            }
-        })
+    let lowest = |it: &mut dyn Iterator<Item = usize>| it.min_by_key(|&i| servers[i].id);
+    lowest(&mut cands.iter().copied().filter(|&i| servers[i].e.machine == machine)).or_else(|| {
+        if is_loopback(server_ip) {
+            None
+        } else {
+            lowest(&mut cands.iter().copied())
+        }
+    })
 }
 
 /// An endpoint nobody observed. Loopback addresses stay on their machine.
@@ -217,9 +219,10 @@ fn outside(b: &mut Builder, ip: &str, port: Option<&str>, machine: &str) -> Stri
 /// Adds the process-layer edges (connect, is_peer, and is_client / is_server around load
 /// balancers) and returns the connect edges, for the app and host layers.
 pub fn connect(b: &mut Builder) -> Vec<Edge> {
-    let entities = b.ix.entities.clone();
-    let (clients, servers) = links(&entities);
-    let lbs = lbs(&entities);
+    let all: Vec<(&str, &Entity)> = b.ix.state.entities.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let (clients, servers) = links(&all);
+    let mut lbs = lbs(&all);
+    lbs.sort_unstable_by_key(|l| l.id);
     let mut server_ix: HashMap<Key, Vec<usize>> = HashMap::new();
     for (i, s) in servers.iter().enumerate() {
         server_ix
@@ -242,6 +245,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
     for c in &clients {
         let key = (c.client_ip.as_str(), c.server_ip.as_str(), c.port.as_str());
         let m = c.e.machine.as_str();
+        let mine = b.ix.in_scope(m);
         let s = pick(server_ix.get(&key), &servers, m, &c.server_ip).or_else(|| {
             kernel_lb.get(&key)?.iter().find_map(|&l| {
                 let l = &lbs[l];
@@ -250,6 +254,13 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
             })
         });
         peer_of.push(s);
+        if !mine {
+            // Only whether its server end is taken matters to this snapshot.
+            if let Some(i) = s {
+                matched[i] = true;
+            }
+            continue;
+        }
         let src = b.proc(m, c.tgid);
         let dst = match s {
             Some(i) => b.proc(&servers[i].e.machine, servers[i].tgid),
@@ -267,7 +278,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         agg.ports.push(c.port.clone());
     }
     for (i, s) in servers.iter().enumerate() {
-        if matched[i] {
+        if matched[i] || !b.ix.in_scope(&s.e.machine) {
             continue;
         }
         let src = outside(b, &s.client_ip, None, &s.e.machine);
@@ -277,7 +288,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         agg.ports.push(s.port.clone());
     }
     load_balancers(b, &lbs, &clients, &servers, &peer_of, &server_ix);
-    sli(b, &entities, &mut flows);
+    sli(b, &all, &mut flows);
     let mut edges = Vec::with_capacity(flows.len());
     for ((src, dst), a) in flows {
         let mut metrics = a.metrics();

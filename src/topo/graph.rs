@@ -78,8 +78,8 @@ impl Graph {
         on(&e.src).or_else(|| on(&e.dst))
     }
 
-    /// Keeps the edges of these layers (all when empty) and the nodes they touch; with
-    /// `keep_isolated`, nodes without edges stay (a vertical view of a lone host).
+    /// Keeps the edges of these layers (all when empty) and the nodes they touch (and, in
+    /// the vertical layer, every host, even one with nothing on it).
     pub fn retain_layers(&mut self, layers: &[Layer]) {
         if layers.is_empty() {
             return;
@@ -101,7 +101,9 @@ impl Graph {
         const DETAIL: [&str; 7] = [
             "tcp_link", "lb_link", "nginx_link", "thread", "endpoint", "sli", "dns",
         ];
-        self.nodes.retain(|_, n| !DETAIL.contains(&n.kind.as_str()));
+        // Outside endpoints are derived and stay: they are the far ends of connect edges.
+        self.nodes
+            .retain(|_, n| n.derived.is_some() || !DETAIL.contains(&n.kind.as_str()));
         let nodes = &self.nodes;
         self.edges
             .retain(|e| nodes.contains_key(&e.src) && nodes.contains_key(&e.dst));

@@ -23,6 +23,8 @@ pub mod render;
 pub mod scan;
 pub mod state;
 
+use std::collections::{HashMap, HashSet};
+
 use anyhow::Context;
 
 use crate::io::{exit, signals, RecordReader, RecordWriter};
@@ -80,15 +82,33 @@ pub struct Summary {
 }
 
 /// Reads records to the end and writes the topology.
+///
+/// In a stream, a machine's interval ends with its status record, but its snapshot is
+/// written when that machine's next interval begins (its next entity or metric record), or
+/// at the end of input: by then the other machines have reported the same interval, so a
+/// flow between two machines is matched within the interval it happened in, in a live
+/// merged stream as in a recording.
 pub fn run(reader: &mut RecordReader, out: &mut RecordWriter, opts: &Options) -> anyhow::Result<Summary> {
     let mut state = State::new(opts.expire);
     let mut summary = Summary::default();
     let streaming = opts.format == Format::Ndjson && opts.at.is_none();
     let pass = streaming && !opts.only;
-    // Whether records arrived since the last snapshot, and the latest time seen.
-    let mut pending = false;
+    let mut apps = build::AppCache::new();
+    // Machines whose interval ended and whose snapshot is due, with the interval's time.
+    let mut due: HashMap<String, i64> = HashMap::new();
+    // Machines with records since their last status.
+    let mut open: HashSet<String> = HashSet::new();
     let mut last_ts = 0i64;
     let mut buf = Vec::with_capacity(512);
+    // Closes a machine's interval: its snapshot (in a stream), then expiry.
+    let mut emit = |state: &mut State, apps: &mut build::AppCache, machine: &str, ts: i64, out: &mut RecordWriter, summary: &mut Summary| -> anyhow::Result<()> {
+        if streaming {
+            summary.records_out += snapshot(state, apps, ts, machine, opts, out, &mut buf)?;
+            summary.snapshots += 1;
+        }
+        state.expire(machine);
+        Ok(())
+    };
     loop {
         if signals::received().is_some() && !streaming {
             break;
@@ -102,17 +122,29 @@ pub fn run(reader: &mut RecordReader, out: &mut RecordWriter, opts: &Options) ->
             }
         };
         summary.records_in += 1;
+        let (ts, machine) = match &scanned {
+            Scanned::Entity(l) => (l.ts.unwrap_or(0), l.machine_id),
+            Scanned::Metric(l) => (l.ts.unwrap_or(0), l.id.and_then(|id| state.machine_of(id))),
+            Scanned::Status { ts, .. } => (*ts, None),
+            Scanned::Other => (i64::MIN, None),
+        };
+        // The first record of a machine's next interval: its last one is complete.
+        if let Some(m) = machine.filter(|_| opts.at.is_none_or(|at| ts <= at)) {
+            if let Some(due_ts) = due.remove(m) {
+                let m = m.to_string();
+                emit(&mut state, &mut apps, &m, due_ts, out, &mut summary)?;
+            }
+        }
         if pass {
             out.write_raw(line)?;
         }
+        if matches!(scanned, Scanned::Other) || opts.at.is_some_and(|at| ts > at) {
+            continue;
+        }
+        last_ts = last_ts.max(ts);
         let result = match scanned {
             Scanned::Entity(l) => {
-                let ts = l.ts.unwrap_or(0);
-                if opts.at.is_some_and(|at| ts > at) {
-                    continue;
-                }
-                last_ts = last_ts.max(ts);
-                pending = true;
+                open.insert(l.machine_id.unwrap_or_default().to_string());
                 state.entity(
                     l.id.unwrap_or_default(),
                     l.kind.unwrap_or_default(),
@@ -121,30 +153,28 @@ pub fn run(reader: &mut RecordReader, out: &mut RecordWriter, opts: &Options) ->
                     l.labels.map(|k| k.get()),
                 )
             }
-            Scanned::Metric(l) => {
-                let ts = l.ts.unwrap_or(0);
-                if opts.at.is_some_and(|at| ts > at) {
-                    continue;
-                }
-                last_ts = last_ts.max(ts);
-                state.metric(
-                    l.id.unwrap_or_default(),
-                    l.kind.unwrap_or_default(),
-                    l.metrics.map(|m| m.get()),
-                )
-            }
+            Scanned::Metric(l) => state.metric(
+                l.id.unwrap_or_default(),
+                l.kind.unwrap_or_default(),
+                l.metrics.map(|m| m.get()),
+            ),
             Scanned::Status { ts, machine_id } => {
-                if opts.at.is_some_and(|at| ts > at) {
-                    continue;
+                let machines: Vec<String> = match machine_id {
+                    Some(m) => vec![m.into_owned()],
+                    None => state.machines(),
+                };
+                for m in machines {
+                    // An interval with nothing in it: the last one is still due.
+                    if let Some(due_ts) = due.remove(&m) {
+                        emit(&mut state, &mut apps, &m, due_ts, out, &mut summary)?;
+                    }
+                    due.insert(m.clone(), ts);
+                    open.remove(&m);
+                    state.end_interval(&m);
                 }
-                last_ts = last_ts.max(ts);
                 if streaming {
-                    summary.records_out += snapshot(&state, ts, machine_id.as_deref(), opts, out, &mut buf)?;
-                    summary.snapshots += 1;
-                    pending = false;
                     out.end_interval()?;
                 }
-                state.end_interval(machine_id.as_deref());
                 Ok(())
             }
             Scanned::Other => Ok(()),
@@ -154,14 +184,18 @@ pub fn run(reader: &mut RecordReader, out: &mut RecordWriter, opts: &Options) ->
             reader.reject(&message)?;
         }
     }
-    if !streaming {
+    if streaming {
+        let mut rest: Vec<(String, i64)> = due.into_iter().collect();
+        // Input without status records, or cut short: a snapshot of what it held.
+        rest.extend(open.into_iter().map(|m| (m, last_ts)));
+        rest.sort();
+        for (m, ts) in rest {
+            emit(&mut state, &mut apps, &m, ts, out, &mut summary)?;
+        }
+    } else {
         let ts = opts.at.unwrap_or(last_ts);
-        let g = view(build::build(&state, ts), opts)?;
+        let g = view(build::build(&state, ts, None, &mut apps), opts)?;
         summary.records_out += draw(&g, opts.format, out, &mut buf)?;
-        summary.snapshots += 1;
-    } else if pending {
-        // Input without status records (or cut short): one snapshot of what it held.
-        summary.records_out += snapshot(&state, last_ts, None, opts, out, &mut buf)?;
         summary.snapshots += 1;
     }
     summary.orphan_metrics = state.orphan_metrics;
@@ -169,23 +203,34 @@ pub fn run(reader: &mut RecordReader, out: &mut RecordWriter, opts: &Options) ->
     Ok(summary)
 }
 
-/// The edges one machine reports at the end of its interval (all machines' with `None`).
+/// The edges one machine reports at the end of its interval.
 fn snapshot(
     state: &State,
+    apps: &mut build::AppCache,
     ts: i64,
-    machine: Option<&str>,
+    machine: &str,
     opts: &Options,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
 ) -> anyhow::Result<u64> {
-    let g = build::build(state, ts);
+    let g = match &opts.focus {
+        // A focus needs the whole graph to walk; then the machine's part is taken.
+        Some(_) => {
+            let mut g = build::build(state, ts, None, apps);
+            let owned: Vec<bool> = g.edges.iter().map(|e| g.owner(e) == Some(machine)).collect();
+            let mut keep = owned.into_iter();
+            g.edges.retain(|_| keep.next().unwrap_or(false));
+            g
+        }
+        None => build::build(state, ts, Some(machine), apps),
+    };
     let g = match view(g, opts) {
         Ok(g) => g,
         // The focus may not have appeared yet in a stream: nothing to write this time.
         Err(_) if opts.focus.is_some() => return Ok(0),
         Err(e) => return Err(e),
     };
-    Ok(render::ndjson(&g, machine, out, buf)?)
+    Ok(render::ndjson(&g, None, out, buf)?)
 }
 
 /// Applies the layer, detail and focus options.

@@ -120,28 +120,38 @@ impl State {
         Ok(())
     }
 
-    /// Ends an interval of one machine (or of every machine known), then drops what has
-    /// not been seen for `expire` intervals of its machine.
-    pub fn end_interval(&mut self, machine: Option<&str>) {
-        match machine {
-            Some(m) => {
-                *self.clocks.entry(m.to_string()).or_insert(0) += 1;
-            }
-            None => self.clocks.values_mut().for_each(|c| *c += 1),
-        }
+    /// Ends an interval of a machine: what it reports from now on belongs to the next.
+    pub fn end_interval(&mut self, machine: &str) {
+        *self.clocks.entry(machine.to_string()).or_insert(0) += 1;
+    }
+
+    /// Drops the machine's entities that have not been seen for `expire` of its intervals;
+    /// called once its snapshot is written.
+    pub fn expire(&mut self, machine: &str) {
         if self.expire == 0 {
             return;
         }
-        let (clocks, expire) = (&self.clocks, self.expire);
-        self.entities.retain(|_, e| {
-            let now = clocks.get(&e.machine).copied().unwrap_or(0);
-            now - e.stamp.min(now) < expire
-        });
+        let now = self.clocks.get(machine).copied().unwrap_or(0);
+        let expire = self.expire;
+        self.entities
+            .retain(|_, e| e.machine != machine || now - e.stamp.min(now) < expire);
     }
 
-    /// Machines seen, for a snapshot of everything.
-    pub fn machines(&self) -> impl Iterator<Item = &str> {
-        self.entities.values().map(|e| e.machine.as_str())
+    /// The machine of a known entity.
+    pub fn machine_of(&self, id: &str) -> Option<&str> {
+        self.entities.get(id).map(|e| e.machine.as_str())
+    }
+
+    /// Every machine seen, in order.
+    pub fn machines(&self) -> Vec<String> {
+        let mut ms: Vec<String> = self.clocks.keys().cloned().collect();
+        for e in self.entities.values() {
+            if !self.clocks.contains_key(&e.machine) && !ms.contains(&e.machine) {
+                ms.push(e.machine.clone());
+            }
+        }
+        ms.sort();
+        ms
     }
 }
 
@@ -158,13 +168,16 @@ mod tests {
         let mut s = State::new(2);
         s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, None).unwrap();
         s.entity("n_proc_1", "proc", "n", r#"{"tgid":1}"#, None).unwrap();
-        s.end_interval(Some("m"));
+        s.end_interval("m");
+        s.expire("m");
         s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, Some(r#"{"comm":"a"}"#))
             .unwrap();
         assert_eq!(s.entities["m_proc_1"].labels["comm"], "a");
-        s.end_interval(Some("m"));
+        s.end_interval("m");
+        s.expire("m");
         assert!(s.entities.contains_key("m_proc_1"));
-        s.end_interval(Some("m"));
+        s.end_interval("m");
+        s.expire("m");
         assert!(!s.entities.contains_key("m_proc_1"), "unseen for 2 intervals");
         // Another machine's clock did not move.
         assert!(s.entities.contains_key("n_proc_1"));
