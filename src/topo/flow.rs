@@ -25,9 +25,9 @@ struct Link<'s> {
     id: &'s str,
     e: &'s Entity,
     tgid: u64,
-    client_ip: String,
-    server_ip: String,
-    port: String,
+    client_ip: &'s str,
+    server_ip: &'s str,
+    port: &'s str,
 }
 
 struct Lb<'s> {
@@ -123,30 +123,19 @@ impl Agg {
 fn links<'s>(entities: &[(&'s str, &'s Entity)]) -> (Vec<Link<'s>>, Vec<Link<'s>>) {
     let (mut clients, mut servers) = (Vec::new(), Vec::new());
     for &(id, e) in entities {
-        if e.kind != "tcp_link" {
-            continue;
-        }
-        let (Some(tgid), Some(role), Some(c), Some(s), Some(p)) = (
-            get_uint(e, "tgid"),
-            get(e, "role"),
-            get(e, "client_ip"),
-            get(e, "server_ip"),
-            get(e, "server_port"),
-        ) else {
-            continue;
-        };
+        let Some(k) = &e.link else { continue };
         let link = Link {
             id,
             e,
-            tgid,
-            client_ip: c.into_owned(),
-            server_ip: s.into_owned(),
-            port: p.into_owned(),
+            tgid: k.tgid,
+            client_ip: &k.client_ip,
+            server_ip: &k.server_ip,
+            port: &k.server_port,
         };
-        match role.as_ref() {
-            "client" => clients.push(link),
-            "server" => servers.push(link),
-            _ => {}
+        if k.client {
+            clients.push(link);
+        } else {
+            servers.push(link);
         }
     }
     // Id order: the server end counts its retransmits with its first client, and
@@ -226,7 +215,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
     let mut server_ix: HashMap<Key, Vec<usize>> = HashMap::new();
     for (i, s) in servers.iter().enumerate() {
         server_ix
-            .entry((&s.client_ip, &s.server_ip, &s.port))
+            .entry((s.client_ip, s.server_ip, s.port))
             .or_default()
             .push(i);
     }
@@ -243,13 +232,13 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
     let mut peer_of: Vec<Option<usize>> = Vec::with_capacity(clients.len());
     let mut flows: BTreeMap<(String, String), Agg> = BTreeMap::new();
     for c in &clients {
-        let key = (c.client_ip.as_str(), c.server_ip.as_str(), c.port.as_str());
+        let key = (c.client_ip, c.server_ip, c.port);
         let m = c.e.machine.as_str();
         let mine = b.ix.in_scope(m);
-        let s = pick(server_ix.get(&key), &servers, m, &c.server_ip).or_else(|| {
+        let s = pick(server_ix.get(&key), &servers, m, c.server_ip).or_else(|| {
             kernel_lb.get(&key)?.iter().find_map(|&l| {
                 let l = &lbs[l];
-                let k = (c.client_ip.as_str(), l.backend_ip.as_str(), l.backend_port.as_str());
+                let k = (c.client_ip, l.backend_ip.as_str(), l.backend_port.as_str());
                 pick(server_ix.get(&k), &servers, m, &l.backend_ip)
             })
         });
@@ -264,7 +253,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         let src = b.proc(m, c.tgid);
         let dst = match s {
             Some(i) => b.proc(&servers[i].e.machine, servers[i].tgid),
-            None => outside(b, &c.server_ip, Some(&c.port), m),
+            None => outside(b, c.server_ip, Some(c.port), m),
         };
         let agg = flows.entry((src, dst)).or_default();
         match s {
@@ -275,17 +264,17 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
             }
             None => agg.add_pair(&c.e.flow, None, false),
         }
-        agg.ports.push(c.port.clone());
+        agg.ports.push(c.port.to_string());
     }
     for (i, s) in servers.iter().enumerate() {
         if matched[i] || !b.ix.in_scope(&s.e.machine) {
             continue;
         }
-        let src = outside(b, &s.client_ip, None, &s.e.machine);
+        let src = outside(b, s.client_ip, None, &s.e.machine);
         let dst = b.proc(&s.e.machine, s.tgid);
         let agg = flows.entry((src, dst)).or_default();
         agg.add_server(&s.e.flow);
-        agg.ports.push(s.port.clone());
+        agg.ports.push(s.port.to_string());
     }
     load_balancers(b, &lbs, &clients, &servers, &peer_of, &server_ix);
     sli(b, &all, &mut flows);
@@ -323,7 +312,7 @@ fn load_balancers(
     let mut by_dst: HashMap<Key, Vec<usize>> = HashMap::new();
     for (i, c) in clients.iter().enumerate() {
         by_dst
-            .entry((&c.client_ip, &c.server_ip, &c.port))
+            .entry((c.client_ip, c.server_ip, c.port))
             .or_default()
             .push(i);
     }

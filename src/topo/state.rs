@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::fields::{text, uint};
 use crate::record::{Fields, Metrics};
 
 /// The flow metrics gala-topo reads from tcp_link and lb_link metric records; any other
@@ -18,6 +19,35 @@ pub struct Flow {
     pub tx_bytes: Option<f64>,
     pub srtt: Option<f64>,
     pub retran_packets: Option<f64>,
+}
+
+/// The matching key of a tcp_link, taken from its keys (or labels) once, when they change,
+/// rather than at every snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkKey {
+    pub tgid: u64,
+    pub client: bool,
+    pub client_ip: String,
+    pub server_ip: String,
+    pub server_port: String,
+}
+
+impl LinkKey {
+    fn of(keys: &Fields, labels: &Fields) -> Option<LinkKey> {
+        let get = |n: &str| text(keys, n).or_else(|| text(labels, n));
+        let role = get("role")?;
+        Some(LinkKey {
+            tgid: uint(keys, "tgid").or_else(|| uint(labels, "tgid"))?,
+            client: match role.as_ref() {
+                "client" => true,
+                "server" => false,
+                _ => return None,
+            },
+            client_ip: get("client_ip")?.into_owned(),
+            server_ip: get("server_ip")?.into_owned(),
+            server_port: get("server_port")?.into_owned(),
+        })
+    }
 }
 
 /// A live entity.
@@ -37,6 +67,8 @@ pub struct Entity {
     pub flow: Flow,
     /// Latest metrics of an sli entity, all of them.
     pub sli: Metrics,
+    /// For a tcp_link with every key it needs.
+    pub link: Option<LinkKey>,
 }
 
 #[derive(Debug)]
@@ -83,9 +115,10 @@ impl State {
             e.machine.replace_range(.., machine);
             e.keys_raw.replace_range(.., keys);
             e.labels_raw.replace_range(.., labels);
+            e.link = (kind == "tcp_link").then(|| LinkKey::of(&e.keys, &e.labels)).flatten();
             return Ok(());
         }
-        let e = Entity {
+        let mut e = Entity {
             kind: kind.to_string(),
             machine: machine.to_string(),
             keys: parse_fields(keys, "keys")?,
@@ -95,7 +128,9 @@ impl State {
             stamp,
             flow: Flow::default(),
             sli: Metrics::new(),
+            link: None,
         };
+        e.link = (kind == "tcp_link").then(|| LinkKey::of(&e.keys, &e.labels)).flatten();
         self.entities.insert(id.to_string(), e);
         Ok(())
     }
