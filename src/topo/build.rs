@@ -2,7 +2,7 @@
 //! the appinstances, and the horizontal `connect` edges at the process, app and host
 //! layers from matched links (see [`super::flow`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -10,6 +10,7 @@ use super::app;
 use super::fields::{get, get_uint, text};
 use super::flow;
 use super::graph::{rel, Edge, Graph, Layer, Node};
+use super::hash::FastMap as HashMap;
 use super::state::{Entity, State};
 use crate::record::{entity_id, Fields, Metrics};
 
@@ -39,12 +40,12 @@ impl<'s> Index<'s> {
             state,
             scope,
             scoped: Vec::new(),
-            hosts: HashMap::new(),
-            procs: HashMap::new(),
-            containers: HashMap::new(),
-            pods: HashMap::new(),
-            disks: HashMap::new(),
-            nics: HashMap::new(),
+            hosts: HashMap::default(),
+            procs: HashMap::default(),
+            containers: HashMap::default(),
+            pods: HashMap::default(),
+            disks: HashMap::default(),
+            nics: HashMap::default(),
         };
         for (id, e) in &state.entities {
             let id = id.as_str();

@@ -11,13 +11,14 @@
 //! whose other end was not observed ends at an outside endpoint node, keyed by the peer's
 //! address, so an outside client or a remote database still shows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use super::build::Builder;
 use super::fields::{get, get_uint, is_loopback};
 use super::graph::{rel, Edge, Layer};
+use super::hash::FastMap as HashMap;
 use super::state::{Entity, Flow};
 use crate::record::{entity_id, Fields, Metrics};
 
@@ -138,10 +139,6 @@ fn links<'s>(entities: &[(&'s str, &'s Entity)]) -> (Vec<Link<'s>>, Vec<Link<'s>
             servers.push(link);
         }
     }
-    // Id order: the server end counts its retransmits with its first client, and
-    // is_peer edges come out in a stable order.
-    clients.sort_unstable_by_key(|l| l.id);
-    servers.sort_unstable_by_key(|l| l.id);
     (clients, servers)
 }
 
@@ -212,14 +209,14 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
     let (clients, servers) = links(&all);
     let mut lbs = lbs(&all);
     lbs.sort_unstable_by_key(|l| l.id);
-    let mut server_ix: HashMap<Key, Vec<usize>> = HashMap::new();
+    let mut server_ix: HashMap<Key, Vec<usize>> = HashMap::default();
     for (i, s) in servers.iter().enumerate() {
         server_ix
             .entry((s.client_ip, s.server_ip, s.port))
             .or_default()
             .push(i);
     }
-    let mut kernel_lb: HashMap<Key, Vec<usize>> = HashMap::new();
+    let mut kernel_lb: HashMap<Key, Vec<usize>> = HashMap::default();
     for (i, l) in lbs.iter().enumerate() {
         if l.tgid.is_none() {
             kernel_lb
@@ -228,13 +225,14 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
                 .push(i);
         }
     }
+    // Every client link, for the server ends it takes; for each server end, the client
+    // that counts its retransmits is the lowest id, whatever order links are stored in.
     let mut matched = vec![false; servers.len()];
+    let mut primary: Vec<Option<usize>> = vec![None; servers.len()];
     let mut peer_of: Vec<Option<usize>> = Vec::with_capacity(clients.len());
-    let mut flows: BTreeMap<(String, String), Agg> = BTreeMap::new();
-    for c in &clients {
+    for (ci, c) in clients.iter().enumerate() {
         let key = (c.client_ip, c.server_ip, c.port);
         let m = c.e.machine.as_str();
-        let mine = b.ix.in_scope(m);
         let s = pick(server_ix.get(&key), &servers, m, c.server_ip).or_else(|| {
             kernel_lb.get(&key)?.iter().find_map(|&l| {
                 let l = &lbs[l];
@@ -242,14 +240,24 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
                 pick(server_ix.get(&k), &servers, m, &l.backend_ip)
             })
         });
-        peer_of.push(s);
-        if !mine {
-            // Only whether its server end is taken matters to this snapshot.
-            if let Some(i) = s {
-                matched[i] = true;
+        if let Some(i) = s {
+            matched[i] = true;
+            if primary[i].is_none_or(|p| clients[p].id > c.id) {
+                primary[i] = Some(ci);
             }
-            continue;
         }
+        peer_of.push(s);
+    }
+    // This snapshot's client links, in id order so that the output is stable.
+    let mut mine: Vec<usize> = (0..clients.len())
+        .filter(|&i| b.ix.in_scope(&clients[i].e.machine))
+        .collect();
+    mine.sort_unstable_by_key(|&i| clients[i].id);
+    let mut flows: BTreeMap<(String, String), Agg> = BTreeMap::new();
+    for ci in mine {
+        let c = &clients[ci];
+        let m = c.e.machine.as_str();
+        let s = peer_of[ci];
         let src = b.proc(m, c.tgid);
         let dst = match s {
             Some(i) => b.proc(&servers[i].e.machine, servers[i].tgid),
@@ -258,8 +266,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         let agg = flows.entry((src, dst)).or_default();
         match s {
             Some(i) => {
-                agg.add_pair(&c.e.flow, Some(&servers[i].e.flow), !matched[i]);
-                matched[i] = true;
+                agg.add_pair(&c.e.flow, Some(&servers[i].e.flow), primary[i] == Some(ci));
                 b.add_edge(rel::IS_PEER, c.id, servers[i].id, Layer::Process, Metrics::new());
             }
             None => agg.add_pair(&c.e.flow, None, false),
@@ -309,7 +316,7 @@ fn load_balancers(
     peer_of: &[Option<usize>],
     server_ix: &HashMap<Key, Vec<usize>>,
 ) {
-    let mut by_dst: HashMap<Key, Vec<usize>> = HashMap::new();
+    let mut by_dst: HashMap<Key, Vec<usize>> = HashMap::default();
     for (i, c) in clients.iter().enumerate() {
         by_dst
             .entry((c.client_ip, c.server_ip, c.port))
@@ -319,10 +326,11 @@ fn load_balancers(
     for l in lbs {
         let m = l.e.machine.as_str();
         let key = (l.client_ip.as_str(), l.virtual_ip.as_str(), l.virtual_port.as_str());
-        let callers: Vec<(String, u64)> = by_dst
+        let mut callers: Vec<(String, u64)> = by_dst
             .get(&key)
             .map(|v| v.iter().map(|&i| (clients[i].e.machine.clone(), clients[i].tgid)).collect())
             .unwrap_or_default();
+        callers.sort();
         if callers.is_empty() {
             let src = outside(b, &l.client_ip, None, m);
             b.add_edge(rel::IS_CLIENT, &src, l.id, Layer::Process, Metrics::new());
@@ -335,12 +343,13 @@ fn load_balancers(
             Some(t) => clients
                 .iter()
                 .enumerate()
-                .find(|(_, c)| {
+                .filter(|(_, c)| {
                     c.e.machine == m
                         && c.tgid == t
                         && c.server_ip == l.backend_ip
                         && c.port == l.backend_port
                 })
+                .min_by_key(|(_, c)| c.id)
                 .map(|(i, _)| peer_of[i]),
             None => {
                 let k = (l.client_ip.as_str(), l.backend_ip.as_str(), l.backend_port.as_str());

@@ -19,16 +19,17 @@ pub mod cli;
 pub mod fields;
 pub mod flow;
 pub mod graph;
+pub mod hash;
 pub mod render;
 pub mod scan;
 pub mod state;
 
-use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 
 use crate::io::{exit, signals, RecordReader, RecordWriter};
 use cli::{Cli, Format};
+use hash::{FastMap as HashMap, FastSet as HashSet};
 use graph::{Graph, Layer};
 use scan::Scanned;
 use state::State;
@@ -93,11 +94,11 @@ pub fn run(reader: &mut RecordReader, out: &mut RecordWriter, opts: &Options) ->
     let mut summary = Summary::default();
     let streaming = opts.format == Format::Ndjson && opts.at.is_none();
     let pass = streaming && !opts.only;
-    let mut apps = build::AppCache::new();
+    let mut apps = build::AppCache::default();
     // Machines whose interval ended and whose snapshot is due, with the interval's time.
-    let mut due: HashMap<String, i64> = HashMap::new();
+    let mut due: HashMap<String, i64> = HashMap::default();
     // Machines with records since their last status.
-    let mut open: HashSet<String> = HashSet::new();
+    let mut open: HashSet<String> = HashSet::default();
     let mut last_ts = 0i64;
     let mut buf = Vec::with_capacity(512);
     // Closes a machine's interval: its snapshot (in a stream), then expiry.

@@ -3,11 +3,10 @@
 //! entities: an entity not seen (as entity or metric record) for `expire` intervals of its
 //! own machine is dropped.
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 
 use super::fields::{text, uint};
+use super::hash::FastMap;
 use crate::record::{Fields, Metrics};
 
 /// The flow metrics gala-topo reads from tcp_link and lb_link metric records; any other
@@ -73,9 +72,9 @@ pub struct Entity {
 
 #[derive(Debug)]
 pub struct State {
-    pub entities: HashMap<String, Entity>,
+    pub entities: FastMap<String, Entity>,
     /// Interval clock per machine: the number of intervals it has ended.
-    clocks: HashMap<String, u64>,
+    clocks: FastMap<String, u64>,
     /// Intervals without a sighting after which an entity is dropped; 0 keeps everything.
     expire: u64,
     /// Metric records for entities not (or no longer) known, which are skipped.
@@ -85,8 +84,8 @@ pub struct State {
 impl State {
     pub fn new(expire: u64) -> State {
         State {
-            entities: HashMap::new(),
-            clocks: HashMap::new(),
+            entities: FastMap::default(),
+            clocks: FastMap::default(),
             expire,
             orphan_metrics: 0,
         }
