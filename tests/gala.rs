@@ -11,3 +11,5 @@ mod common;
 mod docs;
 #[path = "gala/stream_io.rs"]
 mod stream_io;
+#[path = "gala/topo.rs"]
+mod topo;
