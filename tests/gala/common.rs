@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "gala-collect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-collect")),
+        "gala-detect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-detect")),
         other => panic!("no binary {other}"),
     }
 }

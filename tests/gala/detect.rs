@@ -1,0 +1,1 @@
+//! gala-detect end to end.
