@@ -1,12 +1,14 @@
 //! n-sigma with smoothing, gala-anteater's default KPI detector: the mean of the last few
 //! points against mean ± n·σ of a longer history. gala-anteater recomputes the history
 //! statistics from a window of raw points each time; here they are exponentially weighted,
-//! O(1) per point, and points judged anomalous teach the baseline only a quarter as much,
-//! so a fault does not widen its own band while it lasts.
+//! O(1) per point, and a point can move the baseline by at most 2σ of evidence (below).
 
 use serde::{Deserialize, Serialize};
 
 use super::{alpha_for, describe_points, Direction, EwStats, Params, Verdict};
+
+/// Largest deviation, in σ, a single point may teach the baseline.
+const CLIP: f64 = 2.0;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NSigma {
@@ -62,11 +64,17 @@ impl NSigma {
         } else {
             None
         };
-        let mut alpha = alpha_for(self.window);
-        if verdict.is_some_and(|v| v.is_anomalous()) {
-            alpha *= 0.25;
-        }
-        self.stats.push(x, alpha);
+        // Huber-style: once warm, a point teaches the baseline at most CLIP σ of change,
+        // so neither a fault nor a trend widens its own band while it lasts; a lasting
+        // shift is still learned, slowly.
+        let learn = if self.stats.n >= self.warm {
+            let std = self.stats.std().max(self.min_std).max(f64::MIN_POSITIVE);
+            let m = self.stats.mean;
+            m + (x - m).clamp(-CLIP * std, CLIP * std)
+        } else {
+            x
+        };
+        self.stats.push(learn, alpha_for(self.window));
         verdict
     }
 

@@ -5,11 +5,18 @@
 //! points extrapolated from the recent slope, so the newest point is not at the edge
 //! where the transform is least reliable. The cost is one FFT pair per point, so this is
 //! a detector for the few KPIs that need it, not for every metric.
+//!
+//! The paper thresholds the relative saliency at a fixed τ; on noisy series that fires
+//! constantly (white noise has no smooth spectrum to stand out from). Here the saliency
+//! scores go through SPOT like any other score stream, so the threshold is the one the
+//! series' own normal saliency exceeds with probability `q`; `threshold` is only a floor
+//! on how far past the tail's level a point must be.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::spot::Tail;
 use super::{describe_points, Direction, Params, Verdict};
 
 /// Points extrapolated past the newest one.
@@ -28,6 +35,10 @@ pub struct SpectralResidual {
     /// Real points in the transform; with EXTEND it makes a power of two.
     len: usize,
     ring: VecDeque<f64>,
+    q: f64,
+    init: usize,
+    calibration: Vec<f64>,
+    tail: Option<Tail>,
     #[serde(skip)]
     scratch: Scratch,
 }
@@ -45,16 +56,37 @@ impl SpectralResidual {
         let size = want.next_power_of_two();
         SpectralResidual {
             dir,
-            threshold: p.threshold.unwrap_or(3.0),
+            threshold: p.threshold.unwrap_or(0.5),
             len: size - EXTEND,
             ring: VecDeque::with_capacity(size),
+            q: p.q.unwrap_or(1e-4),
+            init: p.init.unwrap_or(300).max(30),
+            calibration: Vec::new(),
+            tail: None,
             scratch: Scratch::default(),
         }
     }
 
     pub fn update(&mut self, x: f64) -> Option<Verdict> {
         let verdict = if self.ring.len() == self.len {
-            Some(self.judge(x))
+            let (rel, mean) = self.saliency(x);
+            let v = self.dir.excess(rel);
+            match self.tail.as_mut() {
+                Some(t) => Some(Verdict {
+                    ratio: t.step(v, self.q, self.threshold),
+                    expected: mean,
+                    lower: f64::NAN,
+                    upper: f64::NAN,
+                }),
+                None => {
+                    self.calibration.push(v);
+                    if self.calibration.len() >= self.init {
+                        let mut c = std::mem::take(&mut self.calibration);
+                        self.tail = Some(Tail::calibrate(&mut c, self.q));
+                    }
+                    None
+                }
+            }
         } else {
             None
         };
@@ -65,21 +97,30 @@ impl SpectralResidual {
         verdict
     }
 
-    /// Saliency of `x` appended to the window, relative to its recent average.
-    fn judge(&mut self, x: f64) -> Verdict {
+    /// Saliency of `x` appended to the window relative to its recent average, signed by
+    /// the side of the window mean `x` is on; and that mean.
+    fn saliency(&mut self, x: f64) -> (f64, f64) {
         let n = self.len + EXTEND;
         let s = &mut self.scratch;
         s.re.clear();
         s.re.extend(self.ring.iter().skip(1).copied());
         s.re.push(x);
         let last = s.re.len() - 1;
+        // The paper extrapolates from the newest point itself; a spike there then throws
+        // the extension further than the spike and the saliency lands on the extension.
+        // Extrapolating from the points before it keeps the extension "what was expected".
+        let prev = last - 1;
         let mut slope = 0.0;
         for i in 1..=SLOPE_POINTS {
-            slope += (s.re[last] - s.re[last - i]) / i as f64;
+            slope += (s.re[prev] - s.re[prev - i]) / i as f64;
         }
         slope /= SLOPE_POINTS as f64;
-        let next = s.re[last + 1 - SLOPE_POINTS] + slope * SLOPE_POINTS as f64;
+        let next = s.re[prev + 1 - SLOPE_POINTS] + slope * (SLOPE_POINTS + 1) as f64;
         s.re.extend(std::iter::repeat_n(next, EXTEND));
+        // Without the mean, the DC term's residual adds a constant to the whole saliency
+        // map and drowns the peaks of series that sit far from zero.
+        let centre = s.re.iter().sum::<f64>() / n as f64;
+        s.re.iter_mut().for_each(|v| *v -= centre);
         s.im.clear();
         s.im.resize(n, 0.0);
         fft(&mut s.re, &mut s.im, false);
@@ -87,7 +128,10 @@ impl SpectralResidual {
         s.amp
             .extend(s.re.iter().zip(&s.im).map(|(r, i)| (r * r + i * i).sqrt()));
         // Residual of the log amplitude against its local average, keeping the phase.
-        let logs: Vec<f64> = s.amp.iter().map(|a| (a + 1e-12).ln()).collect();
+        let mut logs: Vec<f64> = s.amp.iter().map(|a| (a + 1e-12).ln()).collect();
+        // The DC bin is ~0 once the mean is removed; its log would drag its neighbours'
+        // average down and turn bin 1 into a lone sinusoid of constant saliency.
+        logs[0] = logs[1];
         let half = SPECTRUM_FILTER / 2;
         for k in 0..n {
             let lo = k.saturating_sub(half);
@@ -103,6 +147,8 @@ impl SpectralResidual {
                 s.im[k] = 0.0;
             }
         }
+        s.re[0] = 0.0;
+        s.im[0] = 0.0;
         fft(&mut s.re, &mut s.im, true);
         let sal = |i: usize| (s.re[i] * s.re[i] + s.im[i] * s.im[i]).sqrt();
         let from = last.saturating_sub(SALIENCY_WINDOW);
@@ -110,14 +156,7 @@ impl SpectralResidual {
         let rel = if avg > 0.0 { (sal(last) - avg) / avg } else { 0.0 };
         let mean = self.ring.iter().sum::<f64>() / self.ring.len() as f64;
         // The saliency has no sign; the direction comes from the side of the window mean.
-        let signed = if x >= mean { rel } else { -rel };
-        let ratio = self.dir.excess(signed).max(0.0) / self.threshold;
-        Verdict {
-            ratio,
-            expected: mean,
-            lower: f64::NAN,
-            upper: f64::NAN,
-        }
+        (if x >= mean { rel } else { -rel }, mean)
     }
 
     pub fn basis(&self) -> String {

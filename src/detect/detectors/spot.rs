@@ -15,6 +15,9 @@ use super::{Direction, Params, Verdict};
 /// Quantile of the calibration data above which points are peaks.
 const PEAK_QUANTILE: f64 = 0.98;
 
+/// Peaks wanted from the calibration sample.
+const MIN_PEAKS: f64 = 30.0;
+
 /// One tail: excesses over the initial level `t`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Tail {
@@ -31,7 +34,9 @@ impl Tail {
     /// worse).
     pub fn calibrate(values: &mut [f64], q: f64) -> Tail {
         values.sort_unstable_by(f64::total_cmp);
-        let idx = ((values.len() as f64 * PEAK_QUANTILE) as usize).min(values.len() - 1);
+        // At least MIN_PEAKS peaks, or the tail's shape is a guess.
+        let quantile = PEAK_QUANTILE.min(1.0 - MIN_PEAKS / values.len() as f64).max(0.5);
+        let idx = ((values.len() as f64 * quantile) as usize).min(values.len() - 1);
         let t = values[idx];
         let mut tail = Tail {
             t,
@@ -66,8 +71,11 @@ impl Tail {
             return;
         }
         let ratio = mean * mean / var;
-        // A heavy-tailed ξ near 1/2 makes z explode on a handful of peaks; bound it.
-        let xi = (0.5 * (1.0 - ratio)).clamp(-0.5, 0.45);
+        // A heavy-tailed ξ near 1/2 makes z explode on a handful of peaks; a negative one
+        // (a bounded tail) is what moments give for Gaussian-like data at finite levels and
+        // puts the threshold too low. Between the two, the exponential tail (ξ = 0) errs on
+        // the side of fewer false alarms.
+        let xi = (0.5 * (1.0 - ratio)).clamp(0.0, 0.45);
         let sigma = 0.5 * mean * (1.0 + ratio);
         self.z = if xi.abs() < 1e-6 {
             self.t - sigma * r.ln()
@@ -153,24 +161,26 @@ impl Spot {
             }
             self.learn_level(x);
             if self.calibration.len() >= self.init {
+                // Both tails even for a one-sided KPI: a drop must not be learned into the
+                // level of a rise detector either, or the next normal points look high.
                 let mut vals = std::mem::take(&mut self.calibration);
-                if self.dir != Direction::Down {
-                    self.up = Some(Tail::calibrate(&mut vals, self.q));
-                }
-                if self.dir != Direction::Up {
-                    let mut neg: Vec<f64> = vals.iter().map(|v| -v).collect();
-                    self.down = Some(Tail::calibrate(&mut neg, self.q));
-                }
+                let mut neg: Vec<f64> = vals.iter().map(|v| -v).collect();
+                self.up = Some(Tail::calibrate(&mut vals, self.q));
+                self.down = Some(Tail::calibrate(&mut neg, self.q));
             }
             return None;
         }
         let (q, gap) = (self.q, self.min_std);
         let up = self.up.as_mut().map_or(0.0, |t| t.step(r, q, gap));
         let down = self.down.as_mut().map_or(0.0, |t| t.step(-r, q, gap));
-        let ratio = up.max(down);
-        if ratio < 1.0 {
+        if up.max(down) < 1.0 {
             self.learn_level(x);
         }
+        let ratio = match self.dir {
+            Direction::Up => up,
+            Direction::Down => down,
+            Direction::Both => up.max(down),
+        };
         Some(Verdict {
             ratio,
             expected: level,
