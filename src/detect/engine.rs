@@ -327,9 +327,10 @@ impl Engine {
             let Some(state) = e.rules.get_mut(slot) else {
                 continue;
             };
-            let Some((value, ratio)) = judge_rule(rule, metrics.clone()) else {
+            let Some(judged) = judge_rule(rule, metrics.clone()) else {
                 continue;
             };
+            let (value, ratio) = (judged.value, judged.ratio);
             state.run = if ratio >= 1.0 { state.run + 1 } else { 0 };
             let abnormal = state.run >= rule.sustain.max(1);
             let threshold = rule.above.or(rule.below).unwrap_or(0.0);
@@ -346,10 +347,10 @@ impl Engine {
                 _ if learning => {}
                 Change::Opened(o) => {
                     stats.anomalies_opened += 1;
-                    out.push(Record::Anomaly(rule_anomaly(id, kind, e.machine_id.as_deref(), rule, &o, None)));
+                    out.push(Record::Anomaly(rule_anomaly(id, kind, e.machine_id.as_deref(), rule, (judged.metric, judged.per), &o, None)));
                 }
                 Change::Closed(o) => {
-                    out.push(Record::Anomaly(rule_anomaly(id, kind, e.machine_id.as_deref(), rule, &o, Some(o.last))));
+                    out.push(Record::Anomaly(rule_anomaly(id, kind, e.machine_id.as_deref(), rule, (judged.metric, judged.per), &o, Some(o.last))));
                 }
             }
         }
@@ -501,7 +502,10 @@ impl Engine {
         let rules = self.rules_by_kind.get(&e.kind).cloned().unwrap_or_default();
         for (slot, ri) in rules.into_iter().enumerate() {
             if let Some(o) = e.rules.get_mut(slot).and_then(|r| r.inc.close()) {
-                out.push(Record::Anomaly(rule_anomaly(id, &e.kind, e.machine_id.as_deref(), &self.cfg.rules[ri], &o, Some(o.last))));
+                let rule = &self.cfg.rules[ri];
+                let first = |s: &Option<String>| s.as_deref().map(|m| m.split('|').next().unwrap_or(m).to_string());
+                let (metric, per) = (first(&rule.metric).unwrap_or_else(|| rule.name.clone()), first(&rule.per));
+                out.push(Record::Anomaly(rule_anomaly(id, &e.kind, e.machine_id.as_deref(), rule, (&metric, per.as_deref()), &o, Some(o.last))));
             }
         }
         if let Some(m) = &mut e.multi {
@@ -542,28 +546,48 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// The first present alternative of `a|b|c`.
-fn lookup<'a, I>(names: &str, metrics: I) -> Option<f64>
+/// The first present alternative of `a|b|c`, with its name; an alternative `a+b` is the
+/// sum of those of its parts that are present.
+fn lookup<'a, 'n, I>(names: &'n str, metrics: I) -> Option<(&'n str, f64)>
 where
     I: Iterator<Item = (&'a str, f64)> + Clone,
 {
     names
         .split('|')
-        .find_map(|n| metrics.clone().find(|(m, _)| *m == n).map(|(_, v)| v))
-        .filter(|v| v.is_finite())
+        .find_map(|alt| {
+            let mut found = None;
+            for part in alt.split('+') {
+                if let Some((_, v)) = metrics.clone().find(|(m, _)| *m == part) {
+                    *found.get_or_insert(0.0) += v;
+                }
+            }
+            found.map(|v| (alt, v))
+        })
+        .filter(|(_, v)| v.is_finite())
 }
 
-/// (value judged, ratio to the threshold), or None when the metric is absent or the
-/// denominator too small to mean anything.
-fn judge_rule<'a, I>(rule: &Rule, metrics: I) -> Option<(f64, f64)>
+/// What a rule judged: the metric (and denominator) found, the value, and its ratio to
+/// the threshold.
+struct RuleValue<'n> {
+    metric: &'n str,
+    per: Option<&'n str>,
+    value: f64,
+    ratio: f64,
+}
+
+/// None when the metric is absent; ratio 0 when the denominator is too small to mean
+/// anything.
+fn judge_rule<'a, 'n, I>(rule: &'n Rule, metrics: I) -> Option<RuleValue<'n>>
 where
     I: Iterator<Item = (&'a str, f64)> + Clone,
 {
-    let mut value = lookup(rule.metric.as_deref()?, metrics.clone())?;
+    let (metric, mut value) = lookup(rule.metric.as_deref()?, metrics.clone())?;
+    let mut per_name = None;
     if let Some(per) = &rule.per {
-        let denom = lookup(per, metrics)?;
+        let (name, denom) = lookup(per, metrics)?;
+        per_name = Some(name);
         if denom <= 0.0 || denom < rule.min_per.unwrap_or(0.0) {
-            return Some((value, 0.0));
+            return Some(RuleValue { metric, per: per_name, value, ratio: 0.0 });
         }
         value /= denom;
     }
@@ -579,7 +603,7 @@ where
             ratio = ratio.max(if value > 0.0 { (b / value).max(1.0) } else { 2.0 });
         }
     }
-    Some((value, ratio))
+    Some(RuleValue { metric, per: per_name, value, ratio })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -619,11 +643,18 @@ fn kpi_anomaly(
     }
 }
 
-fn rule_anomaly(id: &str, kind: &str, machine_id: Option<&str>, rule: &Rule, o: &Open, end: Option<i64>) -> Anomaly {
+fn rule_anomaly(
+    id: &str,
+    kind: &str,
+    machine_id: Option<&str>,
+    rule: &Rule,
+    (metric, per): (&str, Option<&str>),
+    o: &Open,
+    end: Option<i64>,
+) -> Anomaly {
     let p = &o.peak;
     let unit = rule.unit.as_deref();
-    let metric = rule.metric.as_deref().unwrap_or(&rule.name);
-    let what = match &rule.per {
+    let what = match per {
         Some(per) => format!("{metric} per {per}"),
         None => metric.to_string(),
     };
@@ -641,7 +672,7 @@ fn rule_anomaly(id: &str, kind: &str, machine_id: Option<&str>, rule: &Rule, o: 
         ts: o.start,
         id: id.to_string(),
         kind: kind.to_string(),
-        metric: metric.split('|').next().unwrap_or(metric).to_string(),
+        metric: metric.to_string(),
         score: p.score.clamp(0.0, 1.0),
         value: finite(p.value),
         expected: finite(p.expected),

@@ -207,9 +207,6 @@ pub fn entity_name(path: &Path) -> String {
 
 /// gala-detect's body.
 pub fn main(cli: Cli) -> anyhow::Result<u8> {
-    if let Some(Command::Eval(args)) = &cli.command {
-        return eval::main(args, cli.verbosity.quiet);
-    }
     if cli.print_config {
         let mut out = RecordWriter::create(cli.output.output.as_deref(), false)?;
         out.write_text(config::DEFAULT_CONFIG)?;
@@ -235,6 +232,9 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
             cli::DirectionArg::Down => Direction::Down,
             cli::DirectionArg::Both => Direction::Both,
         };
+    }
+    if let Some(Command::Eval(args)) = &cli.command {
+        return eval::main(args, &cfg);
     }
     let step_ms = detectors::parse_span(&cli.step).map_err(anyhow::Error::msg)? * 1000;
     let start_ms = match &cli.start {

@@ -34,7 +34,7 @@ impl Mad {
             window,
             min_std: p.min_std.unwrap_or(0.0),
             min_rel: p.min_rel.unwrap_or(0.01),
-            warm: p.init.unwrap_or(window.min(30)).max(3),
+            warm: p.init.unwrap_or(30).clamp(3, window),
             ring: VecDeque::with_capacity(window),
             sorted: Vec::with_capacity(window),
             mad: 0.0,

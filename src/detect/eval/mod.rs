@@ -10,14 +10,15 @@ pub mod smd;
 use super::cli::{Bench, EvalArgs};
 use super::config::Config;
 
-pub fn main(args: &EvalArgs, quiet: bool) -> anyhow::Result<u8> {
-    let cfg = Config::shipped();
+/// Runs the chosen benchmarks with `cfg` (the shipped configuration unless --config,
+/// --detector or --direction say otherwise) and prints their figures.
+pub fn main(args: &EvalArgs, cfg: &Config) -> anyhow::Result<u8> {
     if matches!(args.bench, Bench::Nab | Bench::All) {
-        let report = nab::evaluate(&args.data.join("nab"), &cfg, quiet)?;
+        let report = nab::evaluate(&args.data.join("nab"), cfg)?;
         print!("{report}");
     }
     if matches!(args.bench, Bench::Smd | Bench::All) {
-        let report = smd::evaluate(&args.data.join("smd"), &cfg, quiet)?;
+        let report = smd::evaluate(&args.data.join("smd"), cfg)?;
         print!("{report}");
     }
     Ok(crate::io::exit::OK)

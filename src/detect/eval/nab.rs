@@ -171,7 +171,7 @@ pub fn normalised(files: &[NabFile], detections: &[Vec<bool>], p: Profile) -> f6
 }
 
 /// The report `gala-detect eval nab` prints.
-pub fn evaluate(dir: &Path, cfg: &Config, _quiet: bool) -> anyhow::Result<String> {
+pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
     let files = load(dir)?;
     let detections: Vec<Vec<bool>> = files.iter().map(|f| detect(f, cfg)).collect();
     let mut s = String::new();

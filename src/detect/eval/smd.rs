@@ -216,7 +216,7 @@ pub fn figures(m: &Machine, r: &Run) -> (Figures, usize) {
     )
 }
 
-pub fn evaluate(dir: &Path, cfg: &Config, _quiet: bool) -> anyhow::Result<String> {
+pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
     let machines = load(dir)?;
     let mut s = String::new();
     let _ = writeln!(
