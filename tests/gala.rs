@@ -7,6 +7,8 @@
 mod collect;
 #[path = "gala/common.rs"]
 mod common;
+#[path = "gala/detect.rs"]
+mod detect;
 #[path = "gala/docs.rs"]
 mod docs;
 #[path = "gala/stream_io.rs"]
