@@ -9,3 +9,5 @@ mod common;
 mod docs;
 #[path = "gala/stream_io.rs"]
 mod stream_io;
+#[path = "gala/flame.rs"]
+mod flame;

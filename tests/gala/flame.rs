@@ -1,0 +1,1 @@
+//! gala-flame, end to end.
