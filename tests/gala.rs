@@ -7,7 +7,7 @@
 mod common;
 #[path = "gala/docs.rs"]
 mod docs;
-#[path = "gala/stream_io.rs"]
-mod stream_io;
 #[path = "gala/flame.rs"]
 mod flame;
+#[path = "gala/stream_io.rs"]
+mod stream_io;

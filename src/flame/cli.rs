@@ -132,8 +132,8 @@ mod tests {
 
     #[test]
     fn per_takes_a_grouping_and_a_directory() {
-        let cli = Cli::try_parse_from(["gala-flame", "--per", "process", "out", "in.ndjson"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["gala-flame", "--per", "process", "out", "in.ndjson"]).unwrap();
         assert_eq!(cli.per, ["process", "out"]);
         assert_eq!(cli.inputs, [PathBuf::from("in.ndjson")]);
         assert!(Cli::try_parse_from(["gala-flame", "--per", "process"]).is_err());

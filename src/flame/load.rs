@@ -32,9 +32,7 @@ impl std::str::FromStr for GroupBy {
             "process" | "proc" | "pid" => Ok(GroupBy::Process),
             "container" => Ok(GroupBy::Container),
             "comm" => Ok(GroupBy::Comm),
-            _ => Err(format!(
-                "--per {s:?}: expected process, container or comm"
-            )),
+            _ => Err(format!("--per {s:?}: expected process, container or comm")),
         }
     }
 }
@@ -126,7 +124,12 @@ fn load_records(paths: &[PathBuf], o: &LoadOptions) -> anyhow::Result<Loaded> {
             let mut kinds = String::new();
             for (k, groups) in &by_kind {
                 let total: u64 = groups.values().map(Profile::total).sum();
-                let _ = write!(kinds, "{}{k} ({total} {})", if kinds.is_empty() { "" } else { ", " }, super::render::count_name(Some(k)));
+                let _ = write!(
+                    kinds,
+                    "{}{k} ({total} {})",
+                    if kinds.is_empty() { "" } else { ", " },
+                    super::render::count_name(Some(k))
+                );
             }
             bail!("the input has stacks of several kinds: {kinds}; choose one with --kind");
         }

@@ -79,7 +79,10 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
     let kind = new.kind.clone();
     if new.total() == 0 {
         if !o.quiet {
-            let of_kind = kind.as_deref().map(|k| format!(" of kind {k}")).unwrap_or_default();
+            let of_kind = kind
+                .as_deref()
+                .map(|k| format!(" of kind {k}"))
+                .unwrap_or_default();
             eprintln!("{TOOL}: no stacks{of_kind} in the input: nothing to draw");
         }
         return Ok(if bad > 0 { exit::ERROR } else { exit::NOTHING });
@@ -91,10 +94,20 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
             let profile = merged(std::mem::take(&mut new.groups));
             let base = base.map(|b| merged(b.groups));
             let mut out = Output::create(o.output.as_deref())?;
-            write_graph(o, kind.as_deref(), None, base.as_ref(), &profile, out.writer())?;
+            write_graph(
+                o,
+                kind.as_deref(),
+                None,
+                base.as_ref(),
+                &profile,
+                out.writer(),
+            )?;
             out.finish()?;
             if o.verbose > 0 {
-                let dest = o.output.as_deref().map_or("standard output".into(), |p| p.display().to_string());
+                let dest = o
+                    .output
+                    .as_deref()
+                    .map_or("standard output".into(), |p| p.display().to_string());
                 eprintln!(
                     "{TOOL}: {} stacks, {} {} → {dest}",
                     profile.len(),
@@ -113,9 +126,7 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
                 if profile.total() == 0 {
                     continue;
                 }
-                let base = base
-                    .as_ref()
-                    .map(|b| b.groups.get(name).unwrap_or(&empty));
+                let base = base.as_ref().map(|b| b.groups.get(name).unwrap_or(&empty));
                 let path = dir.join(format!("{}.{ext}", file_stem(name, &mut used)));
                 let mut out = Output::create(Some(&path))?;
                 write_graph(o, kind.as_deref(), Some(name), base, profile, out.writer())
@@ -123,11 +134,20 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
                 out.finish()?;
                 written += 1;
                 if o.verbose > 0 {
-                    eprintln!("{TOOL}: {}: {} {}", path.display(), profile.total(), render::count_name(kind.as_deref()));
+                    eprintln!(
+                        "{TOOL}: {}: {} {}",
+                        path.display(),
+                        profile.total(),
+                        render::count_name(kind.as_deref())
+                    );
                 }
             }
             if let Some(base) = &base {
-                let gone: BTreeSet<&String> = base.groups.keys().filter(|g| !new.groups.contains_key(*g)).collect();
+                let gone: BTreeSet<&String> = base
+                    .groups
+                    .keys()
+                    .filter(|g| !new.groups.contains_key(*g))
+                    .collect();
                 if !gone.is_empty() && !o.quiet {
                     eprintln!("{TOOL}: {} group(s) only in the base, not drawn (nothing to give widths): {}", gone.len(), gone.into_iter().cloned().collect::<Vec<_>>().join(", "));
                 }
@@ -144,7 +164,10 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
 /// profile in between, so it runs at inferno-collapse-perf's own speed.
 fn collapse_only(o: &Options) -> anyhow::Result<u8> {
     let mut out = Output::create(o.output.as_deref())?;
-    let mut counted = Counted { inner: out.writer(), bytes: 0 };
+    let mut counted = Counted {
+        inner: out.writer(),
+        bytes: 0,
+    };
     load::collapse_perf(&o.inputs, &o.load, o.load.include_pid, &mut counted)?;
     let nothing = counted.bytes == 0;
     out.finish()?;
@@ -241,7 +264,11 @@ impl log::Log for StderrLog {
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            eprintln!("{TOOL}: {}: {}", r.level().as_str().to_lowercase(), r.args());
+            eprintln!(
+                "{TOOL}: {}: {}",
+                r.level().as_str().to_lowercase(),
+                r.args()
+            );
         }
     }
     fn flush(&self) {}
@@ -300,7 +327,10 @@ mod tests {
     fn file_stems_are_safe_and_unique() {
         let mut used = HashSet::new();
         assert_eq!(file_stem("nginx: worker-12", &mut used), "nginx__worker-12");
-        assert_eq!(file_stem("nginx/ worker-12", &mut used), "nginx__worker-12-2");
+        assert_eq!(
+            file_stem("nginx/ worker-12", &mut used),
+            "nginx__worker-12-2"
+        );
         assert_eq!(file_stem("..", &mut used), "_..");
         assert_eq!(file_stem("", &mut used), "_");
     }

@@ -26,12 +26,14 @@ impl Output {
         let file = File::create(path).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
         })?;
-        Ok(if path.extension().is_some_and(|e| e == "gz" || e == "svgz") {
-            let w = BufWriter::with_capacity(256 << 10, file);
-            Output::Gzip(GzEncoder::new(w, Compression::default()))
-        } else {
-            Output::Plain(BufWriter::with_capacity(256 << 10, Box::new(file)))
-        })
+        Ok(
+            if path.extension().is_some_and(|e| e == "gz" || e == "svgz") {
+                let w = BufWriter::with_capacity(256 << 10, file);
+                Output::Gzip(GzEncoder::new(w, Compression::default()))
+            } else {
+                Output::Plain(BufWriter::with_capacity(256 << 10, Box::new(file)))
+            },
+        )
     }
 
     pub fn writer(&mut self) -> &mut dyn Write {

@@ -132,7 +132,10 @@ mod tests {
         let mut b = Profile::default();
         b.add("m;y", 30);
         b.add("m;z", 10);
-        assert_eq!(diff_folded(&a, &b, false), "m;x 10 0\nm;y 10 30\nm;z 0 10\n");
+        assert_eq!(
+            diff_folded(&a, &b, false),
+            "m;x 10 0\nm;y 10 30\nm;z 0 10\n"
+        );
         assert_eq!(diff_folded(&a, &b, true), "m;x 20 0\nm;y 20 30\nm;z 0 10\n");
     }
 
