@@ -6,6 +6,8 @@
 //! the same `ts`, and closes each interval with a `status` record about the collector
 //! itself and a flush, so a live pipe sees results as they happen.
 
+#[cfg(all(feature = "bpf", target_os = "linux"))]
+pub mod bpf;
 pub mod cli;
 pub mod machine;
 pub mod probe;
