@@ -13,6 +13,8 @@ pub mod machine;
 pub mod probe;
 pub mod registry;
 mod selfstat;
+#[cfg(all(feature = "bpf", target_os = "linux"))]
+pub mod stack;
 
 use std::time::{Duration, Instant};
 
@@ -262,6 +264,11 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         ),
         None => None,
     };
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    stack::configure(stack::StackConfig {
+        sample_hz: cli.sample_rate,
+        offcpu_min: cli.offcpu_min,
+    });
     let opts = Options {
         probes: cli.probes,
         interval: cli.interval,

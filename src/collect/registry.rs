@@ -8,7 +8,12 @@ type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
 
 /// (description, constructor) of every probe, in the order they run and are listed.
 fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
-    vec![]
+    vec![
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (&super::stack::ONCPU_SPEC, super::stack::oncpu),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (&super::stack::OFFCPU_SPEC, super::stack::offcpu),
+    ]
 }
 
 /// Every probe's description.

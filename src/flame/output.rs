@@ -11,7 +11,7 @@ use flate2::Compression;
 
 pub enum Output {
     Plain(BufWriter<Box<dyn Write>>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl Output {
@@ -29,7 +29,7 @@ impl Output {
         Ok(
             if path.extension().is_some_and(|e| e == "gz" || e == "svgz") {
                 let w = BufWriter::with_capacity(256 << 10, file);
-                Output::Gzip(GzEncoder::new(w, Compression::default()))
+                Output::Gzip(Box::new(GzEncoder::new(w, Compression::default())))
             } else {
                 Output::Plain(BufWriter::with_capacity(256 << 10, Box::new(file)))
             },
