@@ -487,3 +487,216 @@ fn svg_from_perf_script_and_gzip_output() {
         .unwrap();
     assert!(*b >= 90);
 }
+
+// ---- The stack probes (root + BPF) ----------------------------------------------------
+
+/// Builds one of the test programs in tests/data/flame/progs with frame pointers. -O0: at
+/// higher levels gcc sets up no frame in leaf functions even with -fno-omit-frame-pointer,
+/// and the leaf's caller disappears from every stack (a limit of frame-pointer unwinding).
+fn build_prog(name: &str, dir: &Path) -> PathBuf {
+    let src = data(&format!("progs/{name}.c"));
+    let out = dir.join(name);
+    let status = std::process::Command::new("gcc")
+        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc (scripts/setup installs it)");
+    assert!(status.success(), "gcc {}", src.display());
+    out
+}
+
+fn stacks_of(records: &[serde_json::Value], kind: &str, tgid: u32) -> Vec<(Vec<String>, u64)> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "stack" && r["kind"] == kind && r["tgid"] == tgid)
+        .map(|r| {
+            let frames = r["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect();
+            (frames, r["value"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+fn pos(frames: &[String], name: &str) -> Option<usize> {
+    frames.iter().position(|f| f == name)
+}
+
+#[test]
+fn oncpu_probe_finds_the_hot_function_with_its_callers_and_kernel_frames() {
+    if !crate::common::require_bpf("oncpu_probe_finds_the_hot_function") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = build_prog("gala_spin", dir.path());
+    let mut spin = std::process::Command::new(&prog).arg("12").spawn().unwrap();
+    let pid = spin.id();
+    let pid_arg = pid.to_string();
+    let out = run(
+        "gala-collect",
+        &[
+            "--probes", "oncpu", "--pid", &pid_arg, "-i", "1s", "-d", "4s",
+        ],
+        None,
+    );
+    let _ = spin.kill();
+    let _ = spin.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = crate::common::ndjson(&out.stdout);
+    let stacks = stacks_of(&records, "oncpu", pid);
+    let total: u64 = stacks.iter().map(|(_, v)| v).sum();
+    assert!(
+        total >= 20,
+        "only {total} samples of the spinner: {stacks:?}"
+    );
+    // Only the filtered process is sampled.
+    assert!(records
+        .iter()
+        .filter(|r| r["type"] == "stack")
+        .all(|r| r["tgid"] == pid));
+
+    let hot: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "burn_cpu"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        hot * 10 >= total * 6,
+        "burn_cpu has {hot} of {total} samples: {stacks:?}"
+    );
+    for (frames, _) in stacks
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "burn_cpu"))
+    {
+        let order: Vec<Option<usize>> = ["main", "level_one", "level_two", "burn_cpu"]
+            .iter()
+            .map(|n| pos(frames, n))
+            .collect();
+        assert!(
+            order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+            "callers out of order or missing: {frames:?}"
+        );
+    }
+    // Reading /dev/zero: user frames first, then the kernel's, each marked _[k].
+    let with_kernel: Vec<&Vec<String>> = stacks
+        .iter()
+        .map(|(f, _)| f)
+        .filter(|f| f.iter().any(|x| x.ends_with("_[k]")))
+        .collect();
+    assert!(!with_kernel.is_empty(), "no kernel frames: {stacks:?}");
+    for f in with_kernel {
+        let first_k = f.iter().position(|x| x.ends_with("_[k]")).unwrap();
+        assert!(f[first_k..].iter().all(|x| x.ends_with("_[k]")), "{f:?}");
+        assert!(pos(f, "main").is_some_and(|m| m < first_k), "{f:?}");
+    }
+    // The status record reports the quality: this program has frame pointers.
+    let status = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "status")
+        .unwrap();
+    let q = &status["oncpu"];
+    assert!(q["total"].as_u64().unwrap() > 0, "{q}");
+    assert_eq!(q["unit"], "samples");
+    // And gala-flame draws it.
+    let svg = run("gala-flame", &[], Some(&out.stdout));
+    assert!(svg.status.success());
+    assert!(parse_svg(&String::from_utf8(svg.stdout).unwrap())
+        .names()
+        .contains(&"burn_cpu"));
+}
+
+#[test]
+fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    if !crate::common::require_bpf("offcpu_probe_measures_a_known_sleep") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = build_prog("gala_sleeper", dir.path());
+    // 20 naps of 100 ms: 2 s off-CPU in nap(), plus the wait for a CPU after each wake-up
+    // on a loaded machine, which the program measures and prints. It waits for a line
+    // before starting, so that the probe is loaded and its process filter holds it first.
+    let mut sleeper = Command::new(&prog)
+        .args(["20", "100"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id();
+    let mut collector = Command::new(crate::common::bin("gala-collect"))
+        .args([
+            "--probes",
+            "offcpu",
+            "--comm",
+            "^gala_sleeper$",
+            "-i",
+            "1s",
+            "--line-buffered",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(collector.stdout.take().unwrap()).lines();
+    let mut records = Vec::new();
+    let mut next_status = |records: &mut Vec<serde_json::Value>| {
+        for line in lines.by_ref() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let is_status = v["type"] == "status";
+            records.push(v);
+            if is_status {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        next_status(&mut records),
+        "the collector ended before its first interval"
+    );
+    sleeper.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut measured = String::new();
+    std::io::Read::read_to_string(&mut sleeper.stdout.take().unwrap(), &mut measured).unwrap();
+    assert!(sleeper.wait().unwrap().success());
+    let want: u64 = measured.trim().parse().unwrap();
+    assert!(want >= 2_000_000, "{want}");
+    // The last nap is added when the sleeper runs again: one more interval holds it.
+    next_status(&mut records);
+    next_status(&mut records);
+    // SAFETY: plain kill(2) on a child we started.
+    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    while next_status(&mut records) {}
+    let _ = collector.wait();
+
+    let stacks = stacks_of(&records, "offcpu", pid);
+    let napped: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "nap"))
+        .map(|(_, v)| v)
+        .sum();
+    eprintln!("offcpu: nap() {napped} µs off-CPU, the program measured {want}");
+    assert!(
+        napped.abs_diff(want) * 10 <= want,
+        "nap() off-CPU {napped} µs, the program measured {want} (± 10%): {stacks:?}"
+    );
+    for (frames, _) in stacks.iter().filter(|(f, _)| f.iter().any(|x| x == "nap")) {
+        let (w, n) = (pos(frames, "wait_loop"), pos(frames, "nap"));
+        assert!(w.is_some() && w < n, "callers: {frames:?}");
+        assert!(frames.last().unwrap().ends_with("_[k]"), "{frames:?}");
+    }
+    // Only the process the --comm filter selects.
+    assert!(records
+        .iter()
+        .filter(|r| r["type"] == "stack")
+        .all(|r| r["comm"] == "gala_sleeper"));
+}

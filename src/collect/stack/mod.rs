@@ -230,6 +230,24 @@ impl StackProbe {
         Ok(())
     }
 
+    /// Stack ids held by `struct start` entries (u64 ts, then `struct stack_key`).
+    fn pending_stack_ids(&self) -> HashSet<i32> {
+        let mut ids = HashSet::new();
+        let Some(bpf) = &self.bpf else { return ids };
+        if self.kind != Kind::OffCpu {
+            return ids;
+        }
+        let starts = &bpf.skel.maps.starts;
+        for key in starts.keys() {
+            if let Ok(Some(v)) = starts.lookup(&key, MapFlags::ANY) {
+                if let Some(k) = v.get(8..).and_then(parse_key) {
+                    ids.extend([k.user, k.kern].into_iter().filter(|&i| i >= 0));
+                }
+            }
+        }
+        ids
+    }
+
     fn drain(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
         let Some(bpf) = &self.bpf else {
             return Ok(());
@@ -262,6 +280,9 @@ impl StackProbe {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        // offcpu: a thread blocked right now holds the stack ids it was switched out with,
+        // and adds them to the counts when it wakes; those stacks must stay.
+        let pending = self.pending_stack_ids();
         let mut traces: HashMap<i32, Vec<u64>> = HashMap::with_capacity(ids.len());
         for id in ids {
             let key = (id as u32).to_ne_bytes();
@@ -273,7 +294,9 @@ impl StackProbe {
                     .collect();
                 traces.insert(id, addrs);
             }
-            let _ = maps.stacks.delete(&key);
+            if !pending.contains(&id) {
+                let _ = maps.stacks.delete(&key);
+            }
         }
         let drops = read_drops(&maps.drops);
         self.quality = Quality {
@@ -316,9 +339,13 @@ impl StackProbe {
                 user.insert((tgid, *a), f);
             }
         }
-        self.containers
-            .retain(|tgid, _| buckets.keys().any(|&(t, _, _)| t == *tgid));
+        let seen: HashSet<u32> = buckets.keys().map(|&(t, _, _)| t).collect();
+        self.containers.retain(|tgid, _| seen.contains(tgid));
+        self.symbolizer.retain_seen(&seen);
 
+        // Different addresses in the same functions are different kernel stacks but the
+        // same stack by name: merge them, so each named stack is one record.
+        let mut named: HashMap<(u32, Vec<String>), (u64, String)> = HashMap::new();
         for ((tgid, u, k), (value, comm)) in buckets {
             let value = match self.kind {
                 Kind::OnCpu => value,
@@ -364,6 +391,11 @@ impl StackProbe {
                 }
             }
             self.quality.add(value, &stack);
+            let e = named.entry((tgid, frames)).or_insert_with(|| (0, comm));
+            e.0 += value;
+        }
+        self.quality.stacks = named.len() as u64;
+        for ((tgid, frames), (value, comm)) in named {
             let container_id = self
                 .containers
                 .entry(tgid)
@@ -543,6 +575,7 @@ impl StackQuality {
 #[derive(Default)]
 struct Quality {
     total: u64,
+    /// Distinct named stacks (records).
     stacks: u64,
     truncated: u64,
     with_unknown_frames: u64,
@@ -553,7 +586,6 @@ struct Quality {
 impl Quality {
     fn add(&mut self, value: u64, s: &StackQuality) {
         self.total += value;
-        self.stacks += 1;
         if let Some(why) = s.truncated {
             self.truncated += value;
             *self.why.entry(why).or_default() += value;

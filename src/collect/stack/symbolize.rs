@@ -3,7 +3,8 @@
 //! and Rust names demangled. blazesym keeps every parsed binary in its own cache (keyed by
 //! file), so a library shared by a hundred processes is read once; kernel names are cached
 //! here across intervals. User addresses only mean something while their process lives,
-//! so they are resolved every interval, and an address that cannot be named says which
+//! so they are resolved every interval (and kept per process until it is gone, so that
+//! its last interval has names too), and an address that cannot be named says which
 //! module and offset it is (`[libfoo.so+0x1a2b]`) and why.
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ const KERNEL_CACHE_MAX: usize = 200_000;
 pub struct Symbolizer {
     blaze: Blaze,
     kernel: HashMap<u64, String>,
+    user: HashMap<u32, ProcCache>,
 }
 
 // SAFETY: blazesym's Symbolizer is !Send only because its caches use Rc. Every one of
@@ -76,6 +78,7 @@ impl Symbolizer {
                 .enable_demangling(true)
                 .build(),
             kernel: HashMap::new(),
+            user: HashMap::new(),
         }
     }
 
@@ -128,53 +131,117 @@ impl Symbolizer {
             .collect()
     }
 
-    /// Names of addresses in process `pid`, in the order given.
+    /// Names of addresses in process `pid`, in the order given. Names found while the
+    /// process lived are kept for it, so the stacks of its last interval still have names
+    /// after it exits (they are mostly the stacks it had before).
     pub fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
-        let proc_dir = format!("/proc/{pid}");
-        if !Path::new(&proc_dir).exists() {
-            return addrs
-                .iter()
-                .map(|a| unknown_frame(None, *a, Unknown::Exited))
-                .collect();
+        let started = start_time(pid);
+        let cache = self.user.entry(pid).or_default();
+        if started.is_some() && cache.started != started {
+            // A new process, or a pid reused: what was known belongs to another one.
+            cache.names.clear();
+            cache.started = started;
         }
-        let src = Source::Process(Process::new(Pid::from(pid)));
-        let syms = match self.blaze.symbolize(&src, Input::AbsAddr(addrs)) {
-            Ok(syms) => syms,
-            Err(_) => {
-                let why = if Path::new(&proc_dir).exists() {
-                    Unknown::Other
-                } else {
-                    Unknown::Exited
-                };
-                return addrs.iter().map(|a| unknown_frame(None, *a, why)).collect();
+        if cache.names.len() > USER_CACHE_MAX {
+            cache.names.clear();
+        }
+        let mut missing: Vec<u64> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !cache.names.contains_key(a))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() && started.is_some() {
+            for (a, f) in missing.iter().zip(resolve_user(&self.blaze, pid, &missing)) {
+                // A failure may pass (the process was between two states): try again
+                // next interval rather than remember it.
+                if f.unknown != Some(Unknown::Other) {
+                    cache.names.insert(*a, f);
+                }
             }
+        }
+        let why = if started.is_some() {
+            Unknown::Other
+        } else {
+            Unknown::Exited
         };
-        let mut maps: Option<Vec<Mapping>> = None;
         addrs
             .iter()
-            .zip(syms)
-            .map(|(addr, sym)| match sym {
-                Symbolized::Sym(s) => Frame {
-                    name: s.name.to_string(),
-                    unknown: None,
-                },
-                Symbolized::Unknown(reason) => {
-                    let maps = maps.get_or_insert_with(|| read_maps(pid));
-                    let mapping = maps.iter().find(|m| m.start <= *addr && *addr < m.end);
-                    let why = match (reason, mapping) {
-                        (_, None) if maps.is_empty() => Unknown::Exited,
-                        (_, Some(m)) if m.path.is_empty() || m.path.starts_with('[') => {
-                            Unknown::NoPerfMap
-                        }
-                        (Reason::MissingSyms | Reason::UnknownAddr, Some(_)) => Unknown::Stripped,
-                        (Reason::Unmapped | Reason::MissingComponent, _) => Unknown::NoPerfMap,
-                        _ => Unknown::Other,
-                    };
-                    unknown_frame(mapping, *addr, why)
-                }
+            .map(|a| match cache.names.get(a) {
+                Some(f) => f.clone(),
+                None => unknown_frame(None, *a, why),
             })
             .collect()
     }
+
+    /// Forgets the processes that are gone and were not in this interval.
+    pub fn retain_seen(&mut self, seen: &std::collections::HashSet<u32>) {
+        self.user
+            .retain(|pid, _| seen.contains(pid) || Path::new(&format!("/proc/{pid}")).exists());
+    }
+}
+
+/// Bounds the names kept per process (a JIT can produce addresses without end).
+const USER_CACHE_MAX: usize = 100_000;
+
+#[derive(Default)]
+struct ProcCache {
+    /// Start time (clock ticks after boot) of the process the names belong to.
+    started: Option<u64>,
+    names: HashMap<u64, Frame>,
+}
+
+/// Field 22 of /proc/PID/stat; None when the process is gone.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm, in parentheses, may hold spaces and parentheses: fields start after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+fn resolve_user(blaze: &Blaze, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+    let src = Source::Process(Process::new(Pid::from(pid)));
+    let syms = match blaze.symbolize(&src, Input::AbsAddr(addrs)) {
+        Ok(syms) => syms,
+        Err(_) => {
+            let why = if Path::new(&format!("/proc/{pid}")).exists() {
+                Unknown::Other
+            } else {
+                Unknown::Exited
+            };
+            return addrs.iter().map(|a| unknown_frame(None, *a, why)).collect();
+        }
+    };
+    let mut maps: Option<Vec<Mapping>> = None;
+    addrs
+        .iter()
+        .zip(syms)
+        .map(|(addr, sym)| match sym {
+            Symbolized::Sym(s) => Frame {
+                name: s.name.to_string(),
+                unknown: None,
+            },
+            Symbolized::Unknown(reason) => {
+                let maps = maps.get_or_insert_with(|| read_maps(pid));
+                let mapping = maps.iter().find(|m| m.start <= *addr && *addr < m.end);
+                let why = match (reason, mapping) {
+                    (_, None) if maps.is_empty() => Unknown::Exited,
+                    (_, Some(m)) if m.path.is_empty() || m.path.starts_with('[') => {
+                        Unknown::NoPerfMap
+                    }
+                    (Reason::MissingSyms | Reason::UnknownAddr, Some(_)) => Unknown::Stripped,
+                    (Reason::Unmapped | Reason::MissingComponent, _) => Unknown::NoPerfMap,
+                    _ => Unknown::Other,
+                };
+                unknown_frame(mapping, *addr, why)
+            }
+        })
+        .collect()
 }
 
 fn unknown_frame(mapping: Option<&Mapping>, addr: u64, why: Unknown) -> Frame {
@@ -250,6 +317,7 @@ mod tests {
         let here = maps_lines as fn() as usize as u64;
         let frames = s.user(std::process::id(), &[here]);
         assert!(frames[0].name.contains("maps_lines"), "{:?}", frames[0]);
+        assert!(start_time(std::process::id()).is_some());
         let exited = s.user(u32::MAX - 1, &[here]);
         assert_eq!(exited[0].unknown, Some(Unknown::Exited));
     }
