@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_collect_global_optspecs
-    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= threads o/output= line-buffered v/verbose q/quiet h/help V/version
+    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= threads o/output= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_collect_needs_command
@@ -31,6 +31,8 @@ complete -c gala-collect -n "__fish_gala_collect_needs_command" -s n -l count -d
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l pid -d 'Only these processes (by tgid; repeatable or comma-separated)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l comm -d 'Only processes whose comm matches this regular expression' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l container -d 'Only processes in this container (id or unique prefix)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l sample-rate -d 'oncpu probe: samples per second on each CPU' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l offcpu-min -d 'offcpu probe: ignore blocks shorter than this (e.g. 100us, 1ms)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l list-probes -d 'List the probes with their entity kinds and metrics, then exit'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l threads -d 'Also emit thread entities under each process (proc probe)'

@@ -26,6 +26,8 @@ _gala-collect() {
 '*--pid=[Only these processes (by tgid; repeatable or comma-separated)]:PID:_default' \
 '--comm=[Only processes whose comm matches this regular expression]:REGEX:_default' \
 '--container=[Only processes in this container (id or unique prefix)]:ID:_default' \
+'--sample-rate=[oncpu probe\: samples per second on each CPU]:HZ:_default' \
+'--offcpu-min=[offcpu probe\: ignore blocks shorter than this (e.g. 100us, 1ms)]:TIME:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--list-probes[List the probes with their entity kinds and metrics, then exit]' \

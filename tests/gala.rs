@@ -11,6 +11,8 @@ mod common;
 mod detect;
 #[path = "gala/docs.rs"]
 mod docs;
+#[path = "gala/flame.rs"]
+mod flame;
 #[path = "gala/stream_io.rs"]
 mod stream_io;
 #[path = "gala/topo.rs"]

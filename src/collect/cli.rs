@@ -60,6 +60,14 @@ pub struct Cli {
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
 
+    /// oncpu probe: samples per second on each CPU.
+    #[arg(long, default_value_t = 99, value_name = "HZ", value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub sample_rate: u64,
+
+    /// offcpu probe: ignore blocks shorter than this (e.g. 100us, 1ms).
+    #[arg(long, default_value = "100us", value_parser = parse_duration, value_name = "TIME")]
+    pub offcpu_min: Duration,
+
     /// Also emit thread entities under each process (proc probe).
     #[arg(long)]
     pub threads: bool,
@@ -88,7 +96,7 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// Parses `5s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+/// Parses `100us`, `5s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -96,14 +104,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let value: f64 = num.parse().map_err(|_| {
-        format!("{s:?} is not a duration: use a number with ms, s, m or h, e.g. 5s")
+        format!("{s:?} is not a duration: use a number with us, ms, s, m or h, e.g. 5s")
     })?;
     let secs = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
+        "us" | "µs" => value / 1e6,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}: use us, ms, s, m or h"
+            ))
+        }
     };
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("{s:?}: a duration must be greater than zero"));
@@ -126,6 +139,7 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());

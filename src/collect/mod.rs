@@ -17,6 +17,8 @@ pub mod probes;
 pub mod procfs;
 pub mod registry;
 mod selfstat;
+#[cfg(all(feature = "bpf", target_os = "linux"))]
+pub mod stack;
 pub mod summary;
 
 use std::time::{Duration, Instant};
@@ -281,6 +283,11 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         ),
         None => None,
     };
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    stack::configure(stack::StackConfig {
+        sample_hz: cli.sample_rate,
+        offcpu_min: cli.offcpu_min,
+    });
     let opts = Options {
         probes: cli.probes,
         interval: cli.interval,

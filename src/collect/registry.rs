@@ -20,6 +20,10 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         (&fs::SPEC, fs::new),
         (&proc::SPEC, proc::new),
         (&container::SPEC, container::new),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (&super::stack::ONCPU_SPEC, super::stack::oncpu),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (&super::stack::OFFCPU_SPEC, super::stack::offcpu),
     ]
 }
 

@@ -15,7 +15,8 @@ use crate::record::Record;
 
 enum Sink {
     Plain(BufWriter<Box<dyn Write + Send>>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    // Boxed: the encoder's state is large, and a Sink is mostly Plain.
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl Sink {
@@ -48,7 +49,7 @@ impl RecordWriter {
                 let gz = p.extension().is_some_and(|e| e == "gz");
                 let sink = if gz {
                     let w = BufWriter::with_capacity(256 << 10, file);
-                    Sink::Gzip(GzEncoder::new(w, Compression::default()))
+                    Sink::Gzip(Box::new(GzEncoder::new(w, Compression::default())))
                 } else {
                     Sink::Plain(BufWriter::with_capacity(256 << 10, Box::new(file)))
                 };

@@ -11,6 +11,7 @@ pub fn bin(name: &str) -> PathBuf {
         "gala-collect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-collect")),
         "gala-topo" => PathBuf::from(env!("CARGO_BIN_EXE_gala-topo")),
         "gala-detect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-detect")),
+        "gala-flame" => PathBuf::from(env!("CARGO_BIN_EXE_gala-flame")),
         other => panic!("no binary {other}"),
     }
 }

@@ -1,0 +1,702 @@
+//! gala-flame, end to end: perf script collapsing against inferno's own expected output,
+//! SVG well-formedness and content, per-group graphs, differential graphs, bad input.
+
+use std::path::{Path, PathBuf};
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use crate::common::{root, run};
+
+fn data(rel: &str) -> PathBuf {
+    root().join("tests/data/flame").join(rel)
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stdout_of(args: &[&str], stdin: Option<&[u8]>) -> String {
+    let out = run("gala-flame", args, stdin);
+    assert!(
+        out.status.success(),
+        "gala-flame {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// A parsed SVG: every frame's `<title>` text with its `<rect>` fill, and the graph title.
+#[derive(Debug, Default)]
+struct Svg {
+    title: String,
+    frames: Vec<(String, (u8, u8, u8))>,
+}
+
+impl Svg {
+    fn names(&self) -> Vec<&str> {
+        self.frames
+            .iter()
+            .map(|(t, _)| t.rsplit_once(" (").map_or(t.as_str(), |(n, _)| n))
+            .collect()
+    }
+
+    fn frame(&self, name: &str) -> &str {
+        self.frames
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .find(|t| t.rsplit_once(" (").is_some_and(|(n, _)| n == name))
+            .unwrap_or_else(|| panic!("no frame {name:?} in {:?}", self.names()))
+    }
+}
+
+/// Parses the whole document with a conforming XML reader (which checks that every end tag
+/// matches its start) and collects the frames; panics on anything malformed.
+fn parse_svg(text: &str) -> Svg {
+    let mut reader = Reader::from_str(text);
+    let mut svg = Svg::default();
+    let mut depth = 0usize;
+    let mut in_title = false;
+    let mut in_graph_title = false;
+    let mut title = String::new();
+    let mut pending_title: Option<String> = None;
+    loop {
+        match reader
+            .read_event()
+            .unwrap_or_else(|e| panic!("malformed XML at byte {}: {e}", reader.buffer_position()))
+        {
+            Event::Eof => break,
+            Event::Start(e) => {
+                depth += 1;
+                match e.name().as_ref() {
+                    b"title" => {
+                        in_title = true;
+                        title.clear();
+                    }
+                    b"text" => {
+                        in_graph_title = e
+                            .try_get_attribute("id")
+                            .unwrap()
+                            .is_some_and(|a| a.value.as_ref() == b"title");
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(e) => {
+                depth = depth.checked_sub(1).expect("more end tags than start tags");
+                match e.name().as_ref() {
+                    b"title" => {
+                        in_title = false;
+                        pending_title = Some(title.clone());
+                    }
+                    b"text" => in_graph_title = false,
+                    _ => {}
+                }
+            }
+            Event::Empty(e) if e.name().as_ref() == b"rect" => {
+                if let Some(t) = pending_title.take() {
+                    let fill = e.try_get_attribute("fill").unwrap().expect("a fill");
+                    svg.frames
+                        .push((t, rgb(&String::from_utf8_lossy(&fill.value))));
+                }
+            }
+            Event::Text(t) => {
+                let s = t.decode().unwrap();
+                if in_title {
+                    title.push_str(&s);
+                }
+                if in_graph_title {
+                    svg.title.push_str(&s);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let name = r.decode().unwrap();
+                let c = match name.as_ref() {
+                    "lt" => "<",
+                    "gt" => ">",
+                    "amp" => "&",
+                    "quot" => "\"",
+                    "apos" => "'",
+                    other => panic!("unexpected entity &{other};"),
+                };
+                if in_title {
+                    title.push_str(c);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(depth, 0, "unclosed elements");
+    svg
+}
+
+fn rgb(s: &str) -> (u8, u8, u8) {
+    let inner = s
+        .strip_prefix("rgb(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("fill {s:?} is not rgb()"));
+    let v: Vec<u8> = inner
+        .split(',')
+        .map(|x| x.trim().parse().unwrap())
+        .collect();
+    (v[0], v[1], v[2])
+}
+
+/// The names of the `_[k]` frames of the folded output, without the suffix.
+fn kernel_frames(args: &[&str]) -> std::collections::HashSet<String> {
+    let mut args = args.to_vec();
+    args.push("--folded");
+    stdout_of(&args, None)
+        .lines()
+        .flat_map(|l| l.rsplit_once(' ').unwrap().0.split(';'))
+        .filter_map(|f| f.strip_suffix("_[k]"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn perf_script_fixtures_collapse_exactly_as_inferno() {
+    let cases = [
+        ("go-stacks", "go-stacks-collapsed", false),
+        ("java-inline", "java-inline-collapsed", false),
+        (
+            "cpp-stacks-std-function",
+            "cpp-stacks-std-function-collapsed",
+            false,
+        ),
+        ("single-event", "single-event-collapsed", false),
+        (
+            "versioned-vmlinux",
+            "versioned-vmlinux-collapsed-kernel",
+            true,
+        ),
+    ];
+    for (input, expected, kernel) in cases {
+        let input = data(&format!("inferno-collapse-perf/{input}.txt"));
+        let expected = std::fs::read_to_string(data(&format!(
+            "inferno-collapse-perf/results/{expected}.txt"
+        )))
+        .unwrap();
+        let mut args = vec!["--input-format", "perf", "--folded"];
+        if kernel {
+            args.push("--annotate-kernel");
+        }
+        let mut from_file = args.clone();
+        from_file.push(arg(&input));
+        assert_eq!(stdout_of(&from_file, None), expected, "{}", input.display());
+        // The same through standard input, and through the profile path (--per) that
+        // re-reads inferno's output.
+        let bytes = std::fs::read(&input).unwrap();
+        assert_eq!(stdout_of(&args, Some(&bytes)), expected, "stdin");
+        let dir = tempfile::tempdir().unwrap();
+        let mut per = args.clone();
+        per.extend(["--per", "comm", arg(dir.path()), arg(&input)]);
+        stdout_of(&per, None);
+        let mut joined = String::new();
+        let mut files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            joined.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+        let mut want: Vec<&str> = expected.lines().collect();
+        let mut got: Vec<&str> = joined.lines().collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "--per comm of {}", input.display());
+    }
+}
+
+#[test]
+fn oncpu_svg_is_well_formed_and_carries_the_frames() {
+    let input = data("stacks.ndjson");
+    let text = stdout_of(&["--kind", "oncpu", arg(&input)], None);
+    let svg = parse_svg(&text);
+    assert_eq!(svg.title, "On-CPU Flame Graph");
+    let names = svg.names();
+    for want in [
+        "all",
+        "primes",
+        "main",
+        "compute_primes",
+        "is_prime",
+        "redis-server",
+        "aeProcessEvents",
+        "do_syscall_64",
+        "std::vector<int, std::allocator<int> >::push_back",
+        "operator<<(std::ostream&, Report const&)",
+    ] {
+        assert!(names.contains(&want), "{want:?} missing from {names:?}");
+    }
+    // Both intervals are summed: 180 + 120 samples.
+    assert!(
+        svg.frame("compute_primes").contains("(300 samples,"),
+        "{}",
+        svg.frame("compute_primes")
+    );
+    assert!(svg.frame("all").contains("(885 samples, 100%)"));
+    // Off-CPU stacks are not drawn in an on-CPU graph.
+    assert!(!names.contains(&"wait_for_input"));
+    // The hot palette, reds and yellows, for user frames; kernel frames (whose `_[k]`
+    // inferno keeps out of the titles) in a sand colour of their own.
+    let kernel = kernel_frames(&["--kind", "oncpu", arg(&input)]);
+    assert!(kernel.contains("do_syscall_64"));
+    for (t, (r, _, b)) in &svg.frames {
+        let name = t.rsplit_once(" (").unwrap().0;
+        if kernel.contains(name) {
+            assert!(
+                *b >= 90 && r > b,
+                "kernel frame {t} is not sand: {:?}",
+                (r, b)
+            );
+        } else if !t.starts_with("all (") {
+            assert!(*b <= 55 && r > b, "{t} is not hot: {:?}", (r, b));
+        }
+    }
+}
+
+#[test]
+fn offcpu_svg_counts_microseconds_in_blue() {
+    let input = data("stacks.ndjson");
+    let svg = parse_svg(&stdout_of(&["-k", "offcpu", arg(&input)], None));
+    assert_eq!(svg.title, "Off-CPU Flame Graph");
+    assert!(svg.frame("wait_for_input").contains("(2,000,000 µs,"));
+    assert!(svg
+        .frame("schedule_hrtimeout_range_clock")
+        .contains("(9,750,000 µs,"));
+    assert!(!svg.names().contains(&"compute_primes"));
+    // Blue user frames, aqua kernel frames.
+    let kernel = kernel_frames(&["-k", "offcpu", arg(&input)]);
+    for (t, (r, g, b)) in &svg.frames {
+        assert!(b > r, "{t} is not blue: {:?}", (r, b));
+        let name = t.rsplit_once(" (").unwrap().0;
+        if name != "all" {
+            assert_eq!(*g >= 170, kernel.contains(name), "{t}: {:?}", (r, g, b));
+        }
+    }
+}
+
+#[test]
+fn both_kinds_without_kind_is_an_error_that_names_them() {
+    let input = data("stacks.ndjson");
+    let out = run("gala-flame", &[arg(&input)], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("gala-flame: the input has stacks of several kinds: offcpu")
+            && err.contains("--kind"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn diff_of_a_profile_with_itself_has_no_red_or_blue() {
+    let input = data("stacks.ndjson");
+    let text = stdout_of(&["-k", "oncpu", "--diff", arg(&input), arg(&input)], None);
+    let svg = parse_svg(&text);
+    assert_eq!(svg.title, "Differential On-CPU Flame Graph");
+    assert!(svg.frames.len() > 10);
+    for (t, fill) in &svg.frames {
+        assert_eq!(*fill, (250, 250, 250), "{t}");
+    }
+}
+
+#[test]
+fn diff_paints_growth_red_and_shrinkage_blue() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("before.folded");
+    let after = dir.path().join("after.folded");
+    std::fs::write(&before, "app;main;parse 100\napp;main;render 100\n").unwrap();
+    std::fs::write(&after, "app;main;parse 50\napp;main;render 300\n").unwrap();
+    let args = ["-f", "folded", "--diff", arg(&before), arg(&after)];
+    let svg = parse_svg(&stdout_of(&args, None));
+    let fill = |name: &str| {
+        svg.frames
+            .iter()
+            .find(|(t, _)| t.starts_with(&format!("{name} (")))
+            .map(|(_, f)| *f)
+            .unwrap()
+    };
+    let (r, g, b) = fill("render");
+    assert!(
+        r == 255 && g < 255 && b < 255,
+        "render grew: {:?}",
+        (r, g, b)
+    );
+    let (r, g, b) = fill("parse");
+    assert!(
+        b == 255 && r < 255 && g < 255,
+        "parse shrank: {:?}",
+        (r, g, b)
+    );
+    // The folded form carries both counts.
+    let folded = stdout_of(
+        &[
+            "-f",
+            "folded",
+            "--folded",
+            "--diff",
+            arg(&before),
+            arg(&after),
+        ],
+        None,
+    );
+    assert_eq!(folded, "app;main;parse 100 50\napp;main;render 100 300\n");
+}
+
+#[test]
+fn per_process_and_per_container_write_one_graph_each() {
+    let input = data("stacks.ndjson");
+    let dir = tempfile::tempdir().unwrap();
+    let procs = dir.path().join("procs");
+    stdout_of(
+        &["-k", "oncpu", "--per", "process", arg(&procs), arg(&input)],
+        None,
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&procs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["primes-4242.svg", "redis-server-917.svg", "swapper_1-0.svg"]
+    );
+    let redis = parse_svg(&std::fs::read_to_string(procs.join("redis-server-917.svg")).unwrap());
+    assert!(redis.names().contains(&"aeMain"));
+    assert!(!redis.names().contains(&"compute_primes"));
+
+    let ctrs = dir.path().join("ctrs");
+    stdout_of(
+        &[
+            "-k",
+            "offcpu",
+            "--folded",
+            "--per",
+            "container",
+            arg(&ctrs),
+            arg(&input),
+        ],
+        None,
+    );
+    let host = std::fs::read_to_string(ctrs.join("host.folded")).unwrap();
+    let redis = std::fs::read_to_string(ctrs.join("3f2a9c1e7b5d.folded")).unwrap();
+    assert!(
+        host.starts_with("primes;") && !host.contains("redis"),
+        "{host}"
+    );
+    assert!(
+        redis.starts_with("redis-server;") && redis.ends_with(" 9750000\n"),
+        "{redis}"
+    );
+}
+
+#[test]
+fn bad_lines_are_reported_and_the_graph_still_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(data("stacks.ndjson")).unwrap();
+    text.insert_str(0, "this is not json\n");
+    let p = dir.path().join("bad.ndjson");
+    std::fs::write(&p, &text).unwrap();
+    let out = run("gala-flame", &["-k", "oncpu", "--folded", arg(&p)], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("gala-flame: {}:1: ", p.display())),
+        "{err}"
+    );
+    assert!(err.contains("skipped 1 bad line"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    // --strict stops instead, and draws nothing.
+    let out = run("gala-flame", &["--strict", "-k", "oncpu", arg(&p)], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn folded_input_merges_and_sorts_from_files_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.folded");
+    std::fs::write(&a, "p;main;b 2\np;main;a 1\n\n# a comment\n").unwrap();
+    let b = b"p;main;b 3\np;main 1\n";
+    let out = stdout_of(&["-f", "folded", "--folded", arg(&a), "-"], Some(b));
+    assert_eq!(out, "p;main 1\np;main;a 1\np;main;b 5\n");
+    let out = run(
+        "gala-flame",
+        &["-f", "folded", "--folded", "-"],
+        Some(b"p;main x\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>:1: \"x\" is not a whole"));
+}
+
+#[test]
+fn nothing_to_draw_exits_1_and_writes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("out.svg");
+    let only_status =
+        br#"{"type":"status","ts":1,"tool":"gala-collect","version":"0","format_version":1}"#;
+    let out = run("gala-flame", &["-o", arg(&svg)], Some(only_status));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no stacks"));
+    assert!(!svg.exists());
+    let out = run("gala-flame", &["-f", "perf", "--folded"], Some(b""));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn perf_text_fed_as_records_gets_a_hint() {
+    let input = data("inferno-collapse-perf/single-event.txt");
+    let out = run("gala-flame", &[arg(&input)], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--input-format perf"));
+}
+
+#[test]
+fn svg_from_perf_script_and_gzip_output() {
+    let input = data("inferno-collapse-perf/versioned-vmlinux.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("k.svgz");
+    stdout_of(
+        &[
+            "-f",
+            "perf",
+            "--annotate-kernel",
+            "-o",
+            arg(&out),
+            arg(&input),
+        ],
+        None,
+    );
+    let mut text = String::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let svg = parse_svg(&text);
+    assert_eq!(svg.title, "Flame Graph");
+    // Kernel frames keep their own colour with perf input too.
+    let (_, (_, _, b)) = svg
+        .frames
+        .iter()
+        .find(|(t, _)| t.starts_with("do_IRQ ("))
+        .unwrap();
+    assert!(*b >= 90);
+}
+
+// ---- The stack probes (root + BPF) ----------------------------------------------------
+
+/// Builds one of the test programs in tests/data/flame/progs with frame pointers. -O0: at
+/// higher levels gcc sets up no frame in leaf functions even with -fno-omit-frame-pointer,
+/// and the leaf's caller disappears from every stack (a limit of frame-pointer unwinding).
+fn build_prog(name: &str, dir: &Path) -> PathBuf {
+    let src = data(&format!("progs/{name}.c"));
+    let out = dir.join(name);
+    let status = std::process::Command::new("gcc")
+        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc (scripts/setup installs it)");
+    assert!(status.success(), "gcc {}", src.display());
+    out
+}
+
+fn stacks_of(records: &[serde_json::Value], kind: &str, tgid: u32) -> Vec<(Vec<String>, u64)> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "stack" && r["kind"] == kind && r["tgid"] == tgid)
+        .map(|r| {
+            let frames = r["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect();
+            (frames, r["value"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+fn pos(frames: &[String], name: &str) -> Option<usize> {
+    frames.iter().position(|f| f == name)
+}
+
+#[test]
+fn oncpu_probe_finds_the_hot_function_with_its_callers_and_kernel_frames() {
+    if !crate::common::require_bpf("oncpu_probe_finds_the_hot_function") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = build_prog("gala_spin", dir.path());
+    let mut spin = std::process::Command::new(&prog).arg("12").spawn().unwrap();
+    let pid = spin.id();
+    let pid_arg = pid.to_string();
+    let out = run(
+        "gala-collect",
+        &[
+            "--probes", "oncpu", "--pid", &pid_arg, "-i", "1s", "-d", "4s",
+        ],
+        None,
+    );
+    let _ = spin.kill();
+    let _ = spin.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = crate::common::ndjson(&out.stdout);
+    let stacks = stacks_of(&records, "oncpu", pid);
+    let total: u64 = stacks.iter().map(|(_, v)| v).sum();
+    assert!(
+        total >= 20,
+        "only {total} samples of the spinner: {stacks:?}"
+    );
+    // Only the filtered process is sampled.
+    assert!(records
+        .iter()
+        .filter(|r| r["type"] == "stack")
+        .all(|r| r["tgid"] == pid));
+
+    let hot: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "burn_cpu"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        hot * 10 >= total * 6,
+        "burn_cpu has {hot} of {total} samples: {stacks:?}"
+    );
+    for (frames, _) in stacks
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "burn_cpu"))
+    {
+        let order: Vec<Option<usize>> = ["main", "level_one", "level_two", "burn_cpu"]
+            .iter()
+            .map(|n| pos(frames, n))
+            .collect();
+        assert!(
+            order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+            "callers out of order or missing: {frames:?}"
+        );
+    }
+    // Reading /dev/zero: user frames first, then the kernel's, each marked _[k].
+    let with_kernel: Vec<&Vec<String>> = stacks
+        .iter()
+        .map(|(f, _)| f)
+        .filter(|f| f.iter().any(|x| x.ends_with("_[k]")))
+        .collect();
+    assert!(!with_kernel.is_empty(), "no kernel frames: {stacks:?}");
+    for f in with_kernel {
+        let first_k = f.iter().position(|x| x.ends_with("_[k]")).unwrap();
+        assert!(f[first_k..].iter().all(|x| x.ends_with("_[k]")), "{f:?}");
+        assert!(pos(f, "main").is_some_and(|m| m < first_k), "{f:?}");
+    }
+    // The status record reports the quality: this program has frame pointers.
+    let status = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "status")
+        .unwrap();
+    let q = &status["oncpu"];
+    assert!(q["total"].as_u64().unwrap() > 0, "{q}");
+    assert_eq!(q["unit"], "samples");
+    // And gala-flame draws it.
+    let svg = run("gala-flame", &[], Some(&out.stdout));
+    assert!(svg.status.success());
+    assert!(parse_svg(&String::from_utf8(svg.stdout).unwrap())
+        .names()
+        .contains(&"burn_cpu"));
+}
+
+#[test]
+fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    if !crate::common::require_bpf("offcpu_probe_measures_a_known_sleep") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = build_prog("gala_sleeper", dir.path());
+    // 20 naps of 100 ms: 2 s off-CPU in nap(), plus the wait for a CPU after each wake-up
+    // on a loaded machine, which the program measures and prints. It waits for a line
+    // before starting, so that the probe is loaded and its process filter holds it first.
+    let mut sleeper = Command::new(&prog)
+        .args(["20", "100"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id();
+    let mut collector = Command::new(crate::common::bin("gala-collect"))
+        .args([
+            "--probes",
+            "offcpu",
+            "--comm",
+            "^gala_sleeper$",
+            "-i",
+            "1s",
+            "--line-buffered",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(collector.stdout.take().unwrap()).lines();
+    let mut records = Vec::new();
+    let mut next_status = |records: &mut Vec<serde_json::Value>| {
+        for line in lines.by_ref() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let is_status = v["type"] == "status";
+            records.push(v);
+            if is_status {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        next_status(&mut records),
+        "the collector ended before its first interval"
+    );
+    sleeper.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut measured = String::new();
+    std::io::Read::read_to_string(&mut sleeper.stdout.take().unwrap(), &mut measured).unwrap();
+    assert!(sleeper.wait().unwrap().success());
+    let want: u64 = measured.trim().parse().unwrap();
+    assert!(want >= 2_000_000, "{want}");
+    // The last nap is added when the sleeper runs again: one more interval holds it.
+    next_status(&mut records);
+    next_status(&mut records);
+    // SAFETY: plain kill(2) on a child we started.
+    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    while next_status(&mut records) {}
+    let _ = collector.wait();
+
+    let stacks = stacks_of(&records, "offcpu", pid);
+    let napped: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "nap"))
+        .map(|(_, v)| v)
+        .sum();
+    eprintln!("offcpu: nap() {napped} µs off-CPU, the program measured {want}");
+    assert!(
+        napped.abs_diff(want) * 10 <= want,
+        "nap() off-CPU {napped} µs, the program measured {want} (± 10%): {stacks:?}"
+    );
+    for (frames, _) in stacks.iter().filter(|(f, _)| f.iter().any(|x| x == "nap")) {
+        let (w, n) = (pos(frames, "wait_loop"), pos(frames, "nap"));
+        assert!(w.is_some() && w < n, "callers: {frames:?}");
+        assert!(frames.last().unwrap().ends_with("_[k]"), "{frames:?}");
+    }
+    // Only the process the --comm filter selects.
+    assert!(records
+        .iter()
+        .filter(|r| r["type"] == "stack")
+        .all(|r| r["comm"] == "gala_sleeper"));
+}
