@@ -152,7 +152,7 @@ pub fn service_of(column: &str) -> &str {
 
 fn keyword(metric: &str) -> &'static str {
     let m = metric.to_ascii_lowercase();
-    if m.contains("cpu") {
+    if m.contains("cpu") || m.contains("runq") || m.contains("sched") {
         "cpu"
     } else if m.contains("mem") || m.contains("rss") || m.contains("swap") {
         "memory"
@@ -182,8 +182,17 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
         // onset decide among the saturated.
         let dir = d.direction_factor(score::bad_direction(col));
         let dir = if score::bad_direction(col) == Bad::Either { 1.0 } else { dir };
-        let s = d.z.abs() * dir;
-        scored.push((s, d.since.unwrap_or(i64::MAX), i, d));
+        let s = d.magnitude(opts.z_threshold) * dir;
+        if d.since.is_some() {
+            scored.push((s, d.since.unwrap_or(i64::MAX), i, d));
+        }
+    }
+    // How early: among columns that all moved far, the first to move is the likelier
+    // cause (a hog precedes its victims), a step later halves the weight every 4 steps.
+    let step = table.ts.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).min().unwrap_or(1000);
+    let first = scored.iter().map(|s| s.1).min().unwrap_or(start);
+    for s in scored.iter_mut() {
+        s.0 *= 0.5f64.powf((s.1 - first) as f64 / (4 * step) as f64);
     }
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let kpi = KpiRef {
@@ -205,7 +214,7 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
                 id: service.clone(),
                 kind: "service".into(),
                 metric: col.clone(),
-                score: ((s / (s + opts.z_threshold)) * 1000.0).round() / 1000.0,
+                score: (s * 1000.0).round() / 1000.0,
                 keyword: keyword(col).into(),
                 path: vec![
                     PathHop { id: service.clone(), metric: col.clone() },

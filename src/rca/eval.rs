@@ -27,6 +27,8 @@ struct Label {
     fault: String,
     /// Entity id (streams) or service (tables).
     target: String,
+    /// The service, when the label names both (tables are judged on it).
+    service: Option<String>,
 }
 
 fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -57,6 +59,7 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
             system: s("system").unwrap_or_else(|| "-".into()),
             fault: s("fault").unwrap_or_else(|| "-".into()),
             target: s("id").or_else(|| s("service")).context("label.json names no id or service")?,
+            service: s("service"),
         });
     }
     let rel = case.strip_prefix(root).unwrap_or(case);
@@ -68,6 +71,7 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
         system: parts.first().cloned().unwrap_or_else(|| "-".into()),
         fault: fault.to_string(),
         target: service.to_string(),
+        service: Some(service.to_string()),
     })
 }
 
@@ -80,7 +84,9 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Opt
         .iter()
         .map(|f| case.join(f))
         .find(|p| p.is_file());
+    let mut target = lab.target.as_str();
     let names: Vec<String> = if let Some(table) = table {
+        target = lab.service.as_deref().unwrap_or(target);
         let start = std::fs::read_to_string(case.join("inject_time.txt"))
             .ok()
             .and_then(|s| super::csv::parse_time(s.trim()));
@@ -112,7 +118,7 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Opt
             seen.push(n);
         }
     }
-    Ok(seen.iter().position(|n| *n == lab.target).map(|i| i + 1))
+    Ok(seen.iter().position(|n| *n == target).map(|i| i + 1))
 }
 
 #[derive(Default)]

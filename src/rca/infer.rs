@@ -96,6 +96,9 @@ fn class(k: &str, metric: &str) -> u8 {
     }
 }
 
+/// What is left of an entity's rank once an earlier upstream change explains it.
+const EXPLAINED: f64 = 0.3;
+
 /// Typical spacing of a series, for "moved at the same time".
 fn step(ts: &[i64]) -> i64 {
     let mut d: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
@@ -166,17 +169,21 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             }
             let lag = since.map_or(end - kpi.ts, |s| s - kpi.ts);
             let earliness = if lag <= 0 { 1.0 } else { 0.5f64.powf(lag as f64 / (2 * kpi_step) as f64) };
-            let corr = kpi_series.and_then(|(kts, kv)| {
+            // A series born during the incident has nothing to correlate over.
+            let corr = kpi_series.filter(|_| score::has_history(&h.ts, values, split)).and_then(|(kts, kv)| {
                 score::correlation(&h.ts, values, kts, kv, split - opts.lookback_ms, end, kpi_step / 2)
             });
+            let cls = class(&g.kinds[i], metric);
+            // A process working harder (a hog) and a process stopped (a stall) both hurt.
+            let bad = if cls == 0 { Bad::Either } else { score::bad_direction(metric) };
             let s = magnitude
-                * dev.direction_factor(score::bad_direction(metric))
+                * dev.direction_factor(bad)
                 * earliness
-                * (0.75 + 0.25 * corr.map_or(0.0, f64::abs))
+                * corr.map_or(0.9, |c| 0.75 + 0.25 * c.abs())
                 * if flagged.is_some() { 1.0 } else { 0.9 };
             let cand = Scored {
                 metric: metric.clone(),
-                class: class(&g.kinds[i], metric),
+                class: cls,
                 dev,
                 since,
                 score: s,
@@ -195,16 +202,25 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         .map(|c| {
             let Some(bc) = &best[c] else { return false };
             let tc = bc.since.unwrap_or(i64::MAX);
-            g.causes[c].iter().any(|(p, _)| {
-                let Some(bp) = &best[*p] else { return false };
-                if *p == k {
+            // Direct causes, and causes of quiet direct causes (a NIC dropping packets
+            // explains an SLI through a link that itself shows nothing).
+            let mut upstream: Vec<(usize, usize)> = g.causes[c].iter().map(|(p, _)| (*p, c)).collect();
+            for (p, _) in &g.causes[c] {
+                if best[*p].is_none() {
+                    upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
+                }
+            }
+            upstream.iter().any(|&(p, via)| {
+                let Some(bp) = &best[p] else { return false };
+                // A bystander's noise at the edge of the threshold explains nothing.
+                if p == k || p == c || bp.score < 0.5 * bc.score {
                     return false;
                 }
                 let tp = bp.since.unwrap_or(i64::MAX);
                 tp < tc - half
                     || ((tp - tc).abs() <= half
                         && (bp.class < bc.class
-                            || (bp.class == bc.class && g.rule(c, *p).is_none())))
+                            || (bp.class == bc.class && g.rule(via, p).is_none())))
             })
         })
         .collect();
@@ -215,7 +231,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
     };
     for (i, r) in rank_score.iter_mut().enumerate() {
         if explained[i] {
-            *r *= 0.5;
+            *r *= EXPLAINED;
         }
     }
     rank_score[k] *= 0.8; // The KPI's own entity is a cause only when nothing else is.

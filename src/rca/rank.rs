@@ -22,7 +22,7 @@ pub enum Ranker {
 }
 
 /// Cost of one hop: a direct cause is preferred over one three hops away, all else equal.
-const HOP: f64 = 0.9;
+const HOP: f64 = 0.95;
 /// Weight of a quiet entity on a path: possible, but a path of quiet hops is weak evidence.
 const QUIET: f64 = 0.4;
 
@@ -53,7 +53,7 @@ pub fn best_paths(g: &CausalGraph, kpi: usize, abn: &[f64]) -> (Vec<f64>, Vec<Op
             continue;
         }
         // Passing through `e` to reach its causes: `e` is an intermediate hop.
-        let through = if e == kpi { 1.0 } else { QUIET + (1.0 - QUIET) * abn[e] };
+        let through = if e == kpi || abn[e] > 0.0 { 1.0 } else { QUIET };
         for (c, _) in &g.causes[e] {
             let wc = w * through * HOP;
             if wc > weight[*c] {

@@ -103,6 +103,15 @@ pub fn robust_baseline(values: &mut [f64]) -> Option<(f64, f64)> {
     Some((med, scale))
 }
 
+fn first_value_at(ts: &[i64], v: &[f32]) -> Option<i64> {
+    v.iter().position(|x| x.is_finite()).map(|i| ts[i])
+}
+
+/// True when the series has values before `split`: a baseline to compare with.
+pub fn has_history(ts: &[i64], v: &[f32], split: i64) -> bool {
+    first_value_at(ts, v).is_some_and(|t| t < split)
+}
+
 /// Scores the points of `(ts, v)` with `ts >= split` and `ts <= end` against the points
 /// before `split`. `None` when the baseline is too short or nothing follows the split.
 pub fn deviation(ts: &[i64], v: &[f32], split: i64, end: i64, z_threshold: f64) -> Option<Deviation> {
@@ -120,9 +129,9 @@ pub fn deviation(ts: &[i64], v: &[f32], split: i64, end: i64, z_threshold: f64) 
         Some(b) => b,
         // Born after the split (a stress-ng started by the fault has no history): its
         // baseline is "not there", zero, and any sizeable value is a departure from it.
-        None if base.is_empty() && ts.first().is_some_and(|&t| t >= split) => {
+        None if base.is_empty() && first_value_at(ts, v).is_some_and(|t| t >= split) => {
             let peak = v[cut..stop].iter().filter(|x| x.is_finite()).fold(0.0f64, |m, &x| m.max((x as f64).abs()));
-            (0.0, (peak * 0.05).max(1e-9))
+            (0.0, (peak * 0.01).max(1e-9))
         }
         None => return None,
     };

@@ -194,7 +194,10 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
         }
     }
     t += 1;
-    effects.push((slis[target], "latency_avg", t, 8.0));
+    // Packet loss shows at the caller (retransmits), not in the server's own service time.
+    if fault != "net_loss" {
+        effects.push((slis[target], "latency_avg", t, 8.0));
+    }
     for caller in (0..target).rev() {
         t += lag(&mut rng);
         effects.push((slis[caller], "latency_avg", t, 6.0));
