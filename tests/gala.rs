@@ -7,5 +7,7 @@
 mod common;
 #[path = "gala/docs.rs"]
 mod docs;
+#[path = "gala/rca.rs"]
+mod rca;
 #[path = "gala/stream_io.rs"]
 mod stream_io;

@@ -237,7 +237,11 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
 /// The incident start for a table without one: the common change point of its columns.
 pub fn find_start(table: &Table) -> Option<i64> {
     let cols: Vec<Vec<f32>> = table.columns.iter().map(|(_, v)| v.clone()).collect();
-    score::change_point(&table.ts, &cols)
+    let cp = score::change_point(&table.ts, &cols)?;
+    // The pooled change point sits where most columns moved, which is after the cause
+    // moved: start the incident a few steps earlier so the cause is not in its baseline.
+    let i = table.ts.partition_point(|&t| t < cp);
+    Some(table.ts[i.saturating_sub(3)])
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "gala-collect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-collect")),
+        "gala-rca" => PathBuf::from(env!("CARGO_BIN_EXE_gala-rca")),
         other => panic!("no binary {other}"),
     }
 }
