@@ -92,8 +92,16 @@ impl CausalGraph {
         let mut parents: Vec<Vec<usize>> = Vec::new();
         let mut connects = Vec::new();
         for r in relations {
-            let kind_of = |id: &str| kinds.get(id).map(String::as_str).unwrap_or_else(|| guess_kind(id));
-            let (s, d) = (g.node(&r.src, kind_of(&r.src)), g.node(&r.dst, kind_of(&r.dst)));
+            let kind_of = |id: &str| {
+                kinds
+                    .get(id)
+                    .map(String::as_str)
+                    .unwrap_or_else(|| guess_kind(id))
+            };
+            let (s, d) = (
+                g.node(&r.src, kind_of(&r.src)),
+                g.node(&r.dst, kind_of(&r.dst)),
+            );
             parents.resize(g.ids.len(), Vec::new());
             match r.rel {
                 "runs_on" | "belongs_to" => parents[s].push(d),
@@ -162,7 +170,10 @@ impl CausalGraph {
                 } else if PROC_PARTS.contains(&k.as_str()) {
                     g.add(p, m, format!("proc → {k}"));
                 }
-                if matches!(k.as_str(), kind::TCP_LINK | kind::ENDPOINT | kind::DNS | kind::LB_LINK | "nginx_link") {
+                if matches!(
+                    k.as_str(),
+                    kind::TCP_LINK | kind::ENDPOINT | kind::DNS | kind::LB_LINK | "nginx_link"
+                ) {
                     for &s in &slis {
                         g.add(m, s, format!("{k} → sli"));
                     }
@@ -185,7 +196,11 @@ impl CausalGraph {
         }
         // Inside each host.
         let empty = Vec::new();
-        let mut hosts: Vec<usize> = procs_on.keys().chain(resources_on.keys()).copied().collect();
+        let mut hosts: Vec<usize> = procs_on
+            .keys()
+            .chain(resources_on.keys())
+            .copied()
+            .collect();
         hosts.sort();
         hosts.dedup();
         for h in hosts {
@@ -218,7 +233,12 @@ impl CausalGraph {
                 for &p in &procs {
                     let links: Vec<usize> = parts
                         .get(&p)
-                        .map(|ms| ms.iter().copied().filter(|&m| g.kinds[m] == kind::TCP_LINK).collect())
+                        .map(|ms| {
+                            ms.iter()
+                                .copied()
+                                .filter(|&m| g.kinds[m] == kind::TCP_LINK)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     match k.as_str() {
                         kind::NIC => {
@@ -270,8 +290,16 @@ impl CausalGraph {
             };
             let client_slis = of_kind(cp, kind::SLI);
             let server_slis = of_kind(sp, kind::SLI);
-            let link = if g.kinds[client] == kind::TCP_LINK { client } else { cp };
-            let client_targets = if client_slis.is_empty() { vec![cp] } else { client_slis };
+            let link = if g.kinds[client] == kind::TCP_LINK {
+                client
+            } else {
+                cp
+            };
+            let client_targets = if client_slis.is_empty() {
+                vec![cp]
+            } else {
+                client_slis
+            };
             for &s in &server_slis {
                 for &c in &client_targets {
                     g.add(s, c, "sli → sli across a connection");
@@ -286,7 +314,12 @@ impl CausalGraph {
             if let Some(sh) = host_of[sp] {
                 let nics: Vec<usize> = resources_on
                     .get(&sh)
-                    .map(|rs| rs.iter().copied().filter(|&r| g.kinds[r] == kind::NIC).collect())
+                    .map(|rs| {
+                        rs.iter()
+                            .copied()
+                            .filter(|&r| g.kinds[r] == kind::NIC)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for nic in nics {
                     g.add(nic, link, "server nic → client tcp_link");

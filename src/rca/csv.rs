@@ -57,7 +57,11 @@ pub fn parse_time(s: &str) -> Option<i64> {
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let mut ms = (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se) * 1000;
     if let Some(frac) = s.get(19..).and_then(|f| f.strip_prefix('.')) {
-        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).take(3).collect();
+        let digits: String = frac
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .take(3)
+            .collect();
         if !digits.is_empty() {
             ms += digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
         }
@@ -66,15 +70,17 @@ pub fn parse_time(s: &str) -> Option<i64> {
 }
 
 fn split_line(line: &str) -> Vec<&str> {
-    line.split(',').map(|f| f.trim().trim_matches('"')).collect()
+    line.split(',')
+        .map(|f| f.trim().trim_matches('"'))
+        .collect()
 }
 
 /// Reads a wide table. The time column is the one named time/timestamp/ts/date, else the
 /// first. Empty or non-numeric cells become gaps; rows with an unreadable time are skipped
 /// and counted in the error only when no row is readable.
 pub fn read(path: &Path) -> anyhow::Result<Table> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let Some(header) = lines.next() else {
         bail!("{}: empty table", path.display());
@@ -82,7 +88,12 @@ pub fn read(path: &Path) -> anyhow::Result<Table> {
     let names = split_line(header);
     let tcol = names
         .iter()
-        .position(|n| matches!(n.to_ascii_lowercase().as_str(), "time" | "timestamp" | "ts" | "date" | "datetime"))
+        .position(|n| {
+            matches!(
+                n.to_ascii_lowercase().as_str(),
+                "time" | "timestamp" | "ts" | "date" | "datetime"
+            )
+        })
         .unwrap_or(0);
     let mut table = Table {
         ts: Vec::new(),
@@ -112,7 +123,11 @@ pub fn read(path: &Path) -> anyhow::Result<Table> {
         rows.push((t, vals));
     }
     if rows.is_empty() {
-        bail!("{}: no row with a readable time in column {:?}", path.display(), names[tcol]);
+        bail!(
+            "{}: no row with a readable time in column {:?}",
+            path.display(),
+            names[tcol]
+        );
     }
     rows.sort_by_key(|r| r.0);
     for (t, vals) in rows {
@@ -158,9 +173,11 @@ fn keyword(metric: &str) -> &'static str {
         "memory"
     } else if m.contains("disk") || m.contains("io") || m.contains("fs") {
         "disk"
-    } else if ["net", "tcp", "latency", "loss", "delay", "rx", "tx", "socket", "rtt"]
-        .iter()
-        .any(|w| m.contains(w))
+    } else if [
+        "net", "tcp", "latency", "loss", "delay", "rx", "tx", "socket", "rtt",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
     {
         "network"
     } else {
@@ -181,7 +198,11 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
         // "many times its usual wiggle", so the magnitude saturates and direction and
         // onset decide among the saturated.
         let dir = d.direction_factor(score::bad_direction(col));
-        let dir = if score::bad_direction(col) == Bad::Either { 1.0 } else { dir };
+        let dir = if score::bad_direction(col) == Bad::Either {
+            1.0
+        } else {
+            dir
+        };
         let s = d.magnitude(opts.z_threshold) * dir;
         if d.since.is_some() {
             scored.push((s, d.since.unwrap_or(i64::MAX), i, d));
@@ -189,7 +210,13 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
     }
     // How early: among columns that all moved far, the first to move is the likelier
     // cause (a hog precedes its victims), a step later halves the weight every 4 steps.
-    let step = table.ts.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).min().unwrap_or(1000);
+    let step = table
+        .ts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|&d| d > 0)
+        .min()
+        .unwrap_or(1000);
     let first = scored.iter().map(|s| s.1).min().unwrap_or(start);
     for s in scored.iter_mut() {
         s.0 *= 0.5f64.powf((s.1 - first) as f64 / (4 * step) as f64);
@@ -217,8 +244,14 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
                 score: (s * 1000.0).round() / 1000.0,
                 keyword: keyword(col).into(),
                 path: vec![
-                    PathHop { id: service.clone(), metric: col.clone() },
-                    PathHop { id: name.to_string(), metric: "anomaly".into() },
+                    PathHop {
+                        id: service.clone(),
+                        metric: col.clone(),
+                    },
+                    PathHop {
+                        id: name.to_string(),
+                        metric: "anomaly".into(),
+                    },
                 ],
                 kpi: kpi.clone(),
                 evidence: vec![Evidence {
@@ -227,7 +260,10 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
                     baseline: Some(d.baseline),
                     value: Some(d.value),
                     since: (since != i64::MAX).then_some(since),
-                    desc: Some(format!("robust z {:+.1} against the time before the incident", d.z)),
+                    desc: Some(format!(
+                        "robust z {:+.1} against the time before the incident",
+                        d.z
+                    )),
                 }],
             }
         })

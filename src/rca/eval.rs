@@ -36,9 +36,15 @@ fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
-    let is_case = ["data.csv", "metrics.csv", "simple_metrics.csv", "records.ndjson", "records.ndjson.gz"]
-        .iter()
-        .any(|f| dir.join(f).is_file());
+    let is_case = [
+        "data.csv",
+        "metrics.csv",
+        "simple_metrics.csv",
+        "records.ndjson",
+        "records.ndjson.gz",
+    ]
+    .iter()
+    .any(|f| dir.join(f).is_file());
     if is_case {
         out.push(dir.to_path_buf());
         return Ok(());
@@ -53,19 +59,29 @@ fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
     if let Ok(text) = std::fs::read_to_string(case.join("label.json")) {
-        let v: Value = serde_json::from_str(&text).with_context(|| format!("{}/label.json", case.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}/label.json", case.display()))?;
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         return Ok(Label {
             system: s("system").unwrap_or_else(|| "-".into()),
             fault: s("fault").unwrap_or_else(|| "-".into()),
-            target: s("id").or_else(|| s("service")).context("label.json names no id or service")?,
+            target: s("id")
+                .or_else(|| s("service"))
+                .context("label.json names no id or service")?,
             service: s("service"),
         });
     }
     let rel = case.strip_prefix(root).unwrap_or(case);
-    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
     // RCAEval: <system>/<service>_<fault>/<n>.
-    let named = parts.iter().rev().find(|p| p.contains('_')).context("no label.json and no <service>_<fault> folder")?;
+    let named = parts
+        .iter()
+        .rev()
+        .find(|p| p.contains('_'))
+        .context("no label.json and no <service>_<fault> folder")?;
     let (service, fault) = named.rsplit_once('_').expect("contains _");
     Ok(Label {
         system: parts.first().cloned().unwrap_or_else(|| "-".into()),
@@ -143,7 +159,13 @@ impl Tally {
         (1..=5).map(|k| self.ac(k)).sum::<f64>() / 5.0
     }
     fn line(&self, name: &str) -> String {
-        format!("{name:<40} {:>5} {:>6.2} {:>6.2} {:>6.2}\n", self.cases, self.ac(1), self.ac(3), self.avg5())
+        format!(
+            "{name:<40} {:>5} {:>6.2} {:>6.2} {:>6.2}\n",
+            self.cases,
+            self.ac(1),
+            self.ac(3),
+            self.avg5()
+        )
     }
 }
 
@@ -151,14 +173,19 @@ impl Tally {
 pub fn run(dir: &Path, opts: &InferOptions, each: bool) -> anyhow::Result<String> {
     let mut cases = Vec::new();
     find_cases(dir, &mut cases).with_context(|| format!("cannot read {}", dir.display()))?;
-    anyhow::ensure!(!cases.is_empty(), "{}: no case folder (data.csv or records.ndjson) found", dir.display());
+    anyhow::ensure!(
+        !cases.is_empty(),
+        "{}: no case folder (data.csv or records.ndjson) found",
+        dir.display()
+    );
     let mut by_system: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_fault: BTreeMap<String, Tally> = BTreeMap::new();
     let mut all = Tally::default();
     let mut out = String::new();
     for case in &cases {
         let lab = label(dir, case)?;
-        let rank = run_case(case, &lab, opts).with_context(|| format!("case {}", case.display()))?;
+        let rank =
+            run_case(case, &lab, opts).with_context(|| format!("case {}", case.display()))?;
         if each {
             out.push_str(&format!(
                 "{}: {} {} → {}\n",
@@ -169,10 +196,16 @@ pub fn run(dir: &Path, opts: &InferOptions, each: bool) -> anyhow::Result<String
             ));
         }
         by_system.entry(lab.system.clone()).or_default().add(rank);
-        by_fault.entry(format!("{}/{}", lab.system, lab.fault)).or_default().add(rank);
+        by_fault
+            .entry(format!("{}/{}", lab.system, lab.fault))
+            .or_default()
+            .add(rank);
         all.add(rank);
     }
-    out.push_str(&format!("{:<40} {:>5} {:>6} {:>6} {:>6}\n", "system / fault", "cases", "AC@1", "AC@3", "Avg@5"));
+    out.push_str(&format!(
+        "{:<40} {:>5} {:>6} {:>6} {:>6}\n",
+        "system / fault", "cases", "AC@1", "AC@3", "Avg@5"
+    ));
     for (name, t) in &by_fault {
         out.push_str(&t.line(name));
     }

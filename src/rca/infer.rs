@@ -63,7 +63,12 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
     let m = metric.to_ascii_lowercase();
     match k {
         kind::DISK | kind::BLOCK | kind::FS => "disk",
-        kind::TCP_LINK | kind::NIC | kind::QDISC | kind::ENDPOINT | kind::DNS | kind::NET
+        kind::TCP_LINK
+        | kind::NIC
+        | kind::QDISC
+        | kind::ENDPOINT
+        | kind::DNS
+        | kind::NET
         | kind::LB_LINK => "network",
         kind::CPU | kind::SCHED => "cpu",
         kind::MEM => "memory",
@@ -85,8 +90,16 @@ fn class(k: &str, metric: &str) -> u8 {
         "p99", "p95", "p50",
     ];
     match k {
-        kind::CPU | kind::MEM | kind::DISK | kind::BLOCK | kind::NIC | kind::HOST | kind::FS
-        | kind::QDISC | kind::SCHED | kind::NET => 1,
+        kind::CPU
+        | kind::MEM
+        | kind::DISK
+        | kind::BLOCK
+        | kind::NIC
+        | kind::HOST
+        | kind::FS
+        | kind::QDISC
+        | kind::SCHED
+        | kind::NET => 1,
         kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
             if !SYMPTOM.iter().any(|w| m.contains(w)) =>
         {
@@ -101,7 +114,11 @@ const EXPLAINED: f64 = 0.3;
 
 /// Typical spacing of a series, for "moved at the same time".
 fn step(ts: &[i64]) -> i64 {
-    let mut d: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
+    let mut d: Vec<i64> = ts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|&d| d > 0)
+        .collect();
     if d.is_empty() {
         return 1000;
     }
@@ -121,7 +138,11 @@ pub struct Inference {
 pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions) -> Inference {
     let n = g.ids.len();
     let Some(&k) = g.index.get(&kpi.id) else {
-        return Inference { kpi: kpi.clone(), causes: Vec::new(), scored: 0 };
+        return Inference {
+            kpi: kpi.clone(),
+            causes: Vec::new(),
+            scored: 0,
+        };
     };
     let split = kpi.ts - opts.lookback_ms;
     let end = kpi.ts + opts.settle_ms;
@@ -145,7 +166,9 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
     let mut best: Vec<Option<Scored>> = vec![None; n];
     let mut scored = 0;
     for i in (0..n).filter(|&i| reachable[i]) {
-        let Some(h) = store.histories.get(&g.ids[i]) else { continue };
+        let Some(h) = store.histories.get(&g.ids[i]) else {
+            continue;
+        };
         for (metric, values) in &h.cols {
             if i == k && *metric == kpi.metric {
                 continue;
@@ -155,7 +178,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             };
             scored += 1;
             let flagged = store.anomalies.get(&(g.ids[i].clone(), metric.clone()));
-            let since = match (dev.since, flagged.map(|a| a.ts).filter(|&t| t >= split && t <= end)) {
+            let since = match (
+                dev.since,
+                flagged.map(|a| a.ts).filter(|&t| t >= split && t <= end),
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -168,14 +194,32 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 magnitude = magnitude.max(a.score);
             }
             let lag = since.map_or(end - kpi.ts, |s| s - kpi.ts);
-            let earliness = if lag <= 0 { 1.0 } else { 0.5f64.powf(lag as f64 / (2 * kpi_step) as f64) };
+            let earliness = if lag <= 0 {
+                1.0
+            } else {
+                0.5f64.powf(lag as f64 / (2 * kpi_step) as f64)
+            };
             // A series born during the incident has nothing to correlate over.
-            let corr = kpi_series.filter(|_| score::has_history(&h.ts, values, split)).and_then(|(kts, kv)| {
-                score::correlation(&h.ts, values, kts, kv, split - opts.lookback_ms, end, kpi_step / 2)
-            });
+            let corr = kpi_series
+                .filter(|_| score::has_history(&h.ts, values, split))
+                .and_then(|(kts, kv)| {
+                    score::correlation(
+                        &h.ts,
+                        values,
+                        kts,
+                        kv,
+                        split - opts.lookback_ms,
+                        end,
+                        kpi_step / 2,
+                    )
+                });
             let cls = class(&g.kinds[i], metric);
             // A process working harder (a hog) and a process stopped (a stall) both hurt.
-            let bad = if cls == 0 { Bad::Either } else { score::bad_direction(metric) };
+            let bad = if cls == 0 {
+                Bad::Either
+            } else {
+                score::bad_direction(metric)
+            };
             let s = magnitude
                 * dev.direction_factor(bad)
                 * earliness
@@ -194,7 +238,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             }
         }
     }
-    let abn: Vec<f64> = best.iter().map(|b| b.as_ref().map_or(0.0, |b| b.score)).collect();
+    let abn: Vec<f64> = best
+        .iter()
+        .map(|b| b.as_ref().map_or(0.0, |b| b.score))
+        .collect();
 
     // Explained entities rank below what explains them.
     let half = kpi_step / 2;
@@ -204,7 +251,8 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             let tc = bc.since.unwrap_or(i64::MAX);
             // Direct causes, and causes of quiet direct causes (a NIC dropping packets
             // explains an SLI through a link that itself shows nothing).
-            let mut upstream: Vec<(usize, usize)> = g.causes[c].iter().map(|(p, _)| (*p, c)).collect();
+            let mut upstream: Vec<(usize, usize)> =
+                g.causes[c].iter().map(|(p, _)| (*p, c)).collect();
             for (p, _) in &g.causes[c] {
                 if best[*p].is_none() {
                     upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
@@ -271,7 +319,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             while let Some(i) = at {
                 let rule = prev.and_then(|p| g.rule(p, i)).map(str::to_string);
                 if i == k {
-                    path.push(PathHop { id: kpi.id.clone(), metric: kpi.metric.clone() });
+                    path.push(PathHop {
+                        id: kpi.id.clone(),
+                        metric: kpi.metric.clone(),
+                    });
                     if let Some(mut e) = kpi_evidence.clone() {
                         if let Some(rule) = rule {
                             e.desc = Some(format!("the abnormal KPI; {rule}"));
@@ -302,7 +353,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 }
             }
             if c == k {
-                path.push(PathHop { id: kpi.id.clone(), metric: kpi.metric.clone() });
+                path.push(PathHop {
+                    id: kpi.id.clone(),
+                    metric: kpi.metric.clone(),
+                });
             }
             Cause {
                 ts: kpi.ts,
@@ -318,7 +372,11 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             }
         })
         .collect();
-    Inference { kpi: kpi.clone(), causes, scored }
+    Inference {
+        kpi: kpi.clone(),
+        causes,
+        scored,
+    }
 }
 
 fn describe(s: &Scored, rule: Option<&str>, explained: bool) -> String {
@@ -326,7 +384,9 @@ fn describe(s: &Scored, rule: Option<&str>, explained: bool) -> String {
     if let Some(c) = s.corr {
         d.push_str(&format!(", correlation with the KPI {c:+.2}"));
     }
-    if score::bad_direction(&s.metric) != Bad::Either && s.dev.direction_factor(score::bad_direction(&s.metric)) < 1.0 {
+    if score::bad_direction(&s.metric) != Bad::Either
+        && s.dev.direction_factor(score::bad_direction(&s.metric)) < 1.0
+    {
         d.push_str(", moved in its harmless direction");
     }
     if explained {

@@ -120,7 +120,11 @@ pub fn graph(store: &Store) -> CausalGraph {
 /// Reads the stream, passes it through (unless `only`), and writes the causes of every KPI
 /// anomaly once its settle window has passed on the stream's clock (or at the end).
 /// Returns the inferences made.
-pub fn run(opts: &Options, reader: &mut RecordReader, out: &mut RecordWriter) -> anyhow::Result<Vec<Inference>> {
+pub fn run(
+    opts: &Options,
+    reader: &mut RecordReader,
+    out: &mut RecordWriter,
+) -> anyhow::Result<Vec<Inference>> {
     let mut store = Store::new(opts.history_ms);
     let mut pending: Vec<Anomaly> = Vec::new();
     let mut last_kpi: HashMap<(String, String), i64> = HashMap::new();
@@ -131,7 +135,9 @@ pub fn run(opts: &Options, reader: &mut RecordReader, out: &mut RecordWriter) ->
     loop {
         let mut interval_end = false;
         {
-            let Some(item) = reader.next_record()? else { break };
+            let Some(item) = reader.next_record()? else {
+                break;
+            };
             if !opts.only && opts.format == Format::Ndjson {
                 out.write_raw(item.raw)?;
             }
@@ -145,9 +151,9 @@ pub fn run(opts: &Options, reader: &mut RecordReader, out: &mut RecordWriter) ->
                         let key = (a.id.clone(), a.metric.clone());
                         // One inference per incident: later points of the same one are
                         // its continuation, not a new KPI anomaly.
-                        let fresh = last_kpi
-                            .get(&key)
-                            .is_none_or(|&t| a.ts - t > settle + opts.infer.lookback_ms || a.ts < t);
+                        let fresh = last_kpi.get(&key).is_none_or(|&t| {
+                            a.ts - t > settle + opts.infer.lookback_ms || a.ts < t
+                        });
                         if fresh {
                             last_kpi.insert(key, a.ts);
                             pending.push(a.clone());
@@ -220,7 +226,12 @@ fn infer_one(
     Ok(inf)
 }
 
-fn write(format: Format, store: &Store, inf: &Inference, out: &mut RecordWriter) -> anyhow::Result<()> {
+fn write(
+    format: Format,
+    store: &Store,
+    inf: &Inference,
+    out: &mut RecordWriter,
+) -> anyhow::Result<()> {
     match format {
         Format::Ndjson => {
             for c in &inf.causes {
@@ -254,14 +265,21 @@ pub fn run_csv(
             let normal = csv::read(b)?;
             let start = *table.ts.first().context("empty incident table")?;
             if normal.ts.last().is_some_and(|&t| t >= start) {
-                bail!("{}: the baseline must end before the incident table starts", b.display());
+                bail!(
+                    "{}: the baseline must end before the incident table starts",
+                    b.display()
+                );
             }
             (normal.append(&table), start)
         }
         (None, Some(s)) => (table, s),
         (None, None) => {
-            let s = csv::find_start(&table)
-                .with_context(|| format!("{}: too short to find where the incident starts; give --anomaly-start", input.display()))?;
+            let s = csv::find_start(&table).with_context(|| {
+                format!(
+                    "{}: too short to find where the incident starts; give --anomaly-start",
+                    input.display()
+                )
+            })?;
             (table, s)
         }
     };
@@ -281,12 +299,20 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
                 ..InferOptions::from(&infer)
             };
             let report = eval::run(&dir, &opts, cases)?;
-            let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
+            let mut out =
+                RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
             out.write_text(&report)?;
             out.finish()?;
             return Ok(exit::OK);
         }
-        Some(cli::Command::Synth { dir, cases, entities, minutes, seed, csv }) => {
+        Some(cli::Command::Synth {
+            dir,
+            cases,
+            entities,
+            minutes,
+            seed,
+            csv,
+        }) => {
             synth::write_cases(&dir, cases, entities, minutes, seed, csv)?;
             return Ok(exit::OK);
         }
@@ -298,14 +324,20 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             bail!("--input-format csv reads exactly one table (the incident; the normal one goes to --baseline)");
         };
         let start = match &cli.anomaly_start {
-            Some(s) => Some(csv::parse_time(s).with_context(|| format!("--anomaly-start {s:?} is not a time"))?),
+            Some(s) => Some(
+                csv::parse_time(s)
+                    .with_context(|| format!("--anomaly-start {s:?} is not a time"))?,
+            ),
             None => None,
         };
         let (causes, start) = run_csv(input, cli.baseline.as_deref(), start, &infer_opts)?;
         let inf = Inference {
             kpi: Anomaly {
                 ts: start,
-                id: input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                id: input
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 kind: "case".into(),
                 metric: "anomaly".into(),
                 score: 1.0,
@@ -349,5 +381,9 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     let mut reader = RecordReader::new(TOOL, &inputs, cli.input.strict);
     run(&opts, &mut reader, &mut out)?;
     out.finish()?;
-    Ok(if reader.bad_input().summarise() { exit::ERROR } else { exit::OK })
+    Ok(if reader.bad_input().summarise() {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
 }

@@ -29,13 +29,10 @@ pub fn describe_entity(store: &Store, id: &str) -> String {
         return id.to_string();
     };
     let get = |k: &str| {
-        e.keys
-            .get(k)
-            .or_else(|| e.labels.get(k))
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
+        e.keys.get(k).or_else(|| e.labels.get(k)).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
     };
     let comm = get("comm");
     match e.kind.as_str() {
@@ -56,9 +53,16 @@ pub fn describe_entity(store: &Store, id: &str) -> String {
             None => format!("{} of pid {}", e.kind, get("tgid").unwrap_or_default()),
         },
         kind::DISK | kind::BLOCK | kind::NIC | kind::CPU | kind::FS | kind::QDISC => {
-            let name = ["disk_name", "blk_name", "dev_name", "cpu", "fsname", "mount"]
-                .iter()
-                .find_map(|k| get(k));
+            let name = [
+                "disk_name",
+                "blk_name",
+                "dev_name",
+                "cpu",
+                "fsname",
+                "mount",
+            ]
+            .iter()
+            .find_map(|k| get(k));
             format!("{} {}", e.kind, name.unwrap_or_default())
         }
         kind::HOST => format!(
@@ -110,7 +114,9 @@ pub fn text(store: &Store, inf: &Inference) -> String {
                     describe_entity(store, &e.id),
                     e.metric,
                     change(e),
-                    e.since.map(|s| format!(" since {}", clock(s))).unwrap_or_default()
+                    e.since
+                        .map(|s| format!(" since {}", clock(s)))
+                        .unwrap_or_default()
                 )
             })
             .collect();
@@ -149,7 +155,12 @@ pub fn gala(store: &Store, inf: &Inference) -> Value {
         store
             .kind_of(id)
             .map(str::to_string)
-            .or_else(|| inf.causes.iter().find(|c| c.id == id).map(|c| c.kind.clone()))
+            .or_else(|| {
+                inf.causes
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map(|c| c.kind.clone())
+            })
             .unwrap_or_default()
     };
     let causes: Vec<Value> = inf
@@ -215,7 +226,8 @@ pub fn gala(store: &Store, inf: &Inference) -> Value {
     });
     for (i, c) in inf.causes.iter().take(3).enumerate() {
         // gala-inference's own wording: "<metric_id>异常" ("… is abnormal").
-        msg[format!("top{}", i + 1)] = Value::String(format!("{}异常", gala_metric(&c.kind, &c.metric)));
+        msg[format!("top{}", i + 1)] =
+            Value::String(format!("{}异常", gala_metric(&c.kind, &c.metric)));
     }
     msg
 }

@@ -22,14 +22,24 @@ pub enum Bad {
 pub fn bad_direction(metric: &str) -> Bad {
     let m = metric.to_ascii_lowercase();
     const DOWN: &[&str] = &[
-        "free", "avail", "idle", "cwnd", "snd_wnd", "rcv_wnd", "hit", "success", "tps", "qps",
-        "rps", "throughput",
+        "free",
+        "avail",
+        "idle",
+        "cwnd",
+        "snd_wnd",
+        "rcv_wnd",
+        "hit",
+        "success",
+        "tps",
+        "qps",
+        "rps",
+        "throughput",
     ];
     const UP: &[&str] = &[
-        "lat", "delay", "rtt", "wait", "util", "usage", "busy", "queue", "qlen", "retran",
-        "drop", "err", "loss", "fail", "timeout", "throttl", "fault", "swap", "iowait", "load",
-        "backlog", "zero_win", "reset", "oom", "pressure", "psi", "steal", "p99", "p95", "p50",
-        "lost", "conflict", "block", "stall", "runq", "used", "pct", "ratio",
+        "lat", "delay", "rtt", "wait", "util", "usage", "busy", "queue", "qlen", "retran", "drop",
+        "err", "loss", "fail", "timeout", "throttl", "fault", "swap", "iowait", "load", "backlog",
+        "zero_win", "reset", "oom", "pressure", "psi", "steal", "p99", "p95", "p50", "lost",
+        "conflict", "block", "stall", "runq", "used", "pct", "ratio",
     ];
     if DOWN.iter().any(|w| m.contains(w)) {
         Bad::Down
@@ -114,7 +124,13 @@ pub fn has_history(ts: &[i64], v: &[f32], split: i64) -> bool {
 
 /// Scores the points of `(ts, v)` with `ts >= split` and `ts <= end` against the points
 /// before `split`. `None` when the baseline is too short or nothing follows the split.
-pub fn deviation(ts: &[i64], v: &[f32], split: i64, end: i64, z_threshold: f64) -> Option<Deviation> {
+pub fn deviation(
+    ts: &[i64],
+    v: &[f32],
+    split: i64,
+    end: i64,
+    z_threshold: f64,
+) -> Option<Deviation> {
     let cut = ts.partition_point(|&t| t < split);
     let stop = ts.partition_point(|&t| t <= end);
     if stop <= cut {
@@ -130,7 +146,10 @@ pub fn deviation(ts: &[i64], v: &[f32], split: i64, end: i64, z_threshold: f64) 
         // Born after the split (a stress-ng started by the fault has no history): its
         // baseline is "not there", zero, and any sizeable value is a departure from it.
         None if base.is_empty() && first_value_at(ts, v).is_some_and(|t| t >= split) => {
-            let peak = v[cut..stop].iter().filter(|x| x.is_finite()).fold(0.0f64, |m, &x| m.max((x as f64).abs()));
+            let peak = v[cut..stop]
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold(0.0f64, |m, &x| m.max((x as f64).abs()));
             (0.0, (peak * 0.01).max(1e-9))
         }
         None => return None,
@@ -234,7 +253,10 @@ pub fn change_point(ts: &[i64], columns: &[Vec<f32>]) -> Option<i64> {
         if var <= 0.0 {
             continue;
         }
-        let filled: Vec<f64> = vals.iter().map(|&x| if x.is_finite() { x } else { mean }).collect();
+        let filled: Vec<f64> = vals
+            .iter()
+            .map(|&x| if x.is_finite() { x } else { mean })
+            .collect();
         let sum: f64 = filled.iter().sum();
         let mut left = 0.0;
         let mut stats = vec![0.0; n];
@@ -268,7 +290,10 @@ mod tests {
     use super::*;
 
     fn series(n: usize, f: impl Fn(usize) -> f32) -> (Vec<i64>, Vec<f32>) {
-        ((0..n).map(|i| i as i64 * 1000).collect(), (0..n).map(f).collect())
+        (
+            (0..n).map(|i| i as i64 * 1000).collect(),
+            (0..n).map(f).collect(),
+        )
     }
 
     #[test]

@@ -183,7 +183,8 @@ impl Store {
         }
         self.forgotten += stale.len() as u64;
         self.edges.retain(|_, e| e.ts >= oldest);
-        self.anomalies.retain(|_, a| a.end.unwrap_or(a.ts) >= oldest);
+        self.anomalies
+            .retain(|_, a| a.end.unwrap_or(a.ts) >= oldest);
         for h in self.histories.values_mut() {
             h.prune(oldest);
         }

@@ -87,29 +87,82 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
     let svc = ["front", "api", "db"];
     let ips = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
     let mut es: Vec<Ent> = Vec::new();
-    let push = |es: &mut Vec<Ent>, e: Entity, base: Vec<(&'static str, f64, f64)>, csv: Option<String>| {
-        es.push(Ent { entity: e, base, born: None, csv_name: csv });
-        es.len() - 1
-    };
+    let push =
+        |es: &mut Vec<Ent>, e: Entity, base: Vec<(&'static str, f64, f64)>, csv: Option<String>| {
+            es.push(Ent {
+                entity: e,
+                base,
+                born: None,
+                csv_name: csv,
+            });
+            es.len() - 1
+        };
     let mut host_res = Vec::new();
     for (h, m) in hosts.iter().enumerate() {
         let hn = format!("h{h}");
-        let host = push(&mut es, ent(m, "host", json!({"machine_id": m}), json!({"hostname": hn})), vec![("load1", 1.0, 0.1)], None);
-        let cpu = push(&mut es, ent(m, "cpu", json!({"cpu": "0"}), json!({})), vec![("cpu_util", 30.0, 0.08)], Some(format!("{hn}cpu")));
-        let mem = push(&mut es, ent(m, "mem", json!({"machine_id": m}), json!({})), vec![("mem_used_pct", 55.0, 0.03)], Some(format!("{hn}mem")));
-        let disk = push(&mut es, ent(m, "disk", json!({"disk_name": "sda"}), json!({})), vec![("disk_util", 10.0, 0.2), ("disk_await_ms", 2.0, 0.15)], Some(format!("{hn}disk")));
-        let block = push(&mut es, ent(m, "block", json!({"blk_name": "sda1"}), json!({})), vec![("blk_latency_ms", 1.5, 0.15)], None);
-        let nic = push(&mut es, ent(m, "nic", json!({"dev_name": "eth0"}), json!({})), vec![("rx_dropped", 0.2, 1.0), ("tx_bytes", 5e6, 0.1)], Some(format!("{hn}nic")));
+        let host = push(
+            &mut es,
+            ent(m, "host", json!({"machine_id": m}), json!({"hostname": hn})),
+            vec![("load1", 1.0, 0.1)],
+            None,
+        );
+        let cpu = push(
+            &mut es,
+            ent(m, "cpu", json!({"cpu": "0"}), json!({})),
+            vec![("cpu_util", 30.0, 0.08)],
+            Some(format!("{hn}cpu")),
+        );
+        let mem = push(
+            &mut es,
+            ent(m, "mem", json!({"machine_id": m}), json!({})),
+            vec![("mem_used_pct", 55.0, 0.03)],
+            Some(format!("{hn}mem")),
+        );
+        let disk = push(
+            &mut es,
+            ent(m, "disk", json!({"disk_name": "sda"}), json!({})),
+            vec![("disk_util", 10.0, 0.2), ("disk_await_ms", 2.0, 0.15)],
+            Some(format!("{hn}disk")),
+        );
+        let block = push(
+            &mut es,
+            ent(m, "block", json!({"blk_name": "sda1"}), json!({})),
+            vec![("blk_latency_ms", 1.5, 0.15)],
+            None,
+        );
+        let nic = push(
+            &mut es,
+            ent(m, "nic", json!({"dev_name": "eth0"}), json!({})),
+            vec![("rx_dropped", 0.2, 1.0), ("tx_bytes", 5e6, 0.1)],
+            Some(format!("{hn}nic")),
+        );
         host_res.push((host, cpu, mem, disk, block, nic));
     }
     let mut procs = Vec::new();
     let mut slis = Vec::new();
     for (i, (m, name)) in hosts.iter().zip(svc).enumerate() {
         let tgid = 100 * (i + 1);
-        let p = push(&mut es, ent(m, "proc", json!({"tgid": tgid}), json!({"comm": name})),
-            vec![("cpu_usage", 20.0, 0.1), ("runq_delay_us", 50.0, 0.2), ("iowait_us", 20.0, 0.2), ("mem_rss", 2e8, 0.02), ("page_faults", 5.0, 0.3)], Some(name.to_string()));
-        let s = push(&mut es, ent(m, "sli", json!({"tgid": tgid}), json!({"comm": name})),
-            vec![("latency_avg", 2.0 + i as f64, 0.1), ("err_ratio", 0.001, 0.5)], Some(format!("{name}sli")));
+        let p = push(
+            &mut es,
+            ent(m, "proc", json!({"tgid": tgid}), json!({"comm": name})),
+            vec![
+                ("cpu_usage", 20.0, 0.1),
+                ("runq_delay_us", 50.0, 0.2),
+                ("iowait_us", 20.0, 0.2),
+                ("mem_rss", 2e8, 0.02),
+                ("page_faults", 5.0, 0.3),
+            ],
+            Some(name.to_string()),
+        );
+        let s = push(
+            &mut es,
+            ent(m, "sli", json!({"tgid": tgid}), json!({"comm": name})),
+            vec![
+                ("latency_avg", 2.0 + i as f64, 0.1),
+                ("err_ratio", 0.001, 0.5),
+            ],
+            Some(format!("{name}sli")),
+        );
         procs.push(p);
         slis.push(s);
     }
@@ -119,10 +172,32 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
         let (c, s) = (i, i + 1);
         let port = 8000 + s;
         let keys = |role: &str, tgid: usize| json!({"tgid": tgid, "role": role, "client_ip": ips[c], "server_ip": ips[s], "server_port": port});
-        let cl = push(&mut es, ent(hosts[c], "tcp_link", keys("client", 100 * (c + 1)), json!({"comm": svc[c]})),
-            vec![("srtt_us", 200.0, 0.1), ("retrans", 0.1, 1.0), ("tx_bytes", 1e5, 0.1)], None);
-        push(&mut es, ent(hosts[s], "tcp_link", keys("server", 100 * (s + 1)), json!({"comm": svc[s]})),
-            vec![("srtt_us", 200.0, 0.1), ("retrans", 0.1, 1.0)], None);
+        let cl = push(
+            &mut es,
+            ent(
+                hosts[c],
+                "tcp_link",
+                keys("client", 100 * (c + 1)),
+                json!({"comm": svc[c]}),
+            ),
+            vec![
+                ("srtt_us", 200.0, 0.1),
+                ("retrans", 0.1, 1.0),
+                ("tx_bytes", 1e5, 0.1),
+            ],
+            None,
+        );
+        push(
+            &mut es,
+            ent(
+                hosts[s],
+                "tcp_link",
+                keys("server", 100 * (s + 1)),
+                json!({"comm": svc[s]}),
+            ),
+            vec![("srtt_us", 200.0, 0.1), ("retrans", 0.1, 1.0)],
+            None,
+        );
         client_links[s] = Some(cl);
     }
     // Fillers up to the size asked for.
@@ -133,8 +208,21 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
         let tgid = 1000 + k;
         let comm = format!("worker{k}");
         let csv = (k < 12).then(|| comm.clone());
-        let f = push(&mut es, ent(hosts[h], "proc", json!({"tgid": tgid}), json!({"comm": comm})),
-            vec![("cpu_usage", 1.0 + (k % 7) as f64, 0.15), ("runq_delay_us", 30.0, 0.25), ("mem_rss", 5e7, 0.02)], csv);
+        let f = push(
+            &mut es,
+            ent(
+                hosts[h],
+                "proc",
+                json!({"tgid": tgid}),
+                json!({"comm": comm}),
+            ),
+            vec![
+                ("cpu_usage", 1.0 + (k % 7) as f64, 0.15),
+                ("runq_delay_us", 30.0, 0.25),
+                ("mem_rss", 5e7, 0.02),
+            ],
+            csv,
+        );
         fillers.push((f, h));
         k += 1;
     }
@@ -149,10 +237,24 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
     let fault_at = n_base + 2;
     let root = match fault {
         "cpu_hog" | "disk_hog" => {
-            let mut e = ent(hosts[th], "proc", json!({"tgid": 9999}), json!({"comm": "stress-ng"}));
+            let mut e = ent(
+                hosts[th],
+                "proc",
+                json!({"tgid": 9999}),
+                json!({"comm": "stress-ng"}),
+            );
             e.ts = 0;
-            let metrics = if fault == "cpu_hog" { vec![("cpu_usage", 95.0, 0.03)] } else { vec![("io_write_bytes", 4e8, 0.05), ("cpu_usage", 8.0, 0.1)] };
-            es.push(Ent { entity: e, base: metrics, born: Some(fault_at), csv_name: Some("stress".into()) });
+            let metrics = if fault == "cpu_hog" {
+                vec![("cpu_usage", 95.0, 0.03)]
+            } else {
+                vec![("io_write_bytes", 4e8, 0.05), ("cpu_usage", 8.0, 0.1)]
+            };
+            es.push(Ent {
+                entity: e,
+                base: metrics,
+                born: Some(fault_at),
+                csv_name: Some("stress".into()),
+            });
             es.len() - 1
         }
         "net_loss" => host_res[th].5,
@@ -204,7 +306,10 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
     }
     let kpi_step = t;
     // The decoy: a bystander that jumps after the KPI.
-    let (decoy, _) = fillers.get(rng.below(fillers.len().max(1))).copied().unwrap_or((procs[2], 2));
+    let (decoy, _) = fillers
+        .get(rng.below(fillers.len().max(1)))
+        .copied()
+        .unwrap_or((procs[2], 2));
     effects.push((decoy, "cpu_usage", kpi_step + 4, 40.0));
 
     let mut records = Vec::new();
@@ -223,13 +328,18 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
         .collect();
     let mut csv = String::from("time");
     for (i, m) in &csv_cols {
-        csv.push_str(&format!(",{}_{}", es[*i].csv_name.as_deref().unwrap_or(""), m));
+        csv.push_str(&format!(
+            ",{}_{}",
+            es[*i].csv_name.as_deref().unwrap_or(""),
+            m
+        ));
     }
     csv.push('\n');
     for step in 0..n {
         let ts = T0 + step as i64 * STEP;
         let mut row: Vec<String> = vec![(ts / 1000).to_string()];
-        let mut values: Vec<Option<std::collections::BTreeMap<String, f64>>> = Vec::with_capacity(es.len());
+        let mut values: Vec<Option<std::collections::BTreeMap<String, f64>>> =
+            Vec::with_capacity(es.len());
         for (i, e) in es.iter().enumerate() {
             if e.born.is_some_and(|b| step < b) {
                 values.push(None);
@@ -298,18 +408,30 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
         "service": es[root].csv_name.clone().unwrap_or_default(),
         "inject_time": (T0 + fault_at as i64 * STEP) / 1000,
     });
-    Case { records, label, csv }
+    Case {
+        records,
+        label,
+        csv,
+    }
 }
 
 /// Writes `cases` case folders under `dir`: `<dir>/synth-chain/<fault>/<seed>/`.
-pub fn write_cases(dir: &Path, cases: usize, entities: usize, minutes: u64, seed: u64, csv: bool) -> anyhow::Result<()> {
+pub fn write_cases(
+    dir: &Path,
+    cases: usize,
+    entities: usize,
+    minutes: u64,
+    seed: u64,
+    csv: bool,
+) -> anyhow::Result<()> {
     for s in seed..seed + cases as u64 {
         let c = case(s, entities, minutes);
         let folder = dir
             .join("synth-chain")
             .join(c.label["fault"].as_str().unwrap_or("fault"))
             .join(s.to_string());
-        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
         let mut w = std::io::BufWriter::new(std::fs::File::create(folder.join("records.ndjson"))?);
         let mut buf = Vec::new();
         for r in &c.records {
@@ -319,10 +441,16 @@ pub fn write_cases(dir: &Path, cases: usize, entities: usize, minutes: u64, seed
             w.write_all(&buf)?;
         }
         w.flush()?;
-        std::fs::write(folder.join("label.json"), serde_json::to_string_pretty(&c.label)? + "\n")?;
+        std::fs::write(
+            folder.join("label.json"),
+            serde_json::to_string_pretty(&c.label)? + "\n",
+        )?;
         if csv {
             std::fs::write(folder.join("data.csv"), &c.csv)?;
-            std::fs::write(folder.join("inject_time.txt"), c.label["inject_time"].to_string() + "\n")?;
+            std::fs::write(
+                folder.join("inject_time.txt"),
+                c.label["inject_time"].to_string() + "\n",
+            )?;
         }
     }
     Ok(())

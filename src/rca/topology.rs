@@ -103,7 +103,11 @@ pub fn relations<'a>(entities: impl IntoIterator<Item = &'a Entity>) -> Vec<Rela
                 }
             }
             kind::CONTAINER | kind::POD => push("runs_on", &e.id, host(m)),
-            kind::TCP_LINK | kind::SLI | kind::ENDPOINT | kind::DNS | kind::THREAD
+            kind::TCP_LINK
+            | kind::SLI
+            | kind::ENDPOINT
+            | kind::DNS
+            | kind::THREAD
             | kind::LB_LINK => {
                 let owner = field(e, "tgid").and_then(|t| procs.get(&(m, t)).cloned());
                 match owner {
@@ -169,17 +173,33 @@ mod tests {
     fn vertical_and_horizontal_relations() {
         let es = vec![
             ent("a", "host", json!({"machine_id": "a"}), json!({})),
-            ent("a", "proc", json!({"tgid": 10}), json!({"comm": "client", "container_id": "c1"})),
+            ent(
+                "a",
+                "proc",
+                json!({"tgid": 10}),
+                json!({"comm": "client", "container_id": "c1"}),
+            ),
             ent("a", "container", json!({"container_id": "c1"}), json!({})),
-            ent("a", "tcp_link", json!({"tgid": 10, "role": "client", "client_ip": "1.1.1.1", "server_ip": "2.2.2.2", "server_port": 6379}), json!({})),
+            ent(
+                "a",
+                "tcp_link",
+                json!({"tgid": 10, "role": "client", "client_ip": "1.1.1.1", "server_ip": "2.2.2.2", "server_port": 6379}),
+                json!({}),
+            ),
             ent("b", "proc", json!({"tgid": 20}), json!({"comm": "redis"})),
-            ent("b", "tcp_link", json!({"tgid": 20, "role": "server", "client_ip": "1.1.1.1", "server_ip": "2.2.2.2", "server_port": 6379}), json!({})),
+            ent(
+                "b",
+                "tcp_link",
+                json!({"tgid": 20, "role": "server", "client_ip": "1.1.1.1", "server_ip": "2.2.2.2", "server_port": 6379}),
+                json!({}),
+            ),
             ent("b", "disk", json!({"disk_name": "sda"}), json!({})),
             ent("b", "block", json!({"blk_name": "sda1"}), json!({})),
         ];
         let rels = relations(&es);
         let has = |rel: &str, s: &str, d: &str| {
-            rels.iter().any(|r| r.rel == rel && r.src == s && r.dst == d)
+            rels.iter()
+                .any(|r| r.rel == rel && r.src == s && r.dst == d)
         };
         assert!(has("runs_on", "a_proc_10", "a_host_a"));
         assert!(has("belongs_to", "a_proc_10", "a_container_c1"));

@@ -44,16 +44,44 @@ fn two_host_stream() -> String {
             lines.push(json!({"type":"entity","ts":ts,"id":"b_proc_456","kind":"proc","machine_id":"b","keys":{"tgid":456},"labels":{"comm":"stress-ng"}}));
         }
         if i >= fault {
-            lines.push(m("b_proc_456", "proc", json!({"cpu_usage": 99.0 + wiggle(i, 1)})));
+            lines.push(m(
+                "b_proc_456",
+                "proc",
+                json!({"cpu_usage": 99.0 + wiggle(i, 1)}),
+            ));
         }
-        lines.push(m("b_cpu_0", "cpu", json!({"cpu_util": on(fault, 30.0 + 3.0 * wiggle(i, 2), 3.2)})));
+        lines.push(m(
+            "b_cpu_0",
+            "cpu",
+            json!({"cpu_util": on(fault, 30.0 + 3.0 * wiggle(i, 2), 3.2)}),
+        ));
         lines.push(m("b_proc_20", "proc", json!({"cpu_usage": 20.0 + 2.0 * wiggle(i, 3), "runq_delay_us": on(fault + 1, 50.0 + 5.0 * wiggle(i, 4), 30.0)})));
-        lines.push(m("b_sli_20", "sli", json!({"latency_avg": on(fault + 2, 1.0 + 0.1 * wiggle(i, 5), 40.0)})));
-        lines.push(m("a_sli_10", "sli", json!({"latency_avg": on(fault + 3, 3.0 + 0.3 * wiggle(i, 6), 15.0)})));
-        lines.push(m("a_proc_10", "proc", json!({"cpu_usage": 10.0 + wiggle(i, 7)})));
+        lines.push(m(
+            "b_sli_20",
+            "sli",
+            json!({"latency_avg": on(fault + 2, 1.0 + 0.1 * wiggle(i, 5), 40.0)}),
+        ));
+        lines.push(m(
+            "a_sli_10",
+            "sli",
+            json!({"latency_avg": on(fault + 3, 3.0 + 0.3 * wiggle(i, 6), 15.0)}),
+        ));
+        lines.push(m(
+            "a_proc_10",
+            "proc",
+            json!({"cpu_usage": 10.0 + wiggle(i, 7)}),
+        ));
         // The decoy: far bigger than anything else, but four steps after the KPI.
-        lines.push(m("a_proc_11", "proc", json!({"cpu_usage": on(fault + 7, 2.0 + 0.2 * wiggle(i, 8), 45.0)})));
-        lines.push(m("a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379", "tcp_link", json!({"srtt_us": on(fault + 3, 200.0 + 20.0 * wiggle(i, 9), 5.0)})));
+        lines.push(m(
+            "a_proc_11",
+            "proc",
+            json!({"cpu_usage": on(fault + 7, 2.0 + 0.2 * wiggle(i, 8), 45.0)}),
+        ));
+        lines.push(m(
+            "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379",
+            "tcp_link",
+            json!({"srtt_us": on(fault + 3, 200.0 + 20.0 * wiggle(i, 9), 5.0)}),
+        ));
         if i == fault + 3 {
             lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
         }
@@ -68,7 +96,12 @@ fn infer_file(text: &str, ranker: Ranker) -> Vec<gala::record::Cause> {
     let mut reader = RecordReader::new("gala-rca", &[p], true);
     let mut out = RecordWriter::from_writer(Box::new(std::io::sink()), false);
     let opts = Options {
-        infer: InferOptions { ranker, top: 10, min_score: 0.0, ..InferOptions::default() },
+        infer: InferOptions {
+            ranker,
+            top: 10,
+            min_score: 0.0,
+            ..InferOptions::default()
+        },
         only: true,
         ..Options::default()
     };
@@ -87,7 +120,10 @@ fn a_cpu_hog_on_the_server_host_is_found_across_two_hosts() {
         let hops: Vec<&str> = top.path.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(hops.first(), Some(&"b_proc_456"));
         assert_eq!(hops.last(), Some(&"a_sli_10"));
-        assert!(hops.contains(&"b_proc_20"), "the path goes through redis: {hops:?}");
+        assert!(
+            hops.contains(&"b_proc_20"),
+            "the path goes through redis: {hops:?}"
+        );
         assert_eq!(top.path.last().unwrap().metric, "latency_avg");
         assert!(top.evidence.iter().all(|e| e.since.is_some()));
     }
@@ -138,7 +174,11 @@ fn a_quiet_stream_has_no_cause() {
     std::fs::write(&p, kept).unwrap();
     let out = run("gala-rca", &["--only", p.to_str().unwrap()], None);
     assert!(out.status.success());
-    assert!(ndjson(&out.stdout).is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        ndjson(&out.stdout).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -149,7 +189,11 @@ fn cli_reads_a_file_and_stdin_alike_and_passes_records_through() {
     std::fs::write(&p, &text).unwrap();
     let from_file = run("gala-rca", &[p.to_str().unwrap()], None);
     let from_stdin = run("gala-rca", &[], Some(text.as_bytes()));
-    assert!(from_file.status.success(), "{}", String::from_utf8_lossy(&from_file.stderr));
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
     assert_eq!(from_file.stdout, from_stdin.stdout);
     let recs = ndjson(&from_file.stdout);
     let inputs = text.lines().count();
@@ -170,7 +214,10 @@ fn cli_reads_a_file_and_stdin_alike_and_passes_records_through() {
     assert_eq!(msgs.len(), 1);
     let m = &msgs[0];
     assert_eq!(m["Resource"]["abnormal_kpi"]["entity_id"], "a_sli_10");
-    assert_eq!(m["Resource"]["cause_metrics"][0]["metric_id"], "gala_gopher_proc_cpu_usage");
+    assert_eq!(
+        m["Resource"]["cause_metrics"][0]["metric_id"],
+        "gala_gopher_proc_cpu_usage"
+    );
     assert_eq!(m["SeverityNumber"], 13);
 }
 
@@ -205,7 +252,11 @@ fn table() -> String {
 
 fn csv_causes(args: &[&str]) -> Vec<Value> {
     let out = run("gala-rca", args, None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ndjson(&out.stdout)
 }
 
@@ -237,7 +288,10 @@ fn metrics_only_mode_with_a_baseline_file() {
         .chain(lines[141..].iter().copied())
         .map(|l| format!("{l}\n"))
         .collect();
-    let (n, a) = (dir.path().join("normal.csv"), dir.path().join("incident.csv"));
+    let (n, a) = (
+        dir.path().join("normal.csv"),
+        dir.path().join("incident.csv"),
+    );
     std::fs::write(&n, normal).unwrap();
     std::fs::write(&a, incident).unwrap();
     let causes = csv_causes(&[
@@ -265,7 +319,13 @@ fn eval_scores_labelled_cases_per_system_and_fault() {
     let out = run("gala-rca", &["eval", dir.path().to_str().unwrap()], None);
     let report = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{report}");
-    let line = |name: &str| report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{report}")).to_string();
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{report}"))
+            .to_string()
+    };
     assert!(line("shop/cpu").contains("2   0.50"), "{report}");
     assert!(line("all ").contains("2   0.50"), "{report}");
 }
