@@ -350,3 +350,99 @@ fn guess_kind(id: &str) -> &'static str {
     }
     ""
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(rel: &'static str, src: &str, dst: &str) -> Relation {
+        Relation {
+            rel,
+            src: src.into(),
+            dst: dst.into(),
+        }
+    }
+
+    /// Host a: client proc with an sli and a link to redis on host b; host b: cpu, disk
+    /// with a block, nic, redis with its sli, and a neighbour process.
+    fn two_hosts() -> CausalGraph {
+        let kinds: HashMap<String, String> = [
+            ("a_host", "host"),
+            ("a_client", "proc"),
+            ("a_client_sli", "sli"),
+            ("a_link", "tcp_link"),
+            ("b_host", "host"),
+            ("b_cpu", "cpu"),
+            ("b_disk", "disk"),
+            ("b_block", "block"),
+            ("b_nic", "nic"),
+            ("b_redis", "proc"),
+            ("b_redis_sli", "sli"),
+            ("b_hog", "proc"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let rels = vec![
+            rel("runs_on", "a_client", "a_host"),
+            rel("belongs_to", "a_client_sli", "a_client"),
+            rel("belongs_to", "a_link", "a_client"),
+            rel("connect", "a_link", "b_redis"),
+            rel("belongs_to", "b_cpu", "b_host"),
+            rel("belongs_to", "b_disk", "b_host"),
+            rel("belongs_to", "b_block", "b_disk"),
+            rel("belongs_to", "b_nic", "b_host"),
+            rel("runs_on", "b_redis", "b_host"),
+            rel("belongs_to", "b_redis_sli", "b_redis"),
+            rel("runs_on", "b_hog", "b_host"),
+        ];
+        CausalGraph::build(&kinds, &rels)
+    }
+
+    #[test]
+    fn expert_rules_become_edges() {
+        let g = two_hosts();
+        let has = |c: &str, e: &str| g.rule(g.index[c], g.index[e]).map(str::to_string);
+        assert_eq!(has("b_cpu", "b_redis").as_deref(), Some("cpu → proc"));
+        assert_eq!(has("b_hog", "b_cpu").as_deref(), Some("proc → cpu"));
+        assert_eq!(has("b_disk", "b_block").as_deref(), Some("disk → block"));
+        assert_eq!(has("b_block", "b_redis").as_deref(), Some("block → proc"));
+        assert_eq!(has("b_redis", "b_disk").as_deref(), Some("proc → disk"));
+        assert_eq!(has("b_redis", "b_redis_sli").as_deref(), Some("proc → sli"));
+        assert_eq!(
+            has("a_link", "a_client_sli").as_deref(),
+            Some("tcp_link → sli")
+        );
+        assert_eq!(
+            has("b_redis_sli", "a_client_sli").as_deref(),
+            Some("sli → sli across a connection")
+        );
+        assert!(has("b_nic", "a_link").is_some());
+        // Never the other way along a connection: a client does not slow its server.
+        assert!(has("a_client_sli", "b_redis_sli").is_none());
+        // A block device is not a cause of its disk.
+        assert!(has("b_block", "b_disk").is_none());
+    }
+
+    #[test]
+    fn a_hog_on_another_host_reaches_the_client_kpi() {
+        let g = two_hosts();
+        let k = g.index["a_client_sli"];
+        let mut abn = vec![0.0; g.ids.len()];
+        for id in ["b_hog", "b_cpu", "b_redis", "b_redis_sli"] {
+            abn[g.index[id]] = 0.8;
+        }
+        let (w, next) = crate::rca::rank::best_paths(&g, k, &abn);
+        let mut at = g.index["b_hog"];
+        let mut hops = vec![g.ids[at].as_str()];
+        while let Some(n) = next[at] {
+            hops.push(g.ids[n].as_str());
+            at = n;
+        }
+        assert_eq!(
+            hops,
+            ["b_hog", "b_cpu", "b_redis", "b_redis_sli", "a_client_sli"]
+        );
+        assert!(w[g.index["b_hog"]] > 0.7);
+    }
+}
