@@ -181,9 +181,9 @@ impl CausalGraph {
             }
         }
         // Containers and the processes in them.
-        for i in 0..n {
+        for (i, ps) in parents.iter().enumerate() {
             if g.kinds[i] == kind::PROC {
-                let cs: Vec<usize> = parents[i]
+                let cs: Vec<usize> = ps
                     .iter()
                     .copied()
                     .filter(|&c| g.kinds[c] == kind::CONTAINER)

@@ -20,7 +20,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -28,14 +28,14 @@ impl Rng {
     }
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Roughly normal (sum of uniforms), mean 0, σ 1.
     pub fn noise(&mut self) -> f64 {
         (0..4).map(|_| self.unit()).sum::<f64>() * 3f64.sqrt() - 2.0 * 3f64.sqrt()
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -167,7 +167,7 @@ pub fn case(seed: u64, entities: usize, minutes: u64) -> Case {
         slis.push(s);
     }
     // Links: front → api → db, client and server ends.
-    let mut client_links = vec![None; 3];
+    let mut client_links = [None; 3];
     for i in 0..2 {
         let (c, s) = (i, i + 1);
         let port = 8000 + s;
