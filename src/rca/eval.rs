@@ -29,6 +29,8 @@ struct Label {
     target: String,
     /// The service, when the label names both (tables are judged on it).
     service: Option<String>,
+    /// Metric-level truth (tables): any of these columns is a right answer.
+    metrics: Vec<String>,
 }
 
 fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -69,6 +71,16 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
                 .or_else(|| s("service"))
                 .context("label.json names no id or service")?,
             service: s("service"),
+            metrics: v
+                .get("metrics")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     let rel = case.strip_prefix(root).unwrap_or(case);
@@ -88,14 +100,24 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
         fault: fault.to_string(),
         target: service.to_string(),
         service: Some(service.to_string()),
+        metrics: Vec::new(),
     })
 }
 
-/// Ranks of the right answer (1-based) among the causes, None when absent.
-fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Option<usize>> {
+/// How one case went: the rank of the right answer (1-based, None when absent), and for
+/// tables the number of candidates and of right answers, for a random ranker's odds.
+struct Verdict {
+    rank: Option<usize>,
+    candidates: usize,
+    truths: usize,
+}
+
+fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Verdict> {
     let mut opts = opts.clone();
-    opts.top = opts.top.max(5);
+    opts.top = usize::MAX;
     opts.min_score = 0.0;
+    let mut candidates = 0;
+    let mut truths = 1;
     let table = ["data.csv", "metrics.csv", "simple_metrics.csv"]
         .iter()
         .map(|f| case.join(f))
@@ -107,7 +129,30 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Opt
             .ok()
             .and_then(|s| super::csv::parse_time(s.trim()));
         let (causes, _) = super::run_csv(&table, None, start, &opts)?;
-        causes.into_iter().map(|c| c.id).collect()
+        let columns = super::csv::read(&table)?.columns;
+        if lab.metrics.is_empty() {
+            let mut services: Vec<&str> = columns
+                .iter()
+                .map(|(c, _)| super::csv::service_of(c))
+                .collect();
+            services.sort();
+            services.dedup();
+            candidates = services.len();
+            causes.into_iter().map(|c| c.id).collect()
+        } else {
+            candidates = columns.len();
+            truths = lab.metrics.len();
+            causes
+                .into_iter()
+                .map(|c| {
+                    if lab.metrics.contains(&c.metric) {
+                        target.to_string()
+                    } else {
+                        c.metric
+                    }
+                })
+                .collect()
+        }
     } else {
         let file = ["records.ndjson", "records.ndjson.gz"]
             .iter()
@@ -134,19 +179,43 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Opt
             seen.push(n);
         }
     }
-    Ok(seen.iter().position(|n| *n == target).map(|i| i + 1))
+    Ok(Verdict {
+        rank: seen.iter().position(|n| *n == target).map(|i| i + 1),
+        candidates,
+        truths,
+    })
+}
+
+/// Chance that a random ranking of `n` candidates, `m` of them right, has one in the top k.
+fn random_hit(n: usize, m: usize, k: usize) -> f64 {
+    if n == 0 {
+        return f64::NAN;
+    }
+    // 1 - C(n-m, k) / C(n, k), as a product to stay in range.
+    let miss: f64 = (0..k.min(n))
+        .map(|i| (n.saturating_sub(m + i)) as f64 / (n - i) as f64)
+        .product();
+    1.0 - miss
 }
 
 #[derive(Default)]
 struct Tally {
     cases: usize,
     at: [usize; 5],
+    /// Sums of a random ranker's AC@1 and AC@3 over the cases where it is defined.
+    random: [f64; 2],
+    random_cases: usize,
 }
 
 impl Tally {
-    fn add(&mut self, rank: Option<usize>) {
+    fn add(&mut self, v: &Verdict) {
         self.cases += 1;
-        if let Some(r) = rank {
+        if v.candidates > 0 {
+            self.random[0] += random_hit(v.candidates, v.truths, 1);
+            self.random[1] += random_hit(v.candidates, v.truths, 3);
+            self.random_cases += 1;
+        }
+        if let Some(r) = v.rank {
             for k in r..=5 {
                 self.at[k - 1] += 1;
             }
@@ -159,8 +228,14 @@ impl Tally {
         (1..=5).map(|k| self.ac(k)).sum::<f64>() / 5.0
     }
     fn line(&self, name: &str) -> String {
+        let random = if self.random_cases > 0 {
+            let n = self.random_cases as f64;
+            format!("{:>6.2} {:>6.2}", self.random[0] / n, self.random[1] / n)
+        } else {
+            format!("{:>6} {:>6}", "-", "-")
+        };
         format!(
-            "{name:<40} {:>5} {:>6.2} {:>6.2} {:>6.2}\n",
+            "{name:<40} {:>5} {:>6.2} {:>6.2} {:>6.2}   {random}\n",
             self.cases,
             self.ac(1),
             self.ac(3),
@@ -184,7 +259,7 @@ pub fn run(dir: &Path, opts: &InferOptions, each: bool) -> anyhow::Result<String
     let mut out = String::new();
     for case in &cases {
         let lab = label(dir, case)?;
-        let rank =
+        let verdict =
             run_case(case, &lab, opts).with_context(|| format!("case {}", case.display()))?;
         if each {
             out.push_str(&format!(
@@ -192,19 +267,24 @@ pub fn run(dir: &Path, opts: &InferOptions, each: bool) -> anyhow::Result<String
                 case.display(),
                 lab.fault,
                 lab.target,
-                rank.map_or("not in the top 5".into(), |r| format!("rank {r}"))
+                verdict
+                    .rank
+                    .map_or("not found".into(), |r| format!("rank {r}"))
             ));
         }
-        by_system.entry(lab.system.clone()).or_default().add(rank);
+        by_system
+            .entry(lab.system.clone())
+            .or_default()
+            .add(&verdict);
         by_fault
             .entry(format!("{}/{}", lab.system, lab.fault))
             .or_default()
-            .add(rank);
-        all.add(rank);
+            .add(&verdict);
+        all.add(&verdict);
     }
     out.push_str(&format!(
-        "{:<40} {:>5} {:>6} {:>6} {:>6}\n",
-        "system / fault", "cases", "AC@1", "AC@3", "Avg@5"
+        "{:<40} {:>5} {:>6} {:>6} {:>6}   {:>6} {:>6}\n",
+        "system / fault", "cases", "AC@1", "AC@3", "Avg@5", "rnd@1", "rnd@3"
     ));
     for (name, t) in &by_fault {
         out.push_str(&t.line(name));
