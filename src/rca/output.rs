@@ -84,7 +84,14 @@ fn number(x: f64) -> String {
 /// `×40` for a rise of more than half, else `from B to V`.
 fn change(e: &Evidence) -> String {
     match (e.baseline, e.value) {
-        (Some(b), Some(v)) if b > 0.0 && v / b >= 1.5 => format!("×{}", number(v / b)),
+        (Some(b), Some(v)) if b > 0.0 && v / b >= 1.5 => {
+            let r = v / b;
+            if r >= 10.0 {
+                format!("×{r:.0}")
+            } else {
+                format!("×{r:.1}")
+            }
+        }
         (Some(b), Some(v)) => format!("{} → {}", number(b), number(v)),
         _ => String::new(),
     }

@@ -329,3 +329,31 @@ fn eval_scores_labelled_cases_per_system_and_fault() {
     assert!(line("shop/cpu").contains("2   0.50"), "{report}");
     assert!(line("all ").contains("2   0.50"), "{report}");
 }
+
+#[test]
+fn the_story_matches_the_blessed_fixture() {
+    // tests/data/rca/two-hosts.ndjson is the stream above, kept so that people can try
+    // `gala-rca --format text tests/data/rca/two-hosts.ndjson`; the .txt is its story.
+    let dir = crate::common::root().join("tests/data/rca");
+    let input = dir.join("two-hosts.ndjson");
+    let expected = dir.join("two-hosts.txt");
+    let bless = std::env::var("GALA_BLESS").as_deref() == Ok("1");
+    if bless {
+        std::fs::write(&input, two_host_stream()).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), two_host_stream());
+    let out = run(
+        "gala-rca",
+        &["--format", "text", input.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success());
+    if bless {
+        std::fs::write(&expected, &out.stdout).unwrap();
+    }
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string(&expected).unwrap(),
+        "run with GALA_BLESS=1 and review the diff"
+    );
+}
