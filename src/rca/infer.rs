@@ -28,7 +28,7 @@ pub struct InferOptions {
     pub settle_ms: i64,
     /// Causes reported per KPI anomaly. Default 3.
     pub top: usize,
-    /// Default `path`.
+    /// Default `walk` (measured: docs/rca.md).
     pub ranker: Ranker,
     /// Causes scoring below this are not reported. Default 0.2.
     pub min_score: f64,
@@ -41,7 +41,7 @@ impl Default for InferOptions {
             lookback_ms: 60_000,
             settle_ms: 30_000,
             top: 3,
-            ranker: Ranker::Path,
+            ranker: Ranker::Walk,
             min_score: 0.2,
         }
     }

@@ -1,10 +1,10 @@
 //! Ranking abnormal entities over the causal graph, two ways.
 //!
-//! - `path` (default): the best path from each candidate to the KPI, a path through
+//! - `path`: the best path from each candidate to the KPI, a path through
 //!   abnormal entities counting more than one through quiet ones (a fault leaves a trail),
 //!   with a small cost per hop (a nearer cause explains more simply). gala-inference's own
 //!   policy is a DFS for the deepest abnormal node; this is its weighted form.
-//! - `walk`: a random walk with restart at the KPI, stepping to causes in proportion to how
+//! - `walk` (default): a random walk with restart at the KPI, stepping to causes in proportion to how
 //!   abnormal they are, back to effects a little, staying where nothing upstream is more
 //!   abnormal (MicroCause/CloudRanger). The visit frequency ranks.
 //!

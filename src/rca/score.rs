@@ -59,7 +59,8 @@ pub struct Deviation {
     pub baseline: f64,
     /// The most extreme value after the split.
     pub value: f64,
-    /// First point after the split beyond the threshold, when there is one.
+    /// Start of the run of points beyond the threshold that holds the peak, when the peak
+    /// is beyond it.
     pub since: Option<i64>,
     /// Median of the points after the split: a lasting shift, not one spike.
     pub level: f64,
@@ -155,7 +156,16 @@ pub fn deviation(
         None => return None,
     };
     let mut best: Option<(f64, f64)> = None;
-    let mut since = None;
+    // The onset is the start of the first sustained run of abnormal points (two or more,
+    // same sign): a lone noise crossing early in the window must not make a symptom look
+    // like it moved first. A run survives two quiet points in a row (drops and
+    // retransmits come in bursts), not three. Without a sustained run, the onset is the
+    // start of the run that holds the peak.
+    const GAP: usize = 2;
+    let mut run: Option<(i64, bool, usize)> = None;
+    let mut quiet = 0;
+    let mut sustained = None;
+    let mut peak_run = None;
     let mut after = Vec::with_capacity(stop - cut);
     for i in cut..stop {
         let x = v[i];
@@ -165,13 +175,30 @@ pub fn deviation(
         let x = x as f64;
         after.push(x);
         let z = (x - med) / scale;
-        if since.is_none() && z.abs() >= z_threshold {
-            since = Some(ts[i]);
+        let up = z > 0.0;
+        if z.abs() >= z_threshold {
+            match run.as_mut() {
+                Some((_, u, n)) if *u == up => *n += 1,
+                _ => run = Some((ts[i], up, 1)),
+            }
+            quiet = 0;
+            if let Some((t, _, n)) = run {
+                if n >= 2 && sustained.is_none() {
+                    sustained = Some(t);
+                }
+            }
+        } else {
+            quiet += 1;
+            if quiet > GAP {
+                run = None;
+            }
         }
         if best.is_none_or(|(bz, _)| z.abs() > bz.abs()) {
             best = Some((z, x));
+            peak_run = run.map(|(t, _, _)| t);
         }
     }
+    let since = sustained.or(peak_run);
     let (z, value) = best?;
     after.sort_by(|a, b| a.total_cmp(b));
     Some(Deviation {
