@@ -184,7 +184,7 @@ pub fn run(
                 pending.drain(..).partition(|a| a.ts + settle <= store.now);
             pending = rest;
             for kpi in due {
-                let g = cached.get_or_insert_with(|| graph(&store));
+                let g = graph_cached(&mut cached, &store, opts.verbose);
                 done.push(infer_one(opts, &store, g, &kpi, out)?);
             }
             out.end_interval()?;
@@ -195,10 +195,31 @@ pub fn run(
     }
     pending.sort_by_key(|a| a.ts);
     for kpi in pending {
-        let g = cached.get_or_insert_with(|| graph(&store));
+        let g = graph_cached(&mut cached, &store, opts.verbose);
         done.push(infer_one(opts, &store, g, &kpi, out)?);
     }
     Ok(done)
+}
+
+/// The causal graph, rebuilt only when the topology changed since the last inference.
+fn graph_cached<'a>(
+    cached: &'a mut Option<CausalGraph>,
+    store: &Store,
+    verbose: bool,
+) -> &'a CausalGraph {
+    cached.get_or_insert_with(|| {
+        let started = Instant::now();
+        let g = graph(store);
+        if verbose {
+            let edges: usize = g.causes.iter().map(Vec::len).sum();
+            eprintln!(
+                "{TOOL}: causal graph of {} entities and {edges} cause edges built in {:.1} ms",
+                g.ids.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        g
+    })
 }
 
 fn infer_one(
