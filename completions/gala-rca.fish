@@ -31,7 +31,7 @@ complete -c gala-rca -n "__fish_gala_rca_needs_command" -l top -d 'Causes report
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l lookback -d 'How long before the KPI anomaly a cause may have started' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l z-threshold -d '|robust z| from which a metric counts as abnormal' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l min-score -d 'Causes scoring below this (0..1) are not reported' -r
-complete -c gala-rca -n "__fish_gala_rca_needs_command" -s f -l format -d 'Output format' -r -f -a "ndjson\t'cause records, one per ranked cause (NDJSON)'
+complete -c gala-rca -n "__fish_gala_rca_needs_command" -s f -l format -d 'Output format (text and gala print only their own output, never the input)' -r -f -a "ndjson\t'cause records, one per ranked cause (NDJSON)'
 text\t'A few lines a person can act on'
 gala\t'gala-inference\'s Kafka message, one JSON object per KPI anomaly'"
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l kpi -d 'Which anomalies are KPIs: KIND:METRIC, METRIC may be `*` (repeatable; default sli:* and appinstance:*)' -r

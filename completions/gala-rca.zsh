@@ -22,10 +22,10 @@ _gala-rca() {
 '--lookback=[How long before the KPI anomaly a cause may have started]:TIME:_default' \
 '--z-threshold=[|robust z| from which a metric counts as abnormal]:Z:_default' \
 '--min-score=[Causes scoring below this (0..1) are not reported]:SCORE:_default' \
-'-f+[Output format]:FORMAT:((ndjson\:"cause records, one per ranked cause (NDJSON)"
+'-f+[Output format (text and gala print only their own output, never the input)]:FORMAT:((ndjson\:"cause records, one per ranked cause (NDJSON)"
 text\:"A few lines a person can act on"
 gala\:"gala-inference'\''s Kafka message, one JSON object per KPI anomaly"))' \
-'--format=[Output format]:FORMAT:((ndjson\:"cause records, one per ranked cause (NDJSON)"
+'--format=[Output format (text and gala print only their own output, never the input)]:FORMAT:((ndjson\:"cause records, one per ranked cause (NDJSON)"
 text\:"A few lines a person can act on"
 gala\:"gala-inference'\''s Kafka message, one JSON object per KPI anomaly"))' \
 '*--kpi=[Which anomalies are KPIs\: KIND\:METRIC, METRIC may be \`*\` (repeatable; default sli\:* and appinstance\:*)]:KIND:METRIC:_default' \

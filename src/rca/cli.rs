@@ -56,7 +56,7 @@ pub struct Cli {
     #[arg(long)]
     pub only: bool,
 
-    /// Output format.
+    /// Output format (text and gala print only their own output, never the input).
     #[arg(short, long, value_enum, default_value = "ndjson")]
     pub format: Format,
 
