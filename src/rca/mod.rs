@@ -91,7 +91,8 @@ fn static_rel(rel: &str) -> Option<&'static str> {
 }
 
 /// The causal graph of what the store holds now: gala-topo's edges when the stream has
-/// them, completed by the minimal topology for entities they do not cover.
+/// them, together with the minimal topology derived from the entity records (a stream
+/// may carry only some kinds of edges; duplicates collapse in the graph).
 pub fn graph(store: &Store) -> CausalGraph {
     let mut rels: Vec<Relation> = store
         .edges
@@ -104,16 +105,9 @@ pub fn graph(store: &Store) -> CausalGraph {
             })
         })
         .collect();
-    let covered: std::collections::HashSet<&str> = rels
-        .iter()
-        .flat_map(|r| [r.src.as_str(), r.dst.as_str()])
-        .collect();
-    let mut derived: Vec<Relation> = topology::relations(store.entities.values())
-        .into_iter()
-        .filter(|r| !covered.contains(r.src.as_str()))
-        .collect();
-    rels.append(&mut derived);
+    rels.extend(topology::relations(store.entities.values()));
     rels.sort_by(|a, b| (a.rel, &a.src, &a.dst).cmp(&(b.rel, &b.src, &b.dst)));
+    rels.dedup();
     CausalGraph::build(&store.kinds, &rels)
 }
 

@@ -341,3 +341,52 @@ fn the_story_matches_the_blessed_fixture() {
         "run with GALA_BLESS=1 and review the diff"
     );
 }
+
+#[test]
+fn edge_records_alone_give_the_topology() {
+    // No entity records at all: kinds come from the metric records, the topology from
+    // gala-topo's edges.
+    let edges = [
+        ("runs_on", "b_proc_456", "b_host_b"),
+        ("belongs_to", "b_cpu_0", "b_host_b"),
+        ("runs_on", "b_proc_20", "b_host_b"),
+        ("belongs_to", "b_sli_20", "b_proc_20"),
+        ("runs_on", "a_proc_10", "a_host_a"),
+        ("runs_on", "a_proc_11", "a_host_a"),
+        ("belongs_to", "a_sli_10", "a_proc_10"),
+        (
+            "belongs_to",
+            "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379",
+            "a_proc_10",
+        ),
+        (
+            "connect",
+            "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379",
+            "b_proc_20",
+        ),
+    ];
+    let mut text: String = edges
+        .iter()
+        .map(|(rel, s, d)| {
+            json!({"type":"edge","ts":T0,"rel":rel,"src":s,"dst":d,"layer":"vertical"}).to_string()
+                + "\n"
+        })
+        .collect();
+    for l in two_host_stream().lines() {
+        if !l.contains("\"type\":\"entity\"") {
+            text.push_str(l);
+            text.push('\n');
+        }
+    }
+    let out = run("gala-rca", &["--only"], Some(text.as_bytes()));
+    let causes = ndjson(&out.stdout);
+    assert_eq!(causes[0]["id"], "b_proc_456", "{causes:#?}");
+    let hops: Vec<&str> = causes[0]["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(hops.first(), Some(&"b_proc_456"));
+    assert_eq!(hops.last(), Some(&"a_sli_10"));
+}
