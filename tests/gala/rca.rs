@@ -182,6 +182,14 @@ fn cli_reads_a_file_and_stdin_alike_and_passes_records_through() {
     let recs = ndjson(&from_file.stdout);
     let inputs = text.lines().count();
     assert!(recs.len() > inputs);
+    // Settle is 30 s of stream time after the KPI (step 123): the causes come out at the
+    // first record past it, in the middle of the stream, not at its end.
+    let first_cause = recs.iter().position(|r| r["type"] == "cause").unwrap();
+    let past_settle = recs
+        .iter()
+        .position(|r| r["ts"].as_i64().unwrap_or(0) >= T0 + 123 * STEP + 30_000)
+        .unwrap();
+    assert_eq!(first_cause, past_settle + 1);
     let causes: Vec<&Value> = recs.iter().filter(|r| r["type"] == "cause").collect();
     assert_eq!(causes[0]["rank"], 1);
     assert_eq!(causes[0]["id"], "b_proc_456");
@@ -203,6 +211,41 @@ fn cli_reads_a_file_and_stdin_alike_and_passes_records_through() {
         "gala_gopher_proc_cpu_usage"
     );
     assert_eq!(m["SeverityNumber"], 13);
+}
+
+#[test]
+fn gzip_input_and_a_closed_pipe() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.ndjson.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(two_host_stream().as_bytes()).unwrap();
+    std::fs::write(&p, gz.finish().unwrap()).unwrap();
+    let out = run("gala-rca", &["--only", p.to_str().unwrap()], None);
+    assert_eq!(ndjson(&out.stdout)[0]["id"], "b_proc_456");
+    // `gala-rca | head -1`: a reader that goes away is a normal end.
+    let mut child = std::process::Command::new(crate::common::bin("gala-rca"))
+        .arg(p.to_str().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    use std::io::Read;
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
