@@ -192,6 +192,13 @@ pub fn run(
         let g = graph_cached(&mut cached, &store, opts.verbose);
         done.push(infer_one(opts, &store, g, &kpi, out)?);
     }
+    if opts.verbose {
+        eprintln!(
+            "{TOOL}: {} KPI anomalies inferred; {} entities forgotten after going quiet for the history window",
+            done.len(),
+            store.forgotten
+        );
+    }
     Ok(done)
 }
 

@@ -62,8 +62,6 @@ pub struct Deviation {
     /// Start of the run of points beyond the threshold that holds the peak, when the peak
     /// is beyond it.
     pub since: Option<i64>,
-    /// Median of the points after the split: a lasting shift, not one spike.
-    pub level: f64,
 }
 
 impl Deviation {
@@ -166,14 +164,12 @@ pub fn deviation(
     let mut quiet = 0;
     let mut sustained = None;
     let mut peak_run = None;
-    let mut after = Vec::with_capacity(stop - cut);
     for i in cut..stop {
         let x = v[i];
         if !x.is_finite() {
             continue;
         }
         let x = x as f64;
-        after.push(x);
         let z = (x - med) / scale;
         let up = z > 0.0;
         if z.abs() >= z_threshold {
@@ -200,13 +196,11 @@ pub fn deviation(
     }
     let since = sustained.or(peak_run);
     let (z, value) = best?;
-    after.sort_by(|a, b| a.total_cmp(b));
     Some(Deviation {
         z,
         baseline: med,
         value,
         since,
-        level: median_sorted(&after),
     })
 }
 
