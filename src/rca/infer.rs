@@ -56,6 +56,8 @@ pub struct Scored {
     pub score: f64,
     pub class: u8,
     pub corr: Option<f64>,
+    /// magnitude, direction, earliness, correlation, detector: `score` is their product.
+    pub factors: [f64; 5],
 }
 
 /// The keyword gala-inference gives a cause: what kind of resource to look at.
@@ -220,17 +222,20 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             } else {
                 score::bad_direction(metric)
             };
-            let s = magnitude
-                * dev.direction_factor(bad)
-                * earliness
-                * corr.map_or(0.9, |c| 0.75 + 0.25 * c.abs())
-                * if flagged.is_some() { 1.0 } else { 0.9 };
+            let factors = [
+                magnitude,
+                dev.direction_factor(bad),
+                earliness,
+                corr.map_or(0.9, |c| 0.75 + 0.25 * c.abs()),
+                if flagged.is_some() { 1.0 } else { 0.9 },
+            ];
             let cand = Scored {
                 metric: metric.clone(),
                 class: cls,
                 dev,
                 since,
-                score: s,
+                score: factors.iter().product(),
+                factors,
                 corr,
             };
             if best[i].as_ref().is_none_or(|b| cand.score > b.score) {
@@ -384,11 +389,14 @@ fn describe(s: &Scored, rule: Option<&str>, explained: bool) -> String {
     if let Some(c) = s.corr {
         d.push_str(&format!(", correlation with the KPI {c:+.2}"));
     }
-    if score::bad_direction(&s.metric) != Bad::Either
-        && s.dev.direction_factor(score::bad_direction(&s.metric)) < 1.0
-    {
+    if s.factors[1] < 0.5 {
         d.push_str(", moved in its harmless direction");
     }
+    let [m, dir, early, corr, det] = s.factors;
+    d.push_str(&format!(
+        "; score {:.2} = magnitude {m:.2} × direction {dir:.2} × earliness {early:.2} × correlation {corr:.2} × detector {det:.2}",
+        s.score
+    ));
     if explained {
         d.push_str(", itself explained by an earlier upstream change");
     }
