@@ -282,12 +282,14 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         Ranker::Path => rank::by_path(g, k, &abn),
         Ranker::Walk => rank::by_walk(g, k, &abn, &reachable),
     };
+    // The KPI's own entity is a cause only when nothing upstream explains it better; the
+    // walk never "arrives" there (it restarts there), so both rankers score it the same.
+    rank_score[k] = abn[k] * 0.5;
     for (i, r) in rank_score.iter_mut().enumerate() {
         if explained[i] {
             *r *= EXPLAINED;
         }
     }
-    rank_score[k] *= 0.8; // The KPI's own entity is a cause only when nothing else is.
     let (_, next) = rank::best_paths(g, k, &abn);
 
     let mut order: Vec<usize> = (0..n)
@@ -323,7 +325,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             let mut prev: Option<usize> = None;
             while let Some(i) = at {
                 let rule = prev.and_then(|p| g.rule(p, i)).map(str::to_string);
-                if i == k {
+                if i == k && prev.is_some() {
                     path.push(PathHop {
                         id: kpi.id.clone(),
                         metric: kpi.metric.clone(),
@@ -358,10 +360,12 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 }
             }
             if c == k {
+                // The KPI's own entity: another of its metrics moved first.
                 path.push(PathHop {
                     id: kpi.id.clone(),
                     metric: kpi.metric.clone(),
                 });
+                evidence.extend(kpi_evidence.clone());
             }
             Cause {
                 ts: kpi.ts,

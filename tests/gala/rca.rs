@@ -433,3 +433,34 @@ fn edge_records_alone_give_the_topology() {
     assert_eq!(hops.first(), Some(&"b_proc_456"));
     assert_eq!(hops.last(), Some(&"a_sli_10"));
 }
+
+#[test]
+fn the_kpi_entity_itself_can_be_the_cause() {
+    // A lone process whose own queue grew before its latency did: nothing else to blame.
+    let mut text = json!({"type":"entity","ts":T0,"id":"m_sli_7","kind":"sli","machine_id":"m","keys":{"tgid":7}}).to_string() + "\n";
+    for i in 0..100usize {
+        let ts = T0 + i as i64 * STEP;
+        let queue = if i >= 80 {
+            40.0
+        } else {
+            2.0 + 0.2 * wiggle(i, 1)
+        };
+        let lat = if i >= 82 {
+            30.0
+        } else {
+            1.0 + 0.1 * wiggle(i, 2)
+        };
+        text += &(json!({"type":"metric","ts":ts,"id":"m_sli_7","kind":"sli","metrics":{"queue_len":queue,"latency_avg":lat}}).to_string() + "\n");
+        if i == 82 {
+            text += &(json!({"type":"anomaly","ts":ts,"id":"m_sli_7","kind":"sli","metric":"latency_avg","score":0.8}).to_string() + "\n");
+        }
+    }
+    let out = run("gala-rca", &["--only"], Some(text.as_bytes()));
+    let causes = ndjson(&out.stdout);
+    assert_eq!(causes[0]["metric"], "queue_len", "{causes:#?}");
+    assert_eq!(
+        causes[0]["path"],
+        json!([{"id":"m_sli_7","metric":"queue_len"},{"id":"m_sli_7","metric":"latency_avg"}])
+    );
+    assert_eq!(causes[0]["evidence"].as_array().unwrap().len(), 2);
+}
