@@ -13,6 +13,8 @@ mod detect;
 mod docs;
 #[path = "gala/flame.rs"]
 mod flame;
+#[path = "gala/rca.rs"]
+mod rca;
 #[path = "gala/stream_io.rs"]
 mod stream_io;
 #[path = "gala/topo.rs"]

@@ -13,6 +13,7 @@ pub fn commands() -> Vec<Command> {
         crate::collect::cli::command(),
         crate::topo::cli::command(),
         crate::detect::cli::command(),
+        crate::rca::cli::command(),
         crate::flame::cli::command(),
     ]
 }

@@ -12,6 +12,7 @@ pub fn bin(name: &str) -> PathBuf {
         "gala-topo" => PathBuf::from(env!("CARGO_BIN_EXE_gala-topo")),
         "gala-detect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-detect")),
         "gala-flame" => PathBuf::from(env!("CARGO_BIN_EXE_gala-flame")),
+        "gala-rca" => PathBuf::from(env!("CARGO_BIN_EXE_gala-rca")),
         other => panic!("no binary {other}"),
     }
 }
