@@ -243,11 +243,27 @@ fn sleep_until(tick: Instant, deadline: Option<Instant>) -> bool {
     }
 }
 
+/// `gala-collect doctor`: prints what this machine offers the BPF probes.
+fn doctor(cli: &cli::Cli) -> anyhow::Result<u8> {
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    {
+        let mut out = RecordWriter::create(cli.output.output.as_deref(), false)?;
+        out.write_text(&bpf::doctor::report())?;
+        out.finish()?;
+        Ok(crate::io::exit::OK)
+    }
+    #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+    {
+        let _ = cli;
+        bail!("this gala-collect was built without the `bpf` feature: no BPF probe to check")
+    }
+}
+
 /// gala-collect's body: options from the command line, then one call.
 pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     use crate::io::exit;
     if let Some(cli::Command::Doctor) = cli.command {
-        bail!("doctor arrives with the BPF probes");
+        return doctor(&cli);
     }
     if cli.list_probes {
         let mut out = RecordWriter::create(None, false)?;

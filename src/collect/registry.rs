@@ -8,7 +8,13 @@ type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
 
 /// (description, constructor) of every probe, in the order they run and are listed.
 fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
-    vec![]
+    vec![
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (
+            &super::bpf::net::tcp::SPEC,
+            super::bpf::net::tcp::TcpProbe::new,
+        ),
+    ]
 }
 
 /// Every probe's description.
