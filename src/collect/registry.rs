@@ -14,6 +14,11 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
             &super::bpf::net::tcp::SPEC,
             super::bpf::net::tcp::TcpProbe::new,
         ),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (
+            &super::bpf::net::endpoint::SPEC,
+            super::bpf::net::endpoint::EndpointProbe::new,
+        ),
     ]
 }
 

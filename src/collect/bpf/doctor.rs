@@ -18,7 +18,10 @@ use super::TRACEFS;
 /// Every BPF probe of this build with the hooks it declares. Each BPF probe module adds
 /// its line here.
 pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
-    vec![("tcp", super::net::tcp::HOOKS)]
+    vec![
+        ("tcp", super::net::tcp::HOOKS),
+        ("endpoint", super::net::endpoint::HOOKS),
+    ]
 }
 
 /// True when the tracepoint `category/name` exists in tracefs.

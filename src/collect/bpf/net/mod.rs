@@ -4,7 +4,7 @@
 //! owners, and per-CPU counter sums.
 
 // pub mod dns;
-// pub mod endpoint;
+pub mod endpoint;
 pub mod tcp;
 
 use std::collections::{HashMap, HashSet};
