@@ -19,6 +19,11 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
             &super::bpf::net::endpoint::SPEC,
             super::bpf::net::endpoint::EndpointProbe::new,
         ),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (
+            &super::bpf::net::dns::SPEC,
+            super::bpf::net::dns::DnsProbe::new,
+        ),
     ]
 }
 

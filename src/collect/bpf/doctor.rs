@@ -21,6 +21,7 @@ pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
     vec![
         ("tcp", super::net::tcp::HOOKS),
         ("endpoint", super::net::endpoint::HOOKS),
+        ("dns", super::net::dns::HOOKS),
     ]
 }
 

@@ -3,7 +3,7 @@
 //! what they share: address formatting, /proc/net/tcp listening sockets with their
 //! owners, and per-CPU counter sums.
 
-// pub mod dns;
+pub mod dns;
 pub mod endpoint;
 pub mod tcp;
 
