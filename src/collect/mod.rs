@@ -90,9 +90,9 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
     let start = Instant::now();
     let mut next_tick = start + opts.interval;
     loop {
-        if !sleep_until(next_tick, opts.duration.map(|d| start + d)) {
-            break; // interrupted before the tick: nothing new to say
-        }
+        // A signal ends the wait early; the short interval up to it is still collected
+        // and written, so nothing seen before the interrupt is lost.
+        sleep_until(next_tick, opts.duration.map(|d| start + d));
         let now = Instant::now();
         let elapsed = now - last;
         last = now;
@@ -222,22 +222,21 @@ fn probe_error_event(ts: i64, machine_id: &str, probe: &str, err: &anyhow::Error
     }
 }
 
-/// Sleeps until `tick`, or until `deadline` or a signal; false when cut short before
-/// the tick by a signal or by a deadline that comes first.
-fn sleep_until(tick: Instant, deadline: Option<Instant>) -> bool {
+/// Sleeps until `tick`, or until `deadline` or a signal, whichever comes first.
+fn sleep_until(tick: Instant, deadline: Option<Instant>) {
     let target = match deadline {
         Some(d) if d < tick => d,
         _ => tick,
     };
     loop {
         if signals::received().is_some() {
-            return false;
+            return;
         }
         let now = Instant::now();
         if now >= target {
             // A deadline before the tick still ends with a (short) last interval, so a
             // `--duration` shorter than the interval yields data.
-            return true;
+            return;
         }
         std::thread::sleep((target - now).min(Duration::from_millis(100)));
     }
