@@ -171,7 +171,7 @@ print(n, flush=True)
 
 fn known_traffic(ip: &str) {
     let (to_server, to_client) = (123_457u64, 98_765u64);
-    let mut col = Collector::start("tcp");
+    let col = Collector::start("tcp");
     let mut server = python(SERVER, &[ip, &to_client.to_string()]);
     let port: u16 = read_line(&mut server).trim().parse().expect("port");
     let mut client = python(CLIENT, &[ip, &port.to_string(), &to_server.to_string()]);
@@ -253,7 +253,7 @@ fn connect_to_closed_port_is_a_failed_connect_and_a_reset() {
     if !common::require_bpf("connect_to_closed_port_is_a_failed_connect_and_a_reset") {
         return;
     }
-    let mut col = Collector::start("tcp,endpoint");
+    let col = Collector::start("tcp,endpoint");
     let mut client = python(
         r#"
 import socket
@@ -302,7 +302,7 @@ fn syn_retransmits_to_a_full_backlog_belong_to_the_connecting_process() {
     if !common::require_bpf("syn_retransmits_to_a_full_backlog_belong_to_the_connecting_process") {
         return;
     }
-    let mut col = Collector::start("tcp,endpoint");
+    let col = Collector::start("tcp,endpoint");
     // listen(0) that never accepts: one connection fills the queue, later SYNs are
     // dropped and retransmitted (after 1 s, then 3 s).
     let mut server = python(
@@ -373,7 +373,7 @@ fn getaddrinfo_calls_become_dns_entities() {
     if !common::require_bpf("getaddrinfo_calls_become_dns_entities") {
         return;
     }
-    let mut col = Collector::start("dns");
+    let col = Collector::start("dns");
     // A fresh network namespace: the failing lookup cannot send a query anywhere.
     let mut prog = Command::new("unshare")
         .args(["-n", "python3", "-c"])
