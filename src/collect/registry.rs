@@ -12,17 +12,17 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         (
             &super::bpf::net::tcp::SPEC,
-            super::bpf::net::tcp::TcpProbe::new,
+            super::bpf::net::tcp::TcpProbe::start,
         ),
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         (
             &super::bpf::net::endpoint::SPEC,
-            super::bpf::net::endpoint::EndpointProbe::new,
+            super::bpf::net::endpoint::EndpointProbe::start,
         ),
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         (
             &super::bpf::net::dns::SPEC,
-            super::bpf::net::dns::DnsProbe::new,
+            super::bpf::net::dns::DnsProbe::start,
         ),
     ]
 }

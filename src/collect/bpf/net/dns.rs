@@ -132,7 +132,8 @@ pub fn libc_targets() -> Vec<PathBuf> {
 }
 
 impl DnsProbe {
-    pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+    /// Loads and attaches the programs.
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         let open = skel::DnsSkelBuilder::default()
             .open(object_storage())
             .map_err(|e| explain("dns", "open", e))?;

@@ -142,7 +142,8 @@ pub struct EndpointProbe {
 unsafe impl Send for EndpointProbe {}
 
 impl EndpointProbe {
-    pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+    /// Loads and attaches the programs.
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = skel::EndpointSkelBuilder::default()
             .open(object_storage())

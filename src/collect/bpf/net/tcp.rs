@@ -379,7 +379,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl TcpProbe {
-    pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+    /// Loads and attaches the programs.
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = skel::TcpSkelBuilder::default()
             .open(object_storage())
