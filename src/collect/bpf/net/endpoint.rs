@@ -473,9 +473,19 @@ impl Probe for EndpointProbe {
         let counters = percpu_sums(&maps.counters, 1);
         s.insert("map_full_drops".into(), json!(counters[0]));
         s.insert("listeners".into(), json!(self.listeners_seen));
-        s.insert("connecting".into(), json!(maps.connecting.keys().count()));
-        s.insert("connect_procs".into(), json!(self.conns_prev.len()));
-        s.insert("udp_socks".into(), json!(self.udp_prev.len()));
+        // LRU maps push old entries out silently when full: entries against the limit
+        // say when that is happening.
+        for (name, map) in [
+            ("connecting", &maps.connecting),
+            ("conns", &maps.conns),
+            ("udp", &maps.udp),
+            ("ports", &maps.ports),
+        ] {
+            s.insert(
+                name.into(),
+                json!({"entries": map.keys().count(), "max_entries": map.max_entries()}),
+            );
+        }
         let mem: u64 = [&maps.ports, &maps.conns, &maps.connecting, &maps.udp]
             .iter()
             .map(|m| map_memlock_bytes(*m).unwrap_or(0))
