@@ -229,9 +229,11 @@ static __always_inline int on_udp_length(struct trace_event_raw_sock_msg_length 
 		init.tgid = tgid;
 		init.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 		init.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		if (init.family == AF_INET)
-			BPF_CORE_READ_INTO(&init.laddr, sk, __sk_common.skc_rcv_saddr);
-		else
+		if (init.family == AF_INET) {
+			/* BPF_CORE_READ_INTO reads sizeof(*dst): go through a 4-byte value */
+			__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			__builtin_memcpy(init.laddr, &l, 4);
+		} else
 			BPF_CORE_READ_INTO(&init.laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		bpf_get_current_comm(&init.comm, sizeof(init.comm));
 		if (bpf_map_update_elem(&udp, &key, &init, BPF_ANY)) {

@@ -69,8 +69,13 @@ static __always_inline void fill_addrs(struct tcp_sock_val *v, struct sock *sk)
 	v->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	v->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (v->family == AF_INET) {
-		BPF_CORE_READ_INTO(&v->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(&v->raddr, sk, __sk_common.skc_daddr);
+		/* BPF_CORE_READ_INTO reads sizeof(*dst): go through 4-byte values */
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memset(v->laddr, 0, sizeof(v->laddr));
+		__builtin_memset(v->raddr, 0, sizeof(v->raddr));
+		__builtin_memcpy(v->laddr, &l, 4);
+		__builtin_memcpy(v->raddr, &r, 4);
 	} else {
 		BPF_CORE_READ_INTO(&v->laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&v->raddr, sk, __sk_common.skc_v6_daddr);

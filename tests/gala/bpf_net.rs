@@ -528,3 +528,60 @@ fn every_program_is_gone_after_sigint_and_after_a_closed_pipe() {
     }
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn sockets_of_one_process_to_one_server_fold_into_one_link() {
+    if !common::require_bpf("sockets_of_one_process_to_one_server_fold_into_one_link") {
+        return;
+    }
+    let col = Collector::start("tcp");
+    let mut server = python(
+        r#"
+import socket
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+for i in range(3):
+    c, _ = s.accept(); c.recv(100); c.sendall(b'pong'); c.close()
+"#,
+        &[],
+    );
+    let port = read_line(&mut server);
+    let mut client = python(
+        r#"
+import socket, sys
+for i in range(3):
+    c = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+    c.sendall(b'ping'); c.recv(100); c.close()
+print('done', flush=True)
+"#,
+        &[&port],
+    );
+    assert_eq!(read_line(&mut client), "done");
+    let (spid, cpid) = (server.id(), client.id());
+    client.wait().unwrap();
+    server.wait().unwrap();
+    let recs = col.finish();
+    let port: u16 = port.trim().parse().unwrap();
+    for (pid, role) in [(cpid, "client"), (spid, "server")] {
+        let keys = [
+            ("tgid", Value::from(pid)),
+            ("role", Value::from(role)),
+            ("server_port", Value::from(port)),
+        ];
+        assert_eq!(
+            entity_ids(&recs, "tcp_link", &keys).len(),
+            1,
+            "{role}: one link"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "closed"),
+            3.0,
+            "{role}: three sockets"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "tx_bytes"),
+            12.0,
+            "{role}: 3 x 4 bytes"
+        );
+    }
+}

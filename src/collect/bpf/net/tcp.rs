@@ -173,6 +173,8 @@ struct State {
     /// Sockets missing from the last read: if still missing (and no close came), the
     /// map evicted them.
     missing: HashSet<u64>,
+    /// Sockets whose close record came since the last read of the map.
+    closed_since_read: HashSet<u64>,
     links: HashMap<LinkKey, LinkAgg>,
     listen_ports: HashSet<u16>,
     epoch: u32,
@@ -273,6 +275,7 @@ impl State {
             EV_CLOSE | EV_FAILED_CONNECT => {
                 let prev = self.prev.remove(&val.seq);
                 self.missing.remove(&val.seq);
+                self.closed_since_read.insert(val.seq);
                 self.closes += 1;
                 let a = self.fold(&val, prev.as_ref());
                 a.closed += 1;
@@ -471,17 +474,21 @@ impl Probe for TcpProbe {
         let listen_ports: HashSet<u16> = super::listeners()
             .map(|ls| ls.into_iter().map(|l| l.port).collect())
             .unwrap_or_default();
+        // Read the map before taking the lock, so the ring-buffer thread is not held up
+        // (a burst of closes would otherwise overflow the ring buffer meanwhile).
         let socks = &self.skel.maps.socks;
+        let live: Vec<SockVal> = socks
+            .keys()
+            .filter_map(|key| socks.lookup(&key, MapFlags::ANY).ok().flatten())
+            .filter_map(|bytes| read_pod::<SockVal>(&bytes))
+            .collect();
         let mut st = lock(&self.state);
         st.listen_ports = listen_ports;
         let mut seen = HashSet::new();
-        for key in socks.keys() {
-            let Ok(Some(bytes)) = socks.lookup(&key, MapFlags::ANY) else {
-                continue;
-            };
-            let Some(cur) = read_pod::<SockVal>(&bytes) else {
-                continue;
-            };
+        for cur in live {
+            if st.closed_since_read.contains(&cur.seq) {
+                continue; // read just before its close record was folded in: counted there
+            }
             seen.insert(cur.seq);
             let prev = st.prev.insert(cur.seq, cur);
             st.fold(&cur, prev.as_ref()).socks += 1;
@@ -502,6 +509,7 @@ impl Probe for TcpProbe {
                 st.missing.insert(seq);
             }
         }
+        st.closed_since_read.clear();
         st.epoch = st.epoch.wrapping_add(1);
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
             bss.epoch = st.epoch;
