@@ -12,10 +12,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, UprobeOpts};
+use libbpf_rs::{Link, MapCore, UprobeOpts};
 use serde_json::{json, Map, Value};
 
-use super::{alive, comm_str, object_storage, percpu_sums, read_pod};
+use super::{alive, comm_str, object_storage, percpu_sums, read_pod, snapshot};
 use crate::collect::bpf::doctor::find_library;
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{add_prog_stats, explain, map_memlock_bytes, RunTimeStats};
@@ -178,10 +178,7 @@ impl Probe for DnsProbe {
         let stats = &self.skel.maps.stats;
         let zero = DnsVal::default();
         let mut seen = HashMap::new();
-        for key in stats.keys() {
-            let Ok(Some(bytes)) = stats.lookup(&key, MapFlags::ANY) else {
-                continue;
-            };
+        for (key, bytes) in snapshot(stats) {
             let (Some(k), Some(cur)) = (read_pod::<DnsKey>(&key), read_pod::<DnsVal>(&bytes))
             else {
                 continue;

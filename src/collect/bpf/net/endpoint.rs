@@ -12,12 +12,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags};
+use libbpf_rs::MapCore;
 use serde_json::{json, Map, Value};
 
 use super::{
-    alive, comm_str, fmt_ip, listeners, object_storage, percpu_sums, read_pod, socket_owners,
-    AF_INET,
+    alive, comm_str, fmt_ip, listeners, object_storage, percpu_sums, read_pod, snapshot,
+    socket_owners, AF_INET,
 };
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
@@ -185,11 +185,9 @@ impl EndpointProbe {
         self.listeners_seen = ls.len();
         let ports = &self.skel.maps.ports;
         let mut live_ports: HashMap<u32, PortVal> = HashMap::new();
-        for key in ports.keys() {
-            if let Ok(Some(v)) = ports.lookup(&key, MapFlags::ANY) {
-                if let (Some(k), Some(v)) = (read_pod::<u32>(&key), read_pod::<PortVal>(&v)) {
-                    live_ports.insert(k, v);
-                }
+        for (key, v) in snapshot(ports) {
+            if let (Some(k), Some(v)) = (read_pod::<u32>(&key), read_pod::<PortVal>(&v)) {
+                live_ports.insert(k, v);
             }
         }
         let unknown: HashSet<u64> = ls
@@ -279,10 +277,7 @@ impl EndpointProbe {
         let conns = &self.skel.maps.conns;
         let zero = ConnVal::default();
         let mut seen = HashMap::new();
-        for key in conns.keys() {
-            let Ok(Some(bytes)) = conns.lookup(&key, MapFlags::ANY) else {
-                continue;
-            };
+        for (key, bytes) in snapshot(conns) {
             let (Some(tgid), Some(cur)) = (read_pod::<u32>(&key), read_pod::<ConnVal>(&bytes))
             else {
                 continue;
@@ -361,10 +356,7 @@ impl EndpointProbe {
         let mut seen = HashMap::new();
         let mut agg: HashMap<UdpKey, UdpAgg> = HashMap::new();
         let mut alive_cache: HashMap<u32, bool> = HashMap::new();
-        for key in udp.keys() {
-            let Ok(Some(bytes)) = udp.lookup(&key, MapFlags::ANY) else {
-                continue;
-            };
+        for (key, bytes) in snapshot(udp) {
             let Some(cur) = read_pod::<UdpVal>(&bytes) else {
                 continue;
             };

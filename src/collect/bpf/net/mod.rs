@@ -67,6 +67,17 @@ pub fn percpu_sums(map: &dyn MapCore, slots: u32) -> Vec<u64> {
         .collect()
 }
 
+/// Every (key, value) of a hash map, each key once. Taken in full before the caller
+/// deletes anything: the kernel restarts a key walk from the beginning when the current
+/// key disappears, which would hand the same entries out twice and count them twice.
+pub fn snapshot(map: &dyn MapCore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut seen = HashSet::new();
+    map.keys()
+        .filter(|k| seen.insert(k.clone()))
+        .filter_map(|k| map.lookup(&k, MapFlags::ANY).ok().flatten().map(|v| (k, v)))
+        .collect()
+}
+
 /// Reads a plain-old-data value out of a map value or ring-buffer record.
 ///
 /// Callers only pass the `#[repr(C)]` types generated from bpf/*.h, whose every bit

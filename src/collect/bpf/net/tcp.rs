@@ -15,10 +15,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBufferBuilder};
+use libbpf_rs::{MapCore, MapHandle, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
-use super::{comm_str, fmt_ip, object_storage, percpu_sums, read_pod, AF_INET, AF_INET6};
+use super::{comm_str, fmt_ip, object_storage, percpu_sums, read_pod, snapshot, AF_INET, AF_INET6};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
@@ -477,10 +477,9 @@ impl Probe for TcpProbe {
         // Read the map before taking the lock, so the ring-buffer thread is not held up
         // (a burst of closes would otherwise overflow the ring buffer meanwhile).
         let socks = &self.skel.maps.socks;
-        let live: Vec<SockVal> = socks
-            .keys()
-            .filter_map(|key| socks.lookup(&key, MapFlags::ANY).ok().flatten())
-            .filter_map(|bytes| read_pod::<SockVal>(&bytes))
+        let live: Vec<SockVal> = snapshot(socks)
+            .iter()
+            .filter_map(|(_, bytes)| read_pod::<SockVal>(bytes))
             .collect();
         let mut st = lock(&self.state);
         st.listen_ports = listen_ports;
