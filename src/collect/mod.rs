@@ -105,9 +105,9 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
     let start = Instant::now();
     let mut next_tick = start + opts.interval;
     loop {
-        if !sleep_until(next_tick, opts.duration.map(|d| start + d)) {
-            break; // interrupted before the tick: nothing new to say
-        }
+        // A signal ends the wait early; the short interval up to it is still collected
+        // and written, so nothing seen before the interrupt is lost.
+        sleep_until(next_tick, opts.duration.map(|d| start + d));
         let now = Instant::now();
         let elapsed = now - last;
         last = now;
@@ -243,24 +243,39 @@ fn probe_error_event(ts: i64, machine_id: &str, probe: &str, err: &anyhow::Error
     }
 }
 
-/// Sleeps until `tick`, or until `deadline` or a signal; false when cut short before
-/// the tick by a signal or by a deadline that comes first.
-fn sleep_until(tick: Instant, deadline: Option<Instant>) -> bool {
+/// Sleeps until `tick`, or until `deadline` or a signal, whichever comes first.
+fn sleep_until(tick: Instant, deadline: Option<Instant>) {
     let target = match deadline {
         Some(d) if d < tick => d,
         _ => tick,
     };
     loop {
         if signals::received().is_some() {
-            return false;
+            return;
         }
         let now = Instant::now();
         if now >= target {
             // A deadline before the tick still ends with a (short) last interval, so a
             // `--duration` shorter than the interval yields data.
-            return true;
+            return;
         }
         std::thread::sleep((target - now).min(Duration::from_millis(100)));
+    }
+}
+
+/// `gala-collect doctor`: prints what this machine offers the BPF probes.
+fn doctor(cli: &cli::Cli) -> anyhow::Result<u8> {
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    {
+        let mut out = RecordWriter::create(cli.output.output.as_deref(), false)?;
+        out.write_text(&bpf::doctor::report())?;
+        out.finish()?;
+        Ok(crate::io::exit::OK)
+    }
+    #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+    {
+        let _ = cli;
+        bail!("this gala-collect was built without the `bpf` feature: no BPF probe to check")
     }
 }
 
@@ -268,7 +283,7 @@ fn sleep_until(tick: Instant, deadline: Option<Instant>) -> bool {
 pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     use crate::io::exit;
     if let Some(cli::Command::Doctor) = cli.command {
-        bail!("doctor arrives with the BPF probes");
+        return doctor(&cli);
     }
     if cli.list_probes {
         let mut out = RecordWriter::create(None, false)?;

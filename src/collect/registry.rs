@@ -24,6 +24,21 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         (&super::stack::ONCPU_SPEC, super::stack::oncpu),
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         (&super::stack::OFFCPU_SPEC, super::stack::offcpu),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (
+            &super::bpf::net::tcp::SPEC,
+            super::bpf::net::tcp::TcpProbe::start,
+        ),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (
+            &super::bpf::net::endpoint::SPEC,
+            super::bpf::net::endpoint::EndpointProbe::start,
+        ),
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        (
+            &super::bpf::net::dns::SPEC,
+            super::bpf::net::dns::DnsProbe::start,
+        ),
     ]
 }
 

@@ -5,7 +5,9 @@
 //! Nothing is pinned: programs, maps and links live as file descriptors owned by the
 //! probe objects, so they are gone when the collector exits, however it exits.
 
+pub mod doctor;
 pub mod hooks;
+pub mod net;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

@@ -1,0 +1,483 @@
+//! `gala-collect doctor`: what this machine offers eBPF, and which probes therefore run
+//! fully, partly or not at all — and why, in words a person can act on.
+//!
+//! Nothing permanent is loaded: program types are probed by libbpf with a trivial
+//! program that the kernel frees at once, kprobe and uprobe support is read from the
+//! tracefs and PMU files the kernel creates only when it has them, tracepoints from
+//! tracefs, and uprobe targets by reading the library's ELF symbol table.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use libbpf_rs::libbpf_sys;
+
+use super::hooks::{Hook, Hooks, Need};
+use super::TRACEFS;
+
+/// Every BPF probe of this build with the hooks it declares. Each BPF probe module adds
+/// its line here.
+pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
+    vec![
+        ("tcp", super::net::tcp::HOOKS),
+        ("endpoint", super::net::endpoint::HOOKS),
+        ("dns", super::net::dns::HOOKS),
+    ]
+}
+
+/// True when the tracepoint `category/name` exists in tracefs.
+pub fn tracepoint_exists(tp: &str) -> bool {
+    Path::new(TRACEFS)
+        .join("events")
+        .join(tp)
+        .join("id")
+        .exists()
+}
+
+/// Program types and what gala uses them for.
+const PROG_TYPES: &[(u32, &str, &str)] = &[
+    (
+        libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
+        "tracepoint",
+        "tracepoint probes (tcp, endpoint, sched, io…)",
+    ),
+    (
+        libbpf_sys::BPF_PROG_TYPE_RAW_TRACEPOINT,
+        "raw_tracepoint",
+        "raw tracepoint probes",
+    ),
+    (
+        libbpf_sys::BPF_PROG_TYPE_PERF_EVENT,
+        "perf_event",
+        "sampling profilers (oncpu)",
+    ),
+    (
+        libbpf_sys::BPF_PROG_TYPE_KPROBE,
+        "kprobe",
+        "program type of kprobes AND uprobes (dns)",
+    ),
+    (
+        libbpf_sys::BPF_PROG_TYPE_TRACING,
+        "tracing",
+        "fentry/fexit/tp_btf (not used by gala)",
+    ),
+    (libbpf_sys::BPF_PROG_TYPE_LSM, "lsm", "not used by gala"),
+    (
+        libbpf_sys::BPF_PROG_TYPE_SOCK_OPS,
+        "sock_ops",
+        "not used by gala",
+    ),
+    (
+        libbpf_sys::BPF_PROG_TYPE_CGROUP_SKB,
+        "cgroup_skb",
+        "not used by gala",
+    ),
+    (
+        libbpf_sys::BPF_PROG_TYPE_SCHED_CLS,
+        "sched_cls",
+        "not used by gala",
+    ),
+];
+
+/// What the machine has, as far as gala cares.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub euid: u32,
+    pub cap_bpf: bool,
+    pub cap_perfmon: bool,
+    pub cap_sys_admin: bool,
+    pub btf: Option<u64>,
+    pub tracefs_mounted: bool,
+    pub prog_types: Vec<(&'static str, Result<bool, String>)>,
+    pub kprobes: bool,
+    pub uprobes: bool,
+    pub ip_vs: bool,
+}
+
+impl Facts {
+    pub fn gather() -> Facts {
+        let caps = fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(0);
+        let has = |bit: u32| caps & (1u64 << bit) != 0;
+        let prog_types = PROG_TYPES
+            .iter()
+            .map(|&(t, name, _)| {
+                // SAFETY: probing creates and frees a trivial program; no pointers kept.
+                let rc = unsafe { libbpf_sys::libbpf_probe_bpf_prog_type(t, std::ptr::null()) };
+                let r = match rc {
+                    1 => Ok(true),
+                    0 => Ok(false),
+                    e => Err(std::io::Error::from_raw_os_error(-e).to_string()),
+                };
+                (name, r)
+            })
+            .collect();
+        Facts {
+            // SAFETY: geteuid has no preconditions.
+            euid: unsafe { libc::geteuid() },
+            cap_bpf: has(39),
+            cap_perfmon: has(38),
+            cap_sys_admin: has(21),
+            btf: fs::metadata("/sys/kernel/btf/vmlinux")
+                .ok()
+                .map(|m| m.len()),
+            tracefs_mounted: Path::new(TRACEFS).join("events").is_dir(),
+            prog_types,
+            // The kernel creates these only when built with kprobe / uprobe events.
+            kprobes: Path::new("/sys/bus/event_source/devices/kprobe").exists()
+                || Path::new(TRACEFS).join("kprobe_events").exists(),
+            uprobes: Path::new("/sys/bus/event_source/devices/uprobe").exists()
+                || Path::new(TRACEFS).join("uprobe_events").exists(),
+            ip_vs: Path::new("/proc/net/ip_vs").exists() || Path::new("/sys/module/ip_vs").exists(),
+        }
+    }
+
+    fn prog_type(&self, name: &str) -> bool {
+        self.prog_types
+            .iter()
+            .any(|(n, r)| *n == name && matches!(r, Ok(true)))
+    }
+
+    fn may_load(&self) -> bool {
+        self.euid == 0 || self.cap_sys_admin || (self.cap_bpf && self.cap_perfmon)
+    }
+}
+
+/// Why a hook cannot be used here, or None when it can.
+fn hook_problem(f: &Facts, hook: &Hook) -> Option<String> {
+    match hook {
+        Hook::Tracepoint(tp) => {
+            if !f.prog_type("tracepoint") {
+                Some("the kernel has no tracepoint BPF programs".into())
+            } else if !f.tracefs_mounted {
+                Some(format!("tracefs is not mounted at {TRACEFS} (gala-collect mounts it at start; or `mount -t tracefs tracefs {TRACEFS}`)"))
+            } else if !tracepoint_exists(tp) {
+                Some(format!("tracepoint {tp} does not exist in this kernel"))
+            } else {
+                None
+            }
+        }
+        Hook::RawTracepoint(tp) => (!f.prog_type("raw_tracepoint"))
+            .then(|| format!("raw tracepoint {tp}: the kernel has no raw_tracepoint BPF programs")),
+        Hook::PerfEvent(ev) => (!f.prog_type("perf_event"))
+            .then(|| format!("perf event {ev}: the kernel has no perf_event BPF programs")),
+        Hook::Uprobe { binary, symbol } => {
+            if !f.uprobes {
+                return Some("the kernel has no uprobes (CONFIG_UPROBE_EVENTS off)".into());
+            }
+            if !f.prog_type("kprobe") {
+                return Some(
+                    "the kernel has no kprobe-type BPF programs, which uprobes use".into(),
+                );
+            }
+            match find_library(binary) {
+                None => Some(format!(
+                    "{binary} not found in the usual library directories"
+                )),
+                Some(path) => match elf_has_symbol(&path, symbol) {
+                    Ok(true) => None,
+                    Ok(false) => Some(format!("{} has no symbol {symbol}", path.display())),
+                    Err(e) => Some(format!("cannot read {}: {e}", path.display())),
+                },
+            }
+        }
+    }
+}
+
+/// A probe's verdict on this machine.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Support {
+    Full,
+    /// Runs, without these (what is lost, why).
+    Partial(Vec<(String, String)>),
+    /// Cannot run, because of these.
+    None(Vec<String>),
+}
+
+pub fn judge(f: &Facts, hooks: Hooks) -> Support {
+    let mut fatal = Vec::new();
+    let mut lost = Vec::new();
+    if !f.may_load() {
+        fatal.push("loading BPF needs root, or CAP_BPF and CAP_PERFMON: run with sudo".to_string());
+    }
+    if f.btf.is_none() {
+        fatal.push("the kernel has no BTF (/sys/kernel/btf/vmlinux): CO-RE programs cannot be relocated; use a kernel built with CONFIG_DEBUG_INFO_BTF=y".to_string());
+    }
+    for (hook, need) in hooks {
+        if let Some(why) = hook_problem(f, hook) {
+            match need {
+                Need::Required => fatal.push(why),
+                Need::Optional { what } => lost.push((what.to_string(), why)),
+            }
+        }
+    }
+    if !fatal.is_empty() {
+        Support::None(fatal)
+    } else if !lost.is_empty() {
+        Support::Partial(lost)
+    } else {
+        Support::Full
+    }
+}
+
+/// The doctor's report, as text.
+pub fn report() -> String {
+    let f = Facts::gather();
+    let mut s = String::new();
+    let yes = |b: bool| if b { "yes" } else { "NO" };
+    let _ = writeln!(s, "gala-collect doctor — what this machine offers eBPF\n");
+    let _ = writeln!(s, "permissions");
+    let _ = writeln!(
+        s,
+        "  euid {} · CAP_BPF {} · CAP_PERFMON {} · CAP_SYS_ADMIN {}{}",
+        f.euid,
+        yes(f.cap_bpf),
+        yes(f.cap_perfmon),
+        yes(f.cap_sys_admin),
+        if f.may_load() {
+            ""
+        } else {
+            "  → run as root (sudo) to load probes"
+        }
+    );
+    let _ = writeln!(s, "kernel");
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let _ = writeln!(s, "  release {}", release.trim());
+    match f.btf {
+        Some(n) => {
+            let _ = writeln!(
+                s,
+                "  BTF: yes (/sys/kernel/btf/vmlinux, {n} bytes): CO-RE works"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  BTF: NO — no probe can load; use a kernel with CONFIG_DEBUG_INFO_BTF=y"
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  tracefs: {}",
+        if f.tracefs_mounted {
+            format!("mounted at {TRACEFS}")
+        } else {
+            format!("NOT mounted at {TRACEFS}; gala-collect mounts it when it starts (or: mount -t tracefs tracefs {TRACEFS}); tracepoints below could not be checked")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "BPF program types (probed by loading a trivial program, freed at once)"
+    );
+    for (&(_, name, used), (_, r)) in PROG_TYPES.iter().zip(&f.prog_types) {
+        let v = match r {
+            Ok(true) => "available".to_string(),
+            Ok(false) => "NOT available".to_string(),
+            Err(e) => format!("could not probe ({e})"),
+        };
+        let _ = writeln!(s, "  {name:<15} {v:<16} {used}");
+    }
+    let tracing = f.prog_type("tracing");
+    let _ = writeln!(s, "attach points");
+    let _ = writeln!(
+        s,
+        "  kprobes: {}",
+        if f.kprobes {
+            "available"
+        } else {
+            "NOT available (no kprobe PMU, no kprobe_events: CONFIG_KPROBES off) — gala uses tracepoints instead"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  fentry/fexit/tp_btf: {}",
+        if tracing {
+            "available"
+        } else {
+            "NOT available (BPF_PROG_TYPE_TRACING rejected) — gala does not depend on them"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  uprobes: {}",
+        if f.uprobes {
+            "available"
+        } else {
+            "NOT available (CONFIG_UPROBE_EVENTS off): the dns probe cannot run"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  IPVS (LVS): {}",
+        if f.ip_vs {
+            "loaded"
+        } else {
+            "absent (no ip_vs module): no lb_link entities; nothing to observe there"
+        }
+    );
+
+    let probes = probe_hooks();
+    let mut tps: Vec<&str> = Vec::new();
+    let mut ups: Vec<(&str, &str)> = Vec::new();
+    for (_, hooks) in &probes {
+        for (h, _) in hooks.iter() {
+            match h {
+                Hook::Tracepoint(tp) if !tps.contains(tp) => tps.push(tp),
+                Hook::Uprobe { binary, symbol } if !ups.contains(&(binary, symbol)) => {
+                    ups.push((binary, symbol))
+                }
+                _ => {}
+            }
+        }
+    }
+    tps.sort();
+    if f.tracefs_mounted {
+        let _ = writeln!(s, "tracepoints the probes use");
+        for tp in &tps {
+            let _ = writeln!(
+                s,
+                "  {tp:<32} {}",
+                if tracepoint_exists(tp) {
+                    "present"
+                } else {
+                    "MISSING"
+                }
+            );
+        }
+    }
+    if !ups.is_empty() {
+        let _ = writeln!(s, "uprobe targets");
+        for (bin, sym) in &ups {
+            let v = match find_library(bin) {
+                None => format!("{bin}: NOT found"),
+                Some(p) => match elf_has_symbol(&p, sym) {
+                    Ok(true) => format!("{}: {sym} present", p.display()),
+                    Ok(false) => format!("{}: {sym} MISSING", p.display()),
+                    Err(e) => format!("{}: unreadable ({e})", p.display()),
+                },
+            };
+            let _ = writeln!(s, "  {v}");
+        }
+    }
+    let _ = writeln!(s, "\nprobes");
+    for (name, hooks) in &probes {
+        match judge(&f, hooks) {
+            Support::Full => {
+                let _ = writeln!(s, "  {name:<10} runs fully");
+            }
+            Support::Partial(lost) => {
+                let _ = writeln!(s, "  {name:<10} runs PARTLY:");
+                for (what, why) in lost {
+                    let _ = writeln!(s, "             without {what}: {why}");
+                }
+            }
+            Support::None(why) => {
+                let _ = writeln!(s, "  {name:<10} does NOT run:");
+                for w in why {
+                    let _ = writeln!(s, "             {w}");
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Where a shared library is, by file name (e.g. `libc.so.6`); an absolute path is
+/// taken as it is.
+pub fn find_library(name: &str) -> Option<PathBuf> {
+    if name.starts_with('/') {
+        return Path::new(name).exists().then(|| PathBuf::from(name));
+    }
+    let arch = std::env::consts::ARCH;
+    let dirs = [
+        format!("/lib/{arch}-linux-gnu"),
+        format!("/usr/lib/{arch}-linux-gnu"),
+        "/lib64".to_string(),
+        "/usr/lib64".to_string(),
+        "/lib".to_string(),
+        "/usr/lib".to_string(),
+    ];
+    dirs.iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// True when an ELF64 little-endian file defines `symbol` in its dynamic symbol table.
+pub fn elf_has_symbol(path: &Path, symbol: &str) -> std::io::Result<bool> {
+    let data = fs::read(path)?;
+    Ok(dynsym_defines(&data, symbol).unwrap_or(false))
+}
+
+fn dynsym_defines(d: &[u8], symbol: &str) -> Option<bool> {
+    let u16_at = |o: usize| d.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        d.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+    };
+    let u64_at = |o: usize| {
+        d.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    if d.get(..4)? != b"\x7fELF" || *d.get(4)? != 2 || *d.get(5)? != 1 {
+        return None; // not ELF64 little-endian
+    }
+    let shoff = u64_at(0x28)? as usize;
+    let shentsize = u16_at(0x3A)? as usize;
+    let shnum = u16_at(0x3C)? as usize;
+    let sh = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
+    for i in 0..shnum {
+        let h = sh(i)?;
+        if u32_at(h + 4)? != 11 {
+            continue; // SHT_DYNSYM
+        }
+        let (off, size) = (u64_at(h + 0x18)? as usize, u64_at(h + 0x20)? as usize);
+        let strtab = sh(u32_at(h + 0x28)? as usize)?;
+        let str_off = u64_at(strtab + 0x18)? as usize;
+        let syms = d.get(off..off.checked_add(size)?)?;
+        for sym in syms.chunks_exact(24) {
+            let name_off = u32::from_le_bytes(sym[..4].try_into().ok()?) as usize;
+            let shndx = u16::from_le_bytes([sym[6], sym[7]]);
+            let start = str_off.checked_add(name_off)?;
+            let name = d.get(start..)?;
+            let end = name.iter().position(|&b| b == 0)?;
+            if shndx != 0 && &name[..end] == symbol.as_bytes() {
+                return Some(true);
+            }
+        }
+        return Some(false);
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_elf_is_no_symbol() {
+        assert_eq!(dynsym_defines(b"hello", "x"), None);
+        assert_eq!(dynsym_defines(b"\x7fELF\x02\x01", "x"), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        let f = Facts {
+            euid: 1000,
+            ..Facts::default()
+        };
+        match judge(
+            &f,
+            &[(Hook::Tracepoint("sock/inet_sock_set_state"), Need::Required)],
+        ) {
+            Support::None(why) => assert!(why.iter().any(|w| w.contains("root"))),
+            other => panic!("{other:?}"),
+        }
+    }
+}

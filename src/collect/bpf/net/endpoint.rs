@@ -1,0 +1,502 @@
+//! `endpoint` probe: a process's sockets as endpoints (bpf/endpoint.bpf.c).
+//!
+//! - `tcp_listen`: every listening socket with its owner, accept queue against backlog
+//!   (sock_diag), passive opens, SYN-ACK retransmits and listen-overflow drops.
+//! - `tcp_connect`: per process, active opens, failed connects, SYN retransmits and the
+//!   connect latency (SYN_SENT → ESTABLISHED) as mean, max and histogram.
+//! - `udp`: per process and local address, bytes in and out and receive drops.
+//!
+//! Listeners opened before the collector started are attributed by finding their
+//! socket inode in /proc/PID/fd (cached per inode); later ones live, at listen().
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::MapCore;
+use serde_json::{json, Map, Value};
+
+use super::{
+    alive, comm_str, fmt_ip, listeners, object_storage, percpu_sums, read_pod, snapshot,
+    socket_owners, AF_INET,
+};
+use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use crate::collect::bpf::{
+    add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
+};
+use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::record::{entity_id, kind, Entity, Fields, Histogram, Metric, Record};
+
+mod skel {
+    crate::bpf_skeleton!("endpoint");
+}
+use skel::types::{ep_conn_val as ConnVal, ep_port_val as PortVal, ep_udp_val as UdpVal};
+
+pub const HOOKS: Hooks = &[
+    (Hook::Tracepoint("sock/inet_sock_set_state"), Need::Required),
+    (
+        Hook::Tracepoint("tcp/tcp_retransmit_skb"),
+        Need::Optional {
+            what: "syn_retrans",
+        },
+    ),
+    (
+        Hook::Tracepoint("tcp/tcp_retransmit_synack"),
+        Need::Optional {
+            what: "synack_retrans",
+        },
+    ),
+    (
+        Hook::Tracepoint("skb/kfree_skb"),
+        Need::Optional {
+            what: "listen_drops and UDP drops",
+        },
+    ),
+    (
+        Hook::Tracepoint("sock/sock_send_length"),
+        Need::Optional {
+            what: "UDP tx_bytes",
+        },
+    ),
+    (
+        Hook::Tracepoint("sock/sock_recv_length"),
+        Need::Optional {
+            what: "UDP endpoints and rx_bytes",
+        },
+    ),
+];
+
+/// Upper bounds (µs) of the connect latency histogram (bpf/endpoint.h GALA_CONN_BOUNDS).
+const CONN_BOUNDS: [f64; 9] = [
+    100.0, 250.0, 500.0, 1000.0, 5000.0, 10000.0, 100000.0, 1e6, 3e6,
+];
+
+const fn m(
+    name: &'static str,
+    unit: &'static str,
+    mtype: MetricType,
+    help: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        kind: kind::ENDPOINT,
+        name,
+        unit,
+        mtype,
+        help,
+    }
+}
+
+pub static SPEC: ProbeSpec = ProbeSpec {
+    name: "endpoint",
+    summary: "listening, connecting and UDP sockets per process: accept queue, opens, failed connects, connect latency, SYN retransmits, UDP bytes and drops",
+    kinds: &[kind::ENDPOINT],
+    metrics: &[
+        m("accept_queue", "connections", MetricType::Gauge, "tcp_listen: connections waiting for accept()"),
+        m("backlog", "connections", MetricType::Gauge, "tcp_listen: the listen() backlog"),
+        m("passive_opens", "connections", MetricType::Delta, "tcp_listen: connections established on the port"),
+        m("synack_retrans", "segments", MetricType::Delta, "tcp_listen: SYN-ACKs retransmitted"),
+        m("listen_drops", "packets", MetricType::Delta, "tcp_listen: handshakes dropped because the accept queue overflowed"),
+        m("active_opens", "connections", MetricType::Delta, "tcp_connect: connect() calls that sent a SYN"),
+        m("active_open_failed", "connections", MetricType::Delta, "tcp_connect: connects that ended SYN_SENT -> CLOSE"),
+        m("syn_retrans", "segments", MetricType::Delta, "tcp_connect: SYNs retransmitted"),
+        m("connect_latency_avg_us", "us", MetricType::Gauge, "tcp_connect: mean SYN_SENT -> ESTABLISHED"),
+        m("connect_latency_max_us", "us", MetricType::Gauge, "tcp_connect: largest SYN_SENT -> ESTABLISHED"),
+        m("connect_latency_us", "us", MetricType::Histogram, "tcp_connect: SYN_SENT -> ESTABLISHED"),
+        m("rx_bytes", "bytes", MetricType::Delta, "udp: bytes received"),
+        m("tx_bytes", "bytes", MetricType::Delta, "udp: bytes sent"),
+        m("drops", "packets", MetricType::Delta, "udp: datagrams dropped on the socket (receive buffer full, …)"),
+    ],
+    opt_in: false,
+    needs_bpf: true,
+    notes: "SYNs dropped because the accept queue is full are not per-listener drops (the kernel frees \
+            them without a drop reason): watch accept_queue reaching backlog and the clients' syn_retrans; \
+            passive_opens, synack_retrans and listen_drops are per (family, port), so SO_REUSEPORT \
+            listeners of one port share them (label port_listeners says how many)",
+};
+
+/// A UDP endpoint: (tgid, family, local address, local port).
+type UdpKey = (u32, u8, [u8; 16], u16);
+
+#[derive(Default)]
+struct UdpAgg {
+    comm: String,
+    rx: u64,
+    tx: u64,
+    drops: u64,
+}
+
+pub struct EndpointProbe {
+    skel: skel::EndpointSkel<'static>,
+    _stats: Option<RunTimeStats>,
+    skipped: Vec<&'static str>,
+    ports_prev: HashMap<u32, PortVal>,
+    conns_prev: HashMap<u32, ConnVal>,
+    udp_prev: HashMap<u64, UdpVal>,
+    /// Owners of listening socket inodes, found in /proc/PID/fd.
+    inode_owner: HashMap<u64, (u32, String)>,
+    epoch: u32,
+    listeners_seen: usize,
+}
+
+// SAFETY: the skeleton's raw libbpf pointers are only used from the thread that owns the
+// probe (the collector's).
+unsafe impl Send for EndpointProbe {}
+
+impl EndpointProbe {
+    /// Loads and attaches the programs.
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
+        ensure_tracefs()?;
+        let mut open = skel::EndpointSkelBuilder::default()
+            .open(object_storage())
+            .map_err(|e| explain("endpoint", "open", e))?;
+        let mut skipped = Vec::new();
+        {
+            let p = &mut open.progs;
+            for (hook, prog) in [
+                ("tcp/tcp_retransmit_skb", &mut p.ep_retransmit),
+                ("tcp/tcp_retransmit_synack", &mut p.ep_retransmit_synack),
+                ("skb/kfree_skb", &mut p.ep_kfree_skb),
+                ("sock/sock_send_length", &mut p.ep_send_length),
+                ("sock/sock_recv_length", &mut p.ep_recv_length),
+            ] {
+                if !crate::collect::bpf::doctor::tracepoint_exists(hook) {
+                    prog.set_autoload(false);
+                    skipped.push(hook);
+                }
+            }
+        }
+        let mut skel = open.load().map_err(|e| explain("endpoint", "load", e))?;
+        skel.attach()
+            .map_err(|e| explain("endpoint", "attach", e))?;
+        Ok(Box::new(EndpointProbe {
+            skel,
+            _stats: RunTimeStats::enable().ok(),
+            skipped,
+            ports_prev: HashMap::new(),
+            conns_prev: HashMap::new(),
+            udp_prev: HashMap::new(),
+            inode_owner: HashMap::new(),
+            epoch: 0,
+            listeners_seen: 0,
+        }))
+    }
+
+    fn collect_listeners(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
+        let ls = listeners().map_err(|e| anyhow::anyhow!("sock_diag: {e}"))?;
+        self.listeners_seen = ls.len();
+        let ports = &self.skel.maps.ports;
+        let mut live_ports: HashMap<u32, PortVal> = HashMap::new();
+        for (key, v) in snapshot(ports) {
+            if let (Some(k), Some(v)) = (read_pod::<u32>(&key), read_pod::<PortVal>(&v)) {
+                live_ports.insert(k, v);
+            }
+        }
+        let unknown: HashSet<u64> = ls
+            .iter()
+            .filter(|l| !self.inode_owner.contains_key(&l.inode))
+            .filter(|l| {
+                live_ports
+                    .get(&port_key(l.family, l.port))
+                    .is_none_or(|p| p.tgid == 0)
+            })
+            .map(|l| l.inode)
+            .collect();
+        self.inode_owner.extend(socket_owners(&unknown));
+        let inodes: HashSet<u64> = ls.iter().map(|l| l.inode).collect();
+        self.inode_owner.retain(|i, _| inodes.contains(i));
+        let mut per_port: HashMap<u32, usize> = HashMap::new();
+        for l in &ls {
+            *per_port.entry(port_key(l.family, l.port)).or_default() += 1;
+        }
+        let zero = PortVal::default();
+        for l in &ls {
+            let pk = port_key(l.family, l.port);
+            let cur = live_ports.get(&pk).copied().unwrap_or_default();
+            let prev = self.ports_prev.get(&pk).unwrap_or(&zero);
+            // The inode owner is authoritative (the live entry is per port, not per socket).
+            let (tgid, comm) = match self.inode_owner.get(&l.inode) {
+                Some((t, c)) => (*t, c.clone()),
+                None if cur.tgid != 0 => (cur.tgid, comm_str(&cur.comm)),
+                None => (0, String::new()),
+            };
+            if !iv.filter.matches(tgid, &comm, None) {
+                continue;
+            }
+            let ip = fmt_ip(l.family, &l.addr);
+            let mut keys = Fields::new();
+            keys.insert("type".into(), json!("tcp_listen"));
+            keys.insert("tgid".into(), json!(tgid));
+            keys.insert("ip".into(), json!(ip));
+            keys.insert("port".into(), json!(l.port));
+            let id = entity_id(
+                iv.machine_id,
+                kind::ENDPOINT,
+                ["tcp_listen", &tgid.to_string(), &ip, &l.port.to_string()],
+            );
+            let mut labels = Fields::new();
+            labels.insert("comm".into(), json!(comm));
+            labels.insert(
+                "family".into(),
+                json!(if l.family == AF_INET { "ipv4" } else { "ipv6" }),
+            );
+            labels.insert(
+                "port_listeners".into(),
+                json!(per_port.get(&pk).copied().unwrap_or(1)),
+            );
+            let d = |c: u64, p: u64| c.saturating_sub(p) as f64;
+            let metrics = BTreeMap::from([
+                ("accept_queue".to_string(), l.accept_queue as f64),
+                ("backlog".to_string(), l.backlog as f64),
+                (
+                    "passive_opens".to_string(),
+                    d(cur.passive_opens, prev.passive_opens),
+                ),
+                (
+                    "synack_retrans".to_string(),
+                    d(cur.synack_retrans, prev.synack_retrans),
+                ),
+                (
+                    "listen_drops".to_string(),
+                    d(cur.listen_drops, prev.listen_drops),
+                ),
+            ]);
+            push(iv, id, keys, labels, metrics, BTreeMap::new());
+        }
+        // Ports nobody listens on any more: forget them once reported.
+        let listening: HashSet<u32> = ls.iter().map(|l| port_key(l.family, l.port)).collect();
+        for k in live_ports.keys() {
+            if !listening.contains(k) {
+                let _ = ports.delete(&k.to_ne_bytes());
+            }
+        }
+        live_ports.retain(|k, _| listening.contains(k));
+        self.ports_prev = live_ports;
+        Ok(())
+    }
+
+    fn collect_conns(&mut self, iv: &mut Interval) {
+        let conns = &self.skel.maps.conns;
+        let zero = ConnVal::default();
+        let mut seen = HashMap::new();
+        for (key, bytes) in snapshot(conns) {
+            let (Some(tgid), Some(cur)) = (read_pod::<u32>(&key), read_pod::<ConnVal>(&bytes))
+            else {
+                continue;
+            };
+            let prev = self.conns_prev.get(&tgid).unwrap_or(&zero);
+            let comm = comm_str(&cur.comm);
+            let gone = !alive(tgid);
+            if gone {
+                // Reported one last time below, then forgotten.
+                let _ = conns.delete(&key);
+            } else {
+                seen.insert(tgid, cur);
+            }
+            if !iv.filter.matches(tgid, &comm, None) {
+                continue;
+            }
+            let d = |c: u64, p: u64| c.saturating_sub(p);
+            let lat_cnt = d(cur.lat_cnt, prev.lat_cnt);
+            let lat_sum = d(cur.lat_sum_us, prev.lat_sum_us);
+            let mut metrics = BTreeMap::from([
+                (
+                    "active_opens".to_string(),
+                    d(cur.active_opens, prev.active_opens) as f64,
+                ),
+                (
+                    "active_open_failed".to_string(),
+                    d(cur.failed, prev.failed) as f64,
+                ),
+                (
+                    "syn_retrans".to_string(),
+                    d(cur.syn_retrans, prev.syn_retrans) as f64,
+                ),
+            ]);
+            let mut histos = BTreeMap::new();
+            if lat_cnt > 0 {
+                metrics.insert(
+                    "connect_latency_avg_us".into(),
+                    lat_sum as f64 / lat_cnt as f64,
+                );
+                if cur.max_epoch == self.epoch {
+                    metrics.insert("connect_latency_max_us".into(), cur.lat_max_us as f64);
+                }
+                let counts = cur
+                    .lat_hist
+                    .iter()
+                    .zip(prev.lat_hist.iter())
+                    .map(|(c, p)| d(*c, *p))
+                    .collect();
+                histos.insert(
+                    "connect_latency_us".to_string(),
+                    Histogram {
+                        bounds: CONN_BOUNDS.to_vec(),
+                        counts,
+                        sum: lat_sum as f64,
+                    },
+                );
+            }
+            let mut keys = Fields::new();
+            keys.insert("type".into(), json!("tcp_connect"));
+            keys.insert("tgid".into(), json!(tgid));
+            let id = entity_id(
+                iv.machine_id,
+                kind::ENDPOINT,
+                ["tcp_connect", &tgid.to_string()],
+            );
+            let mut labels = Fields::new();
+            labels.insert("comm".into(), json!(comm));
+            push(iv, id, keys, labels, metrics, histos);
+        }
+        self.conns_prev = seen;
+    }
+
+    fn collect_udp(&mut self, iv: &mut Interval) {
+        let udp = &self.skel.maps.udp;
+        let zero = UdpVal::default();
+        let mut seen = HashMap::new();
+        let mut agg: HashMap<UdpKey, UdpAgg> = HashMap::new();
+        let mut alive_cache: HashMap<u32, bool> = HashMap::new();
+        for (key, bytes) in snapshot(udp) {
+            let Some(cur) = read_pod::<UdpVal>(&bytes) else {
+                continue;
+            };
+            let prev = self.udp_prev.get(&cur.seq).unwrap_or(&zero);
+            let (rx, tx, drops) = (
+                cur.rx_bytes.saturating_sub(prev.rx_bytes),
+                cur.tx_bytes.saturating_sub(prev.tx_bytes),
+                cur.drops.saturating_sub(prev.drops),
+            );
+            let live = *alive_cache
+                .entry(cur.tgid)
+                .or_insert_with(|| alive(cur.tgid));
+            if !live {
+                let _ = udp.delete(&key);
+            } else {
+                seen.insert(cur.seq, cur);
+            }
+            // Idle sockets of live processes are not re-reported every interval: UDP has
+            // no close to tell a finished socket from a quiet one.
+            if rx == 0 && tx == 0 && drops == 0 {
+                continue;
+            }
+            let a = agg
+                .entry((cur.tgid, cur.family, cur.laddr, cur.lport))
+                .or_default();
+            a.comm = comm_str(&cur.comm);
+            a.rx += rx;
+            a.tx += tx;
+            a.drops += drops;
+        }
+        self.udp_prev = seen;
+        for ((tgid, family, addr, port), a) in agg {
+            if !iv.filter.matches(tgid, &a.comm, None) {
+                continue;
+            }
+            let ip = fmt_ip(family, &addr);
+            let mut keys = Fields::new();
+            keys.insert("type".into(), json!("udp"));
+            keys.insert("tgid".into(), json!(tgid));
+            keys.insert("ip".into(), json!(ip));
+            keys.insert("port".into(), json!(port));
+            let id = entity_id(
+                iv.machine_id,
+                kind::ENDPOINT,
+                ["udp", &tgid.to_string(), &ip, &port.to_string()],
+            );
+            let mut labels = Fields::new();
+            labels.insert("comm".into(), json!(a.comm));
+            let metrics = BTreeMap::from([
+                ("rx_bytes".to_string(), a.rx as f64),
+                ("tx_bytes".to_string(), a.tx as f64),
+                ("drops".to_string(), a.drops as f64),
+            ]);
+            push(iv, id, keys, labels, metrics, BTreeMap::new());
+        }
+    }
+}
+
+fn port_key(family: u8, port: u16) -> u32 {
+    (u32::from(family) << 16) | u32::from(port)
+}
+
+fn push(
+    iv: &mut Interval,
+    id: String,
+    keys: Fields,
+    labels: Fields,
+    metrics: BTreeMap<String, f64>,
+    histos: BTreeMap<String, Histogram>,
+) {
+    iv.records.push(Record::Entity(Entity {
+        ts: 0,
+        id: id.clone(),
+        kind: kind::ENDPOINT.into(),
+        machine_id: iv.machine_id.into(),
+        keys,
+        labels,
+    }));
+    iv.records.push(Record::Metric(Metric {
+        ts: 0,
+        id,
+        kind: kind::ENDPOINT.into(),
+        metrics,
+        histos,
+    }));
+}
+
+impl Probe for EndpointProbe {
+    fn spec(&self) -> &'static ProbeSpec {
+        &SPEC
+    }
+
+    fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
+        self.collect_conns(iv);
+        self.collect_udp(iv);
+        self.epoch = self.epoch.wrapping_add(1);
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            bss.epoch = self.epoch;
+        }
+        self.collect_listeners(iv)
+    }
+
+    fn status(&self, extra: &mut Fields) {
+        let mut s = Map::new();
+        let maps = &self.skel.maps;
+        let counters = percpu_sums(&maps.counters, 1);
+        s.insert("map_full_drops".into(), json!(counters[0]));
+        s.insert("listeners".into(), json!(self.listeners_seen));
+        // LRU maps push old entries out silently when full: entries against the limit
+        // say when that is happening.
+        for (name, map) in [
+            ("connecting", &maps.connecting),
+            ("conns", &maps.conns),
+            ("udp", &maps.udp),
+            ("ports", &maps.ports),
+        ] {
+            s.insert(
+                name.into(),
+                json!({"entries": map.keys().count(), "max_entries": map.max_entries()}),
+            );
+        }
+        let mem: u64 = [&maps.ports, &maps.conns, &maps.connecting, &maps.udp]
+            .iter()
+            .map(|m| map_memlock_bytes(*m).unwrap_or(0))
+            .sum();
+        s.insert("map_memlock_bytes".into(), json!(mem));
+        if !self.skipped.is_empty() {
+            s.insert("hooks_missing".into(), json!(self.skipped));
+        }
+        extra.insert("endpoint".into(), Value::Object(s));
+        let p = &self.skel.progs;
+        for (name, prog) in [
+            ("set_state", &p.ep_set_state),
+            ("retransmit", &p.ep_retransmit),
+            ("retransmit_synack", &p.ep_retransmit_synack),
+            ("kfree_skb", &p.ep_kfree_skb),
+            ("send_length", &p.ep_send_length),
+            ("recv_length", &p.ep_recv_length),
+        ] {
+            add_prog_stats(extra, "endpoint", name, prog);
+        }
+    }
+}
