@@ -306,7 +306,7 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         let mut out = Vec::new();
         assert!(parse_messages(&[0xff; 40], &mut out).is_err());
-        assert!(parse_messages(&[1, 2, 3], &mut out).unwrap() == false);
+        assert!(!parse_messages(&[1, 2, 3], &mut out).unwrap());
         assert!(parse_qdisc(&[0; 10]).is_none());
     }
 }

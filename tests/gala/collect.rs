@@ -452,10 +452,9 @@ fn threads_on_request() {
     assert_eq!(procs.len(), 1, "--pid filters");
     let threads = of(&recs, "entity", "thread");
     assert!(!threads.is_empty());
-    assert!(threads
-        .iter()
-        .all(|t| t["labels"]["tgid"].to_string() == me));
-    assert!(threads.iter().any(|t| t["keys"]["tid"].to_string() == me));
+    let pid = std::process::id();
+    assert!(threads.iter().all(|t| t["labels"]["tgid"] == pid));
+    assert!(threads.iter().any(|t| t["keys"]["tid"] == pid));
 }
 
 #[test]
@@ -655,5 +654,30 @@ fn summary_on_stderr() {
         "alarms:",
     ] {
         assert!(stderr.contains(part), "{part} missing in {stderr}");
+    }
+}
+
+#[test]
+fn docs_describe_every_probe_and_metric() {
+    let doc = std::fs::read_to_string(root().join("docs/collect.md")).unwrap();
+    for spec in gala::collect::registry::specs()
+        .into_iter()
+        .filter(|s| !s.needs_bpf)
+    {
+        assert!(
+            doc.contains(&format!("## `{}`", spec.name)),
+            "no section for {}",
+            spec.name
+        );
+        for m in spec.metrics {
+            let row = format!(
+                "| {} | `{}` | {} | {} |",
+                m.kind,
+                m.name,
+                m.unit,
+                m.mtype.as_str()
+            );
+            assert!(doc.contains(&row), "docs/collect.md lacks the row {row}");
+        }
     }
 }

@@ -558,3 +558,72 @@ impl ProcProbe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::probe::Filter;
+    use crate::record::Record;
+    use std::time::Duration;
+
+    fn pass(p: &mut ProcProbe, filter: &Filter) -> Vec<Record> {
+        let mut records = Vec::new();
+        let mut iv = Interval {
+            ts: 0,
+            elapsed: Duration::from_secs(1),
+            machine_id: "m",
+            filter,
+            threads: false,
+            records: &mut records,
+        };
+        p.collect(&mut iv).unwrap();
+        records
+    }
+
+    #[test]
+    fn state_of_exited_processes_is_dropped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let filter = Filter {
+            pids: vec![pid],
+            ..Filter::default()
+        };
+        let mut p = ProcProbe::new();
+        let has_cpu = |recs: &[Record]| {
+            recs.iter()
+                .any(|r| matches!(r, Record::Metric(m) if m.metrics.contains_key("cpu_pct")))
+        };
+        let recs = pass(&mut p, &filter);
+        assert_eq!(recs.len(), 2, "entity, and metrics with the gauges only");
+        assert!(!has_cpu(&recs), "no deltas before a baseline");
+        assert!(p.procs.contains_key(&pid));
+        assert!(p.procs[&pid].stat_file.is_some(), "stat kept open");
+        let recs = pass(&mut p, &filter);
+        assert!(has_cpu(&recs));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let recs = pass(&mut p, &filter);
+        assert!(recs.is_empty());
+        assert!(
+            !p.procs.contains_key(&pid),
+            "state of an exited process is dropped"
+        );
+        assert_eq!(
+            p.open_files,
+            p.procs.values().filter(|t| t.stat_file.is_some()).count()
+        );
+    }
+
+    #[test]
+    fn idle_means_no_cpu_and_no_faults() {
+        let a = [0u64; N];
+        let mut b = a;
+        b[WCHAR] = 5; // not looked at: I/O needs CPU time first
+        assert!(idle_since(&a, &b));
+        b[MINFLT] = 1;
+        assert!(!idle_since(&a, &b));
+    }
+}

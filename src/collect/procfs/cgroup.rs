@@ -61,7 +61,7 @@ pub fn container_of_path(path: &str) -> Option<ContainerRef> {
         if runtime.is_empty() {
             runtime = if kube {
                 "kubepods"
-            } else if above.iter().any(|p| *p == "docker") {
+            } else if above.contains(&"docker") {
                 "docker"
             } else if above.iter().any(|p| p.starts_with("libpod")) {
                 "podman"
