@@ -26,7 +26,7 @@ end
 
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l input-format -d 'What the inputs are: gala NDJSON records, or CSV series' -r -f -a "records\t''
 csv\t''"
-complete -c gala-detect -n "__fish_gala_detect_needs_command" -l baseline -d 'History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it' -r -F
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l baseline -d 'History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it. Repeat for several files' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l model -d 'Start from a model saved by --save-model' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l save-model -d 'Save what was learned (after the baseline and the inputs) to FILE' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l config -d 'KPI and rule configuration replacing the shipped one (see --print-config)' -r -F

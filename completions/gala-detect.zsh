@@ -16,7 +16,7 @@ _gala-detect() {
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
 '--input-format=[What the inputs are\: gala NDJSON records, or CSV series]:INPUT_FORMAT:(records csv)' \
-'*--baseline=[History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it]:FILE:_files' \
+'*--baseline=[History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it. Repeat for several files]:FILE:_files' \
 '--model=[Start from a model saved by --save-model]:FILE:_files' \
 '--save-model=[Save what was learned (after the baseline and the inputs) to FILE]:FILE:_files' \
 '--config=[KPI and rule configuration replacing the shipped one (see --print-config)]:FILE:_files' \
