@@ -42,8 +42,8 @@ pub struct Cli {
     pub input_format: InputFormat,
 
     /// History to learn normal behaviour from before the inputs (same format as the
-    /// inputs); nothing is reported about it.
-    #[arg(long, num_args = 1.., value_name = "FILE")]
+    /// inputs); nothing is reported about it. Repeat for several files.
+    #[arg(long, value_name = "FILE")]
     pub baseline: Vec<PathBuf>,
 
     /// Start from a model saved by --save-model.

@@ -69,6 +69,9 @@ struct MultiState {
     row: Vec<f64>,
     #[serde(skip)]
     top: Option<(String, f64)>,
+    /// Contributors at the incident's worst point, reported when it closes.
+    #[serde(skip)]
+    worst: Option<(f64, Vec<(usize, f64)>)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +94,9 @@ pub struct Model {
 }
 
 const MODEL_FORMAT: u32 = 1;
+/// `last_seen` of an entity learned from history or a model and not yet seen live; the
+/// sweep never forgets these (their number is bounded by the model).
+const NOT_SEEN_LIVE: i64 = i64::MAX;
 const FALLBACK: usize = usize::MAX;
 
 pub struct Engine {
@@ -162,7 +168,12 @@ impl Engine {
     /// Ends the history: multivariate models fit what they saw, incidents are dropped.
     pub fn end_baseline(&mut self) {
         self.learning = false;
+        // History and live data need not share a clock (CSV rows without times restart at
+        // --start): live time starts afresh, and what history taught is kept until live
+        // data has been seen without it for `forget`.
+        self.now = i64::MIN;
         for e in self.entities.values_mut() {
+            e.last_seen = NOT_SEEN_LIVE;
             if let Some(m) = &mut e.multi {
                 if !m.pending.is_empty() {
                     let d = m.det.names.len().max(1);
@@ -196,7 +207,7 @@ impl Engine {
         }
         self.entities = model.entities;
         for e in self.entities.values_mut() {
-            e.last_seen = i64::MIN / 2;
+            e.last_seen = NOT_SEEN_LIVE;
         }
         Ok(())
     }
@@ -404,6 +415,9 @@ impl Engine {
             }
         }
         if multi {
+            if !univariate {
+                stats.values += metrics.clone().count() as u64;
+            }
             let m = e.multi.get_or_insert_with(|| {
                 let mut names: Vec<String> = metrics.clone().map(|(n, _)| n.to_string()).collect();
                 names.sort();
@@ -414,6 +428,7 @@ impl Engine {
                     pending: Vec::new(),
                     row: Vec::new(),
                     top: None,
+                    worst: None,
                 }
             });
             m.row.clear();
@@ -458,6 +473,9 @@ impl Engine {
                     .first()
                     .map(|&(i, s)| (m.det.names[i].clone(), s));
             }
+            if abnormal && m.worst.as_ref().is_none_or(|(s, _)| p.score > *s) {
+                m.worst = Some((p.score, m.det.contributors(5)));
+            }
             match change {
                 Change::None => {}
                 _ if learning => {}
@@ -482,6 +500,7 @@ impl Engine {
                         Some(o.last),
                     )));
                     m.top = None;
+                    m.worst = None;
                 }
             }
         }
@@ -814,9 +833,9 @@ fn multi_anomaly(
     end: Option<i64>,
 ) -> Anomaly {
     let p = &o.peak;
-    let contributors: Vec<Contribution> = m
-        .det
-        .contributors(5)
+    let worst = m.worst.as_ref().map(|(_, c)| c.clone());
+    let contributors: Vec<Contribution> = worst
+        .unwrap_or_else(|| m.det.contributors(5))
         .into_iter()
         .map(|(i, s)| Contribution {
             metric: m.det.names[i].clone(),
@@ -847,7 +866,7 @@ fn multi_anomaly(
         detector: Some("multivariate".into()),
         severity: Some(if p.score >= 0.9 { "error" } else { "warning" }.into()),
         desc: Some(format!(
-            "{} metrics deviate together (score {} over threshold {}), most: {}",
+            "joint deviation of {} metrics (score {}, threshold {}), most: {}",
             m.det.names.len(),
             format::num(p.value),
             format::num(p.upper),

@@ -120,7 +120,7 @@ pub fn feed_records(
             sink.writer.end_interval()?;
         }
         n += 1;
-        if n % 16384 == 0 {
+        if n.is_multiple_of(16384) {
             pb.set_message(format!("{n} records, {} entities", engine.live_entities()));
             pb.tick();
             if crate::io::signals::received().is_some() {
@@ -180,7 +180,7 @@ pub fn feed_csv(
             );
             sink.emit(engine, &mut buf)?;
             n += 1;
-            if n % 16384 == 0 {
+            if n.is_multiple_of(16384) {
                 pb.set_message(format!("{name}: {n} rows"));
                 pb.tick();
             }

@@ -323,3 +323,39 @@ fn smd_scores_stay_above_their_floors() {
         assert!(h >= floor("hitrate100"), "HitRate@100% {h:.3}");
     }
 }
+
+#[test]
+fn multivariate_csv_with_a_baseline_names_its_contributors() {
+    let smd = shared_data().join("smd");
+    let (train, test) = (
+        smd.join("train/machine-2-1.txt"),
+        smd.join("test/machine-2-1.txt"),
+    );
+    let out = run(
+        "gala-detect",
+        &[
+            "--input-format",
+            "csv",
+            "--multivariate",
+            "--only",
+            "--baseline",
+            train.to_str().unwrap(),
+            test.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = anomalies(&out.stdout);
+    assert!(a.len() >= 10, "{} anomalies", a.len());
+    for r in &a {
+        assert_eq!(r["detector"], "multivariate");
+        let c = r["contributors"].as_array().unwrap();
+        assert_eq!(c.len(), 5);
+        assert_eq!(r["metric"], c[0]["metric"], "{r}");
+    }
+}

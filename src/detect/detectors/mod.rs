@@ -66,10 +66,16 @@ impl Verdict {
 
 /// Maps a threshold ratio to 0..1 with 0.5 at the threshold.
 pub fn score_of_ratio(r: f64) -> f64 {
+    if r.is_nan() {
+        return 0.0;
+    }
     if !r.is_finite() {
         return if r > 0.0 { 1.0 } else { 0.0 };
     }
     let r2 = r * r;
+    if r2.is_infinite() {
+        return 1.0;
+    }
     r2 / (1.0 + r2)
 }
 

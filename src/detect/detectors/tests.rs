@@ -269,3 +269,47 @@ fn fft_round_trips() {
         assert!((a - b).abs() < 1e-9);
     }
 }
+
+#[test]
+fn extreme_values_give_scores_in_range_and_no_panic() {
+    let xs = [
+        0.0,
+        1e308,
+        -1e308,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        -0.0,
+        5e-324,
+        1e308,
+        3.0,
+    ];
+    for kind in ALL {
+        let p = Params {
+            init: Some(3),
+            window: Some(4),
+            ..Params::default()
+        };
+        let mut det = Detector::new(kind, Direction::Both, &p).unwrap();
+        for round in 0..200 {
+            for (i, &x) in xs.iter().enumerate() {
+                if let Some(v) = det.update((round * 10 + i) as i64 * STEP_MS, x) {
+                    let s = v.score();
+                    assert!((0.0..=1.0).contains(&s), "{kind:?}: score {s} for {x}");
+                }
+            }
+        }
+    }
+    let mut m = Multivariate::new(
+        vec!["a".into(), "b".into()],
+        &Params {
+            init: Some(20),
+            ..Params::default()
+        },
+    );
+    for i in 0..500 {
+        let row = [xs[i % xs.len()], f64::NAN];
+        if let Some(v) = m.update(&row) {
+            assert!(!score_of_ratio(v.ratio).is_nan());
+        }
+    }
+}
