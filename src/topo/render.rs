@@ -261,7 +261,7 @@ pub fn dot(g: &Graph) -> String {
 /// Nodes grouped by machine (machines in order, the outside last).
 fn by_machine(g: &Graph) -> Vec<(Option<String>, Vec<(&String, &Node)>)> {
     let mut groups: BTreeMap<(bool, String), Vec<(&String, &Node)>> = BTreeMap::new();
-    for (id, n) in &g.nodes {
+    for (id, n) in g.sorted_nodes() {
         let key = (n.machine.is_none(), n.machine.clone().unwrap_or_default());
         groups.entry(key).or_default().push((id, n));
     }
@@ -280,10 +280,10 @@ fn mermaid_text(s: &str) -> String {
 pub fn mermaid(g: &Graph) -> String {
     let mut s = String::from("flowchart LR\n");
     let ids: HashMap<&str, String> = g
-        .nodes
-        .keys()
+        .sorted_nodes()
+        .into_iter()
         .enumerate()
-        .map(|(i, id)| (id.as_str(), format!("n{i}")))
+        .map(|(i, (id, _))| (id.as_str(), format!("n{i}")))
         .collect();
     for (i, (machine, nodes)) in by_machine(g).iter().enumerate() {
         let indent = if let Some(m) = machine {
@@ -331,8 +331,8 @@ pub fn mermaid(g: &Graph) -> String {
 /// metrics}]}`.
 pub fn json(g: &Graph) -> String {
     let nodes: Vec<_> = g
-        .nodes
-        .iter()
+        .sorted_nodes()
+        .into_iter()
         .map(|(id, n)| {
             json!({
                 "id": id,
@@ -425,6 +425,7 @@ pub fn text(g: &Graph) -> String {
             n.machine.clone(),
             kind_rank(&n.kind),
             n.label.clone(),
+            *id,
         )
     });
     let ctx = TextCtx {
