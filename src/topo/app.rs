@@ -64,8 +64,8 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
             }
         }
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for k in 0..members.len() {
-            groups.entry(uf.find(k)).or_default().push(members[k]);
+        for (k, &m) in members.iter().enumerate() {
+            groups.entry(uf.find(k)).or_default().push(m);
         }
         for group in groups.values() {
             let tgids: Vec<u64> = group

@@ -259,7 +259,10 @@ pub fn dot(g: &Graph) -> String {
 }
 
 /// Nodes grouped by machine (machines in order, the outside last).
-fn by_machine(g: &Graph) -> Vec<(Option<String>, Vec<(&String, &Node)>)> {
+/// A machine (`None`: the outside) and its nodes.
+type Group<'a> = (Option<String>, Vec<(&'a String, &'a Node)>);
+
+fn by_machine(g: &Graph) -> Vec<Group<'_>> {
     let mut groups: BTreeMap<(bool, String), Vec<(&String, &Node)>> = BTreeMap::new();
     for (id, n) in g.sorted_nodes() {
         let key = (n.machine.is_none(), n.machine.clone().unwrap_or_default());
