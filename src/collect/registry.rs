@@ -8,7 +8,19 @@ type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
 
 /// (description, constructor) of every probe, in the order they run and are listed.
 fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
-    vec![]
+    use super::probes::*;
+    vec![
+        (&host::SPEC, host::new),
+        (&cpu::SPEC, cpu::new),
+        (&mem::SPEC, mem::new),
+        (&net::SPEC, net::new),
+        (&nic::SPEC, nic::new),
+        (&qdisc::SPEC, qdisc::new),
+        (&disk::SPEC, disk::new),
+        (&fs::SPEC, fs::new),
+        (&proc::SPEC, proc::new),
+        (&container::SPEC, container::new),
+    ]
 }
 
 /// Every probe's description.

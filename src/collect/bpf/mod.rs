@@ -1,0 +1,142 @@
+//! What every BPF probe shares: the skeletons built from bpf/*.bpf.c (build.rs), kernel
+//! run-time statistics for the status record, and load errors turned into sentences a
+//! person can act on instead of a bare errno.
+//!
+//! Nothing is pinned: programs, maps and links live as file descriptors owned by the
+//! probe objects, so they are gone when the collector exits, however it exits.
+
+pub mod hooks;
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use anyhow::anyhow;
+use libbpf_rs::libbpf_sys;
+use serde_json::{json, Map, Value};
+
+/// Includes the skeleton generated for `bpf/<name>.bpf.c`.
+#[macro_export]
+macro_rules! bpf_skeleton {
+    ($name:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $name, ".skel.rs"));
+    };
+}
+
+/// Where libbpf looks up tracepoint ids.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Mounts tracefs at /sys/kernel/tracing when it is missing (some minimal systems and
+/// containers do not mount it), since tracepoint attachment needs its event ids. Leaving
+/// it mounted changes nothing for other programs; it is the kernel's standard place.
+pub fn ensure_tracefs() -> io::Result<()> {
+    if std::path::Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(TRACEFS).expect("no NUL");
+    let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("tracefs is not mounted at {TRACEFS} and mounting it failed ({err}); mount it with `mount -t tracefs tracefs {TRACEFS}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Kernel BPF run-time statistics (run count and time per program), enabled for as long
+/// as this guard lives. The kernel keeps them off by default because they cost a few ns
+/// per run; we turn them on only while collecting, and the fd closing turns them off.
+pub struct RunTimeStats {
+    _fd: OwnedFd,
+}
+
+impl RunTimeStats {
+    pub fn enable() -> io::Result<RunTimeStats> {
+        // SAFETY: plain syscall wrapper; returns a new fd or a negative errno.
+        let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(-fd));
+        }
+        // SAFETY: the kernel just gave us this fd and nothing else owns it.
+        Ok(RunTimeStats {
+            _fd: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+        })
+    }
+}
+
+/// Run count, run time (ns) and recursion misses of one loaded program.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProgStats {
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+    pub recursion_misses: u64,
+}
+
+/// Reads a program's counters from the kernel (bpf_prog_get_info_by_fd).
+pub fn prog_stats(prog: &impl AsFd) -> io::Result<ProgStats> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: info is a properly sized bpf_prog_info and len says so.
+    let rc = unsafe {
+        libbpf_sys::bpf_prog_get_info_by_fd(prog.as_fd().as_raw_fd(), &mut info, &mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    Ok(ProgStats {
+        run_cnt: info.run_cnt,
+        run_time_ns: info.run_time_ns,
+        recursion_misses: info.recursion_misses,
+    })
+}
+
+/// A map's kernel-side size: entries allowed and the memory the kernel charged for it
+/// (from /proc/self/fdinfo, which is what `bpftool map` shows as memlock).
+pub fn map_memlock_bytes(map: &impl AsFd) -> Option<u64> {
+    let path = format!("/proc/self/fdinfo/{}", map.as_fd().as_raw_fd());
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Adds per-program statistics to a status record's `bpf` object:
+/// `{"<probe>/<prog>": {"run_cnt": n, "run_time_ns": t, "recursion_misses": m}}`.
+pub fn add_prog_stats(out: &mut Map<String, Value>, probe: &str, name: &str, prog: &impl AsFd) {
+    if let Ok(s) = prog_stats(prog) {
+        let entry = out
+            .entry("bpf_progs".to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(progs) = entry {
+            progs.insert(
+                format!("{probe}/{name}"),
+                json!({"run_cnt": s.run_cnt, "run_time_ns": s.run_time_ns, "recursion_misses": s.recursion_misses}),
+            );
+        }
+    }
+}
+
+/// Turns a libbpf load or attach failure into a message that says what to do.
+pub fn explain(probe: &str, stage: &str, err: libbpf_rs::Error) -> anyhow::Error {
+    use libbpf_rs::ErrorKind as K;
+    let text = format!("{err:#}");
+    let hint = match err.kind() {
+        K::PermissionDenied => "loading BPF needs root (or CAP_BPF + CAP_PERFMON); run with sudo",
+        K::NotFound => "a tracepoint, symbol or kernel type this probe needs is missing here; run `gala-collect doctor`",
+        K::InvalidInput => "the kernel rejected the program (program type or BTF unsupported, or the verifier said no); run `gala-collect doctor`, and -vv for the verifier log",
+        K::TooBig => "the verifier found the program too complex for this kernel",
+        _ => "run `gala-collect doctor` to see what this machine supports",
+    };
+    anyhow!("probe {probe}: {stage} failed: {text}: {hint}")
+}
