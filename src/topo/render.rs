@@ -385,13 +385,23 @@ pub fn text(g: &Graph) -> String {
         }
         parent.entry(e.src.as_str()).or_insert(e.dst.as_str());
     }
+    // Appinstances are named beside their processes; one is listed in the tree only for
+    // the app-layer edges it has.
+    let talks: HashSet<&str> = g
+        .edges
+        .iter()
+        .filter(|e| e.layer != Layer::Vertical)
+        .flat_map(|e| [e.src.as_str(), e.dst.as_str()])
+        .collect();
     let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (id, n) in &g.nodes {
+        if n.kind == "appinstance" && !talks.contains(id.as_str()) {
+            continue;
+        }
         if let Some(p) = parent
             .get(id.as_str())
             .filter(|p| g.nodes.contains_key(**p))
         {
-            let _ = n;
             children.entry(p).or_default().push(id);
         }
     }
