@@ -5,7 +5,9 @@
 //! outside any), and either share a process group (`labels.pgid`: a server and the workers
 //! it forked, as nginx, postgres or gunicorn run) or have command lines of the same shape
 //! (`labels.cmdline` with every run of digits masked: `worker 1` and `worker 2`,
-//! `redis-server *:6379` and `*:6380`). The relation is closed transitively, so a master and
+//! `redis-server *:6379` and `*:6380`; an empty one, as kernel threads have, is a shape
+//! too). A process without `exe` (a kernel thread) runs the program named by its comm with
+//! the digits masked, so the kworkers of one kind are one appinstance. The relation is closed transitively, so a master and
 //! its workers with different command lines still end up together through their group.
 //! A process that matches no other is an appinstance of its own.
 //!
@@ -35,8 +37,13 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
     // Buckets of processes that run the same program in the same place.
     let mut buckets: BTreeMap<(&str, String, String), Vec<usize>> = BTreeMap::new();
     for (i, (_, e)) in procs.iter().enumerate() {
-        let program = get(e, "exe")
-            .or_else(|| get(e, "comm"))
+        // Without an executable (kernel threads), the comm with its numbers masked:
+        // kworker/0:1-events and kworker/1:2-events are one program.
+        let program = match get(e, "exe") {
+            Some(exe) => exe.into_owned(),
+            None => shape(&get(e, "comm").unwrap_or_default()),
+        };
+        let container = get(e, "container_id")
             .map(|s| s.into_owned())
             .unwrap_or_default();
         let container = get(e, "container_id")
@@ -58,14 +65,14 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
                 let first = *by_pgid.entry(pgid).or_insert(k);
                 uf.union(first, k);
             }
-            if let Some(cmd) = get(e, "cmdline") {
-                let first = *by_shape.entry(shape(&cmd)).or_insert(k);
-                uf.union(first, k);
-            }
+            // An empty command line (kernel threads) is a shape too.
+            let cmd = get(e, "cmdline").unwrap_or_default();
+            let first = *by_shape.entry(shape(&cmd)).or_insert(k);
+            uf.union(first, k);
         }
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for k in 0..members.len() {
-            groups.entry(uf.find(k)).or_default().push(members[k]);
+        for (k, &m) in members.iter().enumerate() {
+            groups.entry(uf.find(k)).or_default().push(m);
         }
         for group in groups.values() {
             let tgids: Vec<u64> = group
@@ -73,7 +80,11 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
                 .filter_map(|&i| get_uint(procs[i].1, "tgid"))
                 .collect();
             let leader = tgids.iter().min().copied().unwrap_or(0);
-            let name = program.rsplit('/').next().unwrap_or(&program).to_string();
+            let name = if program.starts_with('/') {
+                program.rsplit('/').next().unwrap_or(&program).to_string()
+            } else {
+                program.clone()
+            };
             let short: String = container.chars().take(12).collect();
             let id = entity_id(
                 machine,
@@ -85,7 +96,7 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
             keys.insert("container_id".into(), Value::String(short));
             keys.insert("tgid".into(), json!(leader));
             let mut labels = Fields::new();
-            if program.contains('/') {
+            if program.starts_with('/') {
                 labels.insert("exe".into(), Value::String(program.clone()));
             }
             labels.insert("procs".into(), json!(group.len()));

@@ -1,10 +1,11 @@
 //! A topology snapshot: nodes and edges at one time, and the views taken of it (layers,
 //! focus with depth).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use petgraph::graph::{NodeIndex, UnGraph};
 
+use super::hash::FastMap;
 use crate::record::{Fields, Metrics};
 
 /// The layer of an edge.
@@ -66,11 +67,20 @@ pub struct Edge {
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub ts: i64,
-    pub nodes: BTreeMap<String, Node>,
+    /// By id. A hash map: a stream looks nodes up far more often than it lists them;
+    /// pictures sort them (see [`Graph::sorted_nodes`]).
+    pub nodes: FastMap<String, Node>,
     pub edges: Vec<Edge>,
 }
 
 impl Graph {
+    /// The nodes in id order.
+    pub fn sorted_nodes(&self) -> Vec<(&String, &Node)> {
+        let mut v: Vec<_> = self.nodes.iter().collect();
+        v.sort_unstable_by_key(|n| n.0);
+        v
+    }
+
     /// The machine an edge is reported with in a stream: its source's, or its target's
     /// when the source is outside. Each machine's interval end writes its own edges once.
     pub fn owner(&self, e: &Edge) -> Option<&str> {
@@ -189,7 +199,12 @@ mod tests {
         ];
         let mut one = g.clone();
         one.focus("b", 1).unwrap();
-        assert_eq!(one.nodes.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        let kept: Vec<_> = one
+            .sorted_nodes()
+            .into_iter()
+            .map(|n| n.0.as_str())
+            .collect();
+        assert_eq!(kept, ["a", "b", "c"]);
         assert_eq!(one.edges.len(), 2);
         assert!(g.focus("zz", 1).is_err());
     }

@@ -259,9 +259,12 @@ pub fn dot(g: &Graph) -> String {
 }
 
 /// Nodes grouped by machine (machines in order, the outside last).
-fn by_machine(g: &Graph) -> Vec<(Option<String>, Vec<(&String, &Node)>)> {
+/// A machine (`None`: the outside) and its nodes.
+type Group<'a> = (Option<String>, Vec<(&'a String, &'a Node)>);
+
+fn by_machine(g: &Graph) -> Vec<Group<'_>> {
     let mut groups: BTreeMap<(bool, String), Vec<(&String, &Node)>> = BTreeMap::new();
-    for (id, n) in &g.nodes {
+    for (id, n) in g.sorted_nodes() {
         let key = (n.machine.is_none(), n.machine.clone().unwrap_or_default());
         groups.entry(key).or_default().push((id, n));
     }
@@ -280,10 +283,10 @@ fn mermaid_text(s: &str) -> String {
 pub fn mermaid(g: &Graph) -> String {
     let mut s = String::from("flowchart LR\n");
     let ids: HashMap<&str, String> = g
-        .nodes
-        .keys()
+        .sorted_nodes()
+        .into_iter()
         .enumerate()
-        .map(|(i, id)| (id.as_str(), format!("n{i}")))
+        .map(|(i, (id, _))| (id.as_str(), format!("n{i}")))
         .collect();
     for (i, (machine, nodes)) in by_machine(g).iter().enumerate() {
         let indent = if let Some(m) = machine {
@@ -331,8 +334,8 @@ pub fn mermaid(g: &Graph) -> String {
 /// metrics}]}`.
 pub fn json(g: &Graph) -> String {
     let nodes: Vec<_> = g
-        .nodes
-        .iter()
+        .sorted_nodes()
+        .into_iter()
         .map(|(id, n)| {
             json!({
                 "id": id,
@@ -382,8 +385,19 @@ pub fn text(g: &Graph) -> String {
         }
         parent.entry(e.src.as_str()).or_insert(e.dst.as_str());
     }
+    // Appinstances are named beside their processes; one is listed in the tree only for
+    // the app-layer edges it has.
+    let talks: HashSet<&str> = g
+        .edges
+        .iter()
+        .filter(|e| e.layer != Layer::Vertical)
+        .flat_map(|e| [e.src.as_str(), e.dst.as_str()])
+        .collect();
     let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (id, n) in &g.nodes {
+        if n.kind == "appinstance" && !talks.contains(id.as_str()) {
+            continue;
+        }
         if let Some(p) = parent
             .get(id.as_str())
             .filter(|p| g.nodes.contains_key(**p))
@@ -425,6 +439,7 @@ pub fn text(g: &Graph) -> String {
             n.machine.clone(),
             kind_rank(&n.kind),
             n.label.clone(),
+            *id,
         )
     });
     let ctx = TextCtx {

@@ -718,3 +718,43 @@ fn live_loopback_connect_edge() {
         "{flow}"
     );
 }
+
+/// The real collector's /proc probes (no BPF): this test's own process is placed on its
+/// host (or in its container) and in an appinstance, and the host's resources on the host.
+#[test]
+fn real_collector_output_gives_the_vertical_topology() {
+    let collect = Command::new(crate::common::bin("gala-collect"))
+        .args([
+            "--probes",
+            "host,proc,cpu,disk",
+            "--interval",
+            "300ms",
+            "--count",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        collect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&collect.stderr)
+    );
+    let (recs, err, code) = topo(&["--only"], Some(&collect.stdout));
+    assert_eq!(code, 0, "{err}");
+    let me = format!("_proc_{}", std::process::id());
+    let mine: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["type"] == "edge" && r["src"].as_str().unwrap().ends_with(&me))
+        .collect();
+    let to = |kind: &str| {
+        mine.iter().any(|r| {
+            let dst = r["dst"].as_str().unwrap();
+            dst.contains(&format!("_{kind}_")) && r["layer"] == "vertical"
+        })
+    };
+    assert!(to("host") || to("container"), "{mine:?}");
+    assert!(to("appinstance"), "{mine:?}");
+    assert!(recs
+        .iter()
+        .any(|r| r["rel"] == "runs_on" && r["src"].as_str().unwrap().contains("_cpu_")));
+}
