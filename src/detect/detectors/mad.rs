@@ -96,6 +96,10 @@ impl Mad {
     }
 
     pub fn basis(&self) -> String {
-        format!("median ± {}·MAD of {}", self.k, describe_points(self.window))
+        format!(
+            "median ± {}·MAD of {}",
+            self.k,
+            describe_points(self.window)
+        )
     }
 }
