@@ -26,10 +26,8 @@ fn stream() -> Vec<Metric> {
         let ts = 1_764_000_000_000 + i * 5000;
         let mut push = |kind: &str, n: usize, names: &[&str], rnd: &mut dyn FnMut() -> f64| {
             for e in 0..n {
-                let metrics: BTreeMap<String, f64> = names
-                    .iter()
-                    .map(|m| (m.to_string(), 100.0 + rnd() * 10.0))
-                    .collect();
+                let metrics: BTreeMap<String, f64> =
+                    names.iter().map(|m| (m.to_string(), 100.0 + rnd() * 10.0)).collect();
                 out.push(Metric {
                     ts,
                     id: format!("m1_{kind}_{e}"),
@@ -42,54 +40,13 @@ fn stream() -> Vec<Metric> {
         push(
             "tcp_link",
             200,
-            &[
-                "srtt",
-                "rcv_rtt",
-                "segs_out",
-                "segs_in",
-                "retran_packets",
-                "send_rsts",
-                "receive_rsts",
-                "sk_drops",
-                "rx_bytes",
-                "tx_bytes",
-                "snd_cwnd",
-                "zero_rcv_wnd_count",
-            ],
+            &["srtt", "rcv_rtt", "segs_out", "segs_in", "retran_packets", "send_rsts", "receive_rsts", "sk_drops", "rx_bytes", "tx_bytes", "snd_cwnd", "zero_rcv_wnd_count"],
             &mut rnd,
         );
-        push(
-            "disk",
-            20,
-            &["util", "r_await", "w_await", "rspeed", "wspeed", "aqu"],
-            &mut rnd,
-        );
-        push(
-            "proc",
-            20,
-            &[
-                "syscall_failed",
-                "runq_delay_us",
-                "interval_us",
-                "cpu_user",
-                "rss",
-            ],
-            &mut rnd,
-        );
+        push("disk", 20, &["util", "r_await", "w_await", "rspeed", "wspeed", "aqu"], &mut rnd);
+        push("proc", 20, &["syscall_failed", "runq_delay_us", "interval_us", "cpu_user", "rss"], &mut rnd);
         push("fs", 20, &["UsedPer", "IUsedPer", "Free"], &mut rnd);
-        push(
-            "nic",
-            20,
-            &[
-                "rx_errs",
-                "tx_errs",
-                "rx_dropped",
-                "tx_dropped",
-                "rx_bytes",
-                "tx_bytes",
-            ],
-            &mut rnd,
-        );
+        push("nic", 20, &["rx_errs", "tx_errs", "rx_dropped", "tx_dropped", "rx_bytes", "tx_bytes"], &mut rnd);
     }
     out
 }
@@ -113,13 +70,7 @@ fn bench(c: &mut Criterion) {
             let mut engine = Engine::new(cfg.clone(), EngineOptions::default());
             let mut out = Vec::new();
             for m in &records {
-                engine.observe(
-                    m.ts,
-                    &m.id,
-                    &m.kind,
-                    m.metrics.iter().map(|(k, v)| (k.as_str(), *v)),
-                    &mut out,
-                );
+                engine.observe(m.ts, &m.id, &m.kind, m.metrics.iter().map(|(k, v)| (k.as_str(), *v)), &mut out);
                 out.clear();
             }
         })
@@ -130,13 +81,7 @@ fn bench(c: &mut Criterion) {
             let mut out = Vec::new();
             for line in &text {
                 if let Ok(Record::Metric(m)) = Record::from_line(line) {
-                    engine.observe(
-                        m.ts,
-                        &m.id,
-                        &m.kind,
-                        m.metrics.iter().map(|(k, v)| (k.as_str(), *v)),
-                        &mut out,
-                    );
+                    engine.observe(m.ts, &m.id, &m.kind, m.metrics.iter().map(|(k, v)| (k.as_str(), *v)), &mut out);
                     out.clear();
                 }
             }

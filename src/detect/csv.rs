@@ -23,10 +23,7 @@ pub struct Layout {
 /// Decides the layout from the first line: a header when some field is not a number;
 /// a time column when the first header is time-like or the first field parses as a time.
 pub fn layout(first: &str) -> Layout {
-    let fields: Vec<&str> = first
-        .split(',')
-        .map(|f| f.trim().trim_matches('"'))
-        .collect();
+    let fields: Vec<&str> = first.split(',').map(|f| f.trim().trim_matches('"')).collect();
     let is_num = |f: &str| f.parse::<f64>().is_ok();
     if fields.iter().all(|f| is_num(f)) {
         return Layout {
@@ -35,8 +32,7 @@ pub fn layout(first: &str) -> Layout {
             header: false,
         };
     }
-    if fields.len() > 1 && parse_time(fields[0]).is_some() && fields[1..].iter().all(|f| is_num(f))
-    {
+    if fields.len() > 1 && parse_time(fields[0]).is_some() && fields[1..].iter().all(|f| is_num(f)) {
         // Data with a time column but no header.
         return Layout {
             names: (1..fields.len()).map(|i| i.to_string()).collect(),
@@ -48,14 +44,10 @@ pub fn layout(first: &str) -> Layout {
         fields[0].to_ascii_lowercase().as_str(),
         "timestamp" | "time" | "ts" | "date" | "datetime" | "time_stamp"
     );
-    let names: Vec<String> = if first_is_time {
-        &fields[1..]
-    } else {
-        &fields[..]
-    }
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let names: Vec<String> = if first_is_time { &fields[1..] } else { &fields[..] }
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     Layout {
         names,
         time_column: first_is_time,
@@ -72,11 +64,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
             return None;
         }
         // 1e11 s is the year 5138; 1e11 ms is 1973. Anything above is milliseconds.
-        return Some(if n.abs() >= 1e11 {
-            n as i64
-        } else {
-            (n * 1000.0) as i64
-        });
+        return Some(if n.abs() >= 1e11 { n as i64 } else { (n * 1000.0) as i64 });
     }
     let b = s.as_bytes();
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') {
@@ -124,11 +112,7 @@ pub struct Row<'a> {
 
 impl<R: BufRead> CsvReader<R> {
     /// Reads the first line to learn the layout. `None` for an empty input.
-    pub fn new(
-        mut reader: R,
-        start_ms: i64,
-        step_ms: i64,
-    ) -> std::io::Result<Option<CsvReader<R>>> {
+    pub fn new(mut reader: R, start_ms: i64, step_ms: i64) -> std::io::Result<Option<CsvReader<R>>> {
         let mut first = String::new();
         loop {
             first.clear();
@@ -161,10 +145,7 @@ impl<R: BufRead> CsvReader<R> {
 
     /// The next row into `values`: Ok(Some(ts)) for a row, Ok(None) at the end,
     /// Err(message) for a row that cannot be read (the caller reports and goes on).
-    pub fn next_row(
-        &mut self,
-        values: &mut Vec<f64>,
-    ) -> std::io::Result<Option<Result<i64, String>>> {
+    pub fn next_row(&mut self, values: &mut Vec<f64>) -> std::io::Result<Option<Result<i64, String>>> {
         let text = match self.pending.take() {
             Some(t) => {
                 // The first line was data: it is line 1.
@@ -189,23 +170,14 @@ impl<R: BufRead> CsvReader<R> {
             let f = fields.next().unwrap_or("");
             match parse_time(f.trim().trim_matches('"')) {
                 Some(t) => t,
-                None => {
-                    return Ok(Some(Err(format!(
-                        "{f:?} is not a time (YYYY-MM-DD HH:MM:SS, unix s or ms)"
-                    ))))
-                }
+                None => return Ok(Some(Err(format!("{f:?} is not a time (YYYY-MM-DD HH:MM:SS, unix s or ms)")))),
             }
         } else {
             self.start_ms + self.row_index * self.step_ms
         };
         for f in fields {
             let f = f.trim().trim_matches('"');
-            values.push(
-                f.parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .unwrap_or(f64::NAN),
-            );
+            values.push(f.parse::<f64>().ok().filter(|v| v.is_finite()).unwrap_or(f64::NAN));
         }
         if values.len() != self.layout.names.len() {
             return Ok(Some(Err(format!(
@@ -227,10 +199,7 @@ mod tests {
     fn times_in_every_accepted_shape() {
         assert_eq!(parse_time("2013-12-02 21:15:00"), Some(1_386_018_900_000));
         assert_eq!(parse_time("2013-12-02T21:15:00Z"), Some(1_386_018_900_000));
-        assert_eq!(
-            parse_time("2013-12-02 21:15:00.250000"),
-            Some(1_386_018_900_250)
-        );
+        assert_eq!(parse_time("2013-12-02 21:15:00.250000"), Some(1_386_018_900_250));
         assert_eq!(parse_time("1386018900"), Some(1_386_018_900_000));
         assert_eq!(parse_time("1386018900123"), Some(1_386_018_900_123));
         assert_eq!(parse_time("2013-13-02 21:15:00"), None);
@@ -240,10 +209,7 @@ mod tests {
     #[test]
     fn layouts_of_nab_and_smd() {
         let nab = layout("timestamp,value");
-        assert_eq!(
-            (nab.names.clone(), nab.time_column, nab.header),
-            (vec!["value".to_string()], true, true)
-        );
+        assert_eq!((nab.names.clone(), nab.time_column, nab.header), (vec!["value".to_string()], true, true));
         let smd = layout("0.010309,0.001312,1.000000");
         assert_eq!(smd.names, vec!["1", "2", "3"]);
         assert!(!smd.time_column && !smd.header);
@@ -256,10 +222,7 @@ mod tests {
         let data = "timestamp,a,b\n2014-01-01 00:00:00,1,2\nbad,1,2\n2014-01-01 00:05:00,3,x\n";
         let mut r = CsvReader::new(data.as_bytes(), 0, 60_000).unwrap().unwrap();
         let mut v = Vec::new();
-        assert_eq!(
-            r.next_row(&mut v).unwrap().unwrap().unwrap(),
-            1_388_534_400_000
-        );
+        assert_eq!(r.next_row(&mut v).unwrap().unwrap().unwrap(), 1_388_534_400_000);
         assert_eq!(v, vec![1.0, 2.0]);
         assert!(r.next_row(&mut v).unwrap().unwrap().is_err());
         assert_eq!(r.line(), 3);
@@ -268,9 +231,7 @@ mod tests {
         assert!(r.next_row(&mut v).unwrap().is_none());
 
         let smd = "0.1,0.2\n0.3,0.4\n";
-        let mut r = CsvReader::new(smd.as_bytes(), 1000, 60_000)
-            .unwrap()
-            .unwrap();
+        let mut r = CsvReader::new(smd.as_bytes(), 1000, 60_000).unwrap().unwrap();
         assert_eq!(r.next_row(&mut v).unwrap().unwrap().unwrap(), 1000);
         assert_eq!(r.next_row(&mut v).unwrap().unwrap().unwrap(), 61_000);
         assert_eq!(v, vec![0.3, 0.4]);

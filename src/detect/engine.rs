@@ -237,14 +237,8 @@ impl Engine {
     }
 
     /// One metric record's values (or one CSV row).
-    pub fn observe<'a, I>(
-        &mut self,
-        ts: i64,
-        id: &str,
-        kind: &str,
-        metrics: I,
-        out: &mut Vec<Record>,
-    ) where
+    pub fn observe<'a, I>(&mut self, ts: i64, id: &str, kind: &str, metrics: I, out: &mut Vec<Record>)
+    where
         I: Iterator<Item = (&'a str, f64)> + Clone,
     {
         self.stats.metric_records += 1;
@@ -292,19 +286,10 @@ impl Engine {
                 if !e.series.contains_key(name) {
                     let (spec, det) = match kpis.and_then(|k| k.get(name)) {
                         Some(&i) => (i, cfg.kpis[i].spec().build().ok()),
-                        None if every || kind == SERIES_KIND => {
-                            (FALLBACK, cfg.series.spec.build().ok())
-                        }
+                        None if every || kind == SERIES_KIND => (FALLBACK, cfg.series.spec.build().ok()),
                         None => (FALLBACK, None),
                     };
-                    e.series.insert(
-                        name.to_string(),
-                        Series {
-                            det,
-                            spec,
-                            inc: Incident::default(),
-                        },
-                    );
+                    e.series.insert(name.to_string(), Series { det, spec, inc: Incident::default() });
                 }
                 let series = e.series.get_mut(name).expect("inserted above");
                 let Some(det) = series.det.as_mut() else {
@@ -328,29 +313,11 @@ impl Engine {
                     Change::Opened(o) => {
                         stats.anomalies_opened += 1;
                         let unit = unit_of(cfg, series.spec);
-                        out.push(Record::Anomaly(kpi_anomaly(
-                            id,
-                            kind,
-                            name,
-                            e.machine_id.as_deref(),
-                            &o,
-                            None,
-                            det,
-                            unit,
-                        )));
+                        out.push(Record::Anomaly(kpi_anomaly(id, kind, name, e.machine_id.as_deref(), &o, None, det, unit)));
                     }
                     Change::Closed(o) => {
                         let unit = unit_of(cfg, series.spec);
-                        out.push(Record::Anomaly(kpi_anomaly(
-                            id,
-                            kind,
-                            name,
-                            e.machine_id.as_deref(),
-                            &o,
-                            Some(o.last),
-                            det,
-                            unit,
-                        )));
+                        out.push(Record::Anomaly(kpi_anomaly(id, kind, name, e.machine_id.as_deref(), &o, Some(o.last), det, unit)));
                     }
                 }
             }
@@ -380,26 +347,10 @@ impl Engine {
                 _ if learning => {}
                 Change::Opened(o) => {
                     stats.anomalies_opened += 1;
-                    out.push(Record::Anomaly(rule_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        rule,
-                        (judged.metric, judged.per),
-                        &o,
-                        None,
-                    )));
+                    out.push(Record::Anomaly(rule_anomaly(id, kind, e.machine_id.as_deref(), rule, (judged.metric, judged.per), &o, None)));
                 }
                 Change::Closed(o) => {
-                    out.push(Record::Anomaly(rule_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        rule,
-                        (judged.metric, judged.per),
-                        &o,
-                        Some(o.last),
-                    )));
+                    out.push(Record::Anomaly(rule_anomaly(id, kind, e.machine_id.as_deref(), rule, (judged.metric, judged.per), &o, Some(o.last))));
                 }
             }
         }
@@ -452,35 +403,17 @@ impl Engine {
             let abnormal = v.ratio >= 1.0;
             let change = m.inc.step(abnormal, p, gap);
             if abnormal && (matches!(change, Change::Opened(_)) || m.top.is_none()) {
-                m.top = m
-                    .det
-                    .contributors(1)
-                    .first()
-                    .map(|&(i, s)| (m.det.names[i].clone(), s));
+                m.top = m.det.contributors(1).first().map(|&(i, s)| (m.det.names[i].clone(), s));
             }
             match change {
                 Change::None => {}
                 _ if learning => {}
                 Change::Opened(o) => {
                     stats.anomalies_opened += 1;
-                    out.push(Record::Anomaly(multi_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        m,
-                        &o,
-                        None,
-                    )));
+                    out.push(Record::Anomaly(multi_anomaly(id, kind, e.machine_id.as_deref(), m, &o, None)));
                 }
                 Change::Closed(o) => {
-                    out.push(Record::Anomaly(multi_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        m,
-                        &o,
-                        Some(o.last),
-                    )));
+                    out.push(Record::Anomaly(multi_anomaly(id, kind, e.machine_id.as_deref(), m, &o, Some(o.last))));
                     m.top = None;
                 }
             }
@@ -497,11 +430,7 @@ impl Engine {
             return;
         }
         let rule = &self.cfg.rules[ri];
-        let id = ev
-            .id
-            .clone()
-            .or_else(|| ev.machine_id.clone())
-            .unwrap_or_else(|| "unknown".into());
+        let id = ev.id.clone().or_else(|| ev.machine_id.clone()).unwrap_or_else(|| "unknown".into());
         let kind = ev.kind.clone().unwrap_or_else(|| "host".into());
         let desc = match &ev.desc {
             Some(d) => format!("{}: {d}", ev.name),
@@ -567,51 +496,21 @@ impl Engine {
             let s = e.series.get_mut(&name).expect("key from the map");
             if let (Some(o), Some(det)) = (s.inc.close(), s.det.as_ref()) {
                 let unit = unit_of(&self.cfg, s.spec);
-                out.push(Record::Anomaly(kpi_anomaly(
-                    id,
-                    &e.kind,
-                    &name,
-                    e.machine_id.as_deref(),
-                    &o,
-                    Some(o.last),
-                    det,
-                    unit,
-                )));
+                out.push(Record::Anomaly(kpi_anomaly(id, &e.kind, &name, e.machine_id.as_deref(), &o, Some(o.last), det, unit)));
             }
         }
         let rules = self.rules_by_kind.get(&e.kind).cloned().unwrap_or_default();
         for (slot, ri) in rules.into_iter().enumerate() {
             if let Some(o) = e.rules.get_mut(slot).and_then(|r| r.inc.close()) {
                 let rule = &self.cfg.rules[ri];
-                let first = |s: &Option<String>| {
-                    s.as_deref()
-                        .map(|m| m.split('|').next().unwrap_or(m).to_string())
-                };
-                let (metric, per) = (
-                    first(&rule.metric).unwrap_or_else(|| rule.name.clone()),
-                    first(&rule.per),
-                );
-                out.push(Record::Anomaly(rule_anomaly(
-                    id,
-                    &e.kind,
-                    e.machine_id.as_deref(),
-                    rule,
-                    (&metric, per.as_deref()),
-                    &o,
-                    Some(o.last),
-                )));
+                let first = |s: &Option<String>| s.as_deref().map(|m| m.split('|').next().unwrap_or(m).to_string());
+                let (metric, per) = (first(&rule.metric).unwrap_or_else(|| rule.name.clone()), first(&rule.per));
+                out.push(Record::Anomaly(rule_anomaly(id, &e.kind, e.machine_id.as_deref(), rule, (&metric, per.as_deref()), &o, Some(o.last))));
             }
         }
         if let Some(m) = &mut e.multi {
             if let Some(o) = m.inc.close() {
-                out.push(Record::Anomaly(multi_anomaly(
-                    id,
-                    &e.kind,
-                    e.machine_id.as_deref(),
-                    m,
-                    &o,
-                    Some(o.last),
-                )));
+                out.push(Record::Anomaly(multi_anomaly(id, &e.kind, e.machine_id.as_deref(), m, &o, Some(o.last))));
             }
         }
     }
@@ -688,12 +587,7 @@ where
         let (name, denom) = lookup(per, metrics)?;
         per_name = Some(name);
         if denom <= 0.0 || denom < rule.min_per.unwrap_or(0.0) {
-            return Some(RuleValue {
-                metric,
-                per: per_name,
-                value,
-                ratio: 0.0,
-            });
+            return Some(RuleValue { metric, per: per_name, value, ratio: 0.0 });
         }
         value /= denom;
     }
@@ -706,19 +600,10 @@ where
     }
     if let Some(b) = rule.below {
         if value < b {
-            ratio = ratio.max(if value > 0.0 {
-                (b / value).max(1.0)
-            } else {
-                2.0
-            });
+            ratio = ratio.max(if value > 0.0 { (b / value).max(1.0) } else { 2.0 });
         }
     }
-    Some(RuleValue {
-        metric,
-        per: per_name,
-        value,
-        ratio,
-    })
+    Some(RuleValue { metric, per: per_name, value, ratio })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -795,24 +680,14 @@ fn rule_anomaly(
         upper: finite(p.upper),
         detector: Some(format!("rule:{}", rule.name)),
         severity: Some(rule.severity.clone()),
-        desc: Some(format!(
-            "{what} {} ({bound}{sustain})",
-            format::value(p.value, unit)
-        )),
+        desc: Some(format!("{what} {} ({bound}{sustain})", format::value(p.value, unit))),
         end,
         machine_id: machine_id.map(str::to_string),
         contributors: Vec::new(),
     }
 }
 
-fn multi_anomaly(
-    id: &str,
-    kind: &str,
-    machine_id: Option<&str>,
-    m: &MultiState,
-    o: &Open,
-    end: Option<i64>,
-) -> Anomaly {
+fn multi_anomaly(id: &str, kind: &str, machine_id: Option<&str>, m: &MultiState, o: &Open, end: Option<i64>) -> Anomaly {
     let p = &o.peak;
     let contributors: Vec<Contribution> = m
         .det
@@ -829,11 +704,7 @@ fn multi_anomaly(
         .map(|(n, _)| n.clone())
         .or_else(|| contributors.first().map(|c| c.metric.clone()))
         .unwrap_or_else(|| "multivariate".into());
-    let names: Vec<&str> = contributors
-        .iter()
-        .take(3)
-        .map(|c| c.metric.as_str())
-        .collect();
+    let names: Vec<&str> = contributors.iter().take(3).map(|c| c.metric.as_str()).collect();
     Anomaly {
         ts: o.start,
         id: id.to_string(),

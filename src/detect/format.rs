@@ -196,15 +196,11 @@ pub fn gala_message(a: &Anomaly, labels: Option<&Fields>) -> Value {
     } else {
         "System Failure"
     };
-    let body = [
-        timestamp(a.ts),
-        header.to_string(),
-        a.desc.clone().unwrap_or_default(),
-    ]
-    .into_iter()
-    .filter(|s| !s.is_empty())
-    .collect::<Vec<_>>()
-    .join(" - ");
+    let body = [timestamp(a.ts), header.to_string(), a.desc.clone().unwrap_or_default()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" - ");
     json!({
         "Timestamp": a.ts,
         "Attributes": {

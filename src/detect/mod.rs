@@ -62,9 +62,7 @@ impl Sink<'_> {
         for rec in recs.drain(..) {
             match (self.format, &rec) {
                 (Format::Ndjson, _) => self.writer.write(&rec)?,
-                (Format::Text, Record::Anomaly(a)) => {
-                    self.writer.write_text(&format::text_line(a))?
-                }
+                (Format::Text, Record::Anomaly(a)) => self.writer.write_text(&format::text_line(a))?,
                 // One message per incident, when it opens, as gala-anteater sends them.
                 // Event rules report open and closed at once (`end` = `ts`).
                 (Format::Gala, Record::Anomaly(a)) if a.end.is_none() || a.end == Some(a.ts) => {
@@ -160,10 +158,7 @@ pub fn feed_csv(
         };
         let names = csv.layout.names.clone();
         let mut n: u64 = 0;
-        while let Some(row) = csv
-            .next_row(&mut values)
-            .with_context(|| format!("reading {name}"))?
-        {
+        while let Some(row) = csv.next_row(&mut values).with_context(|| format!("reading {name}"))? {
             let ts = match row {
                 Ok(ts) => ts,
                 Err(msg) => {
@@ -200,13 +195,7 @@ pub fn entity_name(path: &Path) -> String {
     let stem = stem.rsplit_once('.').map_or(stem, |(a, _)| a);
     let id: String = stem
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-:.@()+,=;$!*'%".contains(c) {
-                c
-            } else {
-                ':'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || "_-:.@()+,=;$!*'%".contains(c) { c } else { ':' })
         .take(254)
         .collect();
     if id.is_empty() || id == "-" {
@@ -255,17 +244,12 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     let opts = EngineOptions {
         emit_scores: cli.emit_scores,
         every_metric: cli.every_metric,
-        multivariate_kinds: if cli.multivariate {
-            vec![SERIES_KIND.into()]
-        } else {
-            Vec::new()
-        },
+        multivariate_kinds: if cli.multivariate { vec![SERIES_KIND.into()] } else { Vec::new() },
         multivariate_only: cli.multivariate,
     };
     let mut engine = Engine::new(cfg, opts);
     if let Some(p) = &cli.model {
-        let text =
-            std::fs::read(p).with_context(|| format!("cannot read model {}", p.display()))?;
+        let text = std::fs::read(p).with_context(|| format!("cannot read model {}", p.display()))?;
         let model = serde_json::from_slice(&text)
             .with_context(|| format!("{} is not a gala-detect model", p.display()))?;
         engine.load_model(model)?;
@@ -276,41 +260,21 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     let mut bad = BadInput::new(TOOL, strict);
     let mut bad_records = 0;
     let csv_input = cli.input_format == InputFormat::Csv;
-    let mut run =
-        |engine: &mut Engine, inputs: &[PathBuf], sink: &mut Sink| -> anyhow::Result<()> {
-            if csv_input {
-                feed_csv(
-                    engine,
-                    inputs,
-                    &mut bad,
-                    cli.id.as_deref(),
-                    start_ms,
-                    step_ms,
-                    sink,
-                    &pb,
-                )
-            } else {
-                bad_records += feed_records(engine, inputs, strict, sink, &pb)?;
-                Ok(())
-            }
-        };
+    let mut run = |engine: &mut Engine, inputs: &[PathBuf], sink: &mut Sink| -> anyhow::Result<()> {
+        if csv_input {
+            feed_csv(engine, inputs, &mut bad, cli.id.as_deref(), start_ms, step_ms, sink, &pb)
+        } else {
+            bad_records += feed_records(engine, inputs, strict, sink, &pb)?;
+            Ok(())
+        }
+    };
     if !cli.baseline.is_empty() {
         engine.begin_baseline();
-        let mut sink = Sink {
-            writer: &mut writer,
-            format: cli.format,
-            discard: true,
-            only: true,
-        };
+        let mut sink = Sink { writer: &mut writer, format: cli.format, discard: true, only: true };
         run(&mut engine, &cli.baseline, &mut sink)?;
         engine.end_baseline();
     }
-    let mut sink = Sink {
-        writer: &mut writer,
-        format: cli.format,
-        discard: false,
-        only: cli.only,
-    };
+    let mut sink = Sink { writer: &mut writer, format: cli.format, discard: false, only: cli.only };
     run(&mut engine, &cli.input.inputs, &mut sink)?;
     let mut buf = Vec::new();
     if let Some(p) = &cli.save_model {

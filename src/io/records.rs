@@ -77,9 +77,7 @@ impl RecordReader {
                 return Ok(None);
             };
             match status {
-                Err(e) => self
-                    .bad
-                    .report(self.lines.source(), number, &e.to_string())?,
+                Err(e) => self.bad.report(self.lines.source(), number, &e.to_string())?,
                 Ok(()) if self.lines.text().trim().is_empty() => {}
                 Ok(()) => {
                     self.line = number;

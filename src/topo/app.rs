@@ -39,9 +39,7 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
             .or_else(|| get(e, "comm"))
             .map(|s| s.into_owned())
             .unwrap_or_default();
-        let container = get(e, "container_id")
-            .map(|s| s.into_owned())
-            .unwrap_or_default();
+        let container = get(e, "container_id").map(|s| s.into_owned()).unwrap_or_default();
         buckets
             .entry((e.machine.as_str(), container, program))
             .or_default()
@@ -158,7 +156,9 @@ mod tests {
     fn groups_by_process_group_or_command_shape() {
         let mut s = State::new(0);
         let add = |s: &mut State, tgid: u32, exe: &str, pgid: u32, cmd: &str| {
-            let labels = format!(r#"{{"comm":"x","exe":"{exe}","pgid":{pgid},"cmdline":"{cmd}"}}"#);
+            let labels = format!(
+                r#"{{"comm":"x","exe":"{exe}","pgid":{pgid},"cmdline":"{cmd}"}}"#
+            );
             s.entity(
                 &format!("m_proc_{tgid}"),
                 "proc",
@@ -171,20 +171,8 @@ mod tests {
         add(&mut s, 10, "/usr/sbin/nginx", 10, "nginx: master process");
         add(&mut s, 11, "/usr/sbin/nginx", 10, "nginx: worker process");
         add(&mut s, 12, "/usr/sbin/nginx", 10, "nginx: worker process");
-        add(
-            &mut s,
-            20,
-            "/usr/bin/redis-server",
-            20,
-            "redis-server *:6379",
-        );
-        add(
-            &mut s,
-            30,
-            "/usr/bin/redis-server",
-            30,
-            "redis-server *:6380",
-        );
+        add(&mut s, 20, "/usr/bin/redis-server", 20, "redis-server *:6379");
+        add(&mut s, 30, "/usr/bin/redis-server", 30, "redis-server *:6380");
         add(&mut s, 40, "/usr/bin/python3", 40, "python3 a.py");
         add(&mut s, 41, "/usr/bin/python3", 41, "python3 b.py");
         let mut procs: Vec<_> = s.entities.iter().map(|(k, v)| (k.as_str(), v)).collect();

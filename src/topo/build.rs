@@ -16,15 +16,7 @@ use crate::record::{entity_id, Fields, Metrics};
 
 /// Kinds that belong to a process (by `tgid`).
 const OF_PROC: [&str; 9] = [
-    "thread",
-    "endpoint",
-    "tcp_link",
-    "sli",
-    "dns",
-    "runtime",
-    "lb_link",
-    "nginx_link",
-    "sched",
+    "thread", "endpoint", "tcp_link", "sli", "dns", "runtime", "lb_link", "nginx_link", "sched",
 ];
 
 /// The live entities with the lookups the rules need. `scoped` holds the entities of the
@@ -130,14 +122,7 @@ impl<'s> Builder<'s> {
         }
     }
 
-    pub fn add_edge(
-        &mut self,
-        rel: &'static str,
-        src: &str,
-        dst: &str,
-        layer: Layer,
-        metrics: Metrics,
-    ) {
+    pub fn add_edge(&mut self, rel: &'static str, src: &str, dst: &str, layer: Layer, metrics: Metrics) {
         self.g.edges.push(Edge {
             rel,
             src: src.to_string(),
@@ -195,15 +180,7 @@ impl<'s> Builder<'s> {
     }
 
     /// A derived node (appinstance, pod, outside endpoint), added once.
-    pub fn derived(
-        &mut self,
-        id: &str,
-        kind: &str,
-        machine: Option<&str>,
-        label: String,
-        keys: Fields,
-        labels: Fields,
-    ) {
+    pub fn derived(&mut self, id: &str, kind: &str, machine: Option<&str>, label: String, keys: Fields, labels: Fields) {
         if !self.g.nodes.contains_key(id) {
             self.g.nodes.insert(
                 id.to_string(),
@@ -320,24 +297,13 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
 }
 
 fn add_app(b: &mut Builder, a: &app::App) {
-    let name = a
-        .keys
-        .get("program")
-        .and_then(Value::as_str)
-        .unwrap_or("app");
+    let name = a.keys.get("program").and_then(Value::as_str).unwrap_or("app");
     let label = if a.procs.len() > 1 {
         format!("{name} ×{}", a.procs.len())
     } else {
         name.to_string()
     };
-    b.derived(
-        &a.id,
-        "appinstance",
-        Some(&a.machine),
-        label,
-        a.keys.clone(),
-        a.labels.clone(),
-    );
+    b.derived(&a.id, "appinstance", Some(&a.machine), label, a.keys.clone(), a.labels.clone());
     let host = b.host(&a.machine);
     b.add_edge(rel::RUNS_ON, &a.id, &host, Layer::Vertical, Metrics::new());
     for p in &a.procs {
@@ -396,12 +362,10 @@ fn vertical(b: &mut Builder, id: &str, e: &Entity) {
                 None => Some((rel::RUNS_ON, b.host(m))),
             }
         }
-        "qdisc" => {
-            match get(e, "dev_name").and_then(|d| b.ix.nics.get(&(m, d.into_owned())).copied()) {
-                Some(n) => Some((rel::BELONGS_TO, n.to_string())),
-                None => Some((rel::RUNS_ON, b.host(m))),
-            }
-        }
+        "qdisc" => match get(e, "dev_name").and_then(|d| b.ix.nics.get(&(m, d.into_owned())).copied()) {
+            Some(n) => Some((rel::BELONGS_TO, n.to_string())),
+            None => Some((rel::RUNS_ON, b.host(m))),
+        },
         k if OF_PROC.contains(&k) => match get_uint(e, "tgid").filter(|&t| t > 0) {
             Some(t) => Some((rel::BELONGS_TO, b.proc(m, t))),
             None => Some((rel::RUNS_ON, b.host(m))),
@@ -424,11 +388,7 @@ fn pod_of(b: &mut Builder, m: &str, e: &Entity) -> Option<String> {
     let ns = get(e, "namespace").or_else(|| get(e, "pod_namespace"));
     let pod_id = match get(e, "pod_id") {
         Some(p) => p.into_owned(),
-        None => format!(
-            "{}/{}",
-            ns.as_deref().unwrap_or("default"),
-            name.as_deref()?
-        ),
+        None => format!("{}/{}", ns.as_deref().unwrap_or("default"), name.as_deref()?),
     };
     if let Some(p) = b.ix.pods.get(&(m, pod_id.clone())) {
         return Some(p.to_string());

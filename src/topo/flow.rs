@@ -166,21 +166,10 @@ type Key<'a> = (&'a str, &'a str, &'a str);
 /// The server end for a client on `machine`: on the same machine first, else on another
 /// unless the address is loopback; among several, the lowest id, so that the choice does
 /// not depend on the order links were stored in.
-fn pick(
-    cands: Option<&Vec<usize>>,
-    servers: &[Link],
-    machine: &str,
-    server_ip: &str,
-) -> Option<usize> {
+fn pick(cands: Option<&Vec<usize>>, servers: &[Link], machine: &str, server_ip: &str) -> Option<usize> {
     let cands = cands?;
     let lowest = |it: &mut dyn Iterator<Item = usize>| it.min_by_key(|&i| servers[i].id);
-    lowest(
-        &mut cands
-            .iter()
-            .copied()
-            .filter(|&i| servers[i].e.machine == machine),
-    )
-    .or_else(|| {
+    lowest(&mut cands.iter().copied().filter(|&i| servers[i].e.machine == machine)).or_else(|| {
         if is_loopback(server_ip) {
             None
         } else {
@@ -200,11 +189,7 @@ fn outside(b: &mut Builder, ip: &str, port: Option<&str>, machine: &str) -> Stri
     let mut keys = Fields::new();
     keys.insert("ip".into(), Value::String(ip.into()));
     if let Some(p) = port {
-        keys.insert(
-            "port".into(),
-            p.parse::<u64>()
-                .map_or(Value::String(p.into()), Value::from),
-        );
+        keys.insert("port".into(), p.parse::<u64>().map_or(Value::String(p.into()), Value::from));
     }
     let mut labels = Fields::new();
     labels.insert("external".into(), json!(true));
@@ -213,26 +198,14 @@ fn outside(b: &mut Builder, ip: &str, port: Option<&str>, machine: &str) -> Stri
         Some(p) => format!("{ip}:{p}"),
         None => ip.to_string(),
     };
-    b.derived(
-        &id,
-        "endpoint",
-        local.then_some(machine),
-        label,
-        keys,
-        labels,
-    );
+    b.derived(&id, "endpoint", local.then_some(machine), label, keys, labels);
     id
 }
 
 /// Adds the process-layer edges (connect, is_peer, and is_client / is_server around load
 /// balancers) and returns the connect edges, for the app and host layers.
 pub fn connect(b: &mut Builder) -> Vec<Edge> {
-    let all: Vec<(&str, &Entity)> =
-        b.ix.state
-            .entities
-            .iter()
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
+    let all: Vec<(&str, &Entity)> = b.ix.state.entities.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let (clients, servers) = links(&all);
     let mut lbs = lbs(&all);
     lbs.sort_unstable_by_key(|l| l.id);
@@ -294,13 +267,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         match s {
             Some(i) => {
                 agg.add_pair(&c.e.flow, Some(&servers[i].e.flow), primary[i] == Some(ci));
-                b.add_edge(
-                    rel::IS_PEER,
-                    c.id,
-                    servers[i].id,
-                    Layer::Process,
-                    Metrics::new(),
-                );
+                b.add_edge(rel::IS_PEER, c.id, servers[i].id, Layer::Process, Metrics::new());
             }
             None => agg.add_pair(&c.e.flow, None, false),
         }
@@ -358,18 +325,10 @@ fn load_balancers(
     }
     for l in lbs {
         let m = l.e.machine.as_str();
-        let key = (
-            l.client_ip.as_str(),
-            l.virtual_ip.as_str(),
-            l.virtual_port.as_str(),
-        );
+        let key = (l.client_ip.as_str(), l.virtual_ip.as_str(), l.virtual_port.as_str());
         let mut callers: Vec<(String, u64)> = by_dst
             .get(&key)
-            .map(|v| {
-                v.iter()
-                    .map(|&i| (clients[i].e.machine.clone(), clients[i].tgid))
-                    .collect()
-            })
+            .map(|v| v.iter().map(|&i| (clients[i].e.machine.clone(), clients[i].tgid)).collect())
             .unwrap_or_default();
         callers.sort();
         if callers.is_empty() {
@@ -393,11 +352,7 @@ fn load_balancers(
                 .min_by_key(|(_, c)| c.id)
                 .map(|(i, _)| peer_of[i]),
             None => {
-                let k = (
-                    l.client_ip.as_str(),
-                    l.backend_ip.as_str(),
-                    l.backend_port.as_str(),
-                );
+                let k = (l.client_ip.as_str(), l.backend_ip.as_str(), l.backend_port.as_str());
                 Some(pick(server_ix.get(&k), servers, m, &l.backend_ip))
             }
         };
@@ -422,13 +377,8 @@ fn sli(b: &mut Builder, entities: &[(&str, &Entity)], flows: &mut BTreeMap<(Stri
         };
         let port = get(e, "server_port");
         for ((_, dst), a) in flows.iter_mut() {
-            if dst == p
-                && port
-                    .as_ref()
-                    .is_none_or(|port| a.ports.iter().any(|x| x == port))
-            {
-                a.sli
-                    .extend(e.sli.iter().map(|(k, v)| (format!("sli_{k}"), *v)));
+            if dst == p && port.as_ref().is_none_or(|port| a.ports.iter().any(|x| x == port)) {
+                a.sli.extend(e.sli.iter().map(|(k, v)| (format!("sli_{k}"), *v)));
             }
         }
     }

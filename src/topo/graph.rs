@@ -99,13 +99,7 @@ impl Graph {
     /// hundreds of links, and the connect edges already carry their numbers.
     pub fn without_detail(&mut self) {
         const DETAIL: [&str; 7] = [
-            "tcp_link",
-            "lb_link",
-            "nginx_link",
-            "thread",
-            "endpoint",
-            "sli",
-            "dns",
+            "tcp_link", "lb_link", "nginx_link", "thread", "endpoint", "sli", "dns",
         ];
         // Outside endpoints are derived and stay: they are the far ends of connect edges.
         self.nodes
@@ -122,11 +116,8 @@ impl Graph {
             return Err(format!("--focus {focus}: no such entity in the topology"));
         }
         let mut g: UnGraph<&str, ()> = UnGraph::default();
-        let index: HashMap<&str, NodeIndex> = self
-            .nodes
-            .keys()
-            .map(|id| (id.as_str(), g.add_node(id.as_str())))
-            .collect();
+        let index: HashMap<&str, NodeIndex> =
+            self.nodes.keys().map(|id| (id.as_str(), g.add_node(id.as_str()))).collect();
         for e in &self.edges {
             if let (Some(&a), Some(&b)) = (index.get(e.src.as_str()), index.get(e.dst.as_str())) {
                 g.add_edge(a, b, ());
@@ -198,13 +189,9 @@ mod tests {
     fn layers_keep_their_edges_and_nodes() {
         let mut g = Graph::default();
         for id in ["a", "b", "h"] {
-            g.nodes
-                .insert(id.into(), node(if id == "h" { "host" } else { "proc" }));
+            g.nodes.insert(id.into(), node(if id == "h" { "host" } else { "proc" }));
         }
-        g.edges = vec![
-            edge("a", "b", Layer::Process),
-            edge("a", "h", Layer::Vertical),
-        ];
+        g.edges = vec![edge("a", "b", Layer::Process), edge("a", "h", Layer::Vertical)];
         g.retain_layers(&[Layer::Process]);
         assert_eq!(g.edges.len(), 1);
         assert!(!g.nodes.contains_key("h"));

@@ -24,12 +24,13 @@ pub mod render;
 pub mod scan;
 pub mod state;
 
+
 use anyhow::Context;
 
 use crate::io::{exit, signals, RecordReader, RecordWriter};
 use cli::{Cli, Format};
-use graph::{Graph, Layer};
 use hash::{FastMap as HashMap, FastSet as HashSet};
+use graph::{Graph, Layer};
 use scan::Scanned;
 use state::State;
 
@@ -88,11 +89,7 @@ pub struct Summary {
 /// at the end of input: by then the other machines have reported the same interval, so a
 /// flow between two machines is matched within the interval it happened in, in a live
 /// merged stream as in a recording.
-pub fn run(
-    reader: &mut RecordReader,
-    out: &mut RecordWriter,
-    opts: &Options,
-) -> anyhow::Result<Summary> {
+pub fn run(reader: &mut RecordReader, out: &mut RecordWriter, opts: &Options) -> anyhow::Result<Summary> {
     let mut state = State::new(opts.expire);
     let mut summary = Summary::default();
     let streaming = opts.format == Format::Ndjson && opts.at.is_none();
@@ -105,13 +102,7 @@ pub fn run(
     let mut last_ts = 0i64;
     let mut buf = Vec::with_capacity(512);
     // Closes a machine's interval: its snapshot (in a stream), then expiry.
-    let mut emit = |state: &mut State,
-                    apps: &mut build::AppCache,
-                    machine: &str,
-                    ts: i64,
-                    out: &mut RecordWriter,
-                    summary: &mut Summary|
-     -> anyhow::Result<()> {
+    let mut emit = |state: &mut State, apps: &mut build::AppCache, machine: &str, ts: i64, out: &mut RecordWriter, summary: &mut Summary| -> anyhow::Result<()> {
         if streaming {
             summary.records_out += snapshot(state, apps, ts, machine, opts, out, &mut buf)?;
             summary.snapshots += 1;
@@ -123,9 +114,7 @@ pub fn run(
         if signals::received().is_some() && !streaming {
             break;
         }
-        let Some(line) = reader.next_line()? else {
-            break;
-        };
+        let Some(line) = reader.next_line()? else { break };
         let scanned = match scan::scan(line) {
             Ok(s) => s,
             Err(message) => {
@@ -229,11 +218,7 @@ fn snapshot(
         // A focus needs the whole graph to walk; then the machine's part is taken.
         Some(_) => {
             let mut g = build::build(state, ts, None, apps);
-            let owned: Vec<bool> = g
-                .edges
-                .iter()
-                .map(|e| g.owner(e) == Some(machine))
-                .collect();
+            let owned: Vec<bool> = g.edges.iter().map(|e| g.owner(e) == Some(machine)).collect();
             let mut keep = owned.into_iter();
             g.edges.retain(|_| keep.next().unwrap_or(false));
             g
@@ -261,12 +246,7 @@ fn view(mut g: Graph, opts: &Options) -> anyhow::Result<Graph> {
     Ok(g)
 }
 
-fn draw(
-    g: &Graph,
-    format: Format,
-    out: &mut RecordWriter,
-    buf: &mut Vec<u8>,
-) -> anyhow::Result<u64> {
+fn draw(g: &Graph, format: Format, out: &mut RecordWriter, buf: &mut Vec<u8>) -> anyhow::Result<u64> {
     let text = match format {
         Format::Ndjson => return Ok(render::ndjson(g, None, out, buf)?),
         Format::Dot => render::dot(g),
@@ -301,9 +281,5 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
             summary.records_in, summary.snapshots, summary.records_out, summary.live_entities, summary.orphan_metrics
         );
     }
-    Ok(if reader.bad_input().summarise() {
-        exit::ERROR
-    } else {
-        exit::OK
-    })
+    Ok(if reader.bad_input().summarise() { exit::ERROR } else { exit::OK })
 }

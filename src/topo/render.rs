@@ -43,12 +43,7 @@ pub const OUTSIDE: &str = "external";
 
 /// Writes the edges `owner` reports (all with `None`) and, before them, the derived
 /// entities they refer to. Returns the number of records written.
-pub fn ndjson(
-    g: &Graph,
-    owner: Option<&str>,
-    out: &mut RecordWriter,
-    buf: &mut Vec<u8>,
-) -> io::Result<u64> {
+pub fn ndjson(g: &Graph, owner: Option<&str>, out: &mut RecordWriter, buf: &mut Vec<u8>) -> io::Result<u64> {
     let mut n = 0;
     let mut written: HashSet<&str> = HashSet::new();
     let edges: Vec<&Edge> = g
@@ -58,12 +53,8 @@ pub fn ndjson(
         .collect();
     for e in &edges {
         for id in [e.src.as_str(), e.dst.as_str()] {
-            let Some(node) = g.nodes.get(id) else {
-                continue;
-            };
-            let Some((keys, labels)) = &node.derived else {
-                continue;
-            };
+            let Some(node) = g.nodes.get(id) else { continue };
+            let Some((keys, labels)) = &node.derived else { continue };
             if !written.insert(id) {
                 continue;
             }
@@ -183,22 +174,10 @@ fn dot_shape(n: &Node) -> &'static str {
 
 fn dot_edge_style(e: &Edge) -> String {
     match (e.layer, e.rel) {
-        (Layer::Vertical, r) => format!(
-            "style=dashed, color=\"#999999\", arrowhead=empty, tooltip={}",
-            dot_quote(r)
-        ),
-        (Layer::Process, rel::CONNECT) => format!(
-            "color=\"#1f77b4\", label={}",
-            dot_quote(&flow_words(&e.metrics))
-        ),
-        (Layer::App, _) => format!(
-            "color=\"#2ca02c\", penwidth=2, label={}",
-            dot_quote(&format!("app: {}", flow_words(&e.metrics)))
-        ),
-        (Layer::Host, _) => format!(
-            "color=\"#d62728\", penwidth=3, label={}",
-            dot_quote(&format!("host: {}", flow_words(&e.metrics)))
-        ),
+        (Layer::Vertical, r) => format!("style=dashed, color=\"#999999\", arrowhead=empty, tooltip={}", dot_quote(r)),
+        (Layer::Process, rel::CONNECT) => format!("color=\"#1f77b4\", label={}", dot_quote(&flow_words(&e.metrics))),
+        (Layer::App, _) => format!("color=\"#2ca02c\", penwidth=2, label={}", dot_quote(&format!("app: {}", flow_words(&e.metrics)))),
+        (Layer::Host, _) => format!("color=\"#d62728\", penwidth=3, label={}", dot_quote(&format!("host: {}", flow_words(&e.metrics)))),
         (Layer::Process, r) => format!("style=dotted, color=\"#9467bd\", label={}", dot_quote(r)),
     }
 }
@@ -223,36 +202,20 @@ pub fn dot(g: &Graph) -> String {
                     .find(|n| n.kind == "host" && n.machine.as_deref() == Some(m))
                     .map_or(m.clone(), |n| n.label.clone());
                 let _ = writeln!(s, "  subgraph {} {{", dot_quote(&format!("cluster_{i}")));
-                let _ = writeln!(
-                    s,
-                    "    label={}; style=rounded; color=\"#888888\";",
-                    dot_quote(&title)
-                );
+                let _ = writeln!(s, "    label={}; style=rounded; color=\"#888888\";", dot_quote(&title));
                 "    "
             }
             None => "  ",
         };
         for (id, n) in nodes {
-            let _ = writeln!(
-                s,
-                "{indent}{} [label={}, {}];",
-                dot_quote(id),
-                dot_quote(&n.label),
-                dot_shape(n)
-            );
+            let _ = writeln!(s, "{indent}{} [label={}, {}];", dot_quote(id), dot_quote(&n.label), dot_shape(n));
         }
         if machine.is_some() {
             s.push_str("  }\n");
         }
     }
     for e in &g.edges {
-        let _ = writeln!(
-            s,
-            "  {} -> {} [{}];",
-            dot_quote(&e.src),
-            dot_quote(&e.dst),
-            dot_edge_style(e)
-        );
+        let _ = writeln!(s, "  {} -> {} [{}];", dot_quote(&e.src), dot_quote(&e.dst), dot_edge_style(e));
     }
     s.push_str("}\n");
     s
@@ -384,30 +347,18 @@ pub fn text(g: &Graph) -> String {
     }
     let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (id, n) in &g.nodes {
-        if let Some(p) = parent
-            .get(id.as_str())
-            .filter(|p| g.nodes.contains_key(**p))
-        {
+        if let Some(p) = parent.get(id.as_str()).filter(|p| g.nodes.contains_key(**p)) {
             let _ = n;
             children.entry(p).or_default().push(id);
         }
     }
     for list in children.values_mut() {
-        list.sort_by_key(|id| {
-            (
-                kind_rank(&g.nodes[*id].kind),
-                g.nodes[*id].label.clone(),
-                id.to_string(),
-            )
-        });
+        list.sort_by_key(|id| (kind_rank(&g.nodes[*id].kind), g.nodes[*id].label.clone(), id.to_string()));
     }
     let app_of: HashMap<&str, &str> = g
         .edges
         .iter()
-        .filter(|e| {
-            e.layer == Layer::Vertical
-                && g.nodes.get(&e.dst).is_some_and(|n| n.kind == "appinstance")
-        })
+        .filter(|e| e.layer == Layer::Vertical && g.nodes.get(&e.dst).is_some_and(|n| n.kind == "appinstance"))
         .map(|e| (e.src.as_str(), e.dst.as_str()))
         .collect();
     let mut out = String::new();
@@ -420,18 +371,9 @@ pub fn text(g: &Graph) -> String {
         .collect();
     roots.sort_by_key(|id| {
         let n = &g.nodes[*id];
-        (
-            n.machine.is_none(),
-            n.machine.clone(),
-            kind_rank(&n.kind),
-            n.label.clone(),
-        )
+        (n.machine.is_none(), n.machine.clone(), kind_rank(&n.kind), n.label.clone())
     });
-    let ctx = TextCtx {
-        g,
-        children: &children,
-        app_of: &app_of,
-    };
+    let ctx = TextCtx { g, children: &children, app_of: &app_of };
     for id in roots {
         ctx.write(&mut out, id, 0);
     }
@@ -481,24 +423,9 @@ impl TextCtx<'_> {
                 l => format!("[{}] ", l.as_str()),
             };
             if e.src == id {
-                let verb = if e.rel == rel::CONNECT {
-                    String::new()
-                } else {
-                    format!("{} ", e.rel)
-                };
-                let _ = writeln!(
-                    out,
-                    "{pad}  → {tag}{verb}{}{}  {words}",
-                    self.name(&e.dst),
-                    self.where_(&e.dst)
-                );
-            } else if e.dst == id
-                && self
-                    .g
-                    .nodes
-                    .get(&e.src)
-                    .is_some_and(|n| n.machine.is_none())
-            {
+                let verb = if e.rel == rel::CONNECT { String::new() } else { format!("{} ", e.rel) };
+                let _ = writeln!(out, "{pad}  → {tag}{verb}{}{}  {words}", self.name(&e.dst), self.where_(&e.dst));
+            } else if e.dst == id && self.g.nodes.get(&e.src).is_some_and(|n| n.machine.is_none()) {
                 let _ = writeln!(out, "{pad}  ← {tag}{}  {words}", self.name(&e.src));
             }
         }

@@ -125,9 +125,7 @@ mod tests {
     #[test]
     fn errors_come_from_the_full_parse() {
         assert!(scan("nope").is_err());
-        assert!(scan(r#"{"type":"bogus"}"#)
-            .unwrap_err()
-            .contains("unknown record type"));
+        assert!(scan(r#"{"type":"bogus"}"#).unwrap_err().contains("unknown record type"));
         let bad_id = r#"{"type":"metric","ts":5,"id":"a b","kind":"proc","metrics":{}}"#;
         assert!(scan(bad_id).unwrap_err().contains("id contains"));
         let no_keys = r#"{"type":"entity","ts":5,"id":"m_x","kind":"x","machine_id":"m"}"#;

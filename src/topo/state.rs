@@ -105,11 +105,7 @@ impl State {
         let labels = labels.unwrap_or("{}");
         if let Some(e) = self.entities.get_mut(id) {
             e.stamp = stamp;
-            if e.kind == kind
-                && e.machine == machine
-                && e.keys_raw == keys
-                && e.labels_raw == labels
-            {
+            if e.kind == kind && e.machine == machine && e.keys_raw == keys && e.labels_raw == labels {
                 return Ok(());
             }
             e.keys = parse_fields(keys, "keys")?;
@@ -118,9 +114,7 @@ impl State {
             e.machine.replace_range(.., machine);
             e.keys_raw.replace_range(.., keys);
             e.labels_raw.replace_range(.., labels);
-            e.link = (kind == "tcp_link")
-                .then(|| LinkKey::of(&e.keys, &e.labels))
-                .flatten();
+            e.link = (kind == "tcp_link").then(|| LinkKey::of(&e.keys, &e.labels)).flatten();
             return Ok(());
         }
         let mut e = Entity {
@@ -135,9 +129,7 @@ impl State {
             sli: Metrics::new(),
             link: None,
         };
-        e.link = (kind == "tcp_link")
-            .then(|| LinkKey::of(&e.keys, &e.labels))
-            .flatten();
+        e.link = (kind == "tcp_link").then(|| LinkKey::of(&e.keys, &e.labels)).flatten();
         self.entities.insert(id.to_string(), e);
         Ok(())
     }
@@ -208,30 +200,19 @@ mod tests {
     #[test]
     fn unchanged_entities_are_not_parsed_again_and_expire() {
         let mut s = State::new(2);
-        s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, None)
-            .unwrap();
-        s.entity("n_proc_1", "proc", "n", r#"{"tgid":1}"#, None)
-            .unwrap();
+        s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, None).unwrap();
+        s.entity("n_proc_1", "proc", "n", r#"{"tgid":1}"#, None).unwrap();
         s.end_interval("m");
         s.expire("m");
-        s.entity(
-            "m_proc_1",
-            "proc",
-            "m",
-            r#"{"tgid":1}"#,
-            Some(r#"{"comm":"a"}"#),
-        )
-        .unwrap();
+        s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, Some(r#"{"comm":"a"}"#))
+            .unwrap();
         assert_eq!(s.entities["m_proc_1"].labels["comm"], "a");
         s.end_interval("m");
         s.expire("m");
         assert!(s.entities.contains_key("m_proc_1"));
         s.end_interval("m");
         s.expire("m");
-        assert!(
-            !s.entities.contains_key("m_proc_1"),
-            "unseen for 2 intervals"
-        );
+        assert!(!s.entities.contains_key("m_proc_1"), "unseen for 2 intervals");
         // Another machine's clock did not move.
         assert!(s.entities.contains_key("n_proc_1"));
     }
@@ -239,14 +220,9 @@ mod tests {
     #[test]
     fn link_metrics_are_kept() {
         let mut s = State::new(0);
-        s.entity("m_tcp_link_1", "tcp_link", "m", "{}", None)
+        s.entity("m_tcp_link_1", "tcp_link", "m", "{}", None).unwrap();
+        s.metric("m_tcp_link_1", "tcp_link", Some(r#"{"rx_bytes":5,"other":1}"#))
             .unwrap();
-        s.metric(
-            "m_tcp_link_1",
-            "tcp_link",
-            Some(r#"{"rx_bytes":5,"other":1}"#),
-        )
-        .unwrap();
         assert_eq!(s.entities["m_tcp_link_1"].flow.rx_bytes, Some(5.0));
         s.metric("m_nope", "tcp_link", Some("{}")).unwrap();
         assert_eq!(s.orphan_metrics, 1);

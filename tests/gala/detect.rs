@@ -8,11 +8,7 @@ use serde_json::Value;
 use crate::common::{ndjson, root, run};
 
 fn data(name: &str) -> String {
-    root()
-        .join("tests/data/detect")
-        .join(name)
-        .display()
-        .to_string()
+    root().join("tests/data/detect").join(name).display().to_string()
 }
 
 /// The shared evaluation data: next to the repository in CI (`../shared/data`), else the
@@ -32,17 +28,11 @@ fn shared_data() -> PathBuf {
 }
 
 fn anomalies(out: &[u8]) -> Vec<Value> {
-    ndjson(out)
-        .into_iter()
-        .filter(|r| r["type"] == "anomaly")
-        .collect()
+    ndjson(out).into_iter().filter(|r| r["type"] == "anomaly").collect()
 }
 
 fn detectors(v: &[Value]) -> Vec<String> {
-    let mut d: Vec<String> = v
-        .iter()
-        .map(|a| a["detector"].as_str().unwrap_or("").to_string())
-        .collect();
+    let mut d: Vec<String> = v.iter().map(|a| a["detector"].as_str().unwrap_or("").to_string()).collect();
     d.sort();
     d.dedup();
     d
@@ -52,23 +42,14 @@ fn detectors(v: &[Value]) -> Vec<String> {
 fn idle_recording_is_quiet_and_passes_through_unchanged() {
     let input = std::fs::read(data("idle.ndjson")).unwrap();
     let out = run("gala-detect", &[], Some(&input));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(anomalies(&out.stdout).is_empty());
     assert_eq!(out.stdout, input, "records must pass through unchanged");
 }
 
 #[test]
 fn retransmit_storm_fires_the_ratio_rule_and_the_srtt_kpi() {
-    let out = run(
-        "gala-detect",
-        &["--only", &data("retransmit_storm.ndjson")],
-        None,
-    );
+    let out = run("gala-detect", &["--only", &data("retransmit_storm.ndjson")], None);
     assert_eq!(out.status.code(), Some(0));
     let a = anomalies(&out.stdout);
     assert_eq!(detectors(&a), vec!["nsigma", "rule:tcp_retransmit_ratio"]);
@@ -80,15 +61,10 @@ fn retransmit_storm_fires_the_ratio_rule_and_the_srtt_kpi() {
     }
     let srtt = open.iter().find(|r| r["metric"] == "srtt").unwrap();
     let desc = srtt["desc"].as_str().unwrap();
-    assert!(
-        desc.starts_with("srtt ") && desc.contains(" ms, usually ") && desc.contains("µs"),
-        "{desc}"
-    );
+    assert!(desc.starts_with("srtt ") && desc.contains(" ms, usually ") && desc.contains("µs"), "{desc}");
     // Each incident is reported open then closed, with the end.
     assert_eq!(a.len(), 2 * open.len());
-    assert!(a.iter().any(|r| r["end"]
-        .as_i64()
-        .is_some_and(|e| e >= 1_764_000_150_000 + 11 * 5000)));
+    assert!(a.iter().any(|r| r["end"].as_i64().is_some_and(|e| e >= 1_764_000_150_000 + 11 * 5000)));
 }
 
 #[test]
@@ -96,13 +72,7 @@ fn full_disk_fires_space_util_iowait_and_await() {
     let out = run("gala-detect", &["--only", &data("full_disk.ndjson")], None);
     let a = anomalies(&out.stdout);
     let d = detectors(&a);
-    for want in [
-        "rule:fs_space",
-        "rule:disk_util",
-        "rule:cpu_iowait",
-        "rule:disk_write_await",
-        "mad",
-    ] {
+    for want in ["rule:fs_space", "rule:disk_util", "rule:cpu_iowait", "rule:disk_write_await", "mad"] {
         assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
     }
     let fs = a.iter().find(|r| r["detector"] == "rule:fs_space").unwrap();
@@ -115,54 +85,30 @@ fn oom_fires_from_the_event_and_the_counter() {
     let out = run("gala-detect", &["--only", &data("oom.ndjson")], None);
     let a = anomalies(&out.stdout);
     let d = detectors(&a);
-    for want in [
-        "rule:oom_kill_event",
-        "rule:oom_kills",
-        "rule:memory_saturation",
-    ] {
+    for want in ["rule:oom_kill_event", "rule:oom_kills", "rule:memory_saturation"] {
         assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
     }
-    let ev = a
-        .iter()
-        .find(|r| r["detector"] == "rule:oom_kill_event")
-        .unwrap();
+    let ev = a.iter().find(|r| r["detector"] == "rule:oom_kill_event").unwrap();
     assert_eq!(ev["kind"], "proc");
     assert!(ev["desc"].as_str().unwrap().contains("redis-server"));
 }
 
 #[test]
 fn gala_format_is_anteaters_message() {
-    let out = run(
-        "gala-detect",
-        &["--format", "gala", &data("retransmit_storm.ndjson")],
-        None,
-    );
+    let out = run("gala-detect", &["--format", "gala", &data("retransmit_storm.ndjson")], None);
     let msgs = ndjson(&out.stdout);
     assert_eq!(msgs.len(), 2, "one message per incident");
     for m in &msgs {
-        for k in [
-            "Timestamp",
-            "Attributes",
-            "Resource",
-            "SeverityText",
-            "SeverityNumber",
-            "Body",
-        ] {
+        for k in ["Timestamp", "Attributes", "Resource", "SeverityText", "SeverityNumber", "Body"] {
             assert!(m.get(k).is_some(), "{k} missing in {m}");
         }
         assert!(m["Resource"]["score"].is_number());
         assert_eq!(m["Attributes"]["event_source"], "gala-anteater");
         assert_eq!(m["Attributes"]["keywords"][0], "network");
-        assert!(m["Resource"]["metric"]
-            .as_str()
-            .unwrap()
-            .starts_with("gala_gopher_tcp_link_"));
+        assert!(m["Resource"]["metric"].as_str().unwrap().starts_with("gala_gopher_tcp_link_"));
         assert_eq!(m["Resource"]["labels"]["server_port"], 6379);
         let eid = m["Attributes"]["entity_id"].as_str().unwrap();
-        assert_eq!(
-            m["Attributes"]["event_id"],
-            format!("{}_{eid}", m["Timestamp"])
-        );
+        assert_eq!(m["Attributes"]["event_id"], format!("{}_{eid}", m["Timestamp"]));
     }
 }
 
@@ -170,28 +116,15 @@ fn gala_format_is_anteaters_message() {
 fn csv_text_and_scores() {
     let nab = shared_data().join("nab/data/realKnownCause/ec2_request_latency_system_failure.csv");
     let nab = nab.to_str().unwrap();
-    let out = run(
-        "gala-detect",
-        &["--input-format", "csv", "--format", "text", nab],
-        None,
-    );
+    let out = run("gala-detect", &["--input-format", "csv", "--format", "text", nab], None);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.lines().count() >= 2 && text.contains("series ec2_request_latency_system_failure"),
-        "{text}"
-    );
-    let out = run(
-        "gala-detect",
-        &["--input-format", "csv", "--emit-scores", nab],
-        None,
-    );
+    assert!(text.lines().count() >= 2 && text.contains("series ec2_request_latency_system_failure"), "{text}");
+    let out = run("gala-detect", &["--input-format", "csv", "--emit-scores", nab], None);
     let recs = ndjson(&out.stdout);
     let scores = recs.iter().filter(|r| r["type"] == "score").count();
     assert!(scores > 3000, "{scores} score records");
-    assert!(recs
-        .iter()
-        .all(|r| r["type"] != "score" || (0.0..=1.0).contains(&r["score"].as_f64().unwrap())));
+    assert!(recs.iter().all(|r| r["type"] != "score" || (0.0..=1.0).contains(&r["score"].as_f64().unwrap())));
 }
 
 #[test]
@@ -201,10 +134,7 @@ fn bad_lines_are_reported_and_good_ones_go_through() {
     let out = run("gala-detect", &["--only"], Some(&input));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("gala-detect: <stdin>:901:") && err.contains("skipped 1 bad line"),
-        "{err}"
-    );
+    assert!(err.contains("gala-detect: <stdin>:901:") && err.contains("skipped 1 bad line"), "{err}");
     assert!(!anomalies(&out.stdout).is_empty());
     let csv = b"timestamp,value\n2014-01-01 00:00:00,1\nnot a time,2\n";
     let out = run("gala-detect", &["--input-format", "csv"], Some(csv));
@@ -219,28 +149,12 @@ fn a_saved_model_carries_the_baseline() {
     let model = model.to_str().unwrap();
     let out = run(
         "gala-detect",
-        &[
-            "--only",
-            "--baseline",
-            &data("idle.ndjson"),
-            "--save-model",
-            model,
-            &data("idle.ndjson"),
-        ],
+        &["--only", "--baseline", &data("idle.ndjson"), "--save-model", model, &data("idle.ndjson")],
         None,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     // With the model, the storm's first interval is judged against a learned srtt at once.
-    let out = run(
-        "gala-detect",
-        &["--only", "--model", model, &data("retransmit_storm.ndjson")],
-        None,
-    );
+    let out = run("gala-detect", &["--only", "--model", model, &data("retransmit_storm.ndjson")], None);
     assert_eq!(out.status.code(), Some(0));
     assert!(anomalies(&out.stdout).iter().any(|a| a["metric"] == "srtt"));
     let out = run("gala-detect", &["--model", &data("idle.ndjson")], Some(b""));
@@ -254,21 +168,12 @@ fn csv_decisions_do_not_depend_on_later_rows() {
     let lines: Vec<&str> = text.lines().collect();
     let cut = 12_000;
     let opens = |body: &str| -> Vec<i64> {
-        let out = run(
-            "gala-detect",
-            &["--input-format", "csv", "--only"],
-            Some(body.as_bytes()),
-        );
-        anomalies(&out.stdout)
-            .iter()
-            .filter(|a| a.get("end").is_none())
-            .map(|a| a["ts"].as_i64().unwrap())
-            .collect()
+        let out = run("gala-detect", &["--input-format", "csv", "--only"], Some(body.as_bytes()));
+        anomalies(&out.stdout).iter().filter(|a| a.get("end").is_none()).map(|a| a["ts"].as_i64().unwrap()).collect()
     };
     let short = opens(&(lines[..cut].join("\n") + "\n"));
     let full = opens(&text);
-    let last_short_ts =
-        gala::detect::csv::parse_time(lines[cut - 1].split(',').next().unwrap()).unwrap();
+    let last_short_ts = gala::detect::csv::parse_time(lines[cut - 1].split(',').next().unwrap()).unwrap();
     let full_before: Vec<i64> = full.into_iter().filter(|&t| t <= last_short_ts).collect();
     assert_eq!(short, full_before);
 }
@@ -277,12 +182,8 @@ fn csv_decisions_do_not_depend_on_later_rows() {
 fn nab_score_stays_above_its_floor() {
     let cfg = gala::detect::config::Config::shipped();
     let files = gala::detect::eval::nab::load(&shared_data().join("nab")).unwrap();
-    let det: Vec<Vec<bool>> = files
-        .iter()
-        .map(|f| gala::detect::eval::nab::detect(f, &cfg))
-        .collect();
-    let score =
-        gala::detect::eval::nab::normalised(&files, &det, gala::detect::eval::nab::STANDARD);
+    let det: Vec<Vec<bool>> = files.iter().map(|f| gala::detect::eval::nab::detect(f, &cfg)).collect();
+    let score = gala::detect::eval::nab::normalised(&files, &det, gala::detect::eval::nab::STANDARD);
     // Measured 49.3 (standard profile) when this floor was set.
     assert!(score >= 45.0, "NAB score {score:.1} fell below its floor");
 }
@@ -304,21 +205,10 @@ fn smd_scores_stay_above_their_floors() {
     }
     let floors = include_str!("../data/detect/smd_floors.txt");
     let floor = |name: &str| -> f64 {
-        floors
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap()
+        floors.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap()
     };
-    assert!(
-        point.f1() >= floor("point_f1"),
-        "point F1 {:.3}",
-        point.f1()
-    );
-    assert!(
-        adjusted.f1() >= floor("adjusted_f1"),
-        "point-adjusted F1 {:.3}",
-        adjusted.f1()
-    );
+    assert!(point.f1() >= floor("point_f1"), "point F1 {:.3}", point.f1());
+    assert!(adjusted.f1() >= floor("adjusted_f1"), "point-adjusted F1 {:.3}", adjusted.f1());
     for h in hits {
         assert!(h >= floor("hitrate100"), "HitRate@100% {h:.3}");
     }

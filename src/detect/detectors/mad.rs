@@ -96,10 +96,6 @@ impl Mad {
     }
 
     pub fn basis(&self) -> String {
-        format!(
-            "median ± {}·MAD of {}",
-            self.k,
-            describe_points(self.window)
-        )
+        format!("median ± {}·MAD of {}", self.k, describe_points(self.window))
     }
 }

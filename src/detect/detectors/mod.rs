@@ -233,11 +233,7 @@ pub fn parse_span(s: &str) -> Result<i64, String> {
         "h" => 3600,
         "d" => 86400,
         "w" => 7 * 86400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use s, m, h, d or w"
-            ))
-        }
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use s, m, h, d or w")),
     };
     if n <= 0 {
         return Err(format!("{s:?}: a span must be positive"));

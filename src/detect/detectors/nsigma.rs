@@ -79,6 +79,10 @@ impl NSigma {
     }
 
     pub fn basis(&self) -> String {
-        format!("mean ± {}σ of {}", self.sigma, describe_points(self.window))
+        format!(
+            "mean ± {}σ of {}",
+            self.sigma,
+            describe_points(self.window)
+        )
     }
 }

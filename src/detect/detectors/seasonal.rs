@@ -67,15 +67,10 @@ impl Seasonal {
     pub fn update(&mut self, ts: i64, x: f64) -> Option<Verdict> {
         let secs = ts.div_euclid(1000);
         let period = secs.div_euclid(self.period_s);
-        let idx =
-            ((secs.rem_euclid(self.period_s) / self.slot_s) as usize).min(self.slots.len() - 1);
+        let idx = ((secs.rem_euclid(self.period_s) / self.slot_s) as usize).min(self.slots.len() - 1);
         if let Some(prev) = self.last_ts {
             let d = (ts - prev).max(0) as f64;
-            self.step_ms = if self.step_ms == 0.0 {
-                d
-            } else {
-                self.step_ms + 0.05 * (d - self.step_ms)
-            };
+            self.step_ms = if self.step_ms == 0.0 { d } else { self.step_ms + 0.05 * (d - self.step_ms) };
         }
         self.last_ts = Some(ts);
         let fallback = self.fallback.update(x);

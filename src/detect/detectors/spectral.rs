@@ -153,11 +153,7 @@ impl SpectralResidual {
         let sal = |i: usize| (s.re[i] * s.re[i] + s.im[i] * s.im[i]).sqrt();
         let from = last.saturating_sub(SALIENCY_WINDOW);
         let avg = (from..last).map(sal).sum::<f64>() / (last - from).max(1) as f64;
-        let rel = if avg > 0.0 {
-            (sal(last) - avg) / avg
-        } else {
-            0.0
-        };
+        let rel = if avg > 0.0 { (sal(last) - avg) / avg } else { 0.0 };
         let mean = self.ring.iter().sum::<f64>() / self.ring.len() as f64;
         // The saliency has no sign; the direction comes from the side of the window mean.
         (if x >= mean { rel } else { -rel }, mean)

@@ -35,9 +35,7 @@ impl Tail {
     pub fn calibrate(values: &mut [f64], q: f64) -> Tail {
         values.sort_unstable_by(f64::total_cmp);
         // At least MIN_PEAKS peaks, or the tail's shape is a guess.
-        let quantile = PEAK_QUANTILE
-            .min(1.0 - MIN_PEAKS / values.len() as f64)
-            .max(0.5);
+        let quantile = PEAK_QUANTILE.min(1.0 - MIN_PEAKS / values.len() as f64).max(0.5);
         let idx = ((values.len() as f64 * quantile) as usize).min(values.len() - 1);
         let t = values[idx];
         let mut tail = Tail {

@@ -48,13 +48,7 @@ fn flagged(det: &mut Detector, xs: &[f64]) -> Vec<usize> {
         .collect()
 }
 
-const ALL: [Kind; 5] = [
-    Kind::Nsigma,
-    Kind::Mad,
-    Kind::SpectralResidual,
-    Kind::Spot,
-    Kind::Seasonal,
-];
+const ALL: [Kind; 5] = [Kind::Nsigma, Kind::Mad, Kind::SpectralResidual, Kind::Spot, Kind::Seasonal];
 
 #[test]
 fn clean_noisy_series_raise_no_alarm() {
@@ -62,10 +56,7 @@ fn clean_noisy_series_raise_no_alarm() {
         for seed in 1..=3 {
             let xs = base(seed);
             let hits = flagged(&mut detector(kind, Direction::Both), &xs);
-            assert!(
-                hits.is_empty(),
-                "{kind:?} seed {seed}: false alarms at {hits:?}"
-            );
+            assert!(hits.is_empty(), "{kind:?} seed {seed}: false alarms at {hits:?}");
         }
     }
 }
@@ -81,10 +72,7 @@ fn spikes_are_caught_at_once() {
         xs[AT] += 15.0;
         let hits = flagged(&mut detector(kind, Direction::Both), &xs);
         assert_eq!(first_after(&hits, AT), Some(0), "{kind:?}: {hits:?}");
-        assert!(
-            hits.iter().all(|&i| i >= AT),
-            "{kind:?}: alarms before the spike {hits:?}"
-        );
+        assert!(hits.iter().all(|&i| i >= AT), "{kind:?}: alarms before the spike {hits:?}");
     }
 }
 
@@ -137,11 +125,7 @@ fn seasonal_series(break_day: Option<usize>) -> Vec<f64> {
     (0..per_day * 8)
         .map(|i| {
             let phase = (i % per_day) as f64 / per_day as f64 * 2.0 * std::f64::consts::PI;
-            let daily = if break_day == Some(i / per_day) {
-                0.0
-            } else {
-                20.0 * phase.sin()
-            };
+            let daily = if break_day == Some(i / per_day) { 0.0 } else { 20.0 * phase.sin() };
             100.0 + daily + r.normal()
         })
         .collect()
@@ -149,27 +133,18 @@ fn seasonal_series(break_day: Option<usize>) -> Vec<f64> {
 
 #[test]
 fn seasonal_baseline_sees_a_missing_peak_and_not_the_daily_cycle() {
-    let p = Params {
-        min_periods: Some(3),
-        ..Params::default()
-    };
+    let p = Params { min_periods: Some(3), ..Params::default() };
     let clean = seasonal_series(None);
     let mut det = Detector::new(Kind::Seasonal, Direction::Both, &p).unwrap();
     let hits = flagged(&mut det, &clean);
     // Until three days are seen it falls back to n-sigma, which the cycle fools: only
     // judge the days after.
-    assert!(
-        hits.iter().all(|&i| i < 3 * 288),
-        "alarms on a normal day: {hits:?}"
-    );
+    assert!(hits.iter().all(|&i| i < 3 * 288), "alarms on a normal day: {hits:?}");
     let broken = seasonal_series(Some(6));
     let mut det = Detector::new(Kind::Seasonal, Direction::Both, &p).unwrap();
     let hits = flagged(&mut det, &broken);
     let late: Vec<usize> = hits.into_iter().filter(|&i| i >= 3 * 288).collect();
-    assert!(
-        !late.is_empty() && late.iter().all(|&i| (6 * 288..7 * 288 + 3).contains(&i)),
-        "{late:?}"
-    );
+    assert!(!late.is_empty() && late.iter().all(|&i| (6 * 288..7 * 288 + 3).contains(&i)), "{late:?}");
 }
 
 #[test]
@@ -178,16 +153,9 @@ fn direction_is_respected() {
         let mut xs = base(12);
         xs[AT] -= 20.0;
         let hits = flagged(&mut detector(kind, Direction::Up), &xs);
-        assert!(
-            hits.is_empty(),
-            "{kind:?} up-only fired on a drop: {hits:?}"
-        );
+        assert!(hits.is_empty(), "{kind:?} up-only fired on a drop: {hits:?}");
         let hits = flagged(&mut detector(kind, Direction::Down), &xs);
-        assert_eq!(
-            first_after(&hits, AT),
-            Some(0),
-            "{kind:?} down-only missed a drop"
-        );
+        assert_eq!(first_after(&hits, AT), Some(0), "{kind:?} down-only missed a drop");
     }
 }
 
@@ -203,10 +171,7 @@ fn appending_future_points_never_changes_past_decisions() {
             series
                 .iter()
                 .enumerate()
-                .map(|(i, &x)| {
-                    det.update(i as i64 * STEP_MS, x)
-                        .map(|v| (v.is_anomalous(), v.score().to_bits()))
-                })
+                .map(|(i, &x)| det.update(i as i64 * STEP_MS, x).map(|v| (v.is_anomalous(), v.score().to_bits())))
                 .collect()
         };
         let a = run(short);
@@ -219,24 +184,10 @@ fn appending_future_points_never_changes_past_decisions() {
 fn multivariate_flags_a_joint_shift_and_blames_the_right_metrics() {
     let mut r = Noise::new(21);
     let names: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
-    let mut det = Multivariate::new(
-        names,
-        &Params {
-            init: Some(300),
-            ..Params::default()
-        },
-    );
+    let mut det = Multivariate::new(names, &Params { init: Some(300), ..Params::default() });
     let row = |r: &mut Noise, shift: bool| -> Vec<f64> {
         (0..10)
-            .map(|i| {
-                10.0 * i as f64
-                    + r.normal()
-                    + if shift && (i == 3 || i == 7) {
-                        6.0
-                    } else {
-                        0.0
-                    }
-            })
+            .map(|i| 10.0 * i as f64 + r.normal() + if shift && (i == 3 || i == 7) { 6.0 } else { 0.0 })
             .collect()
     };
     let mut false_alarms = 0;
@@ -247,10 +198,7 @@ fn multivariate_flags_a_joint_shift_and_blames_the_right_metrics() {
         }
     }
     // q = 1e-3 means about three on 3000 normal rows.
-    assert!(
-        false_alarms <= 8,
-        "{false_alarms} false alarms on 3000 clean rows"
-    );
+    assert!(false_alarms <= 8, "{false_alarms} false alarms on 3000 clean rows");
     let x = row(&mut r, true);
     let v = det.update(&x).expect("ready");
     assert!(v.ratio >= 1.0, "{v:?}");
@@ -269,3 +217,5 @@ fn fft_round_trips() {
         assert!((a - b).abs() < 1e-9);
     }
 }
+
+

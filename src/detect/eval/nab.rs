@@ -35,24 +35,9 @@ pub struct Profile {
     pub fn_: f64,
 }
 
-pub const STANDARD: Profile = Profile {
-    name: "standard",
-    tp: 1.0,
-    fp: 0.11,
-    fn_: 1.0,
-};
-pub const LOW_FP: Profile = Profile {
-    name: "reward_low_FP_rate",
-    tp: 1.0,
-    fp: 0.22,
-    fn_: 1.0,
-};
-pub const LOW_FN: Profile = Profile {
-    name: "reward_low_FN_rate",
-    tp: 1.0,
-    fp: 0.11,
-    fn_: 2.0,
-};
+pub const STANDARD: Profile = Profile { name: "standard", tp: 1.0, fp: 0.11, fn_: 1.0 };
+pub const LOW_FP: Profile = Profile { name: "reward_low_FP_rate", tp: 1.0, fp: 0.22, fn_: 1.0 };
+pub const LOW_FN: Profile = Profile { name: "reward_low_FN_rate", tp: 1.0, fp: 0.11, fn_: 2.0 };
 
 /// One NAB data file with its windows as row ranges.
 pub struct NabFile {
@@ -67,8 +52,7 @@ pub struct NabFile {
 pub fn load(dir: &Path) -> anyhow::Result<Vec<NabFile>> {
     let labels_path = dir.join("labels/combined_windows.json");
     let labels: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&labels_path)
-            .with_context(|| format!("cannot read {}", labels_path.display()))?,
+        &std::fs::read(&labels_path).with_context(|| format!("cannot read {}", labels_path.display()))?,
     )
     .with_context(|| format!("{} is not JSON", labels_path.display()))?;
     let mut files = Vec::new();
@@ -83,8 +67,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<NabFile>> {
             continue;
         }
         let src = crate::io::input::open(&path)?;
-        let mut csv = CsvReader::new(src.reader, 0, 1)?
-            .with_context(|| format!("{} is empty", path.display()))?;
+        let mut csv = CsvReader::new(src.reader, 0, 1)?.with_context(|| format!("{} is empty", path.display()))?;
         let (mut ts, mut values, mut row) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(r) = csv.next_row(&mut row)? {
             if let Ok(t) = r {
@@ -106,12 +89,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<NabFile>> {
                 windows.push((left, right - 1));
             }
         }
-        files.push(NabFile {
-            name: key.clone(),
-            ts,
-            values,
-            windows,
-        });
+        files.push(NabFile { name: key.clone(), ts, values, windows });
     }
     if files.is_empty() {
         anyhow::bail!("no NAB data file with windows under {}", dir.display());
@@ -126,13 +104,7 @@ pub fn detect(file: &NabFile, cfg: &Config) -> Vec<bool> {
     let mut out = Vec::new();
     let mut hits = vec![false; file.ts.len()];
     for (i, (&t, &v)) in file.ts.iter().zip(&file.values).enumerate() {
-        engine.observe(
-            t,
-            "nab",
-            SERIES_KIND,
-            std::iter::once(("value", v)),
-            &mut out,
-        );
+        engine.observe(t, "nab", SERIES_KIND, std::iter::once(("value", v)), &mut out);
         for rec in out.drain(..) {
             if let Record::Anomaly(a) = rec {
                 if a.end.is_none() && a.ts == t {
@@ -174,11 +146,7 @@ pub fn score_file(file: &NabFile, detections: &[bool], p: Profile) -> (f64, usiz
             let s = scaled_sigmoid(pos) * p.tp / max_tp;
             window_score[w] = window_score[w].max(s);
         } else {
-            let prev = file
-                .windows
-                .iter()
-                .filter(|&&(_, r)| r < i)
-                .max_by_key(|&&(_, r)| r);
+            let prev = file.windows.iter().filter(|&&(_, r)| r < i).max_by_key(|&&(_, r)| r);
             let unweighted = match prev {
                 None => -1.0,
                 Some(&(l, r)) => scaled_sigmoid((i - r) as f64 / ((r - l) as f64).max(1.0)),
@@ -229,12 +197,7 @@ pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
         );
     }
     for p in [STANDARD, LOW_FP, LOW_FN] {
-        let _ = writeln!(
-            s,
-            "  NAB score ({}): {:.1}",
-            p.name,
-            normalised(&files, &detections, p)
-        );
+        let _ = writeln!(s, "  NAB score ({}): {:.1}", p.name, normalised(&files, &detections, p));
     }
     Ok(s)
 }
@@ -244,12 +207,7 @@ mod tests {
     use super::*;
 
     fn file(n: usize, windows: Vec<(usize, usize)>) -> NabFile {
-        NabFile {
-            name: "t".into(),
-            ts: (0..n as i64).collect(),
-            values: vec![0.0; n],
-            windows,
-        }
+        NabFile { name: "t".into(), ts: (0..n as i64).collect(), values: vec![0.0; n], windows }
     }
 
     #[test]
@@ -272,10 +230,7 @@ mod tests {
         let mut early = vec![false; 10_000];
         early[3100] = true;
         let files = vec![f];
-        let (l, e) = (
-            normalised(&files, &[late.clone()], STANDARD),
-            normalised(&files, &[early], STANDARD),
-        );
+        let (l, e) = (normalised(&files, &[late.clone()], STANDARD), normalised(&files, &[early], STANDARD));
         assert!(e > l && l > 0.0, "early {e} late {l}");
         let mut with_fp = late.clone();
         with_fp[2000] = true;

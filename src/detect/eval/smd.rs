@@ -29,8 +29,7 @@ pub struct Machine {
 }
 
 fn read_rows(path: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
@@ -47,12 +46,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Machine>> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("test"))
         .with_context(|| format!("cannot list {}", dir.join("test").display()))?
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".txt"))
-                .map(String::from)
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".txt")).map(String::from))
         .collect();
     names.sort();
     let mut machines = Vec::new();
@@ -73,12 +67,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Machine>> {
                     let (a, b) = range.split_once('-')?;
                     let dims: Option<Vec<usize>> = dims
                         .split(',')
-                        .map(|d| {
-                            d.trim()
-                                .parse::<usize>()
-                                .ok()
-                                .and_then(|d| d.checked_sub(1))
-                        })
+                        .map(|d| d.trim().parse::<usize>().ok().and_then(|d| d.checked_sub(1)))
                         .collect();
                     Some((a.trim().parse().ok()?, b.trim().parse().ok()?, dims?))
                 })();
@@ -89,19 +78,9 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Machine>> {
             }
         }
         if labels.len() != test.len() {
-            anyhow::bail!(
-                "{name}: {} labels for {} test rows",
-                labels.len(),
-                test.len()
-            );
+            anyhow::bail!("{name}: {} labels for {} test rows", labels.len(), test.len());
         }
-        machines.push(Machine {
-            name,
-            train,
-            test,
-            labels,
-            interpretation,
-        });
+        machines.push(Machine { name, train, test, labels, interpretation });
     }
     if machines.is_empty() {
         anyhow::bail!("no machine under {}", dir.display());
@@ -129,10 +108,7 @@ pub fn run(m: &Machine, cfg: &Config) -> Run {
         predicted.push(hit);
         rankings.push(hit.then(|| det.contributors(d).into_iter().map(|(i, _)| i).collect()));
     }
-    Run {
-        predicted,
-        rankings,
-    }
+    Run { predicted, rankings }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -293,10 +269,7 @@ mod tests {
     fn point_adjustment_fills_detected_segments_only() {
         let labels = [false, true, true, true, false, true, true];
         let pred = [true, false, true, false, false, false, false];
-        assert_eq!(
-            point_adjust(&pred, &labels),
-            vec![true, true, true, true, false, false, false]
-        );
+        assert_eq!(point_adjust(&pred, &labels), vec![true, true, true, true, false, false, false]);
         let c = counts(&pred, &labels);
         assert_eq!((c.tp, c.fp, c.fn_), (1, 1, 4));
     }
