@@ -107,10 +107,8 @@ impl CausalGraph {
                 "runs_on" | "belongs_to" => parents[s].push(d),
                 "connect" | "is_client" => connects.push((s, d)),
                 "is_server" => connects.push((d, s)),
-                "is_peer" => {
-                    connects.push((s, d));
-                    connects.push((d, s));
-                }
+                // gala-topo: client tcp_link is_peer server tcp_link.
+                "is_peer" => connects.push((s, d)),
                 _ => {}
             }
         }

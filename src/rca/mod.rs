@@ -91,8 +91,8 @@ fn static_rel(rel: &str) -> Option<&'static str> {
 }
 
 /// The causal graph of what the store holds now: gala-topo's edges when the stream has
-/// them, together with the minimal topology derived from the entity records (a stream
-/// may carry only some kinds of edges; duplicates collapse in the graph).
+/// them, together with what gala-topo's builder derives from the entity records (a stream
+/// may carry only some kinds of edges, or none; duplicates collapse in the graph).
 pub fn graph(store: &Store) -> CausalGraph {
     let mut rels: Vec<Relation> = store
         .edges
@@ -105,10 +105,13 @@ pub fn graph(store: &Store) -> CausalGraph {
             })
         })
         .collect();
-    rels.extend(topology::relations(store.entities.values()));
-    rels.sort_by(|a, b| (a.rel, &a.src, &a.dst).cmp(&(b.rel, &b.src, &b.dst)));
+    let (derived, derived_kinds) = topology::relations(store.entities.values());
+    rels.extend(derived);
+    rels.sort();
     rels.dedup();
-    CausalGraph::build(&store.kinds, &rels)
+    let mut kinds = derived_kinds;
+    kinds.extend(store.kinds.iter().map(|(k, v)| (k.clone(), v.clone())));
+    CausalGraph::build(&kinds, &rels)
 }
 
 /// Reads the stream, passes it through (unless `only`), and writes the causes of every KPI

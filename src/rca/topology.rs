@@ -1,163 +1,66 @@
-//! A minimal topology built from entity keys and labels, for streams without gala-topo's
-//! edge records. It produces the same relations gala-topo writes (runs_on, belongs_to,
-//! connect) and nothing more clever; once gala-topo's library is on main it should replace
-//! this module (its edges are used as they come when the stream has them).
+//! The topology of streams that carry no edge records: the entities gala-rca remembers are
+//! handed to gala-topo's builder ([`crate::topo::build`]), so that gala-rca and gala-topo
+//! place every entity by the same rules (docs/topo.md).
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
-use crate::record::{entity_id, kind, Entity};
+use crate::record::Entity;
+use crate::topo::build::{build, AppCache};
+use crate::topo::state::State;
 
 /// One relation: `src` runs on / belongs to / connects to `dst`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Relation {
     pub rel: &'static str,
     pub src: String,
     pub dst: String,
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// gala-topo's relations over these entities, and the kinds of the nodes it derived
+/// (hosts and processes known only by reference, appinstances, outside peers).
+pub fn relations<'a>(
+    entities: impl IntoIterator<Item = &'a Entity>,
+) -> (Vec<Relation>, HashMap<String, String>) {
+    let mut state = State::new(0);
+    for e in entities {
+        let keys = serde_json::to_string(&e.keys).unwrap_or_else(|_| "{}".into());
+        let labels = serde_json::to_string(&e.labels).unwrap_or_else(|_| "{}".into());
+        // Keys and labels came through our own typed parse: objects of scalars, which
+        // gala-topo accepts; an entity it refused would only lose its relations.
+        let _ = state.entity(&e.id, &e.kind, &e.machine_id, &keys, Some(&labels));
     }
-}
-
-fn field(e: &Entity, name: &str) -> Option<String> {
-    text(e.keys.get(name)).or_else(|| text(e.labels.get(name)))
-}
-
-/// The id of the host entity of a machine, whether or not it was seen.
-pub fn host_id(machine_id: &str) -> String {
-    entity_id(machine_id, kind::HOST, [machine_id])
-}
-
-/// Derives runs_on, belongs_to and connect relations from the entities alone.
-pub fn relations<'a>(entities: impl IntoIterator<Item = &'a Entity>) -> Vec<Relation> {
-    let entities: Vec<&Entity> = entities.into_iter().collect();
-    let mut hosts: HashMap<&str, String> = HashMap::new();
-    let mut procs: HashMap<(&str, String), String> = HashMap::new();
-    let mut disks: HashMap<(&str, String), String> = HashMap::new();
-    let mut containers: HashMap<String, String> = HashMap::new();
-    for e in &entities {
-        match e.kind.as_str() {
-            kind::HOST => {
-                hosts.insert(&e.machine_id, e.id.clone());
-            }
-            kind::PROC => {
-                if let Some(tgid) = field(e, "tgid") {
-                    procs.insert((&e.machine_id, tgid), e.id.clone());
-                }
-            }
-            kind::DISK => {
-                if let Some(name) = field(e, "disk_name") {
-                    disks.insert((&e.machine_id, name), e.id.clone());
-                }
-            }
-            kind::CONTAINER => {
-                if let Some(cid) = field(e, "container_id") {
-                    containers.insert(cid, e.id.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    let host = |m: &str| hosts.get(m).cloned().unwrap_or_else(|| host_id(m));
-    let mut out = Vec::new();
-    let mut push = |rel, src: &str, dst: String| {
-        if src != dst {
-            out.push(Relation {
-                rel,
-                src: src.to_string(),
-                dst,
-            });
-        }
-    };
-    // Server side of each connection, by the address a client dials.
-    let mut servers: HashMap<(String, String), String> = HashMap::new();
-    for e in &entities {
-        if e.kind == kind::TCP_LINK && field(e, "role").as_deref() == Some("server") {
-            if let (Some(ip), Some(port), Some(tgid)) = (
-                field(e, "server_ip"),
-                field(e, "server_port"),
-                field(e, "tgid"),
-            ) {
-                if let Some(p) = procs.get(&(e.machine_id.as_str(), tgid)) {
-                    servers.insert((ip, port), p.clone());
-                }
-            }
-        }
-    }
-    for e in &entities {
-        let m = e.machine_id.as_str();
-        match e.kind.as_str() {
-            kind::HOST => {}
-            kind::PROC => {
-                push("runs_on", &e.id, host(m));
-                if let Some(cid) = field(e, "container_id") {
-                    if let Some(c) = containers.get(&cid) {
-                        push("belongs_to", &e.id, c.clone());
-                    }
-                }
-            }
-            kind::CONTAINER | kind::POD => push("runs_on", &e.id, host(m)),
-            kind::TCP_LINK
-            | kind::SLI
-            | kind::ENDPOINT
-            | kind::DNS
-            | kind::THREAD
-            | kind::LB_LINK => {
-                let owner = field(e, "tgid").and_then(|t| procs.get(&(m, t)).cloned());
-                match owner {
-                    Some(p) => push("belongs_to", &e.id, p),
-                    None => push("runs_on", &e.id, host(m)),
-                }
-                if e.kind == kind::TCP_LINK && field(e, "role").as_deref() == Some("client") {
-                    let dialled = (field(e, "server_ip"), field(e, "server_port"));
-                    if let (Some(ip), Some(port)) = dialled {
-                        if let Some(server) = servers.get(&(ip, port)) {
-                            push("connect", &e.id, server.clone());
-                        }
-                    }
-                }
-            }
-            kind::BLOCK => {
-                let disk = ["disk_name", "blk_name", "dev_name"]
-                    .iter()
-                    .filter_map(|k| field(e, k))
-                    .find_map(|name| {
-                        disks.get(&(m, name.clone())).cloned().or_else(|| {
-                            // sda1 → sda, nvme0n1p2 → nvme0n1.
-                            disks
-                                .iter()
-                                .filter(|((dm, d), _)| *dm == m && name.starts_with(d.as_str()))
-                                .max_by_key(|((_, d), _)| d.len())
-                                .map(|(_, id)| id.clone())
-                        })
-                    });
-                match disk {
-                    Some(d) => push("belongs_to", &e.id, d),
-                    None => push("belongs_to", &e.id, host(m)),
-                }
-            }
-            _ => push("belongs_to", &e.id, host(m)),
-        }
-    }
-    out
+    let graph = build(&state, 0, None, &mut AppCache::default());
+    let kinds = graph
+        .nodes
+        .iter()
+        .map(|(id, n)| (id.clone(), n.kind.clone()))
+        .collect();
+    let rels = graph
+        .edges
+        .into_iter()
+        .map(|e| Relation {
+            rel: e.rel,
+            src: e.src,
+            dst: e.dst,
+        })
+        .collect();
+    (rels, kinds)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::record::entity_id;
+    use serde_json::{json, Value};
 
     fn ent(machine: &str, k: &str, keys: Value, labels: Value) -> Entity {
         let keys = keys.as_object().unwrap().clone();
         let vals: Vec<String> = keys
             .values()
-            .map(|v| text(Some(v)).unwrap_or_default())
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                o => o.to_string(),
+            })
             .collect();
         Entity {
             ts: 0,
@@ -170,43 +73,36 @@ mod tests {
     }
 
     #[test]
-    fn vertical_and_horizontal_relations() {
+    fn gala_topo_places_the_entities() {
         let es = vec![
             ent("a", "host", json!({"machine_id": "a"}), json!({})),
-            ent(
-                "a",
-                "proc",
-                json!({"tgid": 10}),
-                json!({"comm": "client", "container_id": "c1"}),
-            ),
-            ent("a", "container", json!({"container_id": "c1"}), json!({})),
+            ent("a", "proc", json!({"tgid": 10}), json!({"comm": "client"})),
             ent(
                 "a",
                 "tcp_link",
-                json!({"tgid": 10, "role": "client", "client_ip": "1.1.1.1", "server_ip": "2.2.2.2", "server_port": 6379}),
+                json!({"tgid": 10, "role": "client", "client_ip": "10.0.0.1", "server_ip": "10.0.0.2", "server_port": 6379}),
                 json!({}),
             ),
+            ent("b", "host", json!({"machine_id": "b"}), json!({})),
             ent("b", "proc", json!({"tgid": 20}), json!({"comm": "redis"})),
             ent(
                 "b",
                 "tcp_link",
-                json!({"tgid": 20, "role": "server", "client_ip": "1.1.1.1", "server_ip": "2.2.2.2", "server_port": 6379}),
+                json!({"tgid": 20, "role": "server", "client_ip": "10.0.0.1", "server_ip": "10.0.0.2", "server_port": 6379}),
                 json!({}),
             ),
             ent("b", "disk", json!({"disk_name": "sda"}), json!({})),
             ent("b", "block", json!({"blk_name": "sda1"}), json!({})),
         ];
-        let link = es[3].id.clone();
-        let rels = relations(&es);
+        let link = es[2].id.clone();
+        let (rels, _) = relations(&es);
         let has = |rel: &str, s: &str, d: &str| {
             rels.iter()
                 .any(|r| r.rel == rel && r.src == s && r.dst == d)
         };
-        assert!(has("runs_on", "a_proc_10", "a_host_a"));
-        assert!(has("belongs_to", "a_proc_10", "a_container_c1"));
-        assert!(has("runs_on", "b_proc_20", "b_host_b"), "{rels:?}");
-        assert!(has("belongs_to", "b_block_sda1", "b_disk_sda"));
-        assert!(has("connect", &link, "b_proc_20"));
-        assert!(has("belongs_to", &link, "a_proc_10"));
+        assert!(has("runs_on", "a_proc_10", "a_host_a"), "{rels:?}");
+        assert!(has("belongs_to", &link, "a_proc_10"), "{rels:?}");
+        assert!(has("belongs_to", "b_block_sda1", "b_disk_sda"), "{rels:?}");
+        assert!(has("connect", "a_proc_10", "b_proc_20"), "{rels:?}");
     }
 }
