@@ -8,7 +8,15 @@ type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
 
 /// (description, constructor) of every probe, in the order they run and are listed.
 fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
-    vec![]
+    #[allow(unused_mut)]
+    let mut all: Vec<(&'static ProbeSpec, Constructor)> = vec![];
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    {
+        use super::bpf::sys;
+        all.push((&sys::sched::SPEC, sys::sched::Sched::new));
+        all.push((&sys::io::SPEC, sys::io::Io::new));
+    }
+    all
 }
 
 /// Every probe's description.

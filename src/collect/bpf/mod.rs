@@ -6,6 +6,7 @@
 //! probe objects, so they are gone when the collector exits, however it exits.
 
 pub mod hooks;
+pub mod sys;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
