@@ -15,6 +15,7 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         use super::bpf::sys;
         all.push((&sys::sched::SPEC, sys::sched::Sched::new));
         all.push((&sys::io::SPEC, sys::io::Io::new));
+        all.push((&sys::mem::SPEC, sys::mem::Mem::new));
     }
     all
 }
