@@ -16,6 +16,7 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         all.push((&sys::sched::SPEC, sys::sched::Sched::new));
         all.push((&sys::io::SPEC, sys::io::Io::new));
         all.push((&sys::mem::SPEC, sys::mem::Mem::new));
+        all.push((&sys::syscall::SPEC, sys::syscall::Syscall::new));
     }
     all
 }
