@@ -103,7 +103,8 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	     unsigned int prev_state)
 {
 	struct task_struct *cur = bpf_get_current_task_btf();
-	__u64 in_ts, run_delay, exec_ns, oncpu = 0, runq = 0, off = 0, e;
+	__u64 in_ts, run_delay, exec_ns, arrivals, oncpu = 0, runq = 0, off = 0, e;
+	bool waited = false;
 	struct sched_task *t;
 	struct sched_cpu *c;
 	__u32 zero = 0;
@@ -115,6 +116,7 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	in_ts = cur->sched_info.last_arrival;
 	run_delay = cur->sched_info.run_delay;
 	exec_ns = cur->se.sum_exec_runtime;
+	arrivals = cur->sched_info.pcount;
 	e = epoch;
 
 	t = bpf_task_storage_get(&tasks, cur, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -123,6 +125,8 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	if (t->seen) {
 		oncpu = exec_ns - t->exec_ns;
 		runq = run_delay - t->run_delay;
+		/* A switch-in after a wait on a run queue, even one the clock saw as 0 ns. */
+		waited = arrivals != t->arrivals;
 		if (t->out_ts && in_ts > t->out_ts + runq)
 			off = in_ts - t->out_ts - runq;
 	}
@@ -140,7 +144,7 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 		else if (t->out_state != TASK_RUNNING)
 			q->sleep_ns += off;
 	}
-	if (runq) {
+	if (waited) {
 		q->runq_ns += runq;
 		q->runq_cnt++;
 		if (runq > q->runq_max_ns)
@@ -160,6 +164,7 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	t->out_ts = t->seen ? in_ts + oncpu : 0;
 	t->exec_ns = exec_ns;
 	t->run_delay = run_delay;
+	t->arrivals = arrivals;
 	t->out_state = prev_state;
 	t->seen = 1;
 	if (++t->switches >= FLUSH_EVERY || t->epoch != e || (prev_state & TASK_DEAD))

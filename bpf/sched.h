@@ -37,6 +37,7 @@ struct sched_task {
 	__u64 out_ts;		/* left the CPU at (rq clock, as sched_info keeps it) */
 	__u64 run_delay;	/* the kernel's sched_info.run_delay then */
 	__u64 exec_ns;		/* the kernel's se.sum_exec_runtime then */
+	__u64 arrivals;		/* the kernel's sched_info.pcount then */
 	__u32 out_state;	/* prev_state then */
 	__u32 seen;		/* the fields above are set */
 	__u64 epoch;		/* epoch of the last flush */

@@ -3,6 +3,8 @@
 //! Tests that need root and BPF call `common::require_bpf()`: they skip when not root
 //! unless GALA_REQUIRE_BPF=1 (as in CI), where they fail instead.
 
+#[path = "gala/bpf_sys.rs"]
+mod bpf_sys;
 #[path = "gala/common.rs"]
 mod common;
 #[path = "gala/docs.rs"]
