@@ -13,10 +13,10 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     {
         use super::bpf::sys;
-        all.push((&sys::sched::SPEC, sys::sched::Sched::new));
-        all.push((&sys::io::SPEC, sys::io::Io::new));
-        all.push((&sys::mem::SPEC, sys::mem::Mem::new));
-        all.push((&sys::syscall::SPEC, sys::syscall::Syscall::new));
+        all.push((&sys::sched::SPEC, sys::sched::Sched::start));
+        all.push((&sys::io::SPEC, sys::io::Io::start));
+        all.push((&sys::mem::SPEC, sys::mem::Mem::start));
+        all.push((&sys::syscall::SPEC, sys::syscall::Syscall::start));
     }
     all
 }

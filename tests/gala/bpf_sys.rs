@@ -28,7 +28,14 @@ impl Collector {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.ndjson");
         let child = Command::new(common::bin("gala-collect"))
-            .args(["--probes", probes, "--interval", "1s", "--line-buffered", "-o"])
+            .args([
+                "--probes",
+                probes,
+                "--interval",
+                "1s",
+                "--line-buffered",
+                "-o",
+            ])
             .arg(&out)
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
@@ -243,7 +250,10 @@ fn hog(cpu: usize) -> u32 {
 fn mean_runq_us(records: &[Value], tgid: u32) -> f64 {
     let id = proc_id(records, tgid);
     let waits = total(records, &id, "sched_runq_waits");
-    assert!(waits >= 100.0, "sleeper {tgid} waited on a run queue only {waits} times");
+    assert!(
+        waits >= 100.0,
+        "sleeper {tgid} waited on a run queue only {waits} times"
+    );
     total(records, &id, "sched_runq_delay_sum_us") / waits
 }
 
@@ -267,7 +277,10 @@ fn sched_runq_delay_rises_behind_cpu_hogs() {
         reap(h);
     }
     let records = c.finish();
-    let (a, b) = (mean_runq_us(&records, alone), mean_runq_us(&records, crowded));
+    let (a, b) = (
+        mean_runq_us(&records, alone),
+        mean_runq_us(&records, crowded),
+    );
     assert!(
         b > 3.0 * a && b > 100.0,
         "run-queue delay alone {a:.1} us, behind two CPU hogs {b:.1} us"
@@ -290,7 +303,8 @@ impl MemCgroup {
     fn new() -> MemCgroup {
         let name = format!("gala-test-oom-{}", std::process::id());
         let v2 = Path::new("/sys/fs/cgroup");
-        let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+        let controllers =
+            std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
         if controllers.split_whitespace().any(|c| c == "memory") {
             let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+memory");
             let dir = v2.join(name);
@@ -376,7 +390,10 @@ fn mem_oom_kill_names_victim() {
     assert_eq!(ev["attrs"]["pid"], victim);
     assert_eq!(ev["id"], proc_id(&records, victim));
     let cgroup = ev["attrs"]["cgroup"].as_str().unwrap_or_default();
-    assert!(cgroup.ends_with(&format!("gala-test-oom-{}", std::process::id())), "cgroup {cgroup:?}");
+    assert!(
+        cgroup.ends_with(&format!("gala-test-oom-{}", std::process::id())),
+        "cgroup {cgroup:?}"
+    );
 }
 
 #[test]

@@ -71,9 +71,11 @@ impl<K: Hash + Eq + Clone> Deltas<K> {
     /// What was added since the last call for this key (everything, for a new key).
     pub fn delta(&mut self, key: &K, cur: &[u64]) -> Vec<u64> {
         let d = match self.prev.get(key) {
-            Some(p) if p.len() == cur.len() => {
-                cur.iter().zip(p).map(|(c, p)| c.saturating_sub(*p)).collect()
-            }
+            Some(p) if p.len() == cur.len() => cur
+                .iter()
+                .zip(p)
+                .map(|(c, p)| c.saturating_sub(*p))
+                .collect(),
             _ => cur.to_vec(),
         };
         self.prev.insert(key.clone(), cur.to_vec());
@@ -159,7 +161,9 @@ impl Procs {
     }
 
     pub fn info(&mut self, tgid: u32) -> &ProcInfo {
-        self.known.entry(tgid).or_insert_with(|| read_proc_info(tgid))
+        self.known
+            .entry(tgid)
+            .or_insert_with(|| read_proc_info(tgid))
     }
 
     /// Forgets processes that no longer exist; returns their tgids so the probe can
@@ -253,7 +257,11 @@ pub fn attach(
         match prog.attach() {
             Ok(l) => links.push(l),
             Err(e) if *required => {
-                return Err(super::super::explain(probe, &format!("attaching {name}"), e))
+                return Err(super::super::explain(
+                    probe,
+                    &format!("attaching {name}"),
+                    e,
+                ))
             }
             Err(e) => missing.push(format!("{name}: {e}")),
         }
@@ -293,7 +301,10 @@ mod tests {
             container_id_of(&format!("0::/kubepods/burstable/pod1/{id}")).as_deref(),
             Some(id)
         );
-        assert_eq!(container_id_of("0::/user.slice/user-0.slice/session-1.scope"), None);
+        assert_eq!(
+            container_id_of("0::/user.slice/user-0.slice/session-1.scope"),
+            None
+        );
         // 65 hex characters is not an id.
         assert_eq!(container_id_of(&format!("0::/x/{id}a")), None);
     }

@@ -60,18 +60,60 @@ use MetricType::{Delta, Gauge, Histogram};
 macro_rules! io_metrics {
     ($k:literal) => {
         [
-            m($k, "io_lat_us", "us", Histogram, "request latency, issue to completion (log2 buckets)"),
+            m(
+                $k,
+                "io_lat_us",
+                "us",
+                Histogram,
+                "request latency, issue to completion (log2 buckets)",
+            ),
             m($k, "io_read_bytes", "bytes", Delta, "bytes read"),
             m($k, "io_write_bytes", "bytes", Delta, "bytes written"),
             m($k, "io_reads", "count", Delta, "read requests completed"),
             m($k, "io_writes", "count", Delta, "write requests completed"),
-            m($k, "io_read_lat_avg_us", "us", Gauge, "mean read latency, issue to completion"),
-            m($k, "io_write_lat_avg_us", "us", Gauge, "mean write latency, issue to completion"),
-            m($k, "io_lat_max_us", "us", Gauge, "longest request in the interval"),
-            m($k, "io_queue_avg_us", "us", Gauge, "mean time queued in the I/O scheduler, insert to issue"),
+            m(
+                $k,
+                "io_read_lat_avg_us",
+                "us",
+                Gauge,
+                "mean read latency, issue to completion",
+            ),
+            m(
+                $k,
+                "io_write_lat_avg_us",
+                "us",
+                Gauge,
+                "mean write latency, issue to completion",
+            ),
+            m(
+                $k,
+                "io_lat_max_us",
+                "us",
+                Gauge,
+                "longest request in the interval",
+            ),
+            m(
+                $k,
+                "io_queue_avg_us",
+                "us",
+                Gauge,
+                "mean time queued in the I/O scheduler, insert to issue",
+            ),
             m($k, "io_small_reqs", "count", Delta, "requests under 4 KiB"),
-            m($k, "io_large_reqs", "count", Delta, "requests of 4 KiB or more"),
-            m($k, "io_errors", "count", Delta, "requests that failed (block_rq_error)"),
+            m(
+                $k,
+                "io_large_reqs",
+                "count",
+                Delta,
+                "requests of 4 KiB or more",
+            ),
+            m(
+                $k,
+                "io_errors",
+                "count",
+                Delta,
+                "requests that failed (block_rq_error)",
+            ),
         ]
     };
 }
@@ -144,7 +186,7 @@ pub struct Io {
 unsafe impl Send for Io {}
 
 impl Io {
-    pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let open = IoSkelBuilder::default()
             .open(common::object_slot())
@@ -171,7 +213,10 @@ impl Io {
     }
 
     fn dev(&mut self, dev: u32) -> Option<Dev> {
-        self.devs.entry(dev).or_insert_with(|| dev_names(dev)).clone()
+        self.devs
+            .entry(dev)
+            .or_insert_with(|| dev_names(dev))
+            .clone()
     }
 }
 
@@ -191,7 +236,10 @@ impl Probe for Io {
         let mut disks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let mut tgids = Vec::new();
         for (key, cur) in common::entries(&self.skel.maps.stats, WORDS) {
-            let (Some(kind_), Some(id)) = (common::key_u32(&key), key.get(4..).and_then(common::key_u32)) else {
+            let (Some(kind_), Some(id)) = (
+                common::key_u32(&key),
+                key.get(4..).and_then(common::key_u32),
+            ) else {
                 continue;
             };
             let mut d = self.deltas.delta(&(kind_, id), &cur);
@@ -217,7 +265,9 @@ impl Probe for Io {
                 }
                 KEY_DEV => {
                     let Some(dev) = self.dev(id) else { continue };
-                    let sum = disks.entry(dev.disk.clone()).or_insert_with(|| vec![0; WORDS]);
+                    let sum = disks
+                        .entry(dev.disk.clone())
+                        .or_insert_with(|| vec![0; WORDS]);
                     for (i, (s, v)) in sum.iter_mut().zip(&d).enumerate() {
                         *s = if i == LAT_MAX { (*s).max(*v) } else { *s + v };
                     }
@@ -260,7 +310,12 @@ impl Probe for Io {
             let _ = self.skel.maps.stats.delete(&key);
             self.deltas.forget(&(KEY_PROC, tgid));
         }
-        let bss = self.skel.maps.bss_data.as_deref_mut().expect("checked above");
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("checked above");
         common::write_volatile(&mut bss.epoch, epoch + 1);
         Ok(())
     }
@@ -296,10 +351,16 @@ fn metrics(d: &[u64]) -> Metrics {
     m.insert("io_reads".into(), d[RD_CNT] as f64);
     m.insert("io_writes".into(), d[WR_CNT] as f64);
     if d[RD_CNT] > 0 {
-        m.insert("io_read_lat_avg_us".into(), us(d[RD_LAT]) / d[RD_CNT] as f64);
+        m.insert(
+            "io_read_lat_avg_us".into(),
+            us(d[RD_LAT]) / d[RD_CNT] as f64,
+        );
     }
     if d[WR_CNT] > 0 {
-        m.insert("io_write_lat_avg_us".into(), us(d[WR_LAT]) / d[WR_CNT] as f64);
+        m.insert(
+            "io_write_lat_avg_us".into(),
+            us(d[WR_LAT]) / d[WR_CNT] as f64,
+        );
     }
     m.insert("io_lat_max_us".into(), us(d[LAT_MAX]));
     if d[QUEUE_CNT] > 0 {

@@ -127,7 +127,9 @@ fn cgroup_mounts() -> (Option<PathBuf>, Option<PathBuf>) {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let (mut v2, mut v1mem) = (None, None);
     for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mount = left.split(' ').nth(4).map(PathBuf::from);
         let mut r = right.split(' ');
         let fstype = r.next().unwrap_or("");
@@ -175,7 +177,7 @@ pub struct Mem {
 unsafe impl Send for Mem {}
 
 impl Mem {
-    pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let open = MemSkelBuilder::default()
             .open(common::object_slot())
@@ -217,9 +219,7 @@ impl Mem {
             if data.len() >= std::mem::size_of::<OomEvent>() {
                 // SAFETY: the kernel wrote a whole struct mem_oom_event (size checked);
                 // read_unaligned makes no alignment assumption.
-                let ev = unsafe {
-                    std::ptr::read_unaligned(data.as_ptr() as *const OomEvent)
-                };
+                let ev = unsafe { std::ptr::read_unaligned(data.as_ptr() as *const OomEvent) };
                 if let Ok(mut v) = sink.lock() {
                     v.push(ev);
                 }
@@ -249,9 +249,7 @@ impl Mem {
             let trigger = c_str(&ev.trigger_comm);
             let cgroup = memcg_path(ev.memcg_id, ev.cgroup_id);
             let container = cgroup.as_deref().and_then(common::container_id_of);
-            if !iv.filter.is_empty()
-                && !iv.filter.matches(ev.tgid, &comm, container.as_deref())
-            {
+            if !iv.filter.is_empty() && !iv.filter.matches(ev.tgid, &comm, container.as_deref()) {
                 continue;
             }
             let mut attrs = Fields::new();
@@ -299,7 +297,12 @@ impl Mem {
         }
         for (id, cur) in seen {
             let d = self.memcg.delta(&id, &cur);
-            if iv.filter.container.as_deref().is_some_and(|c| !id.starts_with(c)) {
+            if iv
+                .filter
+                .container
+                .as_deref()
+                .is_some_and(|c| !id.starts_with(c))
+            {
                 continue;
             }
             let mut m = Metrics::new();
@@ -321,7 +324,9 @@ impl Probe for Mem {
         self.oom_events(iv);
         let mut tgids = Vec::new();
         for (key, cur) in common::entries(&self.skel.maps.procs, P_WORDS) {
-            let Some(tgid) = common::key_u32(&key) else { continue };
+            let Some(tgid) = common::key_u32(&key) else {
+                continue;
+            };
             tgids.push(tgid);
             let d = self.procs.delta(&tgid, &cur);
             if d.iter().all(|&v| v == 0) || !self.who.wanted(iv.filter, tgid) {
@@ -331,7 +336,10 @@ impl Probe for Mem {
             let ms = |ns: u64| ns as f64 / 1e6;
             m.insert("mem_direct_reclaim_ms".into(), ms(d[P_DIRECT_NS]));
             m.insert("mem_direct_reclaims".into(), d[P_DIRECT_CNT] as f64);
-            m.insert("mem_direct_reclaimed_pages".into(), d[P_DIRECT_PAGES] as f64);
+            m.insert(
+                "mem_direct_reclaimed_pages".into(),
+                d[P_DIRECT_PAGES] as f64,
+            );
             m.insert("mem_memcg_reclaim_ms".into(), ms(d[P_MEMCG_NS]));
             m.insert("mem_memcg_reclaims".into(), d[P_MEMCG_CNT] as f64);
             m.insert("mem_memcg_reclaimed_pages".into(), d[P_MEMCG_PAGES] as f64);
@@ -462,7 +470,12 @@ fn walk_cgroups(dir: &Path, depth: u32, f: &mut dyn FnMut(&Path)) {
 /// (times the limit was hit) and memory.oom_control's oom_kill.
 fn read_memcg_events(dir: &Path) -> Option<Vec<u64>> {
     if let Ok(text) = std::fs::read_to_string(dir.join("memory.events")) {
-        return Some(MEMCG_EVENTS.iter().map(|(k, _)| memory_event(&text, k)).collect());
+        return Some(
+            MEMCG_EVENTS
+                .iter()
+                .map(|(k, _)| memory_event(&text, k))
+                .collect(),
+        );
     }
     let oom = std::fs::read_to_string(dir.join("memory.oom_control")).ok()?;
     let failcnt = std::fs::read_to_string(dir.join("memory.failcnt"))

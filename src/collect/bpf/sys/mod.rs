@@ -11,3 +11,13 @@ pub mod io;
 pub mod mem;
 pub mod sched;
 pub mod syscall;
+
+use super::hooks::Hooks;
+
+/// Every probe here with the hooks it needs, for `gala-collect doctor`.
+pub const HOOKS: &[(&str, Hooks)] = &[
+    ("sched", sched::HOOKS),
+    ("io", io::HOOKS),
+    ("mem", mem::HOOKS),
+    ("syscall", syscall::HOOKS),
+];

@@ -28,8 +28,20 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
-const fn m(kind: &'static str, name: &'static str, unit: &'static str, mtype: MetricType, help: &'static str) -> MetricSpec {
-    MetricSpec { kind, name, unit, mtype, help }
+const fn m(
+    kind: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    mtype: MetricType,
+    help: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        kind,
+        name,
+        unit,
+        mtype,
+        help,
+    }
 }
 use MetricType::{Delta, Gauge, Histogram};
 
@@ -99,7 +111,7 @@ pub struct Sched {
 unsafe impl Send for Sched {}
 
 impl Sched {
-    pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let open = SchedSkelBuilder::default()
             .open(common::object_slot())
@@ -140,7 +152,9 @@ impl Probe for Sched {
         let entries = common::entries(&self.skel.maps.procs, P_WORDS);
         let mut tgids = Vec::with_capacity(entries.len());
         for (key, cur) in &entries {
-            let Some(tgid) = common::key_u32(key) else { continue };
+            let Some(tgid) = common::key_u32(key) else {
+                continue;
+            };
             tgids.push(tgid);
             let d = self.procs.delta(&tgid, cur);
             if tgid == 0 || !self.who.wanted(iv.filter, tgid) {
@@ -182,7 +196,9 @@ impl Probe for Sched {
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
         {
             for (cpu, bytes) in per_cpu.iter().enumerate() {
-                let Some(cur) = common::words(bytes, C_WORDS) else { continue };
+                let Some(cur) = common::words(bytes, C_WORDS) else {
+                    continue;
+                };
                 let d = self.cpus.delta(&(cpu as u32), &cur);
                 let max = common::interval_max(cur[C_RUNQ_MAX], cur[C_RUNQ_MAX_EPOCH], epoch);
                 let mut m = BTreeMap::new();
@@ -195,7 +211,12 @@ impl Probe for Sched {
                 common::push(iv.records, rec);
             }
         }
-        let bss = self.skel.maps.bss_data.as_deref_mut().expect("checked above");
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("checked above");
         common::write_volatile(&mut bss.epoch, epoch + 1);
         Ok(())
     }
@@ -203,14 +224,14 @@ impl Probe for Sched {
     fn status(&self, extra: &mut Fields) {
         let p = &self.skel.progs;
         let m = &self.skel.maps;
-        let dropped = m.bss_data.as_deref().map_or(0, |b| common::read_volatile(&b.dropped));
+        let dropped = m
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| common::read_volatile(&b.dropped));
         common::add_status(
             extra,
             "sched",
-            &[
-                ("on_switch", &p.on_switch),
-                ("on_migrate", &p.on_migrate),
-            ],
+            &[("on_switch", &p.on_switch), ("on_migrate", &p.on_migrate)],
             &[("procs", &m.procs), ("cpus", &m.cpus)],
             dropped,
             &self.missing,
@@ -225,6 +246,9 @@ fn runq_metrics(m: &mut Metrics, sum_ns: u64, count: u64, max_ns: u64) {
     }
     m.insert("sched_runq_delay_sum_us".into(), sum_ns as f64 / 1e3);
     m.insert("sched_runq_waits".into(), count as f64);
-    m.insert("sched_runq_delay_avg_us".into(), sum_ns as f64 / 1e3 / count as f64);
+    m.insert(
+        "sched_runq_delay_avg_us".into(),
+        sum_ns as f64 / 1e3 / count as f64,
+    );
     m.insert("sched_runq_delay_max_us".into(), max_ns as f64 / 1e3);
 }

@@ -23,7 +23,12 @@ pub const HOOKS: Hooks = &[
     (Hook::RawTracepoint("sys_exit"), Need::Required),
 ];
 
-const fn m(name: &'static str, unit: &'static str, mtype: MetricType, help: &'static str) -> MetricSpec {
+const fn m(
+    name: &'static str,
+    unit: &'static str,
+    mtype: MetricType,
+    help: &'static str,
+) -> MetricSpec {
     MetricSpec {
         kind: "proc",
         name,
@@ -81,7 +86,7 @@ pub struct Syscall {
 unsafe impl Send for Syscall {}
 
 impl Syscall {
-    pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = SyscallSkelBuilder::default()
             .open(common::object_slot())
@@ -93,7 +98,10 @@ impl Syscall {
             .ok_or_else(|| anyhow::anyhow!("syscall: no .rodata map"))?;
         for (family, nrs) in family_table() {
             for nr in nrs {
-                if let Some(slot) = usize::try_from(nr).ok().and_then(|n| rodata.families.get_mut(n)) {
+                if let Some(slot) = usize::try_from(nr)
+                    .ok()
+                    .and_then(|n| rodata.families.get_mut(n))
+                {
                     *slot = family;
                 }
             }
@@ -133,7 +141,9 @@ impl Probe for Syscall {
         let mut per_proc: HashMap<u32, Metrics> = HashMap::new();
         let mut tgids = Vec::new();
         for (key, cur) in common::entries(&self.skel.maps.errors, 1) {
-            let Some((tgid, errno)) = split_key(&key) else { continue };
+            let Some((tgid, errno)) = split_key(&key) else {
+                continue;
+            };
             tgids.push(tgid);
             let d = self.errors.delta(&(tgid, errno), &cur)[0];
             if d == 0 {
@@ -141,10 +151,13 @@ impl Probe for Syscall {
             }
             let m = per_proc.entry(tgid).or_default();
             *m.entry("syscall_failed".into()).or_default() += d as f64;
-            *m.entry(format!("syscall_errno_{}", errno_name(errno))).or_default() += d as f64;
+            *m.entry(format!("syscall_errno_{}", errno_name(errno)))
+                .or_default() += d as f64;
         }
         for (key, cur) in common::entries(&self.skel.maps.lats, L_WORDS) {
-            let Some((tgid, family)) = split_key(&key) else { continue };
+            let Some((tgid, family)) = split_key(&key) else {
+                continue;
+            };
             tgids.push(tgid);
             let d = self.lats.delta(&(tgid, family), &cur);
             let Some(name) = FAMILIES.get(family as usize).filter(|n| !n.is_empty()) else {
@@ -189,7 +202,12 @@ impl Probe for Syscall {
                 }
             }
         }
-        let bss = self.skel.maps.bss_data.as_deref_mut().expect("checked above");
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("checked above");
         common::write_volatile(&mut bss.epoch, epoch + 1);
         Ok(())
     }
@@ -220,18 +238,54 @@ fn split_key(key: &[u8]) -> Option<(u32, u32)> {
 fn family_table() -> Vec<(u8, Vec<libc::c_long>)> {
     use libc::*;
     let io = vec![
-        SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_pread64, SYS_pwrite64, SYS_preadv,
-        SYS_pwritev, SYS_preadv2, SYS_pwritev2, SYS_fsync, SYS_fdatasync, SYS_sync,
-        SYS_syncfs, SYS_sync_file_range, SYS_io_submit, SYS_io_getevents, SYS_io_uring_enter,
-        SYS_sendfile, SYS_splice, SYS_tee, SYS_vmsplice, SYS_copy_file_range,
+        SYS_read,
+        SYS_write,
+        SYS_readv,
+        SYS_writev,
+        SYS_pread64,
+        SYS_pwrite64,
+        SYS_preadv,
+        SYS_pwritev,
+        SYS_preadv2,
+        SYS_pwritev2,
+        SYS_fsync,
+        SYS_fdatasync,
+        SYS_sync,
+        SYS_syncfs,
+        SYS_sync_file_range,
+        SYS_io_submit,
+        SYS_io_getevents,
+        SYS_io_uring_enter,
+        SYS_sendfile,
+        SYS_splice,
+        SYS_tee,
+        SYS_vmsplice,
+        SYS_copy_file_range,
     ];
     let net = vec![
-        SYS_socket, SYS_connect, SYS_accept, SYS_accept4, SYS_bind, SYS_listen, SYS_shutdown,
-        SYS_sendto, SYS_recvfrom, SYS_sendmsg, SYS_recvmsg, SYS_sendmmsg, SYS_recvmmsg,
+        SYS_socket,
+        SYS_connect,
+        SYS_accept,
+        SYS_accept4,
+        SYS_bind,
+        SYS_listen,
+        SYS_shutdown,
+        SYS_sendto,
+        SYS_recvfrom,
+        SYS_sendmsg,
+        SYS_recvmsg,
+        SYS_sendmmsg,
+        SYS_recvmmsg,
     ];
     let sched = vec![
-        SYS_sched_yield, SYS_nanosleep, SYS_clock_nanosleep, SYS_sched_setaffinity,
-        SYS_sched_getaffinity, SYS_sched_setscheduler, SYS_sched_setparam, SYS_wait4,
+        SYS_sched_yield,
+        SYS_nanosleep,
+        SYS_clock_nanosleep,
+        SYS_sched_setaffinity,
+        SYS_sched_getaffinity,
+        SYS_sched_setscheduler,
+        SYS_sched_setparam,
+        SYS_wait4,
         SYS_waitid,
     ];
     let mut fork = vec![SYS_clone, SYS_clone3, SYS_execve, SYS_execveat];
@@ -245,22 +299,60 @@ fn family_table() -> Vec<(u8, Vec<libc::c_long>)> {
 fn errno_name(errno: u32) -> String {
     use libc::*;
     const NAMES: &[(i32, &str)] = &[
-        (EPERM, "EPERM"), (ENOENT, "ENOENT"), (ESRCH, "ESRCH"), (EINTR, "EINTR"),
-        (EIO, "EIO"), (ENXIO, "ENXIO"), (E2BIG, "E2BIG"), (ENOEXEC, "ENOEXEC"),
-        (EBADF, "EBADF"), (ECHILD, "ECHILD"), (EAGAIN, "EAGAIN"), (ENOMEM, "ENOMEM"),
-        (EACCES, "EACCES"), (EFAULT, "EFAULT"), (EBUSY, "EBUSY"), (EEXIST, "EEXIST"),
-        (EXDEV, "EXDEV"), (ENODEV, "ENODEV"), (ENOTDIR, "ENOTDIR"), (EISDIR, "EISDIR"),
-        (EINVAL, "EINVAL"), (ENFILE, "ENFILE"), (EMFILE, "EMFILE"), (ENOTTY, "ENOTTY"),
-        (EFBIG, "EFBIG"), (ENOSPC, "ENOSPC"), (ESPIPE, "ESPIPE"), (EROFS, "EROFS"),
-        (EPIPE, "EPIPE"), (ERANGE, "ERANGE"), (EDEADLK, "EDEADLK"),
-        (ENAMETOOLONG, "ENAMETOOLONG"), (ENOSYS, "ENOSYS"), (ENOTEMPTY, "ENOTEMPTY"),
-        (ELOOP, "ELOOP"), (ENODATA, "ENODATA"), (ETIME, "ETIME"), (EOVERFLOW, "EOVERFLOW"),
-        (ENOTSOCK, "ENOTSOCK"), (EOPNOTSUPP, "EOPNOTSUPP"), (EADDRINUSE, "EADDRINUSE"),
-        (EADDRNOTAVAIL, "EADDRNOTAVAIL"), (ENETUNREACH, "ENETUNREACH"),
-        (ECONNABORTED, "ECONNABORTED"), (ECONNRESET, "ECONNRESET"), (ENOBUFS, "ENOBUFS"),
-        (EISCONN, "EISCONN"), (ENOTCONN, "ENOTCONN"), (ETIMEDOUT, "ETIMEDOUT"),
-        (ECONNREFUSED, "ECONNREFUSED"), (EHOSTUNREACH, "EHOSTUNREACH"),
-        (EALREADY, "EALREADY"), (EINPROGRESS, "EINPROGRESS"), (ECANCELED, "ECANCELED"),
+        (EPERM, "EPERM"),
+        (ENOENT, "ENOENT"),
+        (ESRCH, "ESRCH"),
+        (EINTR, "EINTR"),
+        (EIO, "EIO"),
+        (ENXIO, "ENXIO"),
+        (E2BIG, "E2BIG"),
+        (ENOEXEC, "ENOEXEC"),
+        (EBADF, "EBADF"),
+        (ECHILD, "ECHILD"),
+        (EAGAIN, "EAGAIN"),
+        (ENOMEM, "ENOMEM"),
+        (EACCES, "EACCES"),
+        (EFAULT, "EFAULT"),
+        (EBUSY, "EBUSY"),
+        (EEXIST, "EEXIST"),
+        (EXDEV, "EXDEV"),
+        (ENODEV, "ENODEV"),
+        (ENOTDIR, "ENOTDIR"),
+        (EISDIR, "EISDIR"),
+        (EINVAL, "EINVAL"),
+        (ENFILE, "ENFILE"),
+        (EMFILE, "EMFILE"),
+        (ENOTTY, "ENOTTY"),
+        (EFBIG, "EFBIG"),
+        (ENOSPC, "ENOSPC"),
+        (ESPIPE, "ESPIPE"),
+        (EROFS, "EROFS"),
+        (EPIPE, "EPIPE"),
+        (ERANGE, "ERANGE"),
+        (EDEADLK, "EDEADLK"),
+        (ENAMETOOLONG, "ENAMETOOLONG"),
+        (ENOSYS, "ENOSYS"),
+        (ENOTEMPTY, "ENOTEMPTY"),
+        (ELOOP, "ELOOP"),
+        (ENODATA, "ENODATA"),
+        (ETIME, "ETIME"),
+        (EOVERFLOW, "EOVERFLOW"),
+        (ENOTSOCK, "ENOTSOCK"),
+        (EOPNOTSUPP, "EOPNOTSUPP"),
+        (EADDRINUSE, "EADDRINUSE"),
+        (EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+        (ENETUNREACH, "ENETUNREACH"),
+        (ECONNABORTED, "ECONNABORTED"),
+        (ECONNRESET, "ECONNRESET"),
+        (ENOBUFS, "ENOBUFS"),
+        (EISCONN, "EISCONN"),
+        (ENOTCONN, "ENOTCONN"),
+        (ETIMEDOUT, "ETIMEDOUT"),
+        (ECONNREFUSED, "ECONNREFUSED"),
+        (EHOSTUNREACH, "EHOSTUNREACH"),
+        (EALREADY, "EALREADY"),
+        (EINPROGRESS, "EINPROGRESS"),
+        (ECANCELED, "ECANCELED"),
     ];
     NAMES
         .iter()
