@@ -36,9 +36,12 @@ struct io_req {
 	__u32 pad;
 };
 
+/* Keyed by request address. blk-mq preallocates its requests, so the addresses form a
+ * small fixed set and an entry is reused, never deleted, by the next request at the same
+ * address: no delete on the completion path, and no stale entries piling up. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct io_req);
 } reqs SEC(".maps");
@@ -59,36 +62,27 @@ static __always_inline __u32 user_tgid(void)
 	return cur->flags & PF_KTHREAD ? 0 : cur->tgid;
 }
 
-static __always_inline struct io_req *track(struct request *rq)
-{
-	__u64 key = (__u64)rq;
-	struct io_req *r = bpf_map_lookup_elem(&reqs, &key);
-
-	if (r)
-		return r;
-	struct io_req n = {};
-
-	if (bpf_map_update_elem(&reqs, &key, &n, BPF_ANY)) {
-		__sync_fetch_and_add(&dropped, 1);
-		return 0;
-	}
-	return bpf_map_lookup_elem(&reqs, &key);
-}
-
 SEC("raw_tp/block_rq_insert")
 int BPF_PROG(on_insert, struct request *rq)
 {
 	__u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
-	struct io_req *r;
+	__u64 key = (__u64)rq;
 
 	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
 		return 0;
-	r = track(rq);
-	if (!r)
+	struct io_req *r = bpf_map_lookup_elem(&reqs, &key);
+
+	/* Rewriting in place is much cheaper than replacing an element. */
+	if (r) {
+		r->insert_ts = bpf_ktime_get_ns();
+		r->issue_ts = 0;
+		r->tgid = user_tgid();
 		return 0;
-	r->insert_ts = bpf_ktime_get_ns();
-	r->issue_ts = 0;
-	r->tgid = user_tgid();
+	}
+	struct io_req n = { .insert_ts = bpf_ktime_get_ns(), .tgid = user_tgid() };
+
+	if (bpf_map_update_elem(&reqs, &key, &n, BPF_NOEXIST))
+		__sync_fetch_and_add(&dropped, 1);
 	return 0;
 }
 
@@ -96,16 +90,33 @@ SEC("raw_tp/block_rq_issue")
 int BPF_PROG(on_issue, struct request *rq)
 {
 	__u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
+	__u64 key = (__u64)rq, now;
 	struct io_req *r;
 
 	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
 		return 0;
-	r = track(rq);
-	if (!r)
-		return 0;
-	r->issue_ts = bpf_ktime_get_ns();
-	if (!r->tgid)
+	now = bpf_ktime_get_ns();
+	r = bpf_map_lookup_elem(&reqs, &key);
+	if (r && r->insert_ts && !r->issue_ts) {
+		/* Inserted into the I/O scheduler first: queue time runs until now. */
+		r->issue_ts = now;
+		if (!r->tgid)
+			r->tgid = user_tgid();
+	} else if (r) {
+		r->insert_ts = 0;
+		r->issue_ts = now;
 		r->tgid = user_tgid();
+	} else {
+		struct io_req n = { .issue_ts = now, .tgid = user_tgid() };
+
+		if (bpf_map_update_elem(&reqs, &key, &n, BPF_NOEXIST)) {
+			__sync_fetch_and_add(&dropped, 1);
+			return 0;
+		}
+		r = bpf_map_lookup_elem(&reqs, &key);
+		if (!r)
+			return 0;
+	}
 	r->op = op;
 	r->bytes = BPF_CORE_READ(rq, __data_len);
 	r->dev = BPF_CORE_READ(rq, part, bd_dev);
@@ -167,10 +178,10 @@ int BPF_PROG(on_complete, struct request *rq, int error, unsigned int nr_bytes)
 	__u64 key = (__u64)rq, now, lat, queue = 0, e = epoch;
 	struct io_req *r = bpf_map_lookup_elem(&reqs, &key);
 
-	if (!r)
+	if (!r || !r->issue_ts)
 		return 0;
-	if (!r->issue_ts || !r->dev) {
-		bpf_map_delete_elem(&reqs, &key);
+	if (!r->dev) {
+		r->issue_ts = 0;
 		return 0;
 	}
 	now = bpf_ktime_get_ns();
@@ -180,6 +191,8 @@ int BPF_PROG(on_complete, struct request *rq, int error, unsigned int nr_bytes)
 	account(IO_KEY_DEV, r->dev, r, lat, queue, e);
 	if (r->tgid)
 		account(IO_KEY_PROC, r->tgid, r, lat, queue, e);
-	bpf_map_delete_elem(&reqs, &key);
+	/* Done: the entry waits for the next request at this address. */
+	r->issue_ts = 0;
+	r->insert_ts = 0;
 	return 0;
 }
