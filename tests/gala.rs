@@ -5,9 +5,15 @@
 
 #[path = "gala/bpf_sys.rs"]
 mod bpf_sys;
+#[path = "gala/collect.rs"]
+mod collect;
 #[path = "gala/common.rs"]
 mod common;
+#[path = "gala/detect.rs"]
+mod detect;
 #[path = "gala/docs.rs"]
 mod docs;
 #[path = "gala/stream_io.rs"]
 mod stream_io;
+#[path = "gala/topo.rs"]
+mod topo;

@@ -9,7 +9,11 @@ use clap_complete::Shell;
 
 /// Every tool's command, as its binary parses it.
 pub fn commands() -> Vec<Command> {
-    vec![crate::collect::cli::command()]
+    vec![
+        crate::collect::cli::command(),
+        crate::topo::cli::command(),
+        crate::detect::cli::command(),
+    ]
 }
 
 /// The generated files: (path relative to the repository root, contents).

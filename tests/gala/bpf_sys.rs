@@ -347,7 +347,7 @@ fn mem_oom_kill_names_victim() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cg = MemCgroup::new();
     let procs = std::ffi::CString::new(cg.0.join("cgroup.procs").to_str().unwrap()).unwrap();
-    let c = Collector::start("mem");
+    let c = Collector::start("mempressure");
     let victim = fork(|| {
         name_self(b"gala-oom-victim\0");
         // SAFETY: raw open/write/close and anonymous mmap; the child touches only what

@@ -271,8 +271,11 @@ impl Probe for Io {
                     for (i, (s, v)) in sum.iter_mut().zip(&d).enumerate() {
                         *s = if i == LAT_MAX { (*s).max(*v) } else { *s + v };
                     }
-                    if !iv.filter.is_empty() {
-                        continue; // devices are not processes: a process filter hides them
+                    // Devices are not processes: a process filter hides them. A whole
+                    // disk is the `disk` entity, as the /proc disk probe has it; `block`
+                    // is for partitions.
+                    if !iv.filter.is_empty() || dev.name == dev.disk {
+                        continue;
                     }
                     let id = entity_id(iv.machine_id, kind::BLOCK, [dev.name.as_str()]);
                     let mut keys = Fields::new();

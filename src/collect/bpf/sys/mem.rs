@@ -75,7 +75,7 @@ const fn m(
 use MetricType::Delta;
 
 pub static SPEC: ProbeSpec = ProbeSpec {
-    name: "mem",
+    name: "mempressure",
     summary: "memory pressure (eBPF): OOM kill events, direct/cgroup reclaim time and major faults per process, cgroup memory events per container",
     kinds: &[kind::PROC, kind::CONTAINER],
     metrics: &[
@@ -181,10 +181,10 @@ impl Mem {
         ensure_tracefs()?;
         let open = MemSkelBuilder::default()
             .open(common::object_slot())
-            .map_err(|e| explain("mem", "open", e))?;
-        let skel = open.load().map_err(|e| explain("mem", "load", e))?;
+            .map_err(|e| explain("mempressure", "open", e))?;
+        let skel = open.load().map_err(|e| explain("mempressure", "load", e))?;
         let (mut links, mut missing) = common::attach(
-            "mem",
+            "mempressure",
             &[
                 ("on_oom_victim", &skel.progs.on_oom_victim, true),
                 ("on_direct_begin", &skel.progs.on_direct_begin, false),
@@ -226,8 +226,8 @@ impl Mem {
             }
             0
         })
-        .map_err(|e| explain("mem", "ring buffer", e))?;
-        let ring = rb.build().map_err(|e| explain("mem", "ring buffer", e))?;
+        .map_err(|e| explain("mempressure", "ring buffer", e))?;
+        let ring = rb.build().map_err(|e| explain("mempressure", "ring buffer", e))?;
         Ok(Box::new(Mem {
             skel,
             _links: links,
@@ -368,7 +368,7 @@ impl Probe for Mem {
         });
         common::add_status(
             extra,
-            "mem",
+            "mempressure",
             &[
                 ("on_oom_victim", &p.on_oom_victim),
                 ("on_direct_begin", &p.on_direct_begin),

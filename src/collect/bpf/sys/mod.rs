@@ -18,6 +18,6 @@ use super::hooks::Hooks;
 pub const HOOKS: &[(&str, Hooks)] = &[
     ("sched", sched::HOOKS),
     ("io", io::HOOKS),
-    ("mem", mem::HOOKS),
+    ("mempressure", mem::HOOKS),
     ("syscall", syscall::HOOKS),
 ];
