@@ -227,7 +227,9 @@ impl Mem {
             0
         })
         .map_err(|e| explain("mempressure", "ring buffer", e))?;
-        let ring = rb.build().map_err(|e| explain("mempressure", "ring buffer", e))?;
+        let ring = rb
+            .build()
+            .map_err(|e| explain("mempressure", "ring buffer", e))?;
         Ok(Box::new(Mem {
             skel,
             _links: links,
