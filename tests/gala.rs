@@ -5,6 +5,8 @@
 
 #[path = "gala/bpf_net.rs"]
 mod bpf_net;
+#[path = "gala/bpf_sys.rs"]
+mod bpf_sys;
 #[path = "gala/collect.rs"]
 mod collect;
 #[path = "gala/common.rs"]

@@ -9,7 +9,8 @@ type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
 /// (description, constructor) of every probe, in the order they run and are listed.
 fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
     use super::probes::*;
-    vec![
+    #[allow(unused_mut)]
+    let mut all: Vec<(&'static ProbeSpec, Constructor)> = vec![
         (&host::SPEC, host::new),
         (&cpu::SPEC, cpu::new),
         (&mem::SPEC, mem::new),
@@ -40,6 +41,15 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
             super::bpf::net::dns::DnsProbe::start,
         ),
     ]
+    ];
+    {
+        use super::bpf::sys;
+        all.push((&sys::sched::SPEC, sys::sched::Sched::start));
+        all.push((&sys::io::SPEC, sys::io::Io::start));
+        all.push((&sys::mem::SPEC, sys::mem::Mem::start));
+        all.push((&sys::syscall::SPEC, sys::syscall::Syscall::start));
+    }
+    all
 }
 
 /// Every probe's description.

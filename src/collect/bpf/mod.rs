@@ -8,6 +8,7 @@
 pub mod doctor;
 pub mod hooks;
 pub mod net;
+pub mod sys;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* io probe: block request latency (issue -> complete), queue time (insert -> issue),
+ * bytes, counts, size mix and errors, per block device and per issuing process.
+ *
+ * Completion runs in interrupt context, where `current` is whoever was interrupted, so a
+ * request is tracked from insert/issue (process context for direct and synchronous I/O)
+ * to completion by its address. The first of insert and issue that runs in a user
+ * process names it; requests only a kernel thread touched (writeback, kblockd dispatch)
+ * count for their device but no process.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "io.h"
+
+#define PF_KTHREAD 0x00200000
+#define REQ_OP_MASK 0xff
+#define REQ_OP_READ 0
+#define REQ_OP_WRITE 1
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+volatile __u64 epoch;
+/* Requests or keys not tracked because a map was full. */
+volatile __u64 dropped;
+
+struct io_req {
+	__u64 insert_ts;
+	__u64 issue_ts;
+	__u32 tgid;
+	__u32 dev;
+	__u32 bytes;
+	__u32 op;
+	__u32 error;
+	__u32 pad;
+};
+
+/* Keyed by request address. blk-mq preallocates its requests, so the addresses form a
+ * small fixed set and an entry is reused, never deleted, by the next request at the same
+ * address: no delete on the completion path, and no stale entries piling up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct io_req);
+} reqs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct io_key);
+	__type(value, struct io_stats);
+} stats SEC(".maps");
+
+static const struct io_stats zero_stats;
+
+static __always_inline __u32 user_tgid(void)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+
+	return cur->flags & PF_KTHREAD ? 0 : cur->tgid;
+}
+
+SEC("raw_tp/block_rq_insert")
+int BPF_PROG(on_insert, struct request *rq)
+{
+	__u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
+	__u64 key = (__u64)rq;
+
+	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
+		return 0;
+	struct io_req *r = bpf_map_lookup_elem(&reqs, &key);
+
+	/* Rewriting in place is much cheaper than replacing an element. */
+	if (r) {
+		r->insert_ts = bpf_ktime_get_ns();
+		r->issue_ts = 0;
+		r->tgid = user_tgid();
+		return 0;
+	}
+	struct io_req n = { .insert_ts = bpf_ktime_get_ns(), .tgid = user_tgid() };
+
+	if (bpf_map_update_elem(&reqs, &key, &n, BPF_NOEXIST))
+		__sync_fetch_and_add(&dropped, 1);
+	return 0;
+}
+
+SEC("raw_tp/block_rq_issue")
+int BPF_PROG(on_issue, struct request *rq)
+{
+	__u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
+	__u64 key = (__u64)rq, now;
+	struct io_req *r;
+
+	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
+		return 0;
+	now = bpf_ktime_get_ns();
+	r = bpf_map_lookup_elem(&reqs, &key);
+	if (r && r->insert_ts && !r->issue_ts) {
+		/* Inserted into the I/O scheduler first: queue time runs until now. */
+		r->issue_ts = now;
+		if (!r->tgid)
+			r->tgid = user_tgid();
+	} else if (r) {
+		r->insert_ts = 0;
+		r->issue_ts = now;
+		r->tgid = user_tgid();
+	} else {
+		struct io_req n = { .issue_ts = now, .tgid = user_tgid() };
+
+		if (bpf_map_update_elem(&reqs, &key, &n, BPF_NOEXIST)) {
+			__sync_fetch_and_add(&dropped, 1);
+			return 0;
+		}
+		r = bpf_map_lookup_elem(&reqs, &key);
+		if (!r)
+			return 0;
+	}
+	r->op = op;
+	r->bytes = BPF_CORE_READ(rq, __data_len);
+	r->dev = BPF_CORE_READ(rq, part, bd_dev);
+	r->error = 0;
+	return 0;
+}
+
+SEC("raw_tp/block_rq_error")
+int BPF_PROG(on_error, struct request *rq, int error, unsigned int nr_bytes)
+{
+	__u64 key = (__u64)rq;
+	struct io_req *r = bpf_map_lookup_elem(&reqs, &key);
+
+	if (r)
+		r->error = 1;
+	return 0;
+}
+
+static __always_inline void account(__u32 kind, __u32 id, struct io_req *r, __u64 lat,
+				    __u64 queue, __u64 e)
+{
+	struct io_key key = { .kind = kind, .id = id };
+	struct io_stats *s = bpf_map_lookup_elem(&stats, &key);
+
+	if (!s) {
+		bpf_map_update_elem(&stats, &key, &zero_stats, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&stats, &key);
+		if (!s) {
+			__sync_fetch_and_add(&dropped, 1);
+			return;
+		}
+	}
+	if (r->op == REQ_OP_READ) {
+		__sync_fetch_and_add(&s->rd_cnt, 1);
+		__sync_fetch_and_add(&s->rd_bytes, r->bytes);
+		__sync_fetch_and_add(&s->rd_lat_ns, lat);
+	} else {
+		__sync_fetch_and_add(&s->wr_cnt, 1);
+		__sync_fetch_and_add(&s->wr_bytes, r->bytes);
+		__sync_fetch_and_add(&s->wr_lat_ns, lat);
+	}
+	if (queue) {
+		__sync_fetch_and_add(&s->queue_ns, queue);
+		__sync_fetch_and_add(&s->queue_cnt, 1);
+	}
+	if (r->bytes < 4096)
+		__sync_fetch_and_add(&s->small, 1);
+	else
+		__sync_fetch_and_add(&s->large, 1);
+	if (r->error)
+		__sync_fetch_and_add(&s->errors, 1);
+	sys_hist_add(s->lat_hist, lat, true);
+	sys_max(&s->lat_max_ns, &s->lat_max_epoch, e, lat);
+}
+
+SEC("raw_tp/block_rq_complete")
+int BPF_PROG(on_complete, struct request *rq, int error, unsigned int nr_bytes)
+{
+	__u64 key = (__u64)rq, now, lat, queue = 0, e = epoch;
+	struct io_req *r = bpf_map_lookup_elem(&reqs, &key);
+
+	if (!r || !r->issue_ts)
+		return 0;
+	if (!r->dev) {
+		r->issue_ts = 0;
+		return 0;
+	}
+	now = bpf_ktime_get_ns();
+	lat = now - r->issue_ts;
+	if (r->insert_ts && r->issue_ts > r->insert_ts)
+		queue = r->issue_ts - r->insert_ts;
+	account(IO_KEY_DEV, r->dev, r, lat, queue, e);
+	if (r->tgid)
+		account(IO_KEY_PROC, r->tgid, r, lat, queue, e);
+	/* Done: the entry waits for the next request at this address. */
+	r->issue_ts = 0;
+	r->insert_ts = 0;
+	return 0;
+}

@@ -1,0 +1,324 @@
+//! What the sched, io, mem and syscall probes share on the Rust side: owning a loaded
+//! skeleton, reading map values, per-key deltas of cumulative counters, log2 histograms,
+//! the `epoch` handshake for per-interval maxima, and who a process is (for --pid/--comm/
+//! --container and for dead-process cleanup).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::mem::MaybeUninit;
+
+use libbpf_rs::{MapCore, MapFlags, OpenObject};
+use serde_json::{json, Map, Value};
+
+use crate::collect::probe::Filter;
+use crate::record::{entity_id, kind, Fields, Histogram, Metric, Metrics, Record};
+
+/// Histogram slots, as in bpf/sys_common.h: slot 0 is < 1 µs, slot i is [2^(i-1), 2^i) µs.
+pub const HIST_SLOTS: usize = 24;
+
+/// Storage for a skeleton's libbpf object that lives as long as the probe. Skeletons
+/// borrow it, and a probe lives until the collector exits, so leaking the few bytes of
+/// the slot (the object itself is still closed when the skeleton drops) buys a `'static`
+/// skeleton without self-referential structs.
+pub fn object_slot() -> &'static mut MaybeUninit<OpenObject> {
+    Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+/// A map value of `u64` fields as words, or None when the kernel returned too few bytes.
+pub fn words(bytes: &[u8], n: usize) -> Option<Vec<u64>> {
+    if bytes.len() < n * 8 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(8)
+            .take(n)
+            .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+            .collect(),
+    )
+}
+
+/// Every (key, value) of a hash map, values as `n` words.
+pub fn entries(map: &impl MapCore, n: usize) -> Vec<(Vec<u8>, Vec<u64>)> {
+    let mut out = Vec::new();
+    for key in map.keys() {
+        if let Ok(Some(v)) = map.lookup(&key, MapFlags::ANY) {
+            if let Some(w) = words(&v, n) {
+                out.push((key, w));
+            }
+        }
+    }
+    out
+}
+
+pub fn key_u32(key: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(key.get(..4)?.try_into().ok()?))
+}
+
+/// Per-key deltas of cumulative counters: the kernel only ever adds, the collector
+/// remembers the last value it saw.
+pub struct Deltas<K> {
+    prev: HashMap<K, Vec<u64>>,
+}
+
+impl<K: Hash + Eq + Clone> Deltas<K> {
+    pub fn new() -> Deltas<K> {
+        Deltas {
+            prev: HashMap::new(),
+        }
+    }
+
+    /// What was added since the last call for this key (everything, for a new key).
+    pub fn delta(&mut self, key: &K, cur: &[u64]) -> Vec<u64> {
+        let d = match self.prev.get(key) {
+            Some(p) if p.len() == cur.len() => cur
+                .iter()
+                .zip(p)
+                .map(|(c, p)| c.saturating_sub(*p))
+                .collect(),
+            _ => cur.to_vec(),
+        };
+        self.prev.insert(key.clone(), cur.to_vec());
+        d
+    }
+
+    pub fn forget(&mut self, key: &K) {
+        self.prev.remove(key);
+    }
+}
+
+/// The interval's maximum from a (max, epoch) pair: valid only when stamped with the
+/// current epoch, i.e. set during this interval.
+pub fn interval_max(max: u64, stamped: u64, epoch: u64) -> u64 {
+    if stamped == epoch {
+        max
+    } else {
+        0
+    }
+}
+
+/// A log2 histogram of durations in µs from slot deltas; None when empty.
+pub fn histogram_us(slots: &[u64], sum_us: f64) -> Option<Histogram> {
+    if slots.iter().all(|&c| c == 0) {
+        return None;
+    }
+    let bounds = (0..slots.len().saturating_sub(1))
+        .map(|i| (1u64 << i) as f64)
+        .collect();
+    Some(Histogram {
+        bounds,
+        counts: slots.to_vec(),
+        sum: sum_us,
+    })
+}
+
+/// A metric record with the interval's values; ts is stamped by the runner.
+pub fn metric(id: String, kind: &str, metrics: Metrics) -> Metric {
+    Metric {
+        ts: 0,
+        id,
+        kind: kind.into(),
+        metrics,
+        histos: Default::default(),
+    }
+}
+
+pub fn proc_id(machine_id: &str, tgid: u32) -> String {
+    entity_id(machine_id, kind::PROC, [tgid.to_string().as_str()])
+}
+
+/// Who a process is, read from /proc once and kept while it lives: what --comm and
+/// --container filter on, and what events name.
+#[derive(Debug, Clone, Default)]
+pub struct ProcInfo {
+    pub comm: String,
+    pub container_id: Option<String>,
+}
+
+/// Processes seen by a probe, for filtering and for forgetting dead ones.
+pub struct Procs {
+    known: HashMap<u32, ProcInfo>,
+}
+
+impl Procs {
+    pub fn new() -> Procs {
+        Procs {
+            known: HashMap::new(),
+        }
+    }
+
+    /// True when the process is to be reported under `filter`. Reads /proc only when the
+    /// filter needs the comm or the container.
+    pub fn wanted(&mut self, filter: &Filter, tgid: u32) -> bool {
+        if filter.is_empty() {
+            return true;
+        }
+        if filter.comm.is_none() && filter.container.is_none() {
+            return filter.pids.contains(&tgid);
+        }
+        let info = self.info(tgid).clone();
+        filter.matches(tgid, &info.comm, info.container_id.as_deref())
+    }
+
+    pub fn info(&mut self, tgid: u32) -> &ProcInfo {
+        self.known
+            .entry(tgid)
+            .or_insert_with(|| read_proc_info(tgid))
+    }
+
+    /// Forgets processes that no longer exist; returns their tgids so the probe can
+    /// drop their map entries too.
+    pub fn reap<'a>(&mut self, tgids: impl IntoIterator<Item = &'a u32>) -> Vec<u32> {
+        let dead: Vec<u32> = tgids.into_iter().copied().filter(|t| !alive(*t)).collect();
+        for t in &dead {
+            self.known.remove(t);
+        }
+        dead
+    }
+}
+
+pub fn alive(tgid: u32) -> bool {
+    tgid == 0 || std::path::Path::new(&format!("/proc/{tgid}")).exists()
+}
+
+pub fn read_proc_info(tgid: u32) -> ProcInfo {
+    let comm = std::fs::read_to_string(format!("/proc/{tgid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default();
+    let container_id = std::fs::read_to_string(format!("/proc/{tgid}/cgroup"))
+        .ok()
+        .and_then(|s| container_id_of(&s));
+    ProcInfo { comm, container_id }
+}
+
+/// The container id in a cgroup path (docker, containerd, CRI-O, podman all put the
+/// 64-hex id of the container in a path segment), or None for a host process.
+pub fn container_id_of(cgroup: &str) -> Option<String> {
+    for seg in cgroup.rsplit(['/', '\n', ':']) {
+        let bytes = seg.as_bytes();
+        let mut run = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if b.is_ascii_hexdigit() && !b.is_ascii_uppercase() {
+                run += 1;
+                if run == 64 && !bytes.get(i + 1).is_some_and(|n| n.is_ascii_hexdigit()) {
+                    return Some(seg[i + 1 - 64..=i].to_string());
+                }
+            } else {
+                run = 0;
+            }
+        }
+    }
+    None
+}
+
+/// Per-program run counts and times, map memory, and drops, into the status record.
+pub fn add_status(
+    extra: &mut Fields,
+    probe: &str,
+    progs: &[(&str, &libbpf_rs::ProgramMut<'static>)],
+    maps: &[(&str, &libbpf_rs::MapMut<'static>)],
+    dropped: u64,
+    missing: &[String],
+) {
+    for (name, prog) in progs {
+        super::super::add_prog_stats(extra, probe, name, *prog);
+    }
+    let mem = obj(extra, "bpf_map_bytes");
+    for (name, map) in maps {
+        if let Some(b) = super::super::map_memlock_bytes(*map) {
+            mem.insert(format!("{probe}/{name}"), json!(b));
+        }
+    }
+    obj(extra, "bpf_drops").insert(probe.into(), json!(dropped));
+    if !missing.is_empty() {
+        obj(extra, "bpf_missing_hooks").insert(probe.into(), json!(missing));
+    }
+}
+
+fn obj<'a>(extra: &'a mut Fields, key: &str) -> &'a mut Map<String, Value> {
+    let v = extra
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    v.as_object_mut().expect("just made an object")
+}
+
+/// Attaches each program on its own, so that a probe missing an optional hook still runs:
+/// returns the links to keep and a note for each optional program that did not attach.
+pub fn attach(
+    probe: &str,
+    progs: &[(&str, &libbpf_rs::ProgramMut<'static>, bool)],
+) -> anyhow::Result<(Vec<libbpf_rs::Link>, Vec<String>)> {
+    let mut links = Vec::new();
+    let mut missing = Vec::new();
+    for (name, prog, required) in progs {
+        match prog.attach() {
+            Ok(l) => links.push(l),
+            Err(e) if *required => {
+                return Err(super::super::explain(
+                    probe,
+                    &format!("attaching {name}"),
+                    e,
+                ))
+            }
+            Err(e) => missing.push(format!("{name}: {e}")),
+        }
+    }
+    Ok((links, missing))
+}
+
+/// Writes `v` into a `volatile` BPF global the programs read on every event.
+pub fn write_volatile(slot: &mut u64, v: u64) {
+    // SAFETY: `slot` is a valid, aligned u64 in the skeleton's mmapped .bss.
+    unsafe { std::ptr::write_volatile(slot, v) }
+}
+
+pub fn read_volatile(slot: &u64) -> u64 {
+    // SAFETY: as above; the kernel side updates it concurrently, hence volatile.
+    unsafe { std::ptr::read_volatile(slot) }
+}
+
+pub fn push(records: &mut Vec<Record>, m: Metric) {
+    if !m.metrics.is_empty() || !m.histos.is_empty() {
+        records.push(Record::Metric(m));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_from_cgroup_paths() {
+        let id = "3f0b2c5e9a7d4e1f8b6a0c2d4e6f8a0b1c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f";
+        assert_eq!(
+            container_id_of(&format!("0::/system.slice/docker-{id}.scope\n")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            container_id_of(&format!("0::/kubepods/burstable/pod1/{id}")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            container_id_of("0::/user.slice/user-0.slice/session-1.scope"),
+            None
+        );
+        // 65 hex characters is not an id.
+        assert_eq!(container_id_of(&format!("0::/x/{id}a")), None);
+    }
+
+    #[test]
+    fn deltas_and_histograms() {
+        let mut d = Deltas::new();
+        assert_eq!(d.delta(&1u32, &[5, 7]), vec![5, 7]);
+        assert_eq!(d.delta(&1u32, &[8, 7]), vec![3, 0]);
+        let h = histogram_us(&[1, 0, 2], 5.0).unwrap();
+        assert_eq!(h.bounds, vec![1.0, 2.0]);
+        assert_eq!(h.counts.len(), h.bounds.len() + 1);
+        assert!(histogram_us(&[0, 0], 0.0).is_none());
+        assert_eq!(interval_max(9, 3, 3), 9);
+        assert_eq!(interval_max(9, 2, 3), 0);
+    }
+}

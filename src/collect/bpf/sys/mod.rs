@@ -1,0 +1,23 @@
+//! The system probes on BPF, per process: the scheduler (`sched`), block I/O (`io`),
+//! memory pressure (`mem`) and syscalls (`syscall`, opt-in).
+//!
+//! Each aggregates in the kernel into cumulative counters keyed by process (tgid), disk or
+//! CPU; once per interval the collector reads them, turns them into deltas against the
+//! last read, and writes one metric record per entity that did something. Only OOM kills
+//! are events, sent through a ring buffer as they happen. See docs/bpf-sys.md.
+
+mod common;
+pub mod io;
+pub mod mem;
+pub mod sched;
+pub mod syscall;
+
+use super::hooks::Hooks;
+
+/// Every probe here with the hooks it needs, for `gala-collect doctor`.
+pub const HOOKS: &[(&str, Hooks)] = &[
+    ("sched", sched::HOOKS),
+    ("io", io::HOOKS),
+    ("mempressure", mem::HOOKS),
+    ("syscall", syscall::HOOKS),
+];
