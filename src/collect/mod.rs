@@ -9,6 +9,7 @@
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod bpf;
 pub mod cli;
+pub mod l7;
 pub mod machine;
 pub mod probe;
 pub mod registry;

@@ -1,0 +1,474 @@
+//! Per-connection state fed by kernel events: protocol inference, request/response
+//! pairing (FIFO per connection, so pipelining and keep-alive pair in order), and the
+//! interval's aggregates — SLIs per (tgid, role, server, protocol, method) and
+//! load-balancer flows per (proxy, client, virtual address, backend).
+//!
+//! Memory is bounded: connections, pending requests, SLI and flow keys all have caps,
+//! and what a cap turns away is counted for the status record.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use super::event::{Event, Kind, Role};
+use super::histo::Latency;
+use super::proto::{self, Protocol, Sent};
+
+/// Payloads tried before a connection is called unknown.
+const INFER_TRIES: u8 = 8;
+const MAX_CONNS: usize = 65_536;
+const MAX_PENDING: usize = 256;
+const MAX_SLIS: usize = 16_384;
+const MAX_FLOWS: usize = 16_384;
+/// How long an inbound request waits for the proxy to forward it (ns).
+const LB_WINDOW_NS: u64 = 5_000_000_000;
+/// Connections with no traffic for this long are forgotten (their close was missed).
+const IDLE_NS: u64 = 600_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ConnKey {
+    tgid: u32,
+    fd: i32,
+    sk: u64,
+    ssl: bool,
+}
+
+struct Pending {
+    ts_ns: u64,
+    method: u16,
+}
+
+struct Conn {
+    proto: Option<Protocol>,
+    tries: u8,
+    unknown: bool,
+    role: Role,
+    local: (IpAddr, u16),
+    remote: (IpAddr, u16),
+    pending: VecDeque<Pending>,
+    last_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SliKey {
+    pub tgid: u32,
+    pub role: &'static str,
+    pub server_ip: IpAddr,
+    pub server_port: u16,
+    pub protocol: Protocol,
+    pub method: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SliAgg {
+    pub req_count: u64,
+    pub resp_count: u64,
+    pub err_count: u64,
+    /// HTTP responses by status class 1xx..5xx (index 1..=5).
+    pub status: [u64; 6],
+    pub latency: Latency,
+    pub ssl: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub tgid: u32,
+    pub client_ip: IpAddr,
+    pub virtual_ip: IpAddr,
+    pub virtual_port: u16,
+    pub backend_ip: IpAddr,
+    pub backend_port: u16,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FlowAgg {
+    /// Inbound requests seen forwarded on this flow.
+    pub req_count: u64,
+    /// Distinct (inbound, outbound) connection pairs.
+    pub links: HashSet<(u64, u64)>,
+    pub protocol: Option<Protocol>,
+}
+
+/// The last request a proxy thread read from a client.
+struct Inbound {
+    ts_ns: u64,
+    sk: u64,
+    client_ip: IpAddr,
+    local: (IpAddr, u16),
+    proto: Option<Protocol>,
+}
+
+/// Counters for the status record, since start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub events: u64,
+    pub conns_classified: u64,
+    pub conns_unknown: u64,
+    pub conns_turned_away: u64,
+    pub pending_lost: u64,
+    pub slis_turned_away: u64,
+    pub flows_turned_away: u64,
+    pub unanswered: u64,
+}
+
+#[derive(Default)]
+pub struct Tracker {
+    conns: HashMap<ConnKey, Conn>,
+    inbound: HashMap<u32, Inbound>,
+    methods: Vec<String>,
+    method_ids: HashMap<String, u16>,
+    pub slis: HashMap<SliKey, SliAgg>,
+    pub flows: HashMap<FlowKey, FlowAgg>,
+    pub counters: Counters,
+    now_ns: u64,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    pub fn conns_open(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Bounded interning: method names are few, but never trust that.
+    fn method_id(&mut self, m: String) -> u16 {
+        if let Some(&id) = self.method_ids.get(&m) {
+            return id;
+        }
+        if self.methods.len() >= 4096 {
+            return self.method_id("OTHER".into());
+        }
+        let id = self.methods.len() as u16;
+        self.methods.push(m.clone());
+        self.method_ids.insert(m, id);
+        id
+    }
+
+    pub fn on_event(&mut self, ev: &Event) {
+        self.counters.events += 1;
+        self.now_ns = self.now_ns.max(ev.ts_ns);
+        let key = ConnKey {
+            tgid: ev.tgid,
+            fd: ev.fd,
+            sk: ev.sk,
+            ssl: ev.ssl,
+        };
+        if ev.kind == Kind::Close {
+            self.close(&key);
+            // The plaintext stream of the same socket ends too.
+            self.close(&ConnKey { ssl: true, ..key });
+            return;
+        }
+        if !self.conns.contains_key(&key) {
+            if self.conns.len() >= MAX_CONNS {
+                self.counters.conns_turned_away += 1;
+                return;
+            }
+            self.conns.insert(
+                key,
+                Conn {
+                    proto: None,
+                    tries: 0,
+                    unknown: false,
+                    role: ev.role,
+                    local: ev.local,
+                    remote: ev.remote,
+                    pending: VecDeque::new(),
+                    last_ns: ev.ts_ns,
+                },
+            );
+        }
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        conn.last_ns = ev.ts_ns;
+        if conn.role == Role::Unknown && ev.role != Role::Unknown {
+            conn.role = ev.role;
+        }
+        let total = u64::from(ev.len);
+        if conn.proto.is_none() {
+            if conn.unknown {
+                self.lb(&key, ev, None);
+                return;
+            }
+            if let Some((p, _)) = proto::infer_request(ev.data, total) {
+                let dir_role = if ev.ingress { Role::Server } else { Role::Client };
+                if conn.role == Role::Unknown || conn.role == dir_role {
+                    conn.role = dir_role;
+                    conn.proto = Some(p);
+                    self.counters.conns_classified += 1;
+                }
+            } else if let Some(p) = proto::infer_server_first(ev.data, total) {
+                conn.role = if ev.ingress { Role::Client } else { Role::Server };
+                conn.proto = Some(p);
+                self.counters.conns_classified += 1;
+                return;
+            }
+            if conn.proto.is_none() {
+                conn.tries += 1;
+                if conn.tries >= INFER_TRIES {
+                    conn.unknown = true;
+                    self.counters.conns_unknown += 1;
+                }
+                self.lb(&key, ev, None);
+                return;
+            }
+        }
+        let (Some(p), role) = (conn.proto, conn.role) else {
+            return;
+        };
+        let request_dir = match role {
+            Role::Client => !ev.ingress,
+            Role::Server => ev.ingress,
+            Role::Unknown => return,
+        };
+        if request_dir {
+            if let Some(Sent::Requests { method, count }) = proto::parse_request(p, ev.data, total)
+            {
+                let id = self.method_id(method);
+                let conn = self.conns.get_mut(&key).expect("present");
+                for _ in 0..count {
+                    if conn.pending.len() >= MAX_PENDING {
+                        conn.pending.pop_front();
+                        self.counters.pending_lost += 1;
+                    }
+                    conn.pending.push_back(Pending {
+                        ts_ns: ev.ts_ns,
+                        method: id,
+                    });
+                }
+                let (role, server) = server_of(conn);
+                let name = self.methods[usize::from(id)].clone();
+                if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
+                    agg.req_count += u64::from(count);
+                    agg.ssl |= ev.ssl;
+                }
+                self.lb(&key, ev, Some(p));
+            }
+            return;
+        }
+        if conn.pending.is_empty() {
+            return; // the rest of a long response, or a push the client did not ask for
+        }
+        let Some(reply) = proto::parse_reply(p, ev.data, total) else {
+            return;
+        };
+        let n = if p.pipelined() {
+            (reply.count as usize).min(conn.pending.len())
+        } else {
+            1
+        };
+        let (role, server) = server_of(conn);
+        let done: Vec<Pending> = conn.pending.drain(..n).collect();
+        for (i, req) in done.into_iter().enumerate() {
+            let method = self.methods[usize::from(req.method)].clone();
+            let error = (i as u32) < reply.errors.min(n as u32);
+            let status = if i == 0 { reply.status } else { None };
+            if let Some(agg) = self.sli(ev.tgid, role, server, p, method) {
+                agg.resp_count += 1;
+                agg.err_count += u64::from(error);
+                if let Some(s) = status {
+                    agg.status[usize::from(s / 100).min(5)] += 1;
+                }
+                agg.latency.observe(ev.ts_ns.saturating_sub(req.ts_ns));
+                agg.ssl |= ev.ssl;
+            }
+        }
+    }
+
+    fn close(&mut self, key: &ConnKey) {
+        if let Some(c) = self.conns.remove(key) {
+            self.counters.unanswered += c.pending.len() as u64;
+        }
+    }
+
+    fn sli(
+        &mut self,
+        tgid: u32,
+        role: &'static str,
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        method: String,
+    ) -> Option<&mut SliAgg> {
+        let key = SliKey {
+            tgid,
+            role,
+            server_ip: server.0,
+            server_port: server.1,
+            protocol,
+            method,
+        };
+        if !self.slis.contains_key(&key) && self.slis.len() >= MAX_SLIS {
+            self.counters.slis_turned_away += 1;
+            return None;
+        }
+        Some(self.slis.entry(key).or_default())
+    }
+
+    /// Load-balancer pairing: a thread that read from a client connection and then
+    /// writes to a server connection of the same protocol is forwarding. Proxies like
+    /// nginx and haproxy handle a request on one thread from read to forward.
+    fn lb(&mut self, key: &ConnKey, ev: &Event, p: Option<Protocol>) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        match (conn.role, ev.ingress) {
+            (Role::Server, true) => {
+                if self.inbound.len() < MAX_CONNS || self.inbound.contains_key(&ev.tid) {
+                    self.inbound.insert(
+                        ev.tid,
+                        Inbound {
+                            ts_ns: ev.ts_ns,
+                            sk: ev.sk,
+                            client_ip: conn.remote.0,
+                            local: conn.local,
+                            proto: p,
+                        },
+                    );
+                }
+            }
+            (Role::Client, false) => {
+                let Some(inb) = self.inbound.get(&ev.tid) else {
+                    return;
+                };
+                if ev.ts_ns.saturating_sub(inb.ts_ns) > LB_WINDOW_NS || inb.proto != p {
+                    return;
+                }
+                let inb = self.inbound.remove(&ev.tid).expect("present");
+                let fk = FlowKey {
+                    tgid: ev.tgid,
+                    client_ip: inb.client_ip,
+                    virtual_ip: inb.local.0,
+                    virtual_port: inb.local.1,
+                    backend_ip: conn.remote.0,
+                    backend_port: conn.remote.1,
+                };
+                if !self.flows.contains_key(&fk) && self.flows.len() >= MAX_FLOWS {
+                    self.counters.flows_turned_away += 1;
+                    return;
+                }
+                let agg = self.flows.entry(fk).or_default();
+                agg.req_count += 1;
+                agg.protocol = p;
+                if agg.links.len() < 4096 {
+                    agg.links.insert((inb.sk, ev.sk));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes the interval's aggregates and forgets idle state.
+    pub fn take(&mut self) -> (HashMap<SliKey, SliAgg>, HashMap<FlowKey, FlowAgg>) {
+        let now = self.now_ns;
+        self.conns
+            .retain(|_, c| now.saturating_sub(c.last_ns) < IDLE_NS);
+        self.inbound
+            .retain(|_, i| now.saturating_sub(i.ts_ns) < LB_WINDOW_NS);
+        (
+            std::mem::take(&mut self.slis),
+            std::mem::take(&mut self.flows),
+        )
+    }
+}
+
+/// The SLI's role and the server's address, as the connection's role decides.
+fn server_of(c: &Conn) -> (&'static str, (IpAddr, u16)) {
+    match c.role {
+        Role::Server => ("server", c.local),
+        _ => ("client", c.remote),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event::Event;
+    use super::*;
+
+    fn ev<'a>(ts_ms: u64, tid: u32, fd: i32, ingress: bool, role: Role, local: u16, remote: u16, data: &'a [u8]) -> Event<'a> {
+        Event {
+            ts_ns: ts_ms * 1_000_000,
+            sk: 0x1000 + fd as u64,
+            tgid: 10,
+            tid,
+            fd,
+            len: data.len() as u32,
+            kind: Kind::Data,
+            ingress,
+            role,
+            ssl: false,
+            local: ("127.0.0.1".parse().unwrap(), local),
+            remote: ("127.0.0.2".parse().unwrap(), remote),
+            data,
+        }
+    }
+
+    #[test]
+    fn pairs_pipelined_redis_in_order() {
+        let mut t = Tracker::new();
+        let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+        let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        // A client (role unknown to the kernel) sends SET then GET, then both replies.
+        t.on_event(&ev(0, 1, 5, false, Role::Unknown, 40000, 6379, set));
+        t.on_event(&ev(1, 1, 5, false, Role::Unknown, 40000, 6379, get));
+        t.on_event(&ev(3, 1, 5, true, Role::Unknown, 40000, 6379, b"+OK\r\n-ERR wrong\r\n"));
+        let (slis, _) = t.take();
+        let set_agg = slis.iter().find(|(k, _)| k.method == "SET").unwrap().1;
+        let get_agg = slis.iter().find(|(k, _)| k.method == "GET").unwrap().1;
+        assert_eq!((set_agg.req_count, set_agg.resp_count, set_agg.err_count), (1, 1, 1));
+        assert_eq!(set_agg.latency.max_ns, 3_000_000);
+        assert_eq!((get_agg.resp_count, get_agg.latency.max_ns), (1, 2_000_000));
+        let k = slis.keys().next().unwrap();
+        assert_eq!((k.role, k.server_port, k.protocol), ("client", 6379, Protocol::Redis));
+        assert_eq!(t.counters.conns_classified, 1);
+    }
+
+    #[test]
+    fn server_side_http_keep_alive_and_continuations() {
+        let mut t = Tracker::new();
+        for i in 0..3 {
+            let at = i * 10;
+            t.on_event(&ev(at, 1, 7, true, Role::Server, 80, 50000, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"));
+            t.on_event(&ev(at + 1, 1, 7, false, Role::Server, 80, 50000, b"HTTP/1.1 503 Busy\r\n\r\n"));
+            // A body chunk is not a new response.
+            t.on_event(&ev(at + 2, 1, 7, false, Role::Server, 80, 50000, b"HTTP/1.1 200 in a body"));
+        }
+        let (slis, _) = t.take();
+        let (k, a) = slis.iter().next().unwrap();
+        assert_eq!((k.role, k.server_port, k.method.as_str()), ("server", 80, "GET"));
+        assert_eq!((a.req_count, a.resp_count, a.err_count, a.status[5]), (3, 3, 3, 3));
+    }
+
+    #[test]
+    fn unknown_after_tries_and_close_forgets() {
+        let mut t = Tracker::new();
+        for i in 0..INFER_TRIES as u64 {
+            t.on_event(&ev(i, 1, 9, false, Role::Client, 1, 2, b"\x00\x01binary"));
+        }
+        assert_eq!(t.counters.conns_unknown, 1);
+        let mut close = ev(99, 1, 9, false, Role::Client, 1, 2, b"");
+        close.kind = Kind::Close;
+        t.on_event(&close);
+        assert_eq!(t.conns_open(), 0);
+    }
+
+    #[test]
+    fn proxy_flows() {
+        let mut t = Tracker::new();
+        let req = b"GET / HTTP/1.1\r\n\r\n";
+        // nginx thread 3: client conn fd 20 (accepted on :8080), upstream fd 30 → :9001.
+        t.on_event(&ev(0, 3, 20, true, Role::Server, 8080, 51000, req));
+        t.on_event(&ev(1, 3, 30, false, Role::Client, 41000, 9001, req));
+        t.on_event(&ev(5, 3, 20, true, Role::Server, 8080, 51000, req));
+        t.on_event(&ev(6, 3, 31, false, Role::Client, 41001, 9002, req));
+        // A write to a backend with no inbound read before it pairs with nothing.
+        t.on_event(&ev(7, 3, 31, false, Role::Client, 41001, 9002, req));
+        let (_, flows) = t.take();
+        assert_eq!(flows.len(), 2);
+        for (k, f) in &flows {
+            assert_eq!((k.virtual_port, f.req_count, f.links.len()), (8080, 1, 1));
+            assert!(k.backend_port == 9001 || k.backend_port == 9002);
+        }
+    }
+}
