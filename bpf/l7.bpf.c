@@ -29,7 +29,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 _Static_assert(__builtin_offsetof(struct l7_event, data) == L7_HDR_SIZE, "header layout");
 
-/* Payload bytes copied per syscall (≤ L7_MAX_CAP), set before load. */
+/* Payload bytes copied per syscall (< L7_MAX_CAP), set before load. */
 const volatile __u32 cap = 128;
 /* Our own process, never reported. */
 const volatile __u32 self_tgid = 0;
@@ -145,11 +145,11 @@ static __always_inline bool read_sock(__s32 fd, struct l7_conn *c)
 	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (family == AF_INET) {
-		BPF_CORE_READ_INTO(c->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(c->raddr, sk, __sk_common.skc_daddr);
+		bpf_core_read(c->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(c->raddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO(c->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(c->raddr, sk, __sk_common.skc_v6_daddr);
+		bpf_core_read(c->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(c->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	return true;
 }
@@ -210,15 +210,14 @@ static __always_inline void emit(struct l7_conn *c, __u32 tgid, __u32 tid, __s32
 	__u32 n = 0;
 	if (ubuf && len > 0) {
 		n = len < cap ? (__u32)len : cap;
-		if (n > L7_MAX_CAP)
-			n = L7_MAX_CAP;
-		if (bpf_probe_read_user(e->data, n & (L7_MAX_CAP * 2 - 1) & 0x1ff, ubuf) != 0)
+		/* Keep the bound visible to the verifier: clang would otherwise reuse the
+		 * unbounded `len` register. */
+		asm volatile("%0 &= 0xff" : "+r"(n));
+		if (bpf_probe_read_user(e->data, n, ubuf) != 0)
 			n = 0;
 	}
 	e->cap = n;
-	__u64 size = L7_HDR_SIZE + (n & 0x1ff);
-	if (size > sizeof(*e))
-		size = sizeof(*e);
+	__u64 size = L7_HDR_SIZE + n;
 	if (bpf_ringbuf_output(&events, e, size, 0) != 0)
 		count(L7_STAT_DROPS);
 	else

@@ -4,7 +4,7 @@
 #ifndef GALA_L7_H
 #define GALA_L7_H
 
-/* Largest payload prefix copied per syscall; the `cap` tunable picks up to this. */
+/* Payload prefix room per event; the `cap` tunable copies up to L7_MAX_CAP - 1. */
 #define L7_MAX_CAP 256
 
 /* Event types. */

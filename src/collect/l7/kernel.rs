@@ -122,7 +122,7 @@ fn run(
         .rodata_data
         .as_deref_mut()
         .context("l7: no rodata")?;
-    rodata.cap = cap.min(256);
+    rodata.cap = cap.min(255);
     rodata.self_tgid = std::process::id();
     let mut skel = open.load().map_err(|e| explain("l7", "load", e))?;
     skel.attach().map_err(|e| explain("l7", "attach", e))?;
@@ -143,7 +143,8 @@ fn run(
     let _ = ready.send(Ok(()));
 
     let mut ssl_links: Vec<Link> = Vec::new();
-    let mut ssl_seen: HashSet<PathBuf> = HashSet::new();
+    // By inode: the same library reached through different paths is attached once.
+    let mut ssl_seen: HashSet<(u64, u64)> = HashSet::new();
     let mut last_scan: Option<Instant> = None;
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -151,8 +152,12 @@ fn run(
         let _ = rb.consume();
         if ssl && last_scan.is_none_or(|t| t.elapsed() >= SSL_SCAN) {
             last_scan = Some(Instant::now());
-            for lib in find_libssl() {
-                if !ssl_seen.insert(lib.clone()) {
+            for lib in well_known_libssl().into_iter().chain(find_libssl()) {
+                let Ok(meta) = std::fs::metadata(&lib) else {
+                    continue;
+                };
+                use std::os::unix::fs::MetadataExt;
+                if !ssl_seen.insert((meta.dev(), meta.ino())) {
                     continue;
                 }
                 match attach_ssl(&skel, &lib) {
@@ -225,6 +230,23 @@ fn attach_ssl(skel: &skel::L7Skel, lib: &std::path::Path) -> anyhow::Result<Vec<
         );
     }
     Ok(links)
+}
+
+/// The host's own libssl, attached at start so that short-lived clients (curl) are
+/// seen from their first call, before any scan could find them.
+fn well_known_libssl() -> Vec<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/usr/lib/aarch64-linux-gnu/libssl.so.3",
+        "/usr/lib64/libssl.so.3",
+        "/usr/lib/libssl.so.3",
+        "/lib/x86_64-linux-gnu/libssl.so.3",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.exists())
+    .filter_map(|p| p.canonicalize().ok())
+    .collect()
 }
 
 /// Every distinct libssl mapped by a running process, as a path that opens it from

@@ -119,7 +119,7 @@ impl L7Probe {
     }
 
     /// The interval's aggregates.
-    fn take(&self) -> anyhow::Result<(HashMap<SliKey, SliAgg>, HashMap<FlowKey, FlowAgg>)> {
+    fn take(&self) -> anyhow::Result<tracker::Taken> {
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         return match self.kernel.shared.tracker.lock() {
             Ok(mut t) => Ok(t.take()),
@@ -145,6 +145,7 @@ impl L7Probe {
         match self.never {}
     }
 
+    /// The process name, as the tracker saw it or from /proc.
     fn comm(&mut self, tgid: u32) -> String {
         self.comms
             .entry(tgid)
@@ -301,8 +302,8 @@ impl super::probe::Probe for L7Probe {
     }
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
-        let (slis, flows) = self.take()?;
-        self.comms.clear();
+        let tracker::Taken { slis, flows, comms } = self.take()?;
+        self.comms = comms;
         let mut slis: Vec<_> = slis.into_iter().collect();
         slis.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, agg) in &slis {

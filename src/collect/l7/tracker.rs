@@ -119,7 +119,18 @@ pub struct Tracker {
     pub slis: HashMap<SliKey, SliAgg>,
     pub flows: HashMap<FlowKey, FlowAgg>,
     pub counters: Counters,
+    /// Process names, read when a process's first connection is seen: short-lived
+    /// clients (curl) are gone by the end of the interval.
+    comms: HashMap<u32, String>,
     now_ns: u64,
+}
+
+/// One interval's aggregates.
+#[derive(Default)]
+pub struct Taken {
+    pub slis: HashMap<SliKey, SliAgg>,
+    pub flows: HashMap<FlowKey, FlowAgg>,
+    pub comms: HashMap<u32, String>,
 }
 
 impl Tracker {
@@ -164,6 +175,12 @@ impl Tracker {
             if self.conns.len() >= MAX_CONNS {
                 self.counters.conns_turned_away += 1;
                 return;
+            }
+            if !self.comms.contains_key(&ev.tgid) && self.comms.len() < MAX_CONNS {
+                let comm = std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default();
+                self.comms.insert(ev.tgid, comm);
             }
             self.conns.insert(
                 key,
@@ -360,16 +377,26 @@ impl Tracker {
     }
 
     /// Takes the interval's aggregates and forgets idle state.
-    pub fn take(&mut self) -> (HashMap<SliKey, SliAgg>, HashMap<FlowKey, FlowAgg>) {
+    pub fn take(&mut self) -> Taken {
         let now = self.now_ns;
         self.conns
             .retain(|_, c| now.saturating_sub(c.last_ns) < IDLE_NS);
         self.inbound
             .retain(|_, i| now.saturating_sub(i.ts_ns) < LB_WINDOW_NS);
-        (
-            std::mem::take(&mut self.slis),
-            std::mem::take(&mut self.flows),
-        )
+        let slis = std::mem::take(&mut self.slis);
+        let flows = std::mem::take(&mut self.flows);
+        let wanted: HashSet<u32> = slis
+            .keys()
+            .map(|k| k.tgid)
+            .chain(flows.keys().map(|k| k.tgid))
+            .collect();
+        let comms = wanted
+            .iter()
+            .filter_map(|t| self.comms.get(t).map(|c| (*t, c.clone())))
+            .collect();
+        let live: HashSet<u32> = self.conns.keys().map(|k| k.tgid).collect();
+        self.comms.retain(|t, _| live.contains(t));
+        Taken { slis, flows, comms }
     }
 }
 
@@ -413,7 +440,7 @@ mod tests {
         t.on_event(&ev(0, 1, 5, false, Role::Unknown, 40000, 6379, set));
         t.on_event(&ev(1, 1, 5, false, Role::Unknown, 40000, 6379, get));
         t.on_event(&ev(3, 1, 5, true, Role::Unknown, 40000, 6379, b"+OK\r\n-ERR wrong\r\n"));
-        let (slis, _) = t.take();
+        let slis = t.take().slis;
         let set_agg = slis.iter().find(|(k, _)| k.method == "SET").unwrap().1;
         let get_agg = slis.iter().find(|(k, _)| k.method == "GET").unwrap().1;
         assert_eq!((set_agg.req_count, set_agg.resp_count, set_agg.err_count), (1, 1, 1));
@@ -434,7 +461,7 @@ mod tests {
             // A body chunk is not a new response.
             t.on_event(&ev(at + 2, 1, 7, false, Role::Server, 80, 50000, b"HTTP/1.1 200 in a body"));
         }
-        let (slis, _) = t.take();
+        let slis = t.take().slis;
         let (k, a) = slis.iter().next().unwrap();
         assert_eq!((k.role, k.server_port, k.method.as_str()), ("server", 80, "GET"));
         assert_eq!((a.req_count, a.resp_count, a.err_count, a.status[5]), (3, 3, 3, 3));
@@ -464,7 +491,7 @@ mod tests {
         t.on_event(&ev(6, 3, 31, false, Role::Client, 41001, 9002, req));
         // A write to a backend with no inbound read before it pairs with nothing.
         t.on_event(&ev(7, 3, 31, false, Role::Client, 41001, 9002, req));
-        let (_, flows) = t.take();
+        let flows = t.take().flows;
         assert_eq!(flows.len(), 2);
         for (k, f) in &flows {
             assert_eq!((k.virtual_port, f.req_count, f.links.len()), (8080, 1, 1));
