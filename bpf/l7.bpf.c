@@ -207,6 +207,7 @@ static __always_inline void emit(struct l7_conn *c, __u32 tgid, __u32 tid, __s32
 	e->rport = c->rport;
 	__builtin_memcpy(e->laddr, c->laddr, 16);
 	__builtin_memcpy(e->raddr, c->raddr, 16);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__u32 n = 0;
 	if (ubuf && len > 0) {
 		n = len < cap ? (__u32)len : cap;

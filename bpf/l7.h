@@ -58,9 +58,10 @@ struct l7_event {
 	__u16 rport;
 	__u8 laddr[16];
 	__u8 raddr[16];
+	char comm[16];    /* the process's name: short-lived clients are gone before /proc is read */
 	__u8 data[L7_MAX_CAP];
 };
 
-#define L7_HDR_SIZE 76
+#define L7_HDR_SIZE 92
 
 #endif

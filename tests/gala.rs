@@ -7,5 +7,7 @@
 mod common;
 #[path = "gala/docs.rs"]
 mod docs;
+#[path = "gala/l7.rs"]
+mod l7;
 #[path = "gala/stream_io.rs"]
 mod stream_io;

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `L7_HDR_SIZE`: payload bytes start here.
-pub const HDR_SIZE: usize = 76;
+pub const HDR_SIZE: usize = 92;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -45,6 +45,8 @@ pub struct Event<'a> {
     pub ssl: bool,
     pub local: (IpAddr, u16),
     pub remote: (IpAddr, u16),
+    /// The process name (NUL-padded in the record).
+    pub comm: &'a [u8],
     /// The captured prefix.
     pub data: &'a [u8],
 }
@@ -104,6 +106,10 @@ impl<'a> Event<'a> {
             ssl: b[38] == 1,
             local: (addr(family, &b[44..60]), u16_at(b, 40)),
             remote: (addr(family, &b[60..76]), u16_at(b, 42)),
+            comm: {
+                let c = &b[76..92];
+                &c[..c.iter().position(|&x| x == 0).unwrap_or(16)]
+            },
             data: b.get(HDR_SIZE..HDR_SIZE + cap)?,
         })
     }
@@ -139,6 +145,7 @@ mod tests {
         if let IpAddr::V4(a) = ev.remote.0 {
             b[60..64].copy_from_slice(&a.octets());
         }
+        b[76..76 + ev.comm.len()].copy_from_slice(ev.comm);
         b.extend_from_slice(ev.data);
         b
     }
@@ -158,6 +165,7 @@ mod tests {
             ssl: true,
             local: ("127.0.0.1".parse().unwrap(), 6379),
             remote: ("127.0.0.2".parse().unwrap(), 40000),
+            comm: b"redis-server",
             data: b"+OK\r\n",
         };
         let b = encode(&ev);
@@ -165,6 +173,7 @@ mod tests {
         assert_eq!((d.ts_ns, d.sk, d.tgid, d.tid, d.fd, d.len), (42, ev.sk, 100, 101, 7, 1000));
         assert_eq!((d.kind, d.ingress, d.role, d.ssl), (Kind::Data, true, Role::Server, true));
         assert_eq!((d.local, d.remote, d.data), (ev.local, ev.remote, ev.data));
+        assert_eq!(d.comm, b"redis-server");
         assert!(Event::parse(&b[..HDR_SIZE - 1]).is_none());
         assert!(Event::parse(&b[..b.len() - 1]).is_none());
     }

@@ -46,6 +46,9 @@ struct Conn {
     remote: (IpAddr, u16),
     pending: VecDeque<Pending>,
     last_ns: u64,
+    /// A MySQL packet header read on its own (servers read the 4 bytes, then the
+    /// body): it is put back in front of the next payload in that direction.
+    carry: Option<([u8; 4], bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,8 +122,8 @@ pub struct Tracker {
     pub slis: HashMap<SliKey, SliAgg>,
     pub flows: HashMap<FlowKey, FlowAgg>,
     pub counters: Counters,
-    /// Process names, read when a process's first connection is seen: short-lived
-    /// clients (curl) are gone by the end of the interval.
+    /// Process names, from the events: short-lived clients (curl) are gone from /proc
+    /// by the end of the interval.
     comms: HashMap<u32, String>,
     now_ns: u64,
 }
@@ -177,10 +180,8 @@ impl Tracker {
                 return;
             }
             if !self.comms.contains_key(&ev.tgid) && self.comms.len() < MAX_CONNS {
-                let comm = std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
-                    .map(|s| s.trim_end().to_string())
-                    .unwrap_or_default();
-                self.comms.insert(ev.tgid, comm);
+                self.comms
+                    .insert(ev.tgid, String::from_utf8_lossy(ev.comm).into_owned());
             }
             self.conns.insert(
                 key,
@@ -193,6 +194,7 @@ impl Tracker {
                     remote: ev.remote,
                     pending: VecDeque::new(),
                     last_ns: ev.ts_ns,
+                    carry: None,
                 },
             );
         }
@@ -203,7 +205,28 @@ impl Tracker {
         if conn.role == Role::Unknown && ev.role != Role::Unknown {
             conn.role = ev.role;
         }
-        let total = u64::from(ev.len);
+        let mut total = u64::from(ev.len);
+        let joined;
+        let mut data = ev.data;
+        if conn.proto == Some(Protocol::Mysql) {
+            match conn.carry.take() {
+                Some((hdr, dir)) if dir == ev.ingress => {
+                    joined = [&hdr[..], ev.data].concat();
+                    data = &joined;
+                    total += 4;
+                }
+                _ if ev.len == 4 && ev.data.len() == 4 => {
+                    conn.carry = Some((ev.data.try_into().expect("4 bytes"), ev.ingress));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        let ev = &Event {
+            data,
+            len: total as u32,
+            ..*ev
+        };
         if conn.proto.is_none() {
             if conn.unknown {
                 self.lb(&key, ev, None);
@@ -427,6 +450,7 @@ mod tests {
             ssl: false,
             local: ("127.0.0.1".parse().unwrap(), local),
             remote: ("127.0.0.2".parse().unwrap(), remote),
+            comm: b"test",
             data,
         }
     }
@@ -449,6 +473,22 @@ mod tests {
         let k = slis.keys().next().unwrap();
         assert_eq!((k.role, k.server_port, k.protocol), ("client", 6379, Protocol::Redis));
         assert_eq!(t.counters.conns_classified, 1);
+    }
+
+    #[test]
+    fn mysql_header_read_alone_is_joined_to_its_body() {
+        let mut t = Tracker::new();
+        let greeting = b"\x0a\x00\x00\x00\x0a11.0.0\x00\x01\x02";
+        t.on_event(&ev(0, 1, 4, false, Role::Server, 3306, 50000, greeting));
+        // mariadbd reads the header, then the body.
+        t.on_event(&ev(1, 1, 4, true, Role::Server, 3306, 50000, b"\x09\x00\x00\x00"));
+        t.on_event(&ev(2, 1, 4, true, Role::Server, 3306, 50000, b"\x03select 1"));
+        let err = b"\x07\x00\x00\x01\xff\x7a\x04#42S0";
+        t.on_event(&ev(4, 1, 4, false, Role::Server, 3306, 50000, err));
+        let slis = t.take().slis;
+        let (k, a) = slis.iter().next().unwrap();
+        assert_eq!((k.protocol, k.method.as_str(), k.role), (Protocol::Mysql, "SELECT", "server"));
+        assert_eq!((a.req_count, a.resp_count, a.err_count), (1, 1, 1));
     }
 
     #[test]
