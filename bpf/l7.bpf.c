@@ -48,6 +48,7 @@ struct {
 
 /* A syscall in flight: its fd and buffer, from entry to exit. */
 struct inflight {
+	__u64 ts_ns; /* at entry: when the process started sending */
 	__u64 buf;
 	__s32 fd;
 	__u8 how; /* 0 plain buffer, 1 iovec array, 2 msghdr */
@@ -64,6 +65,7 @@ struct {
 
 /* An SSL_read/SSL_write in flight; the syscall inside it tells the fd. */
 struct ssl_call {
+	__u64 ts_ns;
 	__u64 ssl;
 	__u64 buf;
 	__s32 fd;
@@ -184,14 +186,17 @@ static __always_inline void learn_conn(__s32 fd, __u8 role)
 	bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
 }
 
-static __always_inline void emit(struct l7_conn *c, __u32 tgid, __u32 tid, __s32 fd, __u8 type,
-				 __u8 dir, __u8 ssl, const void *ubuf, __s64 len)
+/* `ts_ns`: when the bytes moved as the application sees it — the call's entry for what
+ * it sends (a request leaves when the client starts writing it), its return for what it
+ * receives (a response has arrived when the read returns). */
+static __always_inline void emit(struct l7_conn *c, __u64 ts_ns, __u32 tgid, __u32 tid, __s32 fd,
+				 __u8 type, __u8 dir, __u8 ssl, const void *ubuf, __s64 len)
 {
 	__u32 zero = 0;
 	struct l7_event *e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return;
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = ts_ns;
 	e->sk = c->sk;
 	e->tgid = tgid;
 	e->tid = tid;
@@ -242,7 +247,7 @@ static __always_inline int enter(__s32 fd, __u64 buf, __u8 how, __u8 dir)
 		bpf_map_update_elem(&ssl_fds, &s->ssl, &fd, BPF_ANY);
 		return 0;
 	}
-	struct inflight in = {.buf = buf, .fd = fd, .how = how, .dir = dir};
+	struct inflight in = {.ts_ns = bpf_ktime_get_ns(), .buf = buf, .fd = fd, .how = how, .dir = dir};
 	bpf_map_update_elem(&active, &id, &in, BPF_ANY);
 	return 0;
 }
@@ -280,7 +285,8 @@ static __always_inline int leave(__s64 ret)
 			len = iov.iov_len;
 	}
 	/* `len` of the event is what the syscall moved; the copy is from the first iovec. */
-	emit(c, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 0, (void *)base,
+	__u64 ts = call.dir == L7_DIR_EGRESS ? call.ts_ns : bpf_ktime_get_ns();
+	emit(c, ts, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 0, (void *)base,
 	     len < ret ? len : ret);
 	return 0;
 }
@@ -317,7 +323,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!c)
 		return 0;
 	if (c->tcp)
-		emit(c, tgid, (__u32)id, fd, L7_EV_CLOSE, 0, 0, NULL, 0);
+		emit(c, bpf_ktime_get_ns(), tgid, (__u32)id, fd, L7_EV_CLOSE, 0, 0, NULL, 0);
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
 }
@@ -375,7 +381,8 @@ static __always_inline int ssl_enter(void *ssl, void *buf, __u8 dir)
 	__u64 id = bpf_get_current_pid_tgid();
 	if ((id >> 32) == self_tgid)
 		return 0;
-	struct ssl_call s = {.ssl = (__u64)ssl, .buf = (__u64)buf, .fd = -1, .dir = dir};
+	struct ssl_call s = {
+		.ts_ns = bpf_ktime_get_ns(), .ssl = (__u64)ssl, .buf = (__u64)buf, .fd = -1, .dir = dir};
 	__s32 *fd = bpf_map_lookup_elem(&ssl_fds, &s.ssl);
 	if (fd)
 		s.fd = *fd;
@@ -398,7 +405,8 @@ static __always_inline int ssl_leave(int ret)
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
 	if (!c || !c->tcp)
 		return 0;
-	emit(c, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 1, (void *)call.buf, ret);
+	__u64 ts = call.dir == L7_DIR_EGRESS ? call.ts_ns : bpf_ktime_get_ns();
+	emit(c, ts, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 1, (void *)call.buf, ret);
 	return 0;
 }
 

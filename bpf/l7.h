@@ -41,7 +41,7 @@ struct l7_conn {
 
 /* One record in the ring buffer: header then `cap` payload bytes. */
 struct l7_event {
-	__u64 ts_ns;      /* CLOCK_MONOTONIC at the syscall's return */
+	__u64 ts_ns;      /* CLOCK_MONOTONIC: entry of a send, return of a receive */
 	__u64 sk;
 	__u32 tgid;
 	__u32 tid;

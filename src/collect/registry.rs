@@ -8,7 +8,9 @@ type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
 
 /// (description, constructor) of every probe, in the order they run and are listed.
 fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
-    vec![(&super::l7::SPEC, || Ok(Box::new(super::l7::L7Probe::new()?)))]
+    vec![(&super::l7::SPEC, || {
+        Ok(Box::new(super::l7::L7Probe::new()?))
+    })]
 }
 
 /// Every probe's description.

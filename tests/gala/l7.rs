@@ -36,9 +36,8 @@ impl Drop for Running {
 
 fn have(bin: &str) -> bool {
     Path::new(bin).exists()
-        || std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join(bin).exists())
-        })
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
 }
 
 /// A servers' tools must be installed (scripts/setup) once BPF tests are required.
@@ -257,7 +256,12 @@ fn total(slis: &[Sums], role: &str, method: Option<&str>, metric: &str) -> f64 {
 
 #[test]
 fn redis_requests_and_errors_match_the_benchmark() {
-    if !common::require_bpf("l7::redis") || !need("l7::redis", &["redis-server", "redis-benchmark", "redis-cli"]) {
+    if !common::require_bpf("l7::redis")
+        || !need(
+            "l7::redis",
+            &["redis-server", "redis-benchmark", "redis-cli"],
+        )
+    {
         return;
     }
     let port = free_port();
@@ -278,21 +282,49 @@ fn redis_requests_and_errors_match_the_benchmark() {
     let collector = Collector::start(8);
     let n = 3000;
     run_ok(Command::new("redis-benchmark").args([
-        "-p", &p, "-n", &n.to_string(), "-c", "1", "-t", "set,get", "-q",
+        "-p",
+        &p,
+        "-n",
+        &n.to_string(),
+        "-c",
+        "1",
+        "-t",
+        "set,get",
+        "-q",
     ]));
     // INCR on a string is an error reply.
     let out = run_ok(Command::new("redis-cli").args(["-p", &p, "incr", "notanumber"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ERR"));
     let recs = collector.finish();
     let slis = recs.slis(port);
-    assert!(!slis.is_empty(), "no sli for port {port}: {:?}", recs.status_l7());
+    assert!(
+        !slis.is_empty(),
+        "no sli for port {port}: {:?}",
+        recs.status_l7()
+    );
     for role in ["client", "server"] {
         for cmd in ["SET", "GET"] {
-            assert_eq!(total(&slis, role, Some(cmd), "req_count"), n as f64, "{role} {cmd} requests");
-            assert_eq!(total(&slis, role, Some(cmd), "resp_count"), n as f64, "{role} {cmd} responses");
-            assert_eq!(total(&slis, role, Some(cmd), "err_count"), 0.0, "{role} {cmd} errors");
+            assert_eq!(
+                total(&slis, role, Some(cmd), "req_count"),
+                n as f64,
+                "{role} {cmd} requests"
+            );
+            assert_eq!(
+                total(&slis, role, Some(cmd), "resp_count"),
+                n as f64,
+                "{role} {cmd} responses"
+            );
+            assert_eq!(
+                total(&slis, role, Some(cmd), "err_count"),
+                0.0,
+                "{role} {cmd} errors"
+            );
         }
-        assert_eq!(total(&slis, role, Some("INCR"), "err_count"), 1.0, "{role} INCR error");
+        assert_eq!(
+            total(&slis, role, Some("INCR"), "err_count"),
+            1.0,
+            "{role} INCR error"
+        );
     }
     let bench = slis
         .iter()
@@ -320,7 +352,13 @@ fn nginx(dir: &Path, servers: &str) -> Running {
         ),
     )
     .expect("write nginx.conf");
-    spawn(Command::new("nginx").arg("-e").arg(dir.join("error.log")).arg("-c").arg(&conf))
+    spawn(
+        Command::new("nginx")
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf),
+    )
 }
 
 /// curl's status codes, one per URL, bodies discarded.
@@ -343,8 +381,24 @@ fn nginx_http_and_https() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    run_ok(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .arg("-keyout").arg(d.join("key.pem")).arg("-out").arg(d.join("cert.pem")));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem")),
+    );
     let (http, https) = (free_port(), free_port());
     let _nginx = nginx(
         d,
@@ -377,7 +431,11 @@ fn nginx_http_and_https() {
     let recs = collector.finish();
 
     let plain = recs.slis(http);
-    assert_eq!(total(&plain, "server", Some("GET"), "req_count"), 19.0, "{plain:?}");
+    assert_eq!(
+        total(&plain, "server", Some("GET"), "req_count"),
+        19.0,
+        "{plain:?}"
+    );
     assert_eq!(total(&plain, "server", Some("GET"), "resp_count"), 19.0);
     assert_eq!(total(&plain, "server", Some("GET"), "status_2xx"), 15.0);
     assert_eq!(total(&plain, "server", Some("GET"), "status_4xx"), 4.0);
@@ -388,10 +446,17 @@ fn nginx_http_and_https() {
         assert_eq!(s.labels["ssl"], false);
         assert_eq!(s.key("protocol"), "http");
     }
-    assert!(plain.iter().any(|s| s.key("role") == "server" && s.labels["comm"] == "nginx"));
+    assert!(plain
+        .iter()
+        .any(|s| s.key("role") == "server" && s.labels["comm"] == "nginx"));
 
     let tls = recs.slis(https);
-    assert_eq!(total(&tls, "server", Some("GET"), "req_count"), 6.0, "{tls:?} {:?}", recs.status_l7());
+    assert_eq!(
+        total(&tls, "server", Some("GET"), "req_count"),
+        6.0,
+        "{tls:?} {:?}",
+        recs.status_l7()
+    );
     assert_eq!(total(&tls, "server", Some("GET"), "status_2xx"), 6.0);
     assert_eq!(total(&tls, "client", Some("GET"), "resp_count"), 6.0);
     for s in &tls {
@@ -474,7 +539,11 @@ fn postgresql_queries_and_errors() {
     }
     let dir = nobody_dir();
     let data = dir.path().join("data");
-    run_ok(as_nobody(&format!("{PG_BIN}/initdb")).args(["-A", "trust", "-U", "postgres", "-D"]).arg(&data));
+    run_ok(
+        as_nobody(&format!("{PG_BIN}/initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data),
+    );
     let port = free_port();
     let _pg = spawn(
         as_nobody(&postgres)
@@ -487,35 +556,67 @@ fn postgresql_queries_and_errors() {
     wait_port(port, "postgres");
     let p = port.to_string();
     let conn = ["-h", "127.0.0.1", "-p", &p, "-U", "postgres"];
-    run_ok(Command::new("pgbench").args(conn).args(["-i", "-s", "1", "-q", "postgres"]));
+    run_ok(
+        Command::new("pgbench")
+            .args(conn)
+            .args(["-i", "-s", "1", "-q", "postgres"]),
+    );
 
     let collector = Collector::start(10);
     let t = 300;
-    run_ok(Command::new("pgbench").args(conn).args(["-n", "-S", "-c", "1", "-t", &t.to_string(), "postgres"]));
-    let bad = Command::new("psql").args(conn).args(["-c", "select * from no_such_table", "postgres"]).output().expect("psql");
+    run_ok(Command::new("pgbench").args(conn).args([
+        "-n",
+        "-S",
+        "-c",
+        "1",
+        "-t",
+        &t.to_string(),
+        "postgres",
+    ]));
+    let bad = Command::new("psql")
+        .args(conn)
+        .args(["-c", "select * from no_such_table", "postgres"])
+        .output()
+        .expect("psql");
     assert!(!bad.status.success());
     let recs = collector.finish();
     let slis = recs.slis(port);
     let selects = total(&slis, "server", Some("SELECT"), "resp_count");
     // pgbench's transactions, plus the few queries it makes to set up.
-    assert!((t as f64..=t as f64 + 5.0).contains(&selects), "server SELECTs {selects}: {slis:?}");
+    assert!(
+        (t as f64..=t as f64 + 5.0).contains(&selects),
+        "server SELECTs {selects}: {slis:?}"
+    );
     let client = total(&slis, "client", Some("SELECT"), "resp_count");
-    assert!((t as f64..=t as f64 + 5.0).contains(&client), "client SELECTs {client}");
+    assert!(
+        (t as f64..=t as f64 + 5.0).contains(&client),
+        "client SELECTs {client}"
+    );
     assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
     assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
-    let s = slis.iter().find(|s| s.key("role") == "server" && s.key("method") == "SELECT").expect("sli");
+    let s = slis
+        .iter()
+        .find(|s| s.key("role") == "server" && s.key("method") == "SELECT")
+        .expect("sli");
     assert_eq!(s.key("protocol"), "pgsql");
     assert!(s.latency_seen && s.get("latency_avg") > 0.0);
 }
 
 #[test]
 fn mariadb_queries_and_errors() {
-    if !common::require_bpf("l7::mysql") || !need("l7::mysql", &["mariadbd", "mariadb-install-db", "mariadb"]) {
+    if !common::require_bpf("l7::mysql")
+        || !need("l7::mysql", &["mariadbd", "mariadb-install-db", "mariadb"])
+    {
         return;
     }
     let dir = nobody_dir();
     let data = dir.path().join("data");
-    run_ok(as_nobody("mariadb-install-db").arg("--no-defaults").arg(format!("--datadir={}", data.display())).arg("--skip-test-db"));
+    run_ok(
+        as_nobody("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--skip-test-db"),
+    );
     let port = free_port();
     let _db = spawn(
         as_nobody("mariadbd")
@@ -529,7 +630,17 @@ fn mariadb_queries_and_errors() {
     let p = port.to_string();
     let client = |sql: &str| {
         Command::new("mariadb")
-            .args(["--no-defaults", "-h", "127.0.0.1", "-P", &p, "-u", "root", "-e", sql])
+            .args([
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &p,
+                "-u",
+                "root",
+                "-e",
+                sql,
+            ])
             .output()
             .expect("mariadb")
     };
@@ -542,10 +653,15 @@ fn mariadb_queries_and_errors() {
     let slis = recs.slis(port);
     let selects = total(&slis, "server", Some("SELECT"), "resp_count");
     // The client adds its own `select @@version_comment` at connect.
-    assert!(((n + 1) as f64..=(n + 4) as f64).contains(&selects), "server SELECTs {selects}: {slis:?}");
+    assert!(
+        ((n + 1) as f64..=(n + 4) as f64).contains(&selects),
+        "server SELECTs {selects}: {slis:?}"
+    );
     assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
     assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
-    assert!(slis.iter().all(|s| s.key("protocol") == "mysql" && s.latency_seen));
+    assert!(slis
+        .iter()
+        .all(|s| s.key("protocol") == "mysql" && s.latency_seen));
 }
 
 #[test]
@@ -556,7 +672,12 @@ fn status_reports_classification_and_drops() {
     let collector = Collector::start(2);
     let recs = collector.finish();
     let l7 = recs.status_l7();
-    for field in ["conns_classified", "conns_unknown", "events_dropped", "events"] {
+    for field in [
+        "conns_classified",
+        "conns_unknown",
+        "events_dropped",
+        "events",
+    ] {
         assert!(l7[field].is_u64(), "status l7.{field}: {l7}");
     }
 }

@@ -170,8 +170,14 @@ mod tests {
         };
         let b = encode(&ev);
         let d = Event::parse(&b).unwrap();
-        assert_eq!((d.ts_ns, d.sk, d.tgid, d.tid, d.fd, d.len), (42, ev.sk, 100, 101, 7, 1000));
-        assert_eq!((d.kind, d.ingress, d.role, d.ssl), (Kind::Data, true, Role::Server, true));
+        assert_eq!(
+            (d.ts_ns, d.sk, d.tgid, d.tid, d.fd, d.len),
+            (42, ev.sk, 100, 101, 7, 1000)
+        );
+        assert_eq!(
+            (d.kind, d.ingress, d.role, d.ssl),
+            (Kind::Data, true, Role::Server, true)
+        );
         assert_eq!((d.local, d.remote, d.data), (ev.local, ev.remote, ev.data));
         assert_eq!(d.comm, b"redis-server");
         assert!(Event::parse(&b[..HDR_SIZE - 1]).is_none());
@@ -181,6 +187,9 @@ mod tests {
     #[test]
     fn v4_mapped_v6_reads_as_v4() {
         let mapped: Ipv6Addr = "::ffff:10.1.2.3".parse().unwrap();
-        assert_eq!(addr(10, &mapped.octets()), "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            addr(10, &mapped.octets()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
     }
 }

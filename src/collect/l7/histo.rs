@@ -11,29 +11,17 @@ const BUCKETS: usize = 36 * 8;
 
 /// Coarse bounds in ms for the emitted histogram.
 pub const COARSE_MS: &[f64] = &[
-    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
-    1000.0, 2000.0, 5000.0, 10000.0,
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+    2000.0, 5000.0, 10000.0,
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Latency {
     fine: Vec<u32>,
     coarse: [u64; 20],
     pub count: u64,
     pub sum_ns: u128,
     pub max_ns: u64,
-}
-
-impl Default for Latency {
-    fn default() -> Latency {
-        Latency {
-            fine: Vec::new(),
-            coarse: [0; 20],
-            count: 0,
-            sum_ns: 0,
-            max_ns: 0,
-        }
-    }
 }
 
 fn fine_index(ns: u64) -> usize {

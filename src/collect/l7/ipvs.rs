@@ -84,7 +84,9 @@ mod tests {
 
     #[test]
     fn bad_lines_are_counted() {
-        let (c, bad) = parse("Pro FromIP\nTCP zz 0050\nUDP 0A000001 0035 0A000064 0035 0A00000B 0035 UDP 120\n");
+        let (c, bad) = parse(
+            "Pro FromIP\nTCP zz 0050\nUDP 0A000001 0035 0A000064 0035 0A00000B 0035 UDP 120\n",
+        );
         assert_eq!((c.len(), bad), (1, 1));
         assert_eq!(c[0].backend.1, 53);
     }

@@ -24,7 +24,13 @@ use super::tracker::Tracker;
 use crate::collect::bpf::{add_prog_stats, ensure_tracefs, explain, RunTimeStats};
 
 mod skel {
-    #![allow(clippy::all, clippy::pedantic, non_camel_case_types, dead_code, unused_imports)]
+    #![allow(
+        clippy::all,
+        clippy::pedantic,
+        non_camel_case_types,
+        dead_code,
+        unused_imports
+    )]
     crate::bpf_skeleton!("l7");
 }
 use skel::L7SkelBuilder;
@@ -203,7 +209,10 @@ fn read_stats(map: &impl MapCore) -> [u64; 4] {
         if let Ok(Some(vals)) = map.lookup_percpu(&key, libbpf_rs::MapFlags::ANY) {
             *slot = vals
                 .iter()
-                .filter_map(|v| v.get(..8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]))))
+                .filter_map(|v| {
+                    v.get(..8)
+                        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+                })
                 .sum();
         }
     }
@@ -259,7 +268,10 @@ fn find_libssl() -> Vec<PathBuf> {
     };
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {

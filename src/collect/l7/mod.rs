@@ -20,17 +20,29 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Value};
 
 use super::probe::{Interval, MetricSpec, MetricType, ProbeSpec};
-use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record};
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record};
 use tracker::{FlowAgg, FlowKey, SliAgg, SliKey};
 
 /// Payload bytes copied per syscall: enough for a request line, a RESP command with its
 /// key, a PostgreSQL or MySQL header and the first SQL keyword.
 pub const CAPTURE_BYTES: u32 = 128;
 
-const fn m(kind: &'static str, name: &'static str, unit: &'static str, mtype: MetricType, help: &'static str) -> MetricSpec {
-    MetricSpec { kind, name, unit, mtype, help }
+const fn m(
+    kind: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    mtype: MetricType,
+    help: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        kind,
+        name,
+        unit,
+        mtype,
+        help,
+    }
 }
 
 pub static SPEC: ProbeSpec = ProbeSpec {
@@ -65,30 +77,73 @@ pub const HOOKS: Hooks = &[
     (Hook::Tracepoint("syscalls/sys_exit_read"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_enter_write"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_exit_write"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_recvfrom"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_recvfrom"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_sendto"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_recvfrom"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_recvfrom"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_sendto"),
+        Need::Required,
+    ),
     (Hook::Tracepoint("syscalls/sys_exit_sendto"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_enter_readv"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_exit_readv"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_writev"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_writev"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_recvmsg"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_recvmsg"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_sendmsg"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_sendmsg"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_close"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_accept4"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_accept"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_connect"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_connect"), Need::Required),
     (
-        Hook::Uprobe { binary: "libssl.so.3", symbol: "SSL_read" },
-        Need::Optional { what: "HTTPS and other TLS SLIs (ssl: true)" },
+        Hook::Tracepoint("syscalls/sys_enter_writev"),
+        Need::Required,
+    ),
+    (Hook::Tracepoint("syscalls/sys_exit_writev"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_recvmsg"),
+        Need::Required,
     ),
     (
-        Hook::Uprobe { binary: "libssl.so.3", symbol: "SSL_write" },
-        Need::Optional { what: "HTTPS and other TLS SLIs (ssl: true)" },
+        Hook::Tracepoint("syscalls/sys_exit_recvmsg"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_sendmsg"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_sendmsg"),
+        Need::Required,
+    ),
+    (Hook::Tracepoint("syscalls/sys_enter_close"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_accept4"),
+        Need::Required,
+    ),
+    (Hook::Tracepoint("syscalls/sys_exit_accept"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_connect"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_connect"),
+        Need::Required,
+    ),
+    (
+        Hook::Uprobe {
+            binary: "libssl.so.3",
+            symbol: "SSL_read",
+        },
+        Need::Optional {
+            what: "HTTPS and other TLS SLIs (ssl: true)",
+        },
+    ),
+    (
+        Hook::Uprobe {
+            binary: "libssl.so.3",
+            symbol: "SSL_write",
+        },
+        Need::Optional {
+            what: "HTTPS and other TLS SLIs (ssl: true)",
+        },
     ),
 ];
 
@@ -166,7 +221,14 @@ pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (En
     let id = entity_id(
         iv.machine_id,
         kind::SLI,
-        [tgid.as_str(), key.role, &ip, &port, key.protocol.as_str(), &key.method],
+        [
+            tgid.as_str(),
+            key.role,
+            &ip,
+            &port,
+            key.protocol.as_str(),
+            &key.method,
+        ],
     );
     let mut keys = Fields::new();
     keys.insert("tgid".into(), json!(key.tgid));
@@ -193,7 +255,11 @@ pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (En
     metrics.insert("err_count".into(), agg.err_count as f64);
     metrics.insert(
         "err_ratio".into(),
-        if agg.resp_count > 0 { agg.err_count as f64 / agg.resp_count as f64 } else { 0.0 },
+        if agg.resp_count > 0 {
+            agg.err_count as f64 / agg.resp_count as f64
+        } else {
+            0.0
+        },
     );
     metrics.insert("throughput_req".into(), iv.rate(agg.req_count as f64));
     metrics.insert("throughput_resp".into(), iv.rate(agg.resp_count as f64));
@@ -223,7 +289,13 @@ pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (En
 }
 
 /// Turns one load-balancer flow into its entity and metric records.
-pub fn flow_records(iv: &Interval, key: &FlowKey, agg: &FlowAgg, comm: &str, source: &str) -> (Entity, Metric) {
+pub fn flow_records(
+    iv: &Interval,
+    key: &FlowKey,
+    agg: &FlowAgg,
+    comm: &str,
+    source: &str,
+) -> (Entity, Metric) {
     let parts = [
         key.tgid.to_string(),
         key.client_ip.to_string(),
@@ -232,7 +304,11 @@ pub fn flow_records(iv: &Interval, key: &FlowKey, agg: &FlowAgg, comm: &str, sou
         key.backend_ip.to_string(),
         key.backend_port.to_string(),
     ];
-    let id = entity_id(iv.machine_id, kind::LB_LINK, parts.iter().map(String::as_str));
+    let id = entity_id(
+        iv.machine_id,
+        kind::LB_LINK,
+        parts.iter().map(String::as_str),
+    );
     let mut keys = Fields::new();
     keys.insert("tgid".into(), json!(key.tgid));
     keys.insert("client_ip".into(), json!(parts[1]));

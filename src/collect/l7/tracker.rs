@@ -233,14 +233,22 @@ impl Tracker {
                 return;
             }
             if let Some((p, _)) = proto::infer_request(ev.data, total) {
-                let dir_role = if ev.ingress { Role::Server } else { Role::Client };
+                let dir_role = if ev.ingress {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
                 if conn.role == Role::Unknown || conn.role == dir_role {
                     conn.role = dir_role;
                     conn.proto = Some(p);
                     self.counters.conns_classified += 1;
                 }
             } else if let Some(p) = proto::infer_server_first(ev.data, total) {
-                conn.role = if ev.ingress { Role::Client } else { Role::Server };
+                conn.role = if ev.ingress {
+                    Role::Client
+                } else {
+                    Role::Server
+                };
                 conn.proto = Some(p);
                 self.counters.conns_classified += 1;
                 return;
@@ -354,19 +362,19 @@ impl Tracker {
             return;
         };
         match (conn.role, ev.ingress) {
-            (Role::Server, true) => {
-                if self.inbound.len() < MAX_CONNS || self.inbound.contains_key(&ev.tid) {
-                    self.inbound.insert(
-                        ev.tid,
-                        Inbound {
-                            ts_ns: ev.ts_ns,
-                            sk: ev.sk,
-                            client_ip: conn.remote.0,
-                            local: conn.local,
-                            proto: p,
-                        },
-                    );
-                }
+            (Role::Server, true)
+                if self.inbound.len() < MAX_CONNS || self.inbound.contains_key(&ev.tid) =>
+            {
+                self.inbound.insert(
+                    ev.tid,
+                    Inbound {
+                        ts_ns: ev.ts_ns,
+                        sk: ev.sk,
+                        client_ip: conn.remote.0,
+                        local: conn.local,
+                        proto: p,
+                    },
+                );
             }
             (Role::Client, false) => {
                 let Some(inb) = self.inbound.get(&ev.tid) else {
@@ -436,7 +444,17 @@ mod tests {
     use super::super::event::Event;
     use super::*;
 
-    fn ev<'a>(ts_ms: u64, tid: u32, fd: i32, ingress: bool, role: Role, local: u16, remote: u16, data: &'a [u8]) -> Event<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn ev<'a>(
+        ts_ms: u64,
+        tid: u32,
+        fd: i32,
+        ingress: bool,
+        role: Role,
+        local: u16,
+        remote: u16,
+        data: &'a [u8],
+    ) -> Event<'a> {
         Event {
             ts_ns: ts_ms * 1_000_000,
             sk: 0x1000 + fd as u64,
@@ -463,15 +481,30 @@ mod tests {
         // A client (role unknown to the kernel) sends SET then GET, then both replies.
         t.on_event(&ev(0, 1, 5, false, Role::Unknown, 40000, 6379, set));
         t.on_event(&ev(1, 1, 5, false, Role::Unknown, 40000, 6379, get));
-        t.on_event(&ev(3, 1, 5, true, Role::Unknown, 40000, 6379, b"+OK\r\n-ERR wrong\r\n"));
+        t.on_event(&ev(
+            3,
+            1,
+            5,
+            true,
+            Role::Unknown,
+            40000,
+            6379,
+            b"+OK\r\n-ERR wrong\r\n",
+        ));
         let slis = t.take().slis;
         let set_agg = slis.iter().find(|(k, _)| k.method == "SET").unwrap().1;
         let get_agg = slis.iter().find(|(k, _)| k.method == "GET").unwrap().1;
-        assert_eq!((set_agg.req_count, set_agg.resp_count, set_agg.err_count), (1, 1, 1));
+        assert_eq!(
+            (set_agg.req_count, set_agg.resp_count, set_agg.err_count),
+            (1, 1, 1)
+        );
         assert_eq!(set_agg.latency.max_ns, 3_000_000);
         assert_eq!((get_agg.resp_count, get_agg.latency.max_ns), (1, 2_000_000));
         let k = slis.keys().next().unwrap();
-        assert_eq!((k.role, k.server_port, k.protocol), ("client", 6379, Protocol::Redis));
+        assert_eq!(
+            (k.role, k.server_port, k.protocol),
+            ("client", 6379, Protocol::Redis)
+        );
         assert_eq!(t.counters.conns_classified, 1);
     }
 
@@ -481,13 +514,34 @@ mod tests {
         let greeting = b"\x0a\x00\x00\x00\x0a11.0.0\x00\x01\x02";
         t.on_event(&ev(0, 1, 4, false, Role::Server, 3306, 50000, greeting));
         // mariadbd reads the header, then the body.
-        t.on_event(&ev(1, 1, 4, true, Role::Server, 3306, 50000, b"\x09\x00\x00\x00"));
-        t.on_event(&ev(2, 1, 4, true, Role::Server, 3306, 50000, b"\x03select 1"));
+        t.on_event(&ev(
+            1,
+            1,
+            4,
+            true,
+            Role::Server,
+            3306,
+            50000,
+            b"\x09\x00\x00\x00",
+        ));
+        t.on_event(&ev(
+            2,
+            1,
+            4,
+            true,
+            Role::Server,
+            3306,
+            50000,
+            b"\x03select 1",
+        ));
         let err = b"\x07\x00\x00\x01\xff\x7a\x04#42S0";
         t.on_event(&ev(4, 1, 4, false, Role::Server, 3306, 50000, err));
         let slis = t.take().slis;
         let (k, a) = slis.iter().next().unwrap();
-        assert_eq!((k.protocol, k.method.as_str(), k.role), (Protocol::Mysql, "SELECT", "server"));
+        assert_eq!(
+            (k.protocol, k.method.as_str(), k.role),
+            (Protocol::Mysql, "SELECT", "server")
+        );
         assert_eq!((a.req_count, a.resp_count, a.err_count), (1, 1, 1));
     }
 
@@ -496,15 +550,48 @@ mod tests {
         let mut t = Tracker::new();
         for i in 0..3 {
             let at = i * 10;
-            t.on_event(&ev(at, 1, 7, true, Role::Server, 80, 50000, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"));
-            t.on_event(&ev(at + 1, 1, 7, false, Role::Server, 80, 50000, b"HTTP/1.1 503 Busy\r\n\r\n"));
+            t.on_event(&ev(
+                at,
+                1,
+                7,
+                true,
+                Role::Server,
+                80,
+                50000,
+                b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            ));
+            t.on_event(&ev(
+                at + 1,
+                1,
+                7,
+                false,
+                Role::Server,
+                80,
+                50000,
+                b"HTTP/1.1 503 Busy\r\n\r\n",
+            ));
             // A body chunk is not a new response.
-            t.on_event(&ev(at + 2, 1, 7, false, Role::Server, 80, 50000, b"HTTP/1.1 200 in a body"));
+            t.on_event(&ev(
+                at + 2,
+                1,
+                7,
+                false,
+                Role::Server,
+                80,
+                50000,
+                b"HTTP/1.1 200 in a body",
+            ));
         }
         let slis = t.take().slis;
         let (k, a) = slis.iter().next().unwrap();
-        assert_eq!((k.role, k.server_port, k.method.as_str()), ("server", 80, "GET"));
-        assert_eq!((a.req_count, a.resp_count, a.err_count, a.status[5]), (3, 3, 3, 3));
+        assert_eq!(
+            (k.role, k.server_port, k.method.as_str()),
+            ("server", 80, "GET")
+        );
+        assert_eq!(
+            (a.req_count, a.resp_count, a.err_count, a.status[5]),
+            (3, 3, 3, 3)
+        );
     }
 
     #[test]

@@ -40,9 +40,7 @@ pub fn parse_response(bytes: &[u8]) -> Option<Reply> {
     if rest.get(1) != Some(&b' ') || !code.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let status = code
-        .iter()
-        .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
     if status < 200 {
         // 1xx (100 Continue, 101 Switching Protocols) comes before the real answer.
         return None;

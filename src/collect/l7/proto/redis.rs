@@ -15,9 +15,9 @@ fn number(b: &[u8]) -> Option<(i64, &[u8])> {
     if digits == 0 || b.get(digits..digits + 2) != Some(b"\r\n") {
         return None;
     }
-    let n = b[..digits]
-        .iter()
-        .try_fold(0i64, |n, &d| n.checked_mul(10)?.checked_add(i64::from(d - b'0')))?;
+    let n = b[..digits].iter().try_fold(0i64, |n, &d| {
+        n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+    })?;
     Some((if neg { -n } else { n }, &b[digits + 2..]))
 }
 
@@ -54,7 +54,11 @@ fn read_command(b: &[u8]) -> Cmd<'_> {
             return Cmd::No;
         };
         let Some((len, r)) = number(r) else {
-            return if r.len() < 22 { Cmd::Cut(name) } else { Cmd::No };
+            return if r.len() < 22 {
+                Cmd::Cut(name)
+            } else {
+                Cmd::No
+            };
         };
         if !(0..=512 << 20).contains(&len) {
             return Cmd::No;
@@ -106,7 +110,9 @@ pub fn parse_request(bytes: &[u8]) -> Option<Sent> {
 /// The command as a key: letters only, upper case, bounded (no user data).
 fn command_name(name: &[u8]) -> String {
     if !name.is_empty() && name.len() <= 24 && name.iter().all(|b| b.is_ascii_alphabetic()) {
-        name.iter().map(|b| b.to_ascii_uppercase() as char).collect()
+        name.iter()
+            .map(|b| b.to_ascii_uppercase() as char)
+            .collect()
     } else {
         "OTHER".into()
     }
@@ -184,7 +190,8 @@ mod tests {
     // Captured with `strace -x` from redis-benchmark 7.0 (-t set,get) and redis-cli 7.0
     // against Debian's redis-server 7.0.
     const BENCH_CONFIG: &[u8] = b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nsave\r\n*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$10\r\nappendonly\r\n";
-    const CONFIG_REPLY: &[u8] = b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n";
+    const CONFIG_REPLY: &[u8] =
+        b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n";
     const BENCH_SET: &[u8] = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nVXK\r\n";
     const BENCH_GET: &[u8] = b"*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n";
     const CLI_BAD: &[u8] = b"*2\r\n$4\r\nincr\r\n$1\r\ns\r\n";
@@ -206,7 +213,10 @@ mod tests {
         let pipelined = [BENCH_SET, BENCH_GET, BENCH_GET].concat();
         assert_eq!(req(&pipelined), Some(("SET".into(), 3)));
         // Cut inside the third command: it has started, so it counts.
-        assert_eq!(req(&pipelined[..pipelined.len() - 10]), Some(("SET".into(), 3)));
+        assert_eq!(
+            req(&pipelined[..pipelined.len() - 10]),
+            Some(("SET".into(), 3))
+        );
         assert_eq!(req(&BENCH_SET[..20]), Some(("SET".into(), 1)));
         assert_eq!(req(b"*1\r\n$8\r\nsec ret!\r\n"), Some(("OTHER".into(), 1)));
         assert_eq!(req(b"GET / HTTP/1.1\r\n"), None);
@@ -234,7 +244,13 @@ mod tests {
 
     #[test]
     fn never_panics_on_prefixes() {
-        let all = [BENCH_SET, CLI_BAD, ERR_WRONGTYPE, b"*2\r\n*1\r\n$1\r\na\r\n"].concat();
+        let all = [
+            BENCH_SET,
+            CLI_BAD,
+            ERR_WRONGTYPE,
+            b"*2\r\n*1\r\n$1\r\na\r\n",
+        ]
+        .concat();
         for i in 0..all.len() {
             let _ = parse_request(&all[..i]);
             let _ = parse_reply(&all[..i]);
