@@ -239,7 +239,7 @@ static __always_inline int enter(__s32 fd, __u64 buf, __u8 how, __u8 dir)
 	if (tgid == self_tgid)
 		return 0;
 	struct l7_conn *c = lookup_conn(tgid, fd);
-	if (!c)
+	if (!c || c->mute)
 		return 0;
 	struct ssl_call *s = bpf_map_lookup_elem(&ssl_active, &id);
 	if (s) {

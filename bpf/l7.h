@@ -32,7 +32,7 @@ struct l7_conn {
 	__u8 tcp;         /* 1 = TCP socket, 0 = anything else (negative cache) */
 	__u8 role;        /* L7_ROLE_* */
 	__u8 family;      /* AF_INET / AF_INET6 */
-	__u8 pad;
+	__u8 mute;        /* set by user space: no protocol it knows, send only the close */
 	__u16 lport;      /* host order */
 	__u16 rport;      /* host order */
 	__u8 laddr[16];   /* IPv4 in the first 4 bytes */

@@ -40,7 +40,8 @@ fn have(bin: &str) -> bool {
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
 }
 
-/// A servers' tools must be installed (scripts/setup) once BPF tests are required.
+/// The servers and clients a test drives must be installed (scripts/setup) when BPF
+/// tests are required; otherwise the test skips.
 fn need(test: &str, bins: &[&str]) -> bool {
     let missing: Vec<&&str> = bins.iter().filter(|b| !have(b)).collect();
     if missing.is_empty() {

@@ -156,6 +156,13 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(DRAIN);
         let _ = rb.consume();
+        let mute = match shared.tracker.lock() {
+            Ok(mut t) => std::mem::take(&mut t.to_mute),
+            Err(_) => Vec::new(),
+        };
+        for (tgid, fd, sk) in mute {
+            mute_conn(&skel.maps.conns, tgid, fd, sk);
+        }
         if ssl && last_scan.is_none_or(|t| t.elapsed() >= SSL_SCAN) {
             last_scan = Some(Instant::now());
             for lib in well_known_libssl().into_iter().chain(find_libssl()) {
@@ -199,6 +206,22 @@ fn run(
     }
     let _ = rb.consume();
     Ok(())
+}
+
+/// Stops payload copies for a connection no parser recognised (a bulk transfer, ssh, a
+/// protocol we do not know): after a few payloads they would only cost. Its close is
+/// still reported. Checked against the socket so that a reused fd is not muted.
+fn mute_conn(map: &impl MapCore, tgid: u32, fd: i32, sk: u64) {
+    let key = ((u64::from(tgid) << 32) | u64::from(fd as u32)).to_ne_bytes();
+    let Ok(Some(mut val)) = map.lookup(&key, libbpf_rs::MapFlags::ANY) else {
+        return;
+    };
+    // struct l7_conn: sk (u64), tcp, role, family, mute…
+    if val.len() < 12 || val[..8] != sk.to_ne_bytes() {
+        return;
+    }
+    val[11] = 1;
+    let _ = map.update(&key, &val, libbpf_rs::MapFlags::EXIST);
 }
 
 /// Sums the per-CPU counters of the `stats` array.

@@ -125,6 +125,9 @@ pub struct Tracker {
     /// Process names, from the events: short-lived clients (curl) are gone from /proc
     /// by the end of the interval.
     comms: HashMap<u32, String>,
+    /// Connections just found to speak no known protocol, as (tgid, fd, sock), for the
+    /// kernel side to stop copying their payloads.
+    pub to_mute: Vec<(u32, i32, u64)>,
     now_ns: u64,
 }
 
@@ -258,6 +261,9 @@ impl Tracker {
                 if conn.tries >= INFER_TRIES {
                     conn.unknown = true;
                     self.counters.conns_unknown += 1;
+                    if !key.ssl && self.to_mute.len() < 4096 {
+                        self.to_mute.push((key.tgid, key.fd, key.sk));
+                    }
                 }
                 self.lb(&key, ev, None);
                 return;
@@ -601,6 +607,7 @@ mod tests {
             t.on_event(&ev(i, 1, 9, false, Role::Client, 1, 2, b"\x00\x01binary"));
         }
         assert_eq!(t.counters.conns_unknown, 1);
+        assert_eq!(t.to_mute, vec![(10, 9, 0x1009)]);
         let mut close = ev(99, 1, 9, false, Role::Client, 1, 2, b"");
         close.kind = Kind::Close;
         t.on_event(&close);

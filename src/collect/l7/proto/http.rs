@@ -56,12 +56,14 @@ pub fn parse_response(bytes: &[u8]) -> Option<Reply> {
 mod tests {
     use super::*;
 
-    // Captured from `curl -s http://127.0.0.1:8080/` against Debian's nginx 1.22.
+    // Captured with `strace -x` from curl 7.88 against Debian's nginx 1.22 (nginx's
+    // response header is the first iovec of its writev).
     const CURL_GET: &[u8] =
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
-    const NGINX_200: &[u8] =
-        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 13:50:01 GMT\r\nContent-Type: text/html\r\n";
-    const NGINX_404: &[u8] = b"HTTP/1.1 404 Not Found\r\nServer: nginx/1.22.1\r\n";
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1:58080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+    const NGINX_200: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 14:12:51 GMT\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n";
+    const NGINX_404: &[u8] = b"HTTP/1.1 404 Not Found\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 14:12:51 GMT\r\nContent-Type: text/html\r\nContent-Length: 153\r\nConnection: keep-alive\r\n\r\n";
+    const NGINX_404_BODY: &[u8] =
+        b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n";
 
     #[test]
     fn requests() {
@@ -87,7 +89,7 @@ mod tests {
         let r = parse_response(NGINX_404).unwrap();
         assert_eq!((r.errors, r.status), (1, Some(404)));
         assert_eq!(parse_response(b"HTTP/1.1 100 Continue\r\n\r\n"), None);
-        assert_eq!(parse_response(b"<html>body</html>"), None);
+        assert_eq!(parse_response(NGINX_404_BODY), None);
         assert_eq!(parse_response(b"HTTP/1.1 2"), None);
     }
 }
