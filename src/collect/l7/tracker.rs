@@ -154,7 +154,8 @@ impl Tracker {
             return id;
         }
         if self.methods.len() >= 4096 {
-            return self.method_id("OTHER".into());
+            // Full: reuse OTHER if it is there, else the first name (never out of range).
+            return self.method_ids.get("OTHER").copied().unwrap_or(0);
         }
         let id = self.methods.len() as u16;
         self.methods.push(m.clone());
@@ -631,5 +632,58 @@ mod tests {
             assert_eq!((k.virtual_port, f.req_count, f.links.len()), (8080, 1, 1));
             assert!(k.backend_port == 9001 || k.backend_port == 9002);
         }
+    }
+
+    #[test]
+    fn random_traffic_never_panics_and_stays_bounded() {
+        // xorshift: deterministic, no dependency.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds: [&[u8]; 6] = [
+            b"*1\r\n$4\r\nPING\r\n",
+            b"+PONG\r\n",
+            b"GET / HTTP/1.1\r\n",
+            b"HTTP/1.1 500 x\r\n",
+            b"Q\x00\x00\x00\x0dselect 1\x00",
+            b"\x05\x00\x00\x00\x03x",
+        ];
+        let mut t = Tracker::new();
+        let mut buf = [0u8; 64];
+        for i in 0..20_000u64 {
+            let r = next();
+            let seed = seeds[(r % 6) as usize];
+            let n = seed.len().min(buf.len());
+            buf[..n].copy_from_slice(&seed[..n]);
+            // Flip a few bytes and cut at a random length.
+            for _ in 0..(r >> 8) % 3 {
+                let at = (next() % n as u64) as usize;
+                buf[at] = next() as u8;
+            }
+            let cut = (next() % (n as u64 + 1)) as usize;
+            let role = [Role::Unknown, Role::Client, Role::Server][(r >> 16) as usize % 3];
+            let mut e = ev(
+                i,
+                (r >> 20) as u32 % 4,
+                ((r >> 24) % 8) as i32,
+                r & 1 == 0,
+                role,
+                80,
+                5000,
+                &buf[..cut],
+            );
+            e.len = (next() % 300) as u32;
+            if r % 97 == 0 {
+                e.kind = Kind::Close;
+            }
+            t.on_event(&e);
+        }
+        let taken = t.take();
+        assert!(taken.slis.len() <= MAX_SLIS);
+        assert!(t.conns_open() <= 32);
     }
 }
