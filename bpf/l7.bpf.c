@@ -239,7 +239,7 @@ static __always_inline int enter(__s32 fd, __u64 buf, __u8 how, __u8 dir)
 	if (tgid == self_tgid)
 		return 0;
 	struct l7_conn *c = lookup_conn(tgid, fd);
-	if (!c || c->mute)
+	if (!c)
 		return 0;
 	struct ssl_call *s = bpf_map_lookup_elem(&ssl_active, &id);
 	if (s) {
@@ -247,6 +247,9 @@ static __always_inline int enter(__s32 fd, __u64 buf, __u8 how, __u8 dir)
 		bpf_map_update_elem(&ssl_fds, &s->ssl, &fd, BPF_ANY);
 		return 0;
 	}
+	/* After the SSL check: a muted TLS socket still carries plaintext SSL events. */
+	if (c->mute)
+		return 0;
 	struct inflight in = {.ts_ns = bpf_ktime_get_ns(), .buf = buf, .fd = fd, .how = how, .dir = dir};
 	bpf_map_update_elem(&active, &id, &in, BPF_ANY);
 	return 0;

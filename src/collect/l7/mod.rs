@@ -427,6 +427,7 @@ impl super::probe::Probe for L7Probe {
             "conns_open": open,
             "conns_classified": c.conns_classified,
             "conns_unknown": c.conns_unknown,
+            "conns_tls": c.conns_tls,
             "conns_turned_away": c.conns_turned_away,
             "requests_unanswered": c.unanswered,
             "pending_lost": c.pending_lost,

@@ -106,6 +106,8 @@ pub struct Counters {
     pub events: u64,
     pub conns_classified: u64,
     pub conns_unknown: u64,
+    /// Raw streams of TLS connections (their plaintext is tracked apart).
+    pub conns_tls: u64,
     pub conns_turned_away: u64,
     pub pending_lost: u64,
     pub slis_turned_away: u64,
@@ -259,7 +261,15 @@ impl Tracker {
             }
             if conn.proto.is_none() {
                 conn.tries += 1;
-                if conn.tries >= INFER_TRIES {
+                if !key.ssl && is_tls_record(ev.data) && !conn.unknown {
+                    // Ciphertext: the plaintext comes from the OpenSSL uprobes, on a
+                    // stream of its own. Nothing to learn from these bytes.
+                    conn.unknown = true;
+                    self.counters.conns_tls += 1;
+                    if self.to_mute.len() < 4096 {
+                        self.to_mute.push((key.tgid, key.fd, key.sk));
+                    }
+                } else if conn.tries >= INFER_TRIES {
                     conn.unknown = true;
                     self.counters.conns_unknown += 1;
                     if !key.ssl && self.to_mute.len() < 4096 {
@@ -438,6 +448,11 @@ impl Tracker {
     }
 }
 
+/// A TLS record header: content type 20–23, version 3.x.
+fn is_tls_record(b: &[u8]) -> bool {
+    matches!(b, [20..=23, 3, 0..=4, ..])
+}
+
 /// The SLI's role and the server's address, as the connection's role decides.
 fn server_of(c: &Conn) -> (&'static str, (IpAddr, u16)) {
     match c.role {
@@ -613,6 +628,24 @@ mod tests {
         close.kind = Kind::Close;
         t.on_event(&close);
         assert_eq!(t.conns_open(), 0);
+    }
+
+    #[test]
+    fn tls_ciphertext_is_muted_at_once() {
+        let mut t = Tracker::new();
+        // A TLS 1.3 ClientHello record header.
+        t.on_event(&ev(
+            0,
+            1,
+            3,
+            false,
+            Role::Client,
+            1,
+            443,
+            b"\x16\x03\x01\x02\x00\x01",
+        ));
+        assert_eq!((t.counters.conns_tls, t.counters.conns_unknown), (1, 0));
+        assert_eq!(t.to_mute, vec![(10, 3, 0x1003)]);
     }
 
     #[test]
