@@ -46,20 +46,22 @@ struct {
 	__type(value, struct l7_conn);
 } conns SEC(".maps");
 
-/* A syscall in flight: its fd and buffer, from entry to exit. */
+/* A syscall in flight: its fd and buffer, from entry to exit. Kept in task-local
+ * storage: a hash map keyed by pid would take a bucket lock twice per syscall. */
 struct inflight {
 	__u64 ts_ns; /* at entry: when the process started sending */
 	__u64 buf;
 	__s32 fd;
 	__u8 how; /* 0 plain buffer, 1 iovec array, 2 msghdr */
 	__u8 dir;
-	__u8 pad[2];
+	__u8 valid;
+	__u8 pad;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct inflight);
 } active SEC(".maps");
 
@@ -250,19 +252,27 @@ static __always_inline int enter(__s32 fd, __u64 buf, __u8 how, __u8 dir)
 	/* After the SSL check: a muted TLS socket still carries plaintext SSL events. */
 	if (c->mute)
 		return 0;
-	struct inflight in = {.ts_ns = bpf_ktime_get_ns(), .buf = buf, .fd = fd, .how = how, .dir = dir};
-	bpf_map_update_elem(&active, &id, &in, BPF_ANY);
+	struct inflight *in = bpf_task_storage_get(&active, bpf_get_current_task_btf(), NULL,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!in)
+		return 0;
+	in->ts_ns = bpf_ktime_get_ns();
+	in->buf = buf;
+	in->fd = fd;
+	in->how = how;
+	in->dir = dir;
+	in->valid = 1;
 	return 0;
 }
 
 static __always_inline int leave(__s64 ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inflight *in = bpf_map_lookup_elem(&active, &id);
-	if (!in)
+	struct inflight *in = bpf_task_storage_get(&active, bpf_get_current_task_btf(), NULL, 0);
+	if (!in || !in->valid)
 		return 0;
 	struct inflight call = *in;
-	bpf_map_delete_elem(&active, &id);
+	in->valid = 0;
+	__u64 id = bpf_get_current_pid_tgid();
 	if (ret <= 0)
 		return 0;
 	__u32 tgid = id >> 32;
