@@ -166,11 +166,14 @@ static __always_inline struct l7_conn *lookup_conn(__u32 tgid, __s32 fd)
 	if (c)
 		return c->tcp ? c : NULL;
 	struct l7_conn fresh = {};
-	if (read_sock(fd, &fresh))
-		count(L7_STAT_SOCKS);
+	/* Only TCP sockets are cached: caching every file a process reads would churn the
+	 * LRU map (its global lock, taken on eviction with IRQs off, then serialises every
+	 * CPU's syscalls); the walk that says "not a socket" is a few loads. */
+	if (!read_sock(fd, &fresh))
+		return NULL;
+	count(L7_STAT_SOCKS);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
-	c = bpf_map_lookup_elem(&conns, &key);
-	return c && c->tcp ? c : NULL;
+	return bpf_map_lookup_elem(&conns, &key);
 }
 
 /* A connection made by accept4/connect: classify afresh and remember the role. */
