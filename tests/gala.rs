@@ -19,6 +19,8 @@ mod docs;
 mod flame;
 #[path = "gala/rca.rs"]
 mod rca;
+#[path = "gala/l7.rs"]
+mod l7;
 #[path = "gala/stream_io.rs"]
 mod stream_io;
 #[path = "gala/topo.rs"]

@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod counters;
+pub mod l7;
 pub mod machine;
 pub mod netlink;
 pub mod probe;

@@ -50,6 +50,9 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         all.push((&sys::syscall::SPEC, sys::syscall::Syscall::start));
     }
     all
+    vec![(&super::l7::SPEC, || {
+        Ok(Box::new(super::l7::L7Probe::new()?))
+    })]
 }
 
 /// Every probe's description.

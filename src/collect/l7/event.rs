@@ -1,0 +1,195 @@
+//! The ring-buffer record of bpf/l7.h, decoded.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// `L7_HDR_SIZE`: payload bytes start here.
+pub const HDR_SIZE: usize = 92;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Data,
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Unknown,
+    Client,
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Unknown => "unknown",
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+/// One syscall's worth of payload (or a close), borrowed from the ring buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub ts_ns: u64,
+    pub sk: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    /// Bytes the syscall moved.
+    pub len: u32,
+    pub kind: Kind,
+    /// true: the process received these bytes.
+    pub ingress: bool,
+    pub role: Role,
+    pub ssl: bool,
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+    /// The process name (NUL-padded in the record).
+    pub comm: &'a [u8],
+    /// The captured prefix.
+    pub data: &'a [u8],
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn addr(family: u8, raw: &[u8]) -> IpAddr {
+    if family == 10 {
+        let a: [u8; 16] = raw[..16].try_into().expect("16 bytes");
+        let v6 = Ipv6Addr::from(a);
+        // Dual-stack sockets see IPv4 peers as ::ffff:a.b.c.d; name them as IPv4.
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    } else {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    }
+}
+
+impl<'a> Event<'a> {
+    /// Decodes one record; None when it is too short or malformed (never trusted blindly).
+    pub fn parse(b: &'a [u8]) -> Option<Event<'a>> {
+        if b.len() < HDR_SIZE {
+            return None;
+        }
+        let cap = usize::from(u16_at(b, 32));
+        let kind = match b[34] {
+            1 => Kind::Data,
+            2 => Kind::Close,
+            _ => return None,
+        };
+        let role = match b[36] {
+            1 => Role::Client,
+            2 => Role::Server,
+            _ => Role::Unknown,
+        };
+        let family = b[37];
+        Some(Event {
+            ts_ns: u64_at(b, 0),
+            sk: u64_at(b, 8),
+            tgid: u32_at(b, 16),
+            tid: u32_at(b, 20),
+            fd: u32_at(b, 24) as i32,
+            len: u32_at(b, 28),
+            kind,
+            ingress: b[35] == 1,
+            role,
+            ssl: b[38] == 1,
+            local: (addr(family, &b[44..60]), u16_at(b, 40)),
+            remote: (addr(family, &b[60..76]), u16_at(b, 42)),
+            comm: {
+                let c = &b[76..92];
+                &c[..c.iter().position(|&x| x == 0).unwrap_or(16)]
+            },
+            data: b.get(HDR_SIZE..HDR_SIZE + cap)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn encode(ev: &Event) -> Vec<u8> {
+        let mut b = vec![0u8; HDR_SIZE];
+        b[0..8].copy_from_slice(&ev.ts_ns.to_ne_bytes());
+        b[8..16].copy_from_slice(&ev.sk.to_ne_bytes());
+        b[16..20].copy_from_slice(&ev.tgid.to_ne_bytes());
+        b[20..24].copy_from_slice(&ev.tid.to_ne_bytes());
+        b[24..28].copy_from_slice(&ev.fd.to_ne_bytes());
+        b[28..32].copy_from_slice(&ev.len.to_ne_bytes());
+        b[32..34].copy_from_slice(&(ev.data.len() as u16).to_ne_bytes());
+        b[34] = if ev.kind == Kind::Data { 1 } else { 2 };
+        b[35] = u8::from(ev.ingress);
+        b[36] = match ev.role {
+            Role::Unknown => 0,
+            Role::Client => 1,
+            Role::Server => 2,
+        };
+        b[37] = 2;
+        b[38] = u8::from(ev.ssl);
+        b[40..42].copy_from_slice(&ev.local.1.to_ne_bytes());
+        b[42..44].copy_from_slice(&ev.remote.1.to_ne_bytes());
+        if let IpAddr::V4(a) = ev.local.0 {
+            b[44..48].copy_from_slice(&a.octets());
+        }
+        if let IpAddr::V4(a) = ev.remote.0 {
+            b[60..64].copy_from_slice(&a.octets());
+        }
+        b[76..76 + ev.comm.len()].copy_from_slice(ev.comm);
+        b.extend_from_slice(ev.data);
+        b
+    }
+
+    #[test]
+    fn round_trip() {
+        let ev = Event {
+            ts_ns: 42,
+            sk: 0xffff_8880_1234_5678,
+            tgid: 100,
+            tid: 101,
+            fd: 7,
+            len: 1000,
+            kind: Kind::Data,
+            ingress: true,
+            role: Role::Server,
+            ssl: true,
+            local: ("127.0.0.1".parse().unwrap(), 6379),
+            remote: ("127.0.0.2".parse().unwrap(), 40000),
+            comm: b"redis-server",
+            data: b"+OK\r\n",
+        };
+        let b = encode(&ev);
+        let d = Event::parse(&b).unwrap();
+        assert_eq!(
+            (d.ts_ns, d.sk, d.tgid, d.tid, d.fd, d.len),
+            (42, ev.sk, 100, 101, 7, 1000)
+        );
+        assert_eq!(
+            (d.kind, d.ingress, d.role, d.ssl),
+            (Kind::Data, true, Role::Server, true)
+        );
+        assert_eq!((d.local, d.remote, d.data), (ev.local, ev.remote, ev.data));
+        assert_eq!(d.comm, b"redis-server");
+        assert!(Event::parse(&b[..HDR_SIZE - 1]).is_none());
+        assert!(Event::parse(&b[..b.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn v4_mapped_v6_reads_as_v4() {
+        let mapped: Ipv6Addr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(
+            addr(10, &mapped.octets()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+}

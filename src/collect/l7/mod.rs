@@ -1,0 +1,451 @@
+//! The `l7` probe: application SLIs (HTTP/1.x, Redis, PostgreSQL, MySQL, and the same
+//! over OpenSSL) and load-balancer flows, from payload prefixes the kernel copies at
+//! socket syscalls (bpf/l7.bpf.c). See docs/l7.md.
+//!
+//! Layout: [`event`] decodes ring-buffer records, [`proto`] recognises protocols in byte
+//! slices, [`tracker`] pairs requests with responses per connection and aggregates,
+//! [`histo`] keeps latency distributions, [`ipvs`] reads LVS connections, and `kernel`
+//! owns the BPF objects on a draining thread.
+
+pub mod event;
+pub mod histo;
+pub mod ipvs;
+#[cfg(all(feature = "bpf", target_os = "linux"))]
+mod kernel;
+pub mod proto;
+pub mod tracker;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Value};
+
+use super::probe::{Interval, MetricSpec, MetricType, ProbeSpec};
+#[cfg(all(feature = "bpf", target_os = "linux"))]
+use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record};
+use tracker::{FlowAgg, FlowKey, SliAgg, SliKey};
+
+/// Payload bytes copied per syscall: enough for a request line, a RESP command with its
+/// key, a PostgreSQL or MySQL header and the first SQL keyword.
+pub const CAPTURE_BYTES: u32 = 128;
+
+const fn m(
+    kind: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    mtype: MetricType,
+    help: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        kind,
+        name,
+        unit,
+        mtype,
+        help,
+    }
+}
+
+pub static SPEC: ProbeSpec = ProbeSpec {
+    name: "l7",
+    summary: "application SLIs (HTTP, HTTPS, Redis, PostgreSQL, MySQL) and load-balancer flows from socket payloads",
+    kinds: &[kind::SLI, kind::LB_LINK],
+    metrics: &[
+        m("sli", "req_count", "requests", MetricType::Delta, "requests sent (client) or received (server)"),
+        m("sli", "resp_count", "responses", MetricType::Delta, "responses paired with a request"),
+        m("sli", "err_count", "responses", MetricType::Delta, "error responses (HTTP ≥ 400, Redis -ERR, PostgreSQL ErrorResponse, MySQL ERR)"),
+        m("sli", "err_ratio", "ratio", MetricType::Gauge, "err_count / resp_count"),
+        m("sli", "latency_avg", "ms", MetricType::Gauge, "mean request-to-response time"),
+        m("sli", "latency_max", "ms", MetricType::Gauge, "slowest response"),
+        m("sli", "latency_p50", "ms", MetricType::Gauge, "median, from a log histogram (±5 %)"),
+        m("sli", "latency_p90", "ms", MetricType::Gauge, "90th percentile"),
+        m("sli", "latency_p99", "ms", MetricType::Gauge, "99th percentile"),
+        m("sli", "throughput_req", "req/s", MetricType::Rate, "requests per second"),
+        m("sli", "throughput_resp", "resp/s", MetricType::Rate, "responses per second"),
+        m("sli", "status_2xx", "responses", MetricType::Delta, "HTTP responses by status class (also 3xx, 4xx, 5xx)"),
+        m("sli", "latency", "ms", MetricType::Histogram, "latency distribution (histos)"),
+        m("lb_link", "req_count", "requests", MetricType::Delta, "requests the proxy forwarded from this client to this backend"),
+        m("lb_link", "link_count", "links", MetricType::Gauge, "distinct client/backend connection pairs (LVS: connections)"),
+    ],
+    opt_in: false,
+    needs_bpf: true,
+    notes: "payloads are parsed in memory and never written out; connections opened before the probe started are classified from their traffic; proxies that hand a request to another thread before forwarding it are not paired",
+};
+
+#[cfg(all(feature = "bpf", target_os = "linux"))]
+pub const HOOKS: Hooks = &[
+    (Hook::Tracepoint("syscalls/sys_enter_read"), Need::Required),
+    (Hook::Tracepoint("syscalls/sys_exit_read"), Need::Required),
+    (Hook::Tracepoint("syscalls/sys_enter_write"), Need::Required),
+    (Hook::Tracepoint("syscalls/sys_exit_write"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_recvfrom"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_recvfrom"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_sendto"),
+        Need::Required,
+    ),
+    (Hook::Tracepoint("syscalls/sys_exit_sendto"), Need::Required),
+    (Hook::Tracepoint("syscalls/sys_enter_readv"), Need::Required),
+    (Hook::Tracepoint("syscalls/sys_exit_readv"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_writev"),
+        Need::Required,
+    ),
+    (Hook::Tracepoint("syscalls/sys_exit_writev"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_recvmsg"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_recvmsg"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_sendmsg"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_sendmsg"),
+        Need::Required,
+    ),
+    (Hook::Tracepoint("syscalls/sys_enter_close"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_accept4"),
+        Need::Required,
+    ),
+    (Hook::Tracepoint("syscalls/sys_exit_accept"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_connect"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_connect"),
+        Need::Required,
+    ),
+    (
+        Hook::Uprobe {
+            binary: "libssl.so.3",
+            symbol: "SSL_read",
+        },
+        Need::Optional {
+            what: "HTTPS and other TLS SLIs (ssl: true)",
+        },
+    ),
+    (
+        Hook::Uprobe {
+            binary: "libssl.so.3",
+            symbol: "SSL_write",
+        },
+        Need::Optional {
+            what: "HTTPS and other TLS SLIs (ssl: true)",
+        },
+    ),
+];
+
+/// Where the l7 probe's state lives between intervals.
+pub struct L7Probe {
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    kernel: kernel::Kernel,
+    /// Without BPF there is no l7 probe: this makes one impossible to build.
+    #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+    never: std::convert::Infallible,
+    comms: HashMap<u32, String>,
+    ipvs_bad_lines: usize,
+}
+
+impl L7Probe {
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    pub fn new() -> anyhow::Result<L7Probe> {
+        Ok(L7Probe {
+            kernel: kernel::Kernel::start(CAPTURE_BYTES, true)?,
+            comms: HashMap::new(),
+            ipvs_bad_lines: 0,
+        })
+    }
+
+    #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+    pub fn new() -> anyhow::Result<L7Probe> {
+        anyhow::bail!("probe l7: this gala-collect was built without the `bpf` feature")
+    }
+
+    /// The interval's aggregates.
+    fn take(&self) -> anyhow::Result<tracker::Taken> {
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        return match self.kernel.shared.tracker.lock() {
+            Ok(mut t) => Ok(t.take()),
+            Err(_) => anyhow::bail!("l7: the draining thread panicked"),
+        };
+        #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+        match self.never {}
+    }
+
+    /// The tracker's counters, open connections and the kernel side's numbers.
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    fn health(&self) -> Option<(tracker::Counters, usize, kernel::KernelStats)> {
+        let (c, open) = {
+            let t = self.kernel.shared.tracker.lock().ok()?;
+            (t.counters, t.conns_open())
+        };
+        let k = self.kernel.shared.stats.lock().ok()?.clone();
+        Some((c, open, k))
+    }
+
+    #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+    fn health(&self) -> Option<(tracker::Counters, usize, KernelStats)> {
+        match self.never {}
+    }
+
+    /// The process name, as the tracker saw it or from /proc.
+    fn comm(&mut self, tgid: u32) -> String {
+        self.comms
+            .entry(tgid)
+            .or_insert_with(|| {
+                std::fs::read_to_string(format!("/proc/{tgid}/comm"))
+                    .map(|s| s.trim_end().to_string())
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}
+
+/// Turns one SLI aggregate into its entity and metric records.
+pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (Entity, Metric) {
+    let tgid = key.tgid.to_string();
+    let ip = key.server_ip.to_string();
+    let port = key.server_port.to_string();
+    let id = entity_id(
+        iv.machine_id,
+        kind::SLI,
+        [
+            tgid.as_str(),
+            key.role,
+            &ip,
+            &port,
+            key.protocol.as_str(),
+            &key.method,
+        ],
+    );
+    let mut keys = Fields::new();
+    keys.insert("tgid".into(), json!(key.tgid));
+    keys.insert("role".into(), json!(key.role));
+    keys.insert("server_ip".into(), json!(ip));
+    keys.insert("server_port".into(), json!(key.server_port));
+    keys.insert("protocol".into(), json!(key.protocol.as_str()));
+    keys.insert("method".into(), json!(key.method));
+    let mut labels = Fields::new();
+    labels.insert("comm".into(), json!(comm));
+    labels.insert("ssl".into(), json!(agg.ssl));
+    let entity = Entity {
+        ts: iv.ts,
+        id: id.clone(),
+        kind: kind::SLI.into(),
+        machine_id: iv.machine_id.into(),
+        keys,
+        labels,
+    };
+    let mut metrics = Metrics::new();
+    let ms = |ns: f64| ns / 1e6;
+    metrics.insert("req_count".into(), agg.req_count as f64);
+    metrics.insert("resp_count".into(), agg.resp_count as f64);
+    metrics.insert("err_count".into(), agg.err_count as f64);
+    metrics.insert(
+        "err_ratio".into(),
+        if agg.resp_count > 0 {
+            agg.err_count as f64 / agg.resp_count as f64
+        } else {
+            0.0
+        },
+    );
+    metrics.insert("throughput_req".into(), iv.rate(agg.req_count as f64));
+    metrics.insert("throughput_resp".into(), iv.rate(agg.resp_count as f64));
+    let mut histos = BTreeMap::new();
+    let l = &agg.latency;
+    if l.count > 0 {
+        metrics.insert("latency_avg".into(), ms(l.sum_ns as f64 / l.count as f64));
+        metrics.insert("latency_max".into(), ms(l.max_ns as f64));
+        metrics.insert("latency_p50".into(), ms(l.quantile_ns(0.5)));
+        metrics.insert("latency_p90".into(), ms(l.quantile_ns(0.9)));
+        metrics.insert("latency_p99".into(), ms(l.quantile_ns(0.99)));
+        histos.insert("latency".into(), l.histogram_ms());
+    }
+    if key.protocol == proto::Protocol::Http {
+        for class in 1..=5 {
+            metrics.insert(format!("status_{class}xx"), agg.status[class] as f64);
+        }
+    }
+    let metric = Metric {
+        ts: iv.ts,
+        id,
+        kind: kind::SLI.into(),
+        metrics,
+        histos,
+    };
+    (entity, metric)
+}
+
+/// Turns one load-balancer flow into its entity and metric records.
+pub fn flow_records(
+    iv: &Interval,
+    key: &FlowKey,
+    agg: &FlowAgg,
+    comm: &str,
+    source: &str,
+) -> (Entity, Metric) {
+    let parts = [
+        key.tgid.to_string(),
+        key.client_ip.to_string(),
+        key.virtual_ip.to_string(),
+        key.virtual_port.to_string(),
+        key.backend_ip.to_string(),
+        key.backend_port.to_string(),
+    ];
+    let id = entity_id(
+        iv.machine_id,
+        kind::LB_LINK,
+        parts.iter().map(String::as_str),
+    );
+    let mut keys = Fields::new();
+    keys.insert("tgid".into(), json!(key.tgid));
+    keys.insert("client_ip".into(), json!(parts[1]));
+    keys.insert("virtual_ip".into(), json!(parts[2]));
+    keys.insert("virtual_port".into(), json!(key.virtual_port));
+    keys.insert("backend_ip".into(), json!(parts[4]));
+    keys.insert("backend_port".into(), json!(key.backend_port));
+    let mut labels = Fields::new();
+    if !comm.is_empty() {
+        labels.insert("comm".into(), json!(comm));
+    }
+    labels.insert("source".into(), json!(source));
+    if let Some(p) = agg.protocol {
+        labels.insert("protocol".into(), json!(p.as_str()));
+    }
+    let entity = Entity {
+        ts: iv.ts,
+        id: id.clone(),
+        kind: kind::LB_LINK.into(),
+        machine_id: iv.machine_id.into(),
+        keys,
+        labels,
+    };
+    let mut metrics = Metrics::new();
+    metrics.insert("req_count".into(), agg.req_count as f64);
+    metrics.insert("link_count".into(), agg.links.len() as f64);
+    let metric = Metric {
+        ts: iv.ts,
+        id,
+        kind: kind::LB_LINK.into(),
+        metrics,
+        histos: BTreeMap::new(),
+    };
+    (entity, metric)
+}
+
+/// LVS flows: one link per (client, virtual, backend), counting its connections.
+pub fn ipvs_flows(conns: &[ipvs::IpvsConn]) -> HashMap<FlowKey, FlowAgg> {
+    let mut flows: HashMap<FlowKey, FlowAgg> = HashMap::new();
+    for (i, c) in conns.iter().enumerate() {
+        let key = FlowKey {
+            tgid: 0,
+            client_ip: c.client.0,
+            virtual_ip: c.virt.0,
+            virtual_port: c.virt.1,
+            backend_ip: c.backend.0,
+            backend_port: c.backend.1,
+        };
+        flows.entry(key).or_default().links.insert((i as u64, 0));
+    }
+    flows
+}
+
+#[cfg(not(all(feature = "bpf", target_os = "linux")))]
+#[derive(Clone, Default)]
+struct KernelStats {
+    drops: u64,
+    tcp_fds: u64,
+    ssl_libs: Vec<String>,
+    ssl_errors: Vec<String>,
+    progs: serde_json::Map<String, Value>,
+}
+
+impl super::probe::Probe for L7Probe {
+    fn spec(&self) -> &'static ProbeSpec {
+        &SPEC
+    }
+
+    fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
+        let tracker::Taken { slis, flows, comms } = self.take()?;
+        self.comms = comms;
+        let mut slis: Vec<_> = slis.into_iter().collect();
+        slis.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, agg) in &slis {
+            let comm = self.comm(key.tgid);
+            if !iv.filter.matches(key.tgid, &comm, None) && !iv.filter.is_empty() {
+                continue;
+            }
+            let (e, m) = sli_records(iv, key, agg, &comm);
+            iv.records.push(Record::Entity(e));
+            iv.records.push(Record::Metric(m));
+        }
+        let mut flows: Vec<_> = flows.into_iter().collect();
+        flows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, agg) in &flows {
+            let comm = self.comm(key.tgid);
+            if !iv.filter.matches(key.tgid, &comm, None) && !iv.filter.is_empty() {
+                continue;
+            }
+            let (e, m) = flow_records(iv, key, agg, &comm, "proxy");
+            iv.records.push(Record::Entity(e));
+            iv.records.push(Record::Metric(m));
+        }
+        if let Ok(text) = std::fs::read_to_string(ipvs::PATH) {
+            let (conns, bad) = ipvs::parse(&text);
+            self.ipvs_bad_lines += bad;
+            let mut flows: Vec<_> = ipvs_flows(&conns).into_iter().collect();
+            flows.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, agg) in &flows {
+                let (e, m) = flow_records(iv, key, agg, "", "ipvs");
+                iv.records.push(Record::Entity(e));
+                iv.records.push(Record::Metric(m));
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self, extra: &mut Fields) {
+        let Some((c, open, k)) = self.health() else {
+            return;
+        };
+        let l7 = json!({
+            "events": c.events,
+            "events_dropped": k.drops,
+            "tcp_fds_seen": k.tcp_fds,
+            "conns_open": open,
+            "conns_classified": c.conns_classified,
+            "conns_unknown": c.conns_unknown,
+            "conns_tls": c.conns_tls,
+            "conns_turned_away": c.conns_turned_away,
+            "requests_unanswered": c.unanswered,
+            "pending_lost": c.pending_lost,
+            "slis_turned_away": c.slis_turned_away,
+            "flows_turned_away": c.flows_turned_away,
+            "ssl_libs": k.ssl_libs,
+            "ssl_errors": k.ssl_errors,
+            "ipvs": std::path::Path::new(ipvs::PATH).exists(),
+            "ipvs_bad_lines": self.ipvs_bad_lines,
+        });
+        extra.insert("l7".into(), l7);
+        if let Some(Value::Object(progs)) = k.progs.get("bpf_progs") {
+            let entry = extra
+                .entry("bpf_progs".to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(all) = entry {
+                all.extend(progs.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Application protocols, recognised from the first bytes of what one syscall moved.
+//!
+//! Every parser is a pure function over a payload prefix (`bytes`, at most the probe's
+//! capture size) and the number of bytes the syscall really moved (`total`), so that
+//! length fields can be checked against it: a length that agrees is what tells a
+//! PostgreSQL or MySQL message from random bytes. Payloads are read here and dropped;
+//! nothing of them leaves this module except a method or command name.
+
+pub mod http;
+pub mod mysql;
+pub mod pgsql;
+pub mod redis;
+
+/// The protocols the l7 probe knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Http,
+    Redis,
+    Pgsql,
+    Mysql,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Redis => "redis",
+            Protocol::Pgsql => "pgsql",
+            Protocol::Mysql => "mysql",
+        }
+    }
+
+    /// Whether one connection may carry several requests before the first response.
+    /// For the others a response is the first payload after a request, whatever the
+    /// number of messages in it (PostgreSQL answers one query with many).
+    pub fn pipelined(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Redis)
+    }
+}
+
+/// What a payload sent by a client says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// `count` requests, the first with this method or command.
+    Requests { method: String, count: u32 },
+    /// A protocol message that is not a request to be timed (a handshake, a login).
+    Control,
+}
+
+/// What a payload sent by a server says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Responses that start in this payload (pipelined protocols can have several).
+    pub count: u32,
+    /// Responses among them that report an error.
+    pub errors: u32,
+    /// HTTP status of the first one.
+    pub status: Option<u16>,
+}
+
+/// Guesses the protocol from a payload going from client to server.
+pub fn infer_request(bytes: &[u8], total: u64) -> Option<(Protocol, Sent)> {
+    if let Some(s) = http::parse_request(bytes) {
+        return Some((Protocol::Http, s));
+    }
+    if let Some(s) = redis::parse_request(bytes) {
+        return Some((Protocol::Redis, s));
+    }
+    if let Some(s) = pgsql::parse_frontend(bytes, total) {
+        return Some((Protocol::Pgsql, s));
+    }
+    if let Some(s) = mysql::parse_client(bytes, total) {
+        return Some((Protocol::Mysql, s));
+    }
+    None
+}
+
+/// Guesses the protocol from a payload going from server to client, for connections
+/// where the server speaks first (MySQL's greeting) or the requests were missed.
+pub fn infer_server_first(bytes: &[u8], total: u64) -> Option<Protocol> {
+    mysql::is_greeting(bytes, total).then_some(Protocol::Mysql)
+}
+
+/// Parses a client payload of a connection already known to speak `proto`.
+pub fn parse_request(proto: Protocol, bytes: &[u8], total: u64) -> Option<Sent> {
+    match proto {
+        Protocol::Http => http::parse_request(bytes),
+        Protocol::Redis => redis::parse_request(bytes),
+        Protocol::Pgsql => pgsql::parse_frontend(bytes, total),
+        Protocol::Mysql => mysql::parse_client(bytes, total),
+    }
+}
+
+/// Parses a server payload of a connection known to speak `proto`; None when it does
+/// not start a response (a continuation of a long one).
+pub fn parse_reply(proto: Protocol, bytes: &[u8], total: u64) -> Option<Reply> {
+    match proto {
+        Protocol::Http => http::parse_response(bytes),
+        Protocol::Redis => redis::parse_reply(bytes),
+        Protocol::Pgsql => pgsql::parse_backend(bytes, total),
+        Protocol::Mysql => mysql::parse_server(bytes, total),
+    }
+}
+
+/// The first word of an SQL statement, upper-cased (`SELECT`, `UPDATE`…), or `OTHER`:
+/// bounded to keywords so that literals never become entity keys.
+pub fn sql_verb(text: &[u8]) -> String {
+    let text = skip_sql_space(text);
+    let word: Vec<u8> = text
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .take(17)
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    const VERBS: &[&str] = &[
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "BEGIN",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "SET",
+        "SHOW",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "TRUNCATE",
+        "COPY",
+        "VACUUM",
+        "ANALYZE",
+        "WITH",
+        "START",
+        "EXPLAIN",
+        "GRANT",
+        "REVOKE",
+        "LOCK",
+        "CALL",
+        "DO",
+        "REPLACE",
+        "USE",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+        "DECLARE",
+        "FETCH",
+        "CLOSE",
+        "LISTEN",
+        "NOTIFY",
+        "SAVEPOINT",
+        "RELEASE",
+        "DESCRIBE",
+        "DESC",
+    ];
+    match std::str::from_utf8(&word) {
+        Ok(w) if VERBS.contains(&w) => w.to_string(),
+        _ => "OTHER".to_string(),
+    }
+}
+
+/// Skips white space and SQL comments before the first keyword.
+fn skip_sql_space(mut t: &[u8]) -> &[u8] {
+    loop {
+        while let [b, rest @ ..] = t {
+            if b.is_ascii_whitespace() || *b == b'(' {
+                t = rest;
+            } else {
+                break;
+            }
+        }
+        if let Some(rest) = t.strip_prefix(b"--") {
+            let nl = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            t = &rest[nl..];
+        } else if let Some(rest) = t.strip_prefix(b"/*") {
+            match rest.windows(2).position(|w| w == b"*/") {
+                Some(end) => t = &rest[end + 2..],
+                None => return &[],
+            }
+        } else {
+            return t;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_verbs_are_keywords_only() {
+        assert_eq!(sql_verb(b"  select 1"), "SELECT");
+        assert_eq!(sql_verb(b"/* hi */ -- x\nUPDATE t SET"), "UPDATE");
+        assert_eq!(sql_verb(b"(SELECT 1)"), "SELECT");
+        assert_eq!(sql_verb(b"secretpassword"), "OTHER");
+        assert_eq!(sql_verb(b""), "OTHER");
+        assert_eq!(sql_verb(b"/* unterminated"), "OTHER");
+    }
+}

@@ -1,0 +1,722 @@
+//! Per-connection state fed by kernel events: protocol inference, request/response
+//! pairing (FIFO per connection, so pipelining and keep-alive pair in order), and the
+//! interval's aggregates — SLIs per (tgid, role, server, protocol, method) and
+//! load-balancer flows per (proxy, client, virtual address, backend).
+//!
+//! Memory is bounded: connections, pending requests, SLI and flow keys all have caps,
+//! and what a cap turns away is counted for the status record.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use super::event::{Event, Kind, Role};
+use super::histo::Latency;
+use super::proto::{self, Protocol, Sent};
+
+/// Payloads tried before a connection is called unknown.
+const INFER_TRIES: u8 = 8;
+const MAX_CONNS: usize = 65_536;
+const MAX_PENDING: usize = 256;
+const MAX_SLIS: usize = 16_384;
+const MAX_FLOWS: usize = 16_384;
+/// How long an inbound request waits for the proxy to forward it (ns).
+const LB_WINDOW_NS: u64 = 5_000_000_000;
+/// Connections with no traffic for this long are forgotten (their close was missed).
+const IDLE_NS: u64 = 600_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ConnKey {
+    tgid: u32,
+    fd: i32,
+    sk: u64,
+    ssl: bool,
+}
+
+struct Pending {
+    ts_ns: u64,
+    method: u16,
+}
+
+struct Conn {
+    proto: Option<Protocol>,
+    tries: u8,
+    unknown: bool,
+    role: Role,
+    local: (IpAddr, u16),
+    remote: (IpAddr, u16),
+    pending: VecDeque<Pending>,
+    last_ns: u64,
+    /// A MySQL packet header read on its own (servers read the 4 bytes, then the
+    /// body): it is put back in front of the next payload in that direction.
+    carry: Option<([u8; 4], bool)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SliKey {
+    pub tgid: u32,
+    pub role: &'static str,
+    pub server_ip: IpAddr,
+    pub server_port: u16,
+    pub protocol: Protocol,
+    pub method: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SliAgg {
+    pub req_count: u64,
+    pub resp_count: u64,
+    pub err_count: u64,
+    /// HTTP responses by status class 1xx..5xx (index 1..=5).
+    pub status: [u64; 6],
+    pub latency: Latency,
+    pub ssl: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub tgid: u32,
+    pub client_ip: IpAddr,
+    pub virtual_ip: IpAddr,
+    pub virtual_port: u16,
+    pub backend_ip: IpAddr,
+    pub backend_port: u16,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FlowAgg {
+    /// Inbound requests seen forwarded on this flow.
+    pub req_count: u64,
+    /// Distinct (inbound, outbound) connection pairs.
+    pub links: HashSet<(u64, u64)>,
+    pub protocol: Option<Protocol>,
+}
+
+/// The last request a proxy thread read from a client.
+struct Inbound {
+    ts_ns: u64,
+    sk: u64,
+    client_ip: IpAddr,
+    local: (IpAddr, u16),
+    proto: Option<Protocol>,
+}
+
+/// Counters for the status record, since start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub events: u64,
+    pub conns_classified: u64,
+    pub conns_unknown: u64,
+    /// Raw streams of TLS connections (their plaintext is tracked apart).
+    pub conns_tls: u64,
+    pub conns_turned_away: u64,
+    pub pending_lost: u64,
+    pub slis_turned_away: u64,
+    pub flows_turned_away: u64,
+    pub unanswered: u64,
+}
+
+#[derive(Default)]
+pub struct Tracker {
+    conns: HashMap<ConnKey, Conn>,
+    inbound: HashMap<u32, Inbound>,
+    methods: Vec<String>,
+    method_ids: HashMap<String, u16>,
+    pub slis: HashMap<SliKey, SliAgg>,
+    pub flows: HashMap<FlowKey, FlowAgg>,
+    pub counters: Counters,
+    /// Process names, from the events: short-lived clients (curl) are gone from /proc
+    /// by the end of the interval.
+    comms: HashMap<u32, String>,
+    /// Connections just found to speak no known protocol, as (tgid, fd, sock), for the
+    /// kernel side to stop copying their payloads.
+    pub to_mute: Vec<(u32, i32, u64)>,
+    now_ns: u64,
+}
+
+/// One interval's aggregates.
+#[derive(Default)]
+pub struct Taken {
+    pub slis: HashMap<SliKey, SliAgg>,
+    pub flows: HashMap<FlowKey, FlowAgg>,
+    pub comms: HashMap<u32, String>,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    pub fn conns_open(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Bounded interning: method names are few, but never trust that.
+    fn method_id(&mut self, m: String) -> u16 {
+        if let Some(&id) = self.method_ids.get(&m) {
+            return id;
+        }
+        if self.methods.len() >= 4096 {
+            // Full: reuse OTHER if it is there, else the first name (never out of range).
+            return self.method_ids.get("OTHER").copied().unwrap_or(0);
+        }
+        let id = self.methods.len() as u16;
+        self.methods.push(m.clone());
+        self.method_ids.insert(m, id);
+        id
+    }
+
+    pub fn on_event(&mut self, ev: &Event) {
+        self.counters.events += 1;
+        self.now_ns = self.now_ns.max(ev.ts_ns);
+        let key = ConnKey {
+            tgid: ev.tgid,
+            fd: ev.fd,
+            sk: ev.sk,
+            ssl: ev.ssl,
+        };
+        if ev.kind == Kind::Close {
+            self.close(&key);
+            // The plaintext stream of the same socket ends too.
+            self.close(&ConnKey { ssl: true, ..key });
+            return;
+        }
+        if !self.conns.contains_key(&key) {
+            if self.conns.len() >= MAX_CONNS {
+                self.counters.conns_turned_away += 1;
+                return;
+            }
+            if !self.comms.contains_key(&ev.tgid) && self.comms.len() < MAX_CONNS {
+                self.comms
+                    .insert(ev.tgid, String::from_utf8_lossy(ev.comm).into_owned());
+            }
+            self.conns.insert(
+                key,
+                Conn {
+                    proto: None,
+                    tries: 0,
+                    unknown: false,
+                    role: ev.role,
+                    local: ev.local,
+                    remote: ev.remote,
+                    pending: VecDeque::new(),
+                    last_ns: ev.ts_ns,
+                    carry: None,
+                },
+            );
+        }
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        conn.last_ns = ev.ts_ns;
+        if conn.role == Role::Unknown && ev.role != Role::Unknown {
+            conn.role = ev.role;
+        }
+        let mut total = u64::from(ev.len);
+        let joined;
+        let mut data = ev.data;
+        if conn.proto == Some(Protocol::Mysql) {
+            match conn.carry.take() {
+                Some((hdr, dir)) if dir == ev.ingress => {
+                    joined = [&hdr[..], ev.data].concat();
+                    data = &joined;
+                    total += 4;
+                }
+                _ if ev.len == 4 && ev.data.len() == 4 => {
+                    conn.carry = Some((ev.data.try_into().expect("4 bytes"), ev.ingress));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        let ev = &Event {
+            data,
+            len: total as u32,
+            ..*ev
+        };
+        if conn.proto.is_none() {
+            if conn.unknown {
+                self.lb(&key, ev, None);
+                return;
+            }
+            if let Some((p, _)) = proto::infer_request(ev.data, total) {
+                let dir_role = if ev.ingress {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
+                if conn.role == Role::Unknown || conn.role == dir_role {
+                    conn.role = dir_role;
+                    conn.proto = Some(p);
+                    self.counters.conns_classified += 1;
+                }
+            } else if let Some(p) = proto::infer_server_first(ev.data, total) {
+                conn.role = if ev.ingress {
+                    Role::Client
+                } else {
+                    Role::Server
+                };
+                conn.proto = Some(p);
+                self.counters.conns_classified += 1;
+                return;
+            }
+            if conn.proto.is_none() {
+                conn.tries += 1;
+                if !key.ssl && is_tls_record(ev.data) && !conn.unknown {
+                    // Ciphertext: the plaintext comes from the OpenSSL uprobes, on a
+                    // stream of its own. Nothing to learn from these bytes.
+                    conn.unknown = true;
+                    self.counters.conns_tls += 1;
+                    if self.to_mute.len() < 4096 {
+                        self.to_mute.push((key.tgid, key.fd, key.sk));
+                    }
+                } else if conn.tries >= INFER_TRIES {
+                    conn.unknown = true;
+                    self.counters.conns_unknown += 1;
+                    if !key.ssl && self.to_mute.len() < 4096 {
+                        self.to_mute.push((key.tgid, key.fd, key.sk));
+                    }
+                }
+                self.lb(&key, ev, None);
+                return;
+            }
+        }
+        let (Some(p), role) = (conn.proto, conn.role) else {
+            return;
+        };
+        let request_dir = match role {
+            Role::Client => !ev.ingress,
+            Role::Server => ev.ingress,
+            Role::Unknown => return,
+        };
+        if request_dir {
+            if let Some(Sent::Requests { method, count }) = proto::parse_request(p, ev.data, total)
+            {
+                let id = self.method_id(method);
+                let conn = self.conns.get_mut(&key).expect("present");
+                for _ in 0..count {
+                    if conn.pending.len() >= MAX_PENDING {
+                        conn.pending.pop_front();
+                        self.counters.pending_lost += 1;
+                    }
+                    conn.pending.push_back(Pending {
+                        ts_ns: ev.ts_ns,
+                        method: id,
+                    });
+                }
+                let (role, server) = server_of(conn);
+                let name = self.methods[usize::from(id)].clone();
+                if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
+                    agg.req_count += u64::from(count);
+                    agg.ssl |= ev.ssl;
+                }
+                self.lb(&key, ev, Some(p));
+            }
+            return;
+        }
+        if conn.pending.is_empty() {
+            return; // the rest of a long response, or a push the client did not ask for
+        }
+        let Some(reply) = proto::parse_reply(p, ev.data, total) else {
+            return;
+        };
+        let n = if p.pipelined() {
+            (reply.count as usize).min(conn.pending.len())
+        } else {
+            1
+        };
+        let (role, server) = server_of(conn);
+        let done: Vec<Pending> = conn.pending.drain(..n).collect();
+        for (i, req) in done.into_iter().enumerate() {
+            let method = self.methods[usize::from(req.method)].clone();
+            let error = (i as u32) < reply.errors.min(n as u32);
+            let status = if i == 0 { reply.status } else { None };
+            if let Some(agg) = self.sli(ev.tgid, role, server, p, method) {
+                agg.resp_count += 1;
+                agg.err_count += u64::from(error);
+                if let Some(s) = status {
+                    agg.status[usize::from(s / 100).min(5)] += 1;
+                }
+                agg.latency.observe(ev.ts_ns.saturating_sub(req.ts_ns));
+                agg.ssl |= ev.ssl;
+            }
+        }
+    }
+
+    fn close(&mut self, key: &ConnKey) {
+        if let Some(c) = self.conns.remove(key) {
+            self.counters.unanswered += c.pending.len() as u64;
+        }
+    }
+
+    fn sli(
+        &mut self,
+        tgid: u32,
+        role: &'static str,
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        method: String,
+    ) -> Option<&mut SliAgg> {
+        let key = SliKey {
+            tgid,
+            role,
+            server_ip: server.0,
+            server_port: server.1,
+            protocol,
+            method,
+        };
+        if !self.slis.contains_key(&key) && self.slis.len() >= MAX_SLIS {
+            self.counters.slis_turned_away += 1;
+            return None;
+        }
+        Some(self.slis.entry(key).or_default())
+    }
+
+    /// Load-balancer pairing: a thread that read from a client connection and then
+    /// writes to a server connection of the same protocol is forwarding. Proxies like
+    /// nginx and haproxy handle a request on one thread from read to forward.
+    fn lb(&mut self, key: &ConnKey, ev: &Event, p: Option<Protocol>) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        match (conn.role, ev.ingress) {
+            (Role::Server, true)
+                if self.inbound.len() < MAX_CONNS || self.inbound.contains_key(&ev.tid) =>
+            {
+                self.inbound.insert(
+                    ev.tid,
+                    Inbound {
+                        ts_ns: ev.ts_ns,
+                        sk: ev.sk,
+                        client_ip: conn.remote.0,
+                        local: conn.local,
+                        proto: p,
+                    },
+                );
+            }
+            (Role::Client, false) => {
+                let Some(inb) = self.inbound.get(&ev.tid) else {
+                    return;
+                };
+                if ev.ts_ns.saturating_sub(inb.ts_ns) > LB_WINDOW_NS || inb.proto != p {
+                    return;
+                }
+                let inb = self.inbound.remove(&ev.tid).expect("present");
+                let fk = FlowKey {
+                    tgid: ev.tgid,
+                    client_ip: inb.client_ip,
+                    virtual_ip: inb.local.0,
+                    virtual_port: inb.local.1,
+                    backend_ip: conn.remote.0,
+                    backend_port: conn.remote.1,
+                };
+                if !self.flows.contains_key(&fk) && self.flows.len() >= MAX_FLOWS {
+                    self.counters.flows_turned_away += 1;
+                    return;
+                }
+                let agg = self.flows.entry(fk).or_default();
+                agg.req_count += 1;
+                agg.protocol = p;
+                if agg.links.len() < 4096 {
+                    agg.links.insert((inb.sk, ev.sk));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes the interval's aggregates and forgets idle state.
+    pub fn take(&mut self) -> Taken {
+        let now = self.now_ns;
+        self.conns
+            .retain(|_, c| now.saturating_sub(c.last_ns) < IDLE_NS);
+        self.inbound
+            .retain(|_, i| now.saturating_sub(i.ts_ns) < LB_WINDOW_NS);
+        let slis = std::mem::take(&mut self.slis);
+        let flows = std::mem::take(&mut self.flows);
+        let wanted: HashSet<u32> = slis
+            .keys()
+            .map(|k| k.tgid)
+            .chain(flows.keys().map(|k| k.tgid))
+            .collect();
+        let comms = wanted
+            .iter()
+            .filter_map(|t| self.comms.get(t).map(|c| (*t, c.clone())))
+            .collect();
+        let live: HashSet<u32> = self.conns.keys().map(|k| k.tgid).collect();
+        self.comms.retain(|t, _| live.contains(t));
+        Taken { slis, flows, comms }
+    }
+}
+
+/// A TLS record header: content type 20–23, version 3.x.
+fn is_tls_record(b: &[u8]) -> bool {
+    matches!(b, [20..=23, 3, 0..=4, ..])
+}
+
+/// The SLI's role and the server's address, as the connection's role decides.
+fn server_of(c: &Conn) -> (&'static str, (IpAddr, u16)) {
+    match c.role {
+        Role::Server => ("server", c.local),
+        _ => ("client", c.remote),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event::Event;
+    use super::*;
+
+    #[allow(clippy::too_many_arguments)]
+    fn ev<'a>(
+        ts_ms: u64,
+        tid: u32,
+        fd: i32,
+        ingress: bool,
+        role: Role,
+        local: u16,
+        remote: u16,
+        data: &'a [u8],
+    ) -> Event<'a> {
+        Event {
+            ts_ns: ts_ms * 1_000_000,
+            sk: 0x1000 + fd as u64,
+            tgid: 10,
+            tid,
+            fd,
+            len: data.len() as u32,
+            kind: Kind::Data,
+            ingress,
+            role,
+            ssl: false,
+            local: ("127.0.0.1".parse().unwrap(), local),
+            remote: ("127.0.0.2".parse().unwrap(), remote),
+            comm: b"test",
+            data,
+        }
+    }
+
+    #[test]
+    fn pairs_pipelined_redis_in_order() {
+        let mut t = Tracker::new();
+        let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+        let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        // A client (role unknown to the kernel) sends SET then GET, then both replies.
+        t.on_event(&ev(0, 1, 5, false, Role::Unknown, 40000, 6379, set));
+        t.on_event(&ev(1, 1, 5, false, Role::Unknown, 40000, 6379, get));
+        t.on_event(&ev(
+            3,
+            1,
+            5,
+            true,
+            Role::Unknown,
+            40000,
+            6379,
+            b"+OK\r\n-ERR wrong\r\n",
+        ));
+        let slis = t.take().slis;
+        let set_agg = slis.iter().find(|(k, _)| k.method == "SET").unwrap().1;
+        let get_agg = slis.iter().find(|(k, _)| k.method == "GET").unwrap().1;
+        assert_eq!(
+            (set_agg.req_count, set_agg.resp_count, set_agg.err_count),
+            (1, 1, 1)
+        );
+        assert_eq!(set_agg.latency.max_ns, 3_000_000);
+        assert_eq!((get_agg.resp_count, get_agg.latency.max_ns), (1, 2_000_000));
+        let k = slis.keys().next().unwrap();
+        assert_eq!(
+            (k.role, k.server_port, k.protocol),
+            ("client", 6379, Protocol::Redis)
+        );
+        assert_eq!(t.counters.conns_classified, 1);
+    }
+
+    #[test]
+    fn mysql_header_read_alone_is_joined_to_its_body() {
+        let mut t = Tracker::new();
+        let greeting = b"\x0a\x00\x00\x00\x0a11.0.0\x00\x01\x02";
+        t.on_event(&ev(0, 1, 4, false, Role::Server, 3306, 50000, greeting));
+        // mariadbd reads the header, then the body.
+        t.on_event(&ev(
+            1,
+            1,
+            4,
+            true,
+            Role::Server,
+            3306,
+            50000,
+            b"\x09\x00\x00\x00",
+        ));
+        t.on_event(&ev(
+            2,
+            1,
+            4,
+            true,
+            Role::Server,
+            3306,
+            50000,
+            b"\x03select 1",
+        ));
+        let err = b"\x07\x00\x00\x01\xff\x7a\x04#42S0";
+        t.on_event(&ev(4, 1, 4, false, Role::Server, 3306, 50000, err));
+        let slis = t.take().slis;
+        let (k, a) = slis.iter().next().unwrap();
+        assert_eq!(
+            (k.protocol, k.method.as_str(), k.role),
+            (Protocol::Mysql, "SELECT", "server")
+        );
+        assert_eq!((a.req_count, a.resp_count, a.err_count), (1, 1, 1));
+    }
+
+    #[test]
+    fn server_side_http_keep_alive_and_continuations() {
+        let mut t = Tracker::new();
+        for i in 0..3 {
+            let at = i * 10;
+            t.on_event(&ev(
+                at,
+                1,
+                7,
+                true,
+                Role::Server,
+                80,
+                50000,
+                b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            ));
+            t.on_event(&ev(
+                at + 1,
+                1,
+                7,
+                false,
+                Role::Server,
+                80,
+                50000,
+                b"HTTP/1.1 503 Busy\r\n\r\n",
+            ));
+            // A body chunk is not a new response.
+            t.on_event(&ev(
+                at + 2,
+                1,
+                7,
+                false,
+                Role::Server,
+                80,
+                50000,
+                b"HTTP/1.1 200 in a body",
+            ));
+        }
+        let slis = t.take().slis;
+        let (k, a) = slis.iter().next().unwrap();
+        assert_eq!(
+            (k.role, k.server_port, k.method.as_str()),
+            ("server", 80, "GET")
+        );
+        assert_eq!(
+            (a.req_count, a.resp_count, a.err_count, a.status[5]),
+            (3, 3, 3, 3)
+        );
+    }
+
+    #[test]
+    fn unknown_after_tries_and_close_forgets() {
+        let mut t = Tracker::new();
+        for i in 0..INFER_TRIES as u64 {
+            t.on_event(&ev(i, 1, 9, false, Role::Client, 1, 2, b"\x00\x01binary"));
+        }
+        assert_eq!(t.counters.conns_unknown, 1);
+        assert_eq!(t.to_mute, vec![(10, 9, 0x1009)]);
+        let mut close = ev(99, 1, 9, false, Role::Client, 1, 2, b"");
+        close.kind = Kind::Close;
+        t.on_event(&close);
+        assert_eq!(t.conns_open(), 0);
+    }
+
+    #[test]
+    fn tls_ciphertext_is_muted_at_once() {
+        let mut t = Tracker::new();
+        // A TLS 1.3 ClientHello record header.
+        t.on_event(&ev(
+            0,
+            1,
+            3,
+            false,
+            Role::Client,
+            1,
+            443,
+            b"\x16\x03\x01\x02\x00\x01",
+        ));
+        assert_eq!((t.counters.conns_tls, t.counters.conns_unknown), (1, 0));
+        assert_eq!(t.to_mute, vec![(10, 3, 0x1003)]);
+    }
+
+    #[test]
+    fn proxy_flows() {
+        let mut t = Tracker::new();
+        let req = b"GET / HTTP/1.1\r\n\r\n";
+        // nginx thread 3: client conn fd 20 (accepted on :8080), upstream fd 30 → :9001.
+        t.on_event(&ev(0, 3, 20, true, Role::Server, 8080, 51000, req));
+        t.on_event(&ev(1, 3, 30, false, Role::Client, 41000, 9001, req));
+        t.on_event(&ev(5, 3, 20, true, Role::Server, 8080, 51000, req));
+        t.on_event(&ev(6, 3, 31, false, Role::Client, 41001, 9002, req));
+        // A write to a backend with no inbound read before it pairs with nothing.
+        t.on_event(&ev(7, 3, 31, false, Role::Client, 41001, 9002, req));
+        let flows = t.take().flows;
+        assert_eq!(flows.len(), 2);
+        for (k, f) in &flows {
+            assert_eq!((k.virtual_port, f.req_count, f.links.len()), (8080, 1, 1));
+            assert!(k.backend_port == 9001 || k.backend_port == 9002);
+        }
+    }
+
+    #[test]
+    fn random_traffic_never_panics_and_stays_bounded() {
+        // xorshift: deterministic, no dependency.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds: [&[u8]; 6] = [
+            b"*1\r\n$4\r\nPING\r\n",
+            b"+PONG\r\n",
+            b"GET / HTTP/1.1\r\n",
+            b"HTTP/1.1 500 x\r\n",
+            b"Q\x00\x00\x00\x0dselect 1\x00",
+            b"\x05\x00\x00\x00\x03x",
+        ];
+        let mut t = Tracker::new();
+        let mut buf = [0u8; 64];
+        for i in 0..20_000u64 {
+            let r = next();
+            let seed = seeds[(r % 6) as usize];
+            let n = seed.len().min(buf.len());
+            buf[..n].copy_from_slice(&seed[..n]);
+            // Flip a few bytes and cut at a random length.
+            for _ in 0..(r >> 8) % 3 {
+                let at = (next() % n as u64) as usize;
+                buf[at] = next() as u8;
+            }
+            let cut = (next() % (n as u64 + 1)) as usize;
+            let role = [Role::Unknown, Role::Client, Role::Server][(r >> 16) as usize % 3];
+            let mut e = ev(
+                i,
+                (r >> 20) as u32 % 4,
+                ((r >> 24) % 8) as i32,
+                r & 1 == 0,
+                role,
+                80,
+                5000,
+                &buf[..cut],
+            );
+            e.len = (next() % 300) as u32;
+            if r % 97 == 0 {
+                e.kind = Kind::Close;
+            }
+            t.on_event(&e);
+        }
+        let taken = t.take();
+        assert!(taken.slis.len() <= MAX_SLIS);
+        assert!(t.conns_open() <= 32);
+    }
+}

@@ -1,0 +1,684 @@
+//! The l7 probe against real servers from Debian, started here on loopback: Redis,
+//! nginx (HTTP, HTTPS, reverse proxy), PostgreSQL and MariaDB. Each test runs
+//! `gala-collect --probes l7` around a workload whose counts it knows, and checks the
+//! `sli` and `lb_link` records. Root + BPF (common::require_bpf).
+
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common;
+
+/// A server or collector that is stopped when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    /// SIGTERM first: nginx's master and the postmaster take their workers with them
+    /// only when they end in order; SIGKILL would leave the workers behind.
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have(bin: &str) -> bool {
+    Path::new(bin).exists()
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+}
+
+/// The servers and clients a test drives must be installed (scripts/setup) when BPF
+/// tests are required; otherwise the test skips.
+fn need(test: &str, bins: &[&str]) -> bool {
+    let missing: Vec<&&str> = bins.iter().filter(|b| !have(b)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("GALA_REQUIRE_BPF").as_deref() == Ok("1") {
+        panic!("{test}: {missing:?} not installed (run scripts/setup)");
+    }
+    eprintln!("{test}: skipped ({missing:?} not installed)");
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_port(port: u16, what: &str) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Running {
+    Running(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
+    )
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A temporary directory an unprivileged server (running as `nobody`) can write.
+fn nobody_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown");
+    dir
+}
+
+/// `gala-collect --probes l7`, running for `secs`; returns once its programs are attached.
+struct Collector(Option<Child>);
+
+impl Collector {
+    fn start(secs: u32) -> Collector {
+        let child = Command::new(common::bin("gala-collect"))
+            .args(["--probes", "l7", "--interval", "1s", "--duration"])
+            .arg(format!("{secs}s"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gala-collect");
+        let pid = child.id();
+        let mut c = Collector(Some(child));
+        let t = Instant::now();
+        // Attached = it holds the BPF links of its 21 syscall tracepoints.
+        while bpf_links(pid) < 21 {
+            if t.elapsed() > Duration::from_secs(60) || !c.alive() {
+                let out = c.finish_raw();
+                panic!(
+                    "gala-collect did not attach: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn finish_raw(&mut self) -> Output {
+        let child = self.0.take().expect("collector");
+        child.wait_with_output().expect("wait gala-collect")
+    }
+
+    /// Waits for the end of its duration; its records.
+    fn finish(mut self) -> Records {
+        let out = self.finish_raw();
+        assert!(
+            out.status.success(),
+            "gala-collect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Records(common::ndjson(&out.stdout))
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn bpf_links(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().contains("bpf_link"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Sums of one entity's metrics over every interval.
+#[derive(Debug, Default, Clone)]
+struct Sums {
+    keys: serde_json::Map<String, Value>,
+    labels: serde_json::Map<String, Value>,
+    metrics: HashMap<String, f64>,
+    latency_seen: bool,
+}
+
+impl Sums {
+    fn get(&self, m: &str) -> f64 {
+        self.metrics.get(m).copied().unwrap_or(0.0)
+    }
+    fn key(&self, k: &str) -> String {
+        match self.keys.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        }
+    }
+}
+
+struct Records(Vec<Value>);
+
+impl Records {
+    /// Entities of `kind`, with their delta metrics summed across intervals.
+    fn entities(&self, kind: &str) -> Vec<Sums> {
+        let mut by_id: HashMap<String, Sums> = HashMap::new();
+        for r in &self.0 {
+            if r["kind"] != kind {
+                continue;
+            }
+            let id = r["id"].as_str().unwrap_or_default().to_string();
+            let s = by_id.entry(id).or_default();
+            match r["type"].as_str() {
+                Some("entity") => {
+                    s.keys = r["keys"].as_object().cloned().unwrap_or_default();
+                    s.labels = r["labels"].as_object().cloned().unwrap_or_default();
+                }
+                Some("metric") => {
+                    for (m, v) in r["metrics"].as_object().into_iter().flatten() {
+                        let v = v.as_f64().unwrap_or(0.0);
+                        if m.starts_with("latency_") {
+                            s.latency_seen |= v > 0.0;
+                            let e = s.metrics.entry(m.clone()).or_insert(0.0);
+                            *e = e.max(v);
+                        } else {
+                            *s.metrics.entry(m.clone()).or_insert(0.0) += v;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        by_id.into_values().collect()
+    }
+
+    fn slis(&self, port: u16) -> Vec<Sums> {
+        self.entities("sli")
+            .into_iter()
+            .filter(|s| s.keys.get("server_port") == Some(&Value::from(port)))
+            .collect()
+    }
+
+    fn status_l7(&self) -> Value {
+        self.0
+            .iter()
+            .rev()
+            .find(|r| r["type"] == "status")
+            .map(|r| r["l7"].clone())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// Sum of `metric` over the SLIs that match role, protocol and method.
+fn total(slis: &[Sums], role: &str, method: Option<&str>, metric: &str) -> f64 {
+    slis.iter()
+        .filter(|s| s.key("role") == role && method.is_none_or(|m| s.key("method") == m))
+        .map(|s| s.get(metric))
+        .sum()
+}
+
+#[test]
+fn redis_requests_and_errors_match_the_benchmark() {
+    if !common::require_bpf("l7::redis")
+        || !need(
+            "l7::redis",
+            &["redis-server", "redis-benchmark", "redis-cli"],
+        )
+    {
+        return;
+    }
+    let port = free_port();
+    let _redis = spawn(Command::new("redis-server").args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]));
+    wait_port(port, "redis-server");
+    let p = port.to_string();
+    run_ok(Command::new("redis-cli").args(["-p", &p, "set", "notanumber", "abc"]));
+
+    let collector = Collector::start(8);
+    let n = 3000;
+    run_ok(Command::new("redis-benchmark").args([
+        "-p",
+        &p,
+        "-n",
+        &n.to_string(),
+        "-c",
+        "1",
+        "-t",
+        "set,get",
+        "-q",
+    ]));
+    // INCR on a string is an error reply.
+    let out = run_ok(Command::new("redis-cli").args(["-p", &p, "incr", "notanumber"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ERR"));
+    let recs = collector.finish();
+    let slis = recs.slis(port);
+    assert!(
+        !slis.is_empty(),
+        "no sli for port {port}: {:?}",
+        recs.status_l7()
+    );
+    for role in ["client", "server"] {
+        for cmd in ["SET", "GET"] {
+            assert_eq!(
+                total(&slis, role, Some(cmd), "req_count"),
+                n as f64,
+                "{role} {cmd} requests"
+            );
+            assert_eq!(
+                total(&slis, role, Some(cmd), "resp_count"),
+                n as f64,
+                "{role} {cmd} responses"
+            );
+            assert_eq!(
+                total(&slis, role, Some(cmd), "err_count"),
+                0.0,
+                "{role} {cmd} errors"
+            );
+        }
+        assert_eq!(
+            total(&slis, role, Some("INCR"), "err_count"),
+            1.0,
+            "{role} INCR error"
+        );
+    }
+    let bench = slis
+        .iter()
+        .find(|s| s.key("role") == "client" && s.key("method") == "GET")
+        .expect("client GET sli");
+    assert_eq!(bench.labels["comm"], "redis-benchmark");
+    assert_eq!(bench.key("protocol"), "redis");
+    assert_eq!(bench.key("server_ip"), "127.0.0.1");
+    assert!(bench.latency_seen && bench.get("latency_p99") >= bench.get("latency_p50"));
+    assert!(bench.get("latency_max") < 10_000.0);
+}
+
+/// An nginx configuration under `dir`, with `servers` inside `http {}`.
+fn nginx(dir: &Path, servers: &str) -> Running {
+    let conf = dir.join("nginx.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes 1;\nuser nobody nogroup;\n\
+             pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             {servers}\n}}\n"
+        ),
+    )
+    .expect("write nginx.conf");
+    spawn(
+        Command::new("nginx")
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf),
+    )
+}
+
+/// curl's status codes, one per URL, bodies discarded.
+fn curl(args: &[&str]) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-w", "%{http_code}"]);
+    for a in args {
+        if !a.starts_with('-') {
+            cmd.args(["-o", "/dev/null"]);
+        }
+        cmd.arg(a);
+    }
+    String::from_utf8_lossy(&run_ok(&mut cmd).stdout).into_owned()
+}
+
+#[test]
+fn nginx_http_and_https() {
+    if !common::require_bpf("l7::nginx") || !need("l7::nginx", &["nginx", "curl", "openssl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem")),
+    );
+    let (http, https) = (free_port(), free_port());
+    let _nginx = nginx(
+        d,
+        &format!(
+            "server {{ listen 127.0.0.1:{http}; location / {{ return 200 \"ok\\n\"; }} location /missing {{ return 404; }} }}\n\
+             server {{ listen 127.0.0.1:{https} ssl; ssl_certificate {c}; ssl_certificate_key {k};\n\
+               location / {{ return 200 \"secure\\n\"; }} }}",
+            c = d.join("cert.pem").display(),
+            k = d.join("key.pem").display(),
+        ),
+    );
+    wait_port(http, "nginx");
+    wait_port(https, "nginx (ssl)");
+
+    let collector = Collector::start(8);
+    let url = format!("http://127.0.0.1:{http}/");
+    let missing = format!("http://127.0.0.1:{http}/missing");
+    let secure = format!("https://127.0.0.1:{https}/");
+    for _ in 0..12 {
+        assert_eq!(curl(&[&url]), "200");
+    }
+    for _ in 0..4 {
+        assert_eq!(curl(&[&missing]), "404");
+    }
+    // Keep-alive: three requests on one connection.
+    assert_eq!(curl(&[&url, &url, &url]), "200200200");
+    for _ in 0..6 {
+        assert_eq!(curl(&["-k", &secure]), "200");
+    }
+    let recs = collector.finish();
+
+    let plain = recs.slis(http);
+    assert_eq!(
+        total(&plain, "server", Some("GET"), "req_count"),
+        19.0,
+        "{plain:?}"
+    );
+    assert_eq!(total(&plain, "server", Some("GET"), "resp_count"), 19.0);
+    assert_eq!(total(&plain, "server", Some("GET"), "status_2xx"), 15.0);
+    assert_eq!(total(&plain, "server", Some("GET"), "status_4xx"), 4.0);
+    assert_eq!(total(&plain, "server", Some("GET"), "err_count"), 4.0);
+    assert_eq!(total(&plain, "client", Some("GET"), "resp_count"), 19.0);
+    for s in &plain {
+        assert!(s.latency_seen, "latency for {s:?}");
+        assert_eq!(s.labels["ssl"], false);
+        assert_eq!(s.key("protocol"), "http");
+    }
+    assert!(plain
+        .iter()
+        .any(|s| s.key("role") == "server" && s.labels["comm"] == "nginx"));
+
+    let tls = recs.slis(https);
+    assert_eq!(
+        total(&tls, "server", Some("GET"), "req_count"),
+        6.0,
+        "{tls:?} {:?}",
+        recs.status_l7()
+    );
+    assert_eq!(total(&tls, "server", Some("GET"), "status_2xx"), 6.0);
+    assert_eq!(total(&tls, "client", Some("GET"), "resp_count"), 6.0);
+    for s in &tls {
+        assert_eq!(s.labels["ssl"], true, "{s:?}");
+        assert!(s.latency_seen);
+    }
+}
+
+#[test]
+fn nginx_reverse_proxy_gives_lb_links() {
+    if !common::require_bpf("l7::lb") || !need("l7::lb", &["nginx", "curl"]) {
+        return;
+    }
+    let back_dir = tempfile::tempdir().expect("tempdir");
+    let front_dir = tempfile::tempdir().expect("tempdir");
+    let (b1, b2, front) = (free_port(), free_port(), free_port());
+    let _backends = nginx(
+        back_dir.path(),
+        &format!(
+            "server {{ listen 127.0.0.1:{b1}; location / {{ return 200 \"one\\n\"; }} }}\n\
+             server {{ listen 127.0.0.1:{b2}; location / {{ return 200 \"two\\n\"; }} }}"
+        ),
+    );
+    let _proxy = nginx(
+        front_dir.path(),
+        &format!(
+            "upstream backends {{ server 127.0.0.1:{b1}; server 127.0.0.1:{b2}; }}\n\
+             server {{ listen 127.0.0.1:{front}; location / {{ proxy_pass http://backends; }} }}"
+        ),
+    );
+    for p in [b1, b2, front] {
+        wait_port(p, "nginx");
+    }
+    let collector = Collector::start(6);
+    let url = format!("http://127.0.0.1:{front}/");
+    for _ in 0..10 {
+        assert_eq!(curl(&[&url]), "200");
+    }
+    let recs = collector.finish();
+    let links: Vec<Sums> = recs
+        .entities("lb_link")
+        .into_iter()
+        .filter(|l| l.keys.get("virtual_port") == Some(&Value::from(front)))
+        .collect();
+    assert_eq!(links.len(), 2, "one lb_link per backend: {links:?}");
+    let mut forwarded = 0.0;
+    for l in &links {
+        assert_eq!(l.key("client_ip"), "127.0.0.1");
+        assert_eq!(l.key("virtual_ip"), "127.0.0.1");
+        assert_eq!(l.key("backend_ip"), "127.0.0.1");
+        let bp: u16 = l.key("backend_port").parse().expect("port");
+        assert!(bp == b1 || bp == b2, "backend {bp}");
+        assert_eq!(l.labels["comm"], "nginx");
+        assert!(l.get("link_count") >= 1.0);
+        forwarded += l.get("req_count");
+    }
+    assert_eq!(forwarded, 10.0);
+    // The backends are not proxies: no flow starts at their ports.
+    assert!(recs
+        .entities("lb_link")
+        .iter()
+        .all(|l| l.keys.get("virtual_port") != Some(&Value::from(b1))));
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Runs `bin` as nobody, directly (no runuser in between, so stopping it stops it).
+fn as_nobody(bin: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(bin);
+    c.uid(65534).gid(65534).env("HOME", "/tmp");
+    c
+}
+
+#[test]
+fn postgresql_queries_and_errors() {
+    let postgres = format!("{PG_BIN}/postgres");
+    if !common::require_bpf("l7::pgsql") || !need("l7::pgsql", &[&postgres, "pgbench", "psql"]) {
+        return;
+    }
+    let dir = nobody_dir();
+    let data = dir.path().join("data");
+    run_ok(
+        as_nobody(&format!("{PG_BIN}/initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data),
+    );
+    let port = free_port();
+    let _pg = spawn(
+        as_nobody(&postgres)
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(dir.path())
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]),
+    );
+    wait_port(port, "postgres");
+    let p = port.to_string();
+    let conn = ["-h", "127.0.0.1", "-p", &p, "-U", "postgres"];
+    run_ok(
+        Command::new("pgbench")
+            .args(conn)
+            .args(["-i", "-s", "1", "-q", "postgres"]),
+    );
+
+    let collector = Collector::start(10);
+    let t = 300;
+    run_ok(Command::new("pgbench").args(conn).args([
+        "-n",
+        "-S",
+        "-c",
+        "1",
+        "-t",
+        &t.to_string(),
+        "postgres",
+    ]));
+    let bad = Command::new("psql")
+        .args(conn)
+        .args(["-c", "select * from no_such_table", "postgres"])
+        .output()
+        .expect("psql");
+    assert!(!bad.status.success());
+    let recs = collector.finish();
+    let slis = recs.slis(port);
+    let selects = total(&slis, "server", Some("SELECT"), "resp_count");
+    // pgbench's transactions, plus the few queries it makes to set up.
+    assert!(
+        (t as f64..=t as f64 + 5.0).contains(&selects),
+        "server SELECTs {selects}: {slis:?}"
+    );
+    let client = total(&slis, "client", Some("SELECT"), "resp_count");
+    assert!(
+        (t as f64..=t as f64 + 5.0).contains(&client),
+        "client SELECTs {client}"
+    );
+    assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
+    assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
+    let s = slis
+        .iter()
+        .find(|s| s.key("role") == "server" && s.key("method") == "SELECT")
+        .expect("sli");
+    assert_eq!(s.key("protocol"), "pgsql");
+    assert!(s.latency_seen && s.get("latency_avg") > 0.0);
+}
+
+#[test]
+fn mariadb_queries_and_errors() {
+    if !common::require_bpf("l7::mysql")
+        || !need("l7::mysql", &["mariadbd", "mariadb-install-db", "mariadb"])
+    {
+        return;
+    }
+    let dir = nobody_dir();
+    let data = dir.path().join("data");
+    run_ok(
+        as_nobody("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--skip-test-db"),
+    );
+    let port = free_port();
+    let _db = spawn(
+        as_nobody("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--skip-grant-tables"]),
+    );
+    wait_port(port, "mariadbd");
+    let p = port.to_string();
+    let client = |sql: &str| {
+        Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &p,
+                "-u",
+                "root",
+                "-e",
+                sql,
+            ])
+            .output()
+            .expect("mariadb")
+    };
+    let collector = Collector::start(6);
+    let n = 20;
+    let many = "select 1;".repeat(n);
+    assert!(client(&many).status.success());
+    assert!(!client("select * from mysql.no_such_table").status.success());
+    let recs = collector.finish();
+    let slis = recs.slis(port);
+    let selects = total(&slis, "server", Some("SELECT"), "resp_count");
+    // The client adds its own `select @@version_comment` at connect.
+    assert!(
+        ((n + 1) as f64..=(n + 4) as f64).contains(&selects),
+        "server SELECTs {selects}: {slis:?}"
+    );
+    assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
+    assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
+    assert!(slis
+        .iter()
+        .all(|s| s.key("protocol") == "mysql" && s.latency_seen));
+}
+
+#[test]
+fn status_reports_classification_and_drops() {
+    if !common::require_bpf("l7::status") {
+        return;
+    }
+    let collector = Collector::start(2);
+    let recs = collector.finish();
+    let l7 = recs.status_l7();
+    for field in [
+        "conns_classified",
+        "conns_unknown",
+        "events_dropped",
+        "events",
+    ] {
+        assert!(l7[field].is_u64(), "status l7.{field}: {l7}");
+    }
+}
