@@ -13,6 +13,7 @@ pub mod machine;
 pub mod probe;
 pub mod registry;
 mod selfstat;
+pub mod serve;
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,8 @@ pub struct Options {
     pub filter: Filter,
     /// Emit thread entities. Default off.
     pub threads: bool,
+    /// Serve each interval to Prometheus scrapers (`--serve`). Default none.
+    pub exporter: Option<std::sync::Arc<serve::Exporter>>,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             count: None,
             filter: Filter::default(),
             threads: false,
+            exporter: None,
         }
     }
 }
@@ -107,6 +111,9 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
             &mut records,
             Some(&mut errs),
         );
+        if let Some(exporter) = &opts.exporter {
+            exporter.publish(&records);
+        }
         for rec in records.drain(..) {
             let rec = restamp(rec, ts);
             out.write(&rec).context("writing records")?;
@@ -130,6 +137,9 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         self_cpu.fill(&mut extra, elapsed);
         for p in &probes {
             p.status(&mut extra);
+        }
+        if let Some(exporter) = &opts.exporter {
+            exporter.status(&mut extra);
         }
         out.write(&Record::Status(Status {
             ts,
@@ -273,6 +283,13 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             container: cli.container,
         },
         threads: cli.threads,
+        exporter: match &cli.serve {
+            Some(addr) => Some(std::sync::Arc::new(serve::Exporter::start(
+                serve::parse_addr(addr)?,
+                cli.serve_max_series,
+            )?)),
+            None => None,
+        },
     };
     let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
     let summary = run(&opts, &mut out)?;
