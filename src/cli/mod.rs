@@ -18,6 +18,26 @@ pub struct InputArgs {
     /// Stop at the first bad input line instead of reporting and skipping it.
     #[arg(long)]
     pub strict: bool,
+
+    #[command(flatten)]
+    pub prometheus: crate::io::prometheus::PrometheusArgs,
+}
+
+impl InputArgs {
+    /// The record reader these arguments ask for: a Prometheus server with
+    /// `--prometheus`, else the files (or standard input).
+    pub fn reader(&self, tool: &'static str) -> anyhow::Result<crate::io::RecordReader> {
+        use crate::io::{prometheus, RecordReader};
+        match prometheus::Query::from_args(&self.prometheus)? {
+            Some(query) => {
+                if !self.inputs.is_empty() {
+                    anyhow::bail!("give either input files or --prometheus, not both");
+                }
+                Ok(RecordReader::from_sources(tool, vec![prometheus::open(query)?], self.strict))
+            }
+            None => Ok(RecordReader::new(tool, &self.inputs, self.strict)),
+        }
+    }
 }
 
 /// Where the output goes.

@@ -76,6 +76,15 @@ pub struct Cli {
     /// and memory, the busiest disk, and alarms (OOM kills, full file systems, probe errors).
     #[arg(long)]
     pub summary: bool,
+    /// Also serve the latest interval as Prometheus text at http://ADDR/metrics (PORT or
+    /// :PORT binds 127.0.0.1; give HOST:PORT to expose it further). Scrapes do not drain.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+
+    /// With --serve: most series one scrape shows; whole entities beyond it are left out
+    /// and counted in the status record (serve_series_dropped).
+    #[arg(long, value_name = "N", default_value_t = super::serve::DEFAULT_MAX_SERIES, requires = "serve")]
+    pub serve_max_series: usize,
 
     #[command(flatten)]
     pub output: OutputArgs,

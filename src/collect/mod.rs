@@ -21,6 +21,7 @@ mod selfstat;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod stack;
 pub mod summary;
+pub mod serve;
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ pub struct Options {
     pub threads: bool,
     /// Keep what `--summary` reports. Default off.
     pub summary: bool,
+    /// Serve each interval to Prometheus scrapers (`--serve`). Default none.
+    pub exporter: Option<std::sync::Arc<serve::Exporter>>,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             filter: Filter::default(),
             threads: false,
             summary: false,
+            exporter: None,
         }
     }
 }
@@ -123,6 +127,9 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
             &mut records,
             Some(&mut errs),
         );
+        if let Some(exporter) = &opts.exporter {
+            exporter.publish(&records);
+        }
         for rec in records.drain(..) {
             let rec = restamp(rec, ts);
             if let Some(d) = &mut summary.digest {
@@ -150,6 +157,10 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
             p.status(&mut extra);
         }
         let status = Record::Status(Status {
+        if let Some(exporter) = &opts.exporter {
+            exporter.status(&mut extra);
+        }
+        out.write(&Record::Status(Status {
             ts,
             tool: "gala-collect".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -316,6 +327,13 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         },
         threads: cli.threads,
         summary: cli.summary,
+        exporter: match &cli.serve {
+            Some(addr) => Some(std::sync::Arc::new(serve::Exporter::start(
+                serve::parse_addr(addr)?,
+                cli.serve_max_series,
+            )?)),
+            None => None,
+        },
     };
     let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
     let summary = run(&opts, &mut out)?;

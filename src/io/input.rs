@@ -72,16 +72,32 @@ impl std::fmt::Display for LineError {
 
 /// Reads the lines of several inputs in turn, reusing one buffer.
 pub struct Lines {
-    paths: std::vec::IntoIter<PathBuf>,
+    pending: std::collections::VecDeque<Pending>,
     current: Option<Source>,
     number: u64,
     buf: Vec<u8>,
 }
 
+/// An input not yet being read: a path to open when its turn comes (so a missing file is
+/// reported where it stands in the list), or a source opened by the caller.
+enum Pending {
+    Path(PathBuf),
+    Open(Source),
+}
+
 impl Lines {
     pub fn new(inputs: &[PathBuf]) -> Lines {
+        Lines::with(input_paths(inputs).into_iter().map(Pending::Path).collect())
+    }
+
+    /// Lines of sources the caller opened (a Prometheus query, an in-memory buffer).
+    pub fn from_sources(sources: Vec<Source>) -> Lines {
+        Lines::with(sources.into_iter().map(Pending::Open).collect())
+    }
+
+    fn with(pending: std::collections::VecDeque<Pending>) -> Lines {
         Lines {
-            paths: input_paths(inputs).into_iter(),
+            pending,
             current: None,
             number: 0,
             buf: Vec::with_capacity(4096),
@@ -94,13 +110,12 @@ impl Lines {
     pub fn advance(&mut self) -> io::Result<Option<(u64, Result<(), LineError>)>> {
         loop {
             if self.current.is_none() {
-                match self.paths.next() {
+                self.current = match self.pending.pop_front() {
                     None => return Ok(None),
-                    Some(path) => {
-                        self.current = Some(open(&path)?);
-                        self.number = 0;
-                    }
-                }
+                    Some(Pending::Path(path)) => Some(open(&path)?),
+                    Some(Pending::Open(source)) => Some(source),
+                };
+                self.number = 0;
             }
             let src = self.current.as_mut().expect("opened above");
             self.buf.clear();

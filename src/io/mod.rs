@@ -4,6 +4,8 @@
 pub mod bad_input;
 pub mod input;
 pub mod output;
+pub mod progress;
+pub mod prometheus;
 pub mod records;
 pub mod signals;
 

@@ -39,6 +39,11 @@ impl RecordReader {
         }
     }
 
+    /// A reader over sources the caller opened (see [`Lines::from_sources`]).
+    pub fn from_sources(tool: &'static str, sources: Vec<super::input::Source>, strict: bool) -> RecordReader {
+        RecordReader { lines: Lines::from_sources(sources), bad: BadInput::new(tool, strict) }
+    }
+
     /// The next good record; bad lines are reported and skipped on the way, blank lines
     /// ignored.
     pub fn next_record(&mut self) -> Result<Option<Item<'_>>, ReadError> {
