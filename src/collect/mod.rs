@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod counters;
+#[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod l7;
 pub mod machine;
 pub mod netlink;
@@ -20,8 +21,8 @@ pub mod registry;
 mod selfstat;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod stack;
-pub mod summary;
 pub mod serve;
+pub mod summary;
 
 use std::time::{Duration, Instant};
 
@@ -46,10 +47,10 @@ pub struct Options {
     pub filter: Filter,
     /// Emit thread entities. Default off.
     pub threads: bool,
-    /// Keep what `--summary` reports. Default off.
-    pub summary: bool,
     /// Serve each interval to Prometheus scrapers (`--serve`). Default none.
     pub exporter: Option<std::sync::Arc<serve::Exporter>>,
+    /// Keep what `--summary` reports. Default off.
+    pub summary: bool,
 }
 
 impl Default for Options {
@@ -61,8 +62,8 @@ impl Default for Options {
             count: None,
             filter: Filter::default(),
             threads: false,
-            summary: false,
             exporter: None,
+            summary: false,
         }
     }
 }
@@ -156,11 +157,10 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         for p in &probes {
             p.status(&mut extra);
         }
-        let status = Record::Status(Status {
         if let Some(exporter) = &opts.exporter {
             exporter.status(&mut extra);
         }
-        out.write(&Record::Status(Status {
+        let status = Record::Status(Status {
             ts,
             tool: "gala-collect".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -326,7 +326,6 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             container: cli.container,
         },
         threads: cli.threads,
-        summary: cli.summary,
         exporter: match &cli.serve {
             Some(addr) => Some(std::sync::Arc::new(serve::Exporter::start(
                 serve::parse_addr(addr)?,
@@ -334,6 +333,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             )?)),
             None => None,
         },
+        summary: cli.summary,
     };
     let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
     let summary = run(&opts, &mut out)?;

@@ -21,38 +21,22 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         (&fs::SPEC, fs::new),
         (&proc::SPEC, proc::new),
         (&container::SPEC, container::new),
-        #[cfg(all(feature = "bpf", target_os = "linux"))]
-        (&super::stack::ONCPU_SPEC, super::stack::oncpu),
-        #[cfg(all(feature = "bpf", target_os = "linux"))]
-        (&super::stack::OFFCPU_SPEC, super::stack::offcpu),
-        #[cfg(all(feature = "bpf", target_os = "linux"))]
-        (
-            &super::bpf::net::tcp::SPEC,
-            super::bpf::net::tcp::TcpProbe::start,
-        ),
-        #[cfg(all(feature = "bpf", target_os = "linux"))]
-        (
-            &super::bpf::net::endpoint::SPEC,
-            super::bpf::net::endpoint::EndpointProbe::start,
-        ),
-        #[cfg(all(feature = "bpf", target_os = "linux"))]
-        (
-            &super::bpf::net::dns::SPEC,
-            super::bpf::net::dns::DnsProbe::start,
-        ),
-    ]
     ];
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
     {
-        use super::bpf::sys;
+        use super::bpf::{net, sys};
+        all.push((&net::tcp::SPEC, net::tcp::TcpProbe::start));
+        all.push((&net::endpoint::SPEC, net::endpoint::EndpointProbe::start));
+        all.push((&net::dns::SPEC, net::dns::DnsProbe::start));
         all.push((&sys::sched::SPEC, sys::sched::Sched::start));
         all.push((&sys::io::SPEC, sys::io::Io::start));
         all.push((&sys::mem::SPEC, sys::mem::Mem::start));
         all.push((&sys::syscall::SPEC, sys::syscall::Syscall::start));
+        all.push((&super::l7::SPEC, || Ok(Box::new(super::l7::L7Probe::new()?))));
+        all.push((&super::stack::ONCPU_SPEC, super::stack::oncpu));
+        all.push((&super::stack::OFFCPU_SPEC, super::stack::offcpu));
     }
     all
-    vec![(&super::l7::SPEC, || {
-        Ok(Box::new(super::l7::L7Probe::new()?))
-    })]
 }
 
 /// Every probe's description.

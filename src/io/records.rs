@@ -41,7 +41,11 @@ impl RecordReader {
 
     /// A reader over sources the caller opened (see [`Lines::from_sources`]).
     pub fn from_sources(tool: &'static str, sources: Vec<super::input::Source>, strict: bool) -> RecordReader {
-        RecordReader { lines: Lines::from_sources(sources), bad: BadInput::new(tool, strict) }
+        RecordReader {
+            lines: Lines::from_sources(sources),
+            bad: BadInput::new(tool, strict),
+            line: 0,
+        }
     }
 
     /// The next good record; bad lines are reported and skipped on the way, blank lines

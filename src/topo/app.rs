@@ -46,9 +46,6 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
         let container = get(e, "container_id")
             .map(|s| s.into_owned())
             .unwrap_or_default();
-        let container = get(e, "container_id")
-            .map(|s| s.into_owned())
-            .unwrap_or_default();
         buckets
             .entry((e.machine.as_str(), container, program))
             .or_default()

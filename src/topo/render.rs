@@ -402,7 +402,6 @@ pub fn text(g: &Graph) -> String {
             .get(id.as_str())
             .filter(|p| g.nodes.contains_key(**p))
         {
-            let _ = n;
             children.entry(p).or_default().push(id);
         }
     }
