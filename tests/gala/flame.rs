@@ -539,7 +539,17 @@ fn oncpu_probe_finds_the_hot_function_with_its_callers_and_kernel_frames() {
     let out = run(
         "gala-collect",
         &[
-            "--probes", "oncpu", "--pid", &pid_arg, "-i", "1s", "-d", "4s",
+            // A high rate, so that even a loaded machine samples the spinner often.
+            "--probes",
+            "oncpu",
+            "--sample-rate",
+            "499",
+            "--pid",
+            &pid_arg,
+            "-i",
+            "1s",
+            "-d",
+            "4s",
         ],
         None,
     );
@@ -649,34 +659,41 @@ fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
         .unwrap();
     let mut lines = BufReader::new(collector.stdout.take().unwrap()).lines();
     let mut records = Vec::new();
-    let mut next_status = |records: &mut Vec<serde_json::Value>| {
+    // Reads up to the next status record written after `since` (ms since the epoch).
+    let mut next_status = |records: &mut Vec<serde_json::Value>, since: i64| {
         for line in lines.by_ref() {
             let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-            let is_status = v["type"] == "status";
+            let done = v["type"] == "status" && v["ts"].as_i64().unwrap() > since;
             records.push(v);
-            if is_status {
+            if done {
                 return true;
             }
         }
         false
     };
     assert!(
-        next_status(&mut records),
+        next_status(&mut records, 0),
         "the collector ended before its first interval"
     );
-    sleeper.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut stdin = sleeper.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
     let mut measured = String::new();
-    std::io::Read::read_to_string(&mut sleeper.stdout.take().unwrap(), &mut measured).unwrap();
-    assert!(sleeper.wait().unwrap().success());
+    BufReader::new(sleeper.stdout.take().unwrap())
+        .read_line(&mut measured)
+        .unwrap();
     let want: u64 = measured.trim().parse().unwrap();
     assert!(want >= 2_000_000, "{want}");
-    // The last nap is added when the sleeper runs again: one more interval holds it.
-    next_status(&mut records);
-    next_status(&mut records);
+    // The last nap is added when the sleeper runs again: the next interval holds it. The
+    // sleeper stays alive until then, so that its stacks are named. (Statuses written
+    // during the naps may still wait in the pipe: only a later one counts.)
+    next_status(&mut records, gala::record::now_ms());
+    stdin.write_all(b"bye\n").unwrap();
+    assert!(sleeper.wait().unwrap().success());
     // SAFETY: plain kill(2) on a child we started.
     unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
-    while next_status(&mut records) {}
-    let _ = collector.wait();
+    while next_status(&mut records, 0) {}
+    let collector = collector.wait_with_output().unwrap();
+    let collector_err = String::from_utf8_lossy(&collector.stderr);
 
     let stacks = stacks_of(&records, "offcpu", pid);
     let napped: u64 = stacks
@@ -687,7 +704,7 @@ fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
     eprintln!("offcpu: nap() {napped} µs off-CPU, the program measured {want}");
     assert!(
         napped.abs_diff(want) * 10 <= want,
-        "nap() off-CPU {napped} µs, the program measured {want} (± 10%): {stacks:?}"
+        "nap() off-CPU {napped} µs, the program measured {want} (± 10%): {stacks:?}\n{collector_err}"
     );
     for (frames, _) in stacks.iter().filter(|(f, _)| f.iter().any(|x| x == "nap")) {
         let (w, n) = (pos(frames, "wait_loop"), pos(frames, "nap"));
