@@ -9,7 +9,13 @@ use clap_complete::Shell;
 
 /// Every tool's command, as its binary parses it.
 pub fn commands() -> Vec<Command> {
-    vec![crate::collect::cli::command(), crate::flame::cli::command()]
+    vec![
+        crate::collect::cli::command(),
+        crate::topo::cli::command(),
+        crate::detect::cli::command(),
+        crate::rca::cli::command(),
+        crate::flame::cli::command(),
+    ]
 }
 
 /// The generated files: (path relative to the repository root, contents).

@@ -9,6 +9,7 @@ use crate::cli::{OutputArgs, Verbosity, EXIT_STATUS_HELP};
 const AFTER_HELP: &str = "\
 Examples:
   sudo gala-collect --duration 2m | gala-topo | gala-detect | gala-rca --format text
+  sudo gala-collect --duration 30s --summary -o host.ndjson.gz   # what did this machine do?
   sudo gala-collect --probes host,proc --interval 1s --count 10 -o snap.ndjson.gz
   gala-collect --list-probes            # every probe, its entity kinds and metrics
   gala-collect --comm 'redis|nginx' --duration 30s | jq -c 'select(.kind==\"proc\")'";
@@ -70,6 +71,11 @@ pub struct Cli {
     /// Also emit thread entities under each process (proc probe).
     #[arg(long)]
     pub threads: bool,
+
+    /// At the end, print a short summary on stderr: entities seen, top processes by CPU
+    /// and memory, the busiest disk, and alarms (OOM kills, full file systems, probe errors).
+    #[arg(long)]
+    pub summary: bool,
 
     #[command(flatten)]
     pub output: OutputArgs,

@@ -9,12 +9,17 @@
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod bpf;
 pub mod cli;
+pub mod counters;
 pub mod machine;
+pub mod netlink;
 pub mod probe;
+pub mod probes;
+pub mod procfs;
 pub mod registry;
 mod selfstat;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod stack;
+pub mod summary;
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,8 @@ pub struct Options {
     pub filter: Filter,
     /// Emit thread entities. Default off.
     pub threads: bool,
+    /// Keep what `--summary` reports. Default off.
+    pub summary: bool,
 }
 
 impl Default for Options {
@@ -50,6 +57,7 @@ impl Default for Options {
             count: None,
             filter: Filter::default(),
             threads: false,
+            summary: false,
         }
     }
 }
@@ -60,6 +68,8 @@ pub struct Summary {
     pub intervals: u64,
     pub records: u64,
     pub probe_errors: u64,
+    /// What `--summary` prints, when asked for.
+    pub digest: Option<summary::Digest>,
 }
 
 /// Runs the probes until `count`, `duration` or a signal ends the collection.
@@ -72,7 +82,10 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
     let names: Vec<&str> = probes.iter().map(|p| p.spec().name).collect();
     let names: Vec<String> = names.into_iter().map(String::from).collect();
     let mut self_cpu = selfstat::SelfStat::new();
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        digest: opts.summary.then(summary::Digest::default),
+        ..Summary::default()
+    };
     let mut records = Vec::with_capacity(4096);
     let mut errors_by_probe = vec![0u64; probes.len()];
 
@@ -111,16 +124,18 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         );
         for rec in records.drain(..) {
             let rec = restamp(rec, ts);
+            if let Some(d) = &mut summary.digest {
+                d.observe(&rec);
+            }
             out.write(&rec).context("writing records")?;
         }
         for (probe, err) in errs {
             summary.probe_errors += 1;
-            out.write(&Record::Event(probe_error_event(
-                ts,
-                &machine_id,
-                probe,
-                &err,
-            )))?;
+            let ev = Record::Event(probe_error_event(ts, &machine_id, probe, &err));
+            if let Some(d) = &mut summary.digest {
+                d.observe(&ev);
+            }
+            out.write(&ev)?;
         }
         summary.intervals += 1;
         let mut extra = Fields::new();
@@ -133,14 +148,18 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         for p in &probes {
             p.status(&mut extra);
         }
-        out.write(&Record::Status(Status {
+        let status = Record::Status(Status {
             ts,
             tool: "gala-collect".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             format_version: FORMAT_VERSION,
             machine_id: Some(machine_id.clone()),
             extra,
-        }))?;
+        });
+        if let Some(d) = &mut summary.digest {
+            d.observe(&status);
+        }
+        out.write(&status)?;
         out.end_interval()?;
         summary.records = out.records_written();
 
@@ -280,10 +299,16 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             container: cli.container,
         },
         threads: cli.threads,
+        summary: cli.summary,
     };
     let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
     let summary = run(&opts, &mut out)?;
     out.finish()?;
+    if let Some(d) = &summary.digest {
+        if !cli.verbosity.quiet {
+            eprint!("{}", d.render(opts.interval, summary.records));
+        }
+    }
     Ok(if summary.probe_errors > 0 {
         exit::ERROR
     } else {

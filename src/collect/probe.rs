@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::record::{Fields, Record};
+use serde_json::Value;
+
+use crate::record::{entity_id, Entity, Fields, Metric, Metrics, Record};
 
 /// How a metric's number is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,68 @@ impl Interval<'_> {
         } else {
             0.0
         }
+    }
+
+    /// Appends an entity record; `keys` in the order the id is built from. Returns its id.
+    pub fn entity(&mut self, kind: &str, keys: &[(&str, Value)], labels: Fields) -> String {
+        let parts: Vec<String> = keys
+            .iter()
+            .map(|(_, v)| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        let id = entity_id(self.machine_id, kind, parts.iter().map(String::as_str));
+        self.records.push(Record::Entity(Entity {
+            ts: self.ts,
+            id: id.clone(),
+            kind: kind.to_string(),
+            machine_id: self.machine_id.to_string(),
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            labels,
+        }));
+        id
+    }
+
+    /// Appends the metric record of an entity; non-finite values are left out (JSON has
+    /// no NaN), and nothing is written when no value is left.
+    pub fn metrics(&mut self, id: String, kind: &str, mut metrics: Metrics) {
+        metrics.retain(|_, v| v.is_finite());
+        if metrics.is_empty() {
+            return;
+        }
+        self.records.push(Record::Metric(Metric {
+            ts: self.ts,
+            id,
+            kind: kind.to_string(),
+            metrics,
+            histos: Default::default(),
+        }));
+    }
+}
+
+/// Builds a [`Metrics`] map from (name, value) pairs.
+pub fn metrics<const N: usize>(pairs: [(&str, f64); N]) -> Metrics {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Shorthand for a [`MetricSpec`] in a probe's static description.
+pub const fn m(
+    kind: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    mtype: MetricType,
+    help: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        kind,
+        name,
+        unit,
+        mtype,
+        help,
     }
 }
 

@@ -8,7 +8,18 @@ type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
 
 /// (description, constructor) of every probe, in the order they run and are listed.
 fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
+    use super::probes::*;
     vec![
+        (&host::SPEC, host::new),
+        (&cpu::SPEC, cpu::new),
+        (&mem::SPEC, mem::new),
+        (&net::SPEC, net::new),
+        (&nic::SPEC, nic::new),
+        (&qdisc::SPEC, qdisc::new),
+        (&disk::SPEC, disk::new),
+        (&fs::SPEC, fs::new),
+        (&proc::SPEC, proc::new),
+        (&container::SPEC, container::new),
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         (&super::stack::ONCPU_SPEC, super::stack::oncpu),
         #[cfg(all(feature = "bpf", target_os = "linux"))]

@@ -26,6 +26,8 @@ pub enum ReadError {
 pub struct RecordReader {
     lines: Lines,
     bad: BadInput,
+    /// Number of the line `next_line` last returned, for `reject`.
+    line: u64,
 }
 
 impl RecordReader {
@@ -33,6 +35,7 @@ impl RecordReader {
         RecordReader {
             lines: Lines::new(inputs),
             bad: BadInput::new(tool, strict),
+            line: 0,
         }
     }
 
@@ -62,6 +65,34 @@ impl RecordReader {
             raw: self.lines.text(),
             record,
         }))
+    }
+
+    /// The next non-blank line, unparsed: for a stage that passes most lines through and
+    /// parses only the few fields it needs (a full parse costs several times more than
+    /// the rest of such a stage). Lines that are not text are reported and skipped on the
+    /// way; the caller reports a line it finds bad with [`RecordReader::reject`].
+    pub fn next_line(&mut self) -> Result<Option<&str>, ReadError> {
+        loop {
+            let Some((number, status)) = self.lines.advance()? else {
+                return Ok(None);
+            };
+            match status {
+                Err(e) => self
+                    .bad
+                    .report(self.lines.source(), number, &e.to_string())?,
+                Ok(()) if self.lines.text().trim().is_empty() => {}
+                Ok(()) => {
+                    self.line = number;
+                    return Ok(Some(self.lines.text()));
+                }
+            }
+        }
+    }
+
+    /// Reports the line `next_line` last returned as bad: described, counted, skipped
+    /// (or, under `--strict`, the end of the run).
+    pub fn reject(&mut self, message: &str) -> Result<(), StrictStop> {
+        self.bad.report(self.lines.source(), self.line, message)
     }
 
     /// Bad lines seen so far; call `summarise` on it at the end.

@@ -1,1 +1,411 @@
 //! gala-rca: root-cause inference from a KPI anomaly down to the resource behind it.
+//!
+//! The stream is remembered within a history window ([`store`]); each KPI anomaly waits a
+//! settle window for late symptoms, then the topology (gala-topo's edges, or
+//! [`topology`]'s minimal one) becomes a causal graph by gala-inference's rules
+//! ([`causal`]), every metric that can reach the KPI is scored against its own baseline
+//! ([`score`]), ranked over the graph ([`rank`]) and written with its path and evidence
+//! ([`infer`], [`output`]). [`csv`] does the same for wide metric tables without a graph;
+//! [`eval`] scores it over labelled cases, [`synth`] writes such cases.
+
+pub mod causal;
+pub mod cli;
+pub mod csv;
+pub mod eval;
+pub mod infer;
+pub mod output;
+pub mod rank;
+pub mod score;
+pub mod store;
+pub mod synth;
+pub mod topology;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::io::{exit, RecordReader, RecordWriter};
+use crate::record::{Anomaly, Record};
+use causal::CausalGraph;
+use infer::{InferOptions, Inference, KpiSpec};
+use output::Format;
+use store::Store;
+use topology::Relation;
+
+pub const TOOL: &str = "gala-rca";
+
+/// What a streaming run does; every field documents its default.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub infer: InferOptions,
+    /// Which anomalies start an inference. Default sli:* and appinstance:*.
+    pub kpi: KpiSpec,
+    /// History kept per entity. Default 10 min.
+    pub history_ms: i64,
+    /// Default ndjson (cause records).
+    pub format: Format,
+    /// Print only causes, not the input. Default off.
+    pub only: bool,
+    /// Report each inference's cost on stderr. Default off.
+    pub verbose: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            infer: InferOptions::default(),
+            kpi: KpiSpec::default(),
+            history_ms: 600_000,
+            format: Format::Ndjson,
+            only: false,
+            verbose: false,
+        }
+    }
+}
+
+impl From<&cli::InferArgs> for InferOptions {
+    fn from(a: &cli::InferArgs) -> InferOptions {
+        InferOptions {
+            z_threshold: a.z_threshold,
+            lookback_ms: a.lookback.as_millis() as i64,
+            top: a.top,
+            ranker: a.ranker,
+            min_score: a.min_score,
+            ..InferOptions::default()
+        }
+    }
+}
+
+fn static_rel(rel: &str) -> Option<&'static str> {
+    Some(match rel {
+        "runs_on" => "runs_on",
+        "belongs_to" => "belongs_to",
+        "connect" => "connect",
+        "is_client" => "is_client",
+        "is_server" => "is_server",
+        "is_peer" => "is_peer",
+        _ => return None,
+    })
+}
+
+/// The causal graph of what the store holds now: gala-topo's edges when the stream has
+/// them, together with the minimal topology derived from the entity records (a stream
+/// may carry only some kinds of edges; duplicates collapse in the graph).
+pub fn graph(store: &Store) -> CausalGraph {
+    let mut rels: Vec<Relation> = store
+        .edges
+        .values()
+        .filter_map(|e| {
+            Some(Relation {
+                rel: static_rel(&e.rel)?,
+                src: e.src.clone(),
+                dst: e.dst.clone(),
+            })
+        })
+        .collect();
+    rels.extend(topology::relations(store.entities.values()));
+    rels.sort_by(|a, b| (a.rel, &a.src, &a.dst).cmp(&(b.rel, &b.src, &b.dst)));
+    rels.dedup();
+    CausalGraph::build(&store.kinds, &rels)
+}
+
+/// Reads the stream, passes it through (unless `only`), and writes the causes of every KPI
+/// anomaly once its settle window has passed on the stream's clock (or at the end).
+/// Returns the inferences made.
+pub fn run(
+    opts: &Options,
+    reader: &mut RecordReader,
+    out: &mut RecordWriter,
+) -> anyhow::Result<Vec<Inference>> {
+    let mut store = Store::new(opts.history_ms);
+    let mut pending: Vec<Anomaly> = Vec::new();
+    let mut last_kpi: HashMap<(String, String), i64> = HashMap::new();
+    let mut cached: Option<CausalGraph> = None;
+    let mut done = Vec::new();
+    let mut since_expiry = 0u64;
+    let settle = opts.infer.settle_ms;
+    loop {
+        let mut interval_end = false;
+        {
+            let Some(item) = reader.next_record()? else {
+                break;
+            };
+            if !opts.only && opts.format == Format::Ndjson {
+                out.write_raw(item.raw)?;
+            }
+            let changed = match &item.record {
+                Record::Entity(e) => store.add_entity(e),
+                Record::Edge(e) => store.add_edge(e),
+                Record::Metric(m) => store.add_metric(m),
+                Record::Anomaly(a) => {
+                    store.add_anomaly(a);
+                    if opts.kpi.matches(&a.kind, &a.metric) {
+                        let key = (a.id.clone(), a.metric.clone());
+                        // One inference per incident: later points of the same one are
+                        // its continuation, not a new KPI anomaly.
+                        let fresh = last_kpi.get(&key).is_none_or(|&t| {
+                            a.ts - t > settle + opts.infer.lookback_ms || a.ts < t
+                        });
+                        if fresh {
+                            last_kpi.insert(key, a.ts);
+                            pending.push(a.clone());
+                        }
+                    }
+                    false
+                }
+                Record::Status(_) => {
+                    interval_end = true;
+                    false
+                }
+                _ => false,
+            };
+            if changed {
+                cached = None;
+            }
+        }
+        since_expiry += 1;
+        if since_expiry >= 50_000 {
+            since_expiry = 0;
+            if store.expire() {
+                cached = None;
+            }
+            last_kpi.retain(|_, t| *t >= store.now - opts.history_ms);
+        }
+        if pending.iter().any(|a| a.ts + settle <= store.now) {
+            let (due, rest): (Vec<Anomaly>, Vec<Anomaly>) =
+                pending.drain(..).partition(|a| a.ts + settle <= store.now);
+            pending = rest;
+            for kpi in due {
+                let g = graph_cached(&mut cached, &store, opts.verbose);
+                done.push(infer_one(opts, &store, g, &kpi, out)?);
+            }
+            out.end_interval()?;
+        }
+        if interval_end {
+            out.end_interval()?;
+        }
+    }
+    pending.sort_by_key(|a| a.ts);
+    for kpi in pending {
+        let g = graph_cached(&mut cached, &store, opts.verbose);
+        done.push(infer_one(opts, &store, g, &kpi, out)?);
+    }
+    if opts.verbose {
+        eprintln!(
+            "{TOOL}: {} KPI anomalies inferred; {} entities forgotten after going quiet for the history window",
+            done.len(),
+            store.forgotten
+        );
+    }
+    Ok(done)
+}
+
+/// The causal graph, rebuilt only when the topology changed since the last inference.
+fn graph_cached<'a>(
+    cached: &'a mut Option<CausalGraph>,
+    store: &Store,
+    verbose: bool,
+) -> &'a CausalGraph {
+    cached.get_or_insert_with(|| {
+        let started = Instant::now();
+        let g = graph(store);
+        if verbose {
+            let edges: usize = g.causes.iter().map(Vec::len).sum();
+            eprintln!(
+                "{TOOL}: causal graph of {} entities and {edges} cause edges built in {:.1} ms",
+                g.ids.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        g
+    })
+}
+
+fn infer_one(
+    opts: &Options,
+    store: &Store,
+    g: &CausalGraph,
+    kpi: &Anomaly,
+    out: &mut RecordWriter,
+) -> anyhow::Result<Inference> {
+    let started = Instant::now();
+    let inf = infer::infer(store, g, kpi, &opts.infer);
+    if opts.verbose {
+        eprintln!(
+            "{TOOL}: {} {} at {}: {} causes from {} candidate metrics over {} entities in {:.1} ms",
+            kpi.id,
+            kpi.metric,
+            kpi.ts,
+            inf.causes.len(),
+            inf.scored,
+            g.ids.len(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    write(opts.format, store, &inf, out)?;
+    Ok(inf)
+}
+
+fn write(
+    format: Format,
+    store: &Store,
+    inf: &Inference,
+    out: &mut RecordWriter,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Ndjson => {
+            for c in &inf.causes {
+                out.write(&Record::Cause(c.clone()))?;
+            }
+        }
+        Format::Text => out.write_text(&output::text(store, inf))?,
+        Format::Gala => {
+            let mut line = serde_json::to_string(&output::gala(store, inf))?;
+            line.push('\n');
+            out.write_text(&line)?;
+        }
+    }
+    Ok(())
+}
+
+/// Metrics-only mode over one table: the causes and the incident start used.
+pub fn run_csv(
+    input: &Path,
+    baseline: Option<&Path>,
+    start: Option<i64>,
+    opts: &InferOptions,
+) -> anyhow::Result<(Vec<crate::record::Cause>, i64)> {
+    let table = csv::read(input)?;
+    let name = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "table".into());
+    let (table, start) = match (baseline, start) {
+        (Some(b), _) => {
+            let normal = csv::read(b)?;
+            let start = *table.ts.first().context("empty incident table")?;
+            if normal.ts.last().is_some_and(|&t| t >= start) {
+                bail!(
+                    "{}: the baseline must end before the incident table starts",
+                    b.display()
+                );
+            }
+            (normal.append(&table), start)
+        }
+        (None, Some(s)) => (table, s),
+        (None, None) => {
+            let s = csv::find_start(&table).with_context(|| {
+                format!(
+                    "{}: too short to find where the incident starts; give --anomaly-start",
+                    input.display()
+                )
+            })?;
+            (table, s)
+        }
+    };
+    Ok((csv::rank(&table, start, &name, opts), start))
+}
+
+/// The binary's body.
+pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
+    let infer_opts = InferOptions {
+        settle_ms: cli.settle.as_millis() as i64,
+        ..InferOptions::from(&cli.infer)
+    };
+    match cli.command {
+        Some(cli::Command::Eval { dir, infer, cases }) => {
+            let opts = InferOptions {
+                settle_ms: infer_opts.settle_ms,
+                ..InferOptions::from(&infer)
+            };
+            let report = eval::run(&dir, &opts, cases)?;
+            let mut out =
+                RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
+            out.write_text(&report)?;
+            out.finish()?;
+            return Ok(exit::OK);
+        }
+        Some(cli::Command::Synth {
+            dir,
+            cases,
+            entities,
+            minutes,
+            seed,
+            csv,
+        }) => {
+            synth::write_cases(&dir, cases, entities, minutes, seed, csv)?;
+            return Ok(exit::OK);
+        }
+        None => {}
+    }
+    let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
+    if cli.input_format == cli::InputFormat::Csv {
+        let [input] = cli.input.inputs.as_slice() else {
+            bail!("--input-format csv reads exactly one table (the incident; the normal one goes to --baseline)");
+        };
+        let start = match &cli.anomaly_start {
+            Some(s) => Some(
+                csv::parse_time(s)
+                    .with_context(|| format!("--anomaly-start {s:?} is not a time"))?,
+            ),
+            None => None,
+        };
+        let (causes, start) = run_csv(input, cli.baseline.as_deref(), start, &infer_opts)?;
+        let inf = Inference {
+            kpi: Anomaly {
+                ts: start,
+                id: input
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                kind: "case".into(),
+                metric: "anomaly".into(),
+                score: 1.0,
+                value: None,
+                expected: None,
+                lower: None,
+                upper: None,
+                detector: None,
+                severity: None,
+                desc: None,
+                end: None,
+                machine_id: None,
+                contributors: Vec::new(),
+            },
+            scored: causes.len(),
+            causes,
+        };
+        write(cli.format, &Store::new(0), &inf, &mut out)?;
+        out.finish()?;
+        return Ok(exit::OK);
+    }
+    let mut kpi = KpiSpec(Vec::new());
+    for spec in &cli.kpi {
+        let Some((k, m)) = spec.split_once(':') else {
+            bail!("--kpi {spec:?}: expected KIND:METRIC (METRIC may be *)");
+        };
+        kpi.0.push((k.to_string(), m.to_string()));
+    }
+    if kpi.0.is_empty() {
+        kpi = KpiSpec::default();
+    }
+    let opts = Options {
+        infer: infer_opts,
+        kpi,
+        history_ms: cli.history.as_millis() as i64,
+        format: cli.format,
+        only: cli.only,
+        verbose: cli.verbosity.verbose > 0,
+    };
+    let inputs: Vec<PathBuf> = cli.input.inputs.clone();
+    let mut reader = RecordReader::new(TOOL, &inputs, cli.input.strict);
+    run(&opts, &mut reader, &mut out)?;
+    out.finish()?;
+    Ok(if reader.bad_input().summarise() {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
+}

@@ -8,7 +8,7 @@
 pub const MAX_ID_LEN: usize = 254;
 
 /// True for the characters gala-ops keeps as they are in an id.
-pub fn is_id_char(c: char) -> bool {
+pub const fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
@@ -29,6 +29,17 @@ pub fn is_id_char(c: char) -> bool {
                 | '%'
         )
 }
+
+/// [`is_id_char`] as a table over bytes (non-ASCII bytes are never id characters).
+const ID_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = is_id_char(b as u8 as char);
+        b += 1;
+    }
+    t
+};
 
 /// Builds an entity id from the machine id, the kind and the key values in key order.
 ///
@@ -69,6 +80,11 @@ pub fn validate_id(id: &str) -> Result<(), String> {
             "id must be 1 to {MAX_ID_LEN} characters, got {}",
             id.len()
         ));
+    }
+    // Every record carries an id, so the common case (all ASCII id characters) is one
+    // table lookup per byte; the slower scan below only finds the character to report.
+    if id.bytes().all(|b| ID_BYTES[b as usize]) {
+        return Ok(());
     }
     if let Some(c) = id.chars().find(|&c| !is_id_char(c)) {
         return Err(format!("id contains {c:?}, which gala-ops ids never do"));

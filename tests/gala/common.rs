@@ -9,7 +9,10 @@ use std::process::{Command, Output, Stdio};
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "gala-collect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-collect")),
+        "gala-topo" => PathBuf::from(env!("CARGO_BIN_EXE_gala-topo")),
+        "gala-detect" => PathBuf::from(env!("CARGO_BIN_EXE_gala-detect")),
         "gala-flame" => PathBuf::from(env!("CARGO_BIN_EXE_gala-flame")),
+        "gala-rca" => PathBuf::from(env!("CARGO_BIN_EXE_gala-rca")),
         other => panic!("no binary {other}"),
     }
 }
@@ -28,11 +31,20 @@ pub fn run(name: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    if let Some(input) = stdin {
+    // Feed stdin from a thread: a filter that writes as it reads would otherwise block on
+    // a full stdout pipe while we block on its full stdin.
+    let feeder = stdin.map(|input| {
         let mut pipe = child.stdin.take().unwrap();
-        let _ = pipe.write_all(input);
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        })
+    });
+    let out = child.wait_with_output().expect("wait");
+    if let Some(f) = feeder {
+        let _ = f.join();
     }
-    child.wait_with_output().expect("wait")
+    out
 }
 
 /// True when running as root.

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Renders a triage directory (written by scripts/triage) into one static index.html.
+
+Order of the page is the order of an incident: the verdict (top causes with their paths,
+or "nothing abnormal seen"), the topology, the anomalies with a small chart of each metric
+around its incident, the flame graphs, and what the collection itself cost. Standard
+library only, no network: the page must open after `scp -r` on any machine.
+"""
+
+import gzip
+import html
+import json
+import os
+import sys
+from collections import defaultdict
+
+MAX_CHARTS = 24
+MAX_ANOMALY_ROWS = 200
+
+
+def read_ndjson(path):
+    """Records of an NDJSON file (gzip or not); bad lines are skipped, as the tools do."""
+    if not os.path.exists(path):
+        return []
+    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+    out = []
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def esc(s):
+    return html.escape(str(s), quote=True)
+
+
+def fmt_ts(ms):
+    import datetime
+
+    try:
+        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+
+
+def fmt_num(v):
+    if v is None:
+        return "–"
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return esc(v)
+    a = abs(v)
+    if a >= 1e9:
+        return f"{v / 1e9:.2f}G"
+    if a >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.1f}k"
+    if a >= 100 or v == int(v):
+        return f"{v:.0f}"
+    return f"{v:.3g}"
+
+
+def sparkline(points, start, end, width=360, height=70):
+    """An inline SVG line chart of (ts, value) points with the incident shaded."""
+    if len(points) < 2:
+        return "<em>not enough points for a chart</em>"
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y1 = y0 + 1
+    pad = 4
+
+    def px(x):
+        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
+
+    def py(y):
+        return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
+
+    shade = ""
+    if start is not None:
+        s = px(max(start, x0))
+        e = px(min(end if end is not None else x1, x1))
+        shade = f'<rect x="{s:.1f}" y="0" width="{max(e - s, 2):.1f}" height="{height}" fill="#fdd"/>'
+    line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'xmlns="http://www.w3.org/2000/svg" role="img">{shade}'
+        f'<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="{line}"/>'
+        f'<text x="{width - pad}" y="12" text-anchor="end" font-size="10">{fmt_num(y1)}</text>'
+        f'<text x="{width - pad}" y="{height - 6}" text-anchor="end" font-size="10">{fmt_num(y0)}</text>'
+        "</svg>"
+    )
+
+
+def inline_svg(path):
+    """An SVG file's markup for inlining (XML prologue and doctype dropped)."""
+    text = read_text(path)
+    i = text.find("<svg")
+    return text[i:] if i >= 0 else ""
+
+
+def main(out):
+    recording = read_ndjson(os.path.join(out, "recording.ndjson.gz"))
+    anomalies = [r for r in read_ndjson(os.path.join(out, "anomalies.ndjson")) if r.get("type") == "anomaly"]
+    causes = [r for r in read_ndjson(os.path.join(out, "causes.ndjson")) if r.get("type") == "cause"]
+    scope = read_text(os.path.join(out, "scope.txt")).strip() or "full"
+
+    entities = {}
+    series = defaultdict(list)
+    statuses = []
+    for r in recording:
+        t = r.get("type")
+        if t == "entity":
+            entities[r.get("id")] = r
+        elif t == "metric":
+            for name, v in (r.get("metrics") or {}).items():
+                if isinstance(v, (int, float)):
+                    series[(r.get("id"), name)].append((r.get("ts", 0), v))
+        elif t == "status" and r.get("tool") == "gala-collect":
+            statuses.append(r)
+
+    def label(eid):
+        e = entities.get(eid)
+        if not e:
+            return eid
+        labels, keys = e.get("labels") or {}, e.get("keys") or {}
+        name = labels.get("comm") or keys.get("disk_name") or keys.get("dev_name") or labels.get("hostname")
+        kind = e.get("kind", "")
+        bits = [kind]
+        if name:
+            bits.append(str(name))
+        if "tgid" in keys:
+            bits.append(f"pid {keys['tgid']}")
+        return " ".join(bits)
+
+    parts = []
+    first_ts = min((s.get("ts", 0) for s in statuses), default=None)
+    last_ts = max((s.get("ts", 0) for s in statuses), default=None)
+    host = next((e for e in entities.values() if e.get("kind") == "host"), None)
+    hostname = ((host or {}).get("labels") or {}).get("hostname", "this machine")
+
+    parts.append(f"<h1>gala triage — {esc(hostname)}</h1>")
+    meta = f"{len(statuses)} intervals"
+    if first_ts is not None:
+        meta = f"{fmt_ts(first_ts)} → {fmt_ts(last_ts)}, " + meta
+    parts.append(f'<p class="meta">{esc(meta)}, {len(entities)} entities observed</p>')
+    if scope == "reduced":
+        parts.append(
+            '<p class="warn">Reduced scope: collected without root, so only the /proc probes ran '
+            "(no eBPF: no TCP links, latencies, run-queue delay or stacks). Run with sudo for the full picture.</p>"
+        )
+    elif scope == "replay":
+        parts.append('<p class="meta">Built from an earlier recording.</p>')
+
+    # Verdict first.
+    parts.append('<section id="verdict"><h2>Verdict</h2>')
+    if causes:
+        by_kpi = defaultdict(list)
+        for c in causes:
+            k = c.get("kpi") or {}
+            by_kpi[(k.get("id"), k.get("metric"))].append(c)
+        for (kid, kmetric), cs in list(by_kpi.items())[:5]:
+            cs.sort(key=lambda c: c.get("rank", 99))
+            parts.append(f"<h3>{esc(label(kid))}: {esc(kmetric)} is abnormal</h3><ol>")
+            for c in cs[:3]:
+                path = " ← ".join(
+                    f"{esc(label(h.get('id')))} <code>{esc(h.get('metric'))}</code>" for h in reversed(c.get("path") or [])
+                )
+                ev = "; ".join(esc(e.get("desc") or "") for e in (c.get("evidence") or []) if e.get("desc"))
+                parts.append(
+                    f'<li class="cause"><b>{esc(label(c.get("id")))}</b> <code>{esc(c.get("metric"))}</code> '
+                    f'<span class="kw">{esc(c.get("keyword"))}</span> score {fmt_num(c.get("score"))}'
+                    f'<div class="path">{path}</div>{f"<div class=ev>{ev}</div>" if ev else ""}</li>'
+                )
+            parts.append("</ol>")
+        text = read_text(os.path.join(out, "causes.txt"))
+        if text:
+            parts.append(f"<details><summary>as text</summary><pre>{esc(text)}</pre></details>")
+    elif anomalies:
+        parts.append(
+            f'<p class="verdict-warn">{len(anomalies)} anomalies seen, but no root cause could be ranked '
+            "(no application KPI among them, or too little history). They are listed below.</p>"
+        )
+    else:
+        parts.append('<p class="verdict-ok">Nothing abnormal seen.</p>')
+    parts.append("</section>")
+
+    # Topology.
+    parts.append('<section id="topology"><h2>Topology</h2>')
+    svg = inline_svg(os.path.join(out, "topology.svg"))
+    if svg:
+        parts.append(f'<div class="figure">{svg}</div>')
+    else:
+        parts.append("<p><em>no topology picture (see triage.log)</em></p>")
+    parts.append("</section>")
+
+    # Anomalies with charts.
+    parts.append(f'<section id="anomalies"><h2>Anomalies ({len(anomalies)})</h2>')
+    if anomalies:
+        anomalies.sort(key=lambda a: -float(a.get("score") or 0))
+        parts.append("<table><tr><th>since</th><th>entity</th><th>metric</th><th>value</th><th>expected</th><th>score</th><th>why</th></tr>")
+        for a in anomalies[:MAX_ANOMALY_ROWS]:
+            parts.append(
+                f"<tr><td>{esc(fmt_ts(a.get('ts', 0)))}</td><td>{esc(label(a.get('id')))}</td>"
+                f"<td><code>{esc(a.get('metric'))}</code></td><td>{fmt_num(a.get('value'))}</td>"
+                f"<td>{fmt_num(a.get('expected'))}</td><td>{fmt_num(a.get('score'))}</td><td>{esc(a.get('desc') or '')}</td></tr>"
+            )
+        parts.append("</table><div class=charts>")
+        seen = set()
+        for a in anomalies:
+            key = (a.get("id"), a.get("metric"))
+            if key in seen or len(seen) >= MAX_CHARTS:
+                continue
+            seen.add(key)
+            pts = sorted(series.get(key, []))
+            parts.append(
+                f'<figure class="chart"><figcaption>{esc(label(a.get("id")))} <code>{esc(a.get("metric"))}</code></figcaption>'
+                f'{sparkline(pts, a.get("ts"), a.get("end"))}</figure>'
+            )
+        parts.append("</div>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("</section>")
+
+    # Flame graphs.
+    parts.append('<section id="flame"><h2>Where the time goes</h2>')
+    for kind, title in (("oncpu", "On-CPU"), ("offcpu", "Off-CPU (blocked)")):
+        path = os.path.join(out, f"{kind}.svg")
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            parts.append(
+                f'<h3>{title}</h3><p><a href="{kind}.svg">open interactive</a></p>'
+                f'<img class="flame" alt="{title} flame graph" src="{kind}.svg">'
+            )
+        else:
+            parts.append(f"<h3>{title}</h3><p><em>no {kind} profile (needs root and the stack probes)</em></p>")
+    parts.append("</section>")
+
+    # The collector's own cost.
+    parts.append('<section id="overhead"><h2>What collecting cost</h2>')
+    if statuses:
+        cpu = [s.get("cpu_pct") for s in statuses if isinstance(s.get("cpu_pct"), (int, float))]
+        rss = [s.get("rss_bytes") for s in statuses if isinstance(s.get("rss_bytes"), (int, float))]
+        last = statuses[-1]
+        rows = [
+            ("collector CPU, average", f"{sum(cpu) / len(cpu):.2f}% of one core" if cpu else "–"),
+            ("collector CPU, worst interval", f"{max(cpu):.2f}% of one core" if cpu else "–"),
+            ("collector memory (peak RSS)", f"{max(rss) / 1048576:.1f} MiB" if rss else "–"),
+            ("records written", fmt_num(last.get("records_written"))),
+            ("probe errors", fmt_num(last.get("probe_errors", 0))),
+            ("probes", esc(", ".join(last.get("probes") or []))),
+        ]
+        progs = last.get("bpf_progs") or {}
+        if isinstance(progs, dict) and progs:
+            total_ns = sum(p.get("run_time_ns", 0) for p in progs.values() if isinstance(p, dict))
+            total_runs = sum(p.get("run_cnt", 0) for p in progs.values() if isinstance(p, dict))
+            rows.append(("BPF programs", f"{len(progs)} programs, {fmt_num(total_runs)} runs, {total_ns / 1e6:.1f} ms in kernel"))
+        parts.append("<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
+    else:
+        parts.append("<p><em>no status records in the recording</em></p>")
+    files = sorted(f for f in os.listdir(out) if f != "index.html")
+    parts.append("<p>Files: " + ", ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in files) + "</p></section>")
+
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gala triage — {esc(hostname)}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }}
+h1 {{ margin-bottom: 0.2em; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }}
+.meta {{ color: #666; }} .warn {{ background: #fff4d6; border: 1px solid #e6c35c; padding: 0.6em; }}
+.verdict-ok {{ font-size: 1.3em; color: #17692b; }} .verdict-warn {{ font-size: 1.1em; color: #8a5a00; }}
+.cause {{ margin: 0.4em 0; }} .path {{ color: #444; margin-left: 1em; }} .ev {{ color: #666; margin-left: 1em; font-size: 0.9em; }}
+.kw {{ background: #eef; border-radius: 3px; padding: 0 0.3em; font-size: 0.85em; }}
+table {{ border-collapse: collapse; margin: 0.5em 0; }} td, th {{ border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1em; }} .chart {{ margin: 0; }} figcaption {{ font-size: 0.85em; }}
+.figure svg {{ max-width: 100%; height: auto; }} img.flame {{ width: 100%; border: 1px solid #eee; }}
+code {{ background: #f4f4f4; padding: 0 0.2em; }}
+</style></head><body>
+{"".join(parts)}
+</body></html>
+"""
+    with open(os.path.join(out, "index.html"), "w", encoding="utf-8") as f:
+        f.write(page)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: triage-report.py DIR")
+    main(sys.argv[1])

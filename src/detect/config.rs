@@ -1,0 +1,265 @@
+//! The KPI and rule configuration: which metrics of which entity kinds are KPIs, which
+//! way they go wrong, which detector watches them; the system rules and their
+//! thresholds; how incidents are merged. The shipped defaults (config/detect.toml,
+//! compiled in) are documented line by line; `--config FILE` replaces them and
+//! `gala-detect --print-config` prints them as a starting point.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::detectors::{Detector, Direction, Kind, Params};
+
+/// The shipped configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/detect.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub incident: IncidentConfig,
+    /// The detector every CSV column (and, with `--every-metric`, every metric) gets.
+    #[serde(default)]
+    pub series: SeriesDefault,
+    #[serde(default)]
+    pub multivariate: MultiConfig,
+    #[serde(default, rename = "kpi")]
+    pub kpis: Vec<Kpi>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentConfig {
+    /// Normal points in a row that close an incident.
+    #[serde(default = "default_gap")]
+    pub gap: u32,
+    /// Entities not seen for this long (stream time) are forgotten, e.g. "10m".
+    #[serde(default = "default_forget")]
+    pub forget: String,
+}
+
+fn default_gap() -> u32 {
+    3
+}
+
+fn default_forget() -> String {
+    "10m".into()
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        IncidentConfig {
+            gap: default_gap(),
+            forget: default_forget(),
+        }
+    }
+}
+
+/// A detector with its direction and parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    pub detector: Kind,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub params: Params,
+    /// Unit of the values, for descriptions: us, ms, s, bytes, pct (0..100), ratio (0..1).
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+impl DetectorSpec {
+    pub fn build(&self) -> Result<Detector, String> {
+        Detector::new(self.detector, self.direction, &self.params)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SeriesDefault {
+    pub spec: DetectorSpec,
+}
+
+impl Default for SeriesDefault {
+    fn default() -> Self {
+        SeriesDefault {
+            spec: DetectorSpec {
+                detector: Kind::Nsigma,
+                direction: Direction::Both,
+                params: Params::default(),
+                unit: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiConfig {
+    /// Entity kinds watched as a whole (all their metrics together).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub params: Params,
+}
+
+/// One KPI: a metric of an entity kind and the detector that watches it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kpi {
+    pub kind: String,
+    pub metric: String,
+    pub detector: Kind,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub params: Params,
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+impl Kpi {
+    pub fn spec(&self) -> DetectorSpec {
+        DetectorSpec {
+            detector: self.detector,
+            direction: self.direction,
+            params: self.params.clone(),
+            unit: self.unit.clone(),
+        }
+    }
+}
+
+/// A fixed-threshold check that needs no history.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    /// Entity kind the metric belongs to (metric rules).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Metric name; `a|b` takes the first present (collectors name things differently).
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// Optional denominator: the rule then judges metric/per.
+    #[serde(default)]
+    pub per: Option<String>,
+    /// Below this denominator the ratio means nothing and the rule stays quiet.
+    #[serde(default)]
+    pub min_per: Option<f64>,
+    /// Event rules: the name of the event (`oom_kill`) instead of kind and metric.
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub above: Option<f64>,
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// Intervals in a row the condition must hold.
+    #[serde(default = "one")]
+    pub sustain: u32,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default = "warning")]
+    pub severity: String,
+    /// Why the threshold is where it is (documentation; also shown by --print-config).
+    #[serde(default)]
+    pub why: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn warning() -> String {
+    "warning".into()
+}
+
+impl Config {
+    pub fn shipped() -> Config {
+        Config::parse(DEFAULT_CONFIG).expect("the shipped config/detect.toml is valid")
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Catches what serde cannot: detectors that cannot be built, rules without a
+    /// threshold or a subject.
+    fn check(&self) -> anyhow::Result<()> {
+        self.series
+            .spec
+            .build()
+            .map_err(|e| anyhow::anyhow!("[series]: {e}"))?;
+        for k in &self.kpis {
+            k.spec()
+                .build()
+                .map_err(|e| anyhow::anyhow!("kpi {}/{}: {e}", k.kind, k.metric))?;
+        }
+        for r in &self.rules {
+            if r.above.is_none() && r.below.is_none() && r.event.is_none() {
+                anyhow::bail!("rule {}: needs `above` or `below`", r.name);
+            }
+            match (&r.event, &r.kind, &r.metric) {
+                (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+                _ => anyhow::bail!(
+                    "rule {}: give either `event`, or both `kind` and `metric`",
+                    r.name
+                ),
+            }
+        }
+        super::detectors::parse_span(&self.incident.forget)
+            .map_err(|e| anyhow::anyhow!("[incident] forget: {e}"))?;
+        Ok(())
+    }
+
+    /// KPI index by (kind, metric).
+    pub fn kpi_index(&self) -> HashMap<(String, String), usize> {
+        self.kpis
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ((k.kind.clone(), k.metric.clone()), i))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses_and_every_rule_has_a_reason() {
+        let cfg = Config::shipped();
+        assert!(cfg.kpis.len() >= 6);
+        assert!(cfg.rules.len() >= 18);
+        for r in &cfg.rules {
+            assert!(!r.why.is_empty(), "rule {} has no `why`", r.name);
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_place() {
+        let e = Config::parse("[[rule]]\nname = \"x\"\nkind = \"disk\"\nmetric = \"util\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("rule x"), "{e}");
+        let e = Config::parse("[[kpi]]\nkind = \"a\"\nmetric = \"b\"\ndetector = \"nope\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = Config::parse(
+            "[[kpi]]\nkind = \"a\"\nmetric = \"b\"\ndetector = \"seasonal\"\nparams = { period = \"1x\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown unit"), "{e}");
+    }
+}

@@ -1,0 +1,200 @@
+//! SPOT / DSPOT (Siffer et al., "Anomaly Detection in Streams with Extreme Value Theory",
+//! KDD 2017): the tail beyond a high quantile of normal data follows a generalised Pareto
+//! distribution whatever the data's own distribution; fitting it gives the threshold that
+//! normal data exceeds with probability `q`. DSPOT first removes the drift (a moving
+//! average of the last `depth` normal points). The GPD is fitted by the method of
+//! moments from running sums of the excesses, so memory stays O(depth) and each point
+//! is O(1); Siffer's Grimshaw maximum-likelihood fit would need every peak kept.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Direction, Params, Verdict};
+
+/// Quantile of the calibration data above which points are peaks.
+const PEAK_QUANTILE: f64 = 0.98;
+
+/// Peaks wanted from the calibration sample.
+const MIN_PEAKS: f64 = 30.0;
+
+/// One tail: excesses over the initial level `t`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tail {
+    pub t: f64,
+    pub n: f64,
+    pub peaks: f64,
+    sum: f64,
+    sum2: f64,
+    pub z: f64,
+}
+
+impl Tail {
+    /// Calibrates on a sample of values (already drift-free, oriented so that larger is
+    /// worse).
+    pub fn calibrate(values: &mut [f64], q: f64) -> Tail {
+        values.sort_unstable_by(f64::total_cmp);
+        // At least MIN_PEAKS peaks, or the tail's shape is a guess.
+        let quantile = PEAK_QUANTILE
+            .min(1.0 - MIN_PEAKS / values.len() as f64)
+            .max(0.5);
+        let idx = ((values.len() as f64 * quantile) as usize).min(values.len() - 1);
+        let t = values[idx];
+        let mut tail = Tail {
+            t,
+            n: values.len() as f64,
+            ..Tail::default()
+        };
+        for &v in values.iter().filter(|&&v| v > t) {
+            tail.add_peak(v - t);
+        }
+        tail.refit(q);
+        tail
+    }
+
+    fn add_peak(&mut self, y: f64) {
+        self.peaks += 1.0;
+        self.sum += y;
+        self.sum2 += y * y;
+    }
+
+    /// z_q = t + σ/ξ·((q·n/N_t)^(−ξ) − 1), ξ and σ from the moments of the excesses.
+    fn refit(&mut self, q: f64) {
+        if self.peaks < 1.0 {
+            self.z = self.t;
+            return;
+        }
+        let mean = self.sum / self.peaks;
+        let var = (self.sum2 / self.peaks - mean * mean).max(0.0);
+        let r = q * self.n / self.peaks;
+        if self.peaks < 10.0 || var <= f64::EPSILON * mean * mean || mean <= 0.0 {
+            // Too few peaks for a shape: an exponential tail (ξ = 0).
+            self.z = self.t - mean.max(0.0) * r.ln();
+            return;
+        }
+        let ratio = mean * mean / var;
+        // A heavy-tailed ξ near 1/2 makes z explode on a handful of peaks; a negative one
+        // (a bounded tail) is what moments give for Gaussian-like data at finite levels and
+        // puts the threshold too low. Between the two, the exponential tail (ξ = 0) errs on
+        // the side of fewer false alarms.
+        let xi = (0.5 * (1.0 - ratio)).clamp(0.0, 0.45);
+        let sigma = 0.5 * mean * (1.0 + ratio);
+        self.z = if xi.abs() < 1e-6 {
+            self.t - sigma * r.ln()
+        } else {
+            self.t + sigma / xi * (r.powf(-xi) - 1.0)
+        };
+    }
+
+    /// Judges an oriented value; learns from it unless it is beyond z. Returns how far it
+    /// is beyond `t` in units of `z − t`.
+    pub fn step(&mut self, v: f64, q: f64, min_gap: f64) -> f64 {
+        let gap = (self.z - self.t).max(min_gap).max(f64::MIN_POSITIVE);
+        let ratio = ((v - self.t) / gap).max(0.0);
+        if v > self.z && v - self.t > min_gap {
+            return ratio.max(1.0);
+        }
+        self.n += 1.0;
+        if v > self.t {
+            self.add_peak(v - self.t);
+            self.refit(q);
+        }
+        ratio.min(0.999_999)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spot {
+    dir: Direction,
+    q: f64,
+    init: usize,
+    depth: usize,
+    min_std: f64,
+    drift: VecDeque<f64>,
+    drift_sum: f64,
+    calibration: Vec<f64>,
+    up: Option<Tail>,
+    down: Option<Tail>,
+}
+
+impl Spot {
+    pub fn new(dir: Direction, p: &Params) -> Spot {
+        Spot {
+            dir,
+            q: p.q.unwrap_or(1e-4),
+            init: p.init.unwrap_or(300).max(20),
+            depth: p.depth.unwrap_or(10),
+            min_std: p.min_std.unwrap_or(0.0),
+            drift: VecDeque::new(),
+            drift_sum: 0.0,
+            calibration: Vec::new(),
+            up: None,
+            down: None,
+        }
+    }
+
+    fn level(&self) -> f64 {
+        if self.drift.is_empty() {
+            0.0
+        } else {
+            self.drift_sum / self.drift.len() as f64
+        }
+    }
+
+    fn learn_level(&mut self, x: f64) {
+        if self.depth == 0 {
+            return;
+        }
+        if self.drift.len() == self.depth {
+            if let Some(old) = self.drift.pop_front() {
+                self.drift_sum -= old;
+            }
+        }
+        self.drift.push_back(x);
+        self.drift_sum += x;
+    }
+
+    pub fn update(&mut self, x: f64) -> Option<Verdict> {
+        let level = self.level();
+        let r = x - level;
+        if self.up.is_none() && self.down.is_none() {
+            if self.drift.len() >= self.depth {
+                self.calibration.push(r);
+            }
+            self.learn_level(x);
+            if self.calibration.len() >= self.init {
+                // Both tails even for a one-sided KPI: a drop must not be learned into the
+                // level of a rise detector either, or the next normal points look high.
+                let mut vals = std::mem::take(&mut self.calibration);
+                let mut neg: Vec<f64> = vals.iter().map(|v| -v).collect();
+                self.up = Some(Tail::calibrate(&mut vals, self.q));
+                self.down = Some(Tail::calibrate(&mut neg, self.q));
+            }
+            return None;
+        }
+        let (q, gap) = (self.q, self.min_std);
+        let up = self.up.as_mut().map_or(0.0, |t| t.step(r, q, gap));
+        let down = self.down.as_mut().map_or(0.0, |t| t.step(-r, q, gap));
+        if up.max(down) < 1.0 {
+            self.learn_level(x);
+        }
+        let ratio = match self.dir {
+            Direction::Up => up,
+            Direction::Down => down,
+            Direction::Both => up.max(down),
+        };
+        Some(Verdict {
+            ratio,
+            expected: level,
+            lower: self.down.as_ref().map_or(f64::NAN, |t| level - t.z),
+            upper: self.up.as_ref().map_or(f64::NAN, |t| level + t.z),
+        })
+    }
+
+    pub fn basis(&self) -> String {
+        format!(
+            "extreme-value threshold at risk {:e} (DSPOT, depth {})",
+            self.q, self.depth
+        )
+    }
+}

@@ -1,0 +1,448 @@
+//! The entity causal graph: the topology's relations turned into "X can cause Y" edges by
+//! gala-inference's expert rules, each edge carrying the rule's name so that every hop of
+//! a path can be explained.
+//!
+//! Rules, with the kind of evidence they encode:
+//! - inside a process: proc → sli/tcp_link/endpoint/dns (a stalled process serves slowly),
+//!   tcp_link → sli, endpoint → sli, dns → sli, thread → proc, container → proc;
+//! - inside a host: cpu, mem, fs, host → proc (a saturated resource slows its users),
+//!   block → proc, disk → block, nic → tcp_link, qdisc → nic; and the other way, proc →
+//!   cpu, mem, disk, host (a hog saturates the resource its neighbours share);
+//! - across hosts along each connection: server sli → client sli, server proc → client
+//!   tcp_link, server host's nic → client tcp_link.
+
+use std::collections::{HashMap, HashSet};
+
+use super::topology::Relation;
+use crate::record::kind;
+
+/// Possible causes of each entity, as indices, with the rule that allows each.
+#[derive(Debug, Default, Clone)]
+pub struct CausalGraph {
+    pub ids: Vec<String>,
+    pub kinds: Vec<String>,
+    pub index: HashMap<String, usize>,
+    /// `causes[e]`: (cause, rule).
+    pub causes: Vec<Vec<(usize, String)>>,
+    /// `effects[c]`: what `c` can cause.
+    pub effects: Vec<Vec<usize>>,
+    seen: HashSet<(usize, usize)>,
+}
+
+const HOST_RESOURCES: &[&str] = &[
+    kind::CPU,
+    kind::MEM,
+    kind::FS,
+    kind::HOST,
+    kind::SCHED,
+    kind::NET,
+];
+const PROC_PARTS: &[&str] = &[
+    kind::SLI,
+    kind::TCP_LINK,
+    kind::ENDPOINT,
+    kind::DNS,
+    kind::LB_LINK,
+    "nginx_link",
+];
+
+impl CausalGraph {
+    pub fn node(&mut self, id: &str, k: &str) -> usize {
+        if let Some(&i) = self.index.get(id) {
+            if self.kinds[i].is_empty() {
+                self.kinds[i] = k.to_string();
+            }
+            return i;
+        }
+        let i = self.ids.len();
+        self.ids.push(id.to_string());
+        self.kinds.push(k.to_string());
+        self.causes.push(Vec::new());
+        self.effects.push(Vec::new());
+        self.index.insert(id.to_string(), i);
+        i
+    }
+
+    /// Adds "`cause` can cause `effect`" under `rule`, once.
+    pub fn add(&mut self, cause: usize, effect: usize, rule: impl Into<String>) {
+        if cause == effect || !self.seen.insert((cause, effect)) {
+            return;
+        }
+        self.causes[effect].push((cause, rule.into()));
+        self.effects[cause].push(effect);
+    }
+
+    pub fn rule(&self, cause: usize, effect: usize) -> Option<&str> {
+        self.causes[effect]
+            .iter()
+            .find(|(c, _)| *c == cause)
+            .map(|(_, r)| r.as_str())
+    }
+
+    /// Applies the rules to the relations. `kinds` gives each entity's kind (every entity
+    /// named in a relation should have one; an unknown one is treated as opaque).
+    pub fn build(kinds: &HashMap<String, String>, relations: &[Relation]) -> CausalGraph {
+        let mut g = CausalGraph::default();
+        let mut ids: Vec<&String> = kinds.keys().collect();
+        // Deterministic node order, so ties rank the same on every run.
+        ids.sort();
+        for id in ids {
+            g.node(id, &kinds[id]);
+        }
+        let mut parents: Vec<Vec<usize>> = Vec::new();
+        let mut connects = Vec::new();
+        for r in relations {
+            let kind_of = |id: &str| {
+                kinds
+                    .get(id)
+                    .map(String::as_str)
+                    .unwrap_or_else(|| guess_kind(id))
+            };
+            let (s, d) = (
+                g.node(&r.src, kind_of(&r.src)),
+                g.node(&r.dst, kind_of(&r.dst)),
+            );
+            parents.resize(g.ids.len(), Vec::new());
+            match r.rel {
+                "runs_on" | "belongs_to" => parents[s].push(d),
+                "connect" | "is_client" => connects.push((s, d)),
+                "is_server" => connects.push((d, s)),
+                "is_peer" => {
+                    connects.push((s, d));
+                    connects.push((d, s));
+                }
+                _ => {}
+            }
+        }
+        parents.resize(g.ids.len(), Vec::new());
+        let n = g.ids.len();
+        let up = |start: usize, want: &str, kinds: &[String]| -> Option<usize> {
+            let mut at = start;
+            for _ in 0..6 {
+                if kinds[at] == want {
+                    return Some(at);
+                }
+                // Prefer the parent on the way to the wanted kind (proc before host).
+                at = *parents[at]
+                    .iter()
+                    .find(|&&p| kinds[p] == want)
+                    .or_else(|| parents[at].first())?;
+            }
+            None
+        };
+        let proc_of: Vec<Option<usize>> = (0..n).map(|i| up(i, kind::PROC, &g.kinds)).collect();
+        let host_of: Vec<Option<usize>> = (0..n).map(|i| up(i, kind::HOST, &g.kinds)).collect();
+
+        let mut parts: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut procs_on: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut resources_on: HashMap<usize, Vec<usize>> = HashMap::new();
+        for i in 0..n {
+            let k = g.kinds[i].as_str();
+            match proc_of[i] {
+                Some(p) if p == i => {
+                    if let Some(h) = host_of[i] {
+                        procs_on.entry(h).or_default().push(i);
+                    }
+                }
+                Some(p) => parts.entry(p).or_default().push(i),
+                None => {
+                    if let Some(h) = host_of[i] {
+                        if k == kind::HOST || !matches!(k, kind::CONTAINER | kind::POD) {
+                            resources_on.entry(h).or_default().push(i);
+                        }
+                    }
+                }
+            }
+        }
+        let kind_at = |g: &CausalGraph, i: usize| g.kinds[i].clone();
+
+        // Inside each process.
+        for (&p, members) in &parts {
+            let slis: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&m| g.kinds[m] == kind::SLI)
+                .collect();
+            for &m in members {
+                let k = kind_at(&g, m);
+                if k == kind::THREAD {
+                    g.add(m, p, "thread → proc");
+                } else if PROC_PARTS.contains(&k.as_str()) {
+                    g.add(p, m, format!("proc → {k}"));
+                }
+                if matches!(
+                    k.as_str(),
+                    kind::TCP_LINK | kind::ENDPOINT | kind::DNS | kind::LB_LINK | "nginx_link"
+                ) {
+                    for &s in &slis {
+                        g.add(m, s, format!("{k} → sli"));
+                    }
+                }
+            }
+        }
+        // Containers and the processes in them.
+        for (i, ps) in parents.iter().enumerate() {
+            if g.kinds[i] == kind::PROC {
+                let cs: Vec<usize> = ps
+                    .iter()
+                    .copied()
+                    .filter(|&c| g.kinds[c] == kind::CONTAINER)
+                    .collect();
+                for c in cs {
+                    g.add(c, i, "container → proc");
+                    g.add(i, c, "proc → container");
+                }
+            }
+        }
+        // Inside each host.
+        let empty = Vec::new();
+        let mut hosts: Vec<usize> = procs_on
+            .keys()
+            .chain(resources_on.keys())
+            .copied()
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        for h in hosts {
+            let procs = procs_on.get(&h).unwrap_or(&empty).clone();
+            let mut resources = resources_on.get(&h).unwrap_or(&empty).clone();
+            if !resources.contains(&h) {
+                resources.push(h);
+            }
+            let has_blocks: HashSet<usize> = resources
+                .iter()
+                .filter(|&&r| g.kinds[r] == kind::BLOCK)
+                .flat_map(|&r| parents[r].iter().copied())
+                .collect();
+            for &r in &resources {
+                let k = kind_at(&g, r);
+                if k == kind::BLOCK {
+                    for &d in &parents[r] {
+                        if g.kinds[d] == kind::DISK {
+                            g.add(d, r, "disk → block");
+                        }
+                    }
+                }
+                if k == kind::QDISC {
+                    for &nic in &resources {
+                        if g.kinds[nic] == kind::NIC {
+                            g.add(r, nic, "qdisc → nic");
+                        }
+                    }
+                }
+                for &p in &procs {
+                    let links: Vec<usize> = parts
+                        .get(&p)
+                        .map(|ms| {
+                            ms.iter()
+                                .copied()
+                                .filter(|&m| g.kinds[m] == kind::TCP_LINK)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    match k.as_str() {
+                        kind::NIC => {
+                            for &l in &links {
+                                g.add(r, l, "nic → tcp_link");
+                            }
+                            if links.is_empty() {
+                                g.add(r, p, "nic → proc");
+                            }
+                        }
+                        kind::BLOCK => {
+                            g.add(r, p, "block → proc");
+                            for &d in &parents[r] {
+                                if g.kinds[d] == kind::DISK {
+                                    g.add(p, d, "proc → disk");
+                                }
+                            }
+                        }
+                        kind::DISK => {
+                            g.add(p, r, "proc → disk");
+                            if !has_blocks.contains(&r) {
+                                g.add(r, p, "disk → proc");
+                            }
+                        }
+                        kind::QDISC => {}
+                        _ if HOST_RESOURCES.contains(&k.as_str()) || g.ids[r].contains("_cpu") => {
+                            g.add(r, p, format!("{k} → proc"));
+                            if matches!(k.as_str(), kind::CPU | kind::MEM | kind::HOST) {
+                                g.add(p, r, format!("proc → {k}"));
+                            }
+                        }
+                        _ => g.add(r, p, format!("{k} → proc")),
+                    }
+                }
+            }
+        }
+        // Across hosts, along each connection: the server's trouble reaches the client.
+        for (client, server) in connects {
+            let cp = proc_of[client].unwrap_or(client);
+            let sp = proc_of[server].unwrap_or(server);
+            if cp == sp {
+                continue;
+            }
+            let of_kind = |p: usize, k: &str| -> Vec<usize> {
+                parts
+                    .get(&p)
+                    .map(|ms| ms.iter().copied().filter(|&m| g.kinds[m] == k).collect())
+                    .unwrap_or_default()
+            };
+            let client_slis = of_kind(cp, kind::SLI);
+            let server_slis = of_kind(sp, kind::SLI);
+            let link = if g.kinds[client] == kind::TCP_LINK {
+                client
+            } else {
+                cp
+            };
+            let client_targets = if client_slis.is_empty() {
+                vec![cp]
+            } else {
+                client_slis
+            };
+            for &s in &server_slis {
+                for &c in &client_targets {
+                    g.add(s, c, "sli → sli across a connection");
+                }
+            }
+            g.add(sp, link, "server proc → client tcp_link");
+            if server_slis.is_empty() {
+                for &c in &client_targets {
+                    g.add(sp, c, "server proc → client sli");
+                }
+            }
+            if let Some(sh) = host_of[sp] {
+                let nics: Vec<usize> = resources_on
+                    .get(&sh)
+                    .map(|rs| {
+                        rs.iter()
+                            .copied()
+                            .filter(|&r| g.kinds[r] == kind::NIC)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for nic in nics {
+                    g.add(nic, link, "server nic → client tcp_link");
+                }
+            }
+        }
+        g
+    }
+}
+
+/// The kind inside a gala id `<machine>_<kind>_<keys…>` when no record named it.
+fn guess_kind(id: &str) -> &'static str {
+    for k in [
+        kind::HOST,
+        kind::PROC,
+        kind::TCP_LINK,
+        kind::SLI,
+        kind::DISK,
+        kind::BLOCK,
+        kind::NIC,
+        kind::CPU,
+        kind::MEM,
+        kind::CONTAINER,
+    ] {
+        if id.contains(&format!("_{k}_")) {
+            return k;
+        }
+    }
+    ""
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(rel: &'static str, src: &str, dst: &str) -> Relation {
+        Relation {
+            rel,
+            src: src.into(),
+            dst: dst.into(),
+        }
+    }
+
+    /// Host a: client proc with an sli and a link to redis on host b; host b: cpu, disk
+    /// with a block, nic, redis with its sli, and a neighbour process.
+    fn two_hosts() -> CausalGraph {
+        let kinds: HashMap<String, String> = [
+            ("a_host", "host"),
+            ("a_client", "proc"),
+            ("a_client_sli", "sli"),
+            ("a_link", "tcp_link"),
+            ("b_host", "host"),
+            ("b_cpu", "cpu"),
+            ("b_disk", "disk"),
+            ("b_block", "block"),
+            ("b_nic", "nic"),
+            ("b_redis", "proc"),
+            ("b_redis_sli", "sli"),
+            ("b_hog", "proc"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let rels = vec![
+            rel("runs_on", "a_client", "a_host"),
+            rel("belongs_to", "a_client_sli", "a_client"),
+            rel("belongs_to", "a_link", "a_client"),
+            rel("connect", "a_link", "b_redis"),
+            rel("belongs_to", "b_cpu", "b_host"),
+            rel("belongs_to", "b_disk", "b_host"),
+            rel("belongs_to", "b_block", "b_disk"),
+            rel("belongs_to", "b_nic", "b_host"),
+            rel("runs_on", "b_redis", "b_host"),
+            rel("belongs_to", "b_redis_sli", "b_redis"),
+            rel("runs_on", "b_hog", "b_host"),
+        ];
+        CausalGraph::build(&kinds, &rels)
+    }
+
+    #[test]
+    fn expert_rules_become_edges() {
+        let g = two_hosts();
+        let has = |c: &str, e: &str| g.rule(g.index[c], g.index[e]).map(str::to_string);
+        assert_eq!(has("b_cpu", "b_redis").as_deref(), Some("cpu → proc"));
+        assert_eq!(has("b_hog", "b_cpu").as_deref(), Some("proc → cpu"));
+        assert_eq!(has("b_disk", "b_block").as_deref(), Some("disk → block"));
+        assert_eq!(has("b_block", "b_redis").as_deref(), Some("block → proc"));
+        assert_eq!(has("b_redis", "b_disk").as_deref(), Some("proc → disk"));
+        assert_eq!(has("b_redis", "b_redis_sli").as_deref(), Some("proc → sli"));
+        assert_eq!(
+            has("a_link", "a_client_sli").as_deref(),
+            Some("tcp_link → sli")
+        );
+        assert_eq!(
+            has("b_redis_sli", "a_client_sli").as_deref(),
+            Some("sli → sli across a connection")
+        );
+        assert!(has("b_nic", "a_link").is_some());
+        // Never the other way along a connection: a client does not slow its server.
+        assert!(has("a_client_sli", "b_redis_sli").is_none());
+        // A block device is not a cause of its disk.
+        assert!(has("b_block", "b_disk").is_none());
+    }
+
+    #[test]
+    fn a_hog_on_another_host_reaches_the_client_kpi() {
+        let g = two_hosts();
+        let k = g.index["a_client_sli"];
+        let mut abn = vec![0.0; g.ids.len()];
+        for id in ["b_hog", "b_cpu", "b_redis", "b_redis_sli"] {
+            abn[g.index[id]] = 0.8;
+        }
+        let (w, next) = crate::rca::rank::best_paths(&g, k, &abn);
+        let mut at = g.index["b_hog"];
+        let mut hops = vec![g.ids[at].as_str()];
+        while let Some(n) = next[at] {
+            hops.push(g.ids[n].as_str());
+            at = n;
+        }
+        assert_eq!(
+            hops,
+            ["b_hog", "b_cpu", "b_redis", "b_redis_sli", "a_client_sli"]
+        );
+        assert!(w[g.index["b_hog"]] > 0.7);
+    }
+}

@@ -1,0 +1,432 @@
+//! One inference: from a KPI anomaly to ranked causes, each with its path and evidence.
+//!
+//! 1. Candidates: the entities that can reach the KPI's entity in the causal graph.
+//! 2. Each candidate metric is scored against its own history before the incident
+//!    (robust z, [`super::score`]): how far it moved, whether in its bad direction, whether
+//!    it moved before the KPI did (a change after the KPI is an effect, not a cause), and
+//!    how closely it follows the KPI.
+//! 3. An entity whose abnormal cause moved first (or at the same time, from further
+//!    upstream: a hog before the resource, a resource before its victim) is "explained"
+//!    and ranks below what explains it.
+//! 4. The ranker ([`super::rank`]) combines this with the graph.
+
+use super::causal::CausalGraph;
+use super::rank::{self, Ranker};
+use super::score::{self, Bad, Deviation};
+use super::store::Store;
+use crate::record::{kind, Anomaly, Cause, Evidence, KpiRef, PathHop};
+
+/// Tuning of one inference; every field documents its default.
+#[derive(Debug, Clone)]
+pub struct InferOptions {
+    /// |robust z| from which a metric counts as abnormal. Default 3.
+    pub z_threshold: f64,
+    /// How long before the KPI anomaly a cause may have started (the baseline ends there).
+    /// Default 60 s.
+    pub lookback_ms: i64,
+    /// How long after the KPI anomaly symptoms are still collected. Default 30 s.
+    pub settle_ms: i64,
+    /// Causes reported per KPI anomaly. Default 3.
+    pub top: usize,
+    /// Default `walk` (measured: docs/rca.md).
+    pub ranker: Ranker,
+    /// Causes scoring below this are not reported. Default 0.2.
+    pub min_score: f64,
+}
+
+impl Default for InferOptions {
+    fn default() -> InferOptions {
+        InferOptions {
+            z_threshold: 3.0,
+            lookback_ms: 60_000,
+            settle_ms: 30_000,
+            top: 3,
+            ranker: Ranker::Walk,
+            min_score: 0.2,
+        }
+    }
+}
+
+/// A metric's case as a cause.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub metric: String,
+    pub dev: Deviation,
+    pub since: Option<i64>,
+    pub score: f64,
+    pub class: u8,
+    pub corr: Option<f64>,
+    /// magnitude, direction, earliness, correlation, detector: `score` is their product.
+    pub factors: [f64; 5],
+}
+
+/// The keyword gala-inference gives a cause: what kind of resource to look at.
+pub fn keyword(k: &str, metric: &str) -> &'static str {
+    let m = metric.to_ascii_lowercase();
+    match k {
+        kind::DISK | kind::BLOCK | kind::FS => "disk",
+        kind::TCP_LINK
+        | kind::NIC
+        | kind::QDISC
+        | kind::ENDPOINT
+        | kind::DNS
+        | kind::NET
+        | kind::LB_LINK => "network",
+        kind::CPU | kind::SCHED => "cpu",
+        kind::MEM => "memory",
+        kind::HOST if m.contains("mem") || m.contains("swap") => "memory",
+        kind::HOST if m.contains("disk") || m.contains("io") => "disk",
+        kind::HOST if m.contains("net") || m.contains("tcp") => "network",
+        kind::HOST => "cpu",
+        _ => "process",
+    }
+}
+
+/// Load (0): a process doing more; saturation (1): a shared resource filling up;
+/// symptom (2): waiting, latency, errors. At the same onset, a lower class explains a
+/// higher one (a hog saturates a CPU, which delays its neighbours).
+fn class(k: &str, metric: &str) -> u8 {
+    let m = metric.to_ascii_lowercase();
+    const SYMPTOM: &[&str] = &[
+        "lat", "delay", "wait", "err", "retran", "drop", "loss", "timeout", "rtt", "fail", "reset",
+        "p99", "p95", "p50",
+    ];
+    match k {
+        kind::CPU
+        | kind::MEM
+        | kind::DISK
+        | kind::BLOCK
+        | kind::NIC
+        | kind::HOST
+        | kind::FS
+        | kind::QDISC
+        | kind::SCHED
+        | kind::NET => 1,
+        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
+            if !SYMPTOM.iter().any(|w| m.contains(w)) =>
+        {
+            0
+        }
+        _ => 2,
+    }
+}
+
+/// What is left of an entity's rank once an earlier upstream change explains it.
+const EXPLAINED: f64 = 0.3;
+
+/// Typical spacing of a series, for "moved at the same time".
+fn step(ts: &[i64]) -> i64 {
+    let mut d: Vec<i64> = ts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|&d| d > 0)
+        .collect();
+    if d.is_empty() {
+        return 1000;
+    }
+    d.sort_unstable();
+    d[d.len() / 2]
+}
+
+/// The result of one inference, with what `--format text` needs to tell it.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    pub kpi: Anomaly,
+    pub causes: Vec<Cause>,
+    /// Candidate metrics scored (for -v and the budget).
+    pub scored: usize,
+}
+
+pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions) -> Inference {
+    let n = g.ids.len();
+    let Some(&k) = g.index.get(&kpi.id) else {
+        return Inference {
+            kpi: kpi.clone(),
+            causes: Vec::new(),
+            scored: 0,
+        };
+    };
+    let split = kpi.ts - opts.lookback_ms;
+    let end = kpi.ts + opts.settle_ms;
+    let kpi_hist = store.histories.get(&kpi.id);
+    let kpi_series = kpi_hist.and_then(|h| h.series(&kpi.metric).map(|v| (h.ts.as_slice(), v)));
+    let kpi_step = kpi_hist.map_or(1000, |h| step(&h.ts));
+
+    // Everything that can reach the KPI.
+    let mut reachable = vec![false; n];
+    reachable[k] = true;
+    let mut stack = vec![k];
+    while let Some(e) = stack.pop() {
+        for (c, _) in &g.causes[e] {
+            if !reachable[*c] {
+                reachable[*c] = true;
+                stack.push(*c);
+            }
+        }
+    }
+
+    let mut best: Vec<Option<Scored>> = vec![None; n];
+    let mut scored = 0;
+    for i in (0..n).filter(|&i| reachable[i]) {
+        let Some(h) = store.histories.get(&g.ids[i]) else {
+            continue;
+        };
+        for (metric, values) in &h.cols {
+            if i == k && *metric == kpi.metric {
+                continue;
+            }
+            let Some(dev) = score::deviation(&h.ts, values, split, end, opts.z_threshold) else {
+                continue;
+            };
+            scored += 1;
+            let flagged = store.anomalies.get(&(g.ids[i].clone(), metric.clone()));
+            let since = match (
+                dev.since,
+                flagged.map(|a| a.ts).filter(|&t| t >= split && t <= end),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let abnormal = dev.z.abs() >= opts.z_threshold || flagged.is_some();
+            if !abnormal {
+                continue;
+            }
+            let mut magnitude = dev.magnitude(opts.z_threshold);
+            if let Some(a) = flagged {
+                magnitude = magnitude.max(a.score);
+            }
+            let lag = since.map_or(end - kpi.ts, |s| s - kpi.ts);
+            let earliness = if lag <= 0 {
+                1.0
+            } else {
+                0.5f64.powf(lag as f64 / (2 * kpi_step) as f64)
+            };
+            // A series born during the incident has nothing to correlate over.
+            let corr = kpi_series
+                .filter(|_| score::has_history(&h.ts, values, split))
+                .and_then(|(kts, kv)| {
+                    score::correlation(
+                        &h.ts,
+                        values,
+                        kts,
+                        kv,
+                        split - opts.lookback_ms,
+                        end,
+                        kpi_step / 2,
+                    )
+                });
+            let cls = class(&g.kinds[i], metric);
+            // A process working harder (a hog) and a process stopped (a stall) both hurt.
+            let bad = if cls == 0 {
+                Bad::Either
+            } else {
+                score::bad_direction(metric)
+            };
+            let factors = [
+                magnitude,
+                dev.direction_factor(bad),
+                earliness,
+                corr.map_or(0.9, |c| 0.75 + 0.25 * c.abs()),
+                if flagged.is_some() { 1.0 } else { 0.9 },
+            ];
+            let cand = Scored {
+                metric: metric.clone(),
+                class: cls,
+                dev,
+                since,
+                score: factors.iter().product(),
+                factors,
+                corr,
+            };
+            if best[i].as_ref().is_none_or(|b| cand.score > b.score) {
+                best[i] = Some(cand);
+            }
+        }
+    }
+    let abn: Vec<f64> = best
+        .iter()
+        .map(|b| b.as_ref().map_or(0.0, |b| b.score))
+        .collect();
+
+    // Explained entities rank below what explains them.
+    let half = kpi_step / 2;
+    let explained: Vec<bool> = (0..n)
+        .map(|c| {
+            let Some(bc) = &best[c] else { return false };
+            let tc = bc.since.unwrap_or(i64::MAX);
+            // Direct causes, and causes of quiet direct causes (a NIC dropping packets
+            // explains an SLI through a link that itself shows nothing).
+            let mut upstream: Vec<(usize, usize)> =
+                g.causes[c].iter().map(|(p, _)| (*p, c)).collect();
+            for (p, _) in &g.causes[c] {
+                if best[*p].is_none() {
+                    upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
+                }
+            }
+            upstream.iter().any(|&(p, via)| {
+                let Some(bp) = &best[p] else { return false };
+                // A bystander's noise at the edge of the threshold explains nothing.
+                if p == k || p == c || bp.score < 0.5 * bc.score {
+                    return false;
+                }
+                let tp = bp.since.unwrap_or(i64::MAX);
+                tp < tc - half
+                    || ((tp - tc).abs() <= half
+                        && (bp.class < bc.class
+                            || (bp.class == bc.class && g.rule(via, p).is_none())))
+            })
+        })
+        .collect();
+
+    let mut rank_score = match opts.ranker {
+        Ranker::Path => rank::by_path(g, k, &abn),
+        Ranker::Walk => rank::by_walk(g, k, &abn, &reachable),
+    };
+    // The KPI's own entity is a cause only when nothing upstream explains it better; the
+    // walk never "arrives" there (it restarts there), so both rankers score it the same.
+    rank_score[k] = abn[k] * 0.5;
+    for (i, r) in rank_score.iter_mut().enumerate() {
+        if explained[i] {
+            *r *= EXPLAINED;
+        }
+    }
+    let (_, next) = rank::best_paths(g, k, &abn);
+
+    let mut order: Vec<usize> = (0..n)
+        .filter(|&i| best[i].is_some() && rank_score[i] >= opts.min_score)
+        .collect();
+    order.sort_by(|&a, &b| rank_score[b].total_cmp(&rank_score[a]).then(a.cmp(&b)));
+    order.truncate(opts.top);
+
+    let kpi_ref = KpiRef {
+        ts: kpi.ts,
+        id: kpi.id.clone(),
+        kind: kpi.kind.clone(),
+        metric: kpi.metric.clone(),
+    };
+    let kpi_evidence = kpi_series.and_then(|(kts, kv)| {
+        score::deviation(kts, kv, split, end, opts.z_threshold).map(|d| Evidence {
+            id: kpi.id.clone(),
+            metric: kpi.metric.clone(),
+            baseline: Some(d.baseline),
+            value: Some(d.value),
+            since: Some(kpi.ts),
+            desc: Some("the abnormal KPI".into()),
+        })
+    });
+    let causes = order
+        .iter()
+        .enumerate()
+        .map(|(r, &c)| {
+            let b = best[c].as_ref().expect("filtered on best");
+            let mut path = Vec::new();
+            let mut evidence = Vec::new();
+            let mut at = Some(c);
+            let mut prev: Option<usize> = None;
+            while let Some(i) = at {
+                let rule = prev.and_then(|p| g.rule(p, i)).map(str::to_string);
+                if i == k && prev.is_some() {
+                    path.push(PathHop {
+                        id: kpi.id.clone(),
+                        metric: kpi.metric.clone(),
+                    });
+                    if let Some(mut e) = kpi_evidence.clone() {
+                        if let Some(rule) = rule {
+                            e.desc = Some(format!("the abnormal KPI; {rule}"));
+                        }
+                        evidence.push(e);
+                    }
+                    break;
+                }
+                let hop = best[i].as_ref();
+                path.push(PathHop {
+                    id: g.ids[i].clone(),
+                    metric: hop.map_or_else(String::new, |h| h.metric.clone()),
+                });
+                if let Some(h) = hop {
+                    evidence.push(Evidence {
+                        id: g.ids[i].clone(),
+                        metric: h.metric.clone(),
+                        baseline: Some(h.dev.baseline),
+                        value: Some(h.dev.value),
+                        since: h.since,
+                        desc: Some(describe(h, rule.as_deref(), explained[i])),
+                    });
+                }
+                prev = Some(i);
+                at = if i == c && c == k { None } else { next[i] };
+                if path.len() > n {
+                    break;
+                }
+            }
+            if c == k {
+                // The KPI's own entity: another of its metrics moved first.
+                path.push(PathHop {
+                    id: kpi.id.clone(),
+                    metric: kpi.metric.clone(),
+                });
+                evidence.extend(kpi_evidence.clone());
+            }
+            Cause {
+                ts: kpi.ts,
+                rank: r as u32 + 1,
+                id: g.ids[c].clone(),
+                kind: g.kinds[c].clone(),
+                metric: b.metric.clone(),
+                score: (rank_score[c] * 1000.0).round() / 1000.0,
+                keyword: keyword(&g.kinds[c], &b.metric).to_string(),
+                path,
+                kpi: kpi_ref.clone(),
+                evidence,
+            }
+        })
+        .collect();
+    Inference {
+        kpi: kpi.clone(),
+        causes,
+        scored,
+    }
+}
+
+fn describe(s: &Scored, rule: Option<&str>, explained: bool) -> String {
+    let mut d = format!("robust z {:+.1}", s.dev.z);
+    if let Some(c) = s.corr {
+        d.push_str(&format!(", correlation with the KPI {c:+.2}"));
+    }
+    if s.factors[1] < 0.5 {
+        d.push_str(", moved in its harmless direction");
+    }
+    let [m, dir, early, corr, det] = s.factors;
+    d.push_str(&format!(
+        "; score {:.2} = magnitude {m:.2} × direction {dir:.2} × earliness {early:.2} × correlation {corr:.2} × detector {det:.2}",
+        s.score
+    ));
+    if explained {
+        d.push_str(", itself explained by an earlier upstream change");
+    }
+    if let Some(r) = rule {
+        d.push_str(&format!("; rule {r}"));
+    }
+    d
+}
+
+/// Which kinds and metrics are KPIs. `kind:metric`, `metric` may be `*`.
+#[derive(Debug, Clone)]
+pub struct KpiSpec(pub Vec<(String, String)>);
+
+impl Default for KpiSpec {
+    fn default() -> KpiSpec {
+        KpiSpec(vec![
+            (kind::SLI.into(), "*".into()),
+            (kind::APPINSTANCE.into(), "*".into()),
+        ])
+    }
+}
+
+impl KpiSpec {
+    pub fn matches(&self, k: &str, metric: &str) -> bool {
+        self.0
+            .iter()
+            .any(|(sk, sm)| (sk == "*" || sk == k) && (sm == "*" || sm == metric))
+    }
+}

@@ -1,0 +1,325 @@
+//! gala-detect end to end: rules on recorded streams, the CLI's formats and models, and
+//! the scores on the public labelled data (with floors, so a regression fails).
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::common::{ndjson, root, run};
+
+fn data(name: &str) -> String {
+    root()
+        .join("tests/data/detect")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The shared evaluation data: next to the repository in CI (`../shared/data`), else the
+/// workstation copy. Missing data fails the test: a benchmark that silently skips proves
+/// nothing.
+fn shared_data() -> PathBuf {
+    let candidates = [
+        std::env::var_os("GALA_DATA").map(PathBuf::from),
+        Some(root().join("../shared/data")),
+        Some(PathBuf::from("/work/shared/data")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("nab").is_dir() && p.join("smd").is_dir())
+        .expect("shared data (nab/, smd/) not found: set GALA_DATA")
+}
+
+fn anomalies(out: &[u8]) -> Vec<Value> {
+    ndjson(out)
+        .into_iter()
+        .filter(|r| r["type"] == "anomaly")
+        .collect()
+}
+
+fn detectors(v: &[Value]) -> Vec<String> {
+    let mut d: Vec<String> = v
+        .iter()
+        .map(|a| a["detector"].as_str().unwrap_or("").to_string())
+        .collect();
+    d.sort();
+    d.dedup();
+    d
+}
+
+#[test]
+fn idle_recording_is_quiet_and_passes_through_unchanged() {
+    let input = std::fs::read(data("idle.ndjson")).unwrap();
+    let out = run("gala-detect", &[], Some(&input));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(anomalies(&out.stdout).is_empty());
+    assert_eq!(out.stdout, input, "records must pass through unchanged");
+}
+
+#[test]
+fn retransmit_storm_fires_the_ratio_rule_and_the_srtt_kpi() {
+    let out = run(
+        "gala-detect",
+        &["--only", &data("retransmit_storm.ndjson")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let a = anomalies(&out.stdout);
+    assert_eq!(detectors(&a), vec!["nsigma", "rule:tcp_retransmit_ratio"]);
+    let open: Vec<&Value> = a.iter().filter(|r| r.get("end").is_none()).collect();
+    // Storm from interval 30 (ts0 + 150 s): both fire at its first interval.
+    for r in &open {
+        assert_eq!(r["ts"], 1_764_000_150_000i64, "{r}");
+        assert!(r["score"].as_f64().unwrap() > 0.5);
+    }
+    let srtt = open.iter().find(|r| r["metric"] == "srtt").unwrap();
+    let desc = srtt["desc"].as_str().unwrap();
+    assert!(
+        desc.starts_with("srtt ") && desc.contains(" ms, usually ") && desc.contains("µs"),
+        "{desc}"
+    );
+    // Each incident is reported open then closed, with the end.
+    assert_eq!(a.len(), 2 * open.len());
+    assert!(a.iter().any(|r| r["end"]
+        .as_i64()
+        .is_some_and(|e| e >= 1_764_000_150_000 + 11 * 5000)));
+}
+
+#[test]
+fn full_disk_fires_space_util_iowait_and_await() {
+    let out = run("gala-detect", &["--only", &data("full_disk.ndjson")], None);
+    let a = anomalies(&out.stdout);
+    let d = detectors(&a);
+    for want in [
+        "rule:fs_space",
+        "rule:disk_util",
+        "rule:cpu_iowait",
+        "rule:disk_write_await",
+        "mad",
+    ] {
+        assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
+    }
+    let fs = a.iter().find(|r| r["detector"] == "rule:fs_space").unwrap();
+    assert_eq!(fs["metric"], "UsedPer");
+    assert!(fs["value"].as_f64().unwrap() > 90.0);
+}
+
+#[test]
+fn oom_fires_from_the_event_and_the_counter() {
+    let out = run("gala-detect", &["--only", &data("oom.ndjson")], None);
+    let a = anomalies(&out.stdout);
+    let d = detectors(&a);
+    for want in [
+        "rule:oom_kill_event",
+        "rule:oom_kills",
+        "rule:memory_saturation",
+    ] {
+        assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
+    }
+    let ev = a
+        .iter()
+        .find(|r| r["detector"] == "rule:oom_kill_event")
+        .unwrap();
+    assert_eq!(ev["kind"], "proc");
+    assert!(ev["desc"].as_str().unwrap().contains("redis-server"));
+}
+
+#[test]
+fn gala_format_is_anteaters_message() {
+    let out = run(
+        "gala-detect",
+        &["--format", "gala", &data("retransmit_storm.ndjson")],
+        None,
+    );
+    let msgs = ndjson(&out.stdout);
+    assert_eq!(msgs.len(), 2, "one message per incident");
+    for m in &msgs {
+        for k in [
+            "Timestamp",
+            "Attributes",
+            "Resource",
+            "SeverityText",
+            "SeverityNumber",
+            "Body",
+        ] {
+            assert!(m.get(k).is_some(), "{k} missing in {m}");
+        }
+        assert!(m["Resource"]["score"].is_number());
+        assert_eq!(m["Attributes"]["event_source"], "gala-anteater");
+        assert_eq!(m["Attributes"]["keywords"][0], "network");
+        assert!(m["Resource"]["metric"]
+            .as_str()
+            .unwrap()
+            .starts_with("gala_gopher_tcp_link_"));
+        assert_eq!(m["Resource"]["labels"]["server_port"], 6379);
+        let eid = m["Attributes"]["entity_id"].as_str().unwrap();
+        assert_eq!(
+            m["Attributes"]["event_id"],
+            format!("{}_{eid}", m["Timestamp"])
+        );
+    }
+}
+
+#[test]
+fn csv_text_and_scores() {
+    let nab = shared_data().join("nab/data/realKnownCause/ec2_request_latency_system_failure.csv");
+    let nab = nab.to_str().unwrap();
+    let out = run(
+        "gala-detect",
+        &["--input-format", "csv", "--format", "text", nab],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().count() >= 2 && text.contains("series ec2_request_latency_system_failure"),
+        "{text}"
+    );
+    let out = run(
+        "gala-detect",
+        &["--input-format", "csv", "--emit-scores", nab],
+        None,
+    );
+    let recs = ndjson(&out.stdout);
+    let scores = recs.iter().filter(|r| r["type"] == "score").count();
+    assert!(scores > 3000, "{scores} score records");
+    assert!(recs
+        .iter()
+        .all(|r| r["type"] != "score" || (0.0..=1.0).contains(&r["score"].as_f64().unwrap())));
+}
+
+#[test]
+fn bad_lines_are_reported_and_good_ones_go_through() {
+    let mut input = std::fs::read(data("retransmit_storm.ndjson")).unwrap();
+    input.extend_from_slice(b"{not json\n");
+    let out = run("gala-detect", &["--only"], Some(&input));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("gala-detect: <stdin>:901:") && err.contains("skipped 1 bad line"),
+        "{err}"
+    );
+    assert!(!anomalies(&out.stdout).is_empty());
+    let csv = b"timestamp,value\n2014-01-01 00:00:00,1\nnot a time,2\n";
+    let out = run("gala-detect", &["--input-format", "csv"], Some(csv));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>:3:"));
+}
+
+#[test]
+fn a_saved_model_carries_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let model = model.to_str().unwrap();
+    let out = run(
+        "gala-detect",
+        &[
+            "--only",
+            "--baseline",
+            &data("idle.ndjson"),
+            "--save-model",
+            model,
+            &data("idle.ndjson"),
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With the model, the storm's first interval is judged against a learned srtt at once.
+    let out = run(
+        "gala-detect",
+        &["--only", "--model", model, &data("retransmit_storm.ndjson")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(anomalies(&out.stdout).iter().any(|a| a["metric"] == "srtt"));
+    let out = run("gala-detect", &["--model", &data("idle.ndjson")], Some(b""));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn csv_decisions_do_not_depend_on_later_rows() {
+    let path = shared_data().join("nab/data/realKnownCause/machine_temperature_system_failure.csv");
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = 12_000;
+    let opens = |body: &str| -> Vec<i64> {
+        let out = run(
+            "gala-detect",
+            &["--input-format", "csv", "--only"],
+            Some(body.as_bytes()),
+        );
+        anomalies(&out.stdout)
+            .iter()
+            .filter(|a| a.get("end").is_none())
+            .map(|a| a["ts"].as_i64().unwrap())
+            .collect()
+    };
+    let short = opens(&(lines[..cut].join("\n") + "\n"));
+    let full = opens(&text);
+    let last_short_ts =
+        gala::detect::csv::parse_time(lines[cut - 1].split(',').next().unwrap()).unwrap();
+    let full_before: Vec<i64> = full.into_iter().filter(|&t| t <= last_short_ts).collect();
+    assert_eq!(short, full_before);
+}
+
+#[test]
+fn nab_score_stays_above_its_floor() {
+    let cfg = gala::detect::config::Config::shipped();
+    let files = gala::detect::eval::nab::load(&shared_data().join("nab")).unwrap();
+    let det: Vec<Vec<bool>> = files
+        .iter()
+        .map(|f| gala::detect::eval::nab::detect(f, &cfg))
+        .collect();
+    let score =
+        gala::detect::eval::nab::normalised(&files, &det, gala::detect::eval::nab::STANDARD);
+    // Measured 49.3 (standard profile) when this floor was set.
+    assert!(score >= 45.0, "NAB score {score:.1} fell below its floor");
+}
+
+#[test]
+fn smd_scores_stay_above_their_floors() {
+    use gala::detect::eval::smd;
+    let cfg = gala::detect::config::Config::shipped();
+    let machines = smd::load(&shared_data().join("smd")).unwrap();
+    assert_eq!(machines.len(), 2);
+    let (mut point, mut adjusted) = (smd::Counts::default(), smd::Counts::default());
+    let mut hits = Vec::new();
+    for m in &machines {
+        let r = smd::run(m, &cfg);
+        let (f, _) = smd::figures(m, &r);
+        point.add(f.point);
+        adjusted.add(f.adjusted);
+        hits.push(f.hit100);
+    }
+    let floors = include_str!("../data/detect/smd_floors.txt");
+    let floor = |name: &str| -> f64 {
+        floors
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap()
+    };
+    assert!(
+        point.f1() >= floor("point_f1"),
+        "point F1 {:.3}",
+        point.f1()
+    );
+    assert!(
+        adjusted.f1() >= floor("adjusted_f1"),
+        "point-adjusted F1 {:.3}",
+        adjusted.f1()
+    );
+    for h in hits {
+        assert!(h >= floor("hitrate100"), "HitRate@100% {h:.3}");
+    }
+}
