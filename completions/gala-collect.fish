@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_collect_global_optspecs
-    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= threads o/output= line-buffered v/verbose q/quiet h/help V/version
+    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= threads summary o/output= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_collect_needs_command
@@ -36,6 +36,7 @@ complete -c gala-collect -n "__fish_gala_collect_needs_command" -l offcpu-min -d
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l list-probes -d 'List the probes with their entity kinds and metrics, then exit'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l threads -d 'Also emit thread entities under each process (proc probe)'
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l summary -d 'At the end, print a short summary on stderr: entities seen, top processes by CPU and memory, the busiest disk, and alarms (OOM kills, full file systems, probe errors)'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l line-buffered -d 'Flush after every line, for live pipes (output to a terminal always is)'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s v -l verbose -d 'Say more on stderr (repeat for more)'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s q -l quiet -d 'Print only errors on stderr'

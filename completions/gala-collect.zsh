@@ -32,6 +32,7 @@ _gala-collect() {
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--list-probes[List the probes with their entity kinds and metrics, then exit]' \
 '--threads[Also emit thread entities under each process (proc probe)]' \
+'--summary[At the end, print a short summary on stderr\: entities seen, top processes by CPU and memory, the busiest disk, and alarms (OOM kills, full file systems, probe errors)]' \
 '--line-buffered[Flush after every line, for live pipes (output to a terminal always is)]' \
 '*-v[Say more on stderr (repeat for more)]' \
 '*--verbose[Say more on stderr (repeat for more)]' \
