@@ -1,8 +1,8 @@
 /* Off-CPU test program for gala-collect's offcpu probe: waits for a line on standard
  * input, then sleeps COUNT times MS milliseconds in nap() (main -> wait_loop -> nap),
  * prints the microseconds it spent in nap() by its own clock (sleep plus the wait for a
- * CPU after each wake-up, which a loaded machine adds), and exits. Built with frame
- * pointers.
+ * CPU after each wake-up, which a loaded machine adds), and exits after one more line
+ * (so that the collector can name its stacks while it lives). Built with frame pointers.
  * Usage: gala_sleeper COUNT MS */
 #include <errno.h>
 #include <stdio.h>
@@ -51,12 +51,15 @@ __attribute__((noinline)) double wait_loop(int count, long ms)
 	return in_nap;
 }
 
+/* Blocks until a whole line arrives on standard input. */
 __attribute__((noinline)) void wait_for_go(void)
 {
 	char c;
 
-	if (read(0, &c, 1) != 1)
-		exit(2);
+	do {
+		if (read(0, &c, 1) != 1)
+			exit(2);
+	} while (c != '\n');
 }
 
 int main(int argc, char **argv)
@@ -66,5 +69,7 @@ int main(int argc, char **argv)
 	wait_for_go();
 	in_nap = wait_loop(argc > 1 ? atoi(argv[1]) : 20, argc > 2 ? atol(argv[2]) : 100);
 	printf("%.0f\n", in_nap * 1e6);
+	fflush(stdout);
+	wait_for_go();
 	return 0;
 }
