@@ -17,10 +17,12 @@ mod detect;
 mod docs;
 #[path = "gala/flame.rs"]
 mod flame;
-#[path = "gala/rca.rs"]
-mod rca;
 #[path = "gala/l7.rs"]
 mod l7;
+#[path = "gala/prometheus.rs"]
+mod prometheus;
+#[path = "gala/rca.rs"]
+mod rca;
 #[path = "gala/stream_io.rs"]
 mod stream_io;
 #[path = "gala/topo.rs"]

@@ -33,7 +33,11 @@ impl InputArgs {
                 if !self.inputs.is_empty() {
                     anyhow::bail!("give either input files or --prometheus, not both");
                 }
-                Ok(RecordReader::from_sources(tool, vec![prometheus::open(query)?], self.strict))
+                Ok(RecordReader::from_sources(
+                    tool,
+                    vec![prometheus::open(query)?],
+                    self.strict,
+                ))
             }
             None => Ok(RecordReader::new(tool, &self.inputs, self.strict)),
         }

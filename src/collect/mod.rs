@@ -19,9 +19,9 @@ pub mod probes;
 pub mod procfs;
 pub mod registry;
 mod selfstat;
+pub mod serve;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod stack;
-pub mod serve;
 pub mod summary;
 
 use std::time::{Duration, Instant};

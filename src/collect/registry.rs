@@ -32,7 +32,9 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         all.push((&sys::io::SPEC, sys::io::Io::start));
         all.push((&sys::mem::SPEC, sys::mem::Mem::start));
         all.push((&sys::syscall::SPEC, sys::syscall::Syscall::start));
-        all.push((&super::l7::SPEC, || Ok(Box::new(super::l7::L7Probe::new()?))));
+        all.push((&super::l7::SPEC, || {
+            Ok(Box::new(super::l7::L7Probe::new()?))
+        }));
         all.push((&super::stack::ONCPU_SPEC, super::stack::oncpu));
         all.push((&super::stack::OFFCPU_SPEC, super::stack::offcpu));
     }

@@ -77,8 +77,8 @@ impl std::fmt::Debug for Exporter {
 impl Exporter {
     /// Binds `addr` and starts serving on a thread of its own.
     pub fn start(addr: SocketAddr, max_series: usize) -> anyhow::Result<Exporter> {
-        let listener =
-            TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for --serve"))?;
+        let listener = TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr} for --serve"))?;
         let addr = listener.local_addr()?;
         let mut help = HashMap::new();
         for spec in super::registry::specs() {
@@ -131,14 +131,25 @@ impl Exporter {
                 _ => {}
             }
         }
-        let snap = Arc::new(Snapshot { entities, metrics, rendered: OnceLock::new() });
-        *self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+        let snap = Arc::new(Snapshot {
+            entities,
+            metrics,
+            rendered: OnceLock::new(),
+        });
+        *self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = snap;
     }
 
     /// Adds `serve_scrapes` and `serve_series_dropped` to the status record.
     pub fn status(&self, extra: &mut Fields) {
         extra.insert("serve_addr".into(), json!(self.addr.to_string()));
-        extra.insert("serve_scrapes".into(), json!(self.shared.scrapes.load(Ordering::Relaxed)));
+        extra.insert(
+            "serve_scrapes".into(),
+            json!(self.shared.scrapes.load(Ordering::Relaxed)),
+        );
         extra.insert(
             "serve_series_dropped".into(),
             json!(self.shared.dropped.load(Ordering::Relaxed)),
@@ -166,7 +177,12 @@ fn handle(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
             shared.scrapes.fetch_add(1, Ordering::Relaxed);
             let snap = Arc::clone(&shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()));
             let (body, _) = snap.rendered.get_or_init(|| {
-                let (text, dropped) = render(&snap.entities, &snap.metrics, &shared.help, shared.max_series);
+                let (text, dropped) = render(
+                    &snap.entities,
+                    &snap.metrics,
+                    &shared.help,
+                    shared.max_series,
+                );
                 shared.dropped.store(dropped, Ordering::Relaxed);
                 (text, dropped)
             });
@@ -210,7 +226,13 @@ pub fn family_name(kind: &str, metric: &str) -> String {
 }
 
 fn push_name(out: &mut String, part: &str) {
-    out.extend(part.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+    out.extend(part.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
 }
 
 fn label_name(name: &str) -> String {
@@ -339,8 +361,18 @@ pub fn render<'a>(
     let mut out = String::with_capacity(series * 160);
     for fam in &families {
         let help = fam.help.unwrap_or("gala-collect metric");
-        let _ = writeln!(out, "# HELP {} {}", fam.name, help.replace('\\', "\\\\").replace('\n', " "));
-        let _ = writeln!(out, "# TYPE {} {}", fam.name, if fam.histogram { "histogram" } else { "gauge" });
+        let _ = writeln!(
+            out,
+            "# HELP {} {}",
+            fam.name,
+            help.replace('\\', "\\\\").replace('\n', " ")
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE {} {}",
+            fam.name,
+            if fam.histogram { "histogram" } else { "gauge" }
+        );
         for (set, sample) in &fam.samples {
             let labels = &label_sets[*set];
             match sample {
@@ -369,7 +401,9 @@ fn family_of<'a>(
     *index.entry((kind, name)).or_insert_with(|| {
         families.push(Family {
             name: family_name(kind, name),
-            help: help.get(&(kind.to_string(), name.to_string())).map(String::as_str),
+            help: help
+                .get(&(kind.to_string(), name.to_string()))
+                .map(String::as_str),
             samples: Vec::new(),
             histogram: false,
         });
@@ -390,7 +424,10 @@ fn render_histogram(out: &mut String, fam: &str, labels: &str, h: &Histogram, ts
     }
     if h.counts.len() == h.bounds.len() {
         // No overflow bucket recorded: +Inf equals the total.
-        let _ = writeln!(out, "{fam}_bucket{{{labels},le=\"+Inf\"}} {cumulative} {ts}");
+        let _ = writeln!(
+            out,
+            "{fam}_bucket{{{labels},le=\"+Inf\"}} {cumulative} {ts}"
+        );
     }
     let _ = write!(out, "{fam}_sum{{{labels}}} ");
     push_f64(out, h.sum);
@@ -445,7 +482,10 @@ mod tests {
         let (ents, mets) = snapshot();
         let (text, dropped) = render(&ents, &mets, &HashMap::new(), 1000);
         assert_eq!(dropped, 0);
-        assert!(text.contains("# TYPE gala_gopher_proc_cpu_user gauge\n"), "{text}");
+        assert!(
+            text.contains("# TYPE gala_gopher_proc_cpu_user gauge\n"),
+            "{text}"
+        );
         assert!(text.contains(
             "gala_gopher_proc_cpu_user{gala_id=\"m_proc_42\",gala_kind=\"proc\",machine_id=\"m\",gala_keys=\"tgid\",tgid=\"42\",cmdline=\"redis-server --x\",comm=\"re\\\"dis\"} 0.5 1000\n"
         ), "{text}");
@@ -484,7 +524,8 @@ mod tests {
         let get = || {
             use std::io::Read;
             let mut c = TcpStream::connect(ex.local_addr()).unwrap();
-            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
             let mut s = String::new();
             c.read_to_string(&mut s).unwrap();
             s

@@ -93,12 +93,10 @@ fn progress(quiet: bool) -> indicatif::ProgressBar {
 /// Feeds NDJSON record inputs through the engine.
 pub fn feed_records(
     engine: &mut Engine,
-    inputs: &[PathBuf],
-    strict: bool,
+    mut reader: RecordReader,
     sink: &mut Sink,
     pb: &indicatif::ProgressBar,
 ) -> anyhow::Result<u64> {
-    let mut reader = RecordReader::new(TOOL, inputs, strict);
     let mut buf: Vec<Record> = Vec::new();
     let mut n: u64 = 0;
     while let Some(item) = reader.next_record()? {
@@ -276,24 +274,33 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     let mut bad = BadInput::new(TOOL, strict);
     let mut bad_records = 0;
     let csv_input = cli.input_format == InputFormat::Csv;
-    let mut run =
-        |engine: &mut Engine, inputs: &[PathBuf], sink: &mut Sink| -> anyhow::Result<()> {
-            if csv_input {
-                feed_csv(
-                    engine,
-                    inputs,
-                    &mut bad,
-                    cli.id.as_deref(),
-                    start_ms,
-                    step_ms,
-                    sink,
-                    &pb,
-                )
+    // `main_input` reads the positional inputs or --prometheus; baselines are files.
+    let mut run = |engine: &mut Engine,
+                   inputs: &[PathBuf],
+                   main_input: bool,
+                   sink: &mut Sink|
+     -> anyhow::Result<()> {
+        if csv_input {
+            feed_csv(
+                engine,
+                inputs,
+                &mut bad,
+                cli.id.as_deref(),
+                start_ms,
+                step_ms,
+                sink,
+                &pb,
+            )
+        } else {
+            let reader = if main_input {
+                cli.input.reader(TOOL)?
             } else {
-                bad_records += feed_records(engine, inputs, strict, sink, &pb)?;
-                Ok(())
-            }
-        };
+                RecordReader::new(TOOL, inputs, strict)
+            };
+            bad_records += feed_records(engine, reader, sink, &pb)?;
+            Ok(())
+        }
+    };
     if !cli.baseline.is_empty() {
         engine.begin_baseline();
         let mut sink = Sink {
@@ -302,7 +309,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
             discard: true,
             only: true,
         };
-        run(&mut engine, &cli.baseline, &mut sink)?;
+        run(&mut engine, &cli.baseline, false, &mut sink)?;
         engine.end_baseline();
     }
     let mut sink = Sink {
@@ -311,7 +318,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
         discard: false,
         only: cli.only,
     };
-    run(&mut engine, &cli.input.inputs, &mut sink)?;
+    run(&mut engine, &cli.input.inputs, true, &mut sink)?;
     let mut buf = Vec::new();
     if let Some(p) = &cli.save_model {
         let text = serde_json::to_vec(&engine.model())?;

@@ -21,8 +21,16 @@ use super::input::Source;
 use crate::record::{Entity, Histogram, Metric, Record, Status, FORMAT_VERSION};
 
 /// Labels Prometheus or the exporter add that are not the entity's own.
-const BOOKKEEPING: &[&str] =
-    &["__name__", "gala_id", "gala_kind", "gala_keys", "machine_id", "job", "instance", "le"];
+const BOOKKEEPING: &[&str] = &[
+    "__name__",
+    "gala_id",
+    "gala_kind",
+    "gala_keys",
+    "machine_id",
+    "job",
+    "instance",
+    "le",
+];
 
 /// `--prometheus` and its companions, shared by every reading tool.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -66,7 +74,9 @@ pub struct Query {
 
 impl Query {
     pub fn from_args(args: &PrometheusArgs) -> anyhow::Result<Option<Query>> {
-        let Some(url) = &args.prometheus else { return Ok(None) };
+        let Some(url) = &args.prometheus else {
+            return Ok(None);
+        };
         let url = url.trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("--prometheus {url:?}: expected a URL such as http://127.0.0.1:9090");
@@ -76,7 +86,13 @@ impl Query {
         let matchers = args
             .matchers
             .as_deref()
-            .map(|m| m.trim().trim_start_matches('{').trim_end_matches('}').trim().to_string())
+            .map(|m| {
+                m.trim()
+                    .trim_start_matches('{')
+                    .trim_end_matches('}')
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_default();
         Ok(Some(Query {
             url,
@@ -131,8 +147,12 @@ pub fn open(query: Query) -> anyhow::Result<Source> {
         .build()
         .into();
     // Fail early and clearly when the server is not there.
-    get(&agent, &format!("{}/api/v1/status/buildinfo", query.url), &[])
-        .with_context(|| format!("cannot reach Prometheus at {}", query.url))?;
+    get(
+        &agent,
+        &format!("{}/api/v1/status/buildinfo", query.url),
+        &[],
+    )
+    .with_context(|| format!("cannot reach Prometheus at {}", query.url))?;
     let name = format!("{} (prometheus)", query.url);
     let pages = page_bounds(query.start_ms, query.end_ms, query.page.as_millis() as i64);
     let progress = super::progress::bar(pages.len() as u64, "reading Prometheus");
@@ -197,7 +217,9 @@ impl Read for PageReader {
                 self.progress.finish_and_clear();
                 return Ok(0);
             };
-            let series = self.fetch(start, end).map_err(|e| io::Error::other(format!("{e:#}")))?;
+            let series = self
+                .fetch(start, end)
+                .map_err(|e| io::Error::other(format!("{e:#}")))?;
             self.buf.clear();
             self.pos = 0;
             for rec in rebuild(series) {
@@ -224,7 +246,10 @@ impl PageReader {
                 get(
                     &self.agent,
                     &format!("{}/api/v1/query", q.url),
-                    &[("query", expr), ("time", format!("{:.3}", end as f64 / 1000.0))],
+                    &[
+                        ("query", expr),
+                        ("time", format!("{:.3}", end as f64 / 1000.0)),
+                    ],
                 )?
             }
             Some(step) => {
@@ -268,17 +293,22 @@ fn rebuild(series: Vec<ApiSeries>) -> Vec<Record> {
         })
         .collect();
     let is_histo = |id: &str, name: &str, suffix: &str| {
-        name.strip_suffix(suffix).is_some_and(|base| histo_bases.contains(&(id, base)))
+        name.strip_suffix(suffix)
+            .is_some_and(|base| histo_bases.contains(&(id, base)))
     };
     for s in &series {
         let labels = &s.metric;
-        let (Some(id), Some(kind), Some(name)) =
-            (labels.get("gala_id"), labels.get("gala_kind"), labels.get("__name__"))
-        else {
+        let (Some(id), Some(kind), Some(name)) = (
+            labels.get("gala_id"),
+            labels.get("gala_kind"),
+            labels.get("__name__"),
+        ) else {
             continue;
         };
         let prefix = crate::collect::serve::family_name(kind, "");
-        let Some(metric) = name.strip_prefix(prefix.as_str()) else { continue };
+        let Some(metric) = name.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
         let machine = labels.get("machine_id").cloned().unwrap_or_default();
         let entity = entity_from_labels(id, kind, &machine, labels);
         for (t, v) in &s.values {
@@ -288,10 +318,27 @@ fn rebuild(series: Vec<ApiSeries>) -> Vec<Record> {
                 .entry((ts, machine.clone()))
                 .or_default()
                 .entry(id.clone())
-                .or_insert_with(|| (Entity { ts, ..entity.clone() }, BTreeMap::new(), BTreeMap::new()));
+                .or_insert_with(|| {
+                    (
+                        Entity {
+                            ts,
+                            ..entity.clone()
+                        },
+                        BTreeMap::new(),
+                        BTreeMap::new(),
+                    )
+                });
             if let (Some(base), Some(le)) = (metric.strip_suffix("_bucket"), labels.get("le")) {
-                let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
-                slot.2.entry(base.to_string()).or_default().buckets.push((bound, v));
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::NAN)
+                };
+                slot.2
+                    .entry(base.to_string())
+                    .or_default()
+                    .buckets
+                    .push((bound, v));
             } else if is_histo(id, name, "_sum") {
                 let base = metric.strip_suffix("_sum").unwrap_or(metric);
                 slot.2.entry(base.to_string()).or_default().sum = v;
@@ -311,7 +358,13 @@ fn rebuild(series: Vec<ApiSeries>) -> Vec<Record> {
                 .into_iter()
                 .filter_map(|(name, parts)| Some((name, histogram(parts)?)))
                 .collect();
-            out.push(Record::Metric(Metric { ts, id, kind, metrics, histos }));
+            out.push(Record::Metric(Metric {
+                ts,
+                id,
+                kind,
+                metrics,
+                histos,
+            }));
         }
         let mut extra = Map::new();
         extra.insert("source".into(), json!("prometheus"));
@@ -342,10 +395,19 @@ fn histogram(mut parts: HistoParts) -> Option<Histogram> {
             bounds.push(le);
         }
     }
-    Some(Histogram { bounds, counts, sum: parts.sum })
+    Some(Histogram {
+        bounds,
+        counts,
+        sum: parts.sum,
+    })
 }
 
-fn entity_from_labels(id: &str, kind: &str, machine: &str, labels: &HashMap<String, String>) -> Entity {
+fn entity_from_labels(
+    id: &str,
+    kind: &str,
+    machine: &str,
+    labels: &HashMap<String, String>,
+) -> Entity {
     let key_names: Vec<&str> = labels
         .get("gala_keys")
         .map(|k| k.split(',').filter(|s| !s.is_empty()).collect())
@@ -394,7 +456,10 @@ mod tests {
 
     fn series(labels: &[(&str, &str)], values: &[(f64, &str)]) -> ApiSeries {
         ApiSeries {
-            metric: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metric: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             values: values.iter().map(|(t, v)| (*t, v.to_string())).collect(),
         }
     }
@@ -417,29 +482,55 @@ mod tests {
             l
         };
         let page = vec![
-            series(&with("gala_gopher_proc_cpu_user", &[]), &[(1.0, "0.5"), (2.0, "0.25")]),
-            series(&with("gala_gopher_proc_lat_bucket", &[("le", "1")]), &[(1.0, "2")]),
-            series(&with("gala_gopher_proc_lat_bucket", &[("le", "+Inf")]), &[(1.0, "5")]),
+            series(
+                &with("gala_gopher_proc_cpu_user", &[]),
+                &[(1.0, "0.5"), (2.0, "0.25")],
+            ),
+            series(
+                &with("gala_gopher_proc_lat_bucket", &[("le", "1")]),
+                &[(1.0, "2")],
+            ),
+            series(
+                &with("gala_gopher_proc_lat_bucket", &[("le", "+Inf")]),
+                &[(1.0, "5")],
+            ),
             series(&with("gala_gopher_proc_lat_sum", &[]), &[(1.0, "9")]),
             series(&with("gala_gopher_proc_lat_count", &[]), &[(1.0, "5")]),
         ];
         let recs = rebuild(page);
         let types: Vec<&str> = recs.iter().map(|r| r.type_name()).collect();
-        assert_eq!(types, ["entity", "metric", "status", "entity", "metric", "status"]);
-        let Record::Entity(e) = &recs[0] else { panic!() };
+        assert_eq!(
+            types,
+            ["entity", "metric", "status", "entity", "metric", "status"]
+        );
+        let Record::Entity(e) = &recs[0] else {
+            panic!()
+        };
         assert_eq!(e.keys["tgid"], json!(42));
         assert_eq!(e.labels["comm"], json!("redis"));
         assert!(!e.labels.contains_key("job"));
-        let Record::Metric(m) = &recs[1] else { panic!() };
+        let Record::Metric(m) = &recs[1] else {
+            panic!()
+        };
         assert_eq!(m.ts, 1000);
         assert_eq!(m.metrics["cpu_user"], 0.5);
-        assert_eq!(m.histos["lat"], Histogram { bounds: vec![1.0], counts: vec![2, 3], sum: 9.0 });
+        assert_eq!(
+            m.histos["lat"],
+            Histogram {
+                bounds: vec![1.0],
+                counts: vec![2, 3],
+                sum: 9.0
+            }
+        );
         assert!(!m.metrics.contains_key("lat_count"));
     }
 
     #[test]
     fn pages_cover_the_range_without_overlap() {
-        assert_eq!(page_bounds(0, 2500, 1000), vec![(0, 1000), (1000, 2000), (2000, 2500)]);
+        assert_eq!(
+            page_bounds(0, 2500, 1000),
+            vec![(0, 1000), (1000, 2000), (2000, 2500)]
+        );
         assert!(page_bounds(5, 5, 1000).is_empty());
     }
 
@@ -456,7 +547,10 @@ mod tests {
         };
         let t = std::time::Instant::now();
         let err = format!("{:#}", open(q).err().unwrap());
-        assert!(err.contains("cannot reach Prometheus at http://127.0.0.1:1"), "{err}");
+        assert!(
+            err.contains("cannot reach Prometheus at http://127.0.0.1:1"),
+            "{err}"
+        );
         assert!(t.elapsed() < Duration::from_secs(10));
     }
 }

@@ -40,7 +40,11 @@ impl RecordReader {
     }
 
     /// A reader over sources the caller opened (see [`Lines::from_sources`]).
-    pub fn from_sources(tool: &'static str, sources: Vec<super::input::Source>, strict: bool) -> RecordReader {
+    pub fn from_sources(
+        tool: &'static str,
+        sources: Vec<super::input::Source>,
+        strict: bool,
+    ) -> RecordReader {
         RecordReader {
             lines: Lines::from_sources(sources),
             bad: BadInput::new(tool, strict),

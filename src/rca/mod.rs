@@ -21,7 +21,7 @@ pub mod synth;
 pub mod topology;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -402,8 +402,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         only: cli.only,
         verbose: cli.verbosity.verbose > 0,
     };
-    let inputs: Vec<PathBuf> = cli.input.inputs.clone();
-    let mut reader = RecordReader::new(TOOL, &inputs, cli.input.strict);
+    let mut reader = cli.input.reader(TOOL)?;
     run(&opts, &mut reader, &mut out)?;
     out.finish()?;
     Ok(if reader.bad_input().summarise() {

@@ -290,7 +290,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
         expire: cli.expire,
         detail: cli.detail,
     };
-    let mut reader = RecordReader::new("gala-topo", &cli.input.inputs, cli.input.strict);
+    let mut reader = cli.input.reader("gala-topo")?;
     let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)
         .context("opening the output")?;
     let summary = run(&mut reader, &mut out, &opts)?;

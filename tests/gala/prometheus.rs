@@ -20,13 +20,18 @@ impl Drop for Guard {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut c = TcpStream::connect(addr).ok()?;
     use std::io::Write;
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
     let mut s = String::new();
     c.read_to_string(&mut s).ok()?;
     Some(s)
@@ -41,7 +46,8 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn prometheus_binary() -> Option<&'static str> {
-    let found = Path::new("/usr/bin/prometheus").exists() && Path::new("/usr/bin/promtool").exists();
+    let found =
+        Path::new("/usr/bin/prometheus").exists() && Path::new("/usr/bin/promtool").exists();
     if !found && std::env::var("CI").is_ok() {
         panic!("prometheus and promtool are missing: scripts/setup installs them");
     }
@@ -76,7 +82,11 @@ fn exposition_passes_promtool() {
     let (_g, addr) = collector(&["--probes", "host,cpu,mem,proc", "-o", "/dev/null"]);
     let resp = http_get(&addr, "/metrics").unwrap();
     let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
-    assert!(body.contains("# TYPE gala_gopher_proc_"), "{}", &body[..body.len().min(500)]);
+    assert!(
+        body.contains("# TYPE gala_gopher_proc_"),
+        "{}",
+        &body[..body.len().min(500)]
+    );
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -85,15 +95,28 @@ fn exposition_passes_promtool() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    check.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = check.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     // promtool's lint warns about naming conventions gala-gopher's names do not follow
     // (units in names, counters without _total); parse errors are what must not happen.
-    assert!(!text.contains("error while linting") && !text.contains("text format parsing error"), "{text}");
+    assert!(
+        !text.contains("error while linting") && !text.contains("text format parsing error"),
+        "{text}"
+    );
     // Not drained: a second scrape sees the same interval.
     let again = http_get(&addr, "/metrics").unwrap();
-    let ts_of = |s: &str| s.lines().find(|l| l.starts_with("gala_gopher_mem_")).map(|l| l.rsplit(' ').next().unwrap().to_string());
+    let ts_of = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("gala_gopher_mem_"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
     let (a, b) = (ts_of(body), ts_of(&again));
     assert!(a.is_some());
     // Both scrapes fall in the same interval unless an interval ended in between.
@@ -109,7 +132,8 @@ fn read_back_through_prometheus_gives_the_same_records() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec.ndjson");
     let rec_s = rec.to_str().unwrap().to_string();
-    let (collect_guard, collect_addr) = collector(&["--probes", "host,cpu,mem", "--count", "12", "-o", &rec_s]);
+    let (collect_guard, collect_addr) =
+        collector(&["--probes", "host,cpu,mem", "--count", "12", "-o", &rec_s]);
 
     let prom_port = free_port();
     let prom_addr = format!("127.0.0.1:{prom_port}");
@@ -124,7 +148,10 @@ fn read_back_through_prometheus_gives_the_same_records() {
     let _prom = Guard(
         Command::new(prom)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address={prom_addr}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -139,15 +166,31 @@ fn read_back_through_prometheus_gives_the_same_records() {
 
     let url = format!("http://{prom_addr}");
     let file_records = ndjson(&std::fs::read(&rec).unwrap());
-    let first_ts = file_records.iter().filter_map(|r| r["ts"].as_i64()).min().unwrap();
-    let last_ts = file_records.iter().filter_map(|r| r["ts"].as_i64()).max().unwrap();
+    let first_ts = file_records
+        .iter()
+        .filter_map(|r| r["ts"].as_i64())
+        .min()
+        .unwrap();
+    let last_ts = file_records
+        .iter()
+        .filter_map(|r| r["ts"].as_i64())
+        .max()
+        .unwrap();
     let since = format!("{}ms", gala::record::now_ms() - first_ts + 1000);
     let until = (last_ts + 1).to_string();
 
     // The metric records read back equal the recording's (the first interval may predate
     // Prometheus' first scrape, so compare the intervals both have).
-    let out = run("gala-topo", &["--prometheus", &url, "--since", &since, "--until", &until], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        "gala-topo",
+        &["--prometheus", &url, "--since", &since, "--until", &until],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let back = ndjson(&out.stdout);
     let metrics = |recs: &[serde_json::Value]| {
         let mut m: Vec<String> = recs
@@ -159,9 +202,17 @@ fn read_back_through_prometheus_gives_the_same_records() {
         m
     };
     let (want, have) = (metrics(&file_records), metrics(&back));
-    assert!(have.len() >= want.len() / 2, "too few metric records back: {} of {}", have.len(), want.len());
+    assert!(
+        have.len() >= want.len() / 2,
+        "too few metric records back: {} of {}",
+        have.len(),
+        want.len()
+    );
     for m in &have {
-        assert!(want.contains(m), "read back a record the recording does not have: {m}");
+        assert!(
+            want.contains(m),
+            "read back a record the recording does not have: {m}"
+        );
     }
 
     // gala-topo gives the same edges, gala-detect the same anomalies, on the common range.
@@ -173,14 +224,34 @@ fn read_back_through_prometheus_gives_the_same_records() {
         .collect();
     for tool in ["gala-topo", "gala-detect"] {
         let from_file = run(tool, &["--only"], Some(&trimmed));
-        let from_prom = run(tool, &["--only", "--prometheus", &url, "--since", &since, "--until", &until], None);
-        assert!(from_prom.status.success(), "{tool}: {}", String::from_utf8_lossy(&from_prom.stderr));
+        let from_prom = run(
+            tool,
+            &[
+                "--only",
+                "--prometheus",
+                &url,
+                "--since",
+                &since,
+                "--until",
+                &until,
+            ],
+            None,
+        );
+        assert!(
+            from_prom.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&from_prom.stderr)
+        );
         let norm = |b: &[u8]| {
             let mut v: Vec<String> = ndjson(b).iter().map(|r| r.to_string()).collect();
             v.sort();
             v
         };
-        assert_eq!(norm(&from_file.stdout), norm(&from_prom.stdout), "{tool} differs");
+        assert_eq!(
+            norm(&from_file.stdout),
+            norm(&from_prom.stdout),
+            "{tool} differs"
+        );
     }
 }
 
@@ -197,8 +268,15 @@ fn an_erroring_prometheus_is_a_clear_error() {
             let _ = c.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops!");
         }
     });
-    let out = run("gala-topo", &["--prometheus", &format!("http://{addr}")], None);
+    let out = run(
+        "gala-topo",
+        &["--prometheus", &format!("http://{addr}")],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach Prometheus") || err.contains("not a Prometheus API answer"), "{err}");
+    assert!(
+        err.contains("cannot reach Prometheus") || err.contains("not a Prometheus API answer"),
+        "{err}"
+    );
 }
