@@ -35,7 +35,7 @@ _gala__collect() {
 
     case "${cmd}" in
         gala__collect)
-            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --threads --summary --output --line-buffered --verbose --quiet --help --version doctor help"
+            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --threads --summary --serve --serve-max-series --output --line-buffered --verbose --quiet --help --version doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -93,6 +93,14 @@ _gala__collect() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --serve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serve-max-series)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -109,7 +117,7 @@ _gala__collect() {
             return 0
             ;;
         gala__subcmd__collect__subcmd__doctor)
-            opts="-v -q -h --verbose --quiet --help"
+            opts="-v -q -h --probes --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

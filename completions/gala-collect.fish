@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_collect_global_optspecs
-    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= threads summary o/output= line-buffered v/verbose q/quiet h/help V/version
+    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= threads summary serve= serve-max-series= o/output= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_collect_needs_command
@@ -33,6 +33,8 @@ complete -c gala-collect -n "__fish_gala_collect_needs_command" -l comm -d 'Only
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l container -d 'Only processes in this container (id or unique prefix)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l sample-rate -d 'oncpu probe: samples per second on each CPU' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l offcpu-min -d 'offcpu probe: ignore blocks shorter than this (e.g. 100us, 1ms)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l serve -d 'Also serve the latest interval as Prometheus text at http://ADDR/metrics (PORT or :PORT binds 127.0.0.1; give HOST:PORT to expose it further). Scrapes do not drain' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l serve-max-series -d 'With --serve: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l list-probes -d 'List the probes with their entity kinds and metrics, then exit'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l threads -d 'Also emit thread entities under each process (proc probe)'
@@ -44,6 +46,7 @@ complete -c gala-collect -n "__fish_gala_collect_needs_command" -s h -l help -d 
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s V -l version -d 'Print version'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -f -a "doctor" -d 'Say what this machine supports (BTF, program types, tracepoints, permissions) and which probes therefore run fully, partly or not at all'
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c gala-collect -n "__fish_gala_collect_using_subcommand doctor" -l probes -d 'Print only the names of every probe that can run here (the /proc probes, and the BPF probes doctor finds supported), comma-separated, for scripts'
 complete -c gala-collect -n "__fish_gala_collect_using_subcommand doctor" -s v -l verbose -d 'Say more on stderr (repeat for more)'
 complete -c gala-collect -n "__fish_gala_collect_using_subcommand doctor" -s q -l quiet -d 'Print only errors on stderr'
 complete -c gala-collect -n "__fish_gala_collect_using_subcommand doctor" -s h -l help -d 'Print help'

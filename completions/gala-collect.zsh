@@ -28,6 +28,8 @@ _gala-collect() {
 '--container=[Only processes in this container (id or unique prefix)]:ID:_default' \
 '--sample-rate=[oncpu probe\: samples per second on each CPU]:HZ:_default' \
 '--offcpu-min=[offcpu probe\: ignore blocks shorter than this (e.g. 100us, 1ms)]:TIME:_default' \
+'--serve=[Also serve the latest interval as Prometheus text at http\://ADDR/metrics (PORT or \:PORT binds 127.0.0.1; give HOST\:PORT to expose it further). Scrapes do not drain]:ADDR:_default' \
+'--serve-max-series=[With --serve\: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)]:N:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--list-probes[List the probes with their entity kinds and metrics, then exit]' \
@@ -53,6 +55,7 @@ _gala-collect() {
         case $line[1] in
             (doctor)
 _arguments "${_arguments_options[@]}" : \
+'--probes[Print only the names of every probe that can run here (the /proc probes, and the BPF probes doctor finds supported), comma-separated, for scripts]' \
 '*-v[Say more on stderr (repeat for more)]' \
 '*--verbose[Say more on stderr (repeat for more)]' \
 '(-v --verbose)-q[Print only errors on stderr]' \

@@ -35,12 +35,32 @@ _gala__detect() {
 
     case "${cmd}" in
         gala__detect)
-            opts="-o -v -q -h -V --strict --input-format --baseline --model --save-model --config --print-config --format --only --emit-scores --every-metric --multivariate --detector --direction --step --start --id --output --line-buffered --verbose --quiet --help --version eval help"
+            opts="-o -v -q -h -V --strict --prometheus --since --until --step --match --input-format --baseline --model --save-model --config --print-config --format --only --emit-scores --every-metric --multivariate --detector --direction --row-step --start --id --output --line-buffered --verbose --quiet --help --version eval help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --prometheus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --step)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --match)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --input-format)
                     COMPREPLY=($(compgen -W "records csv" -- "${cur}"))
                     return 0
@@ -73,7 +93,7 @@ _gala__detect() {
                     COMPREPLY=($(compgen -W "up down both" -- "${cur}"))
                     return 0
                     ;;
-                --step)
+                --row-step)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_detect_global_optspecs
-    string join \n strict input-format= baseline= model= save-model= config= print-config format= only emit-scores every-metric multivariate detector= direction= step= start= id= o/output= line-buffered v/verbose q/quiet h/help V/version
+    string join \n strict prometheus= since= until= step= match= input-format= baseline= model= save-model= config= print-config format= only emit-scores every-metric multivariate detector= direction= row-step= start= id= o/output= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_detect_needs_command
@@ -24,9 +24,14 @@ function __fish_gala_detect_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l prometheus -d 'Read records from a Prometheus server (http://HOST:PORT) that scraped `gala-collect --serve`, instead of from files' -r
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l since -d 'With --prometheus: how far back to read (e.g. 30m, 2h; default 1h)' -r
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l until -d 'With --prometheus: end of the range, ms since the epoch (default now)' -r
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l step -d 'With --prometheus: resample at this step instead of reading raw samples (for series scraped without timestamps)' -r
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l match -d 'With --prometheus: narrow by label matchers, e.g. \'machine_id="ab12"\' or \'{comm=~"redis.*"}\'' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l input-format -d 'What the inputs are: gala NDJSON records, or CSV series' -r -f -a "records\t''
 csv\t''"
-complete -c gala-detect -n "__fish_gala_detect_needs_command" -l baseline -d 'History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it' -r -F
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l baseline -d 'History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it. Repeat for several files' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l model -d 'Start from a model saved by --save-model' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l save-model -d 'Save what was learned (after the baseline and the inputs) to FILE' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l config -d 'KPI and rule configuration replacing the shipped one (see --print-config)' -r -F
@@ -41,7 +46,7 @@ seasonal\t''"
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l direction -d 'Direction for CSV columns and --every-metric (default: the config\'s [series])' -r -f -a "up\t''
 down\t''
 both\t''"
-complete -c gala-detect -n "__fish_gala_detect_needs_command" -l step -d 'CSV without a time column: time between rows (e.g. 1m, 5s)' -r
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l row-step -d 'CSV without a time column: time between rows (e.g. 1m, 5s)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l start -d 'CSV without a time column: time of the first row (YYYY-MM-DD HH:MM:SS, unix s/ms)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l id -d 'CSV: the entity id the series belong to (default: the file name without extension)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F

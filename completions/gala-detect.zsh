@@ -15,8 +15,13 @@ _gala-detect() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
+'--prometheus=[Read records from a Prometheus server (http\://HOST\:PORT) that scraped \`gala-collect --serve\`, instead of from files]:URL:_default' \
+'--since=[With --prometheus\: how far back to read (e.g. 30m, 2h; default 1h)]:TIME:_default' \
+'--until=[With --prometheus\: end of the range, ms since the epoch (default now)]:MS:_default' \
+'--step=[With --prometheus\: resample at this step instead of reading raw samples (for series scraped without timestamps)]:TIME:_default' \
+'--match=[With --prometheus\: narrow by label matchers, e.g. '\''machine_id="ab12"'\'' or '\''{comm=~"redis.*"}'\'']:MATCHERS:_default' \
 '--input-format=[What the inputs are\: gala NDJSON records, or CSV series]:INPUT_FORMAT:(records csv)' \
-'*--baseline=[History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it]:FILE:_files' \
+'*--baseline=[History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it. Repeat for several files]:FILE:_files' \
 '--model=[Start from a model saved by --save-model]:FILE:_files' \
 '--save-model=[Save what was learned (after the baseline and the inputs) to FILE]:FILE:_files' \
 '--config=[KPI and rule configuration replacing the shipped one (see --print-config)]:FILE:_files' \
@@ -25,7 +30,7 @@ text\:"One line per anomaly for a person"
 gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
 '--detector=[Detector for CSV columns and --every-metric (default\: the config'\''s \[series\])]:DETECTOR:(nsigma mad spectral-residual spot seasonal)' \
 '--direction=[Direction for CSV columns and --every-metric (default\: the config'\''s \[series\])]:DIRECTION:(up down both)' \
-'--step=[CSV without a time column\: time between rows (e.g. 1m, 5s)]:TIME:_default' \
+'--row-step=[CSV without a time column\: time between rows (e.g. 1m, 5s)]:TIME:_default' \
 '--start=[CSV without a time column\: time of the first row (YYYY-MM-DD HH\:MM\:SS, unix s/ms)]:TIME:_default' \
 '--id=[CSV\: the entity id the series belong to (default\: the file name without extension)]:ID:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \

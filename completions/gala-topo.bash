@@ -23,12 +23,32 @@ _gala__topo() {
 
     case "${cmd}" in
         gala__topo)
-            opts="-f -l -o -v -q -h -V --strict --format --only --layer --focus --depth --at --expire --detail --output --line-buffered --verbose --quiet --help --version"
+            opts="-f -l -o -v -q -h -V --strict --prometheus --since --until --step --match --format --only --layer --focus --depth --at --expire --detail --output --line-buffered --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --prometheus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --step)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --match)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "ndjson dot mermaid json text" -- "${cur}"))
                     return 0

@@ -1,3 +1,8 @@
+complete -c gala-topo -l prometheus -d 'Read records from a Prometheus server (http://HOST:PORT) that scraped `gala-collect --serve`, instead of from files' -r
+complete -c gala-topo -l since -d 'With --prometheus: how far back to read (e.g. 30m, 2h; default 1h)' -r
+complete -c gala-topo -l until -d 'With --prometheus: end of the range, ms since the epoch (default now)' -r
+complete -c gala-topo -l step -d 'With --prometheus: resample at this step instead of reading raw samples (for series scraped without timestamps)' -r
+complete -c gala-topo -l match -d 'With --prometheus: narrow by label matchers, e.g. \'machine_id="ab12"\' or \'{comm=~"redis.*"}\'' -r
 complete -c gala-topo -s f -l format -d 'Output format: ndjson (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)' -r -f -a "ndjson\t''
 dot\t''
 mermaid\t''

@@ -15,6 +15,11 @@ _gala-topo() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
+'--prometheus=[Read records from a Prometheus server (http\://HOST\:PORT) that scraped \`gala-collect --serve\`, instead of from files]:URL:_default' \
+'--since=[With --prometheus\: how far back to read (e.g. 30m, 2h; default 1h)]:TIME:_default' \
+'--until=[With --prometheus\: end of the range, ms since the epoch (default now)]:MS:_default' \
+'--step=[With --prometheus\: resample at this step instead of reading raw samples (for series scraped without timestamps)]:TIME:_default' \
+'--match=[With --prometheus\: narrow by label matchers, e.g. '\''machine_id="ab12"'\'' or '\''{comm=~"redis.*"}'\'']:MATCHERS:_default' \
 '-f+[Output format\: ndjson (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)]:FORMAT:(ndjson dot mermaid json text)' \
 '--format=[Output format\: ndjson (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)]:FORMAT:(ndjson dot mermaid json text)' \
 '*-l+[Only these layers, comma-separated (default\: all)\: process, app, host, vertical]:LAYERS:((process\:"Process to process (and the links under them)"

@@ -97,7 +97,12 @@ pub struct Cli {
 pub enum Command {
     /// Say what this machine supports (BTF, program types, tracepoints, permissions) and
     /// which probes therefore run fully, partly or not at all.
-    Doctor,
+    Doctor {
+        /// Print only the names of every probe that can run here (the /proc probes, and
+        /// the BPF probes doctor finds supported), comma-separated, for scripts.
+        #[arg(long)]
+        probes: bool,
+    },
 }
 
 /// The clap command, for man pages and completions.

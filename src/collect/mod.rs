@@ -128,11 +128,13 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
             &mut records,
             Some(&mut errs),
         );
+        for rec in records.iter_mut() {
+            restamp(rec, ts);
+        }
         if let Some(exporter) = &opts.exporter {
             exporter.publish(&records);
         }
         for rec in records.drain(..) {
-            let rec = restamp(rec, ts);
             if let Some(d) = &mut summary.digest {
                 d.observe(&rec);
             }
@@ -229,15 +231,14 @@ fn collect_all(
 }
 
 /// Every record of an interval carries the interval's end time.
-fn restamp(mut rec: Record, ts: i64) -> Record {
-    match &mut rec {
+fn restamp(rec: &mut Record, ts: i64) {
+    match rec {
         Record::Entity(e) => e.ts = ts,
         Record::Metric(m) => m.ts = ts,
         Record::Event(e) if e.ts == 0 => e.ts = ts,
         Record::Stack(s) if s.ts == 0 => s.ts = ts,
         _ => {}
     }
-    rec
 }
 
 fn probe_error_event(ts: i64, machine_id: &str, probe: &str, err: &anyhow::Error) -> Event {
@@ -276,26 +277,37 @@ fn sleep_until(tick: Instant, deadline: Option<Instant>) {
 }
 
 /// `gala-collect doctor`: prints what this machine offers the BPF probes.
-fn doctor(cli: &cli::Cli) -> anyhow::Result<u8> {
-    #[cfg(all(feature = "bpf", target_os = "linux"))]
-    {
-        let mut out = RecordWriter::create(cli.output.output.as_deref(), false)?;
+fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
+    let mut out = RecordWriter::create(cli.output.output.as_deref(), false)?;
+    if names_only {
+        // The /proc probes run anywhere; the BPF ones where doctor finds them supported.
+        let mut names: Vec<&str> = registry::specs()
+            .iter()
+            .filter(|s| !s.needs_bpf && !s.opt_in)
+            .map(|s| s.name)
+            .collect();
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        names.extend(
+            bpf::doctor::runnable()
+                .into_iter()
+                .filter(|n| *n != "syscall"),
+        );
+        out.write_text(&format!("{}\n", names.join(",")))?;
+    } else {
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
         out.write_text(&bpf::doctor::report())?;
-        out.finish()?;
-        Ok(crate::io::exit::OK)
+        #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+        bail!("this gala-collect was built without the `bpf` feature: no BPF probe to check");
     }
-    #[cfg(not(all(feature = "bpf", target_os = "linux")))]
-    {
-        let _ = cli;
-        bail!("this gala-collect was built without the `bpf` feature: no BPF probe to check")
-    }
+    out.finish()?;
+    Ok(crate::io::exit::OK)
 }
 
 /// gala-collect's body: options from the command line, then one call.
 pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     use crate::io::exit;
-    if let Some(cli::Command::Doctor) = cli.command {
-        return doctor(&cli);
+    if let Some(cli::Command::Doctor { probes }) = cli.command {
+        return doctor(&cli, probes);
     }
     if cli.list_probes {
         let mut out = RecordWriter::create(None, false)?;

@@ -92,7 +92,12 @@ pub struct Cli {
     pub direction: Option<DirectionArg>,
 
     /// CSV without a time column: time between rows (e.g. 1m, 5s).
-    #[arg(long, default_value = "1m", value_name = "TIME")]
+    #[arg(
+        long = "row-step",
+        id = "row_step",
+        default_value = "1m",
+        value_name = "TIME"
+    )]
     pub step: String,
 
     /// CSV without a time column: time of the first row (YYYY-MM-DD HH:MM:SS, unix s/ms).

@@ -2,7 +2,7 @@
 //! seconds or milliseconds), every other column a numeric series named by its header —
 //! NAB's and RCAEval's files as they are. Files without a header whose first column is a
 //! number (the Server Machine Dataset's text files) are recognised too: every column is
-//! then a series named by its 1-based position, and rows are `--step` apart from
+//! then a series named by its 1-based position, and rows are `--row-step` apart from
 //! `--start` (defaults: one minute, from the epoch).
 
 use std::io::BufRead;

@@ -22,7 +22,25 @@ pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
         ("tcp", super::net::tcp::HOOKS),
         ("endpoint", super::net::endpoint::HOOKS),
         ("dns", super::net::dns::HOOKS),
+        ("sched", super::sys::sched::HOOKS),
+        ("io", super::sys::io::HOOKS),
+        ("mempressure", super::sys::mem::HOOKS),
+        ("syscall", super::sys::syscall::HOOKS),
+        ("l7", crate::collect::l7::HOOKS),
+        ("oncpu", crate::collect::stack::ONCPU_HOOKS),
+        ("offcpu", crate::collect::stack::OFFCPU_HOOKS),
     ]
+}
+
+/// Names of the BPF probes that run at least partly here, comma-separated: what
+/// `gala-collect doctor --probes` prints for scripts (scripts/triage).
+pub fn runnable() -> Vec<&'static str> {
+    let f = Facts::gather();
+    probe_hooks()
+        .into_iter()
+        .filter(|(_, hooks)| !matches!(judge(&f, hooks), Support::None(_)))
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// True when the tracepoint `category/name` exists in tracefs.
