@@ -669,7 +669,6 @@ fn focus_keeps_the_neighbourhood() {
 /// Live: a client and a server process exchange bytes over loopback while gala-collect's
 /// tcp probe runs; gala-topo must show the connect edge between the two with the bytes.
 #[test]
-#[ignore = "needs gala-collect's tcp probe (issue: eBPF TCP links), not on this branch yet"]
 fn live_loopback_connect_edge() {
     if !require_bpf("live_loopback_connect_edge") {
         return;
