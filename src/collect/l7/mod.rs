@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 
-use super::probe::{Interval, MetricSpec, MetricType, ProbeSpec};
+use super::probe::{Interval, MetricType, ProbeSpec};
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record};
@@ -29,21 +29,7 @@ use tracker::{FlowAgg, FlowKey, SliAgg, SliKey};
 /// key, a PostgreSQL or MySQL header and the first SQL keyword.
 pub const CAPTURE_BYTES: u32 = 128;
 
-const fn m(
-    kind: &'static str,
-    name: &'static str,
-    unit: &'static str,
-    mtype: MetricType,
-    help: &'static str,
-) -> MetricSpec {
-    MetricSpec {
-        kind,
-        name,
-        unit,
-        mtype,
-        help,
-    }
-}
+use crate::collect::probe::m;
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "l7",

@@ -40,21 +40,7 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
-const fn m(
-    kind: &'static str,
-    name: &'static str,
-    unit: &'static str,
-    mtype: MetricType,
-    help: &'static str,
-) -> MetricSpec {
-    MetricSpec {
-        kind,
-        name,
-        unit,
-        mtype,
-        help,
-    }
-}
+use crate::collect::probe::m;
 use MetricType::{Delta, Gauge, Histogram};
 
 macro_rules! io_metrics {

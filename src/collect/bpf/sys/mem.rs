@@ -15,7 +15,7 @@ use serde_json::json;
 use super::common::{self, Deltas, Procs};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
-use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, now_ms, Event, Fields, Metrics, Record};
 
 mod skel {
@@ -57,21 +57,7 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
-const fn m(
-    kind: &'static str,
-    name: &'static str,
-    unit: &'static str,
-    mtype: MetricType,
-    help: &'static str,
-) -> MetricSpec {
-    MetricSpec {
-        kind,
-        name,
-        unit,
-        mtype,
-        help,
-    }
-}
+use crate::collect::probe::m;
 use MetricType::Delta;
 
 pub static SPEC: ProbeSpec = ProbeSpec {

@@ -10,7 +10,7 @@ use libbpf_rs::{Link, MapCore, MapFlags};
 use super::common::{self, Deltas, Procs, HIST_SLOTS};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
-use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, Fields, Metrics};
 
 mod skel {
@@ -28,21 +28,7 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
-const fn m(
-    kind: &'static str,
-    name: &'static str,
-    unit: &'static str,
-    mtype: MetricType,
-    help: &'static str,
-) -> MetricSpec {
-    MetricSpec {
-        kind,
-        name,
-        unit,
-        mtype,
-        help,
-    }
-}
+use crate::collect::probe::m;
 use MetricType::{Delta, Gauge, Histogram};
 
 pub static SPEC: ProbeSpec = ProbeSpec {
