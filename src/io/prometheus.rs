@@ -9,8 +9,10 @@
 //! timestamps. Entities are rebuilt from the bookkeeping labels `gala_id`, `gala_kind` and
 //! `gala_keys` that the exporter adds (see src/collect/serve.rs).
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -18,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::input::Source;
-use crate::record::{Entity, Histogram, Metric, Record, Status, FORMAT_VERSION};
+use crate::record::{Entity, Histogram, Record, Status, FORMAT_VERSION};
 
 /// Labels Prometheus or the exporter add that are not the entity's own.
 const BOOKKEEPING: &[&str] = &[
@@ -114,31 +116,11 @@ impl Query {
     }
 }
 
-#[derive(Deserialize)]
-struct ApiResponse {
-    status: String,
-    #[serde(default)]
-    data: Option<ApiData>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default, rename = "errorType")]
-    error_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ApiData {
-    #[serde(default)]
-    result: Vec<ApiSeries>,
-}
-
-#[derive(Deserialize)]
-struct ApiSeries {
-    metric: HashMap<String, String>,
-    #[serde(default)]
-    values: Vec<(f64, String)>,
-}
-
 /// Opens the query as one input source: NDJSON produced page by page as it is read.
+///
+/// A background thread fetches and rebuilds pages while the caller analyses what came
+/// before (on a fleet-sized range the two halves cost about the same); the channel holds
+/// two chunks of NDJSON, so memory stays bounded by one page's samples plus a few chunks.
 pub fn open(query: Query) -> anyhow::Result<Source> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(query.timeout))
@@ -152,16 +134,47 @@ pub fn open(query: Query) -> anyhow::Result<Source> {
         &format!("{}/api/v1/status/buildinfo", query.url),
         &[],
     )
+    .and_then(|body| parse_answer(&body).map(drop))
     .with_context(|| format!("cannot reach Prometheus at {}", query.url))?;
     let name = format!("{} (prometheus)", query.url);
     let pages = page_bounds(query.start_ms, query.end_ms, query.page.as_millis() as i64);
     let progress = super::progress::bar(pages.len() as u64, "reading Prometheus");
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    std::thread::Builder::new()
+        .name("prometheus-pages".into())
+        .spawn(move || {
+            for (start, end) in pages {
+                let body = match fetch(&agent, &query, start, end) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let series = match parse_answer(&body) {
+                    Ok(series) => series,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut out = Vec::with_capacity(CHUNK + (1 << 16));
+                let mut send = |out: &mut Vec<u8>| {
+                    let full = std::mem::replace(out, Vec::with_capacity(CHUNK + (1 << 16)));
+                    tx.send(Ok(full)).is_ok()
+                };
+                rebuild(&series, &mut out, &mut send);
+                // An empty piece marks the end of a page, for the progress bar.
+                if !send(&mut out) || !send(&mut Vec::new()) {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the Prometheus reader thread")?;
     Ok(Source {
         name,
         reader: Box::new(io::BufReader::new(PageReader {
-            agent,
-            query,
-            pages: pages.into_iter(),
+            pages: rx,
             buf: Vec::new(),
             pos: 0,
             progress,
@@ -181,16 +194,30 @@ fn page_bounds(start: i64, end: i64, page: i64) -> Vec<(i64, i64)> {
     out
 }
 
-fn get(agent: &ureq::Agent, url: &str, params: &[(&str, String)]) -> anyhow::Result<ApiResponse> {
+/// The whole body of one API call. Read into memory first: parsing straight from the
+/// socket reader goes byte by byte and was a third of the read time.
+fn get(agent: &ureq::Agent, url: &str, params: &[(&str, String)]) -> anyhow::Result<Vec<u8>> {
     let mut req = agent.get(url);
     for (k, v) in params {
         req = req.query(*k, v);
     }
     let mut resp = req.call().map_err(|e| anyhow::anyhow!("{e}"))?;
     let status = resp.status();
-    let body = resp.body_mut().with_config().limit(4 << 30).reader();
-    let parsed: ApiResponse = serde_json::from_reader(body)
-        .with_context(|| format!("HTTP {status} from {url}: not a Prometheus API answer"))?;
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(4 << 30)
+        .read_to_vec()
+        .with_context(|| format!("HTTP {status} from {url}: reading the answer"))?;
+    if body.first() != Some(&b'{') {
+        bail!("HTTP {status} from {url}: not a Prometheus API answer");
+    }
+    Ok(body)
+}
+
+fn parse_answer(body: &[u8]) -> anyhow::Result<Vec<ApiSeries<'_>>> {
+    let parsed: ApiResponse =
+        serde_json::from_slice(body).context("not a Prometheus API answer")?;
     if parsed.status != "success" {
         bail!(
             "Prometheus said {}: {}",
@@ -198,13 +225,36 @@ fn get(agent: &ureq::Agent, url: &str, params: &[(&str, String)]) -> anyhow::Res
             parsed.error.as_deref().unwrap_or("(no message)")
         );
     }
-    Ok(parsed)
+    Ok(parsed.data.map(|d| d.result).unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct ApiResponse<'a> {
+    status: String,
+    #[serde(default, borrow)]
+    data: Option<ApiData<'a>>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData<'a> {
+    #[serde(default, borrow)]
+    result: Vec<ApiSeries<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ApiSeries<'a> {
+    #[serde(borrow)]
+    metric: HashMap<Cow<'a, str>, Cow<'a, str>>,
+    #[serde(default, borrow)]
+    values: Vec<(f64, Cow<'a, str>)>,
 }
 
 struct PageReader {
-    agent: ureq::Agent,
-    query: Query,
-    pages: std::vec::IntoIter<(i64, i64)>,
+    pages: Receiver<anyhow::Result<Vec<u8>>>,
     buf: Vec<u8>,
     pos: usize,
     progress: indicatif::ProgressBar,
@@ -213,20 +263,15 @@ struct PageReader {
 impl Read for PageReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos >= self.buf.len() {
-            let Some((start, end)) = self.pages.next() else {
+            let Ok(page) = self.pages.recv() else {
                 self.progress.finish_and_clear();
                 return Ok(0);
             };
-            let series = self
-                .fetch(start, end)
-                .map_err(|e| io::Error::other(format!("{e:#}")))?;
-            self.buf.clear();
+            self.buf = page.map_err(|e| io::Error::other(format!("{e:#}")))?;
             self.pos = 0;
-            for rec in rebuild(series) {
-                rec.write_json(&mut self.buf);
-                self.buf.push(b'\n');
+            if self.buf.is_empty() {
+                self.progress.inc(1);
             }
-            self.progress.inc(1);
         }
         let n = out.len().min(self.buf.len() - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
@@ -235,39 +280,35 @@ impl Read for PageReader {
     }
 }
 
-impl PageReader {
-    /// Samples with start < ts <= end.
-    fn fetch(&self, start: i64, end: i64) -> anyhow::Result<Vec<ApiSeries>> {
-        let q = &self.query;
-        let resp = match q.step {
-            None => {
-                let window_ms = (end - start).max(1);
-                let expr = format!("{}[{}ms]", q.selector(), window_ms);
-                get(
-                    &self.agent,
-                    &format!("{}/api/v1/query", q.url),
-                    &[
-                        ("query", expr),
-                        ("time", format!("{:.3}", end as f64 / 1000.0)),
-                    ],
-                )?
-            }
-            Some(step) => {
-                // query_range includes both ends: start one step in to avoid doubling.
-                let step_s = step.as_secs_f64();
-                get(
-                    &self.agent,
-                    &format!("{}/api/v1/query_range", q.url),
-                    &[
-                        ("query", q.selector()),
-                        ("start", format!("{:.3}", start as f64 / 1000.0 + step_s)),
-                        ("end", format!("{:.3}", end as f64 / 1000.0)),
-                        ("step", format!("{step_s}")),
-                    ],
-                )?
-            }
-        };
-        Ok(resp.data.map(|d| d.result).unwrap_or_default())
+/// Samples with start < ts <= end, as the parsed series of one page.
+fn fetch(agent: &ureq::Agent, q: &Query, start: i64, end: i64) -> anyhow::Result<Vec<u8>> {
+    match q.step {
+        None => {
+            let window_ms = (end - start).max(1);
+            let expr = format!("{}[{}ms]", q.selector(), window_ms);
+            get(
+                agent,
+                &format!("{}/api/v1/query", q.url),
+                &[
+                    ("query", expr),
+                    ("time", format!("{:.3}", end as f64 / 1000.0)),
+                ],
+            )
+        }
+        Some(step) => {
+            // query_range includes both ends: start one step in to avoid doubling.
+            let step_s = step.as_secs_f64();
+            get(
+                agent,
+                &format!("{}/api/v1/query_range", q.url),
+                &[
+                    ("query", q.selector()),
+                    ("start", format!("{:.3}", start as f64 / 1000.0 + step_s)),
+                    ("end", format!("{:.3}", end as f64 / 1000.0)),
+                    ("step", format!("{step_s}")),
+                ],
+            )
+        }
     }
 }
 
@@ -277,107 +318,287 @@ struct HistoParts {
     sum: f64,
 }
 
-/// Turns one page of series into records, in time order: per timestamp and machine, the
-/// entities, their metrics, then a status record closing the interval.
-fn rebuild(series: Vec<ApiSeries>) -> Vec<Record> {
-    // (ts, machine) → id → (entity, metrics, histogram parts)
-    type Slot = (Entity, BTreeMap<String, f64>, BTreeMap<String, HistoParts>);
-    let mut by_time: BTreeMap<(i64, String), BTreeMap<String, Slot>> = BTreeMap::new();
+/// What one series contributes to its entity's metric record.
+#[derive(Clone, Copy)]
+enum Role<'a> {
+    Plain(&'a str),
+    Bucket(&'a str, f64),
+    Sum(&'a str),
+    Skip,
+}
+
+/// Where one series' samples go: its entity, machine, role and, for plain metrics, the
+/// rank of its name (so that sorting samples puts each record's names in order).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    entity: u32,
+    machine: u32,
+    rank: u32,
+    role: Role<'a>,
+}
+
+/// One sample, sortable into record order: (ts, machine, entity, name rank).
+struct Sample {
+    ts: i64,
+    machine: u32,
+    entity: u32,
+    rank: u32,
+    series: u32,
+    value: f64,
+}
+
+/// Output is handed on in pieces of about this size, so a large page never sits in
+/// memory twice (once as samples, once as NDJSON).
+const CHUNK: usize = 1 << 22;
+
+/// Turns one page of series into NDJSON records, in time order: per timestamp and
+/// machine, the entities and their metrics, then a status record closing the interval.
+/// `flush` takes each full chunk; it returns false when nobody reads any more.
+///
+/// The per-sample work is kept to integers: entities, machines and metric names are
+/// interned in the order records are written in, samples are sorted once, and each
+/// entity's JSON is rendered once per page, not once per interval.
+fn rebuild(series: &[ApiSeries], out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut Vec<u8>) -> bool) {
     // `_sum`/`_count` belong to a histogram only where the same entity has `_bucket`s.
-    let histo_bases: std::collections::HashSet<(&str, &str)> = series
+    let histo_bases: HashSet<(&str, &str)> = series
         .iter()
         .filter(|s| s.metric.contains_key("le"))
         .filter_map(|s| {
             let name = s.metric.get("__name__")?.strip_suffix("_bucket")?;
-            Some((s.metric.get("gala_id")?.as_str(), name))
+            Some((s.metric.get("gala_id")?.as_ref(), name))
         })
         .collect();
     let is_histo = |id: &str, name: &str, suffix: &str| {
         name.strip_suffix(suffix)
             .is_some_and(|base| histo_bases.contains(&(id, base)))
     };
-    for s in &series {
+
+    // Pass 1: entities, machines and names, and what each series is.
+    let mut entities: BTreeMap<&str, (Entity, &str)> = BTreeMap::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    let mut roles: Vec<Option<(&str, Role)>> = Vec::with_capacity(series.len());
+    for s in series {
         let labels = &s.metric;
         let (Some(id), Some(kind), Some(name)) = (
             labels.get("gala_id"),
             labels.get("gala_kind"),
             labels.get("__name__"),
         ) else {
+            roles.push(None);
             continue;
         };
         let prefix = crate::collect::serve::family_name(kind, "");
         let Some(metric) = name.strip_prefix(prefix.as_str()) else {
+            roles.push(None);
             continue;
         };
-        let machine = labels.get("machine_id").cloned().unwrap_or_default();
-        let entity = entity_from_labels(id, kind, &machine, labels);
-        for (t, v) in &s.values {
-            let ts = (t * 1000.0).round() as i64;
-            let Ok(v) = v.parse::<f64>() else { continue };
-            let slot = by_time
-                .entry((ts, machine.clone()))
-                .or_default()
-                .entry(id.clone())
-                .or_insert_with(|| {
-                    (
-                        Entity {
-                            ts,
-                            ..entity.clone()
-                        },
-                        BTreeMap::new(),
-                        BTreeMap::new(),
-                    )
-                });
+        let machine = labels.get("machine_id").map(|m| m.as_ref()).unwrap_or("");
+        entities
+            .entry(id.as_ref())
+            .or_insert_with(|| (entity_from_labels(id, kind, machine, labels), machine));
+        let role =
             if let (Some(base), Some(le)) = (metric.strip_suffix("_bucket"), labels.get("le")) {
                 let bound = if le == "+Inf" {
                     f64::INFINITY
                 } else {
                     le.parse().unwrap_or(f64::NAN)
                 };
-                slot.2
-                    .entry(base.to_string())
-                    .or_default()
-                    .buckets
-                    .push((bound, v));
+                Role::Bucket(base, bound)
             } else if is_histo(id, name, "_sum") {
-                let base = metric.strip_suffix("_sum").unwrap_or(metric);
-                slot.2.entry(base.to_string()).or_default().sum = v;
+                Role::Sum(metric.strip_suffix("_sum").unwrap_or(metric))
             } else if is_histo(id, name, "_count") {
                 // The count is the +Inf bucket; nothing more to keep.
-            } else if v.is_finite() {
-                slot.1.insert(metric.to_string(), v);
-            }
+                Role::Skip
+            } else {
+                names.insert(metric);
+                Role::Plain(metric)
+            };
+        roles.push(Some((id.as_ref(), role)));
+    }
+    let machines: Vec<&str> = entities
+        .values()
+        .map(|(_, m)| *m)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let names: Vec<&str> = names.into_iter().collect();
+    let entity_index: HashMap<&str, u32> = entities
+        .keys()
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32))
+        .collect();
+    let entities: Vec<RenderedEntity> = entities
+        .into_values()
+        .map(|(e, m)| RenderedEntity::new(e, machines.binary_search(&m).unwrap_or(0) as u32))
+        .collect();
+    let targets: Vec<Option<Target>> = roles
+        .into_iter()
+        .map(|r| {
+            let (id, role) = r?;
+            let entity = entity_index[id];
+            let rank = match role {
+                Role::Plain(m) => names.binary_search(&m).unwrap_or(0) as u32,
+                _ => u32::MAX,
+            };
+            Some(Target {
+                entity,
+                machine: entities[entity as usize].machine,
+                rank,
+                role,
+            })
+        })
+        .collect();
+
+    // Pass 2: every sample, sorted into record order.
+    let mut samples = Vec::with_capacity(series.iter().map(|s| s.values.len()).sum());
+    for (i, (s, target)) in series.iter().zip(&targets).enumerate() {
+        let Some(t) = target else { continue };
+        for (time, v) in &s.values {
+            let Ok(value) = v.parse::<f64>() else {
+                continue;
+            };
+            samples.push(Sample {
+                ts: (time * 1000.0).round() as i64,
+                machine: t.machine,
+                entity: t.entity,
+                rank: t.rank,
+                series: i as u32,
+                value,
+            });
         }
     }
-    let mut out = Vec::new();
-    for ((ts, machine), slots) in by_time {
-        for (id, (entity, metrics, histos)) in slots {
-            let kind = entity.kind.clone();
-            out.push(Record::Entity(entity));
-            let histos = histos
-                .into_iter()
-                .filter_map(|(name, parts)| Some((name, histogram(parts)?)))
-                .collect();
-            out.push(Record::Metric(Metric {
-                ts,
-                id,
-                kind,
-                metrics,
-                histos,
-            }));
+    samples.sort_by_key(|s| (s.ts, s.machine, s.entity, s.rank));
+
+    // Pass 3: one entity and one metric record per (ts, entity), a status per (ts, machine).
+    let mut i = 0;
+    while i < samples.len() {
+        let (ts, machine) = (samples[i].ts, samples[i].machine);
+        while i < samples.len() && (samples[i].ts, samples[i].machine) == (ts, machine) {
+            let entity = samples[i].entity;
+            let end = samples[i..]
+                .iter()
+                .position(|s| (s.ts, s.entity) != (ts, entity))
+                .map_or(samples.len(), |n| i + n);
+            entities[entity as usize].write_record(ts, &samples[i..end], &targets, out);
+            i = end;
+            if out.len() >= CHUNK && !flush(out) {
+                return;
+            }
         }
         let mut extra = Map::new();
         extra.insert("source".into(), json!("prometheus"));
-        out.push(Record::Status(Status {
+        Record::Status(Status {
             ts,
             tool: "gala-collect".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             format_version: FORMAT_VERSION,
-            machine_id: Some(machine),
+            machine_id: Some(machines.get(machine as usize).unwrap_or(&"").to_string()),
             extra,
-        }));
+        })
+        .write_json(out);
+        out.push(b'\n');
     }
-    out
+}
+
+/// An entity of a page with its JSON rendered once: the record for any interval is the
+/// same text with its own `ts`.
+struct RenderedEntity {
+    machine: u32,
+    /// `"id":…,"kind":…` as JSON, for the metric records.
+    id_kind: Vec<u8>,
+    /// The entity record after its `ts` value (`,"id":…}`); None when serde's field order
+    /// ever stops putting `ts` right after `type`, and the record is written whole.
+    tail: Option<Vec<u8>>,
+    entity: Entity,
+}
+
+const ENTITY_HEAD: &[u8] = br#"{"type":"entity","ts":0"#;
+
+impl RenderedEntity {
+    fn new(entity: Entity, machine: u32) -> RenderedEntity {
+        let mut whole = Vec::new();
+        Record::Entity(entity.clone()).write_json(&mut whole);
+        let tail = whole.strip_prefix(ENTITY_HEAD).map(<[u8]>::to_vec);
+        let mut id_kind = br#""id":"#.to_vec();
+        serde_json::to_writer(&mut id_kind, &entity.id).expect("strings serialise");
+        id_kind.extend_from_slice(br#","kind":"#);
+        serde_json::to_writer(&mut id_kind, &entity.kind).expect("strings serialise");
+        RenderedEntity {
+            machine,
+            id_kind,
+            tail,
+            entity,
+        }
+    }
+
+    /// Writes the entity record and its metric record for one interval, from that
+    /// interval's samples of this entity (sorted by name rank).
+    fn write_record(
+        &self,
+        ts: i64,
+        samples: &[Sample],
+        targets: &[Option<Target>],
+        out: &mut Vec<u8>,
+    ) {
+        match &self.tail {
+            Some(tail) => {
+                out.extend_from_slice(&ENTITY_HEAD[..ENTITY_HEAD.len() - 1]);
+                out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+                out.extend_from_slice(tail);
+            }
+            None => Record::Entity(Entity {
+                ts,
+                ..self.entity.clone()
+            })
+            .write_json(out),
+        }
+        out.push(b'\n');
+
+        out.extend_from_slice(br#"{"type":"metric","ts":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(&self.id_kind);
+        let mut histos: BTreeMap<&str, HistoParts> = BTreeMap::new();
+        let mut open = false;
+        for (n, s) in samples.iter().enumerate() {
+            let Some(t) = targets[s.series as usize] else {
+                continue;
+            };
+            match t.role {
+                Role::Plain(name) => {
+                    // Two series with one name (labels changed mid-page): the last wins.
+                    let dup = samples.get(n + 1).is_some_and(|next| next.rank == s.rank);
+                    if dup || !s.value.is_finite() {
+                        continue;
+                    }
+                    out.extend_from_slice(if open { b"," } else { br#","metrics":{"# });
+                    open = true;
+                    serde_json::to_writer(&mut *out, name).expect("strings serialise");
+                    out.push(b':');
+                    serde_json::to_writer(&mut *out, &s.value).expect("finite numbers serialise");
+                }
+                Role::Bucket(base, bound) => histos
+                    .entry(base)
+                    .or_default()
+                    .buckets
+                    .push((bound, s.value)),
+                Role::Sum(base) => histos.entry(base).or_default().sum = s.value,
+                Role::Skip => {}
+            }
+        }
+        if open {
+            out.push(b'}');
+        }
+        let histos: BTreeMap<&str, Histogram> = histos
+            .into_iter()
+            .filter_map(|(name, parts)| Some((name, histogram(parts)?)))
+            .collect();
+        if !histos.is_empty() {
+            out.extend_from_slice(br#","histos":"#);
+            serde_json::to_writer(&mut *out, &histos).expect("histograms serialise");
+        }
+        out.extend_from_slice(b"}\n");
+    }
 }
 
 fn histogram(mut parts: HistoParts) -> Option<Histogram> {
@@ -406,7 +627,7 @@ fn entity_from_labels(
     id: &str,
     kind: &str,
     machine: &str,
-    labels: &HashMap<String, String>,
+    labels: &HashMap<Cow<str>, Cow<str>>,
 ) -> Entity {
     let key_names: Vec<&str> = labels
         .get("gala_keys")
@@ -420,8 +641,9 @@ fn entity_from_labels(
     }
     let mut rest = Map::new();
     for (k, v) in labels {
-        if !BOOKKEEPING.contains(&k.as_str()) && !key_names.contains(&k.as_str()) {
-            rest.insert(k.clone(), typed(v));
+        let k: &str = k;
+        if !BOOKKEEPING.contains(&k) && !key_names.contains(&k) {
+            rest.insert(k.to_string(), typed(v));
         }
     }
     Entity {
@@ -454,14 +676,63 @@ fn typed(v: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn series(labels: &[(&str, &str)], values: &[(f64, &str)]) -> ApiSeries {
+    fn series<'a>(labels: &[(&'a str, &'a str)], values: &[(f64, &'a str)]) -> ApiSeries<'a> {
         ApiSeries {
             metric: labels
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v)))
                 .collect(),
-            values: values.iter().map(|(t, v)| (*t, v.to_string())).collect(),
+            values: values
+                .iter()
+                .map(|(t, v)| (*t, Cow::Borrowed(*v)))
+                .collect(),
         }
+    }
+
+    /// All records of a page, in one piece.
+    fn rebuilt(page: &[ApiSeries]) -> Vec<Record> {
+        let mut out = Vec::new();
+        rebuild(page, &mut out, &mut |_| {
+            panic!("a small page fits one chunk")
+        });
+        std::str::from_utf8(&out)
+            .unwrap()
+            .lines()
+            .map(|l| Record::from_line(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rendered_entities_are_the_records_serde_writes() {
+        let mut labels = Map::new();
+        labels.insert("comm".into(), json!("a \"quoted\" name"));
+        let e = Entity {
+            ts: 0,
+            id: "m_proc_42".into(),
+            kind: "proc".into(),
+            machine_id: "m".into(),
+            keys: [("tgid".to_string(), json!(42))].into_iter().collect(),
+            labels,
+        };
+        let rendered = RenderedEntity::new(e.clone(), 0);
+        assert!(
+            rendered.tail.is_some(),
+            "serde moved `ts`: the fast path is off"
+        );
+        let mut fast = Vec::new();
+        rendered.write_record(1_700_000_000_123, &[], &[], &mut fast);
+        let mut slow = Vec::new();
+        Record::Entity(Entity {
+            ts: 1_700_000_000_123,
+            ..e
+        })
+        .write_json(&mut slow);
+        slow.extend_from_slice(b"\n");
+        assert!(
+            fast.starts_with(&slow),
+            "{}",
+            String::from_utf8_lossy(&fast)
+        );
     }
 
     #[test]
@@ -497,7 +768,7 @@ mod tests {
             series(&with("gala_gopher_proc_lat_sum", &[]), &[(1.0, "9")]),
             series(&with("gala_gopher_proc_lat_count", &[]), &[(1.0, "5")]),
         ];
-        let recs = rebuild(page);
+        let recs = rebuilt(&page);
         let types: Vec<&str> = recs.iter().map(|r| r.type_name()).collect();
         assert_eq!(
             types,
