@@ -15,6 +15,7 @@ import sys
 from collections import defaultdict
 
 MAX_CHARTS = 24
+MAX_KPIS = 5
 MAX_ANOMALY_ROWS = 200
 
 
@@ -181,18 +182,28 @@ def main(out):
         for c in causes:
             k = c.get("kpi") or {}
             by_kpi[(k.get("id"), k.get("metric"))].append(c)
-        for (kid, kmetric), cs in list(by_kpi.items())[:5]:
+        for cs in by_kpi.values():
             cs.sort(key=lambda c: c.get("rank", 99))
+        # The KPI whose best cause is most certain first: that is the headline.
+        ordered = sorted(by_kpi.items(), key=lambda kv: -max(float(c.get("score") or 0) for c in kv[1]))
+        if len(ordered) > MAX_KPIS:
+            parts.append(f'<p class="meta">{len(ordered)} abnormal KPIs; the {MAX_KPIS} with the clearest causes:</p>')
+        for (kid, kmetric), cs in ordered[:MAX_KPIS]:
             parts.append(f"<h3>{esc(label(kid))}: {esc(kmetric)} is abnormal</h3><ol>")
             for c in cs[:3]:
                 path = " ← ".join(
                     f"{esc(label(h.get('id')))} <code>{esc(h.get('metric'))}</code>" for h in reversed(c.get("path") or [])
                 )
-                ev = "; ".join(esc(e.get("desc") or "") for e in (c.get("evidence") or []) if e.get("desc"))
+                ev = "".join(
+                    f"<li>{esc(label(e.get('id')))} <code>{esc(e.get('metric'))}</code>: {esc(e['desc'])}</li>"
+                    for e in (c.get("evidence") or [])
+                    if isinstance(e, dict) and e.get("desc")
+                )
                 parts.append(
                     f'<li class="cause"><b>{esc(label(c.get("id")))}</b> <code>{esc(c.get("metric"))}</code> '
                     f'<span class="kw">{esc(c.get("keyword"))}</span> score {fmt_num(c.get("score"))}'
-                    f'<div class="path">{path}</div>{f"<div class=ev>{ev}</div>" if ev else ""}</li>'
+                    f'<div class="path">{path}</div>'
+                    f'{f"<details class=ev><summary>evidence</summary><ul>{ev}</ul></details>" if ev else ""}</li>'
                 )
             parts.append("</ol>")
         text = read_text(os.path.join(out, "causes.txt"))
@@ -207,10 +218,20 @@ def main(out):
         parts.append('<p class="verdict-ok">Nothing abnormal seen.</p>')
     parts.append("</section>")
 
-    # Topology.
+    # Topology: who talks to whom first; every process of the host hanging off it makes a
+    # picture too tall to read, so that one is a link.
     parts.append('<section id="topology"><h2>Topology</h2>')
-    svg = inline_svg(os.path.join(out, "topology.svg"))
+    links = read_text(os.path.join(out, "topology-links.dot"))
+    shown = "topology-links.svg" if "->" in links else "topology.svg"
+    svg = inline_svg(os.path.join(out, shown))
     if svg:
+        if shown == "topology-links.svg":
+            parts.append(
+                "<p>Connections between processes, applications and hosts. "
+                'Everything, with what runs on what: <a href="topology.svg">topology.svg</a>.</p>'
+            )
+        else:
+            parts.append("<p>No connections were seen; what runs on what:</p>")
         parts.append(f'<div class="figure">{svg}</div>')
     else:
         parts.append("<p><em>no topology picture (see triage.log)</em></p>")
@@ -251,7 +272,7 @@ def main(out):
         if os.path.exists(path) and os.path.getsize(path) > 0:
             parts.append(
                 f'<h3>{title}</h3><p><a href="{kind}.svg">open interactive</a></p>'
-                f'<img class="flame" alt="{title} flame graph" src="{kind}.svg">'
+                f'<img class="flame" data-kind="{kind}" alt="{title} flame graph" src="{kind}.svg">'
             )
         else:
             parts.append(f"<h3>{title}</h3><p><em>no {kind} profile (needs root and the stack probes)</em></p>")
