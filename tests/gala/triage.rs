@@ -181,8 +181,8 @@ fn browse(dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("triage_browser.py prints JSON")
 }
 
-/// No console error, and each figure drawn: inked, in many colours (a flame graph's
-/// background alone is a gradient of a few; a missing picture is white).
+/// No console error, and each figure drawn: over 2 % of its pixels stand out from their
+/// row's background (a flame graph without frames measured 0.7 %, a missing picture 0).
 fn assert_renders(seen: &Value, figures: &[&str]) {
     assert_eq!(seen["errors"], serde_json::json!([]), "console errors");
     for f in figures {
@@ -190,8 +190,7 @@ fn assert_renders(seen: &Value, figures: &[&str]) {
         assert!(fig.is_object(), "{f} is not on the page: {seen:#}");
         assert_ne!(fig["loaded"], false, "{f} did not load");
         let ink = fig["ink"].as_f64().unwrap();
-        let colours = fig["colours"].as_u64().unwrap();
-        assert!(ink > 0.02 && colours > 20, "{f} looks blank: {fig}");
+        assert!(ink > 0.02, "{f} looks blank: {fig}");
     }
 }
 

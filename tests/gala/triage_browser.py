@@ -8,7 +8,7 @@ NUL-terminated JSON), so no port is opened and nothing but the standard library 
 Prints one JSON object: `errors` (console errors, uncaught exceptions, failed loads: the
 page is static, so any of them is a bug), and for each figure of the report (`topology`,
 `oncpu`, `offcpu`, and the first inline chart) its box on the page, the share of its
-pixels in a screenshot that differ from the page background (`ink`) and how many distinct
+pixels in a screenshot that stand out from the background (`ink`) and how many distinct
 colours it has (`colours`): a blank or unloaded figure shows as 0 and 1. The PNG is decoded
 here (zlib + the five PNG row filters). Every host name resolves to nothing, so a report
 that reaches for the network fails its load instead of fetching.
@@ -172,20 +172,23 @@ def decode_png(data):
 
 
 def look(png):
-    """(share of pixels that differ from the page's white, number of distinct colours).
+    """(share of pixels that stand out from their row's background, distinct colours).
 
-    Both count: a missing picture is all white; a flame graph whose frames did not draw is
-    its background gradient alone, inked but with few colours."""
+    The background is each row's most common colour: white for the page, a gradient that
+    changes row by row for a flame graph. A missing picture, or a flame graph whose frames
+    did not draw, leaves next to nothing standing out."""
     w, h, ch, rows = png
     total = inked = 0
     colours = set()
     for row in rows:
-        for x in range(w):
-            px = bytes(row[x * ch : x * ch + 3])
-            colours.add(px)
-            total += 1
-            if min(px) < 240:
-                inked += 1
+        pixels = [bytes(row[x * ch : x * ch + 3]) for x in range(w)]
+        counts = {}
+        for px in pixels:
+            counts[px] = counts.get(px, 0) + 1
+        colours.update(counts)
+        bg = max(counts, key=counts.get)
+        total += w
+        inked += sum(n for px, n in counts.items() if max(abs(px[i] - bg[i]) for i in range(3)) > 24)
     return (inked / total if total else 0.0), len(colours)
 
 
@@ -195,13 +198,16 @@ FIGURES_JS = """
 (() => {
   const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
     return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; };
-  const img = sel => { const el = document.querySelector(sel);
-    return el ? Object.assign(box(el), {loaded: el.complete && el.naturalWidth > 0}) : null; };
+  // A flame graph's visible part is its scroll box; whether it loaded, its <img>'s.
+  const flame = kind => { const el = document.querySelector(`img.flame[data-kind=${kind}]`);
+    if (!el) return null;
+    const shown = box(document.querySelector(`.flamebox[data-kind=${kind}]`) || el);
+    return Object.assign(shown, {loaded: el.complete && el.naturalWidth > 0}); };
   const charts = [...document.querySelectorAll('svg.spark')];
   return {
     topology: box(document.querySelector('#topology svg')),
-    oncpu: img('img.flame[data-kind=oncpu]'),
-    offcpu: img('img.flame[data-kind=offcpu]'),
+    oncpu: flame('oncpu'),
+    offcpu: flame('offcpu'),
     charts: charts.length ? box(charts[0]) : null,
     chart_count: charts.length,
     verdict: (document.querySelector('#verdict') || {}).innerText || '',
