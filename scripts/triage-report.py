@@ -15,6 +15,9 @@ import sys
 from collections import defaultdict
 
 MAX_CHARTS = 24
+MAX_KPIS = 5
+# gala-collect's eBPF probes (docs/collect.md); the rest read /proc and /sys.
+BPF_PROBES = {"tcp", "endpoint", "dns", "sched", "io", "mempressure", "syscall", "l7", "oncpu", "offcpu"}
 MAX_ANOMALY_ROWS = 200
 
 
@@ -114,6 +117,17 @@ def sparkline(points, start, end, width=360, height=70):
     )
 
 
+def incidents(records):
+    """One row per incident: gala-detect writes an incident when it opens and again, with
+    `end` and its worst point, when it closes; the closing record tells more."""
+    by_key = {}
+    for a in records:
+        key = (a.get("id"), a.get("metric"), a.get("ts"))
+        if key not in by_key or a.get("end") is not None:
+            by_key[key] = a
+    return list(by_key.values())
+
+
 def inline_svg(path):
     """An SVG file's markup for inlining (XML prologue and doctype dropped)."""
     text = read_text(path)
@@ -123,7 +137,7 @@ def inline_svg(path):
 
 def main(out):
     recording = read_ndjson(os.path.join(out, "recording.ndjson.gz"))
-    anomalies = [r for r in read_ndjson(os.path.join(out, "anomalies.ndjson")) if r.get("type") == "anomaly"]
+    anomalies = incidents(r for r in read_ndjson(os.path.join(out, "anomalies.ndjson")) if r.get("type") == "anomaly")
     causes = [r for r in read_ndjson(os.path.join(out, "causes.ndjson")) if r.get("type") == "cause"]
     scope = read_text(os.path.join(out, "scope.txt")).strip() or "full"
 
@@ -166,12 +180,16 @@ def main(out):
     if first_ts is not None:
         meta = f"{fmt_ts(first_ts)} → {fmt_ts(last_ts)}, " + meta
     parts.append(f'<p class="meta">{esc(meta)}, {len(entities)} entities observed</p>')
-    if scope == "reduced":
+    # A replayed recording tells its own scope: its status records list the probes that ran.
+    ran = {p for st in statuses for p in (st.get("probes") or []) if isinstance(p, str)}
+    no_bpf = bool(statuses) and not ran & BPF_PROBES
+    if scope == "reduced" or no_bpf:
         parts.append(
-            '<p class="warn">Reduced scope: collected without root, so only the /proc probes ran '
-            "(no eBPF: no TCP links, latencies, run-queue delay or stacks). Run with sudo for the full picture.</p>"
+            '<p class="warn">Reduced scope: collected without root (or without eBPF), so only the /proc '
+            "probes ran (no TCP links, latencies, run-queue delay or stacks). Run with sudo for the full "
+            "picture.</p>"
         )
-    elif scope == "replay":
+    if scope == "replay":
         parts.append('<p class="meta">Built from an earlier recording.</p>')
 
     # Verdict first.
@@ -181,18 +199,28 @@ def main(out):
         for c in causes:
             k = c.get("kpi") or {}
             by_kpi[(k.get("id"), k.get("metric"))].append(c)
-        for (kid, kmetric), cs in list(by_kpi.items())[:5]:
+        for cs in by_kpi.values():
             cs.sort(key=lambda c: c.get("rank", 99))
+        # The KPI whose best cause is most certain first: that is the headline.
+        ordered = sorted(by_kpi.items(), key=lambda kv: -max(float(c.get("score") or 0) for c in kv[1]))
+        if len(ordered) > MAX_KPIS:
+            parts.append(f'<p class="meta">{len(ordered)} abnormal KPIs; the {MAX_KPIS} with the clearest causes:</p>')
+        for (kid, kmetric), cs in ordered[:MAX_KPIS]:
             parts.append(f"<h3>{esc(label(kid))}: {esc(kmetric)} is abnormal</h3><ol>")
             for c in cs[:3]:
                 path = " ← ".join(
                     f"{esc(label(h.get('id')))} <code>{esc(h.get('metric'))}</code>" for h in reversed(c.get("path") or [])
                 )
-                ev = "; ".join(esc(e.get("desc") or "") for e in (c.get("evidence") or []) if e.get("desc"))
+                ev = "".join(
+                    f"<li>{esc(label(e.get('id')))} <code>{esc(e.get('metric'))}</code>: {esc(e['desc'])}</li>"
+                    for e in (c.get("evidence") or [])
+                    if isinstance(e, dict) and e.get("desc")
+                )
                 parts.append(
                     f'<li class="cause"><b>{esc(label(c.get("id")))}</b> <code>{esc(c.get("metric"))}</code> '
                     f'<span class="kw">{esc(c.get("keyword"))}</span> score {fmt_num(c.get("score"))}'
-                    f'<div class="path">{path}</div>{f"<div class=ev>{ev}</div>" if ev else ""}</li>'
+                    f'<div class="path">{path}</div>'
+                    f'{f"<details class=ev><summary>evidence</summary><ul>{ev}</ul></details>" if ev else ""}</li>'
                 )
             parts.append("</ol>")
         text = read_text(os.path.join(out, "causes.txt"))
@@ -207,10 +235,20 @@ def main(out):
         parts.append('<p class="verdict-ok">Nothing abnormal seen.</p>')
     parts.append("</section>")
 
-    # Topology.
+    # Topology: who talks to whom first; every process of the host hanging off it makes a
+    # picture too tall to read, so that one is a link.
     parts.append('<section id="topology"><h2>Topology</h2>')
-    svg = inline_svg(os.path.join(out, "topology.svg"))
+    links = read_text(os.path.join(out, "topology-links.dot"))
+    shown = "topology-links.svg" if "->" in links else "topology.svg"
+    svg = inline_svg(os.path.join(out, shown))
     if svg:
+        if shown == "topology-links.svg":
+            parts.append(
+                "<p>Connections between processes, applications and hosts. "
+                'Everything, with what runs on what: <a href="topology.svg">topology.svg</a>.</p>'
+            )
+        else:
+            parts.append("<p>No connections were seen; what runs on what:</p>")
         parts.append(f'<div class="figure">{svg}</div>')
     else:
         parts.append("<p><em>no topology picture (see triage.log)</em></p>")
@@ -251,7 +289,10 @@ def main(out):
         if os.path.exists(path) and os.path.getsize(path) > 0:
             parts.append(
                 f'<h3>{title}</h3><p><a href="{kind}.svg">open interactive</a></p>'
-                f'<img class="flame" alt="{title} flame graph" src="{kind}.svg">'
+                # Deep stacks make a graph taller than a screen, its roots at the bottom:
+                # a column-reverse box opens scrolled to them, without a script.
+                f'<div class="flamebox" data-kind="{kind}">'
+                f'<img class="flame" data-kind="{kind}" alt="{title} flame graph" src="{kind}.svg"></div>'
             )
         else:
             parts.append(f"<h3>{title}</h3><p><em>no {kind} profile (needs root and the stack probes)</em></p>")
@@ -295,7 +336,8 @@ h1 {{ margin-bottom: 0.2em; }} h2 {{ border-bottom: 1px solid #ddd; padding-bott
 .kw {{ background: #eef; border-radius: 3px; padding: 0 0.3em; font-size: 0.85em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0; }} td, th {{ border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }}
 .charts {{ display: flex; flex-wrap: wrap; gap: 1em; }} .chart {{ margin: 0; }} figcaption {{ font-size: 0.85em; }}
-.figure svg {{ max-width: 100%; height: auto; }} img.flame {{ width: 100%; border: 1px solid #eee; }}
+.figure svg {{ max-width: 100%; height: auto; }} img.flame {{ width: 100%; }}
+.flamebox {{ display: flex; flex-direction: column-reverse; max-height: 640px; overflow-y: auto; border: 1px solid #eee; }}
 code {{ background: #f4f4f4; padding: 0 0.2em; }}
 </style></head><body>
 {"".join(parts)}

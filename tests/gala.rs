@@ -27,3 +27,5 @@ mod rca;
 mod stream_io;
 #[path = "gala/topo.rs"]
 mod topo;
+#[path = "gala/triage.rs"]
+mod triage;
