@@ -18,6 +18,7 @@ pub mod probe;
 pub mod probes;
 pub mod procfs;
 pub mod registry;
+pub mod runtime;
 mod selfstat;
 pub mod serve;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
