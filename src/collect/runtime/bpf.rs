@@ -70,18 +70,39 @@ impl RuntimeBpf {
 
     /// Attaches the Go programs to the runtime functions the binary has. Ok(n) with the
     /// number attached; a function that is missing was already reported by `go::inspect`.
-    pub fn attach_go(&mut self, key: FileKey, path: &Path, bin: &GoBinary, now: u64) -> anyhow::Result<usize> {
+    pub fn attach_go(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        bin: &GoBinary,
+        now: u64,
+    ) -> anyhow::Result<usize> {
         let p = &self.skel.progs;
-        let progs = [&p.go_gc_done, &p.go_stw_stop, &p.go_stw_start, &p.go_newproc, &p.go_goexit];
+        let progs = [
+            &p.go_gc_done,
+            &p.go_stw_stop,
+            &p.go_stw_start,
+            &p.go_newproc,
+            &p.go_goexit,
+        ];
         let mut links = Vec::new();
         for ((prog, func), have) in progs.into_iter().zip(go::FUNCS).zip(bin.funcs) {
             if !have {
                 continue;
             }
-            let opts = UprobeOpts { func_name: Some(func.into()), ..UprobeOpts::default() };
+            let opts = UprobeOpts {
+                func_name: Some(func.into()),
+                ..UprobeOpts::default()
+            };
             links.push(
                 prog.attach_uprobe_with_opts(-1, path, 0, opts)
-                    .map_err(|e| explain("runtime", &format!("uprobe on {}:{func}", path.display()), e))?,
+                    .map_err(|e| {
+                        explain(
+                            "runtime",
+                            &format!("uprobe on {}:{func}", path.display()),
+                            e,
+                        )
+                    })?,
             );
         }
         let n = links.len();
@@ -94,10 +115,13 @@ impl RuntimeBpf {
         let p = &self.skel.progs;
         let mut links = Vec::new();
         for (prog, name) in [(&p.py_gc_start, "gc__start"), (&p.py_gc_done, "gc__done")] {
-            links.push(
-                prog.attach_usdt(-1, path, "python", name)
-                    .map_err(|e| explain("runtime", &format!("USDT python:{name} in {}", path.display()), e))?,
-            );
+            links.push(prog.attach_usdt(-1, path, "python", name).map_err(|e| {
+                explain(
+                    "runtime",
+                    &format!("USDT python:{name} in {}", path.display()),
+                    e,
+                )
+            })?);
         }
         self.links.insert(key, (links, now));
         Ok(())
@@ -143,10 +167,14 @@ impl RuntimeBpf {
         let maps = &self.skel.maps;
         let c = percpu_sums(&maps.counters, 2);
         s.insert("attached_files".into(), json!(self.links.len()));
-        s.insert("links".into(), json!(self.links.values().map(|(l, _)| l.len()).sum::<usize>()));
+        s.insert(
+            "links".into(),
+            json!(self.links.values().map(|(l, _)| l.len()).sum::<usize>()),
+        );
         s.insert("map_full_drops".into(), json!(c[0]));
         s.insert("gc_done_without_start".into(), json!(c[1]));
-        let mem = map_memlock_bytes(&maps.stats).unwrap_or(0) + map_memlock_bytes(&maps.py_inflight).unwrap_or(0);
+        let mem = map_memlock_bytes(&maps.stats).unwrap_or(0)
+            + map_memlock_bytes(&maps.py_inflight).unwrap_or(0);
         s.insert("map_memlock_bytes".into(), json!(mem));
         let p = &self.skel.progs;
         for (name, prog) in [

@@ -42,17 +42,23 @@ pub struct Elf {
 }
 
 fn bad(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("not a readable ELF64 file: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a readable ELF64 file: {what}"),
+    )
 }
 
 fn u16_at(d: &[u8], o: usize) -> u16 {
-    d.get(o..o + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+    d.get(o..o + 2)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
 }
 fn u32_at(d: &[u8], o: usize) -> u32 {
-    d.get(o..o + 4).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+    d.get(o..o + 4)
+        .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
 }
 fn u64_at(d: &[u8], o: usize) -> u64 {
-    d.get(o..o + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    d.get(o..o + 8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
 }
 
 impl Elf {
@@ -64,10 +70,23 @@ impl Elf {
             return Err(bad("magic, class or byte order"));
         }
         let etype = u16_at(&h, 0x10);
-        let (phoff, phentsize, phnum) = (u64_at(&h, 0x20), u16_at(&h, 0x36) as u64, u16_at(&h, 0x38) as u64);
-        let (shoff, shentsize, shnum, shstrndx) =
-            (u64_at(&h, 0x28), u16_at(&h, 0x3A) as u64, u16_at(&h, 0x3C) as u64, u16_at(&h, 0x3E) as usize);
-        let mut elf = Elf { file, etype, sections: Vec::new(), segments: Vec::new() };
+        let (phoff, phentsize, phnum) = (
+            u64_at(&h, 0x20),
+            u16_at(&h, 0x36) as u64,
+            u16_at(&h, 0x38) as u64,
+        );
+        let (shoff, shentsize, shnum, shstrndx) = (
+            u64_at(&h, 0x28),
+            u16_at(&h, 0x3A) as u64,
+            u16_at(&h, 0x3C) as u64,
+            u16_at(&h, 0x3E) as usize,
+        );
+        let mut elf = Elf {
+            file,
+            etype,
+            sections: Vec::new(),
+            segments: Vec::new(),
+        };
         if phentsize >= 56 && phnum > 0 {
             let ph = elf.read(phoff, phentsize * phnum)?;
             for i in 0..phnum as usize {
@@ -84,7 +103,10 @@ impl Elf {
             let sh = elf.read(shoff, shentsize * shnum)?;
             let field = |i: usize, o: usize| i * shentsize as usize + o;
             let names = if shstrndx < shnum as usize {
-                elf.read(u64_at(&sh, field(shstrndx, 0x18)), u64_at(&sh, field(shstrndx, 0x20)))?
+                elf.read(
+                    u64_at(&sh, field(shstrndx, 0x18)),
+                    u64_at(&sh, field(shstrndx, 0x20)),
+                )?
             } else {
                 Vec::new()
             };
@@ -132,9 +154,18 @@ impl Elf {
     /// .dynsym; one pass over each table.
     pub fn symbols(&self, wanted: &[&str]) -> Vec<Option<u64>> {
         let mut found = vec![None; wanted.len()];
-        for table in self.sections.iter().filter(|s| s.kind == SHT_SYMTAB || s.kind == SHT_DYNSYM) {
-            let Some(strtab) = self.sections.get(table.link as usize) else { continue };
-            let (Ok(syms), Ok(strs)) = (self.read(table.offset, table.size), self.read(strtab.offset, strtab.size)) else {
+        for table in self
+            .sections
+            .iter()
+            .filter(|s| s.kind == SHT_SYMTAB || s.kind == SHT_DYNSYM)
+        {
+            let Some(strtab) = self.sections.get(table.link as usize) else {
+                continue;
+            };
+            let (Ok(syms), Ok(strs)) = (
+                self.read(table.offset, table.size),
+                self.read(strtab.offset, strtab.size),
+            ) else {
                 continue;
             };
             for sym in syms.chunks_exact(24) {
@@ -161,7 +192,11 @@ impl Elf {
 
     /// The lowest PT_LOAD address: where the file's first byte maps, before relocation.
     pub fn first_load_vaddr(&self) -> Option<u64> {
-        self.segments.iter().filter(|s| s.kind == PT_LOAD).map(|s| s.vaddr - s.offset).min()
+        self.segments
+            .iter()
+            .filter(|s| s.kind == PT_LOAD)
+            .map(|s| s.vaddr - s.offset)
+            .min()
     }
 }
 

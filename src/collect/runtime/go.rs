@@ -46,8 +46,12 @@ pub struct GoBinary {
 impl GoBinary {
     /// What cannot be measured in this binary, for the entity's `note` label.
     pub fn missing(&self) -> Option<String> {
-        let missing: Vec<&str> =
-            FUNCS.iter().zip(self.funcs).filter(|(_, have)| !have).map(|(f, _)| *f).collect();
+        let missing: Vec<&str> = FUNCS
+            .iter()
+            .zip(self.funcs)
+            .filter(|(_, have)| !have)
+            .map(|(f, _)| *f)
+            .collect();
         if missing.is_empty() {
             return None;
         }

@@ -194,7 +194,11 @@ pub fn find_file(pid: u32, nspid: u32) -> Option<PathBuf> {
 
 /// The JVM metrics of one interval, from this reading and the previous one (counters
 /// become deltas; the first reading gives gauges only).
-pub fn metrics(cur: &PerfData, prev: Option<&PerfData>, interval_ms: f64) -> crate::record::Metrics {
+pub fn metrics(
+    cur: &PerfData,
+    prev: Option<&PerfData>,
+    interval_ms: f64,
+) -> crate::record::Metrics {
     let mut m = crate::record::Metrics::new();
     let mut put = |k: &str, v: Option<f64>| {
         if let Some(v) = v {
@@ -202,17 +206,34 @@ pub fn metrics(cur: &PerfData, prev: Option<&PerfData>, interval_ms: f64) -> cra
         }
     };
     let gen_sum = |d: &PerfData, what: &str| -> Option<i64> {
-        Some(d.long(&format!("sun.gc.generation.0.{what}"))? + d.long(&format!("sun.gc.generation.1.{what}"))?)
+        Some(
+            d.long(&format!("sun.gc.generation.0.{what}"))?
+                + d.long(&format!("sun.gc.generation.1.{what}"))?,
+        )
     };
     let heap_used = |d: &PerfData| -> Option<i64> {
-        Some(d.sum_indexed("sun.gc.generation.0.space", "used")? + d.sum_indexed("sun.gc.generation.1.space", "used")?)
+        Some(
+            d.sum_indexed("sun.gc.generation.0.space", "used")?
+                + d.sum_indexed("sun.gc.generation.1.space", "used")?,
+        )
     };
     let used = heap_used(cur);
     put("heap_used_bytes", used.map(|v| v as f64));
-    put("heap_committed_bytes", gen_sum(cur, "capacity").map(|v| v as f64));
-    // G1 gives each generation the whole heap as its maximum: the heap's is the larger.
-    let max = match (cur.long("sun.gc.generation.0.maxCapacity"), cur.long("sun.gc.generation.1.maxCapacity")) {
-        (Some(y), Some(o)) if cur.text("sun.gc.policy.name").is_some_and(|p| p.contains("G1")) => Some(y.max(o)),
+    put(
+        "heap_committed_bytes",
+        gen_sum(cur, "capacity").map(|v| v as f64),
+    );
+    // G1 ("GarbageFirst") gives each generation the whole heap as its maximum, since
+    // its regions move between them: the heap's maximum is one of them, not the sum
+    // (they differ by a few bytes of HotSpot's rounding; the smaller is kept).
+    let g1 = cur
+        .text("sun.gc.policy.name")
+        .is_some_and(|p| p.contains("GarbageFirst") || p.contains("G1"));
+    let max = match (
+        cur.long("sun.gc.generation.0.maxCapacity"),
+        cur.long("sun.gc.generation.1.maxCapacity"),
+    ) {
+        (Some(y), Some(o)) if g1 => Some(y.min(o)),
         (Some(y), Some(o)) => Some(y + o),
         _ => None,
     };
@@ -224,14 +245,27 @@ pub fn metrics(cur: &PerfData, prev: Option<&PerfData>, interval_ms: f64) -> cra
     if let (Some(u), Some(x)) = (old_used, old_max.filter(|&x| x > 0)) {
         put("old_used_ratio", Some(u as f64 / x as f64));
     }
-    put("metaspace_used_bytes", cur.long("sun.gc.metaspace.used").map(|v| v as f64));
+    put(
+        "metaspace_used_bytes",
+        cur.long("sun.gc.metaspace.used").map(|v| v as f64),
+    );
     put("threads", cur.long("java.threads.live").map(|v| v as f64));
-    put("threads_daemon", cur.long("java.threads.daemon").map(|v| v as f64));
-    put("threads_peak", cur.long("java.threads.livePeak").map(|v| v as f64));
-    put("classes_loaded", cur.long("java.cls.loadedClasses").map(|v| v as f64));
+    put(
+        "threads_daemon",
+        cur.long("java.threads.daemon").map(|v| v as f64),
+    );
+    put(
+        "threads_peak",
+        cur.long("java.threads.livePeak").map(|v| v as f64),
+    );
+    put(
+        "classes_loaded",
+        cur.long("java.cls.loadedClasses").map(|v| v as f64),
+    );
 
     let Some(prev) = prev else { return m };
-    let delta = |name: &str| -> Option<f64> { Some((cur.long(name)? - prev.long(name)?).max(0) as f64) };
+    let delta =
+        |name: &str| -> Option<f64> { Some((cur.long(name)? - prev.long(name)?).max(0) as f64) };
     let delta_ms = |name: &str| -> Option<f64> { Some((cur.ms(name)? - prev.ms(name)?).max(0.0)) };
     // Collector 0 is the young (or only) collector, 1 the full/old one; G1 adds a 2 for
     // the remark and cleanup pauses of its concurrent cycle. All are pauses.
@@ -270,7 +304,11 @@ mod tests {
     use super::*;
 
     fn fixture() -> Vec<u8> {
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/runtime/hsperfdata-g1-jdk17")).unwrap()
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/runtime/hsperfdata-g1-jdk17"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -278,7 +316,10 @@ mod tests {
         let d = parse(&fixture()).unwrap();
         assert_eq!(d.counters.len(), 187, "num_entries of the prologue");
         assert_eq!(d.text("java.property.java.version"), Some("17.0.15"));
-        assert_eq!(d.text("sun.gc.collector.1.name"), Some("G1 full collection pauses"));
+        assert_eq!(
+            d.text("sun.gc.collector.1.name"),
+            Some("G1 full collection pauses")
+        );
         assert_eq!(d.long("sun.os.hrt.frequency"), Some(1_000_000_000));
         // The program called System.gc() five times; G1 runs each as a full collection.
         assert_eq!(d.long("sun.gc.collector.1.invocations"), Some(5));
@@ -287,17 +328,31 @@ mod tests {
         let used = m["heap_used_bytes"];
         assert!(used > 0.0 && used <= m["heap_committed_bytes"], "{m:?}");
         assert!(m["heap_committed_bytes"] <= m["heap_max_bytes"]);
+        // G1: the heap's maximum, not twice it (HotSpot's two figures differ by bytes).
+        assert!(
+            (m["heap_max_bytes"] / m["old_max_bytes"] - 1.0).abs() < 1e-3,
+            "{m:?}"
+        );
         assert!(m["old_used_ratio"] > 0.0 && m["old_used_ratio"] < 1.0);
-        assert!(!m.contains_key("gc_count"), "no delta without a previous reading");
+        assert!(
+            !m.contains_key("gc_count"),
+            "no delta without a previous reading"
+        );
     }
 
     #[test]
     fn counters_become_deltas_between_readings() {
         let d = parse(&fixture()).unwrap();
         let mut later = d.clone();
-        later.counters.insert("sun.gc.collector.0.invocations".into(), Value::Long(d.long("sun.gc.collector.0.invocations").unwrap() + 3));
+        later.counters.insert(
+            "sun.gc.collector.0.invocations".into(),
+            Value::Long(d.long("sun.gc.collector.0.invocations").unwrap() + 3),
+        );
         let t = d.long("sun.gc.collector.0.time").unwrap();
-        later.counters.insert("sun.gc.collector.0.time".into(), Value::Long(t + 250_000_000));
+        later.counters.insert(
+            "sun.gc.collector.0.time".into(),
+            Value::Long(t + 250_000_000),
+        );
         let m = metrics(&later, Some(&d), 1000.0);
         assert_eq!(m["gc_young_count"], 3.0);
         assert_eq!(m["gc_count"], 3.0);

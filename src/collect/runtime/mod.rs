@@ -202,7 +202,13 @@ impl RuntimeProbe {
     }
 
     /// Looks at a process seen for the first time (or running a new executable).
-    fn classify(&mut self, tgid: u32, exe: FileKey, starttime: u64, born_fresh: bool) -> Option<Runtime> {
+    fn classify(
+        &mut self,
+        tgid: u32,
+        exe: FileKey,
+        starttime: u64,
+        born_fresh: bool,
+    ) -> Option<Runtime> {
         let exe_path = PathBuf::from(format!("/proc/{tgid}/exe"));
         let real = std::fs::read_link(&exe_path).ok()?;
         let kind = match self.kind_of(exe, &real) {
@@ -311,7 +317,11 @@ impl RuntimeProbe {
         };
         let lang = rt.lang;
         let bpf = self.bpf.as_mut().map_err(|e| e.clone())?;
-        let source = if lang == Language::Go { "uprobes" } else { "usdt" };
+        let source = if lang == Language::Go {
+            "uprobes"
+        } else {
+            "usdt"
+        };
         if let Some(at) = bpf.attached_at(key) {
             rt.seen_from_start = rt.starttime > at;
             return Ok(source);
@@ -338,7 +348,8 @@ impl Probe for RuntimeProbe {
             .and_then(|t| host::parse_uptime(&t))
             .map(|s| (s * self.hz as f64) as u64);
         let born_after = std::mem::replace(&mut self.prev_pass_ticks, now_ticks);
-        let entries = std::fs::read_dir("/proc").map_err(|e| anyhow::anyhow!("reading /proc: {e}"))?;
+        let entries =
+            std::fs::read_dir("/proc").map_err(|e| anyhow::anyhow!("reading /proc: {e}"))?;
         let tgids: Vec<u32> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -364,7 +375,9 @@ impl Probe for RuntimeProbe {
             if procfs::read_into(format!("/proc/{tgid}/stat"), &mut self.buf).is_err() {
                 continue;
             }
-            let Some(st) = pid::parse_stat(&self.buf) else { continue };
+            let Some(st) = pid::parse_stat(&self.buf) else {
+                continue;
+            };
             let comm = st.comm.to_string();
             let st_start = st.starttime;
             if !is_rt || starttime != st_start {
@@ -375,7 +388,15 @@ impl Probe for RuntimeProbe {
                 if let (true, Ok(b)) = (is_rt, &self.bpf) {
                     b.forget(tgid);
                 }
-                self.procs.insert(tgid, Proc { exe, starttime: st_start, pass, rt });
+                self.procs.insert(
+                    tgid,
+                    Proc {
+                        exe,
+                        starttime: st_start,
+                        pass,
+                        rt,
+                    },
+                );
             }
             let p = self.procs.get_mut(&tgid).expect("inserted");
             p.pass = pass;
@@ -386,7 +407,8 @@ impl Probe for RuntimeProbe {
             found.push((tgid, comm));
         }
         self.procs.retain(|_, p| p.pass == pass);
-        self.files.retain(|k, _| self.procs.values().any(|p| p.exe == *k) || live_files.contains(k));
+        self.files
+            .retain(|k, _| self.procs.values().any(|p| p.exe == *k) || live_files.contains(k));
 
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         let bpf_stats = match &mut self.bpf {
@@ -405,7 +427,11 @@ impl Probe for RuntimeProbe {
             #[cfg(not(all(feature = "bpf", target_os = "linux")))]
             let source: Result<&str, String> =
                 Err("this gala-collect was built without the bpf feature".into());
-            let rt = self.procs.get_mut(&tgid).and_then(|p| p.rt.as_mut()).expect("found");
+            let rt = self
+                .procs
+                .get_mut(&tgid)
+                .and_then(|p| p.rt.as_mut())
+                .expect("found");
             if !iv.filter.matches(tgid, &comm, rt.container_id.as_deref()) {
                 continue;
             }
@@ -417,9 +443,15 @@ impl Probe for RuntimeProbe {
             let mut mx = Metrics::new();
             let mut note = rt.note.clone();
             let source = match rt.lang {
-                Language::Java => {
-                    read_jvm(tgid, rt, &mut self.bytes, interval_ms, &mut mx, &mut labels, &mut note)
-                }
+                Language::Java => read_jvm(
+                    tgid,
+                    rt,
+                    &mut self.bytes,
+                    interval_ms,
+                    &mut mx,
+                    &mut labels,
+                    &mut note,
+                ),
                 Language::Go | Language::Python => {
                     if let (Some(mem), Some(addr)) = (&rt.go_mem, rt.go_allglen) {
                         if let Some(n) = go::read_allglen(mem, addr) {
@@ -461,7 +493,12 @@ impl Probe for RuntimeProbe {
 
     fn status(&self, extra: &mut Fields) {
         let mut s = serde_json::Map::new();
-        let count = |l: Language| self.procs.values().filter(|p| p.rt.as_ref().is_some_and(|r| r.lang == l)).count();
+        let count = |l: Language| {
+            self.procs
+                .values()
+                .filter(|p| p.rt.as_ref().is_some_and(|r| r.lang == l))
+                .count()
+        };
         s.insert("java".into(), json!(count(Language::Java)));
         s.insert("go".into(), json!(count(Language::Go)));
         s.insert("python".into(), json!(count(Language::Python)));
@@ -539,17 +576,38 @@ fn read_jvm(
 
 /// Turns the kernel's cumulative per-process counters into this interval's metrics.
 #[cfg(all(feature = "bpf", target_os = "linux"))]
-fn bpf_metrics(rt: &mut Runtime, s: Option<&bpf::RtStats>, epoch: u32, interval_ms: f64, mx: &mut Metrics) {
+fn bpf_metrics(
+    rt: &mut Runtime,
+    s: Option<&bpf::RtStats>,
+    epoch: u32,
+    interval_ms: f64,
+    mx: &mut Metrics,
+) {
     // No entry yet: nothing has happened since the probe attached.
     let cur = s.map_or([0u64; 11], |s| {
         [
-            s.gc_count, s.gc_ns, s.stw_count, s.stw_ns, s.created, s.exited, s.gen[0], s.gen[1], s.gen[2],
-            s.collected, 0,
+            s.gc_count,
+            s.gc_ns,
+            s.stw_count,
+            s.stw_ns,
+            s.created,
+            s.exited,
+            s.gen[0],
+            s.gen[1],
+            s.gen[2],
+            s.collected,
+            0,
         ]
     });
     let prev = rt.bpf_prev.replace(cur).unwrap_or([0; 11]);
     let d = |i: usize| cur[i].saturating_sub(prev[i]) as f64;
-    let ratio = |ms: f64| if interval_ms > 0.0 { (ms / interval_ms).min(1.0) } else { 0.0 };
+    let ratio = |ms: f64| {
+        if interval_ms > 0.0 {
+            (ms / interval_ms).min(1.0)
+        } else {
+            0.0
+        }
+    };
     mx.insert("gc_count".into(), d(0));
     match rt.lang {
         Language::Go => {
@@ -557,7 +615,9 @@ fn bpf_metrics(rt: &mut Runtime, s: Option<&bpf::RtStats>, epoch: u32, interval_
             mx.insert("stw_count".into(), d(2));
             mx.insert("gc_time_ms".into(), stw_ms);
             mx.insert("gc_time_ratio".into(), ratio(stw_ms));
-            let max = s.filter(|s| s.max_epoch == epoch).map_or(0, |s| s.stw_max_ns);
+            let max = s
+                .filter(|s| s.max_epoch == epoch)
+                .map_or(0, |s| s.stw_max_ns);
             mx.insert("stw_max_ms".into(), max as f64 / 1e6);
             mx.insert("goroutines_created".into(), d(4));
             mx.insert("goroutines_exited".into(), d(5));
