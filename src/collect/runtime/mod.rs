@@ -407,8 +407,9 @@ impl Probe for RuntimeProbe {
             found.push((tgid, comm));
         }
         self.procs.retain(|_, p| p.pass == pass);
+        let exes: HashSet<FileKey> = self.procs.values().map(|p| p.exe).collect();
         self.files
-            .retain(|k, _| self.procs.values().any(|p| p.exe == *k) || live_files.contains(k));
+            .retain(|k, _| exes.contains(k) || live_files.contains(k));
 
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         let bpf_stats = match &mut self.bpf {
