@@ -148,6 +148,9 @@ struct Runtime {
 pub struct RuntimeProbe {
     procs: HashMap<u32, Proc>,
     files: HashMap<FileKey, ExeKind>,
+    /// Files libbpf refused, with why: not retried every interval (each try would print
+    /// libbpf's complaint again).
+    attach_failed: HashMap<FileKey, String>,
     pass: u64,
     prev_pass_ticks: Option<u64>,
     hz: u64,
@@ -168,6 +171,7 @@ impl RuntimeProbe {
         RuntimeProbe {
             procs: HashMap::new(),
             files: HashMap::new(),
+            attach_failed: HashMap::new(),
             pass: 0,
             prev_pass_ticks: None,
             hz: procfs::clock_ticks(),
@@ -211,11 +215,13 @@ impl RuntimeProbe {
     ) -> Option<Runtime> {
         let exe_path = PathBuf::from(format!("/proc/{tgid}/exe"));
         let real = std::fs::read_link(&exe_path).ok()?;
-        let kind = match self.kind_of(exe, &real) {
-            // Opened through /proc/PID/exe: the right file even in a container or when
-            // deleted since (a freshly built binary).
-            ExeKind::Other => self.kind_of_maps(tgid)?,
-            k => k,
+        let own = self.kind_of(exe, &real);
+        // An executable that says nothing may embed a runtime (libjvm, libpython).
+        let via_maps = matches!(own, ExeKind::Other);
+        let kind = if via_maps {
+            self.kind_of_maps(tgid)?
+        } else {
+            own
         };
         let container_id = procfs::read_into(format!("/proc/{tgid}/cgroup"), &mut self.buf)
             .ok()
@@ -257,10 +263,11 @@ impl RuntimeProbe {
                 rt.lang = Language::Python;
                 rt.version = p.version.clone();
                 rt.note = p.missing();
-                if p.gc_usdt {
+                if p.gc_usdt && !via_maps {
                     rt.hook_file = Some((exe, exe_path.clone()));
                 } else if let Some((key, path, lib)) = self.libpython_of(tgid) {
-                    // A python3 executable linked against libpython: the notes are there.
+                    // An embedder, or a python3 linked against libpython: the notes are
+                    // in the library.
                     rt.version = rt.version.or(lib.version.clone());
                     rt.note = lib.missing();
                     if lib.gc_usdt {
@@ -326,12 +333,27 @@ impl RuntimeProbe {
             rt.seen_from_start = rt.starttime > at;
             return Ok(source);
         }
+        if let Some(why) = self.attach_failed.get(&key) {
+            return Err(why.clone());
+        }
+        // Held open while attaching and handed to libbpf as /proc/self/fd/N: a process
+        // exiting meanwhile cannot make its /proc/PID path vanish under libbpf (which
+        // would print to our stderr), and the uprobe keeps the inode.
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let path = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&file)
+        ));
         let r = match (lang, self.files.get(&key)) {
             (Language::Go, Some(ExeKind::Go(g))) => bpf.attach_go(key, &path, g, now).map(|_| ()),
             (Language::Python, _) => bpf.attach_python(key, &path, now),
             _ => return Err(String::new()),
         };
-        r.map(|()| source).map_err(|e| format!("{e:#}"))
+        r.map(|()| source).map_err(|e| {
+            let why = format!("{e:#}");
+            self.attach_failed.insert(key, why.clone());
+            why
+        })
     }
 }
 
@@ -410,6 +432,7 @@ impl Probe for RuntimeProbe {
         let exes: HashSet<FileKey> = self.procs.values().map(|p| p.exe).collect();
         self.files
             .retain(|k, _| exes.contains(k) || live_files.contains(k));
+        self.attach_failed.retain(|k, _| live_files.contains(k));
 
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         let bpf_stats = match &mut self.bpf {
