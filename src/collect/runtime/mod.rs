@@ -446,6 +446,15 @@ impl Probe for RuntimeProbe {
 
         let interval_ms = iv.elapsed.as_secs_f64() * 1000.0;
         for (tgid, comm) in found {
+            // Filtered out before attaching: --pid/--comm/--container keep the hooks off
+            // binaries that only unwanted processes run.
+            let container = self
+                .procs
+                .get(&tgid)
+                .and_then(|p| p.rt.as_ref()?.container_id.as_deref());
+            if !iv.filter.matches(tgid, &comm, container) {
+                continue;
+            }
             #[cfg(all(feature = "bpf", target_os = "linux"))]
             let source = self.attach(tgid, now_ticks.unwrap_or(u64::MAX));
             #[cfg(not(all(feature = "bpf", target_os = "linux")))]
@@ -456,9 +465,6 @@ impl Probe for RuntimeProbe {
                 .get_mut(&tgid)
                 .and_then(|p| p.rt.as_mut())
                 .expect("found");
-            if !iv.filter.matches(tgid, &comm, rt.container_id.as_deref()) {
-                continue;
-            }
             let mut labels = Fields::new();
             labels.insert("comm".into(), json!(comm));
             if let Some(v) = &rt.version {
