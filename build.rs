@@ -45,6 +45,12 @@ mod bpf {
                 .source(path)
                 .clang_args([
                     "-Ibpf".to_string(),
+                    // libbpf's usdt.bpf.h includes <linux/errno.h>, which wants the
+                    // multiarch <asm/errno.h> (Debian: /usr/include/<triple>).
+                    format!(
+                        "-I/usr/include/{}-linux-gnu",
+                        env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into())
+                    ),
                     format!("-D__TARGET_ARCH_{arch}"),
                     "-Wall".to_string(),
                     "-Wno-unused-function".to_string(),

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod probes;
 pub mod procfs;
 pub mod registry;
+pub mod runtime;
 mod selfstat;
 pub mod serve;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
@@ -286,12 +287,13 @@ fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
             .filter(|s| !s.needs_bpf && !s.opt_in)
             .map(|s| s.name)
             .collect();
+        // A probe with an optional BPF half (runtime) is listed once.
         #[cfg(all(feature = "bpf", target_os = "linux"))]
-        names.extend(
-            bpf::doctor::runnable()
-                .into_iter()
-                .filter(|n| *n != "syscall"),
-        );
+        for n in bpf::doctor::runnable() {
+            if n != "syscall" && !names.contains(&n) {
+                names.push(n);
+            }
+        }
         out.write_text(&format!("{}\n", names.join(",")))?;
     } else {
         #[cfg(all(feature = "bpf", target_os = "linux"))]

@@ -21,6 +21,7 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         (&fs::SPEC, fs::new),
         (&proc::SPEC, proc::new),
         (&container::SPEC, container::new),
+        (&super::runtime::SPEC, super::runtime::new),
     ];
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     {

@@ -4,7 +4,8 @@
 //!
 //! Rules, with the kind of evidence they encode:
 //! - inside a process: proc → sli/tcp_link/endpoint/dns (a stalled process serves slowly),
-//!   tcp_link → sli, endpoint → sli, dns → sli, thread → proc, container → proc;
+//!   tcp_link → sli, endpoint → sli, dns → sli, runtime → sli (GC pauses stall
+//!   requests), thread → proc, container → proc;
 //! - inside a host: cpu, mem, fs, host → proc (a saturated resource slows its users),
 //!   block → proc, disk → block, nic → tcp_link, qdisc → nic; and the other way, proc →
 //!   cpu, mem, disk, host (a hog saturates the resource its neighbours share);
@@ -170,7 +171,12 @@ impl CausalGraph {
                 }
                 if matches!(
                     k.as_str(),
-                    kind::TCP_LINK | kind::ENDPOINT | kind::DNS | kind::LB_LINK | "nginx_link"
+                    kind::TCP_LINK
+                        | kind::ENDPOINT
+                        | kind::DNS
+                        | kind::LB_LINK
+                        | kind::RUNTIME
+                        | "nginx_link"
                 ) {
                     for &s in &slis {
                         g.add(m, s, format!("{k} → sli"));
@@ -420,6 +426,31 @@ mod tests {
         assert!(has("a_client_sli", "b_redis_sli").is_none());
         // A block device is not a cause of its disk.
         assert!(has("b_block", "b_disk").is_none());
+    }
+
+    #[test]
+    fn a_runtime_can_slow_its_own_process_sli_only() {
+        let kinds: HashMap<String, String> = [
+            ("p", "proc"),
+            ("p_jvm", "runtime"),
+            ("p_sli", "sli"),
+            ("q", "proc"),
+            ("q_sli", "sli"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let rels = vec![
+            rel("belongs_to", "p_jvm", "p"),
+            rel("belongs_to", "p_sli", "p"),
+            rel("belongs_to", "q_sli", "q"),
+        ];
+        let g = CausalGraph::build(&kinds, &rels);
+        assert_eq!(
+            g.rule(g.index["p_jvm"], g.index["p_sli"]),
+            Some("runtime → sli")
+        );
+        assert_eq!(g.rule(g.index["p_jvm"], g.index["q_sli"]), None);
     }
 
     #[test]
