@@ -308,6 +308,8 @@ fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
 /// gala-collect's body: options from the command line, then one call.
 pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     use crate::io::exit;
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    bpf::route_libbpf_messages(cli.verbosity.verbose);
     if let Some(cli::Command::Doctor { probes }) = cli.command {
         return doctor(&cli, probes);
     }

@@ -57,6 +57,24 @@ pub fn ensure_tracefs() -> io::Result<()> {
     Ok(())
 }
 
+/// libbpf prints its own warnings on stderr by default, e.g. when a process it attaches a
+/// uprobe to exits meanwhile. Probes already turn every failure that matters into an
+/// explained error or a `status` note, so libbpf's own lines show only with -v (warnings),
+/// -vv (info) and -vvv (debug), prefixed so that a reader knows where they come from.
+pub fn route_libbpf_messages(verbose: u8) {
+    use libbpf_rs::PrintLevel;
+    fn print(_: PrintLevel, msg: String) {
+        eprint!("gala-collect: {msg}");
+    }
+    let level = match verbose {
+        0 => None,
+        1 => Some(PrintLevel::Warn),
+        2 => Some(PrintLevel::Info),
+        _ => Some(PrintLevel::Debug),
+    };
+    libbpf_rs::set_print(level.map(|l| (l, print as libbpf_rs::PrintCallback)));
+}
+
 /// Kernel BPF run-time statistics (run count and time per program), enabled for as long
 /// as this guard lives. The kernel keeps them off by default because they cost a few ns
 /// per run; we turn them on only while collecting, and the fd closing turns them off.
@@ -135,9 +153,13 @@ pub fn explain(probe: &str, stage: &str, err: libbpf_rs::Error) -> anyhow::Error
     use libbpf_rs::ErrorKind as K;
     let text = format!("{err:#}");
     let hint = match err.kind() {
+        // As root, EACCES comes from the verifier refusing the program, not from missing
+        // privileges.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        K::PermissionDenied if unsafe { libc::geteuid() } == 0 => "the verifier refused the program; -v shows its log, and `gala-collect doctor` what this kernel supports",
         K::PermissionDenied => "loading BPF needs root (or CAP_BPF + CAP_PERFMON); run with sudo",
         K::NotFound => "a tracepoint, symbol or kernel type this probe needs is missing here; run `gala-collect doctor`",
-        K::InvalidInput => "the kernel rejected the program (program type or BTF unsupported, or the verifier said no); run `gala-collect doctor`, and -vv for the verifier log",
+        K::InvalidInput => "the kernel rejected the program (program type or BTF unsupported, or the verifier said no); run `gala-collect doctor`, and -v for the verifier log",
         K::TooBig => "the verifier found the program too complex for this kernel",
         _ => "run `gala-collect doctor` to see what this machine supports",
     };
