@@ -197,11 +197,9 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Ver
         let mut done = super::run(&run_opts, &mut reader, &mut sink)?;
         done.retain(|inf| lab.kpis.is_empty() || lab.kpis.iter().any(|k| inf.kpi.id.contains(k)));
         if lab.fault == NO_FAULT {
-            let quiet = done.iter().all(|inf| {
-                inf.causes
-                    .iter()
-                    .all(|c| c.score < reported)
-            });
+            let quiet = done
+                .iter()
+                .all(|inf| inf.causes.iter().all(|c| c.score < reported));
             return Ok(Verdict {
                 rank: quiet.then_some(1),
                 candidates: 0,

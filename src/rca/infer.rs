@@ -28,7 +28,7 @@ pub struct InferOptions {
     pub settle_ms: i64,
     /// Causes reported per KPI anomaly. Default 3.
     pub top: usize,
-    /// Default `walk` (measured: docs/rca.md).
+    /// Default `path` (measured on real faults: docs/rca.md).
     pub ranker: Ranker,
     /// Causes scoring below this are not reported. Default 0.2.
     pub min_score: f64,
@@ -41,7 +41,7 @@ impl Default for InferOptions {
             lookback_ms: 60_000,
             settle_ms: 30_000,
             top: 3,
-            ranker: Ranker::Walk,
+            ranker: Ranker::Path,
             min_score: 0.2,
         }
     }
@@ -82,15 +82,21 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
     }
 }
 
+const SYMPTOM: &[&str] = &[
+    "lat", "delay", "wait", "err", "retran", "drop", "loss", "timeout", "rtt", "fail", "reset",
+    "p99", "p95", "p50",
+];
+
+/// Waiting, latency, errors: what a user feels, never where a fault starts.
+fn is_symptom(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    SYMPTOM.iter().any(|w| m.contains(w))
+}
+
 /// Load (0): a process doing more; saturation (1): a shared resource filling up;
 /// symptom (2): waiting, latency, errors. At the same onset, a lower class explains a
 /// higher one (a hog saturates a CPU, which delays its neighbours).
 fn class(k: &str, metric: &str) -> u8 {
-    let m = metric.to_ascii_lowercase();
-    const SYMPTOM: &[&str] = &[
-        "lat", "delay", "wait", "err", "retran", "drop", "loss", "timeout", "rtt", "fail", "reset",
-        "p99", "p95", "p50",
-    ];
     match k {
         kind::CPU
         | kind::MEM
@@ -102,11 +108,7 @@ fn class(k: &str, metric: &str) -> u8 {
         | kind::QDISC
         | kind::SCHED
         | kind::NET => 1,
-        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
-            if !SYMPTOM.iter().any(|w| m.contains(w)) =>
-        {
-            0
-        }
+        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if !is_symptom(metric) => 0,
         _ => 2,
     }
 }
@@ -161,7 +163,9 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
     // that (a capture started shortly before the incident), it ends halfway between the
     // stream's start and the anomaly instead, so that there is a baseline at all: without
     // one every series would look born during the incident.
-    let first = kpi_hist.and_then(|h| h.ts.first().copied()).unwrap_or(kpi.ts);
+    let first = kpi_hist
+        .and_then(|h| h.ts.first().copied())
+        .unwrap_or(kpi.ts);
     let split = (kpi.ts - opts.lookback_ms).max(first + (kpi.ts - first) / 2);
     let end = kpi.ts + opts.settle_ms;
     let kpi_series = kpi_hist.and_then(|h| h.series(&kpi.metric).map(|v| (h.ts.as_slice(), v)));
@@ -198,7 +202,9 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             born_at[i] = h.ts.first().copied();
         }
         for (metric, values) in &h.cols {
-            if i == k && *metric == kpi.metric {
+            // The KPI entity's other symptoms (its p99 beside its mean latency) are the same
+            // symptom, not its cause; its load (a queue) may be.
+            if i == k && (*metric == kpi.metric || is_symptom(metric)) {
                 continue;
             }
             let Some(dev) = score::deviation(&h.ts, values, split, end, opts.z_threshold) else {
@@ -217,8 +223,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             };
             // One point beyond the threshold in a window of dozens is noise; a cause that
             // explains an incident lasts (or the detector saw it).
-            let abnormal =
-                (dev.z.abs() >= opts.z_threshold && dev.sustained) || flagged.is_some();
+            let abnormal = (dev.z.abs() >= opts.z_threshold && dev.sustained) || flagged.is_some();
             if !abnormal {
                 continue;
             }
@@ -298,8 +303,16 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         let (Some((pts, pv)), Some((cts, cv))) = (series_of(p), series_of(c)) else {
             return false;
         };
-        score::correlation(&cts, &cv, &pts, &pv, split - opts.lookback_ms, end, kpi_step / 2)
-            .is_some_and(|r| r.abs() >= 0.5)
+        score::correlation(
+            &cts,
+            &cv,
+            &pts,
+            &pv,
+            split - opts.lookback_ms,
+            end,
+            kpi_step / 2,
+        )
+        .is_some_and(|r| r.abs() >= 0.5)
     };
 
     // Explained entities rank below what explains them.
