@@ -23,6 +23,8 @@ mod l7;
 mod prometheus;
 #[path = "gala/rca.rs"]
 mod rca;
+#[path = "gala/rca_faults.rs"]
+mod rca_faults;
 #[path = "gala/runtime.rs"]
 mod runtime;
 #[path = "gala/stream_io.rs"]

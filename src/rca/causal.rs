@@ -30,14 +30,7 @@ pub struct CausalGraph {
     seen: HashSet<(usize, usize)>,
 }
 
-const HOST_RESOURCES: &[&str] = &[
-    kind::CPU,
-    kind::MEM,
-    kind::FS,
-    kind::HOST,
-    kind::SCHED,
-    kind::NET,
-];
+const HOST_RESOURCES: &[&str] = &[kind::CPU, kind::MEM, kind::FS, kind::HOST, kind::SCHED];
 const PROC_PARTS: &[&str] = &[
     kind::SLI,
     kind::TCP_LINK,
@@ -268,6 +261,16 @@ impl CausalGraph {
                             }
                         }
                         kind::QDISC => {}
+                        // Parts of a process whose process is not known (a listener of a
+                        // process gone, tgid 0): they slow no neighbour. The host's TCP
+                        // counters (net) are the sum of its links: an effect, not a cause.
+                        kind::ENDPOINT
+                        | kind::TCP_LINK
+                        | kind::SLI
+                        | kind::DNS
+                        | kind::LB_LINK
+                        | kind::NET
+                        | "nginx_link" => {}
                         _ if HOST_RESOURCES.contains(&k.as_str()) || g.ids[r].contains("_cpu") => {
                             g.add(r, p, format!("{k} → proc"));
                             if matches!(k.as_str(), kind::CPU | kind::MEM | kind::HOST) {

@@ -94,7 +94,7 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 pub struct InferArgs {
     /// How to rank over the causal graph: best path to the KPI, or a random walk.
-    #[arg(long, value_enum, default_value = "walk")]
+    #[arg(long, value_enum, default_value = "path")]
     pub ranker: Ranker,
 
     /// Causes reported per KPI anomaly.

@@ -10,7 +10,13 @@
 //!
 //! Its label is `label.json` — `{"system", "fault", "service"}` for tables, `{"system",
 //! "fault", "id"}` for streams, optional `"metric"` — or, RCAEval's layout, the names of
-//! the folders: `DIR/<system>/<service>_<fault>/<n>/`.
+//! the folders: `DIR/<system>/<service>_<fault>/<n>/`. A stream's label may name several
+//! right answers (`"ids": [...]`: the injected process or the resource it hits) and when
+//! the fault began (`"fault_ms"`): the incident judged is then the first KPI anomaly from
+//! that time on, not a blip before it; `"kpis"` (substrings of entity ids) restricts the
+//! judged incidents to the system under test when the recording holds other systems
+//! too. `"fault": "none"` marks a fault-free recording, right when none of those
+//! incidents gets a cause.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,9 @@ use super::infer::InferOptions;
 use crate::io::RecordReader;
 use crate::io::RecordWriter;
 
+/// The fault name of a fault-free recording.
+const NO_FAULT: &str = "none";
+
 struct Label {
     system: String,
     fault: String,
@@ -31,6 +40,12 @@ struct Label {
     service: Option<String>,
     /// Metric-level truth (tables): any of these columns is a right answer.
     metrics: Vec<String>,
+    /// More right answers (streams): any of these entity ids.
+    ids: Vec<String>,
+    /// When the fault was injected (streams).
+    fault_ms: Option<i64>,
+    /// Substrings of the KPI entity ids judged (streams); empty: every KPI.
+    kpis: Vec<String>,
 }
 
 fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -64,15 +79,8 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
         let v: Value = serde_json::from_str(&text)
             .with_context(|| format!("{}/label.json", case.display()))?;
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        return Ok(Label {
-            system: s("system").unwrap_or_else(|| "-".into()),
-            fault: s("fault").unwrap_or_else(|| "-".into()),
-            target: s("id")
-                .or_else(|| s("service"))
-                .context("label.json names no id or service")?,
-            service: s("service"),
-            metrics: v
-                .get("metrics")
+        let list = |k: &str| -> Vec<String> {
+            v.get(k)
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
@@ -80,7 +88,23 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
                         .map(str::to_string)
                         .collect()
                 })
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        };
+        let ids = list("ids");
+        let fault = s("fault").unwrap_or_else(|| "-".into());
+        return Ok(Label {
+            system: s("system").unwrap_or_else(|| "-".into()),
+            target: s("id")
+                .or_else(|| s("service"))
+                .or_else(|| ids.first().cloned())
+                .or_else(|| (fault == NO_FAULT).then(String::new))
+                .context("label.json names no id or service")?,
+            fault,
+            service: s("service"),
+            metrics: list("metrics"),
+            ids,
+            fault_ms: v.get("fault_ms").and_then(Value::as_i64),
+            kpis: list("kpis"),
         });
     }
     let rel = case.strip_prefix(root).unwrap_or(case);
@@ -101,6 +125,9 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
         target: service.to_string(),
         service: Some(service.to_string()),
         metrics: Vec::new(),
+        ids: Vec::new(),
+        fault_ms: None,
+        kpis: Vec::new(),
     })
 }
 
@@ -113,6 +140,7 @@ struct Verdict {
 }
 
 fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Verdict> {
+    let reported = opts.min_score;
     let mut opts = opts.clone();
     opts.top = usize::MAX;
     opts.min_score = 0.0;
@@ -166,11 +194,34 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Ver
             only: true,
             ..super::Options::default()
         };
-        let done = super::run(&run_opts, &mut reader, &mut sink)?;
-        done.into_iter()
-            .next()
+        let mut done = super::run(&run_opts, &mut reader, &mut sink)?;
+        done.retain(|inf| lab.kpis.is_empty() || lab.kpis.iter().any(|k| inf.kpi.id.contains(k)));
+        if lab.fault == NO_FAULT {
+            let quiet = done
+                .iter()
+                .all(|inf| inf.causes.iter().all(|c| c.score < reported));
+            return Ok(Verdict {
+                rank: quiet.then_some(1),
+                candidates: 0,
+                truths: 1,
+            });
+        }
+        let names: Vec<String> = done
+            .into_iter()
+            .find(|inf| lab.fault_ms.is_none_or(|t| inf.kpi.ts >= t))
             .map(|inf| inf.causes.into_iter().map(|c| c.id).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // Any of the right answers counts as the target.
+        names
+            .into_iter()
+            .map(|n| {
+                if lab.ids.contains(&n) {
+                    lab.target.clone()
+                } else {
+                    n
+                }
+            })
+            .collect()
     };
     // Several metrics of one service rank separately; a service counts at its best rank.
     let mut seen: Vec<&str> = Vec::new();

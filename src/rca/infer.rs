@@ -28,7 +28,7 @@ pub struct InferOptions {
     pub settle_ms: i64,
     /// Causes reported per KPI anomaly. Default 3.
     pub top: usize,
-    /// Default `walk` (measured: docs/rca.md).
+    /// Default `path` (measured on real faults: docs/rca.md).
     pub ranker: Ranker,
     /// Causes scoring below this are not reported. Default 0.2.
     pub min_score: f64,
@@ -41,7 +41,7 @@ impl Default for InferOptions {
             lookback_ms: 60_000,
             settle_ms: 30_000,
             top: 3,
-            ranker: Ranker::Walk,
+            ranker: Ranker::Path,
             min_score: 0.2,
         }
     }
@@ -82,15 +82,21 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
     }
 }
 
+const SYMPTOM: &[&str] = &[
+    "lat", "delay", "wait", "err", "retran", "drop", "loss", "timeout", "rtt", "fail", "reset",
+    "p99", "p95", "p50",
+];
+
+/// Waiting, latency, errors: what a user feels, never where a fault starts.
+fn is_symptom(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    SYMPTOM.iter().any(|w| m.contains(w))
+}
+
 /// Load (0): a process doing more; saturation (1): a shared resource filling up;
 /// symptom (2): waiting, latency, errors. At the same onset, a lower class explains a
 /// higher one (a hog saturates a CPU, which delays its neighbours).
 fn class(k: &str, metric: &str) -> u8 {
-    let m = metric.to_ascii_lowercase();
-    const SYMPTOM: &[&str] = &[
-        "lat", "delay", "wait", "err", "retran", "drop", "loss", "timeout", "rtt", "fail", "reset",
-        "p99", "p95", "p50",
-    ];
     match k {
         kind::CPU
         | kind::MEM
@@ -102,11 +108,7 @@ fn class(k: &str, metric: &str) -> u8 {
         | kind::QDISC
         | kind::SCHED
         | kind::NET => 1,
-        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
-            if !SYMPTOM.iter().any(|w| m.contains(w)) =>
-        {
-            0
-        }
+        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if !is_symptom(metric) => 0,
         _ => 2,
     }
 }
@@ -128,6 +130,16 @@ fn step(ts: &[i64]) -> i64 {
     d[d.len() / 2]
 }
 
+/// A series that starts at `birth`, preceded by zeros at the KPI's timestamps.
+fn zero_before(kts: &[i64], birth: i64, ts: &[i64], v: &[f32]) -> (Vec<i64>, Vec<f32>) {
+    let before = kts.partition_point(|&t| t < birth);
+    let mut zts = kts[..before].to_vec();
+    let mut zv = vec![0.0; before];
+    zts.extend_from_slice(ts);
+    zv.extend_from_slice(v);
+    (zts, zv)
+}
+
 /// The result of one inference, with what `--format text` needs to tell it.
 #[derive(Debug, Clone)]
 pub struct Inference {
@@ -146,9 +158,16 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             scored: 0,
         };
     };
-    let split = kpi.ts - opts.lookback_ms;
-    let end = kpi.ts + opts.settle_ms;
     let kpi_hist = store.histories.get(&kpi.id);
+    // The baseline ends `lookback` before the KPI anomaly; when the stream is younger than
+    // that (a capture started shortly before the incident), it ends halfway between the
+    // stream's start and the anomaly instead, so that there is a baseline at all: without
+    // one every series would look born during the incident.
+    let first = kpi_hist
+        .and_then(|h| h.ts.first().copied())
+        .unwrap_or(kpi.ts);
+    let split = (kpi.ts - opts.lookback_ms).max(first + (kpi.ts - first) / 2);
+    let end = kpi.ts + opts.settle_ms;
     let kpi_series = kpi_hist.and_then(|h| h.series(&kpi.metric).map(|v| (h.ts.as_slice(), v)));
     let kpi_step = kpi_hist.map_or(1000, |h| step(&h.ts));
 
@@ -166,28 +185,45 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
     }
 
     let mut best: Vec<Option<Scored>> = vec![None; n];
+    let mut born_at: Vec<Option<i64>> = vec![None; n];
     let mut scored = 0;
     for i in (0..n).filter(|&i| reachable[i]) {
         let Some(h) = store.histories.get(&g.ids[i]) else {
             continue;
         };
+        // A process (or container) that did not exist before the incident is load that
+        // arrived with it, whatever its metrics are called: a stress-ng, a backup job.
+        let born = h.ts.first().is_some_and(|&t| t >= split)
+            && matches!(
+                g.kinds[i].as_str(),
+                kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
+            );
+        if born {
+            born_at[i] = h.ts.first().copied();
+        }
         for (metric, values) in &h.cols {
-            if i == k && *metric == kpi.metric {
+            // The KPI entity's other symptoms (its p99 beside its mean latency) are the same
+            // symptom, not its cause; its load (a queue) may be.
+            if i == k && (*metric == kpi.metric || is_symptom(metric)) {
                 continue;
             }
             let Some(dev) = score::deviation(&h.ts, values, split, end, opts.z_threshold) else {
                 continue;
             };
             scored += 1;
-            let flagged = store.anomalies.get(&(g.ids[i].clone(), metric.clone()));
-            let since = match (
-                dev.since,
-                flagged.map(|a| a.ts).filter(|&t| t >= split && t <= end),
-            ) {
+            // Only an incident that started in the window is news: one already open before
+            // the baseline ended is the baseline's state, not this incident's cause.
+            let flagged = store
+                .anomalies
+                .get(&(g.ids[i].clone(), metric.clone()))
+                .filter(|a| a.ts >= split && a.ts <= end);
+            let since = match (dev.since, flagged.map(|a| a.ts)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let abnormal = dev.z.abs() >= opts.z_threshold || flagged.is_some();
+            // One point beyond the threshold in a window of dozens is noise; a cause that
+            // explains an incident lasts (or the detector saw it).
+            let abnormal = (dev.z.abs() >= opts.z_threshold && dev.sustained) || flagged.is_some();
             if !abnormal {
                 continue;
             }
@@ -201,32 +237,35 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             } else {
                 0.5f64.powf(lag as f64 / (2 * kpi_step) as f64)
             };
-            // A series born during the incident has nothing to correlate over.
-            let corr = kpi_series
-                .filter(|_| score::has_history(&h.ts, values, split))
-                .and_then(|(kts, kv)| {
-                    score::correlation(
-                        &h.ts,
-                        values,
-                        kts,
-                        kv,
-                        split - opts.lookback_ms,
-                        end,
-                        kpi_step / 2,
-                    )
-                });
-            let cls = class(&g.kinds[i], metric);
+            // A series born during the incident has nothing to correlate over, except a new
+            // process's load, which was zero before it existed.
+            let corr = kpi_series.and_then(|(kts, kv)| {
+                let from = split - opts.lookback_ms;
+                if score::has_history(&h.ts, values, split) {
+                    score::correlation(&h.ts, values, kts, kv, from, end, kpi_step / 2)
+                } else if born {
+                    let (zts, zv) = zero_before(kts, h.ts[0], &h.ts, values);
+                    score::correlation(&zts, &zv, kts, kv, from, end, kpi_step / 2)
+                } else {
+                    None
+                }
+            });
+            let cls = if born { 0 } else { class(&g.kinds[i], metric) };
             // A process working harder (a hog) and a process stopped (a stall) both hurt.
-            let bad = if cls == 0 {
-                Bad::Either
-            } else {
-                score::bad_direction(metric)
+            // A shared resource hurts only by filling up: a NIC's or a disk's byte and
+            // request rates follow the load its users put on it, so they are effects of the
+            // incident, not a resource's fault (its utilisation, waits and drops are).
+            let bad = match (cls, score::bad_direction(metric)) {
+                (0, _) => Bad::Either,
+                (1, Bad::Either) => Bad::Neither,
+                (_, b) => b,
             };
             let factors = [
                 magnitude,
                 dev.direction_factor(bad),
                 earliness,
-                corr.map_or(0.9, |c| 0.75 + 0.25 * c.abs()),
+                // A cause moves with the KPI; a neighbour's unrelated noise does not.
+                corr.map_or(0.75, |c| 0.5 + 0.5 * c.abs()),
                 if flagged.is_some() { 1.0 } else { 0.9 },
             ];
             let cand = Scored {
@@ -248,11 +287,44 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         .map(|b| b.as_ref().map_or(0.0, |b| b.score))
         .collect();
 
+    // The series behind an entity's best metric, a new process's load zero before it.
+    let series_of = |i: usize| -> Option<(Vec<i64>, Vec<f32>)> {
+        let h = store.histories.get(&g.ids[i])?;
+        let v = h.series(&best[i].as_ref()?.metric)?;
+        Some(match (born_at[i], kpi_series) {
+            (Some(b), Some((kts, _))) => zero_before(kts, b, &h.ts, v),
+            _ => (h.ts.clone(), v.to_vec()),
+        })
+    };
+    // Real baselines are noisy: among the many neighbours of a cause, one often crossed
+    // its threshold a little earlier by chance. A change explains another only when the
+    // second follows the first (|r| ≥ 0.5 over the window), as an effect follows its cause.
+    let follows = |p: usize, c: usize| -> bool {
+        let (Some((pts, pv)), Some((cts, cv))) = (series_of(p), series_of(c)) else {
+            return false;
+        };
+        score::correlation(
+            &cts,
+            &cv,
+            &pts,
+            &pv,
+            split - opts.lookback_ms,
+            end,
+            kpi_step / 2,
+        )
+        .is_some_and(|r| r.abs() >= 0.5)
+    };
+
     // Explained entities rank below what explains them.
     let half = kpi_step / 2;
     let explained: Vec<bool> = (0..n)
         .map(|c| {
             let Some(bc) = &best[c] else { return false };
+            // A process that appeared with the incident is where it starts: nothing in
+            // the graph made it run.
+            if born_at[c].is_some() {
+                return false;
+            }
             let tc = bc.since.unwrap_or(i64::MAX);
             // Direct causes, and causes of quiet direct causes (a NIC dropping packets
             // explains an SLI through a link that itself shows nothing).
@@ -270,10 +342,11 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     return false;
                 }
                 let tp = bp.since.unwrap_or(i64::MAX);
-                tp < tc - half
+                (tp < tc - half
                     || ((tp - tc).abs() <= half
                         && (bp.class < bc.class
-                            || (bp.class == bc.class && g.rule(via, p).is_none())))
+                            || (bp.class == bc.class && g.rule(via, p).is_none()))))
+                    && follows(p, c)
             })
         })
         .collect();

@@ -15,6 +15,8 @@ pub enum Bad {
     Down,
     /// Throughputs: a hog raises them, a stall lowers them.
     Either,
+    /// Neither way is a fault of this entity (a shared resource's load rates).
+    Neither,
 }
 
 /// The bad direction of a metric, from its name. gala-gopher's names follow a few
@@ -62,6 +64,8 @@ pub struct Deviation {
     /// Start of the run of points beyond the threshold that holds the peak, when the peak
     /// is beyond it.
     pub since: Option<i64>,
+    /// Two or more points in a row beyond the threshold: a state, not a blip.
+    pub sustained: bool,
 }
 
 impl Deviation {
@@ -76,6 +80,7 @@ impl Deviation {
         match (bad, self.z >= 0.0) {
             (Bad::Up, true) | (Bad::Down, false) => 1.0,
             (Bad::Either, _) => 0.8,
+            (Bad::Neither, _) => 0.3,
             _ => 0.3,
         }
     }
@@ -98,9 +103,13 @@ fn quantile_sorted(v: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-/// Robust centre and scale of a baseline: median and IQR (MAD-consistent), with a floor so
-/// that a metric that never moved (scale 0) still gets finite z scores: a constant counter
-/// that jumps is abnormal, but by "one unit of 1 % of its level", not by infinity.
+/// Robust centre and scale of a baseline: median and IQR (MAD-consistent), with two floors
+/// so that a metric whose IQR is zero still gets sensible z scores:
+/// - the mean absolute deviation from the median: a sparse counter (retransmits: mostly
+///   0, now and then 1 or 2) has an IQR of 0, yet its usual blips are not news;
+/// - 5 % of its level, so that a metric that barely moved (scale ≈ 0) is not made
+///   abnormal by a change no operator would call one: a file system's used inodes going
+///   from 12.30 % to 12.31 %. With the default threshold it has to move by 15 %.
 pub fn robust_baseline(values: &mut [f64]) -> Option<(f64, f64)> {
     if values.len() < 3 {
         return None;
@@ -108,7 +117,12 @@ pub fn robust_baseline(values: &mut [f64]) -> Option<(f64, f64)> {
     values.sort_by(|a, b| a.total_cmp(b));
     let med = median_sorted(values);
     let iqr = quantile_sorted(values, 0.75) - quantile_sorted(values, 0.25);
-    let scale = (iqr / 1.349).max(0.01 * med.abs()).max(1e-9);
+    // 1.2533·mean |x − median| estimates σ for normal data, like IQR/1.349.
+    let mad = values.iter().map(|x| (x - med).abs()).sum::<f64>() / values.len() as f64;
+    let scale = (iqr / 1.349)
+        .max(1.2533 * mad)
+        .max(0.05 * med.abs())
+        .max(1e-9);
     Some((med, scale))
 }
 
@@ -149,9 +163,20 @@ pub fn deviation(
                 .iter()
                 .filter(|x| x.is_finite())
                 .fold(0.0f64, |m, &x| m.max((x as f64).abs()));
-            (0.0, (peak * 0.01).max(1e-9))
+            (0.0, (peak * 0.05).max(1e-9))
         }
         None => return None,
+    };
+    // A baseline that never moved (a counter at 0) gives no scale at all: measure a jump
+    // from it, like a series born in the window, against 5 % of where it went.
+    let scale = if scale <= 1e-9 {
+        let peak = v[cut..stop]
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0.0f64, |m, &x| m.max((x as f64 - med).abs()));
+        (peak * 0.05).max(1e-9)
+    } else {
+        scale
     };
     let mut best: Option<(f64, f64)> = None;
     // The onset is the start of the first sustained run of abnormal points (two or more,
@@ -201,6 +226,7 @@ pub fn deviation(
         baseline: med,
         value,
         since,
+        sustained: sustained.is_some(),
     })
 }
 

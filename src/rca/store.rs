@@ -157,8 +157,12 @@ impl Store {
         self.note_kind(&a.id, &a.kind);
         let key = (a.id.clone(), a.metric.clone());
         match self.anomalies.get(&key) {
-            // Keep the start of an incident, not its later points.
-            Some(old) if a.ts - old.ts <= self.history_ms && old.ts <= a.ts => {}
+            // Keep the start of an incident, not its later points; a new incident after the
+            // last one closed replaces it.
+            Some(old)
+                if a.ts - old.ts <= self.history_ms
+                    && old.ts <= a.ts
+                    && old.end.is_none_or(|e| a.ts <= e) => {}
             _ => {
                 self.anomalies.insert(key, a.clone());
             }

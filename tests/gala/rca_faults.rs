@@ -1,0 +1,206 @@
+//! gala-rca on real faults: scripts/fault-suite runs nginx → an application → redis and
+//! PostgreSQL on loopback under load, records it with the real gala-collect, injects one
+//! fault per case after a fault-free baseline, and runs gala-topo | gala-detect | gala-rca
+//! over each recording. A case is right when the injected process or the resource it hits
+//! ranks in the top 3 of the first inference after the fault, with the fault's kind as
+//! its keyword; the baseline alone must yield no cause.
+//!
+//! The floor asserted is what was measured, not the goal: at least one of the three cases
+//! right (the pipeline before this suite got none), and no cause on the quiet baseline.
+//! On the shared 2-core development machine the CPU hog was right in every run, the
+//! paused redis in one run of four, the packet loss in none (docs/rca.md): other
+//! developers' compilers are real hogs that appear during the fault, and a latency spike
+//! in a 40 s baseline can hide the fault from gala-detect. Raise the floor as that improves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Mutex;
+
+use super::common;
+
+/// The suite's services listen on fixed ports: one run at a time.
+static SUITE: Mutex<()> = Mutex::new(());
+
+/// Stops the suite (SIGTERM: it stops its services and undoes its fault in `finally`) and
+/// removes any iptables rule it left, however the test ends.
+struct Suite(Child);
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+        let _ = Command::new(script()).arg("--cleanup").status();
+    }
+}
+
+fn script() -> PathBuf {
+    common::root().join("scripts/fault-suite")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    common::ndjson(&std::fs::read(path).unwrap_or_default())
+}
+
+/// The suite's own KPIs (label.json `kpis`: substrings of their ids); the machine may run
+/// other services, whose incidents are not this test's to judge.
+fn ours(label: &serde_json::Value, cause: &serde_json::Value) -> bool {
+    let id = cause["kpi"]["id"].as_str().unwrap_or("");
+    label["kpis"].as_array().is_some_and(|ks| {
+        ks.iter()
+            .any(|k| k.as_str().is_some_and(|k| id.contains(k)))
+    })
+}
+
+fn label(dir: &Path, case: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(case).join("label.json")).ok()?).ok()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// What went wrong with one case, if anything.
+fn judge(dir: &Path, case: &str) -> Option<String> {
+    let Some(label) = label(dir, case) else {
+        return Some(format!("{case}: no label.json"));
+    };
+    let Some(fault_ms) = label["fault_ms"].as_i64() else {
+        return Some(format!("{case}: label.json without fault_ms"));
+    };
+    let (ids, keywords) = (strings(&label["ids"]), strings(&label["keywords"]));
+    if ids.is_empty() {
+        return Some(format!(
+            "{case}: the recording holds none of the injected entities"
+        ));
+    }
+    let causes = lines(&dir.join(case).join("causes.ndjson"));
+    let Some(first) = causes
+        .iter()
+        .filter(|c| ours(&label, c) && c["kpi"]["ts"].as_i64().is_some_and(|t| t >= fault_ms))
+        .map(|c| c["kpi"].clone())
+        .next()
+    else {
+        return Some(format!("{case}: no KPI anomaly after the fault began"));
+    };
+    let ranked: Vec<&serde_json::Value> = causes.iter().filter(|c| c["kpi"] == first).collect();
+    let hit = ranked.iter().any(|c| {
+        c["rank"].as_u64().is_some_and(|r| r <= 3)
+            && ids.contains(&c["id"].as_str().unwrap_or(""))
+            && keywords.contains(&c["keyword"].as_str().unwrap_or(""))
+    });
+    (!hit).then(|| {
+        let got: Vec<String> = ranked
+            .iter()
+            .map(|c| {
+                format!(
+                    "#{} {} {} {}",
+                    c["rank"], c["keyword"], c["id"], c["metric"]
+                )
+            })
+            .collect();
+        format!(
+            "{case}: KPI {} {}: none of {ids:?} ({keywords:?}) in the top 3: {got:?}",
+            first["id"], first["metric"]
+        )
+    })
+}
+
+#[test]
+fn injected_faults_rank_in_the_top_three_and_a_quiet_recording_has_no_cause() {
+    if !common::require_bpf("rca_faults") {
+        return;
+    }
+    let missing: Vec<&str> = [
+        "nginx",
+        "redis-server",
+        "stress-ng",
+        "iptables",
+        "taskset",
+        "runuser",
+    ]
+    .into_iter()
+    .filter(|t| !have(t))
+    .collect();
+    let postgres = !glob_postgres().is_empty();
+    if !missing.is_empty() || !postgres {
+        let msg =
+            format!("rca_faults: missing {missing:?} (postgres: {postgres}); see scripts/setup");
+        if std::env::var("GALA_REQUIRE_BPF").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        eprintln!("{msg}: skipped");
+        return;
+    }
+    let _one = SUITE.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().expect("tempdir");
+    let bin = common::bin("gala-collect");
+    let child = Command::new(script())
+        .args([
+            "--cases",
+            "cpu,stop,loss",
+            "--baseline",
+            "40",
+            "--fault",
+            "20",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .arg("--bin")
+        .arg(bin.parent().expect("bin dir"))
+        .spawn()
+        .expect("scripts/fault-suite");
+    let mut suite = Suite(child);
+    let status = suite.0.wait().expect("wait for the suite");
+    drop(suite);
+    let summary = std::fs::read_to_string(out.path().join("summary.txt")).unwrap_or_default();
+    eprintln!("{summary}");
+    assert!(status.success(), "scripts/fault-suite failed: {status}");
+    let cases = ["cpu", "stop", "loss"];
+    let wrong: Vec<String> = cases.iter().filter_map(|c| judge(out.path(), c)).collect();
+    eprintln!(
+        "rca_faults: {} of {} cases right\n{}",
+        cases.len() - wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+    let mut failures = Vec::new();
+    if wrong.len() == cases.len() {
+        failures.extend(wrong);
+    }
+    let quiet_label = label(out.path(), "quiet").unwrap_or_default();
+    let quiet: Vec<serde_json::Value> = lines(&out.path().join("quiet/causes.ndjson"))
+        .into_iter()
+        .filter(|c| ours(&quiet_label, c))
+        .collect();
+    if !quiet.is_empty() {
+        failures.push(format!(
+            "quiet: {} causes on a fault-free recording, first {}",
+            quiet.len(),
+            quiet[0]
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn glob_postgres() -> Vec<PathBuf> {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin/postgres"))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
+}
