@@ -246,7 +246,44 @@ fn replayed_report_renders_in_chromium_without_errors() {
     assert!(seen["verdict"].as_str().unwrap().contains("stress-ng"));
 }
 
-/// The issue's end-to-end case: redis-server pinned to one CPU under a steady request
+/// An HTTP service that spends 3 ms of its own CPU time on each request, so that
+/// sharing its CPU stretches every answer (a service that mostly sleeps is protected by
+/// the scheduler and hardly notices a hog). Nagle off, as any real server has it.
+const APP: &str = r#"
+import sys, time
+from http.server import HTTPServer, BaseHTTPRequestHandler
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def log_message(self, *a): pass
+    def do_GET(self):
+        end = time.thread_time() + 0.003
+        while time.thread_time() < end: pass
+        body = b"ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// A request every 20 ms on one keep-alive connection, whatever the answers take.
+const LOAD: &str = r#"
+import sys, time, http.client
+port = int(sys.argv[1])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+while True:
+    t = time.monotonic()
+    try:
+        c.request("GET", "/work")
+        c.getresponse().read()
+    except Exception:
+        c.close()
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    time.sleep(max(0.0, 0.02 - (time.monotonic() - t)))
+"#;
+
+/// The issue's end-to-end case: an HTTP service pinned to one CPU under a steady request
 /// load, a baseline, then a CPU hog pinned to the same CPU. The report must be complete,
 /// render in Chromium, and name the hog in its verdict.
 #[test]
@@ -255,14 +292,7 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
     if !common::require_bpf(TEST)
         || !need(
             TEST,
-            &[
-                "redis-server",
-                "redis-cli",
-                "stress-ng",
-                "taskset",
-                "dot",
-                "chromium",
-            ],
+            &["python3", "stress-ng", "taskset", "dot", "chromium"],
         )
     {
         return;
@@ -270,26 +300,11 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
     // The CPU both share: the last one, away from CPU 0's interrupts.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = (cpus - 1).to_string();
-    let port = port_from(16379);
+    let port = port_from(16080);
     let p = port.to_string();
-    let _redis = spawn(Command::new("taskset").args([
-        "-c",
-        &cpu,
-        "redis-server",
-        "--port",
-        &p,
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]));
-    wait_port(port, "redis-server");
-    // A request every 5 ms on one connection: steady, and light enough that the hog, not
-    // the load, is what changes.
-    let _load =
-        spawn(Command::new("redis-cli").args(["-p", &p, "-r", "-1", "-i", "0.005", "ping"]));
+    let _app = spawn(Command::new("taskset").args(["-c", &cpu, "python3", "-c", APP, &p]));
+    wait_port(port, "the HTTP service");
+    let _load = spawn(Command::new("python3").args(["-c", LOAD, &p]));
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("report");
@@ -312,7 +327,7 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
         &cpu,
         "stress-ng",
         "--cpu",
-        "2",
+        "4",
         "--timeout",
         &format!("{}s", fault + 30),
         "--quiet",
@@ -328,27 +343,27 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
     let seen = browse(&dir);
     assert_renders(&seen, &["topology", "oncpu", "offcpu"]);
 
-    // Two steps, each its own failure: gala-detect saw redis suffer (an anomaly on the
-    // server's or the client's process, link or SLI), and the verdict names the hog.
-    let redis_ids =
-        [_redis.0.id(), _load.0.id()].map(|pid| [format!("_{pid}_"), format!("_proc_{pid}")]);
-    let on_redis = common::ndjson(read(&dir, "anomalies.ndjson").as_bytes())
+    // Two steps, each its own failure: gala-detect saw the service suffer (an anomaly on
+    // the server's or the client's process, link or SLI), and the verdict names the hog.
+    let service_ids =
+        [_app.0.id(), _load.0.id()].map(|pid| [format!("_{pid}_"), format!("_proc_{pid}")]);
+    let on_service = common::ndjson(read(&dir, "anomalies.ndjson").as_bytes())
         .into_iter()
         .filter(|a| {
             let id = a["id"].as_str().unwrap_or("");
-            redis_ids
+            service_ids
                 .iter()
                 .flatten()
                 .any(|k| id.contains(k.as_str()) || id.ends_with(k.as_str()))
         })
         .count();
     let verdict = section(&html, "verdict");
-    if on_redis == 0 || !verdict.contains("stress-ng") {
+    if on_service == 0 || !verdict.contains("stress-ng") {
         let kept = tmp.keep();
         panic!(
             "{} (report kept in {}):\n{}\nanomalies.txt:\n{}\ncauses.txt:\n{}",
-            if on_redis == 0 {
-                "gala-detect flagged nothing on redis"
+            if on_service == 0 {
+                "gala-detect flagged nothing on the service"
             } else {
                 "the verdict does not name the CPU hog"
             },
