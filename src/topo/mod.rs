@@ -23,6 +23,7 @@ pub mod hash;
 pub mod render;
 pub mod scan;
 pub mod state;
+pub mod template;
 
 use anyhow::Context;
 
@@ -32,6 +33,7 @@ use graph::{Graph, Layer};
 use hash::{FastMap as HashMap, FastSet as HashSet};
 use scan::Scanned;
 use state::State;
+use template::Template;
 
 /// What to derive and how to write it.
 #[derive(Debug, Clone)]
@@ -98,6 +100,8 @@ pub fn run(
     let streaming = opts.format == Format::Ndjson && opts.at.is_none();
     let pass = streaming && !opts.only;
     let mut apps = build::AppCache::default();
+    // Each machine's last snapshot, to write again while its structure stays.
+    let mut templates: HashMap<String, Template> = HashMap::default();
     // Machines whose interval ended and whose snapshot is due, with the interval's time.
     let mut due: HashMap<String, i64> = HashMap::default();
     // Machines with records since their last status.
@@ -113,7 +117,16 @@ pub fn run(
                     summary: &mut Summary|
      -> anyhow::Result<()> {
         if streaming {
-            summary.records_out += snapshot(state, apps, ts, machine, opts, out, &mut buf)?;
+            summary.records_out += snapshot(
+                state,
+                apps,
+                &mut templates,
+                ts,
+                machine,
+                opts,
+                out,
+                &mut buf,
+            )?;
             summary.snapshots += 1;
         }
         state.expire(machine);
@@ -156,19 +169,22 @@ pub fn run(
         last_ts = last_ts.max(ts);
         let result = match scanned {
             Scanned::Entity(l) => {
-                open.insert(l.machine_id.unwrap_or_default().to_string());
+                let m = l.machine_id.unwrap_or_default();
+                if !open.contains(m) {
+                    open.insert(m.to_string());
+                }
                 state.entity(
                     l.id.unwrap_or_default(),
                     l.kind.unwrap_or_default(),
                     l.machine_id.unwrap_or_default(),
-                    l.keys.map_or("{}", |k| k.get()),
-                    l.labels.map(|k| k.get()),
+                    l.keys.unwrap_or("{}"),
+                    l.labels,
                 )
             }
             Scanned::Metric(l) => state.metric(
                 l.id.unwrap_or_default(),
                 l.kind.unwrap_or_default(),
-                l.metrics.map(|m| m.get()),
+                l.metrics,
             ),
             Scanned::Status { ts, machine_id } => {
                 let machines: Vec<String> = match machine_id {
@@ -207,7 +223,7 @@ pub fn run(
     } else {
         let ts = opts.at.unwrap_or(last_ts);
         let g = view(build::build(&state, ts, None, &mut apps), opts)?;
-        summary.records_out += draw(&g, opts.format, out, &mut buf)?;
+        summary.records_out += draw(&g, &state, opts.format, out, &mut buf)?;
         summary.snapshots += 1;
     }
     summary.orphan_metrics = state.orphan_metrics;
@@ -216,15 +232,30 @@ pub fn run(
 }
 
 /// The edges one machine reports at the end of its interval.
+#[allow(clippy::too_many_arguments)]
 fn snapshot(
     state: &State,
     apps: &mut build::AppCache,
+    templates: &mut HashMap<String, Template>,
     ts: i64,
     machine: &str,
     opts: &Options,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
 ) -> anyhow::Result<u64> {
+    if opts.focus.is_none() {
+        if let Some(t) = templates
+            .get(machine)
+            .filter(|t| t.key == (state.version, apps.version))
+        {
+            return Ok(t.write(ts, state, out, buf)?);
+        }
+        let g = view(build::build(state, ts, Some(machine), apps), opts)?;
+        let t = Template::of(&g, None, state, (state.version, apps.version));
+        let n = t.write(ts, state, out, buf)?;
+        templates.insert(machine.to_string(), t);
+        return Ok(n);
+    }
     let g = match &opts.focus {
         // A focus needs the whole graph to walk; then the machine's part is taken.
         Some(_) => {
@@ -246,7 +277,7 @@ fn snapshot(
         Err(_) if opts.focus.is_some() => return Ok(0),
         Err(e) => return Err(e),
     };
-    Ok(render::ndjson(&g, None, out, buf)?)
+    Ok(render::ndjson(&g, None, state, out, buf)?)
 }
 
 /// Applies the layer, detail and focus options.
@@ -263,12 +294,13 @@ fn view(mut g: Graph, opts: &Options) -> anyhow::Result<Graph> {
 
 fn draw(
     g: &Graph,
+    state: &State,
     format: Format,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
 ) -> anyhow::Result<u64> {
     let text = match format {
-        Format::Ndjson => return Ok(render::ndjson(g, None, out, buf)?),
+        Format::Ndjson => return Ok(render::ndjson(g, None, state, out, buf)?),
         Format::Dot => render::dot(g),
         Format::Mermaid => render::mermaid(g),
         Format::Json => render::json(g),
