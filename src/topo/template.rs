@@ -42,11 +42,11 @@ struct EntityTail<'a> {
     labels: &'a Fields,
 }
 
-const EDGE_HEAD: &[u8] = br#"{"type":"edge","ts":"#;
-const ENTITY_HEAD: &[u8] = br#"{"type":"entity","ts":"#;
+const EDGE_HEAD: &str = r#"{"type":"edge","ts":"#;
+const ENTITY_HEAD: &str = r#"{"type":"entity","ts":"#;
 
 struct Rec {
-    head: &'static [u8],
+    head: &'static str,
     /// The text after the time; for a connect edge, up to where its metrics go.
     tail: Range<usize>,
     /// A connect edge's metrics, filled at every write.
@@ -58,7 +58,7 @@ pub struct Template {
     /// The state and app-grouping versions it was made at: while both stay, a fresh build
     /// would give the same records but for times and metrics.
     pub key: (u64, u64),
-    text: Vec<u8>,
+    text: String,
     recs: Vec<Rec>,
     sources: Vec<Source>,
 }
@@ -69,7 +69,7 @@ impl Template {
     pub fn of(g: &Graph, owner: Option<&str>, state: &State, key: (u64, u64)) -> Template {
         let mut t = Template {
             key,
-            text: Vec::with_capacity(g.edges.len() * 200),
+            text: String::with_capacity(g.edges.len() * 200),
             recs: Vec::with_capacity(g.edges.len() + 16),
             sources: g.sources.clone(),
         };
@@ -128,15 +128,16 @@ impl Template {
 
     fn push<T: Serialize>(
         &mut self,
-        head: &'static [u8],
+        head: &'static str,
         tail: &T,
         open: bool,
         source: Option<u32>,
     ) {
         let start = self.text.len();
-        // Plain structs of strings and finite numbers serialise into a Vec without error.
-        serde_json::to_writer(&mut self.text, tail).expect("records serialise");
-        self.text[start] = b',';
+        // Plain structs of strings and finite numbers serialise without error.
+        let json = serde_json::to_string(tail).expect("records serialise");
+        self.text.push(',');
+        self.text.push_str(&json[1..]);
         if open {
             self.text.pop();
         }
@@ -158,19 +159,23 @@ impl Template {
     ) -> io::Result<u64> {
         let mut memo = Vec::new();
         let mut time = itoa::Buffer::new();
-        let time = time.format(ts).as_bytes();
+        let time = time.format(ts);
+        // Built as text, so that only the metrics are checked for UTF-8, not whole lines.
+        let mut line = String::with_capacity(512);
         for r in &self.recs {
-            buf.clear();
-            buf.extend_from_slice(r.head);
-            buf.extend_from_slice(time);
-            buf.extend_from_slice(&self.text[r.tail.clone()]);
+            line.clear();
+            line.push_str(r.head);
+            line.push_str(time);
+            line.push_str(&self.text[r.tail.clone()]);
             if let Some(i) = r.source {
                 // Never empty: a connect edge always counts its links.
-                buf.extend_from_slice(br#","metrics":"#);
+                line.push_str(r#","metrics":"#);
+                buf.clear();
                 flow::recompute(state, &self.sources, i, &mut memo).write_metrics(buf);
-                buf.push(b'}');
+                line.push_str(std::str::from_utf8(buf).expect("serde_json writes UTF-8"));
+                line.push('}');
             }
-            out.write_raw(std::str::from_utf8(buf).expect("serde_json writes UTF-8"))?;
+            out.write_raw(&line)?;
         }
         Ok(self.recs.len() as u64)
     }
