@@ -12,7 +12,6 @@
 //! exact records; they add no cardinality (each is a function of the entity's keys).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,20 +234,30 @@ fn push_name(out: &mut String, part: &str) {
     }));
 }
 
-fn label_name(name: &str) -> String {
-    let mut s = String::with_capacity(name.len() + 1);
+/// Appends a label name in Prometheus' alphabet: a leading digit gets a `_` before it, and
+/// `__` (reserved for Prometheus itself) becomes `x_`.
+fn push_label_name(out: &mut String, name: &str) {
+    let start = out.len();
     if name.starts_with(|c: char| c.is_ascii_digit()) {
-        s.push('_');
+        out.push('_');
     }
-    push_name(&mut s, name);
-    // Names starting with __ are reserved for Prometheus itself.
-    if s.starts_with("__") {
-        s.replace_range(0..2, "x_");
+    if name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        out.push_str(name);
+    } else {
+        push_name(out, name);
     }
-    s
+    if out[start..].starts_with("__") {
+        out.replace_range(start..start + 2, "x_");
+    }
 }
 
+/// Appends a label value, escaped, cut to [`MAX_LABEL_VALUE`] characters.
 fn push_label_value(out: &mut String, v: &str) {
+    // Nearly every value is short and has nothing to escape: one copy.
+    if v.len() <= MAX_LABEL_VALUE && !v.bytes().any(|c| matches!(c, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
     for (i, c) in v.chars().enumerate() {
         if i >= MAX_LABEL_VALUE {
             break;
@@ -262,50 +271,81 @@ fn push_label_value(out: &mut String, v: &str) {
     }
 }
 
-fn value_text(v: &Value) -> Option<String> {
+/// Appends a key's or label's value as label text; false for values that have none
+/// (objects, arrays, null).
+fn push_value_text(out: &mut String, v: &Value) -> bool {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+        Value::String(s) => push_label_value(out, s),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => out.push_str(itoa::Buffer::new().format(u)),
+            (None, Some(i)) => out.push_str(itoa::Buffer::new().format(i)),
+            _ => push_label_value(out, &n.to_string()),
+        },
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        _ => return false,
     }
+    true
 }
 
-/// The label set of an entity, rendered once: `{machine_id="…",tgid="…",…}` without braces.
-fn entity_labels(id: &str, kind: &str, entity: Option<&Entity>) -> String {
-    let mut s = String::with_capacity(128);
-    let mut seen = std::collections::HashSet::new();
-    let mut add = |s: &mut String, name: &str, value: &str| {
-        let name = label_name(name);
-        if !seen.insert(name.clone()) {
+/// Appends the label set of an entity, `machine_id="…",tgid="…",…` without braces; the first
+/// of two labels that sanitise to one name wins. `names` is scratch space.
+fn push_entity_labels(
+    out: &mut String,
+    names: &mut Vec<(usize, usize)>,
+    id: &str,
+    kind: &str,
+    entity: Option<&Entity>,
+) {
+    let base = out.len();
+    names.clear();
+    let mut add = |out: &mut String, name: &str, value: &dyn Fn(&mut String) -> bool| {
+        let mark = out.len();
+        if mark > base {
+            out.push(',');
+        }
+        let start = out.len();
+        push_label_name(out, name);
+        let end = out.len();
+        if names.iter().any(|&(a, b)| out[a..b] == out[start..end]) {
+            out.truncate(mark);
             return;
         }
-        if !s.is_empty() {
-            s.push(',');
+        out.push_str("=\"");
+        if !value(out) {
+            out.truncate(mark);
+            return;
         }
-        s.push_str(&name);
-        s.push_str("=\"");
-        push_label_value(s, value);
-        s.push('"');
+        names.push((start, end));
+        out.push('"');
     };
-    add(&mut s, "gala_id", id);
-    add(&mut s, "gala_kind", kind);
+    add(out, "gala_id", &|o| {
+        push_label_value(o, id);
+        true
+    });
+    add(out, "gala_kind", &|o| {
+        push_label_value(o, kind);
+        true
+    });
     if let Some(e) = entity {
-        add(&mut s, "machine_id", &e.machine_id);
-        let keys: Vec<&str> = e.keys.keys().map(String::as_str).collect();
-        add(&mut s, "gala_keys", &keys.join(","));
-        for (k, v) in &e.keys {
-            if let Some(v) = value_text(v) {
-                add(&mut s, k, &v);
+        add(out, "machine_id", &|o| {
+            push_label_value(o, &e.machine_id);
+            true
+        });
+        add(out, "gala_keys", &|o| {
+            let mut joined = String::with_capacity(64);
+            for (i, k) in e.keys.keys().enumerate() {
+                if i > 0 {
+                    joined.push(',');
+                }
+                joined.push_str(k);
             }
-        }
-        for (k, v) in &e.labels {
-            if let Some(v) = value_text(v) {
-                add(&mut s, k, &v);
-            }
+            push_label_value(o, &joined);
+            true
+        });
+        for (k, v) in e.keys.iter().chain(e.labels.iter()) {
+            add(out, k, &|o| push_value_text(o, v));
         }
     }
-    s
 }
 
 /// A metric family while rendering: its samples as (entity label set, value or histogram).
@@ -325,8 +365,8 @@ enum Sample<'a> {
 /// within `max_series` (whole entities are left out, never half of one).
 ///
 /// Built for scrapes of hundreds of thousands of series: label sets are rendered once per
-/// entity, families are looked up by borrowed (kind, metric) pairs, and numbers are
-/// written straight into the output.
+/// entity into one buffer, families are looked up by borrowed (kind, metric) pairs, the
+/// output is sized before it is written, and every line is a few plain copies.
 pub fn render<'a>(
     entities: &HashMap<String, Entity>,
     metrics: &'a [Metric],
@@ -335,7 +375,9 @@ pub fn render<'a>(
 ) -> (String, u64) {
     let mut index: HashMap<(&'a str, &'a str), usize> = HashMap::new();
     let mut families: Vec<Family<'a>> = Vec::new();
-    let mut label_sets: Vec<String> = Vec::with_capacity(metrics.len());
+    let mut label_text = String::with_capacity(metrics.len() * 160);
+    let mut label_sets: Vec<(usize, usize)> = Vec::with_capacity(metrics.len());
+    let mut names = Vec::new();
     let mut series = 0usize;
     let mut dropped = 0u64;
     for m in metrics {
@@ -346,7 +388,15 @@ pub fn render<'a>(
         }
         series += n;
         let set = label_sets.len();
-        label_sets.push(entity_labels(&m.id, &m.kind, entities.get(&m.id)));
+        let start = label_text.len();
+        push_entity_labels(
+            &mut label_text,
+            &mut names,
+            &m.id,
+            &m.kind,
+            entities.get(&m.id),
+        );
+        label_sets.push((start, label_text.len()));
         for (name, v) in &m.metrics {
             let f = family_of(&mut index, &mut families, help, &m.kind, name);
             families[f].samples.push((set, Sample::Value(*v, m.ts)));
@@ -358,23 +408,37 @@ pub fn render<'a>(
         }
     }
     families.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = String::with_capacity(series * 160);
+    // Each line is its family's name (and suffix), its labels and two numbers of at most
+    // 24 characters: sizing the output once saves growing (and copying) it as it fills.
+    let mut size = 0;
+    for fam in &families {
+        size += 2 * fam.name.len() + 64 + fam.help.map_or(0, str::len);
+        for (set, sample) in &fam.samples {
+            let (a, b) = label_sets[*set];
+            let lines = match sample {
+                Sample::Value(..) => 1,
+                Sample::Histogram(h, _) => h.counts.len() + 3,
+            };
+            size += lines * (fam.name.len() + (b - a) + 72);
+        }
+    }
+    let mut out = String::with_capacity(size);
     for fam in &families {
         let help = fam.help.unwrap_or("gala-collect metric");
-        let _ = writeln!(
-            out,
-            "# HELP {} {}",
-            fam.name,
-            help.replace('\\', "\\\\").replace('\n', " ")
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE {} {}",
-            fam.name,
-            if fam.histogram { "histogram" } else { "gauge" }
-        );
+        out.push_str("# HELP ");
+        out.push_str(&fam.name);
+        out.push(' ');
+        out.push_str(&help.replace('\\', "\\\\").replace('\n', " "));
+        out.push_str("\n# TYPE ");
+        out.push_str(&fam.name);
+        out.push_str(if fam.histogram {
+            " histogram\n"
+        } else {
+            " gauge\n"
+        });
         for (set, sample) in &fam.samples {
-            let labels = &label_sets[*set];
+            let (a, b) = label_sets[*set];
+            let labels = &label_text[a..b];
             match sample {
                 Sample::Value(v, ts) => {
                     out.push_str(&fam.name);
@@ -411,28 +475,45 @@ fn family_of<'a>(
     })
 }
 
+/// `fam<suffix>{labels<extra>} `: the start of a histogram line.
+fn push_series(out: &mut String, fam: &str, suffix: &str, labels: &str, extra: &str) {
+    out.push_str(fam);
+    out.push_str(suffix);
+    out.push('{');
+    out.push_str(labels);
+    out.push_str(extra);
+    out.push_str("} ");
+}
+
 fn render_histogram(out: &mut String, fam: &str, labels: &str, h: &Histogram, ts: i64) {
     let mut cumulative = 0u64;
+    let mut int = itoa::Buffer::new();
     for (i, count) in h.counts.iter().enumerate() {
         cumulative += count;
-        let _ = write!(out, "{fam}_bucket{{{labels},le=\"");
+        out.push_str(fam);
+        out.push_str("_bucket{");
+        out.push_str(labels);
+        out.push_str(",le=\"");
         match h.bounds.get(i) {
             Some(b) => push_f64(out, *b),
             None => out.push_str("+Inf"),
         }
-        let _ = writeln!(out, "\"}} {cumulative} {ts}");
+        out.push_str("\"} ");
+        out.push_str(int.format(cumulative));
+        push_ts(out, ts);
     }
     if h.counts.len() == h.bounds.len() {
         // No overflow bucket recorded: +Inf equals the total.
-        let _ = writeln!(
-            out,
-            "{fam}_bucket{{{labels},le=\"+Inf\"}} {cumulative} {ts}"
-        );
+        push_series(out, fam, "_bucket", labels, ",le=\"+Inf\"");
+        out.push_str(int.format(cumulative));
+        push_ts(out, ts);
     }
-    let _ = write!(out, "{fam}_sum{{{labels}}} ");
+    push_series(out, fam, "_sum", labels, "");
     push_f64(out, h.sum);
     push_ts(out, ts);
-    let _ = writeln!(out, "{fam}_count{{{labels}}} {cumulative} {ts}");
+    push_series(out, fam, "_count", labels, "");
+    out.push_str(int.format(cumulative));
+    push_ts(out, ts);
 }
 
 fn push_f64(out: &mut String, v: f64) {
@@ -493,6 +574,23 @@ mod tests {
         assert!(text.contains("gala_gopher_proc_lat_bucket{gala_id=\"m_proc_42\",gala_kind=\"proc\",machine_id=\"m\",gala_keys=\"tgid\",tgid=\"42\",cmdline=\"redis-server --x\",comm=\"re\\\"dis\",le=\"10\"} 5 1000"));
         assert!(text.contains("le=\"+Inf\"} 6 1000"));
         assert!(text.contains("gala_gopher_proc_lat_count{"));
+    }
+
+    #[test]
+    fn label_names_are_sanitised_once_and_values_escaped() {
+        let line = r#"{"type":"entity","ts":1,"id":"m_x_1","kind":"x","machine_id":"m","keys":{"tgid":1},"labels":{"tgid":"dup","a.b":"first","a_b":"second","__r":"v","9p":2.5,"n":null,"o":{},"ok":true,"q":"a\"b\\c\nd"}}"#;
+        let Record::Entity(e) = Record::from_line(line).unwrap() else {
+            unreachable!()
+        };
+        let mut out = String::new();
+        push_entity_labels(&mut out, &mut Vec::new(), "m_x_1", "x", Some(&e));
+        assert_eq!(
+            out,
+            r#"gala_id="m_x_1",gala_kind="x",machine_id="m",gala_keys="tgid",tgid="1",_9p="2.5",x_r="v",a_b="first",ok="true",q="a\"b\\c\nd""#
+        );
+        let mut long = String::new();
+        push_label_value(&mut long, &"é".repeat(300));
+        assert_eq!(long.chars().count(), MAX_LABEL_VALUE);
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct Lines {
     current: Option<Source>,
     number: u64,
     buf: Vec<u8>,
+    /// The current line once checked as UTF-8: the buffer itself, moved (not copied) in
+    /// and out, so that the check runs once a line however often the text is asked for.
+    text: String,
 }
 
 /// An input not yet being read: a path to open when its turn comes (so a missing file is
@@ -101,6 +104,7 @@ impl Lines {
             current: None,
             number: 0,
             buf: Vec::with_capacity(4096),
+            text: String::new(),
         }
     }
 
@@ -118,6 +122,10 @@ impl Lines {
                 self.number = 0;
             }
             let src = self.current.as_mut().expect("opened above");
+            if self.buf.capacity() == 0 {
+                self.buf = std::mem::take(&mut self.text).into_bytes();
+            }
+            self.text.clear();
             self.buf.clear();
             let (n, too_long) = read_bounded_line(&mut src.reader, &mut self.buf)?;
             if n == 0 {
@@ -131,10 +139,17 @@ impl Lines {
             let status = if too_long {
                 self.buf.clear();
                 Err(LineError::TooLong)
-            } else if std::str::from_utf8(&self.buf).is_err() {
-                Err(LineError::NotUtf8)
             } else {
-                Ok(())
+                match String::from_utf8(std::mem::take(&mut self.buf)) {
+                    Ok(text) => {
+                        self.text = text;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.buf = e.into_bytes();
+                        Err(LineError::NotUtf8)
+                    }
+                }
             };
             return Ok(Some((self.number, status)));
         }
@@ -142,7 +157,7 @@ impl Lines {
 
     /// The current line's text, without its line ending; empty when it was not text.
     pub fn text(&self) -> &str {
-        std::str::from_utf8(&self.buf).unwrap_or("")
+        &self.text
     }
 
     /// The name of the input the current line came from.

@@ -144,6 +144,7 @@ impl<'s> Builder<'s> {
             dst: dst.to_string(),
             layer,
             metrics,
+            source: None,
         });
     }
 
@@ -220,7 +221,12 @@ impl<'s> Builder<'s> {
 
 /// Appinstances by machine: process id → appinstance id. A stream refreshes a machine's
 /// grouping at the end of its interval and reuses the others'.
-pub type AppCache = HashMap<String, HashMap<String, String>>;
+#[derive(Debug, Default)]
+pub struct AppCache {
+    by_machine: HashMap<String, HashMap<String, String>>,
+    /// Changes whenever a grouping does: a snapshot made with other groupings is stale.
+    pub version: u64,
+}
 
 /// The snapshot of everything live (`scope` `None`), or the part one machine reports at
 /// the end of its interval: its vertical edges and the connect edges it owns (those whose
@@ -255,18 +261,28 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
         .copied()
         .filter(|(_, e)| e.kind == "proc")
         .collect();
-    match scope {
-        Some(m) => {
-            apps.remove(m);
+    let before = match scope {
+        Some(m) => apps.by_machine.remove(m),
+        None => {
+            apps.by_machine.clear();
+            apps.version += 1;
+            None
         }
-        None => apps.clear(),
-    }
+    };
     for a in app::group(&procs) {
         add_app(&mut b, &a);
-        let map = apps.entry(a.machine.clone()).or_default();
+        let map = apps.by_machine.entry(a.machine.clone()).or_default();
         for p in &a.procs {
             map.insert(p.clone(), a.id.clone());
         }
+    }
+    if let Some(m) = scope {
+        // A machine without processes keeps an empty grouping, rather than none, which
+        // another machine's snapshot would make again (and count as a change).
+        apps.by_machine.entry(m.to_string()).or_default();
+    }
+    if scope.is_some_and(|m| apps.by_machine.get(m) != before.as_ref()) {
+        apps.version += 1;
     }
     let process_edges = flow::connect(&mut b);
     // Another machine's grouping, for the far end of a flow, is taken from its last
@@ -274,7 +290,7 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
     let missing: std::collections::BTreeSet<String> = process_edges
         .iter()
         .filter_map(|e| b.machine_of(&e.dst))
-        .filter(|m| !apps.contains_key(*m))
+        .filter(|m| !apps.by_machine.contains_key(*m))
         .map(String::from)
         .collect();
     for m in &missing {
@@ -285,7 +301,8 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
             .map(|(k, v)| (k.as_str(), v))
             .collect();
         procs.sort_unstable_by_key(|p| p.0);
-        let map = apps.entry(m.clone()).or_default();
+        apps.version += 1;
+        let map = apps.by_machine.entry(m.clone()).or_default();
         for a in app::group(&procs) {
             for p in a.procs {
                 map.insert(p, a.id.clone());
@@ -295,7 +312,9 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
     layer_up(&mut b, &process_edges, Layer::App, |b, id| {
         // Processes known only from their links have no appinstance: they stand for
         // themselves, as outside endpoints do.
-        let app = b.machine_of(id).and_then(|m| apps.get(m)?.get(id));
+        let app = b
+            .machine_of(id)
+            .and_then(|m| apps.by_machine.get(m)?.get(id));
         Some(app.cloned().unwrap_or_else(|| id.to_string()))
     });
     layer_up(&mut b, &process_edges, Layer::Host, |b, id| {
@@ -353,17 +372,24 @@ fn layer_up(
     layer: Layer,
     mut up: impl FnMut(&mut Builder, &str) -> Option<String>,
 ) {
-    let mut agg: BTreeMap<(String, String), flow::Agg> = BTreeMap::new();
+    let mut agg: BTreeMap<(String, String), (flow::Agg, Vec<u32>)> = BTreeMap::new();
     for e in process_edges {
         let (Some(s), Some(d)) = (up(b, &e.src), up(b, &e.dst)) else {
             continue;
         };
         if s != d {
-            agg.entry((s, d)).or_default().add_metrics(&e.metrics);
+            let (a, under) = agg.entry((s, d)).or_default();
+            a.add_metrics(&e.metrics);
+            under.extend(e.source);
         }
     }
-    for ((s, d), a) in agg {
+    for ((s, d), (a, under)) in agg {
+        let source = b.g.sources.len() as u32;
+        b.g.sources.push(flow::Source::Edges(under));
         b.add_edge(rel::CONNECT, &s, &d, layer, a.metrics());
+        if let Some(e) = b.g.edges.last_mut() {
+            e.source = Some(source);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use super::build::Builder;
 use super::fields::{get, get_uint, is_loopback};
 use super::graph::{rel, Edge, Layer};
 use super::hash::FastMap as HashMap;
-use super::state::{Entity, Flow};
+use super::state::{Entity, Flow, State};
 use crate::record::{entity_id, Fields, Metrics};
 
 struct Link<'s> {
@@ -52,6 +52,36 @@ pub struct Agg {
     links: u64,
     ports: Vec<String>,
     sli: Vec<(String, f64)>,
+    /// What was summed, in order, for [`Source::Links`].
+    parts: Vec<Part>,
+    sli_from: Vec<String>,
+}
+
+/// Where a connect edge's metrics come from. Which links make up which edge depends only
+/// on the entities; their numbers change every interval. An interval whose entities are
+/// those of the last one sums the same links again from their latest flows ([`recompute`])
+/// instead of matching every link again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A process-layer edge: its links in the order they were summed, and the sli entities
+    /// whose metrics it carries.
+    Links { parts: Vec<Part>, sli: Vec<String> },
+    /// An app- or host-layer edge: the process-layer edges it sums, as indices into the
+    /// same list of sources.
+    Edges(Vec<u32>),
+}
+
+/// A link (tcp_link id) summed into a process-layer edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// A client link and its server end, if observed; see [`Agg::add_pair`].
+    Pair {
+        client: String,
+        server: Option<String>,
+        count_server: bool,
+    },
+    /// A server link whose client was not observed.
+    Server(String),
 }
 
 fn sum(a: &mut Option<f64>, b: Option<f64>) {
@@ -100,8 +130,13 @@ impl Agg {
         self.links += m.get("links").map_or(0, |&l| l as u64);
     }
 
-    fn sli_metrics(&self) -> impl Iterator<Item = (String, f64)> + '_ {
-        self.sli.iter().cloned()
+    /// A process-layer edge's metrics: the flow, then its server's sli metrics.
+    pub fn edge_metrics(&self) -> Metrics {
+        let mut metrics = self.metrics();
+        for (k, v) in &self.sli {
+            metrics.insert(k.clone(), *v);
+        }
+        metrics
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -291,6 +326,11 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
             None => outside(b, c.server_ip, Some(c.port), m),
         };
         let agg = flows.entry((src, dst)).or_default();
+        agg.parts.push(Part::Pair {
+            client: c.id.to_string(),
+            server: s.map(|i| servers[i].id.to_string()),
+            count_server: s.is_some_and(|i| primary[i] == Some(ci)),
+        });
         match s {
             Some(i) => {
                 agg.add_pair(&c.e.flow, Some(&servers[i].e.flow), primary[i] == Some(ci));
@@ -313,6 +353,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         let src = outside(b, s.client_ip, None, &s.e.machine);
         let dst = b.proc(&s.e.machine, s.tgid);
         let agg = flows.entry((src, dst)).or_default();
+        agg.parts.push(Part::Server(s.id.to_string()));
         agg.add_server(&s.e.flow);
         agg.ports.push(s.port.to_string());
     }
@@ -320,16 +361,19 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
     sli(b, &all, &mut flows);
     let mut edges = Vec::with_capacity(flows.len());
     for ((src, dst), a) in flows {
-        let mut metrics = a.metrics();
-        for (k, v) in a.sli_metrics() {
-            metrics.insert(k, v);
-        }
+        let metrics = a.edge_metrics();
+        let source = b.g.sources.len() as u32;
+        b.g.sources.push(Source::Links {
+            parts: a.parts,
+            sli: a.sli_from,
+        });
         let e = Edge {
             rel: rel::CONNECT,
             src,
             dst,
             layer: Layer::Process,
             metrics,
+            source: Some(source),
         };
         b.g.edges.push(e.clone());
         edges.push(e);
@@ -413,8 +457,10 @@ fn load_balancers(
 /// prefixed `sli_`, on the connect edges into that process (at that port). They are the
 /// server's figures over all its clients, not split by client.
 fn sli(b: &mut Builder, entities: &[(&str, &Entity)], flows: &mut BTreeMap<(String, String), Agg>) {
-    for &(_, e) in entities {
-        if e.kind != "sli" || e.sli.is_empty() {
+    for &(id, e) in entities {
+        // An sli entity without metrics yet still belongs to the edge's source: its
+        // metrics may come in a later interval with the same entities.
+        if e.kind != "sli" {
             continue;
         }
         let Some(p) = get_uint(e, "tgid").and_then(|t| b.ix.proc(&e.machine, t)) else {
@@ -429,7 +475,102 @@ fn sli(b: &mut Builder, entities: &[(&str, &Entity)], flows: &mut BTreeMap<(Stri
             {
                 a.sli
                     .extend(e.sli.iter().map(|(k, v)| (format!("sli_{k}"), *v)));
+                a.sli_from.push(id.to_string());
             }
         }
+    }
+}
+
+/// A connect edge's flow from its source, with the flows and sli metrics `state` holds
+/// now: the same sums in the same order as [`connect`] and the layers above it make.
+/// `memo` (one slot per source) keeps the process-layer edges that app and host edges add up.
+pub fn recompute<'m>(
+    state: &State,
+    sources: &[Source],
+    i: u32,
+    memo: &'m mut Vec<Option<Agg>>,
+) -> &'m Agg {
+    let i = i as usize;
+    if memo.len() < sources.len() {
+        memo.resize(sources.len(), None);
+    }
+    if memo[i].is_none() {
+        let flow = |id: &str| state.entities.get(id).map(|e| e.flow).unwrap_or_default();
+        let mut a = Agg::default();
+        match &sources[i] {
+            Source::Links { parts, sli } => {
+                for p in parts {
+                    match p {
+                        Part::Pair {
+                            client,
+                            server,
+                            count_server,
+                        } => {
+                            let s = server.as_deref().map(flow);
+                            a.add_pair(&flow(client), s.as_ref(), *count_server);
+                        }
+                        Part::Server(s) => a.add_server(&flow(s)),
+                    }
+                }
+                for id in sli {
+                    if let Some(e) = state.entities.get(id.as_str()) {
+                        a.sli
+                            .extend(e.sli.iter().map(|(k, v)| (format!("sli_{k}"), *v)));
+                    }
+                }
+            }
+            Source::Edges(under) => {
+                for &j in under {
+                    let p = recompute(state, sources, j, memo);
+                    // What add_metrics reads from the edge's metrics, taken from its flow.
+                    sum(&mut a.tx, p.tx);
+                    sum(&mut a.rx, p.rx);
+                    max(&mut a.srtt, p.srtt);
+                    sum(&mut a.retrans, p.retrans);
+                    a.links += p.links;
+                }
+            }
+        }
+        memo[i] = Some(a);
+    }
+    memo[i].as_ref().expect("filled above")
+}
+
+impl Agg {
+    /// Writes the metrics [`Agg::edge_metrics`] gives as a JSON object, without building
+    /// the map: the flow's names are in the map's order already, sli names go among them.
+    pub fn write_metrics(&self, buf: &mut Vec<u8>) {
+        let mut entries: Vec<(&str, f64)> = Vec::with_capacity(5 + self.sli.len());
+        entries.push(("links", self.links as f64));
+        for (name, v) in [
+            ("retran_packets", self.retrans),
+            ("rx_bytes", self.rx),
+            ("srtt", self.srtt),
+            ("tx_bytes", self.tx),
+        ] {
+            if let Some(v) = v {
+                entries.push((name, v));
+            }
+        }
+        if !self.sli.is_empty() {
+            entries.extend(self.sli.iter().map(|(k, v)| (k.as_str(), *v)));
+            // As map inserts: sorted, and the last of equal names wins.
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let mut kept: Vec<(&str, f64)> = Vec::with_capacity(entries.len());
+            for e in entries {
+                match kept.last_mut() {
+                    Some(last) if last.0 == e.0 => *last = e,
+                    _ => kept.push(e),
+                }
+            }
+            entries = kept;
+        }
+        struct Map<'a>(&'a [(&'a str, f64)]);
+        impl serde::Serialize for Map<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+            }
+        }
+        serde_json::to_writer(&mut *buf, &Map(&entries)).expect("metrics serialise");
     }
 }

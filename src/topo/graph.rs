@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use petgraph::graph::{NodeIndex, UnGraph};
 
+use super::flow::Source;
 use super::hash::FastMap;
 use crate::record::{Fields, Metrics};
 
@@ -62,6 +63,8 @@ pub struct Edge {
     pub dst: String,
     pub layer: Layer,
     pub metrics: Metrics,
+    /// For a connect edge: where its metrics come from (an index into [`Graph::sources`]).
+    pub source: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,6 +74,8 @@ pub struct Graph {
     /// pictures sort them (see [`Graph::sorted_nodes`]).
     pub nodes: FastMap<String, Node>,
     pub edges: Vec<Edge>,
+    /// What the connect edges' metrics were summed from.
+    pub sources: Vec<Source>,
 }
 
 impl Graph {
@@ -183,6 +188,7 @@ mod tests {
             dst: dst.into(),
             layer,
             metrics: Metrics::new(),
+            source: None,
         }
     }
 

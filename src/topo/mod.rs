@@ -23,6 +23,7 @@ pub mod hash;
 pub mod render;
 pub mod scan;
 pub mod state;
+pub mod template;
 
 use anyhow::Context;
 
@@ -32,6 +33,7 @@ use graph::{Graph, Layer};
 use hash::{FastMap as HashMap, FastSet as HashSet};
 use scan::Scanned;
 use state::State;
+use template::Template;
 
 /// What to derive and how to write it.
 #[derive(Debug, Clone)]
@@ -93,11 +95,23 @@ pub fn run(
     out: &mut RecordWriter,
     opts: &Options,
 ) -> anyhow::Result<Summary> {
+    run_with(reader, out, opts, true)
+}
+
+/// [`run`], with the snapshot templates (`reuse`) or building every snapshot afresh.
+fn run_with(
+    reader: &mut RecordReader,
+    out: &mut RecordWriter,
+    opts: &Options,
+    reuse: bool,
+) -> anyhow::Result<Summary> {
     let mut state = State::new(opts.expire);
     let mut summary = Summary::default();
     let streaming = opts.format == Format::Ndjson && opts.at.is_none();
     let pass = streaming && !opts.only;
     let mut apps = build::AppCache::default();
+    // Each machine's last snapshot, to write again while its structure stays.
+    let mut templates: HashMap<String, Template> = HashMap::default();
     // Machines whose interval ended and whose snapshot is due, with the interval's time.
     let mut due: HashMap<String, i64> = HashMap::default();
     // Machines with records since their last status.
@@ -113,7 +127,19 @@ pub fn run(
                     summary: &mut Summary|
      -> anyhow::Result<()> {
         if streaming {
-            summary.records_out += snapshot(state, apps, ts, machine, opts, out, &mut buf)?;
+            if !reuse {
+                templates.clear();
+            }
+            summary.records_out += snapshot(
+                state,
+                apps,
+                &mut templates,
+                ts,
+                machine,
+                opts,
+                out,
+                &mut buf,
+            )?;
             summary.snapshots += 1;
         }
         state.expire(machine);
@@ -156,19 +182,22 @@ pub fn run(
         last_ts = last_ts.max(ts);
         let result = match scanned {
             Scanned::Entity(l) => {
-                open.insert(l.machine_id.unwrap_or_default().to_string());
+                let m = l.machine_id.unwrap_or_default();
+                if !open.contains(m) {
+                    open.insert(m.to_string());
+                }
                 state.entity(
                     l.id.unwrap_or_default(),
                     l.kind.unwrap_or_default(),
                     l.machine_id.unwrap_or_default(),
-                    l.keys.map_or("{}", |k| k.get()),
-                    l.labels.map(|k| k.get()),
+                    l.keys.unwrap_or("{}"),
+                    l.labels,
                 )
             }
             Scanned::Metric(l) => state.metric(
                 l.id.unwrap_or_default(),
                 l.kind.unwrap_or_default(),
-                l.metrics.map(|m| m.get()),
+                l.metrics,
             ),
             Scanned::Status { ts, machine_id } => {
                 let machines: Vec<String> = match machine_id {
@@ -207,7 +236,7 @@ pub fn run(
     } else {
         let ts = opts.at.unwrap_or(last_ts);
         let g = view(build::build(&state, ts, None, &mut apps), opts)?;
-        summary.records_out += draw(&g, opts.format, out, &mut buf)?;
+        summary.records_out += draw(&g, &state, opts.format, out, &mut buf)?;
         summary.snapshots += 1;
     }
     summary.orphan_metrics = state.orphan_metrics;
@@ -216,15 +245,30 @@ pub fn run(
 }
 
 /// The edges one machine reports at the end of its interval.
+#[allow(clippy::too_many_arguments)]
 fn snapshot(
     state: &State,
     apps: &mut build::AppCache,
+    templates: &mut HashMap<String, Template>,
     ts: i64,
     machine: &str,
     opts: &Options,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
 ) -> anyhow::Result<u64> {
+    if opts.focus.is_none() {
+        if let Some(t) = templates
+            .get(machine)
+            .filter(|t| t.key == (state.version, apps.version))
+        {
+            return Ok(t.write(ts, state, out, buf)?);
+        }
+        let g = view(build::build(state, ts, Some(machine), apps), opts)?;
+        let t = Template::of(&g, None, state, (state.version, apps.version));
+        let n = t.write(ts, state, out, buf)?;
+        templates.insert(machine.to_string(), t);
+        return Ok(n);
+    }
     let g = match &opts.focus {
         // A focus needs the whole graph to walk; then the machine's part is taken.
         Some(_) => {
@@ -246,7 +290,7 @@ fn snapshot(
         Err(_) if opts.focus.is_some() => return Ok(0),
         Err(e) => return Err(e),
     };
-    Ok(render::ndjson(&g, None, out, buf)?)
+    Ok(render::ndjson(&g, None, state, out, buf)?)
 }
 
 /// Applies the layer, detail and focus options.
@@ -263,12 +307,13 @@ fn view(mut g: Graph, opts: &Options) -> anyhow::Result<Graph> {
 
 fn draw(
     g: &Graph,
+    state: &State,
     format: Format,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
 ) -> anyhow::Result<u64> {
     let text = match format {
-        Format::Ndjson => return Ok(render::ndjson(g, None, out, buf)?),
+        Format::Ndjson => return Ok(render::ndjson(g, None, state, out, buf)?),
         Format::Dot => render::dot(g),
         Format::Mermaid => render::mermaid(g),
         Format::Json => render::json(g),
@@ -306,4 +351,122 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    /// Two machines over intervals in which links come and go, an sli gets metrics late, a
+    /// process changes group and a machine stops reporting: templates must write exactly
+    /// what fresh builds write.
+    #[test]
+    fn templates_write_what_fresh_builds_write() {
+        let mut text = String::new();
+        for i in 0..14i64 {
+            let ts = 1000 + i * 5000;
+            for (m, me, peer) in [("a", "10.0.0.1", "10.0.0.2"), ("b", "10.0.0.2", "10.0.0.1")] {
+                if m == "b" && i > 10 {
+                    continue;
+                }
+                let mut ent = |kind: &str, id: &str, keys: &str, labels: &str, metrics: &str| {
+                    let _ = writeln!(
+                        text,
+                        r#"{{"type":"entity","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","machine_id":"{m}","keys":{keys},"labels":{labels}}}"#
+                    );
+                    let _ = writeln!(
+                        text,
+                        r#"{{"type":"metric","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","metrics":{metrics}}}"#
+                    );
+                };
+                ent("host", m, &format!(r#"{{"machine_id":"{m}"}}"#), "{}", "{}");
+                for tgid in [10, 11, 12] {
+                    let pgid = if tgid == 12 && i >= 4 { 10 } else { tgid };
+                    ent(
+                        "proc",
+                        &tgid.to_string(),
+                        &format!(r#"{{"tgid":{tgid}}}"#),
+                        &format!(
+                            r#"{{"comm":"srv","exe":"/bin/srv","pgid":{pgid},"cmdline":"srv {tgid}"}}"#
+                        ),
+                        r#"{"cpu_pct":1}"#,
+                    );
+                }
+                let rx = 100 + i * 7;
+                // Client links that live for an interval early on, one that stays, and the
+                // server end of the other machine's links.
+                if i < 3 {
+                    ent(
+                        "tcp_link",
+                        &format!("c{i}"),
+                        &format!(
+                            r#"{{"tgid":10,"role":"client","client_ip":"{me}","server_ip":"{peer}","server_port":80}}"#
+                        ),
+                        "{}",
+                        &format!(
+                            r#"{{"rx_bytes":{rx},"tx_bytes":{},"srtt":{}.5}}"#,
+                            rx * 2,
+                            i
+                        ),
+                    );
+                }
+                ent(
+                    "tcp_link",
+                    "c",
+                    &format!(
+                        r#"{{"tgid":11,"role":"client","client_ip":"{me}","server_ip":"{peer}","server_port":80}}"#
+                    ),
+                    "{}",
+                    &format!(r#"{{"rx_bytes":{rx},"retran_packets":1}}"#),
+                );
+                ent(
+                    "tcp_link",
+                    "s",
+                    &format!(
+                        r#"{{"tgid":12,"role":"server","client_ip":"{peer}","server_ip":"{me}","server_port":80}}"#
+                    ),
+                    "{}",
+                    &format!(r#"{{"tx_bytes":{rx},"retran_packets":2}}"#),
+                );
+                ent(
+                    "tcp_link",
+                    "out",
+                    &format!(
+                        r#"{{"tgid":11,"role":"client","client_ip":"{me}","server_ip":"203.0.113.9","server_port":443}}"#
+                    ),
+                    "{}",
+                    r#"{"tx_bytes":0.1}"#,
+                );
+                let sli = if i >= 9 { r#"{"requests":3.25}"# } else { "{}" };
+                ent("sli", "12", r#"{"tgid":12,"server_port":80}"#, "{}", sli);
+                let _ = writeln!(
+                    text,
+                    r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"1","format_version":1,"machine_id":"{m}"}}"#
+                );
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.ndjson");
+        std::fs::write(&input, &text).unwrap();
+        let output = |reuse: bool| {
+            let path = dir.path().join(format!("out-{reuse}.ndjson"));
+            let mut reader = RecordReader::new("gala-topo", std::slice::from_ref(&input), false);
+            let mut out = RecordWriter::create(Some(&path), false).unwrap();
+            let opts = Options {
+                only: true,
+                expire: 2,
+                ..Options::default()
+            };
+            let summary = run_with(&mut reader, &mut out, &opts, reuse).unwrap();
+            out.finish().unwrap();
+            assert!(!reader.bad_input().summarise());
+            (std::fs::read_to_string(&path).unwrap(), summary.snapshots)
+        };
+        let (fresh, snapshots) = output(false);
+        let (reused, _) = output(true);
+        assert!(snapshots >= 20, "{snapshots}");
+        assert!(fresh.contains("sli_requests") && fresh.contains(r#""layer":"host""#));
+        assert_eq!(fresh, reused);
+    }
 }

@@ -5,38 +5,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 
-use serde::Serialize;
 use serde_json::json;
 
 use super::graph::{rel, Edge, Graph, Layer, Node};
+use super::state::State;
+use super::template::Template;
 use crate::io::RecordWriter;
-use crate::record::{Fields, Metrics};
-
-#[derive(Serialize)]
-struct EdgeOut<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    ts: i64,
-    rel: &'a str,
-    src: &'a str,
-    dst: &'a str,
-    layer: &'a str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    metrics: &'a Metrics,
-}
-
-#[derive(Serialize)]
-struct EntityOut<'a> {
-    #[serde(rename = "type")]
-    ty: &'static str,
-    ts: i64,
-    id: &'a str,
-    kind: &'a str,
-    machine_id: &'a str,
-    keys: &'a Fields,
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    labels: &'a Fields,
-}
+use crate::record::Metrics;
 
 /// The machine id written for outside endpoints, which are on no observed machine.
 pub const OUTSIDE: &str = "external";
@@ -46,61 +21,11 @@ pub const OUTSIDE: &str = "external";
 pub fn ndjson(
     g: &Graph,
     owner: Option<&str>,
+    state: &State,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
 ) -> io::Result<u64> {
-    let mut n = 0;
-    let mut written: HashSet<&str> = HashSet::new();
-    let edges: Vec<&Edge> = g
-        .edges
-        .iter()
-        .filter(|e| owner.is_none() || g.owner(e) == owner)
-        .collect();
-    for e in &edges {
-        for id in [e.src.as_str(), e.dst.as_str()] {
-            let Some(node) = g.nodes.get(id) else {
-                continue;
-            };
-            let Some((keys, labels)) = &node.derived else {
-                continue;
-            };
-            if !written.insert(id) {
-                continue;
-            }
-            let rec = EntityOut {
-                ty: "entity",
-                ts: g.ts,
-                id,
-                kind: &node.kind,
-                machine_id: node.machine.as_deref().unwrap_or(OUTSIDE),
-                keys,
-                labels,
-            };
-            emit(out, buf, &rec)?;
-            n += 1;
-        }
-    }
-    for e in edges {
-        let rec = EdgeOut {
-            ty: "edge",
-            ts: g.ts,
-            rel: e.rel,
-            src: &e.src,
-            dst: &e.dst,
-            layer: e.layer.as_str(),
-            metrics: &e.metrics,
-        };
-        emit(out, buf, &rec)?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-fn emit<T: Serialize>(out: &mut RecordWriter, buf: &mut Vec<u8>, rec: &T) -> io::Result<()> {
-    buf.clear();
-    // Plain structs of strings and finite numbers serialise into a Vec without error.
-    serde_json::to_writer(&mut *buf, rec).expect("records serialise");
-    out.write_raw(std::str::from_utf8(buf).expect("serde_json writes UTF-8"))
+    Template::of(g, owner, state, (0, 0)).write(g.ts, state, out, buf)
 }
 
 /// Bytes for people: 1.2 KiB.

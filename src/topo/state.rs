@@ -79,6 +79,9 @@ pub struct State {
     expire: u64,
     /// Metric records for entities not (or no longer) known, which are skipped.
     pub orphan_metrics: u64,
+    /// Changes whenever an entity comes, goes, or changes kind, machine, keys or labels:
+    /// while it stays, a snapshot's structure stays and only its numbers change.
+    pub version: u64,
 }
 
 impl State {
@@ -88,6 +91,7 @@ impl State {
             clocks: FastMap::default(),
             expire,
             orphan_metrics: 0,
+            version: 0,
         }
     }
 
@@ -112,6 +116,7 @@ impl State {
             {
                 return Ok(());
             }
+            self.version += 1;
             e.keys = parse_fields(keys, "keys")?;
             e.labels = parse_fields(labels, "labels")?;
             e.kind.replace_range(.., kind);
@@ -139,6 +144,7 @@ impl State {
             .then(|| LinkKey::of(&e.keys, &e.labels))
             .flatten();
         self.entities.insert(id.to_string(), e);
+        self.version += 1;
         Ok(())
     }
 
@@ -175,8 +181,12 @@ impl State {
         }
         let now = self.clocks.get(machine).copied().unwrap_or(0);
         let expire = self.expire;
+        let before = self.entities.len();
         self.entities
             .retain(|_, e| e.machine != machine || now - e.stamp.min(now) < expire);
+        if self.entities.len() != before {
+            self.version += 1;
+        }
     }
 
     /// The machine of a known entity.
