@@ -14,12 +14,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::Mutex;
 
 use super::common;
-
-/// The suite's services listen on fixed ports: one run at a time.
-static SUITE: Mutex<()> = Mutex::new(());
 
 /// Stops the suite (SIGTERM: it stops its services and undoes its fault in `finally`) and
 /// removes any iptables rule it left, however the test ends.
@@ -143,7 +139,8 @@ fn injected_faults_rank_in_the_top_three_and_a_quiet_recording_has_no_cause() {
         eprintln!("{msg}: skipped");
         return;
     }
-    let _one = SUITE.lock().unwrap_or_else(|e| e.into_inner());
+    // Fixed ports, and a fault no other test may take for its baseline: one at a time.
+    let _one = common::fault_injection_lock();
     let out = tempfile::tempdir().expect("tempdir");
     let bin = common::bin("gala-collect");
     let child = Command::new(script())

@@ -297,6 +297,7 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
     {
         return;
     }
+    let _alone = common::fault_injection_lock();
     // The CPU both share: the last one, away from CPU 0's interrupts.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = (cpus - 1).to_string();
