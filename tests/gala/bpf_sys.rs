@@ -3,9 +3,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -14,74 +13,6 @@ use crate::common;
 /// These tests measure the machine: one at a time, so that one's load is not another's
 /// signal.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-struct Collector {
-    child: Child,
-    out: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Collector {
-    /// Starts gala-collect with these probes and a 1 s interval, and returns once it has
-    /// written its first interval (so its programs are attached and primed).
-    fn start(probes: &str) -> Collector {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.ndjson");
-        let child = Command::new(common::bin("gala-collect"))
-            .args([
-                "--probes",
-                probes,
-                "--interval",
-                "1s",
-                "--line-buffered",
-                "-o",
-            ])
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let c = Collector {
-            child,
-            out,
-            _dir: dir,
-        };
-        c.wait_statuses(1);
-        c
-    }
-
-    fn statuses(&self) -> usize {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("\"type\":\"status\""))
-            .count()
-    }
-
-    fn wait_statuses(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.statuses() < n {
-            assert!(Instant::now() < deadline, "gala-collect wrote no interval");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Lets two more intervals pass (the last one read what happened), stops, and
-    /// returns every record.
-    fn finish(mut self) -> Vec<Value> {
-        let n = self.statuses();
-        self.wait_statuses(n + 2);
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
-        // 130: ended by SIGINT, as documented.
-        assert!(
-            status.success() || status.code() == Some(130),
-            "gala-collect exited with {status}"
-        );
-        common::ndjson(&std::fs::read(&self.out).unwrap())
-    }
-}
 
 fn machine_id(records: &[Value]) -> String {
     records
@@ -93,15 +24,6 @@ fn machine_id(records: &[Value]) -> String {
 
 fn proc_id(records: &[Value], tgid: u32) -> String {
     gala::record::entity_id(&machine_id(records), "proc", [tgid.to_string().as_str()])
-}
-
-/// Sum of one metric of one entity over every interval.
-fn total(records: &[Value], id: &str, metric: &str) -> f64 {
-    records
-        .iter()
-        .filter(|r| r["type"] == "metric" && r["id"] == id)
-        .filter_map(|r| r["metrics"][metric].as_f64())
-        .sum()
 }
 
 /// The largest value of one metric of one entity over every interval.
@@ -154,13 +76,13 @@ fn io_direct_writes_and_reads_reach_process_and_disk() {
     const WRITE: f64 = 6.0 * 1048576.0;
     const READ: f64 = 3.0 * 1048576.0;
 
-    let c = Collector::start("io");
+    let c = common::Collector::start("io");
     let writer = dd(&["if=/dev/zero", &of, "bs=1M", "count=6", "oflag=direct"]);
     let reader = dd(&[&inf, "of=/dev/null", "bs=1M", "count=3", "iflag=direct"]);
     let records = c.finish();
 
     let w = proc_id(&records, writer);
-    let written = total(&records, &w, "io_write_bytes");
+    let written = common::total(&records, &w, "io_write_bytes");
     assert!(
         (written - WRITE).abs() <= WRITE * 0.01,
         "writer {writer} wrote {written} bytes, expected {WRITE}"
@@ -169,7 +91,7 @@ fn io_direct_writes_and_reads_reach_process_and_disk() {
     assert!(highest(&records, &w, "io_lat_max_us") > 0.0);
 
     let r = proc_id(&records, reader);
-    let read = total(&records, &r, "io_read_bytes");
+    let read = common::total(&records, &r, "io_read_bytes");
     assert!(
         (read - READ).abs() <= READ * 0.01,
         "reader {reader} read {read} bytes, expected {READ}"
@@ -179,11 +101,11 @@ fn io_direct_writes_and_reads_reach_process_and_disk() {
     // The disk saw at least as much (other processes may use it too).
     let d = gala::record::entity_id(&machine_id(&records), "disk", [disk.as_str()]);
     assert!(
-        total(&records, &d, "io_write_bytes") >= WRITE * 0.99,
+        common::total(&records, &d, "io_write_bytes") >= WRITE * 0.99,
         "disk {disk} shows {} bytes written",
-        total(&records, &d, "io_write_bytes")
+        common::total(&records, &d, "io_write_bytes")
     );
-    assert!(total(&records, &d, "io_read_bytes") >= READ * 0.99);
+    assert!(common::total(&records, &d, "io_read_bytes") >= READ * 0.99);
     assert!(highest(&records, &d, "io_read_lat_avg_us") > 0.0);
     assert!(highest(&records, &d, "io_write_lat_avg_us") > 0.0);
 }
@@ -249,12 +171,12 @@ fn hog(cpu: usize) -> u32 {
 
 fn mean_runq_us(records: &[Value], tgid: u32) -> f64 {
     let id = proc_id(records, tgid);
-    let waits = total(records, &id, "sched_runq_waits");
+    let waits = common::total(records, &id, "sched_runq_waits");
     assert!(
         waits >= 100.0,
         "sleeper {tgid} waited on a run queue only {waits} times"
     );
-    total(records, &id, "sched_runq_delay_sum_us") / waits
+    common::total(records, &id, "sched_runq_delay_sum_us") / waits
 }
 
 #[test]
@@ -265,7 +187,7 @@ fn sched_runq_delay_rises_behind_cpu_hogs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: sysconf has no preconditions.
     let cpu = (unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) - 1) as usize;
-    let c = Collector::start("sched");
+    let c = common::Collector::start("sched");
     let alone = sleeper(cpu);
     reap(alone);
     let hogs = [hog(cpu), hog(cpu)];
@@ -286,13 +208,13 @@ fn sched_runq_delay_rises_behind_cpu_hogs() {
         "run-queue delay alone {a:.1} us, behind two CPU hogs {b:.1} us"
     );
     let hog_id = proc_id(&records, hogs[0]);
-    assert!(total(&records, &hog_id, "sched_oncpu_ms") > 100.0);
-    assert!(total(&records, &hog_id, "sched_invol_switches") > 0.0);
+    assert!(common::total(&records, &hog_id, "sched_oncpu_ms") > 100.0);
+    assert!(common::total(&records, &hog_id, "sched_invol_switches") > 0.0);
     let s = proc_id(&records, crowded);
-    assert!(total(&records, &s, "sched_offcpu_sleep_ms") > 500.0);
-    assert!(total(&records, &s, "sched_vol_switches") >= 200.0);
+    assert!(common::total(&records, &s, "sched_offcpu_sleep_ms") > 500.0);
+    assert!(common::total(&records, &s, "sched_vol_switches") >= 200.0);
     let cpu_id = gala::record::entity_id(&machine_id(&records), "cpu", [cpu.to_string().as_str()]);
-    assert!(total(&records, &cpu_id, "sched_runq_waits") > 0.0);
+    assert!(common::total(&records, &cpu_id, "sched_runq_waits") > 0.0);
 }
 
 /// A memory cgroup with a 32 MiB limit and no swap, on cgroup v2 when its memory
@@ -347,7 +269,7 @@ fn mem_oom_kill_names_victim() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cg = MemCgroup::new();
     let procs = std::ffi::CString::new(cg.0.join("cgroup.procs").to_str().unwrap()).unwrap();
-    let c = Collector::start("mempressure");
+    let c = common::Collector::start("mempressure");
     let victim = fork(|| {
         name_self(b"gala-oom-victim\0");
         // SAFETY: raw open/write/close and anonymous mmap; the child touches only what
@@ -403,7 +325,7 @@ fn syscall_failures_counted_by_errno() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: usize = 137;
-    let c = Collector::start("syscall");
+    let c = common::Collector::start("syscall");
     let child = fork(|| {
         for _ in 0..N {
             // A pid above any pid_max: ESRCH, an errno nothing else here produces.
@@ -414,6 +336,9 @@ fn syscall_failures_counted_by_errno() {
     reap(child);
     let records = c.finish();
     let id = proc_id(&records, child);
-    assert_eq!(total(&records, &id, "syscall_errno_ESRCH"), N as f64);
-    assert!(total(&records, &id, "syscall_failed") >= N as f64);
+    assert_eq!(
+        common::total(&records, &id, "syscall_errno_ESRCH"),
+        N as f64
+    );
+    assert!(common::total(&records, &id, "syscall_failed") >= N as f64);
 }

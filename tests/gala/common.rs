@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// Path of one of the crate's binaries, built by cargo for the tests.
 pub fn bin(name: &str) -> PathBuf {
@@ -86,4 +89,93 @@ pub fn ndjson(bytes: &[u8]) -> Vec<serde_json::Value> {
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
         .collect()
+}
+
+/// A running `gala-collect` writing to a file the test reads as it grows.
+pub struct Collector {
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    /// Starts `gala-collect --probes PROBES` at a 1 s interval and returns once it wrote
+    /// its first interval.
+    pub fn start(probes: &str) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.ndjson");
+        let child = Command::new(bin("gala-collect"))
+            .args([
+                "--probes",
+                probes,
+                "--interval",
+                "1s",
+                "--line-buffered",
+                "-o",
+            ])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let c = Collector {
+            child,
+            out,
+            _dir: dir,
+        };
+        c.wait_for(
+            |recs| recs.iter().any(|r| r["type"] == "status"),
+            "a first interval",
+        );
+        c
+    }
+
+    pub fn records(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        // The last line may be half-written while we read.
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn wait_for(&self, done: impl Fn(&[Value]) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&self.records()) {
+            assert!(
+                Instant::now() < deadline,
+                "gala-collect: no {what} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Lets two more intervals pass, stops the collector, and returns every record.
+    pub fn finish(mut self) -> Vec<Value> {
+        let n = self
+            .records()
+            .iter()
+            .filter(|r| r["type"] == "status")
+            .count();
+        self.wait_for(
+            |recs| recs.iter().filter(|r| r["type"] == "status").count() >= n + 2,
+            "further intervals",
+        );
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success() || status.code() == Some(130),
+            "gala-collect exited with {status}"
+        );
+        ndjson(&std::fs::read(&self.out).unwrap())
+    }
+}
+
+/// Sum of one metric of one entity over every interval.
+pub fn total(records: &[Value], id: &str, metric: &str) -> f64 {
+    records
+        .iter()
+        .filter(|r| r["type"] == "metric" && r["id"] == id)
+        .filter_map(|r| r["metrics"][metric].as_f64())
+        .sum()
 }

@@ -7,7 +7,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -17,99 +16,12 @@ use crate::common;
 /// collector attaching to the same file would not change counts but doubles the load.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Collector {
-    child: Child,
-    out: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Collector {
-    /// Starts `gala-collect --probes PROBES` at a 1 s interval and returns once it wrote
-    /// its first interval.
-    fn start(probes: &str) -> Collector {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.ndjson");
-        let child = Command::new(common::bin("gala-collect"))
-            .args([
-                "--probes",
-                probes,
-                "--interval",
-                "1s",
-                "--line-buffered",
-                "-o",
-            ])
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let c = Collector {
-            child,
-            out,
-            _dir: dir,
-        };
-        c.wait_for(
-            |recs| recs.iter().any(|r| r["type"] == "status"),
-            "a first interval",
-        );
-        c
-    }
-
-    fn records(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        // The last line may be half-written while we read.
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn wait_for(&self, done: impl Fn(&[Value]) -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(&self.records()) {
-            assert!(
-                Instant::now() < deadline,
-                "gala-collect: no {what} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Lets two more intervals pass, stops the collector, and returns every record.
-    fn finish(mut self) -> Vec<Value> {
-        let n = self
-            .records()
-            .iter()
-            .filter(|r| r["type"] == "status")
-            .count();
-        self.wait_for(
-            |recs| recs.iter().filter(|r| r["type"] == "status").count() >= n + 2,
-            "further intervals",
-        );
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
-        assert!(
-            status.success() || status.code() == Some(130),
-            "gala-collect exited with {status}"
-        );
-        common::ndjson(&std::fs::read(&self.out).unwrap())
-    }
-}
-
 /// The runtime entity of `tgid` in the records, if any.
 fn runtime_entity(records: &[Value], tgid: u32) -> Option<&Value> {
     records
         .iter()
         .rev()
         .find(|r| r["type"] == "entity" && r["kind"] == "runtime" && r["keys"]["tgid"] == tgid)
-}
-
-fn total(records: &[Value], id: &str, metric: &str) -> f64 {
-    records
-        .iter()
-        .filter(|r| r["type"] == "metric" && r["id"] == id)
-        .filter_map(|r| r["metrics"][metric].as_f64())
-        .sum()
 }
 
 fn last(records: &[Value], id: &str, metric: &str) -> Option<f64> {
@@ -171,7 +83,7 @@ fn jvm_gc_heap_and_threads_from_perf_data() {
     assert!(ok.success(), "javac failed");
 
     const N: u32 = 6;
-    let c = Collector::start("proc,runtime");
+    let c = common::Collector::start("proc,runtime");
     let mut java = Command::new(tool("java"))
         .args(["-Xmx256m", "-XX:+UseG1GC", "-cp"])
         .arg(dir.path())
@@ -193,10 +105,10 @@ fn jvm_gc_heap_and_threads_from_perf_data() {
         "{e}"
     );
     // System.gc() under G1 is a full collection; the young collector may run too.
-    let full = total(&records, &id, "gc_full_count");
+    let full = common::total(&records, &id, "gc_full_count");
     assert_eq!(full, N as f64, "every System.gc() is one full collection");
-    assert!(total(&records, &id, "gc_count") >= N as f64);
-    assert!(total(&records, &id, "gc_time_ms") > 0.0);
+    assert!(common::total(&records, &id, "gc_count") >= N as f64);
+    assert!(common::total(&records, &id, "gc_time_ms") > 0.0);
     let used = last(&records, &id, "heap_used_bytes").unwrap();
     let committed = last(&records, &id, "heap_committed_bytes").unwrap();
     let max = last(&records, &id, "heap_max_bytes").unwrap();
@@ -298,7 +210,7 @@ func main() {
 
 /// Starts a program that waits for a line on stdin, waits until the collector reports
 /// its runtime entity with the wanted `source`, then lets it go.
-fn run_when_attached(c: &Collector, program: &mut Command, source: &str) -> Child {
+fn run_when_attached(c: &common::Collector, program: &mut Command, source: &str) -> Child {
     let mut child = program.stdin(Stdio::piped()).spawn().unwrap();
     let tgid = child.id();
     c.wait_for(
@@ -321,7 +233,7 @@ fn go_gc_cycles_pauses_and_goroutines_by_uprobes() {
 
     const N: u32 = 7;
     const K: u32 = 40;
-    let c = Collector::start("runtime");
+    let c = common::Collector::start("runtime");
     let mut child = run_when_attached(
         &c,
         Command::new(&bin).args([N.to_string(), K.to_string()]),
@@ -355,12 +267,12 @@ fn go_gc_cycles_pauses_and_goroutines_by_uprobes() {
     assert!(e["labels"].get("note").is_none(), "{e}");
     // Each runtime.GC() is one complete cycle; the program allocates too little for the
     // pacer to start another in these seconds.
-    assert_eq!(total(&records, &id, "gc_count"), N as f64);
+    assert_eq!(common::total(&records, &id, "gc_count"), N as f64);
     // Two stops per cycle: sweep termination and mark termination.
-    assert!(total(&records, &id, "stw_count") >= 2.0 * N as f64);
-    assert!(total(&records, &id, "gc_time_ms") > 0.0);
-    assert!(total(&records, &id, "goroutines_created") >= K as f64);
-    assert!(total(&records, &id, "goroutines_exited") >= K as f64);
+    assert!(common::total(&records, &id, "stw_count") >= 2.0 * N as f64);
+    assert!(common::total(&records, &id, "gc_time_ms") > 0.0);
+    assert!(common::total(&records, &id, "goroutines_created") >= K as f64);
+    assert!(common::total(&records, &id, "goroutines_exited") >= K as f64);
     let peak = records
         .iter()
         .filter(|r| r["type"] == "metric" && r["id"] == id.as_str())
@@ -398,7 +310,7 @@ fn python_gc_collections_by_usdt() {
         "/usr/bin/python3 missing: install python3 with scripts/setup"
     );
     const N: u32 = 9;
-    let c = Collector::start("runtime");
+    let c = common::Collector::start("runtime");
     let mut child = run_when_attached(
         &c,
         Command::new(python).args([
@@ -421,7 +333,7 @@ fn python_gc_collections_by_usdt() {
         "{e}"
     );
     // gc.collect() is a generation-2 collection; automatic ones may add to the others.
-    assert!(total(&records, &id, "gc_gen2_count") >= N as f64);
-    assert!(total(&records, &id, "gc_count") >= N as f64);
-    assert!(total(&records, &id, "gc_time_ms") > 0.0);
+    assert!(common::total(&records, &id, "gc_gen2_count") >= N as f64);
+    assert!(common::total(&records, &id, "gc_count") >= N as f64);
+    assert!(common::total(&records, &id, "gc_time_ms") > 0.0);
 }
