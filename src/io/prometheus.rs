@@ -422,6 +422,15 @@ fn rebuild(series: &[ApiSeries], out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut V
         .into_iter()
         .collect();
     let names: Vec<&str> = names.into_iter().collect();
+    // Each name as a JSON key (`"name":`), escaped once per page rather than once a sample.
+    let keys: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            let mut k = serde_json::to_vec(n).expect("strings serialise");
+            k.push(b':');
+            k
+        })
+        .collect();
     let entity_index: HashMap<&str, u32> = entities
         .keys()
         .enumerate()
@@ -479,7 +488,7 @@ fn rebuild(series: &[ApiSeries], out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut V
                 .iter()
                 .position(|s| (s.ts, s.entity) != (ts, entity))
                 .map_or(samples.len(), |n| i + n);
-            entities[entity as usize].write_record(ts, &samples[i..end], &targets, out);
+            entities[entity as usize].write_record(ts, &samples[i..end], &targets, &keys, out);
             i = end;
             if out.len() >= CHUNK && !flush(out) {
                 return;
@@ -532,12 +541,14 @@ impl RenderedEntity {
     }
 
     /// Writes the entity record and its metric record for one interval, from that
-    /// interval's samples of this entity (sorted by name rank).
+    /// interval's samples of this entity (sorted by name rank); `keys` are the metric
+    /// names as JSON keys, by rank.
     fn write_record(
         &self,
         ts: i64,
         samples: &[Sample],
         targets: &[Option<Target>],
+        keys: &[Vec<u8>],
         out: &mut Vec<u8>,
     ) {
         match &self.tail {
@@ -565,7 +576,7 @@ impl RenderedEntity {
                 continue;
             };
             match t.role {
-                Role::Plain(name) => {
+                Role::Plain(_) => {
                     // Two series with one name (labels changed mid-page): the last wins.
                     let dup = samples.get(n + 1).is_some_and(|next| next.rank == s.rank);
                     if dup || !s.value.is_finite() {
@@ -573,8 +584,7 @@ impl RenderedEntity {
                     }
                     out.extend_from_slice(if open { b"," } else { br#","metrics":{"# });
                     open = true;
-                    serde_json::to_writer(&mut *out, name).expect("strings serialise");
-                    out.push(b':');
+                    out.extend_from_slice(&keys[s.rank as usize]);
                     serde_json::to_writer(&mut *out, &s.value).expect("finite numbers serialise");
                 }
                 Role::Bucket(base, bound) => histos
@@ -720,7 +730,7 @@ mod tests {
             "serde moved `ts`: the fast path is off"
         );
         let mut fast = Vec::new();
-        rendered.write_record(1_700_000_000_123, &[], &[], &mut fast);
+        rendered.write_record(1_700_000_000_123, &[], &[], &[], &mut fast);
         let mut slow = Vec::new();
         Record::Entity(Entity {
             ts: 1_700_000_000_123,
