@@ -135,6 +135,53 @@ def inline_svg(path):
     return text[i:] if i >= 0 else ""
 
 
+PLURAL = {"proc": "processes", "thread": "threads", "cpu": "CPUs", "disk": "disks", "block": "block devices",
+          "fs": "file systems", "nic": "NICs", "qdisc": "qdiscs", "tcp_link": "TCP links", "endpoint": "endpoints",
+          "sli": "SLIs", "container": "containers", "host": "hosts", "mem": "memory", "runtime": "runtimes"}
+
+
+def kind_of(eid, entities):
+    """An entity's kind from its entity record, else from its id (`<machine>_<kind>_<keys>`,
+    docs/wire-format.md), for anomalies about entities that left before the recording ended."""
+    kind = (entities.get(eid) or {}).get("kind")
+    if kind:
+        return kind
+    parts = str(eid).split("_")
+    for n in (2, 1):  # two-word kinds first (tcp_link)
+        if len(parts) > n and "_".join(parts[1 : 1 + n]) in PLURAL:
+            return "_".join(parts[1 : 1 + n])
+    return ""
+
+
+def system_summary(anomalies, series, entities, label):
+    """Without an application KPI there is no symptom to explain, but the operator still
+    asks "what is wrong with this machine": group the anomalies by what they say (detector
+    and metric), biggest group first, each with its worst entity, then name who used the
+    CPU, since contention for it is the commonest system-wide finding."""
+    groups = defaultdict(list)
+    for a in anomalies:
+        groups[(a.get("detector") or "", a.get("metric") or "")].append(a)
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), -max(float(a.get("score") or 0) for a in kv[1])))
+    items = []
+    for (detector, metric), group in ordered[:5]:
+        worst = max(group, key=lambda a: float(a.get("score") or 0))
+        kinds = sorted({PLURAL.get(kind_of(a.get("id"), entities), "entities") for a in group})
+        what = f"{len(group)} {' and '.join(kinds)}" if len(group) > 1 else label(worst.get("id"))
+        items.append(
+            f"<li><code>{esc(metric)}</code> ({esc(detector)}) on {esc(what)}; worst: "
+            f"{esc(label(worst.get('id')))}: {esc(worst.get('desc') or fmt_num(worst.get('value')))}</li>"
+        )
+    users = []
+    for (eid, name), pts in series.items():
+        if name == "cpu_pct" and (entities.get(eid) or {}).get("kind") == "proc" and pts:
+            users.append((sum(v for _, v in pts) / len(pts), eid))
+    users.sort(reverse=True)
+    if users:
+        top = ", ".join(f"{esc(label(eid))} {mean:.0f}%" for mean, eid in users[:5])
+        items.append(f"<li>Heaviest CPU users over the recording (mean % of one core): {top}</li>")
+    return f"<ul class=\"summary\">{''.join(items)}</ul>"
+
+
 def main(out):
     recording = read_ndjson(os.path.join(out, "recording.ndjson.gz"))
     anomalies = incidents(r for r in read_ndjson(os.path.join(out, "anomalies.ndjson")) if r.get("type") == "anomaly")
@@ -229,8 +276,9 @@ def main(out):
     elif anomalies:
         parts.append(
             f'<p class="verdict-warn">{len(anomalies)} anomalies seen, but no root cause could be ranked '
-            "(no application KPI among them, or too little history). They are listed below.</p>"
+            "(no application KPI among them, or too little history). What they have in common:</p>"
         )
+        parts.append(system_summary(anomalies, series, entities, label))
     else:
         parts.append('<p class="verdict-ok">Nothing abnormal seen.</p>')
     parts.append("</section>")

@@ -246,6 +246,74 @@ fn replayed_report_renders_in_chromium_without_errors() {
     assert!(seen["verdict"].as_str().unwrap().contains("stress-ng"));
 }
 
+/// Without an application KPI nothing can be ranked as a cause, but the verdict still says
+/// what the anomalies have in common and who used the CPU: the question an operator asks.
+#[test]
+fn verdict_without_kpi_summarises_system_anomalies() {
+    if !need("triage::summary", &["python3"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let entity = |id: &str, kind: &str, tgid: u32, comm: &str| {
+        format!(
+            r#"{{"type":"entity","ts":1000,"id":"{id}","kind":"{kind}","machine_id":"m","keys":{{"tgid":{tgid}}},"labels":{{"comm":"{comm}"}}}}"#
+        )
+    };
+    let metric = |ts: u64, id: &str, cpu: f64| {
+        format!(r#"{{"type":"metric","ts":{ts},"id":"{id}","kind":"proc","machine_id":"m","metrics":{{"cpu_pct":{cpu}}}}}"#)
+    };
+    let mut rec = vec![
+        entity("m_proc_10", "proc", 10, "burner"),
+        entity("m_proc_20", "proc", 20, "victim"),
+        entity("m_proc_30", "proc", 30, "idle"),
+    ];
+    for ts in [1000, 2000, 3000] {
+        rec.push(metric(ts, "m_proc_10", 180.0));
+        rec.push(metric(ts, "m_proc_20", 20.0));
+        rec.push(metric(ts, "m_proc_30", 0.5));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, (rec.join("\n") + "\n").as_bytes()).unwrap();
+    std::fs::write(dir.join("recording.ndjson.gz"), gz.finish().unwrap()).unwrap();
+    let anomaly = |id: &str, score: f64, desc: &str| {
+        format!(
+            r#"{{"type":"anomaly","ts":2000,"id":"{id}","kind":"proc","metric":"sched_offcpu_runq_ms","value":50,"score":{score},"detector":"rule:run_queue_delay","desc":"{desc}"}}"#
+        )
+    };
+    std::fs::write(
+        dir.join("anomalies.ndjson"),
+        [
+            anomaly("m_proc_20", 0.9, "waits 80% of its time for a CPU"),
+            anomaly("m_proc_30", 0.5, "waits 40% of its time for a CPU"),
+            // An entity that left before the recording ended: its kind comes from the id.
+            anomaly("m_proc_40", 0.4, "waits 30% of its time for a CPU"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = Command::new("python3")
+        .arg(common::root().join("scripts/triage-report.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = read(dir, "index.html");
+    let verdict = section(&html, "verdict");
+    assert!(verdict.contains("no root cause could be ranked"), "{verdict}");
+    assert!(
+        verdict.contains("on 3 processes; worst: proc victim pid 20: waits 80% of its time"),
+        "the run-queue group and its worst process: {verdict}"
+    );
+    let users = verdict.find("Heaviest CPU users").expect("CPU users named");
+    assert!(
+        verdict[users..].starts_with(
+            "Heaviest CPU users over the recording (mean % of one core): proc burner pid 10 180%, proc victim pid 20 20%"
+        ),
+        "the burner first: {verdict}"
+    );
+}
+
 /// An HTTP service that spends 3 ms of its own CPU time on each request, so that
 /// sharing its CPU stretches every answer (a service that mostly sleeps is protected by
 /// the scheduler and hardly notices a hog). Nagle off, as any real server has it.
