@@ -16,7 +16,8 @@
 //! - `end_to_end_only`: the same with `--only` (no pass-through);
 //! - `engine`: records already parsed, through the engine alone.
 //!
-//! Run: `nice -n 19 cargo bench --bench detect` (optional argument: intervals, default 200).
+//! Run: `nice -n 19 cargo bench --bench detect` (after `--`: the number of intervals, default
+//! 200, and `--write-stream FILE` to keep the stream, e.g. to time a gala-detect binary on it).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -355,6 +356,11 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(200usize);
     let (text, values) = stream(intervals);
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--write-stream") {
+        let path = args.get(i + 1).expect("--write-stream FILE");
+        std::fs::write(path, &text).expect("writes the stream");
+    }
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
     file.write_all(text.as_bytes()).expect("writes the stream");
     let path = file.path().to_path_buf();

@@ -354,6 +354,42 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Random metric records (names out of order and repeated, numbers written every
+        /// way JSON allows), and the same lines with one byte changed or cut short: the
+        /// fast path reads what the full parse reads, and never takes what it refuses.
+        #[test]
+        fn fast_path_agrees_with_the_full_parse(
+            entries in proptest::collection::vec((0u8..6, proptest::prelude::any::<f64>(), 0u8..4), 0..8),
+            cut in 0usize..400,
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let body: Vec<String> = entries
+                .iter()
+                .map(|&(name, x, style)| {
+                    let x = if x.is_finite() { x } else { 1.5 };
+                    let num = match style {
+                        0 => format!("{x}"),
+                        1 => format!("{x:e}"),
+                        2 => format!("{}", x.trunc().clamp(-1e18, 1e18) as i64),
+                        _ => format!("{x:.3}"),
+                    };
+                    format!(r#""m{name}":{num}"#)
+                })
+                .collect();
+            let good = format!(
+                r#"{{"type":"metric","ts":1700000000000,"id":"m_proc_1","kind":"proc","metrics":{{{}}}}}"#,
+                body.join(",")
+            );
+            same(&good);
+            let mut bytes = good.as_bytes().to_vec();
+            let at = cut % bytes.len();
+            bytes[at] = byte;
+            same(&String::from_utf8_lossy(&bytes));
+            same(&good[..at]);
+        }
+    }
+
     #[test]
     fn other_records_are_left_to_the_full_parse() {
         let mut v = Vec::new();
