@@ -11,7 +11,9 @@ use super::config::{Config, DetectorSpec, Rule};
 use super::detectors::{parse_span, Detector, Multivariate, Verdict};
 use super::format;
 use super::incident::{Change, Incident, Open, Peak};
+use super::plan::{Plan, RulePlan, Slot};
 use crate::record::{Anomaly, Contribution, Event, Fields, Record, Score};
+use crate::topo::hash::FastMap;
 
 /// Detector used for every metric without a KPI entry (CSV columns, `--every-metric`).
 #[derive(Debug, Clone)]
@@ -55,6 +57,10 @@ struct RuleState {
     run: u32,
     #[serde(default)]
     inc: Incident,
+    /// Which `a|b` alternatives of the metric and of `per` were found last, so the record
+    /// that closes an incident names the metric the one that opened it named.
+    #[serde(default)]
+    alts: (u8, u8),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,23 +87,51 @@ struct EntityState {
     #[serde(skip)]
     labels: Option<Fields>,
     last_seen: i64,
-    series: HashMap<String, Series>,
+    /// The watched series by name, in the order they were first seen (the plan points
+    /// into it); a JSON object in model files.
+    #[serde(with = "series_map")]
+    series: Vec<(String, Series)>,
     rules: Vec<RuleState>,
     multi: Option<MultiState>,
+    /// What the last record's metric names mean (see [`Plan`]).
+    #[serde(skip)]
+    plan: Option<Box<Plan>>,
+}
+
+/// A model file writes an entity's series as an object keyed by metric name, in name order.
+mod series_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Series;
+
+    pub fn serialize<S: Serializer>(v: &[(String, Series)], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|(k, x)| (k.as_str(), x))
+            .collect::<BTreeMap<_, _>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Series)>, D::Error> {
+        Ok(BTreeMap::<String, Series>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// What a model file holds: the learned state of every entity.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Model {
     pub format: u32,
-    entities: HashMap<String, EntityState>,
+    entities: FastMap<String, EntityState>,
 }
 
 const MODEL_FORMAT: u32 = 1;
 /// `last_seen` of an entity learned from history or a model and not yet seen live; the
 /// sweep never forgets these (their number is bounded by the model).
 const NOT_SEEN_LIVE: i64 = i64::MAX;
-const FALLBACK: usize = usize::MAX;
+pub(super) const FALLBACK: usize = usize::MAX;
 
 pub struct Engine {
     cfg: Config,
@@ -106,7 +140,9 @@ pub struct Engine {
     rules_by_kind: HashMap<String, Vec<usize>>,
     event_rules: HashMap<String, usize>,
     multi_kinds: Vec<String>,
-    entities: HashMap<String, EntityState>,
+    entities: FastMap<String, EntityState>,
+    /// The values of the record being judged, by position (reused).
+    values: Vec<f64>,
     forget_ms: i64,
     gap: u32,
     now: i64,
@@ -149,7 +185,8 @@ impl Engine {
             rules_by_kind,
             event_rules,
             multi_kinds,
-            entities: HashMap::new(),
+            entities: FastMap::default(),
+            values: Vec::new(),
             forget_ms,
             gap,
             now: i64::MIN,
@@ -182,7 +219,7 @@ impl Engine {
                 }
                 m.inc = Incident::default();
             }
-            for s in e.series.values_mut() {
+            for (_, s) in &mut e.series {
                 s.inc = Incident::default();
             }
             for r in &mut e.rules {
@@ -212,6 +249,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether an entity record for `id` would teach nothing new ([`Engine::observe_entity`]
+    /// keeps the first machine and labels it is given).
+    pub fn describes(&self, id: &str) -> bool {
+        self.entities
+            .get(id)
+            .is_some_and(|e| e.machine_id.is_some() && e.labels.is_some())
+    }
+
     /// Remembers an entity's machine and labels (for `--format gala` and `machine_id`).
     pub fn observe_entity(&mut self, id: &str, kind: &str, machine_id: &str, keys: &Fields) {
         let e = self.entity(id, kind);
@@ -238,9 +283,10 @@ impl Engine {
                     machine_id: None,
                     labels: None,
                     last_seen: i64::MIN / 2,
-                    series: HashMap::new(),
+                    series: Vec::new(),
                     rules: vec![RuleState::default(); nrules],
                     multi: None,
+                    plan: None,
                 },
             );
         }
@@ -285,39 +331,76 @@ impl Engine {
                         machine_id: None,
                         labels: None,
                         last_seen: ts,
-                        series: HashMap::new(),
+                        series: Vec::new(),
                         rules: vec![RuleState::default(); nrules],
                         multi: None,
+                        plan: None,
                     },
                 );
             }
             self.entities.get_mut(id).expect("present")
         };
         e.last_seen = ts;
+        // The plan for this layout of names, worked out again only when it changed.
+        if !e
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.fits(kind, metrics.clone().map(|(n, _)| n)))
+        {
+            let spec_of = |name: &str| match kpis.and_then(|k| k.get(name)) {
+                Some(&i) => Some(i),
+                None if every || kind == SERIES_KIND => Some(FALLBACK),
+                None => None,
+            };
+            let series = &e.series;
+            let series_of = |name: &str| series.iter().position(|(n, _)| n == name);
+            e.plan = Some(Box::new(Plan::build(
+                cfg,
+                kind,
+                metrics.clone().map(|(n, _)| n),
+                spec_of,
+                series_of,
+                rules,
+            )));
+        }
+        let plan = e.plan.as_deref_mut().expect("made above");
+        let values = &mut self.values;
+        values.clear();
+        values.extend(metrics.clone().map(|(_, x)| x));
         if univariate {
-            for (name, x) in metrics.clone() {
-                stats.values += 1;
+            stats.values += values.len() as u64;
+            for (pos, &x) in values.iter().enumerate() {
                 if !x.is_finite() {
                     continue;
                 }
-                if !e.series.contains_key(name) {
-                    let (spec, det) = match kpis.and_then(|k| k.get(name)) {
-                        Some(&i) => (i, cfg.kpis[i].spec().build().ok()),
-                        None if every || kind == SERIES_KIND => {
-                            (FALLBACK, cfg.series.spec.build().ok())
-                        }
-                        None => (FALLBACK, None),
-                    };
-                    e.series.insert(
-                        name.to_string(),
-                        Series {
-                            det,
-                            spec,
-                            inc: Incident::default(),
-                        },
-                    );
-                }
-                let series = e.series.get_mut(name).expect("inserted above");
+                let si = match plan.slots[pos] {
+                    Slot::Ignored => continue,
+                    Slot::Series(si) => si,
+                    Slot::Spec(spec) => {
+                        let name = &plan.names[pos];
+                        // A name twice in one record (CSV headers can repeat) is one series.
+                        let si = match e.series.iter().position(|(n, _)| **n == **name) {
+                            Some(si) => si,
+                            None => {
+                                let det = if spec == FALLBACK {
+                                    cfg.series.spec.build().ok()
+                                } else {
+                                    cfg.kpis[spec].spec().build().ok()
+                                };
+                                let series = Series {
+                                    det,
+                                    spec,
+                                    inc: Incident::default(),
+                                };
+                                e.series.push((name.to_string(), series));
+                                e.series.len() - 1
+                            }
+                        };
+                        plan.slots[pos] = Slot::Series(si);
+                        si
+                    }
+                };
+                let (name, series) = &mut e.series[si];
                 let Some(det) = series.det.as_mut() else {
                     continue;
                 };
@@ -328,53 +411,43 @@ impl Engine {
                     out.push(Record::Score(Score {
                         ts,
                         id: id.to_string(),
-                        metric: name.to_string(),
+                        metric: name.clone(),
                         score: v.score(),
                     }));
                 }
                 let peak = peak(ts, x, &v);
-                match series.inc.step(v.is_anomalous(), peak, gap) {
-                    Change::None => {}
-                    _ if learning => {}
+                let (o, end) = match series.inc.step(v.is_anomalous(), peak, gap) {
+                    Change::None => continue,
+                    _ if learning => continue,
                     Change::Opened(o) => {
                         stats.anomalies_opened += 1;
-                        let unit = unit_of(cfg, series.spec);
-                        out.push(Record::Anomaly(kpi_anomaly(
-                            id,
-                            kind,
-                            name,
-                            e.machine_id.as_deref(),
-                            &o,
-                            None,
-                            det,
-                            unit,
-                        )));
+                        (o, None)
                     }
-                    Change::Closed(o) => {
-                        let unit = unit_of(cfg, series.spec);
-                        out.push(Record::Anomaly(kpi_anomaly(
-                            id,
-                            kind,
-                            name,
-                            e.machine_id.as_deref(),
-                            &o,
-                            Some(o.last),
-                            det,
-                            unit,
-                        )));
-                    }
-                }
+                    Change::Closed(o) => (o, Some(o.last)),
+                };
+                let unit = unit_of(cfg, series.spec);
+                out.push(Record::Anomaly(kpi_anomaly(
+                    id,
+                    kind,
+                    name,
+                    e.machine_id.as_deref(),
+                    &o,
+                    end,
+                    det,
+                    unit,
+                )));
             }
         }
-        for (slot, &ri) in rules.iter().enumerate() {
-            let rule = &cfg.rules[ri];
+        for (slot, rp) in plan.rules.iter().enumerate() {
+            let rule = &cfg.rules[rp.rule];
             let Some(state) = e.rules.get_mut(slot) else {
                 continue;
             };
-            let Some(judged) = judge_rule(rule, metrics.clone()) else {
+            let Some(judged) = judge_rule(rule, rp, values) else {
                 continue;
             };
             let (value, ratio) = (judged.value, judged.ratio);
+            state.alts = judged.alts;
             state.run = if ratio >= 1.0 { state.run + 1 } else { 0 };
             let abnormal = state.run >= rule.sustain.max(1);
             let threshold = rule.above.or(rule.below).unwrap_or(0.0);
@@ -386,33 +459,25 @@ impl Engine {
                 lower: rule.below.unwrap_or(f64::NAN),
                 upper: rule.above.unwrap_or(f64::NAN),
             };
-            match state.inc.step(abnormal, p, gap) {
-                Change::None => {}
-                _ if learning => {}
+            let (o, end) = match state.inc.step(abnormal, p, gap) {
+                Change::None => continue,
+                _ if learning => continue,
                 Change::Opened(o) => {
                     stats.anomalies_opened += 1;
-                    out.push(Record::Anomaly(rule_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        rule,
-                        (judged.metric, judged.per),
-                        &o,
-                        None,
-                    )));
+                    (o, None)
                 }
-                Change::Closed(o) => {
-                    out.push(Record::Anomaly(rule_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        rule,
-                        (judged.metric, judged.per),
-                        &o,
-                        Some(o.last),
-                    )));
-                }
-            }
+                Change::Closed(o) => (o, Some(o.last)),
+            };
+            let names = rule_names(rule, judged.alts);
+            out.push(Record::Anomaly(rule_anomaly(
+                id,
+                kind,
+                e.machine_id.as_deref(),
+                rule,
+                names,
+                &o,
+                end,
+            )));
         }
         if multi {
             if !univariate {
@@ -579,17 +644,16 @@ impl Engine {
         if self.learning {
             return;
         }
-        let mut names: Vec<&String> = e.series.keys().collect();
-        names.sort();
-        let names: Vec<String> = names.into_iter().cloned().collect();
-        for name in names {
-            let s = e.series.get_mut(&name).expect("key from the map");
+        let mut order: Vec<usize> = (0..e.series.len()).collect();
+        order.sort_by(|&a, &b| e.series[a].0.cmp(&e.series[b].0));
+        for i in order {
+            let (name, s) = &mut e.series[i];
             if let (Some(o), Some(det)) = (s.inc.close(), s.det.as_ref()) {
                 let unit = unit_of(&self.cfg, s.spec);
                 out.push(Record::Anomaly(kpi_anomaly(
                     id,
                     &e.kind,
-                    &name,
+                    name.as_str(),
                     e.machine_id.as_deref(),
                     &o,
                     Some(o.last),
@@ -602,20 +666,13 @@ impl Engine {
         for (slot, ri) in rules.into_iter().enumerate() {
             if let Some(o) = e.rules.get_mut(slot).and_then(|r| r.inc.close()) {
                 let rule = &self.cfg.rules[ri];
-                let first = |s: &Option<String>| {
-                    s.as_deref()
-                        .map(|m| m.split('|').next().unwrap_or(m).to_string())
-                };
-                let (metric, per) = (
-                    first(&rule.metric).unwrap_or_else(|| rule.name.clone()),
-                    first(&rule.per),
-                );
+                let alts = e.rules.get(slot).map_or((0, 0), |r| r.alts);
                 out.push(Record::Anomaly(rule_anomaly(
                     id,
                     &e.kind,
                     e.machine_id.as_deref(),
                     rule,
-                    (&metric, per.as_deref()),
+                    rule_names(rule, alts),
                     &o,
                     Some(o.last),
                 )));
@@ -666,50 +723,28 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// The first present alternative of `a|b|c`, with its name; an alternative `a+b` is the
-/// sum of those of its parts that are present.
-fn lookup<'a, 'n, I>(names: &'n str, metrics: I) -> Option<(&'n str, f64)>
-where
-    I: Iterator<Item = (&'a str, f64)> + Clone,
-{
-    names
-        .split('|')
-        .find_map(|alt| {
-            let mut found = None;
-            for part in alt.split('+') {
-                if let Some((_, v)) = metrics.clone().find(|(m, _)| *m == part) {
-                    *found.get_or_insert(0.0) += v;
-                }
-            }
-            found.map(|v| (alt, v))
-        })
-        .filter(|(_, v)| v.is_finite())
-}
-
 /// What a rule judged: the metric (and denominator) found, the value, and its ratio to
 /// the threshold.
-struct RuleValue<'n> {
-    metric: &'n str,
-    per: Option<&'n str>,
+struct RuleValue {
+    /// Positions of `metric` and `per` among their alternatives.
+    alts: (u8, u8),
     value: f64,
     ratio: f64,
 }
 
-/// None when the metric is absent; ratio 0 when the denominator is too small to mean
-/// anything.
-fn judge_rule<'a, 'n, I>(rule: &'n Rule, metrics: I) -> Option<RuleValue<'n>>
-where
-    I: Iterator<Item = (&'a str, f64)> + Clone,
-{
-    let (metric, mut value) = lookup(rule.metric.as_deref()?, metrics.clone())?;
-    let mut per_name = None;
-    if let Some(per) = &rule.per {
-        let (name, denom) = lookup(per, metrics)?;
-        per_name = Some(name);
+/// None when the metric is absent or not finite; ratio 0 when the denominator is too small
+/// to mean anything.
+fn judge_rule(rule: &Rule, rp: &RulePlan, values: &[f64]) -> Option<RuleValue> {
+    let m = rp.metric.as_ref()?;
+    let mut value = m.value(values)?;
+    let mut alts = (m.index, 0);
+    if rule.per.is_some() {
+        let p = rp.per.as_ref()?;
+        let denom = p.value(values)?;
+        alts.1 = p.index;
         if denom <= 0.0 || denom < rule.min_per.unwrap_or(0.0) {
             return Some(RuleValue {
-                metric,
-                per: per_name,
+                alts,
                 value,
                 ratio: 0.0,
             });
@@ -732,12 +767,21 @@ where
             });
         }
     }
-    Some(RuleValue {
-        metric,
-        per: per_name,
-        value,
-        ratio,
-    })
+    Some(RuleValue { alts, value, ratio })
+}
+
+/// The alternatives of a rule's metric and denominator that were found (`alts`), as
+/// written in the rule (`a+b` for a sum).
+fn rule_names(rule: &Rule, alts: (u8, u8)) -> (&str, Option<&str>) {
+    fn nth(spec: &str, n: u8) -> &str {
+        spec.split('|').nth(n as usize).unwrap_or(spec)
+    }
+    (
+        rule.metric
+            .as_deref()
+            .map_or(rule.name.as_str(), |m| nth(m, alts.0)),
+        rule.per.as_deref().map(|p| nth(p, alts.1)),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

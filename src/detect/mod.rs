@@ -22,6 +22,8 @@ pub mod engine;
 pub mod eval;
 pub mod format;
 pub mod incident;
+pub mod line;
+pub mod plan;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -54,7 +56,7 @@ impl Sink<'_> {
         self.writer.write_raw(raw)
     }
 
-    fn emit(&mut self, engine: &Engine, recs: &mut Vec<Record>) -> std::io::Result<()> {
+    pub fn emit(&mut self, engine: &Engine, recs: &mut Vec<Record>) -> std::io::Result<()> {
         if self.discard {
             recs.clear();
             return Ok(());
@@ -90,7 +92,9 @@ fn progress(quiet: bool) -> indicatif::ProgressBar {
     pb
 }
 
-/// Feeds NDJSON record inputs through the engine.
+/// Feeds NDJSON record inputs through the engine. Metric and entity lines take the fast
+/// path ([`line`]): borrowed names and numbers, no record built; every other line, and
+/// an entity the engine has not described yet, gets the full parse.
 pub fn feed_records(
     engine: &mut Engine,
     mut reader: RecordReader,
@@ -99,22 +103,43 @@ pub fn feed_records(
 ) -> anyhow::Result<u64> {
     let mut buf: Vec<Record> = Vec::new();
     let mut n: u64 = 0;
-    while let Some(item) = reader.next_record()? {
-        sink.pass_through(item.raw)?;
-        match &item.record {
-            Record::Metric(m) => engine.observe(
-                m.ts,
-                &m.id,
-                &m.kind,
-                m.metrics.iter().map(|(k, v)| (k.as_str(), *v)),
-                &mut buf,
-            ),
-            Record::Entity(e) => engine.observe_entity(&e.id, &e.kind, &e.machine_id, &e.keys),
-            Record::Event(ev) => engine.observe_event(ev, &mut buf),
-            _ => {}
+    while let Some(text) = reader.next_line()? {
+        let mut values = Vec::with_capacity(32);
+        let fast = line::read(text, &mut values);
+        let mut status = false;
+        match fast {
+            Some(line::Line::Metric { ts, id, kind }) => {
+                sink.pass_through(text)?;
+                engine.observe(ts, id, kind, values.iter().copied(), &mut buf);
+            }
+            Some(line::Line::Entity { id }) if engine.describes(id) => sink.pass_through(text)?,
+            _ => match Record::from_line(text) {
+                Ok(record) => {
+                    sink.pass_through(text)?;
+                    match &record {
+                        Record::Metric(m) => engine.observe(
+                            m.ts,
+                            &m.id,
+                            &m.kind,
+                            m.metrics.iter().map(|(k, v)| (k.as_str(), *v)),
+                            &mut buf,
+                        ),
+                        Record::Entity(e) => {
+                            engine.observe_entity(&e.id, &e.kind, &e.machine_id, &e.keys)
+                        }
+                        Record::Event(ev) => engine.observe_event(ev, &mut buf),
+                        Record::Status(_) => status = true,
+                        _ => {}
+                    }
+                }
+                Err(message) => {
+                    reader.reject(&message)?;
+                    continue;
+                }
+            },
         }
         sink.emit(engine, &mut buf)?;
-        if matches!(item.record, Record::Status(_)) {
+        if status {
             sink.writer.end_interval()?;
         }
         n += 1;

@@ -78,10 +78,10 @@ fn retransmit_storm_fires_the_ratio_rule_and_the_srtt_kpi() {
         assert_eq!(r["ts"], 1_764_000_150_000i64, "{r}");
         assert!(r["score"].as_f64().unwrap() > 0.5);
     }
-    let srtt = open.iter().find(|r| r["metric"] == "srtt").unwrap();
+    let srtt = open.iter().find(|r| r["metric"] == "srtt_avg_us").unwrap();
     let desc = srtt["desc"].as_str().unwrap();
     assert!(
-        desc.starts_with("srtt ") && desc.contains(" ms, usually ") && desc.contains("µs"),
+        desc.starts_with("srtt_avg_us ") && desc.contains(" ms, usually ") && desc.contains("µs"),
         "{desc}"
     );
     // Each incident is reported open then closed, with the end.
@@ -106,8 +106,19 @@ fn full_disk_fires_space_util_iowait_and_await() {
         assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
     }
     let fs = a.iter().find(|r| r["detector"] == "rule:fs_space").unwrap();
-    assert_eq!(fs["metric"], "UsedPer");
+    assert_eq!(fs["metric"], "used_pct");
     assert!(fs["value"].as_f64().unwrap() > 90.0);
+    // The record that closes an incident names the metric the opening one named (the
+    // alternative found, not the first one the rule lists).
+    let iowait: Vec<&Value> = a
+        .iter()
+        .filter(|r| r["detector"] == "rule:cpu_iowait")
+        .collect();
+    assert_eq!(iowait.len(), 2, "{iowait:?}");
+    assert!(
+        iowait.iter().all(|r| r["metric"] == "iowait_pct"),
+        "{iowait:?}"
+    );
 }
 
 #[test]
@@ -122,6 +133,13 @@ fn oom_fires_from_the_event_and_the_counter() {
     ] {
         assert!(d.iter().any(|x| x == want), "{want} missing from {d:?}");
     }
+    // The counter is the host probe's (from /proc/vmstat).
+    let counter = a
+        .iter()
+        .find(|r| r["detector"] == "rule:oom_kills")
+        .unwrap();
+    assert_eq!(counter["kind"], "host");
+    assert_eq!(counter["metric"], "oom_kills");
     let ev = a
         .iter()
         .find(|r| r["detector"] == "rule:oom_kill_event")
@@ -197,12 +215,14 @@ fn csv_text_and_scores() {
 #[test]
 fn bad_lines_are_reported_and_good_ones_go_through() {
     let mut input = std::fs::read(data("retransmit_storm.ndjson")).unwrap();
+    let bad_line = input.iter().filter(|&&c| c == b'\n').count() + 1;
     input.extend_from_slice(b"{not json\n");
     let out = run("gala-detect", &["--only"], Some(&input));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("gala-detect: <stdin>:901:") && err.contains("skipped 1 bad line"),
+        err.contains(&format!("gala-detect: <stdin>:{bad_line}:"))
+            && err.contains("skipped 1 bad line"),
         "{err}"
     );
     assert!(!anomalies(&out.stdout).is_empty());
@@ -242,7 +262,9 @@ fn a_saved_model_carries_the_baseline() {
         None,
     );
     assert_eq!(out.status.code(), Some(0));
-    assert!(anomalies(&out.stdout).iter().any(|a| a["metric"] == "srtt"));
+    assert!(anomalies(&out.stdout)
+        .iter()
+        .any(|a| a["metric"] == "srtt_avg_us"));
     let out = run("gala-detect", &["--model", &data("idle.ndjson")], Some(b""));
     assert_eq!(out.status.code(), Some(2));
 }

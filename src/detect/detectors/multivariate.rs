@@ -81,6 +81,9 @@ pub struct Multivariate {
     seen: usize,
     calibration: Vec<f64>,
     tail: Option<Tail>,
+    /// The last row was abnormal (see `update`).
+    #[serde(default)]
+    alarm: bool,
     /// Standardised deviations of the last row, for the contributors.
     #[serde(skip)]
     pub z: Vec<f64>,
@@ -99,6 +102,7 @@ impl Multivariate {
             seen: 0,
             calibration: Vec::new(),
             tail: None,
+            alarm: false,
             z: vec![0.0; n],
         }
     }
@@ -154,7 +158,16 @@ impl Multivariate {
             let raw = self.raw_score(row);
             match self.tail.as_mut() {
                 Some(tail) => {
-                    let ratio = tail.step(raw, self.q, 0.0);
+                    let mut ratio = tail.step(raw, self.q, 0.0);
+                    // Hysteresis: an alarm raised at the extreme-value threshold lasts
+                    // while the score stays above the body of normal scores (the peaks'
+                    // threshold, their 98th percentile). A machine in trouble is rarely
+                    // extreme at every point, and a fault's later points are as much the
+                    // fault as its first.
+                    if self.alarm && raw >= tail.t {
+                        ratio = ratio.max(1.0);
+                    }
+                    self.alarm = ratio >= 1.0;
                     Some(MultiVerdict {
                         ratio,
                         raw,
