@@ -127,9 +127,20 @@ fn run_with(
         let Some(line) = reader.next_line()? else {
             break;
         };
-        let result = match scan::head(line).filter(|h| h.entity) {
-            Some(h) => match run.state.same(h.id, &line[h.rest..]) {
+        // Most lines are the collector's entity and metric records of entities already
+        // known: they have short cuts (see scan::head).
+        let result = match scan::head(line) {
+            Some(h) if h.entity => match run.state.same(h.id, &line[h.rest..]) {
                 Some(slot) => run.repeated(slot, &h, line, out)?,
+                None => run.line(line, out)?,
+            },
+            // A known id was checked when it came.
+            Some(h) => match run
+                .state
+                .handle(h.id)
+                .and_then(|slot| Some((slot, scan::metric(line, &h)?)))
+            {
+                Some((slot, l)) => run.take(Scanned::Metric(l), true, Some(slot), line, out)?,
                 None => run.line(line, out)?,
             },
             None => run.line(line, out)?,
@@ -167,11 +178,22 @@ type LineResult = Result<(), String>;
 impl Run<'_> {
     /// A line in general: read, passed through, and taken into the state.
     fn line(&mut self, line: &str, out: &mut RecordWriter) -> anyhow::Result<LineResult> {
-        let (scanned, by_fast) = scan::read(line);
-        let scanned = match scanned {
-            Ok(s) => s,
-            Err(message) => return Ok(Err(message)),
-        };
+        match scan::read(line) {
+            (Ok(s), by_fast) => self.take(s, by_fast, None, line, out),
+            (Err(message), _) => Ok(Err(message)),
+        }
+    }
+
+    /// A line read (`by_fast`: by the fast reader, whole), with the slot of a metric's
+    /// entity when the caller looked it up already.
+    fn take(
+        &mut self,
+        scanned: Scanned,
+        by_fast: bool,
+        slot: Option<state::Handle>,
+        line: &str,
+        out: &mut RecordWriter,
+    ) -> anyhow::Result<LineResult> {
         self.summary.records_in += 1;
         let (ts, machine, slot) = match &scanned {
             Scanned::Entity(l) => {
@@ -179,7 +201,7 @@ impl Run<'_> {
                 (l.ts.unwrap_or(0), Some(m), None)
             }
             Scanned::Metric(l) => {
-                let slot = l.id.and_then(|id| self.state.handle(id));
+                let slot = slot.or_else(|| l.id.and_then(|id| self.state.handle(id)));
                 let m = slot.and_then(|h| self.state.slot(h)).map(|e| e.machine_index());
                 (l.ts.unwrap_or(0), m, slot)
             }
