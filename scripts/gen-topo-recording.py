@@ -9,10 +9,10 @@ re-emitted with its metric record each interval, as the collector does, and each
 ends the interval with a status record. Hosts' intervals are interleaved, as several
 collectors piped into one stream would be.
 
-With CHURN > 0, short-lived connections come and go: every interval, one host in turn
-opens CHURN new client links (to itself over loopback and to the next host, whose server
-ends come too), each seen for that interval only, so the topology changes structurally on
-some machines every interval while the others stay.
+With CHURN > 0, short-lived connections come and go: every interval, the first host
+opens CHURN new client links (to itself over loopback and to the second host, whose
+server ends come too), each seen for that interval only, so the topology of those two
+machines changes structurally every interval while the others' stays.
 
 usage: gen-topo-recording.py OUT RECORDS [HOSTS [CHURN]]
 """
@@ -113,8 +113,8 @@ with open(out_path, "w") as f:
         # This interval's short-lived links, by host.
         brief = {h.m: [] for h in H}
         if churn:
-            h = H[n % len(H)]
-            o = H[(n + 1) % len(H)]
+            h = H[0]
+            o = H[1 % len(H)]
             for k in range(churn):
                 tgid = h.procs[(n * 7 + k) % len(h.procs)]
                 srv = o.procs[(n * 3 + k) % len(o.procs)]

@@ -76,6 +76,8 @@ impl Default for Options {
 pub struct Summary {
     pub records_in: u64,
     pub snapshots: u64,
+    /// Snapshots built afresh, not written again from a template.
+    pub builds: u64,
     pub records_out: u64,
     /// Metric records of entities gala-topo never saw (or had dropped).
     pub orphan_metrics: u64,
@@ -202,7 +204,9 @@ impl Run<'_> {
             }
             Scanned::Metric(l) => {
                 let slot = slot.or_else(|| l.id.and_then(|id| self.state.handle(id)));
-                let m = slot.and_then(|h| self.state.slot(h)).map(|e| e.machine_index());
+                let m = slot
+                    .and_then(|h| self.state.slot(h))
+                    .map(|e| e.machine_index());
                 (l.ts.unwrap_or(0), m, slot)
             }
             Scanned::Status { ts, .. } => (*ts, None, None),
@@ -239,7 +243,9 @@ impl Run<'_> {
             }
             // A snapshot written just now may have dropped the entity: look it up again.
             Scanned::Metric(l) => match slot.filter(|_| !emitted) {
-                Some(h) => self.state.metric_of(h, l.kind.unwrap_or_default(), l.metrics),
+                Some(h) => self
+                    .state
+                    .metric_of(h, l.kind.unwrap_or_default(), l.metrics),
                 None => self.state.metric(
                     l.id.unwrap_or_default(),
                     l.kind.unwrap_or_default(),
@@ -363,7 +369,7 @@ impl Run<'_> {
             if !self.reuse {
                 self.templates.clear();
             }
-            self.summary.records_out += snapshot(
+            let (n, built) = snapshot(
                 &self.state,
                 &mut self.apps,
                 &mut self.templates,
@@ -373,6 +379,8 @@ impl Run<'_> {
                 out,
                 &mut self.buf,
             )?;
+            self.summary.records_out += n;
+            self.summary.builds += u64::from(built);
             self.summary.snapshots += 1;
         }
         self.state.expire(&machine);
@@ -405,8 +413,10 @@ impl Run<'_> {
                 build::build(&self.state, ts, None, &mut self.apps),
                 self.opts,
             )?;
-            self.summary.records_out += draw(&g, &self.state, self.opts.format, out, &mut self.buf)?;
+            self.summary.records_out +=
+                draw(&g, &self.state, self.opts.format, out, &mut self.buf)?;
             self.summary.snapshots += 1;
+            self.summary.builds += 1;
         }
         self.summary.orphan_metrics = self.state.orphan_metrics;
         self.summary.live_entities = self.state.len() as u64;
@@ -414,7 +424,8 @@ impl Run<'_> {
     }
 }
 
-/// The edges one machine reports at the end of its interval.
+/// The edges one machine reports at the end of its interval: how many records, and
+/// whether the snapshot was built afresh.
 #[allow(clippy::too_many_arguments)]
 fn snapshot(
     state: &State,
@@ -425,20 +436,20 @@ fn snapshot(
     opts: &Options,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, bool)> {
     if opts.focus.is_none() {
         if let Some((_, t)) = templates
             .get(machine)
             .filter(|(deps, _)| deps.hold(state, apps, machine))
         {
-            return Ok(t.write(ts, state, out, buf)?);
+            return Ok((t.write(ts, state, out, buf)?, false));
         }
         let g = view(build::build(state, ts, Some(machine), apps), opts)?;
         let deps = Deps::of(state, apps, machine, &g);
         let t = Template::of(&g, None, state);
         let n = t.write(ts, state, out, buf)?;
         templates.insert(machine.to_string(), (deps, t));
-        return Ok(n);
+        return Ok((n, true));
     }
     let g = match &opts.focus {
         // A focus needs the whole graph to walk; then the machine's part is taken.
@@ -458,10 +469,10 @@ fn snapshot(
     let g = match view(g, opts) {
         Ok(g) => g,
         // The focus may not have appeared yet in a stream: nothing to write this time.
-        Err(_) if opts.focus.is_some() => return Ok(0),
+        Err(_) if opts.focus.is_some() => return Ok((0, true)),
         Err(e) => return Err(e),
     };
-    Ok(render::ndjson(&g, None, state, out, buf)?)
+    Ok((render::ndjson(&g, None, state, out, buf)?, true))
 }
 
 /// Applies the layer, detail and focus options.
@@ -513,8 +524,8 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     out.finish()?;
     if cli.verbosity.verbose > 0 && !cli.verbosity.quiet {
         eprintln!(
-            "gala-topo: {} records in, {} snapshots, {} records out, {} live entities, {} metrics of unknown entities",
-            summary.records_in, summary.snapshots, summary.records_out, summary.live_entities, summary.orphan_metrics
+            "gala-topo: {} records in, {} snapshots ({} built afresh), {} records out, {} live entities, {} metrics of unknown entities",
+            summary.records_in, summary.snapshots, summary.builds, summary.records_out, summary.live_entities, summary.orphan_metrics
         );
     }
     Ok(if reader.bad_input().summarise() {
@@ -609,6 +620,17 @@ mod tests {
                     "{}",
                     r#"{"tx_bytes":0.1}"#,
                 );
+                if m == "a" {
+                    // The server end of machine c's short-lived link: from outside while
+                    // c's client link is not there.
+                    ent(
+                        "tcp_link",
+                        "s3",
+                        r#"{"tgid":12,"role":"server","client_ip":"10.0.0.3","server_ip":"10.0.0.1","server_port":80}"#,
+                        "{}",
+                        r#"{"tx_bytes":5}"#,
+                    );
+                }
                 let sli = if i >= 9 { r#"{"requests":3.25}"# } else { "{}" };
                 ent("sli", "12", r#"{"tgid":12,"server_port":80}"#, "{}", sli);
                 let _ = writeln!(
@@ -617,6 +639,35 @@ mod tests {
                 );
             }
         }
+        // Machine c: a process whose client link to a comes every third interval, so
+        // that a change on c alone must rebuild a's snapshot but not b's.
+        let mut with_c = String::new();
+        for (i, block) in text.split_inclusive("\"machine_id\":\"b\"}\n").enumerate() {
+            with_c.push_str(block);
+            let ts = 1000 + i as i64 * 5000;
+            if i > 10 {
+                continue;
+            }
+            let _ = writeln!(
+                with_c,
+                r#"{{"type":"entity","ts":{ts},"id":"c_proc_10","kind":"proc","machine_id":"c","keys":{{"tgid":10}},"labels":{{"comm":"cli"}}}}"#
+            );
+            if i % 3 == 1 {
+                let _ = writeln!(
+                    with_c,
+                    r#"{{"type":"entity","ts":{ts},"id":"c_tcp_link_1","kind":"tcp_link","machine_id":"c","keys":{{"tgid":10,"role":"client","client_ip":"10.0.0.3","server_ip":"10.0.0.1","server_port":80}}}}"#
+                );
+                let _ = writeln!(
+                    with_c,
+                    r#"{{"type":"metric","ts":{ts},"id":"c_tcp_link_1","kind":"tcp_link","metrics":{{"tx_bytes":{i}}}}}"#
+                );
+            }
+            let _ = writeln!(
+                with_c,
+                r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"1","format_version":1,"machine_id":"c"}}"#
+            );
+        }
+        let text = with_c;
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.ndjson");
         std::fs::write(&input, &text).unwrap();
@@ -632,12 +683,18 @@ mod tests {
             let summary = run_with(&mut reader, &mut out, &opts, reuse).unwrap();
             out.finish().unwrap();
             assert!(!reader.bad_input().summarise());
-            (std::fs::read_to_string(&path).unwrap(), summary.snapshots)
+            (std::fs::read_to_string(&path).unwrap(), summary)
         };
-        let (fresh, snapshots) = output(false);
-        let (reused, _) = output(true);
-        assert!(snapshots >= 20, "{snapshots}");
+        let (fresh, all) = output(false);
+        let (reused, some) = output(true);
+        assert!(all.snapshots >= 30, "{all:?}");
+        assert_eq!(all.builds, all.snapshots);
+        // b's snapshots survive c's comings and goings; a's do not.
+        assert!(some.builds * 2 < some.snapshots, "{some:?}");
         assert!(fresh.contains("sli_requests") && fresh.contains(r#""layer":"host""#));
+        // c's link shows as c's edge in some intervals and a's edge from outside in others.
+        assert!(fresh.contains(r#""src":"c_proc_10","dst":"a_proc_12""#));
+        assert!(fresh.contains(r#""src":"external_endpoint_10.0.0.3","dst":"a_proc_12""#));
         assert_eq!(fresh, reused);
     }
 }

@@ -95,7 +95,10 @@ pub fn scan(line: &str) -> Result<Scanned<'_>, String> {
 pub fn read(line: &str) -> (Result<Scanned<'_>, String>, bool) {
     let (parsed, by_fast) = match fast(line) {
         Some(l) => (Ok(l), true),
-        None => (serde_json::from_str::<SerdeLine>(line).map(Line::from), false),
+        None => (
+            serde_json::from_str::<SerdeLine>(line).map(Line::from),
+            false,
+        ),
     };
     match parsed {
         Ok(l) => match classify(l) {
@@ -184,7 +187,7 @@ pub fn head(line: &str) -> Option<Head<'_>> {
     };
     let ts = p.int()?;
     p.literal(br#","id":"#)?;
-    let id = p.string()?;
+    let id = p.long_string()?;
     Some(Head {
         entity,
         ts,
@@ -392,6 +395,20 @@ impl<'a> Reader<'a> {
         self.s.get(start..start + len)
     }
 
+    /// [`Reader::string`] for long strings (ids of 50 to 100 bytes): the end found by a
+    /// vector search, then the text checked for control characters.
+    fn long_string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
+        let text = &self.b[start..start + len];
+        if self.b[start + len] != b'"' || text.iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        self.i = start + len + 1;
+        self.s.get(start..start + len)
+    }
+
     /// An integer that fits an i64, as serde_json reads one into it.
     fn int(&mut self) -> Option<i64> {
         let start = self.i;
@@ -515,6 +532,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn collector_shaped_lines_have_short_cuts() {
+        let l = r#"{"type":"metric","ts":-5,"id":"m_proc_1","kind":"proc","metrics":{"a":1,"b":-2.5e3}}"#;
+        let h = head(l).unwrap();
+        assert_eq!((h.entity, h.ts, h.id), (false, -5, "m_proc_1"));
+        assert_eq!(&l[h.rest..h.rest + 8], r#","kind":"#);
+        assert_eq!(metric(l, &h), fast(l));
+        assert_eq!(
+            metric(l, &h).unwrap().metrics,
+            Some(r#"{"a":1,"b":-2.5e3}"#)
+        );
+        let empty = r#"{"type":"metric","ts":1,"id":"m_x_1","kind":"x","metrics":{}}"#;
+        assert_eq!(metric(empty, &head(empty).unwrap()), fast(empty));
+        // Anything else is left to the full readers.
+        for l in [
+            r#"{"type":"metric","ts":1.5,"id":"m_proc_1","kind":"proc","metrics":{}}"#,
+            r#"{"type":"metric","ts":99999999999999999999,"id":"m_proc_1","kind":"proc"}"#,
+            r#"{"type":"entity","ts":1,"id":"m_\u0041","kind":"proc"}"#,
+            "{\"type\":\"entity\",\"ts\":1,\"id\":\"m\u{1}\",\"kind\":\"proc\"}",
+            r#"{"ts":1,"type":"entity","id":"m_proc_1"}"#,
+            r#"{"type": "entity","ts":1,"id":"m_proc_1"}"#,
+        ] {
+            assert_eq!(head(l), None, "{l}");
+        }
+        for l in [
+            r#"{"type":"metric","ts":1,"id":"m_proc_1","kind":"proc","metrics":{"a":"x"}}"#,
+            r#"{"type":"metric","ts":1,"id":"m_proc_1","kind":"proc","metrics":{"a":1} }"#,
+            r#"{"type":"metric","ts":1,"id":"m_proc_1","kind":"proc","metrics":{"a":{"b":1}}}"#,
+            r#"{"type":"metric","ts":1,"id":"m_proc_1","metrics":{},"kind":"proc"}"#,
+            r#"{"type":"metric","ts":1,"id":"m_proc_1","kind":"proc","metrics":{"a":01}}"#,
+        ] {
+            assert_eq!(metric(l, &head(l).unwrap()), None, "{l}");
+        }
+    }
+
+    #[test]
     fn entity_fields_are_slices() {
         let l = r#"{"type":"entity","ts":5,"id":"m_proc_1","kind":"proc","machine_id":"m","keys":{"tgid":1},"labels":{"comm":"a b"}}"#;
         let Scanned::Entity(e) = scan(l).unwrap() else {
@@ -624,6 +676,7 @@ mod tests {
                 let Some(h) = head(&l) else { continue };
                 let whole = fast(&l);
                 proptest::prop_assert_eq!(Some(h.ts), whole.as_ref().map_or(Some(h.ts), |w| w.ts), "{}", l);
+                proptest::prop_assert_eq!(Some(h.id), whole.as_ref().map_or(Some(h.id), |w| w.id), "{}", l);
                 if let Some(m) = metric(&l, &h) {
                     proptest::prop_assert_eq!(Some(m), whole, "{}", l);
                 }

@@ -12,8 +12,8 @@
 //! Every structural change (an entity comes, goes, or changes kind, machine, keys or
 //! labels) moves version counters that say whose snapshot it can change: its machine's,
 //! the far-end view of its machine (hosts, processes and sli, which other machines'
-//! edges point at), the bucket of its link key (links match other machines' links by
-//! key) and the load balancers'. A machine's snapshot template is reused while the
+//! edges point at), that of its link key (links match other machines' links by key) and
+//! the load balancers'. A machine's snapshot template is reused while the
 //! counters it depends on stay (see `super::template::Deps`).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -27,9 +27,6 @@ use crate::record::{Fields, Metrics};
 
 /// An entity's slot. Stable while the entity lives; reused after it is dropped.
 pub type Handle = u32;
-
-/// Link keys are spread over this many version counters (see [`State::link_bucket`]).
-pub const LINK_BUCKETS: usize = 4096;
 
 /// The flow metrics gala-topo reads from tcp_link and lb_link metric records; any other
 /// metric of those records is ignored.
@@ -148,9 +145,14 @@ pub struct State {
     pub orphan_metrics: u64,
     /// Changes whenever anything structural does, on any machine.
     pub version: u64,
-    /// Per bucket of link keys (client_ip, server_ip, server_port): changes whenever a
-    /// link with a key in the bucket comes, goes or changes.
-    link_versions: Vec<u64>,
+    /// Per link key (client_ip, server_ip, server_port), by its 64-bit hash: a version that
+    /// changes whenever a link with the key comes, goes or changes, and the number of live
+    /// links with it (the entry goes with the last one, so memory follows live links).
+    /// Two keys with one hash share a version, which only rebuilds a snapshot more often.
+    link_versions: FastMap<u64, (u64, u32)>,
+    /// Where link versions come from: every new one is unique, so a key that went and
+    /// came back never shows an old version again.
+    ticks: u64,
     /// Changes whenever a load-balanced flow (lb_link, nginx_link) does.
     pub lb_version: u64,
     lb_count: usize,
@@ -168,7 +170,8 @@ impl State {
             expire,
             orphan_metrics: 0,
             version: 0,
-            link_versions: vec![0; LINK_BUCKETS],
+            link_versions: FastMap::default(),
+            ticks: 0,
             lb_version: 0,
             lb_count: 0,
         }
@@ -219,7 +222,9 @@ impl State {
         let mi = self.machine(machine);
         let labels = labels.unwrap_or("{}");
         if let Some(&h) = self.ids.get(id) {
-            let e = self.slots[h as usize].as_mut().expect("ids name live slots");
+            let e = self.slots[h as usize]
+                .as_mut()
+                .expect("ids name live slots");
             let unchanged = e.kind == kind
                 && e.machine == machine
                 && e.keys_raw == keys
@@ -234,7 +239,10 @@ impl State {
             let fresh_keys = parse_fields(keys, "keys")?;
             let fresh_labels = parse_fields(labels, "labels")?;
             self.changed(h);
-            let e = self.slots[h as usize].as_mut().expect("ids name live slots");
+            self.count_link(h, false);
+            let e = self.slots[h as usize]
+                .as_mut()
+                .expect("ids name live slots");
             if load_balancer(&e.kind) {
                 self.lb_count -= 1;
             }
@@ -252,6 +260,7 @@ impl State {
             if load_balancer(kind) {
                 self.lb_count += 1;
             }
+            self.count_link(h, true);
             self.changed(h);
             self.touch(h);
             return Ok(());
@@ -290,6 +299,7 @@ impl State {
         }
         self.ids.insert(id.to_string(), h);
         self.order.insert(id.to_string(), h);
+        self.count_link(h, true);
         self.changed(h);
         self.touch(h);
         Ok(())
@@ -330,8 +340,11 @@ impl State {
             m.far_version += 1;
         }
         if let Some(k) = &e.link {
-            let b = link_bucket(&k.client_ip, &k.server_ip, &k.server_port);
-            self.link_versions[b] += 1;
+            let key = link_key(&k.client_ip, &k.server_ip, &k.server_port);
+            self.ticks += 1;
+            if let Some(v) = self.link_versions.get_mut(&key) {
+                v.0 = self.ticks;
+            }
         }
         if load_balancer(&e.kind) {
             self.lb_version += 1;
@@ -404,6 +417,7 @@ impl State {
 
     fn remove(&mut self, h: Handle) {
         self.changed(h);
+        self.count_link(h, false);
         if let Some(e) = self.slots[h as usize].take() {
             if load_balancer(&e.kind) {
                 self.lb_count -= 1;
@@ -474,17 +488,36 @@ impl State {
 
     /// A machine's version counters: its own, and that of what other machines see of it.
     pub fn machine_versions(&self, machine: &str) -> (u64, u64) {
-        self.machine_ix
-            .get(machine)
-            .map_or((0, 0), |&i| {
-                let m = &self.machines[i as usize];
-                (m.version, m.far_version)
-            })
+        self.machine_ix.get(machine).map_or((0, 0), |&i| {
+            let m = &self.machines[i as usize];
+            (m.version, m.far_version)
+        })
     }
 
-    /// The version counter of a bucket of link keys.
-    pub fn link_version(&self, bucket: usize) -> u64 {
-        self.link_versions[bucket]
+    /// The version of a link key (see [`link_key`]); 0 when no live link has it.
+    pub fn link_version(&self, key: u64) -> u64 {
+        self.link_versions.get(&key).map_or(0, |v| v.0)
+    }
+
+    /// Counts a slot's link among the live ones with its key (`add`), or no longer.
+    fn count_link(&mut self, h: Handle, add: bool) {
+        let Some(k) = self.slots[h as usize]
+            .as_ref()
+            .and_then(|e| e.link.as_ref())
+        else {
+            return;
+        };
+        let key = link_key(&k.client_ip, &k.server_ip, &k.server_port);
+        self.ticks += 1;
+        let v = self.link_versions.entry(key).or_insert((self.ticks, 0));
+        if add {
+            v.1 += 1;
+        } else {
+            v.1 -= 1;
+            if v.1 == 0 {
+                self.link_versions.remove(&key);
+            }
+        }
     }
 
     /// True when some load-balanced flow is live.
@@ -493,13 +526,12 @@ impl State {
     }
 }
 
-/// The bucket of a link key, for [`State::link_version`]: links match by this key, so a
-/// link's coming or going can change only the snapshots of machines with links in its
-/// bucket.
-pub fn link_bucket(client_ip: &str, server_ip: &str, port: &str) -> usize {
+/// A link key as a number, for [`State::link_version`]: links match by this key, so a
+/// link's coming or going can change only the snapshots of machines with links of it.
+pub fn link_key(client_ip: &str, server_ip: &str, port: &str) -> u64 {
     let mut h = FxHasher::default();
     (client_ip, server_ip, port).hash(&mut h);
-    (h.finish() % LINK_BUCKETS as u64) as usize
+    h.finish()
 }
 
 fn parse_fields(raw: &str, what: &str) -> Result<Fields, String> {
@@ -541,18 +573,26 @@ mod tests {
 
     #[test]
     fn expiry_follows_the_last_sighting_and_slots_are_reused() {
-        let mut s = State::new(1);
-        for i in 0..3 {
-            s.entity(&format!("m_fs_{i}"), "fs", "m", "{}", None).unwrap();
+        let mut s = State::new(2);
+        let keys = r#"{"tgid":1,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":80}"#;
+        s.entity("m_fs_0", "tcp_link", "m", keys, None).unwrap();
+        for i in 1..3 {
+            s.entity(&format!("m_fs_{i}"), "fs", "m", "{}", None)
+                .unwrap();
         }
+        let link = link_key("10.0.0.1", "10.0.0.2", "80");
+        assert!(s.link_version(link) > 0);
         s.end_interval("m");
         s.expire("m");
+        assert_eq!(s.len(), 3);
         // Seen again by a metric record only: still live; the others go.
         s.metric("m_fs_1", "fs", Some("{}")).unwrap();
         s.end_interval("m");
         s.expire("m");
         let live: Vec<&str> = s.sorted().map(|e| e.id.as_str()).collect();
         assert_eq!(live, ["m_fs_1"]);
+        // The last link of a key gone, its version goes too (memory follows live links).
+        assert_eq!(s.link_version(link), 0);
         s.entity("m_fs_9", "fs", "m", "{}", None).unwrap();
         assert!(s.handle("m_fs_9").unwrap() < 3, "a freed slot is reused");
         s.end_interval("m");
@@ -567,21 +607,24 @@ mod tests {
         s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, None)
             .unwrap();
         let keys = r#"{"tgid":1,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":80}"#;
-        s.entity("m_tcp_link_1", "tcp_link", "m", keys, None).unwrap();
+        s.entity("m_tcp_link_1", "tcp_link", "m", keys, None)
+            .unwrap();
         let n = s.machine_versions("n");
         let (own, far) = s.machine_versions("m");
-        let b = link_bucket("10.0.0.1", "10.0.0.2", "80");
+        let b = link_key("10.0.0.1", "10.0.0.2", "80");
         let lv = s.link_version(b);
         // The same record again changes nothing.
-        s.entity("m_tcp_link_1", "tcp_link", "m", keys, None).unwrap();
+        s.entity("m_tcp_link_1", "tcp_link", "m", keys, None)
+            .unwrap();
         assert_eq!(s.machine_versions("m"), (own, far));
         // A file system is the machine's own business.
         s.entity("m_fs_1", "fs", "m", "{}", None).unwrap();
         let (own2, far2) = s.machine_versions("m");
         assert!(own2 > own && far2 == far);
         assert_eq!(s.link_version(b), lv);
-        // A link moves its key's bucket; another machine is untouched.
-        s.entity("m_tcp_link_2", "tcp_link", "m", keys, None).unwrap();
+        // A link moves its key's version; another machine is untouched.
+        s.entity("m_tcp_link_2", "tcp_link", "m", keys, None)
+            .unwrap();
         assert!(s.link_version(b) > lv);
         assert_eq!(s.machine_versions("n"), n);
     }

@@ -19,10 +19,11 @@ use serde::Serialize;
 
 use super::build::AppCache;
 use super::flow::{self, Source};
+use super::graph::Layer;
 use super::graph::{Edge, Graph};
 use super::hash::FastSet;
 use super::render::OUTSIDE;
-use super::state::{link_bucket, State};
+use super::state::{link_key, State};
 use crate::io::RecordWriter;
 use crate::record::{Fields, Metrics};
 
@@ -70,8 +71,8 @@ pub struct Deps {
     apps_epoch: u64,
     /// The machine and those its edges reach: (machine, far-end version, app grouping).
     machines: Vec<(String, u64, u64)>,
-    /// The buckets of its links' keys, and their versions.
-    links: Vec<(usize, u64)>,
+    /// Its links' keys (see [`link_key`]), and their versions.
+    links: Vec<(u64, u64)>,
     /// With load-balanced flows anywhere, any change: flows through a kernel balancer
     /// match links by keys other than their own.
     everything: Option<u64>,
@@ -81,22 +82,25 @@ impl Deps {
     /// The counters a snapshot of `machine`, built just now as `g`, read.
     pub fn of(state: &State, apps: &AppCache, machine: &str, g: &Graph) -> Deps {
         let mut names: Vec<&str> = vec![machine];
-        for e in &g.edges {
+        // Vertical edges stay on their machine; the others may reach another.
+        for e in g.edges.iter().filter(|e| e.layer != Layer::Vertical) {
             for id in [e.src.as_str(), e.dst.as_str()] {
                 let m = match state.get(id) {
                     Some(e) => Some(e.machine.as_str()),
                     None => g.nodes.get(id).and_then(|n| n.machine.as_deref()),
                 };
-                names.extend(m);
+                // A handful of machines: a list is quicker than sorting thousands of ends.
+                if let Some(m) = m.filter(|m| !names.contains(m)) {
+                    names.push(m);
+                }
             }
         }
         names.sort_unstable();
-        names.dedup();
-        let mut links: Vec<usize> = state
+        let mut links: Vec<u64> = state
             .sorted()
             .filter(|e| e.machine == machine)
             .filter_map(|e| e.link.as_ref())
-            .map(|k| link_bucket(&k.client_ip, &k.server_ip, &k.server_port))
+            .map(|k| link_key(&k.client_ip, &k.server_ip, &k.server_port))
             .collect();
         links.sort_unstable();
         links.dedup();
@@ -124,10 +128,7 @@ impl Deps {
                 .machines
                 .iter()
                 .all(|(m, far, app)| state.machine_versions(m).1 == *far && apps.version(m) == *app)
-            && self
-                .links
-                .iter()
-                .all(|&(b, v)| state.link_version(b) == v)
+            && self.links.iter().all(|&(b, v)| state.link_version(b) == v)
     }
 }
 
