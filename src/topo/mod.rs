@@ -689,8 +689,8 @@ mod tests {
         let (reused, some) = output(true);
         assert!(all.snapshots >= 30, "{all:?}");
         assert_eq!(all.builds, all.snapshots);
-        // b's snapshots survive c's comings and goings; a's do not.
-        assert!(some.builds * 2 < some.snapshots, "{some:?}");
+        // b's snapshots survive c's comings and goings (a's and c's do not).
+        assert!(some.builds + 10 <= some.snapshots, "{some:?}");
         assert!(fresh.contains("sli_requests") && fresh.contains(r#""layer":"host""#));
         // c's link shows as c's edge in some intervals and a's edge from outside in others.
         assert!(fresh.contains(r#""src":"c_proc_10","dst":"a_proc_12""#));

@@ -469,23 +469,6 @@ impl State {
         self.machines.len()
     }
 
-    /// The machine of a known entity.
-    pub fn machine_of(&self, id: &str) -> Option<&str> {
-        self.get(id).map(|e| e.machine.as_str())
-    }
-
-    /// The machine of an entity known by its slot.
-    pub fn machine_of_slot(&self, h: Handle) -> Option<&str> {
-        self.slot(h).map(|e| e.machine.as_str())
-    }
-
-    /// Every machine seen, in order.
-    pub fn machines(&self) -> Vec<String> {
-        let mut ms: Vec<String> = self.machines.iter().map(|m| m.name.clone()).collect();
-        ms.sort();
-        ms
-    }
-
     /// A machine's version counters: its own, and that of what other machines see of it.
     pub fn machine_versions(&self, machine: &str) -> (u64, u64) {
         self.machine_ix.get(machine).map_or((0, 0), |&i| {
