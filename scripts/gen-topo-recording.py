@@ -9,7 +9,12 @@ re-emitted with its metric record each interval, as the collector does, and each
 ends the interval with a status record. Hosts' intervals are interleaved, as several
 collectors piped into one stream would be.
 
-usage: gen-topo-recording.py OUT RECORDS [HOSTS]
+With CHURN > 0, short-lived connections come and go: every interval, the first host
+opens CHURN new client links (to itself over loopback and to the second host, whose
+server ends come too), each seen for that interval only, so the topology of those two
+machines changes structurally every interval while the others' stays.
+
+usage: gen-topo-recording.py OUT RECORDS [HOSTS [CHURN]]
 """
 import json
 import random
@@ -17,6 +22,7 @@ import sys
 
 out_path, want = sys.argv[1], int(sys.argv[2])
 hosts = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+churn = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 rnd = random.Random(42)
 PROCS, CONTAINERS, LINKS_PER_PROC = 150, 5, 1
 
@@ -70,12 +76,12 @@ class Host:
             if p % 15 == 0:
                 self.add("sli", [("tgid", tgid), ("server_port", 8000 + p)], {"protocol": "http"}, ["requests", "latency_mean_ms", "errors"])
 
-    def add(self, kind, keys, labels, metrics):
-        self.ents.append((eid(self.m, kind, *[v for _, v in keys]), kind, dict(keys), labels, metrics))
+    def add(self, kind, keys, labels, metrics, into=None):
+        (self.ents if into is None else into).append((eid(self.m, kind, *[v for _, v in keys]), kind, dict(keys), labels, metrics))
 
-    def link(self, tgid, role, cip, sip, port):
+    def link(self, tgid, role, cip, sip, port, into=None):
         keys = [("tgid", tgid), ("role", role), ("client_ip", cip), ("server_ip", sip), ("server_port", port), ("protocol", "tcp")]
-        self.add("tcp_link", keys, {}, ["rx_bytes", "tx_bytes", "srtt", "retran_packets", "segs_in", "segs_out"])
+        self.add("tcp_link", keys, {}, ["rx_bytes", "tx_bytes", "srtt", "retran_packets", "segs_in", "segs_out"], into)
 
 
 H = [Host(i) for i in range(hosts)]
@@ -104,9 +110,22 @@ ts = 1_700_000_000_000
 with open(out_path, "w") as f:
     for n in range(intervals):
         ts += 5000
+        # This interval's short-lived links, by host.
+        brief = {h.m: [] for h in H}
+        if churn:
+            h = H[0]
+            o = H[1 % len(H)]
+            for k in range(churn):
+                tgid = h.procs[(n * 7 + k) % len(h.procs)]
+                srv = o.procs[(n * 3 + k) % len(o.procs)]
+                port = 20000 + (n * churn + k) % 40000
+                h.link(tgid, "client", "127.0.0.1", "127.0.0.1", port, brief[h.m])
+                h.link(srv if o is h else tgid, "server", "127.0.0.1", "127.0.0.1", port, brief[h.m])
+                h.link(tgid, "client", h.ip, o.ip, port, brief[h.m])
+                o.link(srv, "server", h.ip, o.ip, port, brief[o.m])
         for h in H:
             lines = []
-            for (i, kind, keys, labels, metrics) in h.ents:
+            for (i, kind, keys, labels, metrics) in h.ents + brief[h.m]:
                 e = {"type": "entity", "ts": ts, "id": i, "kind": kind, "machine_id": h.m, "keys": keys}
                 if labels:
                     e["labels"] = labels

@@ -195,8 +195,7 @@ mod tests {
         );
         add(&mut s, 40, "/usr/bin/python3", 40, "python3 a.py");
         add(&mut s, 41, "/usr/bin/python3", 41, "python3 b.py");
-        let mut procs: Vec<_> = s.entities.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        procs.sort_by_key(|p| p.0);
+        let procs: Vec<_> = s.sorted().map(|e| (e.id.as_str(), e)).collect();
         let apps = group(&procs);
         let mut sets: Vec<Vec<String>> = apps.iter().map(|a| a.procs.clone()).collect();
         sets.sort();

@@ -55,8 +55,8 @@ impl<'s> Index<'s> {
             disks: HashMap::default(),
             nics: HashMap::default(),
         };
-        for (id, e) in &state.entities {
-            let id = id.as_str();
+        for e in state.sorted() {
+            let id = e.id.as_str();
             let m = e.machine.as_str();
             let mine = scope.is_none_or(|s| s == m);
             if mine {
@@ -97,7 +97,6 @@ impl<'s> Index<'s> {
                 _ => {}
             }
         }
-        ix.scoped.sort_unstable_by_key(|e| e.0);
         ix
     }
 
@@ -124,7 +123,7 @@ pub struct Builder<'s> {
 impl<'s> Builder<'s> {
     /// The machine a node is on: derived nodes know theirs, observed ones are looked up.
     pub fn machine_of(&self, id: &str) -> Option<&str> {
-        match self.ix.state.entities.get(id) {
+        match self.ix.state.get(id) {
             Some(e) => Some(e.machine.as_str()),
             None => self.g.nodes.get(id)?.machine.as_deref(),
         }
@@ -224,8 +223,18 @@ impl<'s> Builder<'s> {
 #[derive(Debug, Default)]
 pub struct AppCache {
     by_machine: HashMap<String, HashMap<String, String>>,
-    /// Changes whenever a grouping does: a snapshot made with other groupings is stale.
-    pub version: u64,
+    /// Per machine, changes whenever its grouping does: a snapshot made with another
+    /// grouping of one of its machines is stale.
+    versions: HashMap<String, u64>,
+    /// Changes whenever every grouping is made again (a snapshot of everything).
+    pub epoch: u64,
+}
+
+impl AppCache {
+    /// The version of a machine's grouping.
+    pub fn version(&self, machine: &str) -> u64 {
+        self.versions.get(machine).copied().unwrap_or(0)
+    }
 }
 
 /// The snapshot of everything live (`scope` `None`), or the part one machine reports at
@@ -265,7 +274,7 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
         Some(m) => apps.by_machine.remove(m),
         None => {
             apps.by_machine.clear();
-            apps.version += 1;
+            apps.epoch += 1;
             None
         }
     };
@@ -281,8 +290,8 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
         // another machine's snapshot would make again (and count as a change).
         apps.by_machine.entry(m.to_string()).or_default();
     }
-    if scope.is_some_and(|m| apps.by_machine.get(m) != before.as_ref()) {
-        apps.version += 1;
+    if let Some(m) = scope.filter(|m| apps.by_machine.get(*m) != before.as_ref()) {
+        *apps.versions.entry(m.to_string()).or_default() += 1;
     }
     let process_edges = flow::connect(&mut b);
     // Another machine's grouping, for the far end of a flow, is taken from its last
@@ -294,14 +303,12 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
         .map(String::from)
         .collect();
     for m in &missing {
-        let mut procs: Vec<(&str, &Entity)> = state
-            .entities
-            .iter()
-            .filter(|(_, e)| e.kind == "proc" && &e.machine == m)
-            .map(|(k, v)| (k.as_str(), v))
+        let procs: Vec<(&str, &Entity)> = state
+            .sorted()
+            .filter(|e| e.kind == "proc" && &e.machine == m)
+            .map(|e| (e.id.as_str(), e))
             .collect();
-        procs.sort_unstable_by_key(|p| p.0);
-        apps.version += 1;
+        *apps.versions.entry(m.clone()).or_default() += 1;
         let map = apps.by_machine.entry(m.clone()).or_default();
         for a in app::group(&procs) {
             for p in a.procs {

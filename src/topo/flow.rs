@@ -19,7 +19,7 @@ use super::build::Builder;
 use super::fields::{get, get_uint, is_loopback};
 use super::graph::{rel, Edge, Layer};
 use super::hash::FastMap as HashMap;
-use super::state::{Entity, Flow, State};
+use super::state::{Entity, Flow, Handle, State};
 use crate::record::{entity_id, Fields, Metrics};
 
 struct Link<'s> {
@@ -54,7 +54,7 @@ pub struct Agg {
     sli: Vec<(String, f64)>,
     /// What was summed, in order, for [`Source::Links`].
     parts: Vec<Part>,
-    sli_from: Vec<String>,
+    sli_from: Vec<Handle>,
 }
 
 /// Where a connect edge's metrics come from. Which links make up which edge depends only
@@ -64,8 +64,8 @@ pub struct Agg {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
     /// A process-layer edge: its links in the order they were summed, and the sli entities
-    /// whose metrics it carries.
-    Links { parts: Vec<Part>, sli: Vec<String> },
+    /// whose metrics it carries, by slot: a template is used only while they all live.
+    Links { parts: Vec<Part>, sli: Vec<Handle> },
     /// An app- or host-layer edge: the process-layer edges it sums, as indices into the
     /// same list of sources.
     Edges(Vec<u32>),
@@ -76,12 +76,12 @@ pub enum Source {
 pub enum Part {
     /// A client link and its server end, if observed; see [`Agg::add_pair`].
     Pair {
-        client: String,
-        server: Option<String>,
+        client: Handle,
+        server: Option<Handle>,
         count_server: bool,
     },
     /// A server link whose client was not observed.
-    Server(String),
+    Server(Handle),
 }
 
 fn sum(a: &mut Option<f64>, b: Option<f64>) {
@@ -262,12 +262,8 @@ fn outside(b: &mut Builder, ip: &str, port: Option<&str>, machine: &str) -> Stri
 /// Adds the process-layer edges (connect, is_peer, and is_client / is_server around load
 /// balancers) and returns the connect edges, for the app and host layers.
 pub fn connect(b: &mut Builder) -> Vec<Edge> {
-    let all: Vec<(&str, &Entity)> =
-        b.ix.state
-            .entities
-            .iter()
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
+    // In id order, so that sums and choices never follow the order links were stored in.
+    let all: Vec<(&str, &Entity)> = b.ix.state.sorted().map(|e| (e.id.as_str(), e)).collect();
     let (clients, servers) = links(&all);
     let mut lbs = lbs(&all);
     lbs.sort_unstable_by_key(|l| l.id);
@@ -327,8 +323,8 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         };
         let agg = flows.entry((src, dst)).or_default();
         agg.parts.push(Part::Pair {
-            client: c.id.to_string(),
-            server: s.map(|i| servers[i].id.to_string()),
+            client: c.e.handle,
+            server: s.map(|i| servers[i].e.handle),
             count_server: s.is_some_and(|i| primary[i] == Some(ci)),
         });
         match s {
@@ -353,7 +349,7 @@ pub fn connect(b: &mut Builder) -> Vec<Edge> {
         let src = outside(b, s.client_ip, None, &s.e.machine);
         let dst = b.proc(&s.e.machine, s.tgid);
         let agg = flows.entry((src, dst)).or_default();
-        agg.parts.push(Part::Server(s.id.to_string()));
+        agg.parts.push(Part::Server(s.e.handle));
         agg.add_server(&s.e.flow);
         agg.ports.push(s.port.to_string());
     }
@@ -457,7 +453,7 @@ fn load_balancers(
 /// prefixed `sli_`, on the connect edges into that process (at that port). They are the
 /// server's figures over all its clients, not split by client.
 fn sli(b: &mut Builder, entities: &[(&str, &Entity)], flows: &mut BTreeMap<(String, String), Agg>) {
-    for &(id, e) in entities {
+    for &(_, e) in entities {
         // An sli entity without metrics yet still belongs to the edge's source: its
         // metrics may come in a later interval with the same entities.
         if e.kind != "sli" {
@@ -475,7 +471,7 @@ fn sli(b: &mut Builder, entities: &[(&str, &Entity)], flows: &mut BTreeMap<(Stri
             {
                 a.sli
                     .extend(e.sli.iter().map(|(k, v)| (format!("sli_{k}"), *v)));
-                a.sli_from.push(id.to_string());
+                a.sli_from.push(e.handle);
             }
         }
     }
@@ -495,7 +491,7 @@ pub fn recompute<'m>(
         memo.resize(sources.len(), None);
     }
     if memo[i].is_none() {
-        let flow = |id: &str| state.entities.get(id).map(|e| e.flow).unwrap_or_default();
+        let flow = |h: Handle| state.slot(h).map(|e| e.flow).unwrap_or_default();
         let mut a = Agg::default();
         match &sources[i] {
             Source::Links { parts, sli } => {
@@ -506,14 +502,14 @@ pub fn recompute<'m>(
                             server,
                             count_server,
                         } => {
-                            let s = server.as_deref().map(flow);
-                            a.add_pair(&flow(client), s.as_ref(), *count_server);
+                            let s = server.map(flow);
+                            a.add_pair(&flow(*client), s.as_ref(), *count_server);
                         }
-                        Part::Server(s) => a.add_server(&flow(s)),
+                        Part::Server(s) => a.add_server(&flow(*s)),
                     }
                 }
-                for id in sli {
-                    if let Some(e) = state.entities.get(id.as_str()) {
+                for &h in sli {
+                    if let Some(e) = state.slot(h) {
                         a.sli
                             .extend(e.sli.iter().map(|(k, v)| (format!("sli_{k}"), *v)));
                     }

@@ -30,10 +30,10 @@ use anyhow::Context;
 use crate::io::{exit, signals, RecordReader, RecordWriter};
 use cli::{Cli, Format};
 use graph::{Graph, Layer};
-use hash::{FastMap as HashMap, FastSet as HashSet};
+use hash::FastMap as HashMap;
 use scan::Scanned;
 use state::State;
-use template::Template;
+use template::{Deps, Template};
 
 /// What to derive and how to write it.
 #[derive(Debug, Clone)]
@@ -76,6 +76,8 @@ impl Default for Options {
 pub struct Summary {
     pub records_in: u64,
     pub snapshots: u64,
+    /// Snapshots built afresh, not written again from a template.
+    pub builds: u64,
     pub records_out: u64,
     /// Metric records of entities gala-topo never saw (or had dropped).
     pub orphan_metrics: u64,
@@ -105,45 +107,20 @@ fn run_with(
     opts: &Options,
     reuse: bool,
 ) -> anyhow::Result<Summary> {
-    let mut state = State::new(opts.expire);
-    let mut summary = Summary::default();
     let streaming = opts.format == Format::Ndjson && opts.at.is_none();
-    let pass = streaming && !opts.only;
-    let mut apps = build::AppCache::default();
-    // Each machine's last snapshot, to write again while its structure stays.
-    let mut templates: HashMap<String, Template> = HashMap::default();
-    // Machines whose interval ended and whose snapshot is due, with the interval's time.
-    let mut due: HashMap<String, i64> = HashMap::default();
-    // Machines with records since their last status.
-    let mut open: HashSet<String> = HashSet::default();
-    let mut last_ts = 0i64;
-    let mut buf = Vec::with_capacity(512);
-    // Closes a machine's interval: its snapshot (in a stream), then expiry.
-    let mut emit = |state: &mut State,
-                    apps: &mut build::AppCache,
-                    machine: &str,
-                    ts: i64,
-                    out: &mut RecordWriter,
-                    summary: &mut Summary|
-     -> anyhow::Result<()> {
-        if streaming {
-            if !reuse {
-                templates.clear();
-            }
-            summary.records_out += snapshot(
-                state,
-                apps,
-                &mut templates,
-                ts,
-                machine,
-                opts,
-                out,
-                &mut buf,
-            )?;
-            summary.snapshots += 1;
-        }
-        state.expire(machine);
-        Ok(())
+    let mut run = Run {
+        opts,
+        streaming,
+        pass: streaming && !opts.only,
+        reuse,
+        state: State::new(opts.expire),
+        apps: build::AppCache::default(),
+        templates: HashMap::default(),
+        due: Vec::new(),
+        open: Vec::new(),
+        last_ts: 0,
+        buf: Vec::with_capacity(512),
+        summary: Summary::default(),
     };
     loop {
         if signals::received().is_some() && !streaming {
@@ -152,122 +129,327 @@ fn run_with(
         let Some(line) = reader.next_line()? else {
             break;
         };
-        let scanned = match scan::scan(line) {
-            Ok(s) => s,
-            Err(message) => {
-                reader.reject(&message)?;
-                continue;
-            }
+        // Most lines are the collector's entity and metric records of entities already
+        // known: they have short cuts (see scan::head).
+        let result = match scan::head(line) {
+            Some(h) if h.entity => match run.state.same(h.id, &line[h.rest..]) {
+                Some(slot) => run.repeated(slot, &h, line, out)?,
+                None => run.line(line, out)?,
+            },
+            // A known id was checked when it came.
+            Some(h) => match run
+                .state
+                .handle(h.id)
+                .and_then(|slot| Some((slot, scan::metric(line, &h)?)))
+            {
+                Some((slot, l)) => run.take(Scanned::Metric(l), true, Some(slot), line, out)?,
+                None => run.line(line, out)?,
+            },
+            None => run.line(line, out)?,
         };
-        summary.records_in += 1;
-        let (ts, machine) = match &scanned {
-            Scanned::Entity(l) => (l.ts.unwrap_or(0), l.machine_id),
-            Scanned::Metric(l) => (l.ts.unwrap_or(0), l.id.and_then(|id| state.machine_of(id))),
-            Scanned::Status { ts, .. } => (*ts, None),
-            Scanned::Other => (i64::MIN, None),
-        };
-        // The first record of a machine's next interval: its last one is complete.
-        if let Some(m) = machine.filter(|_| opts.at.is_none_or(|at| ts <= at)) {
-            if let Some(due_ts) = due.remove(m) {
-                let m = m.to_string();
-                emit(&mut state, &mut apps, &m, due_ts, out, &mut summary)?;
-            }
+        if let Err(message) = result {
+            reader.reject(&message)?;
         }
-        if pass {
+    }
+    run.finish(out)
+}
+
+/// One run's state between lines.
+struct Run<'o> {
+    opts: &'o Options,
+    streaming: bool,
+    pass: bool,
+    reuse: bool,
+    state: State,
+    apps: build::AppCache,
+    /// Each machine's last snapshot, to write again while what it was built from stays.
+    templates: HashMap<String, (Deps, Template)>,
+    /// By machine index: the time of the interval that ended and whose snapshot is due.
+    due: Vec<Option<i64>>,
+    /// By machine index: whether it has sent records since its last status.
+    open: Vec<bool>,
+    last_ts: i64,
+    buf: Vec<u8>,
+    summary: Summary,
+}
+
+/// What a line was, for the caller: `Err` is a message to report the line with (it went
+/// through already, or was not taken).
+type LineResult = Result<(), String>;
+
+impl Run<'_> {
+    /// A line in general: read, passed through, and taken into the state.
+    fn line(&mut self, line: &str, out: &mut RecordWriter) -> anyhow::Result<LineResult> {
+        match scan::read(line) {
+            (Ok(s), by_fast) => self.take(s, by_fast, None, line, out),
+            (Err(message), _) => Ok(Err(message)),
+        }
+    }
+
+    /// A line read (`by_fast`: by the fast reader, whole), with the slot of a metric's
+    /// entity when the caller looked it up already.
+    fn take(
+        &mut self,
+        scanned: Scanned,
+        by_fast: bool,
+        slot: Option<state::Handle>,
+        line: &str,
+        out: &mut RecordWriter,
+    ) -> anyhow::Result<LineResult> {
+        self.summary.records_in += 1;
+        let (ts, machine, slot) = match &scanned {
+            Scanned::Entity(l) => {
+                let m = self.state.machine(l.machine_id.unwrap_or_default());
+                (l.ts.unwrap_or(0), Some(m), None)
+            }
+            Scanned::Metric(l) => {
+                let slot = slot.or_else(|| l.id.and_then(|id| self.state.handle(id)));
+                let m = slot
+                    .and_then(|h| self.state.slot(h))
+                    .map(|e| e.machine_index());
+                (l.ts.unwrap_or(0), m, slot)
+            }
+            Scanned::Status { ts, .. } => (*ts, None, None),
+            Scanned::Other => (i64::MIN, None, None),
+        };
+        let emitted = match machine {
+            Some(m) => self.arrived(m, ts, out)?,
+            None => false,
+        };
+        if self.pass {
             out.write_raw(line)?;
         }
-        if matches!(scanned, Scanned::Other) || opts.at.is_some_and(|at| ts > at) {
-            continue;
+        if matches!(scanned, Scanned::Other) || self.opts.at.is_some_and(|at| ts > at) {
+            return Ok(Ok(()));
         }
-        last_ts = last_ts.max(ts);
-        let result = match scanned {
+        self.last_ts = self.last_ts.max(ts);
+        Ok(match scanned {
             Scanned::Entity(l) => {
-                let m = l.machine_id.unwrap_or_default();
-                if !open.contains(m) {
-                    open.insert(m.to_string());
+                if let Some(m) = machine {
+                    self.mark_open(m);
                 }
-                state.entity(
+                // The text after the id, to know this record again (see scan::head).
+                let tail = scan::head(line)
+                    .filter(|h| by_fast && h.entity)
+                    .map(|h| &line[h.rest..]);
+                self.state.entity_line(
                     l.id.unwrap_or_default(),
                     l.kind.unwrap_or_default(),
                     l.machine_id.unwrap_or_default(),
                     l.keys.unwrap_or("{}"),
                     l.labels,
+                    tail,
                 )
             }
-            Scanned::Metric(l) => state.metric(
-                l.id.unwrap_or_default(),
-                l.kind.unwrap_or_default(),
-                l.metrics,
-            ),
+            // A snapshot written just now may have dropped the entity: look it up again.
+            Scanned::Metric(l) => match slot.filter(|_| !emitted) {
+                Some(h) => self
+                    .state
+                    .metric_of(h, l.kind.unwrap_or_default(), l.metrics),
+                None => self.state.metric(
+                    l.id.unwrap_or_default(),
+                    l.kind.unwrap_or_default(),
+                    l.metrics,
+                ),
+            },
             Scanned::Status { ts, machine_id } => {
-                let machines: Vec<String> = match machine_id {
-                    Some(m) => vec![m.into_owned()],
-                    None => state.machines(),
+                let machines: Vec<u32> = match machine_id {
+                    Some(m) => vec![self.state.machine(&m)],
+                    None => {
+                        let mut all: Vec<u32> = (0..self.state.machine_count() as u32).collect();
+                        all.sort_by(|&a, &b| {
+                            self.state.machine_name(a).cmp(self.state.machine_name(b))
+                        });
+                        all
+                    }
                 };
                 for m in machines {
                     // An interval with nothing in it: the last one is still due.
-                    if let Some(due_ts) = due.remove(&m) {
-                        emit(&mut state, &mut apps, &m, due_ts, out, &mut summary)?;
+                    if let Some(due_ts) = self.take_due(m) {
+                        self.emit(m, due_ts, out)?;
                     }
-                    due.insert(m.clone(), ts);
-                    open.remove(&m);
-                    state.end_interval(&m);
+                    self.due[m as usize] = Some(ts);
+                    if let Some(o) = self.open.get_mut(m as usize) {
+                        *o = false;
+                    }
+                    let name = self.state.machine_name(m).to_string();
+                    self.state.end_interval(&name);
                 }
-                if streaming {
+                if self.streaming {
                     out.end_interval()?;
                 }
                 Ok(())
             }
             Scanned::Other => Ok(()),
+        })
+    }
+
+    /// An entity line that repeats its entity's last one but for the time (see
+    /// [`State::same`]): the same steps as [`Run::line`], without reading it.
+    fn repeated(
+        &mut self,
+        slot: state::Handle,
+        head: &scan::Head,
+        line: &str,
+        out: &mut RecordWriter,
+    ) -> anyhow::Result<LineResult> {
+        let m = match self.state.slot(slot) {
+            Some(e) => e.machine_index(),
+            None => return self.line(line, out),
         };
-        if let Err(message) = result {
-            // The line went through already; its content could not be used.
-            reader.reject(&message)?;
+        self.summary.records_in += 1;
+        let emitted = self.arrived(m, head.ts, out)?;
+        if self.pass {
+            out.write_raw(line)?;
+        }
+        if self.opts.at.is_some_and(|at| head.ts > at) {
+            return Ok(Ok(()));
+        }
+        self.last_ts = self.last_ts.max(head.ts);
+        self.mark_open(m);
+        if !emitted {
+            self.state.touch(slot);
+            return Ok(Ok(()));
+        }
+        // The snapshot written just now may have dropped it (unseen for too long).
+        if let Some(slot) = self.state.same(head.id, &line[head.rest..]) {
+            self.state.touch(slot);
+            return Ok(Ok(()));
+        }
+        // Read as new (it was read whole before: the same text after the same head).
+        Ok(match scan::read(line) {
+            (Ok(Scanned::Entity(l)), by_fast) => self.state.entity_line(
+                l.id.unwrap_or_default(),
+                l.kind.unwrap_or_default(),
+                l.machine_id.unwrap_or_default(),
+                l.keys.unwrap_or("{}"),
+                l.labels,
+                by_fast.then_some(&line[head.rest..]),
+            ),
+            (Err(message), _) => Err(message),
+            (Ok(_), _) => Ok(()),
+        })
+    }
+
+    /// A record of machine `m` at `ts`: the first of its next interval ends the last one,
+    /// whose snapshot is written now. True when one was.
+    fn arrived(&mut self, m: u32, ts: i64, out: &mut RecordWriter) -> anyhow::Result<bool> {
+        if self.opts.at.is_some_and(|at| ts > at) {
+            return Ok(false);
+        }
+        match self.take_due(m) {
+            Some(due_ts) => {
+                self.emit(m, due_ts, out)?;
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
-    if streaming {
-        let mut rest: Vec<(String, i64)> = due.into_iter().collect();
-        // Input without status records, or cut short: a snapshot of what it held.
-        rest.extend(open.into_iter().map(|m| (m, last_ts)));
-        rest.sort();
-        for (m, ts) in rest {
-            emit(&mut state, &mut apps, &m, ts, out, &mut summary)?;
+
+    fn take_due(&mut self, m: u32) -> Option<i64> {
+        let i = m as usize;
+        if self.due.len() <= i {
+            self.due.resize(i + 1, None);
         }
-    } else {
-        let ts = opts.at.unwrap_or(last_ts);
-        let g = view(build::build(&state, ts, None, &mut apps), opts)?;
-        summary.records_out += draw(&g, &state, opts.format, out, &mut buf)?;
-        summary.snapshots += 1;
+        self.due[i].take()
     }
-    summary.orphan_metrics = state.orphan_metrics;
-    summary.live_entities = state.entities.len() as u64;
-    Ok(summary)
+
+    fn mark_open(&mut self, m: u32) {
+        let i = m as usize;
+        if self.open.len() <= i {
+            self.open.resize(i + 1, false);
+        }
+        self.open[i] = true;
+    }
+
+    /// Closes a machine's interval: its snapshot (in a stream), then expiry.
+    fn emit(&mut self, m: u32, ts: i64, out: &mut RecordWriter) -> anyhow::Result<()> {
+        let machine = self.state.machine_name(m).to_string();
+        if self.streaming {
+            if !self.reuse {
+                self.templates.clear();
+            }
+            let (n, built) = snapshot(
+                &self.state,
+                &mut self.apps,
+                &mut self.templates,
+                ts,
+                &machine,
+                self.opts,
+                out,
+                &mut self.buf,
+            )?;
+            self.summary.records_out += n;
+            self.summary.builds += u64::from(built);
+            self.summary.snapshots += 1;
+        }
+        self.state.expire(&machine);
+        Ok(())
+    }
+
+    /// The end of input: the snapshots still due, or the one snapshot asked for.
+    fn finish(mut self, out: &mut RecordWriter) -> anyhow::Result<Summary> {
+        if self.streaming {
+            let mut rest: Vec<(String, i64, u32)> = Vec::new();
+            for (m, due) in self.due.iter().enumerate() {
+                if let Some(ts) = due {
+                    rest.push((self.state.machine_name(m as u32).to_string(), *ts, m as u32));
+                }
+            }
+            // Input without status records, or cut short: a snapshot of what it held.
+            for (m, open) in self.open.iter().enumerate() {
+                if *open {
+                    let name = self.state.machine_name(m as u32).to_string();
+                    rest.push((name, self.last_ts, m as u32));
+                }
+            }
+            rest.sort();
+            for (_, ts, m) in rest {
+                self.emit(m, ts, out)?;
+            }
+        } else {
+            let ts = self.opts.at.unwrap_or(self.last_ts);
+            let g = view(
+                build::build(&self.state, ts, None, &mut self.apps),
+                self.opts,
+            )?;
+            self.summary.records_out +=
+                draw(&g, &self.state, self.opts.format, out, &mut self.buf)?;
+            self.summary.snapshots += 1;
+            self.summary.builds += 1;
+        }
+        self.summary.orphan_metrics = self.state.orphan_metrics;
+        self.summary.live_entities = self.state.len() as u64;
+        Ok(self.summary)
+    }
 }
 
-/// The edges one machine reports at the end of its interval.
+/// The edges one machine reports at the end of its interval: how many records, and
+/// whether the snapshot was built afresh.
 #[allow(clippy::too_many_arguments)]
 fn snapshot(
     state: &State,
     apps: &mut build::AppCache,
-    templates: &mut HashMap<String, Template>,
+    templates: &mut HashMap<String, (Deps, Template)>,
     ts: i64,
     machine: &str,
     opts: &Options,
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, bool)> {
     if opts.focus.is_none() {
-        if let Some(t) = templates
+        if let Some((_, t)) = templates
             .get(machine)
-            .filter(|t| t.key == (state.version, apps.version))
+            .filter(|(deps, _)| deps.hold(state, apps, machine))
         {
-            return Ok(t.write(ts, state, out, buf)?);
+            return Ok((t.write(ts, state, out, buf)?, false));
         }
         let g = view(build::build(state, ts, Some(machine), apps), opts)?;
-        let t = Template::of(&g, None, state, (state.version, apps.version));
+        let deps = Deps::of(state, apps, machine, &g);
+        let t = Template::of(&g, None, state);
         let n = t.write(ts, state, out, buf)?;
-        templates.insert(machine.to_string(), t);
-        return Ok(n);
+        templates.insert(machine.to_string(), (deps, t));
+        return Ok((n, true));
     }
     let g = match &opts.focus {
         // A focus needs the whole graph to walk; then the machine's part is taken.
@@ -287,10 +469,10 @@ fn snapshot(
     let g = match view(g, opts) {
         Ok(g) => g,
         // The focus may not have appeared yet in a stream: nothing to write this time.
-        Err(_) if opts.focus.is_some() => return Ok(0),
+        Err(_) if opts.focus.is_some() => return Ok((0, true)),
         Err(e) => return Err(e),
     };
-    Ok(render::ndjson(&g, None, state, out, buf)?)
+    Ok((render::ndjson(&g, None, state, out, buf)?, true))
 }
 
 /// Applies the layer, detail and focus options.
@@ -342,8 +524,8 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     out.finish()?;
     if cli.verbosity.verbose > 0 && !cli.verbosity.quiet {
         eprintln!(
-            "gala-topo: {} records in, {} snapshots, {} records out, {} live entities, {} metrics of unknown entities",
-            summary.records_in, summary.snapshots, summary.records_out, summary.live_entities, summary.orphan_metrics
+            "gala-topo: {} records in, {} snapshots ({} built afresh), {} records out, {} live entities, {} metrics of unknown entities",
+            summary.records_in, summary.snapshots, summary.builds, summary.records_out, summary.live_entities, summary.orphan_metrics
         );
     }
     Ok(if reader.bad_input().summarise() {
@@ -438,6 +620,17 @@ mod tests {
                     "{}",
                     r#"{"tx_bytes":0.1}"#,
                 );
+                if m == "a" {
+                    // The server end of machine c's short-lived link: from outside while
+                    // c's client link is not there.
+                    ent(
+                        "tcp_link",
+                        "s3",
+                        r#"{"tgid":12,"role":"server","client_ip":"10.0.0.3","server_ip":"10.0.0.1","server_port":80}"#,
+                        "{}",
+                        r#"{"tx_bytes":5}"#,
+                    );
+                }
                 let sli = if i >= 9 { r#"{"requests":3.25}"# } else { "{}" };
                 ent("sli", "12", r#"{"tgid":12,"server_port":80}"#, "{}", sli);
                 let _ = writeln!(
@@ -446,6 +639,35 @@ mod tests {
                 );
             }
         }
+        // Machine c: a process whose client link to a comes every third interval, so
+        // that a change on c alone must rebuild a's snapshot but not b's.
+        let mut with_c = String::new();
+        for (i, block) in text.split_inclusive("\"machine_id\":\"b\"}\n").enumerate() {
+            with_c.push_str(block);
+            let ts = 1000 + i as i64 * 5000;
+            if i > 10 {
+                continue;
+            }
+            let _ = writeln!(
+                with_c,
+                r#"{{"type":"entity","ts":{ts},"id":"c_proc_10","kind":"proc","machine_id":"c","keys":{{"tgid":10}},"labels":{{"comm":"cli"}}}}"#
+            );
+            if i % 3 == 1 {
+                let _ = writeln!(
+                    with_c,
+                    r#"{{"type":"entity","ts":{ts},"id":"c_tcp_link_1","kind":"tcp_link","machine_id":"c","keys":{{"tgid":10,"role":"client","client_ip":"10.0.0.3","server_ip":"10.0.0.1","server_port":80}}}}"#
+                );
+                let _ = writeln!(
+                    with_c,
+                    r#"{{"type":"metric","ts":{ts},"id":"c_tcp_link_1","kind":"tcp_link","metrics":{{"tx_bytes":{i}}}}}"#
+                );
+            }
+            let _ = writeln!(
+                with_c,
+                r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"1","format_version":1,"machine_id":"c"}}"#
+            );
+        }
+        let text = with_c;
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.ndjson");
         std::fs::write(&input, &text).unwrap();
@@ -461,12 +683,18 @@ mod tests {
             let summary = run_with(&mut reader, &mut out, &opts, reuse).unwrap();
             out.finish().unwrap();
             assert!(!reader.bad_input().summarise());
-            (std::fs::read_to_string(&path).unwrap(), summary.snapshots)
+            (std::fs::read_to_string(&path).unwrap(), summary)
         };
-        let (fresh, snapshots) = output(false);
-        let (reused, _) = output(true);
-        assert!(snapshots >= 20, "{snapshots}");
+        let (fresh, all) = output(false);
+        let (reused, some) = output(true);
+        assert!(all.snapshots >= 30, "{all:?}");
+        assert_eq!(all.builds, all.snapshots);
+        // b's snapshots survive c's comings and goings (a's and c's do not).
+        assert!(some.builds + 10 <= some.snapshots, "{some:?}");
         assert!(fresh.contains("sli_requests") && fresh.contains(r#""layer":"host""#));
+        // c's link shows as c's edge in some intervals and a's edge from outside in others.
+        assert!(fresh.contains(r#""src":"c_proc_10","dst":"a_proc_12""#));
+        assert!(fresh.contains(r#""src":"external_endpoint_10.0.0.3","dst":"a_proc_12""#));
         assert_eq!(fresh, reused);
     }
 }

@@ -25,7 +25,7 @@ pub fn ndjson(
     out: &mut RecordWriter,
     buf: &mut Vec<u8>,
 ) -> io::Result<u64> {
-    Template::of(g, owner, state, (0, 0)).write(g.ts, state, out, buf)
+    Template::of(g, owner, state).write(g.ts, state, out, buf)
 }
 
 /// Bytes for people: 1.2 KiB.

@@ -3,20 +3,27 @@
 //! edges change; matching links, grouping processes and serialising a thousand edge records
 //! every interval was nearly all of gala-topo's time. So a snapshot is written once as text
 //! with two kinds of holes, its time and the metrics of its connect edges, and the next
-//! interval with the same entities and app groupings (see [`Template::key`]) fills the holes
-//! again: the metrics from the same links in the same order ([`flow::recompute`]), so that
-//! the output is the one a fresh build would write.
+//! interval in which nothing it was built from changed structurally (see [`Deps`]) fills
+//! the holes again: the metrics from the same links in the same order
+//! ([`flow::recompute`]), so that the output is the one a fresh build would write.
+//!
+//! Each machine has its own template, and a change on one machine rebuilds only the
+//! snapshots it can change: a machine's snapshot reads its own entities, the hosts,
+//! processes, sli entities and app groupings of the machines its flows go to, and the links
+//! anywhere whose key (client_ip, server_ip, server_port) is one of its links' keys.
 
 use std::io;
 use std::ops::Range;
 
 use serde::Serialize;
 
+use super::build::AppCache;
 use super::flow::{self, Source};
+use super::graph::Layer;
 use super::graph::{Edge, Graph};
 use super::hash::FastSet;
 use super::render::OUTSIDE;
-use super::state::State;
+use super::state::{link_key, State};
 use crate::io::RecordWriter;
 use crate::record::{Fields, Metrics};
 
@@ -53,11 +60,80 @@ struct Rec {
     source: Option<u32>,
 }
 
+/// What one machine's snapshot was built from, as the version counters of
+/// [`State`] and [`AppCache`] it read: while they all stay, a fresh build would write the
+/// same records but for times and metrics.
+#[derive(Debug, PartialEq)]
+pub struct Deps {
+    /// The machine's own entities.
+    own: u64,
+    /// Every grouping made again at once.
+    apps_epoch: u64,
+    /// The machine and those its edges reach: (machine, far-end version, app grouping).
+    machines: Vec<(String, u64, u64)>,
+    /// Its links' keys (see [`link_key`]), and their versions.
+    links: Vec<(u64, u64)>,
+    /// With load-balanced flows anywhere, any change: flows through a kernel balancer
+    /// match links by keys other than their own.
+    everything: Option<u64>,
+}
+
+impl Deps {
+    /// The counters a snapshot of `machine`, built just now as `g`, read.
+    pub fn of(state: &State, apps: &AppCache, machine: &str, g: &Graph) -> Deps {
+        let mut names: Vec<&str> = vec![machine];
+        // Vertical edges stay on their machine; the others may reach another.
+        for e in g.edges.iter().filter(|e| e.layer != Layer::Vertical) {
+            for id in [e.src.as_str(), e.dst.as_str()] {
+                let m = match state.get(id) {
+                    Some(e) => Some(e.machine.as_str()),
+                    None => g.nodes.get(id).and_then(|n| n.machine.as_deref()),
+                };
+                // A handful of machines: a list is quicker than sorting thousands of ends.
+                if let Some(m) = m.filter(|m| !names.contains(m)) {
+                    names.push(m);
+                }
+            }
+        }
+        names.sort_unstable();
+        let mut links: Vec<u64> = state
+            .sorted()
+            .filter(|e| e.machine == machine)
+            .filter_map(|e| e.link.as_ref())
+            .map(|k| link_key(&k.client_ip, &k.server_ip, &k.server_port))
+            .collect();
+        links.sort_unstable();
+        links.dedup();
+        Deps {
+            own: state.machine_versions(machine).0,
+            apps_epoch: apps.epoch,
+            machines: names
+                .into_iter()
+                .map(|m| (m.to_string(), state.machine_versions(m).1, apps.version(m)))
+                .collect(),
+            links: links
+                .into_iter()
+                .map(|b| (b, state.link_version(b)))
+                .collect(),
+            everything: state.has_load_balancers().then_some(state.version),
+        }
+    }
+
+    /// True while a snapshot of `machine` built now would read the same.
+    pub fn hold(&self, state: &State, apps: &AppCache, machine: &str) -> bool {
+        self.own == state.machine_versions(machine).0
+            && self.apps_epoch == apps.epoch
+            && self.everything == state.has_load_balancers().then_some(state.version)
+            && self
+                .machines
+                .iter()
+                .all(|(m, far, app)| state.machine_versions(m).1 == *far && apps.version(m) == *app)
+            && self.links.iter().all(|&(b, v)| state.link_version(b) == v)
+    }
+}
+
 /// One snapshot's records, to write again at a later time.
 pub struct Template {
-    /// The state and app-grouping versions it was made at: while both stay, a fresh build
-    /// would give the same records but for times and metrics.
-    pub key: (u64, u64),
     text: String,
     recs: Vec<Rec>,
     sources: Vec<Source>,
@@ -66,9 +142,8 @@ pub struct Template {
 impl Template {
     /// The edges `owner` reports (all with `None`) and, before them, the derived entities
     /// they refer to, each once.
-    pub fn of(g: &Graph, owner: Option<&str>, state: &State, key: (u64, u64)) -> Template {
+    pub fn of(g: &Graph, owner: Option<&str>, state: &State) -> Template {
         let mut t = Template {
-            key,
             text: String::with_capacity(g.edges.len() * 200),
             recs: Vec::with_capacity(g.edges.len() + 16),
             sources: g.sources.clone(),
