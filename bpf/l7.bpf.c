@@ -361,7 +361,7 @@ __noinline int copy_name(struct l7_event *e, __u32 at, __u32 len)
  * command (pipelining) or it has too many arguments to walk here. The command name goes
  * to e->data[P_NAME]. Each argument header is read from user memory at its offset, so
  * values of any size are stepped over without being read. */
-__noinline int redis_request(struct l7_event *e, __u64 base, __u32 len)
+__noinline int redis_request(struct l7_event *e, __u64 base, __u32 len, __u32 peeked)
 {
 	if (!e)
 		return 0;
@@ -382,22 +382,34 @@ __noinline int redis_request(struct l7_event *e, __u64 base, __u32 len)
 			break;
 		if (off >= len)
 			return 1;
-		__u32 m = len - off;
-		if (m > ELEM)
-			m = ELEM;
-		__builtin_memset(e->data + P_ELEM, 0, ELEM + 16);
-		asm volatile("%0 &= 0x3f" : "+r"(m));
-		if (bpf_probe_read_user(e->data + P_ELEM, m, (void *)(base + off)) != 0)
-			return 1;
-		if (e->data[P_ELEM] != '$')
-			return i ? 2 : 0;
-		__s64 h = resp_num(e, P_ELEM);
-		if (h < 0)
-			return m < 13 ? 1 : (i ? 2 : 0);
+		/* The header from the bytes already peeked when its line ends there (the
+		 * zeros after them stop the number), else from user memory. */
+		__u32 at = off;
+		__s64 h = -1;
+		if (off < peeked) {
+			if (e->data[off & 63] != '$')
+				return i ? 2 : 0;
+			h = resp_num(e, off);
+		}
+		if (h < 0) {
+			__u32 m = len - off;
+			if (m > ELEM)
+				m = ELEM;
+			__builtin_memset(e->data + P_ELEM, 0, ELEM + 16);
+			asm volatile("%0 &= 0x3f" : "+r"(m));
+			if (bpf_probe_read_user(e->data + P_ELEM, m, (void *)(base + off)) != 0)
+				return 1;
+			if (e->data[P_ELEM] != '$')
+				return i ? 2 : 0;
+			h = resp_num(e, P_ELEM);
+			if (h < 0)
+				return m < 13 ? 1 : (i ? 2 : 0);
+			at = P_ELEM;
+		}
 		__u32 n = (__u32)h;
 		__u32 he = (__u64)h >> 32;
 		if (i == 0)
-			copy_name(e, P_ELEM + he, n);
+			copy_name(e, at + he, n);
 		off += he + (__u64)n + 2;
 	}
 	return off >= len ? 1 : 2;
@@ -414,10 +426,19 @@ static __always_inline bool redis_reply(__u8 t)
 	return false;
 }
 
-/* An HTTP/1.x request line: `METHOD SP target`; 1 with the method, else 0. */
+/* Letters packed little-endian, as http_request() builds them. */
+#define M3(a, b, c) ((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16)
+#define M4(a, b, c, d) (M3(a, b, c) | (__u64)(d) << 24)
+#define M5(a, b, c, d, e) (M4(a, b, c, d) | (__u64)(e) << 32)
+#define M6(a, b, c, d, e, f) (M5(a, b, c, d, e) | (__u64)(f) << 40)
+#define M7(a, b, c, d, e, f, g) (M6(a, b, c, d, e, f) | (__u64)(g) << 48)
+
+/* An HTTP/1.x request line: `METHOD SP target` with one of the nine methods (so that
+ * SMTP's `EHLO host` is not taken for one); 1 with the method, else 0. */
 static __always_inline int http_request(const __u8 *b, __u32 len, char *method)
 {
 	int sp = -1;
+	__u64 v = 0;
 #pragma unroll
 	for (int j = 0; j < 8; j++) {
 		__u8 ch = b[j];
@@ -428,9 +449,19 @@ static __always_inline int http_request(const __u8 *b, __u32 len, char *method)
 		if (ch < 'A' || ch > 'Z')
 			return 0;
 		method[j] = ch;
+		v |= (__u64)ch << (8 * j);
 	}
 	if (sp < 3 || len < (__u32)sp + 2)
 		return 0;
+	switch (v) {
+	case M3('G', 'E', 'T'): case M3('P', 'U', 'T'): case M4('P', 'O', 'S', 'T'):
+	case M4('H', 'E', 'A', 'D'): case M5('P', 'A', 'T', 'C', 'H'): case M5('T', 'R', 'A', 'C', 'E'):
+	case M6('D', 'E', 'L', 'E', 'T', 'E'): case M7('O', 'P', 'T', 'I', 'O', 'N', 'S'):
+	case M7('C', 'O', 'N', 'N', 'E', 'C', 'T'):
+		break;
+	default:
+		return 0;
+	}
 	__u8 t = b[(sp + 1) & 15];
 	if (t != '/' && t != '*' && !(t >= 'a' && t <= 'z') && !(t >= '0' && t <= '9'))
 		return 0;
@@ -594,7 +625,7 @@ static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 t
 		char method[L7_METHOD_LEN] = {};
 		int r;
 		if (c->proto == L7_PROTO_REDIS) {
-			r = redis_request(e, (__u64)base, len);
+			r = redis_request(e, (__u64)base, len, len < PEEK ? len : PEEK);
 			__builtin_memcpy(method, e->data + P_NAME, L7_METHOD_LEN);
 		} else {
 			r = http_request(b, len, method);
@@ -660,7 +691,7 @@ static __always_inline void classify(struct l7_event *e, struct l7_conn *c, __u3
 		char method[L7_METHOD_LEN] = {};
 		__u8 *b = e->data;
 		if (b[0] == '*') {
-			if (redis_request(e, (__u64)base, len) == 1)
+			if (redis_request(e, (__u64)base, len, len < PEEK ? len : PEEK) == 1)
 				proto = L7_PROTO_REDIS;
 		} else if (http_request(b, len, method) == 1) {
 			proto = L7_PROTO_HTTP;
@@ -705,7 +736,9 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 	if (tgid == self_tgid)
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	__s32 fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	if (!regs)
+		return 0;
+	__s32 fd = (__s32)regs->__PT_PARM1_SYSCALL_REG;
 	__u64 key = conn_key(tgid, fd);
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
 	if (!c) {
@@ -733,7 +766,7 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 		if (c->mute)
 			return 0;
 	}
-	__u64 base = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	__u64 base = regs->__PT_PARM2_SYSCALL_REG;
 	__s64 len = ret;
 	if (how != 0) {
 		struct iovec *iovp = (void *)base;
@@ -756,7 +789,8 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 	if (!e)
 		return 0;
 	if (c->mode != L7_MODE_USER) {
-		__builtin_memset(e->data, 0, PEEK);
+		/* Zeros after the bytes read: parsers stop there (resp_num looks 12 ahead). */
+		__builtin_memset(e->data, 0, PEEK + 16);
 		__u32 n = len < PEEK ? (__u32)len : PEEK;
 		asm volatile("%0 &= 0x3f" : "+r"(n));
 		if (bpf_probe_read_user(e->data, n, (void *)base) != 0)
@@ -843,7 +877,8 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	learn_conn((__s32)PT_REGS_PARM1_CORE_SYSCALL(regs), L7_ROLE_CLIENT);
+	if (regs)
+		learn_conn((__s32)regs->__PT_PARM1_SYSCALL_REG, L7_ROLE_CLIENT);
 	return 0;
 }
 

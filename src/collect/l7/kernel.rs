@@ -213,8 +213,8 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(DRAIN);
         let _ = rb.consume();
-        let asked = shared.snap.lock().map(|g| g.0).unwrap_or(0);
-        if shared.snap.lock().is_ok_and(|g| g.1 < asked) {
+        let asked = shared.snap.lock().ok().and_then(|g| (g.1 < g.0).then_some(g.0));
+        if let Some(asked) = asked {
             if let Ok(mut t) = shared.tracker.lock() {
                 aggs.read(&skel.maps.aggs, &mut t);
             }
