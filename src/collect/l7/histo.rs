@@ -80,7 +80,11 @@ impl Latency {
                 continue;
             }
             let (lo, hi) = kernel_bucket_ns(i);
-            let mid = if lo == 0 { hi / 2 } else { (lo as f64 * hi as f64).sqrt() as u64 };
+            let mid = if lo == 0 {
+                hi / 2
+            } else {
+                (lo as f64 * hi as f64).sqrt() as u64
+            };
             l.observe_n(mid.min(max_ns.max(1)), n);
         }
         l.sum_ns = u128::from(sum_ns);

@@ -213,7 +213,11 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(DRAIN);
         let _ = rb.consume();
-        let asked = shared.snap.lock().ok().and_then(|g| (g.1 < g.0).then_some(g.0));
+        let asked = shared
+            .snap
+            .lock()
+            .ok()
+            .and_then(|g| (g.1 < g.0).then_some(g.0));
         if let Some(asked) = asked {
             if let Ok(mut t) = shared.tracker.lock() {
                 aggs.read(&skel.maps.aggs, &mut t);
@@ -313,9 +317,7 @@ fn sweep_exited(map: &impl MapCore) -> u64 {
                 .or_insert_with(|| std::path::Path::new(&format!("/proc/{tgid}")).exists())
         })
         .collect();
-    dead.iter()
-        .filter(|k| map.delete(k).is_ok())
-        .count() as u64
+    dead.iter().filter(|k| map.delete(k).is_ok()).count() as u64
 }
 
 /// One in-kernel aggregate summed over CPUs, as of the last snapshot.
@@ -464,7 +466,11 @@ fn sli_key(k: &[u8]) -> Option<SliKey> {
         server_ip: event::addr(k[6], &k[12..28]),
         server_port: u16::from_ne_bytes([k[8], k[9]]),
         protocol,
-        method: if known { name.to_string() } else { "OTHER".into() },
+        method: if known {
+            name.to_string()
+        } else {
+            "OTHER".into()
+        },
     })
 }
 
