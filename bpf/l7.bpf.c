@@ -643,7 +643,6 @@ static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 t
 		struct l7_agg *a = agg_of(c, tgid, method);
 		if (a)
 			__sync_fetch_and_add(&a->req, 1);
-		count(L7_STAT_KREQ);
 		lb(e, c, tgid, tid, fd, ts);
 		return true;
 	}
@@ -766,6 +765,11 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 		if (c->mute)
 			return 0;
 	}
+	/* A kernel-paired connection's payload the other way than its requests, with no
+	 * request pending: the rest of a long response, nothing to read. */
+	bool reply = (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS);
+	if (c->mode == L7_MODE_KERNEL && reply && !c->req_ts)
+		return 0;
 	__u64 base = regs->__PT_PARM2_SYSCALL_REG;
 	__s64 len = ret;
 	if (how != 0) {
@@ -791,7 +795,9 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 	if (c->mode != L7_MODE_USER) {
 		/* Zeros after the bytes read: parsers stop there (resp_num looks 12 ahead). */
 		__builtin_memset(e->data, 0, PEEK + 16);
-		__u32 n = len < PEEK ? (__u32)len : PEEK;
+		/* A response's status is in its first 12 bytes. */
+		__u32 want = c->mode == L7_MODE_KERNEL && reply ? 16 : PEEK;
+		__u32 n = len < want ? (__u32)len : want;
 		asm volatile("%0 &= 0x3f" : "+r"(n));
 		if (bpf_probe_read_user(e->data, n, (void *)base) != 0)
 			return 0;

@@ -39,9 +39,8 @@
 #define L7_STAT_DROPS 0     /* ring buffer full: event lost */
 #define L7_STAT_EVENTS 1    /* events submitted */
 #define L7_STAT_SOCKS 2     /* fds classified as TCP sockets */
-#define L7_STAT_KREQ 3      /* requests paired in the kernel */
-#define L7_STAT_TO_USER 4   /* kernel-paired connections handed to user space (pipelining) */
-#define L7_STAT_AGG_FULL 5  /* aggregate map full: a request not counted */
+#define L7_STAT_TO_USER 3   /* kernel-paired connections handed to user space (pipelining) */
+#define L7_STAT_AGG_FULL 4  /* aggregate map full: a request not counted */
 #define L7_STAT_NR 8
 
 /* Latency histogram of the in-kernel aggregates: bucket 0 below 1024 ns, then 8 linear

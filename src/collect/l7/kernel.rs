@@ -64,7 +64,7 @@ pub struct KernelStats {
     pub drops: u64,
     pub events: u64,
     pub tcp_fds: u64,
-    /// Requests paired in the kernel.
+    /// Requests paired in the kernel (as of the last snapshot).
     pub kernel_requests: u64,
     /// Kernel-paired connections handed to user space (pipelining).
     pub to_user: u64,
@@ -222,6 +222,9 @@ fn run(
             if let Ok(mut t) = shared.tracker.lock() {
                 aggs.read(&skel.maps.aggs, &mut t);
             }
+            if let Ok(mut s) = shared.stats.lock() {
+                s.kernel_requests = aggs.requests;
+            }
             if let Ok(mut g) = shared.snap.lock() {
                 g.1 = asked;
             }
@@ -275,9 +278,8 @@ fn run(
                 s.drops = counters[0];
                 s.events = counters[1];
                 s.tcp_fds = counters[2];
-                s.kernel_requests = counters[3];
-                s.to_user = counters[4];
-                s.agg_full = counters[5];
+                s.to_user = counters[3];
+                s.agg_full = counters[4];
                 s.swept = swept;
                 s.progs = progs;
             }
@@ -413,6 +415,8 @@ impl Totals {
 #[derive(Default)]
 struct Aggregates {
     last: HashMap<Vec<u8>, Totals>,
+    /// Requests paired in the kernel since start (both ends count), for the status.
+    requests: u64,
 }
 
 impl Aggregates {
@@ -438,6 +442,7 @@ impl Aggregates {
             }
             let delta = now.since(before);
             *before = now;
+            self.requests += delta.req_count;
             if let Some(k) = sli_key(&key) {
                 tracker.add_sli(k, &delta);
             }
@@ -572,4 +577,72 @@ fn find_libssl() -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(role: u8, proto: u8, method: &[u8]) -> Vec<u8> {
+        let mut k = vec![0u8; AGG_KEY_SIZE];
+        k[0..4].copy_from_slice(&4242u32.to_ne_bytes());
+        (k[4], k[5], k[6]) = (role, proto, 2);
+        k[8..10].copy_from_slice(&6379u16.to_ne_bytes());
+        k[12..16].copy_from_slice(&[127, 0, 0, 1]);
+        k[28..28 + method.len()].copy_from_slice(method);
+        k
+    }
+
+    #[test]
+    fn agg_keys_decode_and_names_are_checked() {
+        let k = sli_key(&key(2, event::PROTO_REDIS, b"GET")).unwrap();
+        assert_eq!(
+            (k.tgid, k.role, k.server_port, k.protocol, k.method.as_str()),
+            (4242, "server", 6379, Protocol::Redis, "GET")
+        );
+        assert_eq!(
+            k.server_ip,
+            "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+        );
+        // Empty (the kernel found no letters-only name) and unknown HTTP methods: OTHER.
+        assert_eq!(
+            sli_key(&key(1, event::PROTO_REDIS, b"")).unwrap().method,
+            "OTHER"
+        );
+        let h = sli_key(&key(1, event::PROTO_HTTP, b"BREW")).unwrap();
+        assert_eq!((h.role, h.method.as_str()), ("client", "OTHER"));
+        assert!(sli_key(&key(1, 9, b"GET")).is_none());
+        assert!(sli_key(&[0u8; 10]).is_none());
+    }
+
+    fn percpu(req: u64, resp: u64, max: u64, bucket: usize, n: u32) -> Vec<u8> {
+        let mut v = vec![0u8; AGG_SIZE];
+        v[0..8].copy_from_slice(&req.to_ne_bytes());
+        v[8..16].copy_from_slice(&resp.to_ne_bytes());
+        v[24 + 8 * 4..32 + 8 * 4].copy_from_slice(&resp.to_ne_bytes()); // 5xx
+        v[64..72].copy_from_slice(&(resp * 1000).to_ne_bytes());
+        v[72..80].copy_from_slice(&max.to_ne_bytes());
+        let at = AGG_HIST_AT + 4 * bucket;
+        v[at..at + 4].copy_from_slice(&n.to_ne_bytes());
+        v
+    }
+
+    #[test]
+    fn totals_sum_cpus_and_diff() {
+        let first = Totals::from_percpu(&[percpu(3, 3, 5000, 30, 3), percpu(2, 1, 9000, 40, 1)]);
+        assert_eq!(
+            (first.req, first.resp, first.max, first.sum),
+            (5, 4, 9000, 4000)
+        );
+        let d = first.since(&Totals::default());
+        assert_eq!((d.req_count, d.resp_count, d.status[5]), (5, 4, 4));
+        assert_eq!((d.latency.count, d.latency.max_ns), (4, 9000));
+        // The max did not grow: the interval's max is the top of the highest new bucket.
+        let second = Totals::from_percpu(&[percpu(4, 4, 5000, 30, 4), percpu(2, 1, 9000, 40, 1)]);
+        let d = second.since(&first);
+        assert_eq!((d.req_count, d.resp_count, d.latency.count), (1, 1, 1));
+        assert_eq!(d.latency.max_ns, kernel_bucket_ns(30).1.min(9000));
+        // Short or missing per-CPU values are skipped, not trusted.
+        assert_eq!(Totals::from_percpu(&[vec![1u8; 8]]).req, 0);
+    }
 }
