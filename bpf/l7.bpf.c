@@ -10,9 +10,9 @@
  * OpenSSL uprobes, pipelined Redis, unknown protocols until user space mutes them) send
  * a bounded payload prefix per syscall to the ring buffer, and user space pairs them.
  *
- * Cost per syscall: sends have a tiny entry program (their start time, for latency);
- * everything else happens at exit, where the fd and buffer are read back from the task's
- * saved registers (bpf_task_pt_regs), so receives need no entry program at all. Whether
+ * Cost per syscall: one program run. Sends are handled at entry (the bytes are there,
+ * and the send's start is what latency is measured from), receives at exit, where the fd
+ * and buffer are read back from the task's saved registers (bpf_task_pt_regs). Whether
  * an fd is a TCP socket is decided once by walking the task's fd table with CO-RE; TCP
  * sockets are kept in a hash map (not LRU: its eviction lock serialised syscalls), other
  * fds in a small direct-mapped negative cache that close() clears.
@@ -39,7 +39,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define NEG_SLOTS 4096
 
 _Static_assert(__builtin_offsetof(struct l7_event, data) == L7_HDR_SIZE, "header layout");
-_Static_assert(sizeof(struct l7_conn) == 96, "conn layout");
+_Static_assert(sizeof(struct l7_conn) == 88, "conn layout");
 _Static_assert(sizeof(struct l7_agg_key) == 52, "agg key layout");
 _Static_assert(sizeof(struct l7_flow) == 64, "flow layout");
 
@@ -712,48 +712,19 @@ static __always_inline void classify(struct l7_event *e, struct l7_conn *c, __u3
 
 /* ---- Syscalls. ---- */
 
-/* Sends: only their start time, kept on the connection for the exit. */
-static __always_inline int send_enter(__s32 fd)
+/* One payload syscall on fd `fd`: `len` is what a receive returned (at its exit) or what
+ * a send asks to send (at its entry; -1 for vector sends: the first iovec's length).
+ * `how`: 0 plain buffer, 1 iovec array, 2 msghdr. */
+static __always_inline int on_io(__u64 id, __s32 fd, __u64 base, __s64 len, __u8 how, __u8 dir)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (tgid == self_tgid)
-		return 0;
-	__u64 key = conn_key(tgid, fd);
-	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (c && !c->mute)
-		c->send_ts = bpf_ktime_get_ns();
-	return 0;
-}
-
-/* Every read/write-type syscall's exit. Its fd and buffer are the arguments saved in the
- * task's registers at entry (syscalls do not change them). `how`: 0 plain buffer, 1
- * iovec array, 2 msghdr. */
-static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
-{
-	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (tgid == self_tgid)
-		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (!regs)
-		return 0;
-	__s32 fd = (__s32)regs->__PT_PARM1_SYSCALL_REG;
 	__u64 key = conn_key(tgid, fd);
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
 	if (!c) {
-		if (ret <= 0)
-			return 0;
 		c = learn_fd(fd, key);
 		if (!c)
 			return 0;
 	}
-	__u64 sent = 0;
-	if (dir == L7_DIR_EGRESS) {
-		sent = c->send_ts;
-		c->send_ts = 0;
-	}
-	if (ret <= 0)
-		return 0;
 	if (c->mode != L7_MODE_KERNEL) {
 		/* Inside an SSL call the bytes are ciphertext: note the fd for the SSL probe. */
 		struct ssl_call *s = bpf_map_lookup_elem(&ssl_active, &id);
@@ -770,8 +741,6 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 	bool reply = (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS);
 	if (c->mode == L7_MODE_KERNEL && reply && !c->req_ts)
 		return 0;
-	__u64 base = regs->__PT_PARM2_SYSCALL_REG;
-	__s64 len = ret;
 	if (how != 0) {
 		struct iovec *iovp = (void *)base;
 		if (how == 2) {
@@ -784,11 +753,13 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 		if (bpf_probe_read_user(&iov, sizeof(iov), iovp))
 			return 0;
 		base = (__u64)iov.iov_base;
-		if ((__s64)iov.iov_len < len)
+		if (len < 0 || (__s64)iov.iov_len < len)
 			len = iov.iov_len;
 	}
-	/* A send is timed from its entry, a receive from its return. */
-	__u64 ts = sent ? sent : bpf_ktime_get_ns();
+	if (len <= 0)
+		return 0;
+	/* A send is timed from its entry, a receive from its return: both are now. */
+	__u64 ts = bpf_ktime_get_ns();
 	struct l7_event *e = scratch_event();
 	if (!e)
 		return 0;
@@ -807,37 +778,61 @@ static __always_inline int io_exit(long ret, __u8 how, __u8 dir)
 		    kpair(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
 			return 0;
 	}
-	/* `len` of the event is what the syscall moved; the copy is from the first iovec. */
+	/* `len` of the event: what a receive moved, what a send asked to send; the copy is
+	 * from the first iovec. */
 	emit(e, c, ts, tgid, (__u32)id, fd, L7_EV_DATA, dir, 0, (void *)base, len);
 	return 0;
 }
 
-#define IO_EXIT(name, how, dir)                                                            \
+/* Receives, at exit (what they moved is known only then). Their fd and buffer are the
+ * arguments saved in the task's registers at entry (syscalls do not change them), so no
+ * entry program is needed. */
+static __always_inline int recv_exit(long ret, __u8 how)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == self_tgid || ret <= 0)
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return 0;
+	return on_io(id, (__s32)regs->__PT_PARM1_SYSCALL_REG, regs->__PT_PARM2_SYSCALL_REG, ret,
+		     how, L7_DIR_INGRESS);
+}
+
+/* Sends, at entry: the bytes are in the buffer already, and a request leaves when the
+ * client starts writing it. One program per send instead of two; the price is that a
+ * send that then fails (EAGAIN under backpressure) is seen as sent. */
+static __always_inline int send_enter(struct trace_event_raw_sys_enter *ctx, __u8 how)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == self_tgid)
+		return 0;
+	__s64 len = how == 0 ? (__s64)ctx->args[2] : -1;
+	return on_io(id, (__s32)ctx->args[0], ctx->args[1], len, how, L7_DIR_EGRESS);
+}
+
+#define RECV_EXIT(name, how)                                                               \
 	SEC("tp/syscalls/sys_exit_" #name)                                                 \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                              \
 	{                                                                                  \
-		return io_exit(ctx->ret, how, dir);                                        \
+		return recv_exit(ctx->ret, how);                                           \
 	}
 
-#define SEND_ENTER(name)                                                                   \
+#define SEND_ENTER(name, how)                                                              \
 	SEC("tp/syscalls/sys_enter_" #name)                                                \
 	int enter_##name(struct trace_event_raw_sys_enter *ctx)                            \
 	{                                                                                  \
-		return send_enter((__s32)ctx->args[0]);                                    \
+		return send_enter(ctx, how);                                               \
 	}
 
-IO_EXIT(read, 0, L7_DIR_INGRESS)
-IO_EXIT(write, 0, L7_DIR_EGRESS)
-IO_EXIT(recvfrom, 0, L7_DIR_INGRESS)
-IO_EXIT(sendto, 0, L7_DIR_EGRESS)
-IO_EXIT(readv, 1, L7_DIR_INGRESS)
-IO_EXIT(writev, 1, L7_DIR_EGRESS)
-IO_EXIT(recvmsg, 2, L7_DIR_INGRESS)
-IO_EXIT(sendmsg, 2, L7_DIR_EGRESS)
-SEND_ENTER(write)
-SEND_ENTER(sendto)
-SEND_ENTER(writev)
-SEND_ENTER(sendmsg)
+RECV_EXIT(read, 0)
+RECV_EXIT(recvfrom, 0)
+RECV_EXIT(readv, 1)
+RECV_EXIT(recvmsg, 2)
+SEND_ENTER(write, 0)
+SEND_ENTER(sendto, 0)
+SEND_ENTER(writev, 1)
+SEND_ENTER(sendmsg, 2)
 
 SEC("tp/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)

@@ -54,7 +54,6 @@
 struct l7_conn {
 	__u64 sk;         /* struct sock address: tells fd reuse apart */
 	__u64 req_ts;     /* in-kernel pairing: start of the request waiting for its response, 0 none */
-	__u64 send_ts;    /* entry time of the send in flight (set by the sys_enter_* of sends) */
 	__u8 tcp;         /* always 1 (only TCP sockets are stored) */
 	__u8 role;        /* L7_ROLE_* */
 	__u8 family;      /* AF_INET / AF_INET6 */

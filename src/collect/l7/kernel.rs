@@ -56,7 +56,7 @@ const AGG_HIST_AT: usize = 80;
 const L7_HIST: usize = 256;
 const AGG_SIZE: usize = AGG_HIST_AT + 4 * L7_HIST;
 /// `struct l7_conn`: where `sk` and `mute` are.
-const CONN_MUTE_AT: usize = 27;
+const CONN_MUTE_AT: usize = 19;
 
 /// Kernel-side numbers for the status record.
 #[derive(Debug, Default, Clone)]

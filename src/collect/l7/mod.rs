@@ -61,20 +61,13 @@ pub static SPEC: ProbeSpec = ProbeSpec {
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub const HOOKS: Hooks = &[
     (Hook::Tracepoint("syscalls/sys_exit_read"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_write"), Need::Required),
     (
         Hook::Tracepoint("syscalls/sys_exit_recvfrom"),
         Need::Required,
     ),
-    (Hook::Tracepoint("syscalls/sys_exit_sendto"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_exit_readv"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_writev"), Need::Required),
     (
         Hook::Tracepoint("syscalls/sys_exit_recvmsg"),
-        Need::Required,
-    ),
-    (
-        Hook::Tracepoint("syscalls/sys_exit_sendmsg"),
         Need::Required,
     ),
     (Hook::Tracepoint("syscalls/sys_enter_write"), Need::Required),
