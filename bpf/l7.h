@@ -116,7 +116,7 @@ struct l7_event {
 	__u32 tgid;
 	__u32 tid;
 	__s32 fd;
-	__u32 len;        /* bytes the syscall moved (the whole message, not just the prefix) */
+	__u32 len;        /* bytes a receive moved or a send asks to send (not just the prefix) */
 	__u16 cap;        /* payload bytes that follow */
 	__u8 type;        /* L7_EV_* */
 	__u8 dir;         /* L7_DIR_* */

@@ -75,7 +75,7 @@ pub struct Event<'a> {
     pub tgid: u32,
     pub tid: u32,
     pub fd: i32,
-    /// Bytes the syscall moved.
+    /// Bytes a receive moved, or a send asks to send.
     pub len: u32,
     pub kind: Kind,
     /// true: the process received these bytes.
