@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-/* l7: application payload prefixes of TCP sockets, for SLIs computed in user space.
+/* l7: application SLIs from TCP socket syscalls.
  *
- * Syscall tracepoints (read/write, readv/writev, recvfrom/sendto, recvmsg/sendmsg) save
- * the user buffer at entry and, at exit, copy a bounded prefix of what actually moved
- * into the ring buffer, only for fds that are TCP sockets. Whether an fd is a TCP socket
- * is decided once per (tgid, fd) by walking the task's fd table with CO-RE, and cached
- * in an LRU map (negative answers too, so reads of files cost one lookup); close()
- * forgets it, accept4/connect mark the role. Protocol inference and request/response
- * pairing happen in user space. OpenSSL's SSL_read/SSL_write uprobes give plaintext for
- * TLS connections; the encrypted syscalls made inside them are not reported.
+ * Redis and HTTP/1.x connections are paired in the kernel: the first payloads of a
+ * connection are classified here, then each request's start time and method are kept in
+ * the connection's map entry, and its response updates a per-CPU aggregate per (process,
+ * role, server, protocol, method) — counts, errors, HTTP status classes, latency sum, max
+ * and histogram — which user space reads and diffs each interval. Nothing per request
+ * crosses to user space. Other connections (PostgreSQL, MySQL, TLS plaintext from the
+ * OpenSSL uprobes, pipelined Redis, unknown protocols until user space mutes them) send
+ * a bounded payload prefix per syscall to the ring buffer, and user space pairs them.
+ *
+ * Cost per syscall: one program run. Sends are handled at entry (the bytes are there,
+ * and the send's start is what latency is measured from), receives at exit, where the fd
+ * and buffer are read back from the task's saved registers (bpf_task_pt_regs). Whether
+ * an fd is a TCP socket is decided once by walking the task's fd table with CO-RE; TCP
+ * sockets are kept in a hash map (not LRU: its eviction lock serialised syscalls), other
+ * fds in a small direct-mapped negative cache that close() clears.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -26,8 +33,15 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+/* A proxy forwards within this long of reading the request. */
+#define LB_WINDOW_NS 5000000000ULL
+/* Slots of the negative cache (a power of two). */
+#define NEG_SLOTS 4096
 
 _Static_assert(__builtin_offsetof(struct l7_event, data) == L7_HDR_SIZE, "header layout");
+_Static_assert(sizeof(struct l7_conn) == 88, "conn layout");
+_Static_assert(sizeof(struct l7_agg_key) == 52, "agg key layout");
+_Static_assert(sizeof(struct l7_flow) == 64, "flow layout");
 
 /* Payload bytes copied per syscall (< L7_MAX_CAP), set before load. */
 const volatile __u32 cap = 128;
@@ -39,31 +53,64 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
+/* TCP sockets by (tgid, fd). A plain hash: entries are made at accept/connect/first
+ * sight, updated in place, deleted at close; user space sweeps those of exited
+ * processes (which never call close). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64); /* tgid << 32 | fd */
 	__type(value, struct l7_conn);
 } conns SEC(".maps");
 
-/* A syscall in flight: its fd and buffer, from entry to exit. Kept in task-local
- * storage: a hash map keyed by pid would take a bucket lock twice per syscall. */
-struct inflight {
-	__u64 ts_ns; /* at entry: when the process started sending */
-	__u64 buf;
-	__s32 fd;
-	__u8 how; /* 0 plain buffer, 1 iovec array, 2 msghdr */
-	__u8 dir;
-	__u8 valid;
-	__u8 pad;
+/* fds found not to be TCP sockets, direct-mapped by (tgid, fd): a hit skips the fd-table
+ * walk; close() and accept/connect clear the slot. */
+struct neg_cache {
+	__u64 slot[NEG_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct neg_cache);
+} notsock SEC(".maps");
+
+/* In-kernel SLI aggregates, cumulative; user space diffs them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, struct l7_agg_key);
+	__type(value, struct l7_agg);
+} aggs SEC(".maps");
+
+/* A zeroed aggregate to create entries from (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_agg);
+} agg_zero SEC(".maps");
+
+/* The last request a thread read on a connection it accepted, for proxy flows. */
+struct inbound {
+	__u64 ts_ns;
+	__u64 sk;
+	__u8 client[16];
+	__u8 local[16];
+	__u16 lport;
+	__u8 family;
+	__u8 proto;
+	__u32 pad;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct inflight);
-} active SEC(".maps");
+	__type(value, struct inbound);
+} inbounds SEC(".maps");
 
 /* An SSL_read/SSL_write in flight; the syscall inside it tells the fd. */
 struct ssl_call {
@@ -98,7 +145,8 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* Staging area: the event is built here and sent with only the bytes it uses. */
+/* Staging area: the event is built here and sent with only the bytes it uses; its
+ * payload room doubles as the parsers' buffer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -116,6 +164,16 @@ static __always_inline void count(__u32 which)
 static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
 {
 	return ((__u64)tgid << 32) | (__u32)fd;
+}
+
+static __always_inline __u64 *neg_slot(__u64 key)
+{
+	__u32 zero = 0;
+	struct neg_cache *n = bpf_map_lookup_elem(&notsock, &zero);
+	if (!n)
+		return NULL;
+	__u32 h = (__u32)((key >> 32) * 2654435761u) ^ (__u32)key;
+	return &n->slot[h & (NEG_SLOTS - 1)];
 }
 
 /* Fills `c` from the socket behind `fd` of the current task; false if `fd` is not a
@@ -158,19 +216,19 @@ static __always_inline bool read_sock(__s32 fd, struct l7_conn *c)
 	return true;
 }
 
-/* The cached view of (tgid, fd), classifying it on first sight. NULL when not TCP. */
-static __always_inline struct l7_conn *lookup_conn(__u32 tgid, __s32 fd)
+/* First sight of (tgid, fd) since it was opened: a TCP socket is stored (and returned),
+ * anything else goes to the negative cache. */
+static __always_inline struct l7_conn *learn_fd(__s32 fd, __u64 key)
 {
-	__u64 key = conn_key(tgid, fd);
-	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (c)
-		return c->tcp ? c : NULL;
-	struct l7_conn fresh = {};
-	/* Only TCP sockets are cached: caching every file a process reads would churn the
-	 * LRU map (its global lock, taken on eviction with IRQs off, then serialises every
-	 * CPU's syscalls); the walk that says "not a socket" is a few loads. */
-	if (!read_sock(fd, &fresh))
+	__u64 *neg = neg_slot(key);
+	if (neg && *neg == key)
 		return NULL;
+	struct l7_conn fresh = {};
+	if (!read_sock(fd, &fresh)) {
+		if (neg)
+			*neg = key;
+		return NULL;
+	}
 	count(L7_STAT_SOCKS);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
@@ -182,25 +240,25 @@ static __always_inline void learn_conn(__s32 fd, __u8 role)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (tgid == self_tgid)
 		return;
+	__u64 key = conn_key(tgid, fd);
+	__u64 *neg = neg_slot(key);
+	if (neg && *neg == key)
+		*neg = 0;
 	struct l7_conn c = {};
 	if (!read_sock(fd, &c))
 		return;
 	c.role = role;
 	count(L7_STAT_SOCKS);
-	__u64 key = conn_key(tgid, fd);
 	bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
 }
 
 /* `ts_ns`: when the bytes moved as the application sees it — the call's entry for what
  * it sends (a request leaves when the client starts writing it), its return for what it
  * receives (a response has arrived when the read returns). */
-static __always_inline void emit(struct l7_conn *c, __u64 ts_ns, __u32 tgid, __u32 tid, __s32 fd,
-				 __u8 type, __u8 dir, __u8 ssl, const void *ubuf, __s64 len)
+static __always_inline void emit(struct l7_event *e, struct l7_conn *c, __u64 ts_ns, __u32 tgid,
+				 __u32 tid, __s32 fd, __u8 type, __u8 dir, __u8 ssl,
+				 const void *ubuf, __s64 len)
 {
-	__u32 zero = 0;
-	struct l7_event *e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e)
-		return;
 	e->ts_ns = ts_ns;
 	e->sk = c->sk;
 	e->tgid = tgid;
@@ -212,7 +270,7 @@ static __always_inline void emit(struct l7_conn *c, __u64 ts_ns, __u32 tgid, __u
 	e->role = c->role;
 	e->family = c->family;
 	e->ssl = ssl;
-	e->pad = 0;
+	e->proto = c->proto;
 	e->lport = c->lport;
 	e->rport = c->rport;
 	__builtin_memcpy(e->laddr, c->laddr, 16);
@@ -235,61 +293,459 @@ static __always_inline void emit(struct l7_conn *c, __u64 ts_ns, __u32 tgid, __u
 		count(L7_STAT_EVENTS);
 }
 
-/* Syscall entry: remember the buffer if the fd is a TCP socket. Inside an SSL call,
- * the bytes are ciphertext: note the fd for the SSL probe instead. */
-static __always_inline int enter(__s32 fd, __u64 buf, __u8 how, __u8 dir)
+static __always_inline struct l7_event *scratch_event(void)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	if (tgid == self_tgid)
-		return 0;
-	struct l7_conn *c = lookup_conn(tgid, fd);
-	if (!c)
-		return 0;
-	struct ssl_call *s = bpf_map_lookup_elem(&ssl_active, &id);
-	if (s) {
-		s->fd = fd;
-		bpf_map_update_elem(&ssl_fds, &s->ssl, &fd, BPF_ANY);
-		return 0;
-	}
-	/* After the SSL check: a muted TLS socket still carries plaintext SSL events. */
-	if (c->mute)
-		return 0;
-	struct inflight *in = bpf_task_storage_get(&active, bpf_get_current_task_btf(), NULL,
-						   BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!in)
-		return 0;
-	in->ts_ns = bpf_ktime_get_ns();
-	in->buf = buf;
-	in->fd = fd;
-	in->how = how;
-	in->dir = dir;
-	in->valid = 1;
-	return 0;
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
-static __always_inline int leave(__s64 ret)
+/* ---- In-kernel parsers: a few bytes of the payload, at fixed offsets. ---- */
+
+/* Bytes of a payload read into the scratch buffer for the parsers. */
+#define PEEK 48
+/* Room for one RESP element header and a command name. */
+#define ELEM 40
+
+/* Where the parsers work in the scratch event's payload room. */
+#define P_ELEM 64   /* one RESP element header, read from user memory */
+#define P_NAME 128  /* the command name found */
+
+/* The parsers below are global functions: the verifier checks each once, not once per
+ * call site and path (inlined, they took exit_read past a million instructions). */
+
+/* `<type><digits>\r\n` at e->data[at]: (index after the line) << 32 | number, or -1. */
+__noinline __s64 resp_num(struct l7_event *e, __u32 at)
 {
-	struct inflight *in = bpf_task_storage_get(&active, bpf_get_current_task_btf(), NULL, 0);
-	if (!in || !in->valid)
+	if (!e)
+		return -1;
+	__u32 v = 0;
+	at &= 127;
+	for (int i = 1; i < 11; i++) {
+		__u8 ch = e->data[at + i];
+		if (ch >= '0' && ch <= '9') {
+			v = v * 10 + (ch - '0');
+			continue;
+		}
+		if (ch == '\r' && i > 1 && e->data[at + i + 1] == '\n')
+			return ((__s64)(i + 2) << 32) | v;
+		return -1;
+	}
+	return -1;
+}
+
+/* A Redis command name at e->data[at], `len` bytes, as a method in e->data[P_NAME]:
+ * upper-case letters, else left empty (user space names it OTHER). */
+__noinline int copy_name(struct l7_event *e, __u32 at, __u32 len)
+{
+	if (!e || len == 0 || len > L7_METHOD_LEN)
 		return 0;
-	struct inflight call = *in;
-	in->valid = 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	if (ret <= 0)
+	at &= 127;
+	for (int j = 0; j < L7_METHOD_LEN; j++) {
+		if (j >= len)
+			break;
+		__u8 ch = e->data[at + j];
+		if (ch >= 'a' && ch <= 'z')
+			ch -= 'a' - 'A';
+		if (ch < 'A' || ch > 'Z') {
+			__builtin_memset(e->data + P_NAME, 0, L7_METHOD_LEN);
+			return 0;
+		}
+		e->data[P_NAME + j] = ch;
+	}
+	return 1;
+}
+
+/* A Redis request (an array of bulk strings) whose first PEEK bytes are in e->data, of
+ * the `len` bytes at `base`: 0 when it is not one, 1 when the payload holds exactly one
+ * command (or one that the end of this syscall cuts), 2 when more bytes follow the first
+ * command (pipelining) or it has too many arguments to walk here. The command name goes
+ * to e->data[P_NAME]. Each argument header is read from user memory at its offset, so
+ * values of any size are stepped over without being read. */
+__noinline int redis_request(struct l7_event *e, __u64 base, __u32 len, __u32 peeked)
+{
+	if (!e)
 		return 0;
+	__builtin_memset(e->data + P_NAME, 0, L7_METHOD_LEN);
+	if (e->data[0] != '*')
+		return 0;
+	__s64 r = resp_num(e, 0);
+	if (r < 0)
+		return 0;
+	__u32 argc = (__u32)r;
+	__u64 off = (__u64)r >> 32;
+	if (argc == 0)
+		return 0;
+	if (argc > 16)
+		return 2;
+	for (int i = 0; i < 16; i++) {
+		if (i >= argc)
+			break;
+		if (off >= len)
+			return 1;
+		/* The header from the bytes already peeked when its line ends there (the
+		 * zeros after them stop the number), else from user memory. */
+		__u32 at = off;
+		__s64 h = -1;
+		if (off < peeked) {
+			if (e->data[off & 63] != '$')
+				return i ? 2 : 0;
+			h = resp_num(e, off);
+		}
+		if (h < 0) {
+			__u32 m = len - off;
+			if (m > ELEM)
+				m = ELEM;
+			__builtin_memset(e->data + P_ELEM, 0, ELEM + 16);
+			asm volatile("%0 &= 0x3f" : "+r"(m));
+			if (bpf_probe_read_user(e->data + P_ELEM, m, (void *)(base + off)) != 0)
+				return 1;
+			if (e->data[P_ELEM] != '$')
+				return i ? 2 : 0;
+			h = resp_num(e, P_ELEM);
+			if (h < 0)
+				return m < 13 ? 1 : (i ? 2 : 0);
+			at = P_ELEM;
+		}
+		__u32 n = (__u32)h;
+		__u32 he = (__u64)h >> 32;
+		if (i == 0)
+			copy_name(e, at + he, n);
+		off += he + (__u64)n + 2;
+	}
+	return off >= len ? 1 : 2;
+}
+
+/* A Redis reply starts with a RESP2/RESP3 type byte; `>` (a push) answers nothing. */
+static __always_inline bool redis_reply(__u8 t)
+{
+	switch (t) {
+	case '+': case '-': case ':': case '$': case '*': case '_': case ',':
+	case '#': case '!': case '=': case '(': case '%': case '~': case '|':
+		return true;
+	}
+	return false;
+}
+
+/* Letters packed little-endian, as http_request() builds them. */
+#define M3(a, b, c) ((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16)
+#define M4(a, b, c, d) (M3(a, b, c) | (__u64)(d) << 24)
+#define M5(a, b, c, d, e) (M4(a, b, c, d) | (__u64)(e) << 32)
+#define M6(a, b, c, d, e, f) (M5(a, b, c, d, e) | (__u64)(f) << 40)
+#define M7(a, b, c, d, e, f, g) (M6(a, b, c, d, e, f) | (__u64)(g) << 48)
+
+/* An HTTP/1.x request line: `METHOD SP target` with one of the nine methods (so that
+ * SMTP's `EHLO host` is not taken for one); 1 with the method, else 0. */
+static __always_inline int http_request(const __u8 *b, __u32 len, char *method)
+{
+	int sp = -1;
+	__u64 v = 0;
+#pragma unroll
+	for (int j = 0; j < 8; j++) {
+		__u8 ch = b[j];
+		if (ch == ' ') {
+			sp = j;
+			break;
+		}
+		if (ch < 'A' || ch > 'Z')
+			return 0;
+		method[j] = ch;
+		v |= (__u64)ch << (8 * j);
+	}
+	if (sp < 3 || len < (__u32)sp + 2)
+		return 0;
+	switch (v) {
+	case M3('G', 'E', 'T'): case M3('P', 'U', 'T'): case M4('P', 'O', 'S', 'T'):
+	case M4('H', 'E', 'A', 'D'): case M5('P', 'A', 'T', 'C', 'H'): case M5('T', 'R', 'A', 'C', 'E'):
+	case M6('D', 'E', 'L', 'E', 'T', 'E'): case M7('O', 'P', 'T', 'I', 'O', 'N', 'S'):
+	case M7('C', 'O', 'N', 'N', 'E', 'C', 'T'):
+		break;
+	default:
+		return 0;
+	}
+	__u8 t = b[(sp + 1) & 15];
+	if (t != '/' && t != '*' && !(t >= 'a' && t <= 'z') && !(t >= '0' && t <= '9'))
+		return 0;
+	return 1;
+}
+
+/* `HTTP/1.x NNN`: the status, or 0. */
+static __always_inline __u32 http_status(const __u8 *b, __u32 len)
+{
+	if (len < 12 || b[0] != 'H' || b[1] != 'T' || b[2] != 'T' || b[3] != 'P' || b[4] != '/' ||
+	    b[5] != '1' || b[6] != '.' || b[8] != ' ')
+		return 0;
+	__u32 s = 0;
+#pragma unroll
+	for (int i = 9; i < 12; i++) {
+		if (b[i] < '0' || b[i] > '9')
+			return 0;
+		s = s * 10 + (b[i] - '0');
+	}
+	return s;
+}
+
+/* ---- In-kernel aggregates. ---- */
+
+static __always_inline __u32 msb64(__u64 v)
+{
+	__u32 r = 0;
+	if (v >> 32) {
+		v >>= 32;
+		r += 32;
+	}
+	if (v >> 16) {
+		v >>= 16;
+		r += 16;
+	}
+	if (v >> 8) {
+		v >>= 8;
+		r += 8;
+	}
+	if (v >> 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >> 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >> 1)
+		r += 1;
+	return r;
+}
+
+static __always_inline __u32 hist_index(__u64 ns)
+{
+	if (ns < 1024)
+		return 0;
+	__u32 msb = msb64(ns);
+	__u32 i = 1 + (msb - 10) * 8 + ((ns >> (msb - 3)) & 7);
+	return i < L7_HIST ? i : L7_HIST - 1;
+}
+
+static __always_inline struct l7_agg *agg_of(struct l7_conn *c, __u32 tgid, const char *method)
+{
+	struct l7_agg_key k = {};
+	k.tgid = tgid;
+	k.role = c->role;
+	k.proto = c->proto;
+	k.family = c->family;
+	if (c->role == L7_ROLE_SERVER) {
+		k.port = c->lport;
+		__builtin_memcpy(k.addr, c->laddr, 16);
+	} else {
+		k.port = c->rport;
+		__builtin_memcpy(k.addr, c->raddr, 16);
+	}
+	__builtin_memcpy(k.method, method, L7_METHOD_LEN);
+	struct l7_agg *a = bpf_map_lookup_elem(&aggs, &k);
+	if (a)
+		return a;
+	__u32 zero = 0;
+	struct l7_agg *z = bpf_map_lookup_elem(&agg_zero, &zero);
+	if (!z)
+		return NULL;
+	if (bpf_map_update_elem(&aggs, &k, z, BPF_NOEXIST) != 0) {
+		a = bpf_map_lookup_elem(&aggs, &k); /* another CPU made it */
+		if (!a)
+			count(L7_STAT_AGG_FULL);
+		return a;
+	}
+	return bpf_map_lookup_elem(&aggs, &k);
+}
+
+/* Proxy flows: a thread that read a request on a connection it accepted and then sends
+ * one of the same protocol on a connection it made is forwarding it. */
+static __always_inline void lb(struct l7_event *e, struct l7_conn *c, __u32 tgid, __u32 tid,
+			       __s32 fd, __u64 ts)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (c->role == L7_ROLE_SERVER) {
+		struct inbound *in =
+			bpf_task_storage_get(&inbounds, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!in)
+			return;
+		in->ts_ns = ts;
+		in->sk = c->sk;
+		__builtin_memcpy(in->client, c->raddr, 16);
+		__builtin_memcpy(in->local, c->laddr, 16);
+		in->lport = c->lport;
+		in->family = c->family;
+		in->proto = c->proto;
+		return;
+	}
+	struct inbound *in = bpf_task_storage_get(&inbounds, task, NULL, 0);
+	if (!in || !in->ts_ns || in->proto != c->proto || (__s64)(ts - in->ts_ns) > (__s64)LB_WINDOW_NS)
+		return;
+	in->ts_ns = 0;
+	struct l7_flow *f = (void *)e->data;
+	__builtin_memcpy(f->client, in->client, 16);
+	__builtin_memcpy(f->virt, in->local, 16);
+	__builtin_memcpy(f->backend, c->raddr, 16);
+	f->in_sk = in->sk;
+	f->vport = in->lport;
+	f->bport = c->rport;
+	f->in_family = in->family;
+	f->out_family = c->family;
+	f->proto = c->proto;
+	f->pad = 0;
+	e->ts_ns = ts;
+	e->sk = c->sk;
+	e->tgid = tgid;
+	e->tid = tid;
+	e->fd = fd;
+	e->len = 0;
+	e->cap = sizeof(struct l7_flow);
+	e->type = L7_EV_FLOW;
+	e->dir = L7_DIR_EGRESS;
+	e->role = c->role;
+	e->family = c->family;
+	e->ssl = 0;
+	e->proto = c->proto;
+	e->lport = c->lport;
+	e->rport = c->rport;
+	__builtin_memcpy(e->laddr, c->laddr, 16);
+	__builtin_memcpy(e->raddr, c->raddr, 16);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (bpf_ringbuf_output(&events, e, L7_HDR_SIZE + sizeof(struct l7_flow), 0) != 0)
+		count(L7_STAT_DROPS);
+	else
+		count(L7_STAT_EVENTS);
+}
+
+/* Pairs one payload (its first bytes in e->data) of a connection in L7_MODE_KERNEL.
+ * False when the connection goes to user space from this payload on: a request sent
+ * while one is pending, or several in one payload (pipelining). */
+static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 tgid, __u32 tid,
+				  __s32 fd, __u8 dir, const void *base, __u32 len, __u64 ts)
+{
+	__u8 *b = e->data;
+	bool request = (c->role == L7_ROLE_CLIENT) == (dir == L7_DIR_EGRESS);
+	if (request) {
+		char method[L7_METHOD_LEN] = {};
+		int r;
+		if (c->proto == L7_PROTO_REDIS) {
+			r = redis_request(e, (__u64)base, len, len < PEEK ? len : PEEK);
+			__builtin_memcpy(method, e->data + P_NAME, L7_METHOD_LEN);
+		} else {
+			r = http_request(b, len, method);
+		}
+		if (r == 0)
+			return true; /* a continuation: a body, the rest of a long value */
+		if (r == 2 || c->req_ts) {
+			c->req_ts = 0;
+			c->mode = L7_MODE_USER;
+			count(L7_STAT_TO_USER);
+			return false;
+		}
+		c->req_ts = ts;
+		__builtin_memcpy(c->method, method, L7_METHOD_LEN);
+		struct l7_agg *a = agg_of(c, tgid, method);
+		if (a)
+			__sync_fetch_and_add(&a->req, 1);
+		lb(e, c, tgid, tid, fd, ts);
+		return true;
+	}
+	if (!c->req_ts)
+		return true; /* the rest of a long response, or a push nobody asked for */
+	__u64 err = 0;
+	__u32 class = 0;
+	if (c->proto == L7_PROTO_REDIS) {
+		if (!redis_reply(b[0]))
+			return true;
+		err = b[0] == '-' || b[0] == '!';
+	} else {
+		__u32 status = http_status(b, len);
+		if (status < 200)
+			return true; /* not a response, or 1xx before the real one */
+		class = status / 100;
+		err = status >= 400;
+	}
+	__u64 lat = ts > c->req_ts ? ts - c->req_ts : 0;
+	c->req_ts = 0;
+	struct l7_agg *a = agg_of(c, tgid, c->method);
+	if (!a)
+		return true;
+	__sync_fetch_and_add(&a->resp, 1);
+	if (err)
+		__sync_fetch_and_add(&a->err, 1);
+	if (class >= 1 && class <= 5)
+		__sync_fetch_and_add(&a->status[(class - 1) & 7], 1);
+	__sync_fetch_and_add(&a->lat_sum, lat);
+	if (lat > a->lat_max)
+		a->lat_max = lat;
+	__sync_fetch_and_add(&a->hist[hist_index(lat) & (L7_HIST - 1)], 1);
+	return true;
+}
+
+/* A new connection's payload: a single Redis command or an HTTP request line sent by
+ * the side that may send requests makes it an in-kernel one (user space hears of it
+ * once, by an L7_EV_KCONN event). */
+static __always_inline void classify(struct l7_event *e, struct l7_conn *c, __u32 tgid, __u32 tid,
+				     __s32 fd, __u8 dir, const void *base, __u32 len, __u64 ts)
+{
+	__u8 role = dir == L7_DIR_EGRESS ? L7_ROLE_CLIENT : L7_ROLE_SERVER;
+	__u8 proto = L7_PROTO_NONE;
+	if (c->role == L7_ROLE_UNKNOWN || c->role == role) {
+		char method[L7_METHOD_LEN] = {};
+		__u8 *b = e->data;
+		if (b[0] == '*') {
+			if (redis_request(e, (__u64)base, len, len < PEEK ? len : PEEK) == 1)
+				proto = L7_PROTO_REDIS;
+		} else if (http_request(b, len, method) == 1) {
+			proto = L7_PROTO_HTTP;
+		}
+	}
+	if (proto == L7_PROTO_NONE) {
+		c->tries += 1;
+		if (c->tries >= L7_KERNEL_TRIES)
+			c->mode = L7_MODE_USER;
+		return;
+	}
+	c->role = role;
+	c->proto = proto;
+	c->req_ts = 0;
+	c->mode = L7_MODE_KERNEL;
+	/* emit() leaves e->data alone when there is no payload: the parsers read it next. */
+	emit(e, c, ts, tgid, tid, fd, L7_EV_KCONN, dir, 0, NULL, 0);
+}
+
+/* ---- Syscalls. ---- */
+
+/* One payload syscall on fd `fd`: `len` is what a receive returned (at its exit) or what
+ * a send asks to send (at its entry; -1 for vector sends: the first iovec's length).
+ * `how`: 0 plain buffer, 1 iovec array, 2 msghdr. */
+static __always_inline int on_io(__u64 id, __s32 fd, __u64 base, __s64 len, __u8 how, __u8 dir)
+{
 	__u32 tgid = id >> 32;
-	__u64 key = conn_key(tgid, call.fd);
+	__u64 key = conn_key(tgid, fd);
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (!c || !c->tcp)
+	if (!c) {
+		c = learn_fd(fd, key);
+		if (!c)
+			return 0;
+	}
+	if (c->mode != L7_MODE_KERNEL) {
+		/* Inside an SSL call the bytes are ciphertext: note the fd for the SSL probe. */
+		struct ssl_call *s = bpf_map_lookup_elem(&ssl_active, &id);
+		if (s) {
+			s->fd = fd;
+			bpf_map_update_elem(&ssl_fds, &s->ssl, &fd, BPF_ANY);
+			return 0;
+		}
+		if (c->mute)
+			return 0;
+	}
+	/* A kernel-paired connection's payload the other way than its requests, with no
+	 * request pending: the rest of a long response, nothing to read. */
+	bool reply = (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS);
+	if (c->mode == L7_MODE_KERNEL && reply && !c->req_ts)
 		return 0;
-	__u64 base = call.buf;
-	__s64 len = ret;
-	if (call.how != 0) {
-		struct iovec *iovp = (void *)call.buf;
-		if (call.how == 2) {
+	if (how != 0) {
+		struct iovec *iovp = (void *)base;
+		if (how == 2) {
 			struct user_msghdr msg = {};
-			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call.buf))
+			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)base))
 				return 0;
 			iovp = msg.msg_iov;
 		}
@@ -297,36 +753,86 @@ static __always_inline int leave(__s64 ret)
 		if (bpf_probe_read_user(&iov, sizeof(iov), iovp))
 			return 0;
 		base = (__u64)iov.iov_base;
-		if ((__s64)iov.iov_len < len)
+		if (len < 0 || (__s64)iov.iov_len < len)
 			len = iov.iov_len;
 	}
-	/* `len` of the event is what the syscall moved; the copy is from the first iovec. */
-	__u64 ts = call.dir == L7_DIR_EGRESS ? call.ts_ns : bpf_ktime_get_ns();
-	emit(c, ts, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 0, (void *)base,
-	     len < ret ? len : ret);
+	if (len <= 0)
+		return 0;
+	/* A send is timed from its entry, a receive from its return: both are now. */
+	__u64 ts = bpf_ktime_get_ns();
+	struct l7_event *e = scratch_event();
+	if (!e)
+		return 0;
+	if (c->mode != L7_MODE_USER) {
+		/* Zeros after the bytes read: parsers stop there (resp_num looks 12 ahead). */
+		__builtin_memset(e->data, 0, PEEK + 16);
+		/* A response's status is in its first 12 bytes. */
+		__u32 want = c->mode == L7_MODE_KERNEL && reply ? 16 : PEEK;
+		__u32 n = len < want ? (__u32)len : want;
+		asm volatile("%0 &= 0x3f" : "+r"(n));
+		if (bpf_probe_read_user(e->data, n, (void *)base) != 0)
+			return 0;
+		if (c->mode == L7_MODE_NEW)
+			classify(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts);
+		if (c->mode == L7_MODE_KERNEL &&
+		    kpair(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
+			return 0;
+	}
+	/* `len` of the event: what a receive moved, what a send asked to send; the copy is
+	 * from the first iovec. */
+	emit(e, c, ts, tgid, (__u32)id, fd, L7_EV_DATA, dir, 0, (void *)base, len);
 	return 0;
 }
 
-#define IO_SYSCALL(name, how, dir)                                                         \
-	SEC("tp/syscalls/sys_enter_" #name)                                                \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                            \
-	{                                                                                  \
-		return enter((__s32)ctx->args[0], ctx->args[1], how, dir);                 \
-	}                                                                                  \
+/* Receives, at exit (what they moved is known only then). Their fd and buffer are the
+ * arguments saved in the task's registers at entry (syscalls do not change them), so no
+ * entry program is needed. */
+static __always_inline int recv_exit(long ret, __u8 how)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == self_tgid || ret <= 0)
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return 0;
+	return on_io(id, (__s32)regs->__PT_PARM1_SYSCALL_REG, regs->__PT_PARM2_SYSCALL_REG, ret,
+		     how, L7_DIR_INGRESS);
+}
+
+/* Sends, at entry: the bytes are in the buffer already, and a request leaves when the
+ * client starts writing it. One program per send instead of two; the price is that a
+ * send that then fails (EAGAIN under backpressure) is seen as sent. */
+static __always_inline int send_enter(struct trace_event_raw_sys_enter *ctx, __u8 how)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == self_tgid)
+		return 0;
+	__s64 len = how == 0 ? (__s64)ctx->args[2] : -1;
+	return on_io(id, (__s32)ctx->args[0], ctx->args[1], len, how, L7_DIR_EGRESS);
+}
+
+#define RECV_EXIT(name, how)                                                               \
 	SEC("tp/syscalls/sys_exit_" #name)                                                 \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                              \
 	{                                                                                  \
-		return leave(ctx->ret);                                                    \
+		return recv_exit(ctx->ret, how);                                           \
 	}
 
-IO_SYSCALL(read, 0, L7_DIR_INGRESS)
-IO_SYSCALL(write, 0, L7_DIR_EGRESS)
-IO_SYSCALL(recvfrom, 0, L7_DIR_INGRESS)
-IO_SYSCALL(sendto, 0, L7_DIR_EGRESS)
-IO_SYSCALL(readv, 1, L7_DIR_INGRESS)
-IO_SYSCALL(writev, 1, L7_DIR_EGRESS)
-IO_SYSCALL(recvmsg, 2, L7_DIR_INGRESS)
-IO_SYSCALL(sendmsg, 2, L7_DIR_EGRESS)
+#define SEND_ENTER(name, how)                                                              \
+	SEC("tp/syscalls/sys_enter_" #name)                                                \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                            \
+	{                                                                                  \
+		return send_enter(ctx, how);                                               \
+	}
+
+RECV_EXIT(read, 0)
+RECV_EXIT(recvfrom, 0)
+RECV_EXIT(readv, 1)
+RECV_EXIT(recvmsg, 2)
+SEND_ENTER(write, 0)
+SEND_ENTER(sendto, 0)
+SEND_ENTER(writev, 1)
+SEND_ENTER(sendmsg, 2)
 
 SEC("tp/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
@@ -336,10 +842,15 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	__s32 fd = (__s32)ctx->args[0];
 	__u64 key = conn_key(tgid, fd);
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (!c)
+	if (!c) {
+		__u64 *neg = neg_slot(key);
+		if (neg && *neg == key)
+			*neg = 0;
 		return 0;
-	if (c->tcp)
-		emit(c, bpf_ktime_get_ns(), tgid, (__u32)id, fd, L7_EV_CLOSE, 0, 0, NULL, 0);
+	}
+	struct l7_event *e = scratch_event();
+	if (e)
+		emit(e, c, bpf_ktime_get_ns(), tgid, (__u32)id, fd, L7_EV_CLOSE, 0, 0, NULL, 0);
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
 }
@@ -360,34 +871,15 @@ int exit_accept(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* connect's fd is only known at entry; keep it until exit. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __s32);
-} connecting SEC(".maps");
-
-SEC("tp/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__s32 fd = (__s32)ctx->args[0];
-	bpf_map_update_elem(&connecting, &id, &fd, BPF_ANY);
-	return 0;
-}
-
+/* connect's fd is read back from the saved registers at exit. */
 SEC("tp/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__s32 *fd = bpf_map_lookup_elem(&connecting, &id);
-	if (!fd)
+	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
 		return 0;
-	__s32 f = *fd;
-	bpf_map_delete_elem(&connecting, &id);
-	if (ctx->ret == 0 || ctx->ret == -EINPROGRESS)
-		learn_conn(f, L7_ROLE_CLIENT);
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (regs)
+		learn_conn((__s32)regs->__PT_PARM1_SYSCALL_REG, L7_ROLE_CLIENT);
 	return 0;
 }
 
@@ -422,7 +914,10 @@ static __always_inline int ssl_leave(int ret)
 	if (!c || !c->tcp)
 		return 0;
 	__u64 ts = call.dir == L7_DIR_EGRESS ? call.ts_ns : bpf_ktime_get_ns();
-	emit(c, ts, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 1, (void *)call.buf, ret);
+	struct l7_event *e = scratch_event();
+	if (!e)
+		return 0;
+	emit(e, c, ts, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 1, (void *)call.buf, ret);
 	return 0;
 }
 

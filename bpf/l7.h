@@ -8,8 +8,10 @@
 #define L7_MAX_CAP 256
 
 /* Event types. */
-#define L7_EV_DATA 1
+#define L7_EV_DATA 1   /* a payload of a connection user space pairs */
 #define L7_EV_CLOSE 2
+#define L7_EV_KCONN 3  /* the kernel took a connection for in-kernel pairing (no payload) */
+#define L7_EV_FLOW 4   /* a proxy forwarded a request: data is a struct l7_flow */
 
 /* Directions, as seen by the process doing the syscall. */
 #define L7_DIR_EGRESS 0
@@ -20,23 +22,91 @@
 #define L7_ROLE_CLIENT 1
 #define L7_ROLE_SERVER 2
 
+/* Protocols the kernel pairs itself (the others are paired in user space). */
+#define L7_PROTO_NONE 0
+#define L7_PROTO_HTTP 1
+#define L7_PROTO_REDIS 2
+
+/* How a connection's payloads are handled (struct l7_conn.mode). */
+#define L7_MODE_NEW 0    /* not classified yet: payloads go to user space, the kernel tries Redis/HTTP */
+#define L7_MODE_KERNEL 1 /* Redis or HTTP, paired in the kernel: no payload events */
+#define L7_MODE_USER 2   /* user space pairs it from payload events */
+
+/* Payloads of a new connection the kernel tries to classify before leaving it to user space. */
+#define L7_KERNEL_TRIES 4
+
 /* Counters in the `stats` per-CPU array. */
 #define L7_STAT_DROPS 0     /* ring buffer full: event lost */
 #define L7_STAT_EVENTS 1    /* events submitted */
 #define L7_STAT_SOCKS 2     /* fds classified as TCP sockets */
-#define L7_STAT_NR 4
+#define L7_STAT_TO_USER 3   /* kernel-paired connections handed to user space (pipelining) */
+#define L7_STAT_AGG_FULL 4  /* aggregate map full: a request not counted */
+#define L7_STAT_NR 8
+
+/* Latency histogram of the in-kernel aggregates: bucket 0 below 1024 ns, then 8 linear
+ * sub-buckets per power of two from 2^10 ns (bucket 1 + (msb - 10) * 8 + next 3 bits). */
+#define L7_HIST 256
+
+/* Method or command name kept per request (upper-case letters, NUL-padded). */
+#define L7_METHOD_LEN 24
 
 /* What the kernel knows of one fd of one process (the `conns` map value). */
 struct l7_conn {
 	__u64 sk;         /* struct sock address: tells fd reuse apart */
-	__u8 tcp;         /* 1 = TCP socket, 0 = anything else (negative cache) */
+	__u64 req_ts;     /* in-kernel pairing: start of the request waiting for its response, 0 none */
+	__u8 tcp;         /* always 1 (only TCP sockets are stored) */
 	__u8 role;        /* L7_ROLE_* */
 	__u8 family;      /* AF_INET / AF_INET6 */
 	__u8 mute;        /* set by user space: no protocol it knows, send only the close */
+	__u8 mode;        /* L7_MODE_* */
+	__u8 proto;       /* L7_PROTO_* when mode is L7_MODE_KERNEL */
+	__u8 tries;       /* payloads the kernel tried to classify */
+	__u8 pad;
 	__u16 lport;      /* host order */
 	__u16 rport;      /* host order */
 	__u8 laddr[16];   /* IPv4 in the first 4 bytes */
 	__u8 raddr[16];
+	char method[L7_METHOD_LEN]; /* of the pending request */
+	__u32 pad2;
+};
+
+/* Key of an in-kernel SLI aggregate: one per (process, role, server, protocol, method). */
+struct l7_agg_key {
+	__u32 tgid;
+	__u8 role;        /* L7_ROLE_CLIENT or L7_ROLE_SERVER */
+	__u8 proto;       /* L7_PROTO_* */
+	__u8 family;
+	__u8 pad;
+	__u16 port;       /* the server's, host order */
+	__u16 pad2;
+	__u8 addr[16];    /* the server's */
+	char method[L7_METHOD_LEN];
+};
+
+/* Cumulative per-CPU counts of one aggregate: user space sums the CPUs and diffs. */
+struct l7_agg {
+	__u64 req;
+	__u64 resp;
+	__u64 err;
+	__u64 status[5];  /* HTTP responses by class 1xx..5xx */
+	__u64 lat_sum;    /* ns */
+	__u64 lat_max;    /* ns, since the entry was made */
+	__u32 hist[L7_HIST];
+};
+
+/* Payload of an L7_EV_FLOW event: a proxy thread read a request on a connection it
+ * accepted and sent one of the same protocol on a connection it made. */
+struct l7_flow {
+	__u8 client[16];
+	__u8 virt[16];
+	__u8 backend[16];
+	__u64 in_sk;
+	__u16 vport;
+	__u16 bport;
+	__u8 in_family;
+	__u8 out_family;
+	__u8 proto;
+	__u8 pad;
 };
 
 /* One record in the ring buffer: header then `cap` payload bytes. */
@@ -46,14 +116,14 @@ struct l7_event {
 	__u32 tgid;
 	__u32 tid;
 	__s32 fd;
-	__u32 len;        /* bytes the syscall moved (the whole message, not just the prefix) */
+	__u32 len;        /* bytes a receive moved or a send asks to send (not just the prefix) */
 	__u16 cap;        /* payload bytes that follow */
 	__u8 type;        /* L7_EV_* */
 	__u8 dir;         /* L7_DIR_* */
 	__u8 role;
 	__u8 family;
 	__u8 ssl;         /* plaintext from SSL_read/SSL_write */
-	__u8 pad;
+	__u8 proto;       /* L7_EV_KCONN: L7_PROTO_* */
 	__u16 lport;
 	__u16 rport;
 	__u8 laddr[16];

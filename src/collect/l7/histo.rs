@@ -51,6 +51,61 @@ impl Latency {
         self.max_ns = self.max_ns.max(ns);
     }
 
+    /// Adds another distribution of the same kind.
+    pub fn merge(&mut self, other: &Latency) {
+        if other.count == 0 {
+            return;
+        }
+        if self.fine.is_empty() {
+            self.fine = vec![0; BUCKETS];
+        }
+        for (a, b) in self.fine.iter_mut().zip(&other.fine) {
+            *a = a.saturating_add(*b);
+        }
+        for (a, b) in self.coarse.iter_mut().zip(other.coarse) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum_ns += other.sum_ns;
+        self.max_ns = self.max_ns.max(other.max_ns);
+    }
+
+    /// The distribution of the kernel's histogram (`L7_HIST` buckets, see
+    /// [`kernel_bucket_ns`]) with its exact sum and max: each bucket's count is placed at
+    /// the bucket's geometric middle (at most ≈ 6 % from any value in it).
+    pub fn from_kernel(hist: &[u64], sum_ns: u64, max_ns: u64) -> Latency {
+        let mut l = Latency::default();
+        for (i, &n) in hist.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let (lo, hi) = kernel_bucket_ns(i);
+            let mid = if lo == 0 {
+                hi / 2
+            } else {
+                (lo as f64 * hi as f64).sqrt() as u64
+            };
+            l.observe_n(mid.min(max_ns.max(1)), n);
+        }
+        l.sum_ns = u128::from(sum_ns);
+        l.max_ns = max_ns;
+        l
+    }
+
+    /// `n` observations of `ns`.
+    fn observe_n(&mut self, ns: u64, n: u64) {
+        if self.fine.is_empty() {
+            self.fine = vec![0; BUCKETS];
+        }
+        let f = &mut self.fine[fine_index(ns)];
+        *f = f.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        let ms = ns as f64 / 1e6;
+        self.coarse[COARSE_MS.partition_point(|&b| b < ms)] += n;
+        self.count += n;
+        self.sum_ns += u128::from(ns) * u128::from(n);
+        self.max_ns = self.max_ns.max(ns);
+    }
+
     /// The `q` quantile (0..1) in ns: the geometric middle of its bucket, capped by the max.
     pub fn quantile_ns(&self, q: f64) -> f64 {
         if self.count == 0 {
@@ -79,9 +134,48 @@ impl Latency {
     }
 }
 
+/// Bounds `[lo, hi)` in ns of bucket `i` of the kernel's histogram (bpf/l7.h `L7_HIST`):
+/// bucket 0 is below 1024 ns, then 8 linear steps per power of two from 2^10 ns.
+pub fn kernel_bucket_ns(i: usize) -> (u64, u64) {
+    if i == 0 {
+        return (0, 1024);
+    }
+    let octave = ((i - 1) / 8) as u32;
+    let sub = ((i - 1) % 8) as u64;
+    let base = 1u64 << (10 + octave).min(62);
+    (base + base / 8 * sub, base + base / 8 * (sub + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_buckets() {
+        // Mirror of hist_index() in bpf/l7.bpf.c.
+        fn index(ns: u64) -> usize {
+            if ns < 1024 {
+                return 0;
+            }
+            let msb = 63 - ns.leading_zeros();
+            (1 + (msb - 10) * 8 + ((ns >> (msb - 3)) & 7) as u32).min(255) as usize
+        }
+        for ns in [1024u64, 1500, 40_000, 123_456, 1_000_000, 7_777_777_777] {
+            let (lo, hi) = kernel_bucket_ns(index(ns));
+            assert!(lo <= ns && ns < hi, "{ns} in [{lo}, {hi})");
+        }
+        let mut hist = vec![0u64; 256];
+        hist[index(100_000)] = 9;
+        hist[index(1_000_000)] = 1;
+        let l = Latency::from_kernel(&hist, 1_900_000, 1_000_000);
+        assert_eq!((l.count, l.max_ns, l.sum_ns), (10, 1_000_000, 1_900_000));
+        let p50 = l.quantile_ns(0.5);
+        assert!((p50 - 100_000.0).abs() / 100_000.0 < 0.1, "{p50}");
+        let mut m = Latency::default();
+        m.merge(&l);
+        m.merge(&l);
+        assert_eq!((m.count, m.sum_ns), (20, 3_800_000));
+    }
 
     #[test]
     fn quantiles_are_close() {

@@ -1,6 +1,7 @@
 //! The `l7` probe: application SLIs (HTTP/1.x, Redis, PostgreSQL, MySQL, and the same
-//! over OpenSSL) and load-balancer flows, from payload prefixes the kernel copies at
-//! socket syscalls (bpf/l7.bpf.c). See docs/l7.md.
+//! over OpenSSL) and load-balancer flows, from socket syscalls (bpf/l7.bpf.c): Redis and
+//! HTTP are paired in the kernel, which keeps per-SLI aggregates; the rest from payload
+//! prefixes the kernel copies to user space. See docs/l7.md.
 //!
 //! Layout: [`event`] decodes ring-buffer records, [`proto`] recognises protocols in byte
 //! slices, [`tracker`] pairs requests with responses per connection and aggregates,
@@ -59,44 +60,27 @@ pub static SPEC: ProbeSpec = ProbeSpec {
 
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub const HOOKS: Hooks = &[
-    (Hook::Tracepoint("syscalls/sys_enter_read"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_exit_read"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_write"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_write"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_recvfrom"),
-        Need::Required,
-    ),
     (
         Hook::Tracepoint("syscalls/sys_exit_recvfrom"),
         Need::Required,
     ),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_sendto"),
-        Need::Required,
-    ),
-    (Hook::Tracepoint("syscalls/sys_exit_sendto"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_enter_readv"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_exit_readv"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_writev"),
-        Need::Required,
-    ),
-    (Hook::Tracepoint("syscalls/sys_exit_writev"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_recvmsg"),
-        Need::Required,
-    ),
     (
         Hook::Tracepoint("syscalls/sys_exit_recvmsg"),
         Need::Required,
     ),
+    (Hook::Tracepoint("syscalls/sys_enter_write"), Need::Required),
     (
-        Hook::Tracepoint("syscalls/sys_enter_sendmsg"),
+        Hook::Tracepoint("syscalls/sys_enter_sendto"),
         Need::Required,
     ),
     (
-        Hook::Tracepoint("syscalls/sys_exit_sendmsg"),
+        Hook::Tracepoint("syscalls/sys_enter_writev"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_enter_sendmsg"),
         Need::Required,
     ),
     (Hook::Tracepoint("syscalls/sys_enter_close"), Need::Required),
@@ -105,10 +89,6 @@ pub const HOOKS: Hooks = &[
         Need::Required,
     ),
     (Hook::Tracepoint("syscalls/sys_exit_accept"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_connect"),
-        Need::Required,
-    ),
     (
         Hook::Tracepoint("syscalls/sys_exit_connect"),
         Need::Required,
@@ -161,6 +141,8 @@ impl L7Probe {
 
     /// The interval's aggregates.
     fn take(&self) -> anyhow::Result<tracker::Taken> {
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        self.kernel.snapshot(std::time::Duration::from_millis(500));
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         return match self.kernel.shared.tracker.lock() {
             Ok(mut t) => Ok(t.take()),
@@ -353,6 +335,10 @@ pub fn ipvs_flows(conns: &[ipvs::IpvsConn]) -> HashMap<FlowKey, FlowAgg> {
 struct KernelStats {
     drops: u64,
     tcp_fds: u64,
+    kernel_requests: u64,
+    to_user: u64,
+    agg_full: u64,
+    swept: u64,
     ssl_libs: Vec<String>,
     ssl_errors: Vec<String>,
     progs: serde_json::Map<String, Value>,
@@ -412,6 +398,11 @@ impl super::probe::Probe for L7Probe {
             "tcp_fds_seen": k.tcp_fds,
             "conns_open": open,
             "conns_classified": c.conns_classified,
+            "conns_kernel": c.conns_kernel,
+            "conns_to_user": k.to_user,
+            "kernel_requests": k.kernel_requests,
+            "kernel_aggs_full": k.agg_full,
+            "conns_swept": k.swept,
             "conns_unknown": c.conns_unknown,
             "conns_tls": c.conns_tls,
             "conns_turned_away": c.conns_turned_away,

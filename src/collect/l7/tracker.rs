@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
-use super::event::{Event, Kind, Role};
+use super::event::{self, Event, Flow, Kind, Role};
 use super::histo::Latency;
 use super::proto::{self, Protocol, Sent};
 
@@ -113,6 +113,8 @@ pub struct Counters {
     pub slis_turned_away: u64,
     pub flows_turned_away: u64,
     pub unanswered: u64,
+    /// Connections the kernel classified and pairs itself (Redis, HTTP).
+    pub conns_kernel: u64,
 }
 
 #[derive(Default)]
@@ -180,14 +182,18 @@ impl Tracker {
             self.close(&ConnKey { ssl: true, ..key });
             return;
         }
+        if !self.comms.contains_key(&ev.tgid) && self.comms.len() < MAX_CONNS {
+            self.comms
+                .insert(ev.tgid, String::from_utf8_lossy(ev.comm).into_owned());
+        }
+        if ev.kind == Kind::Flow {
+            self.kernel_flow(ev);
+            return;
+        }
         if !self.conns.contains_key(&key) {
             if self.conns.len() >= MAX_CONNS {
                 self.counters.conns_turned_away += 1;
                 return;
-            }
-            if !self.comms.contains_key(&ev.tgid) && self.comms.len() < MAX_CONNS {
-                self.comms
-                    .insert(ev.tgid, String::from_utf8_lossy(ev.comm).into_owned());
             }
             self.conns.insert(
                 key,
@@ -208,6 +214,24 @@ impl Tracker {
             return;
         };
         conn.last_ns = ev.ts_ns;
+        if ev.kind == Kind::KernelConn {
+            // From now on the kernel pairs it; what was pending here will not be answered
+            // here. Kept so that its close is known and, if the kernel hands it back
+            // (pipelining), pairing resumes with the protocol known.
+            let Some(p) = kernel_protocol(ev.proto) else {
+                return;
+            };
+            if conn.proto.is_none() {
+                self.counters.conns_classified += 1;
+            }
+            self.counters.conns_kernel += 1;
+            self.counters.unanswered += conn.pending.len() as u64;
+            conn.pending.clear();
+            conn.proto = Some(p);
+            conn.role = ev.role;
+            conn.unknown = false;
+            return;
+        }
         if conn.role == Role::Unknown && ev.role != Role::Unknown {
             conn.role = ev.role;
         }
@@ -342,6 +366,48 @@ impl Tracker {
         }
     }
 
+    /// A request forwarded by a proxy whose connections the kernel pairs.
+    fn kernel_flow(&mut self, ev: &Event) {
+        let Some(f) = Flow::parse(ev.data) else {
+            return;
+        };
+        let fk = FlowKey {
+            tgid: ev.tgid,
+            client_ip: f.client,
+            virtual_ip: f.virt.0,
+            virtual_port: f.virt.1,
+            backend_ip: f.backend.0,
+            backend_port: f.backend.1,
+        };
+        if !self.flows.contains_key(&fk) && self.flows.len() >= MAX_FLOWS {
+            self.counters.flows_turned_away += 1;
+            return;
+        }
+        let agg = self.flows.entry(fk).or_default();
+        agg.req_count += 1;
+        agg.protocol = kernel_protocol(f.proto);
+        if agg.links.len() < 4096 {
+            agg.links.insert((f.in_sk, ev.sk));
+        }
+    }
+
+    /// Adds one interval's in-kernel aggregate (read from the kernel's map).
+    pub fn add_sli(&mut self, key: SliKey, delta: &SliAgg) {
+        if !self.slis.contains_key(&key) && self.slis.len() >= MAX_SLIS {
+            self.counters.slis_turned_away += 1;
+            return;
+        }
+        let agg = self.slis.entry(key).or_default();
+        agg.req_count += delta.req_count;
+        agg.resp_count += delta.resp_count;
+        agg.err_count += delta.err_count;
+        for (a, d) in agg.status.iter_mut().zip(delta.status) {
+            *a += d;
+        }
+        agg.latency.merge(&delta.latency);
+        agg.ssl |= delta.ssl;
+    }
+
     fn close(&mut self, key: &ConnKey) {
         if let Some(c) = self.conns.remove(key) {
             self.counters.unanswered += c.pending.len() as u64;
@@ -448,6 +514,15 @@ impl Tracker {
     }
 }
 
+/// `L7_PROTO_*` as a protocol.
+pub fn kernel_protocol(p: u8) -> Option<Protocol> {
+    match p {
+        event::PROTO_HTTP => Some(Protocol::Http),
+        event::PROTO_REDIS => Some(Protocol::Redis),
+        _ => None,
+    }
+}
+
 /// A TLS record header: content type 20–23, version 3.x.
 fn is_tls_record(b: &[u8]) -> bool {
     matches!(b, [20..=23, 3, 0..=4, ..])
@@ -488,6 +563,7 @@ mod tests {
             ingress,
             role,
             ssl: false,
+            proto: 0,
             local: ("127.0.0.1".parse().unwrap(), local),
             remote: ("127.0.0.2".parse().unwrap(), remote),
             comm: b"test",

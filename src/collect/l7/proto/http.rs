@@ -4,7 +4,7 @@
 
 use super::{Reply, Sent};
 
-const METHODS: &[&str] = &[
+pub const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
 ];
 
