@@ -488,6 +488,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tcp_info_fields_by_kernel_length() {
+        // A 6.x tcp_info (>= 236 bytes) with marker values at the fields we read.
+        let mut b = vec![0u8; 248];
+        b[68..72].copy_from_slice(&321u32.to_ne_bytes()); // rtt
+        b[80..84].copy_from_slice(&10u32.to_ne_bytes()); // snd_cwnd
+        b[100..104].copy_from_slice(&2u32.to_ne_bytes()); // total_retrans
+        b[128..136].copy_from_slice(&5000u64.to_ne_bytes()); // bytes_received
+        b[136..140].copy_from_slice(&7u32.to_ne_bytes()); // segs_out
+        b[140..144].copy_from_slice(&8u32.to_ne_bytes()); // segs_in
+        b[200..208].copy_from_slice(&1500u64.to_ne_bytes()); // bytes_sent
+        b[208..216].copy_from_slice(&500u64.to_ne_bytes()); // bytes_retrans
+        b[228..232].copy_from_slice(&0u32.to_ne_bytes()); // snd_wnd
+        b[232..236].copy_from_slice(&65535u32.to_ne_bytes()); // rcv_wnd
+        let i = TcpInfo::parse(&b).unwrap();
+        assert_eq!((i.rtt_us, i.snd_cwnd, i.total_retrans), (321, 10, 2));
+        assert_eq!((i.bytes_received, i.segs_out, i.segs_in), (5000, 7, 8));
+        assert_eq!(i.bytes_sent_once, Some(1000));
+        assert_eq!((i.snd_wnd, i.rcv_wnd), (Some(0), Some(65535)));
+        // An older kernel's shorter tcp_info: the newer fields are absent, not zero.
+        let old = TcpInfo::parse(&b[..160]).unwrap();
+        assert_eq!((old.bytes_sent_once, old.snd_wnd), (None, None));
+        assert!(TcpInfo::parse(&b[..100]).is_none());
+    }
+
+    #[test]
     fn mapped_v6_is_v4() {
         let mut a = [0u8; 16];
         a[10] = 0xff;
