@@ -39,7 +39,7 @@ mod skel {
 use skel::types::{tcp_event as TcpEvent, tcp_sock_val as SockVal};
 
 pub const HOOKS: Hooks = &[
-    (Hook::Tracepoint("sock/inet_sock_set_state"), Need::Required),
+    (Hook::RawTracepoint("inet_sock_set_state"), Need::Required),
     (Hook::Tracepoint("syscalls/sys_exit_accept4"), Need::Required),
     (
         Hook::Tracepoint("syscalls/sys_exit_accept"),
@@ -48,7 +48,7 @@ pub const HOOKS: Hooks = &[
         },
     ),
     (
-        Hook::Tracepoint("tcp/tcp_destroy_sock"),
+        Hook::RawTracepoint("tcp_destroy_sock"),
         Need::Optional {
             what: "bytes read after a socket reached CLOSE (sockets end at CLOSE instead)",
         },
@@ -808,6 +808,18 @@ impl Probe for TcpProbe {
         s.insert("socks_final".into(), json!(counters[CNT_FINAL]));
         s.insert("ringbuf_drops".into(), json!(counters[CNT_RB_DROPS]));
         s.insert("map_full_drops".into(), json!(counters[CNT_MAP_FULL]));
+        // A close whose program the kernel skipped (recursion) is a close never counted.
+        let misses = |p: &libbpf_rs::Program| {
+            crate::collect::bpf::prog_stats(p).map_or(0, |s| s.recursion_misses)
+        };
+        s.insert(
+            "closes_missed".into(),
+            json!(misses(&self.skel.progs.tcp_destroy)),
+        );
+        s.insert(
+            "state_changes_missed".into(),
+            json!(misses(&self.skel.progs.tcp_set_state)),
+        );
         s.insert("diag_socks".into(), json!(self.dump_socks));
         s.insert("diag_dump_ms".into(), json!((self.dump_ms * 100.0).round() / 100.0));
         let mem = map_memlock_bytes(socks).unwrap_or(0)
