@@ -674,3 +674,39 @@ print('done', flush=True)
     assert_eq!(st["tcp"]["ringbuf_drops"], 0, "{st}");
     assert_eq!(st["tcp"]["lost_closes"], 0, "{st}");
 }
+
+/// UDP endpoints: the endpoint probe's send/recv hooks are the only per-send/recv
+/// programs left, so check they still count both directions exactly.
+#[test]
+fn udp_endpoints_count_exact_bytes_both_ways() {
+    if !common::require_bpf("udp_endpoints_count_exact_bytes_both_ways") {
+        return;
+    }
+    let col = Collector::start("endpoint");
+    let mut p = python(
+        r#"
+import socket, time
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(('127.0.0.1', 0))
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.bind(('127.0.0.1', 0))
+for i in range(10): b.sendto(b'x' * 123, a.getsockname())
+n = sum(len(a.recv(1000)) for i in range(10))
+print(a.getsockname()[1], b.getsockname()[1], n, flush=True)
+time.sleep(1.5)
+"#,
+        &[],
+    );
+    let line = read_line(&mut p);
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f.get(2), Some(&"1230"), "{line}");
+    let pid = p.id();
+    p.wait().unwrap();
+    let recs = col.finish();
+    for (port, metric) in [(f[0], "rx_bytes"), (f[1], "tx_bytes")] {
+        let keys = [
+            ("type", Value::from("udp")),
+            ("tgid", Value::from(pid)),
+            ("port", Value::from(port.parse::<u16>().unwrap())),
+        ];
+        assert_eq!(metric_sum(&recs, "endpoint", &keys, metric), 1230.0, "{port} {metric}");
+    }
+}
