@@ -657,18 +657,40 @@ print('done', flush=True)
             ("role", Value::from(role)),
             ("server_port", Value::from(port)),
         ];
-        assert_eq!(entity_ids(&recs, "tcp_link", &keys).len(), 1, "{role}: one link");
-        assert_eq!(metric_sum(&recs, "tcp_link", &keys, "rx_bytes"), rx as f64, "{role} rx");
-        assert_eq!(metric_sum(&recs, "tcp_link", &keys, "tx_bytes"), tx as f64, "{role} tx");
-        assert_eq!(metric_sum(&recs, "tcp_link", &keys, "closed"), 21.0, "{role} closed");
+        assert_eq!(
+            entity_ids(&recs, "tcp_link", &keys).len(),
+            1,
+            "{role}: one link"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "rx_bytes"),
+            rx as f64,
+            "{role} rx"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "tx_bytes"),
+            tx as f64,
+            "{role} tx"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "closed"),
+            21.0,
+            "{role} closed"
+        );
         // The long-lived socket was read live by at least two dumps.
         let live_reads = recs
             .iter()
             .filter(|r| r["type"] == "metric" && r["kind"] == "tcp_link")
-            .filter(|r| entity_ids(&recs, "tcp_link", &keys).contains(&r["id"].as_str().unwrap().to_string()))
+            .filter(|r| {
+                entity_ids(&recs, "tcp_link", &keys)
+                    .contains(&r["id"].as_str().unwrap().to_string())
+            })
             .filter(|r| r["metrics"]["socks"].as_f64().unwrap_or(0.0) > 0.0)
             .count();
-        assert!(live_reads >= 2, "{role}: live socket seen in {live_reads} dumps");
+        assert!(
+            live_reads >= 2,
+            "{role}: live socket seen in {live_reads} dumps"
+        );
     }
     let st = recs.iter().rev().find(|r| r["type"] == "status").unwrap();
     assert_eq!(st["tcp"]["ringbuf_drops"], 0, "{st}");
@@ -707,6 +729,10 @@ time.sleep(1.5)
             ("tgid", Value::from(pid)),
             ("port", Value::from(port.parse::<u16>().unwrap())),
         ];
-        assert_eq!(metric_sum(&recs, "endpoint", &keys, metric), 1230.0, "{port} {metric}");
+        assert_eq!(
+            metric_sum(&recs, "endpoint", &keys, metric),
+            1230.0,
+            "{port} {metric}"
+        );
     }
 }

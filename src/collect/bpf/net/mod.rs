@@ -147,8 +147,14 @@ pub struct TcpInfo {
 impl TcpInfo {
     /// Parses the INET_DIAG_INFO payload; None when it is too short for the basics.
     pub fn parse(b: &[u8]) -> Option<TcpInfo> {
-        let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_ne_bytes(s.try_into().unwrap()));
-        let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_ne_bytes(s.try_into().unwrap()));
+        let u32_at = |o: usize| {
+            b.get(o..o + 4)
+                .map(|s| u32::from_ne_bytes(s.try_into().unwrap()))
+        };
+        let u64_at = |o: usize| {
+            b.get(o..o + 8)
+                .map(|s| u64::from_ne_bytes(s.try_into().unwrap()))
+        };
         Some(TcpInfo {
             rtt_us: u32_at(68)?,
             snd_cwnd: u32_at(80)?,
@@ -156,7 +162,9 @@ impl TcpInfo {
             bytes_received: u64_at(128)?,
             segs_out: u32_at(136)?,
             segs_in: u32_at(140)?,
-            bytes_sent_once: u64_at(200).zip(u64_at(208)).map(|(s, r)| s.saturating_sub(r)),
+            bytes_sent_once: u64_at(200)
+                .zip(u64_at(208))
+                .map(|(s, r)| s.saturating_sub(r)),
             snd_wnd: u32_at(228),
             rcv_wnd: u32_at(232),
         })

@@ -23,8 +23,7 @@ use libbpf_rs::{MapCore, MapHandle, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::{
-    comm_str, fmt_ip, object_storage, percpu_sums, read_pod, snapshot, DiagSock, AF_INET,
-    AF_INET6,
+    comm_str, fmt_ip, object_storage, percpu_sums, read_pod, snapshot, DiagSock, AF_INET, AF_INET6,
 };
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
@@ -40,7 +39,10 @@ use skel::types::{tcp_event as TcpEvent, tcp_sock_val as SockVal};
 
 pub const HOOKS: Hooks = &[
     (Hook::RawTracepoint("inet_sock_set_state"), Need::Required),
-    (Hook::Tracepoint("syscalls/sys_exit_accept4"), Need::Required),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_accept4"),
+        Need::Required,
+    ),
     (
         Hook::Tracepoint("syscalls/sys_exit_accept"),
         Need::Optional {
@@ -407,12 +409,8 @@ impl State {
                     self.push_event("tcp_connect_failed", "warning", &owner, &addrs);
                 }
             }
-            EV_SEND_RESET => {
-                self.push_event("tcp_reset_sent", "warning", &owner_of(v), &addrs)
-            }
-            EV_RECV_RESET => {
-                self.push_event("tcp_reset_received", "warning", &owner_of(v), &addrs)
-            }
+            EV_SEND_RESET => self.push_event("tcp_reset_sent", "warning", &owner_of(v), &addrs),
+            EV_RECV_RESET => self.push_event("tcp_reset_received", "warning", &owner_of(v), &addrs),
             _ => {}
         }
     }
@@ -522,7 +520,8 @@ impl State {
             true
         });
         self.lost += lost;
-        self.pending.retain(|c| seen.contains(c) || dump.iter().any(|d| d.cookie == *c));
+        self.pending
+            .retain(|c| seen.contains(c) || dump.iter().any(|d| d.cookie == *c));
     }
 }
 
@@ -669,8 +668,7 @@ impl TcpProbe {
             ..State::default()
         };
         for d in &baseline {
-            let (Some(info), Some((tgid, comm))) = (d.info, st.start_owners.get(&d.inode))
-            else {
+            let (Some(info), Some((tgid, comm))) = (d.info, st.start_owners.get(&d.inode)) else {
                 continue;
             };
             let owner = Owner {
@@ -821,7 +819,10 @@ impl Probe for TcpProbe {
             json!(misses(&self.skel.progs.tcp_set_state)),
         );
         s.insert("diag_socks".into(), json!(self.dump_socks));
-        s.insert("diag_dump_ms".into(), json!((self.dump_ms * 100.0).round() / 100.0));
+        s.insert(
+            "diag_dump_ms".into(),
+            json!((self.dump_ms * 100.0).round() / 100.0),
+        );
         let mem = map_memlock_bytes(socks).unwrap_or(0)
             + map_memlock_bytes(&self.skel.maps.events).unwrap_or(0);
         s.insert("map_memlock_bytes".into(), json!(mem));
