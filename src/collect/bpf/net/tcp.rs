@@ -520,8 +520,11 @@ impl State {
             true
         });
         self.lost += lost;
-        self.pending
-            .retain(|c| seen.contains(c) || dump.iter().any(|d| d.cookie == *c));
+        // Unowned sockets still waiting for accept(): forget those the dump no longer lists.
+        if !self.pending.is_empty() {
+            let listed: HashSet<u64> = dump.iter().map(|d| d.cookie).collect();
+            self.pending.retain(|c| listed.contains(c));
+        }
     }
 }
 
