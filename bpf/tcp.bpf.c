@@ -1,24 +1,26 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* tcp probe: per-socket TCP numbers aggregated in the kernel, keyed by the sock
- * pointer, on tracepoints only (no kprobes on the target kernels).
+/* tcp probe: who owns each TCP socket, its rare events, and its final numbers, on
+ * tracepoints only (no kprobes on the target kernels). Nothing here runs per packet or
+ * per send/recv: byte, segment, RTT and window numbers are the kernel's own tcp_sock
+ * counters, which user space reads per interval through sock_diag (tcp_info) and which
+ * the close event below reads once when the socket is destroyed.
  *
- * Softirq-context events (tcp_probe, retransmits, resets, server-side state changes)
- * run with whatever task was interrupted, so the owner (tgid, comm) is taken only in
- * process context: connect (SYN_SENT) and sock_send_length / sock_recv_length. The
- * socket's entry carries it, so every later softirq event is attributed through it.
+ * Ownership is taken only in process context, once per connection: connect() (the
+ * socket enters SYN_SENT in the connecting task) and accept() (the syscall's exit: fd ->
+ * file -> socket through the task's fd table). The entry also records the socket's
+ * inode, which is how user space joins it with the sock_diag dump.
  *
- * A closing socket's final numbers go to the ring buffer and the entry leaves the map,
- * so short-lived connections neither fill the map nor vanish between two reads. */
+ * Softirq-context events (passive opens, resets, state changes) run with whatever task
+ * was interrupted, so they only count on the socket's entry. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 #include "tcp.h"
 
 #define AF_INET 2
-#define AF_INET6 10
 #define IPPROTO_TCP 6
-#define MSG_PEEK 2
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -27,9 +29,13 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* A plain hash, not LRU: an LRU map evicts silently (even before it is full, from
+ * per-CPU free lists), and an evicted socket's close would be lost unsaid. Entries
+ * leave at tcp_destroy_sock, so the map holds live sockets only; an insert into a full
+ * map is counted (TCP_CNT_MAP_FULL). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 32768);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct tcp_sock_val);
 } socks SEC(".maps");
@@ -46,15 +52,12 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-static const __u32 srtt_bounds[GALA_SRTT_BUCKETS - 1] = { GALA_SRTT_BOUNDS };
-
-static __u64 next_seq;
 /* Set before load when tcp:tcp_destroy_sock is missing: finish sockets at CLOSE then
- * (bytes read after the socket reached CLOSE, e.g. in TIME_WAIT, are then missed). */
+ * (bytes read after the socket reached CLOSE are then missed). */
 const volatile bool final_at_close = false;
 
-/* Set by user space at each read, so srtt_max_us is a per-interval maximum. */
-__u32 epoch = 0;
+/* Never written: it makes the skeleton generate the ring-buffer record's Rust type. */
+struct tcp_event unused_event_type = {};
 
 static __always_inline void count(__u32 idx)
 {
@@ -63,125 +66,148 @@ static __always_inline void count(__u32 idx)
 		*c += 1;
 }
 
-static __always_inline void fill_addrs(struct tcp_sock_val *v, struct sock *sk)
+/* The inode of the socket's file, 0 when it has none (not accepted yet, or orphaned
+ * by close()). */
+static __always_inline __u64 sock_inode(struct sock *sk)
 {
-	v->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	v->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	v->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (v->family == AF_INET) {
-		/* BPF_CORE_READ_INTO reads sizeof(*dst): go through 4-byte values */
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memset(v->laddr, 0, sizeof(v->laddr));
-		__builtin_memset(v->raddr, 0, sizeof(v->raddr));
-		__builtin_memcpy(v->laddr, &l, 4);
-		__builtin_memcpy(v->raddr, &r, 4);
-	} else {
-		BPF_CORE_READ_INTO(&v->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&v->raddr, sk, __sk_common.skc_v6_daddr);
-	}
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	if (!so)
+		return 0;
+	return BPF_CORE_READ(so, file, f_inode, i_ino);
 }
 
-static __always_inline void own(struct tcp_sock_val *v)
+/* Family, ports and addresses of `sk` into any struct with those fields. The local
+ * port is inet_sport, not skc_num: closing releases the port (skc_num = 0) before the
+ * CLOSE tracepoint and tcp_destroy_sock run, but leaves inet_sport. */
+#define FILL_ADDRS(f, sk)                                                             \
+	do {                                                                          \
+		(f)->family = BPF_CORE_READ(sk, __sk_common.skc_family);              \
+		(f)->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)(sk), inet_sport)); \
+		(f)->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));     \
+		if ((f)->family == AF_INET) {                                         \
+			/* BPF_CORE_READ_INTO reads sizeof(*dst): go through 4 bytes */ \
+			__u32 l_ = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);      \
+			__u32 r_ = BPF_CORE_READ(sk, __sk_common.skc_daddr);          \
+			__builtin_memset((f)->laddr, 0, 16);                          \
+			__builtin_memset((f)->raddr, 0, 16);                          \
+			__builtin_memcpy((f)->laddr, &l_, 4);                         \
+			__builtin_memcpy((f)->raddr, &r_, 4);                         \
+		} else {                                                              \
+			BPF_CORE_READ_INTO(&(f)->laddr, sk, __sk_common.skc_v6_rcv_saddr); \
+			BPF_CORE_READ_INTO(&(f)->raddr, sk, __sk_common.skc_v6_daddr);     \
+		}                                                                     \
+	} while (0)
+
+static __always_inline void own(struct tcp_sock_val *v, struct sock *sk, __u8 role)
 {
 	v->tgid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(&v->comm, sizeof(v->comm));
+	v->role = role;
+	v->inode = sock_inode(sk);
+	FILL_ADDRS(v, sk);
 }
 
-/* The socket's entry, created on first sight. `owner` is true in process context. */
+/* The socket's entry, created on first sight; `owner` is true in process context. */
 static __always_inline struct tcp_sock_val *sock_entry(struct sock *sk, bool owner, __u8 role)
 {
 	__u64 key = (__u64)sk;
 	struct tcp_sock_val *v = bpf_map_lookup_elem(&socks, &key);
 	if (v) {
-		if (owner && v->tgid == 0)
-			own(v);
+		if (owner)
+			own(v, sk, role);
 		return v;
 	}
 	struct tcp_sock_val init = {};
-	init.seq = __sync_fetch_and_add(&next_seq, 1) + 1;
 	init.role = role;
-	fill_addrs(&init, sk);
+	FILL_ADDRS(&init, sk);
 	if (owner)
-		own(&init);
-	if (bpf_map_update_elem(&socks, &key, &init, BPF_NOEXIST) && bpf_map_update_elem(&socks, &key, &init, BPF_ANY)) {
-		count(TCP_CNT_MAP_FULL);
-		return NULL;
+		own(&init, sk, role);
+	else
+		init.inode = sock_inode(sk);
+	if (bpf_map_update_elem(&socks, &key, &init, BPF_NOEXIST)) {
+		v = bpf_map_lookup_elem(&socks, &key); /* another CPU won the race */
+		if (!v)
+			count(TCP_CNT_MAP_FULL);
+		return v;
 	}
 	count(TCP_CNT_SOCKS_CREATED);
 	return bpf_map_lookup_elem(&socks, &key);
 }
 
-static __always_inline void emit(__u32 kind, struct sock *sk, struct tcp_sock_val *v)
+/* The same numbers tcp_info gives, straight from the tcp_sock. */
+static __always_inline void fill_counters(struct tcp_final *f, struct sock *sk)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	f->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	f->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
+	f->bytes_retrans = BPF_CORE_READ(tp, bytes_retrans);
+	f->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	f->segs_in = BPF_CORE_READ(tp, segs_in);
+	f->segs_out = BPF_CORE_READ(tp, segs_out);
+	f->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	f->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	f->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	f->snd_wnd = BPF_CORE_READ(tp, snd_wnd);
+	f->rcv_wnd = BPF_CORE_READ(tp, rcv_wnd);
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	f->fin_rcvd = (flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1;
+}
+
+static __always_inline void emit(__u32 kind, struct sock *sk, struct tcp_sock_val *v, bool final)
 {
 	struct tcp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(TCP_CNT_RB_DROPS);
 		return;
 	}
+	__builtin_memset(e, 0, sizeof(*e));
 	e->kind = kind;
-	e->pad = 0;
-	e->sk = (__u64)sk;
-	__builtin_memcpy(&e->val, v, sizeof(*v));
+	FILL_ADDRS(&e->fin, sk);
+	if (v) {
+		e->has_entry = 1;
+		__builtin_memcpy(&e->val, v, sizeof(*v));
+	}
+	if (final)
+		fill_counters(&e->fin, sk);
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline void finish(struct sock *sk, struct tcp_sock_val *v)
+/* The socket's last word. Sockets with no entry (older than the collector, never
+ * touched since) still report when sock_diag has seen them (their cookie is set), so
+ * user space can close them out; the others were never counted and stay silent. */
+static __always_inline void finish(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
+	struct tcp_sock_val *v = bpf_map_lookup_elem(&socks, &key);
+	if (!v && !BPF_CORE_READ(sk, __sk_common.skc_cookie.counter))
+		return;
 	count(TCP_CNT_SOCKS_FINAL);
-	emit(v->failed ? TCP_EV_FAILED_CONNECT : TCP_EV_CLOSE, sk, v);
-	bpf_map_delete_elem(&socks, &key);
+	emit(v && v->failed ? TCP_EV_FAILED_CONNECT : TCP_EV_CLOSE, sk, v, true);
+	if (v)
+		bpf_map_delete_elem(&socks, &key);
 }
 
-static __always_inline int on_length(struct trace_event_raw_sock_msg_length *ctx, bool rx)
+/* Raw tracepoints here and at destroy: a classic tracepoint's program is skipped when
+ * any BPF program is already running on the CPU (the global bpf_prog_active), which a
+ * softirq arriving during another probe's program hits often under load — that is how
+ * closes went missing in a burst. A raw tracepoint is skipped only when the same
+ * program is re-entered. The kernel counts either kind of miss (recursion_misses). */
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(tcp_set_state, struct sock *sk, int old, int new)
 {
-	if (ctx->protocol != IPPROTO_TCP || ctx->ret <= 0)
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	if (rx && (ctx->flags & MSG_PEEK))
-		return 0;
-	struct tcp_sock_val *v = sock_entry((struct sock *)ctx->sk, true, ROLE_UNKNOWN);
-	if (!v)
-		return 0;
-	if (rx)
-		__sync_fetch_and_add(&v->rx_bytes, ctx->ret);
-	else
-		__sync_fetch_and_add(&v->tx_bytes, ctx->ret);
-	return 0;
-}
-
-SEC("tp/sock/sock_send_length")
-int tcp_send_length(struct trace_event_raw_sock_msg_length *ctx)
-{
-	return on_length(ctx, false);
-}
-
-SEC("tp/sock/sock_recv_length")
-int tcp_recv_length(struct trace_event_raw_sock_msg_length *ctx)
-{
-	return on_length(ctx, true);
-}
-
-SEC("tp/sock/inet_sock_set_state")
-int tcp_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
-{
-	if (ctx->protocol != IPPROTO_TCP)
-		return 0;
-	struct sock *sk = (struct sock *)ctx->skaddr;
-	int old = ctx->oldstate, new = ctx->newstate;
 	struct tcp_sock_val *v;
 
 	if (new == TCP_SYN_SENT) {
 		/* connect(): process context, the owner is the current task */
 		v = sock_entry(sk, true, ROLE_CLIENT);
-		if (v) {
-			v->role = ROLE_CLIENT;
+		if (v)
 			v->state_changes++;
-		}
 		return 0;
 	}
 	if (old == TCP_SYN_RECV && new == TCP_ESTABLISHED) {
-		/* a passive open, in softirq: the owner comes with the first recv/send */
+		/* a passive open, in softirq: the owner comes at accept() */
 		v = sock_entry(sk, false, ROLE_SERVER);
 		if (v)
 			v->state_changes++;
@@ -192,73 +218,60 @@ int tcp_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (!v)
 		return 0;
 	v->state_changes++;
-	if (old == TCP_SYN_SENT && new == TCP_ESTABLISHED)
-		fill_addrs(v, sk); /* the local port is chosen after SYN_SENT */
+	/* The local port is chosen after SYN_SENT: the entry's addresses are final at
+	 * ESTABLISHED (or at CLOSE for a failed connect). */
+	if (new == TCP_ESTABLISHED || new == TCP_CLOSE)
+		FILL_ADDRS(v, sk);
 	if (new == TCP_CLOSE) {
 		if (old == TCP_SYN_SENT)
 			v->failed = 1;
 		if (final_at_close)
-			finish(sk, v);
+			finish(sk);
 	}
 	return 0;
 }
 
-/* The socket is being freed: this is its last word (the application may read after
- * the state machine reached CLOSE, so CLOSE itself is too early). */
-SEC("tp/tcp/tcp_destroy_sock")
-int tcp_destroy(struct trace_event_raw_tcp_event_sk *ctx)
+/* accept() returned a connected socket: the fd's file holds it. Once per connection. */
+static __always_inline int on_accept(long fd)
 {
-	__u64 key = (__u64)ctx->skaddr;
-	struct tcp_sock_val *v = bpf_map_lookup_elem(&socks, &key);
-	if (v)
-		finish((struct sock *)ctx->skaddr, v);
-	return 0;
-}
-
-SEC("tp/tcp/tcp_probe")
-int tcp_probe(struct trace_event_raw_tcp_probe *ctx)
-{
-	__u64 key = (__u64)ctx->skaddr;
-	struct tcp_sock_val *v = bpf_map_lookup_elem(&socks, &key);
-	if (!v)
+	if (fd < 0)
 		return 0;
-	__u32 srtt = ctx->srtt;
-	__sync_fetch_and_add(&v->srtt_sum_us, srtt);
-	__sync_fetch_and_add(&v->srtt_cnt, 1);
-	if (v->max_epoch != epoch) {
-		v->max_epoch = epoch;
-		v->srtt_max_us = srtt;
-	} else if (srtt > v->srtt_max_us) {
-		v->srtt_max_us = srtt;
-	}
-	__u32 b = GALA_SRTT_BUCKETS - 1;
-#pragma unroll
-	for (__u32 i = 0; i < GALA_SRTT_BUCKETS - 1; i++) {
-		if (srtt <= srtt_bounds[i]) {
-			b = i;
-			break;
-		}
-	}
-	if (b < GALA_SRTT_BUCKETS)
-		__sync_fetch_and_add(&v->srtt_hist[b], 1);
-	v->snd_cwnd = ctx->snd_cwnd;
-	if (ctx->snd_wnd == 0)
-		__sync_fetch_and_add(&v->zero_snd_wnd, 1);
-	if (ctx->rcv_wnd == 0)
-		__sync_fetch_and_add(&v->zero_rcv_wnd, 1);
-	struct tcp_sock *tp = (struct tcp_sock *)ctx->skaddr;
-	v->segs_in = BPF_CORE_READ(tp, segs_in);
-	v->segs_out = BPF_CORE_READ(tp, segs_out);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	struct socket *so = (struct socket *)BPF_CORE_READ(f, private_data);
+	if (!so || BPF_CORE_READ(so, file) != f)
+		return 0; /* not a socket after all (the fd was replaced meanwhile) */
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	sock_entry(sk, true, ROLE_SERVER);
 	return 0;
 }
 
-SEC("tp/tcp/tcp_retransmit_skb")
-int tcp_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
+SEC("tp/syscalls/sys_exit_accept4")
+int tcp_accept4(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
-	struct tcp_sock_val *v = bpf_map_lookup_elem(&socks, &key);
-	if (v)
-		__sync_fetch_and_add(&v->retrans, 1);
+	return on_accept(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_exit_accept")
+int tcp_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+/* The socket is being freed: its final numbers (the application may read after the
+ * state machine reached CLOSE, so CLOSE itself is too early). */
+SEC("raw_tp/tcp_destroy_sock")
+int BPF_PROG(tcp_destroy, struct sock *sk)
+{
+	finish(sk);
 	return 0;
 }
 
@@ -272,7 +285,7 @@ int tcp_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
 	if (!v)
 		return 0;
 	__sync_fetch_and_add(&v->send_rsts, 1);
-	emit(TCP_EV_SEND_RESET, (struct sock *)ctx->skaddr, v);
+	emit(TCP_EV_SEND_RESET, (struct sock *)ctx->skaddr, v, false);
 	return 0;
 }
 
@@ -284,6 +297,6 @@ int tcp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
 	if (!v)
 		return 0;
 	__sync_fetch_and_add(&v->recv_rsts, 1);
-	emit(TCP_EV_RECV_RESET, (struct sock *)ctx->skaddr, v);
+	emit(TCP_EV_RECV_RESET, (struct sock *)ctx->skaddr, v, false);
 	return 0;
 }

@@ -585,3 +585,154 @@ print('done', flush=True)
         );
     }
 }
+
+/// The tcp probe reads tcp_info once per interval and the tcp_sock once at close, so
+/// both paths must add up: 20 connections that open and close well within one interval
+/// (only their close records count them), and one that lives across several intervals
+/// (its bytes come in three phases, read by several dumps and finished by its close),
+/// all with exact bytes on both sides. The server runs accept() (not accept4) for the
+/// long-lived one, so both accept hooks attribute.
+#[test]
+fn short_and_long_connections_count_exact_bytes_across_intervals() {
+    if !common::require_bpf("short_and_long_connections_count_exact_bytes_across_intervals") {
+        return;
+    }
+    let col = Collector::start("tcp");
+    let mut server = python(
+        r#"
+import socket
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+def drain(c):
+    n = 0
+    while True:
+        d = c.recv(65536)
+        if not d: return n
+        n += len(d)
+for i in range(20):
+    c, _ = s.accept(); n = drain(c); c.sendall(b'r' * (n // 2)); c.close()
+import ctypes  # python's accept() is accept4(2): take this one through plain accept(2)
+c = socket.socket(fileno=ctypes.CDLL(None, use_errno=True).accept(s.fileno(), None, None))
+for i in range(3):
+    c.sendall(b'L' * 7000)
+n = drain(c); c.close()
+print(n, flush=True)
+"#,
+        &[],
+    );
+    let port = read_line(&mut server);
+    let mut client = python(
+        r#"
+import socket, sys, time
+port = int(sys.argv[1])
+for i in range(20):
+    c = socket.create_connection(('127.0.0.1', port))
+    c.sendall(b'q' * (1000 + i)); c.shutdown(socket.SHUT_WR)
+    while c.recv(65536): pass
+    c.close()
+c = socket.create_connection(('127.0.0.1', port))
+for i in range(3):
+    c.sendall(b'l' * 5000); time.sleep(0.7)
+c.shutdown(socket.SHUT_WR)
+while c.recv(65536): pass
+c.close()
+print('done', flush=True)
+"#,
+        &[&port],
+    );
+    assert_eq!(read_line(&mut client), "done");
+    assert_eq!(read_line(&mut server).trim(), "15000");
+    let (spid, cpid) = (server.id(), client.id());
+    client.wait().unwrap();
+    server.wait().unwrap();
+    let recs = col.finish();
+    let port: u16 = port.trim().parse().unwrap();
+    // Short ones: client sends 1000+i, server answers half of it.
+    let short_up: u64 = (0..20).map(|i| 1000 + i).sum();
+    let short_down: u64 = (0..20).map(|i| (1000 + i) / 2).sum();
+    let (up, down) = (short_up + 15_000, short_down + 21_000);
+    for (pid, role, rx, tx) in [(cpid, "client", down, up), (spid, "server", up, down)] {
+        let keys = [
+            ("tgid", Value::from(pid)),
+            ("role", Value::from(role)),
+            ("server_port", Value::from(port)),
+        ];
+        assert_eq!(
+            entity_ids(&recs, "tcp_link", &keys).len(),
+            1,
+            "{role}: one link"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "rx_bytes"),
+            rx as f64,
+            "{role} rx"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "tx_bytes"),
+            tx as f64,
+            "{role} tx"
+        );
+        assert_eq!(
+            metric_sum(&recs, "tcp_link", &keys, "closed"),
+            21.0,
+            "{role} closed"
+        );
+        // The long-lived socket was read live by at least two dumps.
+        let live_reads = recs
+            .iter()
+            .filter(|r| r["type"] == "metric" && r["kind"] == "tcp_link")
+            .filter(|r| {
+                entity_ids(&recs, "tcp_link", &keys)
+                    .contains(&r["id"].as_str().unwrap().to_string())
+            })
+            .filter(|r| r["metrics"]["socks"].as_f64().unwrap_or(0.0) > 0.0)
+            .count();
+        assert!(
+            live_reads >= 2,
+            "{role}: live socket seen in {live_reads} dumps"
+        );
+    }
+    let st = recs.iter().rev().find(|r| r["type"] == "status").unwrap();
+    assert_eq!(st["tcp"]["ringbuf_drops"], 0, "{st}");
+    assert_eq!(st["tcp"]["lost_closes"], 0, "{st}");
+}
+
+/// UDP endpoints: the endpoint probe's send/recv hooks are the only per-send/recv
+/// programs left, so check they still count both directions exactly.
+#[test]
+fn udp_endpoints_count_exact_bytes_both_ways() {
+    if !common::require_bpf("udp_endpoints_count_exact_bytes_both_ways") {
+        return;
+    }
+    let col = Collector::start("endpoint");
+    let mut p = python(
+        r#"
+import socket, time
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(('127.0.0.1', 0))
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.bind(('127.0.0.1', 0))
+for i in range(10): b.sendto(b'x' * 123, a.getsockname())
+n = sum(len(a.recv(1000)) for i in range(10))
+print(a.getsockname()[1], b.getsockname()[1], n, flush=True)
+time.sleep(1.5)
+"#,
+        &[],
+    );
+    let line = read_line(&mut p);
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f.get(2), Some(&"1230"), "{line}");
+    let pid = p.id();
+    p.wait().unwrap();
+    let recs = col.finish();
+    for (port, metric) in [(f[0], "rx_bytes"), (f[1], "tx_bytes")] {
+        let keys = [
+            ("type", Value::from("udp")),
+            ("tgid", Value::from(pid)),
+            ("port", Value::from(port.parse::<u16>().unwrap())),
+        ];
+        assert_eq!(
+            metric_sum(&recs, "endpoint", &keys, metric),
+            1230.0,
+            "{port} {metric}"
+        );
+    }
+}

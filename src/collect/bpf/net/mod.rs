@@ -109,7 +109,110 @@ pub struct Listener {
 pub fn listeners() -> std::io::Result<Vec<Listener>> {
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        diag::dump_listeners(family, &mut out)?;
+        diag::dump(family, 1 << diag::TCP_LISTEN, false, |m, _| {
+            let mut addr = m.src;
+            if m.family == AF_INET {
+                addr[4..].fill(0);
+            }
+            out.push(Listener {
+                family: m.family,
+                addr,
+                port: m.sport,
+                inode: m.inode,
+                accept_queue: m.rqueue.into(),
+                backlog: m.wqueue.into(),
+            });
+        })?;
+    }
+    Ok(out)
+}
+
+/// The kernel's own counters of one TCP socket (struct tcp_info, from INET_DIAG_INFO).
+/// Fields a kernel does not report (an older, shorter tcp_info) stay None.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub rtt_us: u32,
+    pub snd_cwnd: u32,
+    pub total_retrans: u32,
+    pub bytes_received: u64,
+    pub segs_out: u32,
+    pub segs_in: u32,
+    /// tcpi_bytes_sent − tcpi_bytes_retrans (Linux 4.19+).
+    pub bytes_sent_once: Option<u64>,
+    /// Peer's and our advertised windows (Linux 6.2+ / 6.7+).
+    pub snd_wnd: Option<u32>,
+    pub rcv_wnd: Option<u32>,
+}
+
+impl TcpInfo {
+    /// Parses the INET_DIAG_INFO payload; None when it is too short for the basics.
+    pub fn parse(b: &[u8]) -> Option<TcpInfo> {
+        let u32_at = |o: usize| {
+            b.get(o..o + 4)
+                .map(|s| u32::from_ne_bytes(s.try_into().unwrap()))
+        };
+        let u64_at = |o: usize| {
+            b.get(o..o + 8)
+                .map(|s| u64::from_ne_bytes(s.try_into().unwrap()))
+        };
+        Some(TcpInfo {
+            rtt_us: u32_at(68)?,
+            snd_cwnd: u32_at(80)?,
+            total_retrans: u32_at(100)?,
+            bytes_received: u64_at(128)?,
+            segs_out: u32_at(136)?,
+            segs_in: u32_at(140)?,
+            bytes_sent_once: u64_at(200)
+                .zip(u64_at(208))
+                .map(|(s, r)| s.saturating_sub(r)),
+            snd_wnd: u32_at(228),
+            rcv_wnd: u32_at(232),
+        })
+    }
+}
+
+/// One TCP socket (not listening, not TIME_WAIT) with its tcp_info.
+#[derive(Debug, Clone, Copy)]
+pub struct DiagSock {
+    pub family: u8,
+    pub state: u8,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+    pub lport: u16,
+    pub rport: u16,
+    /// 0 once the socket has no file (orphaned by close()), or before accept().
+    pub inode: u64,
+    /// The kernel's socket cookie: stable for the socket's life, never reused.
+    pub cookie: u64,
+    pub info: Option<TcpInfo>,
+}
+
+/// Every TCP socket of this network namespace that has a full tcp_sock (TIME_WAIT,
+/// LISTEN and embryonic SYN_RECV sockets left out), IPv4 and IPv6, with tcp_info: what
+/// `ss -ti` does. One netlink dump per family.
+pub fn tcp_sockets() -> std::io::Result<Vec<DiagSock>> {
+    // tcp_states 1..=11 minus SYN_RECV (3, request socks), TIME_WAIT (6), LISTEN (10).
+    const STATES: u32 = 0xffe & !(1 << 3) & !(1 << 6) & !(1 << diag::TCP_LISTEN);
+    let mut out = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        diag::dump(family, STATES, true, |m, info| {
+            let (mut laddr, mut raddr) = (m.src, m.dst);
+            if m.family == AF_INET {
+                laddr[4..].fill(0);
+                raddr[4..].fill(0);
+            }
+            out.push(DiagSock {
+                family: m.family,
+                state: m.state,
+                laddr,
+                raddr,
+                lport: m.sport,
+                rport: m.dport,
+                inode: m.inode,
+                cookie: m.cookie,
+                info: info.and_then(TcpInfo::parse),
+            });
+        })?;
     }
     Ok(out)
 }
@@ -117,16 +220,15 @@ pub fn listeners() -> std::io::Result<Vec<Listener>> {
 mod diag {
     use std::io;
 
-    use super::Listener;
-
     const NETLINK_SOCK_DIAG: i32 = 4;
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const NLM_F_REQUEST: u16 = 1;
     const NLM_F_DUMP: u16 = 0x300;
     const NLMSG_DONE: u16 = 3;
     const NLMSG_ERROR: u16 = 2;
-    const TCP_LISTEN: u32 = 10;
+    pub const TCP_LISTEN: u32 = 10;
     const IPPROTO_TCP: u8 = 6;
+    const INET_DIAG_INFO: u16 = 2;
 
     #[repr(C)]
     #[derive(Clone, Copy, Default)]
@@ -175,6 +277,20 @@ mod diag {
         inode: u32,
     }
 
+    /// The fields of an inet_diag_msg the probes use, in host order.
+    pub struct Msg {
+        pub family: u8,
+        pub state: u8,
+        pub sport: u16,
+        pub dport: u16,
+        pub src: [u8; 16],
+        pub dst: [u8; 16],
+        pub cookie: u64,
+        pub rqueue: u32,
+        pub wqueue: u32,
+        pub inode: u64,
+    }
+
     #[repr(C)]
     struct Request {
         hdr: NlMsgHdr,
@@ -190,7 +306,14 @@ mod diag {
         }
     }
 
-    pub fn dump_listeners(family: u8, out: &mut Vec<Listener>) -> io::Result<()> {
+    /// Dumps the TCP sockets of one family in the `states` bitmask, handing each to
+    /// `each` with its INET_DIAG_INFO payload when `info` is asked for.
+    pub fn dump(
+        family: u8,
+        states: u32,
+        info: bool,
+        mut each: impl FnMut(Msg, Option<&[u8]>),
+    ) -> io::Result<()> {
         // SAFETY: plain socket(2) call.
         let fd = unsafe {
             libc::socket(
@@ -214,7 +337,8 @@ mod diag {
             req: ReqV2 {
                 family,
                 protocol: IPPROTO_TCP,
-                states: 1 << TCP_LISTEN,
+                ext: if info { 1 << (INET_DIAG_INFO - 1) } else { 0 },
+                states,
                 ..ReqV2::default()
             },
         };
@@ -230,13 +354,20 @@ mod diag {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut buf = vec![0u8; 32 * 1024];
+        // Large enough that the kernel fills each datagram with many sockets.
+        let mut buf = vec![0u8; 64 * 1024];
+        const HDR: usize = std::mem::size_of::<NlMsgHdr>();
+        const MSG: usize = std::mem::size_of::<DiagMsg>();
         loop {
             // SAFETY: buf is valid for buf.len() bytes.
             let n =
                 unsafe { libc::recv(fd.0, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
             if n < 0 {
-                return Err(io::Error::last_os_error());
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
             }
             let mut rest = &buf[..n as usize];
             if rest.is_empty() {
@@ -244,29 +375,43 @@ mod diag {
             }
             while let Some(hdr) = super::read_pod::<NlMsgHdr>(rest) {
                 let len = hdr.len as usize;
-                if len < std::mem::size_of::<NlMsgHdr>() || len > rest.len() {
-                    return Ok(());
+                if len < HDR || len > rest.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "sock_diag: truncated netlink message",
+                    ));
                 }
                 match hdr.kind {
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
-                        let errno = super::read_pod::<i32>(&rest[16..]).unwrap_or(-libc::EIO);
+                        let errno = super::read_pod::<i32>(&rest[HDR..]).unwrap_or(-libc::EIO);
                         return Err(io::Error::from_raw_os_error(-errno));
                     }
                     _ => {
-                        if let Some(m) = super::read_pod::<DiagMsg>(&rest[16..len]) {
-                            let mut addr = m.id.src;
-                            if m.family == super::AF_INET {
-                                addr[4..].fill(0);
-                            }
-                            out.push(Listener {
-                                family: m.family,
-                                addr,
-                                port: u16::from_be_bytes(m.id.sport),
-                                inode: m.inode.into(),
-                                accept_queue: m.rqueue.into(),
-                                backlog: m.wqueue.into(),
-                            });
+                        let body = &rest[HDR..len];
+                        if let Some(m) = super::read_pod::<DiagMsg>(body) {
+                            let info_attr = if info {
+                                find_attr(&body[MSG.min(body.len())..], INET_DIAG_INFO)
+                            } else {
+                                None
+                            };
+                            let cookie =
+                                u64::from(m.id.cookie[0]) | (u64::from(m.id.cookie[1]) << 32);
+                            each(
+                                Msg {
+                                    family: m.family,
+                                    state: m.state,
+                                    sport: u16::from_be_bytes(m.id.sport),
+                                    dport: u16::from_be_bytes(m.id.dport),
+                                    src: m.id.src,
+                                    dst: m.id.dst,
+                                    cookie,
+                                    rqueue: m.rqueue,
+                                    wqueue: m.wqueue,
+                                    inode: m.inode.into(),
+                                },
+                                info_attr,
+                            );
                         }
                     }
                 }
@@ -275,6 +420,22 @@ mod diag {
                 rest = &rest[advance..];
             }
         }
+    }
+
+    /// The payload of the first rtattr of type `ty`.
+    fn find_attr(mut b: &[u8], ty: u16) -> Option<&[u8]> {
+        while b.len() >= 4 {
+            let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+            let t = u16::from_ne_bytes([b[2], b[3]]);
+            if len < 4 || len > b.len() {
+                return None;
+            }
+            if t == ty {
+                return Some(&b[4..len]);
+            }
+            b = &b[((len + 3) & !3).min(b.len())..];
+        }
+        None
     }
 }
 
@@ -333,6 +494,31 @@ pub fn alive(tgid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_info_fields_by_kernel_length() {
+        // A 6.x tcp_info (>= 236 bytes) with marker values at the fields we read.
+        let mut b = vec![0u8; 248];
+        b[68..72].copy_from_slice(&321u32.to_ne_bytes()); // rtt
+        b[80..84].copy_from_slice(&10u32.to_ne_bytes()); // snd_cwnd
+        b[100..104].copy_from_slice(&2u32.to_ne_bytes()); // total_retrans
+        b[128..136].copy_from_slice(&5000u64.to_ne_bytes()); // bytes_received
+        b[136..140].copy_from_slice(&7u32.to_ne_bytes()); // segs_out
+        b[140..144].copy_from_slice(&8u32.to_ne_bytes()); // segs_in
+        b[200..208].copy_from_slice(&1500u64.to_ne_bytes()); // bytes_sent
+        b[208..216].copy_from_slice(&500u64.to_ne_bytes()); // bytes_retrans
+        b[228..232].copy_from_slice(&0u32.to_ne_bytes()); // snd_wnd
+        b[232..236].copy_from_slice(&65535u32.to_ne_bytes()); // rcv_wnd
+        let i = TcpInfo::parse(&b).unwrap();
+        assert_eq!((i.rtt_us, i.snd_cwnd, i.total_retrans), (321, 10, 2));
+        assert_eq!((i.bytes_received, i.segs_out, i.segs_in), (5000, 7, 8));
+        assert_eq!(i.bytes_sent_once, Some(1000));
+        assert_eq!((i.snd_wnd, i.rcv_wnd), (Some(0), Some(65535)));
+        // An older kernel's shorter tcp_info: the newer fields are absent, not zero.
+        let old = TcpInfo::parse(&b[..160]).unwrap();
+        assert_eq!((old.bytes_sent_once, old.snd_wnd), (None, None));
+        assert!(TcpInfo::parse(&b[..100]).is_none());
+    }
 
     #[test]
     fn mapped_v6_is_v4() {

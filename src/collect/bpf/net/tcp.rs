@@ -1,12 +1,16 @@
 //! `tcp` probe: tcp_link entities keyed like gala-gopher's tcpprobe (tgid, role,
-//! client_ip, server_ip, server_port, protocol), from tracepoints only (bpf/tcp.bpf.c).
+//! client_ip, server_ip, server_port, protocol).
 //!
-//! The kernel keeps cumulative numbers per socket; each interval this side reads every
-//! live socket, takes deltas against the previous read, and folds sockets into links.
-//! A closing socket sends its last numbers through the ring buffer (drained by a thread,
-//! so a burst of short connections neither fills the map nor waits for the interval)
-//! and is folded in then; so a link whose sockets all closed is reported one last time
-//! and then forgotten. State here is bounded by live sockets plus links per interval.
+//! Nothing runs per packet or per send/recv. The numbers are the kernel's own per-socket
+//! counters (struct tcp_info): each interval one sock_diag dump reads every TCP socket,
+//! and this side takes deltas per socket (keyed by the kernel's socket cookie) and folds
+//! sockets into links. bpf/tcp.bpf.c adds what tcp_info cannot say: who owns the socket
+//! (taken at connect() and accept(), joined to the dump by the socket's inode), resets
+//! and state changes, and the socket's final numbers when it is destroyed (through the
+//! ring buffer, drained by a thread) — so a connection that opens and closes between two
+//! dumps is still counted exactly, and a link whose sockets all closed is reported one
+//! last time and then forgotten. State here is bounded by live sockets plus links per
+//! interval.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +22,9 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapHandle, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
-use super::{comm_str, fmt_ip, object_storage, percpu_sums, read_pod, snapshot, AF_INET, AF_INET6};
+use super::{
+    comm_str, fmt_ip, object_storage, percpu_sums, read_pod, snapshot, DiagSock, AF_INET, AF_INET6,
+};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
@@ -29,28 +35,24 @@ use crate::record::{entity_id, kind, now_ms, Entity, Event, Fields, Histogram, M
 mod skel {
     crate::bpf_skeleton!("tcp");
 }
-use skel::types::tcp_sock_val as SockVal;
+use skel::types::{tcp_event as TcpEvent, tcp_sock_val as SockVal};
 
 pub const HOOKS: Hooks = &[
-    (Hook::Tracepoint("sock/inet_sock_set_state"), Need::Required),
-    (Hook::Tracepoint("sock/sock_send_length"), Need::Required),
-    (Hook::Tracepoint("sock/sock_recv_length"), Need::Required),
+    (Hook::RawTracepoint("inet_sock_set_state"), Need::Required),
     (
-        Hook::Tracepoint("tcp/tcp_destroy_sock"),
+        Hook::Tracepoint("syscalls/sys_exit_accept4"),
+        Need::Required,
+    ),
+    (
+        Hook::Tracepoint("syscalls/sys_exit_accept"),
+        Need::Optional {
+            what: "owners of sockets accepted with accept() rather than accept4()",
+        },
+    ),
+    (
+        Hook::RawTracepoint("tcp_destroy_sock"),
         Need::Optional {
             what: "bytes read after a socket reached CLOSE (sockets end at CLOSE instead)",
-        },
-    ),
-    (
-        Hook::Tracepoint("tcp/tcp_probe"),
-        Need::Optional {
-            what: "srtt, snd_cwnd, zero windows and segs_in/segs_out",
-        },
-    ),
-    (
-        Hook::Tracepoint("tcp/tcp_retransmit_skb"),
-        Need::Optional {
-            what: "retran_packets",
         },
     ),
     (
@@ -65,7 +67,7 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
-/// Upper bounds (µs) of the srtt histogram, as in bpf/tcp.h GALA_SRTT_BOUNDS.
+/// Upper bounds (µs) of the srtt histogram; the last bucket is everything above.
 const SRTT_BOUNDS: [f64; 9] = [
     50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0, 10000.0, 50000.0, 200000.0,
 ];
@@ -81,9 +83,13 @@ const EV_SEND_RESET: u32 = 3;
 const EV_RECV_RESET: u32 = 4;
 /// Slots of the per-CPU counters map (bpf/tcp.h gala_tcp_counter).
 const CNT_CREATED: usize = 0;
+const CNT_FINAL: usize = 1;
 const CNT_RB_DROPS: usize = 2;
 const CNT_MAP_FULL: usize = 3;
 const CNT_SLOTS: u32 = 4;
+/// TCP states in which the peer's FIN has arrived, so tcpi_bytes_received counts it
+/// as one byte: CLOSE_WAIT, LAST_ACK, CLOSING.
+const FIN_RECEIVED_STATES: [u8; 3] = [8, 9, 11];
 
 const fn m(
     name: &'static str,
@@ -102,33 +108,36 @@ const fn m(
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "tcp",
-    summary: "TCP links per process and peer (bytes, segments, srtt, cwnd, windows, retransmits, resets) from tracepoints",
+    summary: "TCP links per process and peer (bytes, segments, srtt, cwnd, windows, retransmits, resets) from tcp_info and tracepoints",
     kinds: &[kind::TCP_LINK],
     metrics: &[
-        m("rx_bytes", "bytes", MetricType::Delta, "bytes the process received (recvmsg)"),
-        m("tx_bytes", "bytes", MetricType::Delta, "bytes the process sent (sendmsg)"),
-        m("segs_in", "segments", MetricType::Delta, "segments received (tcp_sock.segs_in)"),
-        m("segs_out", "segments", MetricType::Delta, "segments sent (tcp_sock.segs_out)"),
-        m("srtt_avg_us", "us", MetricType::Gauge, "mean smoothed RTT over the interval's incoming segments"),
-        m("srtt_max_us", "us", MetricType::Gauge, "largest smoothed RTT seen in the interval"),
-        m("srtt_us", "us", MetricType::Histogram, "smoothed RTT per incoming segment"),
+        m("rx_bytes", "bytes", MetricType::Delta, "payload bytes received (tcp_info bytes_received, the peer's FIN left out)"),
+        m("tx_bytes", "bytes", MetricType::Delta, "payload bytes sent, first transmissions only (tcp_info bytes_sent - bytes_retrans)"),
+        m("segs_in", "segments", MetricType::Delta, "segments received (tcp_info segs_in)"),
+        m("segs_out", "segments", MetricType::Delta, "segments sent (tcp_info segs_out)"),
+        m("srtt_avg_us", "us", MetricType::Gauge, "mean smoothed RTT over the interval's samples (each live socket once per interval, each closed socket once at close)"),
+        m("srtt_max_us", "us", MetricType::Gauge, "largest smoothed RTT among the interval's samples"),
+        m("srtt_us", "us", MetricType::Histogram, "smoothed RTT samples: each live socket once per interval, each closed socket once at close"),
         m("snd_cwnd", "segments", MetricType::Gauge, "congestion window (largest among the link's sockets)"),
-        m("zero_snd_wnd_count", "segments", MetricType::Delta, "incoming segments while the peer's window was zero"),
-        m("zero_rcv_wnd_count", "segments", MetricType::Delta, "incoming segments while our receive window was zero"),
-        m("retran_packets", "segments", MetricType::Delta, "retransmitted segments (SYNs included)"),
+        m("zero_snd_wnd_count", "sockets", MetricType::Delta, "sockets whose peer advertised a zero window at the interval's sample"),
+        m("zero_rcv_wnd_count", "sockets", MetricType::Delta, "sockets advertising a zero receive window at the interval's sample"),
+        m("retran_packets", "segments", MetricType::Delta, "retransmitted segments, SYNs included (tcp_info total_retrans)"),
         m("send_rsts", "resets", MetricType::Delta, "resets sent on the link's sockets"),
         m("receive_rsts", "resets", MetricType::Delta, "resets received on the link's sockets"),
         m("state_changes", "changes", MetricType::Delta, "TCP state transitions"),
         m("connect_failed", "connects", MetricType::Delta, "connects that ended in SYN_SENT -> CLOSE"),
         m("closed", "sockets", MetricType::Delta, "sockets of the link closed in the interval"),
-        m("socks", "sockets", MetricType::Gauge, "sockets of the link alive at the end of the interval"),
+        m("socks", "sockets", MetricType::Gauge, "sockets of the link alive at the interval's sample"),
     ],
     opt_in: false,
     needs_bpf: true,
-    notes: "bytes are what processes pass to send/recv syscalls (sendfile and splice are not seen); \
-            a server socket is attributed to its process at its first recv/send, so a link \
-            whose server never reads or writes stays unattributed (counted in status tcp.unattributed_links); \
-            role of connections older than the collector comes from whether the local port listens",
+    notes: "numbers are the kernel's tcp_info, read per interval (sock_diag) and at close (tracepoint): \
+            nothing runs per packet or per send/recv, so srtt and windows are per-interval samples, \
+            not per-segment; bytes are payload on the wire (data still queued in the kernel is not yet counted); \
+            sockets are attributed at connect() and accept()/accept4() (sockets older than the collector from \
+            /proc/PID/fd at start); sockets obtained otherwise (io_uring accept, fd passing) stay unattributed \
+            (counted in status tcp.unattributed_links); role of connections older than the collector comes \
+            from whether the local port listens",
 };
 
 /// What identifies a link (gala-gopher's tcp_link keys).
@@ -146,10 +155,7 @@ struct LinkKey {
 struct LinkAgg {
     comm: String,
     client_port: u16,
-    rx_bytes: u64,
-    tx_bytes: u64,
-    segs_in: u64,
-    segs_out: u64,
+    counts: Counts,
     srtt_sum: u64,
     srtt_cnt: u64,
     srtt_max: u32,
@@ -157,158 +163,277 @@ struct LinkAgg {
     cwnd: u32,
     zero_snd: u64,
     zero_rcv: u64,
-    retrans: u64,
-    send_rsts: u64,
-    recv_rsts: u64,
-    state_changes: u64,
     connect_failed: u64,
     closed: u64,
     socks: u64,
 }
 
+/// One socket's cumulative counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    rx_bytes: u64,
+    tx_bytes: u64,
+    segs_in: u64,
+    segs_out: u64,
+    retrans: u64,
+    send_rsts: u64,
+    recv_rsts: u64,
+    state_changes: u64,
+}
+
+impl Counts {
+    fn add_delta(&mut self, cur: &Counts, prev: &Counts) {
+        let d = |c: u64, p: u64| c.saturating_sub(p);
+        self.rx_bytes += d(cur.rx_bytes, prev.rx_bytes);
+        self.tx_bytes += d(cur.tx_bytes, prev.tx_bytes);
+        self.segs_in += d(cur.segs_in, prev.segs_in);
+        self.segs_out += d(cur.segs_out, prev.segs_out);
+        self.retrans += d(cur.retrans, prev.retrans);
+        self.send_rsts += d(cur.send_rsts, prev.send_rsts);
+        self.recv_rsts += d(cur.recv_rsts, prev.recv_rsts);
+        self.state_changes += d(cur.state_changes, prev.state_changes);
+    }
+
+    /// Field-wise maximum: a counter read lower than before (a source missing for one
+    /// read) must not make the next delta count the same thing twice.
+    fn max(&self, o: &Counts) -> Counts {
+        Counts {
+            rx_bytes: self.rx_bytes.max(o.rx_bytes),
+            tx_bytes: self.tx_bytes.max(o.tx_bytes),
+            segs_in: self.segs_in.max(o.segs_in),
+            segs_out: self.segs_out.max(o.segs_out),
+            retrans: self.retrans.max(o.retrans),
+            send_rsts: self.send_rsts.max(o.send_rsts),
+            recv_rsts: self.recv_rsts.max(o.recv_rsts),
+            state_changes: self.state_changes.max(o.state_changes),
+        }
+    }
+}
+
+/// One reading of a socket's gauges.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sample {
+    srtt_us: u32,
+    cwnd: u32,
+    zero_snd: bool,
+    zero_rcv: bool,
+}
+
+/// Who owns a socket.
+#[derive(Debug, Clone)]
+struct Owner {
+    tgid: u32,
+    comm: String,
+    role: u8,
+}
+
+/// What the socket looks like on the wire.
+#[derive(Debug, Clone, Copy)]
+struct Addrs {
+    family: u8,
+    laddr: [u8; 16],
+    raddr: [u8; 16],
+    lport: u16,
+    rport: u16,
+}
+
+/// A live socket as of its last dump.
+#[derive(Debug, Clone)]
+struct Sock {
+    owner: Owner,
+    addrs: Addrs,
+    counts: Counts,
+    /// Dumps in a row that did not list it (it is gone; its close is on its way).
+    missed: u8,
+}
+
 #[derive(Default)]
 struct State {
-    /// Last read of every live socket, by the kernel's per-socket sequence number.
-    prev: HashMap<u64, SockVal>,
-    /// Sockets missing from the last read: if still missing (and no close came), the
-    /// map evicted them.
-    missing: HashSet<u64>,
-    /// Sockets whose close record came since the last read of the map.
-    closed_since_read: HashSet<u64>,
+    /// Live sockets by cookie.
+    socks: HashMap<u64, Sock>,
+    /// Cookies whose close came since the current dump began: the dump may still list
+    /// them, and their numbers were counted by the close.
+    closed_since_dump: HashSet<u64>,
+    /// Sockets seen once with no known owner (accept() may be a moment away).
+    pending: HashSet<u64>,
+    /// Owners of sockets older than the collector, from /proc/PID/fd at start.
+    start_owners: HashMap<u64, (u32, String)>,
     links: HashMap<LinkKey, LinkAgg>,
     listen_ports: HashSet<u16>,
-    epoch: u32,
     events: Vec<Event>,
     events_suppressed: u64,
-    evicted: u64,
+    /// Sockets that left the dump without a close record (the record was lost).
+    lost: u64,
     unattributed: u64,
     closes: u64,
     machine_id: String,
 }
 
 impl State {
-    fn key_of(&self, v: &SockVal) -> LinkKey {
-        let mut family = v.family;
-        let (mut laddr, mut raddr) = (v.laddr, v.raddr);
+    fn key_of(&self, o: &Owner, a: &Addrs) -> LinkKey {
+        let mut family = a.family;
+        let (mut laddr, mut raddr) = (a.laddr, a.raddr);
         if family == AF_INET6 && is_v4_mapped(&laddr) && is_v4_mapped(&raddr) {
             family = AF_INET;
             laddr = unmap(&laddr);
             raddr = unmap(&raddr);
         }
-        let role = match v.role {
-            ROLE_CLIENT | ROLE_SERVER => v.role,
-            _ if self.listen_ports.contains(&v.lport) => ROLE_SERVER,
+        let role = match o.role {
+            ROLE_CLIENT | ROLE_SERVER => o.role,
+            _ if self.listen_ports.contains(&a.lport) => ROLE_SERVER,
             _ => ROLE_CLIENT,
         };
         if role == ROLE_SERVER {
             LinkKey {
-                tgid: v.tgid,
+                tgid: o.tgid,
                 role,
                 family,
                 client_ip: raddr,
                 server_ip: laddr,
-                server_port: v.lport,
+                server_port: a.lport,
             }
         } else {
             LinkKey {
-                tgid: v.tgid,
+                tgid: o.tgid,
                 role,
                 family,
                 client_ip: laddr,
                 server_ip: raddr,
-                server_port: v.rport,
+                server_port: a.rport,
             }
         }
     }
 
     /// Folds the change of one socket since `prev` into its link.
-    fn fold(&mut self, cur: &SockVal, prev: Option<&SockVal>) -> &mut LinkAgg {
-        let zero = SockVal::default();
-        let p = prev.unwrap_or(&zero);
-        let key = self.key_of(cur);
-        let epoch = self.epoch;
-        let a = self.links.entry(key).or_default();
-        if a.comm.is_empty() {
-            a.comm = comm_str(&cur.comm);
+    fn fold(
+        &mut self,
+        o: &Owner,
+        a: &Addrs,
+        cur: &Counts,
+        prev: &Counts,
+        sample: Option<Sample>,
+    ) -> &mut LinkAgg {
+        let key = self.key_of(o, a);
+        let link = self.links.entry(key.clone()).or_default();
+        if link.comm.is_empty() {
+            link.comm = o.comm.clone();
         }
-        let d = |c: u64, p: u64| c.saturating_sub(p);
-        a.client_port = if cur.role == ROLE_SERVER {
-            cur.rport
+        link.client_port = if key.role == ROLE_SERVER {
+            a.rport
         } else {
-            cur.lport
+            a.lport
         };
-        a.rx_bytes += d(cur.rx_bytes, p.rx_bytes);
-        a.tx_bytes += d(cur.tx_bytes, p.tx_bytes);
-        a.segs_in += d(cur.segs_in, p.segs_in);
-        a.segs_out += d(cur.segs_out, p.segs_out);
-        a.srtt_sum += d(cur.srtt_sum_us, p.srtt_sum_us);
-        a.srtt_cnt += d(cur.srtt_cnt, p.srtt_cnt);
-        for (h, (c, p)) in a
-            .hist
-            .iter_mut()
-            .zip(cur.srtt_hist.iter().zip(p.srtt_hist.iter()))
-        {
-            *h += d(*c, *p);
+        link.counts.add_delta(cur, prev);
+        if let Some(s) = sample {
+            if s.srtt_us > 0 {
+                link.srtt_sum += u64::from(s.srtt_us);
+                link.srtt_cnt += 1;
+                link.srtt_max = link.srtt_max.max(s.srtt_us);
+                let b = SRTT_BOUNDS
+                    .iter()
+                    .position(|&b| f64::from(s.srtt_us) <= b)
+                    .unwrap_or(SRTT_BOUNDS.len());
+                link.hist[b] += 1;
+            }
+            link.cwnd = link.cwnd.max(s.cwnd);
+            link.zero_snd += u64::from(s.zero_snd);
+            link.zero_rcv += u64::from(s.zero_rcv);
         }
-        if cur.max_epoch == epoch && cur.srtt_cnt > p.srtt_cnt {
-            a.srtt_max = a.srtt_max.max(cur.srtt_max_us);
-        }
-        a.cwnd = a.cwnd.max(cur.snd_cwnd);
-        a.zero_snd += d(cur.zero_snd_wnd, p.zero_snd_wnd);
-        a.zero_rcv += d(cur.zero_rcv_wnd, p.zero_rcv_wnd);
-        a.retrans += d(cur.retrans, p.retrans);
-        a.send_rsts += d(cur.send_rsts, p.send_rsts);
-        a.recv_rsts += d(cur.recv_rsts, p.recv_rsts);
-        a.state_changes += d(cur.state_changes, p.state_changes);
-        a
+        link
     }
 
     /// A record from the ring buffer (drain thread).
     fn on_event(&mut self, data: &[u8]) {
-        let (Some(kind), Some(val)) = (
-            read_pod::<u32>(data),
-            data.get(16..).and_then(read_pod::<SockVal>),
-        ) else {
+        let Some(ev) = read_pod::<TcpEvent>(data) else {
             return;
         };
-        match kind {
+        let (v, f) = (&ev.val, &ev.fin);
+        // The entry's addresses were taken at the last state change; by destroy time
+        // the kernel has released the local port.
+        let mut addrs = if ev.has_entry != 0 && v.family != 0 {
+            Addrs {
+                family: v.family,
+                laddr: v.laddr,
+                raddr: v.raddr,
+                lport: v.lport,
+                rport: v.rport,
+            }
+        } else {
+            Addrs {
+                family: f.family,
+                laddr: f.laddr,
+                raddr: f.raddr,
+                lport: f.lport,
+                rport: f.rport,
+            }
+        };
+        match ev.kind {
             EV_CLOSE | EV_FAILED_CONNECT => {
-                let prev = self.prev.remove(&val.seq);
-                self.missing.remove(&val.seq);
-                self.closed_since_read.insert(val.seq);
+                let prev = if f.cookie != 0 {
+                    self.closed_since_dump.insert(f.cookie);
+                    self.pending.remove(&f.cookie);
+                    self.socks.remove(&f.cookie)
+                } else {
+                    None
+                };
                 self.closes += 1;
-                let a = self.fold(&val, prev.as_ref());
+                if let Some(p) = &prev {
+                    if ev.has_entry == 0 || v.family == 0 {
+                        addrs = p.addrs;
+                    }
+                }
+                let owner = match &prev {
+                    Some(p) if ev.has_entry == 0 || v.tgid == 0 => p.owner.clone(),
+                    _ => owner_of(v),
+                };
+                let cur = Counts {
+                    rx_bytes: f.bytes_received.saturating_sub(u64::from(f.fin_rcvd)),
+                    tx_bytes: f.bytes_sent.saturating_sub(f.bytes_retrans),
+                    segs_in: f.segs_in.into(),
+                    segs_out: f.segs_out.into(),
+                    retrans: f.total_retrans.into(),
+                    send_rsts: v.send_rsts,
+                    recv_rsts: v.recv_rsts,
+                    state_changes: v.state_changes,
+                };
+                let sample = Sample {
+                    srtt_us: f.srtt_us,
+                    cwnd: f.snd_cwnd,
+                    ..Sample::default()
+                };
+                let prev_counts = prev.map(|p| p.counts).unwrap_or_default();
+                let a = self.fold(&owner, &addrs, &cur, &prev_counts, Some(sample));
                 a.closed += 1;
-                if kind == EV_FAILED_CONNECT {
+                if ev.kind == EV_FAILED_CONNECT {
                     a.connect_failed += 1;
-                    self.push_event("tcp_connect_failed", "warning", &val);
+                    self.push_event("tcp_connect_failed", "warning", &owner, &addrs);
                 }
             }
-            EV_SEND_RESET => self.push_event("tcp_reset_sent", "warning", &val),
-            EV_RECV_RESET => self.push_event("tcp_reset_received", "warning", &val),
+            EV_SEND_RESET => self.push_event("tcp_reset_sent", "warning", &owner_of(v), &addrs),
+            EV_RECV_RESET => self.push_event("tcp_reset_received", "warning", &owner_of(v), &addrs),
             _ => {}
         }
     }
 
-    fn push_event(&mut self, name: &str, severity: &str, v: &SockVal) {
+    fn push_event(&mut self, name: &str, severity: &str, o: &Owner, a: &Addrs) {
         if self.events.len() >= MAX_EVENTS {
             self.events_suppressed += 1;
             return;
         }
-        let key = self.key_of(v);
+        let key = self.key_of(o, a);
         let (id, keys) = link_id(&self.machine_id, &key);
-        let comm = comm_str(&v.comm);
         let mut attrs = keys;
-        attrs.insert("comm".into(), json!(comm));
-        attrs.insert("local_port".into(), json!(v.lport));
-        attrs.insert("remote_port".into(), json!(v.rport));
+        attrs.insert("comm".into(), json!(o.comm));
+        attrs.insert("local_port".into(), json!(a.lport));
+        attrs.insert("remote_port".into(), json!(a.rport));
         let desc = format!(
-            "{name}: {comm} ({}) {}:{} -> {}:{}",
-            v.tgid,
-            fmt_ip(v.family, &v.laddr),
-            v.lport,
-            fmt_ip(v.family, &v.raddr),
-            v.rport
+            "{name}: {} ({}) {}:{} -> {}:{}",
+            o.comm,
+            o.tgid,
+            fmt_ip(a.family, &a.laddr),
+            a.lport,
+            fmt_ip(a.family, &a.raddr),
+            a.rport
         );
         self.events.push(Event {
             ts: now_ms(),
@@ -320,6 +445,124 @@ impl State {
             desc: Some(desc),
             attrs,
         });
+    }
+
+    /// Folds one sock_diag dump: `entries` are the BPF map's entries by inode.
+    fn fold_dump(&mut self, dump: &[DiagSock], entries: &HashMap<u64, SockVal>) {
+        let mut seen = HashSet::with_capacity(dump.len());
+        for d in dump {
+            let Some(info) = d.info else { continue };
+            if d.cookie == 0 || self.closed_since_dump.contains(&d.cookie) {
+                continue; // closed meanwhile: its close record counted it
+            }
+            let entry = (d.inode != 0).then(|| entries.get(&d.inode)).flatten();
+            let prev = self.socks.get(&d.cookie);
+            let owner = match (entry, prev) {
+                (Some(e), _) if e.tgid != 0 => owner_of(e),
+                (_, Some(p)) => p.owner.clone(),
+                _ => match self.start_owners.get(&d.inode) {
+                    Some((tgid, comm)) if d.inode != 0 => Owner {
+                        tgid: *tgid,
+                        comm: comm.clone(),
+                        role: entry.map(|e| e.role).unwrap_or(0),
+                    },
+                    // No file yet (before accept) or no more (closed): its owner comes
+                    // with accept(), or its close record says who it was.
+                    _ if d.inode == 0 => continue,
+                    _ => {
+                        // Seen once unowned: accept() may not have returned yet.
+                        if self.pending.insert(d.cookie) {
+                            continue;
+                        }
+                        Owner {
+                            tgid: 0,
+                            comm: String::new(),
+                            role: entry.map(|e| e.role).unwrap_or(0),
+                        }
+                    }
+                },
+            };
+            seen.insert(d.cookie);
+            let prev_counts = prev.map(|p| p.counts).unwrap_or_default();
+            let cur = dump_counts(d, &info, entry, &prev_counts);
+            let sample = Sample {
+                srtt_us: info.rtt_us,
+                cwnd: info.snd_cwnd,
+                zero_snd: info.snd_wnd == Some(0) && d.state == 1,
+                zero_rcv: info.rcv_wnd == Some(0) && d.state == 1,
+            };
+            let addrs = addrs_of(d);
+            self.fold(&owner, &addrs, &cur, &prev_counts, Some(sample))
+                .socks += 1;
+            self.pending.remove(&d.cookie);
+            self.socks.insert(
+                d.cookie,
+                Sock {
+                    owner,
+                    addrs,
+                    counts: cur.max(&prev_counts),
+                    missed: 0,
+                },
+            );
+        }
+        // Gone from the dump: destroyed, and its close record is normally already in.
+        // One dump's grace for a record still in the ring buffer; after that it was lost.
+        let mut lost = 0;
+        self.socks.retain(|cookie, s| {
+            if seen.contains(cookie) {
+                return true;
+            }
+            s.missed += 1;
+            if s.missed >= 2 {
+                lost += 1;
+                return false;
+            }
+            true
+        });
+        self.lost += lost;
+        // Unowned sockets still waiting for accept(): forget those the dump no longer lists.
+        if !self.pending.is_empty() {
+            let listed: HashSet<u64> = dump.iter().map(|d| d.cookie).collect();
+            self.pending.retain(|c| listed.contains(c));
+        }
+    }
+}
+
+/// A socket's cumulative counters from its tcp_info and map entry.
+fn dump_counts(
+    d: &DiagSock,
+    info: &super::TcpInfo,
+    entry: Option<&SockVal>,
+    prev: &Counts,
+) -> Counts {
+    let fin = u64::from(FIN_RECEIVED_STATES.contains(&d.state));
+    Counts {
+        rx_bytes: info.bytes_received.saturating_sub(fin),
+        tx_bytes: info.bytes_sent_once.unwrap_or(prev.tx_bytes),
+        segs_in: info.segs_in.into(),
+        segs_out: info.segs_out.into(),
+        retrans: info.total_retrans.into(),
+        send_rsts: entry.map_or(prev.send_rsts, |e| e.send_rsts),
+        recv_rsts: entry.map_or(prev.recv_rsts, |e| e.recv_rsts),
+        state_changes: entry.map_or(prev.state_changes, |e| e.state_changes),
+    }
+}
+
+fn owner_of(v: &SockVal) -> Owner {
+    Owner {
+        tgid: v.tgid,
+        comm: comm_str(&v.comm),
+        role: v.role,
+    }
+}
+
+fn addrs_of(d: &DiagSock) -> Addrs {
+    Addrs {
+        family: d.family,
+        laddr: d.laddr,
+        raddr: d.raddr,
+        lport: d.lport,
+        rport: d.rport,
     }
 }
 
@@ -371,6 +614,9 @@ pub struct TcpProbe {
     drain: Option<JoinHandle<()>>,
     _stats: Option<RunTimeStats>,
     skipped: Vec<&'static str>,
+    /// Time the last sock_diag dump took, for the status record.
+    dump_ms: f64,
+    dump_socks: usize,
 }
 
 // SAFETY: the skeleton's raw libbpf pointers are only used from the thread that owns the
@@ -382,7 +628,8 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl TcpProbe {
-    /// Loads and attaches the programs.
+    /// Loads and attaches the programs, and takes the baseline of the sockets that
+    /// already exist (so their history before the collector is not reported as now).
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = skel::TcpSkelBuilder::default()
@@ -391,13 +638,9 @@ impl TcpProbe {
         let mut skipped = Vec::new();
         {
             let progs = &mut open.progs;
-            if !crate::collect::bpf::doctor::tracepoint_exists("tcp/tcp_destroy_sock") {
-                progs.tcp_destroy.set_autoload(false);
-                skipped.push("tcp/tcp_destroy_sock");
-            }
             for (hook, prog) in [
-                ("tcp/tcp_probe", &mut progs.tcp_probe),
-                ("tcp/tcp_retransmit_skb", &mut progs.tcp_retransmit),
+                ("tcp/tcp_destroy_sock", &mut progs.tcp_destroy),
+                ("syscalls/sys_exit_accept", &mut progs.tcp_accept),
                 ("tcp/tcp_send_reset", &mut progs.tcp_send_reset),
                 ("tcp/tcp_receive_reset", &mut progs.tcp_receive_reset),
             ] {
@@ -412,10 +655,42 @@ impl TcpProbe {
         }
         let mut skel = open.load().map_err(|e| explain("tcp", "load", e))?;
         skel.attach().map_err(|e| explain("tcp", "attach", e))?;
-        let state = Arc::new(Mutex::new(State {
+        // Attached first, then the baseline: a socket made in between is in both, and
+        // the baseline's numbers are then simply its starting point.
+        let baseline = super::tcp_sockets()
+            .map_err(|e| anyhow::anyhow!("tcp: sock_diag dump of TCP sockets failed: {e}"))?;
+        let inodes: HashSet<u64> = baseline
+            .iter()
+            .map(|d| d.inode)
+            .filter(|&i| i != 0)
+            .collect();
+        let mut st = State {
             machine_id: crate::collect::machine::machine_id(),
+            start_owners: super::socket_owners(&inodes),
+            listen_ports: listen_ports(),
             ..State::default()
-        }));
+        };
+        for d in &baseline {
+            let (Some(info), Some((tgid, comm))) = (d.info, st.start_owners.get(&d.inode)) else {
+                continue;
+            };
+            let owner = Owner {
+                tgid: *tgid,
+                comm: comm.clone(),
+                role: 0,
+            };
+            let counts = dump_counts(d, &info, None, &Counts::default());
+            st.socks.insert(
+                d.cookie,
+                Sock {
+                    owner,
+                    addrs: addrs_of(d),
+                    counts,
+                    missed: 0,
+                },
+            );
+        }
+        let state = Arc::new(Mutex::new(st));
         let stop = Arc::new(AtomicBool::new(false));
         let handle =
             MapHandle::try_from(&skel.maps.events).map_err(|e| explain("tcp", "ring buffer", e))?;
@@ -433,8 +708,16 @@ impl TcpProbe {
             drain: Some(drain),
             _stats: RunTimeStats::enable().ok(),
             skipped,
+            dump_ms: 0.0,
+            dump_socks: 0,
         }))
     }
+}
+
+fn listen_ports() -> HashSet<u16> {
+    super::listeners()
+        .map(|ls| ls.into_iter().map(|l| l.port).collect())
+        .unwrap_or_default()
 }
 
 fn drain(handle: MapHandle, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
@@ -471,48 +754,27 @@ impl Probe for TcpProbe {
     }
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
-        let listen_ports: HashSet<u16> = super::listeners()
-            .map(|ls| ls.into_iter().map(|l| l.port).collect())
-            .unwrap_or_default();
-        // Read the map before taking the lock, so the ring-buffer thread is not held up
-        // (a burst of closes would otherwise overflow the ring buffer meanwhile).
-        let socks = &self.skel.maps.socks;
-        let live: Vec<SockVal> = snapshot(socks)
+        let listen = listen_ports();
+        lock(&self.state).closed_since_dump.clear();
+        // Dump and read the map without the lock, so the ring-buffer thread is not held
+        // up (a burst of closes would otherwise overflow the ring buffer meanwhile). The
+        // dump comes first: a socket it lists got its map entry (at connect/accept)
+        // before it could be listed with an inode.
+        let t0 = std::time::Instant::now();
+        let dump = super::tcp_sockets()
+            .map_err(|e| anyhow::anyhow!("tcp: sock_diag dump of TCP sockets failed: {e}"))?;
+        self.dump_ms = t0.elapsed().as_secs_f64() * 1e3;
+        self.dump_socks = dump.len();
+        let entries: HashMap<u64, SockVal> = snapshot(&self.skel.maps.socks)
             .iter()
             .filter_map(|(_, bytes)| read_pod::<SockVal>(bytes))
+            .filter(|v| v.inode != 0)
+            .map(|v| (v.inode, v))
             .collect();
         let mut st = lock(&self.state);
-        st.listen_ports = listen_ports;
-        let mut seen = HashSet::new();
-        for cur in live {
-            if st.closed_since_read.contains(&cur.seq) {
-                continue; // read just before its close record was folded in: counted there
-            }
-            seen.insert(cur.seq);
-            let prev = st.prev.insert(cur.seq, cur);
-            st.fold(&cur, prev.as_ref()).socks += 1;
-        }
-        // Gone without a close record: evicted from the full map (counted), unless the
-        // close is still in the ring buffer — hence the second chance.
-        let gone: Vec<u64> = st
-            .prev
-            .keys()
-            .filter(|s| !seen.contains(s))
-            .copied()
-            .collect();
-        for seq in gone {
-            if st.missing.remove(&seq) {
-                st.prev.remove(&seq);
-                st.evicted += 1;
-            } else {
-                st.missing.insert(seq);
-            }
-        }
-        st.closed_since_read.clear();
-        st.epoch = st.epoch.wrapping_add(1);
-        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
-            bss.epoch = st.epoch;
-        }
+        st.listen_ports = listen;
+        st.fold_dump(&dump, &entries);
+        st.closed_since_dump.clear();
         let links = std::mem::take(&mut st.links);
         for (key, a) in links {
             if key.tgid == 0 {
@@ -536,16 +798,34 @@ impl Probe for TcpProbe {
         let counters = percpu_sums(&self.skel.maps.counters, CNT_SLOTS);
         {
             let st = lock(&self.state);
-            s.insert("live_socks".into(), json!(st.prev.len()));
-            s.insert("socks_max".into(), json!(socks.max_entries()));
-            s.insert("socks_evicted".into(), json!(st.evicted));
+            s.insert("live_socks".into(), json!(st.socks.len()));
             s.insert("closes".into(), json!(st.closes));
+            s.insert("lost_closes".into(), json!(st.lost));
             s.insert("unattributed_links".into(), json!(st.unattributed));
             s.insert("events_suppressed".into(), json!(st.events_suppressed));
         }
+        s.insert("socks_max".into(), json!(socks.max_entries()));
         s.insert("socks_created".into(), json!(counters[CNT_CREATED]));
+        s.insert("socks_final".into(), json!(counters[CNT_FINAL]));
         s.insert("ringbuf_drops".into(), json!(counters[CNT_RB_DROPS]));
         s.insert("map_full_drops".into(), json!(counters[CNT_MAP_FULL]));
+        // A close whose program the kernel skipped (recursion) is a close never counted.
+        let misses = |p: &libbpf_rs::Program| {
+            crate::collect::bpf::prog_stats(p).map_or(0, |s| s.recursion_misses)
+        };
+        s.insert(
+            "closes_missed".into(),
+            json!(misses(&self.skel.progs.tcp_destroy)),
+        );
+        s.insert(
+            "state_changes_missed".into(),
+            json!(misses(&self.skel.progs.tcp_set_state)),
+        );
+        s.insert("diag_socks".into(), json!(self.dump_socks));
+        s.insert(
+            "diag_dump_ms".into(),
+            json!((self.dump_ms * 100.0).round() / 100.0),
+        );
         let mem = map_memlock_bytes(socks).unwrap_or(0)
             + map_memlock_bytes(&self.skel.maps.events).unwrap_or(0);
         s.insert("map_memlock_bytes".into(), json!(mem));
@@ -555,12 +835,10 @@ impl Probe for TcpProbe {
         extra.insert("tcp".into(), Value::Object(s));
         let p = &self.skel.progs;
         for (name, prog) in [
-            ("send_length", &p.tcp_send_length),
-            ("recv_length", &p.tcp_recv_length),
             ("set_state", &p.tcp_set_state),
+            ("accept4", &p.tcp_accept4),
+            ("accept", &p.tcp_accept),
             ("destroy", &p.tcp_destroy),
-            ("tcp_probe", &p.tcp_probe),
-            ("retransmit", &p.tcp_retransmit),
             ("send_reset", &p.tcp_send_reset),
             ("receive_reset", &p.tcp_receive_reset),
         ] {
@@ -586,10 +864,10 @@ fn emit_link(iv: &mut Interval, key: &LinkKey, a: &LinkAgg) {
     let mut put = |k: &str, v: f64| {
         metrics.insert(k.to_string(), v);
     };
-    put("rx_bytes", a.rx_bytes as f64);
-    put("tx_bytes", a.tx_bytes as f64);
-    put("segs_in", a.segs_in as f64);
-    put("segs_out", a.segs_out as f64);
+    put("rx_bytes", a.counts.rx_bytes as f64);
+    put("tx_bytes", a.counts.tx_bytes as f64);
+    put("segs_in", a.counts.segs_in as f64);
+    put("segs_out", a.counts.segs_out as f64);
     if a.srtt_cnt > 0 {
         put("srtt_avg_us", a.srtt_sum as f64 / a.srtt_cnt as f64);
         put("srtt_max_us", a.srtt_max as f64);
@@ -597,10 +875,10 @@ fn emit_link(iv: &mut Interval, key: &LinkKey, a: &LinkAgg) {
     put("snd_cwnd", a.cwnd as f64);
     put("zero_snd_wnd_count", a.zero_snd as f64);
     put("zero_rcv_wnd_count", a.zero_rcv as f64);
-    put("retran_packets", a.retrans as f64);
-    put("send_rsts", a.send_rsts as f64);
-    put("receive_rsts", a.recv_rsts as f64);
-    put("state_changes", a.state_changes as f64);
+    put("retran_packets", a.counts.retrans as f64);
+    put("send_rsts", a.counts.send_rsts as f64);
+    put("receive_rsts", a.counts.recv_rsts as f64);
+    put("state_changes", a.counts.state_changes as f64);
     put("connect_failed", a.connect_failed as f64);
     put("closed", a.closed as f64);
     put("socks", a.socks as f64);
