@@ -261,7 +261,9 @@ fn verdict_without_kpi_summarises_system_anomalies() {
         )
     };
     let metric = |ts: u64, id: &str, cpu: f64| {
-        format!(r#"{{"type":"metric","ts":{ts},"id":"{id}","kind":"proc","machine_id":"m","metrics":{{"cpu_pct":{cpu}}}}}"#)
+        format!(
+            r#"{{"type":"metric","ts":{ts},"id":"{id}","kind":"proc","machine_id":"m","metrics":{{"cpu_pct":{cpu}}}}}"#
+        )
     };
     let mut rec = vec![
         entity("m_proc_10", "proc", 10, "burner"),
@@ -297,10 +299,17 @@ fn verdict_without_kpi_summarises_system_anomalies() {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let html = read(dir, "index.html");
     let verdict = section(&html, "verdict");
-    assert!(verdict.contains("no root cause could be ranked"), "{verdict}");
+    assert!(
+        verdict.contains("no root cause could be ranked"),
+        "{verdict}"
+    );
     assert!(
         verdict.contains("on 3 processes; worst: proc victim pid 20: waits 80% of its time"),
         "the run-queue group and its worst process: {verdict}"
