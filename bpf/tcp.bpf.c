@@ -6,9 +6,9 @@
  * the close event below reads once when the socket is destroyed.
  *
  * Ownership is taken only in process context, once per connection: connect() (the
- * socket enters SYN_SENT in the connecting task) and accept() (the syscall's exit: fd ->
- * file -> socket through the task's fd table). The entry also records the socket's
- * inode, which is how user space joins it with the sock_diag dump.
+ * socket enters SYN_SENT in the connecting task) and accept() (the return of libc's
+ * accept4/accept: fd -> file -> socket through the task's fd table). The entry also
+ * records the socket's inode, which is how user space joins it with the sock_diag dump.
  *
  * Softirq-context events (passive opens, resets, state changes) run with whatever task
  * was interrupted, so they only count on the socket's entry. */
@@ -254,16 +254,16 @@ static __always_inline int on_accept(long fd)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_accept4")
-int tcp_accept4(struct trace_event_raw_sys_exit *ctx)
+/* At the return of libc's accept4() and accept(), not at the syscalls' exits: enabling any
+ * syscall tracepoint puts every syscall of every task on the slow path (≈ 50 ns each on
+ * this kernel, measured with `perf bench syscall basic`), a cost paid per request by every
+ * server on the host. A uretprobe costs only the accepting process, once per connection.
+ * Programs that make the syscall themselves (static binaries, Go) are not seen here: user
+ * space finds the owners of their live sockets in /proc/PID/fd. */
+SEC("uretprobe")
+int BPF_URETPROBE(tcp_accept_ret, long ret)
 {
-	return on_accept(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_exit_accept")
-int tcp_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
+	return on_accept(ret);
 }
 
 /* The socket is being freed: its final numbers (the application may read after the

@@ -591,7 +591,7 @@ print('done', flush=True)
 /// (only their close records count them), and one that lives across several intervals
 /// (its bytes come in three phases, read by several dumps and finished by its close),
 /// all with exact bytes on both sides. The server runs accept() (not accept4) for the
-/// long-lived one, so both accept hooks attribute.
+/// long-lived one, so both accept uprobes attribute.
 #[test]
 fn short_and_long_connections_count_exact_bytes_across_intervals() {
     if !common::require_bpf("short_and_long_connections_count_exact_bytes_across_intervals") {
@@ -695,6 +695,70 @@ print('done', flush=True)
     let st = recs.iter().rev().find(|r| r["type"] == "status").unwrap();
     assert_eq!(st["tcp"]["ringbuf_drops"], 0, "{st}");
     assert_eq!(st["tcp"]["lost_closes"], 0, "{st}");
+}
+
+/// A server that makes the accept syscall itself, as static binaries and Go do, is not
+/// seen by the accept uprobes on libc: its live connection must still be attributed (from
+/// /proc/PID/fd at a later dump) with exact bytes, and the status record says a scan ran.
+#[test]
+fn socket_accepted_without_libc_is_attributed_from_proc() {
+    if !common::require_bpf("socket_accepted_without_libc_is_attributed_from_proc") {
+        return;
+    }
+    let col = Collector::start("tcp");
+    let mut server = python(
+        r#"
+import ctypes, socket
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+SYS_accept = 43  # x86_64: the raw syscall, not libc's accept()/accept4() wrappers
+c = socket.socket(fileno=ctypes.CDLL(None, use_errno=True).syscall(SYS_accept, s.fileno(), None, None))
+n = 0
+while True:
+    d = c.recv(65536)
+    if not d: break
+    n += len(d)
+c.sendall(b'a' * 4321); c.close()
+print(n, flush=True)
+"#,
+        &[],
+    );
+    let port = read_line(&mut server);
+    let mut client = python(
+        r#"
+import socket, sys, time
+c = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+for i in range(6):
+    c.sendall(b'x' * 1000); time.sleep(0.7)
+c.shutdown(socket.SHUT_WR)
+while c.recv(65536): pass
+c.close()
+print('done', flush=True)
+"#,
+        &[&port],
+    );
+    assert_eq!(read_line(&mut client), "done");
+    assert_eq!(read_line(&mut server).trim(), "6000");
+    let spid = server.id();
+    client.wait().unwrap();
+    server.wait().unwrap();
+    let recs = col.finish();
+    let port: u16 = port.trim().parse().unwrap();
+    let keys = [
+        ("tgid", Value::from(spid)),
+        ("role", Value::from("server")),
+        ("server_port", Value::from(port)),
+    ];
+    assert_eq!(
+        entity_ids(&recs, "tcp_link", &keys).len(),
+        1,
+        "the server's link"
+    );
+    // Bytes before the owner was found count too: the socket's counters are cumulative.
+    assert_eq!(metric_sum(&recs, "tcp_link", &keys, "rx_bytes"), 6000.0);
+    assert_eq!(metric_sum(&recs, "tcp_link", &keys, "tx_bytes"), 4321.0);
+    let st = recs.iter().rev().find(|r| r["type"] == "status").unwrap();
+    assert!(st["tcp"]["owner_scans"].as_u64().unwrap_or(0) >= 1, "{st}");
 }
 
 /// UDP endpoints: the endpoint probe's send/recv hooks are the only per-send/recv

@@ -27,7 +27,7 @@ mod skel {
 }
 use skel::types::{dns_key as DnsKey, dns_val as DnsVal};
 
-const LIBC: &str = "libc.so.6";
+pub(super) const LIBC: &str = "libc.so.6";
 const SYMBOL: &str = "getaddrinfo";
 
 pub const HOOKS: Hooks = &[(

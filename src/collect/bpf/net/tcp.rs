@@ -40,13 +40,22 @@ use skel::types::{tcp_event as TcpEvent, tcp_sock_val as SockVal};
 pub const HOOKS: Hooks = &[
     (Hook::RawTracepoint("inet_sock_set_state"), Need::Required),
     (
-        Hook::Tracepoint("syscalls/sys_exit_accept4"),
-        Need::Required,
+        Hook::Uprobe {
+            binary: super::dns::LIBC,
+            symbol: "accept4",
+        },
+        Need::Optional {
+            what:
+                "owners of accepted sockets at once (else found in /proc/PID/fd at the next dump)",
+        },
     ),
     (
-        Hook::Tracepoint("syscalls/sys_exit_accept"),
+        Hook::Uprobe {
+            binary: super::dns::LIBC,
+            symbol: "accept",
+        },
         Need::Optional {
-            what: "owners of sockets accepted with accept() rather than accept4()",
+            what: "owners of sockets accepted with accept() at once (else from /proc/PID/fd)",
         },
     ),
     (
@@ -134,9 +143,11 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     notes: "numbers are the kernel's tcp_info, read per interval (sock_diag) and at close (tracepoint): \
             nothing runs per packet or per send/recv, so srtt and windows are per-interval samples, \
             not per-segment; bytes are payload on the wire (data still queued in the kernel is not yet counted); \
-            sockets are attributed at connect() and accept()/accept4() (sockets older than the collector from \
-            /proc/PID/fd at start); sockets obtained otherwise (io_uring accept, fd passing) stay unattributed \
-            (counted in status tcp.unattributed_links); role of connections older than the collector comes \
+            sockets are attributed at connect() and at the return of libc's accept()/accept4() (uretprobes: \
+            no syscall tracepoint, which would slow every syscall on the host); sockets older than the \
+            collector, and those accepted without libc (static binaries, Go, io_uring), get their owner from \
+            /proc/PID/fd (at start, or at their second dump); such a socket opened and closed within one \
+            interval stays unattributed (counted in status tcp.unattributed_links); role of connections older than the collector comes \
             from whether the local port listens",
 };
 
@@ -256,8 +267,11 @@ struct State {
     closed_since_dump: HashSet<u64>,
     /// Sockets seen once with no known owner (accept() may be a moment away).
     pending: HashSet<u64>,
-    /// Owners of sockets older than the collector, from /proc/PID/fd at start.
-    start_owners: HashMap<u64, (u32, String)>,
+    /// Owners by socket inode found in /proc/PID/fd: sockets older than the collector
+    /// (at start) and those no accept uprobe saw (see find_unseen_owners).
+    fd_owners: HashMap<u64, (u32, String)>,
+    /// /proc scans made for sockets no accept uprobe saw.
+    owner_scans: u64,
     links: HashMap<LinkKey, LinkAgg>,
     listen_ports: HashSet<u16>,
     events: Vec<Event>,
@@ -447,8 +461,33 @@ impl State {
         });
     }
 
+    /// Owners of sockets accepted where the accept uprobes do not reach (a static binary
+    /// or Go making the syscall itself, io_uring, fd passing): those still unowned at
+    /// their second dump are looked up in /proc/PID/fd, one scan for all of them, and
+    /// only when there are any. `fd_owners` keeps only inodes the dump still lists.
+    fn find_unseen_owners(&mut self, dump: &[DiagSock], entries: &HashMap<u64, SockVal>) {
+        let listed: HashSet<u64> = dump.iter().map(|d| d.inode).filter(|&i| i != 0).collect();
+        self.fd_owners.retain(|inode, _| listed.contains(inode));
+        let unowned: HashSet<u64> = dump
+            .iter()
+            .filter(|d| {
+                d.inode != 0
+                    && self.pending.contains(&d.cookie)
+                    && !self.socks.contains_key(&d.cookie)
+                    && !self.fd_owners.contains_key(&d.inode)
+                    && entries.get(&d.inode).is_none_or(|e| e.tgid == 0)
+            })
+            .map(|d| d.inode)
+            .collect();
+        if !unowned.is_empty() {
+            self.owner_scans += 1;
+            self.fd_owners.extend(super::socket_owners(&unowned));
+        }
+    }
+
     /// Folds one sock_diag dump: `entries` are the BPF map's entries by inode.
     fn fold_dump(&mut self, dump: &[DiagSock], entries: &HashMap<u64, SockVal>) {
+        self.find_unseen_owners(dump, entries);
         let mut seen = HashSet::with_capacity(dump.len());
         for d in dump {
             let Some(info) = d.info else { continue };
@@ -460,7 +499,7 @@ impl State {
             let owner = match (entry, prev) {
                 (Some(e), _) if e.tgid != 0 => owner_of(e),
                 (_, Some(p)) => p.owner.clone(),
-                _ => match self.start_owners.get(&d.inode) {
+                _ => match self.fd_owners.get(&d.inode) {
                     Some((tgid, comm)) if d.inode != 0 => Owner {
                         tgid: *tgid,
                         comm: comm.clone(),
@@ -613,6 +652,8 @@ pub struct TcpProbe {
     stop: Arc<AtomicBool>,
     drain: Option<JoinHandle<()>>,
     _stats: Option<RunTimeStats>,
+    /// The uretprobes on libc's accept4/accept (detached when dropped).
+    _accept_links: Vec<libbpf_rs::Link>,
     skipped: Vec<&'static str>,
     /// Time the last sock_diag dump took, for the status record.
     dump_ms: f64,
@@ -640,7 +681,6 @@ impl TcpProbe {
             let progs = &mut open.progs;
             for (hook, prog) in [
                 ("tcp/tcp_destroy_sock", &mut progs.tcp_destroy),
-                ("syscalls/sys_exit_accept", &mut progs.tcp_accept),
                 ("tcp/tcp_send_reset", &mut progs.tcp_send_reset),
                 ("tcp/tcp_receive_reset", &mut progs.tcp_receive_reset),
             ] {
@@ -655,6 +695,7 @@ impl TcpProbe {
         }
         let mut skel = open.load().map_err(|e| explain("tcp", "load", e))?;
         skel.attach().map_err(|e| explain("tcp", "attach", e))?;
+        let accept_links = attach_accept_probes(&skel)?;
         // Attached first, then the baseline: a socket made in between is in both, and
         // the baseline's numbers are then simply its starting point.
         let baseline = super::tcp_sockets()
@@ -666,12 +707,12 @@ impl TcpProbe {
             .collect();
         let mut st = State {
             machine_id: crate::collect::machine::machine_id(),
-            start_owners: super::socket_owners(&inodes),
+            fd_owners: super::socket_owners(&inodes),
             listen_ports: listen_ports(),
             ..State::default()
         };
         for d in &baseline {
-            let (Some(info), Some((tgid, comm))) = (d.info, st.start_owners.get(&d.inode)) else {
+            let (Some(info), Some((tgid, comm))) = (d.info, st.fd_owners.get(&d.inode)) else {
                 continue;
             };
             let owner = Owner {
@@ -707,11 +748,37 @@ impl TcpProbe {
             stop,
             drain: Some(drain),
             _stats: RunTimeStats::enable().ok(),
+            _accept_links: accept_links,
             skipped,
             dump_ms: 0.0,
             dump_socks: 0,
         }))
     }
+}
+
+/// Uretprobes on accept4() and accept() of every libc in use (the host's and containers'),
+/// the same files the dns probe instruments. A missing symbol or libc is not fatal:
+/// owners of accepted sockets are then found in /proc/PID/fd at the next dump.
+fn attach_accept_probes(skel: &skel::TcpSkel<'static>) -> anyhow::Result<Vec<libbpf_rs::Link>> {
+    let mut links = Vec::new();
+    for path in super::dns::libc_targets() {
+        for symbol in ["accept4", "accept"] {
+            let opts = libbpf_rs::UprobeOpts {
+                retprobe: true,
+                func_name: Some(symbol.into()),
+                ..Default::default()
+            };
+            let link = skel
+                .progs
+                .tcp_accept_ret
+                .attach_uprobe_with_opts(-1, &path, 0, opts)
+                .map_err(|e| {
+                    explain("tcp", &format!("uprobe on {}:{symbol}", path.display()), e)
+                })?;
+            links.push(link);
+        }
+    }
+    Ok(links)
 }
 
 fn listen_ports() -> HashSet<u16> {
@@ -802,6 +869,7 @@ impl Probe for TcpProbe {
             s.insert("closes".into(), json!(st.closes));
             s.insert("lost_closes".into(), json!(st.lost));
             s.insert("unattributed_links".into(), json!(st.unattributed));
+            s.insert("owner_scans".into(), json!(st.owner_scans));
             s.insert("events_suppressed".into(), json!(st.events_suppressed));
         }
         s.insert("socks_max".into(), json!(socks.max_entries()));
@@ -836,8 +904,7 @@ impl Probe for TcpProbe {
         let p = &self.skel.progs;
         for (name, prog) in [
             ("set_state", &p.tcp_set_state),
-            ("accept4", &p.tcp_accept4),
-            ("accept", &p.tcp_accept),
+            ("accept", &p.tcp_accept_ret),
             ("destroy", &p.tcp_destroy),
             ("send_reset", &p.tcp_send_reset),
             ("receive_reset", &p.tcp_receive_reset),
