@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::causal::CausalGraph;
+use crate::record::kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Ranker {
@@ -66,10 +67,64 @@ pub fn best_paths(g: &CausalGraph, kpi: usize, abn: &[f64]) -> (Vec<f64>, Vec<Op
     (weight, next)
 }
 
-/// Path ranking: how abnormal a node is times its best path weight.
-pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64]) -> Vec<f64> {
+/// True for "proc → cpu, mem, disk, host": a process hurting its neighbours through a
+/// resource they share, which it can do only by using more of it.
+pub fn is_hog_edge(g: &CausalGraph, cause: usize, effect: usize) -> bool {
+    g.kinds[cause] == kind::PROC
+        && matches!(
+            g.kinds[effect].as_str(),
+            kind::CPU | kind::MEM | kind::DISK | kind::HOST
+        )
+}
+
+/// Path ranking, with each node's first hop and whether its load carried it.
+pub struct PathRanks {
+    /// How abnormal a node is times its best path weight.
+    pub rank: Vec<f64>,
+    /// The first hop of that path (the rest follows [`best_paths`]).
+    pub first: Vec<Option<usize>>,
+    /// The path starts with a hog edge, so `abn_load` ranked it, not `abn`.
+    pub via_load: Vec<bool>,
+}
+
+/// Path ranking: how abnormal a node is times its best path weight. Through a hog edge
+/// (proc → a shared resource) a process counts only with `abn_load`, how abnormal its
+/// load is: a process that waits for the CPU is a victim of the contention, not its
+/// cause, and on a busy host every process waits when one hogs.
+pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[f64]) -> PathRanks {
     let (w, _) = best_paths(g, kpi, abn);
-    abn.iter().zip(&w).map(|(a, w)| a * w).collect()
+    let n = g.ids.len();
+    let mut out = PathRanks {
+        rank: vec![0.0; n],
+        first: vec![None; n],
+        via_load: vec![false; n],
+    };
+    for c in 0..n {
+        if c == kpi {
+            continue;
+        }
+        for &e in &g.effects[c] {
+            if w[e] == 0.0 {
+                continue;
+            }
+            let through = if e == kpi || abn[e] > 0.0 { 1.0 } else { QUIET };
+            let hog = is_hog_edge(g, c, e);
+            let a = if hog { abn_load[c] } else { abn[c] };
+            let r = a * w[e] * through * HOP;
+            // Between equal paths, the one through the more abnormal entity: a hog's path
+            // names the CPU it saturates, not the first CPU of the host.
+            let better = match out.first[c] {
+                None => true,
+                Some(f) => r > out.rank[c] || (r == out.rank[c] && abn[e] > abn[f]),
+            };
+            if better {
+                out.rank[c] = r;
+                out.first[c] = Some(e);
+                out.via_load[c] = hog;
+            }
+        }
+    }
+    out
 }
 
 /// Random-walk ranking over the nodes that can reach the KPI.
