@@ -100,25 +100,33 @@ fn is_state(metric: &str) -> bool {
     matches!(metric, "stopped" | "disk_sleep")
 }
 
-/// What a process takes from a resource it shares with its neighbours: CPU time, disk
-/// I/O, memory. A process born during an incident is a cause only through these: its
+/// What a process takes from a resource it shares with its neighbours (CPU time, disk
+/// I/O, memory), as the slot of [`rank::CPU`], [`rank::IO`] or [`rank::MEMORY`]. A process born during an incident is a cause only through these: its
 /// waits (run-queue delay), descriptors or address space are what happened to it, and
-/// every new process "rises from zero" in all of them.
-fn is_consumption(metric: &str) -> bool {
-    matches!(
-        metric,
-        "cpu_pct"
-            | "cpu_user_pct"
-            | "cpu_system_pct"
-            | "cpu_time_ms"
-            | "sched_oncpu_ms"
-            | "disk_read_bytes"
-            | "disk_write_bytes"
-            | "rss_bytes"
-    )
+/// every new process "rises from zero" in all of them. gala-collect's names (cpu_pct,
+/// sched_oncpu_ms, disk_write_bytes, rss_bytes) and gala-gopher's (cpu_usage,
+/// io_write_bytes, mem_rss) alike.
+fn consumption(metric: &str) -> Option<usize> {
+    let m = metric.to_ascii_lowercase();
+    if ["wait", "delay", "lat"].iter().any(|w| m.contains(w)) {
+        return None;
+    }
+    if (m.contains("cpu") && ["pct", "usage", "time", "util"].iter().any(|w| m.contains(w)))
+        || m.contains("oncpu")
+    {
+        Some(rank::CPU)
+    } else if m.contains("bytes") && ["read", "write", "io_"].iter().any(|w| m.contains(w)) {
+        Some(rank::IO)
+    } else if m.contains("rss") {
+        Some(rank::MEMORY)
+    } else {
+        None
+    }
 }
 
-/// Load (0): a process doing more; saturation (1): a shared resource filling up;
+fn is_consumption(metric: &str) -> bool {
+    consumption(metric).is_some()
+}/// Load (0): a process doing more; saturation (1): a shared resource filling up;
 /// symptom (2): waiting, latency, errors. At the same onset, a lower class explains a
 /// higher one (a hog saturates a CPU, which delays its neighbours).
 fn class(k: &str, metric: &str) -> u8 {
@@ -211,7 +219,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
 
     let mut best: Vec<Option<Scored>> = vec![None; n];
     // A process's best consumption metric (CPU, I/O, memory it uses): its case as a hog.
-    let mut best_load: Vec<Option<Scored>> = vec![None; n];
+    let mut best_load: Vec<[Option<Scored>; 3]> = vec![[None, None, None]; n];
     let mut born_at: Vec<Option<i64>> = vec![None; n];
     for i in (0..n).filter(|&i| reachable[i]) {
         // A process (or container) that did not exist before the incident is load that
@@ -337,11 +345,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 factors,
                 corr,
             };
-            if cls == 0
-                && is_consumption(metric)
-                && best_load[i].as_ref().is_none_or(|b| cand.score > b.score)
-            {
-                best_load[i] = Some(cand.clone());
+            if let Some(r) = consumption(metric).filter(|_| cls == 0) {
+                if best_load[i][r].as_ref().is_none_or(|b| cand.score > b.score) {
+                    best_load[i][r] = Some(cand.clone());
+                }
             }
             if best[i].as_ref().is_none_or(|b| cand.score > b.score) {
                 best[i] = Some(cand);
@@ -383,17 +390,18 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
 
     // Explained entities rank below what explains them.
     let half = kpi_step / 2;
-    let explained: Vec<bool> = (0..n)
+    // For each explained entity, the entity that explains it best.
+    let explainer: Vec<Option<usize>> = (0..n)
         .map(|c| {
-            let Some(bc) = &best[c] else { return false };
+            let Some(bc) = &best[c] else { return None };
             // A process that appeared with the incident is where it starts: nothing in
             // the graph made it run.
             if born_at[c].is_some() {
-                return false;
+                return None;
             }
             // Nor is a process stopped: a signal or a debugger did it, from outside the graph.
             if bc.metric == "stopped" {
-                return false;
+                return None;
             }
             let tc = bc.since.unwrap_or(i64::MAX);
             // Direct causes, and causes of quiet direct causes (a NIC dropping packets
@@ -405,7 +413,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
                 }
             }
-            upstream.iter().any(|&(p, via)| {
+            let explains = |&(p, via): &(usize, usize)| {
                 let Some(bp) = &best[p] else { return false };
                 // A bystander's noise at the edge of the threshold explains nothing.
                 if p == k || p == c || bp.score < 0.5 * bc.score {
@@ -425,22 +433,30 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                         && (bp.class < bc.class
                             || (bp.class == bc.class && g.rule(via, p).is_none()))))
                     && follows(p, c)
-            })
+            };
+            upstream
+                .iter()
+                .filter(|u| explains(u))
+                .map(|&(p, _)| p)
+                .max_by(|&a, &b| abn[a].total_cmp(&abn[b]).then(b.cmp(&a)))
         })
         .collect();
+    let explained: Vec<bool> = explainer.iter().map(Option::is_some).collect();
 
     let (_, mut next) = rank::best_paths(g, k, &abn);
     let mut rank_score = match opts.ranker {
         Ranker::Path => {
-            let abn_load: Vec<f64> = best_load
+            let abn_load: Vec<[f64; 3]> = best_load
                 .iter()
-                .map(|b| b.as_ref().map_or(0.0, |b| b.score))
+                .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
                 .collect();
             let pr = rank::by_path(g, k, &abn, &abn_load);
             // A process ranked as a hog is reported with its load metric, and its path
             // starts with the resource it loads.
-            for c in (0..n).filter(|&c| pr.via_load[c]) {
-                best[c] = best_load[c].clone();
+            for c in 0..n {
+                if let Some(r) = pr.via_load[c] {
+                    best[c] = best_load[c][r].clone();
+                }
             }
             for c in (0..n).filter(|&c| c != k && pr.first[c].is_some()) {
                 next[c] = pr.first[c];
@@ -452,9 +468,25 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
     // The KPI's own entity is a cause only when nothing upstream explains it better; the
     // walk never "arrives" there (it restarts there), so both rankers score it the same.
     rank_score[k] = abn[k] * 0.5;
+    // What an explained entity loses, its explainer gains: the root of an abnormal chain
+    // is as strong as the chain (a hog is as sure a cause as the saturated CPU it
+    // explains), one hop weaker. Credit flows up chains (hog → CPU → victim process).
+    let mut credit = vec![0.0f64; n];
+    for _ in 0..4 {
+        for c in 0..n {
+            if let Some(p) = explainer[c] {
+                let v = rank_score[c].max(credit[c]) * rank::HOP;
+                if v > credit[p] {
+                    credit[p] = v;
+                }
+            }
+        }
+    }
     for (i, r) in rank_score.iter_mut().enumerate() {
         if explained[i] {
             *r *= EXPLAINED;
+        } else if i != k {
+            *r = r.max(credit[i]);
         }
     }
     let mut order: Vec<usize> = (0..n)

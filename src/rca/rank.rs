@@ -23,7 +23,7 @@ pub enum Ranker {
 }
 
 /// Cost of one hop: a direct cause is preferred over one three hops away, all else equal.
-const HOP: f64 = 0.95;
+pub const HOP: f64 = 0.95;
 /// Weight of a quiet entity on a path: possible, but a path of quiet hops is weak evidence.
 const QUIET: f64 = 0.4;
 
@@ -67,14 +67,26 @@ pub fn best_paths(g: &CausalGraph, kpi: usize, abn: &[f64]) -> (Vec<f64>, Vec<Op
     (weight, next)
 }
 
-/// True for "proc → cpu, mem, disk, host": a process hurting its neighbours through a
-/// resource they share, which it can do only by using more of it.
-pub fn is_hog_edge(g: &CausalGraph, cause: usize, effect: usize) -> bool {
-    g.kinds[cause] == kind::PROC
-        && matches!(
-            g.kinds[effect].as_str(),
-            kind::CPU | kind::MEM | kind::DISK | kind::HOST
-        )
+/// The slots of a process's load: what it takes of the CPU, of the disks, of memory.
+pub const CPU: usize = 0;
+pub const IO: usize = 1;
+pub const MEMORY: usize = 2;
+
+/// For "proc → cpu, disk, mem, host", a process hurting its neighbours through a resource
+/// they share, which it can do only by using more of it: the load slots that count on
+/// that edge (CPU time loads a CPU, I/O a disk, memory the memory; the host is all of
+/// them). `None` for any other edge.
+pub fn hog_edge(g: &CausalGraph, cause: usize, effect: usize) -> Option<&'static [usize]> {
+    if g.kinds[cause] != kind::PROC {
+        return None;
+    }
+    match g.kinds[effect].as_str() {
+        kind::CPU => Some(&[CPU]),
+        kind::DISK => Some(&[IO]),
+        kind::MEM => Some(&[MEMORY]),
+        kind::HOST => Some(&[CPU, IO, MEMORY]),
+        _ => None,
+    }
 }
 
 /// Path ranking, with each node's first hop and whether its load carried it.
@@ -83,21 +95,21 @@ pub struct PathRanks {
     pub rank: Vec<f64>,
     /// The first hop of that path (the rest follows [`best_paths`]).
     pub first: Vec<Option<usize>>,
-    /// The path starts with a hog edge, so `abn_load` ranked it, not `abn`.
-    pub via_load: Vec<bool>,
+    /// The path starts with a hog edge, so this slot of `abn_load` ranked it, not `abn`.
+    pub via_load: Vec<Option<usize>>,
 }
 
 /// Path ranking: how abnormal a node is times its best path weight. Through a hog edge
 /// (proc → a shared resource) a process counts only with `abn_load`, how abnormal its
 /// load is: a process that waits for the CPU is a victim of the contention, not its
 /// cause, and on a busy host every process waits when one hogs.
-pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[f64]) -> PathRanks {
+pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[[f64; 3]]) -> PathRanks {
     let (w, _) = best_paths(g, kpi, abn);
     let n = g.ids.len();
     let mut out = PathRanks {
         rank: vec![0.0; n],
         first: vec![None; n],
-        via_load: vec![false; n],
+        via_load: vec![None; n],
     };
     for c in 0..n {
         if c == kpi {
@@ -108,8 +120,13 @@ pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[f64]) -> Pa
                 continue;
             }
             let through = if e == kpi || abn[e] > 0.0 { 1.0 } else { QUIET };
-            let hog = is_hog_edge(g, c, e);
-            let a = if hog { abn_load[c] } else { abn[c] };
+            let (a, slot) = match hog_edge(g, c, e) {
+                Some(slots) => slots
+                    .iter()
+                    .map(|&s| (abn_load[c][s], Some(s)))
+                    .fold((0.0, None), |b, x| if x.0 > b.0 { x } else { b }),
+                None => (abn[c], None),
+            };
             let r = a * w[e] * through * HOP;
             // Between equal paths, the one through the more abnormal entity: a hog's path
             // names the CPU it saturates, not the first CPU of the host.
@@ -120,7 +137,7 @@ pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[f64]) -> Pa
             if better {
                 out.rank[c] = r;
                 out.first[c] = Some(e);
-                out.via_load[c] = hog;
+                out.via_load[c] = slot;
             }
         }
     }
