@@ -111,7 +111,10 @@ fn consumption(metric: &str) -> Option<usize> {
     if ["wait", "delay", "lat"].iter().any(|w| m.contains(w)) {
         return None;
     }
-    if (m.contains("cpu") && ["pct", "usage", "time", "util"].iter().any(|w| m.contains(w)))
+    if (m.contains("cpu")
+        && ["pct", "usage", "time", "util"]
+            .iter()
+            .any(|w| m.contains(w)))
         || m.contains("oncpu")
     {
         Some(rank::CPU)
@@ -126,7 +129,8 @@ fn consumption(metric: &str) -> Option<usize> {
 
 fn is_consumption(metric: &str) -> bool {
     consumption(metric).is_some()
-}/// Load (0): a process doing more; saturation (1): a shared resource filling up;
+}
+/// Load (0): a process doing more; saturation (1): a shared resource filling up;
 /// symptom (2): waiting, latency, errors. At the same onset, a lower class explains a
 /// higher one (a hog saturates a CPU, which delays its neighbours).
 fn class(k: &str, metric: &str) -> u8 {
@@ -286,8 +290,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 let extra = if born {
                     newcomers.size(i, metric)
                 } else {
-                    mean_from(&h.ts, values, since.unwrap_or(split), end)
-                        .map(|m| m - dev.baseline)
+                    mean_from(&h.ts, values, since.unwrap_or(split), end).map(|m| m - dev.baseline)
                 };
                 if let Some(m) = extra.and_then(|x| newcomers.relative(metric, x)) {
                     magnitude = m;
@@ -346,7 +349,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 corr,
             };
             if let Some(r) = consumption(metric).filter(|_| cls == 0) {
-                if best_load[i][r].as_ref().is_none_or(|b| cand.score > b.score) {
+                if best_load[i][r]
+                    .as_ref()
+                    .is_none_or(|b| cand.score > b.score)
+                {
                     best_load[i][r] = Some(cand.clone());
                 }
             }
@@ -587,7 +593,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
 
 /// Mean of the finite values of `(ts, v)` in `[from, to]`.
 fn mean_from(ts: &[i64], v: &[f32], from: i64, to: i64) -> Option<f64> {
-    let (a, b) = (ts.partition_point(|&t| t < from), ts.partition_point(|&t| t <= to));
+    let (a, b) = (
+        ts.partition_point(|&t| t < from),
+        ts.partition_point(|&t| t <= to),
+    );
     let vals: Vec<f64> = v[a..b.max(a)]
         .iter()
         .filter(|x| x.is_finite())

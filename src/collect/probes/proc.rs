@@ -447,7 +447,10 @@ impl Probe for ProcProbe {
             // A stopped process uses nothing and waits for nothing, so no counter shows it:
             // its state is the one direct sign (a sample a pass; a process stopped most of
             // the time reads 1 in most intervals).
-            mx.insert("stopped".into(), f64::from(u8::from(matches!(r.state, 'T' | 't'))));
+            mx.insert(
+                "stopped".into(),
+                f64::from(u8::from(matches!(r.state, 'T' | 't'))),
+            );
             mx.insert("disk_sleep".into(), f64::from(u8::from(r.state == 'D')));
             if let Some(fds) = r.fds {
                 mx.insert("fds".into(), fds as f64);

@@ -146,7 +146,11 @@ mod tests {
     fn warm_up_spike_does_not_hide_a_later_step() {
         let mut d = NSigma::new(Direction::Up, &params(30));
         for i in 0..30 {
-            let x = if i == 12 { 400.0 } else { 5.0 + (i % 3) as f64 * 0.2 };
+            let x = if i == 12 {
+                400.0
+            } else {
+                5.0 + (i % 3) as f64 * 0.2
+            };
             assert!(d.update(x).is_none(), "no verdict while warming up");
         }
         let v = d.update(40.0).expect("warm");
@@ -158,7 +162,9 @@ mod tests {
     /// A counter that is mostly zero keeps a spread from its blips.
     #[test]
     fn warm_up_of_a_sparse_counter_has_a_spread() {
-        let mut points: Vec<f64> = (0..30).map(|i| if i % 10 == 0 { 2.0 } else { 0.0 }).collect();
+        let mut points: Vec<f64> = (0..30)
+            .map(|i| if i % 10 == 0 { 2.0 } else { 0.0 })
+            .collect();
         let st = robust_start(&mut points);
         assert_eq!(st.mean, 0.0);
         assert!(st.std() > 0.0);
