@@ -66,6 +66,25 @@ impl CausalGraph {
         self.effects[cause].push(effect);
     }
 
+    /// Keeps only the edges `keep(cause, effect, rule)` accepts.
+    pub fn retain(&mut self, keep: impl Fn(usize, usize, &str) -> bool) {
+        for e in 0..self.causes.len() {
+            let mut causes = std::mem::take(&mut self.causes[e]);
+            causes.retain(|(c, r)| keep(*c, e, r));
+            self.causes[e] = causes;
+        }
+        self.seen.clear();
+        for fx in self.effects.iter_mut() {
+            fx.clear();
+        }
+        for e in 0..self.causes.len() {
+            for (c, _) in &self.causes[e] {
+                self.seen.insert((*c, e));
+                self.effects[*c].push(e);
+            }
+        }
+    }
+
     pub fn rule(&self, cause: usize, effect: usize) -> Option<&str> {
         self.causes[effect]
             .iter()

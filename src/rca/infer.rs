@@ -93,6 +93,43 @@ fn is_symptom(metric: &str) -> bool {
     SYMPTOM.iter().any(|w| m.contains(w))
 }
 
+/// A process's state as sampled (gala-collect's proc `stopped`, `disk_sleep`): a direct
+/// observation that it is not serving, whatever its counters say. A stopped process
+/// uses nothing and waits for nothing, so no load or wait metric shows it.
+fn is_state(metric: &str) -> bool {
+    matches!(metric, "stopped" | "disk_sleep")
+}
+
+/// What a process takes from a resource it shares with its neighbours (CPU time, disk
+/// I/O, memory), as the slot of [`rank::CPU`], [`rank::IO`] or [`rank::MEMORY`]. A process born during an incident is a cause only through these: its
+/// waits (run-queue delay), descriptors or address space are what happened to it, and
+/// every new process "rises from zero" in all of them. gala-collect's names (cpu_pct,
+/// sched_oncpu_ms, disk_write_bytes, rss_bytes) and gala-gopher's (cpu_usage,
+/// io_write_bytes, mem_rss) alike.
+fn consumption(metric: &str) -> Option<usize> {
+    let m = metric.to_ascii_lowercase();
+    if ["wait", "delay", "lat"].iter().any(|w| m.contains(w)) {
+        return None;
+    }
+    if (m.contains("cpu")
+        && ["pct", "usage", "time", "util"]
+            .iter()
+            .any(|w| m.contains(w)))
+        || m.contains("oncpu")
+    {
+        Some(rank::CPU)
+    } else if m.contains("bytes") && ["read", "write", "io_"].iter().any(|w| m.contains(w)) {
+        Some(rank::IO)
+    } else if m.contains("rss") {
+        Some(rank::MEMORY)
+    } else {
+        None
+    }
+}
+
+fn is_consumption(metric: &str) -> bool {
+    consumption(metric).is_some()
+}
 /// Load (0): a process doing more; saturation (1): a shared resource filling up;
 /// symptom (2): waiting, latency, errors. At the same onset, a lower class explains a
 /// higher one (a hog saturates a CPU, which delays its neighbours).
@@ -185,23 +222,40 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
     }
 
     let mut best: Vec<Option<Scored>> = vec![None; n];
+    // A process's best consumption metric (CPU, I/O, memory it uses): its case as a hog.
+    let mut best_load: Vec<[Option<Scored>; 3]> = vec![[None, None, None]; n];
     let mut born_at: Vec<Option<i64>> = vec![None; n];
+    for i in (0..n).filter(|&i| reachable[i]) {
+        // A process (or container) that did not exist before the incident is load that
+        // arrived with it: a stress-ng, a backup job, or a worker forked to serve it.
+        let first_ts = store.histories.get(&g.ids[i]).and_then(|h| h.ts.first());
+        if first_ts.is_some_and(|&t| t >= split)
+            && matches!(
+                g.kinds[i].as_str(),
+                kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
+            )
+        {
+            born_at[i] = first_ts.copied();
+        }
+    }
+    let newcomers = Newcomers::measure(store, g, &reachable, &born_at, split, end);
     let mut scored = 0;
     for i in (0..n).filter(|&i| reachable[i]) {
         let Some(h) = store.histories.get(&g.ids[i]) else {
             continue;
         };
-        // A process (or container) that did not exist before the incident is load that
-        // arrived with it, whatever its metrics are called: a stress-ng, a backup job.
-        let born = h.ts.first().is_some_and(|&t| t >= split)
-            && matches!(
-                g.kinds[i].as_str(),
-                kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
-            );
-        if born {
-            born_at[i] = h.ts.first().copied();
+        let born = born_at[i].is_some();
+        // Any other entity that appeared during the incident (a connection a new worker
+        // opened, its SLI) has nothing to compare with: against a baseline of nothing
+        // every value looks like a departure, and it is what the incident made, not what
+        // made it.
+        if !born && h.ts.first().is_some_and(|&t| t >= split) && i != k {
+            continue;
         }
         for (metric, values) in &h.cols {
+            if born && !is_consumption(metric) {
+                continue;
+            }
             // The KPI entity's other symptoms (its p99 beside its mean latency) are the same
             // symptom, not its cause; its load (a queue) may be.
             if i == k && (*metric == kpi.metric || is_symptom(metric)) {
@@ -228,6 +282,20 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 continue;
             }
             let mut magnitude = dev.magnitude(opts.z_threshold);
+            if is_consumption(metric) && g.kinds[i] == kind::PROC && dev.z > 0.0 {
+                // A process taking more of a shared resource matters by how much it takes,
+                // next to the heavy users of it, not by its own z: against a baseline of
+                // nothing every newcomer is "20σ", and an idle daemon waking for 5 ms is
+                // as many σ as a hog.
+                let extra = if born {
+                    newcomers.size(i, metric)
+                } else {
+                    mean_from(&h.ts, values, since.unwrap_or(split), end).map(|m| m - dev.baseline)
+                };
+                if let Some(m) = extra.and_then(|x| newcomers.relative(metric, x)) {
+                    magnitude = m;
+                }
+            }
             if let Some(a) = flagged {
                 magnitude = magnitude.max(a.score);
             }
@@ -256,6 +324,9 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             // request rates follow the load its users put on it, so they are effects of the
             // incident, not a resource's fault (its utilisation, waits and drops are).
             let bad = match (cls, score::bad_direction(metric)) {
+                _ if is_state(metric) => Bad::Up,
+                // Taking more is a hog's harmful way; taking less, a stall's.
+                (0, _) if is_consumption(metric) && dev.z > 0.0 => Bad::Up,
                 (0, _) => Bad::Either,
                 (1, Bad::Either) => Bad::Neither,
                 (_, b) => b,
@@ -277,6 +348,14 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 factors,
                 corr,
             };
+            if let Some(r) = consumption(metric).filter(|_| cls == 0) {
+                if best_load[i][r]
+                    .as_ref()
+                    .is_none_or(|b| cand.score > b.score)
+                {
+                    best_load[i][r] = Some(cand.clone());
+                }
+            }
             if best[i].as_ref().is_none_or(|b| cand.score > b.score) {
                 best[i] = Some(cand);
             }
@@ -317,13 +396,18 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
 
     // Explained entities rank below what explains them.
     let half = kpi_step / 2;
-    let explained: Vec<bool> = (0..n)
+    // For each explained entity, the entity that explains it best.
+    let explainer: Vec<Option<usize>> = (0..n)
         .map(|c| {
-            let Some(bc) = &best[c] else { return false };
+            let Some(bc) = &best[c] else { return None };
             // A process that appeared with the incident is where it starts: nothing in
             // the graph made it run.
             if born_at[c].is_some() {
-                return false;
+                return None;
+            }
+            // Nor is a process stopped: a signal or a debugger did it, from outside the graph.
+            if bc.metric == "stopped" {
+                return None;
             }
             let tc = bc.since.unwrap_or(i64::MAX);
             // Direct causes, and causes of quiet direct causes (a NIC dropping packets
@@ -335,36 +419,82 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
                 }
             }
-            upstream.iter().any(|&(p, via)| {
+            let explains = |&(p, via): &(usize, usize)| {
                 let Some(bp) = &best[p] else { return false };
                 // A bystander's noise at the edge of the threshold explains nothing.
                 if p == k || p == c || bp.score < 0.5 * bc.score {
                     return false;
                 }
-                let tp = bp.since.unwrap_or(i64::MAX);
+                // A sampled state (stopped) is read once an interval: it may have begun up
+                // to one interval before the sample that saw it.
+                let tp = bp.since.map_or(i64::MAX, |t| {
+                    if is_state(&bp.metric) {
+                        t - kpi_step
+                    } else {
+                        t
+                    }
+                });
                 (tp < tc - half
                     || ((tp - tc).abs() <= half
                         && (bp.class < bc.class
                             || (bp.class == bc.class && g.rule(via, p).is_none()))))
                     && follows(p, c)
-            })
+            };
+            upstream
+                .iter()
+                .filter(|u| explains(u))
+                .map(|&(p, _)| p)
+                .max_by(|&a, &b| abn[a].total_cmp(&abn[b]).then(b.cmp(&a)))
         })
         .collect();
+    let explained: Vec<bool> = explainer.iter().map(Option::is_some).collect();
 
+    let (_, mut next) = rank::best_paths(g, k, &abn);
     let mut rank_score = match opts.ranker {
-        Ranker::Path => rank::by_path(g, k, &abn),
+        Ranker::Path => {
+            let abn_load: Vec<[f64; 3]> = best_load
+                .iter()
+                .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
+                .collect();
+            let pr = rank::by_path(g, k, &abn, &abn_load);
+            // A process ranked as a hog is reported with its load metric, and its path
+            // starts with the resource it loads.
+            for c in 0..n {
+                if let Some(r) = pr.via_load[c] {
+                    best[c] = best_load[c][r].clone();
+                }
+            }
+            for c in (0..n).filter(|&c| c != k && pr.first[c].is_some()) {
+                next[c] = pr.first[c];
+            }
+            pr.rank
+        }
         Ranker::Walk => rank::by_walk(g, k, &abn, &reachable),
     };
     // The KPI's own entity is a cause only when nothing upstream explains it better; the
     // walk never "arrives" there (it restarts there), so both rankers score it the same.
     rank_score[k] = abn[k] * 0.5;
+    // What an explained entity loses, its explainer gains: the root of an abnormal chain
+    // is as strong as the chain (a hog is as sure a cause as the saturated CPU it
+    // explains), one hop weaker. Credit flows up chains (hog → CPU → victim process).
+    let mut credit = vec![0.0f64; n];
+    for _ in 0..4 {
+        for c in 0..n {
+            if let Some(p) = explainer[c] {
+                let v = rank_score[c].max(credit[c]) * rank::HOP;
+                if v > credit[p] {
+                    credit[p] = v;
+                }
+            }
+        }
+    }
     for (i, r) in rank_score.iter_mut().enumerate() {
         if explained[i] {
             *r *= EXPLAINED;
+        } else if i != k {
+            *r = r.max(credit[i]);
         }
     }
-    let (_, next) = rank::best_paths(g, k, &abn);
-
     let mut order: Vec<usize> = (0..n)
         .filter(|&i| best[i].is_some() && rank_score[i] >= opts.min_score)
         .collect();
@@ -458,6 +588,121 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         kpi: kpi.clone(),
         causes,
         scored,
+    }
+}
+
+/// Mean of the finite values of `(ts, v)` in `[from, to]`.
+fn mean_from(ts: &[i64], v: &[f32], from: i64, to: i64) -> Option<f64> {
+    let (a, b) = (
+        ts.partition_point(|&t| t < from),
+        ts.partition_point(|&t| t <= to),
+    );
+    let vals: Vec<f64> = v[a..b.max(a)]
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| x as f64)
+        .collect();
+    (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+}
+
+/// How much the processes born during the incident take, next to the established ones.
+///
+/// Newcomers are grouped by process group (a job: stress-ng and its workers, fio and its
+/// jobs, a shell pipeline), since a hog is often several processes each taking a share.
+/// A group's size in a metric is the sum of its members' medians after the split; the
+/// reference is the largest baseline median of that metric among the established
+/// processes that can reach the KPI (the usual heavy user). Magnitude = size / (size +
+/// reference): a job taking as much as the heaviest regular user scores 0.5, one taking
+/// a tenth of it 0.09. A worker forked to serve the incident's own requests (a database
+/// backend for a new connection) takes little and ranks low; a hog ranks high.
+struct Newcomers {
+    /// Per born entity: its group's index.
+    group: Vec<Option<usize>>,
+    /// Per group: metric → summed median.
+    size: Vec<std::collections::HashMap<String, f64>>,
+    /// Metric → largest established baseline median.
+    reference: std::collections::HashMap<String, f64>,
+}
+
+impl Newcomers {
+    fn measure(
+        store: &Store,
+        g: &CausalGraph,
+        reachable: &[bool],
+        born_at: &[Option<i64>],
+        split: i64,
+        end: i64,
+    ) -> Newcomers {
+        use std::collections::HashMap;
+        let n = g.ids.len();
+        let median = |v: &mut Vec<f64>| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            v.sort_by(f64::total_cmp);
+            Some(v[v.len() / 2])
+        };
+        let mut group = vec![None; n];
+        let mut groups: HashMap<String, usize> = HashMap::new();
+        let mut size: Vec<HashMap<String, f64>> = Vec::new();
+        let mut reference: HashMap<String, f64> = HashMap::new();
+        for i in (0..n).filter(|&i| reachable[i] && g.kinds[i] == kind::PROC) {
+            let Some(h) = store.histories.get(&g.ids[i]) else {
+                continue;
+            };
+            let cut = h.ts.partition_point(|&t| t < split);
+            let stop = h.ts.partition_point(|&t| t <= end);
+            let born = born_at[i].is_some();
+            let gi = born.then(|| {
+                let key = store
+                    .entities
+                    .get(&g.ids[i])
+                    .and_then(|e| e.labels.get("pgid"))
+                    .map_or_else(|| g.ids[i].clone(), |p| format!("pgid {p}"));
+                let next = groups.len();
+                let gi = *groups.entry(key).or_insert(next);
+                if gi == size.len() {
+                    size.push(HashMap::new());
+                }
+                group[i] = Some(gi);
+                gi
+            });
+            for (metric, values) in h.cols.iter().filter(|(m, _)| is_consumption(m)) {
+                let range = if born { cut..stop } else { 0..cut };
+                let mut v: Vec<f64> = values[range]
+                    .iter()
+                    .filter(|x| x.is_finite())
+                    .map(|&x| x as f64)
+                    .collect();
+                let Some(m) = median(&mut v) else { continue };
+                match gi {
+                    Some(gi) => *size[gi].entry(metric.clone()).or_default() += m,
+                    None => {
+                        let r = reference.entry(metric.clone()).or_default();
+                        *r = r.max(m);
+                    }
+                }
+            }
+        }
+        Newcomers {
+            group,
+            size,
+            reference,
+        }
+    }
+
+    /// What born entity `i`'s group takes of `metric`.
+    fn size(&self, i: usize, metric: &str) -> Option<f64> {
+        self.size[self.group[i]?].get(metric).copied()
+    }
+
+    /// `extra` of `metric` as a magnitude: extra / (extra + the heavy user's usual);
+    /// `None` when no established process uses it (nothing to compare with: the robust
+    /// z stands).
+    fn relative(&self, metric: &str, extra: f64) -> Option<f64> {
+        let reference = *self.reference.get(metric).filter(|&&r| r > 0.0)?;
+        let extra = extra.max(0.0);
+        Some(extra / (extra + reference))
     }
 }
 

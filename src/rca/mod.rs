@@ -111,7 +111,31 @@ pub fn graph(store: &Store) -> CausalGraph {
     rels.dedup();
     let mut kinds = derived_kinds;
     kinds.extend(store.kinds.iter().map(|(k, v)| (k.clone(), v.clone())));
-    CausalGraph::build(&kinds, &rels)
+    let mut g = CausalGraph::build(&kinds, &rels);
+    // A connection slows the requests that travel on it: a link reaches only the SLIs of
+    // its own side and server port. Without this, the links on which clients reach a
+    // proxy would "cause" the proxy's latency towards its backends (their srtt is the
+    // clients' own slowness to acknowledge).
+    let conn = |i: usize| {
+        let keys = &store.entities.get(&g.ids[i])?.keys;
+        Some((keys.get("role")?.clone(), keys.get("server_port")?.clone()))
+    };
+    let apart: Vec<(usize, usize)> = (0..g.ids.len())
+        .filter(|&e| g.kinds[e] == crate::record::kind::SLI)
+        .flat_map(|e| {
+            g.causes[e]
+                .iter()
+                .filter(|(c, _)| g.kinds[*c] == crate::record::kind::TCP_LINK)
+                .filter(|(c, _)| matches!((conn(*c), conn(e)), (Some(a), Some(b)) if a != b))
+                .map(move |(c, _)| (*c, e))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !apart.is_empty() {
+        let apart: std::collections::HashSet<(usize, usize)> = apart.into_iter().collect();
+        g.retain(|c, e, _| !apart.contains(&(c, e)));
+    }
+    g
 }
 
 /// Reads the stream, passes it through (unless `only`), and writes the causes of every KPI

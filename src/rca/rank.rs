@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::causal::CausalGraph;
+use crate::record::kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Ranker {
@@ -22,7 +23,7 @@ pub enum Ranker {
 }
 
 /// Cost of one hop: a direct cause is preferred over one three hops away, all else equal.
-const HOP: f64 = 0.95;
+pub const HOP: f64 = 0.95;
 /// Weight of a quiet entity on a path: possible, but a path of quiet hops is weak evidence.
 const QUIET: f64 = 0.4;
 
@@ -66,10 +67,81 @@ pub fn best_paths(g: &CausalGraph, kpi: usize, abn: &[f64]) -> (Vec<f64>, Vec<Op
     (weight, next)
 }
 
-/// Path ranking: how abnormal a node is times its best path weight.
-pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64]) -> Vec<f64> {
+/// The slots of a process's load: what it takes of the CPU, of the disks, of memory.
+pub const CPU: usize = 0;
+pub const IO: usize = 1;
+pub const MEMORY: usize = 2;
+
+/// For "proc → cpu, disk, mem, host", a process hurting its neighbours through a resource
+/// they share, which it can do only by using more of it: the load slots that count on
+/// that edge (CPU time loads a CPU, I/O a disk, memory the memory; the host is all of
+/// them). `None` for any other edge.
+pub fn hog_edge(g: &CausalGraph, cause: usize, effect: usize) -> Option<&'static [usize]> {
+    if g.kinds[cause] != kind::PROC {
+        return None;
+    }
+    match g.kinds[effect].as_str() {
+        kind::CPU => Some(&[CPU]),
+        kind::DISK => Some(&[IO]),
+        kind::MEM => Some(&[MEMORY]),
+        kind::HOST => Some(&[CPU, IO, MEMORY]),
+        _ => None,
+    }
+}
+
+/// Path ranking, with each node's first hop and whether its load carried it.
+pub struct PathRanks {
+    /// How abnormal a node is times its best path weight.
+    pub rank: Vec<f64>,
+    /// The first hop of that path (the rest follows [`best_paths`]).
+    pub first: Vec<Option<usize>>,
+    /// The path starts with a hog edge, so this slot of `abn_load` ranked it, not `abn`.
+    pub via_load: Vec<Option<usize>>,
+}
+
+/// Path ranking: how abnormal a node is times its best path weight. Through a hog edge
+/// (proc → a shared resource) a process counts only with `abn_load`, how abnormal its
+/// load is: a process that waits for the CPU is a victim of the contention, not its
+/// cause, and on a busy host every process waits when one hogs.
+pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[[f64; 3]]) -> PathRanks {
     let (w, _) = best_paths(g, kpi, abn);
-    abn.iter().zip(&w).map(|(a, w)| a * w).collect()
+    let n = g.ids.len();
+    let mut out = PathRanks {
+        rank: vec![0.0; n],
+        first: vec![None; n],
+        via_load: vec![None; n],
+    };
+    for c in 0..n {
+        if c == kpi {
+            continue;
+        }
+        for &e in &g.effects[c] {
+            if w[e] == 0.0 {
+                continue;
+            }
+            let through = if e == kpi || abn[e] > 0.0 { 1.0 } else { QUIET };
+            let (a, slot) = match hog_edge(g, c, e) {
+                Some(slots) => slots
+                    .iter()
+                    .map(|&s| (abn_load[c][s], Some(s)))
+                    .fold((0.0, None), |b, x| if x.0 > b.0 { x } else { b }),
+                None => (abn[c], None),
+            };
+            let r = a * w[e] * through * HOP;
+            // Between equal paths, the one through the more abnormal entity: a hog's path
+            // names the CPU it saturates, not the first CPU of the host.
+            let better = match out.first[c] {
+                None => true,
+                Some(f) => r > out.rank[c] || (r == out.rank[c] && abn[e] > abn[f]),
+            };
+            if better {
+                out.rank[c] = r;
+                out.first[c] = Some(e);
+                out.via_load[c] = slot;
+            }
+        }
+    }
+    out
 }
 
 /// Random-walk ranking over the nodes that can reach the KPI.

@@ -464,3 +464,91 @@ fn the_kpi_entity_itself_can_be_the_cause() {
     );
     assert_eq!(causes[0]["evidence"].as_array().unwrap().len(), 2);
 }
+
+/// Host b: redis (proc 20) is paused at step 120 (SIGSTOP: `stopped` reads 1, its CPU
+/// falls to nothing); its SLI and the client's SLI on host a slow down, the client's link
+/// waits. On host a, a worker (proc 77) is forked when the incident begins: it waits for
+/// the CPU a lot (a victim's metric, from nothing) but takes almost none of it.
+fn stall_stream() -> String {
+    let mut lines: Vec<Value> = vec![
+        json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
+        json!({"type":"entity","ts":T0,"id":"b_host_b","kind":"host","machine_id":"b","keys":{"machine_id":"b"}}),
+        json!({"type":"entity","ts":T0,"id":"a_cpu_0","kind":"cpu","machine_id":"a","keys":{"cpu":"0"}}),
+        json!({"type":"entity","ts":T0,"id":"b_cpu_0","kind":"cpu","machine_id":"b","keys":{"cpu":"0"}}),
+        json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"client","pgid":10}}),
+        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"client"}}),
+        json!({"type":"entity","ts":T0,"id":"a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379","kind":"tcp_link","machine_id":"a",
+               "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":6379}}),
+        json!({"type":"entity","ts":T0,"id":"b_proc_20","kind":"proc","machine_id":"b","keys":{"tgid":20},"labels":{"comm":"redis-server","pgid":20}}),
+        json!({"type":"entity","ts":T0,"id":"b_sli_20","kind":"sli","machine_id":"b","keys":{"tgid":20},"labels":{"comm":"redis-server"}}),
+        json!({"type":"entity","ts":T0,"id":"b_tcp_link_20_server_10.0.0.1_10.0.0.2_6379","kind":"tcp_link","machine_id":"b",
+               "keys":{"tgid":20,"role":"server","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":6379}}),
+    ];
+    let fault = 120;
+    for i in 0..140usize {
+        let ts = T0 + i as i64 * STEP;
+        let on = |from: usize, base: f64, then: f64| if i >= from { then } else { base };
+        let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
+        if i == fault {
+            lines.push(json!({"type":"entity","ts":ts,"id":"a_proc_77","kind":"proc","machine_id":"a","keys":{"tgid":77},"labels":{"comm":"worker","pgid":10}}));
+        }
+        if i >= fault {
+            lines.push(m(
+                "a_proc_77",
+                "proc",
+                json!({"cpu_pct": 0.5 + 0.1 * wiggle(i, 1), "sched_runq_delay_sum_us": 90_000.0 + 100.0 * wiggle(i, 2)}),
+            ));
+        }
+        let cpu = 20.0 + 2.0 * wiggle(i, 3);
+        lines.push(m(
+            "b_proc_20",
+            "proc",
+            json!({"cpu_pct": on(fault, cpu, 0.2), "stopped": on(fault, 0.0, 1.0)}),
+        ));
+        lines.push(m(
+            "a_proc_10",
+            "proc",
+            json!({"cpu_pct": 10.0 + wiggle(i, 4)}),
+        ));
+        for (id, salt) in [("a_cpu_0", 5), ("b_cpu_0", 6)] {
+            lines.push(m(
+                id,
+                "cpu",
+                json!({"cpu_util": 30.0 + 3.0 * wiggle(i, salt)}),
+            ));
+        }
+        let slow = |base: f64, salt: usize| {
+            on(fault + 1, base + 0.1 * base * wiggle(i, salt), base * 30.0)
+        };
+        lines.push(m("b_sli_20", "sli", json!({"latency_avg": slow(1.0, 7)})));
+        lines.push(m("a_sli_10", "sli", json!({"latency_avg": slow(3.0, 8)})));
+        lines.push(m(
+            "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379",
+            "tcp_link",
+            json!({"srtt_us": slow(200.0, 9)}),
+        ));
+        if i == fault + 1 {
+            lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
+        }
+    }
+    lines.iter().map(|l| l.to_string() + "\n").collect()
+}
+
+#[test]
+fn a_stopped_process_ranks_first_and_a_newcomer_counts_only_by_what_it_takes() {
+    let causes = infer_file(&stall_stream(), Ranker::Path);
+    let top = &causes[0];
+    assert_eq!(
+        (top.id.as_str(), top.metric.as_str()),
+        ("b_proc_20", "stopped"),
+        "{causes:#?}"
+    );
+    assert_eq!(top.keyword, "process");
+    assert_eq!(top.path.last().unwrap().id, "a_sli_10");
+    // The forked worker waits (a victim's metric) but takes no CPU: it is no hog, and its
+    // wait from nothing is not evidence against anyone.
+    if let Some(w) = causes.iter().find(|c| c.id == "a_proc_77") {
+        assert_ne!(w.metric, "sched_runq_delay_sum_us", "{w:#?}");
+        assert!(w.score < 0.2, "{w:#?}");
+    }
+}

@@ -5,12 +5,17 @@
 //! ranks in the top 3 of the first inference after the fault, with the fault's kind as
 //! its keyword; the baseline alone must yield no cause.
 //!
-//! The floor asserted is what was measured, not the goal: at least one of the three cases
-//! right (the pipeline before this suite got none), and no cause on the quiet baseline.
-//! On the shared 2-core development machine the CPU hog was right in every run, the
-//! paused redis in one run of four, the packet loss in none (docs/rca.md): other
-//! developers' compilers are real hogs that appear during the fault, and a latency spike
-//! in a 40 s baseline can hide the fault from gala-detect. Raise the floor as that improves.
+//! The floor asserted is what was measured, with margin, not the goal: the paused redis
+//! in the top 3 (it was in five runs of five on the shared 2-core development machine,
+//! at rank 1 or 2: gala-collect's proc `stopped` shows it directly; the session before
+//! found it there in one run of four), at least one case in the top 3 in any event, and
+//! no cause on the quiet baseline. The CPU hog and the packet loss are not asserted:
+//! over those five runs (docs/rca.md) the loss ranked first in three, the hog raised no
+//! KPI anomaly at all in three (on a machine already busy with other developers'
+//! compilers it only doubled the application's latency, inside gala-detect's band). A
+//! quiet baseline with a cause means the machine had a real incident (a compiler
+//! starting beside the recording slowed redis ×10 in the fifth run): rerun on an idle
+//! machine. Raise the floor as that improves.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -67,17 +72,18 @@ fn strings(v: &serde_json::Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// What went wrong with one case, if anything.
-fn judge(dir: &Path, case: &str) -> Option<String> {
+/// The rank (1..=3) at which the injected entity was found with the right keyword, or
+/// what went wrong with the case.
+fn judge(dir: &Path, case: &str) -> Result<u64, String> {
     let Some(label) = label(dir, case) else {
-        return Some(format!("{case}: no label.json"));
+        return Err(format!("{case}: no label.json"));
     };
     let Some(fault_ms) = label["fault_ms"].as_i64() else {
-        return Some(format!("{case}: label.json without fault_ms"));
+        return Err(format!("{case}: label.json without fault_ms"));
     };
     let (ids, keywords) = (strings(&label["ids"]), strings(&label["keywords"]));
     if ids.is_empty() {
-        return Some(format!(
+        return Err(format!(
             "{case}: the recording holds none of the injected entities"
         ));
     }
@@ -88,15 +94,19 @@ fn judge(dir: &Path, case: &str) -> Option<String> {
         .map(|c| c["kpi"].clone())
         .next()
     else {
-        return Some(format!("{case}: no KPI anomaly after the fault began"));
+        return Err(format!("{case}: no KPI anomaly after the fault began"));
     };
     let ranked: Vec<&serde_json::Value> = causes.iter().filter(|c| c["kpi"] == first).collect();
-    let hit = ranked.iter().any(|c| {
-        c["rank"].as_u64().is_some_and(|r| r <= 3)
-            && ids.contains(&c["id"].as_str().unwrap_or(""))
-            && keywords.contains(&c["keyword"].as_str().unwrap_or(""))
-    });
-    (!hit).then(|| {
+    let hit = ranked
+        .iter()
+        .filter(|c| {
+            ids.contains(&c["id"].as_str().unwrap_or(""))
+                && keywords.contains(&c["keyword"].as_str().unwrap_or(""))
+        })
+        .filter_map(|c| c["rank"].as_u64())
+        .filter(|&r| r <= 3)
+        .min();
+    hit.ok_or_else(|| {
         let got: Vec<String> = ranked
             .iter()
             .map(|c| {
@@ -114,7 +124,7 @@ fn judge(dir: &Path, case: &str) -> Option<String> {
 }
 
 #[test]
-fn injected_faults_rank_in_the_top_three_and_a_quiet_recording_has_no_cause() {
+fn a_paused_process_ranks_in_the_top_three_and_a_quiet_recording_has_no_cause() {
     if !common::require_bpf("rca_faults") {
         return;
     }
@@ -165,16 +175,25 @@ fn injected_faults_rank_in_the_top_three_and_a_quiet_recording_has_no_cause() {
     eprintln!("{summary}");
     assert!(status.success(), "scripts/fault-suite failed: {status}");
     let cases = ["cpu", "stop", "loss"];
-    let wrong: Vec<String> = cases.iter().filter_map(|c| judge(out.path(), c)).collect();
+    let verdicts: Vec<Result<u64, String>> = cases.iter().map(|c| judge(out.path(), c)).collect();
+    let first = verdicts.iter().filter(|v| v == &&Ok(1)).count();
+    let top3 = verdicts.iter().filter(|v| v.is_ok()).count();
+    let wrong: Vec<&String> = verdicts.iter().filter_map(|v| v.as_ref().err()).collect();
     eprintln!(
-        "rca_faults: {} of {} cases right\n{}",
-        cases.len() - wrong.len(),
+        "rca_faults: {first} of {} cases at rank 1, {top3} in the top 3 ({:?})\n{}",
         cases.len(),
-        wrong.join("\n")
+        verdicts.iter().map(|v| v.as_ref().ok()).collect::<Vec<_>>(),
+        wrong
+            .iter()
+            .map(|w| w.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let mut failures = Vec::new();
-    if wrong.len() == cases.len() {
-        failures.extend(wrong);
+    if top3 == 0 {
+        failures.extend(wrong.iter().map(|w| w.to_string()));
+    } else if let Err(e) = &verdicts[1] {
+        failures.push(e.clone());
     }
     let quiet_label = label(out.path(), "quiet").unwrap_or_default();
     let quiet: Vec<serde_json::Value> = lines(&out.path().join("quiet/causes.ndjson"))
