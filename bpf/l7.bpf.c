@@ -23,15 +23,12 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "l7.h"
+#include "fd_sock.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #define AF_INET 2
 #define AF_INET6 10
-#define SOCK_STREAM 1
-#define IPPROTO_TCP 6
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 #define EINPROGRESS 115
 /* A proxy forwards within this long of reading the request. */
 #define LB_WINDOW_NS 5000000000ULL
@@ -180,27 +177,10 @@ static __always_inline __u64 *neg_slot(__u64 key)
  * TCP socket. */
 static __always_inline bool read_sock(__s32 fd, struct l7_conn *c)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
-		return false;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	if (!f)
-		return false;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return false;
-	struct socket *so = BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(so, sk);
+	struct sock *sk = tcp_sock_of_fd(fd);
 	if (!sk)
 		return false;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return false;
-	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return false;
 	c->sk = (__u64)sk;
 	c->tcp = 1;
 	c->family = family;

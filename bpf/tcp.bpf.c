@@ -18,6 +18,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
 #include "tcp.h"
+#include "fd_sock.h"
 
 #define AF_INET 2
 #define IPPROTO_TCP 6
@@ -234,23 +235,9 @@ int BPF_PROG(tcp_set_state, struct sock *sk, int old, int new)
 /* accept() returned a connected socket: the fd's file holds it. Once per connection. */
 static __always_inline int on_accept(long fd)
 {
-	if (fd < 0)
-		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return 0;
-	struct socket *so = (struct socket *)BPF_CORE_READ(f, private_data);
-	if (!so || BPF_CORE_READ(so, file) != f)
-		return 0; /* not a socket after all (the fd was replaced meanwhile) */
-	struct sock *sk = BPF_CORE_READ(so, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	sock_entry(sk, true, ROLE_SERVER);
+	struct sock *sk = tcp_sock_of_fd(fd);
+	if (sk)
+		sock_entry(sk, true, ROLE_SERVER);
 	return 0;
 }
 
