@@ -379,15 +379,21 @@ impl Tracker {
             backend_ip: f.backend.0,
             backend_port: f.backend.1,
         };
+        self.count_forward(fk, kernel_protocol(f.proto), (f.in_sk, ev.sk));
+    }
+
+    /// One request a proxy forwarded on `fk`, from the inbound to the outbound socket of
+    /// `link`; flows beyond MAX_FLOWS are counted as turned away.
+    fn count_forward(&mut self, fk: FlowKey, protocol: Option<Protocol>, link: (u64, u64)) {
         if !self.flows.contains_key(&fk) && self.flows.len() >= MAX_FLOWS {
             self.counters.flows_turned_away += 1;
             return;
         }
         let agg = self.flows.entry(fk).or_default();
         agg.req_count += 1;
-        agg.protocol = kernel_protocol(f.proto);
+        agg.protocol = protocol;
         if agg.links.len() < 4096 {
-            agg.links.insert((f.in_sk, ev.sk));
+            agg.links.insert(link);
         }
     }
 
@@ -475,16 +481,7 @@ impl Tracker {
                     backend_ip: conn.remote.0,
                     backend_port: conn.remote.1,
                 };
-                if !self.flows.contains_key(&fk) && self.flows.len() >= MAX_FLOWS {
-                    self.counters.flows_turned_away += 1;
-                    return;
-                }
-                let agg = self.flows.entry(fk).or_default();
-                agg.req_count += 1;
-                agg.protocol = p;
-                if agg.links.len() < 4096 {
-                    agg.links.insert((inb.sk, ev.sk));
-                }
+                self.count_forward(fk, p, (inb.sk, ev.sk));
             }
             _ => {}
         }
