@@ -7,6 +7,7 @@
  * (softirq), so they are attributed through the `connecting` map filled at connect(). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "endpoint.h"
@@ -214,15 +215,14 @@ int ep_kfree_skb(struct trace_event_raw_kfree_skb *ctx)
 
 /* UDP bytes per socket. These two hooks run at every send and receive on the host, TCP
  * included (the tcp probe no longer hooks them), so they return at once for anything
- * but UDP. (Tried as raw tracepoints to skip building the trace record: the receive
- * side then saw no UDP receives on 6.18, for a reason not found yet.) */
-static __always_inline int on_udp_length(struct trace_event_raw_sock_msg_length *ctx, bool rx)
+ * but UDP. Raw tracepoints: a classic one would first build the trace record for every
+ * TCP send and receive too, only for us to look at one field of it. */
+static __always_inline int on_udp_length(struct sock *sk, int ret, int flags, bool rx)
 {
-	if (ctx->protocol != IPPROTO_UDP || ctx->ret <= 0)
+	if (ret <= 0 || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
 		return 0;
-	if (rx && (ctx->flags & MSG_PEEK))
+	if (rx && (flags & MSG_PEEK))
 		return 0;
-	struct sock *sk = (struct sock *)ctx->sk;
 	__u64 key = (__u64)sk;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct ep_udp_val *u = bpf_map_lookup_elem(&udp, &key);
@@ -249,20 +249,20 @@ static __always_inline int on_udp_length(struct trace_event_raw_sock_msg_length 
 			return 0;
 	}
 	if (rx)
-		__sync_fetch_and_add(&u->rx_bytes, ctx->ret);
+		__sync_fetch_and_add(&u->rx_bytes, ret);
 	else
-		__sync_fetch_and_add(&u->tx_bytes, ctx->ret);
+		__sync_fetch_and_add(&u->tx_bytes, ret);
 	return 0;
 }
 
-SEC("tp/sock/sock_send_length")
-int ep_send_length(struct trace_event_raw_sock_msg_length *ctx)
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(ep_send_length, struct sock *sk, int ret, int flags)
 {
-	return on_udp_length(ctx, false);
+	return on_udp_length(sk, ret, flags, false);
 }
 
-SEC("tp/sock/sock_recv_length")
-int ep_recv_length(struct trace_event_raw_sock_msg_length *ctx)
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(ep_recv_length, struct sock *sk, int ret, int flags)
 {
-	return on_udp_length(ctx, true);
+	return on_udp_length(sk, ret, flags, true);
 }

@@ -68,6 +68,14 @@ pub struct Cli {
     #[arg(long, default_value = "100us", value_parser = parse_duration, value_name = "TIME")]
     pub offcpu_min: Duration,
 
+    /// Kernel BPF run-time statistics for the status record's `bpf_progs`: `sampled` turns
+    /// them on for 100 ms of every second (run time per run exact, counts a sample: scale
+    /// them by `bpf_stats.since_ns / on_ns`); `full` keeps them on (exact counts, ~80 ns
+    /// more per program run); `off` never.
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    #[arg(long, value_enum, default_value_t, value_name = "MODE")]
+    pub bpf_stats: super::bpf::stats::StatsMode,
+
     /// Also emit thread entities under each process (proc probe).
     #[arg(long)]
     pub threads: bool,

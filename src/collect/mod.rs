@@ -160,6 +160,8 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         for p in &probes {
             p.status(&mut extra);
         }
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        bpf::stats::fill_status(&mut extra);
         if let Some(exporter) = &opts.exporter {
             exporter.status(&mut extra);
         }
@@ -326,6 +328,8 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         ),
         None => None,
     };
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    bpf::stats::configure(cli.bpf_stats);
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     stack::configure(stack::StackConfig {
         sample_hz: cli.sample_rate,

@@ -8,10 +8,13 @@
 pub mod doctor;
 pub mod hooks;
 pub mod net;
+pub mod stats;
 pub mod sys;
 
+pub use stats::RunTimeStats;
+
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::anyhow;
 use libbpf_rs::libbpf_sys;
@@ -73,27 +76,6 @@ pub fn route_libbpf_messages(verbose: u8) {
         _ => Some(PrintLevel::Debug),
     };
     libbpf_rs::set_print(level.map(|l| (l, print as libbpf_rs::PrintCallback)));
-}
-
-/// Kernel BPF run-time statistics (run count and time per program), enabled for as long
-/// as this guard lives. The kernel keeps them off by default because they cost a few ns
-/// per run; we turn them on only while collecting, and the fd closing turns them off.
-pub struct RunTimeStats {
-    _fd: OwnedFd,
-}
-
-impl RunTimeStats {
-    pub fn enable() -> io::Result<RunTimeStats> {
-        // SAFETY: plain syscall wrapper; returns a new fd or a negative errno.
-        let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
-        if fd < 0 {
-            return Err(io::Error::from_raw_os_error(-fd));
-        }
-        // SAFETY: the kernel just gave us this fd and nothing else owns it.
-        Ok(RunTimeStats {
-            _fd: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
-        })
-    }
 }
 
 /// Run count, run time (ns) and recursion misses of one loaded program.

@@ -52,13 +52,13 @@ pub const HOOKS: Hooks = &[
         },
     ),
     (
-        Hook::Tracepoint("sock/sock_send_length"),
+        Hook::RawTracepoint("sock_send_length"),
         Need::Optional {
             what: "UDP tx_bytes",
         },
     ),
     (
-        Hook::Tracepoint("sock/sock_recv_length"),
+        Hook::RawTracepoint("sock_recv_length"),
         Need::Optional {
             what: "UDP endpoints and rx_bytes",
         },
