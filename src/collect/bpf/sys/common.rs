@@ -51,6 +51,42 @@ pub fn entries(map: &impl MapCore, n: usize) -> Vec<(Vec<u8>, Vec<u64>)> {
     out
 }
 
+/// Every (key, value) of a per-CPU hash map, each value the CPUs' `n` words summed, except
+/// a per-interval maximum at `max` (stamped with its epoch at `max + 1`, see
+/// [`interval_max`]): that is the largest of this interval's per-CPU maxima, stamped `epoch`.
+pub fn percpu_entries(
+    map: &impl MapCore,
+    n: usize,
+    max: usize,
+    epoch: u64,
+) -> Vec<(Vec<u8>, Vec<u64>)> {
+    let mut out = Vec::new();
+    for key in map.keys() {
+        let Ok(Some(cpus)) = map.lookup_percpu(&key, MapFlags::ANY) else {
+            continue;
+        };
+        let per_cpu: Vec<Vec<u64>> = cpus.iter().filter_map(|v| words(v, n)).collect();
+        out.push((key, fold_cpus(&per_cpu, n, max, epoch)));
+    }
+    out
+}
+
+/// One value from its per-CPU copies: see [`percpu_entries`].
+fn fold_cpus(per_cpu: &[Vec<u64>], n: usize, max: usize, epoch: u64) -> Vec<u64> {
+    let mut sum = vec![0u64; n];
+    for w in per_cpu {
+        for (i, (s, v)) in sum.iter_mut().zip(w).enumerate() {
+            if i == max {
+                *s = (*s).max(interval_max(*v, w[max + 1], epoch));
+            } else if i != max + 1 {
+                *s = s.wrapping_add(*v);
+            }
+        }
+    }
+    sum[max + 1] = epoch;
+    sum
+}
+
 pub fn key_u32(key: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(key.get(..4)?.try_into().ok()?))
 }

@@ -221,7 +221,7 @@ impl Probe for Io {
         let epoch = common::read_volatile(&bss.epoch);
         let mut disks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let mut tgids = Vec::new();
-        for (key, cur) in common::entries(&self.skel.maps.stats, WORDS) {
+        for (key, cur) in common::percpu_entries(&self.skel.maps.stats, WORDS, LAT_MAX, epoch) {
             let (Some(kind_), Some(id)) = (
                 common::key_u32(&key),
                 key.get(4..).and_then(common::key_u32),
