@@ -96,7 +96,7 @@ static __always_inline void flush(struct sched_task *t, __u32 tgid, __u64 e)
 /* A thread's counts reach its process after this many switches, or at its first switch
  * in a new interval, or when it exits: the per-switch work stays thread-local (no hash
  * lookup, no atomics) and a process is at most this many switches behind. */
-#define FLUSH_EVERY 16
+#define FLUSH_EVERY 64
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
