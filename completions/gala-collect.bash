@@ -35,7 +35,7 @@ _gala__collect() {
 
     case "${cmd}" in
         gala__collect)
-            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --threads --summary --serve --serve-max-series --output --line-buffered --verbose --quiet --help --version doctor help"
+            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --bpf-stats --threads --summary --serve --serve-max-series --output --line-buffered --verbose --quiet --help --version doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -91,6 +91,10 @@ _gala__collect() {
                     ;;
                 --offcpu-min)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpf-stats)
+                    COMPREPLY=($(compgen -W "sampled full off" -- "${cur}"))
                     return 0
                     ;;
                 --serve)

@@ -28,6 +28,9 @@ _gala-collect() {
 '--container=[Only processes in this container (id or unique prefix)]:ID:_default' \
 '--sample-rate=[oncpu probe\: samples per second on each CPU]:HZ:_default' \
 '--offcpu-min=[offcpu probe\: ignore blocks shorter than this (e.g. 100us, 1ms)]:TIME:_default' \
+'--bpf-stats=[Kernel BPF run-time statistics for the status record'\''s \`bpf_progs\`\: \`sampled\` turns them on for 100 ms of every second (run time per run exact, counts a sample\: scale them by \`bpf_stats.since_ns / on_ns\`); \`full\` keeps them on (exact counts, ~80 ns more per program run); \`off\` never]:MODE:((sampled\:"On for 100 ms of every second\: run time per run is exact, counts are a sample"
+full\:"On all the time\: exact counts, at ~80 ns per program run"
+off\:"Never on\: \`bpf_progs\` stays at zero"))' \
 '--serve=[Also serve the latest interval as Prometheus text at http\://ADDR/metrics (PORT or \:PORT binds 127.0.0.1; give HOST\:PORT to expose it further). Scrapes do not drain]:ADDR:_default' \
 '--serve-max-series=[With --serve\: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)]:N:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
