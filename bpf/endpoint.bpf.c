@@ -11,6 +11,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "endpoint.h"
+#include "kread.h"
 
 #define AF_INET 2
 #define IPPROTO_TCP 6
@@ -217,19 +218,9 @@ int ep_kfree_skb(struct trace_event_raw_kfree_skb *ctx)
  * included (the tcp probe no longer hooks them), so they return at once for anything
  * but UDP. Raw tracepoints: a classic one would first build the trace record for every
  * TCP send and receive too, only for us to look at one field of it. */
-/* bpf_core_cast (kernel 6.2+) makes the read a plain load the kernel guards with an
- * exception-table entry, much cheaper than the bpf_probe_read_kernel call BPF_CORE_READ
- * makes; older kernels take the helper (the verifier drops the branch not taken). */
-static __always_inline __u16 sock_protocol(struct sock *sk)
-{
-	if (bpf_ksym_exists(bpf_rdonly_cast))
-		return bpf_core_cast(sk, struct sock)->sk_protocol;
-	return BPF_CORE_READ(sk, sk_protocol);
-}
-
 static __always_inline int on_udp_length(struct sock *sk, int ret, int flags, bool rx)
 {
-	if (ret <= 0 || sock_protocol(sk) != IPPROTO_UDP)
+	if (ret <= 0 || KREAD(struct sock, sk, sk_protocol) != IPPROTO_UDP)
 		return 0;
 	if (rx && (flags & MSG_PEEK))
 		return 0;

@@ -13,6 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "io.h"
+#include "kread.h"
 
 #define PF_KTHREAD 0x00200000
 #define REQ_OP_MASK 0xff
@@ -34,6 +35,7 @@ struct io_req {
 	__u32 op;
 	__u32 error;
 	__u32 pad;
+	__u64 born;	/* the request's allocation time (rq->start_time_ns), 0 if unknown */
 };
 
 /* Keyed by request address. blk-mq preallocates its requests, so the addresses form a
@@ -57,29 +59,6 @@ struct {
 	__type(value, struct io_stats);
 } stats SEC(".maps");
 
-/* The request seen through BTF: bpf_core_cast (kernel 6.2+) makes its fields plain loads
- * the kernel guards with an exception-table entry, cheaper than bpf_probe_read_kernel
- * calls; older kernels take the helper (the verifier drops the branch not taken). */
-static __always_inline __u32 rq_op(struct request *rq)
-{
-	if (bpf_ksym_exists(bpf_rdonly_cast))
-		return bpf_core_cast(rq, struct request)->cmd_flags & REQ_OP_MASK;
-	return BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
-}
-
-static __always_inline void rq_size_dev(struct request *rq, struct io_req *r)
-{
-	if (bpf_ksym_exists(bpf_rdonly_cast)) {
-		struct request *q = bpf_core_cast(rq, struct request);
-
-		r->bytes = q->__data_len;
-		r->dev = q->part ? q->part->bd_dev : 0;
-		return;
-	}
-	r->bytes = BPF_CORE_READ(rq, __data_len);
-	r->dev = BPF_CORE_READ(rq, part, bd_dev);
-}
-
 static const struct io_stats zero_stats;
 
 static __always_inline __u32 user_tgid(void)
@@ -89,10 +68,23 @@ static __always_inline __u32 user_tgid(void)
 	return cur->flags & PF_KTHREAD ? 0 : cur->tgid;
 }
 
+/* Who a request (re)used at this address belongs to. A request the device sent back busy
+ * is requeued, and kblockd's worker inserts and issues it again: still the same request
+ * (same allocation time), so it keeps the process that issued it first. */
+static __always_inline void set_owner(struct io_req *r, struct request *rq)
+{
+	__u64 born = KREAD(struct request, rq, start_time_ns);
+	__u32 tgid = user_tgid();
+
+	if (tgid || !born || r->born != born)
+		r->tgid = tgid;
+	r->born = born;
+}
+
 SEC("raw_tp/block_rq_insert")
 int BPF_PROG(on_insert, struct request *rq)
 {
-	__u32 op = rq_op(rq);
+	__u32 op = KREAD(struct request, rq, cmd_flags) & REQ_OP_MASK;
 	__u64 key = (__u64)rq;
 
 	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
@@ -103,10 +95,11 @@ int BPF_PROG(on_insert, struct request *rq)
 	if (r) {
 		r->insert_ts = bpf_ktime_get_ns();
 		r->issue_ts = 0;
-		r->tgid = user_tgid();
+		set_owner(r, rq);
 		return 0;
 	}
-	struct io_req n = { .insert_ts = bpf_ktime_get_ns(), .tgid = user_tgid() };
+	struct io_req n = { .insert_ts = bpf_ktime_get_ns(), .tgid = user_tgid(),
+			    .born = KREAD(struct request, rq, start_time_ns) };
 
 	if (bpf_map_update_elem(&reqs, &key, &n, BPF_NOEXIST))
 		__sync_fetch_and_add(&dropped, 1);
@@ -116,7 +109,7 @@ int BPF_PROG(on_insert, struct request *rq)
 SEC("raw_tp/block_rq_issue")
 int BPF_PROG(on_issue, struct request *rq)
 {
-	__u32 op = rq_op(rq);
+	__u32 op = KREAD(struct request, rq, cmd_flags) & REQ_OP_MASK;
 	__u64 key = (__u64)rq, now;
 	struct io_req *r;
 
@@ -132,9 +125,10 @@ int BPF_PROG(on_issue, struct request *rq)
 	} else if (r) {
 		r->insert_ts = 0;
 		r->issue_ts = now;
-		r->tgid = user_tgid();
+		set_owner(r, rq);
 	} else {
-		struct io_req n = { .issue_ts = now, .tgid = user_tgid() };
+		struct io_req n = { .issue_ts = now, .tgid = user_tgid(),
+				    .born = KREAD(struct request, rq, start_time_ns) };
 
 		if (bpf_map_update_elem(&reqs, &key, &n, BPF_NOEXIST)) {
 			__sync_fetch_and_add(&dropped, 1);
@@ -145,7 +139,9 @@ int BPF_PROG(on_issue, struct request *rq)
 			return 0;
 	}
 	r->op = op;
-	rq_size_dev(rq, r);
+	r->bytes = KREAD(struct request, rq, __data_len);
+	struct block_device *part = KREAD(struct request, rq, part);
+	r->dev = part ? KREAD(struct block_device, part, bd_dev) : 0;
 	r->error = 0;
 	return 0;
 }

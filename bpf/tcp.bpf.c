@@ -19,6 +19,7 @@
 #include <bpf/bpf_tracing.h>
 #include "tcp.h"
 #include "fd_sock.h"
+#include "kread.h"
 
 #define AF_INET 2
 #define IPPROTO_TCP 6
@@ -71,10 +72,14 @@ static __always_inline void count(__u32 idx)
  * by close()). */
 static __always_inline __u64 sock_inode(struct sock *sk)
 {
-	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	struct socket *so = KREAD(struct sock, sk, sk_socket);
 	if (!so)
 		return 0;
-	return BPF_CORE_READ(so, file, f_inode, i_ino);
+	struct file *file = KREAD(struct socket, so, file);
+	if (!file)
+		return 0;
+	struct inode *inode = KREAD(struct file, file, f_inode);
+	return inode ? KREAD(struct inode, inode, i_ino) : 0;
 }
 
 /* Family, ports and addresses of `sk` into any struct with those fields. The local
@@ -82,13 +87,13 @@ static __always_inline __u64 sock_inode(struct sock *sk)
  * CLOSE tracepoint and tcp_destroy_sock run, but leaves inet_sport. */
 #define FILL_ADDRS(f, sk)                                                             \
 	do {                                                                          \
-		(f)->family = BPF_CORE_READ(sk, __sk_common.skc_family);              \
-		(f)->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)(sk), inet_sport)); \
-		(f)->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));     \
+		(f)->family = KREAD(struct sock, sk, __sk_common.skc_family);         \
+		(f)->lport = bpf_ntohs(KREAD(struct inet_sock, sk, inet_sport));      \
+		(f)->rport = bpf_ntohs(KREAD(struct sock, sk, __sk_common.skc_dport)); \
 		if ((f)->family == AF_INET) {                                         \
 			/* BPF_CORE_READ_INTO reads sizeof(*dst): go through 4 bytes */ \
-			__u32 l_ = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);      \
-			__u32 r_ = BPF_CORE_READ(sk, __sk_common.skc_daddr);          \
+			__u32 l_ = KREAD(struct sock, sk, __sk_common.skc_rcv_saddr); \
+			__u32 r_ = KREAD(struct sock, sk, __sk_common.skc_daddr);     \
 			__builtin_memset((f)->laddr, 0, 16);                          \
 			__builtin_memset((f)->raddr, 0, 16);                          \
 			__builtin_memcpy((f)->laddr, &l_, 4);                         \
@@ -138,19 +143,18 @@ static __always_inline struct tcp_sock_val *sock_entry(struct sock *sk, bool own
 /* The same numbers tcp_info gives, straight from the tcp_sock. */
 static __always_inline void fill_counters(struct tcp_final *f, struct sock *sk)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	f->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	f->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
-	f->bytes_retrans = BPF_CORE_READ(tp, bytes_retrans);
-	f->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	f->segs_in = BPF_CORE_READ(tp, segs_in);
-	f->segs_out = BPF_CORE_READ(tp, segs_out);
-	f->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	f->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
-	f->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	f->snd_wnd = BPF_CORE_READ(tp, snd_wnd);
-	f->rcv_wnd = BPF_CORE_READ(tp, rcv_wnd);
-	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	f->cookie = KREAD(struct sock, sk, __sk_common.skc_cookie.counter);
+	f->bytes_sent = KREAD(struct tcp_sock, sk, bytes_sent);
+	f->bytes_retrans = KREAD(struct tcp_sock, sk, bytes_retrans);
+	f->bytes_received = KREAD(struct tcp_sock, sk, bytes_received);
+	f->segs_in = KREAD(struct tcp_sock, sk, segs_in);
+	f->segs_out = KREAD(struct tcp_sock, sk, segs_out);
+	f->srtt_us = KREAD(struct tcp_sock, sk, srtt_us) >> 3;
+	f->snd_cwnd = KREAD(struct tcp_sock, sk, snd_cwnd);
+	f->total_retrans = KREAD(struct tcp_sock, sk, total_retrans);
+	f->snd_wnd = KREAD(struct tcp_sock, sk, snd_wnd);
+	f->rcv_wnd = KREAD(struct tcp_sock, sk, rcv_wnd);
+	unsigned long flags = KREAD(struct sock, sk, __sk_common.skc_flags);
 	f->fin_rcvd = (flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1;
 }
 
@@ -180,7 +184,7 @@ static __always_inline void finish(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 	struct tcp_sock_val *v = bpf_map_lookup_elem(&socks, &key);
-	if (!v && !BPF_CORE_READ(sk, __sk_common.skc_cookie.counter))
+	if (!v && !KREAD(struct sock, sk, __sk_common.skc_cookie.counter))
 		return;
 	count(TCP_CNT_SOCKS_FINAL);
 	emit(v && v->failed ? TCP_EV_FAILED_CONNECT : TCP_EV_CLOSE, sk, v, true);
@@ -196,7 +200,7 @@ static __always_inline void finish(struct sock *sk)
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(tcp_set_state, struct sock *sk, int old, int new)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (KREAD(struct sock, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	struct tcp_sock_val *v;
 
