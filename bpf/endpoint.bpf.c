@@ -102,26 +102,29 @@ static __always_inline struct ep_conn_val *conn_entry(__u32 tgid)
 	return bpf_map_lookup_elem(&conns, &tgid);
 }
 
-SEC("tp/sock/inet_sock_set_state")
-int ep_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/* A raw tracepoint, as the tcp probe's: the kernel skips a classic tracepoint's program
+ * whenever another BPF program runs on the CPU (a softirq's state change arriving during
+ * one), and builds a trace record first. */
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(ep_set_state, struct sock *sk, int old, int new)
 {
-	if (ctx->protocol != IPPROTO_TCP)
+	if (KREAD(struct sock, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	struct sock *sk = (struct sock *)ctx->skaddr;
 	__u64 key = (__u64)sk;
-	int old = ctx->oldstate, new = ctx->newstate;
+	__u16 family = KREAD(struct sock, sk, __sk_common.skc_family);
+	__u16 sport = bpf_ntohs(KREAD(struct inet_sock, sk, inet_sport));
 
 	if (new == TCP_LISTEN) {
-		struct ep_port_val *p = port_entry(ctx->family, ctx->sport);
+		struct ep_port_val *p = port_entry(family, sport);
 		if (p) {
 			p->tgid = bpf_get_current_pid_tgid() >> 32;
-			p->backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+			p->backlog = KREAD(struct sock, sk, sk_max_ack_backlog);
 			bpf_get_current_comm(&p->comm, sizeof(p->comm));
 		}
 		return 0;
 	}
 	if (old == TCP_SYN_RECV && new == TCP_ESTABLISHED) {
-		struct ep_port_val *p = port_entry(ctx->family, ctx->sport);
+		struct ep_port_val *p = port_entry(family, sport);
 		if (p)
 			__sync_fetch_and_add(&p->passive_opens, 1);
 		return 0;

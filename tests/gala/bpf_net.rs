@@ -248,6 +248,48 @@ fn tcp_links_ipv6_carry_exact_bytes_and_owners() {
     known_traffic("::1");
 }
 
+/// A listener that lives across intervals, accepting three connections.
+const LISTENER: &str = r#"
+import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)
+p = s.getsockname()[1]
+for _ in range(3):
+    c = socket.create_connection(('127.0.0.1', p)); a, _ = s.accept(); c.close(); a.close()
+print(p, flush=True)
+time.sleep(2.5)
+"#;
+
+#[test]
+fn listener_reports_owner_backlog_and_passive_opens() {
+    if !common::require_bpf("listener_reports_owner_backlog_and_passive_opens") {
+        return;
+    }
+    let col = Collector::start("endpoint");
+    let mut server = python(LISTENER, &[]);
+    let port: u16 = read_line(&mut server).trim().parse().expect("port");
+    let pid = server.id();
+    server.wait().unwrap();
+    let recs = col.finish();
+    let listen = [
+        ("type", Value::from("tcp_listen")),
+        ("tgid", Value::from(pid)),
+        ("port", Value::from(port)),
+    ];
+    assert_eq!(
+        metric_sum(&recs, "endpoint", &listen, "passive_opens"),
+        3.0,
+        "passive opens on port {port}"
+    );
+    let ids = entity_ids(&recs, "endpoint", &listen);
+    assert_eq!(ids.len(), 1, "one listener entity: {ids:?}");
+    let backlog = recs
+        .iter()
+        .filter(|r| r["type"] == "metric" && r["id"] == ids[0].as_str())
+        .filter_map(|r| r["metrics"]["backlog"].as_f64())
+        .fold(0.0, f64::max);
+    assert_eq!(backlog, 8.0, "listen(8) backlog on port {port}");
+}
+
 #[test]
 fn connect_to_closed_port_is_a_failed_connect_and_a_reset() {
     if !common::require_bpf("connect_to_closed_port_is_a_failed_connect_and_a_reset") {

@@ -94,7 +94,10 @@ fn controller() -> &'static Controller {
 
 fn lock() -> std::sync::MutexGuard<'static, Shared> {
     // A poisoned lock only means a panic elsewhere; the counters are still usable.
-    controller().shared.lock().unwrap_or_else(|e| e.into_inner())
+    controller()
+        .shared
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// Turns the kernel statistics on until the returned fd closes.
@@ -242,7 +245,10 @@ mod tests {
     fn guards_count_users_and_the_status_says_how_long_stats_were_on() {
         let mut extra = Fields::new();
         fill_status(&mut extra);
-        assert!(extra.get("bpf_stats").is_none(), "nothing before a probe asks");
+        assert!(
+            extra.get("bpf_stats").is_none(),
+            "nothing before a probe asks"
+        );
         let a = RunTimeStats::enable().expect("guard");
         let b = RunTimeStats::enable().expect("guard");
         assert_eq!(lock().users, 2);
@@ -251,7 +257,10 @@ mod tests {
         fill_status(&mut extra);
         let s = &extra["bpf_stats"];
         assert_eq!(s["mode"], "sampled");
-        let (on, since) = (s["on_ns"].as_u64().unwrap(), s["since_ns"].as_u64().unwrap());
+        let (on, since) = (
+            s["on_ns"].as_u64().unwrap(),
+            s["since_ns"].as_u64().unwrap(),
+        );
         assert!(on <= since, "{s}");
         // As root the kernel turns them on; as a user the error is reported instead.
         assert!(on > 0 || s.get("error").is_some(), "{s}");

@@ -32,7 +32,7 @@ mod skel {
 use skel::types::{ep_conn_val as ConnVal, ep_port_val as PortVal, ep_udp_val as UdpVal};
 
 pub const HOOKS: Hooks = &[
-    (Hook::Tracepoint("sock/inet_sock_set_state"), Need::Required),
+    (Hook::RawTracepoint("inet_sock_set_state"), Need::Required),
     (
         Hook::Tracepoint("tcp/tcp_retransmit_skb"),
         Need::Optional {
