@@ -844,7 +844,9 @@ int BPF_PROG(l7_set_state, struct sock *sk, int old, int new)
 		struct l7_conn c = {};
 		c.sk = key;
 		c.role = old == TCP_SYN_SENT ? L7_ROLE_CLIENT : L7_ROLE_SERVER;
-		bpf_map_update_elem(&conns, &key, &c, BPF_NOEXIST);
+		/* Over any entry left there: a new handshake is a new connection, even if a
+		 * freed sock's entry survived (its TCP_CLOSE missed) at this address. */
+		bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
 		return 0;
 	}
 	if (new != TCP_CLOSE)

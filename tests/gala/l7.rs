@@ -331,12 +331,26 @@ fn redis_requests_and_errors_match_the_benchmark() {
         "no sli for port {port}: {:?}",
         recs.status_l7()
     );
+    // All the counts, for a failure's message: a short count tells more beside the rest.
+    let counts: Vec<String> = slis
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} req {} resp {}",
+                s.key("role"),
+                s.key("method"),
+                s.get("req_count"),
+                s.get("resp_count")
+            )
+        })
+        .collect();
     for role in ["client", "server"] {
         for cmd in ["SET", "GET"] {
             assert_eq!(
                 total(&slis, role, Some(cmd), "req_count"),
                 n as f64,
-                "{role} {cmd} requests"
+                "{role} {cmd} requests: {counts:?}, status {}",
+                recs.status_l7()
             );
             assert_eq!(
                 total(&slis, role, Some(cmd), "resp_count"),
@@ -732,4 +746,57 @@ fn status_reports_classification_and_drops() {
     ] {
         assert!(l7[field].is_u64(), "status l7.{field}: {l7}");
     }
+}
+
+/// The probe attaches no syscall tracepoint (an attached one puts every syscall of every
+/// process on the slow path): by the kernel's own account of the collector's BPF fds,
+/// its programs are raw tracepoints on the socket layer and OpenSSL uprobes, and no
+/// program is of the classic tracepoint type.
+#[test]
+fn attaches_no_syscall_tracepoint() {
+    if !common::require_bpf("l7::no_syscall_tracepoint") {
+        return;
+    }
+    let collector = Collector::start(3);
+    let pid = collector.0.as_ref().expect("collector").id();
+    let field = |info: &str, name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let (mut prog_types, mut raw_tps) = (Vec::new(), Vec::new());
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("collector fds")
+        .flatten()
+    {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        if target.contains("bpf-prog") {
+            prog_types.extend(field(&info, "prog_type:"));
+        } else if target.contains("bpf_link")
+            && field(&info, "link_type:").as_deref() == Some("raw_tracepoint")
+        {
+            raw_tps.extend(field(&info, "tp_name:"));
+        }
+    }
+    // BPF_PROG_TYPE_KPROBE (2, the uprobes), BPF_PROG_TYPE_RAW_TRACEPOINT (17); a
+    // classic tracepoint program (5) is what tp/syscalls/* would load.
+    assert!(!prog_types.is_empty(), "no BPF programs found");
+    assert!(
+        prog_types.iter().all(|t| t == "2" || t == "17"),
+        "program types {prog_types:?}"
+    );
+    raw_tps.sort();
+    assert_eq!(
+        raw_tps,
+        ["inet_sock_set_state", "sock_recv_length", "sock_send_length"]
+    );
+    collector.finish();
 }
