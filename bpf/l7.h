@@ -74,6 +74,7 @@ struct l7_conn {
 	__u32 tgid;       /* the process whose I/O was seen first: events and the close name it */
 	__s32 fd;         /* its fd then (from the syscall's registers) */
 	__u32 pad2;
+	__u64 rx_ts;      /* when the last receive returned: older send times are stale */
 };
 
 /* Key of an in-kernel SLI aggregate: one per (process, role, server, protocol, method). */
