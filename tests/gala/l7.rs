@@ -118,7 +118,11 @@ impl Collector {
         let t = Instant::now();
         // Attached = it holds the BPF links of its 3 raw tracepoints and, when the host
         // has libssl, of the 4 OpenSSL uprobes (attached right after).
-        let want = if std::path::Path::new(HOST_LIBSSL).exists() { 7 } else { 3 };
+        let want = if std::path::Path::new(HOST_LIBSSL).exists() {
+            7
+        } else {
+            3
+        };
         while bpf_links(pid) < want {
             if t.elapsed() > Duration::from_secs(60) || !c.alive() {
                 let out = c.finish_raw();
@@ -796,7 +800,11 @@ fn attaches_no_syscall_tracepoint() {
     raw_tps.sort();
     assert_eq!(
         raw_tps,
-        ["inet_sock_set_state", "sock_recv_length", "sock_send_length"]
+        [
+            "inet_sock_set_state",
+            "sock_recv_length",
+            "sock_send_length"
+        ]
     );
     collector.finish();
 }
