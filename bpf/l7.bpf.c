@@ -857,6 +857,21 @@ static __always_inline void emit_close(struct l7_conn *c)
 	count(L7_STAT_EVENTS);
 }
 
+/* The end of a connection: tell user space, count a request left pending. */
+static __always_inline void forget(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		return;
+	if (c->seen) {
+		if (c->mode == L7_MODE_KERNEL)
+			count_unanswered(c, c->tgid);
+		emit_close(c);
+	}
+	bpf_map_delete_elem(&conns, &key);
+}
+
 /* The handshake tells the role: SYN_SENT → ESTABLISHED is the connecting side (in the
  * process's context or in softirq), SYN_RECV → ESTABLISHED the accepting side (softirq,
  * before accept() hands it to a process). Addresses, tgid and fd come with the first
@@ -878,17 +893,19 @@ int BPF_PROG(l7_set_state, struct sock *sk, int old, int new)
 		bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
 		return 0;
 	}
-	if (new != TCP_CLOSE)
-		return 0;
-	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (!c)
-		return 0;
-	if (c->seen) {
-		if (c->mode == L7_MODE_KERNEL)
-			count_unanswered(c, c->tgid);
-		emit_close(c);
-	}
-	bpf_map_delete_elem(&conns, &key);
+	if (new == TCP_CLOSE)
+		forget(sk);
+	return 0;
+}
+
+/* The sock is being destroyed: its entry is normally gone at TCP_CLOSE, but a program
+ * is skipped when it would re-enter itself on a CPU (a softirq's state change during a
+ * process's), and an entry left behind would be inherited by whatever sock gets this
+ * address next. */
+SEC("raw_tp/tcp_destroy_sock")
+int BPF_PROG(l7_destroy, struct sock *sk)
+{
+	forget(sk);
 	return 0;
 }
 

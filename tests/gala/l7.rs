@@ -116,12 +116,12 @@ impl Collector {
         let pid = child.id();
         let mut c = Collector(Some(child));
         let t = Instant::now();
-        // Attached = it holds the BPF links of its 3 raw tracepoints and, when the host
+        // Attached = it holds the BPF links of its 4 raw tracepoints and, when the host
         // has libssl, of the 4 OpenSSL uprobes (attached right after).
         let want = if std::path::Path::new(HOST_LIBSSL).exists() {
-            7
+            8
         } else {
-            3
+            4
         };
         while bpf_links(pid) < want {
             if t.elapsed() > Duration::from_secs(60) || !c.alive() {
@@ -803,7 +803,8 @@ fn attaches_no_syscall_tracepoint() {
         [
             "inet_sock_set_state",
             "sock_recv_length",
-            "sock_send_length"
+            "sock_send_length",
+            "tcp_destroy_sock"
         ]
     );
     collector.finish();

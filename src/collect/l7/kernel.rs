@@ -44,6 +44,10 @@ use skel::L7SkelBuilder;
 const DRAIN: Duration = Duration::from_millis(10);
 /// How often processes are scanned for new OpenSSL libraries.
 const SSL_SCAN: Duration = Duration::from_secs(2);
+/// How often the `conns` map is swept of entries whose TCP_CLOSE was missed (a raw
+/// tracepoint program is skipped when it would re-enter itself on a CPU: the kernel
+/// counts that in `recursion_misses`); those of exited processes are deleted.
+const SWEEP: Duration = Duration::from_secs(5);
 /// Snapshots without growth after which an aggregate is deleted from the kernel map.
 const AGG_IDLE: u32 = 60;
 
@@ -52,7 +56,8 @@ const AGG_KEY_SIZE: usize = 52;
 const AGG_HIST_AT: usize = 80;
 const L7_HIST: usize = 256;
 const AGG_SIZE: usize = AGG_HIST_AT + 4 * L7_HIST;
-/// `struct l7_conn` (bpf/l7.h): where `mute`, `tgid` and `fd` are.
+/// `struct l7_conn` (bpf/l7.h): where `seen`, `mute`, `tgid` and `fd` are.
+const CONN_SEEN_AT: usize = 16;
 const CONN_MUTE_AT: usize = 19;
 const CONN_TGID_AT: usize = 84;
 const CONN_FD_AT: usize = 88;
@@ -73,6 +78,8 @@ pub struct KernelStats {
     /// TCP sends and receives by syscalls whose buffer the probe does not read
     /// (sendfile, splice, io_uring, sendmmsg/recvmmsg).
     pub unparsed: u64,
+    /// Entries of exited processes swept from the kernel's connection map.
+    pub swept: u64,
     pub ssl_libs: Vec<String>,
     pub ssl_errors: Vec<String>,
     pub progs: Map<String, Value>,
@@ -208,6 +215,8 @@ fn run(
     let mut ssl_seen: HashSet<(u64, u64)> = HashSet::new();
     let mut last_scan: Option<Instant> = None;
     let mut last_stats = Instant::now();
+    let mut last_sweep = Instant::now();
+    let mut swept = 0u64;
     let mut aggs = Aggregates::default();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(DRAIN);
@@ -228,6 +237,10 @@ fn run(
                 g.1 = asked;
             }
             shared.snap_done.notify_all();
+        }
+        if last_sweep.elapsed() >= SWEEP {
+            last_sweep = Instant::now();
+            swept += sweep_exited(&skel.maps.conns);
         }
         let mute = match shared.tracker.lock() {
             Ok(mut t) => std::mem::take(&mut t.to_mute),
@@ -276,6 +289,7 @@ fn run(
                 s.to_user = counters[3];
                 s.agg_full = counters[4];
                 s.unparsed = counters[5];
+                s.swept = swept;
                 s.progs = progs;
             }
         }
@@ -300,6 +314,32 @@ fn mute_conn(map: &impl MapCore, tgid: u32, fd: i32, sk: u64) {
     }
     val[CONN_MUTE_AT] = 1;
     let _ = map.update(&key, &val, libbpf_rs::MapFlags::EXIST);
+}
+
+/// Deletes the `conns` entries of processes that have exited (normally TCP_CLOSE
+/// deleted them already); how many. Entries not yet seen doing I/O have no process.
+fn sweep_exited(map: &impl MapCore) -> u64 {
+    let mut alive: HashMap<u32, bool> = HashMap::new();
+    let dead: Vec<Vec<u8>> = map
+        .keys()
+        .filter(|k| {
+            let Ok(Some(val)) = map.lookup(k, libbpf_rs::MapFlags::ANY) else {
+                return false;
+            };
+            let seen = val.get(CONN_SEEN_AT) == Some(&1);
+            let Some(tgid) = val
+                .get(CONN_TGID_AT..CONN_TGID_AT + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+            else {
+                return false;
+            };
+            seen && !*alive
+                .entry(tgid)
+                .or_insert_with(|| std::path::Path::new(&format!("/proc/{tgid}")).exists())
+        })
+        .collect();
+    dead.iter().filter(|k| map.delete(k).is_ok()).count() as u64
 }
 
 /// One in-kernel aggregate summed over CPUs, as of the last snapshot.
