@@ -67,7 +67,7 @@ _Static_assert(sizeof(struct l7_conn) == 104, "conn layout");
 _Static_assert(sizeof(struct l7_agg_key) == 52, "agg key layout");
 _Static_assert(sizeof(struct l7_flow) == 64, "flow layout");
 
-/* Payload bytes copied per syscall (< L7_MAX_CAP), set before load. */
+/* Payload bytes copied per send or receive (< L7_MAX_CAP), set before load. */
 const volatile __u32 cap = 128;
 /* Our own process, never reported. */
 const volatile __u32 self_tgid = 0;
@@ -176,7 +176,7 @@ static __always_inline void count(__u32 which)
 /* First process I/O on `sk` (`c`: its entry if the handshake made one, else NULL):
  * fills in the entry and returns it, or NULL when this is not a process's TCP socket.
  * A socket without a file is a kernel socket doing I/O in some process's context
- * (not that process's I/O); one already in TCP_CLOSE would never see its entry deleted. */
+ * (not that process's I/O); one already in TCP_CLOSE is over (its end was reported). */
 static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn *c, __u32 tgid,
 						__s32 fd)
 {
