@@ -521,10 +521,9 @@ static __always_inline struct l7_agg *agg_of(struct l7_conn *c, __u32 tgid, cons
 
 /* Proxy flows: a thread that read a request on a connection it accepted and then sends
  * one of the same protocol on a connection it made is forwarding it. */
-static __always_inline void lb(struct l7_event *e, struct l7_conn *c, __u32 tgid, __u32 tid,
-			       __s32 fd, __u64 ts)
+static __always_inline void lb(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
+			       __u32 tgid, __u32 tid, __s32 fd, __u64 ts)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	if (c->role == L7_ROLE_SERVER) {
 		struct inbound *in =
 			bpf_task_storage_get(&inbounds, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -593,8 +592,9 @@ static __always_inline void count_unanswered(struct l7_conn *c, __u32 tgid)
 /* Pairs one payload (its first bytes in e->data) of a connection in L7_MODE_KERNEL.
  * False when the connection goes to user space from this payload on: a request sent
  * while one is pending, or several in one payload (pipelining). */
-static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 tgid, __u32 tid,
-				  __s32 fd, __u8 dir, const void *base, __u32 len, __u64 ts)
+static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
+				  __u32 tgid, __u32 tid, __s32 fd, __u8 dir, const void *base,
+				  __u32 len, __u64 ts)
 {
 	__u8 *b = e->data;
 	bool request = (c->role == L7_ROLE_CLIENT) == (dir == L7_DIR_EGRESS);
@@ -619,7 +619,7 @@ static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 t
 		 * per request instead of two. */
 		c->req_ts = ts;
 		__builtin_memcpy(c->method, method, L7_METHOD_LEN);
-		lb(e, c, tgid, tid, fd, ts);
+		lb(task, e, c, tgid, tid, fd, ts);
 		return true;
 	}
 	if (!c->req_ts)
@@ -732,7 +732,8 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		return 0; /* the rest of a long response of a kernel-paired connection */
 	/* Which syscall: the buffer (or iovec, or msghdr) and the fd are its arguments.
 	 * `how`: 0 plain buffer, 1 iovec array, 2 msghdr. */
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return 0;
 	__u64 nr = SYSCALL_NR(regs);
@@ -796,10 +797,13 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		return 0;
 	__s32 fd = c->fd;
 	if (c->mode != L7_MODE_USER) {
-		/* Zeros after the bytes read: parsers stop there (resp_num looks 12 ahead). */
-		__builtin_memset(e->data, 0, PEEK + 16);
-		/* A response's status is in its first 12 bytes. */
-		__u32 want = c->mode == L7_MODE_KERNEL && reply ? 16 : PEEK;
+		/* A response's type byte or status line is in its first 12 bytes (the checks
+		 * look no further than the length read). A request's parsers need zeros after
+		 * the bytes read to stop at (resp_num looks 12 ahead). */
+		bool response = c->mode == L7_MODE_KERNEL && reply;
+		if (!response)
+			__builtin_memset(e->data, 0, PEEK + 16);
+		__u32 want = response ? 16 : PEEK;
 		__u32 n = len < want ? (__u32)len : want;
 		asm volatile("%0 &= 0x3f" : "+r"(n));
 		if (bpf_probe_read_user(e->data, n, (void *)base) != 0)
@@ -807,7 +811,7 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		if (c->mode == L7_MODE_NEW)
 			classify(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts);
 		if (c->mode == L7_MODE_KERNEL &&
-		    kpair(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
+		    kpair(task, e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
 			return 0;
 	}
 	/* `len` of the event: what the call moved; the copy is from the first iovec. */
