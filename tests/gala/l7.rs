@@ -809,3 +809,58 @@ fn attaches_no_syscall_tracepoint() {
     );
     collector.finish();
 }
+
+/// Socket I/O whose buffer the probe cannot read (sendfile here) is counted in the status,
+/// not guessed at: the send hook fires inside sendfile(2), whose saved registers hold no
+/// user buffer.
+#[test]
+fn sendfile_is_counted_as_unparsed() {
+    if !common::require_bpf("l7::sendfile") {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let collector = Collector::start(3);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut total = 0;
+        let mut b = [0u8; 65536];
+        while let Ok(k) = s.read(&mut b) {
+            if k == 0 {
+                break;
+            }
+            total += k;
+        }
+        total
+    });
+    let mut file = tempfile::tempfile().expect("tempfile");
+    file.write_all(&[b'x'; 50_000]).expect("write");
+    let mut client = TcpStream::connect(addr).expect("connect");
+    client.write_all(b"hello").expect("send");
+    let mut sent = 0usize;
+    for _ in 0..4 {
+        let mut off: libc::off_t = 0;
+        while (off as usize) < 50_000 {
+            // SAFETY: sendfile(2) between two fds this test owns, with a valid offset pointer.
+            let k = unsafe {
+                libc::sendfile(
+                    client.as_raw_fd(),
+                    file.as_raw_fd(),
+                    &mut off,
+                    50_000 - off as usize,
+                )
+            };
+            assert!(k > 0, "sendfile: {}", std::io::Error::last_os_error());
+            sent += k as usize;
+        }
+    }
+    drop(client);
+    assert_eq!(reader.join().expect("reader"), sent + 5);
+    let l7 = collector.finish().status_l7();
+    assert!(
+        l7["io_unparsed"].as_u64().unwrap_or(0) >= 4,
+        "sendfile not counted: {l7}"
+    );
+}
