@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
-/* l7: application SLIs from TCP socket syscalls.
+/* l7: application SLIs from TCP socket I/O.
  *
  * Redis and HTTP/1.x connections are paired in the kernel: the first payloads of a
  * connection are classified here, then each request's start time and method are kept in
@@ -8,14 +8,17 @@
  * and histogram — which user space reads and diffs each interval. Nothing per request
  * crosses to user space. Other connections (PostgreSQL, MySQL, TLS plaintext from the
  * OpenSSL uprobes, pipelined Redis, unknown protocols until user space mutes them) send
- * a bounded payload prefix per syscall to the ring buffer, and user space pairs them.
+ * a bounded payload prefix per send or receive to the ring buffer, and user space pairs
+ * them.
  *
- * Cost per syscall: one program run. Sends are handled at entry (the bytes are there,
- * and the send's start is what latency is measured from), receives at exit, where the fd
- * and buffer are read back from the task's saved registers (bpf_task_pt_regs). Whether
- * an fd is a TCP socket is decided once by walking the task's fd table with CO-RE; TCP
- * sockets are kept in a hash map (not LRU: its eviction lock serialised syscalls), other
- * fds in a small direct-mapped negative cache that close() clears.
+ * No syscall tracepoint: any attached one puts every syscall of every task on the slow
+ * path (≈ +50 ns a syscall here), and a classic tracepoint builds a perf record before
+ * its program runs. Instead raw tracepoints in the socket layer, which fire only for
+ * socket I/O, in the process's context, once the data moved (sock_send_length in
+ * sock_sendmsg_nosec, sock_recv_length in sock_recvmsg_nosec): the socket is an
+ * argument, and the user buffer and fd are the syscall's, read back from the task's
+ * saved registers (bpf_task_pt_regs). Connections are keyed by the struct sock address;
+ * the handshake (inet_sock_set_state) tells the role, TCP_CLOSE ends the entry.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -23,24 +26,48 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "l7.h"
-#include "fd_sock.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #define AF_INET 2
 #define AF_INET6 10
-#define EINPROGRESS 115
+#define IPPROTO_TCP 6
+#define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
 /* A proxy forwards within this long of reading the request. */
 #define LB_WINDOW_NS 5000000000ULL
-/* Slots of the negative cache (a power of two). */
-#define NEG_SLOTS 4096
+
+/* The syscalls whose buffer argument the I/O hooks read. */
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_NR(regs) ((regs)->orig_ax)
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#elif defined(__TARGET_ARCH_arm64)
+#define SYSCALL_NR(regs) ((regs)->syscallno)
+#define NR_READ 63
+#define NR_WRITE 64
+#define NR_READV 65
+#define NR_WRITEV 66
+#define NR_SENDTO 206
+#define NR_RECVFROM 207
+#define NR_SENDMSG 211
+#define NR_RECVMSG 212
+#else
+#error "l7: syscall numbers for this architecture"
+#endif
 
 _Static_assert(__builtin_offsetof(struct l7_event, data) == L7_HDR_SIZE, "header layout");
-_Static_assert(sizeof(struct l7_conn) == 88, "conn layout");
+_Static_assert(sizeof(struct l7_conn) == 104, "conn layout");
 _Static_assert(sizeof(struct l7_agg_key) == 52, "agg key layout");
 _Static_assert(sizeof(struct l7_flow) == 64, "flow layout");
 
-/* Payload bytes copied per syscall (< L7_MAX_CAP), set before load. */
+/* Payload bytes copied per send or receive (< L7_MAX_CAP), set before load. */
 const volatile __u32 cap = 128;
 /* Our own process, never reported. */
 const volatile __u32 self_tgid = 0;
@@ -50,28 +77,16 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* TCP sockets by (tgid, fd). A plain hash: entries are made at accept/connect/first
- * sight, updated in place, deleted at close; user space sweeps those of exited
- * processes (which never call close). */
+/* TCP connections by struct sock address. A plain hash (not LRU: its eviction lock
+ * serialised every CPU's I/O): entries are made at the handshake or at first sight,
+ * updated in place, deleted when the socket reaches TCP_CLOSE (which every TCP socket
+ * does, also when its process exits without close()). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64); /* tgid << 32 | fd */
+	__type(key, __u64);
 	__type(value, struct l7_conn);
 } conns SEC(".maps");
-
-/* fds found not to be TCP sockets, direct-mapped by (tgid, fd): a hit skips the fd-table
- * walk; close() and accept/connect clear the slot. */
-struct neg_cache {
-	__u64 slot[NEG_SLOTS];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct neg_cache);
-} notsock SEC(".maps");
 
 /* In-kernel SLI aggregates, cumulative; user space diffs them. */
 struct {
@@ -109,14 +124,14 @@ struct {
 	__type(value, struct inbound);
 } inbounds SEC(".maps");
 
-/* An SSL_read/SSL_write in flight; the syscall inside it tells the fd. */
+/* An SSL_read/SSL_write in flight; the socket I/O inside it tells the connection. */
 struct ssl_call {
 	__u64 ts_ns;
 	__u64 ssl;
 	__u64 buf;
-	__s32 fd;
+	__u64 sk; /* 0 until known */
 	__u8 dir;
-	__u8 pad[3];
+	__u8 pad[7];
 };
 
 struct {
@@ -126,14 +141,14 @@ struct {
 	__type(value, struct ssl_call);
 } ssl_active SEC(".maps");
 
-/* SSL* → fd, learnt from the syscalls inside SSL calls: SSL_read served from OpenSSL's
- * own buffer makes no syscall. */
+/* SSL* → struct sock address, learnt from the socket I/O inside SSL calls: an SSL_read
+ * served from OpenSSL's own buffer does none. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
-	__type(value, __s32);
-} ssl_fds SEC(".maps");
+	__type(value, __u64);
+} ssl_socks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -158,83 +173,53 @@ static __always_inline void count(__u32 which)
 		*v += 1;
 }
 
-static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
+/* First process I/O on `sk` (`c`: its entry if the handshake made one, else NULL):
+ * fills in the entry and returns it, or NULL when this is not a process's TCP socket.
+ * A socket without a file is a kernel socket doing I/O in some process's context
+ * (not that process's I/O); one already in TCP_CLOSE is over (its end was reported). */
+static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn *c, __u32 tgid,
+						__s32 fd)
 {
-	return ((__u64)tgid << 32) | (__u32)fd;
-}
-
-static __always_inline __u64 *neg_slot(__u64 key)
-{
-	__u32 zero = 0;
-	struct neg_cache *n = bpf_map_lookup_elem(&notsock, &zero);
-	if (!n)
-		return NULL;
-	__u32 h = (__u32)((key >> 32) * 2654435761u) ^ (__u32)key;
-	return &n->slot[h & (NEG_SLOTS - 1)];
-}
-
-/* Fills `c` from the socket behind `fd` of the current task; false if `fd` is not a
- * TCP socket. */
-static __always_inline bool read_sock(__s32 fd, struct l7_conn *c)
-{
-	struct sock *sk = tcp_sock_of_fd(fd);
-	if (!sk)
-		return false;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	c->sk = (__u64)sk;
-	c->tcp = 1;
-	c->family = family;
-	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET) {
-		bpf_core_read(c->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(c->raddr, 4, &sk->__sk_common.skc_daddr);
-	} else {
-		bpf_core_read(c->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(c->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	__u64 key = (__u64)sk;
+	if (!c) {
+		__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		if (family != AF_INET && family != AF_INET6)
+			return NULL;
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
+		    BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+			return NULL;
 	}
-	return true;
-}
-
-/* First sight of (tgid, fd) since it was opened: a TCP socket is stored (and returned),
- * anything else goes to the negative cache. */
-static __always_inline struct l7_conn *learn_fd(__s32 fd, __u64 key)
-{
-	__u64 *neg = neg_slot(key);
-	if (neg && *neg == key)
+	if (!BPF_CORE_READ(sk, sk_socket, file)) {
+		if (c)
+			bpf_map_delete_elem(&conns, &key);
 		return NULL;
+	}
 	struct l7_conn fresh = {};
-	if (!read_sock(fd, &fresh)) {
-		if (neg)
-			*neg = key;
-		return NULL;
+	if (c)
+		fresh.role = c->role;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	fresh.sk = key;
+	fresh.seen = 1;
+	fresh.tgid = tgid;
+	fresh.fd = fd;
+	/* This first I/O may be a send: what xmit time the socket has is older. */
+	fresh.rx_ts = bpf_ktime_get_ns();
+	fresh.family = family;
+	fresh.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	fresh.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		bpf_core_read(fresh.laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(fresh.raddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(fresh.laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(fresh.raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	count(L7_STAT_SOCKS);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
 }
 
-/* A connection made by accept4/connect: classify afresh and remember the role. */
-static __always_inline void learn_conn(__s32 fd, __u8 role)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (tgid == self_tgid)
-		return;
-	__u64 key = conn_key(tgid, fd);
-	__u64 *neg = neg_slot(key);
-	if (neg && *neg == key)
-		*neg = 0;
-	struct l7_conn c = {};
-	if (!read_sock(fd, &c))
-		return;
-	c.role = role;
-	count(L7_STAT_SOCKS);
-	bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
-}
-
-/* `ts_ns`: when the bytes moved as the application sees it — the call's entry for what
- * it sends (a request leaves when the client starts writing it), its return for what it
- * receives (a response has arrived when the read returns). */
+/* `ts_ns`: when the bytes moved (see io_time()). */
 static __always_inline void emit(struct l7_event *e, struct l7_conn *c, __u64 ts_ns, __u32 tgid,
 				 __u32 tid, __s32 fd, __u8 type, __u8 dir, __u8 ssl,
 				 const void *ubuf, __s64 len)
@@ -536,10 +521,9 @@ static __always_inline struct l7_agg *agg_of(struct l7_conn *c, __u32 tgid, cons
 
 /* Proxy flows: a thread that read a request on a connection it accepted and then sends
  * one of the same protocol on a connection it made is forwarding it. */
-static __always_inline void lb(struct l7_event *e, struct l7_conn *c, __u32 tgid, __u32 tid,
-			       __s32 fd, __u64 ts)
+static __always_inline void lb(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
+			       __u32 tgid, __u32 tid, __s32 fd, __u64 ts)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	if (c->role == L7_ROLE_SERVER) {
 		struct inbound *in =
 			bpf_task_storage_get(&inbounds, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -593,11 +577,24 @@ static __always_inline void lb(struct l7_event *e, struct l7_conn *c, __u32 tgid
 		count(L7_STAT_EVENTS);
 }
 
+/* A request pending in the kernel that will get no response here (the connection
+ * closes, or goes to user space): counted as a request alone. */
+static __always_inline void count_unanswered(struct l7_conn *c, __u32 tgid)
+{
+	if (!c->req_ts)
+		return;
+	c->req_ts = 0;
+	struct l7_agg *a = agg_of(c, tgid, c->method);
+	if (a)
+		a->req += 1;
+}
+
 /* Pairs one payload (its first bytes in e->data) of a connection in L7_MODE_KERNEL.
  * False when the connection goes to user space from this payload on: a request sent
  * while one is pending, or several in one payload (pipelining). */
-static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 tgid, __u32 tid,
-				  __s32 fd, __u8 dir, const void *base, __u32 len, __u64 ts)
+static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
+				  __u32 tgid, __u32 tid, __s32 fd, __u8 dir, const void *base,
+				  __u32 len, __u64 ts)
 {
 	__u8 *b = e->data;
 	bool request = (c->role == L7_ROLE_CLIENT) == (dir == L7_DIR_EGRESS);
@@ -613,17 +610,16 @@ static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 t
 		if (r == 0)
 			return true; /* a continuation: a body, the rest of a long value */
 		if (r == 2 || c->req_ts) {
-			c->req_ts = 0;
+			count_unanswered(c, tgid);
 			c->mode = L7_MODE_USER;
 			count(L7_STAT_TO_USER);
 			return false;
 		}
+		/* Counted with its response (or by count_unanswered): one aggregate update
+		 * per request instead of two. */
 		c->req_ts = ts;
 		__builtin_memcpy(c->method, method, L7_METHOD_LEN);
-		struct l7_agg *a = agg_of(c, tgid, method);
-		if (a)
-			__sync_fetch_and_add(&a->req, 1);
-		lb(e, c, tgid, tid, fd, ts);
+		lb(task, e, c, tgid, tid, fd, ts);
 		return true;
 	}
 	if (!c->req_ts)
@@ -646,15 +642,18 @@ static __always_inline bool kpair(struct l7_event *e, struct l7_conn *c, __u32 t
 	struct l7_agg *a = agg_of(c, tgid, c->method);
 	if (!a)
 		return true;
-	__sync_fetch_and_add(&a->resp, 1);
+	/* Plain adds: the values are this CPU's own (only a program interrupting this one
+	 * on the same CPU could race, and lose one count). */
+	a->req += 1;
+	a->resp += 1;
 	if (err)
-		__sync_fetch_and_add(&a->err, 1);
+		a->err += 1;
 	if (class >= 1 && class <= 5)
-		__sync_fetch_and_add(&a->status[(class - 1) & 7], 1);
-	__sync_fetch_and_add(&a->lat_sum, lat);
+		a->status[(class - 1) & 7] += 1;
+	a->lat_sum += lat;
 	if (lat > a->lat_max)
 		a->lat_max = lat;
-	__sync_fetch_and_add(&a->hist[hist_index(lat) & (L7_HIST - 1)], 1);
+	a->hist[hist_index(lat) & (L7_HIST - 1)] += 1;
 	return true;
 }
 
@@ -690,37 +689,91 @@ static __always_inline void classify(struct l7_event *e, struct l7_conn *c, __u3
 	emit(e, c, ts, tgid, tid, fd, L7_EV_KCONN, dir, 0, NULL, 0);
 }
 
-/* ---- Syscalls. ---- */
+/* ---- Socket I/O. ---- */
 
-/* One payload syscall on fd `fd`: `len` is what a receive returned (at its exit) or what
- * a send asks to send (at its entry; -1 for vector sends: the first iovec's length).
- * `how`: 0 plain buffer, 1 iovec array, 2 msghdr. */
-static __always_inline int on_io(__u64 id, __s32 fd, __u64 base, __s64 len, __u8 how, __u8 dir)
+/* When a send or receive happened, for latency. A receive: now, as the call returns
+ * the bytes. A send: the hook runs once the send is done, which on loopback includes
+ * delivering the data to the peer and waking it (≈ 20 % of a loopback Redis round trip
+ * at 1 client: the SLI came out that much below redis-benchmark's latency). The request
+ * left when the sender started sending: the socket's tcp_mstamp (µs, the same
+ * CLOCK_MONOTONIC as bpf_ktime_get_ns) is refreshed when tcp_write_xmit starts pushing
+ * this send's segments, after the data was copied in. It is also refreshed by received
+ * segments, and a send that autocorking leaves queued does not refresh it: a value older
+ * than the last receive on this connection (which a request-response exchange always
+ * has before the next send) is stale, and then the end of the send is used. */
+static __always_inline __u64 io_time(struct sock *sk, struct l7_conn *c, __u8 dir)
 {
+	if (dir == L7_DIR_INGRESS) {
+		c->rx_ts = bpf_ktime_get_ns();
+		return c->rx_ts;
+	}
+	/* A past time, so no clock read is needed when it is fresh (a clock read costs
+	 * ≈ 50-100 ns of a run on this VM). */
+	__u64 sent = BPF_CORE_READ((struct tcp_sock *)sk, tcp_mstamp) * 1000 + 500;
+	return sent > c->rx_ts ? sent : bpf_ktime_get_ns();
+}
+
+/* One send or receive of `ret` bytes on `sk` by the current task, after the data moved
+ * (a receive's bytes are in the user buffer, a send's still are). The hot path of a
+ * kernel-paired connection: one lookup by sk, the saved registers, one small user read,
+ * the parser, one aggregate update. */
+static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
+{
+	if (ret <= 0 || (dir == L7_DIR_INGRESS && (flags & (MSG_PEEK | MSG_ERRQUEUE))))
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	__u64 key = conn_key(tgid, fd);
+	if (tgid == self_tgid)
+		return 0;
+	__u64 key = (__u64)sk;
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (!c) {
-		c = learn_fd(fd, key);
+	if (c && c->seen && c->mode == L7_MODE_KERNEL &&
+	    (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS) && !c->req_ts)
+		return 0; /* the rest of a long response of a kernel-paired connection */
+	/* Which syscall: the buffer (or iovec, or msghdr) and the fd are its arguments.
+	 * `how`: 0 plain buffer, 1 iovec array, 2 msghdr. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	__u64 nr = SYSCALL_NR(regs);
+	__u8 how;
+	switch (nr) {
+	case NR_READ: case NR_WRITE: case NR_RECVFROM: case NR_SENDTO:
+		how = 0;
+		break;
+	case NR_READV: case NR_WRITEV:
+		how = 1;
+		break;
+	case NR_RECVMSG: case NR_SENDMSG:
+		how = 2;
+		break;
+	default:
+		/* sendfile, splice, io_uring (its workers have no syscall), sendmmsg/recvmmsg:
+		 * no single user buffer to read. Counted only for sockets we track. */
+		if (c)
+			count(L7_STAT_UNPARSED);
+		return 0;
+	}
+	if (!c || !c->seen) {
+		c = learn_sk(sk, c, tgid, (__s32)regs->__PT_PARM1_SYSCALL_REG);
 		if (!c)
 			return 0;
 	}
 	if (c->mode != L7_MODE_KERNEL) {
-		/* Inside an SSL call the bytes are ciphertext: note the fd for the SSL probe. */
+		/* Inside an SSL call the bytes are ciphertext: note the socket for the SSL probe. */
 		struct ssl_call *s = bpf_map_lookup_elem(&ssl_active, &id);
 		if (s) {
-			s->fd = fd;
-			bpf_map_update_elem(&ssl_fds, &s->ssl, &fd, BPF_ANY);
+			s->sk = key;
+			bpf_map_update_elem(&ssl_socks, &s->ssl, &key, BPF_ANY);
 			return 0;
 		}
 		if (c->mute)
 			return 0;
 	}
-	/* A kernel-paired connection's payload the other way than its requests, with no
-	 * request pending: the rest of a long response, nothing to read. */
 	bool reply = (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS);
-	if (c->mode == L7_MODE_KERNEL && reply && !c->req_ts)
-		return 0;
+	__u64 base = regs->__PT_PARM2_SYSCALL_REG;
+	__s64 len = ret;
 	if (how != 0) {
 		struct iovec *iovp = (void *)base;
 		if (how == 2) {
@@ -733,21 +786,24 @@ static __always_inline int on_io(__u64 id, __s32 fd, __u64 base, __s64 len, __u8
 		if (bpf_probe_read_user(&iov, sizeof(iov), iovp))
 			return 0;
 		base = (__u64)iov.iov_base;
-		if (len < 0 || (__s64)iov.iov_len < len)
+		if ((__s64)iov.iov_len < len)
 			len = iov.iov_len;
 	}
 	if (len <= 0)
 		return 0;
-	/* A send is timed from its entry, a receive from its return: both are now. */
-	__u64 ts = bpf_ktime_get_ns();
+	__u64 ts = io_time(sk, c, dir);
 	struct l7_event *e = scratch_event();
 	if (!e)
 		return 0;
+	__s32 fd = c->fd;
 	if (c->mode != L7_MODE_USER) {
-		/* Zeros after the bytes read: parsers stop there (resp_num looks 12 ahead). */
-		__builtin_memset(e->data, 0, PEEK + 16);
-		/* A response's status is in its first 12 bytes. */
-		__u32 want = c->mode == L7_MODE_KERNEL && reply ? 16 : PEEK;
+		/* A response's type byte or status line is in its first 12 bytes (the checks
+		 * look no further than the length read). A request's parsers need zeros after
+		 * the bytes read to stop at (resp_num looks 12 ahead). */
+		bool response = c->mode == L7_MODE_KERNEL && reply;
+		if (!response)
+			__builtin_memset(e->data, 0, PEEK + 16);
+		__u32 want = response ? 16 : PEEK;
 		__u32 n = len < want ? (__u32)len : want;
 		asm volatile("%0 &= 0x3f" : "+r"(n));
 		if (bpf_probe_read_user(e->data, n, (void *)base) != 0)
@@ -755,111 +811,105 @@ static __always_inline int on_io(__u64 id, __s32 fd, __u64 base, __s64 len, __u8
 		if (c->mode == L7_MODE_NEW)
 			classify(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts);
 		if (c->mode == L7_MODE_KERNEL &&
-		    kpair(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
+		    kpair(task, e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
 			return 0;
 	}
-	/* `len` of the event: what a receive moved, what a send asked to send; the copy is
-	 * from the first iovec. */
+	/* `len` of the event: what the call moved; the copy is from the first iovec. */
 	emit(e, c, ts, tgid, (__u32)id, fd, L7_EV_DATA, dir, 0, (void *)base, len);
 	return 0;
 }
 
-/* Receives, at exit (what they moved is known only then). Their fd and buffer are the
- * arguments saved in the task's registers at entry (syscalls do not change them), so no
- * entry program is needed. */
-static __always_inline int recv_exit(long ret, __u8 how)
+/* Raw tracepoints: the arguments are the tracepoint's (struct sock *sk, int ret, int
+ * flags), no perf record is built, and a program is skipped only when it re-enters
+ * itself (a classic tracepoint's is skipped whenever any BPF program runs on the CPU). */
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if ((__u32)(id >> 32) == self_tgid || ret <= 0)
-		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (!regs)
-		return 0;
-	return on_io(id, (__s32)regs->__PT_PARM1_SYSCALL_REG, regs->__PT_PARM2_SYSCALL_REG, ret,
-		     how, L7_DIR_INGRESS);
+	return on_io(sk, ret, flags, L7_DIR_EGRESS);
 }
 
-/* Sends, at entry: the bytes are in the buffer already, and a request leaves when the
- * client starts writing it. One program per send instead of two; the price is that a
- * send that then fails (EAGAIN under backpressure) is seen as sent. */
-static __always_inline int send_enter(struct trace_event_raw_sys_enter *ctx, __u8 how)
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if ((__u32)(id >> 32) == self_tgid)
-		return 0;
-	__s64 len = how == 0 ? (__s64)ctx->args[2] : -1;
-	return on_io(id, (__s32)ctx->args[0], ctx->args[1], len, how, L7_DIR_EGRESS);
+	return on_io(sk, ret, flags, L7_DIR_INGRESS);
 }
 
-#define RECV_EXIT(name, how)                                                               \
-	SEC("tp/syscalls/sys_exit_" #name)                                                 \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                              \
-	{                                                                                  \
-		return recv_exit(ctx->ret, how);                                           \
-	}
-
-#define SEND_ENTER(name, how)                                                              \
-	SEC("tp/syscalls/sys_enter_" #name)                                                \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                            \
-	{                                                                                  \
-		return send_enter(ctx, how);                                               \
-	}
-
-RECV_EXIT(read, 0)
-RECV_EXIT(recvfrom, 0)
-RECV_EXIT(readv, 1)
-RECV_EXIT(recvmsg, 2)
-SEND_ENTER(write, 0)
-SEND_ENTER(sendto, 0)
-SEND_ENTER(writev, 1)
-SEND_ENTER(sendmsg, 2)
-
-SEC("tp/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
+/* The end of a connection, from the entry (the state change may run in softirq, for
+ * another task): reserved in the ring buffer, not built in the per-CPU scratch event
+ * that a program it interrupted may be using. */
+static __always_inline void emit_close(struct l7_conn *c)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	__s32 fd = (__s32)ctx->args[0];
-	__u64 key = conn_key(tgid, fd);
+	struct l7_event *e = bpf_ringbuf_reserve(&events, L7_HDR_SIZE, 0);
+	if (!e) {
+		count(L7_STAT_DROPS);
+		return;
+	}
+	__builtin_memset(e, 0, L7_HDR_SIZE);
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sk = c->sk;
+	e->tgid = c->tgid;
+	e->fd = c->fd;
+	e->type = L7_EV_CLOSE;
+	e->role = c->role;
+	e->family = c->family;
+	e->proto = c->proto;
+	e->lport = c->lport;
+	e->rport = c->rport;
+	__builtin_memcpy(e->laddr, c->laddr, 16);
+	__builtin_memcpy(e->raddr, c->raddr, 16);
+	bpf_ringbuf_submit(e, 0);
+	count(L7_STAT_EVENTS);
+}
+
+/* The end of a connection: tell user space, count a request left pending. */
+static __always_inline void forget(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (!c) {
-		__u64 *neg = neg_slot(key);
-		if (neg && *neg == key)
-			*neg = 0;
+	if (!c)
+		return;
+	if (c->seen) {
+		if (c->mode == L7_MODE_KERNEL)
+			count_unanswered(c, c->tgid);
+		emit_close(c);
+	}
+	bpf_map_delete_elem(&conns, &key);
+}
+
+/* The handshake tells the role: SYN_SENT → ESTABLISHED is the connecting side (in the
+ * process's context or in softirq), SYN_RECV → ESTABLISHED the accepting side (softirq,
+ * before accept() hands it to a process). Addresses, tgid and fd come with the first
+ * I/O. TCP_CLOSE ends the connection, whoever closes it (close(), exit, a reset). */
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(l7_set_state, struct sock *sk, int old, int new)
+{
+	__u64 key = (__u64)sk;
+	if (new == TCP_ESTABLISHED) {
+		if (old != TCP_SYN_SENT && old != TCP_SYN_RECV)
+			return 0;
+		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+			return 0;
+		struct l7_conn c = {};
+		c.sk = key;
+		c.role = old == TCP_SYN_SENT ? L7_ROLE_CLIENT : L7_ROLE_SERVER;
+		/* Over any entry left there: a new handshake is a new connection, even if a
+		 * freed sock's entry survived (its TCP_CLOSE missed) at this address. */
+		bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
 		return 0;
 	}
-	struct l7_event *e = scratch_event();
-	if (e)
-		emit(e, c, bpf_ktime_get_ns(), tgid, (__u32)id, fd, L7_EV_CLOSE, 0, 0, NULL, 0);
-	bpf_map_delete_elem(&conns, &key);
+	if (new == TCP_CLOSE)
+		forget(sk);
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+/* The sock is being destroyed: its entry is normally gone at TCP_CLOSE, but a program
+ * is skipped when it would re-enter itself on a CPU (a softirq's state change during a
+ * process's), and an entry left behind would be inherited by whatever sock gets this
+ * address next. */
+SEC("raw_tp/tcp_destroy_sock")
+int BPF_PROG(l7_destroy, struct sock *sk)
 {
-	if (ctx->ret >= 0)
-		learn_conn((__s32)ctx->ret, L7_ROLE_SERVER);
-	return 0;
-}
-
-SEC("tp/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	if (ctx->ret >= 0)
-		learn_conn((__s32)ctx->ret, L7_ROLE_SERVER);
-	return 0;
-}
-
-/* connect's fd is read back from the saved registers at exit. */
-SEC("tp/syscalls/sys_exit_connect")
-int exit_connect(struct trace_event_raw_sys_exit *ctx)
-{
-	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
-		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (regs)
-		learn_conn((__s32)regs->__PT_PARM1_SYSCALL_REG, L7_ROLE_CLIENT);
+	forget(sk);
 	return 0;
 }
 
@@ -870,10 +920,10 @@ static __always_inline int ssl_enter(void *ssl, void *buf, __u8 dir)
 	if ((id >> 32) == self_tgid)
 		return 0;
 	struct ssl_call s = {
-		.ts_ns = bpf_ktime_get_ns(), .ssl = (__u64)ssl, .buf = (__u64)buf, .fd = -1, .dir = dir};
-	__s32 *fd = bpf_map_lookup_elem(&ssl_fds, &s.ssl);
-	if (fd)
-		s.fd = *fd;
+		.ts_ns = bpf_ktime_get_ns(), .ssl = (__u64)ssl, .buf = (__u64)buf, .dir = dir};
+	__u64 *sk = bpf_map_lookup_elem(&ssl_socks, &s.ssl);
+	if (sk)
+		s.sk = *sk;
 	bpf_map_update_elem(&ssl_active, &id, &s, BPF_ANY);
 	return 0;
 }
@@ -886,18 +936,16 @@ static __always_inline int ssl_leave(int ret)
 		return 0;
 	struct ssl_call call = *s;
 	bpf_map_delete_elem(&ssl_active, &id);
-	if (ret <= 0 || call.fd < 0)
+	if (ret <= 0 || !call.sk)
 		return 0;
-	__u32 tgid = id >> 32;
-	__u64 key = conn_key(tgid, call.fd);
-	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	if (!c || !c->tcp)
+	struct l7_conn *c = bpf_map_lookup_elem(&conns, &call.sk);
+	if (!c || !c->seen)
 		return 0;
 	__u64 ts = call.dir == L7_DIR_EGRESS ? call.ts_ns : bpf_ktime_get_ns();
 	struct l7_event *e = scratch_event();
 	if (!e)
 		return 0;
-	emit(e, c, ts, tgid, (__u32)id, call.fd, L7_EV_DATA, call.dir, 1, (void *)call.buf, ret);
+	emit(e, c, ts, id >> 32, (__u32)id, c->fd, L7_EV_DATA, call.dir, 1, (void *)call.buf, ret);
 	return 0;
 }
 

@@ -38,9 +38,10 @@
 /* Counters in the `stats` per-CPU array. */
 #define L7_STAT_DROPS 0     /* ring buffer full: event lost */
 #define L7_STAT_EVENTS 1    /* events submitted */
-#define L7_STAT_SOCKS 2     /* fds classified as TCP sockets */
+#define L7_STAT_SOCKS 2     /* TCP sockets of processes seen doing I/O */
 #define L7_STAT_TO_USER 3   /* kernel-paired connections handed to user space (pipelining) */
 #define L7_STAT_AGG_FULL 4  /* aggregate map full: a request not counted */
+#define L7_STAT_UNPARSED 5  /* TCP I/O by a syscall whose buffer is not read (sendfile, splice, io_uring, *mmsg) */
 #define L7_STAT_NR 8
 
 /* Latency histogram of the in-kernel aggregates: bucket 0 below 1024 ns, then 8 linear
@@ -50,11 +51,14 @@
 /* Method or command name kept per request (upper-case letters, NUL-padded). */
 #define L7_METHOD_LEN 24
 
-/* What the kernel knows of one fd of one process (the `conns` map value). */
+/* What the kernel knows of one TCP socket (the `conns` map value, keyed by the struct
+ * sock address). Made at the handshake (role known) or at the first payload of a
+ * connection that predates the probe (role from the traffic); deleted when the socket
+ * reaches TCP_CLOSE. */
 struct l7_conn {
-	__u64 sk;         /* struct sock address: tells fd reuse apart */
+	__u64 sk;         /* struct sock address (the key) */
 	__u64 req_ts;     /* in-kernel pairing: start of the request waiting for its response, 0 none */
-	__u8 tcp;         /* always 1 (only TCP sockets are stored) */
+	__u8 seen;        /* 1 once a process's I/O filled in addresses, tgid and fd */
 	__u8 role;        /* L7_ROLE_* */
 	__u8 family;      /* AF_INET / AF_INET6 */
 	__u8 mute;        /* set by user space: no protocol it knows, send only the close */
@@ -67,7 +71,10 @@ struct l7_conn {
 	__u8 laddr[16];   /* IPv4 in the first 4 bytes */
 	__u8 raddr[16];
 	char method[L7_METHOD_LEN]; /* of the pending request */
+	__u32 tgid;       /* the process whose I/O was seen first: events and the close name it */
+	__s32 fd;         /* its fd then (from the syscall's registers) */
 	__u32 pad2;
+	__u64 rx_ts;      /* when the last receive returned: older send times are stale */
 };
 
 /* Key of an in-kernel SLI aggregate: one per (process, role, server, protocol, method). */
@@ -111,12 +118,12 @@ struct l7_flow {
 
 /* One record in the ring buffer: header then `cap` payload bytes. */
 struct l7_event {
-	__u64 ts_ns;      /* CLOCK_MONOTONIC: entry of a send, return of a receive */
+	__u64 ts_ns;      /* CLOCK_MONOTONIC: when the bytes moved (see bpf/l7.bpf.c) */
 	__u64 sk;
 	__u32 tgid;
 	__u32 tid;
 	__s32 fd;
-	__u32 len;        /* bytes a receive moved or a send asks to send (not just the prefix) */
+	__u32 len;        /* bytes the send or receive moved (not just the prefix) */
 	__u16 cap;        /* payload bytes that follow */
 	__u8 type;        /* L7_EV_* */
 	__u8 dir;         /* L7_DIR_* */

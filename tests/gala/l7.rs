@@ -99,6 +99,8 @@ fn nobody_dir() -> tempfile::TempDir {
     dir
 }
 
+const HOST_LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
+
 /// `gala-collect --probes l7`, running for `secs`; returns once its programs are attached.
 struct Collector(Option<Child>);
 
@@ -114,8 +116,14 @@ impl Collector {
         let pid = child.id();
         let mut c = Collector(Some(child));
         let t = Instant::now();
-        // Attached = it holds the BPF links of its 12 syscall tracepoints.
-        while bpf_links(pid) < 12 {
+        // Attached = it holds the BPF links of its 4 raw tracepoints and, when the host
+        // has libssl, of the 4 OpenSSL uprobes (attached right after).
+        let want = if std::path::Path::new(HOST_LIBSSL).exists() {
+            8
+        } else {
+            4
+        };
+        while bpf_links(pid) < want {
             if t.elapsed() > Duration::from_secs(60) || !c.alive() {
                 let out = c.finish_raw();
                 panic!(
@@ -327,12 +335,26 @@ fn redis_requests_and_errors_match_the_benchmark() {
         "no sli for port {port}: {:?}",
         recs.status_l7()
     );
+    // All the counts, for a failure's message: a short count tells more beside the rest.
+    let counts: Vec<String> = slis
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} req {} resp {}",
+                s.key("role"),
+                s.key("method"),
+                s.get("req_count"),
+                s.get("resp_count")
+            )
+        })
+        .collect();
     for role in ["client", "server"] {
         for cmd in ["SET", "GET"] {
             assert_eq!(
                 total(&slis, role, Some(cmd), "req_count"),
                 n as f64,
-                "{role} {cmd} requests"
+                "{role} {cmd} requests: {counts:?}, status {}",
+                recs.status_l7()
             );
             assert_eq!(
                 total(&slis, role, Some(cmd), "resp_count"),
@@ -728,4 +750,117 @@ fn status_reports_classification_and_drops() {
     ] {
         assert!(l7[field].is_u64(), "status l7.{field}: {l7}");
     }
+}
+
+/// The probe attaches no syscall tracepoint (an attached one puts every syscall of every
+/// process on the slow path): by the kernel's own account of the collector's BPF fds,
+/// its programs are raw tracepoints on the socket layer and OpenSSL uprobes, and no
+/// program is of the classic tracepoint type.
+#[test]
+fn attaches_no_syscall_tracepoint() {
+    if !common::require_bpf("l7::no_syscall_tracepoint") {
+        return;
+    }
+    let collector = Collector::start(3);
+    let pid = collector.0.as_ref().expect("collector").id();
+    let field = |info: &str, name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let (mut prog_types, mut raw_tps) = (Vec::new(), Vec::new());
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("collector fds")
+        .flatten()
+    {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        if target.contains("bpf-prog") {
+            prog_types.extend(field(&info, "prog_type:"));
+        } else if target.contains("bpf_link")
+            && field(&info, "link_type:").as_deref() == Some("raw_tracepoint")
+        {
+            raw_tps.extend(field(&info, "tp_name:"));
+        }
+    }
+    // BPF_PROG_TYPE_KPROBE (2, the uprobes), BPF_PROG_TYPE_RAW_TRACEPOINT (17); a
+    // classic tracepoint program (5) is what tp/syscalls/* would load.
+    assert!(!prog_types.is_empty(), "no BPF programs found");
+    assert!(
+        prog_types.iter().all(|t| t == "2" || t == "17"),
+        "program types {prog_types:?}"
+    );
+    raw_tps.sort();
+    assert_eq!(
+        raw_tps,
+        [
+            "inet_sock_set_state",
+            "sock_recv_length",
+            "sock_send_length",
+            "tcp_destroy_sock"
+        ]
+    );
+    collector.finish();
+}
+
+/// Socket I/O whose buffer the probe cannot read (sendfile here) is counted in the status,
+/// not guessed at: the send hook fires inside sendfile(2), whose saved registers hold no
+/// user buffer.
+#[test]
+fn sendfile_is_counted_as_unparsed() {
+    if !common::require_bpf("l7::sendfile") {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let collector = Collector::start(3);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut total = 0;
+        let mut b = [0u8; 65536];
+        while let Ok(k) = s.read(&mut b) {
+            if k == 0 {
+                break;
+            }
+            total += k;
+        }
+        total
+    });
+    let mut file = tempfile::tempfile().expect("tempfile");
+    file.write_all(&[b'x'; 50_000]).expect("write");
+    let mut client = TcpStream::connect(addr).expect("connect");
+    client.write_all(b"hello").expect("send");
+    let mut sent = 0usize;
+    for _ in 0..4 {
+        let mut off: libc::off_t = 0;
+        while (off as usize) < 50_000 {
+            // SAFETY: sendfile(2) between two fds this test owns, with a valid offset pointer.
+            let k = unsafe {
+                libc::sendfile(
+                    client.as_raw_fd(),
+                    file.as_raw_fd(),
+                    &mut off,
+                    50_000 - off as usize,
+                )
+            };
+            assert!(k > 0, "sendfile: {}", std::io::Error::last_os_error());
+            sent += k as usize;
+        }
+    }
+    drop(client);
+    assert_eq!(reader.join().expect("reader"), sent + 5);
+    let l7 = collector.finish().status_l7();
+    assert!(
+        l7["io_unparsed"].as_u64().unwrap_or(0) >= 4,
+        "sendfile not counted: {l7}"
+    );
 }

@@ -1,5 +1,5 @@
-//! The kernel side of the l7 probe: loads bpf/l7.bpf.c, attaches its syscall tracepoints
-//! and the OpenSSL uprobes, drains the ring buffer into the [`Tracker`] on a thread of its
+//! The kernel side of the l7 probe: loads bpf/l7.bpf.c, attaches its socket-layer raw
+//! tracepoints and the OpenSSL uprobes, drains the ring buffer into the [`Tracker`] on a thread of its
 //! own (so that a 5 s collection interval never lets the buffer overflow), and, when the
 //! probe asks at the end of an interval, adds the in-kernel aggregates' growth since the
 //! last time (Redis and HTTP connections are paired in the kernel) to the tracker.
@@ -44,8 +44,9 @@ use skel::L7SkelBuilder;
 const DRAIN: Duration = Duration::from_millis(10);
 /// How often processes are scanned for new OpenSSL libraries.
 const SSL_SCAN: Duration = Duration::from_secs(2);
-/// How often the `conns` map is swept of exited processes' entries (exit closes fds
-/// without close(2), so the kernel never deletes them).
+/// How often the `conns` map is swept of entries whose TCP_CLOSE was missed (a raw
+/// tracepoint program is skipped when it would re-enter itself on a CPU: the kernel
+/// counts that in `recursion_misses`); those of exited processes are deleted.
 const SWEEP: Duration = Duration::from_secs(5);
 /// Snapshots without growth after which an aggregate is deleted from the kernel map.
 const AGG_IDLE: u32 = 60;
@@ -55,21 +56,28 @@ const AGG_KEY_SIZE: usize = 52;
 const AGG_HIST_AT: usize = 80;
 const L7_HIST: usize = 256;
 const AGG_SIZE: usize = AGG_HIST_AT + 4 * L7_HIST;
-/// `struct l7_conn`: where `sk` and `mute` are.
+/// `struct l7_conn` (bpf/l7.h): where `seen`, `mute`, `tgid` and `fd` are.
+const CONN_SEEN_AT: usize = 16;
 const CONN_MUTE_AT: usize = 19;
+const CONN_TGID_AT: usize = 84;
+const CONN_FD_AT: usize = 88;
 
 /// Kernel-side numbers for the status record.
 #[derive(Debug, Default, Clone)]
 pub struct KernelStats {
     pub drops: u64,
     pub events: u64,
-    pub tcp_fds: u64,
+    /// TCP sockets of processes seen doing I/O.
+    pub tcp_socks: u64,
     /// Requests paired in the kernel (as of the last snapshot).
     pub kernel_requests: u64,
     /// Kernel-paired connections handed to user space (pipelining).
     pub to_user: u64,
     /// Requests not counted: the aggregate map was full.
     pub agg_full: u64,
+    /// TCP sends and receives by syscalls whose buffer the probe does not read
+    /// (sendfile, splice, io_uring, sendmmsg/recvmmsg).
+    pub unparsed: u64,
     /// Entries of exited processes swept from the kernel's connection map.
     pub swept: u64,
     pub ssl_libs: Vec<String>,
@@ -208,8 +216,8 @@ fn run(
     let mut last_scan: Option<Instant> = None;
     let mut last_stats = Instant::now();
     let mut last_sweep = Instant::now();
-    let mut aggs = Aggregates::default();
     let mut swept = 0u64;
+    let mut aggs = Aggregates::default();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(DRAIN);
         let _ = rb.consume();
@@ -277,9 +285,10 @@ fn run(
             if let Ok(mut s) = shared.stats.lock() {
                 s.drops = counters[0];
                 s.events = counters[1];
-                s.tcp_fds = counters[2];
+                s.tcp_socks = counters[2];
                 s.to_user = counters[3];
                 s.agg_full = counters[4];
+                s.unparsed = counters[5];
                 s.swept = swept;
                 s.progs = progs;
             }
@@ -291,30 +300,41 @@ fn run(
 
 /// Stops payload copies for a connection no parser recognised (a bulk transfer, ssh, a
 /// protocol we do not know): after a few payloads they would only cost. Its close is
-/// still reported. Checked against the socket so that a reused fd is not muted.
+/// still reported. The entry is keyed by the socket's address, which a later connection
+/// may reuse: it must still be the one user space saw (same tgid and fd).
 fn mute_conn(map: &impl MapCore, tgid: u32, fd: i32, sk: u64) {
-    let key = ((u64::from(tgid) << 32) | u64::from(fd as u32)).to_ne_bytes();
+    let key = sk.to_ne_bytes();
     let Ok(Some(mut val)) = map.lookup(&key, libbpf_rs::MapFlags::ANY) else {
         return;
     };
-    if val.len() <= CONN_MUTE_AT || val[..8] != sk.to_ne_bytes() {
+    let same = val.get(CONN_TGID_AT..CONN_TGID_AT + 4) == Some(&tgid.to_ne_bytes()[..])
+        && val.get(CONN_FD_AT..CONN_FD_AT + 4) == Some(&fd.to_ne_bytes()[..]);
+    if !same {
         return;
     }
     val[CONN_MUTE_AT] = 1;
     let _ = map.update(&key, &val, libbpf_rs::MapFlags::EXIST);
 }
 
-/// Deletes the `conns` entries of processes that have exited; how many.
+/// Deletes the `conns` entries of processes that have exited (normally TCP_CLOSE
+/// deleted them already); how many. Entries not yet seen doing I/O have no process.
 fn sweep_exited(map: &impl MapCore) -> u64 {
     let mut alive: HashMap<u32, bool> = HashMap::new();
     let dead: Vec<Vec<u8>> = map
         .keys()
         .filter(|k| {
-            let Ok(raw) = <[u8; 8]>::try_from(k.as_slice()) else {
+            let Ok(Some(val)) = map.lookup(k, libbpf_rs::MapFlags::ANY) else {
                 return false;
             };
-            let tgid = (u64::from_ne_bytes(raw) >> 32) as u32;
-            !*alive
+            let seen = val.get(CONN_SEEN_AT) == Some(&1);
+            let Some(tgid) = val
+                .get(CONN_TGID_AT..CONN_TGID_AT + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+            else {
+                return false;
+            };
+            seen && !*alive
                 .entry(tgid)
                 .or_insert_with(|| std::path::Path::new(&format!("/proc/{tgid}")).exists())
         })

@@ -1,5 +1,5 @@
 //! The `l7` probe: application SLIs (HTTP/1.x, Redis, PostgreSQL, MySQL, and the same
-//! over OpenSSL) and load-balancer flows, from socket syscalls (bpf/l7.bpf.c): Redis and
+//! over OpenSSL) and load-balancer flows, from TCP socket I/O (bpf/l7.bpf.c): Redis and
 //! HTTP are paired in the kernel, which keeps per-SLI aggregates; the rest from payload
 //! prefixes the kernel copies to user space. See docs/l7.md.
 //!
@@ -26,7 +26,7 @@ use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record};
 use tracker::{FlowAgg, FlowKey, SliAgg, SliKey};
 
-/// Payload bytes copied per syscall: enough for a request line, a RESP command with its
+/// Payload bytes copied per send or receive: enough for a request line, a RESP command with its
 /// key, a PostgreSQL or MySQL header and the first SQL keyword.
 pub const CAPTURE_BYTES: u32 = 128;
 
@@ -60,39 +60,10 @@ pub static SPEC: ProbeSpec = ProbeSpec {
 
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub const HOOKS: Hooks = &[
-    (Hook::Tracepoint("syscalls/sys_exit_read"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_exit_recvfrom"),
-        Need::Required,
-    ),
-    (Hook::Tracepoint("syscalls/sys_exit_readv"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_exit_recvmsg"),
-        Need::Required,
-    ),
-    (Hook::Tracepoint("syscalls/sys_enter_write"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_sendto"),
-        Need::Required,
-    ),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_writev"),
-        Need::Required,
-    ),
-    (
-        Hook::Tracepoint("syscalls/sys_enter_sendmsg"),
-        Need::Required,
-    ),
-    (Hook::Tracepoint("syscalls/sys_enter_close"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_exit_accept4"),
-        Need::Required,
-    ),
-    (Hook::Tracepoint("syscalls/sys_exit_accept"), Need::Required),
-    (
-        Hook::Tracepoint("syscalls/sys_exit_connect"),
-        Need::Required,
-    ),
+    (Hook::RawTracepoint("sock_send_length"), Need::Required),
+    (Hook::RawTracepoint("sock_recv_length"), Need::Required),
+    (Hook::RawTracepoint("inet_sock_set_state"), Need::Required),
+    (Hook::RawTracepoint("tcp_destroy_sock"), Need::Required),
     (
         Hook::Uprobe {
             binary: "libssl.so.3",
@@ -334,10 +305,11 @@ pub fn ipvs_flows(conns: &[ipvs::IpvsConn]) -> HashMap<FlowKey, FlowAgg> {
 #[derive(Clone, Default)]
 struct KernelStats {
     drops: u64,
-    tcp_fds: u64,
+    tcp_socks: u64,
     kernel_requests: u64,
     to_user: u64,
     agg_full: u64,
+    unparsed: u64,
     swept: u64,
     ssl_libs: Vec<String>,
     ssl_errors: Vec<String>,
@@ -395,13 +367,14 @@ impl super::probe::Probe for L7Probe {
         let l7 = json!({
             "events": c.events,
             "events_dropped": k.drops,
-            "tcp_fds_seen": k.tcp_fds,
+            "tcp_socks_seen": k.tcp_socks,
             "conns_open": open,
             "conns_classified": c.conns_classified,
             "conns_kernel": c.conns_kernel,
             "conns_to_user": k.to_user,
             "kernel_requests": k.kernel_requests,
             "kernel_aggs_full": k.agg_full,
+            "io_unparsed": k.unparsed,
             "conns_swept": k.swept,
             "conns_unknown": c.conns_unknown,
             "conns_tls": c.conns_tls,
