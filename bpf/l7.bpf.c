@@ -26,6 +26,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "l7.h"
+#include "kread.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -182,14 +183,15 @@ static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn 
 {
 	__u64 key = (__u64)sk;
 	if (!c) {
-		__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		__u16 family = KREAD(struct sock, sk, __sk_common.skc_family);
 		if (family != AF_INET && family != AF_INET6)
 			return NULL;
-		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP ||
-		    BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+		if (KREAD(struct sock, sk, sk_protocol) != IPPROTO_TCP ||
+		    KREAD(struct sock, sk, __sk_common.skc_state) == TCP_CLOSE)
 			return NULL;
 	}
-	if (!BPF_CORE_READ(sk, sk_socket, file)) {
+	struct socket *so = KREAD(struct sock, sk, sk_socket);
+	if (!so || !KREAD(struct socket, so, file)) {
 		if (c)
 			bpf_map_delete_elem(&conns, &key);
 		return NULL;
@@ -197,7 +199,7 @@ static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn 
 	struct l7_conn fresh = {};
 	if (c)
 		fresh.role = c->role;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = KREAD(struct sock, sk, __sk_common.skc_family);
 	fresh.sk = key;
 	fresh.seen = 1;
 	fresh.tgid = tgid;
@@ -205,8 +207,8 @@ static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn 
 	/* This first I/O may be a send: what xmit time the socket has is older. */
 	fresh.rx_ts = bpf_ktime_get_ns();
 	fresh.family = family;
-	fresh.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	fresh.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	fresh.lport = KREAD(struct sock, sk, __sk_common.skc_num);
+	fresh.rport = bpf_ntohs(KREAD(struct sock, sk, __sk_common.skc_dport));
 	if (family == AF_INET) {
 		bpf_core_read(fresh.laddr, 4, &sk->__sk_common.skc_rcv_saddr);
 		bpf_core_read(fresh.raddr, 4, &sk->__sk_common.skc_daddr);
@@ -709,7 +711,7 @@ static __always_inline __u64 io_time(struct sock *sk, struct l7_conn *c, __u8 di
 	}
 	/* A past time, so no clock read is needed when it is fresh (a clock read costs
 	 * ≈ 50-100 ns of a run on this VM). */
-	__u64 sent = BPF_CORE_READ((struct tcp_sock *)sk, tcp_mstamp) * 1000 + 500;
+	__u64 sent = KREAD(struct tcp_sock, sk, tcp_mstamp) * 1000 + 500;
 	return sent > c->rx_ts ? sent : bpf_ktime_get_ns();
 }
 
@@ -887,7 +889,7 @@ int BPF_PROG(l7_set_state, struct sock *sk, int old, int new)
 	if (new == TCP_ESTABLISHED) {
 		if (old != TCP_SYN_SENT && old != TCP_SYN_RECV)
 			return 0;
-		if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		if (KREAD(struct sock, sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
 		struct l7_conn c = {};
 		c.sk = key;
