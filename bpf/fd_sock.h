@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* The TCP socket behind a file descriptor of the current task, through its fd table with
- * CO-RE: shared by the l7 probe (first sight of an fd) and the tcp probe (the owner of a
- * socket accept() returned). Include after vmlinux.h and bpf_core_read.h. */
+ * CO-RE: the tcp probe finds the owner of a socket accept() returned this way (the l7
+ * probe used it too until it moved to socket-layer hooks, which hand it the socket).
+ * Include after vmlinux.h and bpf_core_read.h. */
 #ifndef GALA_FD_SOCK_H
 #define GALA_FD_SOCK_H
 
