@@ -364,7 +364,16 @@ def main(out):
         if isinstance(progs, dict) and progs:
             total_ns = sum(p.get("run_time_ns", 0) for p in progs.values() if isinstance(p, dict))
             total_runs = sum(p.get("run_cnt", 0) for p in progs.values() if isinstance(p, dict))
-            rows.append(("BPF programs", f"{len(progs)} programs, {fmt_num(total_runs)} runs, {total_ns / 1e6:.1f} ms in kernel"))
+            # The kernel's statistics may be sampled (on part of the time): scale them.
+            st = last.get("bpf_stats") if isinstance(last.get("bpf_stats"), dict) else {}
+            on, since = st.get("on_ns") or 0, st.get("since_ns") or 0
+            if on and since and on < since:
+                k = since / on
+                rows.append(("BPF programs", f"{len(progs)} programs, ≈{fmt_num(round(total_runs * k))} runs, "
+                             f"≈{total_ns * k / 1e6:.1f} ms in kernel (estimated: the kernel's statistics "
+                             f"were on {100 * on / since:.0f}% of the time)"))
+            else:
+                rows.append(("BPF programs", f"{len(progs)} programs, {fmt_num(total_runs)} runs, {total_ns / 1e6:.1f} ms in kernel"))
         parts.append("<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
     else:
         parts.append("<p><em>no status records in the recording</em></p>")
