@@ -60,6 +60,14 @@ pub struct Scored {
     pub factors: [f64; 5],
 }
 
+/// What a process or container shows of memory pressure or use: its reclaim stalls,
+/// major faults, swap, resident memory, its cgroup's usage and limit events.
+fn is_memory(metric: &str) -> bool {
+    ["mem", "rss", "swap", "reclaim", "major_fault", "majflt", "oom"]
+        .iter()
+        .any(|w| metric.contains(w))
+}
+
 /// The keyword gala-inference gives a cause: what kind of resource to look at.
 pub fn keyword(k: &str, metric: &str) -> &'static str {
     let m = metric.to_ascii_lowercase();
@@ -78,6 +86,9 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
         kind::HOST if m.contains("disk") || m.contains("io") => "disk",
         kind::HOST if m.contains("net") || m.contains("tcp") => "network",
         kind::HOST => "cpu",
+        // A process stalled reclaiming or faulting its pages back in is a memory problem
+        // to look at, whichever process it is.
+        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if is_memory(&m) => "memory",
         _ => "process",
     }
 }
@@ -315,7 +326,15 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     let (zts, zv) = zero_before(kts, h.ts[0], &h.ts, values);
                     score::correlation(&zts, &zv, kts, kv, from, end, kpi_step / 2)
                 } else {
-                    None
+                    // An established entity's metric first reported in the window: a count
+                    // written only when it is not zero (gala-collect's reclaim stalls and
+                    // major faults per process). It was zero before, as its deviation
+                    // assumes, and so was it in the intervals it was not written.
+                    let zv: Vec<f32> = values
+                        .iter()
+                        .map(|&x| if x.is_finite() { x } else { 0.0 })
+                        .collect();
+                    score::correlation(&h.ts, &zv, kts, kv, from, end, kpi_step / 2)
                 }
             });
             let cls = if born { 0 } else { class(&g.kinds[i], metric) };
