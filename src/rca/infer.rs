@@ -188,6 +188,11 @@ fn zero_before(kts: &[i64], birth: i64, ts: &[i64], v: &[f32]) -> (Vec<i64>, Vec
     (zts, zv)
 }
 
+/// When the series last had a value.
+fn last_at(ts: &[i64], v: &[f32]) -> Option<i64> {
+    v.iter().rposition(|x| x.is_finite()).map(|i| ts[i])
+}
+
 /// The result of one inference, with what `--format text` needs to tell it.
 #[derive(Debug, Clone)]
 pub struct Inference {
@@ -265,6 +270,12 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         }
         for (metric, values) in &h.cols {
             if born && !is_consumption(metric) {
+                continue;
+            }
+            // A newcomer gone several intervals before the KPI moved (another developer's
+            // rustfmt that ran for a second) cannot have caused it: what it took was given
+            // back before anyone suffered.
+            if born && last_at(&h.ts, values).is_some_and(|t| t < kpi.ts - 3 * kpi_step) {
                 continue;
             }
             // The KPI entity's other symptoms (its p99 beside its mean latency) are the same
