@@ -188,6 +188,15 @@ fn zero_before(kts: &[i64], birth: i64, ts: &[i64], v: &[f32]) -> (Vec<i64>, Vec
     (zts, zv)
 }
 
+/// A host metric that sums its processes' own counters (gala-collect's host pgfault,
+/// pgmajfault, ctx_switches, forks; gala-gopher's host minflt, majflt).
+fn is_process_sum(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    ["pgfault", "pgmajfault", "majflt", "minflt", "ctx_switch", "forks"]
+        .iter()
+        .any(|w| m.contains(w))
+}
+
 /// When the series last had a value.
 fn last_at(ts: &[i64], v: &[f32]) -> Option<i64> {
     v.iter().rposition(|x| x.is_finite()).map(|i| ts[i])
@@ -270,6 +279,12 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         }
         for (metric, values) in &h.cols {
             if born && !is_consumption(metric) {
+                continue;
+            }
+            // The host's counts of what its processes do (page faults, context switches,
+            // forks) are their sum: an effect of whichever process moved, which is itself
+            // a candidate, never a cause of it.
+            if g.kinds[i] == kind::HOST && is_process_sum(metric) {
                 continue;
             }
             // A newcomer gone several intervals before the KPI moved (another developer's
@@ -464,10 +479,22 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                         t
                     }
                 });
+                // At the same time, a process's own symptom (its waits) explains no
+                // symptom of its connections: it waits because of them as often as they
+                // slow because of it, and one interval cannot tell (a client's run-queue
+                // waits ×4 had "explained" its link's RTT ×300 on a squeezed link). A
+                // link's slowness does explain its requests' latency: only that way is
+                // physical.
                 (tp < tc - half
                     || ((tp - tc).abs() <= half
                         && (bp.class < bc.class
-                            || (bp.class == bc.class && g.rule(via, p).is_none()))))
+                            || (bp.class == bc.class
+                                && (bc.class < 2
+                                    || !matches!(
+                                        g.kinds[p].as_str(),
+                                        kind::PROC | kind::THREAD | kind::CONTAINER | kind::POD
+                                    ))
+                                && g.rule(via, p).is_none()))))
                     && follows(p, c)
             };
             upstream
