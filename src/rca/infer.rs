@@ -63,9 +63,17 @@ pub struct Scored {
 /// What a process or container shows of memory pressure or use: its reclaim stalls,
 /// major faults, swap, resident memory, its cgroup's usage and limit events.
 fn is_memory(metric: &str) -> bool {
-    ["mem", "rss", "swap", "reclaim", "major_fault", "majflt", "oom"]
-        .iter()
-        .any(|w| metric.contains(w))
+    [
+        "mem",
+        "rss",
+        "swap",
+        "reclaim",
+        "major_fault",
+        "majflt",
+        "oom",
+    ]
+    .iter()
+    .any(|w| metric.contains(w))
 }
 
 /// The keyword gala-inference gives a cause: what kind of resource to look at.
@@ -192,9 +200,16 @@ fn zero_before(kts: &[i64], birth: i64, ts: &[i64], v: &[f32]) -> (Vec<i64>, Vec
 /// pgmajfault, ctx_switches, forks; gala-gopher's host minflt, majflt).
 fn is_process_sum(metric: &str) -> bool {
     let m = metric.to_ascii_lowercase();
-    ["pgfault", "pgmajfault", "majflt", "minflt", "ctx_switch", "forks"]
-        .iter()
-        .any(|w| m.contains(w))
+    [
+        "pgfault",
+        "pgmajfault",
+        "majflt",
+        "minflt",
+        "ctx_switch",
+        "forks",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 /// When the series last had a value.

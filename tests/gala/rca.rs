@@ -606,9 +606,8 @@ fn memory_stream() -> String {
             "cpu",
             json!({"cpu_util": 30.0 + 3.0 * wiggle(i, 6)}),
         ));
-        let slow = |base: f64, salt: usize| {
-            on(fault + 1, base + 0.1 * base * wiggle(i, salt), base * 4.0)
-        };
+        let slow =
+            |base: f64, salt: usize| on(fault + 1, base + 0.1 * base * wiggle(i, salt), base * 4.0);
         lines.push(m("a_sli_10", "sli", json!({"latency_avg": slow(5.0, 7)})));
         if i == fault + 1 {
             lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
@@ -627,10 +626,18 @@ fn memory_pressure_on_the_server_ranks_first_with_keyword_memory() {
         "{causes:#?}"
     );
     // redis's own evidence is its memory stall, not a symptom it shares with the client.
-    let redis = causes.iter().find(|c| c.id == "a_proc_20").expect("redis ranked");
+    let redis = causes
+        .iter()
+        .find(|c| c.id == "a_proc_20")
+        .expect("redis ranked");
     assert!(
-        ["mem_memcg_reclaim_ms", "mem_major_faults", "swap_bytes", "rss_bytes"]
-            .contains(&redis.metric.as_str()),
+        [
+            "mem_memcg_reclaim_ms",
+            "mem_major_faults",
+            "swap_bytes",
+            "rss_bytes"
+        ]
+        .contains(&redis.metric.as_str()),
         "{redis:#?}"
     );
     assert_eq!(redis.keyword, "memory");
