@@ -480,7 +480,18 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 }
             }
             let explains = |&(p, via): &(usize, usize)| {
-                let Some(bp) = &best[p] else { return false };
+                // On a hog edge (proc → cpu, disk, mem, host) a process explains only by
+                // what it takes of that resource, as it ranks there: a kernel thread
+                // whose CPU time went from 0.1 to 0.6 ms had explained a CPU saturated
+                // by stress-ng through its best metric of another kind.
+                let bp = match rank::hog_edge(g, p, via) {
+                    Some(slots) => slots
+                        .iter()
+                        .filter_map(|&r| best_load[p][r].as_ref())
+                        .max_by(|a, b| a.score.total_cmp(&b.score)),
+                    None => best[p].as_ref(),
+                };
+                let Some(bp) = bp else { return false };
                 // A bystander's noise at the edge of the threshold explains nothing.
                 if p == k || p == c || bp.score < 0.5 * bc.score {
                     return false;
