@@ -60,6 +60,22 @@ pub struct Scored {
     pub factors: [f64; 5],
 }
 
+/// What a process or container shows of memory pressure or use: its reclaim stalls,
+/// major faults, swap, resident memory, its cgroup's usage and limit events.
+fn is_memory(metric: &str) -> bool {
+    [
+        "mem",
+        "rss",
+        "swap",
+        "reclaim",
+        "major_fault",
+        "majflt",
+        "oom",
+    ]
+    .iter()
+    .any(|w| metric.contains(w))
+}
+
 /// The keyword gala-inference gives a cause: what kind of resource to look at.
 pub fn keyword(k: &str, metric: &str) -> &'static str {
     let m = metric.to_ascii_lowercase();
@@ -78,6 +94,9 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
         kind::HOST if m.contains("disk") || m.contains("io") => "disk",
         kind::HOST if m.contains("net") || m.contains("tcp") => "network",
         kind::HOST => "cpu",
+        // A process stalled reclaiming or faulting its pages back in is a memory problem
+        // to look at, whichever process it is.
+        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if is_memory(&m) => "memory",
         _ => "process",
     }
 }
@@ -177,6 +196,27 @@ fn zero_before(kts: &[i64], birth: i64, ts: &[i64], v: &[f32]) -> (Vec<i64>, Vec
     (zts, zv)
 }
 
+/// A host metric that sums its processes' own counters (gala-collect's host pgfault,
+/// pgmajfault, ctx_switches, forks; gala-gopher's host minflt, majflt).
+fn is_process_sum(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    [
+        "pgfault",
+        "pgmajfault",
+        "majflt",
+        "minflt",
+        "ctx_switch",
+        "forks",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
+/// When the series last had a value.
+fn last_at(ts: &[i64], v: &[f32]) -> Option<i64> {
+    v.iter().rposition(|x| x.is_finite()).map(|i| ts[i])
+}
+
 /// The result of one inference, with what `--format text` needs to tell it.
 #[derive(Debug, Clone)]
 pub struct Inference {
@@ -256,6 +296,18 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             if born && !is_consumption(metric) {
                 continue;
             }
+            // The host's counts of what its processes do (page faults, context switches,
+            // forks) are their sum: an effect of whichever process moved, which is itself
+            // a candidate, never a cause of it.
+            if g.kinds[i] == kind::HOST && is_process_sum(metric) {
+                continue;
+            }
+            // A newcomer gone several intervals before the KPI moved (another developer's
+            // rustfmt that ran for a second) cannot have caused it: what it took was given
+            // back before anyone suffered.
+            if born && last_at(&h.ts, values).is_some_and(|t| t < kpi.ts - 3 * kpi_step) {
+                continue;
+            }
             // The KPI entity's other symptoms (its p99 beside its mean latency) are the same
             // symptom, not its cause; its load (a queue) may be.
             if i == k && (*metric == kpi.metric || is_symptom(metric)) {
@@ -315,7 +367,15 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     let (zts, zv) = zero_before(kts, h.ts[0], &h.ts, values);
                     score::correlation(&zts, &zv, kts, kv, from, end, kpi_step / 2)
                 } else {
-                    None
+                    // An established entity's metric first reported in the window: a count
+                    // written only when it is not zero (gala-collect's reclaim stalls and
+                    // major faults per process). It was zero before, as its deviation
+                    // assumes, and so was it in the intervals it was not written.
+                    let zv: Vec<f32> = values
+                        .iter()
+                        .map(|&x| if x.is_finite() { x } else { 0.0 })
+                        .collect();
+                    score::correlation(&h.ts, &zv, kts, kv, from, end, kpi_step / 2)
                 }
             });
             let cls = if born { 0 } else { class(&g.kinds[i], metric) };
@@ -420,7 +480,18 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 }
             }
             let explains = |&(p, via): &(usize, usize)| {
-                let Some(bp) = &best[p] else { return false };
+                // On a hog edge (proc → cpu, disk, mem, host) a process explains only by
+                // what it takes of that resource, as it ranks there: a kernel thread
+                // whose CPU time went from 0.1 to 0.6 ms had explained a CPU saturated
+                // by stress-ng through its best metric of another kind.
+                let bp = match rank::hog_edge(g, p, via) {
+                    Some(slots) => slots
+                        .iter()
+                        .filter_map(|&r| best_load[p][r].as_ref())
+                        .max_by(|a, b| a.score.total_cmp(&b.score)),
+                    None => best[p].as_ref(),
+                };
+                let Some(bp) = bp else { return false };
                 // A bystander's noise at the edge of the threshold explains nothing.
                 if p == k || p == c || bp.score < 0.5 * bc.score {
                     return false;
@@ -434,10 +505,22 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                         t
                     }
                 });
+                // At the same time, a process's own symptom (its waits) explains no
+                // symptom of its connections: it waits because of them as often as they
+                // slow because of it, and one interval cannot tell (a client's run-queue
+                // waits ×4 had "explained" its link's RTT ×300 on a squeezed link). A
+                // link's slowness does explain its requests' latency: only that way is
+                // physical.
                 (tp < tc - half
                     || ((tp - tc).abs() <= half
                         && (bp.class < bc.class
-                            || (bp.class == bc.class && g.rule(via, p).is_none()))))
+                            || (bp.class == bc.class
+                                && (bc.class < 2
+                                    || !matches!(
+                                        g.kinds[p].as_str(),
+                                        kind::PROC | kind::THREAD | kind::CONTAINER | kind::POD
+                                    ))
+                                && g.rule(via, p).is_none()))))
                     && follows(p, c)
             };
             upstream

@@ -552,3 +552,93 @@ fn a_stopped_process_ranks_first_and_a_newcomer_counts_only_by_what_it_takes() {
         assert!(w.score < 0.2, "{w:#?}");
     }
 }
+
+/// Memory pressure on the server: redis's pages are swapped out, so it stalls reclaiming
+/// and faulting them back in. gala-collect writes those counts only for intervals in
+/// which they are not zero, so they first appear with the fault. A co-tenant that locks
+/// memory arrives with it.
+fn memory_stream() -> String {
+    let mut lines: Vec<Value> = vec![
+        json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
+        json!({"type":"entity","ts":T0,"id":"a_cpu_0","kind":"cpu","machine_id":"a","keys":{"cpu":"0"}}),
+        json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app","pgid":10}}),
+        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":"a_tcp_link_10_client_127.0.0.1_127.0.0.1_6379","kind":"tcp_link","machine_id":"a",
+               "keys":{"tgid":10,"role":"client","client_ip":"127.0.0.1","server_ip":"127.0.0.1","server_port":6379}}),
+        json!({"type":"entity","ts":T0,"id":"a_proc_20","kind":"proc","machine_id":"a","keys":{"tgid":20},"labels":{"comm":"redis-server","pgid":20}}),
+        json!({"type":"entity","ts":T0,"id":"a_tcp_link_20_server_127.0.0.1_127.0.0.1_6379","kind":"tcp_link","machine_id":"a",
+               "keys":{"tgid":20,"role":"server","client_ip":"127.0.0.1","server_ip":"127.0.0.1","server_port":6379}}),
+    ];
+    let fault = 120;
+    for i in 0..140usize {
+        let ts = T0 + i as i64 * STEP;
+        let on = |from: usize, base: f64, then: f64| if i >= from { then } else { base };
+        let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
+        if i == fault {
+            lines.push(json!({"type":"entity","ts":ts,"id":"a_proc_30","kind":"proc","machine_id":"a","keys":{"tgid":30},"labels":{"comm":"python3","pgid":30}}));
+        }
+        if i >= fault {
+            lines.push(m(
+                "a_proc_30",
+                "proc",
+                json!({"cpu_pct": 0.3, "rss_bytes": 60e6}),
+            ));
+        }
+        let mut redis = json!({
+            "cpu_pct": 5.0 + 0.5 * wiggle(i, 1),
+            "rss_bytes": on(fault, 80e6, 50e6),
+            "swap_bytes": on(fault, 0.0, 30e6),
+        });
+        if i >= fault {
+            // Written only when not zero: no history before the fault.
+            redis["mem_memcg_reclaim_ms"] = json!(20.0 + 2.0 * wiggle(i, 2));
+            redis["mem_major_faults"] = json!(3000.0 + 200.0 * wiggle(i, 3));
+        }
+        lines.push(m("a_proc_20", "proc", redis));
+        // The client waits for redis, and its run-queue noise is no news.
+        lines.push(m(
+            "a_proc_10",
+            "proc",
+            json!({"cpu_pct": 10.0 + wiggle(i, 4), "sched_runq_delay_sum_us": 20_000.0 + 2_000.0 * wiggle(i, 5)}),
+        ));
+        lines.push(m(
+            "a_cpu_0",
+            "cpu",
+            json!({"cpu_util": 30.0 + 3.0 * wiggle(i, 6)}),
+        ));
+        let slow =
+            |base: f64, salt: usize| on(fault + 1, base + 0.1 * base * wiggle(i, salt), base * 4.0);
+        lines.push(m("a_sli_10", "sli", json!({"latency_avg": slow(5.0, 7)})));
+        if i == fault + 1 {
+            lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
+        }
+    }
+    lines.iter().map(|l| l.to_string() + "\n").collect()
+}
+
+#[test]
+fn memory_pressure_on_the_server_ranks_first_with_keyword_memory() {
+    let causes = infer_file(&memory_stream(), Ranker::Path);
+    let top = &causes[0];
+    assert_eq!(top.keyword, "memory", "{causes:#?}");
+    assert!(
+        ["a_proc_20", "a_proc_30"].contains(&top.id.as_str()),
+        "{causes:#?}"
+    );
+    // redis's own evidence is its memory stall, not a symptom it shares with the client.
+    let redis = causes
+        .iter()
+        .find(|c| c.id == "a_proc_20")
+        .expect("redis ranked");
+    assert!(
+        [
+            "mem_memcg_reclaim_ms",
+            "mem_major_faults",
+            "swap_bytes",
+            "rss_bytes"
+        ]
+        .contains(&redis.metric.as_str()),
+        "{redis:#?}"
+    );
+    assert_eq!(redis.keyword, "memory");
+}
