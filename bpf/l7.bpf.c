@@ -73,6 +73,9 @@ const volatile __u32 cap = 128;
 /* Our own process, never reported. */
 const volatile __u32 self_tgid = 0;
 
+/* Submitted without a wakeup (BPF_RB_NO_WAKEUP): user space drains it on a 10 ms timer and
+ * never sleeps on it, and a wakeup is an irq_work — a self-interrupt, on a virtual machine
+ * a VM exit of several microseconds — per event. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
@@ -254,7 +257,7 @@ static __always_inline void emit(struct l7_event *e, struct l7_conn *c, __u64 ts
 	}
 	e->cap = n;
 	__u64 size = L7_HDR_SIZE + n;
-	if (bpf_ringbuf_output(&events, e, size, 0) != 0)
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP) != 0)
 		count(L7_STAT_DROPS);
 	else
 		count(L7_STAT_EVENTS);
@@ -573,7 +576,7 @@ static __always_inline void lb(struct task_struct *task, struct l7_event *e, str
 	__builtin_memcpy(e->laddr, c->laddr, 16);
 	__builtin_memcpy(e->raddr, c->raddr, 16);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	if (bpf_ringbuf_output(&events, e, L7_HDR_SIZE + sizeof(struct l7_flow), 0) != 0)
+	if (bpf_ringbuf_output(&events, e, L7_HDR_SIZE + sizeof(struct l7_flow), BPF_RB_NO_WAKEUP) != 0)
 		count(L7_STAT_DROPS);
 	else
 		count(L7_STAT_EVENTS);
@@ -859,7 +862,7 @@ static __always_inline void emit_close(struct l7_conn *c)
 	e->rport = c->rport;
 	__builtin_memcpy(e->laddr, c->laddr, 16);
 	__builtin_memcpy(e->raddr, c->raddr, 16);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	count(L7_STAT_EVENTS);
 }
 

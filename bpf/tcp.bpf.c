@@ -42,9 +42,10 @@ struct {
 	__type(value, struct tcp_sock_val);
 } socks SEC(".maps");
 
+#define EVENTS_BYTES (4 << 20)
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, EVENTS_BYTES);
 } events SEC(".maps");
 
 struct {
@@ -174,7 +175,13 @@ static __always_inline void emit(__u32 kind, struct sock *sk, struct tcp_sock_va
 	}
 	if (final)
 		fill_counters(&e->fin, sk);
-	bpf_ringbuf_submit(e, 0);
+	/* The reader is woken only once the ring is half full: it drains every 50 ms anyway,
+	 * and a wakeup is an irq_work — a self-interrupt, on a virtual machine a VM exit —
+	 * which was most of the ~9 us this program took per closed connection. */
+	__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > EVENTS_BYTES / 2
+			     ? BPF_RB_FORCE_WAKEUP
+			     : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, wake);
 }
 
 /* The socket's last word. Sockets with no entry (older than the collector, never

@@ -800,8 +800,11 @@ fn drain(handle: MapHandle, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
         return;
     }
     let Ok(rb) = builder.build() else { return };
+    // The kernel side wakes this thread only when the ring is half full (a wakeup per
+    // event is a self-interrupt each), so it also drains on a timer: poll's timeout.
     while !stop.load(Ordering::Relaxed) {
-        let _ = rb.poll(Duration::from_millis(100));
+        let _ = rb.poll(Duration::from_millis(50));
+        let _ = rb.consume();
     }
     let _ = rb.consume();
 }
