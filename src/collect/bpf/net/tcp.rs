@@ -16,10 +16,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapHandle, RingBufferBuilder};
+use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -647,6 +646,9 @@ fn link_id(machine_id: &str, k: &LinkKey) -> (String, Fields) {
 }
 
 pub struct TcpProbe {
+    /// Consumed by the drain thread and, before each dump, by `collect` itself (a
+    /// field before `skel`: dropped before the maps it reads).
+    ring: Arc<Mutex<RingBuffer<'static>>>,
     skel: skel::TcpSkel<'static>,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
@@ -661,11 +663,12 @@ pub struct TcpProbe {
 }
 
 // SAFETY: the skeleton's raw libbpf pointers are only used from the thread that owns the
-// probe (the collector's); the drain thread has its own duplicated map fd.
+// probe (the collector's); the drain thread shares only the ring buffer, behind a mutex.
 unsafe impl Send for TcpProbe {}
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
+/// Locks, through a poisoned mutex too: the state stays consistent record by record.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TcpProbe {
@@ -732,17 +735,31 @@ impl TcpProbe {
             );
         }
         let state = Arc::new(Mutex::new(st));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle =
-            MapHandle::try_from(&skel.maps.events).map_err(|e| explain("tcp", "ring buffer", e))?;
-        let drain = {
+        let ring = {
             let state = Arc::clone(&state);
+            let mut builder = RingBufferBuilder::new();
+            builder
+                .add(&skel.maps.events, move |data: &[u8]| {
+                    lock(&state).on_event(data);
+                    0
+                })
+                .map_err(|e| explain("tcp", "ring buffer", e))?;
+            Arc::new(Mutex::new(
+                builder
+                    .build()
+                    .map_err(|e| explain("tcp", "ring buffer", e))?,
+            ))
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let drain = {
+            let ring = Arc::clone(&ring);
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("gala-tcp-events".into())
-                .spawn(move || drain(handle, state, stop))?
+                .spawn(move || drain(&ring, &stop))?
         };
         Ok(Box::new(TcpProbe {
+            ring,
             skel,
             state,
             stop,
@@ -787,26 +804,23 @@ fn listen_ports() -> HashSet<u16> {
         .unwrap_or_default()
 }
 
-fn drain(handle: MapHandle, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
-    let mut builder = RingBufferBuilder::new();
-    let cb_state = Arc::clone(&state);
-    if builder
-        .add(&handle, move |data: &[u8]| {
-            lock(&cb_state).on_event(data);
-            0
-        })
-        .is_err()
-    {
-        return;
-    }
-    let Ok(rb) = builder.build() else { return };
-    // The kernel side wakes this thread only when the ring is half full (a wakeup per
-    // event is a self-interrupt each), so it also drains on a timer: poll's timeout.
+/// Consumes close records as they come, so a burst of closes does not overflow the ring.
+/// The kernel side wakes this thread only when the ring is half full (a wakeup per event
+/// is a self-interrupt each), so it also drains on a 50 ms timer. The wait is on the
+/// ring's epoll fd without holding the ring, which `collect` consumes meanwhile.
+fn drain(ring: &Mutex<RingBuffer<'static>>, stop: &AtomicBool) {
+    let epoll_fd = lock(ring).epoll_fd();
     while !stop.load(Ordering::Relaxed) {
-        let _ = rb.poll(Duration::from_millis(50));
-        let _ = rb.consume();
+        let mut fds = [libc::pollfd {
+            fd: epoll_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd, and the epoll fd lives as long as the ring does,
+        // which this thread holds a reference to.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, 50) };
+        let _ = lock(ring).consume();
     }
-    let _ = rb.consume();
 }
 
 impl Drop for TcpProbe {
@@ -825,6 +839,10 @@ impl Probe for TcpProbe {
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
         let listen = listen_ports();
+        // Every close record submitted so far is folded before the dump, not left to
+        // the drain thread's next turn: at the last interval that turn never comes, and
+        // a socket gone from the dump would lose its final numbers.
+        let _ = lock(&self.ring).consume();
         lock(&self.state).closed_since_dump.clear();
         // Dump and read the map without the lock, so the ring-buffer thread is not held
         // up (a burst of closes would otherwise overflow the ring buffer meanwhile). The
