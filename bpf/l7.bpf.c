@@ -224,27 +224,33 @@ static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn 
 	return bpf_map_lookup_elem(&conns, &key);
 }
 
+/* The connection's identity, as every record about it carries it. */
+static __always_inline void copy_conn_identity(struct l7_event *e, const struct l7_conn *c)
+{
+	e->sk = c->sk;
+	e->role = c->role;
+	e->family = c->family;
+	e->proto = c->proto;
+	e->lport = c->lport;
+	e->rport = c->rport;
+	__builtin_memcpy(e->laddr, c->laddr, 16);
+	__builtin_memcpy(e->raddr, c->raddr, 16);
+}
+
 /* `ts_ns`: when the bytes moved (see io_time()). */
 static __always_inline void emit(struct l7_event *e, struct l7_conn *c, __u64 ts_ns, __u32 tgid,
 				 __u32 tid, __s32 fd, __u8 type, __u8 dir, __u8 ssl,
 				 const void *ubuf, __s64 len)
 {
 	e->ts_ns = ts_ns;
-	e->sk = c->sk;
+	copy_conn_identity(e, c);
 	e->tgid = tgid;
 	e->tid = tid;
 	e->fd = fd;
 	e->len = len > 0 ? (__u32)len : 0;
 	e->type = type;
 	e->dir = dir;
-	e->role = c->role;
-	e->family = c->family;
 	e->ssl = ssl;
-	e->proto = c->proto;
-	e->lport = c->lport;
-	e->rport = c->rport;
-	__builtin_memcpy(e->laddr, c->laddr, 16);
-	__builtin_memcpy(e->raddr, c->raddr, 16);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__u32 n = 0;
 	if (ubuf && len > 0) {
@@ -559,7 +565,7 @@ static __always_inline void lb(struct task_struct *task, struct l7_event *e, str
 	f->proto = c->proto;
 	f->pad = 0;
 	e->ts_ns = ts;
-	e->sk = c->sk;
+	copy_conn_identity(e, c);
 	e->tgid = tgid;
 	e->tid = tid;
 	e->fd = fd;
@@ -567,14 +573,7 @@ static __always_inline void lb(struct task_struct *task, struct l7_event *e, str
 	e->cap = sizeof(struct l7_flow);
 	e->type = L7_EV_FLOW;
 	e->dir = L7_DIR_EGRESS;
-	e->role = c->role;
-	e->family = c->family;
 	e->ssl = 0;
-	e->proto = c->proto;
-	e->lport = c->lport;
-	e->rport = c->rport;
-	__builtin_memcpy(e->laddr, c->laddr, 16);
-	__builtin_memcpy(e->raddr, c->raddr, 16);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (bpf_ringbuf_output(&events, e, L7_HDR_SIZE + sizeof(struct l7_flow), BPF_RB_NO_WAKEUP) != 0)
 		count(L7_STAT_DROPS);
@@ -851,17 +850,10 @@ static __always_inline void emit_close(struct l7_conn *c)
 	}
 	__builtin_memset(e, 0, L7_HDR_SIZE);
 	e->ts_ns = bpf_ktime_get_ns();
-	e->sk = c->sk;
+	copy_conn_identity(e, c);
 	e->tgid = c->tgid;
 	e->fd = c->fd;
 	e->type = L7_EV_CLOSE;
-	e->role = c->role;
-	e->family = c->family;
-	e->proto = c->proto;
-	e->lport = c->lport;
-	e->rport = c->rport;
-	__builtin_memcpy(e->laddr, c->laddr, 16);
-	__builtin_memcpy(e->raddr, c->raddr, 16);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	count(L7_STAT_EVENTS);
 }
