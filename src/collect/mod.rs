@@ -289,10 +289,12 @@ fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
             .filter(|s| !s.needs_bpf && !s.opt_in)
             .map(|s| s.name)
             .collect();
-        // A probe with an optional BPF half (runtime) is listed once.
+        // A probe with an optional BPF half (runtime) is listed once. Left out: the
+        // probes with a program on every syscall or context switch, whose cost a
+        // triage should not impose (the stack samplers are opt-in too, but cheap).
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         for n in bpf::doctor::runnable() {
-            if n != "syscall" && !names.contains(&n) {
+            if !["syscall", "schedtrace"].contains(&n) && !names.contains(&n) {
                 names.push(n);
             }
         }

@@ -30,6 +30,7 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         all.push((&net::endpoint::SPEC, net::endpoint::EndpointProbe::start));
         all.push((&net::dns::SPEC, net::dns::DnsProbe::start));
         all.push((&sys::sched::SPEC, sys::sched::Sched::start));
+        all.push((&sys::schedtrace::SPEC, sys::schedtrace::Schedtrace::start));
         all.push((&sys::io::SPEC, sys::io::Io::start));
         all.push((&sys::mem::SPEC, sys::mem::Mem::start));
         all.push((&sys::syscall::SPEC, sys::syscall::Syscall::start));

@@ -183,15 +183,13 @@ fn mean_runq_us(records: &[Value], tgid: u32) -> f64 {
     common::total(records, &id, "sched_runq_delay_sum_us") / waits
 }
 
-#[test]
-fn sched_runq_delay_rises_behind_cpu_hogs() {
-    if !common::require_bpf("sched_runq_delay_rises_behind_cpu_hogs") {
-        return;
-    }
+/// The sleeper's run-queue delay alone and behind two CPU hogs on its CPU, under `probe`;
+/// returns the records and the pids (alone, crowded, first hog).
+fn runq_alone_and_crowded(probe: &str) -> (Vec<Value>, u32, u32, u32) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: sysconf has no preconditions.
     let cpu = (unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) - 1) as usize;
-    let c = common::Collector::start("sched");
+    let c = common::Collector::start(probe);
     let alone = sleeper(cpu);
     reap(alone);
     let hogs = [hog(cpu), hog(cpu)];
@@ -209,16 +207,81 @@ fn sched_runq_delay_rises_behind_cpu_hogs() {
     );
     assert!(
         b > 3.0 * a && b > 20.0,
-        "run-queue delay alone {a:.1} us, behind two CPU hogs {b:.1} us"
+        "{probe}: run-queue delay alone {a:.1} us, behind two CPU hogs {b:.1} us"
     );
     let hog_id = proc_id(&records, hogs[0]);
     assert!(common::total(&records, &hog_id, "sched_oncpu_ms") > 100.0);
     assert!(common::total(&records, &hog_id, "sched_invol_switches") > 0.0);
     let s = proc_id(&records, crowded);
-    assert!(common::total(&records, &s, "sched_offcpu_sleep_ms") > 500.0);
     assert!(common::total(&records, &s, "sched_vol_switches") >= 200.0);
+    (records, cpu as u32, crowded, hogs[0])
+}
+
+#[test]
+fn sched_runq_delay_rises_behind_cpu_hogs() {
+    if !common::require_bpf("sched_runq_delay_rises_behind_cpu_hogs") {
+        return;
+    }
+    let (records, ..) = runq_alone_and_crowded("sched");
+    let st = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "status")
+        .unwrap();
+    assert!(st["sched_threads_read"].as_u64().unwrap_or(0) > 10, "{st}");
+    // Nothing of it runs per context switch: only the iterator and the exit hook.
+    let progs = st["bpf_progs"].as_object().unwrap();
+    let sched: Vec<&String> = progs.keys().filter(|k| k.starts_with("sched/")).collect();
+    assert_eq!(sched.len(), 2, "{sched:?}");
+}
+
+/// The per-switch probe adds what only a per-switch program sees: off-CPU time by state
+/// and per-CPU run queues.
+#[test]
+fn schedtrace_runq_delay_rises_behind_cpu_hogs() {
+    if !common::require_bpf("schedtrace_runq_delay_rises_behind_cpu_hogs") {
+        return;
+    }
+    let (records, cpu, crowded, _) = runq_alone_and_crowded("schedtrace");
+    let s = proc_id(&records, crowded);
+    assert!(common::total(&records, &s, "sched_offcpu_sleep_ms") > 500.0);
     let cpu_id = gala::record::entity_id(&machine_id(&records), "cpu", [cpu.to_string().as_str()]);
     assert!(common::total(&records, &cpu_id, "sched_runq_waits") > 0.0);
+}
+
+/// A process that lives well under one interval, with its CPU time in two threads that
+/// end before it does: all of it is counted, from the exit hook (no read saw them live).
+#[test]
+fn sched_counts_threads_and_processes_that_end_between_reads() {
+    if !common::require_bpf("sched_counts_threads_and_processes_that_end_between_reads") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = common::Collector::start("sched");
+    // hashlib lets go of the GIL on large buffers: the two threads spin at once.
+    let script = r#"
+import hashlib, threading, time
+def spin():
+    buf = b"x" * (1 << 20)
+    while time.thread_time() < 0.15:
+        hashlib.sha256(buf).digest()
+ts = [threading.Thread(target=spin) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let records = c.finish();
+    let id = proc_id(&records, pid);
+    let oncpu = common::total(&records, &id, "sched_oncpu_ms");
+    assert!(
+        (290.0..600.0).contains(&oncpu),
+        "2 threads x 150 ms of spinning, on CPU {oncpu} ms"
+    );
 }
 
 /// A memory cgroup with a 32 MiB limit and no swap, on cgroup v2 when its memory

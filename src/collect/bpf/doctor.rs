@@ -23,6 +23,7 @@ pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
         ("endpoint", super::net::endpoint::HOOKS),
         ("dns", super::net::dns::HOOKS),
         ("sched", super::sys::sched::HOOKS),
+        ("schedtrace", super::sys::schedtrace::HOOKS),
         ("io", super::sys::io::HOOKS),
         ("mempressure", super::sys::mem::HOOKS),
         ("syscall", super::sys::syscall::HOOKS),
@@ -184,6 +185,11 @@ fn hook_problem(f: &Facts, hook: &Hook) -> Option<String> {
         }
         Hook::RawTracepoint(tp) => (!f.prog_type("raw_tracepoint"))
             .then(|| format!("raw tracepoint {tp}: the kernel has no raw_tracepoint BPF programs")),
+        // Iterators are tracing programs, but need no trampoline (which fentry does):
+        // kernel BTF is what they need.
+        Hook::TaskIterator => f.btf.is_none().then(|| {
+            "task iterator: needs kernel BTF (/sys/kernel/btf/vmlinux) and kernel >= 5.8".into()
+        }),
         Hook::PerfEvent(ev) => (!f.prog_type("perf_event"))
             .then(|| format!("perf event {ev}: the kernel has no perf_event BPF programs")),
         Hook::Uprobe { binary, symbol } => {

@@ -9,6 +9,8 @@ pub enum Hook {
     Tracepoint(&'static str),
     /// A raw tracepoint by name (e.g. `sched_switch`).
     RawTracepoint(&'static str),
+    /// A BPF iterator over every task (`iter/task`), read on demand.
+    TaskIterator,
     /// A software perf event (e.g. `cpu-clock`).
     PerfEvent(&'static str),
     /// A uprobe on a symbol of a library or binary (e.g. `libc.so.6`, `getaddrinfo`).

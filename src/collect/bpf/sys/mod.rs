@@ -1,5 +1,5 @@
-//! The system probes on BPF, per process: the scheduler (`sched`), block I/O (`io`),
-//! memory pressure (`mem`) and syscalls (`syscall`, opt-in).
+//! The system probes on BPF, per process: the scheduler (`sched`, and `schedtrace`, opt-in,
+//! per switch), block I/O (`io`), memory pressure (`mem`) and syscalls (`syscall`, opt-in).
 //!
 //! Each aggregates in the kernel into cumulative counters keyed by process (tgid), disk or
 //! CPU; once per interval the collector reads them, turns them into deltas against the
@@ -10,6 +10,7 @@ mod common;
 pub mod io;
 pub mod mem;
 pub mod sched;
+pub mod schedtrace;
 pub mod syscall;
 
 use super::hooks::Hooks;
@@ -17,6 +18,7 @@ use super::hooks::Hooks;
 /// Every probe here with the hooks it needs, for `gala-collect doctor`.
 pub const HOOKS: &[(&str, Hooks)] = &[
     ("sched", sched::HOOKS),
+    ("schedtrace", schedtrace::HOOKS),
     ("io", io::HOOKS),
     ("mempressure", mem::HOOKS),
     ("syscall", syscall::HOOKS),

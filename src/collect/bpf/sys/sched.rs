@@ -1,95 +1,84 @@
-//! `sched` probe: run-queue delay (wakeup or preemption → switch-in), on-CPU and off-CPU
-//! time split by the state the task left the CPU in, voluntary and involuntary switches
-//! and migrations, per process; run-queue delay per CPU. Kernel side: bpf/sched.bpf.c.
+//! `sched` probe (the default one): per process, time on CPU, run-queue delay (sum, count,
+//! mean), voluntary and involuntary switches and migrations — from counters the scheduler
+//! keeps per thread anyway, read once per interval. Nothing runs per context switch, so
+//! it costs nothing on a switch storm; the per-switch detail (histograms, maxima, sleep vs.
+//! blocked, per-CPU queues) is the opt-in `schedtrace` probe (schedtrace.rs).
+//!
+//! Kernel side (bpf/sched.bpf.c): a task iterator writes every live thread's counters
+//! in one read, and a hook on thread exit adds each ended thread's final counters to its
+//! process's `dead` entry. A process's total is then the sum over its live threads plus
+//! its dead ones, which only grows; its delta is what it did in the interval, including
+//! threads that began and ended within it and the process's last moments.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags};
+use libbpf_rs::{Iter, Link, MapCore};
 
-use super::common::{self, Deltas, Procs, HIST_SLOTS};
+use super::common::{self, Procs};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
 use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
-use crate::record::{entity_id, kind, Fields, Metrics};
+use crate::record::{kind, Fields, Metrics};
 
 mod skel {
     crate::bpf_skeleton!("sched");
 }
-use skel::{types, SchedSkel, SchedSkelBuilder};
+use skel::{SchedSkel, SchedSkelBuilder};
 
 pub const HOOKS: Hooks = &[
-    (Hook::RawTracepoint("sched_switch"), Need::Required),
-    (
-        Hook::RawTracepoint("sched_migrate_task"),
-        Need::Optional {
-            what: "migration counts",
-        },
-    ),
+    (Hook::TaskIterator, Need::Required),
+    (Hook::RawTracepoint("sched_process_exit"), Need::Required),
 ];
 
 use crate::collect::probe::m;
-use MetricType::{Delta, Gauge, Histogram};
+use MetricType::{Delta, Gauge};
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "sched",
-    summary: "scheduler per process (eBPF): run-queue delay, on/off-CPU time by state, switches, migrations; run-queue delay per CPU",
-    kinds: &[kind::PROC, kind::CPU],
+    summary: "scheduler per process (eBPF, nothing per switch): on-CPU time, run-queue delay, switches, migrations",
+    kinds: &[kind::PROC],
     metrics: &[
-        m("proc", "sched_runq_delay_us", "us", Histogram, "run-queue delay, wakeup or preemption to switch-in (log2 buckets)"),
-        m("proc", "sched_runq_delay_sum_us", "us", Delta, "total run-queue delay"),
+        m("proc", "sched_oncpu_ms", "ms", Delta, "time on CPU, all threads"),
+        m("proc", "sched_runq_delay_sum_us", "us", Delta, "total run-queue delay (runnable, waiting for a CPU)"),
+        m("proc", "sched_runq_waits", "count", Delta, "times a thread was switched in, each after a run-queue wait"),
         m("proc", "sched_runq_delay_avg_us", "us", Gauge, "mean run-queue delay over the interval"),
-        m("proc", "sched_runq_delay_max_us", "us", Gauge, "longest run-queue delay in the interval"),
-        m("proc", "sched_runq_waits", "count", Delta, "times a thread waited on a run queue"),
-        m("proc", "sched_oncpu_ms", "ms", Delta, "time on CPU, all threads (counted at switch-out)"),
-        m("proc", "sched_offcpu_ms", "ms", Delta, "time off CPU: sleep + block + runq"),
-        m("proc", "sched_offcpu_sleep_ms", "ms", Delta, "off CPU after leaving it sleeping (S), until woken"),
-        m("proc", "sched_offcpu_block_ms", "ms", Delta, "off CPU after leaving it uninterruptible (D, I/O wait), until woken"),
         m("proc", "sched_offcpu_runq_ms", "ms", Delta, "off CPU while runnable, waiting on a run queue"),
         m("proc", "sched_vol_switches", "count", Delta, "voluntary context switches (the thread blocked)"),
         m("proc", "sched_invol_switches", "count", Delta, "involuntary context switches (preempted)"),
         m("proc", "sched_migrations", "count", Delta, "threads moved to another CPU"),
-        m("cpu", "sched_runq_delay_us", "us", Histogram, "run-queue delay of tasks switched in on this CPU"),
-        m("cpu", "sched_runq_delay_sum_us", "us", Delta, "total run-queue delay on this CPU"),
-        m("cpu", "sched_runq_delay_avg_us", "us", Gauge, "mean run-queue delay on this CPU"),
-        m("cpu", "sched_runq_delay_max_us", "us", Gauge, "longest run-queue delay on this CPU in the interval"),
-        m("cpu", "sched_runq_waits", "count", Delta, "run-queue waits ended on this CPU"),
     ],
     opt_in: false,
     needs_bpf: true,
-    notes: "raw tracepoints sched_switch/sched_wakeup(_new)/sched_migrate_task (kernel >= 5.18 for prev_state). On-CPU time is counted when a thread leaves the CPU, so a thread that never does shows none until it does. Processes with nothing to report in an interval get no record.",
+    notes: "a task iterator reads the scheduler's own per-thread counters each interval, and raw tracepoint sched_process_exit keeps those of ended threads: no program per context switch. Run-queue delay needs CONFIG_SCHED_INFO (/proc/PID/schedstat exists). For histograms, maxima, off-CPU time by state and per-CPU run queues use --probes schedtrace (a program on every switch; do not run both).",
 };
 
-// Word offsets in struct sched_proc / sched_cpu (bpf/sched.h).
-const P_ONCPU: usize = 0;
-const P_RUNQ: usize = 1;
-const P_RUNQ_CNT: usize = 2;
-const P_RUNQ_MAX: usize = 3;
-const P_RUNQ_MAX_EPOCH: usize = 4;
-const P_SLEEP: usize = 5;
-const P_BLOCK: usize = 6;
-const P_VOL: usize = 7;
-const P_INVOL: usize = 8;
-const P_MIGR: usize = 9;
-const P_HIST: usize = 10;
-const P_WORDS: usize = P_HIST + HIST_SLOTS;
-const C_RUNQ: usize = 0;
-const C_RUNQ_CNT: usize = 1;
-const C_RUNQ_MAX: usize = 2;
-const C_RUNQ_MAX_EPOCH: usize = 3;
-const C_HIST: usize = 4;
-const C_WORDS: usize = C_HIST + HIST_SLOTS;
-const _: () = assert!(std::mem::size_of::<types::sched_proc>() == P_WORDS * 8);
-const _: () = assert!(std::mem::size_of::<types::sched_cpu>() == C_WORDS * 8);
+/// Words in struct sched_counts (bpf/sched.h), and their order.
+const WORDS: usize = 6;
+const ONCPU: usize = 0;
+const RUNQ: usize = 1;
+const RUNQ_CNT: usize = 2;
+const VOL: usize = 3;
+const INVOL: usize = 4;
+const MIGR: usize = 5;
+/// A thread record: tgid, then the counts.
+const THREAD_BYTES: usize = (1 + WORDS) * 8;
+
+/// Cumulative counts by process (tgid).
+type Totals = HashMap<u32, [u64; WORDS]>;
 
 pub struct Sched {
     skel: SchedSkel<'static>,
-    _links: Vec<Link>,
-    missing: Vec<String>,
-    procs: Deltas<u32>,
-    cpus: Deltas<u32>,
+    iter_link: Link,
+    _exit_link: Link,
+    /// Each process's total as of the last read; it never goes down (see `totals`).
+    prev: Totals,
+    /// Processes with no live thread at the last read: forgotten if still so at this one.
+    leaving: HashSet<u32>,
     who: Procs,
     _stats: Option<RunTimeStats>,
+    threads_read: usize,
 }
 
 // SAFETY: the skeleton is owned by this probe alone and only used through &mut self or
@@ -103,22 +92,64 @@ impl Sched {
             .open(common::object_slot())
             .map_err(|e| explain("sched", "open", e))?;
         let skel = open.load().map_err(|e| explain("sched", "load", e))?;
-        let (links, missing) = common::attach(
-            "sched",
-            &[
-                ("on_switch", &skel.progs.on_switch, true),
-                ("on_migrate", &skel.progs.on_migrate, false),
-            ],
-        )?;
-        Ok(Box::new(Sched {
+        let exit_link = skel
+            .progs
+            .on_exit
+            .attach()
+            .map_err(|e| explain("sched", "attaching sched_process_exit", e))?;
+        let iter_link = skel
+            .progs
+            .dump_threads
+            .attach()
+            .map_err(|e| explain("sched", "attaching the task iterator", e))?;
+        let mut probe = Sched {
             skel,
-            _links: links,
-            missing,
-            procs: Deltas::new(),
-            cpus: Deltas::new(),
+            iter_link,
+            _exit_link: exit_link,
+            prev: Totals::new(),
+            leaving: HashSet::new(),
             who: Procs::new(),
             _stats: RunTimeStats::enable().ok(),
-        }))
+            threads_read: 0,
+        };
+        // The baseline: what processes did before the collector is not this interval's.
+        probe.prev = probe.totals()?.0;
+        Ok(Box::new(probe))
+    }
+
+    /// Every process's cumulative counts: its live threads (the iterator) plus its ended
+    /// ones (`dead`). The map is read first: a thread that ends between the two reads is
+    /// then in neither, and its process's total dips for one interval rather than counting
+    /// the thread twice (a dip is absorbed: see `collect`).
+    /// Also returns the processes that have a live thread.
+    fn totals(&mut self) -> anyhow::Result<(Totals, HashSet<u32>)> {
+        let mut totals = Totals::new();
+        for (key, words) in common::entries(&self.skel.maps.dead, WORDS) {
+            if let Some(tgid) = common::key_u32(&key) {
+                add(totals.entry(tgid).or_default(), &words);
+            }
+        }
+        let mut bytes = Vec::new();
+        Iter::new(&self.iter_link)
+            .and_then(|mut it| it.read_to_end(&mut bytes).map_err(Into::into))
+            .map_err(|e| explain("sched", "reading the task iterator", e))?;
+        self.threads_read = bytes.len() / THREAD_BYTES;
+        let mut live = HashSet::new();
+        for rec in bytes.chunks_exact(THREAD_BYTES) {
+            let Some(words) = common::words(rec, 1 + WORDS) else {
+                continue;
+            };
+            let tgid = words[0] as u32;
+            live.insert(tgid);
+            add(totals.entry(tgid).or_default(), &words[1..]);
+        }
+        Ok((totals, live))
+    }
+}
+
+fn add(total: &mut [u64; WORDS], words: &[u64]) {
+    for (t, w) in total.iter_mut().zip(words) {
+        *t = t.wrapping_add(*w);
     }
 }
 
@@ -128,82 +159,58 @@ impl Probe for Sched {
     }
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
-        let bss = self
-            .skel
-            .maps
-            .bss_data
-            .as_deref_mut()
-            .ok_or_else(|| anyhow::anyhow!("sched: no .bss map"))?;
-        let epoch = common::read_volatile(&bss.epoch);
-        let entries = common::entries(&self.skel.maps.procs, P_WORDS);
-        let mut tgids = Vec::with_capacity(entries.len());
-        for (key, cur) in &entries {
-            let Some(tgid) = common::key_u32(key) else {
-                continue;
-            };
-            tgids.push(tgid);
-            let d = self.procs.delta(&tgid, cur);
-            if tgid == 0 || !self.who.wanted(iv.filter, tgid) {
+        let (totals, live) = self.totals()?;
+        for (&tgid, cur) in &totals {
+            let prev = self.prev.entry(tgid).or_insert([0; WORDS]);
+            let mut d = [0u64; WORDS];
+            for i in 0..WORDS {
+                d[i] = cur[i].saturating_sub(prev[i]);
+                // Never lowered: after a dip (a thread between the two reads) the next
+                // read's growth is counted from the higher mark, not twice.
+                prev[i] = prev[i].max(cur[i]);
+            }
+            if d.iter().all(|&v| v == 0) || !self.who.wanted(iv.filter, tgid) {
                 continue;
             }
-            let max = common::interval_max(cur[P_RUNQ_MAX], cur[P_RUNQ_MAX_EPOCH], epoch);
             let mut m = BTreeMap::new();
-            runq_metrics(&mut m, d[P_RUNQ], d[P_RUNQ_CNT], max);
-            let ms = |ns: u64| ns as f64 / 1e6;
             let nonzero = |m: &mut Metrics, k: &str, v: f64| {
                 if v > 0.0 {
                     m.insert(k.into(), v);
                 }
             };
-            nonzero(&mut m, "sched_oncpu_ms", ms(d[P_ONCPU]));
-            let off = d[P_SLEEP] + d[P_BLOCK] + d[P_RUNQ];
-            nonzero(&mut m, "sched_offcpu_ms", ms(off));
-            nonzero(&mut m, "sched_offcpu_sleep_ms", ms(d[P_SLEEP]));
-            nonzero(&mut m, "sched_offcpu_block_ms", ms(d[P_BLOCK]));
-            nonzero(&mut m, "sched_offcpu_runq_ms", ms(d[P_RUNQ]));
-            nonzero(&mut m, "sched_vol_switches", d[P_VOL] as f64);
-            nonzero(&mut m, "sched_invol_switches", d[P_INVOL] as f64);
-            nonzero(&mut m, "sched_migrations", d[P_MIGR] as f64);
-            let mut rec = common::metric(common::proc_id(iv.machine_id, tgid), kind::PROC, m);
-            if let Some(h) = common::histogram_us(&d[P_HIST..P_WORDS], d[P_RUNQ] as f64 / 1e3) {
-                rec.histos.insert("sched_runq_delay_us".into(), h);
+            nonzero(&mut m, "sched_oncpu_ms", d[ONCPU] as f64 / 1e6);
+            if d[RUNQ_CNT] > 0 {
+                let sum_us = d[RUNQ] as f64 / 1e3;
+                m.insert("sched_runq_delay_sum_us".into(), sum_us);
+                m.insert("sched_runq_waits".into(), d[RUNQ_CNT] as f64);
+                m.insert(
+                    "sched_runq_delay_avg_us".into(),
+                    sum_us / d[RUNQ_CNT] as f64,
+                );
+                m.insert("sched_offcpu_runq_ms".into(), d[RUNQ] as f64 / 1e6);
             }
+            nonzero(&mut m, "sched_vol_switches", d[VOL] as f64);
+            nonzero(&mut m, "sched_invol_switches", d[INVOL] as f64);
+            nonzero(&mut m, "sched_migrations", d[MIGR] as f64);
+            let rec = common::metric(common::proc_id(iv.machine_id, tgid), kind::PROC, m);
             common::push(iv.records, rec);
         }
-        for tgid in self.who.reap(&tgids) {
-            let _ = self.skel.maps.procs.delete(&tgid.to_ne_bytes());
-            self.procs.forget(&tgid);
+        // A process with no live thread has ended (or is ending: a thread between its
+        // exit flag and its exit hook). Its final counts are in `dead` by the next read,
+        // which reports them; only then are its entries dropped.
+        let ended: HashSet<u32> = self
+            .prev
+            .keys()
+            .copied()
+            .filter(|t| !live.contains(t))
+            .collect();
+        let gone: Vec<u32> = self.leaving.intersection(&ended).copied().collect();
+        for tgid in &gone {
+            self.prev.remove(tgid);
+            let _ = self.skel.maps.dead.delete(&tgid.to_ne_bytes());
         }
-
-        if let Ok(Some(per_cpu)) = self
-            .skel
-            .maps
-            .cpus
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-        {
-            for (cpu, bytes) in per_cpu.iter().enumerate() {
-                let Some(cur) = common::words(bytes, C_WORDS) else {
-                    continue;
-                };
-                let d = self.cpus.delta(&(cpu as u32), &cur);
-                let max = common::interval_max(cur[C_RUNQ_MAX], cur[C_RUNQ_MAX_EPOCH], epoch);
-                let mut m = BTreeMap::new();
-                runq_metrics(&mut m, d[C_RUNQ], d[C_RUNQ_CNT], max);
-                let id = entity_id(iv.machine_id, kind::CPU, [cpu.to_string().as_str()]);
-                let mut rec = common::metric(id, kind::CPU, m);
-                if let Some(h) = common::histogram_us(&d[C_HIST..C_WORDS], d[C_RUNQ] as f64 / 1e3) {
-                    rec.histos.insert("sched_runq_delay_us".into(), h);
-                }
-                common::push(iv.records, rec);
-            }
-        }
-        let bss = self
-            .skel
-            .maps
-            .bss_data
-            .as_deref_mut()
-            .expect("checked above");
-        common::write_volatile(&mut bss.epoch, epoch + 1);
+        self.who.reap(&gone);
+        self.leaving = ended;
         Ok(())
     }
 
@@ -217,24 +224,11 @@ impl Probe for Sched {
         common::add_status(
             extra,
             "sched",
-            &[("on_switch", &p.on_switch), ("on_migrate", &p.on_migrate)],
-            &[("procs", &m.procs), ("cpus", &m.cpus)],
+            &[("dump_threads", &p.dump_threads), ("on_exit", &p.on_exit)],
+            &[("dead", &m.dead)],
             dropped,
-            &self.missing,
+            &[],
         );
+        extra.insert("sched_threads_read".into(), self.threads_read.into());
     }
-}
-
-/// Sum, count, mean and maximum of run-queue delay, in µs, when there was any.
-fn runq_metrics(m: &mut Metrics, sum_ns: u64, count: u64, max_ns: u64) {
-    if count == 0 {
-        return;
-    }
-    m.insert("sched_runq_delay_sum_us".into(), sum_ns as f64 / 1e3);
-    m.insert("sched_runq_waits".into(), count as f64);
-    m.insert(
-        "sched_runq_delay_avg_us".into(),
-        sum_ns as f64 / 1e3 / count as f64,
-    );
-    m.insert("sched_runq_delay_max_us".into(), max_ns as f64 / 1e3);
 }
