@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* endpoint probe: listening ports, active opens per process and UDP sockets, on
- * tracepoints only. Aggregated in the kernel; nothing goes through a ring buffer.
+/* endpoint probe: listening ports and active opens per process, on tracepoints only
+ * (UDP sockets are the udp probe's, bpf/udp.bpf.c: its hooks run on every send). Aggregated in the kernel; nothing goes through a ring buffer.
  *
  * Attribution: listen() and connect() set the socket state in process context, so the
  * owner is the current task there. SYN retransmits run from the retransmit timer
@@ -15,8 +15,6 @@
 
 #define AF_INET 2
 #define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define MSG_PEEK 2
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
@@ -48,13 +46,6 @@ struct {
 } connecting SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u64);
-	__type(value, struct ep_udp_val);
-} udp SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, EP_CNT_MAX);
 	__type(key, __u32);
@@ -62,7 +53,6 @@ struct {
 } counters SEC(".maps");
 
 static const __u32 conn_bounds[GALA_CONN_BUCKETS - 1] = { GALA_CONN_BOUNDS };
-static __u64 next_seq;
 /* Set by user space at each read, so lat_max_us is a per-interval maximum. */
 __u32 epoch = 0;
 
@@ -200,73 +190,12 @@ SEC("tp/skb/kfree_skb")
 int ep_kfree_skb(struct trace_event_raw_kfree_skb *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->rx_sk;
-	if (!sk)
+	if (!sk || ctx->reason != DROP_TCP_LISTEN_OVERFLOW)
 		return 0;
-	if (ctx->reason == DROP_TCP_LISTEN_OVERFLOW) {
-		__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
-		struct ep_port_val *p = port_entry(family, port);
-		if (p)
-			__sync_fetch_and_add(&p->listen_drops, 1);
-		return 0;
-	}
-	__u64 key = (__u64)sk;
-	struct ep_udp_val *u = bpf_map_lookup_elem(&udp, &key);
-	if (u)
-		__sync_fetch_and_add(&u->drops, 1);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	struct ep_port_val *p = port_entry(family, port);
+	if (p)
+		__sync_fetch_and_add(&p->listen_drops, 1);
 	return 0;
-}
-
-/* UDP bytes per socket. These two hooks run at every send and receive on the host, TCP
- * included (the tcp probe no longer hooks them), so they return at once for anything
- * but UDP. Raw tracepoints: a classic one would first build the trace record for every
- * TCP send and receive too, only for us to look at one field of it. */
-static __always_inline int on_udp_length(struct sock *sk, int ret, int flags, bool rx)
-{
-	if (ret <= 0 || KREAD(struct sock, sk, sk_protocol) != IPPROTO_UDP)
-		return 0;
-	if (rx && (flags & MSG_PEEK))
-		return 0;
-	__u64 key = (__u64)sk;
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct ep_udp_val *u = bpf_map_lookup_elem(&udp, &key);
-	if (!u || u->tgid != tgid) {
-		/* new socket, or a freed one's address reused by another process */
-		struct ep_udp_val init = {};
-		init.seq = __sync_fetch_and_add(&next_seq, 1) + 1;
-		init.tgid = tgid;
-		init.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		init.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		if (init.family == AF_INET) {
-			/* BPF_CORE_READ_INTO reads sizeof(*dst): go through a 4-byte value */
-			__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-			__builtin_memcpy(init.laddr, &l, 4);
-		} else
-			BPF_CORE_READ_INTO(&init.laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		bpf_get_current_comm(&init.comm, sizeof(init.comm));
-		if (bpf_map_update_elem(&udp, &key, &init, BPF_ANY)) {
-			map_full();
-			return 0;
-		}
-		u = bpf_map_lookup_elem(&udp, &key);
-		if (!u)
-			return 0;
-	}
-	if (rx)
-		__sync_fetch_and_add(&u->rx_bytes, ret);
-	else
-		__sync_fetch_and_add(&u->tx_bytes, ret);
-	return 0;
-}
-
-SEC("raw_tp/sock_send_length")
-int BPF_PROG(ep_send_length, struct sock *sk, int ret, int flags)
-{
-	return on_udp_length(sk, ret, flags, false);
-}
-
-SEC("raw_tp/sock_recv_length")
-int BPF_PROG(ep_recv_length, struct sock *sk, int ret, int flags)
-{
-	return on_udp_length(sk, ret, flags, true);
 }

@@ -39,18 +39,6 @@ struct ep_connecting {
 };
 
 /* A UDP socket. */
-struct ep_udp_val {
-	__u64 seq;
-	__u64 rx_bytes;
-	__u64 tx_bytes;
-	__u64 drops;
-	__u32 tgid;
-	__u16 lport;
-	__u8 family;
-	__u8 pad;
-	__u8 laddr[16];
-	char comm[16];
-};
 
 enum gala_ep_counter {
 	EP_CNT_MAP_FULL = 0,

@@ -17,7 +17,7 @@ from collections import defaultdict
 MAX_CHARTS = 24
 MAX_KPIS = 5
 # gala-collect's eBPF probes (docs/collect.md); the rest read /proc and /sys.
-BPF_PROBES = {"tcp", "endpoint", "dns", "sched", "schedtrace", "io", "mempressure", "syscall", "l7", "oncpu", "offcpu"}
+BPF_PROBES = {"tcp", "endpoint", "dns", "udp", "sched", "schedtrace", "io", "mempressure", "syscall", "l7", "oncpu", "offcpu"}
 MAX_ANOMALY_ROWS = 200
 
 

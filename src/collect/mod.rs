@@ -290,11 +290,11 @@ fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
             .map(|s| s.name)
             .collect();
         // A probe with an optional BPF half (runtime) is listed once. Left out: the
-        // probes with a program on every syscall or context switch, whose cost a
+        // probes with a program on every syscall, context switch or send, whose cost a
         // triage should not impose (the stack samplers are opt-in too, but cheap).
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         for n in bpf::doctor::runnable() {
-            if !["syscall", "schedtrace"].contains(&n) && !names.contains(&n) {
+            if !["syscall", "schedtrace", "udp"].contains(&n) && !names.contains(&n) {
                 names.push(n);
             }
         }

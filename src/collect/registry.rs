@@ -29,6 +29,7 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         all.push((&net::tcp::SPEC, net::tcp::TcpProbe::start));
         all.push((&net::endpoint::SPEC, net::endpoint::EndpointProbe::start));
         all.push((&net::dns::SPEC, net::dns::DnsProbe::start));
+        all.push((&net::udp::SPEC, net::udp::UdpProbe::start));
         all.push((&sys::sched::SPEC, sys::sched::Sched::start));
         all.push((&sys::schedtrace::SPEC, sys::schedtrace::Schedtrace::start));
         all.push((&sys::io::SPEC, sys::io::Io::start));

@@ -803,14 +803,14 @@ print('done', flush=True)
     assert!(st["tcp"]["owner_scans"].as_u64().unwrap_or(0) >= 1, "{st}");
 }
 
-/// UDP endpoints: the endpoint probe's send/recv hooks are the only per-send/recv
-/// programs left, so check they still count both directions exactly.
+/// UDP endpoints (the opt-in udp probe) count both directions exactly; the default
+/// network probes run nothing per send or receive.
 #[test]
 fn udp_endpoints_count_exact_bytes_both_ways() {
     if !common::require_bpf("udp_endpoints_count_exact_bytes_both_ways") {
         return;
     }
-    let col = Collector::start("endpoint");
+    let col = Collector::start("tcp,endpoint,dns,udp");
     let mut p = python(
         r#"
 import socket, time
@@ -841,4 +841,13 @@ time.sleep(1.5)
             "{port} {metric}"
         );
     }
+    let st = recs.iter().rev().find(|r| r["type"] == "status").unwrap();
+    let mut per_send: Vec<&String> = st["bpf_progs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.ends_with("_length"))
+        .collect();
+    per_send.sort();
+    assert_eq!(per_send, ["udp/recv_length", "udp/send_length"], "{st}");
 }

@@ -22,6 +22,7 @@ pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
         ("tcp", super::net::tcp::HOOKS),
         ("endpoint", super::net::endpoint::HOOKS),
         ("dns", super::net::dns::HOOKS),
+        ("udp", super::net::udp::HOOKS),
         ("sched", super::sys::sched::HOOKS),
         ("schedtrace", super::sys::schedtrace::HOOKS),
         ("io", super::sys::io::HOOKS),

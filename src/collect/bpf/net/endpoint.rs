@@ -4,7 +4,8 @@
 //!   (sock_diag), passive opens, SYN-ACK retransmits and listen-overflow drops.
 //! - `tcp_connect`: per process, active opens, failed connects, SYN retransmits and the
 //!   connect latency (SYN_SENT → ESTABLISHED) as mean, max and histogram.
-//! - `udp`: per process and local address, bytes in and out and receive drops.
+//!
+//! UDP sockets are the opt-in `udp` probe's (udp.rs): its hooks run on every send.
 //!
 //! Listeners opened before the collector started are attributed by finding their
 //! socket inode in /proc/PID/fd (cached per inode); later ones live, at listen().
@@ -29,7 +30,7 @@ use crate::record::{entity_id, kind, Entity, Fields, Histogram, Metric, Record};
 mod skel {
     crate::bpf_skeleton!("endpoint");
 }
-use skel::types::{ep_conn_val as ConnVal, ep_port_val as PortVal, ep_udp_val as UdpVal};
+use skel::types::{ep_conn_val as ConnVal, ep_port_val as PortVal};
 
 pub const HOOKS: Hooks = &[
     (Hook::RawTracepoint("inet_sock_set_state"), Need::Required),
@@ -48,19 +49,7 @@ pub const HOOKS: Hooks = &[
     (
         Hook::Tracepoint("skb/kfree_skb"),
         Need::Optional {
-            what: "listen_drops and UDP drops",
-        },
-    ),
-    (
-        Hook::RawTracepoint("sock_send_length"),
-        Need::Optional {
-            what: "UDP tx_bytes",
-        },
-    ),
-    (
-        Hook::RawTracepoint("sock_recv_length"),
-        Need::Optional {
-            what: "UDP endpoints and rx_bytes",
+            what: "listen_drops",
         },
     ),
 ];
@@ -70,7 +59,7 @@ const CONN_BOUNDS: [f64; 9] = [
     100.0, 250.0, 500.0, 1000.0, 5000.0, 10000.0, 100000.0, 1e6, 3e6,
 ];
 
-const fn m(
+pub(super) const fn m(
     name: &'static str,
     unit: &'static str,
     mtype: MetricType,
@@ -87,7 +76,7 @@ const fn m(
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "endpoint",
-    summary: "listening, connecting and UDP sockets per process: accept queue, opens, failed connects, connect latency, SYN retransmits, UDP bytes and drops",
+    summary: "listening and connecting sockets per process: accept queue, opens, failed connects, connect latency, SYN retransmits",
     kinds: &[kind::ENDPOINT],
     metrics: &[
         m("accept_queue", "connections", MetricType::Gauge, "tcp_listen: connections waiting for accept()"),
@@ -101,9 +90,6 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         m("connect_latency_avg_us", "us", MetricType::Gauge, "tcp_connect: mean SYN_SENT -> ESTABLISHED"),
         m("connect_latency_max_us", "us", MetricType::Gauge, "tcp_connect: largest SYN_SENT -> ESTABLISHED"),
         m("connect_latency_us", "us", MetricType::Histogram, "tcp_connect: SYN_SENT -> ESTABLISHED"),
-        m("rx_bytes", "bytes", MetricType::Delta, "udp: bytes received"),
-        m("tx_bytes", "bytes", MetricType::Delta, "udp: bytes sent"),
-        m("drops", "packets", MetricType::Delta, "udp: datagrams dropped on the socket (receive buffer full, …)"),
     ],
     opt_in: false,
     needs_bpf: true,
@@ -113,24 +99,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             listeners of one port share them (label port_listeners says how many)",
 };
 
-/// A UDP endpoint: (tgid, family, local address, local port).
-type UdpKey = (u32, u8, [u8; 16], u16);
-
-#[derive(Default)]
-struct UdpAgg {
-    comm: String,
-    rx: u64,
-    tx: u64,
-    drops: u64,
-}
-
 pub struct EndpointProbe {
     skel: skel::EndpointSkel<'static>,
     _stats: Option<RunTimeStats>,
     skipped: Vec<&'static str>,
     ports_prev: HashMap<u32, PortVal>,
     conns_prev: HashMap<u32, ConnVal>,
-    udp_prev: HashMap<u64, UdpVal>,
     /// Owners of listening socket inodes, found in /proc/PID/fd.
     inode_owner: HashMap<u64, (u32, String)>,
     epoch: u32,
@@ -155,8 +129,6 @@ impl EndpointProbe {
                 ("tcp/tcp_retransmit_skb", &mut p.ep_retransmit),
                 ("tcp/tcp_retransmit_synack", &mut p.ep_retransmit_synack),
                 ("skb/kfree_skb", &mut p.ep_kfree_skb),
-                ("sock/sock_send_length", &mut p.ep_send_length),
-                ("sock/sock_recv_length", &mut p.ep_recv_length),
             ] {
                 if !crate::collect::bpf::doctor::tracepoint_exists(hook) {
                     prog.set_autoload(false);
@@ -173,7 +145,6 @@ impl EndpointProbe {
             skipped,
             ports_prev: HashMap::new(),
             conns_prev: HashMap::new(),
-            udp_prev: HashMap::new(),
             inode_owner: HashMap::new(),
             epoch: 0,
             listeners_seen: 0,
@@ -349,77 +320,14 @@ impl EndpointProbe {
         }
         self.conns_prev = seen;
     }
-
-    fn collect_udp(&mut self, iv: &mut Interval) {
-        let udp = &self.skel.maps.udp;
-        let zero = UdpVal::default();
-        let mut seen = HashMap::new();
-        let mut agg: HashMap<UdpKey, UdpAgg> = HashMap::new();
-        let mut alive_cache: HashMap<u32, bool> = HashMap::new();
-        for (key, bytes) in snapshot(udp) {
-            let Some(cur) = read_pod::<UdpVal>(&bytes) else {
-                continue;
-            };
-            let prev = self.udp_prev.get(&cur.seq).unwrap_or(&zero);
-            let (rx, tx, drops) = (
-                cur.rx_bytes.saturating_sub(prev.rx_bytes),
-                cur.tx_bytes.saturating_sub(prev.tx_bytes),
-                cur.drops.saturating_sub(prev.drops),
-            );
-            let live = *alive_cache
-                .entry(cur.tgid)
-                .or_insert_with(|| alive(cur.tgid));
-            if !live {
-                let _ = udp.delete(&key);
-            } else {
-                seen.insert(cur.seq, cur);
-            }
-            // Idle sockets of live processes are not re-reported every interval: UDP has
-            // no close to tell a finished socket from a quiet one.
-            if rx == 0 && tx == 0 && drops == 0 {
-                continue;
-            }
-            let a = agg
-                .entry((cur.tgid, cur.family, cur.laddr, cur.lport))
-                .or_default();
-            a.comm = comm_str(&cur.comm);
-            a.rx += rx;
-            a.tx += tx;
-            a.drops += drops;
-        }
-        self.udp_prev = seen;
-        for ((tgid, family, addr, port), a) in agg {
-            if !iv.filter.matches(tgid, &a.comm, None) {
-                continue;
-            }
-            let ip = fmt_ip(family, &addr);
-            let mut keys = Fields::new();
-            keys.insert("type".into(), json!("udp"));
-            keys.insert("tgid".into(), json!(tgid));
-            keys.insert("ip".into(), json!(ip));
-            keys.insert("port".into(), json!(port));
-            let id = entity_id(
-                iv.machine_id,
-                kind::ENDPOINT,
-                ["udp", &tgid.to_string(), &ip, &port.to_string()],
-            );
-            let mut labels = Fields::new();
-            labels.insert("comm".into(), json!(a.comm));
-            let metrics = BTreeMap::from([
-                ("rx_bytes".to_string(), a.rx as f64),
-                ("tx_bytes".to_string(), a.tx as f64),
-                ("drops".to_string(), a.drops as f64),
-            ]);
-            push(iv, id, keys, labels, metrics, BTreeMap::new());
-        }
-    }
 }
 
 fn port_key(family: u8, port: u16) -> u32 {
     (u32::from(family) << 16) | u32::from(port)
 }
 
-fn push(
+/// An endpoint entity and its metrics.
+pub(super) fn push(
     iv: &mut Interval,
     id: String,
     keys: Fields,
@@ -451,7 +359,6 @@ impl Probe for EndpointProbe {
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
         self.collect_conns(iv);
-        self.collect_udp(iv);
         self.epoch = self.epoch.wrapping_add(1);
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
             bss.epoch = self.epoch;
@@ -470,7 +377,6 @@ impl Probe for EndpointProbe {
         for (name, map) in [
             ("connecting", &maps.connecting),
             ("conns", &maps.conns),
-            ("udp", &maps.udp),
             ("ports", &maps.ports),
         ] {
             s.insert(
@@ -478,7 +384,7 @@ impl Probe for EndpointProbe {
                 json!({"entries": map.keys().count(), "max_entries": map.max_entries()}),
             );
         }
-        let mem: u64 = [&maps.ports, &maps.conns, &maps.connecting, &maps.udp]
+        let mem: u64 = [&maps.ports, &maps.conns, &maps.connecting]
             .iter()
             .map(|m| map_memlock_bytes(*m).unwrap_or(0))
             .sum();
@@ -493,8 +399,6 @@ impl Probe for EndpointProbe {
             ("retransmit", &p.ep_retransmit),
             ("retransmit_synack", &p.ep_retransmit_synack),
             ("kfree_skb", &p.ep_kfree_skb),
-            ("send_length", &p.ep_send_length),
-            ("recv_length", &p.ep_recv_length),
         ] {
             add_prog_stats(extra, "endpoint", name, prog);
         }

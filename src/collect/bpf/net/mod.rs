@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod endpoint;
 pub mod tcp;
+pub mod udp;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
