@@ -64,6 +64,19 @@ pub fn instantiate(names: &[String]) -> anyhow::Result<Vec<Box<dyn Probe>>> {
             bail!("unknown probe {name:?}; valid probes are: {}", valid());
         }
     }
+    // Both write the same sched_* metrics on the same proc entities: one would double
+    // the other downstream.
+    if ["sched", "schedtrace"]
+        .iter()
+        .all(|p| names.iter().any(|n| n == p))
+    {
+        bail!(
+            "probes sched and schedtrace write the same metrics: choose one (sched reads the \
+             scheduler's counters each interval at no per-switch cost; schedtrace adds \
+             histograms, maxima, off-CPU by state and per-CPU queues for a program on every \
+             context switch)"
+        );
+    }
     let mut probes = Vec::new();
     for (spec, make) in &all {
         let wanted = if names.is_empty() {

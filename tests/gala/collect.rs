@@ -603,6 +603,16 @@ fn a_bad_probe_name_lists_the_valid_ones() {
 }
 
 #[test]
+fn sched_and_schedtrace_together_are_refused_before_anything_loads() {
+    let (_, stderr, code) = collect(&["--probes", "schedtrace,proc,sched", "--count", "1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("probes sched and schedtrace write the same metrics: choose one"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn list_probes_describes_every_metric() {
     let out = run("gala-collect", &["--list-probes"], None);
     assert!(out.status.success());
