@@ -80,7 +80,7 @@ const PROG_TYPES: &[(u32, &str, &str)] = &[
     (
         libbpf_sys::BPF_PROG_TYPE_TRACING,
         "tracing",
-        "fentry/fexit/tp_btf (not used by gala)",
+        "fentry/fexit: need a BPF trampoline (not used by gala)",
     ),
     (libbpf_sys::BPF_PROG_TYPE_LSM, "lsm", "not used by gala"),
     (
@@ -110,6 +110,8 @@ pub struct Facts {
     pub btf: Option<u64>,
     pub tracefs_mounted: bool,
     pub prog_types: Vec<(&'static str, Result<bool, String>)>,
+    /// BTF-typed raw tracepoints (tp_btf): tracing programs that need no trampoline.
+    pub tp_btf: Option<Result<bool, String>>,
     pub kprobes: bool,
     pub uprobes: bool,
     pub ip_vs: bool,
@@ -150,6 +152,7 @@ impl Facts {
                 .map(|m| m.len()),
             tracefs_mounted: Path::new(TRACEFS).join("events").is_dir(),
             prog_types,
+            tp_btf: Some(probe_tp_btf()),
             // The kernel creates these only when built with kprobe / uprobe events.
             kprobes: Path::new("/sys/bus/event_source/devices/kprobe").exists()
                 || Path::new(TRACEFS).join("kprobe_events").exists(),
@@ -167,6 +170,57 @@ impl Facts {
 
     fn may_load(&self) -> bool {
         self.euid == 0 || self.cap_sys_admin || (self.cap_bpf && self.cap_perfmon)
+    }
+}
+
+/// Whether a tp_btf program loads: a tracing program (`BPF_TRACE_RAW_TP` on
+/// `sched_switch`) returning 0, freed at once. libbpf's probe of the tracing type tries
+/// fentry, which needs a BPF trampoline; tp_btf attaches like a raw tracepoint, so a
+/// kernel without trampolines (this project's) may still have it, and with it direct
+/// typed reads of kernel memory and socket-local storage.
+fn probe_tp_btf() -> Result<bool, String> {
+    // SAFETY: the name is NUL-terminated; the call only reads kernel BTF.
+    let btf_id = unsafe {
+        libbpf_sys::libbpf_find_vmlinux_btf_id(
+            c"sched_switch".as_ptr(),
+            libbpf_sys::BPF_TRACE_RAW_TP,
+        )
+    };
+    if btf_id < 0 {
+        return Err(format!(
+            "no BTF for sched_switch: {}",
+            std::io::Error::from_raw_os_error(-btf_id)
+        ));
+    }
+    // `r0 = 0; exit`, as raw instructions: code, registers, offset, immediate.
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: libbpf_sys::BPF_TRACE_RAW_TP,
+        attach_btf_id: btf_id as u32,
+        ..Default::default()
+    };
+    // SAFETY: the instructions and options outlive the call; the fd it returns is ours
+    // and closed at once.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_TRACING,
+            std::ptr::null(),
+            c"GPL".as_ptr(),
+            insns.as_ptr().cast(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: fd was just returned to us and is not used elsewhere.
+        unsafe { libc::close(fd) };
+        return Ok(true);
+    }
+    match -fd {
+        // 524: the kernel's ENOTSUPP, not in libc.
+        libc::EINVAL | libc::EOPNOTSUPP | 524 => Ok(false),
+        e => Err(std::io::Error::from_raw_os_error(e).to_string()),
     }
 }
 
@@ -311,6 +365,17 @@ pub fn report() -> String {
         let _ = writeln!(s, "  {name:<15} {v:<16} {used}");
     }
     let tracing = f.prog_type("tracing");
+    let tp_btf = match &f.tp_btf {
+        Some(Ok(true)) => "available".to_string(),
+        Some(Ok(false)) => "NOT available".to_string(),
+        Some(Err(e)) => format!("could not probe ({e})"),
+        None => "not probed".to_string(),
+    };
+    let _ = writeln!(
+        s,
+        "  {:<15} {tp_btf:<16} BTF-typed raw tracepoints: no trampoline needed (not used by gala yet)",
+        "tracing tp_btf"
+    );
     let _ = writeln!(s, "attach points");
     let _ = writeln!(
         s,
@@ -323,11 +388,11 @@ pub fn report() -> String {
     );
     let _ = writeln!(
         s,
-        "  fentry/fexit/tp_btf: {}",
+        "  fentry/fexit: {}",
         if tracing {
             "available"
         } else {
-            "NOT available (BPF_PROG_TYPE_TRACING rejected) — gala does not depend on them"
+            "NOT available (no BPF trampoline) — gala does not depend on them"
         }
     );
     let _ = writeln!(
