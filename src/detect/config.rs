@@ -121,6 +121,10 @@ pub struct Kpi {
     pub params: Params,
     #[serde(default)]
     pub unit: Option<String>,
+    /// Abnormal intervals in a row before the KPI's anomaly opens (it then starts at the
+    /// first of them): 1 reports at once; 2 makes a one-interval blip no anomaly.
+    #[serde(default = "one")]
+    pub sustain: u32,
 }
 
 impl Kpi {

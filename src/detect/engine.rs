@@ -416,7 +416,8 @@ impl Engine {
                     }));
                 }
                 let peak = peak(ts, x, &v);
-                let (o, end) = match series.inc.step(v.is_anomalous(), peak, gap) {
+                let sustain = cfg.kpis.get(series.spec).map_or(1, |k| k.sustain);
+                let (o, end) = match series.inc.step(v.is_anomalous(), peak, gap, sustain) {
                     Change::None => continue,
                     _ if learning => continue,
                     Change::Opened(o) => {
@@ -459,7 +460,7 @@ impl Engine {
                 lower: rule.below.unwrap_or(f64::NAN),
                 upper: rule.above.unwrap_or(f64::NAN),
             };
-            let (o, end) = match state.inc.step(abnormal, p, gap) {
+            let (o, end) = match state.inc.step(abnormal, p, gap, 1) {
                 Change::None => continue,
                 _ if learning => continue,
                 Change::Opened(o) => {
@@ -530,7 +531,7 @@ impl Engine {
                 upper: v.threshold,
             };
             let abnormal = v.ratio >= 1.0;
-            let change = m.inc.step(abnormal, p, gap);
+            let change = m.inc.step(abnormal, p, gap, 1);
             if abnormal && (matches!(change, Change::Opened(_)) || m.top.is_none()) {
                 m.top = m
                     .det
