@@ -496,6 +496,16 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 if p == k || p == c || bp.score < 0.5 * bc.score {
                     return false;
                 }
+                // At the same time, a process doing less (less CPU, fewer bytes written,
+                // fewer switches) explains nothing: that is what a process does while it
+                // waits on what slowed — its lossy link, its slow database (a client whose
+                // on-CPU time fell had "explained" its link's RTT ×3 under packet loss). A
+                // stopped process says so in its state; a drop before the effect may still
+                // be a stall.
+                let doing_less = bp.class == 0 && !is_state(&bp.metric) && bp.dev.z < 0.0;
+                if doing_less && bp.since.is_some_and(|t| t >= tc - half) {
+                    return false;
+                }
                 // A sampled state (stopped) is read once an interval: it may have begun up
                 // to one interval before the sample that saw it.
                 let tp = bp.since.map_or(i64::MAX, |t| {

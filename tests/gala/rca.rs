@@ -642,3 +642,53 @@ fn memory_pressure_on_the_server_ranks_first_with_keyword_memory() {
     );
     assert_eq!(redis.keyword, "memory");
 }
+
+/// Packet loss on the client's link: from step 120 its RTT rises ×5 and it retransmits;
+/// in the same interval the client's SLI slows and the client does less (its CPU falls
+/// by half: it waits on the link). Doing less explains nothing: the link ranks first.
+fn lossy_link_stream() -> String {
+    let link = "a_tcp_link_10_client_10.0.0.1_10.0.0.2_5432";
+    let mut lines: Vec<Value> = vec![
+        json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
+        json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10,"role":"client","server_port":5432},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":link,"kind":"tcp_link","machine_id":"a",
+               "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":5432}}),
+    ];
+    let fault = 120;
+    for i in 0..140usize {
+        let ts = T0 + i as i64 * STEP;
+        let on = |base: f64, factor: f64| if i >= fault { base * factor } else { base };
+        let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
+        lines.push(m(
+            "a_proc_10",
+            "proc",
+            json!({"cpu_pct": on(20.0 + 2.0 * wiggle(i, 1), 0.5)}),
+        ));
+        lines.push(m(
+            "a_sli_10",
+            "sli",
+            json!({"latency_avg": on(1.0 + 0.1 * wiggle(i, 2), 8.0)}),
+        ));
+        lines.push(m(
+            link,
+            "tcp_link",
+            json!({"srtt_us": on(1000.0 + 100.0 * wiggle(i, 3), 5.0),
+                   "retran_packets": if i >= fault { 6.0 } else { 0.0 }}),
+        ));
+        if i == fault {
+            lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
+        }
+    }
+    lines.iter().map(|l| l.to_string() + "\n").collect()
+}
+
+#[test]
+fn a_lossy_link_ranks_above_the_client_that_waits_on_it() {
+    let causes = infer_file(&lossy_link_stream(), Ranker::Path);
+    assert_eq!(
+        causes[0].id, "a_tcp_link_10_client_10.0.0.1_10.0.0.2_5432",
+        "{causes:#?}"
+    );
+    assert_eq!(causes[0].keyword, "network");
+}
