@@ -692,3 +692,52 @@ fn a_lossy_link_ranks_above_the_client_that_waits_on_it() {
     );
     assert_eq!(causes[0].keyword, "network");
 }
+
+/// A squeezed link: the client's run-queue waits rise one interval before its link's RTT
+/// does (×50) and its SLI slows. The kernel times RTT on ACKs, whatever the process's
+/// scheduling: the waits explain nothing of the link, which ranks first.
+fn squeezed_link_stream() -> String {
+    let link = "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379";
+    let mut lines: Vec<Value> = vec![
+        json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
+        json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10,"role":"client","server_port":6379},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":link,"kind":"tcp_link","machine_id":"a",
+               "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":6379}}),
+    ];
+    let fault = 120;
+    for i in 0..140usize {
+        let ts = T0 + i as i64 * STEP;
+        let on = |from: usize, base: f64, factor: f64| if i >= from { base * factor } else { base };
+        let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
+        lines.push(m(
+            "a_proc_10",
+            "proc",
+            json!({"sched_runq_waits": on(fault - 1, 100.0 + 10.0 * wiggle(i, 1), 5.0)}),
+        ));
+        lines.push(m(
+            "a_sli_10",
+            "sli",
+            json!({"latency_avg": on(fault, 1.0 + 0.1 * wiggle(i, 2), 8.0)}),
+        ));
+        lines.push(m(
+            link,
+            "tcp_link",
+            json!({"srtt_us": on(fault, 100.0 + 10.0 * wiggle(i, 3), 50.0)}),
+        ));
+        if i == fault {
+            lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
+        }
+    }
+    lines.iter().map(|l| l.to_string() + "\n").collect()
+}
+
+#[test]
+fn a_squeezed_link_ranks_above_the_waits_of_its_process() {
+    let causes = infer_file(&squeezed_link_stream(), Ranker::Path);
+    assert_eq!(
+        causes[0].id, "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379",
+        "{causes:#?}"
+    );
+    assert_eq!(causes[0].keyword, "network");
+}
