@@ -643,101 +643,69 @@ fn memory_pressure_on_the_server_ranks_first_with_keyword_memory() {
     assert_eq!(redis.keyword, "memory");
 }
 
-/// Packet loss on the client's link: from step 120 its RTT rises ×5 and it retransmits;
-/// in the same interval the client's SLI slows and the client does less (its CPU falls
-/// by half: it waits on the link). Doing less explains nothing: the link ranks first.
-fn lossy_link_stream() -> String {
-    let link = "a_tcp_link_10_client_10.0.0.1_10.0.0.2_5432";
+/// One host: an application (proc 10) whose SLI (a client's, of server port `port`)
+/// slows at step 120, and its link to that server. `metrics(i)` gives step i's proc and
+/// link metrics; the SLI slows ×8 from step 120, where its anomaly is.
+fn client_link_stream(port: u16, metrics: impl Fn(usize) -> (Value, Value)) -> (String, String) {
+    let link = format!("a_tcp_link_10_client_10.0.0.1_10.0.0.2_{port}");
     let mut lines: Vec<Value> = vec![
         json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
         json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app"}}),
-        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10,"role":"client","server_port":5432},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10,"role":"client","server_port":port},"labels":{"comm":"app"}}),
         json!({"type":"entity","ts":T0,"id":link,"kind":"tcp_link","machine_id":"a",
-               "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":5432}}),
+               "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":port}}),
     ];
     let fault = 120;
     for i in 0..140usize {
         let ts = T0 + i as i64 * STEP;
-        let on = |base: f64, factor: f64| if i >= fault { base * factor } else { base };
         let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
-        lines.push(m(
-            "a_proc_10",
-            "proc",
-            json!({"cpu_pct": on(20.0 + 2.0 * wiggle(i, 1), 0.5)}),
-        ));
+        let (proc, link_metrics) = metrics(i);
+        let lat = 1.0 + 0.1 * wiggle(i, 2);
+        lines.push(m("a_proc_10", "proc", proc));
         lines.push(m(
             "a_sli_10",
             "sli",
-            json!({"latency_avg": on(1.0 + 0.1 * wiggle(i, 2), 8.0)}),
+            json!({"latency_avg": if i >= fault { lat * 8.0 } else { lat }}),
         ));
-        lines.push(m(
-            link,
-            "tcp_link",
-            json!({"srtt_us": on(1000.0 + 100.0 * wiggle(i, 3), 5.0),
-                   "retran_packets": if i >= fault { 6.0 } else { 0.0 }}),
-        ));
+        lines.push(m(&link, "tcp_link", link_metrics));
         if i == fault {
             lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
         }
     }
-    lines.iter().map(|l| l.to_string() + "\n").collect()
+    (lines.iter().map(|l| l.to_string() + "\n").collect(), link)
 }
 
+/// Packet loss on the client's link: from step 120 its RTT rises ×5 and it retransmits;
+/// in the same interval the client's SLI slows and the client does less (its CPU falls
+/// by half: it waits on the link). Doing less explains nothing: the link ranks first.
 #[test]
 fn a_lossy_link_ranks_above_the_client_that_waits_on_it() {
-    let causes = infer_file(&lossy_link_stream(), Ranker::Path);
-    assert_eq!(
-        causes[0].id, "a_tcp_link_10_client_10.0.0.1_10.0.0.2_5432",
-        "{causes:#?}"
-    );
+    let (text, link) = client_link_stream(5432, |i| {
+        let on = |base: f64, factor: f64| if i >= 120 { base * factor } else { base };
+        (
+            json!({"cpu_pct": on(20.0 + 2.0 * wiggle(i, 1), 0.5)}),
+            json!({"srtt_us": on(1000.0 + 100.0 * wiggle(i, 3), 5.0),
+                   "retran_packets": if i >= 120 { 6.0 } else { 0.0 }}),
+        )
+    });
+    let causes = infer_file(&text, Ranker::Path);
+    assert_eq!(causes[0].id, link, "{causes:#?}");
     assert_eq!(causes[0].keyword, "network");
 }
 
 /// A squeezed link: the client's run-queue waits rise one interval before its link's RTT
 /// does (×50) and its SLI slows. The kernel times RTT on ACKs, whatever the process's
 /// scheduling: the waits explain nothing of the link, which ranks first.
-fn squeezed_link_stream() -> String {
-    let link = "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379";
-    let mut lines: Vec<Value> = vec![
-        json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
-        json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app"}}),
-        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10,"role":"client","server_port":6379},"labels":{"comm":"app"}}),
-        json!({"type":"entity","ts":T0,"id":link,"kind":"tcp_link","machine_id":"a",
-               "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":6379}}),
-    ];
-    let fault = 120;
-    for i in 0..140usize {
-        let ts = T0 + i as i64 * STEP;
-        let on = |from: usize, base: f64, factor: f64| if i >= from { base * factor } else { base };
-        let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
-        lines.push(m(
-            "a_proc_10",
-            "proc",
-            json!({"sched_runq_waits": on(fault - 1, 100.0 + 10.0 * wiggle(i, 1), 5.0)}),
-        ));
-        lines.push(m(
-            "a_sli_10",
-            "sli",
-            json!({"latency_avg": on(fault, 1.0 + 0.1 * wiggle(i, 2), 8.0)}),
-        ));
-        lines.push(m(
-            link,
-            "tcp_link",
-            json!({"srtt_us": on(fault, 100.0 + 10.0 * wiggle(i, 3), 50.0)}),
-        ));
-        if i == fault {
-            lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"latency_avg","score":0.9}));
-        }
-    }
-    lines.iter().map(|l| l.to_string() + "\n").collect()
-}
-
 #[test]
 fn a_squeezed_link_ranks_above_the_waits_of_its_process() {
-    let causes = infer_file(&squeezed_link_stream(), Ranker::Path);
-    assert_eq!(
-        causes[0].id, "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379",
-        "{causes:#?}"
-    );
+    let (text, link) = client_link_stream(6379, |i| {
+        let on = |from: usize, base: f64, factor: f64| if i >= from { base * factor } else { base };
+        (
+            json!({"sched_runq_waits": on(119, 100.0 + 10.0 * wiggle(i, 1), 5.0)}),
+            json!({"srtt_us": on(120, 100.0 + 10.0 * wiggle(i, 3), 50.0)}),
+        )
+    });
+    let causes = infer_file(&text, Ranker::Path);
+    assert_eq!(causes[0].id, link, "{causes:#?}");
     assert_eq!(causes[0].keyword, "network");
 }
