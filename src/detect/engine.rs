@@ -54,7 +54,7 @@ struct Series {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RuleState {
-    run: u32,
+    /// Counts the breaches in a row towards the rule's `sustain` too.
     #[serde(default)]
     inc: Incident,
     /// Which `a|b` alternatives of the metric and of `per` were found last, so the record
@@ -449,8 +449,7 @@ impl Engine {
             };
             let (value, ratio) = (judged.value, judged.ratio);
             state.alts = judged.alts;
-            state.run = if ratio >= 1.0 { state.run + 1 } else { 0 };
-            let abnormal = state.run >= rule.sustain.max(1);
+            let abnormal = ratio >= 1.0;
             let threshold = rule.above.or(rule.below).unwrap_or(0.0);
             let p = Peak {
                 ts,
@@ -460,7 +459,7 @@ impl Engine {
                 lower: rule.below.unwrap_or(f64::NAN),
                 upper: rule.above.unwrap_or(f64::NAN),
             };
-            let (o, end) = match state.inc.step(abnormal, p, gap, 1) {
+            let (o, end) = match state.inc.step(abnormal, p, gap, rule.sustain) {
                 Change::None => continue,
                 _ if learning => continue,
                 Change::Opened(o) => {

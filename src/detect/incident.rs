@@ -158,4 +158,22 @@ mod tests {
         }
         assert!(inc.is_open());
     }
+
+    #[test]
+    fn once_open_one_breach_keeps_it_open() {
+        // Rules share this: a breach inside an open incident is no new run to sustain.
+        let mut inc = Incident::default();
+        inc.step(true, point(1, 0.9), 2, 2);
+        assert!(matches!(
+            inc.step(true, point(2, 0.9), 2, 2),
+            Change::Opened(_)
+        ));
+        assert_eq!(inc.step(false, point(3, 0.1), 2, 2), Change::None);
+        assert_eq!(inc.step(true, point(4, 0.9), 2, 2), Change::None);
+        assert_eq!(inc.step(false, point(5, 0.1), 2, 2), Change::None);
+        assert!(
+            inc.is_open(),
+            "one normal point since the last breach, gap 2"
+        );
+    }
 }

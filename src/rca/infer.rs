@@ -502,17 +502,17 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 // on-CPU time fell had "explained" its link's RTT ×3 under packet loss). A
                 // stopped process says so in its state; a drop before the effect may still
                 // be a stall.
-                // Nor, ever, do a process's waits explain its own links' transport (RTT,
+                let doing_less = bp.class == 0 && !is_state(&bp.metric) && bp.dev.z < 0.0;
+                if doing_less && bp.since.is_some_and(|t| t >= tc - half) {
+                    return false;
+                }
+                // Nor, at any time, do a process's waits explain its own links' transport (RTT,
                 // retransmits): its kernel times those on the peer's ACKs, whatever the
                 // process's scheduling (a client's run-queue waits, one interval ahead of
                 // its squeezed link's RTT ×4000, had ranked the link 8th). A server's
                 // waits may still explain its clients' RTT: a slow reply delays the ACK
                 // it would have carried.
                 if bp.class == 2 && g.rule(p, c) == Some("proc → tcp_link") {
-                    return false;
-                }
-                let doing_less = bp.class == 0 && !is_state(&bp.metric) && bp.dev.z < 0.0;
-                if doing_less && bp.since.is_some_and(|t| t >= tc - half) {
                     return false;
                 }
                 // A sampled state (stopped) is read once an interval: it may have begun up
