@@ -197,7 +197,11 @@ fn zero_before(kts: &[i64], birth: i64, ts: &[i64], v: &[f32]) -> (Vec<i64>, Vec
 }
 
 /// A host metric that sums its processes' own counters (gala-collect's host pgfault,
-/// pgmajfault, ctx_switches, forks; gala-gopher's host minflt, majflt).
+/// pgmajfault, ctx_switches, forks; gala-gopher's host minflt, majflt) or counts them by
+/// state (load averages, procs_running, procs_blocked, threads). A load average is also a
+/// minute-long moving average: it creeps up with any busy neighbour and lags the
+/// process that made it, so its onset says nothing (a test build's load, rising 15 s
+/// before a CPU hog, had taken the hog's place at the end of its victim's path).
 fn is_process_sum(metric: &str) -> bool {
     let m = metric.to_ascii_lowercase();
     [
@@ -207,6 +211,11 @@ fn is_process_sum(metric: &str) -> bool {
         "minflt",
         "ctx_switch",
         "forks",
+        "load1",
+        "load5",
+        "load15",
+        "procs_",
+        "threads",
     ]
     .iter()
     .any(|w| m.contains(w))

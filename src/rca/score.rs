@@ -178,26 +178,63 @@ pub fn deviation(
     } else {
         scale
     };
-    let mut best: Option<(f64, f64)> = None;
-    // The onset is the start of the first sustained run of abnormal points (two or more,
-    // same sign): a lone noise crossing early in the window must not make a symptom look
-    // like it moved first. A run survives two quiet points in a row (drops and
-    // retransmits come in bursts), not three. Without a sustained run, the onset is the
-    // start of the run that holds the peak.
+    // The peak first: a departure far smaller than the series' own largest one is not
+    // where that one began.
+    let (z, value) = v[cut..stop]
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| ((x as f64 - med) / scale, x as f64))
+        .fold(None, |best: Option<(f64, f64)>, (z, x)| match best {
+            Some((bz, _)) if bz.abs() >= z.abs() => best,
+            _ => Some((z, x)),
+        })?;
+    let runs = |bar: f64, side: Option<bool>| {
+        onset_runs(&ts[cut..stop], &v[cut..stop], med, scale, bar, side)
+    };
+    let (sustained, peak_run) = runs(z_threshold, None);
+    // The onset is where the departure that peaked began: the start of the first
+    // sustained run of points beyond both the threshold and a tenth of the peak's
+    // distance from the baseline. Points merely past the threshold can chain a minute of
+    // wobble (a neighbour's build nudging a server's run-queue delay to 5× its median)
+    // onto a jump of 400×, and make it look as if it moved first.
+    let (significant, _) = runs(z_threshold.max(0.1 * z.abs()), Some(z > 0.0));
+    let since = significant.or(sustained).or(peak_run);
+    Some(Deviation {
+        z,
+        baseline: med,
+        value,
+        since,
+        sustained: sustained.is_some(),
+    })
+}
+
+/// Scans a window for runs of points at least `bar` robust σ from the baseline, each run
+/// on one side (on `side` only, when given: up is `true`). A lone noise crossing early in the window must not make a symptom look like it
+/// moved first, so what counts is the start of the first sustained run (two or more
+/// points, same sign); a run survives two quiet points in a row (drops and retransmits
+/// come in bursts), not three. Returns that start, and the start of the run holding the
+/// peak (for a series that never sustained one).
+fn onset_runs(
+    ts: &[i64],
+    v: &[f32],
+    med: f64,
+    scale: f64,
+    bar: f64,
+    side: Option<bool>,
+) -> (Option<i64>, Option<i64>) {
     const GAP: usize = 2;
     let mut run: Option<(i64, bool, usize)> = None;
     let mut quiet = 0;
     let mut sustained = None;
+    let mut peak: Option<f64> = None;
     let mut peak_run = None;
-    for i in cut..stop {
-        let x = v[i];
+    for (i, &x) in v.iter().enumerate() {
         if !x.is_finite() {
             continue;
         }
-        let x = x as f64;
-        let z = (x - med) / scale;
+        let z = (x as f64 - med) / scale;
         let up = z > 0.0;
-        if z.abs() >= z_threshold {
+        if z.abs() >= bar && side.is_none_or(|s| s == up) {
             match run.as_mut() {
                 Some((_, u, n)) if *u == up => *n += 1,
                 _ => run = Some((ts[i], up, 1)),
@@ -214,20 +251,12 @@ pub fn deviation(
                 run = None;
             }
         }
-        if best.is_none_or(|(bz, _)| z.abs() > bz.abs()) {
-            best = Some((z, x));
+        if peak.is_none_or(|p| z.abs() > p) {
+            peak = Some(z.abs());
             peak_run = run.map(|(t, _, _)| t);
         }
     }
-    let since = sustained.or(peak_run);
-    let (z, value) = best?;
-    Some(Deviation {
-        z,
-        baseline: med,
-        value,
-        since,
-        sustained: sustained.is_some(),
-    })
+    (sustained, peak_run)
 }
 
 /// Pearson correlation of two series over the points where both have a value at the same
@@ -359,6 +388,24 @@ mod tests {
         assert_eq!(d.since, Some(80_000));
         assert_eq!(d.value, 50.0);
         assert!((d.baseline - 11.0).abs() < 1.0);
+    }
+
+    /// A server's run-queue delay nudged to 5× by a neighbour for a while, then 400× by a
+    /// hog: the departure began with the hog, not with the nudge that ran into it.
+    #[test]
+    fn onset_is_where_the_big_departure_began_not_a_wobble_that_ran_into_it() {
+        let (ts, v) = series(100, |i| match i {
+            80.. => 400.0,
+            65..80 => 5.0 + (i % 2) as f32,
+            _ => 1.0 + (i % 3) as f32 * 0.1,
+        });
+        let d = deviation(&ts, &v, 60_000, 99_000, 3.0).unwrap();
+        assert!(d.sustained && d.z > 100.0, "{d:?}");
+        assert_eq!(d.since, Some(80_000));
+        // A ramp starts where it starts: its first tenth is already its departure.
+        let (ts, v) = series(100, |i| if i >= 70 { 1.0 + (i - 70) as f32 } else { 1.0 });
+        let d = deviation(&ts, &v, 60_000, 99_000, 3.0).unwrap();
+        assert!(d.since.is_some_and(|t| t <= 74_000), "{d:?}");
     }
 
     #[test]
