@@ -191,7 +191,7 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
     let end = table.ts.last().copied().unwrap_or(start);
     let mut scored: Vec<(f64, i64, usize, score::Deviation)> = Vec::new();
     for (i, (col, v)) in table.columns.iter().enumerate() {
-        let Some(d) = score::deviation(&table.ts, v, start, end, opts.z_threshold) else {
+        let Some(d) = score::deviation(&table.ts, v, start, end, opts.z_threshold, None) else {
             continue;
         };
         // A column can reach |z| of thousands when its baseline is flat; what ranks is

@@ -103,10 +103,13 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
 
 const SYMPTOM: &[&str] = &[
     "lat", "delay", "wait", "err", "retran", "drop", "loss", "timeout", "rtt", "fail", "reset",
-    "p99", "p95", "p50",
+    "p99", "p95", "p50", "switch",
 ];
 
-/// Waiting, latency, errors: what a user feels, never where a fault starts.
+/// Waiting, latency, errors: what a user feels, never where a fault starts. A process's
+/// context switches are waits too: a voluntary one is the process blocking (on a socket,
+/// a disk, a lock), an involuntary one its CPU taken by another. A client blocking 4×
+/// as often on its squeezed link had, as "load", explained the link's RTT ×500.
 fn is_symptom(metric: &str) -> bool {
     let m = metric.to_ascii_lowercase();
     SYMPTOM.iter().any(|w| m.contains(w))
@@ -322,7 +325,9 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             if i == k && (*metric == kpi.metric || is_symptom(metric)) {
                 continue;
             }
-            let Some(dev) = score::deviation(&h.ts, values, split, end, opts.z_threshold) else {
+            let focus = Some(kpi.ts + kpi_step / 2);
+            let Some(dev) = score::deviation(&h.ts, values, split, end, opts.z_threshold, focus)
+            else {
                 continue;
             };
             scored += 1;
@@ -525,9 +530,11 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     return false;
                 }
                 // A sampled state (stopped) is read once an interval: it may have begun up
-                // to one interval before the sample that saw it.
+                // to one interval before the sample that saw it. So may a new process: the
+                // CPU it took showed on its CPU's sample (25 % of cpu 1) one interval before
+                // the process list that first held it (stress-ng, four of them).
                 let tp = bp.since.map_or(i64::MAX, |t| {
-                    if is_state(&bp.metric) {
+                    if is_state(&bp.metric) || born_at[p].is_some() {
                         t - kpi_step
                     } else {
                         t
@@ -619,7 +626,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         metric: kpi.metric.clone(),
     };
     let kpi_evidence = kpi_series.and_then(|(kts, kv)| {
-        score::deviation(kts, kv, split, end, opts.z_threshold).map(|d| Evidence {
+        score::deviation(kts, kv, split, end, opts.z_threshold, None).map(|d| Evidence {
             id: kpi.id.clone(),
             metric: kpi.metric.clone(),
             baseline: Some(d.baseline),

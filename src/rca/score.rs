@@ -137,12 +137,15 @@ pub fn has_history(ts: &[i64], v: &[f32], split: i64) -> bool {
 
 /// Scores the points of `(ts, v)` with `ts >= split` and `ts <= end` against the points
 /// before `split`. `None` when the baseline is too short or nothing follows the split.
+/// `focus`, when given, is when the symptom being explained began: the onset is then
+/// that of the departure under way at that time.
 pub fn deviation(
     ts: &[i64],
     v: &[f32],
     split: i64,
     end: i64,
     z_threshold: f64,
+    focus: Option<i64>,
 ) -> Option<Deviation> {
     let cut = ts.partition_point(|&t| t < split);
     let stop = ts.partition_point(|&t| t <= end);
@@ -189,74 +192,102 @@ pub fn deviation(
             _ => Some((z, x)),
         })?;
     let runs = |bar: f64, side: Option<bool>| {
-        onset_runs(&ts[cut..stop], &v[cut..stop], med, scale, bar, side)
+        Onsets::scan(&ts[cut..stop], &v[cut..stop], med, scale, bar, side, focus)
     };
-    let (sustained, peak_run) = runs(z_threshold, None);
-    // The onset is where the departure that peaked began: the start of the first
-    // sustained run of points beyond both the threshold and a tenth of the peak's
-    // distance from the baseline. Points merely past the threshold can chain a minute of
-    // wobble (a neighbour's build nudging a server's run-queue delay to 5× its median)
-    // onto a jump of 400×, and make it look as if it moved first.
-    let (significant, _) = runs(z_threshold.max(0.1 * z.abs()), Some(z > 0.0));
-    let since = significant.or(sustained).or(peak_run);
+    let all = runs(z_threshold, None);
+    // The onset is where the departure that matters began: the one under way when the
+    // symptom began, else the first; of points beyond both the threshold and a tenth of
+    // the peak's distance from the baseline. Points merely past the threshold can chain a
+    // minute of wobble (a neighbour's build nudging a server's run-queue delay to 5× its
+    // median) onto a jump of 400×, and make it look as if it moved first; a burst that
+    // came and went 20 s before (a CPU's iowait at 4 % once, then 2 % throughout the
+    // incident) is not when the incident's departure began.
+    let significant = runs(z_threshold.max(0.1 * z.abs()), Some(z > 0.0));
+    let since = significant
+        .at_focus
+        .or(significant.first)
+        .or(all.first)
+        .or(all.peak_run);
     Some(Deviation {
         z,
         baseline: med,
         value,
         since,
-        sustained: sustained.is_some(),
+        sustained: all.first.is_some(),
     })
 }
 
-/// Scans a window for runs of points at least `bar` robust σ from the baseline, each run
-/// on one side (on `side` only, when given: up is `true`). A lone noise crossing early in the window must not make a symptom look like it
-/// moved first, so what counts is the start of the first sustained run (two or more
+/// Where the runs of points at least `bar` robust σ from the baseline start, each run on
+/// one side (on `side` only, when given: up is `true`). A lone noise crossing must not
+/// make a symptom look like it moved first, so only sustained runs count (two or more
 /// points, same sign); a run survives two quiet points in a row (drops and retransmits
-/// come in bursts), not three. Returns that start, and the start of the run holding the
-/// peak (for a series that never sustained one).
-fn onset_runs(
-    ts: &[i64],
-    v: &[f32],
-    med: f64,
-    scale: f64,
-    bar: f64,
-    side: Option<bool>,
-) -> (Option<i64>, Option<i64>) {
-    const GAP: usize = 2;
-    let mut run: Option<(i64, bool, usize)> = None;
-    let mut quiet = 0;
-    let mut sustained = None;
-    let mut peak: Option<f64> = None;
-    let mut peak_run = None;
-    for (i, &x) in v.iter().enumerate() {
-        if !x.is_finite() {
-            continue;
-        }
-        let z = (x as f64 - med) / scale;
-        let up = z > 0.0;
-        if z.abs() >= bar && side.is_none_or(|s| s == up) {
-            match run.as_mut() {
-                Some((_, u, n)) if *u == up => *n += 1,
-                _ => run = Some((ts[i], up, 1)),
+/// come in bursts), not three.
+struct Onsets {
+    /// Start of the first sustained run.
+    first: Option<i64>,
+    /// Start of the sustained run under way at the focus time.
+    at_focus: Option<i64>,
+    /// Start of the run holding the peak (for a series that never sustained one).
+    peak_run: Option<i64>,
+}
+
+impl Onsets {
+    fn scan(
+        ts: &[i64],
+        v: &[f32],
+        med: f64,
+        scale: f64,
+        bar: f64,
+        side: Option<bool>,
+        focus: Option<i64>,
+    ) -> Onsets {
+        const GAP: usize = 2;
+        let mut found = Onsets {
+            first: None,
+            at_focus: None,
+            peak_run: None,
+        };
+        // (start, up, points)
+        let mut run: Option<(i64, bool, usize)> = None;
+        let mut quiet = 0;
+        let mut peak: Option<f64> = None;
+        for (i, &x) in v.iter().enumerate() {
+            if !x.is_finite() {
+                continue;
             }
-            quiet = 0;
-            if let Some((t, _, n)) = run {
-                if n >= 2 && sustained.is_none() {
-                    sustained = Some(t);
+            // The run alive when the scan passes the focus is the one under way then.
+            if focus.is_some_and(|f| ts[i] > f) && found.at_focus.is_none() {
+                found.at_focus = run.filter(|r| r.2 >= 2).map(|r| r.0);
+            }
+            let z = (x as f64 - med) / scale;
+            let up = z > 0.0;
+            if z.abs() >= bar && side.is_none_or(|s| s == up) {
+                match run.as_mut() {
+                    Some((_, u, n)) if *u == up => *n += 1,
+                    _ => run = Some((ts[i], up, 1)),
+                }
+                quiet = 0;
+                if let Some((t, _, n)) = run {
+                    if n >= 2 && found.first.is_none() {
+                        found.first = Some(t);
+                    }
+                }
+            } else {
+                quiet += 1;
+                if quiet > GAP {
+                    run = None;
                 }
             }
-        } else {
-            quiet += 1;
-            if quiet > GAP {
-                run = None;
+            if peak.is_none_or(|p| z.abs() > p) {
+                peak = Some(z.abs());
+                found.peak_run = run.map(|(t, _, _)| t);
             }
         }
-        if peak.is_none_or(|p| z.abs() > p) {
-            peak = Some(z.abs());
-            peak_run = run.map(|(t, _, _)| t);
+        if focus.is_some_and(|f| ts.last().is_some_and(|&l| l <= f)) && found.at_focus.is_none() {
+            found.at_focus = run.filter(|r| r.2 >= 2).map(|r| r.0);
         }
+        found
     }
-    (sustained, peak_run)
 }
 
 /// Pearson correlation of two series over the points where both have a value at the same
@@ -383,7 +414,7 @@ mod tests {
     #[test]
     fn step_is_found_with_its_start() {
         let (ts, v) = series(100, |i| if i >= 80 { 50.0 } else { 10.0 + (i % 3) as f32 });
-        let d = deviation(&ts, &v, 70_000, 99_000, 3.0).unwrap();
+        let d = deviation(&ts, &v, 70_000, 99_000, 3.0, None).unwrap();
         assert!(d.z > 10.0, "{d:?}");
         assert_eq!(d.since, Some(80_000));
         assert_eq!(d.value, 50.0);
@@ -399,26 +430,41 @@ mod tests {
             65..80 => 5.0 + (i % 2) as f32,
             _ => 1.0 + (i % 3) as f32 * 0.1,
         });
-        let d = deviation(&ts, &v, 60_000, 99_000, 3.0).unwrap();
+        let d = deviation(&ts, &v, 60_000, 99_000, 3.0, None).unwrap();
         assert!(d.sustained && d.z > 100.0, "{d:?}");
         assert_eq!(d.since, Some(80_000));
         // A ramp starts where it starts: its first tenth is already its departure.
         let (ts, v) = series(100, |i| if i >= 70 { 1.0 + (i - 70) as f32 } else { 1.0 });
-        let d = deviation(&ts, &v, 60_000, 99_000, 3.0).unwrap();
+        let d = deviation(&ts, &v, 60_000, 99_000, 3.0, None).unwrap();
         assert!(d.since.is_some_and(|t| t <= 74_000), "{d:?}");
+    }
+
+    /// A CPU's iowait at 4 % for two seconds, 20 s before the incident, then 2 % through
+    /// it: the departure under way when the symptom began is the one that explains it.
+    #[test]
+    fn onset_is_that_of_the_departure_under_way_at_the_focus() {
+        let (ts, v) = series(100, |i| match i {
+            65 | 66 => 4.0,
+            84.. => 2.0,
+            _ => (i < 60 && i % 9 == 0) as u8 as f32,
+        });
+        let d = deviation(&ts, &v, 60_000, 99_000, 3.0, Some(86_500)).unwrap();
+        assert_eq!(d.since, Some(84_000), "{d:?}");
+        let d = deviation(&ts, &v, 60_000, 99_000, 3.0, None).unwrap();
+        assert_eq!(d.since, Some(65_000), "{d:?}");
     }
 
     #[test]
     fn flat_baseline_does_not_divide_by_zero() {
         let (ts, v) = series(50, |i| if i >= 40 { 1.0 } else { 0.0 });
-        let d = deviation(&ts, &v, 40_000, 49_000, 3.0).unwrap();
+        let d = deviation(&ts, &v, 40_000, 49_000, 3.0, None).unwrap();
         assert!(d.z.is_finite() && d.z > 3.0);
     }
 
     #[test]
     fn noise_stays_below_threshold() {
         let (ts, v) = series(100, |i| 10.0 + ((i * 7919) % 13) as f32 / 13.0);
-        let d = deviation(&ts, &v, 70_000, 99_000, 3.0).unwrap();
+        let d = deviation(&ts, &v, 70_000, 99_000, 3.0, None).unwrap();
         assert!(d.z.abs() < 3.0, "{d:?}");
         assert!(d.since.is_none());
     }
