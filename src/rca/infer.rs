@@ -103,16 +103,23 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
 
 const SYMPTOM: &[&str] = &[
     "lat", "delay", "wait", "err", "retran", "drop", "loss", "timeout", "rtt", "fail", "reset",
-    "p99", "p95", "p50", "switch",
+    "p99", "p95", "p50",
 ];
 
-/// Waiting, latency, errors: what a user feels, never where a fault starts. A process's
-/// context switches are waits too: a voluntary one is the process blocking (on a socket,
-/// a disk, a lock), an involuntary one its CPU taken by another. A client blocking 4×
-/// as often on its squeezed link had, as "load", explained the link's RTT ×500.
+/// Waiting, latency, errors: what a user feels, never where a fault starts.
 fn is_symptom(metric: &str) -> bool {
     let m = metric.to_ascii_lowercase();
     SYMPTOM.iter().any(|w| m.contains(w))
+}
+
+/// What a process waited, beside its delays: its context switches (a voluntary one is the
+/// process blocking on a socket, a disk or a lock; an involuntary one its CPU taken by
+/// another), its time off CPU, its I/O's time in the queue. A client blocking 4× as often
+/// on its squeezed link had, as "load", explained the link's RTT ×500; a database
+/// backend's I/O queueing, a lossy link's RTT ×600. (An SLI's queue is its load.)
+fn is_process_wait(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    is_symptom(&m) || ["switch", "offcpu", "queue"].iter().any(|w| m.contains(w))
 }
 
 /// A process's state as sampled (gala-collect's proc `stopped`, `disk_sleep`): a direct
@@ -167,7 +174,7 @@ fn class(k: &str, metric: &str) -> u8 {
         | kind::QDISC
         | kind::SCHED
         | kind::NET => 1,
-        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if !is_symptom(metric) => 0,
+        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if !is_process_wait(metric) => 0,
         _ => 2,
     }
 }
@@ -345,6 +352,18 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             // explains an incident lasts (or the detector saw it).
             let abnormal = (dev.z.abs() >= opts.z_threshold && dev.sustained) || flagged.is_some();
             if !abnormal {
+                continue;
+            }
+            // Counts come in whole events: one that was 0 all baseline long and saw two (a
+            // database backend that waited in the run queue twice) is "20σ" against a
+            // scale of nothing, yet fewer events than the threshold's σ is Poisson noise.
+            // It had explained the RTT ×600 of a lossy link. A state (stopped) is one
+            // observation, not a count, and the detector's own rules (an OOM kill) stand.
+            if flagged.is_none()
+                && !is_state(metric)
+                && (dev.value - dev.baseline).abs() < opts.z_threshold
+                && values.iter().all(|x| !x.is_finite() || x.fract() == 0.0)
+            {
                 continue;
             }
             let mut magnitude = dev.magnitude(opts.z_threshold);
