@@ -73,6 +73,18 @@ const volatile __u32 cap = 128;
 /* Our own process, never reported. */
 const volatile __u32 self_tgid = 0;
 
+/* Sampling (src/collect/l7/sampler.rs). At high socket I/O rates user space attaches the
+ * two socket I/O programs only for time windows and scales what they counted. Each
+ * window has a new generation: pairing state a connection kept from an earlier window
+ * (a request whose response came while nothing was attached) is dropped at the
+ * connection's first I/O in the new one, and its last-receive time, which tells a stale
+ * tcp_mstamp, becomes the window's start. Generation 0 (never changed) is no sampling.
+ * The OpenSSL uprobes stay attached (per library and process, too costly to flip) and
+ * look at `ssl_closed` instead. */
+volatile __u32 window_gen;
+volatile __u64 window_start_ns;
+volatile __u32 ssl_closed;
+
 /* Submitted without a wakeup (BPF_RB_NO_WAKEUP): user space drains it on a 10 ms timer and
  * never sleeps on it, and a wakeup is an irq_work — a self-interrupt, on a virtual machine
  * a VM exit of several microseconds — per event. */
@@ -207,6 +219,7 @@ static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn 
 	fresh.seen = 1;
 	fresh.tgid = tgid;
 	fresh.fd = fd;
+	fresh.gen = window_gen;
 	/* This first I/O may be a send: what xmit time the socket has is older. */
 	fresh.rx_ts = bpf_ktime_get_ns();
 	fresh.family = family;
@@ -723,6 +736,7 @@ static __always_inline __u64 io_time(struct sock *sk, struct l7_conn *c, __u8 di
  * the parser, one aggregate update. */
 static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 {
+	count(L7_STAT_IO);
 	if (ret <= 0 || (dir == L7_DIR_INGRESS && (flags & (MSG_PEEK | MSG_ERRQUEUE))))
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
@@ -731,6 +745,14 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		return 0;
 	__u64 key = (__u64)sk;
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
+	__u32 gen = window_gen;
+	if (c && c->gen != gen) {
+		/* The first I/O of this window: a request pending from an earlier one lost its
+		 * response while nothing was attached. */
+		c->gen = gen;
+		c->req_ts = 0;
+		c->rx_ts = window_start_ns;
+	}
 	if (c && c->seen && c->mode == L7_MODE_KERNEL &&
 	    (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS) && !c->req_ts)
 		return 0; /* the rest of a long response of a kernel-paired connection */
@@ -914,7 +936,7 @@ int BPF_PROG(l7_destroy, struct sock *sk)
 static __always_inline int ssl_enter(void *ssl, void *buf, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if ((id >> 32) == self_tgid)
+	if ((id >> 32) == self_tgid || ssl_closed)
 		return 0;
 	struct ssl_call s = {
 		.ts_ns = bpf_ktime_get_ns(), .ssl = (__u64)ssl, .buf = (__u64)buf, .dir = dir};

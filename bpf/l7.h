@@ -42,6 +42,7 @@
 #define L7_STAT_TO_USER 3   /* kernel-paired connections handed to user space (pipelining) */
 #define L7_STAT_AGG_FULL 4  /* aggregate map full: a request not counted */
 #define L7_STAT_UNPARSED 5  /* TCP I/O by a syscall whose buffer is not read (sendfile, splice, io_uring, *mmsg) */
+#define L7_STAT_IO 6        /* runs of the socket I/O programs (any socket): what sampling is sized by */
 #define L7_STAT_NR 8
 
 /* Latency histogram of the in-kernel aggregates: bucket 0 below 1024 ns, then 8 linear
@@ -73,7 +74,7 @@ struct l7_conn {
 	char method[L7_METHOD_LEN]; /* of the pending request */
 	__u32 tgid;       /* the process whose I/O was seen first: events and the close name it */
 	__s32 fd;         /* its fd then (from the syscall's registers) */
-	__u32 pad2;
+	__u32 gen;        /* the sampling window its pairing state belongs to (see window_gen) */
 	__u64 rx_ts;      /* when the last receive returned: older send times are stale */
 };
 

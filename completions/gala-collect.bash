@@ -35,7 +35,7 @@ _gala__collect() {
 
     case "${cmd}" in
         gala__collect)
-            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --bpf-stats --threads --summary --serve --serve-max-series --output --line-buffered --verbose --quiet --help --version doctor help"
+            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --bpf-stats --l7-max-rate --threads --summary --serve --serve-max-series --output --line-buffered --verbose --quiet --help --version doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,6 +95,10 @@ _gala__collect() {
                     ;;
                 --bpf-stats)
                     COMPREPLY=($(compgen -W "sampled full off" -- "${cur}"))
+                    return 0
+                    ;;
+                --l7-max-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --serve)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_collect_global_optspecs
-    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= bpf-stats= threads summary serve= serve-max-series= o/output= line-buffered v/verbose q/quiet h/help V/version
+    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= bpf-stats= l7-max-rate= threads summary serve= serve-max-series= o/output= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_collect_needs_command
@@ -36,6 +36,7 @@ complete -c gala-collect -n "__fish_gala_collect_needs_command" -l offcpu-min -d
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l bpf-stats -d 'Kernel BPF run-time statistics for the status record\'s `bpf_progs`: `sampled` turns them on for 100 ms of every second (run time per run exact, counts a sample: scale them by `bpf_stats.since_ns / on_ns`); `full` keeps them on (exact counts, ~80 ns more per program run); `off` never' -r -f -a "sampled\t'On for 100 ms of every second: run time per run is exact, counts are a sample'
 full\t'On all the time: exact counts, at ~80 ns per program run'
 off\t'Never on: `bpf_progs` stays at zero'"
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l l7-max-rate -d 'l7 probe: socket reads and writes per second (host-wide) traced in full. Above it the probe traces time windows covering RATE/actual of the time (at least 25 ms every 5 s) and scales the counts up, so a busy server pays ≈ 1 % of a CPU, not ≈ 1 µs per request; latency and error ratios come from the requests traced. The status record\'s `l7.sampling` says what share was traced. `unlimited` traces all' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l serve -d 'Also serve the latest interval as Prometheus text at http://ADDR/metrics (PORT or :PORT binds 127.0.0.1; give HOST:PORT to expose it further). Scrapes do not drain' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l serve-max-series -d 'With --serve: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F

@@ -31,6 +31,7 @@ _gala-collect() {
 '--bpf-stats=[Kernel BPF run-time statistics for the status record'\''s \`bpf_progs\`\: \`sampled\` turns them on for 100 ms of every second (run time per run exact, counts a sample\: scale them by \`bpf_stats.since_ns / on_ns\`); \`full\` keeps them on (exact counts, ~80 ns more per program run); \`off\` never]:MODE:((sampled\:"On for 100 ms of every second\: run time per run is exact, counts are a sample"
 full\:"On all the time\: exact counts, at ~80 ns per program run"
 off\:"Never on\: \`bpf_progs\` stays at zero"))' \
+'--l7-max-rate=[l7 probe\: socket reads and writes per second (host-wide) traced in full. Above it the probe traces time windows covering RATE/actual of the time (at least 25 ms every 5 s) and scales the counts up, so a busy server pays ≈ 1 % of a CPU, not ≈ 1 µs per request; latency and error ratios come from the requests traced. The status record'\''s \`l7.sampling\` says what share was traced. \`unlimited\` traces all]:RATE:_default' \
 '--serve=[Also serve the latest interval as Prometheus text at http\://ADDR/metrics (PORT or \:PORT binds 127.0.0.1; give HOST\:PORT to expose it further). Scrapes do not drain]:ADDR:_default' \
 '--serve-max-series=[With --serve\: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)]:N:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \

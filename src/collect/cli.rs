@@ -76,6 +76,15 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t, value_name = "MODE")]
     pub bpf_stats: super::bpf::stats::StatsMode,
 
+    /// l7 probe: socket reads and writes per second (host-wide) traced in full. Above
+    /// it the probe traces time windows covering RATE/actual of the time (at least 25 ms
+    /// every 5 s) and scales the counts up, so a busy server pays ≈ 1 % of a CPU, not
+    /// ≈ 1 µs per request; latency and error ratios come from the requests traced. The
+    /// status record's `l7.sampling` says what share was traced. `unlimited` traces all.
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
+    #[arg(long, value_name = "RATE", default_value_t)]
+    pub l7_max_rate: super::l7::MaxRate,
+
     /// Also emit thread entities under each process (proc probe).
     #[arg(long)]
     pub threads: bool,

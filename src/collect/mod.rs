@@ -333,6 +333,8 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     bpf::stats::configure(cli.bpf_stats);
     #[cfg(all(feature = "bpf", target_os = "linux"))]
+    l7::configure(cli.l7_max_rate);
+    #[cfg(all(feature = "bpf", target_os = "linux"))]
     stack::configure(stack::StackConfig {
         sample_hz: cli.sample_rate,
         offcpu_min: cli.offcpu_min,

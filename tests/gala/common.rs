@@ -50,7 +50,6 @@ pub fn run(name: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     out
 }
 
-/// True when running as root.
 /// Tests that inject a fault into this machine (a CPU hog, packet loss) and judge what the
 /// pipeline saw take this lock, so that one test's fault is never another's baseline.
 pub fn fault_injection_lock() -> std::sync::MutexGuard<'static, ()> {
@@ -58,6 +57,7 @@ pub fn fault_injection_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// True when running as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -14,9 +14,11 @@ pub mod ipvs;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 mod kernel;
 pub mod proto;
+pub mod sampler;
 pub mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
@@ -84,6 +86,49 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
+/// `--l7-max-rate`: socket I/O per second traced in full; `None`: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxRate(pub Option<u64>);
+
+impl Default for MaxRate {
+    fn default() -> MaxRate {
+        MaxRate(Some(sampler::DEFAULT_MAX_RATE))
+    }
+}
+
+impl std::fmt::Display for MaxRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("unlimited"),
+        }
+    }
+}
+
+impl std::str::FromStr for MaxRate {
+    type Err = String;
+
+    /// A number of socket reads and writes per second, or `unlimited`.
+    fn from_str(s: &str) -> Result<MaxRate, String> {
+        match s {
+            "unlimited" => Ok(MaxRate(None)),
+            _ => match s.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(MaxRate(Some(n))),
+                _ => Err(format!(
+                    "{s:?}: give socket reads and writes per second (a positive number) or `unlimited`"
+                )),
+            },
+        }
+    }
+}
+
+static MAX_RATE: OnceLock<MaxRate> = OnceLock::new();
+
+/// Sets `--l7-max-rate` for this process; the first call wins, before the probe starts.
+pub fn configure(max_rate: MaxRate) {
+    let _ = MAX_RATE.set(max_rate);
+}
+
 /// Where the l7 probe's state lives between intervals.
 pub struct L7Probe {
     #[cfg(all(feature = "bpf", target_os = "linux"))]
@@ -99,7 +144,11 @@ impl L7Probe {
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     pub fn new() -> anyhow::Result<L7Probe> {
         Ok(L7Probe {
-            kernel: kernel::Kernel::start(CAPTURE_BYTES, true)?,
+            kernel: kernel::Kernel::start(
+                CAPTURE_BYTES,
+                true,
+                MAX_RATE.get_or_init(MaxRate::default).0,
+            )?,
             comms: HashMap::new(),
             ipvs_bad_lines: 0,
         })
@@ -314,6 +363,7 @@ struct KernelStats {
     ssl_libs: Vec<String>,
     ssl_errors: Vec<String>,
     progs: serde_json::Map<String, Value>,
+    sampling: Value,
 }
 
 impl super::probe::Probe for L7Probe {
@@ -381,6 +431,8 @@ impl super::probe::Probe for L7Probe {
             "conns_turned_away": c.conns_turned_away,
             "requests_unanswered": c.unanswered,
             "pending_lost": c.pending_lost,
+            "pending_between_windows": c.pending_between_windows,
+            "sampling": k.sampling,
             "slis_turned_away": c.slis_turned_away,
             "flows_turned_away": c.flows_turned_away,
             "ssl_libs": k.ssl_libs,
