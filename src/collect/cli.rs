@@ -78,7 +78,7 @@ pub struct Cli {
 
     /// l7 probe: socket reads and writes per second (host-wide) traced in full. Above
     /// it the probe traces time windows covering RATE/actual of the time (at least 25 ms
-    /// every 5 s) and scales the counts up, so a busy server pays ≈ 1 % of a CPU, not
+    /// every 5 s) and scales the counts up, so a busy server pays < 1 % of a CPU, not
     /// ≈ 1 µs per request; latency and error ratios come from the requests traced. The
     /// status record's `l7.sampling` says what share was traced. `unlimited` traces all.
     #[cfg(all(feature = "bpf", target_os = "linux"))]
