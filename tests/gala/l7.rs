@@ -72,6 +72,23 @@ fn wait_port(port: u16, what: &str) {
     }
 }
 
+/// A redis-server on a free loopback port, without persistence; its port.
+fn redis_server() -> (u16, Running) {
+    let port = free_port();
+    let redis = spawn(Command::new("redis-server").args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]));
+    wait_port(port, "redis-server");
+    (port, redis)
+}
+
 fn spawn(cmd: &mut Command) -> Running {
     Running(
         cmd.stdin(Stdio::null())
@@ -279,18 +296,7 @@ fn redis_requests_and_errors_match_the_benchmark() {
     {
         return;
     }
-    let port = free_port();
-    let _redis = spawn(Command::new("redis-server").args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]));
-    wait_port(port, "redis-server");
+    let (port, _redis) = redis_server();
     let p = port.to_string();
     run_ok(Command::new("redis-cli").args(["-p", &p, "set", "notanumber", "abc"]));
 
@@ -419,19 +425,8 @@ fn sampled_counts_estimate_a_busy_redis() {
     {
         return;
     }
-    let port = free_port();
+    let (port, _redis) = redis_server();
     let p = port.to_string();
-    let _redis = spawn(Command::new("redis-server").args([
-        "--port",
-        &p,
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]));
-    wait_port(port, "redis-server");
     // Ten seconds of a saturating load: it must not be another test's baseline.
     let _quiet = common::fault_injection_lock();
     let bench = |n: u64| {
