@@ -86,6 +86,8 @@ pub struct KernelStats {
     pub progs: Map<String, Value>,
     /// The sampler's state (sampler.rs).
     pub sampling: Value,
+    /// Why the BPF thread stopped, if it did (e.g. a sampling window could not attach).
+    pub fatal: Option<String>,
 }
 
 pub struct Shared {
@@ -121,6 +123,10 @@ impl Kernel {
                 .name("gala-l7".into())
                 .spawn(move || {
                     if let Err(e) = run(cap, ssl, max_rate, &shared, &stop, &tx) {
+                        // Once running, nobody waits on `tx`: the probe reads this.
+                        if let Ok(mut s) = shared.stats.lock() {
+                            s.fatal = Some(format!("{e:#}"));
+                        }
                         let _ = tx.send(Err(e));
                     }
                 })
@@ -543,7 +549,6 @@ fn sli_key(k: &[u8]) -> Option<SliKey> {
     })
 }
 
-/// Sums the per-CPU counters of the `stats` array.
 /// Carries out the sampler's decision. Before a window opens, what the last one sent is
 /// read and the tracker told of the gap.
 fn apply(
@@ -624,6 +629,7 @@ fn monotonic_ns() -> u64 {
 /// `L7_STAT_IO` in the `stats` array: runs of the socket I/O programs.
 const STAT_IO: usize = 6;
 
+/// Sums the per-CPU counters of the `stats` array.
 fn read_stats(map: &impl MapCore) -> [u64; 8] {
     let mut out = [0u64; 8];
     for (i, slot) in out.iter_mut().enumerate() {

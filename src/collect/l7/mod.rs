@@ -164,6 +164,17 @@ impl L7Probe {
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         self.kernel.snapshot(std::time::Duration::from_millis(500));
         #[cfg(all(feature = "bpf", target_os = "linux"))]
+        if let Some(why) = self
+            .kernel
+            .shared
+            .stats
+            .lock()
+            .ok()
+            .and_then(|s| s.fatal.clone())
+        {
+            anyhow::bail!("l7: the BPF thread stopped: {why}");
+        }
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
         return match self.kernel.shared.tracker.lock() {
             Ok(mut t) => Ok(t.take()),
             Err(_) => anyhow::bail!("l7: the draining thread panicked"),
