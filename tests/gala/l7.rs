@@ -427,7 +427,7 @@ fn sampled_counts_estimate_a_busy_redis() {
     }
     let (port, _redis) = redis_server();
     let p = port.to_string();
-    // Ten seconds of a saturating load: it must not be another test's baseline.
+    // Fifteen seconds of a saturating load: it must not be another test's baseline.
     let _quiet = common::fault_injection_lock();
     let bench = |n: u64| {
         let out = run_ok(Command::new("redis-benchmark").args([
@@ -449,10 +449,12 @@ fn sampled_counts_estimate_a_busy_redis() {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or_else(|| panic!("redis-benchmark output: {text}"))
     };
-    // About 10 s of load, sized by a short run first.
-    let n = (bench(20_000) * 10.0) as u64;
+    // About 15 s of load, sized by a short run first: long enough that a start missed
+    // between windows (when other tests' I/O has the probe sampling already) costs at
+    // most one 1 s interval in 15.
+    let n = (bench(20_000) * 15.0) as u64;
     // 5 000 socket I/O per second traced in full: 20 clients do far more.
-    let collector = Collector::start_with(15, &["--l7-max-rate", "5000"]);
+    let collector = Collector::start_with(20, &["--l7-max-rate", "5000"]);
     std::thread::sleep(Duration::from_secs(1));
     bench(n);
     let recs = collector.finish();
