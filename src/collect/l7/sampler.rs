@@ -8,7 +8,9 @@
 //! costs nothing at all. So above the limit the kernel thread attaches the two programs
 //! for one window of every `PERIOD` and detaches them for the rest, sized so that the
 //! programs see about `limit` I/O per second on average; each interval's counts are then
-//! scaled by the time it had over the time it was traced ([`Sampler::take_scale`]).
+//! scaled up by the host's TCP segments in the interval over those moved while traced
+//! ([`SegmentRatio`]), or by its time over the time traced ([`Sampler::take_scale`])
+//! when too few segments moved to go by.
 //! Latency, error ratio and percentiles are from the requests traced, which are a
 //! sample of every connection's requests over the whole interval, not a few connections.
 //!

@@ -503,8 +503,9 @@ impl Tracker {
         self.inbound.clear();
     }
 
-    /// Scales the interval's counts so far by `f` (≥ 1: the interval's time over the
-    /// time it was traced), so that they estimate the whole interval. Latency
+    /// Scales the interval's counts so far by `f` (≥ 1: what the interval moved over
+    /// what it moved while traced, see sampler.rs), so that they estimate the whole
+    /// interval. Latency
     /// distributions are scaled with them (their shape is the sample's).
     pub fn scale(&mut self, f: f64) {
         let n = |v: &mut u64| *v = (*v as f64 * f).round() as u64;
