@@ -86,7 +86,7 @@ _gala__detect() {
                     return 0
                     ;;
                 --detector)
-                    COMPREPLY=($(compgen -W "nsigma mad spectral-residual spot seasonal" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "nsigma mad spectral-residual spot seasonal shift" -- "${cur}"))
                     return 0
                     ;;
                 --direction)

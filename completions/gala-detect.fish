@@ -42,7 +42,8 @@ complete -c gala-detect -n "__fish_gala_detect_needs_command" -l detector -d 'De
 mad\t''
 spectral-residual\t''
 spot\t''
-seasonal\t''"
+seasonal\t''
+shift\t''"
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l direction -d 'Direction for CSV columns and --every-metric (default: the config\'s [series])' -r -f -a "up\t''
 down\t''
 both\t''"

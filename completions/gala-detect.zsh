@@ -28,7 +28,7 @@ _gala-detect() {
 '--format=[Output format]:FORMAT:((ndjson\:"gala records (anomaly, score), one JSON object a line"
 text\:"One line per anomaly for a person"
 gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
-'--detector=[Detector for CSV columns and --every-metric (default\: the config'\''s \[series\])]:DETECTOR:(nsigma mad spectral-residual spot seasonal)' \
+'--detector=[Detector for CSV columns and --every-metric (default\: the config'\''s \[series\])]:DETECTOR:(nsigma mad spectral-residual spot seasonal shift)' \
 '--direction=[Direction for CSV columns and --every-metric (default\: the config'\''s \[series\])]:DIRECTION:(up down both)' \
 '--row-step=[CSV without a time column\: time between rows (e.g. 1m, 5s)]:TIME:_default' \
 '--start=[CSV without a time column\: time of the first row (YYYY-MM-DD HH\:MM\:SS, unix s/ms)]:TIME:_default' \

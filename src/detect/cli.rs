@@ -162,6 +162,7 @@ pub enum DetectorArg {
     SpectralResidual,
     Spot,
     Seasonal,
+    Shift,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -125,6 +125,13 @@ pub struct Kpi {
     /// first of them): 1 reports at once; 2 makes a one-interval blip no anomaly.
     #[serde(default = "one")]
     pub sustain: u32,
+    /// A count metric of the same record (`a|b` as for `metric`) that must reach
+    /// `min_count` for an interval to be judged or learned: the p99 of three requests is
+    /// their maximum, not a percentile. Absent from a record: the interval is judged.
+    #[serde(default)]
+    pub count: Option<String>,
+    #[serde(default)]
+    pub min_count: f64,
 }
 
 impl Kpi {

@@ -400,6 +400,11 @@ impl Engine {
                         si
                     }
                 };
+                if let Some((at, min)) = plan.gates[pos] {
+                    if values.get(at as usize).is_some_and(|&n| n < min) {
+                        continue;
+                    }
+                }
                 let (name, series) = &mut e.series[si];
                 let Some(det) = series.det.as_mut() else {
                     continue;

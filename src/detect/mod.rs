@@ -258,6 +258,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
             cli::DetectorArg::SpectralResidual => Kind::SpectralResidual,
             cli::DetectorArg::Spot => Kind::Spot,
             cli::DetectorArg::Seasonal => Kind::Seasonal,
+            cli::DetectorArg::Shift => Kind::Shift,
         };
     }
     if let Some(d) = cli.direction {

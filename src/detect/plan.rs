@@ -45,6 +45,8 @@ pub struct Plan {
     pub kind: String,
     pub names: Vec<Box<str>>,
     pub slots: Vec<Slot>,
+    /// For each position whose KPI has a `count`: where that count is, and its minimum.
+    pub gates: Vec<Option<(u16, f64)>>,
     pub rules: Vec<RulePlan>,
 }
 
@@ -84,6 +86,14 @@ impl Plan {
                 Some(spec) => series_of(n).map_or(Slot::Spec(spec), Slot::Series),
             })
             .collect();
+        let gates = names
+            .iter()
+            .map(|n| {
+                let kpi = cfg.kpis.get(spec_of(n)?)?;
+                let at = alt(kpi.count.as_deref()?, &names)?;
+                Some((*at.positions.first()?, kpi.min_count))
+            })
+            .collect();
         let rules = rules
             .iter()
             .map(|&ri| {
@@ -107,6 +117,7 @@ impl Plan {
             kind: kind.to_string(),
             names,
             slots,
+            gates,
             rules,
         }
     }

@@ -9,6 +9,7 @@ pub mod mad;
 pub mod multivariate;
 pub mod nsigma;
 pub mod seasonal;
+pub mod shift;
 pub mod spectral;
 pub mod spot;
 
@@ -18,6 +19,7 @@ pub use mad::Mad;
 pub use multivariate::Multivariate;
 pub use nsigma::NSigma;
 pub use seasonal::Seasonal;
+pub use shift::Shift;
 pub use spectral::SpectralResidual;
 pub use spot::Spot;
 
@@ -94,6 +96,8 @@ pub struct Params {
     pub min_std: Option<f64>,
     /// Floor under the spread relative to the level (0.05 = 5 % of the mean).
     pub min_rel: Option<f64>,
+    /// Smallest change that counts, relative to the baseline (shift: 0.5 = 1.5×).
+    pub min_change: Option<f64>,
     /// Spectral-residual threshold on the relative saliency.
     pub threshold: Option<f64>,
     /// SPOT risk: probability of a normal point beyond the threshold.
@@ -118,6 +122,7 @@ pub enum Kind {
     SpectralResidual,
     Spot,
     Seasonal,
+    Shift,
 }
 
 impl Kind {
@@ -128,6 +133,7 @@ impl Kind {
             Kind::SpectralResidual => "spectral_residual",
             Kind::Spot => "spot",
             Kind::Seasonal => "seasonal",
+            Kind::Shift => "shift",
         }
     }
 }
@@ -141,6 +147,7 @@ pub enum Detector {
     SpectralResidual(SpectralResidual),
     Spot(Spot),
     Seasonal(Seasonal),
+    Shift(Shift),
 }
 
 impl Detector {
@@ -151,6 +158,7 @@ impl Detector {
             Kind::SpectralResidual => Detector::SpectralResidual(SpectralResidual::new(dir, p)),
             Kind::Spot => Detector::Spot(Spot::new(dir, p)),
             Kind::Seasonal => Detector::Seasonal(Seasonal::new(dir, p)?),
+            Kind::Shift => Detector::Shift(Shift::new(dir, p)),
         })
     }
 
@@ -164,6 +172,7 @@ impl Detector {
             Detector::SpectralResidual(d) => d.update(x),
             Detector::Spot(d) => d.update(x),
             Detector::Seasonal(d) => d.update(ts, x),
+            Detector::Shift(d) => d.update(x),
         }
     }
 
@@ -174,6 +183,7 @@ impl Detector {
             Detector::SpectralResidual(_) => Kind::SpectralResidual.name(),
             Detector::Spot(_) => Kind::Spot.name(),
             Detector::Seasonal(_) => Kind::Seasonal.name(),
+            Detector::Shift(_) => Kind::Shift.name(),
         }
     }
 
@@ -185,6 +195,7 @@ impl Detector {
             Detector::SpectralResidual(d) => d.basis(),
             Detector::Spot(d) => d.basis(),
             Detector::Seasonal(d) => d.basis(),
+            Detector::Shift(d) => d.basis(),
         }
     }
 }
