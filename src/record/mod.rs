@@ -26,6 +26,9 @@ pub type Fields = Map<String, Value>;
 pub type Metrics = BTreeMap<String, f64>;
 
 /// Entity kinds gala-ops uses; the set is open (a reader must accept others).
+/// The `method` key of an sli that totals all of a server's methods.
+pub const ALL_METHODS: &str = "*";
+
 pub mod kind {
     pub const HOST: &str = "host";
     pub const CONTAINER: &str = "container";
@@ -245,6 +248,10 @@ pub struct Cause {
     pub kpi: KpiRef,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// True when `kpi` is no KPI: nothing a user feels was abnormal, and this explains one
+    /// of the strongest system anomalies instead (gala-rca's suspects).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspect: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use super::fields::{get, get_uint, is_loopback};
 use super::graph::{rel, Edge, Layer};
 use super::hash::FastMap as HashMap;
 use super::state::{Entity, Flow, Handle, State};
-use crate::record::{entity_id, Fields, Metrics};
+use crate::record::{entity_id, Fields, Metrics, ALL_METHODS};
 
 struct Link<'s> {
     id: &'s str,
@@ -451,12 +451,15 @@ fn load_balancers(
 
 /// An sli entity (of a server process, optionally for one `server_port`) puts its metrics,
 /// prefixed `sli_`, on the connect edges into that process (at that port). They are the
-/// server's figures over all its clients, not split by client.
+/// server's figures over all its clients, not split by client. When the collector writes
+/// a server's total (method `*`), that is what the edge shows, not one of its methods.
 fn sli(b: &mut Builder, entities: &[(&str, &Entity)], flows: &mut BTreeMap<(String, String), Agg>) {
+    let total = |e: &Entity| get(e, "method").is_some_and(|m| m == ALL_METHODS);
+    let totals = entities.iter().any(|&(_, e)| e.kind == "sli" && total(e));
     for &(_, e) in entities {
         // An sli entity without metrics yet still belongs to the edge's source: its
         // metrics may come in a later interval with the same entities.
-        if e.kind != "sli" {
+        if e.kind != "sli" || (totals && !total(e)) {
             continue;
         }
         let Some(p) = get_uint(e, "tgid").and_then(|t| b.ix.proc(&e.machine, t)) else {

@@ -3,8 +3,8 @@
 
 use crate::record::Histogram;
 
-/// Buckets per doubling: upper bounds grow by 2^(1/8) ≈ 9 %, so a percentile read as
-/// a bucket's midpoint is within ≈ 5 % of the truth.
+/// Buckets per doubling: upper bounds grow by 2^(1/8) ≈ 9 %, so a percentile read
+/// inside a bucket is within ≈ 9 % of the truth, and usually much closer.
 const PER_OCTAVE: f64 = 8.0;
 /// 1 µs · 2^(36) ≈ 19 h: anything slower lands in the last bucket.
 const BUCKETS: usize = 36 * 8;
@@ -129,15 +129,27 @@ impl Latency {
         if self.count == 0 {
             return 0.0;
         }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let rank = (q * self.count as f64).clamp(1.0, self.count as f64);
         let mut seen = 0u64;
         for (i, &n) in self.fine.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let before = seen;
             seen += u64::from(n);
-            if seen >= rank {
+            if seen as f64 >= rank {
+                // Where the rank falls among the bucket's values, taken as spread evenly
+                // over it on the log scale: a quantile that moves as the tail moves,
+                // instead of sticking to a bucket's middle until the mass crosses it.
+                let at = ((rank - before as f64) / f64::from(n)).clamp(0.0, 1.0);
                 let hi = fine_upper(i);
-                let lo = if i == 0 { 0.0 } else { fine_upper(i - 1) };
-                let mid = if i == 0 { hi / 2.0 } else { (lo * hi).sqrt() };
-                return mid.min(self.max_ns as f64);
+                let v = if i == 0 {
+                    hi * at
+                } else {
+                    let lo = fine_upper(i - 1);
+                    lo * (hi / lo).powf(at)
+                };
+                return v.min(self.max_ns as f64);
             }
         }
         self.max_ns as f64
@@ -212,5 +224,24 @@ mod tests {
         assert_eq!(Latency::default().quantile_ns(0.5), 0.0);
         l.observe(u64::MAX);
         assert_eq!(l.count, 1001);
+    }
+
+    #[test]
+    fn the_p99_moves_when_the_tail_moves() {
+        // 1,000 requests at 0.2 ms with a tail of 20 between 5 and 6 ms: as the tail's
+        // requests get slower, the p99 follows, not stuck at one bucket.
+        let p99 = |tail_us: u64| {
+            let mut l = Latency::default();
+            for _ in 0..980 {
+                l.observe(200_000);
+            }
+            for k in 0..20 {
+                l.observe((tail_us + 50 * k) * 1000);
+            }
+            l.quantile_ns(0.99)
+        };
+        let (a, b) = (p99(5000), p99(5200));
+        assert!(b > a, "p99 {a} then {b}");
+        assert!((a - 5500e3).abs() / 5500e3 < 0.1, "{a}");
     }
 }

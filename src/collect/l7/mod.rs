@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use super::probe::{Interval, MetricType, ProbeSpec};
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
-use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record};
+use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record, ALL_METHODS};
 use tracker::{FlowAgg, FlowKey, SliAgg, SliKey};
 
 /// Payload bytes copied per send or receive: enough for a request line, a RESP command with its
@@ -212,6 +212,35 @@ impl L7Probe {
     }
 }
 
+/// One SLI per server (process, role, address, port and protocol) over all its methods:
+/// the figures an operator watches. A per-method SLI comes and goes with the request mix
+/// (a benchmark that runs one command after another, a nightly batch), so its latency
+/// and throughput move when nothing is wrong; the server's total moves when the server
+/// does. The per-method SLIs stay as the detail.
+pub fn server_totals(slis: &[(SliKey, SliAgg)]) -> Vec<(SliKey, SliAgg)> {
+    let mut totals: BTreeMap<SliKey, SliAgg> = BTreeMap::new();
+    for (key, agg) in slis {
+        if key.method == ALL_METHODS {
+            continue;
+        }
+        let total = totals
+            .entry(SliKey {
+                method: ALL_METHODS.into(),
+                ..key.clone()
+            })
+            .or_default();
+        total.req_count += agg.req_count;
+        total.resp_count += agg.resp_count;
+        total.err_count += agg.err_count;
+        for (t, s) in total.status.iter_mut().zip(agg.status) {
+            *t += s;
+        }
+        total.latency.merge(&agg.latency);
+        total.ssl |= agg.ssl;
+    }
+    totals.into_iter().collect()
+}
+
 /// Turns one SLI aggregate into its entity and metric records.
 pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (Entity, Metric) {
     let tgid = key.tgid.to_string();
@@ -386,6 +415,7 @@ impl super::probe::Probe for L7Probe {
         let tracker::Taken { slis, flows, comms } = self.take()?;
         self.comms = comms;
         let mut slis: Vec<_> = slis.into_iter().collect();
+        slis.extend(server_totals(&slis));
         slis.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, agg) in &slis {
             let comm = self.comm(key.tgid);
@@ -460,5 +490,54 @@ impl super::probe::Probe for L7Probe {
                 all.extend(progs.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(tgid: u32, port: u16, method: &str) -> SliKey {
+        SliKey {
+            tgid,
+            role: "server",
+            server_ip: "127.0.0.1".parse().unwrap(),
+            server_port: port,
+            protocol: proto::Protocol::Redis,
+            method: method.into(),
+        }
+    }
+
+    fn agg(n: u64, errors: u64, ms: u64) -> SliAgg {
+        let mut a = SliAgg {
+            req_count: n,
+            resp_count: n,
+            err_count: errors,
+            ..SliAgg::default()
+        };
+        for _ in 0..n {
+            a.latency.observe(ms * 1_000_000);
+        }
+        a
+    }
+
+    #[test]
+    fn a_server_total_sums_its_methods_and_nothing_else() {
+        let slis = vec![
+            (key(7, 6379, "GET"), agg(90, 0, 1)),
+            (key(7, 6379, "SET"), agg(10, 2, 11)),
+            (key(7, 6380, "GET"), agg(5, 0, 1)),
+            (key(8, 6379, "GET"), agg(1, 0, 1)),
+        ];
+        let totals = server_totals(&slis);
+        assert_eq!(totals.len(), 3);
+        let (k, t) = &totals[0];
+        assert_eq!((k.tgid, k.server_port, k.method.as_str()), (7, 6379, "*"));
+        assert_eq!((t.req_count, t.resp_count, t.err_count), (100, 100, 2));
+        assert_eq!(t.latency.count, 100);
+        // The mean over all requests: 90 × 1 ms + 10 × 11 ms.
+        assert_eq!(t.latency.sum_ns, 200_000_000);
+        // Totals are never totalled again.
+        assert_eq!(server_totals(&totals).len(), 0);
     }
 }
