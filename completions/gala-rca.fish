@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_rca_global_optspecs
-    string join \n strict prometheus= since= until= step= match= o/output= line-buffered ranker= top= lookback= z-threshold= min-score= only f/format= kpi= settle= history= input-format= anomaly-start= baseline= v/verbose q/quiet h/help V/version
+    string join \n strict prometheus= since= until= step= match= o/output= line-buffered ranker= top= lookback= z-threshold= min-score= only no-suspects f/format= kpi= settle= history= input-format= anomaly-start= baseline= v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_rca_needs_command
@@ -49,6 +49,7 @@ complete -c gala-rca -n "__fish_gala_rca_needs_command" -l baseline -d 'CSV: a t
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l strict -d 'Stop at the first bad input line instead of reporting and skipping it'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l line-buffered -d 'Flush after every line, for live pipes (output to a terminal always is)'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l only -d 'Print only this tool\'s output, not the input records'
+complete -c gala-rca -n "__fish_gala_rca_needs_command" -l no-suspects -d 'With anomalies but none on a KPI, write nothing instead of suspects'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -s v -l verbose -d 'Say more on stderr (repeat for more)'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -s q -l quiet -d 'Print only errors on stderr'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -42,6 +42,7 @@ gala\:"gala-inference'\''s Kafka message, one JSON object per KPI anomaly"))' \
 '--strict[Stop at the first bad input line instead of reporting and skipping it]' \
 '--line-buffered[Flush after every line, for live pipes (output to a terminal always is)]' \
 '--only[Print only this tool'\''s output, not the input records]' \
+'--no-suspects[With anomalies but none on a KPI, write nothing instead of suspects]' \
 '*-v[Say more on stderr (repeat for more)]' \
 '*--verbose[Say more on stderr (repeat for more)]' \
 '(-v --verbose)-q[Print only errors on stderr]' \

@@ -31,6 +31,8 @@ Examples:
 /// closely it follows the KPI; the graph ranks them (--ranker). Without edge records it
 /// builds a minimal topology from the entities' keys. Output: one `cause` record per
 /// ranked cause, or a short story (--format text), or gala-inference's message (--format gala).
+/// With no anomaly at all it says so on stderr and exits 1; with anomalies but no KPI
+/// among them it ranks suspects (see --no-suspects).
 ///
 /// With --input-format csv it reads a wide table instead (a time column, then one column
 /// per metric named <service>_<metric>) and ranks the columns against the time before
@@ -55,6 +57,15 @@ pub struct Cli {
     /// Print only this tool's output, not the input records.
     #[arg(long)]
     pub only: bool,
+
+    /// With anomalies but none on a KPI, write nothing instead of suspects.
+    ///
+    /// By default, when no KPI (sli, appinstance, or --kpi) is abnormal but other things
+    /// are (a saturated CPU, a process waiting for one, a slow disk), the three strongest
+    /// of those are explained instead, and what explains them is written as suspects:
+    /// the consumers of the saturated resource, with their paths. Stderr says so.
+    #[arg(long)]
+    pub no_suspects: bool,
 
     /// Output format (text and gala print only their own output, never the input).
     #[arg(short, long, value_enum, default_value = "ndjson")]

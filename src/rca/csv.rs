@@ -236,6 +236,7 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
             let col = &table.columns[i].0;
             let service = service_of(col).to_string();
             Cause {
+                suspect: false,
                 ts: start,
                 rank: r as u32 + 1,
                 id: service.clone(),

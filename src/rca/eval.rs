@@ -194,8 +194,12 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Ver
             only: true,
             ..super::Options::default()
         };
-        let mut done = super::run(&run_opts, &mut reader, &mut sink)?;
-        done.retain(|inf| lab.kpis.is_empty() || lab.kpis.iter().any(|k| inf.kpi.id.contains(k)));
+        let mut done = super::run(&run_opts, &mut reader, &mut sink)?.inferences;
+        // A case is judged on its KPIs: suspects behind system anomalies are no answer.
+        done.retain(|inf| {
+            !inf.suspects
+                && (lab.kpis.is_empty() || lab.kpis.iter().any(|k| inf.kpi.id.contains(k)))
+        });
         if lab.fault == NO_FAULT {
             let quiet = done
                 .iter()

@@ -243,6 +243,9 @@ pub struct Inference {
     pub causes: Vec<Cause>,
     /// Candidate metrics scored (for -v and the budget).
     pub scored: usize,
+    /// The anomaly explained is no KPI: with none in the stream, the strongest system
+    /// anomalies are explained instead, and their causes are suspects, not verdicts.
+    pub suspects: bool,
 }
 
 pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions) -> Inference {
@@ -252,6 +255,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             kpi: kpi.clone(),
             causes: Vec::new(),
             scored: 0,
+            suspects: false,
         };
     };
     let kpi_hist = store.histories.get(&kpi.id);
@@ -718,6 +722,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 path,
                 kpi: kpi_ref.clone(),
                 evidence,
+                suspect: false,
             }
         })
         .collect();
@@ -725,6 +730,7 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
         kpi: kpi.clone(),
         causes,
         scored,
+        suspects: false,
     }
 }
 

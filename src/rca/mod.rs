@@ -27,7 +27,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::io::{exit, RecordReader, RecordWriter};
-use crate::record::{Anomaly, Record};
+use crate::record::{entity_id, kind, Anomaly, Record, ALL_METHODS};
 use causal::CausalGraph;
 use infer::{InferOptions, Inference, KpiSpec};
 use output::Format;
@@ -50,6 +50,8 @@ pub struct Options {
     pub only: bool,
     /// Report each inference's cost on stderr. Default off.
     pub verbose: bool,
+    /// Without a KPI anomaly, explain the strongest system anomalies instead. Default on.
+    pub suspects: bool,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             format: Format::Ndjson,
             only: false,
             verbose: false,
+            suspects: true,
         }
     }
 }
@@ -138,14 +141,28 @@ pub fn graph(store: &Store) -> CausalGraph {
     g
 }
 
+/// What a streaming run found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The inferences made, of KPI anomalies or, without any, of suspects.
+    pub inferences: Vec<Inference>,
+    /// Anomaly records read.
+    pub anomalies: u64,
+}
+
+/// How many of the strongest system anomalies are explained when no KPI is abnormal.
+const SUSPECT_SYMPTOMS: usize = 3;
+
 /// Reads the stream, passes it through (unless `only`), and writes the causes of every KPI
-/// anomaly once its settle window has passed on the stream's clock (or at the end).
-/// Returns the inferences made.
+/// anomaly once its settle window has passed on the stream's clock (or at the end). With
+/// anomalies but none on a KPI, the strongest of them are explained instead at the end,
+/// and what explains them is written as suspects ([`Inference::suspects`]).
 pub fn run(
     opts: &Options,
     reader: &mut RecordReader,
     out: &mut RecordWriter,
-) -> anyhow::Result<Vec<Inference>> {
+) -> anyhow::Result<Outcome> {
+    let mut anomalies = 0u64;
     let mut store = Store::new(opts.history_ms);
     let mut pending: Vec<Anomaly> = Vec::new();
     let mut last_kpi: HashMap<(String, String), i64> = HashMap::new();
@@ -167,6 +184,7 @@ pub fn run(
                 Record::Edge(e) => store.add_edge(e),
                 Record::Metric(m) => store.add_metric(m),
                 Record::Anomaly(a) => {
+                    anomalies += 1;
                     store.add_anomaly(a);
                     if opts.kpi.matches(&a.kind, &a.metric) {
                         let key = (a.id.clone(), a.metric.clone());
@@ -205,6 +223,9 @@ pub fn run(
                 pending.drain(..).partition(|a| a.ts + settle <= store.now);
             pending = rest;
             for kpi in due {
+                if covered_by_total(&store, &kpi, settle) {
+                    continue;
+                }
                 let g = graph_cached(&mut cached, &store, opts.verbose);
                 done.push(infer_one(opts, &store, g, &kpi, out)?);
             }
@@ -216,8 +237,39 @@ pub fn run(
     }
     pending.sort_by_key(|a| a.ts);
     for kpi in pending {
+        if covered_by_total(&store, &kpi, settle) {
+            continue;
+        }
         let g = graph_cached(&mut cached, &store, opts.verbose);
         done.push(infer_one(opts, &store, g, &kpi, out)?);
+    }
+    if done.is_empty() && opts.suspects && !store.anomalies.is_empty() {
+        // No application KPI moved, but something did: a saturated CPU, a process waiting
+        // for one, a slow disk. What explains those is where an operator looks next.
+        let mut symptoms: Vec<&Anomaly> = store.anomalies.values().collect();
+        symptoms.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.ts.cmp(&b.ts))
+                .then(a.id.cmp(&b.id))
+        });
+        let mut seen = std::collections::HashSet::new();
+        let symptoms: Vec<Anomaly> = symptoms
+            .into_iter()
+            .filter(|a| seen.insert(a.id.clone()))
+            .take(SUSPECT_SYMPTOMS)
+            .cloned()
+            .collect();
+        for a in symptoms {
+            let g = graph_cached(&mut cached, &store, opts.verbose);
+            let mut inf = infer::infer(&store, g, &a, &opts.infer);
+            inf.suspects = true;
+            for c in &mut inf.causes {
+                c.suspect = true;
+            }
+            write(opts.format, &store, &inf, out)?;
+            done.push(inf);
+        }
     }
     if opts.verbose {
         eprintln!(
@@ -226,7 +278,41 @@ pub fn run(
             store.forgotten
         );
     }
-    Ok(done)
+    Ok(Outcome {
+        inferences: done,
+        anomalies,
+    })
+}
+
+/// A per-method SLI's anomaly that its server's total (method `*`) shows as well, within
+/// `window`: the same incident, told once, at the server.
+fn covered_by_total(store: &Store, a: &Anomaly, window: i64) -> bool {
+    let Some(e) = store.entities.get(&a.id).filter(|e| e.kind == kind::SLI) else {
+        return false;
+    };
+    let text = |k: &str| -> Option<String> {
+        match e.keys.get(k)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            v => Some(v.to_string()),
+        }
+    };
+    if text("method").is_none_or(|m| m == ALL_METHODS) {
+        return false;
+    }
+    let parts = ["tgid", "role", "server_ip", "server_port", "protocol"].map(text);
+    if parts.iter().any(Option::is_none) {
+        return false;
+    }
+    let parts = parts.map(Option::unwrap_or_default);
+    let total = entity_id(
+        &e.machine_id,
+        kind::SLI,
+        parts.iter().map(String::as_str).chain([ALL_METHODS]),
+    );
+    store
+        .anomalies
+        .get(&(total, a.metric.clone()))
+        .is_some_and(|t| (t.ts - a.ts).abs() <= window)
 }
 
 /// The causal graph, rebuilt only when the topology changed since the last inference.
@@ -403,6 +489,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             },
             scored: causes.len(),
             causes,
+            suspects: false,
         };
         write(cli.format, &Store::new(0), &inf, &mut out)?;
         out.finish()?;
@@ -425,13 +512,36 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         format: cli.format,
         only: cli.only,
         verbose: cli.verbosity.verbose > 0,
+        suspects: !cli.no_suspects,
     };
     let mut reader = cli.input.reader(TOOL)?;
-    run(&opts, &mut reader, &mut out)?;
+    let outcome = run(&opts, &mut reader, &mut out)?;
     out.finish()?;
-    Ok(if reader.bad_input().summarise() {
-        exit::ERROR
+    if reader.bad_input().summarise() {
+        return Ok(exit::ERROR);
+    }
+    let say = |msg: String| {
+        if !cli.verbosity.quiet {
+            eprintln!("{TOOL}: {msg}");
+        }
+    };
+    let suspects = outcome.inferences.iter().filter(|i| i.suspects).count();
+    Ok(if outcome.anomalies == 0 {
+        say("no anomaly in the input: nothing to explain".into());
+        exit::NOTHING
+    } else if outcome.inferences.is_empty() {
+        say(format!(
+            "{} anomalies, none on a KPI (--kpi): no cause ranked",
+            outcome.anomalies
+        ));
+        exit::NOTHING
     } else {
+        if suspects > 0 {
+            say(format!(
+                "no KPI anomaly among the {} anomalies: the causes written are suspects behind the {suspects} strongest",
+                outcome.anomalies
+            ));
+        }
         exit::OK
     })
 }

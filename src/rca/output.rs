@@ -101,7 +101,12 @@ fn change(e: &Evidence) -> String {
 pub fn text(store: &Store, inf: &Inference) -> String {
     let kpi = &inf.kpi;
     let mut out = format!(
-        "{} {} abnormal at {} ({})\n",
+        "{}{} {} abnormal at {} ({})\n",
+        if inf.suspects {
+            "no KPI anomaly; suspects behind: "
+        } else {
+            ""
+        },
         describe_entity(store, &kpi.id),
         kpi.metric,
         clock(kpi.ts),

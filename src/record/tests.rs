@@ -93,6 +93,7 @@ fn every_record_type_round_trips() {
             }],
         }),
         Record::Cause(Cause {
+            suspect: false,
             ts: 6,
             rank: 1,
             id: id.clone(),

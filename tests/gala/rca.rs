@@ -105,7 +105,7 @@ fn infer_file(text: &str, ranker: Ranker) -> Vec<gala::record::Cause> {
         only: true,
         ..Options::default()
     };
-    let done = rca::run(&opts, &mut reader, &mut out).unwrap();
+    let done = rca::run(&opts, &mut reader, &mut out).unwrap().inferences;
     assert_eq!(done.len(), 1, "one KPI anomaly, one inference");
     done.into_iter().next().unwrap().causes
 }

@@ -54,7 +54,11 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
 
 /// The suite's own KPIs (label.json `kpis`: substrings of their ids); the machine may run
 /// other services, whose incidents are not this test's to judge.
+/// Suspects (causes of system anomalies when no KPI moved) are no answer for a KPI.
 fn ours(label: &serde_json::Value, cause: &serde_json::Value) -> bool {
+    if cause["suspect"] == true {
+        return false;
+    }
     let id = cause["kpi"]["id"].as_str().unwrap_or("");
     label["kpis"].as_array().is_some_and(|ks| {
         ks.iter()
