@@ -1,6 +1,6 @@
 //! `io` probe: block request latency issue → complete (histogram, mean, max), queue time
 //! insert → issue, bytes and requests read and written, size mix and errors, per block
-//! device and per issuing process. Kernel side: bpf/io.bpf.c.
+//! device and per submitting process. Kernel side: bpf/io.bpf.c.
 //!
 //! The kernel aggregates per block device (a partition, or a whole disk written to
 //! directly); the `disk` entity gets the sum over its partitions, the `block` entity its
@@ -25,6 +25,12 @@ use skel::{types, IoSkel, IoSkelBuilder};
 
 pub const HOOKS: Hooks = &[
     (Hook::RawTracepoint("block_rq_issue"), Need::Required),
+    (
+        Hook::RawTracepoint("block_io_start"),
+        Need::Optional {
+            what: "attribution to the submitting process of requests a kernel thread inserts or issues (kernel >= 6.5)",
+        },
+    ),
     (Hook::RawTracepoint("block_rq_complete"), Need::Required),
     (
         Hook::RawTracepoint("block_rq_insert"),
@@ -126,7 +132,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     metrics: &ALL_METRICS,
     opt_in: false,
     needs_bpf: true,
-    notes: "raw tracepoints block_rq_insert/issue/complete/error. A request belongs to the user process that inserted or issued it; writeback and other kernel-thread I/O counts for the disk only. Only read and write requests (not flush, discard).",
+    notes: "raw tracepoints block_io_start/rq_insert/issue/complete/error. A request belongs to the process that submitted it (block_io_start, kernel >= 6.5; before, the first user process that inserted or issued it); writeback and other kernel-thread I/O counts for the disk only. Only read and write requests (not flush, discard).",
 };
 
 // Word offsets in struct io_stats (bpf/io.h).
@@ -183,6 +189,7 @@ impl Io {
             &[
                 ("on_issue", &skel.progs.on_issue, true),
                 ("on_complete", &skel.progs.on_complete, true),
+                ("on_start", &skel.progs.on_start, false),
                 ("on_insert", &skel.progs.on_insert, false),
                 ("on_error", &skel.progs.on_error, false),
             ],
@@ -320,6 +327,7 @@ impl Probe for Io {
             extra,
             "io",
             &[
+                ("on_start", &p.on_start),
                 ("on_insert", &p.on_insert),
                 ("on_issue", &p.on_issue),
                 ("on_complete", &p.on_complete),
