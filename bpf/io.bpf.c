@@ -5,8 +5,9 @@
  * Completion runs in interrupt context, where `current` is whoever was interrupted, so a
  * request is tracked by its address from its creation to its completion. Its owner is
  * the task that submitted its first bio, seen at block_io_start; a request a kernel
- * thread submitted (the flusher writing back dirty pages, a journal commit, swap-out)
- * counts for its device but no process.
+ * thread submitted (the flusher writing back dirty pages, a journal commit, swap-out) is
+ * the kernel's, counted per device under IO_KEY_KTHREAD, so that a device's total is
+ * always the sum of its processes' and its kernel threads'.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -261,6 +262,8 @@ int BPF_PROG(on_complete, struct request *rq, int error, unsigned int nr_bytes)
 	account(IO_KEY_DEV, r->dev, r, lat, queue, e);
 	if (r->tgid)
 		account(IO_KEY_PROC, r->tgid, r, lat, queue, e);
+	else
+		account(IO_KEY_KTHREAD, r->dev, r, lat, queue, e);
 	/* Done: the entry waits for the next request at this address. */
 	r->issue_ts = 0;
 	r->insert_ts = 0;

@@ -9,7 +9,10 @@
 
 enum io_key_kind {
 	IO_KEY_DEV = 0,		/* id: the block device (partition or whole disk), kernel dev_t */
-	IO_KEY_PROC = 1,	/* id: tgid of the process that issued the requests */
+	IO_KEY_PROC = 1,	/* id: tgid of the process that submitted the requests */
+	IO_KEY_KTHREAD = 2,	/* id: the block device, for its requests no user process
+				 * submitted (writeback, journal, swap): a device's requests
+				 * are its processes' plus these */
 };
 
 struct io_key {

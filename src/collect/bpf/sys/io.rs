@@ -4,7 +4,9 @@
 //!
 //! The kernel aggregates per block device (a partition, or a whole disk written to
 //! directly); the `disk` entity gets the sum over its partitions, the `block` entity its
-//! own share.
+//! own share. A device's requests no user process submitted (writeback, journal, swap) are
+//! also counted apart, as its `io_kthread_*` metrics: every request is some process's or
+//! there, none is dropped.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -110,16 +112,59 @@ macro_rules! io_metrics {
     };
 }
 
+/// The share of a device's requests that no user process submitted. Not on `proc`.
+macro_rules! kthread_metrics {
+    ($k:literal) => {
+        [
+            m(
+                $k,
+                "io_kthread_read_bytes",
+                "bytes",
+                Delta,
+                "bytes read by requests a kernel thread submitted (the worker of a loop or device-mapper device, RAID resync); included in io_read_bytes",
+            ),
+            m(
+                $k,
+                "io_kthread_write_bytes",
+                "bytes",
+                Delta,
+                "bytes written by requests a kernel thread submitted (writeback of dirty pages, journal, swap-out); included in io_write_bytes",
+            ),
+            m(
+                $k,
+                "io_kthread_reads",
+                "count",
+                Delta,
+                "read requests a kernel thread submitted",
+            ),
+            m(
+                $k,
+                "io_kthread_writes",
+                "count",
+                Delta,
+                "write requests a kernel thread submitted",
+            ),
+        ]
+    };
+}
+
 const PROC_METRICS: [MetricSpec; 12] = io_metrics!("proc");
 const DISK_METRICS: [MetricSpec; 12] = io_metrics!("disk");
 const BLOCK_METRICS: [MetricSpec; 12] = io_metrics!("block");
-const ALL_METRICS: [MetricSpec; 36] = {
-    let mut all = [PROC_METRICS[0]; 36];
+const DISK_KTHREAD: [MetricSpec; 4] = kthread_metrics!("disk");
+const BLOCK_KTHREAD: [MetricSpec; 4] = kthread_metrics!("block");
+const ALL_METRICS: [MetricSpec; 44] = {
+    let mut all = [PROC_METRICS[0]; 44];
     let mut i = 0;
     while i < 12 {
         all[i] = PROC_METRICS[i];
         all[12 + i] = DISK_METRICS[i];
         all[24 + i] = BLOCK_METRICS[i];
+        i += 1;
+    }
+    while i < 16 {
+        all[24 + i] = DISK_KTHREAD[i - 12];
+        all[28 + i] = BLOCK_KTHREAD[i - 12];
         i += 1;
     }
     all
@@ -132,7 +177,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     metrics: &ALL_METRICS,
     opt_in: false,
     needs_bpf: true,
-    notes: "raw tracepoints block_io_start/rq_insert/issue/complete/error. A request belongs to the process that submitted it (block_io_start, kernel >= 6.5; before, the first user process that inserted or issued it); writeback and other kernel-thread I/O counts for the disk only. Only read and write requests (not flush, discard).",
+    notes: "raw tracepoints block_io_start/rq_insert/issue/complete/error. A request belongs to the process that submitted it (block_io_start, kernel >= 6.5; before, the first user process that inserted or issued it); requests kernel threads submitted (writeback, journal, swap) are counted per device as io_kthread_*, so a device's bytes are its processes' plus those. Only read and write requests (not flush, discard).",
 };
 
 // Word offsets in struct io_stats (bpf/io.h).
@@ -154,6 +199,7 @@ const WORDS: usize = HIST + HIST_SLOTS;
 const _: () = assert!(std::mem::size_of::<types::io_stats>() == WORDS * 8);
 const KEY_DEV: u32 = 0;
 const KEY_PROC: u32 = 1;
+const KEY_KTHREAD: u32 = 2;
 
 /// A block device's names, from /sys/dev/block.
 #[derive(Debug, Clone)]
@@ -226,7 +272,8 @@ impl Probe for Io {
             .as_deref_mut()
             .ok_or_else(|| anyhow::anyhow!("io: no .bss map"))?;
         let epoch = common::read_volatile(&bss.epoch);
-        let mut disks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        // Per device: (all its requests, those kernel threads submitted).
+        let mut devs: BTreeMap<u32, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
         let mut tgids = Vec::new();
         for (key, cur) in common::percpu_entries(&self.skel.maps.stats, WORDS, LAT_MAX, epoch) {
             let (Some(kind_), Some(id)) = (
@@ -237,67 +284,67 @@ impl Probe for Io {
             };
             let mut d = self.deltas.delta(&(kind_, id), &cur);
             d[LAT_MAX] = common::interval_max(cur[LAT_MAX], cur[LAT_MAX_EPOCH], epoch);
+            if kind_ == KEY_PROC {
+                tgids.push(id);
+            }
             if d[RD_CNT] + d[WR_CNT] + d[ERRORS] == 0 {
-                if kind_ == KEY_PROC {
-                    tgids.push(id);
-                }
                 continue;
             }
             match kind_ {
-                KEY_PROC => {
-                    tgids.push(id);
-                    if self.who.wanted(iv.filter, id) {
-                        let mut rec = common::metric(
-                            common::proc_id(iv.machine_id, id),
-                            kind::PROC,
-                            metrics(&d),
-                        );
-                        add_hist(&mut rec, &d);
-                        common::push(iv.records, rec);
-                    }
-                }
-                KEY_DEV => {
-                    let Some(dev) = self.dev(id) else { continue };
-                    let sum = disks
-                        .entry(dev.disk.clone())
-                        .or_insert_with(|| vec![0; WORDS]);
-                    for (i, (s, v)) in sum.iter_mut().zip(&d).enumerate() {
-                        *s = if i == LAT_MAX { (*s).max(*v) } else { *s + v };
-                    }
-                    // Devices are not processes: a process filter hides them. A whole
-                    // disk is the `disk` entity, as the /proc disk probe has it; `block`
-                    // is for partitions.
-                    if !iv.filter.is_empty() || dev.name == dev.disk {
-                        continue;
-                    }
-                    let id = entity_id(iv.machine_id, kind::BLOCK, [dev.name.as_str()]);
-                    let mut keys = Fields::new();
-                    keys.insert("blk_name".into(), json!(dev.name));
-                    let mut labels = Fields::new();
-                    labels.insert("disk_name".into(), json!(dev.disk));
-                    labels.insert("major".into(), json!(dev.major));
-                    labels.insert("minor".into(), json!(dev.minor));
-                    iv.records.push(Record::Entity(Entity {
-                        ts: 0,
-                        id: id.clone(),
-                        kind: kind::BLOCK.into(),
-                        machine_id: iv.machine_id.into(),
-                        keys,
-                        labels,
-                    }));
-                    let mut rec = common::metric(id, kind::BLOCK, metrics(&d));
+                KEY_PROC if self.who.wanted(iv.filter, id) => {
+                    let mut rec =
+                        common::metric(common::proc_id(iv.machine_id, id), kind::PROC, metrics(&d));
                     add_hist(&mut rec, &d);
                     common::push(iv.records, rec);
+                }
+                KEY_DEV | KEY_KTHREAD => {
+                    let e = devs
+                        .entry(id)
+                        .or_insert_with(|| (vec![0; WORDS], vec![0; WORDS]));
+                    if kind_ == KEY_DEV {
+                        e.0 = d;
+                    } else {
+                        e.1 = d;
+                    }
                 }
                 _ => {}
             }
         }
+        // Devices are not processes: a process filter hides them.
         if iv.filter.is_empty() {
-            for (disk, d) in disks {
+            let mut disks: BTreeMap<String, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
+            for (id, (d, k)) in devs {
+                let Some(dev) = self.dev(id) else { continue };
+                let sum = disks
+                    .entry(dev.disk.clone())
+                    .or_insert_with(|| (vec![0; WORDS], vec![0; WORDS]));
+                add_into(&mut sum.0, &d);
+                add_into(&mut sum.1, &k);
+                // A whole disk is the `disk` entity, as the /proc disk probe has it;
+                // `block` is for partitions.
+                if dev.name == dev.disk {
+                    continue;
+                }
+                let id = entity_id(iv.machine_id, kind::BLOCK, [dev.name.as_str()]);
+                let mut keys = Fields::new();
+                keys.insert("blk_name".into(), json!(dev.name));
+                let mut labels = Fields::new();
+                labels.insert("disk_name".into(), json!(dev.disk));
+                labels.insert("major".into(), json!(dev.major));
+                labels.insert("minor".into(), json!(dev.minor));
+                iv.records.push(Record::Entity(Entity {
+                    ts: 0,
+                    id: id.clone(),
+                    kind: kind::BLOCK.into(),
+                    machine_id: iv.machine_id.into(),
+                    keys,
+                    labels,
+                }));
+                common::push(iv.records, device_metric(id, kind::BLOCK, &d, &k));
+            }
+            for (disk, (d, k)) in disks {
                 let id = entity_id(iv.machine_id, kind::DISK, [disk.as_str()]);
-                let mut rec = common::metric(id, kind::DISK, metrics(&d));
-                add_hist(&mut rec, &d);
-                common::push(iv.records, rec);
+                common::push(iv.records, device_metric(id, kind::DISK, &d, &k));
             }
         }
         for tgid in self.who.reap(&tgids) {
@@ -367,6 +414,27 @@ fn metrics(d: &[u64]) -> Metrics {
     m.insert("io_large_reqs".into(), d[LARGE] as f64);
     m.insert("io_errors".into(), d[ERRORS] as f64);
     m
+}
+
+/// A device's record: its requests' metrics, and how much of them kernel threads submitted
+/// (`k`), written even when zero so that "all of it was processes'" is explicit.
+fn device_metric(id: String, kind_: &str, d: &[u64], k: &[u64]) -> crate::record::Metric {
+    let mut m = metrics(d);
+    m.insert("io_kthread_read_bytes".into(), k[RD_BYTES] as f64);
+    m.insert("io_kthread_write_bytes".into(), k[WR_BYTES] as f64);
+    m.insert("io_kthread_reads".into(), k[RD_CNT] as f64);
+    m.insert("io_kthread_writes".into(), k[WR_CNT] as f64);
+    let mut rec = common::metric(id, kind_, m);
+    add_hist(&mut rec, d);
+    rec
+}
+
+/// Adds one device's deltas into its disk's: counters add, the interval's maximum is the
+/// largest.
+fn add_into(sum: &mut [u64], d: &[u64]) {
+    for (i, (s, v)) in sum.iter_mut().zip(d).enumerate() {
+        *s = if i == LAT_MAX { (*s).max(*v) } else { *s + v };
+    }
 }
 
 fn add_hist(rec: &mut crate::record::Metric, d: &[u64]) {
