@@ -217,6 +217,8 @@ pub struct Io {
     deltas: Deltas<(u32, u32)>,
     devs: HashMap<u32, Option<Dev>>,
     who: Procs,
+    /// Processes with an entry at the last read.
+    tgids: Vec<u32>,
     _stats: Option<RunTimeStats>,
 }
 
@@ -247,6 +249,7 @@ impl Io {
             deltas: Deltas::new(),
             devs: HashMap::new(),
             who: Procs::new(),
+            tgids: Vec::new(),
             _stats: RunTimeStats::enable().ok(),
         }))
     }
@@ -272,6 +275,10 @@ impl Probe for Io {
             .as_deref_mut()
             .ok_or_else(|| anyhow::anyhow!("io: no .bss map"))?;
         let epoch = common::read_volatile(&bss.epoch);
+        // Processes already gone before this read: it reports their last requests, then
+        // their entries go. Checked after the read, a process that ended between the two
+        // lost what it completed in that gap.
+        let dead = self.who.reap(&self.tgids);
         // Per device: (all its requests, those kernel threads submitted).
         let mut devs: BTreeMap<u32, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
         let mut tgids = Vec::new();
@@ -347,12 +354,14 @@ impl Probe for Io {
                 common::push(iv.records, device_metric(id, kind::DISK, &d, &k));
             }
         }
-        for tgid in self.who.reap(&tgids) {
+        for &tgid in &dead {
             let mut key = KEY_PROC.to_ne_bytes().to_vec();
             key.extend_from_slice(&tgid.to_ne_bytes());
             let _ = self.skel.maps.stats.delete(&key);
             self.deltas.forget(&(KEY_PROC, tgid));
         }
+        tgids.retain(|t| !dead.contains(t));
+        self.tgids = tgids;
         let bss = self
             .skel
             .maps
