@@ -122,6 +122,62 @@ fn is_process_wait(metric: &str) -> bool {
     is_symptom(&m) || ["switch", "offcpu", "queue"].iter().any(|w| m.contains(w))
 }
 
+/// The shared resource a process-like entity's wait metric waits for, as a slot of
+/// [`rank::CPU`], [`rank::IO`] or [`rank::MEMORY`]: run-queue delay and involuntary
+/// switches wait for a CPU; block I/O latency and queueing for a disk; reclaim stalls,
+/// major faults and swap-ins for memory.
+fn wait_resource(k: &str, metric: &str) -> Option<usize> {
+    if !matches!(k, kind::PROC | kind::THREAD | kind::CONTAINER | kind::POD) {
+        return None;
+    }
+    let m = metric.to_ascii_lowercase();
+    if ["runq", "run_delay", "run_queue", "invol"]
+        .iter()
+        .any(|w| m.contains(w))
+    {
+        Some(rank::CPU)
+    } else if (m.contains("io_") && ["lat", "queue", "wait"].iter().any(|w| m.contains(w)))
+        || m.contains("iowait")
+        || m.contains("blkio")
+    {
+        Some(rank::IO)
+    } else if ["reclaim", "majflt", "major_fault", "swapin", "swap_in"]
+        .iter()
+        .any(|w| m.contains(w))
+    {
+        Some(rank::MEMORY)
+    } else {
+        None
+    }
+}
+
+/// Which shared resource a resource entity's metric describes, as a slot of
+/// [`rank::CPU`], [`rank::IO`] or [`rank::MEMORY`]; a host's by the metric's name (its
+/// CPU pressure, its memory, its disks).
+fn resource_slot(k: &str, metric: &str) -> Option<usize> {
+    let m = metric.to_ascii_lowercase();
+    match k {
+        kind::CPU | kind::SCHED => Some(rank::CPU),
+        kind::MEM => Some(rank::MEMORY),
+        kind::DISK | kind::BLOCK | kind::FS => Some(rank::IO),
+        kind::HOST if m.contains("mem") || m.contains("swap") => Some(rank::MEMORY),
+        kind::HOST if m.contains("io") || m.contains("disk") => Some(rank::IO),
+        kind::HOST if m.contains("cpu") || m.contains("load") => Some(rank::CPU),
+        _ => None,
+    }
+}
+
+/// What of a host's memory says it is short: used and available memory, swap, reclaim,
+/// major faults, pressure stall information, OOM kills.
+fn is_memory_pressure(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    [
+        "avail", "used", "swap", "psi", "majfault", "majflt", "reclaim", "oom", "pressure",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
 /// A process's state as sampled (gala-collect's proc `stopped`, `disk_sleep`): a direct
 /// observation that it is not serving, whatever its counters say. A stopped process
 /// uses nothing and waits for nothing, so no load or wait metric shows it.
@@ -325,6 +381,13 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             if g.kinds[i] == kind::HOST && is_process_sum(metric) {
                 continue;
             }
+            // Memory hurts its users only under pressure: what is left to take (available,
+            // used), swapping, reclaim, major faults, PSI, OOM. The page cache, free and
+            // dirty pages move with every file read and write on the host (a shrinking
+            // page cache had carried a shell's 2 MB to the top of a disk hog's ranking).
+            if g.kinds[i] == kind::MEM && !is_memory_pressure(metric) {
+                continue;
+            }
             // A newcomer gone several intervals before the KPI moved (another developer's
             // rustfmt that ran for a second) cannot have caused it: what it took was given
             // back before anyone suffered.
@@ -388,7 +451,10 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             if let Some(a) = flagged {
                 magnitude = magnitude.max(a.score);
             }
-            let lag = since.map_or(end - kpi.ts, |s| s - kpi.ts);
+            // A new process may have started up to an interval before the sample that
+            // first lists it (as `explains` allows below): its load is not late for that.
+            let started = since.map(|s| if born { s - kpi_step } else { s });
+            let lag = started.map_or(end - kpi.ts, |s| s - kpi.ts);
             let earliness = if lag <= 0 {
                 1.0
             } else {
@@ -516,6 +582,23 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
                 }
             }
+            // A process waiting for a resource it shares (its run-queue delay, its I/O's
+            // time) is a victim; the mechanism is the neighbours that took more of that
+            // resource. They are candidates whatever the shared resource's own figures
+            // show (host PSI lags by its 10 s average).
+            let victim_of = wait_resource(&g.kinds[c], &bc.metric);
+            if let Some(r) = victim_of {
+                for (p, _) in &g.causes[c] {
+                    upstream.extend(
+                        g.causes[*p]
+                            .iter()
+                            .filter(|(q, _)| {
+                                rank::hog_edge(g, *q, *p).is_some_and(|slots| slots.contains(&r))
+                            })
+                            .map(|(q, _)| (*q, *p)),
+                    );
+                }
+            }
             let explains = |&(p, via): &(usize, usize)| {
                 // On a hog edge (proc → cpu, disk, mem, host) a process explains only by
                 // what it takes of that resource, as it ranks there: a kernel thread
@@ -524,13 +607,32 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 let bp = match rank::hog_edge(g, p, via) {
                     Some(slots) => slots
                         .iter()
+                        .filter(|&&s| victim_of.is_none_or(|r| r == s))
                         .filter_map(|&r| best_load[p][r].as_ref())
                         .max_by(|a, b| a.score.total_cmp(&b.score)),
                     None => best[p].as_ref(),
                 };
                 let Some(bp) = bp else { return false };
+                // A victim's wait is explained only through the resource it waits for: a
+                // run-queue delay by CPU, not by a page cache that shrank at the same time.
+                if let Some(r) = victim_of {
+                    let through = match rank::hog_edge(g, p, via) {
+                        Some(slots) => slots.contains(&r),
+                        None => resource_slot(&g.kinds[p], &bp.metric) == Some(r),
+                    };
+                    if !through {
+                        return false;
+                    }
+                }
                 // A bystander's noise at the edge of the threshold explains nothing.
-                if p == k || p == c || bp.score < 0.5 * bc.score {
+                // Among a victim's resource's consumers, whose loads all rose beyond their
+                // thresholds, the bar is lower: the mechanism already picked them.
+                let bar = if victim_of.is_some() && bp.class == 0 {
+                    0.25
+                } else {
+                    0.5
+                };
+                if p == k || p == c || bp.score < bar * bc.score {
                     return false;
                 }
                 // At the same time, a process doing less (less CPU, fewer bytes written,
@@ -569,7 +671,16 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 // waits ×4 had "explained" its link's RTT ×300 on a squeezed link). A
                 // link's slowness does explain its requests' latency: only that way is
                 // physical.
+                // A victim's wait that crept up before its neighbour's load arrived (on a
+                // busy host the run queue is never empty) is still explained by that load
+                // when the load came no later than the KPI moved: a wait is never where a
+                // fault starts.
+                let victim_timing = victim_of.is_some()
+                    && bp.class == 0
+                    && rank::hog_edge(g, p, via).is_some()
+                    && tp <= kpi.ts + half;
                 (tp < tc - half
+                    || victim_timing
                     || ((tp - tc).abs() <= half
                         && (bp.class < bc.class
                             || (bp.class == bc.class
@@ -597,7 +708,14 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 .iter()
                 .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
                 .collect();
-            let pr = rank::by_path(g, k, &abn, &abn_load);
+            let pressed: Vec<Option<usize>> = (0..n)
+                .map(|i| {
+                    best[i]
+                        .as_ref()
+                        .and_then(|b| resource_slot(&g.kinds[i], &b.metric))
+                })
+                .collect();
+            let pr = rank::by_path(g, k, &abn, &abn_load, &pressed);
             // A process ranked as a hog is reported with its load metric, and its path
             // starts with the resource it loads.
             for c in 0..n {
@@ -763,6 +881,10 @@ struct Newcomers {
     group: Vec<Option<usize>>,
     /// Per group: metric → summed median.
     size: Vec<std::collections::HashMap<String, f64>>,
+    /// Per group: metric → the member that takes the most of it, and how much.
+    top: Vec<std::collections::HashMap<String, (usize, f64)>>,
+    /// Per born entity: metric → its own median.
+    own: std::collections::HashMap<(usize, String), f64>,
     /// Metric → largest established baseline median.
     reference: std::collections::HashMap<String, f64>,
 }
@@ -788,6 +910,8 @@ impl Newcomers {
         let mut group = vec![None; n];
         let mut groups: HashMap<String, usize> = HashMap::new();
         let mut size: Vec<HashMap<String, f64>> = Vec::new();
+        let mut top: Vec<HashMap<String, (usize, f64)>> = Vec::new();
+        let mut own: HashMap<(usize, String), f64> = HashMap::new();
         let mut reference: HashMap<String, f64> = HashMap::new();
         for i in (0..n).filter(|&i| reachable[i] && g.kinds[i] == kind::PROC) {
             let Some(h) = store.histories.get(&g.ids[i]) else {
@@ -806,6 +930,7 @@ impl Newcomers {
                 let gi = *groups.entry(key).or_insert(next);
                 if gi == size.len() {
                     size.push(HashMap::new());
+                    top.push(HashMap::new());
                 }
                 group[i] = Some(gi);
                 gi
@@ -819,7 +944,14 @@ impl Newcomers {
                     .collect();
                 let Some(m) = median(&mut v) else { continue };
                 match gi {
-                    Some(gi) => *size[gi].entry(metric.clone()).or_default() += m,
+                    Some(gi) => {
+                        *size[gi].entry(metric.clone()).or_default() += m;
+                        own.insert((i, metric.clone()), m);
+                        let t = top[gi].entry(metric.clone()).or_insert((i, m));
+                        if m > t.1 {
+                            *t = (i, m);
+                        }
+                    }
                     None => {
                         let r = reference.entry(metric.clone()).or_default();
                         *r = r.max(m);
@@ -830,13 +962,21 @@ impl Newcomers {
         Newcomers {
             group,
             size,
+            top,
+            own,
             reference,
         }
     }
 
-    /// What born entity `i`'s group takes of `metric`.
+    /// What born entity `i` stands for of `metric`: its group's whole take when it is the
+    /// member that takes the most (stress-ng's workers are one hog, shown by its
+    /// heaviest), its own take otherwise (the shell that started fio is not the hog).
     fn size(&self, i: usize, metric: &str) -> Option<f64> {
-        self.size[self.group[i]?].get(metric).copied()
+        let gi = self.group[i]?;
+        match self.top[gi].get(metric) {
+            Some(&(t, _)) if t == i => self.size[gi].get(metric).copied(),
+            _ => self.own.get(&(i, metric.to_string())).copied(),
+        }
     }
 
     /// `extra` of `metric` as a magnitude: extra / (extra + the heavy user's usual);

@@ -165,7 +165,8 @@ pub fn run(
     let mut anomalies = 0u64;
     let mut store = Store::new(opts.history_ms);
     let mut pending: Vec<Anomaly> = Vec::new();
-    let mut last_kpi: HashMap<(String, String), i64> = HashMap::new();
+    // Per KPI: the start of the last incident inferred, and its end once it closed.
+    let mut last_kpi: HashMap<(String, String), (i64, Option<i64>)> = HashMap::new();
     let mut cached: Option<CausalGraph> = None;
     let mut done = Vec::new();
     let mut since_expiry = 0u64;
@@ -188,14 +189,25 @@ pub fn run(
                     store.add_anomaly(a);
                     if opts.kpi.matches(&a.kind, &a.metric) {
                         let key = (a.id.clone(), a.metric.clone());
-                        // One inference per incident: later points of the same one are
-                        // its continuation, not a new KPI anomaly.
-                        let fresh = last_kpi.get(&key).is_none_or(|&t| {
-                            a.ts - t > settle + opts.infer.lookback_ms || a.ts < t
+                        // One inference per incident: later points of the same one (a
+                        // detector that writes every abnormal point) and its closing
+                        // record are its continuation, not a new KPI anomaly. An incident
+                        // that opens after the last one closed is new, however soon: a
+                        // blip a few seconds before a fault must not hide the fault.
+                        let fresh = last_kpi.get(&key).is_none_or(|&(t, closed)| {
+                            a.ts - t > settle + opts.infer.lookback_ms
+                                || a.ts < t
+                                || closed.is_some_and(|e| a.ts > e)
                         });
                         if fresh {
-                            last_kpi.insert(key, a.ts);
+                            last_kpi.insert(key, (a.ts, a.end));
                             pending.push(a.clone());
+                        } else if let Some(e) = a.end {
+                            if let Some(last) = last_kpi.get_mut(&key) {
+                                if last.0 == a.ts {
+                                    last.1 = Some(e);
+                                }
+                            }
                         }
                     }
                     false
@@ -216,7 +228,7 @@ pub fn run(
             if store.expire() {
                 cached = None;
             }
-            last_kpi.retain(|_, t| *t >= store.now - opts.history_ms);
+            last_kpi.retain(|_, (t, _)| *t >= store.now - opts.history_ms);
         }
         if pending.iter().any(|a| a.ts + settle <= store.now) {
             let (due, rest): (Vec<Anomaly>, Vec<Anomaly>) =

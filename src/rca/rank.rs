@@ -102,8 +102,16 @@ pub struct PathRanks {
 /// Path ranking: how abnormal a node is times its best path weight. Through a hog edge
 /// (proc → a shared resource) a process counts only with `abn_load`, how abnormal its
 /// load is: a process that waits for the CPU is a victim of the contention, not its
-/// cause, and on a busy host every process waits when one hogs.
-pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[[f64; 3]]) -> PathRanks {
+/// cause, and on a busy host every process waits when one hogs. `pressed` is the load
+/// slot each node is abnormal in, where it says (a host under CPU pressure): through it
+/// only that load counts (a new process's memory does not explain a host's CPU pressure).
+pub fn by_path(
+    g: &CausalGraph,
+    kpi: usize,
+    abn: &[f64],
+    abn_load: &[[f64; 3]],
+    pressed: &[Option<usize>],
+) -> PathRanks {
     let (w, _) = best_paths(g, kpi, abn);
     let n = g.ids.len();
     let mut out = PathRanks {
@@ -123,6 +131,7 @@ pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], abn_load: &[[f64; 3]]) 
             let (a, slot) = match hog_edge(g, c, e) {
                 Some(slots) => slots
                     .iter()
+                    .filter(|&&s| abn[e] == 0.0 || pressed[e].is_none_or(|p| p == s))
                     .map(|&s| (abn_load[c][s], Some(s)))
                     .fold((0.0, None), |b, x| if x.0 > b.0 { x } else { b }),
                 None => (abn[c], None),
