@@ -25,6 +25,8 @@ mod prometheus;
 mod rca;
 #[path = "gala/rca_faults.rs"]
 mod rca_faults;
+#[path = "gala/redis_faults.rs"]
+mod redis_faults;
 #[path = "gala/runtime.rs"]
 mod runtime;
 #[path = "gala/stream_io.rs"]

@@ -5,17 +5,12 @@
 //! ranks in the top 3 of the first inference after the fault, with the fault's kind as
 //! its keyword; each case's baseline alone must yield no cause.
 //!
-//! The floor asserted is what was measured, with margin, not the goal: the paused redis
-//! in the top 3 (it was in five runs of five on the shared 2-core development machine,
-//! at rank 1 or 2: gala-collect's proc `stopped` shows it directly; the session before
-//! found it there in one run of four), at least one case in the top 3 in any event, and
-//! no cause on any case's quiet baseline. The CPU hog and the packet loss are not asserted:
-//! over those five runs (docs/rca.md) the loss ranked first in three, the hog raised no
-//! KPI anomaly at all in three (on a machine already busy with other developers'
-//! compilers it only doubled the application's latency, inside gala-detect's band). A
-//! quiet baseline with a cause means the machine had a real incident (a compiler
-//! starting beside the recording slowed redis ×10 in the fifth run): rerun on an idle
-//! machine. Raise the floor as that improves.
+//! The floor asserted is what was measured: the CPU hog, the paused redis and the disk
+//! hog in the top 3 of their first KPI anomaly (the shift detector opens one for each),
+//! and no cause on any case's quiet baseline. Packet loss is reported, not asserted (see
+//! the test). A quiet baseline with a cause means the machine had a real incident (a
+//! compiler starting beside the recording slows redis ×10): scripts/test runs this test
+//! after all others, alone, for that reason.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -160,9 +155,15 @@ fn a_paused_process_ranks_in_the_top_three_and_a_quiet_recording_has_no_cause() 
     let child = Command::new(script())
         .args([
             "--cases",
-            "cpu,stop,loss",
+            "cpu,stop,disk,loss",
+            // 2 s intervals: the Python application's own 3-4 s stalls (GIL, GC: latency
+            // ×2-3 for three or four 1 s intervals, no resource behind them) are real
+            // 1.5× shifts at 1 s, and opened KPI anomalies on quiet baselines; a fault
+            // lasts 20 s, ten intervals.
+            "--interval",
+            "2s",
             "--baseline",
-            "40",
+            "50",
             "--fault",
             "20",
         ])
@@ -178,7 +179,7 @@ fn a_paused_process_ranks_in_the_top_three_and_a_quiet_recording_has_no_cause() 
     let summary = std::fs::read_to_string(out.path().join("summary.txt")).unwrap_or_default();
     eprintln!("{summary}");
     assert!(status.success(), "scripts/fault-suite failed: {status}");
-    let cases = ["cpu", "stop", "loss"];
+    let cases = ["cpu", "stop", "disk", "loss"];
     let verdicts: Vec<Result<u64, String>> = cases.iter().map(|c| judge(out.path(), c)).collect();
     let first = verdicts.iter().filter(|v| v == &&Ok(1)).count();
     let top3 = verdicts.iter().filter(|v| v.is_ok()).count();
@@ -193,14 +194,16 @@ fn a_paused_process_ranks_in_the_top_three_and_a_quiet_recording_has_no_cause() 
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let mut failures = Vec::new();
-    if top3 == 0 {
-        failures.extend(wrong.iter().map(|w| w.to_string()));
-    } else if let Err(e) = &verdicts[1] {
-        failures.push(e.clone());
-    }
+    // Asserted: the CPU hog, the pause and the disk hog, each with a KPI anomaly and in the
+    // top 3 (two runs of two each, session 11: ranks 2, 1, 1). Packet loss is reported, not
+    // asserted: its first KPI anomaly is now redis's throughput, which falls with the
+    // application that waits on PostgreSQL, and gala-rca blames redis's link for it.
+    let mut failures: Vec<String> = verdicts[..3]
+        .iter()
+        .filter_map(|v| v.as_ref().err().cloned())
+        .collect();
     // Every case's baseline, as quiet/ and quiet-<case>/: fault-free, so no cause.
-    for case in ["quiet", "quiet-stop", "quiet-loss"] {
+    for case in ["quiet", "quiet-stop", "quiet-disk", "quiet-loss"] {
         assert!(
             out.path().join(case).join("label.json").is_file(),
             "{case}/ missing"
