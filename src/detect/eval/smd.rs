@@ -1,6 +1,8 @@
-//! The Server Machine Dataset (Su et al., OmniAnomaly, KDD 2019): the multivariate
-//! detector is fitted on `train/` (statistics, then its SPOT threshold on the training
-//! scores), then run causally over `test/`, point by point. Reported:
+//! The Server Machine Dataset (Su et al., OmniAnomaly, KDD 2019), scored on what the CLI
+//! writes: the engine of `gala-detect --input-format csv --multivariate --baseline
+//! train.txt test.txt` (the multivariate detector fitted on `train/`, then run causally
+//! over `test/`), a row counting as detected when an incident covers it. Reported, per
+//! machine, pooled and as the mean of the machines:
 //!
 //! - point-wise precision, recall and F1 against `test_label/`;
 //! - point-adjusted F1 (the usual SMD protocol: a labelled segment with at least one
@@ -18,6 +20,8 @@ use anyhow::Context;
 
 use crate::detect::config::Config;
 use crate::detect::detectors::Multivariate;
+use crate::detect::engine::{Engine, EngineOptions, SERIES_KIND};
+use crate::record::Record;
 
 pub struct Machine {
     pub name: String,
@@ -118,15 +122,54 @@ pub struct Run {
 
 pub fn run(m: &Machine, cfg: &Config) -> Run {
     let d = m.train.first().map_or(0, |r| r.len());
-    let names = (1..=d).map(|i| i.to_string()).collect();
-    let mut det = Multivariate::new(names, &cfg.multivariate.params);
+    let names: Vec<String> = (1..=d).map(|i| i.to_string()).collect();
+    // What `gala-detect --input-format csv --multivariate --baseline train test` runs: the
+    // engine, fitted on the training rows, over the test rows; a row is predicted
+    // anomalous when an incident the CLI writes covers it (from its `ts` to its `end`).
+    let mut engine = Engine::new(
+        cfg.clone(),
+        EngineOptions {
+            multivariate_kinds: vec![SERIES_KIND.into()],
+            multivariate_only: true,
+            ..EngineOptions::default()
+        },
+    );
+    let step = 60_000;
+    let mut out = Vec::new();
+    let feed = |engine: &mut Engine, rows: &[Vec<f64>], out: &mut Vec<Record>| {
+        for (i, row) in rows.iter().enumerate() {
+            engine.observe(
+                i as i64 * step,
+                ENTITY,
+                SERIES_KIND,
+                names.iter().map(String::as_str).zip(row.iter().copied()),
+                out,
+            );
+        }
+    };
+    engine.begin_baseline();
+    feed(&mut engine, &m.train, &mut out);
+    engine.end_baseline();
+    out.clear();
+    feed(&mut engine, &m.test, &mut out);
+    engine.finish(&mut out);
+    let mut predicted = vec![false; m.test.len()];
+    for rec in &out {
+        if let Record::Anomaly(a) = rec {
+            let Some(end) = a.end else { continue };
+            let (from, to) = ((a.ts / step) as usize, (end / step) as usize);
+            for p in predicted.iter_mut().take(to + 1).skip(from) {
+                *p = true;
+            }
+        }
+    }
+    // The metric ranking behind HitRate: the model's own deviations at each detected row
+    // (the CLI's records name the top five of an incident; HitRate needs the full order).
+    let mut det = Multivariate::new(names.clone(), &cfg.multivariate.params);
     det.fit(m.train.iter().map(|r| r.as_slice()));
-    let mut predicted = Vec::with_capacity(m.test.len());
     let mut rankings = Vec::with_capacity(m.test.len());
-    for row in &m.test {
-        let v = det.update(row);
-        let hit = v.is_some_and(|v| v.ratio >= 1.0);
-        predicted.push(hit);
+    for (row, &hit) in m.test.iter().zip(&predicted) {
+        det.update(row);
         rankings.push(hit.then(|| det.contributors(d).into_iter().map(|(i, _)| i).collect()));
     }
     Run {
@@ -134,6 +177,9 @@ pub fn run(m: &Machine, cfg: &Config) -> Run {
         rankings,
     }
 }
+
+/// The entity the rows belong to (the CLI names it after the file).
+const ENTITY: &str = "smd";
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
@@ -251,9 +297,12 @@ pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
     );
     let (mut point, mut adjusted) = (Counts::default(), Counts::default());
     let (mut hsum100, mut hsum150, mut hn) = (0.0, 0.0, 0usize);
+    let (mut mean_point, mut mean_adjusted) = (0.0, 0.0);
     for m in &machines {
         let r = run(m, cfg);
         let (f, n) = figures(m, &r);
+        mean_point += f.point.f1() / machines.len() as f64;
+        mean_adjusted += f.adjusted.f1() / machines.len() as f64;
         point.add(f.point);
         adjusted.add(f.adjusted);
         hsum100 += f.hit100 * n as f64;
@@ -276,11 +325,15 @@ pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
     let hn = hn.max(1) as f64;
     let _ = writeln!(
         s,
-        "  all          point F1 {:.3} | point-adjusted F1 {:.3} | HitRate@100% {:.3} @150% {:.3}",
+        "  pooled       point F1 {:.3} | point-adjusted F1 {:.3} | HitRate@100% {:.3} @150% {:.3}",
         point.f1(),
         adjusted.f1(),
         hsum100 / hn,
         hsum150 / hn
+    );
+    let _ = writeln!(
+        s,
+        "  mean         point F1 {mean_point:.3} | point-adjusted F1 {mean_adjusted:.3} (per machine, averaged)"
     );
     Ok(s)
 }
