@@ -53,6 +53,69 @@ def esc(s):
     return html.escape(str(s), quote=True)
 
 
+def who(eid, entities):
+    """A process as a person names it: `redis-server (pid 123)`; another entity by label."""
+    e = entities.get(eid) or {}
+    keys, labels = e.get("keys") or {}, e.get("labels") or {}
+    comm = labels.get("comm")
+    if comm and "tgid" in keys:
+        return f"{comm} (pid {keys['tgid']})"
+    return comm or keys.get("disk_name") or keys.get("dev_name") or eid
+
+
+def headline_cause(causes, entities):
+    """The cause the verdict's sentence tells: a process that did something to another
+    (a hog, a stall) before a resource or a link, a server's KPI before a client's (the
+    service before its callers), then the score."""
+    def tgid(eid):
+        return ((entities.get(eid) or {}).get("keys") or {}).get("tgid")
+
+    def key(c):
+        kid = (c.get("kpi") or {}).get("id")
+        culprit = c.get("kind") == "proc" and tgid(c.get("id")) not in (None, tgid(kid))
+        server = ((entities.get(kid) or {}).get("keys") or {}).get("role") == "server"
+        return (culprit, server, float(c.get("score") or 0), -int(c.get("rank") or 99))
+
+    top3 = [c for c in causes if int(c.get("rank") or 99) <= 3]
+    return max(top3 or causes, key=key)
+
+
+def verdict_line(cause, entities, label):
+    """One sentence for the top cause of the headline KPI: who does what to whom, and what
+    the user feels since when, e.g. "stress-ng (pid 9) is starving redis-server (pid 7) of
+    CPU: latency_p99 0.4 → 13 since 06:01:02 UTC"."""
+    kpi = cause.get("kpi") or {}
+    kid = kpi.get("id")
+    victim_ent = entities.get(kid) or {}
+    tgid = (victim_ent.get("keys") or {}).get("tgid")
+    comm = (victim_ent.get("labels") or {}).get("comm")
+    victim = f"{comm} (pid {tgid})" if comm and tgid is not None else label(kid)
+    culprit = who(cause.get("id"), entities) if cause.get("kind") == "proc" else label(cause.get("id"))
+    metrics = " ".join(h.get("metric") or "" for h in cause.get("path") or [])
+    kw = cause.get("keyword")
+    culprit_tgid = ((entities.get(cause.get("id")) or {}).get("keys") or {}).get("tgid")
+    if cause.get("kind") == "proc" and culprit_tgid != tgid:
+        if "runq" in metrics or "cpu" in (cause.get("metric") or ""):
+            act = f"is starving {victim} of CPU"
+        elif "io_" in metrics or kw == "disk":
+            act = f"is starving {victim} of disk I/O"
+        elif kw == "memory":
+            act = f"is squeezing {victim}'s memory"
+        else:
+            act = f"is slowing {victim}"
+    elif kw == "network":
+        act = f"is slowing {victim}"
+    else:
+        act = f"({cause.get('metric')}) is behind {victim}"
+    ev = next((e for e in cause.get("evidence") or [] if e.get("id") == kid and e.get("metric") == kpi.get("metric")), None)
+    feel = kpi.get("metric") or "the KPI"
+    if ev and ev.get("baseline") is not None and ev.get("value") is not None:
+        feel += f" {fmt_num(ev['baseline'])} → {fmt_num(ev['value'])}"
+    if kpi.get("ts") is not None:
+        feel += f" since {fmt_ts(kpi['ts'])}"
+    return f"{culprit} {act}: {feel}"
+
+
 def fmt_ts(ms):
     import datetime
 
@@ -186,6 +249,10 @@ def main(out):
     recording = read_ndjson(os.path.join(out, "recording.ndjson.gz"))
     anomalies = incidents(r for r in read_ndjson(os.path.join(out, "anomalies.ndjson")) if r.get("type") == "anomaly")
     causes = [r for r in read_ndjson(os.path.join(out, "causes.ndjson")) if r.get("type") == "cause"]
+    # Suspects explain system anomalies when no KPI moved (gala-rca's `suspect`): leads,
+    # not a verdict on what users felt.
+    suspects = [c for c in causes if c.get("suspect")]
+    causes = [c for c in causes if not c.get("suspect")]
     scope = read_text(os.path.join(out, "scope.txt")).strip() or "full"
 
     entities = {}
@@ -252,6 +319,9 @@ def main(out):
         ordered = sorted(by_kpi.items(), key=lambda kv: -max(float(c.get("score") or 0) for c in kv[1]))
         if len(ordered) > MAX_KPIS:
             parts.append(f'<p class="meta">{len(ordered)} abnormal KPIs; the {MAX_KPIS} with the clearest causes:</p>')
+        headline = verdict_line(headline_cause(causes, entities), entities, label)
+        if headline:
+            parts.append(f'<p class="verdict-line">{esc(headline)}</p>')
         for (kid, kmetric), cs in ordered[:MAX_KPIS]:
             parts.append(f"<h3>{esc(label(kid))}: {esc(kmetric)} is abnormal</h3><ol>")
             for c in cs[:3]:
@@ -279,6 +349,15 @@ def main(out):
             "(no application KPI among them, or too little history). What they have in common:</p>"
         )
         parts.append(system_summary(anomalies, series, entities, label))
+        if suspects:
+            parts.append("<p>Suspects behind the strongest of them (gala-rca, no KPI involved):</p><ol>")
+            for c in sorted(suspects, key=lambda c: -float(c.get("score") or 0))[:5]:
+                kpi = c.get("kpi") or {}
+                parts.append(
+                    f'<li class="suspect"><b>{esc(label(c.get("id")))}</b> <code>{esc(c.get("metric"))}</code> '
+                    f'behind {esc(label(kpi.get("id")))} <code>{esc(kpi.get("metric"))}</code>, score {fmt_num(c.get("score"))}</li>'
+                )
+            parts.append("</ol>")
     else:
         parts.append('<p class="verdict-ok">Nothing abnormal seen.</p>')
     parts.append("</section>")
@@ -388,7 +467,7 @@ def main(out):
 body {{ font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }}
 h1 {{ margin-bottom: 0.2em; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }}
 .meta {{ color: #666; }} .warn {{ background: #fff4d6; border: 1px solid #e6c35c; padding: 0.6em; }}
-.verdict-ok {{ font-size: 1.3em; color: #17692b; }} .verdict-warn {{ font-size: 1.1em; color: #8a5a00; }}
+.verdict-line {{ font-size: 1.3em; font-weight: bold; }} .verdict-ok {{ font-size: 1.3em; color: #17692b; }} .verdict-warn {{ font-size: 1.1em; color: #8a5a00; }}
 .cause {{ margin: 0.4em 0; }} .path {{ color: #444; margin-left: 1em; }} .ev {{ color: #666; margin-left: 1em; font-size: 0.9em; }}
 .kw {{ background: #eef; border-radius: 3px; padding: 0 0.3em; font-size: 0.85em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0; }} td, th {{ border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }}

@@ -436,14 +436,28 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
         })
         .count();
     let verdict = section(&html, "verdict");
-    if on_service == 0 || !verdict.contains("stress-ng") {
+    // The sentence on top names the hog and its victim: "stress-ng-cpu (pid …) is
+    // starving python3 (pid …) of CPU: latency_avg … since …".
+    let line = verdict
+        .split("<p class=\"verdict-line\">")
+        .nth(1)
+        .and_then(|l| l.split("</p>").next())
+        .unwrap_or("");
+    let names_victim = [_app.0.id(), _load.0.id()]
+        .iter()
+        .any(|pid| line.contains(&format!("(pid {pid})")));
+    if on_service == 0
+        || !verdict.contains("stress-ng")
+        || !line.contains("stress-ng")
+        || !names_victim
+    {
         let kept = tmp.keep();
         panic!(
             "{} (report kept in {}):\n{}\nanomalies.txt:\n{}\ncauses.txt:\n{}",
             if on_service == 0 {
-                "gala-detect flagged nothing on the service"
+                "gala-detect flagged nothing on the service".to_string()
             } else {
-                "the verdict does not name the CPU hog"
+                format!("the verdict does not name the CPU hog and its victim: {line:?}")
             },
             kept.join("report").display(),
             seen["verdict"].as_str().unwrap_or(""),
