@@ -54,13 +54,6 @@ fn need(test: &str, bins: &[&str]) -> bool {
     false
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn wait_port(port: u16, what: &str) {
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -74,7 +67,7 @@ fn wait_port(port: u16, what: &str) {
 
 /// A redis-server on a free loopback port, without persistence; its port.
 fn redis_server() -> (u16, Running) {
-    let port = free_port();
+    let port = common::free_port();
     let redis = spawn(Command::new("redis-server").args([
         "--port",
         &port.to_string(),
@@ -554,7 +547,7 @@ fn nginx_http_and_https() {
             .arg("-out")
             .arg(d.join("cert.pem")),
     );
-    let (http, https) = (free_port(), free_port());
+    let (http, https) = (common::free_port(), common::free_port());
     let _nginx = nginx(
         d,
         &format!(
@@ -633,7 +626,11 @@ fn nginx_reverse_proxy_gives_lb_links() {
     }
     let back_dir = tempfile::tempdir().expect("tempdir");
     let front_dir = tempfile::tempdir().expect("tempdir");
-    let (b1, b2, front) = (free_port(), free_port(), free_port());
+    let (b1, b2, front) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
     let _backends = nginx(
         back_dir.path(),
         &format!(
@@ -705,7 +702,7 @@ fn postgresql_queries_and_errors() {
             .args(["-A", "trust", "-U", "postgres", "-D"])
             .arg(&data),
     );
-    let port = free_port();
+    let port = common::free_port();
     let _pg = spawn(
         as_nobody(&postgres)
             .arg("-D")
@@ -778,7 +775,7 @@ fn mariadb_queries_and_errors() {
             .arg(format!("--datadir={}", data.display()))
             .arg("--skip-test-db"),
     );
-    let port = free_port();
+    let port = common::free_port();
     let _db = spawn(
         as_nobody("mariadbd")
             .arg("--no-defaults")

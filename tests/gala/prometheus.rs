@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, ndjson, run};
+use crate::common::{self, bin, ndjson, run};
 
 /// A child process killed when the test ends, however it ends.
 struct Guard(Child);
@@ -17,14 +17,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(addr: &str, path: &str) -> Option<String> {
@@ -56,7 +48,7 @@ fn prometheus_binary() -> Option<&'static str> {
 
 /// Starts gala-collect serving on a free port; returns the guard and the address.
 fn collector(extra: &[&str]) -> (Guard, String) {
-    let port = free_port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut args = vec!["--serve", &addr, "--interval", "1s"];
     args.extend_from_slice(extra);
@@ -135,7 +127,7 @@ fn read_back_through_prometheus_gives_the_same_records() {
     let (collect_guard, collect_addr) =
         collector(&["--probes", "host,cpu,mem", "--count", "12", "-o", &rec_s]);
 
-    let prom_port = free_port();
+    let prom_port = common::free_port();
     let prom_addr = format!("127.0.0.1:{prom_port}");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(

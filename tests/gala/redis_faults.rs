@@ -53,15 +53,6 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_port(port: u16) {
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -83,7 +74,7 @@ fn now_ms() -> i64 {
 /// causes, the fault's start (ms) and redis's pid.
 fn record(case: &str, dir: &Path) -> (Vec<Value>, Vec<Value>, i64, u32) {
     let cpu = (std::thread::available_parallelism().map_or(1, |n| n.get()) - 1).to_string();
-    let port = free_port();
+    let port = common::free_port();
     let data = dir.join("redis");
     std::fs::create_dir_all(&data).unwrap();
     let redis = spawn(Command::new("taskset").args([

@@ -223,20 +223,13 @@ pub fn server_totals(slis: &[(SliKey, SliAgg)]) -> Vec<(SliKey, SliAgg)> {
         if key.method == ALL_METHODS {
             continue;
         }
-        let total = totals
+        totals
             .entry(SliKey {
                 method: ALL_METHODS.into(),
                 ..key.clone()
             })
-            .or_default();
-        total.req_count += agg.req_count;
-        total.resp_count += agg.resp_count;
-        total.err_count += agg.err_count;
-        for (t, s) in total.status.iter_mut().zip(agg.status) {
-            *t += s;
-        }
-        total.latency.merge(&agg.latency);
-        total.ssl |= agg.ssl;
+            .or_default()
+            .add(agg);
     }
     totals.into_iter().collect()
 }

@@ -72,6 +72,20 @@ pub struct SliAgg {
     pub ssl: bool,
 }
 
+impl SliAgg {
+    /// Adds another aggregate's counts and latencies (a later interval, another method).
+    pub fn add(&mut self, other: &SliAgg) {
+        self.req_count += other.req_count;
+        self.resp_count += other.resp_count;
+        self.err_count += other.err_count;
+        for (a, b) in self.status.iter_mut().zip(other.status) {
+            *a += b;
+        }
+        self.latency.merge(&other.latency);
+        self.ssl |= other.ssl;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     pub tgid: u32,
@@ -405,15 +419,7 @@ impl Tracker {
             self.counters.slis_turned_away += 1;
             return;
         }
-        let agg = self.slis.entry(key).or_default();
-        agg.req_count += delta.req_count;
-        agg.resp_count += delta.resp_count;
-        agg.err_count += delta.err_count;
-        for (a, d) in agg.status.iter_mut().zip(delta.status) {
-            *a += d;
-        }
-        agg.latency.merge(&delta.latency);
-        agg.ssl |= delta.ssl;
+        self.slis.entry(key).or_default().add(delta);
     }
 
     fn close(&mut self, key: &ConnKey) {

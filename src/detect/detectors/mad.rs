@@ -2,10 +2,9 @@
 //! absolute deviation. Unlike n-sigma, a few outliers in the history move neither the
 //! centre nor the spread, so a second spike soon after a first is still seen.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
+use super::window::SortedWindow;
 use super::{describe_points, Direction, Params, Verdict};
 
 /// 1/Φ⁻¹(3/4): makes the MAD a consistent estimator of σ for normal data.
@@ -19,8 +18,8 @@ pub struct Mad {
     min_std: f64,
     min_rel: f64,
     warm: usize,
-    ring: VecDeque<f64>,
-    sorted: Vec<f64>,
+    #[serde(flatten)]
+    window_points: SortedWindow,
     mad: f64,
     since_mad: usize,
 }
@@ -35,34 +34,22 @@ impl Mad {
             min_std: p.min_std.unwrap_or(0.0),
             min_rel: p.min_rel.unwrap_or(0.01),
             warm: p.init.unwrap_or(30).clamp(3, window),
-            ring: VecDeque::with_capacity(window),
-            sorted: Vec::with_capacity(window),
+            window_points: SortedWindow::with_capacity(window),
             mad: 0.0,
             since_mad: usize::MAX / 2,
-        }
-    }
-
-    fn median(sorted: &[f64]) -> f64 {
-        let n = sorted.len();
-        if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
         }
     }
 
     /// The MAD needs a second sort; recomputing it every window/16 points keeps the cost
     /// O(window) per point while the spread it uses is at most a few points stale.
     fn refresh_mad(&mut self, med: f64) {
-        let mut dev: Vec<f64> = self.sorted.iter().map(|v| (v - med).abs()).collect();
-        dev.sort_unstable_by(f64::total_cmp);
-        self.mad = Self::median(&dev);
+        self.mad = self.window_points.mad(med);
         self.since_mad = 0;
     }
 
     pub fn update(&mut self, x: f64) -> Option<Verdict> {
-        let verdict = if self.sorted.len() >= self.warm {
-            let med = Self::median(&self.sorted);
+        let verdict = if self.window_points.len() >= self.warm {
+            let med = self.window_points.median();
             if self.since_mad >= (self.window / 16).max(1) {
                 self.refresh_mad(med);
             }
@@ -81,17 +68,7 @@ impl Mad {
         } else {
             None
         };
-        if self.ring.len() == self.window {
-            if let Some(old) = self.ring.pop_front() {
-                let i = self.sorted.partition_point(|v| v.total_cmp(&old).is_lt());
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.ring.push_back(x);
-        let i = self.sorted.partition_point(|v| v.total_cmp(&x).is_lt());
-        self.sorted.insert(i, x);
+        self.window_points.push(x, self.window);
         verdict
     }
 

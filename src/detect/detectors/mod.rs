@@ -12,6 +12,7 @@ pub mod seasonal;
 pub mod shift;
 pub mod spectral;
 pub mod spot;
+pub mod window;
 
 use serde::{Deserialize, Serialize};
 

@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::window::SortedWindow;
 use super::{describe_points, Direction, Params, Verdict};
 
 /// 1/Φ⁻¹(3/4): makes the MAD a consistent estimator of σ for normal data.
@@ -48,9 +49,8 @@ pub struct Shift {
     window: usize,
     warm: usize,
     adopt: usize,
-    /// The baseline's normal points, oldest first, and the same sorted.
-    ring: VecDeque<f64>,
-    sorted: Vec<f64>,
+    /// The baseline's normal points.
+    points: SortedWindow,
     mad: f64,
     /// Points judged since the MAD was last worked out.
     since_mad: usize,
@@ -71,8 +71,7 @@ impl Shift {
             window,
             warm,
             adopt: (window / 2).max(warm),
-            ring: VecDeque::with_capacity(window),
-            sorted: Vec::with_capacity(window),
+            points: SortedWindow::with_capacity(window),
             mad: 0.0,
             since_mad: usize::MAX / 2,
             run: 0,
@@ -80,44 +79,17 @@ impl Shift {
         }
     }
 
-    fn median(sorted: &[f64]) -> f64 {
-        let n = sorted.len();
-        if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
-        }
-    }
-
-    /// The `q` quantile of a sorted, non-empty slice (nearest rank).
-    fn quantile(sorted: &[f64], q: f64) -> f64 {
-        let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-        sorted[i]
-    }
-
     fn learn(&mut self, x: f64) {
-        if self.ring.len() == self.window {
-            if let Some(old) = self.ring.pop_front() {
-                let i = self.sorted.partition_point(|v| v.total_cmp(&old).is_lt());
-                if i < self.sorted.len() {
-                    self.sorted.remove(i);
-                }
-            }
-        }
-        self.ring.push_back(x);
-        let i = self.sorted.partition_point(|v| v.total_cmp(&x).is_lt());
-        self.sorted.insert(i, x);
+        self.points.push(x, self.window);
     }
 
     /// The judgement of `x` against the baseline (which must hold `warm` points).
     fn judge(&mut self, x: f64) -> Verdict {
-        let med = Self::median(&self.sorted);
+        let med = self.points.median();
         // Working the MAD out needs a second sort: every window/16 points is often
         // enough for a spread that moves slowly, and keeps the cost O(window) a point.
         if self.since_mad >= (self.window / 16).max(1) {
-            let mut dev: Vec<f64> = self.sorted.iter().map(|v| (v - med).abs()).collect();
-            dev.sort_unstable_by(f64::total_cmp);
-            self.mad = Self::median(&dev);
+            self.mad = self.points.mad(med);
             self.since_mad = 0;
         }
         self.since_mad += 1;
@@ -129,10 +101,7 @@ impl Shift {
         // p99 at 0.33 ms most seconds and 0.95 ms in one of four, when a slow fsync lands
         // in it) has a small MAD, and its ordinary upper mode is no shift. Past the 95th
         // percentile three times in a row happens by chance once in 8,000 points.
-        let (lo, hi) = (
-            Self::quantile(&self.sorted, 1.0 - TAIL),
-            Self::quantile(&self.sorted, TAIL),
-        );
+        let (lo, hi) = (self.points.quantile(1.0 - TAIL), self.points.quantile(TAIL));
         let tail = if dev >= 0.0 {
             dev / (hi - med).max(f64::MIN_POSITIVE)
         } else {
@@ -165,7 +134,7 @@ impl Shift {
     }
 
     pub fn update(&mut self, x: f64) -> Option<Verdict> {
-        if self.sorted.len() < self.warm {
+        if self.points.len() < self.warm {
             self.learn(x);
             return None;
         }
@@ -191,8 +160,7 @@ impl Shift {
         self.held.push_back(x);
         if self.run >= self.adopt {
             // A new normal: the baseline starts again from the level it moved to.
-            self.ring.clear();
-            self.sorted.clear();
+            self.points.clear();
             for x in std::mem::take(&mut self.held) {
                 self.learn(x);
             }
