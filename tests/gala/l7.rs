@@ -272,9 +272,17 @@ impl Records {
 }
 
 /// Sum of `metric` over the SLIs that match role, protocol and method.
+/// The sum of `metric` over the SLIs of `role` with `method`; `None`: over every method
+/// (the per-method SLIs, not the server totals, method `*`, which sum them again).
 fn total(slis: &[Sums], role: &str, method: Option<&str>, metric: &str) -> f64 {
     slis.iter()
-        .filter(|s| s.key("role") == role && method.is_none_or(|m| s.key("method") == m))
+        .filter(|s| {
+            s.key("role") == role
+                && match method {
+                    Some(m) => s.key("method") == m,
+                    None => s.key("method") != "*",
+                }
+        })
         .map(|s| s.get(metric))
         .sum()
 }
@@ -752,6 +760,16 @@ fn postgresql_queries_and_errors() {
     );
     assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
     assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
+    // The server's total (method `*`) sums its methods.
+    for role in ["server", "client"] {
+        for metric in ["req_count", "resp_count", "err_count"] {
+            assert_eq!(
+                total(&slis, role, Some("*"), metric),
+                total(&slis, role, None, metric),
+                "{role} {metric}: {slis:?}"
+            );
+        }
+    }
     let s = slis
         .iter()
         .find(|s| s.key("role") == "server" && s.key("method") == "SELECT")
@@ -817,6 +835,16 @@ fn mariadb_queries_and_errors() {
     );
     assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
     assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
+    // The server's total (method `*`) sums its methods.
+    for role in ["server", "client"] {
+        for metric in ["req_count", "resp_count", "err_count"] {
+            assert_eq!(
+                total(&slis, role, Some("*"), metric),
+                total(&slis, role, None, metric),
+                "{role} {metric}: {slis:?}"
+            );
+        }
+    }
     assert!(slis
         .iter()
         .all(|s| s.key("protocol") == "mysql" && s.latency_seen));
