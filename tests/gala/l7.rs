@@ -287,6 +287,19 @@ fn total(slis: &[Sums], role: &str, method: Option<&str>, metric: &str) -> f64 {
         .sum()
 }
 
+/// Each server's total (method `*`) sums its methods, on both sides.
+fn assert_totals_sum_methods(slis: &[Sums]) {
+    for role in ["server", "client"] {
+        for metric in ["req_count", "resp_count", "err_count"] {
+            assert_eq!(
+                total(slis, role, Some("*"), metric),
+                total(slis, role, None, metric),
+                "{role} {metric}: {slis:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn redis_requests_and_errors_match_the_benchmark() {
     if !common::require_bpf("l7::redis")
@@ -760,16 +773,7 @@ fn postgresql_queries_and_errors() {
     );
     assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
     assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
-    // The server's total (method `*`) sums its methods.
-    for role in ["server", "client"] {
-        for metric in ["req_count", "resp_count", "err_count"] {
-            assert_eq!(
-                total(&slis, role, Some("*"), metric),
-                total(&slis, role, None, metric),
-                "{role} {metric}: {slis:?}"
-            );
-        }
-    }
+    assert_totals_sum_methods(&slis);
     let s = slis
         .iter()
         .find(|s| s.key("role") == "server" && s.key("method") == "SELECT")
@@ -835,16 +839,7 @@ fn mariadb_queries_and_errors() {
     );
     assert_eq!(total(&slis, "server", None, "err_count"), 1.0);
     assert_eq!(total(&slis, "client", None, "err_count"), 1.0);
-    // The server's total (method `*`) sums its methods.
-    for role in ["server", "client"] {
-        for metric in ["req_count", "resp_count", "err_count"] {
-            assert_eq!(
-                total(&slis, role, Some("*"), metric),
-                total(&slis, role, None, metric),
-                "{role} {metric}: {slis:?}"
-            );
-        }
-    }
+    assert_totals_sum_methods(&slis);
     assert!(slis
         .iter()
         .all(|s| s.key("protocol") == "mysql" && s.latency_seen));
