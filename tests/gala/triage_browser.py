@@ -6,12 +6,17 @@
 Talks the DevTools protocol over --remote-debugging-pipe (fd 3 to the browser, fd 4 back,
 NUL-terminated JSON), so no port is opened and nothing but the standard library is needed.
 Prints one JSON object: `errors` (console errors, uncaught exceptions, failed loads: the
-page is static, so any of them is a bug), and for each figure of the report (`topology`,
-`oncpu`, `offcpu`, and the first inline chart) its box on the page, the share of its
-pixels in a screenshot that stand out from the background (`ink`) and how many distinct
-colours it has (`colours`): a blank or unloaded figure shows as 0 and 1. The PNG is decoded
-here (zlib + the five PNG row filters). Every host name resolves to nothing, so a report
-that reaches for the network fails its load instead of fetching.
+page is static, so any of them is a bug); `verdict` (the verdict section's text);
+`charts`, every uPlot chart of the page with its group (kpi, use, finding), title, lines,
+and the anomaly bands and onset line its drawing code reports having painted; and for each
+figure (`topology`, `oncpu`, `offcpu`, `kpi`, the first KPI chart with a band, and
+`use:TITLE` for each host resource panel) its box on the page, the share of its pixels in a
+screenshot that stand out from the background (`ink`), how many distinct colours it has
+(`colours`) and the share painted in the anomaly band's colour (`band`): a blank or
+unloaded figure shows as 0 and 1. The PNG is decoded here (zlib + the five PNG row
+filters). Every host name resolves to nothing, so a report that reaches for the network
+fails its load instead of fetching. The screenshot (--screenshot) is the whole page,
+1280 px wide.
 """
 
 import base64
@@ -171,14 +176,19 @@ def decode_png(data):
     return w, h, channels, rows
 
 
+# The anomaly band: rgba(214, 39, 40, 0.16) over the chart's white background.
+BAND = (248, 220, 221)
+
+
 def look(png):
-    """(share of pixels that stand out from their row's background, distinct colours).
+    """(share of pixels that stand out from their row's background, distinct colours,
+    share of pixels in the anomaly band's colour).
 
     The background is each row's most common colour: white for the page, a gradient that
     changes row by row for a flame graph. A missing picture, or a flame graph whose frames
     did not draw, leaves next to nothing standing out."""
     w, h, ch, rows = png
-    total = inked = 0
+    total = inked = band = 0
     colours = set()
     for row in rows:
         pixels = [bytes(row[x * ch : x * ch + 3]) for x in range(w)]
@@ -189,7 +199,8 @@ def look(png):
         bg = max(counts, key=counts.get)
         total += w
         inked += sum(n for px, n in counts.items() if max(abs(px[i] - bg[i]) for i in range(3)) > 24)
-    return (inked / total if total else 0.0), len(colours)
+        band += sum(n for px, n in counts.items() if max(abs(px[i] - BAND[i]) for i in range(3)) <= 4)
+    return (inked / total if total else 0.0), len(colours), (band / total if total else 0.0)
 
 
 # Boxes of the figures, and whether each image actually decoded (an <img> whose file is
@@ -203,13 +214,30 @@ FIGURES_JS = """
     if (!el) return null;
     const shown = box(document.querySelector(`.flamebox[data-kind=${kind}]`) || el);
     return Object.assign(shown, {loaded: el.complete && el.naturalWidth > 0}); };
-  const charts = [...document.querySelectorAll('svg.spark')];
-  return {
+  // A uPlot chart: its placeholder holds the .uplot root, which the page's drawing
+  // code marks with the bands and onset it painted.
+  const charts = [...document.querySelectorAll('div.chart')].map(el => {
+    const root = el.querySelector('.uplot');
+    return Object.assign(box(root || el), {
+      group: ['kpi', 'use', 'finding'].find(g => el.classList.contains(g)) || '',
+      title: el.dataset.title || '',
+      drawn: !!(root && root.querySelector('canvas')),
+      lines: Number(el.dataset.series || 0),
+      bands: Number((root && root.dataset.bands) || 0),
+      onset: !!(root && root.dataset.onset),
+    });
+  });
+  const kpi = charts.find(c => c.group === 'kpi' && c.bands > 0);
+  const figures = {
     topology: box(document.querySelector('#topology svg')),
     oncpu: flame('oncpu'),
     offcpu: flame('offcpu'),
-    charts: charts.length ? box(charts[0]) : null,
-    chart_count: charts.length,
+    kpi: kpi || null,
+  };
+  for (const c of charts.filter(c => c.group === 'use')) figures['use:' + c.title] = c;
+  return {
+    figures,
+    charts,
     verdict: (document.querySelector('#verdict') || {}).innerText || '',
     page: {width: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight},
   };
@@ -235,6 +263,7 @@ def main():
         figures = b.send("Runtime.evaluate", {"expression": FIGURES_JS, "returnByValue": True}, session=s)
         figures = figures["result"]["value"]
         size = figures["page"]
+        charts, figures = figures["charts"], dict(figures, **figures.pop("figures"))
         # The whole page in one picture for a person (viewport as tall as the page), and
         # each figure's top (at most MAX_CLIP px: decoding is pure Python) for the ink count.
         b.send(
@@ -246,7 +275,8 @@ def main():
             with open(shot, "wb") as f:
                 f.write(base64.b64decode(b.send("Page.captureScreenshot", {"format": "png"}, session=s)["data"]))
         clips = {}
-        for name in ("topology", "oncpu", "offcpu", "charts"):
+        names = ["topology", "oncpu", "offcpu", "kpi"] + [k for k in figures if k.startswith("use:")]
+        for name in names:
             box = figures.get(name)
             if box and box["width"] > 0 and box["height"] > 0:
                 clip = {"x": box["x"], "y": box["y"], "width": box["width"], "height": min(box["height"], MAX_CLIP), "scale": 1}
@@ -268,9 +298,9 @@ def main():
 
     report = {"errors": errors, "figures": {}}
     for name, (box, data) in clips.items():
-        share, colours = look(decode_png(data))
-        report["figures"][name] = dict(box, ink=round(share, 4), colours=colours)
-    report["chart_count"] = figures["chart_count"]
+        share, colours, band = look(decode_png(data))
+        report["figures"][name] = dict(box, ink=round(share, 4), colours=colours, band=round(band, 4))
+    report["charts"] = charts
     report["verdict"] = figures["verdict"]
     json.dump(report, sys.stdout, indent=1)
     print()
