@@ -386,7 +386,7 @@ class Charts:
         for a in anomalies:
             self.by_metric[(a.get("id"), a.get("metric"))].append(a)
 
-    def add(self, title, unit, lines, cls, related=()):
+    def add(self, title, unit, lines, cls, related=(), resource=""):
         """lines: [(label, entity id, metric)]; returns the chart's placeholder, or "" when
         none of its lines has two points. Anomalies of the lines' metrics are its bands, and
         those of `related` (entity id, metric) pairs: a latency chart that draws p50 and
@@ -419,7 +419,7 @@ class Charts:
             "series": [{"label": label, "values": [round_sig(v) for v in col]} for (label, *_), col in zip(kept, columns)],
             "bands": merge_bands(bands),
         })
-        return f'<div class="chart {cls}" id="{cid}" data-title="{esc(title)}"></div>'
+        return f'<div class="chart {cls}" id="{cid}" data-title="{esc(title)}" data-resource="{esc(resource)}"></div>'
 
 
 def downsample(xs, columns):
@@ -531,30 +531,30 @@ def use_section(rec, charts):
                 cpu_lines.append(("all CPUs" if cpu == "total" else f"cpu{cpu}", c, m))
         if host:
             cpu_lines.append(("waiting for a CPU (PSI)", host, "psi_cpu_some_pct"))
-        panels.append(("CPU", charts.add("CPU busy, and tasks waiting", "%", cpu_lines, "use")))
+        panels.append(("CPU", charts.add("CPU busy, and tasks waiting", "%", cpu_lines, "use", resource="cpu")))
         mem_lines = []
         for m in kinds.get("mem", []):
             mem_lines += [("used", m, "used_pct"), ("swap used", m, "swap_used_pct")]
         if host:
             mem_lines.append(("stalled on memory (PSI)", host, "psi_mem_some_pct"))
-        panels.append(("Memory", charts.add("Memory used, and stalls", "%", mem_lines, "use")))
+        panels.append(("Memory", charts.add("Memory used, and stalls", "%", mem_lines, "use", resource="memory")))
         disks = sorted(kinds.get("disk", []), key=lambda d: -(rec.mean(d, "util") or 0))[:3]
         dname = lambda d: (rec.entities[d].get("keys") or {}).get("disk_name") or d  # noqa: E731
         disk_lines = [(f"{dname(d)} busy", d, "util") for d in disks]
         if host:
             disk_lines.append(("stalled on I/O (PSI)", host, "psi_io_some_pct"))
-        panels.append(("Disk", charts.add("Disk busy, and I/O stalls", "%", disk_lines, "use")))
+        panels.append(("Disk", charts.add("Disk busy, and I/O stalls", "%", disk_lines, "use", resource="disk")))
         lat_lines = [(f"{dname(d)} {m[0]}", d, m) for d in disks[:2] for m in ("r_await", "w_await")]
-        panels.append(("Disk latency", charts.add("Disk request time", "ms", lat_lines, "use")))
+        panels.append(("Disk latency", charts.add("Disk request time", "ms", lat_lines, "use", resource="disk")))
         nics = [n for n in kinds.get("nic", []) if (rec.mean(n, "rx_bytes") or 0) + (rec.mean(n, "tx_bytes") or 0) > 0]
         nics = sorted(nics, key=lambda n: -((rec.mean(n, "rx_bytes") or 0) + (rec.mean(n, "tx_bytes") or 0)))[:3]
         nname = lambda n: (rec.entities[n].get("keys") or {}).get("dev_name") or n  # noqa: E731
         net_lines = [(f"{nname(n)} {d}", n, f"{d}_bytes") for n in nics for d in ("rx", "tx")]
-        panels.append(("Network", charts.add("Network traffic", "B/s", net_lines, "use")))
+        panels.append(("Network", charts.add("Network traffic", "B/s", net_lines, "use", resource="network")))
         err_lines = []
         for n in kinds.get("net", []):
             err_lines += [("TCP retransmitted", n, "tcp_retrans_segs"), ("TCP resets sent", n, "tcp_out_rsts")]
-        panels.append(("Network errors", charts.add("TCP retransmits and resets, per interval", "segments", err_lines, "use")))
+        panels.append(("Network errors", charts.add("TCP retransmits and resets, per interval", "segments", err_lines, "use", resource="network")))
         shown = [html_ for _, html_ in panels if html_]
         missing = [name_ for name_, html_ in panels if not html_]
         if not shown:
@@ -795,7 +795,7 @@ def service_map(rec, anomalies, headline, victim_id, label):
             if keys.get("role") == "server":
                 text += f"\n{keys.get('protocol', '')} :{keys.get('server_port')}"
         text += f"\n{health[n]}"
-        lines.append(f'  {i} [id={q("map-" + health[n] + "-" + i)}, label={q(text)}, fillcolor={q(fill)}, color={q(line)}];')
+        lines.append(f'  {i} [id={q("map_" + health[n] + "_" + i)}, label={q(text)}, fillcolor={q(fill)}, color={q(line)}];')
     for (src, dst), _ in edges.items():
         if src not in ids or dst not in ids:
             continue
@@ -975,8 +975,12 @@ def overhead_section(out, statuses):
 
 
 def vendored(name):
-    with open(os.path.join(VENDOR, name), encoding="utf-8") as f:
-        return f.read()
+    path = os.path.join(VENDOR, name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        sys.exit(f"triage-report: {path}: {e.strerror}: the chart library is vendored beside this script (scripts/vendor/uplot)")
 
 
 def script_json(value):
@@ -1147,8 +1151,9 @@ SCRIPT = r"""
         value: (u, v) => fmt(v, c.unit),
       }))),
       // The unit is in the title; the axis repeats a short one, a long one would not fit.
+      // One width for every y axis, so that the plots' time axes line up down the page.
       axes: [{ values: (u, vals) => vals.map(clock) },
-             { size: c.unit.startsWith('B') ? 92 : 72, values: (u, vals) => vals.map(v => fmt(v, c.unit.length <= 5 ? c.unit : '')) }],
+             { size: 88, values: (u, vals) => vals.map(v => fmt(v, c.unit.length <= 5 ? c.unit : '')) }],
       plugins: [marks(c.bands, data.onset)],
     };
     el.dataset.series = c.series.length;

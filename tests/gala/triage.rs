@@ -164,13 +164,25 @@ fn assert_self_contained(html: &str) {
     }
 }
 
-/// Loads index.html in headless Chromium; returns what triage_browser.py saw.
-fn browse(dir: &Path) -> Value {
+/// Where a test keeps what a person may want to look at after it: target/test-artifacts.
+fn artifact(name: &str) -> PathBuf {
+    let dir = bin_dir()
+        .parent()
+        .expect("target dir")
+        .join("test-artifacts/triage");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Loads index.html in headless Chromium (1280 px wide); returns what triage_browser.py
+/// saw, and keeps the whole page's screenshot as `target/test-artifacts/triage/NAME.png`.
+fn browse(dir: &Path, name: &str) -> Value {
+    let shot = artifact(&format!("{name}.png"));
     let out = Command::new("python3")
         .arg(common::root().join("tests/gala/triage_browser.py"))
         .arg(dir.join("index.html"))
         .arg("--screenshot")
-        .arg(dir.join("screenshot.png"))
+        .arg(&shot)
         .output()
         .expect("python3");
     assert!(
@@ -178,8 +190,22 @@ fn browse(dir: &Path) -> Value {
         "triage_browser.py failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert_eq!(
+        &png[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is a PNG",
+        shot.display()
+    );
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert_eq!(width, 1280, "the screenshot is 1280 px wide");
     serde_json::from_slice(&out.stdout).expect("triage_browser.py prints JSON")
 }
+
+/// A chart's plot area with its lines: the share of its pixels that stand out must pass
+/// this. Measured on the cpu-hog page with every value taken out: 0 (the grid is too
+/// faint to count); with them, the sparsest panel (memory, two flat lines) 2.3 %.
+const EMPTY_CHART_INK: f64 = 0.005;
 
 /// No console error, and each figure drawn: over 2 % of its pixels stand out from their
 /// row's background (a flame graph without frames measured 0.7 %, a missing picture 0).
@@ -194,6 +220,18 @@ fn assert_renders(seen: &Value, figures: &[&str]) {
     }
 }
 
+/// The stack records of tests/data/flame (real stacks for the flame graphs), without
+/// its metric and status records: those are from another day and would stretch the
+/// charts' time axis over both recordings.
+fn flame_stacks() -> Vec<u8> {
+    let text =
+        std::fs::read_to_string(common::root().join("tests/data/flame/stacks.ndjson")).unwrap();
+    text.lines()
+        .filter(|l| l.contains("\"type\":\"stack\""))
+        .flat_map(|l| [l.as_bytes(), b"\n"].concat())
+        .collect()
+}
+
 /// A recording with a known cause (tests/data/rca/two-hosts: a stress-ng takes redis'
 /// CPU, the client's latency follows) and real stacks (tests/data/flame), replayed: the
 /// report needs no root, so every CI run renders it in Chromium.
@@ -206,7 +244,7 @@ fn replayed_report_renders_in_chromium_without_errors() {
     let rec = tmp.path().join("rec.ndjson");
     let mut fixture =
         std::fs::read(common::root().join("tests/data/rca/two-hosts.ndjson")).unwrap();
-    fixture.extend(std::fs::read(common::root().join("tests/data/flame/stacks.ndjson")).unwrap());
+    fixture.extend(flame_stacks());
     std::fs::write(&rec, fixture).unwrap();
     let dir = tmp.path().join("report");
     check_ran(
@@ -241,9 +279,167 @@ fn replayed_report_renders_in_chromium_without_errors() {
         "the verdict comes first"
     );
 
-    let seen = browse(&dir);
-    assert_renders(&seen, &["topology", "oncpu", "offcpu", "charts"]);
+    let seen = browse(&dir, "two-hosts");
+    assert_renders(&seen, &["topology", "oncpu", "offcpu", "kpi"]);
+    assert_kpi_band(&seen);
     assert!(seen["verdict"].as_str().unwrap().contains("stress-ng"));
+}
+
+/// How many entities each finding of the findings section groups.
+fn finding_members(findings: &str) -> Vec<usize> {
+    findings
+        .split("<div class=\"finding\" data-members=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+        .collect()
+}
+
+/// A KPI chart was drawn by uPlot with an anomaly band and the onset: the page's drawing
+/// code counted them as painted, and the band's colour covers part of the chart's
+/// screenshot (a chart without a band has none of it).
+fn assert_kpi_band(seen: &Value) {
+    let kpi = &seen["figures"]["kpi"];
+    assert!(
+        kpi.is_object(),
+        "no KPI chart with an anomaly band: {seen:#}"
+    );
+    assert_eq!(kpi["drawn"], true, "the KPI chart has no canvas: {kpi}");
+    assert_eq!(kpi["onset"], true, "the onset is not marked: {kpi}");
+    let band = kpi["band"].as_f64().unwrap();
+    assert!(band > 0.01, "the band is not on the screen: {kpi}");
+}
+
+/// The recording of a real incident (tests/data/triage/README.md: an HTTP service pinned
+/// to one CPU under load, `stress-ng --cpu 4` on that CPU 21 s in), replayed: the
+/// dashboard as the issue orders it, drawn in Chromium.
+#[test]
+fn replayed_cpu_hog_is_a_dashboard_of_kpis_use_panels_and_what_changed() {
+    if !need("triage::dashboard", &["chromium", "dot", "python3"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec.ndjson");
+    let mut fixture = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(common::root().join("tests/data/triage/cpu-hog.ndjson.gz"))
+                .unwrap(),
+        ),
+        &mut fixture,
+    )
+    .unwrap();
+    fixture.extend(flame_stacks());
+    std::fs::write(&rec, fixture).unwrap();
+    let dir = tmp.path().join("report");
+    let out = triage(&[
+        "--from",
+        rec.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    check_ran(&out);
+
+    // The verdict on the terminal, with units, and where the page is.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("verdict: stress-ng-cpu (pid 18305) is starving python3 (pid 17799) of CPU: latency_avg ")
+            && stdout.contains(" ms → "),
+        "the verdict on stdout: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("report: {}", dir.join("index.html").display())),
+        "{stdout}"
+    );
+
+    let html = read(&dir, "index.html");
+    assert_self_contained(&html);
+    assert!(
+        !html.contains("<script src"),
+        "the chart library is inlined"
+    );
+    assert!(
+        html.contains("leeoniya/uPlot (v1.6."),
+        "uPlot is on the page"
+    );
+    // The issue's order: verdict, KPIs, USE panels, service map, what changed, findings.
+    let order: Vec<usize> = ["verdict", "kpis", "use", "topology", "changes", "findings"]
+        .iter()
+        .map(|id| {
+            html.find(&format!("<section id=\"{id}\">"))
+                .unwrap_or_else(|| panic!("no {id} section"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "sections out of order: {order:?}"
+    );
+
+    // The map: the victim's service red, the culprit marked.
+    let map = section(&html, "topology");
+    assert!(
+        map.contains("id=\"map_culprit_"),
+        "no culprit on the map: {map}"
+    );
+    assert!(
+        map.contains("id=\"map_abnormal_"),
+        "no abnormal service on the map"
+    );
+    // What changed: the hog's four workers started near the onset, first in the table.
+    let changes = section(&html, "changes");
+    let first = changes
+        .find("<tr class=\"culprit\">")
+        .expect("the culprit's row");
+    assert!(
+        changes[first..]
+            .starts_with("<tr class=\"culprit\"><td><b>stress-ng-cpu</b></td><td>4 started"),
+        "{changes}"
+    );
+    assert!(first < changes.find("<b>clang</b>").unwrap_or(usize::MAX));
+    // Findings grouped: fewer findings than anomalies, and one of several members.
+    let anomalies = common::ndjson(read(&dir, "anomalies.ndjson").as_bytes()).len();
+    let findings = section(&html, "findings");
+    let members = finding_members(findings);
+    assert!(
+        !members.is_empty() && members.len() < anomalies && members.iter().any(|&n| n > 1),
+        "findings {members:?} of {anomalies} anomalies"
+    );
+
+    let seen = browse(&dir, "cpu-hog");
+    assert_renders(&seen, &["topology", "oncpu", "offcpu", "kpi"]);
+    assert_kpi_band(&seen);
+    assert!(
+        seen["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("stress-ng-cpu (pid 18305) is starving"),
+        "{}",
+        seen["verdict"]
+    );
+    // The USE panels: CPU, memory, disk and network each drawn, with lines.
+    let charts = seen["charts"].as_array().unwrap();
+    for resource in ["cpu", "memory", "disk", "network"] {
+        let panel = charts
+            .iter()
+            .find(|c| c["group"] == "use" && c["resource"] == resource)
+            .unwrap_or_else(|| panic!("no {resource} panel: {charts:#?}"));
+        assert_eq!(panel["drawn"], true, "{panel}");
+        assert!(panel["lines"].as_u64().unwrap() > 0, "{panel}");
+        let fig = &seen["figures"][format!("use:{}", panel["title"].as_str().unwrap())];
+        assert!(
+            fig["ink"].as_f64().unwrap() > EMPTY_CHART_INK,
+            "the {resource} panel looks empty: {fig}"
+        );
+    }
+    // One time axis: every chart spans the same width and the onset is on each.
+    let kpis: Vec<&Value> = charts.iter().filter(|c| c["group"] != "finding").collect();
+    assert!(kpis
+        .iter()
+        .all(|c| c["width"] == kpis[0]["width"] && c["onset"] == true));
+    // The CPU panel shows the saturation gala-detect flagged.
+    let cpu = charts.iter().find(|c| c["resource"] == "cpu").unwrap();
+    assert!(cpu["bands"].as_u64().unwrap() > 0, "{cpu}");
 }
 
 /// Without an application KPI nothing can be ranked as a cause, but the verdict still says
@@ -314,12 +510,163 @@ fn verdict_without_kpi_summarises_system_anomalies() {
         verdict.contains("on 3 processes; worst: proc victim pid 20: waits 80% of its time"),
         "the run-queue group and its worst process: {verdict}"
     );
+    // The three run-queue rows are one finding of three members.
+    assert_eq!(finding_members(section(&html, "findings")), vec![3]);
     let users = verdict.find("Heaviest CPU users").expect("CPU users named");
     assert!(
         verdict[users..].starts_with(
             "Heaviest CPU users over the recording (mean % of one core): proc burner pid 10 180%, proc victim pid 20 20%"
         ),
         "the burner first: {verdict}"
+    );
+}
+
+/// scripts/triage takes the tools' time forms: `20s`, `2m`, fractions and units down to
+/// microseconds, bare seconds; refuses others at once, naming the option, before anything
+/// runs (so no report directory is made).
+#[test]
+fn duration_takes_the_tools_time_forms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec.ndjson");
+    std::fs::copy(common::root().join("tests/data/rca/two-hosts.ndjson"), &rec).unwrap();
+    for (i, d) in ["20s", "2m", "60", "1.5m", "500ms", "1h"]
+        .iter()
+        .enumerate()
+    {
+        let dir = tmp.path().join(format!("ok{i}"));
+        let out = triage(&[
+            "--duration",
+            d,
+            "--interval",
+            "1s",
+            "--from",
+            rec.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "--duration {d} refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (opt, bad) in [
+        ("--duration", "20x"),
+        ("--duration", "0"),
+        ("--duration", "-5"),
+        ("--interval", "2 s"),
+    ] {
+        let dir = tmp.path().join("bad");
+        let out = triage(&[opt, bad, "--out", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt} {bad}: {err}");
+        assert!(
+            err.starts_with(&format!("triage: {opt} takes a time such as 20s"))
+                && err.lines().count() == 1,
+            "{opt} {bad}: {err}"
+        );
+        assert!(!dir.exists(), "{opt} {bad} started a report");
+    }
+    // The same with `=`.
+    let out = triage(&["--duration=7q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// An hour at one-second intervals stays a small page: each chart keeps at most 2,000
+/// points a line (minimum and maximum of each bucket, so the spike survives), and the
+/// page stays under a megabyte.
+#[test]
+fn an_hour_long_recording_stays_a_small_page() {
+    if !need("triage::long", &["python3"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (t0, n) = (1_700_000_000_000u64, 3600u64);
+    let mut rec = vec![
+        r#"{"type":"entity","ts":1700000000000,"id":"m_host_m","kind":"host","machine_id":"m","keys":{"machine_id":"m"},"labels":{"hostname":"long"}}"#.to_string(),
+        r#"{"type":"entity","ts":1700000000000,"id":"m_cpu_total","kind":"cpu","machine_id":"m","keys":{"cpu":"total"}}"#.to_string(),
+        r#"{"type":"entity","ts":1700000000000,"id":"m_sli_7_server_10.0.0.1_80_http_*","kind":"sli","machine_id":"m","keys":{"tgid":7,"role":"server","server_ip":"10.0.0.1","server_port":80,"protocol":"http","method":"*"},"labels":{"comm":"web"}}"#.to_string(),
+    ];
+    for i in 0..n {
+        let ts = t0 + i * 1000;
+        // One spike, a single interval, in the middle: downsampling must keep it.
+        let p99 = if i == 1801 {
+            900.0
+        } else {
+            5.0 + (i % 7) as f64
+        };
+        rec.push(format!(
+            r#"{{"type":"status","ts":{ts},"tool":"gala-collect","probes":["cpu","l7"]}}"#
+        ));
+        rec.push(format!(r#"{{"type":"metric","ts":{ts},"id":"m_cpu_total","kind":"cpu","machine_id":"m","metrics":{{"util_pct":{}}}}}"#, 20 + i % 5));
+        rec.push(format!(
+            r#"{{"type":"metric","ts":{ts},"id":"m_sli_7_server_10.0.0.1_80_http_*","kind":"sli","machine_id":"m","metrics":{{"latency_p50":2.5,"latency_p99":{p99},"throughput_req":100,"err_ratio":0}}}}"#
+        ));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, (rec.join("\n") + "\n").as_bytes()).unwrap();
+    std::fs::write(dir.join("recording.ndjson.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(
+        dir.join("anomalies.ndjson"),
+        format!(
+            r#"{{"type":"anomaly","ts":{},"end":{},"id":"m_sli_7_server_10.0.0.1_80_http_*","kind":"sli","metric":"latency_p99","value":900,"expected":8,"score":0.9,"detector":"shift"}}"#,
+            t0 + 1801 * 1000,
+            t0 + 1801 * 1000
+        ),
+    )
+    .unwrap();
+    let out = Command::new("python3")
+        .arg(common::root().join("scripts/triage-report.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = read(dir, "index.html");
+    assert!(html.len() < 1 << 20, "index.html is {} bytes", html.len());
+    let data = html
+        .split("<script type=\"application/json\" id=\"gala-data\">")
+        .nth(1)
+        .and_then(|d| d.split("</script>").next())
+        .expect("the charts' data");
+    let data: Value = serde_json::from_str(data).unwrap();
+    let charts = data["charts"].as_array().unwrap();
+    assert!(!charts.is_empty());
+    for c in charts {
+        let points = c["x"].as_array().unwrap().len();
+        assert!(points <= 2000, "{}: {points} points", c["title"]);
+        assert!(points >= 1000, "{}: only {points} points", c["title"]);
+    }
+    let latency = charts
+        .iter()
+        .find(|c| c["title"] == "Latency")
+        .expect("a latency chart");
+    let p99 = latency["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["label"] == "p99")
+        .unwrap();
+    let max = p99["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .fold(0.0, f64::max);
+    assert_eq!(max, 900.0, "the spike is kept");
+    assert_eq!(
+        latency["bands"].as_array().unwrap().len(),
+        1,
+        "{}",
+        latency["bands"]
     );
 }
 
@@ -418,7 +765,11 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
     assert_eq!(read(&dir, "scope.txt").trim(), "full");
     let html = read(&dir, "index.html");
     assert_self_contained(&html);
-    let seen = browse(&dir);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("verdict: "),
+        "no verdict on stdout"
+    );
+    let seen = browse(&dir, "live-cpu-hog");
     assert_renders(&seen, &["topology", "oncpu", "offcpu"]);
 
     // Two steps, each its own failure: gala-detect saw the service suffer (an anomaly on
@@ -465,6 +816,10 @@ fn injected_cpu_hog_is_named_at_the_top_of_the_report() {
             read(&dir, "causes.txt")
         );
     }
+    // A KPI anomaly is a band on that service's chart.
+    if read(&dir, "anomalies.ndjson").contains("\"kind\":\"sli\"") {
+        assert_kpi_band(&seen);
+    }
 }
 
 /// Without root: /proc probes only, and the page says so before anything else.
@@ -497,6 +852,12 @@ fn unprivileged_run_uses_proc_probes_and_says_so() {
         )
         .unwrap();
     }
+    let vendor = place.join("scripts/vendor/uplot");
+    std::fs::create_dir_all(&vendor).unwrap();
+    for f in std::fs::read_dir(common::root().join("scripts/vendor/uplot")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, vendor.join(f.file_name().unwrap())).unwrap();
+    }
     let out_dir = place.join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let dir = out_dir.join("report");
@@ -509,7 +870,7 @@ fn unprivileged_run_uses_proc_probes_and_says_so() {
     } else {
         Command::new(&script)
     };
-    cmd.args(["--duration", "4", "--interval", "1s", "--out"])
+    cmd.args(["--duration", "4s", "--interval", "1s", "--out"])
         .arg(&dir)
         .env("GALA_BIN", place.join("bin"));
     check_ran(&cmd.output().unwrap());

@@ -215,11 +215,13 @@ FIGURES_JS = """
     const shown = box(document.querySelector(`.flamebox[data-kind=${kind}]`) || el);
     return Object.assign(shown, {loaded: el.complete && el.naturalWidth > 0}); };
   // A uPlot chart: its placeholder holds the .uplot root, which the page's drawing
-  // code marks with the bands and onset it painted.
+  // code marks with the bands and onset it painted. Its box is the plot area (.u-over),
+  // where only lines and bands stand out: title, axes and legend are there empty or not.
   const charts = [...document.querySelectorAll('div.chart')].map(el => {
     const root = el.querySelector('.uplot');
-    return Object.assign(box(root || el), {
+    return Object.assign(box((root && root.querySelector('.u-over')) || el), {
       group: ['kpi', 'use', 'finding'].find(g => el.classList.contains(g)) || '',
+      resource: el.dataset.resource || '',
       title: el.dataset.title || '',
       drawn: !!(root && root.querySelector('canvas')),
       lines: Number(el.dataset.series || 0),
