@@ -181,13 +181,6 @@ def incidents(records):
     return list(by_key.values())
 
 
-def inline_svg(path):
-    """An SVG file's markup for inlining (XML prologue and doctype dropped)."""
-    text = read_text(path)
-    i = text.find("<svg")
-    return text[i:] if i >= 0 else ""
-
-
 PLURAL = {"proc": "processes", "thread": "threads", "cpu": "CPUs", "disk": "disks", "block": "block devices",
           "fs": "file systems", "nic": "NICs", "qdisc": "qdiscs", "tcp_link": "TCP links", "endpoint": "endpoints",
           "sli": "SLIs", "container": "containers", "host": "hosts", "mem": "memory", "runtime": "runtimes"}
