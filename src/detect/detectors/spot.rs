@@ -127,7 +127,7 @@ pub struct Spot {
     /// The current run of points beyond a threshold, as (residual, beyond up, beyond
     /// down), while it is short enough to be a blip.
     #[serde(default)]
-    run: Vec<(f64, bool, bool)>,
+    run: Blip,
     /// The current run outgrew a blip: it is an incident, never learned.
     #[serde(default)]
     sustained: bool,
@@ -136,7 +136,7 @@ pub struct Spot {
     #[serde(default)]
     judged: u64,
     #[serde(default)]
-    last_blip: Option<(u64, Vec<(f64, bool, bool)>)>,
+    last_blip: Option<(u64, Blip)>,
 }
 
 /// Points beyond the threshold in a row that still make a blip. A bursty series (disk
@@ -148,6 +148,9 @@ pub struct Spot {
 /// does a run longer than this: a change of behaviour, which must keep alarming, as in
 /// SPOT.
 const BLIP_POINTS: usize = 2;
+
+/// Points of a run beyond a threshold: (residual, beyond the upper, beyond the lower).
+type Blip = Vec<(f64, bool, bool)>;
 
 impl Spot {
     pub fn new(dir: Direction, p: &Params) -> Spot {
