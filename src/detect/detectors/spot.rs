@@ -86,6 +86,15 @@ impl Tail {
         };
     }
 
+    /// Learns a value that was beyond z after all (a blip that the series makes often).
+    fn learn(&mut self, v: f64, q: f64) {
+        self.n += 1.0;
+        if v > self.t {
+            self.add_peak(v - self.t);
+            self.refit(q);
+        }
+    }
+
     /// Judges an oriented value; learns from it unless it is beyond z. Returns how far it
     /// is beyond `t` in units of `z − t`.
     pub fn step(&mut self, v: f64, q: f64, min_gap: f64) -> f64 {
@@ -115,7 +124,33 @@ pub struct Spot {
     calibration: Vec<f64>,
     up: Option<Tail>,
     down: Option<Tail>,
+    /// The current run of points beyond a threshold, as (residual, beyond up, beyond
+    /// down), while it is short enough to be a blip.
+    #[serde(default)]
+    run: Blip,
+    /// The current run outgrew a blip: it is an incident, never learned.
+    #[serde(default)]
+    sustained: bool,
+    /// Points judged so far, and the previous blip: when it ended and its points while
+    /// they are not learned yet.
+    #[serde(default)]
+    judged: u64,
+    #[serde(default)]
+    last_blip: Option<(u64, Blip)>,
 }
+
+/// Points beyond the threshold in a row that still make a blip. A bursty series (disk
+/// writes, tweet counts) goes beyond a threshold fitted on its quieter stretches again and
+/// again for a point or two. A blip that recurs — another one ended within `init` points
+/// before it — is learned into the tail with its predecessor, so the threshold rises until
+/// bursts of that size are no longer rare and only a larger or longer one alarms. A lone
+/// blip stays out of the model (one extreme point would drag a moment fit far up), and so
+/// does a run longer than this: a change of behaviour, which must keep alarming, as in
+/// SPOT.
+const BLIP_POINTS: usize = 2;
+
+/// Points of a run beyond a threshold: (residual, beyond the upper, beyond the lower).
+type Blip = Vec<(f64, bool, bool)>;
 
 impl Spot {
     pub fn new(dir: Direction, p: &Params) -> Spot {
@@ -130,6 +165,10 @@ impl Spot {
             calibration: Vec::new(),
             up: None,
             down: None,
+            run: Vec::new(),
+            sustained: false,
+            judged: 0,
+            last_blip: None,
         }
     }
 
@@ -173,10 +212,18 @@ impl Spot {
             return None;
         }
         let (q, gap) = (self.q, self.min_std);
+        self.judged += 1;
         let up = self.up.as_mut().map_or(0.0, |t| t.step(r, q, gap));
         let down = self.down.as_mut().map_or(0.0, |t| t.step(-r, q, gap));
         if up.max(down) < 1.0 {
             self.learn_level(x);
+            self.end_run();
+        } else if !self.sustained {
+            self.run.push((r, up >= 1.0, down >= 1.0));
+            if self.run.len() > BLIP_POINTS {
+                self.run.clear();
+                self.sustained = true;
+            }
         }
         let ratio = match self.dir {
             Direction::Up => up,
@@ -189,6 +236,38 @@ impl Spot {
             lower: self.down.as_ref().map_or(f64::NAN, |t| level - t.z),
             upper: self.up.as_ref().map_or(f64::NAN, |t| level + t.z),
         })
+    }
+
+    /// A normal point ends the current run. A blip that recurs is learned with the one
+    /// before it; a lone one is kept aside until the next.
+    fn end_run(&mut self) {
+        self.sustained = false;
+        if self.run.is_empty() {
+            return;
+        }
+        let run = std::mem::take(&mut self.run);
+        let recurs = self
+            .last_blip
+            .as_ref()
+            .is_some_and(|(at, _)| self.judged - at <= self.init as u64);
+        if !recurs {
+            self.last_blip = Some((self.judged, run));
+            return;
+        }
+        let earlier = self
+            .last_blip
+            .take()
+            .map(|(_, pts)| pts)
+            .unwrap_or_default();
+        for (r, up, down) in earlier.into_iter().chain(run) {
+            if let (true, Some(t)) = (up, self.up.as_mut()) {
+                t.learn(r, self.q);
+            }
+            if let (true, Some(t)) = (down, self.down.as_mut()) {
+                t.learn(-r, self.q);
+            }
+        }
+        self.last_blip = Some((self.judged, Vec::new()));
     }
 
     pub fn basis(&self) -> String {

@@ -349,3 +349,53 @@ fn extreme_values_give_scores_in_range_and_no_panic() {
         }
     }
 }
+
+/// A bursty series: quiet noise with a one-point burst of +12σ every 40 points (a flush, a
+/// batch). DSPOT calibrated on a stretch without bursts alarms on the first ones; once
+/// bursts are seen to recur, they are learned into the tail and stop alarming, while a
+/// burst three times larger still alarms, and a long shift beyond it is never learned.
+#[test]
+fn recurring_blips_become_normal_but_rarer_events_still_alarm() {
+    let mut xs = base(21);
+    let first_burst = 600;
+    for i in (first_burst..N).step_by(40) {
+        xs[i] += 12.0;
+    }
+    let big = 2201;
+    xs[big] += 36.0;
+    let shift = 2600;
+    xs[shift..].iter_mut().for_each(|x| *x += 45.0);
+    let p = Params {
+        init: Some(500),
+        q: Some(1e-3),
+        depth: Some(50),
+        ..Params::default()
+    };
+    let mut det = Detector::new(Kind::Spot, Direction::Both, &p).unwrap();
+    let hits = flagged(&mut det, &xs);
+    let early = hits.iter().filter(|&&i| i < first_burst + 400).count();
+    let late_bursts: Vec<usize> = hits
+        .iter()
+        .copied()
+        .filter(|&i| (first_burst + 400..shift).contains(&i) && i != big)
+        .collect();
+    let later = (shift - first_burst - 400) / 40;
+    println!(
+        "bursts alarmed: {early} of the first 10, {} of the next {later}",
+        late_bursts.len()
+    );
+    assert!(early >= 1, "the first bursts are rare events: {hits:?}");
+    // The tail's moment fit needs a few blips before it moves past them: a few late
+    // alarms, but a tenth of the rate at most (without learning, every burst alarms).
+    assert!(
+        late_bursts.len() * 10 <= later,
+        "recurring bursts still alarm: {late_bursts:?}"
+    );
+    assert!(hits.contains(&big), "a burst 3× larger went unseen");
+    let during_shift = hits.iter().filter(|&&i| i >= shift).count();
+    assert!(
+        during_shift >= 50,
+        "a sustained shift alarmed only {during_shift} of {} points",
+        N - shift
+    );
+}
