@@ -277,8 +277,20 @@ fn examples_in(cmd: &Command) -> Vec<Example> {
     out
 }
 
+/// Command lines and page names are read literally: left-aligned, never hyphenated.
+fn literal(r: &mut Roff, body: impl FnOnce(&mut Roff)) {
+    r.control("nh", []).control("ad", ["l"]);
+    body(r);
+    r.control("ad", ["b"]).control("hy", []);
+}
+
 fn examples_roff(examples: &[Example]) -> String {
     let mut r = Roff::new();
+    literal(&mut r, |r| examples_into(r, examples));
+    roff_body(&r)
+}
+
+fn examples_into(r: &mut Roff, examples: &[Example]) {
     for e in examples {
         r.control("TP", []);
         r.text([bold(e.line.as_str())]);
@@ -286,7 +298,6 @@ fn examples_roff(examples: &[Example]) -> String {
             r.text([roman(c.as_str())]);
         }
     }
-    roff_body(&r)
 }
 
 /// The exit statuses, from the `  CODE  meaning` lines of [`super::EXIT_STATUS_HELP`].
