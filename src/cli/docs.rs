@@ -164,13 +164,14 @@ fn man_page(
     let mut sections = split_sections(&mangen);
     sections.retain(|(heading, _)| heading != "EXTRA");
 
-    let mut own = Vec::new();
-    own.push(section("EXAMPLES", &examples_roff(&examples(cmd, parent))));
-    own.push(section("EXIT STATUS", &exit_status_roff()));
-    own.push(section(
-        "SEE ALSO",
-        &see_also_roff(&see_also(cmd, parent, subs, tools)),
-    ));
+    let own = vec![
+        section("EXAMPLES", &examples_roff(&examples(cmd, parent))),
+        section("EXIT STATUS", &exit_status_roff()),
+        section(
+            "SEE ALSO",
+            &see_also_roff(&see_also(cmd, parent, subs, tools)),
+        ),
+    ];
     let at = sections
         .iter()
         .position(|(h, _)| h == "VERSION" || h == "AUTHORS")
