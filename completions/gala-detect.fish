@@ -64,7 +64,7 @@ complete -c gala-detect -n "__fish_gala_detect_needs_command" -s h -l help -d 'P
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -s V -l version -d 'Print version'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -a "eval" -d 'Score the detectors on labelled data: the NAB score and SMD F1 / HitRate'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c gala-detect -n "__fish_gala_detect_using_subcommand eval" -l data -d 'The data folder holding nab/ and smd/' -r -F
+complete -c gala-detect -n "__fish_gala_detect_using_subcommand eval" -l data -d 'The data folder holding nab/ and smd/ (default: $GALA_DATA; one of the two is needed)' -r -F
 complete -c gala-detect -n "__fish_gala_detect_using_subcommand eval" -s v -l verbose -d 'Say more on stderr (repeat for more)'
 complete -c gala-detect -n "__fish_gala_detect_using_subcommand eval" -s q -l quiet -d 'Print only errors on stderr'
 complete -c gala-detect -n "__fish_gala_detect_using_subcommand eval" -s h -l help -d 'Print help'

@@ -62,7 +62,7 @@ gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
         case $line[2] in
             (eval)
 _arguments "${_arguments_options[@]}" : \
-'--data=[The data folder holding nab/ and smd/]:DIR:_files' \
+'--data=[The data folder holding nab/ and smd/ (default\: \$GALA_DATA; one of the two is needed)]:DIR:_files' \
 '*-v[Say more on stderr (repeat for more)]' \
 '*--verbose[Say more on stderr (repeat for more)]' \
 '(-v --verbose)-q[Print only errors on stderr]' \

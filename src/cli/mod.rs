@@ -68,12 +68,17 @@ pub struct Verbosity {
     pub quiet: bool,
 }
 
-/// The EXIT STATUS text every man page carries.
+/// The exit statuses, shown by every tool's `--help` and, one `  CODE  meaning` line
+/// each (an indented line without a code continues the one above), by every man page's
+/// EXIT STATUS section (src/cli/docs.rs reads it).
 pub const EXIT_STATUS_HELP: &str = "\
-Exit status: 0 success (also when the reader of the output went away, as with `| head`); \
-1 nothing found, where the tool says so; 2 an error, or bad input lines that were reported \
-and skipped; 130 after SIGINT and 143 after SIGTERM (the current record is finished and \
-the output flushed first; a second signal ends the tool at once).";
+Exit status:
+  0    success, also when the reader of the output went away (as with `| head`)
+  1    nothing found, where the tool says so
+  2    an error, or bad input lines that were reported and skipped
+  130  interrupted by SIGINT: the current record is finished and the output flushed
+       first; a second signal ends the tool at once
+  143  terminated by SIGTERM, the same way";
 
 /// Runs a tool's body and turns its outcome into the process exit status. Errors print as
 /// one line, `tool: message: cause`; a broken pipe is a quiet success; a pending SIGINT or

@@ -12,6 +12,7 @@ Examples:
   sudo gala-collect --duration 30s --summary -o host.ndjson.gz   # what did this machine do?
   sudo gala-collect --probes host,proc --interval 1s --count 10 -o snap.ndjson.gz
   gala-collect --list-probes            # every probe, its entity kinds and metrics
+  sudo gala-collect doctor              # what this kernel supports, so which probes run
   gala-collect --comm 'redis|nginx' --duration 30s | jq -c 'select(.kind==\"proc\")'";
 
 /// Observe this machine: hosts, processes, containers, disks, links, as NDJSON records.

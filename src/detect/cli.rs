@@ -13,7 +13,7 @@ Examples:
   gala-collect -i 5s | gala-detect --model host.model --only --format text
   gala-detect --input-format csv --format text machine_temperature_system_failure.csv
   gala-detect --input-format csv --multivariate --baseline train/m.txt test/m.txt
-  gala-detect eval all --data /work/shared/data     # NAB score and SMD F1";
+  gala-detect eval all --data bench/    # NAB score and SMD F1 on bench/nab and bench/smd";
 
 /// Find anomalies in metric streams: system rules, per-KPI detectors, multivariate.
 ///
@@ -127,9 +127,10 @@ pub struct EvalArgs {
     #[arg(value_enum)]
     pub bench: Bench,
 
-    /// The data folder holding nab/ and smd/.
-    #[arg(long, default_value = "/work/shared/data", value_name = "DIR")]
-    pub data: PathBuf,
+    /// The data folder holding nab/ and smd/ (default: $GALA_DATA; one of the two is
+    /// needed).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

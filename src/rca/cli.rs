@@ -16,6 +16,7 @@ Examples:
   gala-rca recording.ndjson.gz --kpi sli:latency_avg --settle 1m --only
   gala-rca --input-format csv data.csv --anomaly-start 1692569325 --format text
   gala-rca --input-format csv --baseline normal.csv incident.csv
+  gala-rca synth cases/ --cases 50      # synthetic labelled cases, one fault each
   gala-rca eval cases/                  # AC@1, AC@3, Avg@5 per system and fault type";
 
 /// Find the root cause of each KPI anomaly: the entity and metric behind it, the path from

@@ -210,11 +210,11 @@ pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
     let spec = &cfg.series.spec;
     let _ = writeln!(
         s,
-        "NAB ({} files, detector {} {:?} {:?}; decisions = incident onsets, no threshold sweep)",
+        "NAB ({} files; detector {}, direction {}, {}; decisions = incident onsets, no threshold sweep)",
         files.len(),
         spec.detector.name(),
-        spec.direction,
-        spec.params
+        super::direction_name(spec.direction),
+        super::describe_params(&spec.params)
     );
     for (f, d) in files.iter().zip(&detections) {
         let (raw, tp, fp) = score_file(f, d, STANDARD);

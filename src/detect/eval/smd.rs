@@ -291,9 +291,9 @@ pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "SMD ({} machines; multivariate {:?}; fitted on train/, threshold = SPOT on training scores, causal on test/)",
+        "SMD ({} machines; multivariate detector, {}; fitted on train/, threshold = SPOT on training scores, causal on test/)",
         machines.len(),
-        cfg.multivariate.params
+        super::describe_params(&cfg.multivariate.params)
     );
     let (mut point, mut adjusted) = (Counts::default(), Counts::default());
     let (mut hsum100, mut hsum150, mut hn) = (0.0, 0.0, 0usize);
