@@ -56,8 +56,9 @@ pub struct Scored {
     pub score: f64,
     pub class: u8,
     pub corr: Option<f64>,
-    /// magnitude, direction, earliness, correlation, detector: `score` is their product.
-    pub factors: [f64; 5],
+    /// magnitude, direction, earliness, correlation, detector, place: `score` is their
+    /// product.
+    pub factors: [f64; 6],
 }
 
 /// What a process or container shows of memory pressure or use: its reclaim stalls,
@@ -74,6 +75,39 @@ fn is_memory(metric: &str) -> bool {
     ]
     .iter()
     .any(|w| metric.contains(w))
+}
+
+/// How much a rise in a host-local link's round-trip time counts as a cause. A connection
+/// whose two ends are on this host (loopback, or the host's own address) crosses no wire:
+/// its RTT is the time the other end takes to acknowledge, so it rises when that end is
+/// starved of CPU or stalled (a CPU hog beside a loopback service put the service's own
+/// link's RTT ×34 first, above the hog), and packets lost on the way show as
+/// retransmits, a cause of their own. It is still a cause when nothing else explains the
+/// KPI (a delay queued on lo): halved, not dropped.
+const LOCAL_RTT_PRIOR: f64 = 0.5;
+
+fn is_round_trip(metric: &str) -> bool {
+    metric.to_ascii_lowercase().contains("rtt")
+}
+
+/// A link whose ends are both loopback addresses, or one and the same address.
+fn never_leaves_host(e: &crate::record::Entity) -> bool {
+    let ip = |k: &str| {
+        e.keys
+            .get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+    };
+    let loopback = |a: std::net::IpAddr| match a {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        a => a.is_loopback(),
+    };
+    match (ip("client_ip"), ip("server_ip")) {
+        (Some(c), Some(s)) => c == s || (loopback(c) && loopback(s)),
+        _ => false,
+    }
 }
 
 /// The keyword gala-inference gives a cause: what kind of resource to look at.
@@ -501,6 +535,14 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                 // A cause moves with the KPI; a neighbour's unrelated noise does not.
                 corr.map_or(0.75, |c| 0.5 + 0.5 * c.abs()),
                 if flagged.is_some() { 1.0 } else { 0.9 },
+                if g.kinds[i] == kind::TCP_LINK
+                    && is_round_trip(metric)
+                    && store.entities.get(&g.ids[i]).is_some_and(never_leaves_host)
+                {
+                    LOCAL_RTT_PRIOR
+                } else {
+                    1.0
+                },
             ];
             let cand = Scored {
                 metric: metric.clone(),
@@ -997,11 +1039,16 @@ fn describe(s: &Scored, rule: Option<&str>, explained: bool) -> String {
     if s.factors[1] < 0.5 {
         d.push_str(", moved in its harmless direction");
     }
-    let [m, dir, early, corr, det] = s.factors;
+    let [m, dir, early, corr, det, place] = s.factors;
     d.push_str(&format!(
         "; score {:.2} = magnitude {m:.2} × direction {dir:.2} × earliness {early:.2} × correlation {corr:.2} × detector {det:.2}",
         s.score
     ));
+    if place < 1.0 {
+        d.push_str(&format!(
+            " × {place:.2} (round trip on a link that never leaves the host)"
+        ));
+    }
     if explained {
         d.push_str(", itself explained by an earlier upstream change");
     }

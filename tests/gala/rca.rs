@@ -709,3 +709,44 @@ fn a_squeezed_link_ranks_above_the_waits_of_its_process() {
     assert_eq!(causes[0].id, link, "{causes:#?}");
     assert_eq!(causes[0].keyword, "network");
 }
+
+/// A real recording (tests/data/triage/cpu-hog.ndjson.gz: stress-ng on the CPU of a
+/// Python HTTP service on loopback) through the whole pipeline: the hog ranks first for
+/// the service's own KPI, above the service's loopback link, whose RTT (×34) only says
+/// that the starved server was slow to acknowledge.
+#[test]
+fn a_cpu_hog_outranks_its_victims_loopback_rtt() {
+    let rec = crate::common::root().join("tests/data/triage/cpu-hog.ndjson.gz");
+    let topo = run("gala-topo", &[rec.to_str().unwrap()], None);
+    assert!(
+        topo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&topo.stderr)
+    );
+    let detect = run("gala-detect", &[], Some(&topo.stdout));
+    assert!(
+        detect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&detect.stderr)
+    );
+    let rca = run("gala-rca", &["--only"], Some(&detect.stdout));
+    let causes = ndjson(&rca.stdout);
+    let server_kpi = |c: &&Value| {
+        c["kpi"]["id"]
+            .as_str()
+            .is_some_and(|id| id.contains("_sli_17799_server_") && id.ends_with("_*"))
+            && c["kpi"]["metric"] == "latency_avg"
+    };
+    let first = causes
+        .iter()
+        .filter(server_kpi)
+        .find(|c| c["rank"] == 1)
+        .unwrap_or_else(|| panic!("no cause for the service's latency: {causes:?}"));
+    let hogs = ["_proc_18305", "_proc_18306", "_proc_18307", "_proc_18308"];
+    let id = first["id"].as_str().unwrap_or_default();
+    assert!(
+        hogs.iter().any(|h| id.ends_with(h)),
+        "#1 is {id} {}, not stress-ng",
+        first["metric"]
+    );
+}
