@@ -1016,7 +1016,8 @@ fn a_symlinked_program_is_named_as_started_not_after_its_target() {
     let target = std::fs::canonicalize("/bin/sleep").unwrap();
     std::os::unix::fs::symlink(&target, &link).unwrap();
     let mut child = Command::new(&link).arg("30").spawn().unwrap();
-    let pid = child.id().to_string();
+    let child_pid = child.id();
+    let pid = child_pid.to_string();
     let collect = Command::new(crate::common::bin("gala-collect"))
         .args([
             "--probes",
@@ -1041,7 +1042,7 @@ fn a_symlinked_program_is_named_as_started_not_after_its_target() {
     // What the kernel says: the exe is the target, the comm the link's name cut short.
     let proc = recs
         .iter()
-        .find(|r| r["kind"] == "proc" && r["keys"]["tgid"].to_string() == pid)
+        .find(|r| r["kind"] == "proc" && r["keys"]["tgid"].as_u64() == Some(u64::from(child_pid)))
         .unwrap_or_else(|| panic!("no proc {pid}"));
     assert_eq!(proc["labels"]["exe"], target.to_str().unwrap());
     assert_eq!(proc["labels"]["comm"], &name[..15]);
