@@ -213,8 +213,9 @@ impl Graph {
     }
 
     /// Leaves out the nodes in `hide`, what belongs to them (a process's threads and
-    /// links), the appinstances left without a process, and their edges.
-    pub fn hide(&mut self, hide: &HashSet<String>) {
+    /// links), the appinstances left without a process (but those in `keep`), and their
+    /// edges.
+    pub fn hide(&mut self, hide: &HashSet<String>, keep: &[String]) {
         if hide.is_empty() {
             return;
         }
@@ -237,7 +238,7 @@ impl Graph {
         gone.extend(
             members
                 .into_iter()
-                .filter(|(_, (all, hidden))| all == hidden)
+                .filter(|(app, (all, hidden))| all == hidden && !keep.iter().any(|k| k == app))
                 .map(|(app, _)| app.to_string()),
         );
         self.nodes.retain(|id, _| !gone.contains(id));
@@ -394,9 +395,14 @@ mod tests {
         for e in &mut g.edges[1..] {
             e.rel = rel::BELONGS_TO;
         }
-        g.hide(&HashSet::from(["k".to_string()]));
+        let mut kept = g.clone();
+        g.hide(&HashSet::from(["k".to_string()]), &[]);
         assert_eq!(g.sorted_nodes().len(), 1);
         assert!(g.edges.is_empty());
+        // An appinstance asked for stays, without its hidden processes.
+        kept.hide(&HashSet::from(["k".to_string()]), &["ka".to_string()]);
+        let left: Vec<&str> = kept.sorted_nodes().iter().map(|n| n.0.as_str()).collect();
+        assert_eq!(left, ["h", "ka"]);
     }
 
     #[test]

@@ -501,7 +501,7 @@ fn view(mut g: Graph, state: &State, opts: &Options) -> anyhow::Result<Graph> {
                 .filter(|id| !asked.contains(id))
                 .cloned()
                 .collect();
-            g.hide(&hide);
+            g.hide(&hide, &asked);
         }
     }
     if let Some(f) = &opts.focus {
