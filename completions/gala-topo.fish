@@ -12,14 +12,15 @@ complete -c gala-topo -s l -l layer -d 'Only these layers, comma-separated (defa
 app\t'Application instance to application instance'
 host\t'Host to host'
 vertical\t'What runs on or belongs to what'"
-complete -c gala-topo -l focus -d 'Only what lies within --depth edges of this entity id, whichever way they point' -r
-complete -c gala-topo -l depth -d 'How far from --focus to go' -r
-complete -c gala-topo -l at -d 'One snapshot as of this time (ms since the epoch), from a recording: records after it are not used, and only the snapshot is written' -r
+complete -c gala-topo -l focus -d 'Only what lies within --depth edges of this entity (an id, or a process, app or host name)' -r
+complete -c gala-topo -l depth -d 'How far from --focus to go, in edges' -r
+complete -c gala-topo -l at -d 'One snapshot as of this time (ms since the epoch, or ISO 8601 such as 2026-12-06T10:15:03Z), from a recording: records after it are not used, and only the snapshot is written' -r
 complete -c gala-topo -l expire -d 'Drop an entity, and its edges, after this many intervals of its machine without a sighting; 0 keeps everything (memory then grows with every entity ever seen)' -r
 complete -c gala-topo -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
 complete -c gala-topo -l strict -d 'Stop at the first bad input line instead of reporting and skipping it'
 complete -c gala-topo -l only -d 'Print only gala-topo\'s own records, not the input\'s (NDJSON)'
 complete -c gala-topo -l detail -d 'Also draw per-flow and per-thread nodes (tcp_link, lb_link, thread, endpoint, sli, dns) in dot, mermaid, json and text, which leave them out by default'
+complete -c gala-topo -l kernel-threads -d 'Also draw kernel threads (kthreadd and its children: kworkers, ksoftirqd…) in dot, mermaid, json and text, which leave them out by default; NDJSON always has them'
 complete -c gala-topo -l line-buffered -d 'Flush after every line, for live pipes (output to a terminal always is)'
 complete -c gala-topo -s v -l verbose -d 'Say more on stderr (repeat for more)'
 complete -c gala-topo -s q -l quiet -d 'Print only errors on stderr'

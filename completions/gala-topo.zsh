@@ -30,15 +30,16 @@ vertical\:"What runs on or belongs to what"))' \
 app\:"Application instance to application instance"
 host\:"Host to host"
 vertical\:"What runs on or belongs to what"))' \
-'--focus=[Only what lies within --depth edges of this entity id, whichever way they point]:ENTITY_ID:_default' \
-'--depth=[How far from --focus to go]:N:_default' \
-'--at=[One snapshot as of this time (ms since the epoch), from a recording\: records after it are not used, and only the snapshot is written]:TS:_default' \
+'--focus=[Only what lies within --depth edges of this entity (an id, or a process, app or host name)]:ID:_default' \
+'--depth=[How far from --focus to go, in edges]:N:_default' \
+'--at=[One snapshot as of this time (ms since the epoch, or ISO 8601 such as 2026-12-06T10\:15\:03Z), from a recording\: records after it are not used, and only the snapshot is written]:TIME:_default' \
 '--expire=[Drop an entity, and its edges, after this many intervals of its machine without a sighting; 0 keeps everything (memory then grows with every entity ever seen)]:N:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--strict[Stop at the first bad input line instead of reporting and skipping it]' \
 '--only[Print only gala-topo'\''s own records, not the input'\''s (NDJSON)]' \
 '--detail[Also draw per-flow and per-thread nodes (tcp_link, lb_link, thread, endpoint, sli, dns) in dot, mermaid, json and text, which leave them out by default]' \
+'--kernel-threads[Also draw kernel threads (kthreadd and its children\: kworkers, ksoftirqd…) in dot, mermaid, json and text, which leave them out by default; NDJSON always has them]' \
 '--line-buffered[Flush after every line, for live pipes (output to a terminal always is)]' \
 '*-v[Say more on stderr (repeat for more)]' \
 '*--verbose[Say more on stderr (repeat for more)]' \

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::record::time::iso;
 use crate::record::{Anomaly, Fields};
 
 /// A value with its unit, scaled for a person: 48000 us → "48 ms".
@@ -84,7 +85,7 @@ pub fn span(secs: i64) -> String {
     format!("{secs}s")
 }
 
-/// `ts` in ms as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// `ts` in ms as `YYYY-MM-DD HH:MM:SS` (UTC), as gala-anteater writes it in its messages.
 pub fn timestamp(ts: i64) -> String {
     let secs = ts.div_euclid(1000);
     let days = secs.div_euclid(86400);
@@ -123,11 +124,11 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// One terminal line per anomaly record.
+/// One terminal line per anomaly record, its times in ISO 8601 (UTC).
 pub fn text_line(a: &Anomaly) -> String {
-    let when = timestamp(a.ts);
+    let when = iso(a.ts);
     let state = match a.end {
-        Some(end) => format!("ended {} ({} long)", timestamp(end), span_ms(end - a.ts)),
+        Some(end) => format!("ended {} ({} long)", iso(end), span_ms(end - a.ts)),
         None => "open".to_string(),
     };
     format!(
@@ -240,6 +241,21 @@ mod tests {
         assert_eq!(num(73.9673), "74");
         assert_eq!(span(86400), "1d");
         assert_eq!(span(900), "15m");
+    }
+
+    #[test]
+    fn text_lines_show_times_in_iso_8601() {
+        let a: Anomaly = serde_json::from_value(json!({
+            "ts": 1_386_018_900_000i64, "id": "m_proc_1", "kind": "proc", "metric": "cpu_pct",
+            "score": 0.9, "end": 1_386_019_020_000i64
+        }))
+        .unwrap();
+        let line = text_line(&a);
+        assert!(line.starts_with("2013-12-02T21:15:00Z "), "{line}");
+        assert!(
+            line.contains("ended 2013-12-02T21:17:00Z (2m00s long)"),
+            "{line}"
+        );
     }
 
     #[test]

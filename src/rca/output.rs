@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::infer::Inference;
 use super::store::Store;
+use crate::record::time::iso;
 use crate::record::{kind, Evidence};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,12 +16,6 @@ pub enum Format {
     Text,
     /// gala-inference's Kafka message, one JSON object per KPI anomaly.
     Gala,
-}
-
-/// `HH:MM:SS` (UTC) of a time in ms.
-pub fn clock(ms: i64) -> String {
-    let s = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// A name a person recognises: `redis-server (pid 123)`, `disk sda`, `cpu 1`…
@@ -109,7 +104,7 @@ pub fn text(store: &Store, inf: &Inference) -> String {
         },
         describe_entity(store, &kpi.id),
         kpi.metric,
-        clock(kpi.ts),
+        iso(kpi.ts),
         kpi.id
     );
     if inf.causes.is_empty() {
@@ -127,7 +122,7 @@ pub fn text(store: &Store, inf: &Inference) -> String {
                     e.metric,
                     change(e),
                     e.since
-                        .map(|s| format!(" since {}", clock(s)))
+                        .map(|s| format!(" since {}", iso(s)))
                         .unwrap_or_default()
                 )
             })

@@ -1,17 +1,22 @@
 //! Application instances: the processes of one machine that make up one running program.
 //!
-//! The rule: two processes on the same machine belong to the same appinstance when they
-//! run the same program (`labels.exe`, else `labels.comm`) in the same container (or both
-//! outside any), and either share a process group (`labels.pgid`: a server and the workers
-//! it forked, as nginx, postgres or gunicorn run) or have command lines of the same shape
-//! (`labels.cmdline` with every run of digits masked: `worker 1` and `worker 2`,
-//! `redis-server *:6379` and `*:6380`; an empty one, as kernel threads have, is a shape
-//! too). A process without `exe` (a kernel thread) runs the program named by its comm with
-//! the digits masked, so the kworkers of one kind are one appinstance. The relation is closed transitively, so a master and
-//! its workers with different command lines still end up together through their group.
-//! A process that matches no other is an appinstance of its own.
+//! A process is named the way an operator knows it ([`process_name`]): by its comm, or by
+//! its argv[0]'s base name where the comm is that name cut to the kernel's 15 bytes; not by
+//! `labels.exe`, which is the symlink's target (`redis-server` runs
+//! /usr/bin/redis-check-rdb on Debian).
 //!
-//! The appinstance id is `<machine>_appinstance_<program>_<container>_<lowest tgid>`: the
+//! The rule: two processes on the same machine belong to the same appinstance when they
+//! have the same name in the same container (or both outside any), and either share a
+//! process group (`labels.pgid`: a server and the workers it forked, as nginx, postgres or
+//! gunicorn run) or have command lines of the same shape (`labels.cmdline` with every run
+//! of digits masked: `worker 1` and `worker 2`, `redis-server *:6379` and `*:6380`; an
+//! empty one, as kernel threads have, is a shape too). A kernel thread's name has its
+//! digits masked, so the kworkers of one kind are one appinstance. The relation is closed
+//! transitively, so a master and its workers with different command lines still end up
+//! together through their group. A process that matches no other is an appinstance of its
+//! own.
+//!
+//! The appinstance id is `<machine>_appinstance_<name>_<container>_<lowest tgid>`: the
 //! lowest tgid is normally the group's leader, so the id stays while workers come and go.
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,11 +42,12 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
     // Buckets of processes that run the same program in the same place.
     let mut buckets: BTreeMap<(&str, String, String), Vec<usize>> = BTreeMap::new();
     for (i, (_, e)) in procs.iter().enumerate() {
-        // Without an executable (kernel threads), the comm with its numbers masked:
-        // kworker/0:1-events and kworker/1:2-events are one program.
-        let program = match get(e, "exe") {
-            Some(exe) => exe.into_owned(),
-            None => shape(&get(e, "comm").unwrap_or_default()),
+        // A kernel thread's name with its numbers masked: kworker/0:1-events and
+        // kworker/1:2-events are one program.
+        let program = if is_kernel_thread(e) {
+            shape(&process_name(e))
+        } else {
+            process_name(e)
         };
         let container = get(e, "container_id")
             .map(|s| s.into_owned())
@@ -77,11 +83,7 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
                 .filter_map(|&i| get_uint(procs[i].1, "tgid"))
                 .collect();
             let leader = tgids.iter().min().copied().unwrap_or(0);
-            let name = if program.starts_with('/') {
-                program.rsplit('/').next().unwrap_or(&program).to_string()
-            } else {
-                program.clone()
-            };
+            let name = program.clone();
             let short: String = container.chars().take(12).collect();
             let id = entity_id(
                 machine,
@@ -93,8 +95,9 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
             keys.insert("container_id".into(), Value::String(short));
             keys.insert("tgid".into(), json!(leader));
             let mut labels = Fields::new();
-            if program.starts_with('/') {
-                labels.insert("exe".into(), Value::String(program.clone()));
+            // The leader's executable, for whoever wants the file (names come from above).
+            if let Some(exe) = group.iter().find_map(|&i| get(procs[i].1, "exe")) {
+                labels.insert("exe".into(), Value::String(exe.into_owned()));
             }
             labels.insert("procs".into(), json!(group.len()));
             apps.push(App {
@@ -107,6 +110,60 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
         }
     }
     apps
+}
+
+/// The name an operator knows a process by: its comm, unless the comm is argv[0]'s base
+/// name cut to the kernel's 15 bytes, when it is that base name (`gala-collect-te` is
+/// `gala-collect-test`). Not the executable: a symlinked program (`redis-server` →
+/// `redis-check-rdb`) runs under the symlink's name, which is what its comm holds.
+/// Without a comm, argv[0]'s base name, else the executable's, else nothing.
+pub fn process_name(e: &Entity) -> String {
+    let argv0 = argv0_base(e);
+    match get(e, "comm") {
+        Some(comm) => match argv0 {
+            Some(a) if comm.len() == COMM_LEN && a.len() > comm.len() && a.starts_with(&*comm) => {
+                a.to_string()
+            }
+            _ => comm.into_owned(),
+        },
+        None => argv0
+            .map(str::to_string)
+            .or_else(|| get(e, "exe").and_then(|x| x.rsplit('/').next().map(str::to_string)))
+            .unwrap_or_default(),
+    }
+}
+
+/// The longest comm the kernel keeps (TASK_COMM_LEN less its NUL).
+const COMM_LEN: usize = 15;
+
+/// The base name of argv[0]: the command line's first word (the collector joins the
+/// arguments with spaces; a redacted command line keeps argv[0] as it is).
+fn argv0_base(e: &Entity) -> Option<&str> {
+    let cmd = match e.labels.get("cmdline") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return None,
+    };
+    let first = cmd.split_ascii_whitespace().next()?;
+    first.rsplit('/').next().filter(|b| !b.is_empty())
+}
+
+/// True for a kernel thread: kthreadd (tgid 2) and its children (`labels.ppid` 2); in a
+/// recording without ppid, a process with neither an executable nor a command line (what
+/// /proc shows of a kernel thread).
+pub fn is_kernel_thread(e: &Entity) -> bool {
+    if e.kind != "proc" {
+        return false;
+    }
+    if get_uint(e, "tgid") == Some(2) {
+        return true;
+    }
+    match get_uint(e, "ppid") {
+        Some(ppid) => ppid == 2,
+        None => {
+            get(e, "exe").is_none()
+                && matches!(e.labels.get("cmdline"), Some(Value::String(s)) if s.is_empty())
+        }
+    }
 }
 
 /// A command line with runs of digits masked, so instances differing only in numbers
@@ -162,11 +219,76 @@ mod tests {
         assert_eq!(shape("worker 12 of 3"), "worker # of #");
     }
 
+    fn proc(s: &mut State, tgid: u32, labels: &str) -> String {
+        let id = format!("m_proc_{tgid}");
+        s.entity(
+            &id,
+            "proc",
+            "m",
+            &format!(r#"{{"tgid":{tgid}}}"#),
+            Some(labels),
+        )
+        .unwrap();
+        id
+    }
+
+    #[test]
+    fn processes_are_named_by_comm_or_argv0_not_by_the_symlink_target() {
+        let mut s = State::new(0);
+        let cases = [
+            (
+                r#"{"comm":"redis-server","exe":"/usr/bin/redis-check-rdb","cmdline":"/usr/bin/redis-server 127.0.0.1:6379"}"#,
+                "redis-server",
+            ),
+            // A comm cut to 15 bytes: argv[0] has the whole name.
+            (
+                r#"{"comm":"gala-collect-te","exe":"/x/gala-collect-test","cmdline":"./gala-collect-test -n 1"}"#,
+                "gala-collect-test",
+            ),
+            // A process that renamed itself: the comm, not argv[0].
+            (
+                r#"{"comm":"nginx","cmdline":"nginx: master process /usr/sbin/nginx"}"#,
+                "nginx",
+            ),
+            (r#"{"cmdline":"/opt/bin/server --port 1"}"#, "server"),
+            (r#"{"exe":"/usr/bin/sleep"}"#, "sleep"),
+        ];
+        for (i, (labels, want)) in cases.iter().enumerate() {
+            let id = proc(&mut s, 10 + i as u32, labels);
+            assert_eq!(process_name(s.get(&id).unwrap()), *want, "{labels}");
+        }
+    }
+
+    #[test]
+    fn kernel_threads_are_kthreadd_and_its_children() {
+        let mut s = State::new(0);
+        let kthreadd = proc(&mut s, 2, r#"{"comm":"kthreadd","ppid":0,"cmdline":""}"#);
+        let kworker = proc(
+            &mut s,
+            50,
+            r#"{"comm":"kworker/0:1","ppid":2,"cmdline":""}"#,
+        );
+        let init = proc(
+            &mut s,
+            1,
+            r#"{"comm":"systemd","ppid":0,"exe":"/usr/lib/systemd/systemd","cmdline":"/sbin/init"}"#,
+        );
+        // Another user's process read without root: no exe, but a command line.
+        let other = proc(&mut s, 60, r#"{"comm":"bash","ppid":1,"cmdline":"bash"}"#);
+        // A recording without ppid: no exe and an empty command line.
+        let old = proc(&mut s, 70, r#"{"comm":"ksoftirqd/0","cmdline":""}"#);
+        let kt = |id: &str| is_kernel_thread(s.get(id).unwrap());
+        assert!(kt(&kthreadd) && kt(&kworker) && kt(&old));
+        assert!(!kt(&init) && !kt(&other));
+    }
+
     #[test]
     fn groups_by_process_group_or_command_shape() {
         let mut s = State::new(0);
         let add = |s: &mut State, tgid: u32, exe: &str, pgid: u32, cmd: &str| {
-            let labels = format!(r#"{{"comm":"x","exe":"{exe}","pgid":{pgid},"cmdline":"{cmd}"}}"#);
+            let comm = exe.rsplit('/').next().unwrap();
+            let labels =
+                format!(r#"{{"comm":"{comm}","exe":"{exe}","pgid":{pgid},"cmdline":"{cmd}"}}"#);
             s.entity(
                 &format!("m_proc_{tgid}"),
                 "proc",

@@ -517,7 +517,7 @@ pub fn label(e: &Entity) -> String {
         "host" => t(l, "hostname").unwrap_or_else(|| short_machine(&e.machine)),
         "proc" => format!(
             "{}[{}]",
-            t(l, "comm").unwrap_or_default(),
+            app::process_name(e),
             t(k, "tgid").unwrap_or_default()
         ),
         "container" => t(l, "name")

@@ -10,7 +10,7 @@ Examples:
   sudo gala-collect --duration 2m | gala-topo | gala-detect | gala-rca --format text
   gala-topo --format text node1.ndjson.gz node2.ndjson.gz node3.ndjson.gz
   gala-topo --format dot --layer process,host rec.ndjson | dot -Tsvg -o topo.svg
-  gala-topo --at 1700000060000 --focus a1b2_proc_1234 --depth 2 --format text rec.ndjson
+  gala-topo --at 2026-12-06T10:15:00Z --focus redis-server --depth 2 --format text rec.ndjson
   gala-topo --only rec.ndjson | jq -c 'select(.rel==\"connect\" and .layer==\"app\")'";
 
 /// Derive the topology of the observed machines: what runs on what, and who talks to whom.
@@ -46,17 +46,25 @@ pub struct Cli {
     #[arg(short, long, value_enum, value_delimiter = ',', value_name = "LAYERS")]
     pub layer: Vec<Layer>,
 
-    /// Only what lies within --depth edges of this entity id, whichever way they point.
-    #[arg(long, value_name = "ENTITY_ID")]
+    /// Only what lies within --depth edges of this entity (an id, or a process, app or
+    /// host name).
+    ///
+    /// ID is an entity id, or a name: a process's (`redis-server`, or with its tgid
+    /// `redis-server[20]`), an appinstance's, a host's, or an endpoint's address; a name
+    /// shared by several entities takes them all. Edges are followed whichever way they
+    /// point, but not through hosts, containers and pods (shown, not expanded, unless one
+    /// is the focus). When nothing has that id or name, the error lists the nearest names.
+    #[arg(long, value_name = "ID")]
     pub focus: Option<String>,
 
-    /// How far from --focus to go.
+    /// How far from --focus to go, in edges.
     #[arg(long, default_value_t = 2, value_name = "N", requires = "focus")]
     pub depth: usize,
 
-    /// One snapshot as of this time (ms since the epoch), from a recording: records after
-    /// it are not used, and only the snapshot is written.
-    #[arg(long, value_name = "TS")]
+    /// One snapshot as of this time (ms since the epoch, or ISO 8601 such as
+    /// 2026-12-06T10:15:03Z), from a recording: records after it are not used, and only
+    /// the snapshot is written.
+    #[arg(long, value_name = "TIME", value_parser = crate::record::time::parse_arg)]
     pub at: Option<i64>,
 
     /// Drop an entity, and its edges, after this many intervals of its machine without a
@@ -68,6 +76,11 @@ pub struct Cli {
     /// dns) in dot, mermaid, json and text, which leave them out by default.
     #[arg(long)]
     pub detail: bool,
+
+    /// Also draw kernel threads (kthreadd and its children: kworkers, ksoftirqd…) in dot,
+    /// mermaid, json and text, which leave them out by default; NDJSON always has them.
+    #[arg(long)]
+    pub kernel_threads: bool,
 
     #[command(flatten)]
     pub output: OutputArgs,

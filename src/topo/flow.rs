@@ -104,7 +104,7 @@ impl Agg {
         let s = s.copied().unwrap_or_default();
         sum(&mut self.tx, c.tx_bytes.or(s.rx_bytes));
         sum(&mut self.rx, c.rx_bytes.or(s.tx_bytes));
-        max(&mut self.srtt, c.srtt.or(s.srtt));
+        max(&mut self.srtt, c.rtt().or(s.rtt()));
         sum(&mut self.retrans, c.retran_packets);
         if count_server {
             sum(&mut self.retrans, s.retran_packets);
@@ -116,7 +116,7 @@ impl Agg {
     fn add_server(&mut self, s: &Flow) {
         sum(&mut self.tx, s.rx_bytes);
         sum(&mut self.rx, s.tx_bytes);
-        max(&mut self.srtt, s.srtt);
+        max(&mut self.srtt, s.rtt());
         sum(&mut self.retrans, s.retran_packets);
         self.links += 1;
     }

@@ -54,6 +54,8 @@ pub struct Options {
     pub expire: u64,
     /// Draw per-flow and per-thread nodes. Default off.
     pub detail: bool,
+    /// Draw kernel threads (kthreadd and its children). Default off.
+    pub kernel_threads: bool,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             at: None,
             expire: 3,
             detail: false,
+            kernel_threads: false,
         }
     }
 }
@@ -411,6 +414,7 @@ impl Run<'_> {
             let ts = self.opts.at.unwrap_or(self.last_ts);
             let g = view(
                 build::build(&self.state, ts, None, &mut self.apps),
+                &self.state,
                 self.opts,
             )?;
             self.summary.records_out +=
@@ -444,7 +448,7 @@ fn snapshot(
         {
             return Ok((t.write(ts, state, out, buf)?, false));
         }
-        let g = view(build::build(state, ts, Some(machine), apps), opts)?;
+        let g = view(build::build(state, ts, Some(machine), apps), state, opts)?;
         let deps = Deps::of(state, apps, machine, &g);
         let t = Template::of(&g, None, state);
         let n = t.write(ts, state, out, buf)?;
@@ -466,7 +470,7 @@ fn snapshot(
         }
         None => build::build(state, ts, Some(machine), apps),
     };
-    let g = match view(g, opts) {
+    let g = match view(g, state, opts) {
         Ok(g) => g,
         // The focus may not have appeared yet in a stream: nothing to write this time.
         Err(_) if opts.focus.is_some() => return Ok((0, true)),
@@ -475,11 +479,30 @@ fn snapshot(
     Ok((render::ndjson(&g, None, state, out, buf)?, true))
 }
 
-/// Applies the layer, detail and focus options.
-fn view(mut g: Graph, opts: &Options) -> anyhow::Result<Graph> {
+/// Applies the layer, detail, kernel-thread and focus options.
+fn view(mut g: Graph, state: &State, opts: &Options) -> anyhow::Result<Graph> {
     g.retain_layers(&opts.layers);
-    if !opts.detail && opts.format != Format::Ndjson {
-        g.without_detail();
+    if opts.format != Format::Ndjson {
+        if !opts.detail {
+            g.without_detail();
+        }
+        // Kernel threads crowd a picture (a hundred kworkers) and rarely talk; a stream
+        // keeps them, for gala-rca (ksoftirqd or kswapd can be a cause). One asked for by
+        // --focus is kept.
+        if !opts.kernel_threads {
+            let asked: Vec<String> = match &opts.focus {
+                Some(f) => g.find(f).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let hide: std::collections::HashSet<String> = g
+                .nodes
+                .keys()
+                .filter(|id| state.get(id).is_some_and(app::is_kernel_thread))
+                .filter(|id| !asked.contains(id))
+                .cloned()
+                .collect();
+            g.hide(&hide, &asked);
+        }
     }
     if let Some(f) = &opts.focus {
         g.focus(f, opts.depth).map_err(anyhow::Error::msg)?;
@@ -516,6 +539,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
         at: cli.at,
         expire: cli.expire,
         detail: cli.detail,
+        kernel_threads: cli.kernel_threads,
     };
     let mut reader = cli.input.reader("gala-topo")?;
     let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)

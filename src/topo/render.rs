@@ -1,7 +1,7 @@
 //! Writing a snapshot: edge records for the stream, or a picture (DOT, Mermaid, a
 //! node-link JSON graph, an indented text tree).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 
@@ -11,6 +11,7 @@ use super::graph::{rel, Edge, Graph, Layer, Node};
 use super::state::State;
 use super::template::Template;
 use crate::io::RecordWriter;
+use crate::record::time::iso;
 use crate::record::Metrics;
 
 /// The machine id written for outside endpoints, which are on no observed machine.
@@ -53,25 +54,67 @@ fn num(v: f64) -> String {
     }
 }
 
-/// The flow of an edge in a few words: `tx 1.2 KiB rx 300 B srtt 210 retrans 1`.
-fn flow_words(m: &Metrics) -> String {
-    let mut parts = Vec::new();
-    if let Some(v) = m.get("tx_bytes") {
-        parts.push(format!("tx {}", bytes(*v)));
+/// A duration given in µs, for people: `850 µs`, `2.5 ms`, `1.2 s`.
+fn micros(us: f64) -> String {
+    if us >= 1_000_000.0 {
+        format!("{:.1} s", us / 1_000_000.0)
+    } else if us >= 1000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
     }
-    if let Some(v) = m.get("rx_bytes") {
-        parts.push(format!("rx {}", bytes(*v)));
+}
+
+/// What an edge's label shows, where known: bytes each way, round-trip time, the
+/// server's p99 latency and errors, and retransmits when there were any. The rest is in
+/// [`tooltip`] and the JSON. `tx 1.2 KiB rx 300 B · rtt 210 µs · p99 12.5 ms · 3 err`.
+fn edge_label(m: &Metrics) -> String {
+    let mut parts = Vec::new();
+    let bytes_part: Vec<String> = [("tx", "tx_bytes"), ("rx", "rx_bytes")]
+        .iter()
+        .filter_map(|(w, k)| m.get(*k).map(|v| format!("{w} {}", bytes(*v))))
+        .collect();
+    if !bytes_part.is_empty() {
+        parts.push(bytes_part.join(" "));
     }
     if let Some(v) = m.get("srtt") {
-        parts.push(format!("srtt {}", num(*v)));
+        parts.push(format!("rtt {}", micros(*v)));
+    }
+    if let Some(v) = m.get("sli_latency_p99") {
+        parts.push(format!("p99 {}", micros(v * 1000.0)));
+    }
+    if let Some(v) = m.get("sli_err_count") {
+        parts.push(format!("{} err", num(*v)));
     }
     if let Some(v) = m.get("retran_packets").filter(|v| **v > 0.0) {
-        parts.push(format!("retrans {}", num(*v)));
+        parts.push(format!("{} retrans", num(*v)));
     }
-    for (k, v) in m.iter().filter(|(k, _)| k.starts_with("sli_")) {
-        parts.push(format!("{k} {}", num(*v)));
-    }
-    parts.join(" ")
+    parts.join(" · ")
+}
+
+/// Every metric of an edge, one `name value` a line, for a picture's tooltip.
+fn tooltip(e: &Edge) -> String {
+    let mut lines = vec![format!("{} ({})", e.rel, e.layer.as_str())];
+    lines.extend(e.metrics.iter().map(|(k, v)| format!("{k} {}", num(*v))));
+    lines.join("\n")
+}
+
+/// The title of a picture: the hosts' names (not their machine ids, when a host entity
+/// gave a hostname) and the time, ISO 8601.
+fn title(g: &Graph) -> String {
+    let hosts: BTreeSet<&str> = g
+        .nodes
+        .values()
+        .filter(|n| n.kind == "host")
+        .map(|n| n.label.as_str())
+        .collect();
+    let names: Vec<&str> = hosts.into_iter().collect();
+    let who = if names.is_empty() {
+        "gala-topo".to_string()
+    } else {
+        names.join(", ")
+    };
+    format!("{who} at {}", iso(g.ts))
 }
 
 fn dot_quote(s: &str) -> String {
@@ -107,24 +150,25 @@ fn dot_shape(n: &Node) -> &'static str {
 }
 
 fn dot_edge_style(e: &Edge) -> String {
+    let label = edge_label(&e.metrics);
+    let tip = format!("tooltip={}, labeltooltip={0}", dot_quote(&tooltip(e)));
     match (e.layer, e.rel) {
-        (Layer::Vertical, r) => format!(
-            "style=dashed, color=\"#999999\", arrowhead=empty, tooltip={}",
-            dot_quote(r)
-        ),
-        (Layer::Process, rel::CONNECT) => format!(
-            "color=\"#1f77b4\", label={}",
-            dot_quote(&flow_words(&e.metrics))
-        ),
+        (Layer::Vertical, _) => format!("style=dashed, color=\"#999999\", arrowhead=empty, {tip}"),
+        (Layer::Process, rel::CONNECT) => {
+            format!("color=\"#1f77b4\", label={}, {tip}", dot_quote(&label))
+        }
         (Layer::App, _) => format!(
-            "color=\"#2ca02c\", penwidth=2, label={}",
-            dot_quote(&format!("app: {}", flow_words(&e.metrics)))
+            "color=\"#2ca02c\", penwidth=2, label={}, {tip}",
+            dot_quote(&format!("app: {label}"))
         ),
         (Layer::Host, _) => format!(
-            "color=\"#d62728\", penwidth=3, label={}",
-            dot_quote(&format!("host: {}", flow_words(&e.metrics)))
+            "color=\"#d62728\", penwidth=3, label={}, {tip}",
+            dot_quote(&format!("host: {label}"))
         ),
-        (Layer::Process, r) => format!("style=dotted, color=\"#9467bd\", label={}", dot_quote(r)),
+        (Layer::Process, r) => format!(
+            "style=dotted, color=\"#9467bd\", label={}, {tip}",
+            dot_quote(r)
+        ),
     }
 }
 
@@ -136,7 +180,7 @@ pub fn dot(g: &Graph) -> String {
     let _ = writeln!(
         s,
         "  graph [rankdir=LR, compound=true, fontname=\"Helvetica\", label={}];",
-        dot_quote(&format!("gala-topo at ts {}", g.ts))
+        dot_quote(&title(g))
     );
     s.push_str("  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=8];\n");
     for (i, (machine, nodes)) in by_machine(g).iter().enumerate() {
@@ -206,7 +250,10 @@ fn mermaid_text(s: &str) -> String {
 /// Mermaid flowchart: a subgraph per machine; `-->` process, `==>` app and host (labelled),
 /// `-.->` vertical, `-.-` link relations.
 pub fn mermaid(g: &Graph) -> String {
-    let mut s = String::from("flowchart LR\n");
+    let mut s = format!(
+        "---\ntitle: \"{}\"\n---\nflowchart LR\n",
+        mermaid_text(&title(g))
+    );
     let ids: HashMap<&str, String> = g
         .sorted_nodes()
         .into_iter()
@@ -241,7 +288,7 @@ pub fn mermaid(g: &Graph) -> String {
     }
     for e in &g.edges {
         let (a, b) = (&ids[e.src.as_str()], &ids[e.dst.as_str()]);
-        let words = mermaid_text(&flow_words(&e.metrics));
+        let words = mermaid_text(&edge_label(&e.metrics));
         let line = match (e.layer, e.rel) {
             (Layer::Vertical, r) => format!("{a} -.->|{r}| {b}"),
             (Layer::Process, rel::CONNECT) if words.is_empty() => format!("{a} --> {b}"),
@@ -287,7 +334,7 @@ pub fn json(g: &Graph) -> String {
     let doc = json!({
         "directed": true,
         "multigraph": true,
-        "graph": {"ts": g.ts},
+        "graph": {"ts": g.ts, "time": iso(g.ts), "title": title(g)},
         "nodes": nodes,
         "links": links,
     });
@@ -349,7 +396,7 @@ pub fn text(g: &Graph) -> String {
         .map(|e| (e.src.as_str(), e.dst.as_str()))
         .collect();
     let mut out = String::new();
-    let _ = writeln!(out, "gala-topo at ts {}", g.ts);
+    let _ = writeln!(out, "{}", title(g));
     let mut roots: Vec<&str> = g
         .nodes
         .keys()
@@ -414,7 +461,7 @@ impl TextCtx<'_> {
         out.push_str(&line);
         out.push('\n');
         for e in self.g.edges.iter().filter(|e| e.layer != Layer::Vertical) {
-            let words = flow_words(&e.metrics);
+            let words = edge_label(&e.metrics);
             let tag = match e.layer {
                 Layer::Process => String::new(),
                 l => format!("[{}] ", l.as_str()),
@@ -470,6 +517,28 @@ mod tests {
         assert_eq!(bytes(300.0), "300 B");
         assert_eq!(bytes(2048.0), "2.0 KiB");
         assert_eq!(bytes(3.5 * 1024.0 * 1024.0), "3.5 MiB");
+    }
+
+    #[test]
+    fn edge_labels_carry_bytes_rtt_p99_and_errors() {
+        let m: Metrics = [
+            ("tx_bytes", 1500.0),
+            ("rx_bytes", 300.0),
+            ("srtt", 2500.0),
+            ("sli_latency_p99", 12.5),
+            ("sli_err_count", 3.0),
+            ("retran_packets", 0.0),
+            ("links", 2.0),
+            ("sli_req_count", 40.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(
+            edge_label(&m),
+            "tx 1.5 KiB rx 300 B · rtt 2.5 ms · p99 12.5 ms · 3 err"
+        );
+        assert_eq!(micros(850.0), "850 µs");
     }
 
     #[test]

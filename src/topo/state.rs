@@ -35,8 +35,18 @@ pub type Handle = u32;
 pub struct Flow {
     pub rx_bytes: Option<f64>,
     pub tx_bytes: Option<f64>,
+    /// Smoothed RTT, µs: gala-gopher's name.
     pub srtt: Option<f64>,
+    /// The same, as gala-collect names it (the interval's mean).
+    pub srtt_avg_us: Option<f64>,
     pub retran_packets: Option<f64>,
+}
+
+impl Flow {
+    /// The link's smoothed RTT in µs, under either name.
+    pub fn rtt(&self) -> Option<f64> {
+        self.srtt_avg_us.or(self.srtt)
+    }
 }
 
 /// The matching key of a tcp_link, taken from its keys (or labels) once, when they change,

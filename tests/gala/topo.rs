@@ -613,13 +613,15 @@ fn json_mermaid_and_text_views() {
         Some(input.as_bytes()),
     );
     let m = String::from_utf8(out.stdout).unwrap();
-    assert!(m.starts_with("flowchart LR\n"));
+    assert!(m.contains("---\nflowchart LR\n"), "{m}");
     assert_eq!(m.matches("==>").count(), 4, "{m}");
     let out = run("gala-topo", &["--format", "text"], Some(input.as_bytes()));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("host alpha\n"), "{text}");
     assert!(
-        text.contains("  → proc haproxy[500] on beta  tx 1000 B rx 4.9 KiB srtt 120 retrans 2"),
+        text.contains(
+            "  → proc haproxy[500] on beta  tx 1000 B rx 4.9 KiB · rtt 120 µs · 2 retrans"
+        ),
         "{text}"
     );
     assert!(text.contains("← endpoint 198.51.100.9 (outside)"), "{text}");
@@ -756,4 +758,319 @@ fn real_collector_output_gives_the_vertical_topology() {
     assert!(recs
         .iter()
         .any(|r| r["rel"] == "runs_on" && r["src"].as_str().unwrap().contains("_cpu_")));
+}
+
+/// One host with kthreadd, two kworkers (its children), a user process and its
+/// appinstance, recorded as gala-collect writes them.
+fn with_kernel_threads() -> Recording {
+    let mut r = Recording::default();
+    r.host(1000, A, "alpha");
+    r.proc(
+        1000,
+        A,
+        2,
+        "kthreadd",
+        json!({"ppid": 0, "cmdline": "", "exe": null}),
+    );
+    for tgid in [50, 51] {
+        r.proc(
+            1000,
+            A,
+            tgid,
+            &format!("kworker/{}:1-events", tgid - 50),
+            json!({"ppid": 2, "cmdline": "", "exe": null}),
+        );
+    }
+    r.proc(1000, A, 300, "redis-server", json!({"ppid": 1}));
+    r.status(1000, A);
+    r
+}
+
+#[test]
+fn kernel_threads_are_left_out_of_pictures_unless_asked_for() {
+    let input = with_kernel_threads().text();
+    let text = |args: &[&str]| {
+        let out = run("gala-topo", args, Some(input.as_bytes()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = text(&["--format", "text"]);
+    assert!(plain.contains("proc redis-server[300]"), "{plain}");
+    assert!(
+        !plain.contains("kworker") && !plain.contains("kthreadd"),
+        "{plain}"
+    );
+    let json = text(&["--format", "json"]);
+    assert!(!json.contains("kworker"), "{json}");
+    let all = text(&["--format", "text", "--kernel-threads"]);
+    assert!(
+        all.contains("proc kthreadd[2]") && all.contains("proc kworker/1:1-events[51]"),
+        "{all}"
+    );
+    // Named by --focus, one is drawn; a stream keeps them all, for gala-rca.
+    let one = text(&["--format", "text", "--focus", "kthreadd", "--depth", "1"]);
+    assert!(one.contains("proc kthreadd[2]"), "{one}");
+    let (recs, _, _) = topo(&["--only"], Some(input.as_bytes()));
+    assert!(recs
+        .iter()
+        .any(|r| r["type"] == "edge" && r["src"].as_str().unwrap().ends_with("_proc_51")));
+}
+
+/// The nodes of a `--format json` picture.
+fn json_nodes(args: &[&str], input: &str) -> (BTreeSet<String>, Value) {
+    let out = run("gala-topo", args, Some(input.as_bytes()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, g)
+}
+
+#[test]
+fn focus_by_name_shows_the_neighbourhood_not_the_whole_host() {
+    let t = three_hosts(1000);
+    let input = t.rec.text();
+    // By id, two hops: curl's host and appinstance, the balancer it calls and that one's
+    // host; not every other process on curl's host (through the host).
+    let (ids, _) = json_nodes(
+        &["--format", "json", "--focus", &t.curl, "--depth", "2"],
+        &input,
+    );
+    let [ha, hb, _] = &t.hosts;
+    for want in [&t.curl, ha, &t.haproxy, hb] {
+        assert!(ids.contains(want), "{want} missing from {ids:?}");
+    }
+    for other in [&t.app, &t.redis, &t.nginx[0], &t.sshd] {
+        assert!(!ids.contains(other), "{other} in {ids:?}");
+    }
+    // By a process's name and tgid: the same as by its id.
+    let (by_name, _) = json_nodes(
+        &["--format", "json", "--focus", "curl[100]", "--depth", "2"],
+        &input,
+    );
+    assert_eq!(by_name, ids);
+    // By its name alone: the process and its appinstance both, and still not the host's
+    // other processes.
+    let (both, _) = json_nodes(
+        &["--format", "json", "--focus", "curl", "--depth", "2"],
+        &input,
+    );
+    assert!(both.is_superset(&ids), "{both:?}");
+    assert!(
+        !both.contains(&t.app) && !both.contains(&t.redis),
+        "{both:?}"
+    );
+    // By a host's name: the host is the focus, so it is expanded.
+    let (host, _) = json_nodes(
+        &["--format", "json", "--focus", "beta", "--depth", "1"],
+        &input,
+    );
+    assert!(
+        host.contains(&t.haproxy) && host.contains(&t.sshd),
+        "{host:?}"
+    );
+    assert!(!host.contains(&t.curl), "{host:?}");
+    // Nothing by that name: the error names what is near.
+    let (_, err, code) = topo(
+        &["--format", "text", "--focus", "redis"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--focus redis: no entity has that id or name; near: appinstance redis-server, proc redis-server[300]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn edge_labels_carry_bytes_rtt_p99_and_errors_and_tooltips_the_rest() {
+    let mut r = Recording::default();
+    r.host(1000, A, "alpha");
+    let client = r.proc(1000, A, 10, "client", json!({}));
+    let server = r.proc(1000, A, 20, "server", json!({}));
+    // The collector's own names: srtt_avg_us, not gala-gopher's srtt.
+    let keys = |tgid: u32, role: &str| json!({"tgid": tgid, "role": role, "client_ip": "127.0.0.1", "server_ip": "127.0.0.1", "server_port": 6379});
+    let c = r.entity(1000, A, "tcp_link", keys(10, "client"), json!({}));
+    r.metric(1000, &c, "tcp_link", json!({"tx_bytes": 2048.0, "rx_bytes": 300.0, "srtt_avg_us": 850.0, "retran_packets": 0.0, "segs_in": 7.0}));
+    let s = r.entity(1000, A, "tcp_link", keys(20, "server"), json!({}));
+    r.metric(
+        1000,
+        &s,
+        "tcp_link",
+        json!({"tx_bytes": 300.0, "rx_bytes": 2048.0, "srtt_avg_us": 900.0}),
+    );
+    let sli = r.entity(
+        1000,
+        A,
+        "sli",
+        json!({"tgid": 20, "server_port": 6379}),
+        json!({}),
+    );
+    r.metric(
+        1000,
+        &sli,
+        "sli",
+        json!({"latency_p99": 12.5, "err_count": 3.0, "req_count": 40.0}),
+    );
+    r.status(1000, A);
+    let input = r.text();
+    let out = run("gala-topo", &["--format", "dot"], Some(input.as_bytes()));
+    let dot = String::from_utf8(out.stdout).unwrap();
+    let line = dot
+        .lines()
+        .find(|l| l.contains(&format!("\"{client}\" -> \"{server}\"")))
+        .unwrap_or_else(|| panic!("{dot}"));
+    assert!(
+        line.contains(r#"label="tx 2.0 KiB rx 300 B · rtt 850 µs · p99 12.5 ms · 3 err""#),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#"tooltip="connect (process)\nlinks 1\n"#),
+        "{line}"
+    );
+    assert!(line.contains(r"sli_req_count 40"), "{line}");
+    // JSON has every number; text the same label as DOT.
+    let (_, g) = json_nodes(&["--format", "json"], &input);
+    let link = g["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["source"] == client.as_str() && l["layer"] == "process")
+        .unwrap();
+    assert_eq!(link["metrics"]["sli_req_count"], 40.0);
+    assert_eq!(link["metrics"]["srtt"], 850.0);
+    let out = run("gala-topo", &["--format", "text"], Some(input.as_bytes()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("rtt 850 µs · p99 12.5 ms · 3 err"), "{text}");
+}
+
+#[test]
+fn pictures_are_titled_by_host_names_and_iso_times_and_at_takes_iso() {
+    let t = three_hosts(1_796_551_772_000);
+    let input = t.rec.text();
+    let out = run("gala-topo", &["--format", "text"], Some(input.as_bytes()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("alpha, beta, gamma at 2026-12-06T10:09:32Z"),
+        "{text}"
+    );
+    let out = run("gala-topo", &["--format", "dot"], Some(input.as_bytes()));
+    let dot = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        dot.contains(r#"label="alpha, beta, gamma at 2026-12-06T10:09:32Z""#),
+        "{dot}"
+    );
+    for m in [A, B, C] {
+        assert!(!dot.contains(&format!("label=\"{}", &m[..12])), "{dot}");
+    }
+    let (_, g) = json_nodes(&["--format", "json"], &input);
+    assert_eq!(g["graph"]["time"], "2026-12-06T10:09:32Z");
+    // --at: ISO 8601 and milliseconds are the same time.
+    let mut r = Recording::default();
+    two_hosts(&mut r, 1_796_551_772_000, true);
+    two_hosts(&mut r, 1_796_551_773_000, false);
+    let text = r.text();
+    let at = |t: &str| {
+        run(
+            "gala-topo",
+            &["--at", t, "--expire", "1"],
+            Some(text.as_bytes()),
+        )
+    };
+    let (iso, ms) = (at("2026-12-06T10:09:32.5Z"), at("1796551772500"));
+    assert!(
+        iso.status.success(),
+        "{}",
+        String::from_utf8_lossy(&iso.stderr)
+    );
+    assert_eq!(iso.stdout, ms.stdout);
+    assert!(ndjson(&iso.stdout)
+        .iter()
+        .any(|r| r["ts"] == 1_796_551_772_500i64));
+    let bad = at("yesterday");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ISO 8601"));
+}
+
+/// The real collector on a real process started through a symlink to /bin/sleep under a
+/// name longer than a comm holds: the process and its appinstance are named as it was
+/// started (argv[0]), not after the symlink's target (`sleep`), nor cut to 15 bytes.
+#[test]
+fn a_symlinked_program_is_named_as_started_not_after_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "gala-symlinked-server";
+    let link = dir.path().join(name);
+    let target = std::fs::canonicalize("/bin/sleep").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut child = Command::new(&link).arg("30").spawn().unwrap();
+    let child_pid = child.id();
+    let pid = child_pid.to_string();
+    let collect = Command::new(crate::common::bin("gala-collect"))
+        .args([
+            "--probes",
+            "host,proc",
+            "--pid",
+            &pid,
+            "--interval",
+            "300ms",
+            "--count",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        collect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&collect.stderr)
+    );
+    let recs = ndjson(&collect.stdout);
+    // What the kernel says: the exe is the target, the comm the link's name cut short.
+    let proc = recs
+        .iter()
+        .find(|r| r["kind"] == "proc" && r["keys"]["tgid"].as_u64() == Some(u64::from(child_pid)))
+        .unwrap_or_else(|| panic!("no proc {pid}"));
+    assert_eq!(proc["labels"]["exe"], target.to_str().unwrap());
+    assert_eq!(proc["labels"]["comm"], &name[..15]);
+    let (_, g) = json_nodes(
+        &["--format", "json"],
+        std::str::from_utf8(&collect.stdout).unwrap(),
+    );
+    let labels: BTreeSet<(String, String)> = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["kind"].as_str().unwrap().into(),
+                n["label"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        labels.contains(&("proc".into(), format!("{name}[{pid}]"))),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("appinstance".into(), name.into())),
+        "{labels:?}"
+    );
+    assert!(
+        !labels.iter().any(|(_, l)| l.starts_with("sleep")),
+        "{labels:?}"
+    );
 }
