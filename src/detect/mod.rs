@@ -170,7 +170,9 @@ pub fn feed_csv(
     let mut buf: Vec<Record> = Vec::new();
     let mut values = Vec::new();
     for path in crate::io::input::input_paths(inputs) {
-        let src = crate::io::input::open(&path)?;
+        let Some(src) = crate::io::input::open_or_skip(&path, bad)? else {
+            continue;
+        };
         let name = src.name.clone();
         let entity = match id {
             Some(i) => i.to_string(),
