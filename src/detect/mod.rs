@@ -273,7 +273,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     if let Some(Command::Eval(args)) = &cli.command {
         return eval::main(args, &cfg);
     }
-    let step_ms = detectors::parse_span(&cli.step).map_err(anyhow::Error::msg)? * 1000;
+    let step_ms = cli.step.as_millis() as i64;
     let start_ms = match &cli.start {
         Some(s) => csv::parse_time(s).with_context(|| format!("--start {s:?} is not a time"))?,
         None => 0,
