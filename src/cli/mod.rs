@@ -13,10 +13,13 @@ use crate::io::{exit, is_broken_pipe, signals};
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct InputArgs {
     /// Input files: NDJSON records, gzip-compressed or not; `-` or none reads standard input.
+    ///
+    /// A file that is missing, a directory or binary is reported and skipped, the others
+    /// read, and the exit status is then 2.
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
 
-    /// Stop at the first bad input line instead of reporting and skipping it.
+    /// Stop at the first bad input line or file instead of reporting and skipping it.
     #[arg(long)]
     pub strict: bool,
 
@@ -49,6 +52,10 @@ impl InputArgs {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct OutputArgs {
     /// Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz).
+    ///
+    /// FILE is put in place whole when the run ends (after Ctrl-C too), and is refused when
+    /// it is one of the inputs. The options shared by every tool: docs/wire-format.md,
+    /// "Command line".
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 

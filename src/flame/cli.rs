@@ -42,12 +42,15 @@ pub struct Cli {
     #[arg(long, short_alias = 'f', value_enum, default_value_t = InputFormat::Auto, value_name = "FORMAT")]
     pub input_format: InputFormat,
 
-    /// Stop at the first bad input line instead of reporting and skipping it.
+    /// Stop at the first bad input line or file instead of reporting and skipping it.
     #[arg(long)]
     pub strict: bool,
 
     /// Write the graph to FILE instead of standard output (gzip-compressed when FILE ends
     /// in .gz).
+    ///
+    /// FILE is put in place whole when the run ends, and is refused when it is one of the
+    /// inputs. The options shared by every tool: docs/wire-format.md, "Command line".
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
