@@ -33,7 +33,11 @@ impl OutputFile {
     /// ([`same_file`]) or a directory, before anything is written.
     pub fn create(path: &Path) -> io::Result<OutputFile> {
         let fail = |e: io::Error| {
-            io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+            let reason = super::input::describe(&e);
+            io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {reason}", path.display()),
+            )
         };
         // Following symlinks: what matters is the file that would be replaced.
         let meta = fs::metadata(path).ok();
@@ -112,7 +116,11 @@ impl OutputFile {
                 let _ = fs::remove_file(&temp);
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("cannot replace {}: {e}", target.display()),
+                    format!(
+                        "cannot replace {}: {}",
+                        target.display(),
+                        super::input::describe(&e)
+                    ),
                 ));
             }
         }
