@@ -35,7 +35,7 @@ _gala__detect() {
 
     case "${cmd}" in
         gala__detect)
-            opts="-o -v -q -h -V --strict --prometheus --since --until --step --match --input-format --baseline --model --save-model --config --print-config --format --only --emit-scores --every-metric --multivariate --detector --direction --row-step --start --id --output --line-buffered --verbose --quiet --help --version eval help"
+            opts="-f -o -v -q -h -V --strict --prometheus --since --until --step --match --input-format --baseline --model --save-model --config --print-config --format --only --emit-scores --every-metric --multivariate --detector --direction --row-step --start --id --output --line-buffered --verbose --quiet --help --version eval help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -82,7 +82,11 @@ _gala__detect() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "ndjson text gala" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "records text gala" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "records text gala" -- "${cur}"))
                     return 0
                     ;;
                 --detector)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_detect_global_optspecs
-    string join \n strict prometheus= since= until= step= match= input-format= baseline= model= save-model= config= print-config format= only emit-scores every-metric multivariate detector= direction= row-step= start= id= o/output= line-buffered v/verbose q/quiet h/help V/version
+    string join \n strict prometheus= since= until= step= match= input-format= baseline= model= save-model= config= print-config f/format= only emit-scores every-metric multivariate detector= direction= row-step= start= id= o/output= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_detect_needs_command
@@ -29,13 +29,13 @@ complete -c gala-detect -n "__fish_gala_detect_needs_command" -l since -d 'With 
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l until -d 'With --prometheus: end of the range, ms since the epoch (default now)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l step -d 'With --prometheus: resample at this step instead of reading raw samples (for series scraped without timestamps)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l match -d 'With --prometheus: narrow by label matchers, e.g. \'machine_id="ab12"\' or \'{comm=~"redis.*"}\'' -r
-complete -c gala-detect -n "__fish_gala_detect_needs_command" -l input-format -d 'What the inputs are: gala NDJSON records, or CSV series' -r -f -a "records\t''
-csv\t''"
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l input-format -d 'What the inputs are: gala NDJSON records, or CSV series' -r -f -a "records\t'gala NDJSON records'
+csv\t'CSV series: a time column (or --row-step), then one column per metric'"
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l baseline -d 'History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it. Repeat for several files' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l model -d 'Start from a model saved by --save-model' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l save-model -d 'Save what was learned (after the baseline and the inputs) to FILE' -r -F
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l config -d 'KPI and rule configuration replacing the shipped one (see --print-config)' -r -F
-complete -c gala-detect -n "__fish_gala_detect_needs_command" -l format -d 'Output format' -r -f -a "ndjson\t'gala records (anomaly, score), one JSON object a line'
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -s f -l format -d 'Output format' -r -f -a "records\t'gala records (anomaly, score), one JSON object a line'
 text\t'One line per anomaly for a person'
 gala\t'gala-anteater\'s Kafka anomaly message, one JSON object a line'"
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l detector -d 'Detector for CSV columns and --every-metric (default: the config\'s [series])' -r -f -a "nsigma\t''
@@ -51,7 +51,7 @@ complete -c gala-detect -n "__fish_gala_detect_needs_command" -l row-step -d 'CS
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l start -d 'CSV without a time column: time of the first row (YYYY-MM-DD HH:MM:SS, unix s/ms)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l id -d 'CSV: the entity id the series belong to (default: the file name without extension)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
-complete -c gala-detect -n "__fish_gala_detect_needs_command" -l strict -d 'Stop at the first bad input line instead of reporting and skipping it'
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l strict -d 'Stop at the first bad input line or file instead of reporting and skipping it'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l print-config -d 'Print the shipped configuration, with the reasoning behind each default, and exit'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l only -d 'Print only gala-detect\'s own records, not the input passed through'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l emit-scores -d 'Also write the per-point anomaly score of every watched series (`score` records)'

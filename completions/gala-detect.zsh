@@ -20,12 +20,16 @@ _gala-detect() {
 '--until=[With --prometheus\: end of the range, ms since the epoch (default now)]:MS:_default' \
 '--step=[With --prometheus\: resample at this step instead of reading raw samples (for series scraped without timestamps)]:TIME:_default' \
 '--match=[With --prometheus\: narrow by label matchers, e.g. '\''machine_id="ab12"'\'' or '\''{comm=~"redis.*"}'\'']:MATCHERS:_default' \
-'--input-format=[What the inputs are\: gala NDJSON records, or CSV series]:INPUT_FORMAT:(records csv)' \
+'--input-format=[What the inputs are\: gala NDJSON records, or CSV series]:FORMAT:((records\:"gala NDJSON records"
+csv\:"CSV series\: a time column (or --row-step), then one column per metric"))' \
 '*--baseline=[History to learn normal behaviour from before the inputs (same format as the inputs); nothing is reported about it. Repeat for several files]:FILE:_files' \
 '--model=[Start from a model saved by --save-model]:FILE:_files' \
 '--save-model=[Save what was learned (after the baseline and the inputs) to FILE]:FILE:_files' \
 '--config=[KPI and rule configuration replacing the shipped one (see --print-config)]:FILE:_files' \
-'--format=[Output format]:FORMAT:((ndjson\:"gala records (anomaly, score), one JSON object a line"
+'-f+[Output format]:FORMAT:((records\:"gala records (anomaly, score), one JSON object a line"
+text\:"One line per anomaly for a person"
+gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
+'--format=[Output format]:FORMAT:((records\:"gala records (anomaly, score), one JSON object a line"
 text\:"One line per anomaly for a person"
 gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
 '--detector=[Detector for CSV columns and --every-metric (default\: the config'\''s \[series\])]:DETECTOR:(nsigma mad spectral-residual spot seasonal shift)' \
@@ -35,7 +39,7 @@ gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
 '--id=[CSV\: the entity id the series belong to (default\: the file name without extension)]:ID:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
-'--strict[Stop at the first bad input line instead of reporting and skipping it]' \
+'--strict[Stop at the first bad input line or file instead of reporting and skipping it]' \
 '--print-config[Print the shipped configuration, with the reasoning behind each default, and exit]' \
 '--only[Print only gala-detect'\''s own records, not the input passed through]' \
 '--emit-scores[Also write the per-point anomaly score of every watched series (\`score\` records)]' \

@@ -23,18 +23,14 @@ _gala__flame() {
 
     case "${cmd}" in
         gala__flame)
-            opts="-f -o -k -v -q -h -V --input-format --strict --output --folded --kind --per --diff --normalize --include-pid --annotate-kernel --annotate-jit --title --width --colors --inverted --verbose --quiet --help --version"
+            opts="-o -k -v -q -h -V --input-format --strict --output --format --folded --kind --per --diff --normalize --include-pid --annotate-kernel --annotate-jit --title --width --colors --inverted --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --input-format)
-                    COMPREPLY=($(compgen -W "records perf folded" -- "${cur}"))
-                    return 0
-                    ;;
-                -f)
-                    COMPREPLY=($(compgen -W "records perf folded" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto records perf folded" -- "${cur}"))
                     return 0
                     ;;
                 --output)
@@ -43,6 +39,10 @@ _gala__flame() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "svg folded" -- "${cur}"))
                     return 0
                     ;;
                 --kind)

@@ -1,7 +1,10 @@
-complete -c gala-flame -s f -l input-format -d 'What the inputs hold' -r -f -a "records\t'NDJSON `stack` records (gala-collect); other records are ignored'
+complete -c gala-flame -l input-format -d 'What the inputs hold (default: recognised per input from its first lines)' -r -f -a "auto\t'Recognised per input from its first lines'
+records\t'NDJSON `stack` records (gala-collect); other records are ignored'
 perf\t'The text output of `perf script`'
 folded\t'Folded stacks: `frame;frame;…;leaf COUNT` per line'"
 complete -c gala-flame -s o -l output -d 'Write the graph to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
+complete -c gala-flame -l format -d 'Output format: an SVG flame graph, or folded stacks (`root;…;leaf COUNT`, sorted; with --diff, two counts per line: base, then inputs)' -r -f -a "svg\t'An SVG flame graph (gzip-compressed when FILE ends in .gz or .svgz)'
+folded\t'Folded stacks, one `frame;…;leaf COUNT` a line'"
 complete -c gala-flame -s k -l kind -d 'Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or folded input, says what the counts are (offcpu: microseconds, blue palette)' -r
 complete -c gala-flame -l per -d 'One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg' -r
 complete -c gala-flame -l diff -d 'Draw a differential graph against BASE (same input format): red frames grew, blue ones shrank, widths are the inputs\'' -r -F
@@ -23,8 +26,8 @@ red\t''
 rust\t''
 wakeup\t''
 yellow\t''"
-complete -c gala-flame -l strict -d 'Stop at the first bad input line instead of reporting and skipping it'
-complete -c gala-flame -l folded -d 'Write folded stacks (`root;…;leaf COUNT`, sorted) instead of an SVG; with --diff, two counts per line (base, then inputs)'
+complete -c gala-flame -l strict -d 'Stop at the first bad input line or file instead of reporting and skipping it'
+complete -c gala-flame -l folded -d 'The old spelling of --format folded'
 complete -c gala-flame -l normalize -d 'With --diff: scale BASE to the inputs\' total first, so that a longer or busier capture does not paint everything red'
 complete -c gala-flame -l include-pid -d 'Put the process id in the root frame (`comm-PID`), so processes of the same name stay apart'
 complete -c gala-flame -l annotate-kernel -d 'perf input: mark kernel frames with `_[k]` (inferno-collapse-perf --kernel)'

@@ -15,14 +15,14 @@ _gala-flame() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
-'-f+[What the inputs hold]:FORMAT:((records\:"NDJSON \`stack\` records (gala-collect); other records are ignored"
-perf\:"The text output of \`perf script\`"
-folded\:"Folded stacks\: \`frame;frame;…;leaf COUNT\` per line"))' \
-'--input-format=[What the inputs hold]:FORMAT:((records\:"NDJSON \`stack\` records (gala-collect); other records are ignored"
+'--input-format=[What the inputs hold (default\: recognised per input from its first lines)]:FORMAT:((auto\:"Recognised per input from its first lines"
+records\:"NDJSON \`stack\` records (gala-collect); other records are ignored"
 perf\:"The text output of \`perf script\`"
 folded\:"Folded stacks\: \`frame;frame;…;leaf COUNT\` per line"))' \
 '-o+[Write the graph to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write the graph to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
+'--format=[Output format\: an SVG flame graph, or folded stacks (\`root;…;leaf COUNT\`, sorted; with --diff, two counts per line\: base, then inputs)]:FORMAT:((svg\:"An SVG flame graph (gzip-compressed when FILE ends in .gz or .svgz)"
+folded\:"Folded stacks, one \`frame;…;leaf COUNT\` a line"))' \
 '-k+[Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or folded input, says what the counts are (offcpu\: microseconds, blue palette)]:KIND:_default' \
 '--kind=[Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or folded input, says what the counts are (offcpu\: microseconds, blue palette)]:KIND:_default' \
 '(-o --output)*--per=[One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg]:BY:_default:BY:_default' \
@@ -30,8 +30,8 @@ folded\:"Folded stacks\: \`frame;frame;…;leaf COUNT\` per line"))' \
 '--title=[The graph'\''s title (default from the kind\: On-CPU, Off-CPU, Differential…)]:TEXT:_default' \
 '--width=[Width of the SVG in pixels]:PIXELS:_default' \
 '--colors=[Colour palette (default\: hot for on-CPU, io for off-CPU)]:PALETTE:(aqua blue green hot io java js mem orange perl python purple red rust wakeup yellow)' \
-'--strict[Stop at the first bad input line instead of reporting and skipping it]' \
-'--folded[Write folded stacks (\`root;…;leaf COUNT\`, sorted) instead of an SVG; with --diff, two counts per line (base, then inputs)]' \
+'--strict[Stop at the first bad input line or file instead of reporting and skipping it]' \
+'--folded[The old spelling of --format folded]' \
 '--normalize[With --diff\: scale BASE to the inputs'\'' total first, so that a longer or busier capture does not paint everything red]' \
 '--include-pid[Put the process id in the root frame (\`comm-PID\`), so processes of the same name stay apart]' \
 '--annotate-kernel[perf input\: mark kernel frames with \`_\[k\]\` (inferno-collapse-perf --kernel)]' \

@@ -96,11 +96,11 @@ _gala__rca() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "ndjson text gala" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "records text gala" -- "${cur}"))
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -W "ndjson text gala" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "records text gala" -- "${cur}"))
                     return 0
                     ;;
                 --kpi)
@@ -116,7 +116,7 @@ _gala__rca() {
                     return 0
                     ;;
                 --input-format)
-                    COMPREPLY=($(compgen -W "ndjson csv" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "records csv" -- "${cur}"))
                     return 0
                     ;;
                 --anomaly-start)

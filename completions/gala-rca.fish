@@ -36,17 +36,17 @@ complete -c gala-rca -n "__fish_gala_rca_needs_command" -l top -d 'Causes report
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l lookback -d 'How long before the KPI anomaly a cause may have started' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l z-threshold -d '|robust z| from which a metric counts as abnormal' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l min-score -d 'Causes scoring below this (0..1) are not reported' -r
-complete -c gala-rca -n "__fish_gala_rca_needs_command" -s f -l format -d 'Output format (text and gala print only their own output, never the input)' -r -f -a "ndjson\t'cause records, one per ranked cause (NDJSON)'
+complete -c gala-rca -n "__fish_gala_rca_needs_command" -s f -l format -d 'Output format (text and gala print only their own output, never the input)' -r -f -a "records\t'cause records, one per ranked cause (NDJSON)'
 text\t'A few lines a person can act on'
 gala\t'gala-inference\'s Kafka message, one JSON object per KPI anomaly'"
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l kpi -d 'Which anomalies are KPIs: KIND:METRIC, METRIC may be `*` (repeatable; default sli:* and appinstance:*)' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l settle -d 'How long to wait after a KPI anomaly for late symptoms before inferring' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l history -d 'How much metric history to keep (the baseline comes from it)' -r
-complete -c gala-rca -n "__fish_gala_rca_needs_command" -l input-format -d 'Input format: gala records, or a wide CSV table of metrics' -r -f -a "ndjson\t''
-csv\t''"
+complete -c gala-rca -n "__fish_gala_rca_needs_command" -l input-format -d 'Input format: gala records, or a wide CSV table of metrics' -r -f -a "records\t'gala NDJSON records (`ndjson` is the old name)'
+csv\t'A wide CSV table: a time column, then one column per metric'"
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l anomaly-start -d 'CSV: when the incident started (seconds or ms since the epoch, or `YYYY-MM-DD HH:MM:SS` UTC); default: found by change-point detection' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l baseline -d 'CSV: a table of normal behaviour; the input is then all incident' -r -F
-complete -c gala-rca -n "__fish_gala_rca_needs_command" -l strict -d 'Stop at the first bad input line instead of reporting and skipping it'
+complete -c gala-rca -n "__fish_gala_rca_needs_command" -l strict -d 'Stop at the first bad input line or file instead of reporting and skipping it'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l line-buffered -d 'Flush after every line, for live pipes (output to a terminal always is)'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l only -d 'Print only this tool\'s output, not the input records'
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l no-suspects -d 'With anomalies but none on a KPI, write nothing instead of suspects'

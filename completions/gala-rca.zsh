@@ -27,19 +27,20 @@ _gala-rca() {
 '--lookback=[How long before the KPI anomaly a cause may have started]:TIME:_default' \
 '--z-threshold=[|robust z| from which a metric counts as abnormal]:Z:_default' \
 '--min-score=[Causes scoring below this (0..1) are not reported]:SCORE:_default' \
-'-f+[Output format (text and gala print only their own output, never the input)]:FORMAT:((ndjson\:"cause records, one per ranked cause (NDJSON)"
+'-f+[Output format (text and gala print only their own output, never the input)]:FORMAT:((records\:"cause records, one per ranked cause (NDJSON)"
 text\:"A few lines a person can act on"
 gala\:"gala-inference'\''s Kafka message, one JSON object per KPI anomaly"))' \
-'--format=[Output format (text and gala print only their own output, never the input)]:FORMAT:((ndjson\:"cause records, one per ranked cause (NDJSON)"
+'--format=[Output format (text and gala print only their own output, never the input)]:FORMAT:((records\:"cause records, one per ranked cause (NDJSON)"
 text\:"A few lines a person can act on"
 gala\:"gala-inference'\''s Kafka message, one JSON object per KPI anomaly"))' \
 '*--kpi=[Which anomalies are KPIs\: KIND\:METRIC, METRIC may be \`*\` (repeatable; default sli\:* and appinstance\:*)]:KIND:METRIC:_default' \
 '--settle=[How long to wait after a KPI anomaly for late symptoms before inferring]:TIME:_default' \
 '--history=[How much metric history to keep (the baseline comes from it)]:TIME:_default' \
-'--input-format=[Input format\: gala records, or a wide CSV table of metrics]:INPUT_FORMAT:(ndjson csv)' \
+'--input-format=[Input format\: gala records, or a wide CSV table of metrics]:FORMAT:((records\:"gala NDJSON records (\`ndjson\` is the old name)"
+csv\:"A wide CSV table\: a time column, then one column per metric"))' \
 '--anomaly-start=[CSV\: when the incident started (seconds or ms since the epoch, or \`YYYY-MM-DD HH\:MM\:SS\` UTC); default\: found by change-point detection]:TS:_default' \
 '(--anomaly-start)--baseline=[CSV\: a table of normal behaviour; the input is then all incident]:NORMAL.csv:_files' \
-'--strict[Stop at the first bad input line instead of reporting and skipping it]' \
+'--strict[Stop at the first bad input line or file instead of reporting and skipping it]' \
 '--line-buffered[Flush after every line, for live pipes (output to a terminal always is)]' \
 '--only[Print only this tool'\''s output, not the input records]' \
 '--no-suspects[With anomalies but none on a KPI, write nothing instead of suspects]' \

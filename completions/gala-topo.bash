@@ -50,11 +50,11 @@ _gala__topo() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "ndjson dot mermaid json text" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "records dot mermaid json text" -- "${cur}"))
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -W "ndjson dot mermaid json text" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "records dot mermaid json text" -- "${cur}"))
                     return 0
                     ;;
                 --layer)

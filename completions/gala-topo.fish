@@ -3,7 +3,7 @@ complete -c gala-topo -l since -d 'With --prometheus: how far back to read (e.g.
 complete -c gala-topo -l until -d 'With --prometheus: end of the range, ms since the epoch (default now)' -r
 complete -c gala-topo -l step -d 'With --prometheus: resample at this step instead of reading raw samples (for series scraped without timestamps)' -r
 complete -c gala-topo -l match -d 'With --prometheus: narrow by label matchers, e.g. \'machine_id="ab12"\' or \'{comm=~"redis.*"}\'' -r
-complete -c gala-topo -s f -l format -d 'Output format: ndjson (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)' -r -f -a "ndjson\t''
+complete -c gala-topo -s f -l format -d 'Output format: records (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)' -r -f -a "records\t'gala NDJSON records: the input passed through, edges and derived entities added'
 dot\t''
 mermaid\t''
 json\t''
@@ -17,7 +17,7 @@ complete -c gala-topo -l depth -d 'How far from --focus to go, in edges' -r
 complete -c gala-topo -l at -d 'One snapshot as of this time (ms since the epoch, or ISO 8601 such as 2026-12-06T10:15:03Z), from a recording: records after it are not used, and only the snapshot is written' -r
 complete -c gala-topo -l expire -d 'Drop an entity, and its edges, after this many intervals of its machine without a sighting; 0 keeps everything (memory then grows with every entity ever seen)' -r
 complete -c gala-topo -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
-complete -c gala-topo -l strict -d 'Stop at the first bad input line instead of reporting and skipping it'
+complete -c gala-topo -l strict -d 'Stop at the first bad input line or file instead of reporting and skipping it'
 complete -c gala-topo -l only -d 'Print only gala-topo\'s own records, not the input\'s (NDJSON)'
 complete -c gala-topo -l detail -d 'Also draw per-flow and per-thread nodes (tcp_link, lb_link, thread, endpoint, sli, dns) in dot, mermaid, json and text, which leave them out by default'
 complete -c gala-topo -l kernel-threads -d 'Also draw kernel threads (kthreadd and its children: kworkers, ksoftirqd…) in dot, mermaid, json and text, which leave them out by default; NDJSON always has them'

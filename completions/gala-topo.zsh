@@ -20,8 +20,16 @@ _gala-topo() {
 '--until=[With --prometheus\: end of the range, ms since the epoch (default now)]:MS:_default' \
 '--step=[With --prometheus\: resample at this step instead of reading raw samples (for series scraped without timestamps)]:TIME:_default' \
 '--match=[With --prometheus\: narrow by label matchers, e.g. '\''machine_id="ab12"'\'' or '\''{comm=~"redis.*"}'\'']:MATCHERS:_default' \
-'-f+[Output format\: ndjson (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)]:FORMAT:(ndjson dot mermaid json text)' \
-'--format=[Output format\: ndjson (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)]:FORMAT:(ndjson dot mermaid json text)' \
+'-f+[Output format\: records (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)]:FORMAT:((records\:"gala NDJSON records\: the input passed through, edges and derived entities added"
+dot\:""
+mermaid\:""
+json\:""
+text\:""))' \
+'--format=[Output format\: records (edge records in the stream), dot (Graphviz), mermaid, json (a node-link graph), text (an indented tree)]:FORMAT:((records\:"gala NDJSON records\: the input passed through, edges and derived entities added"
+dot\:""
+mermaid\:""
+json\:""
+text\:""))' \
 '*-l+[Only these layers, comma-separated (default\: all)\: process, app, host, vertical]:LAYERS:((process\:"Process to process (and the links under them)"
 app\:"Application instance to application instance"
 host\:"Host to host"
@@ -36,7 +44,7 @@ vertical\:"What runs on or belongs to what"))' \
 '--expire=[Drop an entity, and its edges, after this many intervals of its machine without a sighting; 0 keeps everything (memory then grows with every entity ever seen)]:N:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
-'--strict[Stop at the first bad input line instead of reporting and skipping it]' \
+'--strict[Stop at the first bad input line or file instead of reporting and skipping it]' \
 '--only[Print only gala-topo'\''s own records, not the input'\''s (NDJSON)]' \
 '--detail[Also draw per-flow and per-thread nodes (tcp_link, lb_link, thread, endpoint, sli, dns) in dot, mermaid, json and text, which leave them out by default]' \
 '--kernel-threads[Also draw kernel threads (kthreadd and its children\: kworkers, ksoftirqd…) in dot, mermaid, json and text, which leave them out by default; NDJSON always has them]' \

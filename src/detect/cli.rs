@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::cli::{InputArgs, OutputArgs, Verbosity, EXIT_STATUS_HELP};
+use crate::cli::{parse_duration, InputArgs, OutputArgs, Verbosity, EXIT_STATUS_HELP};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -38,7 +38,7 @@ pub struct Cli {
     pub input: InputArgs,
 
     /// What the inputs are: gala NDJSON records, or CSV series.
-    #[arg(long, value_enum, default_value_t = InputFormat::Records)]
+    #[arg(long, value_enum, default_value_t = InputFormat::Records, value_name = "FORMAT")]
     pub input_format: InputFormat,
 
     /// History to learn normal behaviour from before the inputs (same format as the
@@ -63,7 +63,7 @@ pub struct Cli {
     pub print_config: bool,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
+    #[arg(short, long, value_enum, default_value_t = Format::Ndjson, value_name = "FORMAT")]
     pub format: Format,
 
     /// Print only gala-detect's own records, not the input passed through.
@@ -96,9 +96,10 @@ pub struct Cli {
         long = "row-step",
         id = "row_step",
         default_value = "1m",
+        value_parser = parse_duration,
         value_name = "TIME"
     )]
-    pub step: String,
+    pub step: std::time::Duration,
 
     /// CSV without a time column: time of the first row (YYYY-MM-DD HH:MM:SS, unix s/ms).
     #[arg(long, value_name = "TIME")]
@@ -142,13 +143,17 @@ pub enum Bench {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputFormat {
+    /// gala NDJSON records.
+    #[value(alias = "ndjson")]
     Records,
+    /// CSV series: a time column (or --row-step), then one column per metric.
     Csv,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// gala records (anomaly, score), one JSON object a line.
+    #[value(name = "records", alias = "ndjson")]
     Ndjson,
     /// One line per anomaly for a person.
     Text,

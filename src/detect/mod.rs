@@ -170,7 +170,9 @@ pub fn feed_csv(
     let mut buf: Vec<Record> = Vec::new();
     let mut values = Vec::new();
     for path in crate::io::input::input_paths(inputs) {
-        let src = crate::io::input::open(&path)?;
+        let Some(src) = crate::io::input::open_or_skip(&path, bad)? else {
+            continue;
+        };
         let name = src.name.clone();
         let entity = match id {
             Some(i) => i.to_string(),
@@ -271,7 +273,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     if let Some(Command::Eval(args)) = &cli.command {
         return eval::main(args, &cfg);
     }
-    let step_ms = detectors::parse_span(&cli.step).map_err(anyhow::Error::msg)? * 1000;
+    let step_ms = cli.step.as_millis() as i64;
     let start_ms = match &cli.start {
         Some(s) => csv::parse_time(s).with_context(|| format!("--start {s:?} is not a time"))?,
         None => 0,

@@ -11,8 +11,8 @@ Examples:
   sudo gala-collect --probes oncpu --duration 30s | gala-flame -o cpu.svg
   sudo gala-collect --probes offcpu --comm nginx -d 1m | gala-flame --per process svgs/
   gala-flame --kind offcpu capture.ndjson.gz -o offcpu.svg
-  perf script | gala-flame --input-format perf -o perf.svg
-  perf script | gala-flame --input-format perf --folded > out.folded
+  perf script | gala-flame -o perf.svg                 # the input format is recognised
+  perf script | gala-flame --format folded > out.folded
   gala-flame --diff before.ndjson after.ndjson -o diff.svg   # red: more, blue: less";
 
 /// Draw flame graphs from stack records, `perf script` text or folded stacks.
@@ -35,22 +35,32 @@ pub struct Cli {
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
 
-    /// What the inputs hold.
-    #[arg(short = 'f', long, value_enum, default_value_t = InputFormat::Records, value_name = "FORMAT")]
+    /// What the inputs hold (default: recognised per input from its first lines).
+    ///
+    /// `-f` is this option's old short name, kept for scripts; in the other tools, and
+    /// here as `--format`, the format is that of the output.
+    #[arg(long, short_alias = 'f', value_enum, default_value_t = InputFormat::Auto, value_name = "FORMAT")]
     pub input_format: InputFormat,
 
-    /// Stop at the first bad input line instead of reporting and skipping it.
+    /// Stop at the first bad input line or file instead of reporting and skipping it.
     #[arg(long)]
     pub strict: bool,
 
     /// Write the graph to FILE instead of standard output (gzip-compressed when FILE ends
     /// in .gz).
+    ///
+    /// FILE is put in place whole when the run ends, and is refused when it is one of the
+    /// inputs. The options shared by every tool: docs/wire-format.md, "Command line".
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Write folded stacks (`root;…;leaf COUNT`, sorted) instead of an SVG; with --diff,
-    /// two counts per line (base, then inputs).
-    #[arg(long)]
+    /// Output format: an SVG flame graph, or folded stacks (`root;…;leaf COUNT`, sorted;
+    /// with --diff, two counts per line: base, then inputs).
+    #[arg(long, value_enum, default_value_t = Format::Svg, value_name = "FORMAT")]
+    pub format: Format,
+
+    /// The old spelling of --format folded.
+    #[arg(long, hide = true)]
     pub folded: bool,
 
     /// Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or
@@ -107,7 +117,24 @@ pub struct Cli {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An SVG flame graph (gzip-compressed when FILE ends in .gz or .svgz).
+    Svg,
+    /// Folded stacks, one `frame;…;leaf COUNT` a line.
+    Folded,
+}
+
+impl Cli {
+    /// True when the output is folded text rather than an SVG.
+    pub fn folded(&self) -> bool {
+        self.folded || self.format == Format::Folded
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputFormat {
+    /// Recognised per input from its first lines.
+    Auto,
     /// NDJSON `stack` records (gala-collect); other records are ignored.
     Records,
     /// The text output of `perf script`.

@@ -1,5 +1,7 @@
 //! Reading the three input formats into profiles, one per group: `stack` records, `perf
-//! script` text (collapsed by inferno's perf folder) and folded stacks.
+//! script` text (collapsed by inferno's perf folder) and folded stacks. Each input's
+//! format is recognised from its first lines unless `--input-format` names it, so a
+//! recording, a `perf script` dump and a folded file can be drawn together.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +15,7 @@ use inferno::collapse::Collapse;
 use super::cli::InputFormat;
 use super::profile::{push_frame, Profile};
 use super::TOOL;
-use crate::io::input::{self, Lines};
+use crate::io::input::{self, Lines, Source};
 use crate::io::{BadInput, RecordReader};
 use crate::record::{Record, Stack};
 
@@ -40,7 +42,7 @@ impl std::str::FromStr for GroupBy {
 /// How to read the inputs.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Default: stack records.
+    /// Default: recognised per input.
     pub format: InputFormat,
     /// Keep only stacks of this kind. Default: the only kind there is.
     pub kind: Option<String>,
@@ -74,15 +76,82 @@ impl Loaded {
 }
 
 pub fn load(paths: &[PathBuf], o: &LoadOptions) -> anyhow::Result<Loaded> {
-    match o.format {
-        InputFormat::Records => load_records(paths, o),
-        InputFormat::Perf => load_perf(paths, o),
-        InputFormat::Folded => load_folded(paths, o),
+    let mut skipped = BadInput::new(TOOL, o.strict);
+    let (mut records, mut perf, mut folded) = (Vec::new(), Vec::new(), Vec::new());
+    for path in input::input_paths(paths) {
+        let Some(mut source) = input::open_or_skip(&path, &mut skipped)? else {
+            continue;
+        };
+        let format = match o.format {
+            InputFormat::Auto => sniff(source.reader.fill_buf()?),
+            f => f,
+        };
+        match format {
+            InputFormat::Perf => perf.push(source),
+            InputFormat::Folded => folded.push(source),
+            InputFormat::Records | InputFormat::Auto => records.push(source),
+        }
+    }
+    let mut all = Loaded {
+        kind: None,
+        groups: BTreeMap::new(),
+        bad_lines: skipped.count(),
+    };
+    // An empty list still reads as records: that is what says "no stacks" at the end.
+    if !records.is_empty() || (perf.is_empty() && folded.is_empty()) {
+        all.merge(load_records(records, o)?);
+    }
+    if !perf.is_empty() {
+        all.merge(load_perf(perf, o)?);
+    }
+    if !folded.is_empty() {
+        all.merge(load_folded(folded, o)?);
+    }
+    Ok(all)
+}
+
+/// The format of an input from the start of it: JSON objects are records; `perf script`
+/// has indented frame lines under each sample (folded stacks never start with blanks); a
+/// first line of `frame;…;frame COUNT` is folded. Anything else is read as records, so
+/// its lines are reported as bad with their numbers.
+fn sniff(head: &[u8]) -> InputFormat {
+    // A character cut at the end of the sample is of no interest here.
+    let text = String::from_utf8_lossy(&head[..head.len().min(64 << 10)]);
+    let lines = || {
+        text.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .take(64)
+    };
+    let Some(first) = lines().next() else {
+        return InputFormat::Records;
+    };
+    if first.trim_start().starts_with('{') {
+        InputFormat::Records
+    } else if lines().any(|l| l.starts_with([' ', '\t'])) {
+        InputFormat::Perf
+    } else if matches!(parse_folded(first), Ok(Some(_))) {
+        InputFormat::Folded
+    } else {
+        InputFormat::Records
     }
 }
 
-fn load_records(paths: &[PathBuf], o: &LoadOptions) -> anyhow::Result<Loaded> {
-    let mut reader = RecordReader::new(TOOL, paths, o.strict);
+impl Loaded {
+    /// Adds what other inputs gave.
+    fn merge(&mut self, other: Loaded) {
+        self.kind = self.kind.take().or(other.kind);
+        self.bad_lines += other.bad_lines;
+        for (group, profile) in other.groups {
+            let into = self.groups.entry(group).or_default();
+            for (stack, value) in profile.sorted() {
+                into.add(stack, value);
+            }
+        }
+    }
+}
+
+fn load_records(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded> {
+    let mut reader = RecordReader::from_sources(TOOL, sources, o.strict);
     // Every kind is kept until the end: only then is it known whether there was a choice.
     let mut by_kind: BTreeMap<String, BTreeMap<String, Profile>> = BTreeMap::new();
     let mut key = String::new();
@@ -172,7 +241,7 @@ fn group_of(s: &Stack, by: GroupBy) -> String {
 /// Collapses `perf script` text into folded stacks, written to `out` (sorted), with the
 /// options of inferno-collapse-perf.
 pub fn collapse_perf(
-    paths: &[PathBuf],
+    sources: Vec<Source>,
     o: &LoadOptions,
     include_pid: bool,
     out: &mut dyn Write,
@@ -181,30 +250,43 @@ pub fn collapse_perf(
     opts.annotate_kernel = o.annotate_kernel;
     opts.annotate_jit = o.annotate_jit;
     opts.include_pid = include_pid;
-    Folder::from(opts).collapse(concat(paths)?, out)
+    Folder::from(opts).collapse(concat(sources), out)
+}
+
+/// Opens the inputs for [`collapse_perf`], skipping (and reporting) the ones that cannot
+/// be read; the second value counts those.
+pub fn open_all(paths: &[PathBuf], strict: bool) -> anyhow::Result<(Vec<Source>, u64)> {
+    let mut skipped = BadInput::new(TOOL, strict);
+    let mut sources = Vec::new();
+    for path in input::input_paths(paths) {
+        if let Some(source) = input::open_or_skip(&path, &mut skipped)? {
+            sources.push(source);
+        }
+    }
+    Ok((sources, skipped.count()))
 }
 
 /// All inputs as one stream. A newline between two inputs keeps the last sample of one
 /// from running into the first of the next when a file lacks its trailing blank line.
-fn concat(paths: &[PathBuf]) -> io::Result<Box<dyn BufRead>> {
+fn concat(sources: Vec<Source>) -> Box<dyn BufRead> {
     let mut all: Option<Box<dyn BufRead>> = None;
-    for path in input::input_paths(paths) {
-        let next = input::open(&path)?.reader;
+    for source in sources {
+        let next = source.reader;
         all = Some(match all {
             None => next,
             Some(prev) => Box::new(io::Read::chain(io::Read::chain(prev, &b"\n"[..]), next)),
         });
     }
-    Ok(all.unwrap_or_else(|| Box::new(io::empty())))
+    all.unwrap_or_else(|| Box::new(io::empty()))
 }
 
-fn load_perf(paths: &[PathBuf], o: &LoadOptions) -> anyhow::Result<Loaded> {
+fn load_perf(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded> {
     if o.group_by == Some(GroupBy::Container) {
         bail!("perf script text carries no container ids: --per container needs stack records");
     }
     let with_pid = o.include_pid || o.group_by == Some(GroupBy::Process);
     let mut folded = Vec::new();
-    collapse_perf(paths, o, with_pid, &mut folded)?;
+    collapse_perf(sources, o, with_pid, &mut folded)?;
     let text = String::from_utf8_lossy(&folded);
     let mut groups = BTreeMap::new();
     let mut key = String::new();
@@ -250,16 +332,19 @@ fn load_perf(paths: &[PathBuf], o: &LoadOptions) -> anyhow::Result<Loaded> {
     })
 }
 
-fn load_folded(paths: &[PathBuf], o: &LoadOptions) -> anyhow::Result<Loaded> {
+fn load_folded(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded> {
     if o.group_by == Some(GroupBy::Container) {
         bail!("folded stacks carry no container ids: --per container needs stack records");
     }
-    let mut lines = Lines::new(paths);
+    let mut lines = Lines::from_sources(sources);
     let mut bad = BadInput::new(TOOL, o.strict);
     let mut groups = BTreeMap::new();
     while let Some((number, status)) = lines.advance()? {
         let message = match status {
-            Err(e) => e.to_string(),
+            Err(e) => {
+                lines.report(&mut bad, number, e)?;
+                continue;
+            }
             Ok(()) => match parse_folded(lines.text()) {
                 Ok(None) => continue,
                 Ok(Some((stack, count))) => {

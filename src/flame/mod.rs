@@ -163,14 +163,18 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
 /// `--input-format perf --folded`: inferno's collapser straight into the output, with no
 /// profile in between, so it runs at inferno-collapse-perf's own speed.
 fn collapse_only(o: &Options) -> anyhow::Result<u8> {
+    let (sources, skipped) = load::open_all(&o.inputs, o.load.strict)?;
     let mut out = Output::create(o.output.as_deref())?;
     let mut counted = Counted {
         inner: out.writer(),
         bytes: 0,
     };
-    load::collapse_perf(&o.inputs, &o.load, o.load.include_pid, &mut counted)?;
+    load::collapse_perf(sources, &o.load, o.load.include_pid, &mut counted)?;
     let nothing = counted.bytes == 0;
     out.finish()?;
+    if skipped > 0 {
+        return Ok(exit::ERROR);
+    }
     if nothing {
         if !o.quiet {
             eprintln!("{TOOL}: no samples in the perf script input");
@@ -291,6 +295,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         [by, dir] => Some((by.parse().map_err(anyhow::Error::msg)?, PathBuf::from(dir))),
         _ => anyhow::bail!("--per takes two values: process|container|comm and a directory"),
     };
+    let folded = cli.folded();
     let opts = Options {
         inputs: cli.inputs,
         load: LoadOptions {
@@ -306,7 +311,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         per,
         diff: cli.diff,
         normalize: cli.normalize,
-        folded: cli.folded,
+        folded,
         style: Style {
             title: cli.title,
             width: cli.width,

@@ -20,6 +20,8 @@ pub struct BadInput {
     tool: &'static str,
     strict: bool,
     count: u64,
+    /// Inputs skipped whole (missing, a directory, binary), counted apart from lines.
+    files: u64,
     first: Option<String>,
 }
 
@@ -29,6 +31,7 @@ impl BadInput {
             tool,
             strict,
             count: 0,
+            files: 0,
             first: None,
         }
     }
@@ -60,14 +63,49 @@ impl BadInput {
         Ok(())
     }
 
+    /// Reports an input skipped whole: `tool: PATH: reason`. Errors only under `--strict`.
+    pub fn report_file(&mut self, source: &str, reason: &str) -> Result<(), StrictStop> {
+        if self.strict {
+            return Err(StrictStop {
+                location: source.to_string(),
+                message: reason.to_string(),
+            });
+        }
+        self.files += 1;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}: {source}: {reason}",
+            self.tool
+        );
+        Ok(())
+    }
+
+    /// Everything skipped: bad lines and inputs skipped whole.
     pub fn count(&self) -> u64 {
-        self.count
+        self.count + self.files
+    }
+
+    /// Inputs skipped whole.
+    pub fn files(&self) -> u64 {
+        self.files
     }
 
     /// Prints the summary line, if anything was skipped; true when something was.
     pub fn summarise(&self) -> bool {
-        if self.count == 0 {
+        if self.count == 0 && self.files == 0 {
             return false;
+        }
+        if self.files > 0 {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{}: skipped {} input{} (see above)",
+                self.tool,
+                self.files,
+                if self.files == 1 { "" } else { "s" },
+            );
+        }
+        if self.count == 0 {
+            return true;
         }
         let _ = writeln!(
             std::io::stderr().lock(),

@@ -1,15 +1,26 @@
 //! Positional inputs: files, `-` for standard input (also when none are given), gzip
 //! recognised by its magic bytes rather than by name, read line by line with a bound on
 //! line length so that a corrupt file cannot exhaust memory.
+//!
+//! A bad input file is one problem, reported once, as `cat` and `jq` do: a file that is
+//! missing, a directory or unreadable, or one that is binary rather than text, is named
+//! with the reason, skipped, and the other inputs are still read (the run then ends with
+//! status 2). An input that is also the output ends the run (see `same_file`).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+use super::bad_input::{BadInput, StrictStop};
+use super::{same_file, signals};
+
 /// Longest line accepted; a longer one is reported and skipped, not buffered.
 pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// How much of the first line decides whether an input is text.
+const SNIFF_BYTES: usize = 4096;
 
 /// One opened input and the name it is reported under.
 pub struct Source {
@@ -17,32 +28,165 @@ pub struct Source {
     pub reader: Box<dyn BufRead + Send>,
 }
 
-/// Opens one input: `-` is standard input; gzip is detected from the first two bytes.
+/// Opens one input: `-` is standard input; gzip is detected from the first two bytes. The
+/// error names the file: `PATH: reason`. An input whose first line is not text (a NUL
+/// byte, or bytes that are not UTF-8) is refused as binary, so that it is reported once
+/// instead of once per "line".
 pub fn open(path: &Path) -> io::Result<Source> {
-    if path.as_os_str() == "-" {
-        return Ok(Source {
-            name: "<stdin>".into(),
-            reader: wrap(Box::new(io::stdin()))?,
-        });
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let named = |e: io::Error| {
+        if same_file::is_input_is_output(&e) {
+            return e;
+        }
+        io::Error::new(e.kind(), format!("{name}: {}", describe(&e)))
+    };
+    let reader: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+        if let Some(meta) = same_file::input_metadata(path) {
+            same_file::note_input(&name, &meta).map_err(named)?;
+        }
+        if io::stdin().is_terminal() {
+            Box::new(TerminalStdin)
+        } else {
+            Box::new(io::stdin())
+        }
+    } else {
+        let meta = std::fs::metadata(path).map_err(named)?;
+        if meta.is_dir() {
+            return Err(named(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            )));
+        }
+        same_file::note_input(&name, &meta).map_err(named)?;
+        Box::new(File::open(path).map_err(named)?)
+    };
+    let reader = wrap(reader).map_err(named)?;
+    Ok(Source { name, reader })
+}
+
+/// Opens one input, or reports it as skipped (`tool: PATH: reason`) and returns `None`: for
+/// readers that open their inputs one by one themselves. An input that is also the
+/// output is an error.
+pub fn open_or_skip(path: &Path, bad: &mut BadInput) -> anyhow::Result<Option<Source>> {
+    match open(path) {
+        Ok(source) => Ok(Some(source)),
+        Err(e) if same_file::is_input_is_output(&e) => Err(e.into()),
+        Err(e) => {
+            let (name, reason) = problem(path, &e);
+            bad.report_file(&name, &reason)?;
+            Ok(None)
+        }
     }
-    let file = File::open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {}", path.display(), e)))?;
-    Ok(Source {
-        name: path.display().to_string(),
-        reader: wrap(Box::new(file))?,
-    })
+}
+
+/// The file and the reason in an error of [`open`], which says `PATH: reason`.
+fn problem(path: &Path, e: &io::Error) -> (String, String) {
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let text = e.to_string();
+    let reason = text
+        .strip_prefix(&name)
+        .and_then(|r| r.strip_prefix(": "))
+        .unwrap_or(&text)
+        .to_string();
+    (name, reason)
+}
+
+/// The reason in an `io::Error`, without the `(os error 2)` that std appends.
+pub fn describe(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 fn wrap(inner: Box<dyn Read + Send>) -> io::Result<Box<dyn BufRead + Send>> {
     let mut buffered = BufReader::with_capacity(256 << 10, inner);
-    let head = buffered.fill_buf()?;
-    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok(Box::new(BufReader::with_capacity(
-            256 << 10,
-            MultiGzDecoder::new(buffered),
-        )))
-    } else {
-        Ok(Box::new(buffered))
+    let head = fill(&mut buffered)?;
+    let mut reader: Box<dyn BufRead + Send> =
+        if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+            Box::new(BufReader::with_capacity(
+                256 << 10,
+                MultiGzDecoder::new(buffered),
+            ))
+        } else {
+            Box::new(buffered)
+        };
+    if is_binary(fill(&mut reader)?) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "binary data, not text: skipped",
+        ));
+    }
+    Ok(reader)
+}
+
+fn fill(r: &mut dyn BufRead) -> io::Result<&[u8]> {
+    loop {
+        match r.fill_buf() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Re-borrowed: the loop cannot hand out the first borrow (NLL limitation).
+            Ok(_) => return r.fill_buf(),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// True when the first line of `head` is not text: a NUL byte, or bytes that are not
+/// UTF-8 (a character cut by the end of the sample does not count). Only the first line
+/// decides, so that a text file with one corrupt line is still read, and that line is
+/// reported with its number.
+fn is_binary(head: &[u8]) -> bool {
+    let end = memchr::memchr(b'\n', head)
+        .unwrap_or(head.len())
+        .min(SNIFF_BYTES);
+    let first = &head[..end];
+    first.contains(&0) || std::str::from_utf8(first).is_err_and(|e| e.error_len().is_some())
+}
+
+/// Standard input when it is a terminal. The signal handlers restart an interrupted
+/// `read` (SA_RESTART), so a plain read would sit through Ctrl-C until the next line is
+/// typed; `poll` is never restarted, so waiting in it lets the first SIGINT or SIGTERM end
+/// the input at once. Pipes and files keep plain reads: a filter still reads what its
+/// upstream flushes after the same Ctrl-C.
+struct TerminalStdin;
+
+impl Read for TerminalStdin {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if signals::received().is_some() {
+                return Ok(0);
+            }
+            let mut fd = libc::pollfd {
+                fd: libc::STDIN_FILENO,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // The timeout only covers a signal landing between the check above and the
+            // poll; any other signal interrupts the poll itself.
+            // SAFETY: one valid pollfd, its count, a timeout.
+            let ready = unsafe { libc::poll(&mut fd, 1, 250) };
+            if ready <= 0 {
+                continue;
+            }
+            // SAFETY: reads at most buf.len() bytes into buf.
+            let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -59,6 +203,9 @@ pub fn input_paths(inputs: &[PathBuf]) -> Vec<PathBuf> {
 pub enum LineError {
     NotUtf8,
     TooLong,
+    /// Not a line: the whole input could not be read (or no further), and is skipped;
+    /// [`Lines::problem`] says which and why.
+    Unreadable,
 }
 
 impl std::fmt::Display for LineError {
@@ -66,6 +213,7 @@ impl std::fmt::Display for LineError {
         match self {
             LineError::NotUtf8 => f.write_str("line is not valid UTF-8"),
             LineError::TooLong => write!(f, "line is longer than {} MiB", MAX_LINE_BYTES >> 20),
+            LineError::Unreadable => f.write_str("the input cannot be read"),
         }
     }
 }
@@ -79,6 +227,8 @@ pub struct Lines {
     /// The current line once checked as UTF-8: the buffer itself, moved (not copied) in
     /// and out, so that the check runs once a line however often the text is asked for.
     text: String,
+    /// The input that could not be read, and why, after [`LineError::Unreadable`].
+    problem: (String, String),
 }
 
 /// An input not yet being read: a path to open when its turn comes (so a missing file is
@@ -90,6 +240,8 @@ enum Pending {
 
 impl Lines {
     pub fn new(inputs: &[PathBuf]) -> Lines {
+        // Noted now, so that an output created before the first read can be refused.
+        let _ = same_file::note_declared_inputs(&input_paths(inputs));
         Lines::with(input_paths(inputs).into_iter().map(Pending::Path).collect())
     }
 
@@ -105,21 +257,30 @@ impl Lines {
             number: 0,
             buf: Vec::with_capacity(4096),
             text: String::new(),
+            problem: (String::new(), String::new()),
         }
     }
 
     /// Moves to the next line: `None` at the end of the last input, else the line's number
     /// and whether it is usable text (then [`Lines::text`] has it). An input that cannot be
-    /// opened or read is an error.
+    /// opened or read is [`LineError::Unreadable`], and reading goes on with the next; only
+    /// an input that is also the output is an error.
     pub fn advance(&mut self) -> io::Result<Option<(u64, Result<(), LineError>)>> {
         loop {
             if self.current.is_none() {
+                self.number = 0;
                 self.current = match self.pending.pop_front() {
                     None => return Ok(None),
-                    Some(Pending::Path(path)) => Some(open(&path)?),
+                    Some(Pending::Path(path)) => match open(&path) {
+                        Ok(source) => Some(source),
+                        Err(e) if same_file::is_input_is_output(&e) => return Err(e),
+                        Err(e) => {
+                            self.problem = problem(&path, &e);
+                            return Ok(Some((0, Err(LineError::Unreadable))));
+                        }
+                    },
                     Some(Pending::Open(source)) => Some(source),
                 };
-                self.number = 0;
             }
             let src = self.current.as_mut().expect("opened above");
             if self.buf.capacity() == 0 {
@@ -127,7 +288,19 @@ impl Lines {
             }
             self.text.clear();
             self.buf.clear();
-            let (n, too_long) = read_bounded_line(&mut src.reader, &mut self.buf)?;
+            let (n, too_long) = match read_bounded_line(&mut src.reader, &mut self.buf) {
+                Ok(r) => r,
+                // A read error (a corrupt gzip stream, an I/O error) ends this input only.
+                Err(e) => {
+                    let name = std::mem::take(&mut src.name);
+                    self.current = None;
+                    self.problem = (
+                        name,
+                        format!("{} (after line {})", describe(&e), self.number),
+                    );
+                    return Ok(Some((self.number, Err(LineError::Unreadable))));
+                }
+            };
             if n == 0 {
                 self.current = None;
                 continue;
@@ -163,6 +336,25 @@ impl Lines {
     /// The name of the input the current line came from.
     pub fn source(&self) -> &str {
         self.current.as_ref().map_or("<none>", |s| s.name.as_str())
+    }
+
+    /// The input that [`LineError::Unreadable`] was about, and why.
+    pub fn problem(&self) -> (&str, &str) {
+        (&self.problem.0, &self.problem.1)
+    }
+
+    /// Reports a line that `advance` found unusable: with its file and line, or, for an
+    /// unreadable input, with the file alone.
+    pub fn report(
+        &self,
+        bad: &mut BadInput,
+        number: u64,
+        err: LineError,
+    ) -> Result<(), StrictStop> {
+        match err {
+            LineError::Unreadable => bad.report_file(&self.problem.0, &self.problem.1),
+            e => bad.report(self.source(), number, &e.to_string()),
+        }
     }
 }
 

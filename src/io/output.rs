@@ -4,32 +4,206 @@
 //! `write_all`, so a line is never half-written by our own doing and a broken pipe shows
 //! up as a plain `io::Error` (serde_json would hide it behind its own error type).
 
-use std::fs::File;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::same_file;
 use crate::record::Record;
 
-enum Sink {
-    Plain(BufWriter<Box<dyn Write + Send>>),
-    // Boxed: the encoder's state is large, and a Sink is mostly Plain.
-    Gzip(Box<GzEncoder<BufWriter<File>>>),
+/// A `-o` file. A regular file is written through a temporary file beside it (same
+/// directory, so the rename is atomic) that replaces it on [`OutputFile::commit`]: a run
+/// that fails, or is killed, leaves the old file whole instead of half a new one, and the
+/// temporary file is removed when the run ends with an error. What is not a regular file
+/// (a FIFO, `/dev/stdout`, a terminal, `/dev/null`) is written directly: there is nothing
+/// to replace there, and renaming onto it would be wrong.
+pub struct OutputFile {
+    file: File,
+    /// (temporary file, the file it becomes) while not yet committed.
+    pending: Option<(PathBuf, PathBuf)>,
 }
 
-impl Sink {
-    fn writer(&mut self) -> &mut dyn Write {
-        match self {
-            Sink::Plain(w) => w,
-            Sink::Gzip(w) => w,
+impl OutputFile {
+    /// Opens `path` for writing. Refuses a path that is an input of this run
+    /// ([`same_file`]) or a directory, before anything is written.
+    pub fn create(path: &Path) -> io::Result<OutputFile> {
+        let fail = |e: io::Error| {
+            let reason = super::input::describe(&e);
+            io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {reason}", path.display()),
+            )
+        };
+        // Following symlinks: what matters is the file that would be replaced.
+        let meta = fs::metadata(path).ok();
+        if let Some(meta) = &meta {
+            if meta.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    format!("cannot create {}: it is a directory", path.display()),
+                ));
+            }
+            same_file::note_output(path, meta)?;
+        }
+        let special = meta.as_ref().is_some_and(|m| {
+            let t = m.file_type();
+            t.is_fifo() || t.is_char_device() || t.is_block_device() || t.is_socket()
+        }) || path.starts_with("/dev")
+            || path.starts_with("/proc");
+        if special {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(fail)?;
+            return Ok(OutputFile {
+                file,
+                pending: None,
+            });
+        }
+        // A symlink stays a symlink: the file it points to is the one replaced.
+        let target = match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() && meta.is_some() => {
+                fs::canonicalize(path).map_err(fail)?
+            }
+            _ => path.to_path_buf(),
+        };
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .ok_or_else(|| {
+                fail(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a file name",
+                ))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        static SERIAL: AtomicU32 = AtomicU32::new(0);
+        let (file, temp) = loop {
+            let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+            let temp = dir.join(format!(".{name}.{}-{serial}.tmp", std::process::id()));
+            match OpenOptions::new().write(true).create_new(true).open(&temp) {
+                Ok(f) => break (f, temp),
+                // Left by a killed run with a recycled pid: take the next name.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && serial < 1000 => continue,
+                Err(e) => return Err(fail(e)),
+            }
+        };
+        // Replacing a file keeps its permissions (a new one gets the umask's, as usual).
+        if let Some(meta) = &meta {
+            let _ = file.set_permissions(fs::Permissions::from_mode(meta.permissions().mode()));
+        }
+        Ok(OutputFile {
+            file,
+            pending: Some((temp, target)),
+        })
+    }
+
+    /// Puts the finished file in place: everything written must have been flushed to it.
+    pub fn commit(mut self) -> io::Result<()> {
+        if let Some((temp, target)) = self.pending.take() {
+            if let Err(e) = fs::rename(&temp, &target) {
+                let _ = fs::remove_file(&temp);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot replace {}: {}",
+                        target.display(),
+                        super::input::describe(&e)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for OutputFile {
+    /// Not committed: the run ended with an error, and the old file (if any) stays.
+    fn drop(&mut self) {
+        if let Some((temp, _)) = self.pending.take() {
+            let _ = fs::remove_file(temp);
         }
     }
 }
 
+/// Where a tool's output goes: standard output, or a `-o` file, gzip-compressed when its
+/// name ends in one of the extensions the tool gives. Shared by the record writer and
+/// gala-flame's graphs.
+pub enum Destination {
+    Stdout(BufWriter<io::Stdout>),
+    File(BufWriter<OutputFile>),
+    // Boxed: the encoder's state is large.
+    Gzip(Box<GzEncoder<BufWriter<OutputFile>>>),
+    /// Any writer (tests, benchmarks, in-memory use).
+    Other(BufWriter<Box<dyn Write + Send>>),
+}
+
+impl Destination {
+    /// Standard output when `path` is `None` or `-`, else the file.
+    pub fn create(path: Option<&Path>, gzip_extensions: &[&str]) -> io::Result<Destination> {
+        let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
+            return Ok(Destination::Stdout(BufWriter::with_capacity(
+                256 << 10,
+                io::stdout(),
+            )));
+        };
+        let file = BufWriter::with_capacity(256 << 10, OutputFile::create(path)?);
+        let gz = path
+            .extension()
+            .is_some_and(|e| gzip_extensions.iter().any(|g| e == *g));
+        Ok(if gz {
+            Destination::Gzip(Box::new(GzEncoder::new(file, Compression::default())))
+        } else {
+            Destination::File(file)
+        })
+    }
+
+    pub fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Destination::Stdout(w) => w,
+            Destination::File(w) => w,
+            Destination::Gzip(w) => w,
+            Destination::Other(w) => w,
+        }
+    }
+
+    /// Flushes, completes the gzip trailer, and puts a file in place.
+    pub fn finish(self) -> io::Result<()> {
+        let file = match self {
+            Destination::Stdout(mut w) => return w.flush(),
+            Destination::Other(mut w) => return w.flush(),
+            Destination::File(w) => w,
+            Destination::Gzip(w) => w.finish()?,
+        };
+        file.into_inner().map_err(|e| e.into_error())?.commit()
+    }
+}
+
 pub struct RecordWriter {
-    sink: Sink,
+    sink: Destination,
     buf: Vec<u8>,
     line_buffered: bool,
     records: u64,
@@ -39,23 +213,8 @@ impl RecordWriter {
     /// Opens `output` (standard output when `None` or `-`). Output to a terminal is
     /// line-buffered, as a person watching expects.
     pub fn create(output: Option<&Path>, line_buffered: bool) -> io::Result<RecordWriter> {
-        let (sink, to_terminal) = match output {
-            None => Self::stdout_sink(),
-            Some(p) if p.as_os_str() == "-" => Self::stdout_sink(),
-            Some(p) => {
-                let file = File::create(p).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot create {}: {}", p.display(), e))
-                })?;
-                let gz = p.extension().is_some_and(|e| e == "gz");
-                let sink = if gz {
-                    let w = BufWriter::with_capacity(256 << 10, file);
-                    Sink::Gzip(Box::new(GzEncoder::new(w, Compression::default())))
-                } else {
-                    Sink::Plain(BufWriter::with_capacity(256 << 10, Box::new(file)))
-                };
-                (sink, false)
-            }
-        };
+        let sink = Destination::create(output, &["gz"])?;
+        let to_terminal = matches!(sink, Destination::Stdout(_)) && io::stdout().is_terminal();
         Ok(RecordWriter {
             sink,
             buf: Vec::with_capacity(1024),
@@ -67,19 +226,11 @@ impl RecordWriter {
     /// A writer into any `Write` (tests, benchmarks, in-memory use).
     pub fn from_writer(w: Box<dyn Write + Send>, line_buffered: bool) -> RecordWriter {
         RecordWriter {
-            sink: Sink::Plain(BufWriter::with_capacity(256 << 10, w)),
+            sink: Destination::Other(BufWriter::with_capacity(256 << 10, w)),
             buf: Vec::with_capacity(1024),
             line_buffered,
             records: 0,
         }
-    }
-
-    fn stdout_sink() -> (Sink, bool) {
-        let tty = io::stdout().is_terminal();
-        (
-            Sink::Plain(BufWriter::with_capacity(256 << 10, Box::new(io::stdout()))),
-            tty,
-        )
     }
 
     /// Writes one record as a line.
@@ -127,11 +278,9 @@ impl RecordWriter {
         self.records
     }
 
-    /// Flushes and closes (completes the gzip trailer).
+    /// Flushes and closes (completes the gzip trailer, puts a `-o` file in place). A
+    /// writer dropped without `finish` leaves an existing `-o` file as it was.
     pub fn finish(self) -> io::Result<()> {
-        match self.sink {
-            Sink::Plain(mut w) => w.flush(),
-            Sink::Gzip(w) => w.finish()?.flush(),
-        }
+        self.sink.finish()
     }
 }

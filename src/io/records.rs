@@ -60,7 +60,10 @@ impl RecordReader {
                 return Ok(None);
             };
             let message = match status {
-                Err(e) => e.to_string(),
+                Err(e) => {
+                    self.lines.report(&mut self.bad, number, e)?;
+                    continue;
+                }
                 Ok(()) => {
                     let text = self.lines.text();
                     if text.trim().is_empty() {
@@ -90,9 +93,7 @@ impl RecordReader {
                 return Ok(None);
             };
             match status {
-                Err(e) => self
-                    .bad
-                    .report(self.lines.source(), number, &e.to_string())?,
+                Err(e) => self.lines.report(&mut self.bad, number, e)?,
                 Ok(()) if self.lines.text().trim().is_empty() => {}
                 Ok(()) => {
                     self.line = number;

@@ -7,8 +7,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use super::output::Format;
 use super::rank::Ranker;
+use crate::cli::parse_duration;
 use crate::cli::{InputArgs, OutputArgs, Verbosity, EXIT_STATUS_HELP};
-use crate::collect::cli::parse_duration;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -69,7 +69,7 @@ pub struct Cli {
     pub no_suspects: bool,
 
     /// Output format (text and gala print only their own output, never the input).
-    #[arg(short, long, value_enum, default_value = "ndjson")]
+    #[arg(short, long, value_enum, default_value_t = Format::Ndjson, value_name = "FORMAT")]
     pub format: Format,
 
     /// Which anomalies are KPIs: KIND:METRIC, METRIC may be `*` (repeatable; default
@@ -86,7 +86,7 @@ pub struct Cli {
     pub history: Duration,
 
     /// Input format: gala records, or a wide CSV table of metrics.
-    #[arg(long, value_enum, default_value = "ndjson")]
+    #[arg(long, value_enum, default_value_t = InputFormat::Records, value_name = "FORMAT")]
     pub input_format: InputFormat,
 
     /// CSV: when the incident started (seconds or ms since the epoch, or
@@ -128,7 +128,10 @@ pub struct InferArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
-    Ndjson,
+    /// gala NDJSON records (`ndjson` is the old name).
+    #[value(alias = "ndjson")]
+    Records,
+    /// A wide CSV table: a time column, then one column per metric.
     Csv,
 }
 

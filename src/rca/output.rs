@@ -11,6 +11,7 @@ use crate::record::{kind, Evidence};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// cause records, one per ranked cause (NDJSON).
+    #[value(name = "records", alias = "ndjson")]
     Ndjson,
     /// A few lines a person can act on.
     Text,

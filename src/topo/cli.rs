@@ -33,9 +33,9 @@ pub struct Cli {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Output format: ndjson (edge records in the stream), dot (Graphviz), mermaid,
+    /// Output format: records (edge records in the stream), dot (Graphviz), mermaid,
     /// json (a node-link graph), text (an indented tree).
-    #[arg(short, long, value_enum, default_value = "ndjson")]
+    #[arg(short, long, value_enum, default_value_t = Format::Ndjson, value_name = "FORMAT")]
     pub format: Format,
 
     /// Print only gala-topo's own records, not the input's (NDJSON).
@@ -91,6 +91,8 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// gala NDJSON records: the input passed through, edges and derived entities added.
+    #[value(name = "records", alias = "ndjson")]
     Ndjson,
     Dot,
     Mermaid,

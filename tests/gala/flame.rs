@@ -451,7 +451,12 @@ fn nothing_to_draw_exits_1_and_writes_no_file() {
 #[test]
 fn perf_text_fed_as_records_gets_a_hint() {
     let input = data("inferno-collapse-perf/single-event.txt");
-    let out = run("gala-flame", &[arg(&input)], None);
+    // Named explicitly: by itself gala-flame recognises perf text (see io_safety).
+    let out = run(
+        "gala-flame",
+        &["--input-format", "records", arg(&input)],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--input-format perf"));
 }
