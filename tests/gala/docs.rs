@@ -363,7 +363,7 @@ fn eval_prints_its_parameters_for_people() {
         "{nab_head}"
     );
     assert!(
-        nab_head.contains("q = 0.0001") && nab_head.contains("init = 500"),
+        nab_head.contains("q = 0.001") && nab_head.contains("init = 500"),
         "{nab_head}"
     );
     assert!(
