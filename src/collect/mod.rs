@@ -14,6 +14,7 @@ pub mod counters;
 pub mod l7;
 pub mod machine;
 pub mod netlink;
+pub mod privilege;
 pub mod probe;
 pub mod probes;
 pub mod procfs;
