@@ -14,10 +14,12 @@ pub mod counters;
 pub mod l7;
 pub mod machine;
 pub mod netlink;
+pub mod privilege;
 pub mod probe;
 pub mod probes;
 pub mod procfs;
 pub mod registry;
+pub mod report;
 pub mod runtime;
 mod selfstat;
 pub mod serve;
@@ -25,6 +27,7 @@ pub mod serve;
 pub mod stack;
 pub mod summary;
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -74,20 +77,49 @@ impl Default for Options {
 pub struct Summary {
     pub intervals: u64,
     pub records: u64,
+    /// Records written, by type.
+    pub counts: report::Counts,
     pub probe_errors: u64,
+    /// Non-zero loss counters (drops, lost records) of the last status record.
+    pub lost: Vec<(String, u64)>,
+    /// From start (probes loading) to the end of the last interval.
+    pub elapsed: Duration,
     /// What `--summary` prints, when asked for.
     pub digest: Option<summary::Digest>,
 }
 
-/// Runs the probes until `count`, `duration` or a signal ends the collection.
-pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
-    let mut probes = registry::instantiate(&opts.probes)?;
+/// Runs the probes until `count`, `duration` or a signal ends the collection, telling
+/// `report` what it does.
+pub fn run(
+    opts: &Options,
+    out: &mut RecordWriter,
+    report: &mut report::Reporter,
+) -> anyhow::Result<Summary> {
+    let run_start = Instant::now();
+    let started = registry::instantiate(&opts.probes, privilege::Caps::current())?;
+    let mut probes = started.probes;
     if probes.is_empty() {
         bail!("no probe to run");
     }
     let machine_id = machine::machine_id();
-    let names: Vec<&str> = probes.iter().map(|p| p.spec().name).collect();
-    let names: Vec<String> = names.into_iter().map(String::from).collect();
+    let names: Vec<&'static str> = probes.iter().map(|p| p.spec().name).collect();
+    report.start(&report::Plan {
+        probes: &names,
+        load_times: &started.load_times,
+        left_out: &started.left_out,
+        interval: opts.interval,
+        count: opts.count,
+        duration: opts.duration,
+        serve: opts.exporter.as_ref().map(|e| e.addr()),
+    });
+    // Said in every status record too, so that a recording tells what it lacks.
+    let left_out: Fields = started
+        .left_out
+        .iter()
+        .map(|l| (l.name.to_string(), json!(l.why)))
+        .collect();
+    // The process filters are checked against what the proc probe found.
+    let check_filter = !opts.filter.is_empty() && names.contains(&probes::proc::SPEC.name);
     let mut self_cpu = selfstat::SelfStat::new();
     let mut summary = Summary {
         digest: opts.summary.then(summary::Digest::default),
@@ -109,12 +141,20 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
     );
     records.clear();
 
-    let start = Instant::now();
-    let mut next_tick = start + opts.interval;
+    // The schedule counts from the command's start, not from the end of loading: BPF
+    // probes take 0.3–1 s to load, which used to delay the first records (and every
+    // later one) by as much. The first interval still reaches at least half an interval
+    // past the baseline read, so that its deltas mean something; `interval_ms` in the
+    // status record says how long it was.
+    let primed = Instant::now();
+    let mut next_tick = (run_start + opts.interval).max(primed + opts.interval / 2);
+    let deadline = opts
+        .duration
+        .map(|d| (run_start + d).max(primed + d.min(opts.interval) / 2));
     loop {
         // A signal ends the wait early; the short interval up to it is still collected
         // and written, so nothing seen before the interrupt is lost.
-        sleep_until(next_tick, opts.duration.map(|d| start + d));
+        sleep_until(next_tick, deadline);
         let now = Instant::now();
         let elapsed = now - last;
         last = now;
@@ -135,10 +175,20 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         if let Some(exporter) = &opts.exporter {
             exporter.publish(&records);
         }
+        if check_filter
+            && summary.intervals == 0
+            && !records
+                .iter()
+                .any(|r| matches!(r, Record::Entity(e) if e.kind == crate::record::kind::PROC))
+        {
+            report.filter_matched_nothing(&opts.filter);
+        }
+        let mut counts = report::Counts::default();
         for rec in records.drain(..) {
             if let Some(d) = &mut summary.digest {
                 d.observe(&rec);
             }
+            counts.add(&rec);
             out.write(&rec).context("writing records")?;
         }
         for (probe, err) in errs {
@@ -147,6 +197,7 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
             if let Some(d) = &mut summary.digest {
                 d.observe(&ev);
             }
+            counts.add(&ev);
             out.write(&ev)?;
         }
         summary.intervals += 1;
@@ -156,6 +207,9 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         extra.insert("records_written".into(), json!(out.records_written() + 1));
         extra.insert("probe_errors".into(), json!(summary.probe_errors));
         extra.insert("probe_time_ms".into(), json!(probe_time));
+        if !left_out.is_empty() {
+            extra.insert("probes_left_out".into(), json!(left_out));
+        }
         self_cpu.fill(&mut extra, elapsed);
         for p in &probes {
             p.status(&mut extra);
@@ -176,14 +230,18 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
         if let Some(d) = &mut summary.digest {
             d.observe(&status);
         }
+        counts.add(&status);
         out.write(&status)?;
         out.end_interval()?;
         summary.records = out.records_written();
+        summary.counts = summary.counts.sum(&counts);
+        report.interval(elapsed, counts, &probe_time);
+        if let Record::Status(st) = &status {
+            summary.lost = report::lost_counters(&st.extra);
+        }
 
         let done_count = opts.count.is_some_and(|n| summary.intervals >= n);
-        let done_time = opts
-            .duration
-            .is_some_and(|d| start.elapsed() + Duration::from_millis(5) >= d);
+        let done_time = deadline.is_some_and(|d| Instant::now() + Duration::from_millis(5) >= d);
         if done_count || done_time || signals::received().is_some() {
             break;
         }
@@ -193,6 +251,7 @@ pub fn run(opts: &Options, out: &mut RecordWriter) -> anyhow::Result<Summary> {
             next_tick = Instant::now() + opts.interval;
         }
     }
+    summary.elapsed = run_start.elapsed();
     Ok(summary)
 }
 
@@ -360,11 +419,36 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         summary: cli.summary,
     };
     let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
-    let summary = run(&opts, &mut out)?;
+    let to_file = cli
+        .output
+        .output
+        .as_deref()
+        .is_some_and(|p| p.as_os_str() != "-");
+    let destination = match &cli.output.output {
+        Some(p) if to_file => p.display().to_string(),
+        _ => "stdout".to_string(),
+    };
+    // The status line is for a person watching a terminal whose screen the records do
+    // not already fill; pipes and files get whole lines only.
+    let live = std::io::stderr().is_terminal() && (to_file || !std::io::stdout().is_terminal());
+    let mut report = report::Reporter::new(
+        cli.verbosity.verbose,
+        cli.verbosity.quiet,
+        destination,
+        live,
+    );
+    let summary = run(&opts, &mut out, &mut report)?;
     out.finish()?;
+    report.end(&report::End {
+        intervals: summary.intervals,
+        counts: summary.counts,
+        elapsed: summary.elapsed,
+        probe_errors: summary.probe_errors,
+        lost: &summary.lost,
+    });
     if let Some(d) = &summary.digest {
         if !cli.verbosity.quiet {
-            eprint!("{}", d.render(opts.interval, summary.records));
+            eprint!("{}", d.render());
         }
     }
     Ok(if summary.probe_errors > 0 {

@@ -1,7 +1,10 @@
 //! Every probe this build has, and turning `--probes` names into running probes.
 
+use std::time::{Duration, Instant};
+
 use anyhow::bail;
 
+use super::privilege::{self, Caps};
 use super::probe::{Probe, ProbeSpec};
 
 type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
@@ -49,9 +52,30 @@ pub fn specs() -> Vec<&'static ProbeSpec> {
     all().into_iter().map(|(s, _)| s).collect()
 }
 
+/// A probe that was not started, and why, in words for the person who ran the collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub name: &'static str,
+    pub why: String,
+}
+
+/// The probes that started, how long each took to start (BPF loading and attaching
+/// dominates), and the default ones left out.
+pub struct Started {
+    pub probes: Vec<Box<dyn Probe>>,
+    pub load_times: Vec<Duration>,
+    pub left_out: Vec<LeftOut>,
+}
+
 /// Creates the named probes (all default ones when `names` is empty). An unknown name is
 /// an error that lists the valid ones.
-pub fn instantiate(names: &[String]) -> anyhow::Result<Vec<Box<dyn Probe>>> {
+///
+/// By default the collector runs what this machine lets it run: without the privileges
+/// to load BPF, the BPF probes are left out (the /proc probes need none), and a default
+/// probe that fails to start is left out with its reason rather than ending the run.
+/// Probes named in `--probes` are a demand: one that cannot start is an error, said
+/// before anything loads when it is a matter of privileges.
+pub fn instantiate(names: &[String], caps: Caps) -> anyhow::Result<Started> {
     let all = all();
     let valid = || {
         all.iter()
@@ -77,18 +101,76 @@ pub fn instantiate(names: &[String]) -> anyhow::Result<Vec<Box<dyn Probe>>> {
              context switch)"
         );
     }
-    let mut probes = Vec::new();
-    for (spec, make) in &all {
-        let wanted = if names.is_empty() {
-            !spec.opt_in
-        } else {
-            names.iter().any(|n| n == spec.name)
-        };
-        if wanted {
-            probes.push(make()?);
+    let wanted: Vec<&(&'static ProbeSpec, Constructor)> = all
+        .iter()
+        .filter(|(spec, _)| {
+            if names.is_empty() {
+                !spec.opt_in
+            } else {
+                names.iter().any(|n| n == spec.name)
+            }
+        })
+        .collect();
+    let may_load = caps.may_load_bpf();
+    if !names.is_empty() && !may_load {
+        let denied: Vec<&str> = wanted
+            .iter()
+            .filter(|(s, _)| s.needs_bpf)
+            .map(|(s, _)| s.name)
+            .collect();
+        if !denied.is_empty() {
+            let no_bpf: Vec<&str> = all
+                .iter()
+                .filter(|(s, _)| !s.needs_bpf)
+                .map(|(s, _)| s.name)
+                .collect();
+            bail!(
+                "{} {} {} {}: run with sudo, or leave {} out of --probes (these run \
+                 without root: {})",
+                plural(denied.len(), "probe", "probes"),
+                denied.join(", "),
+                plural(denied.len(), "needs", "need"),
+                privilege::ROOT,
+                plural(denied.len(), "it", "them"),
+                no_bpf.join(", ")
+            );
         }
     }
-    Ok(probes)
+    let mut started = Started {
+        probes: Vec::new(),
+        load_times: Vec::new(),
+        left_out: Vec::new(),
+    };
+    for (spec, make) in wanted {
+        if spec.needs_bpf && !may_load {
+            started.left_out.push(LeftOut {
+                name: spec.name,
+                why: format!("needs {}", privilege::ROOT),
+            });
+            continue;
+        }
+        let t = Instant::now();
+        match make() {
+            Ok(p) => {
+                started.probes.push(p);
+                started.load_times.push(t.elapsed());
+            }
+            Err(e) if names.is_empty() => started.left_out.push(LeftOut {
+                name: spec.name,
+                why: format!("{e:#}"),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(started)
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
 }
 
 /// `--list-probes`: every probe, its entity kinds and each metric with unit and type.

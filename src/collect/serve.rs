@@ -74,6 +74,11 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporter {
+    /// The address it listens on (the port chosen, when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Binds `addr` and starts serving on a thread of its own.
     pub fn start(addr: SocketAddr, max_series: usize) -> anyhow::Result<Exporter> {
         let listener = TcpListener::bind(addr)

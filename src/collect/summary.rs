@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::time::Duration;
 
 use crate::record::{kind, Record};
 
@@ -140,18 +139,10 @@ impl Digest {
         }
     }
 
-    /// The summary text, several lines, each starting with the tool's name.
-    pub fn render(&self, interval: Duration, records: u64) -> String {
+    /// The summary text, several indented lines under the collector's end line (which
+    /// says how many intervals and records); nothing when no interval ended.
+    pub fn render(&self) -> String {
         let mut s = String::new();
-        let secs = interval.as_secs_f64();
-        let _ = writeln!(
-            s,
-            "gala-collect: {} interval{} of {}, {} records",
-            self.intervals,
-            if self.intervals == 1 { "" } else { "s" },
-            human_secs(secs),
-            records
-        );
         if self.intervals == 0 {
             return s;
         }
@@ -253,14 +244,6 @@ fn mean(p: &ProcAgg) -> f64 {
     }
 }
 
-fn human_secs(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{}s", (s * 10.0).round() / 10.0)
-    } else {
-        format!("{}ms", (s * 1000.0).round())
-    }
-}
-
 fn human_bytes(b: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b;
@@ -300,8 +283,7 @@ mod tests {
         ] {
             d.observe(&rec(l));
         }
-        let s = d.render(Duration::from_secs(5), 8);
-        assert!(s.contains("1 interval of 5s"), "{s}");
+        let s = d.render();
         assert!(s.contains("redis-server (7) 40.0%"), "{s}");
         assert!(s.contains("redis-server (7) 1.0 MiB"), "{s}");
         assert!(s.contains("busiest disk: vda 12.5%"), "{s}");
@@ -311,7 +293,6 @@ mod tests {
 
     #[test]
     fn empty_run() {
-        let s = Digest::default().render(Duration::from_secs(5), 0);
-        assert_eq!(s.lines().count(), 1);
+        assert_eq!(Digest::default().render(), "");
     }
 }

@@ -283,6 +283,16 @@ fn collect(args: &[&str]) -> (Vec<Value>, String, i32) {
     (recs, stderr, out.status.code().unwrap_or(-1))
 }
 
+/// The collector's stderr lines other than its start and end lines: warnings, errors.
+fn chatter(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| {
+            !l.starts_with("gala-collect: collecting ") && !l.starts_with("gala-collect: wrote ")
+        })
+        .collect()
+}
+
 fn of<'a>(recs: &'a [Value], ty: &str, kind: &str) -> Vec<&'a Value> {
     recs.iter()
         .filter(|r| r["type"] == ty && r["kind"] == kind)
@@ -403,7 +413,9 @@ fn memory_totals_equal_proc_meminfo() {
 fn every_default_probe_reports_this_machine() {
     let (recs, stderr, code) = collect(&["--interval", "500ms", "--count", "2"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    // The start and end lines, and nothing else: no warning, no probe left out.
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(chatter(&stderr).is_empty(), "{stderr}");
     for kind in [
         "host", "cpu", "mem", "net", "nic", "qdisc", "disk", "fs", "proc",
     ] {
@@ -474,7 +486,7 @@ fn processes_that_vanish_mid_read_are_skipped_quietly() {
     let _ = churn.kill();
     let _ = churn.wait();
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    assert!(chatter(&stderr).is_empty(), "{stderr}");
     assert!(!recs.iter().any(|r| r["name"] == "probe_error"));
 }
 
@@ -578,10 +590,12 @@ fn head_one_ends_quietly() {
     );
     let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
     assert!(out.status.success(), "status {:?}", out.status);
+    // The start line only: no error, and no end line for a run the reader cut short.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
     assert!(
-        out.stderr.is_empty(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.starts_with("gala-collect: collecting "),
+        "stderr: {stderr}"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
@@ -651,10 +665,15 @@ fn summary_on_stderr() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(!recs.is_empty());
-    assert!(
-        stderr.starts_with("gala-collect: 1 interval of 300ms"),
-        "{stderr}"
+    // The digest's lines follow the end line, which says how many intervals and records.
+    let end = format!(
+        "gala-collect: wrote {} records to stdout in 1 interval",
+        recs.len()
     );
+    let at = stderr
+        .find(&end)
+        .unwrap_or_else(|| panic!("no {end:?} in {stderr}"));
+    let stderr = &stderr[at..];
     for part in [
         "entities (last interval):",
         "top CPU",
@@ -690,4 +709,352 @@ fn docs_describe_every_probe_and_metric() {
             assert!(doc.contains(&row), "docs/collect.md lacks the row {row}");
         }
     }
+}
+
+// ---- what the collector says on stderr ----
+
+/// Records of each type in `recs`, as the collector's lines word them.
+fn described(recs: &[&Value]) -> String {
+    let n = |t: &str| recs.iter().filter(|r| r["type"] == t).count() as u64;
+    gala::collect::report::Counts {
+        entity: n("entity"),
+        metric: n("metric"),
+        event: n("event"),
+        stack: n("stack"),
+        status: n("status"),
+    }
+    .describe()
+}
+
+#[test]
+fn the_start_line_says_what_runs_where_and_the_end_line_counts_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.ndjson");
+    let file_s = file.to_str().unwrap();
+    let (_, stderr, code) = collect(&[
+        "--probes",
+        "host,mem",
+        "--interval",
+        "300ms",
+        "--count",
+        "2",
+        "--serve",
+        "127.0.0.1:0",
+        "-o",
+        file_s,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let recs = ndjson(&std::fs::read(&file).unwrap());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "gala-collect: collecting host, mem every 300ms, 2 times → {file_s} (first records in 300ms); serving http://127.0.0.1:"
+        )),
+        "{stderr}"
+    );
+    let port: u16 = lines[0]
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.strip_suffix("/metrics")?.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {}", lines[0]));
+    assert_ne!(port, 0, "the port bound, not the one asked for");
+    let all: Vec<&Value> = recs.iter().collect();
+    let end = format!(
+        "gala-collect: wrote {} records to {file_s} in 2 intervals (",
+        recs.len()
+    );
+    assert!(lines[1].starts_with(&end), "{stderr}");
+    assert!(
+        lines[1].ends_with(&format!("): {}", described(&all))),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn quiet_says_nothing() {
+    let (recs, stderr, code) = collect(&[
+        "--probes",
+        "proc",
+        "--comm",
+        "^gala-no-such-process$",
+        "--interval",
+        "200ms",
+        "--count",
+        "1",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!recs.is_empty());
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn verbose_adds_start_times_and_a_line_per_interval() {
+    let (recs, stderr, code) = collect(&[
+        "--probes",
+        "host,mem,proc",
+        "--interval",
+        "300ms",
+        "--count",
+        "3",
+        "-v",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let started = stderr
+        .lines()
+        .find(|l| l.starts_with("gala-collect: probes started in: "))
+        .unwrap_or_else(|| panic!("no start times in {stderr}"));
+    for p in ["host", "mem", "proc"] {
+        assert!(started.contains(&format!(" {p} ")), "{started}");
+    }
+    // Each interval's line counts what that interval wrote (its records up to and
+    // including its status record).
+    let mut from = 0;
+    for i in 1..=3 {
+        let end = from
+            + recs[from..]
+                .iter()
+                .position(|r| r["type"] == "status")
+                .expect("a status record per interval");
+        let interval: Vec<&Value> = recs[from..=end].iter().collect();
+        from = end + 1;
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("gala-collect: interval {i} (")))
+            .unwrap_or_else(|| panic!("no line for interval {i} in {stderr}"));
+        assert!(
+            line.contains(&format!("): {}; probes took ", described(&interval))),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_process_filter_that_matches_nothing_is_warned_about_once() {
+    let (_, stderr, code) = collect(&[
+        "--probes",
+        "host,proc",
+        "--comm",
+        "^gala-no-such-process$",
+        "--interval",
+        "200ms",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let warned: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(
+        warned,
+        ["gala-collect: warning: --comm '^gala-no-such-process$' matches no process; collecting host-level metrics only"],
+        "{stderr}"
+    );
+    // A filter that matches (this test's own process) is not warned about.
+    let me = std::process::id().to_string();
+    let (recs, stderr, code) = collect(&[
+        "--probes",
+        "proc",
+        "--pid",
+        &me,
+        "--interval",
+        "200ms",
+        "--count",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(of(&recs, "entity", "proc").len(), 1);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+/// Runs `command` (a shell command line) with a terminal as its stdin, stdout and
+/// stderr, through script(1); returns what the terminal showed.
+fn on_a_terminal(command: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("typescript");
+    let out = Command::new("script")
+        .args(["-qfec", command])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .expect("script(1) from util-linux, to give the collector a terminal");
+    assert!(out.status.success(), "{command}: {out:?}");
+    String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned()
+}
+
+#[test]
+fn the_status_line_is_drawn_on_a_terminal_when_the_records_go_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.ndjson");
+    let bin = bin("gala-collect");
+    let args = "--probes host,mem --interval 300ms --count 3";
+    let shown = on_a_terminal(&format!(
+        "'{}' {args} -o '{}'",
+        bin.display(),
+        file.display()
+    ));
+    // Redrawn in place (a carriage return and a line erase), saying how far the run is
+    // ("1 interval → FILE: …"; which intervals are drawn is up to indicatif's rate limit).
+    assert!(shown.contains("\r\x1b[2K"), "{shown:?}");
+    assert!(
+        shown.contains(&format!(" → {}: ", file.display())),
+        "{shown:?}"
+    );
+    // Records on the terminal: no status line among them.
+    let shown = on_a_terminal(&format!("'{}' {args}", bin.display()));
+    assert!(shown.contains("gala-collect: wrote "), "{shown:?}");
+    assert!(!shown.contains("\x1b[2K"), "{shown:?}");
+    // In a pipe (every other test here): whole lines only.
+    let (_, stderr, _) = collect(&["--probes", "host", "--interval", "300ms", "--count", "2"]);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
+}
+
+// ---- without root ----
+
+/// Runs gala-collect as an unprivileged user: as root, a copy of the binary that user
+/// may execute, run by setpriv(1) as nobody (65534); otherwise as this test runs.
+fn unprivileged(args: &[&str]) -> (String, String, i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = if crate::common::is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.path().join("gala-collect");
+        std::fs::copy(bin("gala-collect"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(copy);
+        c
+    } else {
+        Command::new(bin("gala-collect"))
+    };
+    let out = cmd
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv(1) from util-linux, to drop root");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn without_root_the_proc_probes_run_and_one_line_names_the_probes_left_out() {
+    let (stdout, stderr, code) = unprivileged(&["--interval", "300ms", "--count", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let recs = ndjson(stdout.as_bytes());
+    for kind in ["host", "cpu", "mem", "proc"] {
+        assert!(!of(&recs, "metric", kind).is_empty(), "no {kind} metrics");
+    }
+    assert!(!stderr.contains("tracefs"), "{stderr}");
+    let left: Vec<&str> = stderr.lines().filter(|l| l.contains("left out")).collect();
+    let status = recs.iter().find(|r| r["type"] == "status").unwrap();
+    if cfg!(feature = "bpf") {
+        assert_eq!(left.len(), 1, "{stderr}");
+        assert!(
+            left[0].starts_with("gala-collect: left out tcp, endpoint, dns, sched, io, mempressure, l7: needs root (permission denied)"),
+            "{stderr}"
+        );
+        assert!(left[0].contains("CAP_BPF and CAP_PERFMON"), "{stderr}");
+        // The recording says so too.
+        assert!(
+            status["probes_left_out"]["tcp"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("needs root")),
+            "{status}"
+        );
+    } else {
+        assert!(left.is_empty(), "{stderr}");
+    }
+}
+
+#[test]
+#[cfg(feature = "bpf")]
+fn without_root_a_bpf_probe_asked_for_is_refused_saying_it_needs_root() {
+    let (stdout, stderr, code) = unprivileged(&["--probes", "host,tcp,l7", "--count", "1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("gala-collect: probes tcp, l7 need root (permission denied)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run with sudo"), "{stderr}");
+    assert!(!stderr.contains("tracefs"), "{stderr}");
+}
+
+#[test]
+#[cfg(feature = "bpf")]
+fn doctor_without_root_blames_permissions_not_the_kernel() {
+    let (report, stderr, code) = unprivileged(&["doctor"]);
+    assert_eq!(code, 0, "{stderr}");
+    for wrong in ["the kernel has no", "NOT mounted", "could not probe"] {
+        assert!(!report.contains(wrong), "{wrong:?} in:\n{report}");
+    }
+    assert!(
+        report
+            .contains("tracefs: /sys/kernel/tracing not readable: needs root (permission denied)")
+            || !std::path::Path::new("/sys/kernel/tracing/events").exists(),
+        "{report}"
+    );
+    // Every BPF probe: does not run, for one reason, permissions.
+    let probes = report.split("\nprobes\n").nth(1).expect("a probes section");
+    let mut verdicts = 0;
+    for line in probes.lines() {
+        if line.contains("does NOT run") {
+            verdicts += 1;
+        } else {
+            assert!(
+                line.trim_start()
+                    .starts_with("needs root (permission denied)"),
+                "{line}\n{report}"
+            );
+        }
+    }
+    assert!(verdicts >= 10, "{report}");
+    let (names, _, code) = unprivileged(&["doctor", "--probes"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        names.trim(),
+        "host,cpu,mem,net,nic,qdisc,disk,fs,proc,container,runtime"
+    );
+}
+
+/// The first records come one interval after the start, not one interval after the BPF
+/// probes finished loading: the first interval is shorter by the loading time (and its
+/// `interval_ms` says so) rather than every record later by it.
+#[test]
+fn the_first_interval_ends_one_interval_after_the_start_not_after_loading() {
+    if !require_bpf("the_first_interval_ends_one_interval_after_the_start_not_after_loading") {
+        return;
+    }
+    let (recs, stderr, code) = collect(&["--interval", "2s", "--count", "1", "-v"]);
+    assert_eq!(code, 0, "{stderr}");
+    // What loading took, as -v reports it: the BPF probes take tens to hundreds of ms.
+    let loading_ms: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("gala-collect: probes started in: "))
+        .unwrap_or_else(|| panic!("no start times in {stderr}"))
+        .split(", ")
+        .filter_map(|p| {
+            p.rsplit_once(' ')?
+                .1
+                .strip_suffix("ms")?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    assert!(loading_ms >= 10.0, "{stderr}");
+    let status = recs.iter().find(|r| r["type"] == "status").unwrap();
+    let interval_ms = status["interval_ms"].as_f64().unwrap();
+    // Before: the baseline read plus a whole interval, always more than 2000 ms.
+    assert!(
+        interval_ms < 2000.0,
+        "first interval {interval_ms} ms after {loading_ms} ms of loading"
+    );
 }

@@ -14,6 +14,7 @@ use libbpf_rs::libbpf_sys;
 
 use super::hooks::{Hook, Hooks, Need};
 use super::TRACEFS;
+use crate::collect::privilege::{self, Caps};
 
 /// Every BPF probe of this build with the hooks it declares. Each BPF probe module adds
 /// its line here.
@@ -100,18 +101,58 @@ const PROG_TYPES: &[(u32, &str, &str)] = &[
     ),
 ];
 
+/// What probing one kernel feature found. Without privileges the kernel refuses every
+/// probe with EPERM/EACCES, which says nothing about the feature itself: that is kept
+/// apart from "the kernel said no" so that doctor blames permissions, not the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probed {
+    Yes,
+    No,
+    /// Refused for want of privileges: unknown until run as root.
+    Denied,
+    /// Some other failure, as the kernel worded it.
+    Failed(String),
+}
+
+impl Probed {
+    fn from_errno(errno: i32) -> Probed {
+        let err = std::io::Error::from_raw_os_error(errno);
+        if privilege::is_permission(&err) {
+            Probed::Denied
+        } else {
+            Probed::Failed(err.to_string())
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Probed::Yes => "available".into(),
+            Probed::No => "NOT available".into(),
+            Probed::Denied => "not probed: needs root (permission denied)".into(),
+            Probed::Failed(e) => format!("could not probe ({e})"),
+        }
+    }
+}
+
+/// Whether tracefs can be read (tracepoint ids, kprobe_events…).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tracefs {
+    Readable,
+    #[default]
+    NotMounted,
+    /// Mounted but closed to this user (the kernel mounts it mode 0700).
+    Denied,
+}
+
 /// What the machine has, as far as gala cares.
 #[derive(Debug, Default)]
 pub struct Facts {
-    pub euid: u32,
-    pub cap_bpf: bool,
-    pub cap_perfmon: bool,
-    pub cap_sys_admin: bool,
+    pub caps: Caps,
     pub btf: Option<u64>,
-    pub tracefs_mounted: bool,
-    pub prog_types: Vec<(&'static str, Result<bool, String>)>,
+    pub tracefs: Tracefs,
+    pub prog_types: Vec<(&'static str, Probed)>,
     /// BTF-typed raw tracepoints (tp_btf): tracing programs that need no trampoline.
-    pub tp_btf: Option<Result<bool, String>>,
+    pub tp_btf: Option<Probed>,
     pub kprobes: bool,
     pub uprobes: bool,
     pub ip_vs: bool,
@@ -119,57 +160,67 @@ pub struct Facts {
 
 impl Facts {
     pub fn gather() -> Facts {
-        let caps = fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("CapEff:"))
-                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            })
-            .unwrap_or(0);
-        let has = |bit: u32| caps & (1u64 << bit) != 0;
+        let caps = Caps::current();
         let prog_types = PROG_TYPES
             .iter()
             .map(|&(t, name, _)| {
-                // SAFETY: probing creates and frees a trivial program; no pointers kept.
-                let rc = unsafe { libbpf_sys::libbpf_probe_bpf_prog_type(t, std::ptr::null()) };
+                // libbpf says 1 or 0; a refused load leaves the kernel's errno behind.
+                // That errno is trusted only to explain a 0 for a process that may not
+                // load BPF at all: as root, libbpf's own calls around the load (memlock,
+                // the fentry probe's expected-error check) can leave an unrelated one.
+                // SAFETY: errno is this thread's; probing creates and frees a trivial
+                // program and keeps no pointers.
+                let (rc, errno) = unsafe {
+                    *libc::__errno_location() = 0;
+                    let rc = libbpf_sys::libbpf_probe_bpf_prog_type(t, std::ptr::null());
+                    (rc, *libc::__errno_location())
+                };
+                let refused = matches!(errno, libc::EPERM | libc::EACCES);
                 let r = match rc {
-                    1 => Ok(true),
-                    0 => Ok(false),
-                    e => Err(std::io::Error::from_raw_os_error(-e).to_string()),
+                    1 => Probed::Yes,
+                    0 if refused && !caps.may_load_bpf() => Probed::Denied,
+                    0 => Probed::No,
+                    e => Probed::from_errno(-e),
                 };
                 (name, r)
             })
             .collect();
+        let tracefs = match fs::metadata(Path::new(TRACEFS).join("events")) {
+            Ok(m) if m.is_dir() => Tracefs::Readable,
+            Err(e) if privilege::is_permission(&e) => Tracefs::Denied,
+            _ => Tracefs::NotMounted,
+        };
+        let tracefs_has =
+            |f: &str| tracefs == Tracefs::Readable && Path::new(TRACEFS).join(f).exists();
         Facts {
-            // SAFETY: geteuid has no preconditions.
-            euid: unsafe { libc::geteuid() },
-            cap_bpf: has(39),
-            cap_perfmon: has(38),
-            cap_sys_admin: has(21),
+            caps,
             btf: fs::metadata("/sys/kernel/btf/vmlinux")
                 .ok()
                 .map(|m| m.len()),
-            tracefs_mounted: Path::new(TRACEFS).join("events").is_dir(),
+            tracefs,
             prog_types,
             tp_btf: Some(probe_tp_btf()),
             // The kernel creates these only when built with kprobe / uprobe events.
             kprobes: Path::new("/sys/bus/event_source/devices/kprobe").exists()
-                || Path::new(TRACEFS).join("kprobe_events").exists(),
+                || tracefs_has("kprobe_events"),
             uprobes: Path::new("/sys/bus/event_source/devices/uprobe").exists()
-                || Path::new(TRACEFS).join("uprobe_events").exists(),
+                || tracefs_has("uprobe_events"),
             ip_vs: Path::new("/proc/net/ip_vs").exists() || Path::new("/sys/module/ip_vs").exists(),
         }
     }
 
-    fn prog_type(&self, name: &str) -> bool {
-        self.prog_types
-            .iter()
-            .any(|(n, r)| *n == name && matches!(r, Ok(true)))
+    /// Whether the kernel has a program type: `None` when that could not be learned
+    /// (not probed for want of privileges), so no verdict blames the kernel for it.
+    fn prog_type(&self, name: &str) -> Option<bool> {
+        match self.prog_types.iter().find(|(n, _)| *n == name) {
+            Some((_, Probed::Yes)) => Some(true),
+            Some((_, Probed::Denied)) => None,
+            _ => Some(false),
+        }
     }
 
     fn may_load(&self) -> bool {
-        self.euid == 0 || self.cap_sys_admin || (self.cap_bpf && self.cap_perfmon)
+        self.caps.may_load_bpf()
     }
 }
 
@@ -178,7 +229,7 @@ impl Facts {
 /// fentry, which needs a BPF trampoline; tp_btf attaches like a raw tracepoint, so a
 /// kernel without trampolines (this project's) may still have it, and with it direct
 /// typed reads of kernel memory and socket-local storage.
-fn probe_tp_btf() -> Result<bool, String> {
+fn probe_tp_btf() -> Probed {
     // SAFETY: the name is NUL-terminated; the call only reads kernel BTF.
     let btf_id = unsafe {
         libbpf_sys::libbpf_find_vmlinux_btf_id(
@@ -187,7 +238,7 @@ fn probe_tp_btf() -> Result<bool, String> {
         )
     };
     if btf_id < 0 {
-        return Err(format!(
+        return Probed::Failed(format!(
             "no BTF for sched_switch: {}",
             std::io::Error::from_raw_os_error(-btf_id)
         ));
@@ -215,43 +266,44 @@ fn probe_tp_btf() -> Result<bool, String> {
     if fd >= 0 {
         // SAFETY: fd was just returned to us and is not used elsewhere.
         unsafe { libc::close(fd) };
-        return Ok(true);
+        return Probed::Yes;
     }
     match -fd {
         // 524: the kernel's ENOTSUPP, not in libc.
-        libc::EINVAL | libc::EOPNOTSUPP | 524 => Ok(false),
-        e => Err(std::io::Error::from_raw_os_error(e).to_string()),
+        libc::EINVAL | libc::EOPNOTSUPP | 524 => Probed::No,
+        e => Probed::from_errno(e),
     }
 }
 
-/// Why a hook cannot be used here, or None when it can.
+/// Why a hook cannot be used here, or None when it can — or when only root could tell
+/// (the verdict then says "needs root" once, rather than blaming the kernel).
 fn hook_problem(f: &Facts, hook: &Hook) -> Option<String> {
     match hook {
         Hook::Tracepoint(tp) => {
-            if !f.prog_type("tracepoint") {
+            if f.prog_type("tracepoint") == Some(false) {
                 Some("the kernel has no tracepoint BPF programs".into())
-            } else if !f.tracefs_mounted {
+            } else if f.tracefs == Tracefs::NotMounted {
                 Some(format!("tracefs is not mounted at {TRACEFS} (gala-collect mounts it at start; or `mount -t tracefs tracefs {TRACEFS}`)"))
-            } else if !tracepoint_exists(tp) {
+            } else if f.tracefs == Tracefs::Readable && !tracepoint_exists(tp) {
                 Some(format!("tracepoint {tp} does not exist in this kernel"))
             } else {
                 None
             }
         }
-        Hook::RawTracepoint(tp) => (!f.prog_type("raw_tracepoint"))
+        Hook::RawTracepoint(tp) => (f.prog_type("raw_tracepoint") == Some(false))
             .then(|| format!("raw tracepoint {tp}: the kernel has no raw_tracepoint BPF programs")),
         // Iterators are tracing programs, but need no trampoline (which fentry does):
         // kernel BTF is what they need.
         Hook::TaskIterator => f.btf.is_none().then(|| {
             "task iterator: needs kernel BTF (/sys/kernel/btf/vmlinux) and kernel >= 5.8".into()
         }),
-        Hook::PerfEvent(ev) => (!f.prog_type("perf_event"))
+        Hook::PerfEvent(ev) => (f.prog_type("perf_event") == Some(false))
             .then(|| format!("perf event {ev}: the kernel has no perf_event BPF programs")),
         Hook::Uprobe { binary, symbol } => {
             if !f.uprobes {
                 return Some("the kernel has no uprobes (CONFIG_UPROBE_EVENTS off)".into());
             }
-            if !f.prog_type("kprobe") {
+            if f.prog_type("kprobe") == Some(false) {
                 return Some(
                     "the kernel has no kprobe-type BPF programs, which uprobes use".into(),
                 );
@@ -284,7 +336,7 @@ pub fn judge(f: &Facts, hooks: Hooks) -> Support {
     let mut fatal = Vec::new();
     let mut lost = Vec::new();
     if !f.may_load() {
-        fatal.push("loading BPF needs root, or CAP_BPF and CAP_PERFMON: run with sudo".to_string());
+        fatal.push(format!("needs {}: run with sudo", privilege::ROOT));
     }
     if f.btf.is_none() {
         fatal.push("the kernel has no BTF (/sys/kernel/btf/vmlinux): CO-RE programs cannot be relocated; use a kernel built with CONFIG_DEBUG_INFO_BTF=y".to_string());
@@ -316,14 +368,16 @@ pub fn report() -> String {
     let _ = writeln!(
         s,
         "  euid {} · CAP_BPF {} · CAP_PERFMON {} · CAP_SYS_ADMIN {}{}",
-        f.euid,
-        yes(f.cap_bpf),
-        yes(f.cap_perfmon),
-        yes(f.cap_sys_admin),
+        f.caps.euid,
+        yes(f.caps.cap_bpf),
+        yes(f.caps.cap_perfmon),
+        yes(f.caps.cap_sys_admin),
         if f.may_load() {
             ""
         } else {
-            "  → run as root (sudo) to load probes"
+            "  → not root: the BPF probes need root, and what only root can probe \
+             (program types, tracepoints) is marked \"not probed\"; run `sudo gala-collect \
+             doctor` for the kernel's answers"
         }
     );
     let _ = writeln!(s, "kernel");
@@ -346,10 +400,10 @@ pub fn report() -> String {
     let _ = writeln!(
         s,
         "  tracefs: {}",
-        if f.tracefs_mounted {
-            format!("mounted at {TRACEFS}")
-        } else {
-            format!("NOT mounted at {TRACEFS}; gala-collect mounts it when it starts (or: mount -t tracefs tracefs {TRACEFS}); tracepoints below could not be checked")
+        match f.tracefs {
+            Tracefs::Readable => format!("mounted at {TRACEFS}"),
+            Tracefs::Denied => format!("{TRACEFS} not readable: needs root (permission denied); tracepoints not checked"),
+            Tracefs::NotMounted => format!("NOT mounted at {TRACEFS}; gala-collect mounts it when it starts (or: mount -t tracefs tracefs {TRACEFS}); tracepoints below could not be checked"),
         }
     );
     let _ = writeln!(
@@ -357,20 +411,13 @@ pub fn report() -> String {
         "BPF program types (probed by loading a trivial program, freed at once)"
     );
     for (&(_, name, used), (_, r)) in PROG_TYPES.iter().zip(&f.prog_types) {
-        let v = match r {
-            Ok(true) => "available".to_string(),
-            Ok(false) => "NOT available".to_string(),
-            Err(e) => format!("could not probe ({e})"),
-        };
-        let _ = writeln!(s, "  {name:<15} {v:<16} {used}");
+        let _ = writeln!(s, "  {name:<15} {:<16} {used}", r.describe());
     }
     let tracing = f.prog_type("tracing");
-    let tp_btf = match &f.tp_btf {
-        Some(Ok(true)) => "available".to_string(),
-        Some(Ok(false)) => "NOT available".to_string(),
-        Some(Err(e)) => format!("could not probe ({e})"),
-        None => "not probed".to_string(),
-    };
+    let tp_btf = f
+        .tp_btf
+        .as_ref()
+        .map_or_else(|| "not probed".to_string(), Probed::describe);
     let _ = writeln!(
         s,
         "  {:<15} {tp_btf:<16} BTF-typed raw tracepoints: no trampoline needed (not used by gala yet)",
@@ -389,10 +436,10 @@ pub fn report() -> String {
     let _ = writeln!(
         s,
         "  fentry/fexit: {}",
-        if tracing {
-            "available"
-        } else {
-            "NOT available (no BPF trampoline) — gala does not depend on them"
+        match tracing {
+            Some(true) => "available",
+            Some(false) => "NOT available (no BPF trampoline) — gala does not depend on them",
+            None => "not probed: needs root (permission denied) — gala does not depend on them",
         }
     );
     let _ = writeln!(
@@ -429,7 +476,7 @@ pub fn report() -> String {
         }
     }
     tps.sort();
-    if f.tracefs_mounted {
+    if f.tracefs == Tracefs::Readable {
         let _ = writeln!(s, "tracepoints the probes use");
         for tp in &tps {
             let _ = writeln!(
@@ -557,18 +604,70 @@ mod tests {
         assert_eq!(dynsym_defines(b"\x7fELF\x02\x01", "x"), None);
     }
 
-    #[test]
-    fn verdicts() {
-        let f = Facts {
-            euid: 1000,
+    fn user(caps: Caps, probed: Probed, tracefs: Tracefs) -> Facts {
+        Facts {
+            caps,
+            btf: Some(1),
+            tracefs,
+            prog_types: ["tracepoint", "raw_tracepoint", "perf_event", "kprobe"]
+                .into_iter()
+                .map(|t| (t, probed.clone()))
+                .collect(),
             ..Facts::default()
+        }
+    }
+
+    const HOOKS: Hooks = &[
+        (Hook::Tracepoint("sock/inet_sock_set_state"), Need::Required),
+        (Hook::RawTracepoint("sched_switch"), Need::Required),
+        (Hook::PerfEvent("cpu-clock"), Need::Required),
+    ];
+
+    #[test]
+    fn without_root_the_verdict_is_permission_not_the_kernel() {
+        let nobody = Caps {
+            euid: 65534,
+            ..Caps::default()
         };
-        match judge(
-            &f,
-            &[(Hook::Tracepoint("sock/inet_sock_set_state"), Need::Required)],
-        ) {
-            Support::None(why) => assert!(why.iter().any(|w| w.contains("root"))),
+        match judge(&user(nobody, Probed::Denied, Tracefs::Denied), HOOKS) {
+            Support::None(why) => {
+                assert_eq!(why.len(), 1, "{why:?}");
+                assert!(
+                    why[0].starts_with("needs root (permission denied)"),
+                    "{why:?}"
+                );
+            }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn as_root_a_missing_kernel_feature_is_named() {
+        let root = Caps::default();
+        match judge(&user(root, Probed::No, Tracefs::Readable), HOOKS) {
+            Support::None(why) => {
+                assert!(why.iter().all(|w| !w.contains("root")), "{why:?}");
+                assert!(
+                    why.iter()
+                        .any(|w| w.contains("no raw_tracepoint BPF programs")),
+                    "{why:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            judge(&user(root, Probed::Yes, Tracefs::Readable), &HOOKS[1..]),
+            Support::Full
+        );
+    }
+
+    #[test]
+    fn a_refused_probe_is_told_from_a_missing_feature() {
+        assert_eq!(Probed::from_errno(libc::EPERM), Probed::Denied);
+        assert_eq!(Probed::from_errno(libc::EACCES), Probed::Denied);
+        assert!(matches!(
+            Probed::from_errno(libc::ENOENT),
+            Probed::Failed(_)
+        ));
     }
 }

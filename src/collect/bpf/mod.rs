@@ -34,9 +34,23 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 /// Mounts tracefs at /sys/kernel/tracing when it is missing (some minimal systems and
 /// containers do not mount it), since tracepoint attachment needs its event ids. Leaving
 /// it mounted changes nothing for other programs; it is the kernel's standard place.
+///
+/// A tracefs that is there but unreadable (mode 0700, not root) is said as such: mounting
+/// it again would fail with EPERM and blame the wrong thing.
 pub fn ensure_tracefs() -> io::Result<()> {
-    if std::path::Path::new(TRACEFS).join("events").is_dir() {
-        return Ok(());
+    let events = std::path::Path::new(TRACEFS).join("events");
+    match std::fs::metadata(&events) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Err(e) if super::privilege::is_permission(&e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot read tracefs at {TRACEFS}: tracepoints need {}",
+                    super::privilege::ROOT
+                ),
+            ));
+        }
+        _ => {}
     }
     let target = std::ffi::CString::new(TRACEFS).expect("no NUL");
     let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
@@ -52,9 +66,14 @@ pub fn ensure_tracefs() -> io::Result<()> {
     };
     if rc != 0 {
         let err = io::Error::last_os_error();
+        let why = if super::privilege::is_permission(&err) {
+            "mounting it needs root".to_string()
+        } else {
+            err.to_string()
+        };
         return Err(io::Error::new(
             err.kind(),
-            format!("tracefs is not mounted at {TRACEFS} and mounting it failed ({err}); mount it with `mount -t tracefs tracefs {TRACEFS}`"),
+            format!("tracefs is not mounted at {TRACEFS} and mounting it failed ({why}); mount it with `sudo mount -t tracefs tracefs {TRACEFS}`"),
         ));
     }
     Ok(())
