@@ -112,17 +112,14 @@ impl Collector {
     pub fn start(probes: &str) -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.ndjson");
+        // Standard output into the file, not `-o`: an `-o` file appears only when the
+        // collector ends (it is written through a temporary file), and this reads the
+        // records as they come.
+        let file = std::fs::File::create(&out).unwrap();
         let child = Command::new(bin("gala-collect"))
-            .args([
-                "--probes",
-                probes,
-                "--interval",
-                "1s",
-                "--line-buffered",
-                "-o",
-            ])
-            .arg(&out)
+            .args(["--probes", probes, "--interval", "1s", "--line-buffered"])
             .stdin(Stdio::null())
+            .stdout(file)
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
