@@ -475,12 +475,23 @@ def service_title(eid, rec):
     return " · ".join(x for x in (who_, f"{proto} {where}".strip()) if x)
 
 
-def kpi_section(rec, charts, anomalies):
+def why_none(ran, probes, what):
+    """Why a section is empty: the probes that would fill it ran and saw nothing, or they did
+    not run (they need root and eBPF). A recording without status records says nothing
+    of its probes: then both are possible."""
+    if ran and all(p in ran for p in probes):
+        return f"the {' and '.join(probes)} probe{'s' if len(probes) > 1 else ''} ran and saw no {what}"
+    if ran:
+        return f"they come from the {' and '.join(probes)} probe{'s' if len(probes) > 1 else ''} (root and eBPF), which did not run"
+    return f"none in the recording (they come from the {' and '.join(probes)} probe{'s' if len(probes) > 1 else ''}: root and eBPF)"
+
+
+def kpi_section(rec, charts, anomalies, ran):
     parts = ['<section id="kpis"><h2>Service KPIs</h2>']
     services = service_kpis(rec, anomalies)
     if not services:
-        parts.append("<p><em>No service KPIs: they come from the l7 probe (root and eBPF), "
-                     "for HTTP, Redis, PostgreSQL and MySQL traffic.</em></p>")
+        parts.append("<p><em>No service KPIs: " + why_none(ran, ("l7",), "HTTP, Redis, PostgreSQL or MySQL traffic")
+                     + ".</em></p>")
     for eid in services:
         have = {m for (i, m) in rec.series if i == eid}
         lat = [m for m in ("latency_p50", "latency_p99") if m in have] or [m for m in ("latency_avg",) if m in have]
@@ -578,7 +589,7 @@ def onset_of(headline, kpi_anomalies):
     return min(ts) if ts else None
 
 
-def changes_section(rec, onset, culprits, label):
+def changes_section(rec, onset, culprits, label, ran):
     """Processes that started or stopped, and connections that opened, near the onset,
     grouped by command; the verdict's culprit first, then by CPU used."""
     parts = ['<section id="changes"><h2>What changed near the onset</h2>']
@@ -648,7 +659,7 @@ def changes_section(rec, onset, culprits, label):
     elif any(e.get("kind") == "tcp_link" for e in rec.entities.values()):
         parts.append("<p>No new TCP connections.</p>")
     else:
-        parts.append("<p>No TCP connections in the recording (they need the tcp probe: root and eBPF).</p>")
+        parts.append("<p>No TCP connections: " + why_none(ran, ("tcp",), "TCP connections") + ".</p>")
     parts.append("</section>")
     return "".join(parts)
 
@@ -1042,7 +1053,7 @@ def main(out):
             '<div id="timeline"><p class="legend"><span class="band-key"></span> anomaly (an incident, from its '
             'first abnormal point to its end) <span class="onset-key"></span> onset of the fault. '
             'Every chart shares one time axis; hover one to read them all at that time.</p>',
-            kpi_section(rec, charts, anomalies), use_section(rec, charts), "</div>"]
+            kpi_section(rec, charts, anomalies, ran), use_section(rec, charts), "</div>"]
     victim = (headline.get("kpi") or {}).get("id") if headline else None
     dot_text, health = service_map(rec, anomalies, headline, victim, label)
     body.append('<section id="topology"><h2>Service map</h2>')
@@ -1053,13 +1064,13 @@ def main(out):
             "links are; purple: the verdict's culprit.</p>")
         body.append(f'<div class="figure map">{render_map(dot_text, health, out)}</div>')
     else:
-        body.append("<p><em>No services or connections were seen (they need the tcp and l7 probes: root and eBPF).</em></p>")
+        body.append("<p><em>No services or connections: " + why_none(ran, ("tcp", "l7"), "connections") + ".</em></p>")
     pics = [f'<a href="{f}">{f}</a>' for f in ("topology-links.svg", "topology.svg") if os.path.exists(os.path.join(out, f))]
     if pics:
         body.append(f"<p>gala-topo's pictures: {', '.join(pics)} (everything, with what runs on what).</p>")
     body.append("</section>")
     culprits = {((entities.get(headline.get("id")) or {}).get("labels") or {}).get("comm")} if headline else set()
-    body.append(changes_section(rec, onset, culprits - {None}, label))
+    body.append(changes_section(rec, onset, culprits - {None}, label, ran))
     body.append(findings_section(rec, charts, anomalies, label))
     body.append(flame_section(out))
     body.append(overhead_section(out, statuses))
