@@ -141,20 +141,12 @@ pub fn run(
     );
     records.clear();
 
-    // The schedule counts from the command's start, not from the end of loading: BPF
-    // probes take 0.3–1 s to load, which used to delay the first records (and every
-    // later one) by as much. The first interval still reaches at least half an interval
-    // past the baseline read, so that its deltas mean something; `interval_ms` in the
-    // status record says how long it was.
-    let primed = Instant::now();
-    let mut next_tick = (run_start + opts.interval).max(primed + opts.interval / 2);
-    let deadline = opts
-        .duration
-        .map(|d| (run_start + d).max(primed + d.min(opts.interval) / 2));
+    let start = Instant::now();
+    let mut next_tick = start + opts.interval;
     loop {
         // A signal ends the wait early; the short interval up to it is still collected
         // and written, so nothing seen before the interrupt is lost.
-        sleep_until(next_tick, deadline);
+        sleep_until(next_tick, opts.duration.map(|d| start + d));
         let now = Instant::now();
         let elapsed = now - last;
         last = now;
@@ -241,7 +233,9 @@ pub fn run(
         }
 
         let done_count = opts.count.is_some_and(|n| summary.intervals >= n);
-        let done_time = deadline.is_some_and(|d| Instant::now() + Duration::from_millis(5) >= d);
+        let done_time = opts
+            .duration
+            .is_some_and(|d| start.elapsed() + Duration::from_millis(5) >= d);
         if done_count || done_time || signals::received().is_some() {
             break;
         }

@@ -1024,37 +1024,3 @@ fn doctor_without_root_blames_permissions_not_the_kernel() {
         "host,cpu,mem,net,nic,qdisc,disk,fs,proc,container,runtime"
     );
 }
-
-/// The first records come one interval after the start, not one interval after the BPF
-/// probes finished loading: the first interval is shorter by the loading time (and its
-/// `interval_ms` says so) rather than every record later by it.
-#[test]
-fn the_first_interval_ends_one_interval_after_the_start_not_after_loading() {
-    if !require_bpf("the_first_interval_ends_one_interval_after_the_start_not_after_loading") {
-        return;
-    }
-    let (recs, stderr, code) = collect(&["--interval", "2s", "--count", "1", "-v"]);
-    assert_eq!(code, 0, "{stderr}");
-    // What loading took, as -v reports it: the BPF probes take tens to hundreds of ms.
-    let loading_ms: f64 = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("gala-collect: probes started in: "))
-        .unwrap_or_else(|| panic!("no start times in {stderr}"))
-        .split(", ")
-        .filter_map(|p| {
-            p.rsplit_once(' ')?
-                .1
-                .strip_suffix("ms")?
-                .parse::<f64>()
-                .ok()
-        })
-        .sum();
-    assert!(loading_ms >= 10.0, "{stderr}");
-    let status = recs.iter().find(|r| r["type"] == "status").unwrap();
-    let interval_ms = status["interval_ms"].as_f64().unwrap();
-    // Before: the baseline read plus a whole interval, always more than 2000 ms.
-    assert!(
-        interval_ms < 2000.0,
-        "first interval {interval_ms} ms after {loading_ms} ms of loading"
-    );
-}
