@@ -142,13 +142,18 @@ def resource_taken(cause):
     return None
 
 
-def fmt_ts(ms):
+def fmt_utc(ms, fmt):
+    """A time in ms since the epoch, formatted in UTC; "?" when it is no time."""
     import datetime
 
     try:
-        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(fmt)
     except (TypeError, ValueError, OverflowError):
         return "?"
+
+
+def fmt_ts(ms):
+    return fmt_utc(ms, "%Y-%m-%d %H:%M:%S UTC")
 
 
 def fmt_num(v):
@@ -292,12 +297,7 @@ def anomaly_value(a, entities):
 
 
 def fmt_clock(ms):
-    import datetime
-
-    try:
-        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
-    except (TypeError, ValueError, OverflowError):
-        return "?"
+    return fmt_utc(ms, "%H:%M:%S")
 
 
 def round_sig(v, digits=4):

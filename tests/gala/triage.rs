@@ -122,6 +122,21 @@ fn check_ran(out: &Output) {
     );
 }
 
+/// Builds DIR's report with scripts/triage-report.py alone; returns its index.html.
+fn report_from(dir: &Path) -> String {
+    let out = Command::new("python3")
+        .arg(common::root().join("scripts/triage-report.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read(dir, "index.html")
+}
+
 fn read(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
@@ -490,17 +505,7 @@ fn verdict_without_kpi_summarises_system_anomalies() {
         .join("\n"),
     )
     .unwrap();
-    let out = Command::new("python3")
-        .arg(common::root().join("scripts/triage-report.py"))
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let html = read(dir, "index.html");
+    let html = report_from(dir);
     let verdict = section(&html, "verdict");
     assert!(
         verdict.contains("no root cause could be ranked"),
@@ -620,17 +625,7 @@ fn an_hour_long_recording_stays_a_small_page() {
         ),
     )
     .unwrap();
-    let out = Command::new("python3")
-        .arg(common::root().join("scripts/triage-report.py"))
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let html = read(dir, "index.html");
+    let html = report_from(dir);
     assert!(html.len() < 1 << 20, "index.html is {} bytes", html.len());
     let data = html
         .split("<script type=\"application/json\" id=\"gala-data\">")
