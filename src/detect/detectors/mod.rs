@@ -239,28 +239,15 @@ pub fn alpha_for(n: usize) -> f64 {
 
 /// Parses "1d", "12h", "5m", "30s" into seconds.
 pub fn parse_span(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a time span (e.g. 1d, 12h, 5m, 30s)"))?;
-    let mult = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        "w" => 7 * 86400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use s, m, h, d or w"
-            ))
-        }
-    };
-    if n <= 0 {
-        return Err(format!("{s:?}: a span must be positive"));
+    // The tools' one duration parser; spans here count whole seconds.
+    let d = crate::cli::parse_duration(s)?;
+    match i64::try_from(d.as_secs()) {
+        Ok(secs) if secs > 0 && d.subsec_nanos() == 0 => Ok(secs),
+        _ => Err(format!(
+            "{:?}: a span is a whole number of seconds, e.g. 1d, 12h, 5m, 30s",
+            s.trim()
+        )),
     }
-    Ok(n * mult)
 }
 
 /// Describes a point count as a duration when the step is known, else as points.
