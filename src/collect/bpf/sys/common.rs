@@ -174,13 +174,39 @@ pub struct ProcInfo {
 /// Processes seen by a probe, for filtering and for forgetting dead ones.
 pub struct Procs {
     known: HashMap<u32, ProcInfo>,
+    /// The processes the probe's maps held at its last read.
+    in_maps: Vec<u32>,
 }
 
 impl Procs {
     pub fn new() -> Procs {
         Procs {
             known: HashMap::new(),
+            in_maps: Vec::new(),
         }
+    }
+
+    /// The processes the maps held at the last read that have exited since. Taken
+    /// *before* a read, so that read holds their final counts (an exited process's
+    /// entries no longer grow) and their entries can be deleted after it. Checked after
+    /// the read instead, a process that ended between the read and the check would lose
+    /// what it did in that gap.
+    pub fn exited_before_read(&self) -> Vec<u32> {
+        self.in_maps
+            .iter()
+            .copied()
+            .filter(|t| !alive(*t))
+            .collect()
+    }
+
+    /// After a read: remembers which processes the maps held (`exited` ones are deleted
+    /// from the maps by the caller) and forgets who the exited ones were.
+    pub fn read_done(&mut self, mut in_maps: Vec<u32>, exited: &[u32]) {
+        in_maps.sort_unstable();
+        in_maps.dedup();
+        in_maps.retain(|t| !exited.contains(t));
+        self.in_maps = in_maps;
+        self.forget(exited);
     }
 
     /// True when the process is to be reported under `filter`. Reads /proc only when the
@@ -202,14 +228,11 @@ impl Procs {
             .or_insert_with(|| read_proc_info(tgid))
     }
 
-    /// Forgets processes that no longer exist; returns their tgids so the probe can
-    /// drop their map entries too.
-    pub fn reap<'a>(&mut self, tgids: impl IntoIterator<Item = &'a u32>) -> Vec<u32> {
-        let dead: Vec<u32> = tgids.into_iter().copied().filter(|t| !alive(*t)).collect();
-        for t in &dead {
+    /// Forgets who these (ended) processes were.
+    pub fn forget(&mut self, ended: &[u32]) {
+        for t in ended {
             self.known.remove(t);
         }
-        dead
     }
 }
 

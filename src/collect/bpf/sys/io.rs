@@ -217,8 +217,6 @@ pub struct Io {
     deltas: Deltas<(u32, u32)>,
     devs: HashMap<u32, Option<Dev>>,
     who: Procs,
-    /// Processes with an entry at the last read.
-    tgids: Vec<u32>,
     _stats: Option<RunTimeStats>,
 }
 
@@ -249,7 +247,6 @@ impl Io {
             deltas: Deltas::new(),
             devs: HashMap::new(),
             who: Procs::new(),
-            tgids: Vec::new(),
             _stats: RunTimeStats::enable().ok(),
         }))
     }
@@ -275,10 +272,8 @@ impl Probe for Io {
             .as_deref_mut()
             .ok_or_else(|| anyhow::anyhow!("io: no .bss map"))?;
         let epoch = common::read_volatile(&bss.epoch);
-        // Processes already gone before this read: it reports their last requests, then
-        // their entries go. Checked after the read, a process that ended between the two
-        // lost what it completed in that gap.
-        let dead = self.who.reap(&self.tgids);
+        // Gone before this read: it reports their last requests, then their entries go.
+        let dead = self.who.exited_before_read();
         // Per device: (all its requests, those kernel threads submitted).
         let mut devs: BTreeMap<u32, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
         let mut tgids = Vec::new();
@@ -360,8 +355,7 @@ impl Probe for Io {
             let _ = self.skel.maps.stats.delete(&key);
             self.deltas.forget(&(KEY_PROC, tgid));
         }
-        tgids.retain(|t| !dead.contains(t));
-        self.tgids = tgids;
+        self.who.read_done(tgids, &dead);
         let bss = self
             .skel
             .maps

@@ -310,6 +310,7 @@ impl Probe for Mem {
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
         self.oom_events(iv);
+        let dead = self.who.exited_before_read();
         let mut tgids = Vec::new();
         for (key, cur) in common::entries(&self.skel.maps.procs, P_WORDS) {
             let Some(tgid) = common::key_u32(&key) else {
@@ -337,10 +338,11 @@ impl Probe for Mem {
                 common::metric(common::proc_id(iv.machine_id, tgid), kind::PROC, m),
             );
         }
-        for tgid in self.who.reap(&tgids) {
+        for tgid in &dead {
             let _ = self.skel.maps.procs.delete(&tgid.to_ne_bytes());
-            self.procs.forget(&tgid);
+            self.procs.forget(tgid);
         }
+        self.who.read_done(tgids, &dead);
         self.memcg_events(iv);
         Ok(())
     }

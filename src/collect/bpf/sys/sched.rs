@@ -209,7 +209,7 @@ impl Probe for Sched {
             self.prev.remove(tgid);
             let _ = self.skel.maps.dead.delete(&tgid.to_ne_bytes());
         }
-        self.who.reap(&gone);
+        self.who.forget(&gone);
         self.leaving = ended;
         Ok(())
     }

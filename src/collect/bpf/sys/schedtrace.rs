@@ -137,6 +137,7 @@ impl Probe for Schedtrace {
             .as_deref_mut()
             .ok_or_else(|| anyhow::anyhow!("schedtrace: no .bss map"))?;
         let epoch = common::read_volatile(&bss.epoch);
+        let dead = self.who.exited_before_read();
         let entries = common::entries(&self.skel.maps.procs, P_WORDS);
         let mut tgids = Vec::with_capacity(entries.len());
         for (key, cur) in &entries {
@@ -172,10 +173,11 @@ impl Probe for Schedtrace {
             }
             common::push(iv.records, rec);
         }
-        for tgid in self.who.reap(&tgids) {
+        for tgid in &dead {
             let _ = self.skel.maps.procs.delete(&tgid.to_ne_bytes());
-            self.procs.forget(&tgid);
+            self.procs.forget(tgid);
         }
+        self.who.read_done(tgids, &dead);
 
         if let Ok(Some(per_cpu)) = self
             .skel

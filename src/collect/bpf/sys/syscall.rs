@@ -138,6 +138,7 @@ impl Probe for Syscall {
             .as_deref_mut()
             .ok_or_else(|| anyhow::anyhow!("syscall: no .bss map"))?;
         let epoch = common::read_volatile(&bss.epoch);
+        let dead = self.who.exited_before_read();
         let mut per_proc: HashMap<u32, Metrics> = HashMap::new();
         let mut tgids = Vec::new();
         for (key, cur) in common::entries(&self.skel.maps.errors, 1) {
@@ -184,9 +185,6 @@ impl Probe for Syscall {
                 );
             }
         }
-        tgids.sort_unstable();
-        tgids.dedup();
-        let dead = self.who.reap(&tgids);
         if !dead.is_empty() {
             for (map, deltas) in [
                 (&self.skel.maps.errors, &mut self.errors),
@@ -202,6 +200,7 @@ impl Probe for Syscall {
                 }
             }
         }
+        self.who.read_done(tgids, &dead);
         let bss = self
             .skel
             .maps
