@@ -90,6 +90,14 @@ fn is_round_trip(metric: &str) -> bool {
     metric.to_ascii_lowercase().contains("rtt")
 }
 
+/// A link's count of packets lost or sent again.
+fn is_packet_loss(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    ["retran", "drop", "loss", "lost"]
+        .iter()
+        .any(|w| m.contains(w))
+}
+
 /// A link whose ends are both loopback addresses, or one and the same address.
 fn never_leaves_host(e: &crate::record::Entity) -> bool {
     let ip = |k: &str| {
@@ -665,6 +673,17 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
                     if !through {
                         return false;
                     }
+                }
+                // Packets a link lost (its retransmits, drops) were lost on the network path
+                // — a NIC, a queue discipline, a filter, the peer's receive queue — so only
+                // a network change explains them (a disk's queue, rising at the same time
+                // under packet loss, had explained a lossy link's retransmits and pushed
+                // the link to 7th).
+                if g.kinds[c] == kind::TCP_LINK
+                    && is_packet_loss(&bc.metric)
+                    && keyword(&g.kinds[p], &bp.metric) != "network"
+                {
+                    return false;
                 }
                 // A bystander's noise at the edge of the threshold explains nothing.
                 // Among a victim's resource's consumers, whose loads all rose beyond their

@@ -231,9 +231,10 @@ pub fn run(
             last_kpi.retain(|_, (t, _)| *t >= store.now - opts.history_ms);
         }
         if pending.iter().any(|a| a.ts + settle <= store.now) {
-            let (due, rest): (Vec<Anomaly>, Vec<Anomaly>) =
+            let (mut due, rest): (Vec<Anomaly>, Vec<Anomaly>) =
                 pending.drain(..).partition(|a| a.ts + settle <= store.now);
             pending = rest;
+            due.sort_by(symptom_order);
             for kpi in due {
                 if covered_by_total(&store, &kpi, settle) {
                     continue;
@@ -247,7 +248,7 @@ pub fn run(
             out.end_interval()?;
         }
     }
-    pending.sort_by_key(|a| a.ts);
+    pending.sort_by(symptom_order);
     for kpi in pending {
         if covered_by_total(&store, &kpi, settle) {
             continue;
@@ -294,6 +295,17 @@ pub fn run(
         inferences: done,
         anomalies,
     })
+}
+
+/// The order in which KPI anomalies are explained (and so written): by onset, and at the
+/// same onset a latency or error symptom before a throughput one (otherwise as they
+/// came). One fault moves many KPIs in the same interval, and the first inference is the
+/// one a reader (and the triage verdict) takes; a throughput fall is often only demand —
+/// a caller that waits on something else calls less (under packet loss towards
+/// PostgreSQL, redis's throughput fell first and its link was blamed).
+fn symptom_order(a: &Anomaly, b: &Anomaly) -> std::cmp::Ordering {
+    let throughput = |a: &Anomaly| a.metric.contains("throughput");
+    a.ts.cmp(&b.ts).then(throughput(a).cmp(&throughput(b)))
 }
 
 /// A per-method SLI's anomaly that its server's total (method `*`) shows as well, within

@@ -750,3 +750,58 @@ fn a_cpu_hog_outranks_its_victims_loopback_rtt() {
         first["metric"]
     );
 }
+
+/// Packet loss towards PostgreSQL (a real fault-suite recording, through the CLI):
+/// every KPI moves in the same interval — the application's latency, PostgreSQL's, and
+/// redis's throughput, which falls because the application calls it less while it
+/// waits. The first inference explains a latency, not the throughput fall, and a lossy
+/// link's retransmits are explained by nothing but the network: a disk queue rising at
+/// the same time had "explained" them, and the link ranked 7th (with redis's throughput
+/// first, not at all).
+#[test]
+fn packet_loss_towards_postgresql_is_blamed_on_its_link() {
+    let data = crate::common::root().join("tests/data/rca");
+    let rec = data.join("pg-loss.ndjson.gz");
+    let label: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("pg-loss.label.json")).expect("label"),
+    )
+    .expect("label json");
+    let fault_ms = label["fault_ms"].as_i64().expect("fault_ms");
+    let topo = run("gala-topo", &[rec.to_str().unwrap()], None);
+    assert!(
+        topo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&topo.stderr)
+    );
+    let detect = run("gala-detect", &[], Some(&topo.stdout));
+    assert!(
+        detect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&detect.stderr)
+    );
+    let rca = run("gala-rca", &["--only"], Some(&detect.stdout));
+    let causes = ndjson(&rca.stdout);
+    let first = causes
+        .iter()
+        .find(|c| c["kpi"]["ts"].as_i64().is_some_and(|t| t >= fault_ms))
+        .unwrap_or_else(|| panic!("no KPI anomaly after the fault: {causes:?}"));
+    let kpi = &first["kpi"];
+    assert!(
+        !kpi["metric"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("throughput"),
+        "the first inference explains a throughput fall: {kpi}"
+    );
+    let top = causes
+        .iter()
+        .find(|c| c["kpi"] == *kpi && c["rank"] == 1)
+        .expect("a rank-1 cause");
+    let id = top["id"].as_str().unwrap_or_default();
+    assert!(
+        id.contains("_tcp_link_") && id.contains("_17432_") && top["keyword"] == "network",
+        "#1 for {kpi} is {id} {} ({}), not a PostgreSQL link",
+        top["metric"],
+        top["keyword"]
+    );
+}
