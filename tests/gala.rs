@@ -19,6 +19,8 @@ mod docs;
 mod flame;
 #[path = "gala/l7.rs"]
 mod l7;
+#[path = "gala/package.rs"]
+mod package;
 #[path = "gala/prometheus.rs"]
 mod prometheus;
 #[path = "gala/rca.rs"]
