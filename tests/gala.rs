@@ -29,6 +29,8 @@ mod rca;
 mod rca_faults;
 #[path = "gala/redis_faults.rs"]
 mod redis_faults;
+#[path = "gala/remote.rs"]
+mod remote;
 #[path = "gala/runtime.rs"]
 mod runtime;
 #[path = "gala/stream_io.rs"]
