@@ -157,4 +157,22 @@ fn the_debian_package_holds_everything_and_its_collector_runs() {
         unit.contains("NoNewPrivileges=yes") && unit.contains("CAP_BPF"),
         "{unit}"
     );
+    // systemd reads every directive (a misspelt hardening option would be ignored, with a
+    // warning): the unit, pointed at the unpacked binary, verifies without a word.
+    let local_unit = dir.path().join("gala-collect.service");
+    std::fs::write(
+        &local_unit,
+        unit.replace("/usr/bin/gala-collect", collector.to_str().unwrap()),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&local_unit)
+        .output()
+        .expect("systemd-analyze runs (systemd, scripts/setup)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
