@@ -36,6 +36,7 @@ off\:"Never on\: \`bpf_progs\` stays at zero"))' \
 '--serve-max-series=[With --serve\: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)]:N:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
+'--keep=[With a time pattern in -o\: keep the N newest files it names, remove older ones]:N:_default' \
 '--list-probes[List the probes with their entity kinds and metrics, then exit]' \
 '--threads[Also emit thread entities under each process (proc probe)]' \
 '--summary[At the end, print a short summary on stderr\: entities seen, top processes by CPU and memory, the busiest disk, and alarms (OOM kills, full file systems, probe errors)]' \

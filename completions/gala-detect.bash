@@ -35,7 +35,7 @@ _gala__detect() {
 
     case "${cmd}" in
         gala__detect)
-            opts="-f -o -v -q -h -V --strict --prometheus --since --until --step --match --input-format --baseline --model --save-model --config --print-config --format --only --emit-scores --every-metric --multivariate --detector --direction --row-step --start --id --output --line-buffered --verbose --quiet --help --version eval help"
+            opts="-f -o -v -q -h -V --strict --prometheus --since --until --step --match --input-format --baseline --model --save-model --config --print-config --format --only --emit-scores --every-metric --multivariate --detector --direction --row-step --start --id --output --keep --line-buffered --verbose --quiet --help --version eval help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -114,6 +114,10 @@ _gala__detect() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

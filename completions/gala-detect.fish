@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_detect_global_optspecs
-    string join \n strict prometheus= since= until= step= match= input-format= baseline= model= save-model= config= print-config f/format= only emit-scores every-metric multivariate detector= direction= row-step= start= id= o/output= line-buffered v/verbose q/quiet h/help V/version
+    string join \n strict prometheus= since= until= step= match= input-format= baseline= model= save-model= config= print-config f/format= only emit-scores every-metric multivariate detector= direction= row-step= start= id= o/output= keep= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_detect_needs_command
@@ -51,6 +51,7 @@ complete -c gala-detect -n "__fish_gala_detect_needs_command" -l row-step -d 'CS
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l start -d 'CSV without a time column: time of the first row (YYYY-MM-DD HH:MM:SS, unix s/ms)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l id -d 'CSV: the entity id the series belong to (default: the file name without extension)' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l keep -d 'With a time pattern in -o: keep the N newest files it names, remove older ones' -r
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l strict -d 'Stop at the first bad input line or file instead of reporting and skipping it'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l print-config -d 'Print the shipped configuration, with the reasoning behind each default, and exit'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l only -d 'Print only gala-detect\'s own records, not the input passed through'

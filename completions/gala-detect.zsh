@@ -39,6 +39,7 @@ gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
 '--id=[CSV\: the entity id the series belong to (default\: the file name without extension)]:ID:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
+'--keep=[With a time pattern in -o\: keep the N newest files it names, remove older ones]:N:_default' \
 '--strict[Stop at the first bad input line or file instead of reporting and skipping it]' \
 '--print-config[Print the shipped configuration, with the reasoning behind each default, and exit]' \
 '--only[Print only gala-detect'\''s own records, not the input passed through]' \

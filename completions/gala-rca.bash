@@ -41,7 +41,7 @@ _gala__rca() {
 
     case "${cmd}" in
         gala__rca)
-            opts="-o -f -v -q -h -V --strict --prometheus --since --until --step --match --output --line-buffered --ranker --top --lookback --z-threshold --min-score --only --no-suspects --format --kpi --settle --history --input-format --anomaly-start --baseline --verbose --quiet --help --version eval synth help"
+            opts="-o -f -v -q -h -V --strict --prometheus --since --until --step --match --output --keep --line-buffered --ranker --top --lookback --z-threshold --min-score --only --no-suspects --format --kpi --settle --history --input-format --anomaly-start --baseline --verbose --quiet --help --version eval synth help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -72,6 +72,10 @@ _gala__rca() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

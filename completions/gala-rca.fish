@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_rca_global_optspecs
-    string join \n strict prometheus= since= until= step= match= o/output= line-buffered ranker= top= lookback= z-threshold= min-score= only no-suspects f/format= kpi= settle= history= input-format= anomaly-start= baseline= v/verbose q/quiet h/help V/version
+    string join \n strict prometheus= since= until= step= match= o/output= keep= line-buffered ranker= top= lookback= z-threshold= min-score= only no-suspects f/format= kpi= settle= history= input-format= anomaly-start= baseline= v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_rca_needs_command
@@ -30,6 +30,7 @@ complete -c gala-rca -n "__fish_gala_rca_needs_command" -l until -d 'With --prom
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l step -d 'With --prometheus: resample at this step instead of reading raw samples (for series scraped without timestamps)' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l match -d 'With --prometheus: narrow by label matchers, e.g. \'machine_id="ab12"\' or \'{comm=~"redis.*"}\'' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
+complete -c gala-rca -n "__fish_gala_rca_needs_command" -l keep -d 'With a time pattern in -o: keep the N newest files it names, remove older ones' -r
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l ranker -d 'How to rank over the causal graph: best path to the KPI, or a random walk' -r -f -a "path\t''
 walk\t''"
 complete -c gala-rca -n "__fish_gala_rca_needs_command" -l top -d 'Causes reported per KPI anomaly' -r

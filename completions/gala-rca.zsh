@@ -22,6 +22,7 @@ _gala-rca() {
 '--match=[With --prometheus\: narrow by label matchers, e.g. '\''machine_id="ab12"'\'' or '\''{comm=~"redis.*"}'\'']:MATCHERS:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
+'--keep=[With a time pattern in -o\: keep the N newest files it names, remove older ones]:N:_default' \
 '--ranker=[How to rank over the causal graph\: best path to the KPI, or a random walk]:RANKER:(path walk)' \
 '--top=[Causes reported per KPI anomaly]:N:_default' \
 '--lookback=[How long before the KPI anomaly a cause may have started]:TIME:_default' \

@@ -23,7 +23,7 @@ _gala__topo() {
 
     case "${cmd}" in
         gala__topo)
-            opts="-f -l -o -v -q -h -V --strict --prometheus --since --until --step --match --format --only --layer --focus --depth --at --expire --detail --kernel-threads --output --line-buffered --verbose --quiet --help --version"
+            opts="-f -l -o -v -q -h -V --strict --prometheus --since --until --step --match --format --only --layer --focus --depth --at --expire --detail --kernel-threads --output --keep --line-buffered --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -86,6 +86,10 @@ _gala__topo() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -17,6 +17,7 @@ complete -c gala-topo -l depth -d 'How far from --focus to go, in edges' -r
 complete -c gala-topo -l at -d 'One snapshot as of this time (ms since the epoch, or ISO 8601 such as 2026-12-06T10:15:03Z), from a recording: records after it are not used, and only the snapshot is written' -r
 complete -c gala-topo -l expire -d 'Drop an entity, and its edges, after this many intervals of its machine without a sighting; 0 keeps everything (memory then grows with every entity ever seen)' -r
 complete -c gala-topo -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
+complete -c gala-topo -l keep -d 'With a time pattern in -o: keep the N newest files it names, remove older ones' -r
 complete -c gala-topo -l strict -d 'Stop at the first bad input line or file instead of reporting and skipping it'
 complete -c gala-topo -l only -d 'Print only gala-topo\'s own records, not the input\'s (NDJSON)'
 complete -c gala-topo -l detail -d 'Also draw per-flow and per-thread nodes (tcp_link, lb_link, thread, endpoint, sli, dns) in dot, mermaid, json and text, which leave them out by default'

@@ -44,6 +44,7 @@ vertical\:"What runs on or belongs to what"))' \
 '--expire=[Drop an entity, and its edges, after this many intervals of its machine without a sighting; 0 keeps everything (memory then grows with every entity ever seen)]:N:_default' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
+'--keep=[With a time pattern in -o\: keep the N newest files it names, remove older ones]:N:_default' \
 '--strict[Stop at the first bad input line or file instead of reporting and skipping it]' \
 '--only[Print only gala-topo'\''s own records, not the input'\''s (NDJSON)]' \
 '--detail[Also draw per-flow and per-thread nodes (tcp_link, lb_link, thread, endpoint, sli, dns) in dot, mermaid, json and text, which leave them out by default]' \

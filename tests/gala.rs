@@ -19,6 +19,8 @@ mod docs;
 mod flame;
 #[path = "gala/l7.rs"]
 mod l7;
+#[path = "gala/package.rs"]
+mod package;
 #[path = "gala/prometheus.rs"]
 mod prometheus;
 #[path = "gala/rca.rs"]
@@ -27,6 +29,8 @@ mod rca;
 mod rca_faults;
 #[path = "gala/redis_faults.rs"]
 mod redis_faults;
+#[path = "gala/remote.rs"]
+mod remote;
 #[path = "gala/runtime.rs"]
 mod runtime;
 #[path = "gala/stream_io.rs"]

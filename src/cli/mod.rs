@@ -54,10 +54,18 @@ pub struct OutputArgs {
     /// Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz).
     ///
     /// FILE is put in place whole when the run ends (after Ctrl-C too), and is refused when
-    /// it is one of the inputs. The options shared by every tool: docs/wire-format.md,
-    /// "Command line".
+    /// it is one of the inputs. strftime fields name it after the run's start, in UTC
+    /// (`-o /var/lib/gala/%Y%m%d-%H%M.ndjson.gz`; `%%` is a literal %). The options shared
+    /// by every tool: docs/wire-format.md, "Command line".
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// With a time pattern in -o: keep the N newest files it names, remove older ones.
+    ///
+    /// Run after the new file is in place; only files the pattern could have written, in
+    /// its directory, are counted (oldest by modification time go first).
+    #[arg(long, value_name = "N", requires = "output")]
+    pub keep: Option<usize>,
 
     /// Flush after every line, for live pipes (output to a terminal always is).
     #[arg(long)]

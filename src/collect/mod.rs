@@ -334,7 +334,7 @@ fn sleep_until(tick: Instant, deadline: Option<Instant>) {
 
 /// `gala-collect doctor`: prints what this machine offers the BPF probes.
 fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
-    let mut out = RecordWriter::create(cli.output.output.as_deref(), false)?;
+    let mut out = RecordWriter::open(&cli.output)?.0;
     if names_only {
         // The /proc probes run anywhere; the BPF ones where doctor finds them supported.
         let mut names: Vec<&str> = registry::specs()
@@ -412,15 +412,12 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         },
         summary: cli.summary,
     };
-    let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
-    let to_file = cli
-        .output
-        .output
-        .as_deref()
-        .is_some_and(|p| p.as_os_str() != "-");
-    let destination = match &cli.output.output {
-        Some(p) if to_file => p.display().to_string(),
-        _ => "stdout".to_string(),
+    // A time pattern in -o names the file now; stderr shows the name it got.
+    let (mut out, path) = RecordWriter::open(&cli.output)?;
+    let to_file = path.is_some();
+    let destination = match &path {
+        Some(p) => p.display().to_string(),
+        None => "stdout".to_string(),
     };
     // The status line is for a person watching a terminal whose screen the records do
     // not already fill; pipes and files get whole lines only.

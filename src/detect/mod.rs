@@ -244,7 +244,7 @@ pub fn entity_name(path: &Path) -> String {
 /// gala-detect's body.
 pub fn main(cli: Cli) -> anyhow::Result<u8> {
     if cli.print_config {
-        let mut out = RecordWriter::create(cli.output.output.as_deref(), false)?;
+        let mut out = RecordWriter::open(&cli.output)?.0;
         out.write_text(config::DEFAULT_CONFIG)?;
         out.finish()?;
         return Ok(exit::OK);
@@ -296,7 +296,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
             .with_context(|| format!("{} is not a gala-detect model", p.display()))?;
         engine.load_model(model)?;
     }
-    let mut writer = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
+    let mut writer = RecordWriter::open(&cli.output)?.0;
     let pb = progress(cli.verbosity.quiet);
     let strict = cli.input.strict;
     let mut bad = BadInput::new(TOOL, strict);

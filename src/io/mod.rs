@@ -7,6 +7,7 @@ pub mod output;
 pub mod progress;
 pub mod prometheus;
 pub mod records;
+pub mod rotate;
 pub mod same_file;
 pub mod signals;
 

@@ -9,11 +9,14 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::SystemTime;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::rotate::{self, Rotation};
 use super::same_file;
+use crate::cli::OutputArgs;
 use crate::record::Record;
 
 /// A `-o` file. A regular file is written through a temporary file beside it (same
@@ -207,9 +210,32 @@ pub struct RecordWriter {
     buf: Vec<u8>,
     line_buffered: bool,
     records: u64,
+    /// `--keep`: pruned once this run's file is in place.
+    rotation: Option<Rotation>,
 }
 
 impl RecordWriter {
+    /// Opens the output a tool's `-o`/`--keep`/`--line-buffered` ask for: a time pattern
+    /// in `-o` is expanded now (the run's start), and `--keep` prunes at [`Self::finish`].
+    /// Returns the writer and the file's name (`None` for standard output).
+    pub fn open(args: &OutputArgs) -> io::Result<(RecordWriter, Option<PathBuf>)> {
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        let path = match args.output.as_deref() {
+            Some(p) if p.as_os_str() != "-" && rotate::is_pattern(p) => {
+                Some(rotate::expand(p, SystemTime::now()).map_err(invalid)?)
+            }
+            Some(p) if p.as_os_str() != "-" => Some(p.to_path_buf()),
+            _ => None,
+        };
+        let rotation = match (args.keep, args.output.as_deref()) {
+            (Some(keep), Some(pattern)) => Some(Rotation::new(pattern, keep).map_err(invalid)?),
+            _ => None,
+        };
+        let mut writer = RecordWriter::create(path.as_deref(), args.line_buffered)?;
+        writer.rotation = rotation;
+        Ok((writer, path))
+    }
+
     /// Opens `output` (standard output when `None` or `-`). Output to a terminal is
     /// line-buffered, as a person watching expects.
     pub fn create(output: Option<&Path>, line_buffered: bool) -> io::Result<RecordWriter> {
@@ -220,6 +246,7 @@ impl RecordWriter {
             buf: Vec::with_capacity(1024),
             line_buffered: line_buffered || to_terminal,
             records: 0,
+            rotation: None,
         })
     }
 
@@ -230,6 +257,7 @@ impl RecordWriter {
             buf: Vec::with_capacity(1024),
             line_buffered,
             records: 0,
+            rotation: None,
         }
     }
 
@@ -281,6 +309,10 @@ impl RecordWriter {
     /// Flushes and closes (completes the gzip trailer, puts a `-o` file in place). A
     /// writer dropped without `finish` leaves an existing `-o` file as it was.
     pub fn finish(self) -> io::Result<()> {
-        self.sink.finish()
+        self.sink.finish()?;
+        if let Some(rotation) = &self.rotation {
+            rotation.prune()?;
+        }
+        Ok(())
     }
 }

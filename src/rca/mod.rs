@@ -458,8 +458,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
                 ..InferOptions::from(&infer)
             };
             let report = eval::run(&dir, &opts, cases)?;
-            let mut out =
-                RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
+            let mut out = RecordWriter::open(&cli.output)?.0;
             out.write_text(&report)?;
             out.finish()?;
             return Ok(exit::OK);
@@ -477,7 +476,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         }
         None => {}
     }
-    let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)?;
+    let mut out = RecordWriter::open(&cli.output)?.0;
     if cli.input_format == cli::InputFormat::Csv {
         let [input] = cli.input.inputs.as_slice() else {
             bail!("--input-format csv reads exactly one table (the incident; the normal one goes to --baseline)");

@@ -542,8 +542,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
         kernel_threads: cli.kernel_threads,
     };
     let mut reader = cli.input.reader("gala-topo")?;
-    let mut out = RecordWriter::create(cli.output.output.as_deref(), cli.output.line_buffered)
-        .context("opening the output")?;
+    let (mut out, _) = RecordWriter::open(&cli.output).context("opening the output")?;
     let summary = run(&mut reader, &mut out, &opts)?;
     out.finish()?;
     if cli.verbosity.verbose > 0 && !cli.verbosity.quiet {

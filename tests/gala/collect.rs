@@ -1024,3 +1024,78 @@ fn doctor_without_root_blames_permissions_not_the_kernel() {
         "host,cpu,mem,net,nic,qdisc,disk,fs,proc,container,runtime"
     );
 }
+
+/// From cron: `-o` with strftime fields names each run's file after its start, `--keep`
+/// leaves the newest N, each whole (gzip trailer, every interval), no temporary file left.
+#[test]
+fn a_time_pattern_names_each_run_and_keep_leaves_the_newest_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("rec-%Y%m%dT%H%M%S-%f.ndjson.gz");
+    let pattern_s = pattern.to_str().unwrap();
+    // Not the pattern's: never removed.
+    let other = dir.path().join("rec-notes.ndjson.gz");
+    std::fs::write(&other, b"mine").unwrap();
+    let mut written = Vec::new();
+    for _ in 0..5 {
+        let args = [
+            "-p", "host,cpu", "-i", "200ms", "-n", "2", "-o", pattern_s, "--keep", "3",
+        ];
+        let (_, stderr, code) = collect(&args);
+        assert_eq!(code, 0, "{stderr}");
+        // The start line names the file this run writes.
+        let path = stderr
+            .split_once(" → ")
+            .and_then(|(_, rest)| rest.split_once(" (first"))
+            .unwrap_or_else(|| panic!("no file named in {stderr}"))
+            .0
+            .to_owned();
+        assert!(!path.contains('%'), "{stderr}");
+        written.push(PathBuf::from(path));
+    }
+    let mut distinct = written.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 5, "each run its own name: {written:?}");
+
+    let mut left: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| *p != other)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        written[2..].to_vec(),
+        "the 3 newest stay, nothing else"
+    );
+    assert!(other.exists());
+    for file in &left {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(file).unwrap())
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{}: not whole: {e}", file.display()));
+        let recs = ndjson(text.as_bytes());
+        let mut intervals: Vec<i64> = of(&recs, "metric", "cpu")
+            .iter()
+            .map(|r| r["ts"].as_i64().unwrap())
+            .collect();
+        intervals.sort();
+        intervals.dedup();
+        assert_eq!(intervals.len(), 2, "{}: {intervals:?}", file.display());
+    }
+
+    // --keep without a pattern would replace one file run after run: refused up front.
+    let plain = dir.path().join("rec.ndjson");
+    let (_, stderr, code) = collect(&[
+        "-p",
+        "host",
+        "-n",
+        "1",
+        "-o",
+        plain.to_str().unwrap(),
+        "--keep",
+        "2",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--keep needs time fields"), "{stderr}");
+    assert!(!plain.exists());
+}
