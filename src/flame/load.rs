@@ -71,9 +71,10 @@ pub struct Loaded {
     /// Profiles by group name (one, named "", without grouping); with a split, those at
     /// or after the onset.
     pub groups: BTreeMap<String, Profile>,
-    /// With a split: the profiles before the onset, and how long each window was.
+    /// With a split: the profiles before the onset, and how long each window was (or why
+    /// nothing can be compared).
     pub before: BTreeMap<String, Profile>,
-    pub durations: Option<Durations>,
+    pub durations: Option<Result<Durations, String>>,
     /// Lines reported and skipped.
     pub bad_lines: u64,
 }
@@ -250,7 +251,7 @@ fn load_records(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded>
         }
     };
     let durations = match o.split {
-        Some(_) if !groups.is_empty() || !before.is_empty() => Some(clock.durations()?),
+        Some(_) if !groups.is_empty() || !before.is_empty() => Some(clock.durations()),
         _ => None,
     };
     Ok(Loaded {

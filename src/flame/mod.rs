@@ -70,7 +70,20 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
         return collapse_only(o);
     }
     let mut new = load::load(&o.inputs, &o.load)?;
-    let split = o.load.split.zip(new.durations.clone());
+    let split = match (o.load.split, new.durations.take()) {
+        (Some(split), Some(Ok(d))) => Some((split, d)),
+        (Some(_), Some(Err(why))) => {
+            if !o.quiet {
+                eprintln!("{TOOL}: {why}");
+            }
+            return Ok(if new.bad_lines > 0 {
+                exit::ERROR
+            } else {
+                exit::NOTHING
+            });
+        }
+        _ => None,
+    };
     let base = match &o.diff {
         _ if o.load.split.is_some() => Some(Loaded {
             groups: std::mem::take(&mut new.before),
@@ -94,7 +107,12 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
                 .as_deref()
                 .map(|k| format!(" of kind {k}"))
                 .unwrap_or_default();
-            eprintln!("{TOOL}: no stacks{of_kind} in the input: nothing to draw");
+            let place = if o.load.split.is_some() {
+                "in the windows around the onset"
+            } else {
+                "in the input"
+            };
+            eprintln!("{TOOL}: no stacks{of_kind} {place}: nothing to draw");
         }
         return Ok(if bad > 0 { exit::ERROR } else { exit::NOTHING });
     }

@@ -103,7 +103,8 @@ impl Clock {
         self.ends.insert(ts, before);
     }
 
-    pub fn durations(&self) -> anyhow::Result<Durations> {
+    /// The windows' lengths, or why there is nothing to compare.
+    pub fn durations(&self) -> Result<Durations, String> {
         let [after, before] = self.from_status;
         if before > 0 && after > 0 {
             return Ok(Durations {
@@ -126,13 +127,13 @@ impl Clock {
                 },
             );
         if n_before == 0 {
-            bail!("no stacks before the onset: nothing to compare with (an earlier onset, or a longer recording)");
+            return Err("no stacks before the onset: nothing to compare with (a later onset, or a longer recording)".into());
         }
         if n_after == 0 {
-            bail!("no stacks at or after the onset: nothing changed that was recorded");
+            return Err("no stacks at or after the onset: nothing to draw".into());
         }
         let Some(&gap) = gaps.get(gaps.len() / 2) else {
-            bail!("cannot tell how long the windows are: no status records with interval_ms and a single interval of stacks");
+            return Err("cannot tell how long the windows are: no status records with interval_ms and a single interval of stacks".into());
         };
         Ok(Durations {
             before_ms: n_before * gap as u64,
