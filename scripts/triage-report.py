@@ -971,11 +971,14 @@ def flame_section(out):
     parts = ['<section id="flame"><h2>Where the time goes</h2>']
     for kind, title in (("oncpu", "On-CPU"), ("offcpu", "Off-CPU (blocked)")):
         if present(out, kind):
-            parts.append(
-                f'<h3>{title}</h3><p><a href="{kind}.svg">open interactive</a></p>'
-                f'<div class="flamepair"><div>{flame_box(kind, f"{title} flame graph")}</div>'
-                f"<div>{changed_graphs(out, kind, title)}</div></div>"
-            )
+            whole = flame_box(kind, f"{title} flame graph")
+            changed = changed_graphs(out, kind, title)
+            if 'class="flamebox"' in changed:
+                # Side by side where the screen is wide enough, one under the other else.
+                whole = f'<div class="flamepair"><div>{whole}</div><div>{changed}</div></div>'
+            else:
+                whole += changed
+            parts.append(f'<h3>{title}</h3><p><a href="{kind}.svg">open interactive</a></p>{whole}')
         else:
             parts.append(f"<h3>{title}</h3><p><em>no {kind} profile (needs root and the stack probes)</em></p>")
     parts.append("</section>")
