@@ -23,7 +23,7 @@ _gala__flame() {
 
     case "${cmd}" in
         gala__flame)
-            opts="-o -k -v -q -h -V --input-format --strict --output --format --folded --kind --per --diff --normalize --include-pid --annotate-kernel --annotate-jit --title --width --colors --inverted --verbose --quiet --help --version"
+            opts="-o -k -v -q -h -V --input-format --strict --output --format --folded --kind --per --diff --normalize --onset --incident --window --pid --include-pid --annotate-kernel --annotate-jit --title --width --colors --inverted --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -58,6 +58,22 @@ _gala__flame() {
                     return 0
                     ;;
                 --diff)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --onset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --incident)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pid)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -8,6 +8,10 @@ folded\t'Folded stacks, one `frame;…;leaf COUNT` a line'"
 complete -c gala-flame -s k -l kind -d 'Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or folded input, says what the counts are (offcpu: microseconds, blue palette)' -r
 complete -c gala-flame -l per -d 'One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg' -r
 complete -c gala-flame -l diff -d 'Draw a differential graph against BASE (same input format): red frames grew, blue ones shrank, widths are the inputs\'' -r -F
+complete -c gala-flame -l onset -d 'Draw what changed at TIME, from one recording: the stacks of the intervals ending before TIME are the base, those at or after it the graph; the base is scaled by the ratio of the two windows\' lengths (per second). TIME: ms since the epoch or ISO 8601 (2026-12-06T10:15:03Z)' -r
+complete -c gala-flame -l incident -d 'As --onset, at the start of the first incident in FILE (gala-detect\'s anomaly records), and the window after it ends where the incident ended' -r -F
+complete -c gala-flame -l window -d 'With --onset or --incident: compare at most DURATION before the onset with at most DURATION after it (default: all of the recording on each side)' -r
+complete -c gala-flame -l pid -d 'Keep only the stacks of these processes (stack records only)' -r
 complete -c gala-flame -l title -d 'The graph\'s title (default from the kind: On-CPU, Off-CPU, Differential…)' -r
 complete -c gala-flame -l width -d 'Width of the SVG in pixels' -r
 complete -c gala-flame -l colors -d 'Colour palette (default: hot for on-CPU, io for off-CPU)' -r -f -a "aqua\t''

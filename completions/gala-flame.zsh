@@ -27,6 +27,10 @@ folded\:"Folded stacks, one \`frame;…;leaf COUNT\` a line"))' \
 '--kind=[Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or folded input, says what the counts are (offcpu\: microseconds, blue palette)]:KIND:_default' \
 '(-o --output)*--per=[One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg]:BY:_default:BY:_default' \
 '--diff=[Draw a differential graph against BASE (same input format)\: red frames grew, blue ones shrank, widths are the inputs'\'']:BASE:_files' \
+'(--diff --incident)--onset=[Draw what changed at TIME, from one recording\: the stacks of the intervals ending before TIME are the base, those at or after it the graph; the base is scaled by the ratio of the two windows'\'' lengths (per second). TIME\: ms since the epoch or ISO 8601 (2026-12-06T10\:15\:03Z)]:TIME:_default' \
+'(--diff)--incident=[As --onset, at the start of the first incident in FILE (gala-detect'\''s anomaly records), and the window after it ends where the incident ended]:FILE:_files' \
+'--window=[With --onset or --incident\: compare at most DURATION before the onset with at most DURATION after it (default\: all of the recording on each side)]:DURATION:_default' \
+'*--pid=[Keep only the stacks of these processes (stack records only)]:PID:_default' \
 '--title=[The graph'\''s title (default from the kind\: On-CPU, Off-CPU, Differential…)]:TEXT:_default' \
 '--width=[Width of the SVG in pixels]:PIXELS:_default' \
 '--colors=[Colour palette (default\: hot for on-CPU, io for off-CPU)]:PALETTE:(aqua blue green hot io java js mem orange perl python purple red rust wakeup yellow)' \

@@ -924,18 +924,61 @@ def verdict_section(causes, suspects, anomalies, rec, label, onset):
     return "".join(parts), sentence
 
 
+def flame_box(name, alt):
+    """One flame graph picture. Deep stacks make a graph taller than a screen, its roots at
+    the bottom: a column-reverse box opens scrolled to them, without a script."""
+    return (
+        f'<div class="flamebox" data-kind="{name}">'
+        f'<img class="flame" data-kind="{name}" alt="{esc(alt)}" src="{name}.svg"></div>'
+    )
+
+
+def present(out, name):
+    path = os.path.join(out, f"{name}.svg")
+    return os.path.exists(path) and os.path.getsize(path) > 0
+
+
+def changed_graphs(out, kind, title):
+    """The differential graphs scripts/triage draws at the onset (scripts/triage-focus.py
+    says which): the host's, and the affected process's for on-CPU time."""
+    focus = {}
+    try:
+        with open(os.path.join(out, "focus.json"), encoding="utf-8") as f:
+            focus = json.load(f)
+    except (OSError, ValueError):
+        return ""
+    graphs = [(f"{kind}-diff", "the host")]
+    if kind == "oncpu" and focus.get("pid") is not None:
+        graphs.append((f"{kind}-diff-process", f"process {focus['pid']}"))
+    parts = []
+    for name, who in graphs:
+        if not present(out, name):
+            continue
+        parts.append(
+            f'<div class="changed"><h4>{title}: what changed at the onset, {esc(who)}</h4>'
+            f'<p class="legend">Up to five minutes before {esc(fmt_ts(focus.get("onset")))} '
+            f"({esc(focus.get('what') or 'the incident')}) against the incident, per second: "
+            f'red grew, blue shrank; a leaf that is all growth (+P% equal to its share) is new. '
+            f'<a href="{name}.svg">open interactive</a></p>'
+            f"{flame_box(name, f'{title} differential flame graph of {who}')}</div>"
+        )
+    if focus and not parts:
+        parts.append(f"<p><em>no {kind} stacks on both sides of the onset to compare</em></p>")
+    return "".join(parts)
+
+
 def flame_section(out):
     parts = ['<section id="flame"><h2>Where the time goes</h2>']
     for kind, title in (("oncpu", "On-CPU"), ("offcpu", "Off-CPU (blocked)")):
-        path = os.path.join(out, f"{kind}.svg")
-        if os.path.exists(path) and os.path.getsize(path) > 0:
-            parts.append(
-                f'<h3>{title}</h3><p><a href="{kind}.svg">open interactive</a></p>'
-                # Deep stacks make a graph taller than a screen, its roots at the bottom:
-                # a column-reverse box opens scrolled to them, without a script.
-                f'<div class="flamebox" data-kind="{kind}">'
-                f'<img class="flame" data-kind="{kind}" alt="{title} flame graph" src="{kind}.svg"></div>'
-            )
+        if present(out, kind):
+            whole = flame_box(kind, f"{title} flame graph")
+            changed = changed_graphs(out, kind, title)
+            if 'class="flamebox"' in changed:
+                # Side by side where the screen is wide enough, one under the other else.
+                whole = f'<div class="flamepair"><div>{whole}</div><div>{changed}</div></div>'
+            else:
+                whole += changed
+            parts.append(f'<h3>{title}</h3><p><a href="{kind}.svg">open interactive</a></p>{whole}')
         else:
             parts.append(f"<h3>{title}</h3><p><em>no {kind} profile (needs root and the stack probes)</em></p>")
     parts.append("</section>")
@@ -1195,6 +1238,7 @@ tr.culprit td {{ background: #f3e5f5; }}
 .finding .chart {{ max-width: 600px; }} .finding p {{ margin: 0.2em 0; }}
 .figure svg {{ max-width: 100%; height: auto; }} img.flame {{ width: 100%; }}
 .maplist li {{ display: inline-block; margin: 0.2em; padding: 0.2em 0.5em; border-radius: 4px; }}
+.flamepair {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1em; }}
 .flamebox {{ display: flex; flex-direction: column-reverse; max-height: 640px; overflow-y: auto; border: 1px solid #eee; }}
 code {{ background: #f4f4f4; padding: 0 0.2em; }}
 </style></head><body>

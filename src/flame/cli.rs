@@ -13,7 +13,9 @@ Examples:
   gala-flame --kind offcpu capture.ndjson.gz -o offcpu.svg
   perf script | gala-flame -o perf.svg                 # the input format is recognised
   perf script | gala-flame --format folded > out.folded
-  gala-flame --diff before.ndjson after.ndjson -o diff.svg   # red: more, blue: less";
+  gala-flame --diff before.ndjson after.ndjson -o diff.svg   # red: more, blue: less
+  gala-flame --kind oncpu --onset 2026-12-06T10:15:00Z rec.ndjson.gz -o changed.svg
+  gala-flame --kind oncpu --incident anomalies.ndjson --pid 4242 rec.ndjson.gz -o changed.svg";
 
 /// Draw flame graphs from stack records, `perf script` text or folded stacks.
 ///
@@ -27,7 +29,9 @@ Examples:
 /// A stream that carries both on-CPU and off-CPU stacks needs --kind to choose one: their
 /// units differ. With --per, one graph per process, container or comm goes into a
 /// directory. With --diff BASE, the graph is differential: frame widths come from the
-/// inputs, and frames that grew since BASE are red, those that shrank blue.
+/// inputs, and frames that grew since BASE are red, those that shrank blue. With --onset
+/// TIME or --incident FILE, one recording is its own base: the graph is that of what
+/// changed at the onset, the window before it scaled to the length of the window after.
 #[derive(Parser, Debug)]
 #[command(name = "gala-flame", version, after_help = AFTER_HELP, after_long_help = format!("{AFTER_HELP}\n\n{EXIT_STATUS_HELP}"))]
 pub struct Cli {
@@ -82,6 +86,27 @@ pub struct Cli {
     /// capture does not paint everything red.
     #[arg(long, requires = "diff")]
     pub normalize: bool,
+
+    /// Draw what changed at TIME, from one recording: the stacks of the intervals ending
+    /// before TIME are the base, those at or after it the graph; the base is scaled by the
+    /// ratio of the two windows' lengths (per second). TIME: ms since the epoch or ISO 8601
+    /// (2026-12-06T10:15:03Z).
+    #[arg(long, value_name = "TIME", value_parser = crate::record::time::parse_arg, conflicts_with_all = ["diff", "incident"])]
+    pub onset: Option<i64>,
+
+    /// As --onset, at the start of the first incident in FILE (gala-detect's anomaly
+    /// records), and the window after it ends where the incident ended.
+    #[arg(long, value_name = "FILE", conflicts_with = "diff")]
+    pub incident: Option<PathBuf>,
+
+    /// With --onset or --incident: compare at most DURATION before the onset with at most
+    /// DURATION after it (default: all of the recording on each side).
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    pub window: Option<std::time::Duration>,
+
+    /// Keep only the stacks of these processes (stack records only).
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pub pid: Vec<u32>,
 
     /// Put the process id in the root frame (`comm-PID`), so processes of the same name stay
     /// apart.

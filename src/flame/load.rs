@@ -14,6 +14,7 @@ use inferno::collapse::Collapse;
 
 use super::cli::InputFormat;
 use super::profile::{push_frame, Profile};
+use super::window::{Clock, Durations, Split};
 use super::TOOL;
 use crate::io::input::{self, Lines, Source};
 use crate::io::{BadInput, RecordReader};
@@ -56,6 +57,10 @@ pub struct LoadOptions {
     pub annotate_jit: bool,
     /// Stop at the first bad line. Default off.
     pub strict: bool,
+    /// Split the stacks at an onset into before (the base) and after. Default: no split.
+    pub split: Option<Split>,
+    /// Keep only the stacks of these processes. Default (empty): every process.
+    pub pids: Vec<u32>,
 }
 
 /// What the inputs gave.
@@ -63,8 +68,13 @@ pub struct LoadOptions {
 pub struct Loaded {
     /// The stacks' kind, when the input or --kind says it.
     pub kind: Option<String>,
-    /// Profiles by group name (one, named "", without grouping).
+    /// Profiles by group name (one, named "", without grouping); with a split, those at
+    /// or after the onset.
     pub groups: BTreeMap<String, Profile>,
+    /// With a split: the profiles before the onset, and how long each window was (or why
+    /// nothing can be compared).
+    pub before: BTreeMap<String, Profile>,
+    pub durations: Option<Result<Durations, String>>,
     /// Lines reported and skipped.
     pub bad_lines: u64,
 }
@@ -92,10 +102,17 @@ pub fn load(paths: &[PathBuf], o: &LoadOptions) -> anyhow::Result<Loaded> {
             InputFormat::Records | InputFormat::Auto => records.push(source),
         }
     }
+    if !(perf.is_empty() && folded.is_empty()) {
+        if o.split.is_some() {
+            bail!("--onset and --incident need stack records: perf script text and folded stacks carry no times");
+        }
+        if !o.pids.is_empty() {
+            bail!("--pid needs stack records (with perf script text, filter with perf itself)");
+        }
+    }
     let mut all = Loaded {
-        kind: None,
-        groups: BTreeMap::new(),
         bad_lines: skipped.count(),
+        ..Loaded::default()
     };
     // An empty list still reads as records: that is what says "no stacks" at the end.
     if !records.is_empty() || (perf.is_empty() && folded.is_empty()) {
@@ -141,10 +158,16 @@ impl Loaded {
     fn merge(&mut self, other: Loaded) {
         self.kind = self.kind.take().or(other.kind);
         self.bad_lines += other.bad_lines;
-        for (group, profile) in other.groups {
-            let into = self.groups.entry(group).or_default();
-            for (stack, value) in profile.sorted() {
-                into.add(stack, value);
+        self.durations = self.durations.take().or(other.durations);
+        for (mine, theirs) in [
+            (&mut self.groups, other.groups),
+            (&mut self.before, other.before),
+        ] {
+            for (group, profile) in theirs {
+                let into = mine.entry(group).or_default();
+                for (stack, value) in profile.sorted() {
+                    into.add(stack, value);
+                }
             }
         }
     }
@@ -153,24 +176,44 @@ impl Loaded {
 fn load_records(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded> {
     let mut reader = RecordReader::from_sources(TOOL, sources, o.strict);
     // Every kind is kept until the end: only then is it known whether there was a choice.
-    let mut by_kind: BTreeMap<String, BTreeMap<String, Profile>> = BTreeMap::new();
+    // Per kind: the groups at or after the onset (all, without a split), then before it.
+    let mut by_kind: BTreeMap<String, [BTreeMap<String, Profile>; 2]> = BTreeMap::new();
+    let mut clock = Clock::default();
     let mut key = String::new();
     while let Some(item) = reader.next_record()? {
-        let Record::Stack(s) = item.record else {
-            continue;
+        let s = match item.record {
+            Record::Stack(s) => s,
+            Record::Status(s) => {
+                if let Some(split) = &o.split {
+                    clock.status(split, &s);
+                }
+                continue;
+            }
+            _ => continue,
         };
         if o.kind.as_ref().is_some_and(|k| *k != s.kind) {
             continue;
         }
+        if !o.pids.is_empty() && !s.tgid.is_some_and(|t| o.pids.contains(&t)) {
+            continue;
+        }
+        let before = match &o.split {
+            None => false,
+            Some(split) => match split.side(s.ts) {
+                None => continue,
+                Some(before) => {
+                    clock.stack(s.ts, before);
+                    before
+                }
+            },
+        };
         key.clear();
         push_frame(&mut key, &root_frame(&s, o.include_pid));
         for f in &s.frames {
             push_frame(&mut key, f);
         }
         let group = o.group_by.map(|g| group_of(&s, g)).unwrap_or_default();
-        by_kind
-            .entry(s.kind)
-            .or_default()
+        by_kind.entry(s.kind).or_default()[usize::from(before)]
             .entry(group)
             .or_default()
             .add(&key, s.value);
@@ -182,17 +225,21 @@ fn load_records(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded>
             "{TOOL}: hint: perf script text needs --input-format perf, folded stacks --input-format folded"
         );
     }
-    let (kind, groups) = match (&o.kind, by_kind.len()) {
+    let (kind, [groups, before]) = match (&o.kind, by_kind.len()) {
         (Some(k), _) => (Some(k.clone()), by_kind.remove(k).unwrap_or_default()),
-        (None, 0) => (None, BTreeMap::new()),
+        (None, 0) => (None, Default::default()),
         (None, 1) => {
             let (k, g) = by_kind.pop_first().expect("one kind");
             (Some(k), g)
         }
         (None, _) => {
             let mut kinds = String::new();
-            for (k, groups) in &by_kind {
-                let total: u64 = groups.values().map(Profile::total).sum();
+            for (k, sides) in &by_kind {
+                let total: u64 = sides
+                    .iter()
+                    .flat_map(|g| g.values())
+                    .map(Profile::total)
+                    .sum();
                 let _ = write!(
                     kinds,
                     "{}{k} ({total} {})",
@@ -203,9 +250,15 @@ fn load_records(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded>
             bail!("the input has stacks of several kinds: {kinds}; choose one with --kind");
         }
     };
+    let durations = match o.split {
+        Some(_) if !groups.is_empty() || !before.is_empty() => Some(clock.durations()),
+        _ => None,
+    };
     Ok(Loaded {
         kind,
         groups,
+        before,
+        durations,
         bad_lines,
     })
 }
@@ -328,7 +381,7 @@ fn load_perf(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded> {
     Ok(Loaded {
         kind: o.kind.clone(),
         groups,
-        bad_lines: 0,
+        ..Loaded::default()
     })
 }
 
@@ -369,6 +422,7 @@ fn load_folded(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded> 
         kind: o.kind.clone(),
         groups,
         bad_lines: bad.count(),
+        ..Loaded::default()
     })
 }
 

@@ -5,6 +5,7 @@
 //! perf script text (inferno's perf folder) ───┼─► a Profile per group ─┬─► SVG (inferno)
 //! folded stacks ──────────────────────────────┘   (stack → weight)     └─► folded text
 //!                  --diff BASE: a base and a new weight per stack ─► red/blue SVG
+//!                  --onset / --incident: one recording split at a time (window.rs)
 //! ```
 //!
 //! Unlike the filter stages, gala-flame is a sink: it passes nothing through, and writes
@@ -17,6 +18,7 @@ mod load;
 mod output;
 mod profile;
 mod render;
+mod window;
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{self, Write};
@@ -26,8 +28,9 @@ use anyhow::Context;
 
 pub use cli::InputFormat;
 pub use load::{GroupBy, LoadOptions, Loaded};
-pub use profile::{diff_folded, Profile};
+pub use profile::{diff_folded, totals_scale, Profile};
 pub use render::Style;
+pub use window::Split;
 
 use crate::io::exit;
 use output::Output;
@@ -45,8 +48,11 @@ pub struct Options {
     pub output: Option<PathBuf>,
     /// One graph per group into this directory. Default: one graph.
     pub per: Option<(GroupBy, PathBuf)>,
-    /// Differential graph against this base profile. Default: none.
+    /// Differential graph against this base profile. Default: none (with `load.split`,
+    /// the base is the inputs' stacks before the onset).
     pub diff: Option<PathBuf>,
+    /// Where `--incident` took the onset from, to say so. Default: none.
+    pub incident: Option<String>,
     /// Scale the base to the inputs' total. Default off.
     pub normalize: bool,
     /// Folded text instead of SVG. Default off.
@@ -64,7 +70,25 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
         return collapse_only(o);
     }
     let mut new = load::load(&o.inputs, &o.load)?;
+    let split = match (o.load.split, new.durations.take()) {
+        (Some(split), Some(Ok(d))) => Some((split, d)),
+        (Some(_), Some(Err(why))) => {
+            if !o.quiet {
+                eprintln!("{TOOL}: {why}");
+            }
+            return Ok(if new.bad_lines > 0 {
+                exit::ERROR
+            } else {
+                exit::NOTHING
+            });
+        }
+        _ => None,
+    };
     let base = match &o.diff {
+        _ if o.load.split.is_some() => Some(Loaded {
+            groups: std::mem::take(&mut new.before),
+            ..Loaded::default()
+        }),
         Some(path) => {
             // The base is read as the inputs were: same format, and the same kind.
             let mut lo = o.load.clone();
@@ -83,9 +107,30 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
                 .as_deref()
                 .map(|k| format!(" of kind {k}"))
                 .unwrap_or_default();
-            eprintln!("{TOOL}: no stacks{of_kind} in the input: nothing to draw");
+            let place = if o.load.split.is_some() {
+                "in the windows around the onset"
+            } else {
+                "in the input"
+            };
+            eprintln!("{TOOL}: no stacks{of_kind} {place}: nothing to draw");
         }
         return Ok(if bad > 0 { exit::ERROR } else { exit::NOTHING });
+    }
+    // The base's weights: per second of each window with a split, to the inputs' total
+    // with --normalize, as they are otherwise.
+    let scale = |base: &Profile, profile: &Profile| match &split {
+        Some((_, d)) => d.scale(),
+        None if o.normalize => totals_scale(base, profile),
+        None => 1.0,
+    };
+    let note = split.as_ref().map(|(s, d)| s.describe(d));
+    if let (Some(note), false) = (&note, o.quiet) {
+        let from = o
+            .incident
+            .as_deref()
+            .map(|i| format!(" (incident: {i})"))
+            .unwrap_or_default();
+        eprintln!("{TOOL}: {note}{from}");
     }
 
     let empty = Profile::default();
@@ -94,14 +139,13 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
             let profile = merged(std::mem::take(&mut new.groups));
             let base = base.map(|b| merged(b.groups));
             let mut out = Output::create(o.output.as_deref())?;
-            write_graph(
-                o,
-                kind.as_deref(),
-                None,
-                base.as_ref(),
-                &profile,
-                out.writer(),
-            )?;
+            let base = base.as_ref().map(|b| (b, scale(b, &profile)));
+            let graph = Graph {
+                kind: kind.as_deref(),
+                subtitle: note.clone(),
+                base,
+            };
+            write_graph(o, &graph, &profile, out.writer())?;
             out.finish()?;
             if o.verbose > 0 {
                 let dest = o
@@ -126,10 +170,21 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
                 if profile.total() == 0 {
                     continue;
                 }
-                let base = base.as_ref().map(|b| b.groups.get(name).unwrap_or(&empty));
+                let base = base.as_ref().map(|b| {
+                    let b = b.groups.get(name).unwrap_or(&empty);
+                    (b, scale(b, profile))
+                });
+                let graph = Graph {
+                    kind: kind.as_deref(),
+                    subtitle: Some(match &note {
+                        Some(note) => format!("{name}: {note}"),
+                        None => name.clone(),
+                    }),
+                    base,
+                };
                 let path = dir.join(format!("{}.{ext}", file_stem(name, &mut used)));
                 let mut out = Output::create(Some(&path))?;
-                write_graph(o, kind.as_deref(), Some(name), base, profile, out.writer())
+                write_graph(o, &graph, profile, out.writer())
                     .with_context(|| format!("writing {}", path.display()))?;
                 out.finish()?;
                 written += 1;
@@ -214,22 +269,30 @@ fn merged(groups: std::collections::BTreeMap<String, Profile>) -> Profile {
     all
 }
 
-fn write_graph(
-    o: &Options,
-    kind: Option<&str>,
-    group: Option<&str>,
-    base: Option<&Profile>,
-    profile: &Profile,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let text = match base {
-        Some(base) => diff_folded(base, profile, o.normalize),
+/// One graph to draw: what the counts are, the line under the title (the group, the
+/// windows compared), and for a differential graph the base with its scale.
+struct Graph<'a> {
+    kind: Option<&'a str>,
+    subtitle: Option<String>,
+    base: Option<(&'a Profile, f64)>,
+}
+
+fn write_graph(o: &Options, g: &Graph, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+    let text = match g.base {
+        Some((base, scale)) => diff_folded(base, profile, scale),
         None => profile.folded(),
     };
     if o.folded {
         out.write_all(text.as_bytes())
     } else {
-        render::svg(&text, kind, group, base.is_some(), &o.style, out)
+        render::svg(
+            &text,
+            g.kind,
+            g.subtitle.as_deref(),
+            g.base.is_some(),
+            &o.style,
+            out,
+        )
     }
 }
 
@@ -296,6 +359,37 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         _ => anyhow::bail!("--per takes two values: process|container|comm and a directory"),
     };
     let folded = cli.folded();
+    if cli.window.is_some() && cli.onset.is_none() && cli.incident.is_none() {
+        anyhow::bail!("--window needs --onset or --incident");
+    }
+    let window_ms = cli.window.map(|w| w.as_millis() as i64);
+    // The last interval end that is still within the window after the onset: the one
+    // ending at the onset counts, so a window of N intervals ends before onset + N.
+    let last_in = |onset: i64| window_ms.map(|w| onset + w - 1);
+    let (split, incident) = match (cli.onset, &cli.incident) {
+        (Some(onset), _) => (
+            Some(Split {
+                onset,
+                before_ms: window_ms,
+                until: last_in(onset),
+            }),
+            None,
+        ),
+        (None, Some(path)) => {
+            let inc = window::incident(path, cli.strict)?;
+            let until = match (inc.end, last_in(inc.onset)) {
+                (Some(end), Some(last)) => Some(end.min(last)),
+                (end, last) => end.or(last),
+            };
+            let split = Split {
+                onset: inc.onset,
+                before_ms: window_ms,
+                until,
+            };
+            (Some(split), Some(inc.what))
+        }
+        (None, None) => (None, None),
+    };
     let opts = Options {
         inputs: cli.inputs,
         load: LoadOptions {
@@ -306,10 +400,13 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             annotate_kernel: cli.annotate_kernel,
             annotate_jit: cli.annotate_jit,
             strict: cli.strict,
+            split,
+            pids: cli.pid,
         },
         output: cli.output,
         per,
         diff: cli.diff,
+        incident,
         normalize: cli.normalize,
         folded,
         style: Style {

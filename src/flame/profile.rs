@@ -66,15 +66,19 @@ impl Profile {
     }
 }
 
-/// Differential folded text, `stack base new` per line over the union of both profiles,
-/// as inferno-diff-folded writes it. With `normalize`, base weights are scaled so that both
-/// totals match.
-pub fn diff_folded(base: &Profile, new: &Profile, normalize: bool) -> String {
-    let scale = if normalize && base.total() > 0 && new.total() != base.total() {
+/// What makes the base's total equal the new profile's (`--normalize`); 1 when the base is
+/// empty.
+pub fn totals_scale(base: &Profile, new: &Profile) -> f64 {
+    if base.total() > 0 && new.total() != base.total() {
         new.total() as f64 / base.total() as f64
     } else {
         1.0
-    };
+    }
+}
+
+/// Differential folded text, `stack base new` per line over the union of both profiles,
+/// as inferno-diff-folded writes it, the base's weights multiplied by `scale` (rounded).
+pub fn diff_folded(base: &Profile, new: &Profile, scale: f64) -> String {
     let mut stacks: Vec<&str> = base
         .stacks
         .keys()
@@ -132,11 +136,13 @@ mod tests {
         let mut b = Profile::default();
         b.add("m;y", 30);
         b.add("m;z", 10);
+        assert_eq!(diff_folded(&a, &b, 1.0), "m;x 10 0\nm;y 10 30\nm;z 0 10\n");
+        assert_eq!(totals_scale(&a, &b), 2.0);
         assert_eq!(
-            diff_folded(&a, &b, false),
-            "m;x 10 0\nm;y 10 30\nm;z 0 10\n"
+            diff_folded(&a, &b, totals_scale(&a, &b)),
+            "m;x 20 0\nm;y 20 30\nm;z 0 10\n"
         );
-        assert_eq!(diff_folded(&a, &b, true), "m;x 20 0\nm;y 20 30\nm;z 0 10\n");
+        assert_eq!(totals_scale(&Profile::default(), &b), 1.0);
     }
 
     #[test]

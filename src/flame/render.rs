@@ -52,11 +52,12 @@ fn default_title(kind: Option<&str>, diff: bool) -> String {
 }
 
 /// Writes the SVG of folded `lines` (`stack count`, or `stack base new` for a
-/// differential graph). `group` names the process or container of a `--per` graph.
+/// differential graph). `subtitle` names the process or container of a `--per` graph and
+/// the windows of a graph split at an onset.
 pub fn svg(
     lines: &str,
     kind: Option<&str>,
-    group: Option<&str>,
+    subtitle: Option<&str>,
     diff: bool,
     style: &Style,
     out: &mut dyn Write,
@@ -66,7 +67,7 @@ pub fn svg(
         .title
         .clone()
         .unwrap_or_else(|| default_title(kind, diff));
-    opt.subtitle = group.map(str::to_string);
+    opt.subtitle = subtitle.map(str::to_string);
     opt.count_name = count_name(kind).to_string();
     let offcpu = kind == Some("offcpu");
     opt.colors = match style.colors.as_deref() {

@@ -348,6 +348,157 @@ fn diff_paints_growth_red_and_shrinkage_blue() {
     assert_eq!(folded, "app;main;parse 100 50\napp;main;render 100 300\n");
 }
 
+/// A differential frame's title says `name (N samples, P%; +D%)`: D is the growth of its
+/// self weight since the base, so a leaf that is all growth (D = P) was not in the base.
+fn is_new(title: &str) -> bool {
+    let Some((_, tail)) = title.rsplit_once(", ") else {
+        return false;
+    };
+    let Some((share, delta)) = tail.trim_end_matches(')').split_once("; ") else {
+        return false;
+    };
+    delta.strip_prefix('+') == Some(share) && share != "0.00%"
+}
+
+/// A recording of 1 s intervals: `work` takes 50 samples every interval; from the interval
+/// ending at 13 s on, a new process `hog` takes 40 more. The status records say how long
+/// each interval was; the first interval is 2 s (the collector's first one can be longer),
+/// so the windows are 2+1+1 = 4 s before and 1+1+1+1+1 = 5 s after.
+fn recording_with_a_hog_from(onset_s: i64) -> String {
+    let mut text = String::new();
+    let status = |ts: i64, ms: u64| {
+        format!(
+            r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"0","format_version":1,"interval_ms":{ms}}}"#
+        )
+    };
+    let stack = |ts: i64, comm: &str, pid: u32, leaf: &str, n: u64| {
+        format!(
+            r#"{{"type":"stack","ts":{ts},"kind":"oncpu","frames":["main","{leaf}"],"value":{n},"tgid":{pid},"comm":"{comm}"}}"#
+        )
+    };
+    for s in 10..=17 {
+        let ts = s * 1000;
+        // Two seconds' worth in the first (longer) interval.
+        let work = if s == 10 { 100 } else { 50 };
+        text += &stack(ts, "work", 100, "steady", work);
+        text += "\n";
+        if s >= onset_s {
+            text += &stack(ts, "hog", 200, "spin", 40);
+            text += "\n";
+        }
+        text += &status(ts, if s == 10 { 2000 } else { 1000 });
+        text += "\n";
+    }
+    text
+}
+
+#[test]
+fn onset_splits_one_recording_and_scales_the_base_per_second() {
+    let rec = recording_with_a_hog_from(13);
+    let folded = |args: &[&str]| {
+        let mut all = vec!["--format", "folded"];
+        all.extend_from_slice(args);
+        stdout_of(&all, Some(rec.as_bytes()))
+    };
+    // Before: 200 samples of work in 4 s, scaled to the 5 s after: 250, as after (5 × 50).
+    // The hog is new: nothing before.
+    let want = "hog;main;spin 0 200\nwork;main;steady 250 250\n";
+    assert_eq!(folded(&["--onset", "13000"]), want);
+    assert_eq!(folded(&["--onset", "1970-01-01T00:00:13Z"]), want);
+    // Intervals ending between two others: the one ending next is after.
+    assert_eq!(folded(&["--onset", "12500"]), want);
+    // A window of 2 s on each side: 2 × 50 before (not scaled), 2 × 50 + 2 × 40 after.
+    assert_eq!(
+        folded(&["--onset", "13000", "--window", "2s"]),
+        "hog;main;spin 0 80\nwork;main;steady 100 100\n"
+    );
+    // Only one process.
+    assert_eq!(
+        folded(&["--onset", "13000", "--pid", "100"]),
+        "work;main;steady 250 250\n"
+    );
+    // Without status records (a stream filtered to stacks), the windows are counted in
+    // intervals: 3 before, 5 after, and the first interval's 100 samples count as one.
+    let stacks_only: String = rec
+        .lines()
+        .filter(|l| l.contains(r#""stack""#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = run(
+        "gala-flame",
+        &["--format", "folded", "--onset", "13000"],
+        Some(stacks_only.as_bytes()),
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "hog;main;spin 0 200\nwork;main;steady 333 250\n"
+    );
+
+    // The SVG: the hog's frames red, the steady process white (unchanged per second).
+    let svg = parse_svg(&stdout_of(&["--onset", "13000"], Some(rec.as_bytes())));
+    assert_eq!(svg.title, "Differential On-CPU Flame Graph");
+    let fill = |name: &str| {
+        svg.frames
+            .iter()
+            .find(|(t, _)| t.starts_with(&format!("{name} (")))
+            .map(|(_, f)| *f)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", svg.names()))
+    };
+    assert_eq!(fill("steady"), (250, 250, 250));
+    let (r, g, b) = fill("spin");
+    assert!(
+        r == 255 && g < 200 && b < 200,
+        "spin is new: {:?}",
+        (r, g, b)
+    );
+    assert!(is_new(svg.frame("spin")), "{}", svg.frame("spin"));
+    assert!(!is_new(svg.frame("steady")), "{}", svg.frame("steady"));
+
+    // The onset from gala-detect's incident: the first one, its end closing the window.
+    let dir = tempfile::tempdir().unwrap();
+    let incidents = dir.path().join("anomalies.ndjson");
+    std::fs::write(
+        &incidents,
+        concat!(
+            r#"{"type":"anomaly","ts":15000,"id":"m_proc_100","kind":"proc","metric":"cpu_pct","score":0.9}"#,
+            "\n",
+            r#"{"type":"anomaly","ts":13000,"id":"m_host","kind":"host","metric":"load1","score":0.8}"#,
+            "\n",
+            r#"{"type":"anomaly","ts":13000,"id":"m_host","kind":"host","metric":"load1","score":0.8,"end":14000}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    // Before: 4 s; after: the intervals ending at 13 and 14 s, 2 s.
+    assert_eq!(
+        folded(&["--incident", arg(&incidents)]),
+        "hog;main;spin 0 80\nwork;main;steady 100 100\n"
+    );
+    // Errors: an onset before every stack, perf text, no incident in the file.
+    // Nothing to compare with is nothing to draw.
+    let out = run("gala-flame", &["--onset", "9000"], Some(rec.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no stacks before the onset"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        "gala-flame",
+        &["--onset", "13000", "--input-format", "folded"],
+        Some(b"a;b 1\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        "gala-flame",
+        &["--incident", arg(&data("stacks.ndjson"))],
+        Some(rec.as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no anomaly records"));
+}
+
 #[test]
 fn per_process_and_per_container_write_one_graph_each() {
     let input = data("stacks.ndjson");
@@ -499,10 +650,17 @@ fn svg_from_perf_script_and_gzip_output() {
 /// higher levels gcc sets up no frame in leaf functions even with -fno-omit-frame-pointer,
 /// and the leaf's caller disappears from every stack (a limit of frame-pointer unwinding).
 fn build_prog(name: &str, dir: &Path) -> PathBuf {
+    build_prog_as(name, name, &[], dir)
+}
+
+/// [`build_prog`] under another name, with `-D` definitions (to rename its functions).
+fn build_prog_as(name: &str, out_name: &str, defines: &[&str], dir: &Path) -> PathBuf {
     let src = data(&format!("progs/{name}.c"));
-    let out = dir.join(name);
+    let out = dir.join(out_name);
     let status = std::process::Command::new("gcc")
-        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+        .args(["-O0", "-fno-omit-frame-pointer"])
+        .args(defines)
+        .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()
@@ -721,4 +879,131 @@ fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
         .iter()
         .filter(|r| r["type"] == "stack")
         .all(|r| r["comm"] == "gala_sleeper"));
+}
+
+#[test]
+fn onset_diff_of_a_live_recording_names_a_new_hog_as_new() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    if !crate::common::require_bpf("onset_diff_of_a_live_recording") {
+        return;
+    }
+    // Other tests' spinners and hogs would be in this one's windows.
+    let _quiet = crate::common::fault_injection_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let spin = build_prog("gala_spin", dir.path());
+    // The hog is the same code under other names. inferno colours a frame by the change
+    // of its own (self) weight, so the hog's leaf is what shows red: it needs a name of
+    // its own.
+    let hog = build_prog_as("gala_spin", "gala_hog", &["-Dburn_cpu=hog_cpu"], dir.path());
+    let mut steady = Command::new(&spin).arg("120").spawn().unwrap();
+    let mut collector = Command::new(crate::common::bin("gala-collect"))
+        .args([
+            "--probes",
+            "oncpu",
+            "--sample-rate",
+            "199",
+            "--comm",
+            "^gala_(spin|hog)$",
+            "-i",
+            "1s",
+            "--line-buffered",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(collector.stdout.take().unwrap()).lines();
+    let mut text = String::new();
+    // Reads until `n` status records with stacks of `comm` before them have gone by.
+    let mut read_until = |text: &mut String, comm: &str, n: usize| {
+        let (mut seen_stack, mut statuses) = (false, 0);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            text.push_str(&line);
+            text.push('\n');
+            seen_stack |= v["type"] == "stack" && v["comm"] == comm;
+            if v["type"] == "status" && seen_stack {
+                statuses += 1;
+                if statuses >= n {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    // The base: intervals of the steady process alone.
+    assert!(
+        read_until(&mut text, "gala_spin", 3),
+        "the collector ended early"
+    );
+    let onset = gala::record::now_ms();
+    let mut hog = Command::new(&hog).arg("120").spawn().unwrap();
+    let hog_ok = read_until(&mut text, "gala_hog", 3);
+    for p in [&mut hog, &mut steady] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    // SAFETY: plain kill(2) on a child we started.
+    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    for line in lines {
+        text.push_str(&line.unwrap());
+        text.push('\n');
+    }
+    let collector = collector.wait_with_output().unwrap();
+    assert!(
+        hog_ok,
+        "no stacks of the hog: {}",
+        String::from_utf8_lossy(&collector.stderr)
+    );
+    let rec = dir.path().join("rec.ndjson");
+    std::fs::write(&rec, &text).unwrap();
+    let onset_arg = onset.to_string();
+
+    let folded = stdout_of(
+        &["--onset", &onset_arg, "--format", "folded", arg(&rec)],
+        None,
+    );
+    let (mut hog_new, mut steady_base) = (0u64, 0u64);
+    for line in folded.lines() {
+        let mut f = line.rsplitn(3, ' ');
+        let new: u64 = f.next().unwrap().parse().unwrap();
+        let base: u64 = f.next().unwrap().parse().unwrap();
+        let stack = f.next().unwrap();
+        if stack.starts_with("gala_hog;") {
+            assert_eq!(base, 0, "the hog before it started: {line}");
+            hog_new += new;
+        } else if stack.starts_with("gala_spin;") && stack.ends_with(";burn_cpu") {
+            steady_base += base;
+        }
+    }
+    assert!(
+        hog_new >= 20,
+        "{hog_new} hog samples after the onset:\n{folded}"
+    );
+    assert!(
+        steady_base > 0,
+        "the steady process before the onset:\n{folded}"
+    );
+
+    // The graph: the hog's hot function is red and grew (its delta is its self weight:
+    // samples taken in an interrupt under it are its children's, so "all growth" holds
+    // for a pure leaf only); the steady process's is not all growth.
+    let svg = parse_svg(&stdout_of(&["--onset", &onset_arg, arg(&rec)], None));
+    assert_eq!(svg.title, "Differential On-CPU Flame Graph");
+    let title = svg.frame("hog_cpu");
+    assert!(
+        title.contains("; +") && !title.ends_with("; +0.00%)"),
+        "{title}"
+    );
+    let fill = svg
+        .frames
+        .iter()
+        .find(|(t, _)| t == title)
+        .map(|(_, f)| *f)
+        .unwrap();
+    assert!(fill.0 == 255 && fill.1 < 255, "hog_cpu not red: {fill:?}");
+    let steady_title = svg.frame("burn_cpu");
+    assert!(!is_new(steady_title), "{steady_title}");
 }

@@ -457,6 +457,93 @@ fn replayed_cpu_hog_is_a_dashboard_of_kpis_use_panels_and_what_changed() {
     assert!(cpu["bands"].as_u64().unwrap() > 0, "{cpu}");
 }
 
+/// The replayed CPU-hog incident with stacks on both sides of its onset: a steady process
+/// from the flame fixture before and after, and a new process after only. The report shows,
+/// beside each whole-recording flame graph, the differential graph of what changed at the
+/// onset, where the new process's leaf is all growth.
+#[test]
+fn replayed_incident_shows_what_changed_beside_the_flame_graph() {
+    if !need("triage::changed", &["python3"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec.ndjson");
+    let mut fixture = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(common::root().join("tests/data/triage/cpu-hog.ndjson.gz"))
+                .unwrap(),
+        ),
+        &mut fixture,
+    )
+    .unwrap();
+    // The recording's first and last interval ends: the hog starts 21 s in, so stacks at
+    // the first are before the onset and those at the last after it.
+    let ts: Vec<i64> = fixture
+        .lines()
+        .filter(|l| l.contains(r#""type":"status""#))
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["ts"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let (first, last) = (ts[0], *ts.last().unwrap());
+    let stack = |ts: i64, comm: &str, pid: u32, leaf: &str, n: u64| {
+        format!(
+            r#"{{"type":"stack","ts":{ts},"kind":"oncpu","frames":["main","{leaf}"],"value":{n},"tgid":{pid},"comm":"{comm}"}}"#
+        ) + "\n"
+    };
+    fixture += &stack(first, "steady", 7, "steady_work", 30);
+    fixture += &stack(last, "steady", 7, "steady_work", 30);
+    fixture += &stack(last, "newcomer", 8, "new_work", 90);
+    std::fs::write(&rec, fixture).unwrap();
+    let dir = tmp.path().join("report");
+    check_ran(
+        &triage(&[
+            "--from",
+            rec.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap(),
+    );
+    let svg = read(&dir, "oncpu-diff.svg");
+    assert!(svg.contains("Differential On-CPU Flame Graph"), "{svg}");
+    // `new_work (90 samples, P%; +P%)`: all growth, nothing of it before the onset.
+    let title = svg
+        .split("<title>")
+        .find(|t| t.starts_with("new_work ("))
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or_else(|| panic!("no new_work frame in {svg}"));
+    let (share, delta) = title
+        .trim_end_matches(')')
+        .rsplit_once(", ")
+        .unwrap()
+        .1
+        .split_once("; ")
+        .unwrap();
+    assert_eq!(delta.strip_prefix('+'), Some(share), "{title}");
+    // The page: the differential graph beside the whole-recording one, with its onset.
+    let html = read(&dir, "index.html");
+    let flame = section(&html, "flame");
+    let pair = &flame[flame.find("<div class=\"flamepair\">").expect("a pair")..];
+    let (whole, changed) = (
+        pair.find("src=\"oncpu.svg\"").expect("the flame graph"),
+        pair.find("src=\"oncpu-diff.svg\"")
+            .expect("the graph of what changed"),
+    );
+    assert!(whole < changed, "{flame}");
+    assert!(
+        flame.contains("what changed at the onset, the host"),
+        "{flame}"
+    );
+    let focus: Value = serde_json::from_str(&read(&dir, "focus.json")).unwrap();
+    let onset = focus["onset"].as_i64().unwrap();
+    assert!(first < onset && onset <= last, "{focus}");
+}
+
 /// Without an application KPI nothing can be ranked as a cause, but the verdict still says
 /// what the anomalies have in common and who used the CPU: the question an operator asks.
 #[test]
