@@ -163,6 +163,22 @@ impl Collector {
         child.wait_with_output().expect("wait gala-collect")
     }
 
+    /// Ends it now (SIGINT: the interval up to the signal is still reported); its records.
+    fn stop(mut self) -> Records {
+        if let Some(c) = &self.0 {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        }
+        let out = self.finish_raw();
+        // 130: ended by SIGINT, as asked.
+        assert!(
+            out.status.success() || out.status.code() == Some(130),
+            "gala-collect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Records(common::ndjson(&out.stdout))
+    }
+
     /// Waits for the end of its duration; its records.
     fn finish(mut self) -> Records {
         let out = self.finish_raw();
@@ -426,6 +442,207 @@ fn redis_requests_and_errors_match_the_benchmark() {
     assert_eq!(bench.key("server_ip"), "127.0.0.1");
     assert!(bench.latency_seen && bench.get("latency_p99") >= bench.get("latency_p50"));
     assert!(bench.get("latency_max") < 10_000.0);
+}
+
+/// `python3 -m http.server` on a free loopback port, serving a directory with one file,
+/// `/ok.txt` (anything else is a 404); its port.
+fn http_server(dir: &Path) -> (u16, Running) {
+    std::fs::write(dir.join("ok.txt"), "ok\n").expect("write ok.txt");
+    let port = common::free_port();
+    let server = spawn(Command::new("python3").args([
+        "-m",
+        "http.server",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        &dir.to_string_lossy(),
+        &port.to_string(),
+    ]));
+    wait_port(port, "python3 -m http.server");
+    (port, server)
+}
+
+/// `ok` GETs of /ok.txt and `missing` of a path that is not there, one curl each (the
+/// server speaks HTTP/1.0: a connection per request).
+fn curl_gets(port: u16, ok: usize, missing: usize) {
+    for i in 0..ok + missing {
+        let path = if i < ok { "ok.txt" } else { "missing" };
+        let code = curl(&[&format!("http://127.0.0.1:{port}/{path}")]);
+        assert_eq!(code, if i < ok { "200" } else { "404" }, "curl {path}");
+    }
+}
+
+/// The HTTP server's SLI (its own side, every method) must count exactly what was sent.
+fn assert_http_server_exact(recs: &Records, port: u16, n: usize, errors: usize) {
+    let slis = recs.slis(port);
+    let status = recs.status_l7();
+    for role in ["server", "client"] {
+        assert_eq!(
+            total(&slis, role, Some("GET"), "req_count"),
+            n as f64,
+            "{role} GET requests on the HTTP server {port}: {slis:?}; status {status}"
+        );
+        assert_eq!(
+            total(&slis, role, Some("GET"), "resp_count"),
+            n as f64,
+            "{role} GET responses on {port}"
+        );
+        assert_eq!(
+            total(&slis, role, Some("GET"), "err_count"),
+            errors as f64,
+            "{role} GET errors on {port}"
+        );
+        assert_eq!(
+            total(&slis, role, Some("GET"), "status_4xx"),
+            errors as f64,
+            "{role} 404s on {port}"
+        );
+    }
+}
+
+/// The sequence in the default mode (no `--l7-max-rate`): a Redis burst, then 5
+/// failing commands, then a small HTTP server. Counts are never sampled: the burst's
+/// requests, the 5 errors and the HTTP server's 50 requests (10 of them 404) all come out
+/// exact, however busy the burst made the host.
+#[test]
+fn default_mode_counts_a_burst_its_errors_and_a_quiet_server_exactly() {
+    if !common::require_bpf("l7::default_exact")
+        || !need(
+            "l7::default_exact",
+            &[
+                "redis-server",
+                "redis-benchmark",
+                "redis-cli",
+                "python3",
+                "curl",
+            ],
+        )
+    {
+        return;
+    }
+    // A saturating burst: it must not be another test's baseline.
+    let _quiet = common::fault_injection_lock();
+    let (port, _redis) = redis_server();
+    let p = port.to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hport, _http) = http_server(dir.path());
+    let collector = Collector::start_with(600, &[]);
+    let n = 20_000;
+    run_ok(Command::new("redis-benchmark").args([
+        "-p",
+        &p,
+        "-n",
+        &n.to_string(),
+        "-c",
+        "10",
+        "-t",
+        "get,set",
+        "-q",
+    ]));
+    for i in 0..5 {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &p,
+                &format!("nosuchcommand{}", ["a", "b", "c", "d", "e"][i]),
+            ])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("unknown command"),
+            "redis-cli: {out:?}"
+        );
+    }
+    curl_gets(hport, 40, 10);
+    let recs = collector.stop();
+    let l7 = recs.status_l7();
+    let slis = recs.slis(port);
+    for role in ["client", "server"] {
+        for cmd in ["GET", "SET"] {
+            assert_eq!(
+                total(&slis, role, Some(cmd), "req_count"),
+                n as f64,
+                "{role} {cmd} requests; status {l7}"
+            );
+            assert_eq!(
+                total(&slis, role, Some(cmd), "resp_count"),
+                n as f64,
+                "{role} {cmd} responses"
+            );
+        }
+        assert_eq!(
+            total(&slis, role, None, "err_count"),
+            5.0,
+            "{role} Redis errors: {slis:?}"
+        );
+    }
+    assert_totals_sum_methods(&slis);
+    assert_http_server_exact(&recs, hport, 50, 10);
+}
+
+/// A service that answers a request now and then, beside one saturated by a benchmark:
+/// the quiet one's counts are exact, the busy one's too.
+#[test]
+fn a_quiet_server_beside_a_saturated_one_is_counted_exactly() {
+    if !common::require_bpf("l7::quiet_beside_busy")
+        || !need(
+            "l7::quiet_beside_busy",
+            &["redis-server", "redis-benchmark", "python3", "curl"],
+        )
+    {
+        return;
+    }
+    let _quiet = common::fault_injection_lock();
+    let (port, _redis) = redis_server();
+    let p = port.to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hport, _http) = http_server(dir.path());
+    let collector = Collector::start_with(600, &[]);
+    let n = 100_000;
+    let bench = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &p,
+            "-n",
+            &n.to_string(),
+            "-c",
+            "50",
+            "-t",
+            "get",
+            "-q",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-benchmark");
+    let mut bench = Running(bench);
+    // Requests spread over the burst, one at a time, until it ends (at least a few).
+    let mut sent = 0;
+    let mut missing = 0;
+    loop {
+        let done = !matches!(bench.0.try_wait(), Ok(None));
+        if done && sent >= 5 {
+            break;
+        }
+        let bad = sent % 4 == 3;
+        curl_gets(hport, usize::from(!bad), usize::from(bad));
+        sent += 1;
+        missing += usize::from(bad);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = bench.0.wait().expect("redis-benchmark");
+    assert!(status.success(), "redis-benchmark: {status}");
+    let recs = collector.stop();
+    assert_http_server_exact(&recs, hport, sent, missing);
+    let slis = recs.slis(port);
+    for role in ["client", "server"] {
+        assert_eq!(
+            total(&slis, role, Some("GET"), "req_count"),
+            n as f64,
+            "{role} GET requests; status {}",
+            recs.status_l7()
+        );
+    }
 }
 
 /// An nginx configuration under `dir`, with `servers` inside `http {}`.
