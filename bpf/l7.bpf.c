@@ -539,17 +539,20 @@ static __always_inline struct l7_agg *agg_of(struct l7_conn *c, __u32 tgid, cons
 
 /* Proxy flows: a thread that read a request on a connection it accepted and then sends
  * one of the same protocol on a connection it made is forwarding it. `ts`: the request's
- * time, 0 when it is not timed (then the clock is read here, only where a time is kept or
- * compared: on a server, and on a client whose thread read an inbound request). */
-static __always_inline void lb(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
-			       __u32 tgid, __u32 tid, __s32 fd, __u64 ts)
+ * time; 0 when it is not timed, and then the socket's tcp_mstamp stands in (µs of the
+ * same clock, refreshed by the request's own segments on a server): the window is 5 s,
+ * and a clock read is what an untimed request saves. */
+static __always_inline void lb(struct task_struct *task, struct sock *sk, struct l7_event *e,
+			       struct l7_conn *c, __u32 tgid, __u32 tid, __s32 fd, __u64 ts)
 {
+	if (!ts)
+		ts = KREAD(struct tcp_sock, sk, tcp_mstamp) * 1000;
 	if (c->role == L7_ROLE_SERVER) {
 		struct inbound *in =
 			bpf_task_storage_get(&inbounds, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!in)
 			return;
-		in->ts_ns = ts ? ts : bpf_ktime_get_ns();
+		in->ts_ns = ts;
 		in->sk = c->sk;
 		__builtin_memcpy(in->client, c->raddr, 16);
 		__builtin_memcpy(in->local, c->laddr, 16);
@@ -559,11 +562,7 @@ static __always_inline void lb(struct task_struct *task, struct l7_event *e, str
 		return;
 	}
 	struct inbound *in = bpf_task_storage_get(&inbounds, task, NULL, 0);
-	if (!in || !in->ts_ns || in->proto != c->proto)
-		return;
-	if (!ts)
-		ts = bpf_ktime_get_ns();
-	if ((__s64)(ts - in->ts_ns) > (__s64)LB_WINDOW_NS)
+	if (!in || !in->ts_ns || in->proto != c->proto || (__s64)(ts - in->ts_ns) > (__s64)LB_WINDOW_NS)
 		return;
 	in->ts_ns = 0;
 	struct l7_flow *f = (void *)e->data;
@@ -609,9 +608,9 @@ static __always_inline void count_unanswered(struct l7_conn *c, __u32 tgid)
 /* Pairs one payload (its first bytes in e->data) of a connection in L7_MODE_KERNEL.
  * False when the connection goes to user space from this payload on: a request sent
  * while one is pending, or several in one payload (pipelining). */
-static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
-				  __u32 tgid, __u32 tid, __s32 fd, __u8 dir, const void *base,
-				  __u32 len, __u64 ts)
+static __always_inline bool kpair(struct task_struct *task, struct sock *sk, struct l7_event *e,
+				  struct l7_conn *c, __u32 tgid, __u32 tid, __s32 fd, __u8 dir,
+				  const void *base, __u32 len, __u64 ts)
 {
 	__u8 *b = e->data;
 	bool request = (c->role == L7_ROLE_CLIENT) == (dir == L7_DIR_EGRESS);
@@ -644,7 +643,7 @@ static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, 
 			c->req_ts = ts;
 		}
 		__builtin_memcpy(c->method, method, L7_METHOD_LEN);
-		lb(task, e, c, tgid, tid, fd, ts);
+		lb(task, sk, e, c, tgid, tid, fd, ts);
 		return true;
 	}
 	if (!c->req_ts)
@@ -846,7 +845,7 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		if (c->mode == L7_MODE_NEW)
 			classify(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts);
 		if (c->mode == L7_MODE_KERNEL &&
-		    kpair(task, e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
+		    kpair(task, sk, e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
 			return 0;
 	}
 	/* Handed to user space, which times everything. */
