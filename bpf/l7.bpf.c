@@ -73,17 +73,12 @@ const volatile __u32 cap = 128;
 /* Our own process, never reported. */
 const volatile __u32 self_tgid = 0;
 
-/* Sampling (src/collect/l7/sampler.rs). At high socket I/O rates user space attaches the
- * two socket I/O programs only for time windows and scales what they counted. Each
- * window has a new generation: pairing state a connection kept from an earlier window
- * (a request whose response came while nothing was attached) is dropped at the
- * connection's first I/O in the new one, and its last-receive time, which tells a stale
- * tcp_mstamp, becomes the window's start. Generation 0 (never changed) is no sampling.
- * The OpenSSL uprobes stay attached (per library and process, too costly to flip) and
- * look at `ssl_closed` instead. */
-volatile __u32 window_gen;
-volatile __u64 window_start_ns;
-volatile __u32 ssl_closed;
+/* Timing (src/collect/l7/timing.rs). Every request is counted, always: the socket I/O
+ * programs stay attached. Above `--l7-max-rate` socket I/O a second, user space sets
+ * this to N > 1 and only one request in N of each kernel-paired connection is timed;
+ * the others skip the clock reads (a third of a run's cost on the development VM). 0 or
+ * 1: every request is timed. */
+volatile __u32 time_every;
 
 /* Submitted without a wakeup (BPF_RB_NO_WAKEUP): user space drains it on a 10 ms timer and
  * never sleeps on it, and a wakeup is an irq_work — a self-interrupt, on a virtual machine
@@ -219,7 +214,6 @@ static __always_inline struct l7_conn *learn_sk(struct sock *sk, struct l7_conn 
 	fresh.seen = 1;
 	fresh.tgid = tgid;
 	fresh.fd = fd;
-	fresh.gen = window_gen;
 	/* This first I/O may be a send: what xmit time the socket has is older. */
 	fresh.rx_ts = bpf_ktime_get_ns();
 	fresh.family = family;
@@ -544,10 +538,15 @@ static __always_inline struct l7_agg *agg_of(struct l7_conn *c, __u32 tgid, cons
 }
 
 /* Proxy flows: a thread that read a request on a connection it accepted and then sends
- * one of the same protocol on a connection it made is forwarding it. */
-static __always_inline void lb(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
-			       __u32 tgid, __u32 tid, __s32 fd, __u64 ts)
+ * one of the same protocol on a connection it made is forwarding it. `ts`: the request's
+ * time; 0 when it is not timed, and then the socket's tcp_mstamp stands in (µs of the
+ * same clock, refreshed by the request's own segments on a server): the window is 5 s,
+ * and a clock read is what an untimed request saves. */
+static __always_inline void lb(struct task_struct *task, struct sock *sk, struct l7_event *e,
+			       struct l7_conn *c, __u32 tgid, __u32 tid, __s32 fd, __u64 ts)
 {
+	if (!ts)
+		ts = KREAD(struct tcp_sock, sk, tcp_mstamp) * 1000;
 	if (c->role == L7_ROLE_SERVER) {
 		struct inbound *in =
 			bpf_task_storage_get(&inbounds, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -609,9 +608,9 @@ static __always_inline void count_unanswered(struct l7_conn *c, __u32 tgid)
 /* Pairs one payload (its first bytes in e->data) of a connection in L7_MODE_KERNEL.
  * False when the connection goes to user space from this payload on: a request sent
  * while one is pending, or several in one payload (pipelining). */
-static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, struct l7_conn *c,
-				  __u32 tgid, __u32 tid, __s32 fd, __u8 dir, const void *base,
-				  __u32 len, __u64 ts)
+static __always_inline bool kpair(struct task_struct *task, struct sock *sk, struct l7_event *e,
+				  struct l7_conn *c, __u32 tgid, __u32 tid, __s32 fd, __u8 dir,
+				  const void *base, __u32 len, __u64 ts)
 {
 	__u8 *b = e->data;
 	bool request = (c->role == L7_ROLE_CLIENT) == (dir == L7_DIR_EGRESS);
@@ -633,10 +632,18 @@ static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, 
 			return false;
 		}
 		/* Counted with its response (or by count_unanswered): one aggregate update
-		 * per request instead of two. */
-		c->req_ts = ts;
+		 * per request instead of two. Timed, or counted only (see time_every; the
+		 * caller read no clock then). */
+		if (c->skip) {
+			c->skip -= 1;
+			c->req_ts = L7_UNTIMED;
+		} else {
+			__u32 every = time_every;
+			c->skip = every > 1 ? every - 1 : 0;
+			c->req_ts = ts;
+		}
 		__builtin_memcpy(c->method, method, L7_METHOD_LEN);
-		lb(task, e, c, tgid, tid, fd, ts);
+		lb(task, sk, e, c, tgid, tid, fd, ts);
 		return true;
 	}
 	if (!c->req_ts)
@@ -654,6 +661,7 @@ static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, 
 		class = status / 100;
 		err = status >= 400;
 	}
+	bool timed = c->req_ts != L7_UNTIMED;
 	__u64 lat = ts > c->req_ts ? ts - c->req_ts : 0;
 	c->req_ts = 0;
 	struct l7_agg *a = agg_of(c, tgid, c->method);
@@ -667,6 +675,8 @@ static __always_inline bool kpair(struct task_struct *task, struct l7_event *e, 
 		a->err += 1;
 	if (class >= 1 && class <= 5)
 		a->status[(class - 1) & 7] += 1;
+	if (!timed)
+		return true;
 	a->lat_sum += lat;
 	if (lat > a->lat_max)
 		a->lat_max = lat;
@@ -745,14 +755,6 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		return 0;
 	__u64 key = (__u64)sk;
 	struct l7_conn *c = bpf_map_lookup_elem(&conns, &key);
-	__u32 gen = window_gen;
-	if (c && c->gen != gen) {
-		/* The first I/O of this window: a request pending from an earlier one lost its
-		 * response while nothing was attached. */
-		c->gen = gen;
-		c->req_ts = 0;
-		c->rx_ts = window_start_ns;
-	}
 	if (c && c->seen && c->mode == L7_MODE_KERNEL &&
 	    (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS) && !c->req_ts)
 		return 0; /* the rest of a long response of a kernel-paired connection */
@@ -817,7 +819,13 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 	}
 	if (len <= 0)
 		return 0;
-	__u64 ts = io_time(sk, c, dir);
+	/* A kernel-paired request that will not be timed, or the response of one, needs
+	 * no time; a client's response does when its next request is timed (that send's
+	 * time is judged against this receive's, see io_time()). */
+	bool untimed = c->mode == L7_MODE_KERNEL &&
+		       (reply ? c->req_ts == L7_UNTIMED && (dir == L7_DIR_EGRESS || c->skip)
+			      : c->skip != 0);
+	__u64 ts = untimed ? 0 : io_time(sk, c, dir);
 	struct l7_event *e = scratch_event();
 	if (!e)
 		return 0;
@@ -837,9 +845,12 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		if (c->mode == L7_MODE_NEW)
 			classify(e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts);
 		if (c->mode == L7_MODE_KERNEL &&
-		    kpair(task, e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
+		    kpair(task, sk, e, c, tgid, (__u32)id, fd, dir, (void *)base, (__u32)len, ts))
 			return 0;
 	}
+	/* Handed to user space, which times everything. */
+	if (!ts)
+		ts = bpf_ktime_get_ns();
 	/* `len` of the event: what the call moved; the copy is from the first iovec. */
 	emit(e, c, ts, tgid, (__u32)id, fd, L7_EV_DATA, dir, 0, (void *)base, len);
 	return 0;
@@ -936,7 +947,7 @@ int BPF_PROG(l7_destroy, struct sock *sk)
 static __always_inline int ssl_enter(void *ssl, void *buf, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if ((id >> 32) == self_tgid || ssl_closed)
+	if ((id >> 32) == self_tgid)
 		return 0;
 	struct ssl_call s = {
 		.ts_ns = bpf_ktime_get_ns(), .ssl = (__u64)ssl, .buf = (__u64)buf, .dir = dir};

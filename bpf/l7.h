@@ -32,6 +32,9 @@
 #define L7_MODE_KERNEL 1 /* Redis or HTTP, paired in the kernel: no payload events */
 #define L7_MODE_USER 2   /* user space pairs it from payload events */
 
+/* req_ts of a request pending untimed (no real time is this small). */
+#define L7_UNTIMED 1
+
 /* Payloads of a new connection the kernel tries to classify before leaving it to user space. */
 #define L7_KERNEL_TRIES 4
 
@@ -42,7 +45,7 @@
 #define L7_STAT_TO_USER 3   /* kernel-paired connections handed to user space (pipelining) */
 #define L7_STAT_AGG_FULL 4  /* aggregate map full: a request not counted */
 #define L7_STAT_UNPARSED 5  /* TCP I/O by a syscall whose buffer is not read (sendfile, splice, io_uring, *mmsg) */
-#define L7_STAT_IO 6        /* runs of the socket I/O programs (any socket): what sampling is sized by */
+#define L7_STAT_IO 6        /* runs of the socket I/O programs (any socket): what timing's share is sized by */
 #define L7_STAT_NR 8
 
 /* Latency histogram of the in-kernel aggregates: bucket 0 below 1024 ns, then 8 linear
@@ -58,7 +61,8 @@
  * reaches TCP_CLOSE. */
 struct l7_conn {
 	__u64 sk;         /* struct sock address (the key) */
-	__u64 req_ts;     /* in-kernel pairing: start of the request waiting for its response, 0 none */
+	__u64 req_ts;     /* in-kernel pairing: start of the request waiting for its response, 0 none,
+			   * L7_UNTIMED one that is counted but not timed */
 	__u8 seen;        /* 1 once a process's I/O filled in addresses, tgid and fd */
 	__u8 role;        /* L7_ROLE_* */
 	__u8 family;      /* AF_INET / AF_INET6 */
@@ -74,7 +78,7 @@ struct l7_conn {
 	char method[L7_METHOD_LEN]; /* of the pending request */
 	__u32 tgid;       /* the process whose I/O was seen first: events and the close name it */
 	__s32 fd;         /* its fd then (from the syscall's registers) */
-	__u32 gen;        /* the sampling window its pairing state belongs to (see window_gen) */
+	__u32 skip;       /* requests still to pair untimed before the next timed one (time_every) */
 	__u64 rx_ts;      /* when the last receive returned: older send times are stale */
 };
 
@@ -97,7 +101,7 @@ struct l7_agg {
 	__u64 resp;
 	__u64 err;
 	__u64 status[5];  /* HTTP responses by class 1xx..5xx */
-	__u64 lat_sum;    /* ns */
+	__u64 lat_sum;    /* ns, of the requests timed (the histogram's count) */
 	__u64 lat_max;    /* ns, since the entry was made */
 	__u32 hist[L7_HIST];
 };

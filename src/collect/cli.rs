@@ -79,11 +79,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t, value_name = "MODE")]
     pub bpf_stats: super::bpf::stats::StatsMode,
 
-    /// l7 probe: socket reads and writes per second (host-wide) traced in full. Above
-    /// it the probe traces time windows covering RATE/actual of the time (at least 25 ms
-    /// every 5 s) and scales the counts up, so a busy server pays < 1 % of a CPU, not
-    /// ≈ 1 µs per request; latency and error ratios come from the requests traced. The
-    /// status record's `l7.sampling` says what share was traced. `unlimited` traces all.
+    /// l7 probe: socket reads and writes per second (host-wide) whose requests are all
+    /// timed. Requests, responses, errors and status classes are always counted exactly;
+    /// above RATE only one request in actual/RATE of each connection is timed (the rest
+    /// skip the clock reads), and each SLI's `timed_count` says how many its latency is
+    /// over. The status record's `l7.timing` gives the share. `unlimited` times all.
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     #[arg(long, value_name = "RATE", default_value_t)]
     pub l7_max_rate: super::l7::MaxRate,

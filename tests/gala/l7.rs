@@ -112,7 +112,10 @@ fn nobody_dir() -> tempfile::TempDir {
 const HOST_LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
 
 /// `gala-collect --probes l7`, running for `secs`; returns once its programs are attached.
-struct Collector(Option<Child>);
+/// Its records go to a file, not a pipe: nobody reads a pipe until the end, and a full
+/// one (64 KiB: an interval of a hundred short-lived clients' SLIs) would block the
+/// collector's writes, and with them its intervals.
+struct Collector(Option<Child>, tempfile::NamedTempFile);
 
 impl Collector {
     /// Every request traced (`--l7-max-rate unlimited`): the tests count exactly.
@@ -121,16 +124,17 @@ impl Collector {
     }
 
     fn start_with(secs: u32, args: &[&str]) -> Collector {
+        let out = tempfile::NamedTempFile::new().expect("temp file");
         let child = Command::new(common::bin("gala-collect"))
             .args(["--probes", "l7", "--interval", "1s", "--duration"])
             .arg(format!("{secs}s"))
             .args(args)
-            .stdout(Stdio::piped())
+            .stdout(out.reopen().expect("reopen temp file"))
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn gala-collect");
         let pid = child.id();
-        let mut c = Collector(Some(child));
+        let mut c = Collector(Some(child), out);
         let t = Instant::now();
         // Attached = it holds the BPF links of its 4 raw tracepoints and, when the host
         // has libssl, of the 4 OpenSSL uprobes (attached right after).
@@ -160,7 +164,25 @@ impl Collector {
 
     fn finish_raw(&mut self) -> Output {
         let child = self.0.take().expect("collector");
-        child.wait_with_output().expect("wait gala-collect")
+        let mut out = child.wait_with_output().expect("wait gala-collect");
+        out.stdout = std::fs::read(self.1.path()).expect("read the records");
+        out
+    }
+
+    /// Ends it now (SIGINT: the interval up to the signal is still reported); its records.
+    fn stop(mut self) -> Records {
+        if let Some(c) = &self.0 {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        }
+        let out = self.finish_raw();
+        // 130: ended by SIGINT, as asked.
+        assert!(
+            out.status.success() || out.status.code() == Some(130),
+            "gala-collect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Records(common::ndjson(&out.stdout))
     }
 
     /// Waits for the end of its duration; its records.
@@ -259,6 +281,16 @@ impl Records {
             .into_iter()
             .filter(|s| s.keys.get("server_port") == Some(&Value::from(port)))
             .collect()
+    }
+
+    /// The l7 programs' run counts and recursion misses, as of the last status record.
+    fn status_progs(&self) -> Value {
+        self.0
+            .iter()
+            .rev()
+            .find(|r| r["type"] == "status")
+            .map(|r| r["bpf_progs"].clone())
+            .unwrap_or(Value::Null)
     }
 
     fn status_l7(&self) -> Value {
@@ -418,8 +450,13 @@ fn redis_requests_and_errors_match_the_benchmark() {
         "requests paired in the kernel: {l7}"
     );
     assert_eq!(
-        l7["sampling"]["windows"], 0,
+        l7["timing"]["time_every"], 1,
         "--l7-max-rate unlimited: {l7}"
+    );
+    assert_eq!(
+        bench.get("timed_count"),
+        bench.get("resp_count"),
+        "every response timed"
     );
     assert_eq!(bench.labels["comm"], "redis-benchmark");
     assert_eq!(bench.key("protocol"), "redis");
@@ -428,85 +465,266 @@ fn redis_requests_and_errors_match_the_benchmark() {
     assert!(bench.get("latency_max") < 10_000.0);
 }
 
-/// An nginx configuration under `dir`, with `servers` inside `http {}`.
-/// Above `--l7-max-rate` the probe traces time windows and scales what it counted up to
-/// the whole interval: on a steady load the estimate comes close to the requests sent,
-/// the status record says that it sampled, and latency is still measured.
+/// `python3 -m http.server` on a free loopback port, serving a directory with one file,
+/// `/ok.txt` (anything else is a 404); its port.
+fn http_server(dir: &Path) -> (u16, Running) {
+    std::fs::write(dir.join("ok.txt"), "ok\n").expect("write ok.txt");
+    let port = common::free_port();
+    let server = spawn(Command::new("python3").args([
+        "-m",
+        "http.server",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        &dir.to_string_lossy(),
+        &port.to_string(),
+    ]));
+    wait_port(port, "python3 -m http.server");
+    (port, server)
+}
+
+/// `ok` GETs of /ok.txt and `missing` of a path that is not there, one curl each (the
+/// server speaks HTTP/1.0: a connection per request).
+fn curl_gets(port: u16, ok: usize, missing: usize) {
+    for i in 0..ok + missing {
+        let path = if i < ok { "ok.txt" } else { "missing" };
+        let code = curl(&[&format!("http://127.0.0.1:{port}/{path}")]);
+        assert_eq!(code, if i < ok { "200" } else { "404" }, "curl {path}");
+    }
+}
+
+/// The HTTP server's SLI (its own side, every method) must count exactly what was sent.
+fn assert_http_server_exact(recs: &Records, port: u16, n: usize, errors: usize) {
+    let slis: Vec<Sums> = recs
+        .slis(port)
+        .into_iter()
+        .filter(|s| s.key("method") == "GET")
+        .collect();
+    let status = format!("{} {}", recs.status_l7(), recs.status_progs());
+    for role in ["server", "client"] {
+        assert_eq!(
+            total(&slis, role, Some("GET"), "req_count"),
+            n as f64,
+            "{role} GET requests on the HTTP server {port}: {slis:?}; status {status}"
+        );
+        assert_eq!(
+            total(&slis, role, Some("GET"), "resp_count"),
+            n as f64,
+            "{role} GET responses on {port}"
+        );
+        assert_eq!(
+            total(&slis, role, Some("GET"), "err_count"),
+            errors as f64,
+            "{role} GET errors on {port}"
+        );
+        assert_eq!(
+            total(&slis, role, Some("GET"), "status_4xx"),
+            errors as f64,
+            "{role} 404s on {port}"
+        );
+    }
+}
+
+/// The issue's sequence in the default mode (no `--l7-max-rate`): a Redis burst, then 5
+/// failing commands, then a small HTTP server. Counts are never sampled: the burst's
+/// requests, the 5 errors and the HTTP server's 50 requests (10 of them 404) all come out
+/// exact, however busy the burst made the host.
 #[test]
-fn sampled_counts_estimate_a_busy_redis() {
-    if !common::require_bpf("l7::sampled")
-        || !need("l7::sampled", &["redis-server", "redis-benchmark"])
+fn default_mode_counts_a_burst_its_errors_and_a_quiet_server_exactly() {
+    if !common::require_bpf("l7::default_exact")
+        || !need(
+            "l7::default_exact",
+            &[
+                "redis-server",
+                "redis-benchmark",
+                "redis-cli",
+                "python3",
+                "curl",
+            ],
+        )
     {
         return;
     }
+    // A saturating burst: it must not be another test's baseline.
+    let _quiet = common::fault_injection_lock();
     let (port, _redis) = redis_server();
     let p = port.to_string();
-    // Fifteen seconds of a saturating load: it must not be another test's baseline.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hport, _http) = http_server(dir.path());
+    let collector = Collector::start_with(600, &[]);
+    let n = 20_000;
+    run_ok(Command::new("redis-benchmark").args([
+        "-p",
+        &p,
+        "-n",
+        &n.to_string(),
+        "-c",
+        "10",
+        "-t",
+        "get,set",
+        "-q",
+    ]));
+    for i in 0..5 {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &p,
+                &format!("nosuchcommand{}", ["a", "b", "c", "d", "e"][i]),
+            ])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("unknown command"),
+            "redis-cli: {out:?}"
+        );
+    }
+    curl_gets(hport, 40, 10);
+    let recs = collector.stop();
+    let l7 = recs.status_l7();
+    let slis = recs.slis(port);
+    for role in ["client", "server"] {
+        for cmd in ["GET", "SET"] {
+            assert_eq!(
+                total(&slis, role, Some(cmd), "req_count"),
+                n as f64,
+                "{role} {cmd} requests; status {l7}"
+            );
+            assert_eq!(
+                total(&slis, role, Some(cmd), "resp_count"),
+                n as f64,
+                "{role} {cmd} responses"
+            );
+        }
+        assert_eq!(
+            total(&slis, role, None, "err_count"),
+            5.0,
+            "{role} Redis errors: {slis:?}"
+        );
+    }
+    assert_totals_sum_methods(&slis);
+    assert_http_server_exact(&recs, hport, 50, 10);
+}
+
+/// A service that answers a request now and then, beside one saturated by a benchmark:
+/// the quiet one's counts are exact, the busy one's too.
+#[test]
+fn a_quiet_server_beside_a_saturated_one_is_counted_exactly() {
+    if !common::require_bpf("l7::quiet_beside_busy")
+        || !need(
+            "l7::quiet_beside_busy",
+            &["redis-server", "redis-benchmark", "python3", "curl"],
+        )
+    {
+        return;
+    }
     let _quiet = common::fault_injection_lock();
-    let bench = |n: u64| {
-        let out = run_ok(Command::new("redis-benchmark").args([
+    let (port, _redis) = redis_server();
+    let p = port.to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hport, _http) = http_server(dir.path());
+    let collector = Collector::start_with(600, &[]);
+    let n = 100_000;
+    let bench = Command::new("redis-benchmark")
+        .args([
             "-p",
             &p,
             "-n",
             &n.to_string(),
             "-c",
-            "20",
+            "50",
             "-t",
             "get",
-            "--csv",
-        ]));
-        // "GET","<rps>",...
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find(|l| l.starts_with("\"GET\""))
-            .and_then(|l| l.split('"').nth(3))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("redis-benchmark output: {text}"))
-    };
-    // About 15 s of load, sized by a short run first: long enough that a start missed
-    // between windows (when other tests' I/O has the probe sampling already) costs at
-    // most one 1 s interval in 15.
-    let n = (bench(20_000) * 15.0) as u64;
-    // 5 000 socket I/O per second traced in full: 20 clients do far more.
-    let collector = Collector::start_with(20, &["--l7-max-rate", "5000"]);
-    std::thread::sleep(Duration::from_secs(1));
-    bench(n);
-    let recs = collector.finish();
-    let l7 = recs.status_l7();
-    let sampling = &l7["sampling"];
-    assert!(
-        sampling["windows"].as_u64().unwrap_or(0) >= 5,
-        "it sampled: {l7}"
-    );
+            "-q",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-benchmark");
+    let mut bench = Running(bench);
+    // Requests spread over the burst, one at a time, until it ends (at least a few).
+    let mut sent = 0;
+    let mut missing = 0;
+    loop {
+        let done = !matches!(bench.0.try_wait(), Ok(None));
+        if done && sent >= 5 {
+            break;
+        }
+        let bad = sent % 4 == 3;
+        curl_gets(hport, usize::from(!bad), usize::from(bad));
+        sent += 1;
+        missing += usize::from(bad);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = bench.0.wait().expect("redis-benchmark");
+    assert!(status.success(), "redis-benchmark: {status}");
+    let recs = collector.stop();
+    assert_http_server_exact(&recs, hport, sent, missing);
     let slis = recs.slis(port);
-    let got = total(&slis, "client", Some("GET"), "req_count");
-    let ratio = got / n as f64;
-    // Scaled by time alone, the estimate came out 13-22 % low: the probe slows the
-    // saturated server while attached (docs/l7.md, "Sampling").
-    assert!(
-        (0.9..=1.1).contains(&ratio),
-        "{got} GET requests estimated for {n} sent ({ratio:.3}); status {l7}"
-    );
-    assert!(
-        sampling["intervals_scaled_by_segments"]
-            .as_u64()
-            .unwrap_or(0)
-            >= 5,
-        "{l7}"
-    );
-    let traced = l7["kernel_requests"].as_f64().unwrap_or(0.0) / 2.0;
-    assert!(
-        traced < 0.5 * n as f64,
-        "only a sample was traced: {traced} of {n}"
-    );
+    for role in ["client", "server"] {
+        assert_eq!(
+            total(&slis, role, Some("GET"), "req_count"),
+            n as f64,
+            "{role} GET requests; status {}",
+            recs.status_l7()
+        );
+    }
+}
+
+/// Above `--l7-max-rate` the probe still counts every request, response and error; only
+/// the timing is sampled (one request in N per connection), and each SLI says how many
+/// of its responses were timed.
+#[test]
+fn above_the_rate_counts_stay_exact_and_only_timing_is_sampled() {
+    if !common::require_bpf("l7::timing_sampled")
+        || !need("l7::timing_sampled", &["redis-server", "redis-benchmark"])
+    {
+        return;
+    }
+    let (port, _redis) = redis_server();
+    let p = port.to_string();
+    // A saturating load: it must not be another test's baseline.
+    let _quiet = common::fault_injection_lock();
+    // 5 000 socket I/O a second timed in full: 20 clients do far more.
+    let collector = Collector::start_with(600, &["--l7-max-rate", "5000"]);
+    let n = 100_000;
+    run_ok(Command::new("redis-benchmark").args([
+        "-p",
+        &p,
+        "-n",
+        &n.to_string(),
+        "-c",
+        "20",
+        "-t",
+        "get",
+        "-q",
+    ]));
+    let recs = collector.stop();
+    let l7 = recs.status_l7();
+    let slis = recs.slis(port);
+    for role in ["client", "server"] {
+        for metric in ["req_count", "resp_count"] {
+            assert_eq!(
+                total(&slis, role, Some("GET"), metric),
+                n as f64,
+                "{role} GET {metric}; status {l7}"
+            );
+        }
+    }
     let get = slis
         .iter()
         .find(|s| s.key("role") == "client" && s.key("method") == "GET")
         .expect("client GET sli");
+    let timed = get.get("timed_count");
+    // The load runs for longer than a 250 ms measuring span at well over 2 × the limit.
+    assert!(
+        timed > 0.0 && timed < 0.5 * n as f64,
+        "a sample was timed: {timed} of {n}; status {l7}"
+    );
     assert!(get.latency_seen && get.get("latency_p99") >= get.get("latency_p50"));
-    assert!(l7["pending_between_windows"].is_u64(), "{l7}");
+    assert_eq!(l7["timing"]["max_io_per_s"], 5000.0, "{l7}");
 }
 
+/// An nginx configuration under `dir`, with `servers` inside `http {}`.
 fn nginx(dir: &Path, servers: &str) -> Running {
     let conf = dir.join("nginx.conf");
     let d = dir.display();

@@ -106,24 +106,6 @@ impl Latency {
         self.max_ns = self.max_ns.max(ns);
     }
 
-    /// Scales the counts by `f` (≥ 1), as if each observation had been made `f` times
-    /// (sampling): the shape, mean and percentiles stay, the count and sum grow.
-    pub fn scale(&mut self, f: f64) {
-        if self.count == 0 || f <= 1.0 {
-            return;
-        }
-        for b in &mut self.fine {
-            *b = (f64::from(*b) * f).round().min(f64::from(u32::MAX)) as u32;
-        }
-        for b in &mut self.coarse {
-            *b = (*b as f64 * f).round() as u64;
-        }
-        // Every observation is in one fine bucket: the count is their sum, so that the
-        // quantiles' ranks stay within it.
-        self.count = self.fine.iter().map(|&b| u64::from(b)).sum();
-        self.sum_ns = (self.sum_ns as f64 * f) as u128;
-    }
-
     /// The `q` quantile (0..1) in ns: the geometric middle of its bucket, capped by the max.
     pub fn quantile_ns(&self, q: f64) -> f64 {
         if self.count == 0 {

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use super::event::{self, Event};
 use super::histo::{kernel_bucket_ns, Latency};
 use super::proto::{http, Protocol};
-use super::sampler::{tcp_segments, Action, Sampler, SegmentRatio};
+use super::timing::Timing;
 use super::tracker::{kernel_protocol, SliAgg, SliKey, Tracker};
 use crate::collect::bpf::{add_prog_stats, ensure_tracefs, explain, RunTimeStats};
 
@@ -84,9 +84,9 @@ pub struct KernelStats {
     pub ssl_libs: Vec<String>,
     pub ssl_errors: Vec<String>,
     pub progs: Map<String, Value>,
-    /// The sampler's state (sampler.rs).
-    pub sampling: Value,
-    /// Why the BPF thread stopped, if it did (e.g. a sampling window could not attach).
+    /// What share of requests is timed (timing.rs).
+    pub timing: Value,
+    /// Why the BPF thread stopped, if it did.
     pub fatal: Option<String>,
 }
 
@@ -202,21 +202,14 @@ fn run(
         .context("l7: no rodata")?;
     rodata.cap = cap.min(255);
     rodata.self_tgid = std::process::id();
-    // The socket I/O programs are attached and detached by the sampler, below.
-    open.progs.sock_send.set_autoattach(false);
-    open.progs.sock_recv.set_autoattach(false);
     let mut skel = open.load().map_err(|e| explain("l7", "load", e))?;
     skel.attach().map_err(|e| explain("l7", "attach", e))?;
-    let mut io_links = Some(attach_io(&skel)?);
     let _run_time = RunTimeStats::enable().ok();
-    let mut sampler = Sampler::new(
+    let mut timing = Timing::new(
         max_rate,
         Instant::now(),
         read_stats(&skel.maps.stats)[STAT_IO],
     );
-    let mut segments = SegmentRatio::new(host_tcp_segments());
-    // Intervals scaled up by TCP segments and by time, for the status record.
-    let mut scaled = [0u64; 2];
 
     let sink = shared.clone();
     let mut rb = RingBufferBuilder::new();
@@ -242,15 +235,16 @@ fn run(
     let mut aggs = Aggregates::default();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let wake = sampler
-            .next_edge()
-            .map_or(now + DRAIN, |e| e.min(now + DRAIN));
-        std::thread::sleep(wake.saturating_duration_since(now));
+        std::thread::sleep(DRAIN);
         let _ = rb.consume();
-        if sampler.next_edge().is_some_and(|e| Instant::now() >= e) {
+        if timing.next_edge().is_some_and(|e| now >= e) {
             let io = read_stats(&skel.maps.stats)[STAT_IO];
-            let action = sampler.tick(Instant::now(), io);
-            apply(action, &mut skel, &mut io_links, &rb, shared, &mut segments)?;
+            if let Some(every) = timing.tick(Instant::now(), io) {
+                // A memory-mapped global: the programs see the store at once.
+                if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
+                    bss.time_every = every;
+                }
+            }
         }
         let asked = shared
             .snap
@@ -260,21 +254,7 @@ fn run(
         if let Some(asked) = asked {
             if let Ok(mut t) = shared.tracker.lock() {
                 aggs.read(&skel.maps.aggs, &mut t);
-                // Counts of an interval traced only in part stand for all of it: scaled
-                // by the TCP segments the interval moved when there are enough, else
-                // by its time.
-                let by_time = sampler.take_scale(Instant::now());
-                let by_segments = segments.take(host_tcp_segments(), io_links.is_some());
-                if let Some(f) = by_time.and(by_segments).or(by_time) {
-                    if f > 1.0 {
-                        t.scale(f);
-                        scaled[usize::from(by_segments.is_none())] += 1;
-                    }
-                }
             }
-            let io = read_stats(&skel.maps.stats)[STAT_IO];
-            let action = sampler.on_snapshot(Instant::now(), io);
-            apply(action, &mut skel, &mut io_links, &rb, shared, &mut segments)?;
             if let Ok(mut s) = shared.stats.lock() {
                 s.kernel_requests = aggs.requests;
             }
@@ -336,11 +316,7 @@ fn run(
                 s.unparsed = counters[5];
                 s.swept = swept;
                 s.progs = progs;
-                s.sampling = sampler.status();
-                if let Some(o) = s.sampling.as_object_mut() {
-                    o.insert("intervals_scaled_by_segments".into(), scaled[0].into());
-                    o.insert("intervals_scaled_by_time".into(), scaled[1].into());
-                }
+                s.timing = timing.status();
             }
         }
     }
@@ -547,83 +523,6 @@ fn sli_key(k: &[u8]) -> Option<SliKey> {
             "OTHER".into()
         },
     })
-}
-
-/// Carries out the sampler's decision. Before a window opens, what the last one sent is
-/// read and the tracker told of the gap.
-fn apply(
-    action: Action,
-    skel: &mut skel::L7Skel,
-    io_links: &mut Option<[Link; 2]>,
-    rb: &libbpf_rs::RingBuffer,
-    shared: &Shared,
-    segments: &mut SegmentRatio,
-) -> anyhow::Result<()> {
-    match action {
-        Action::Keep => {}
-        Action::Detach => {
-            drop(io_links.take());
-            segments.closed(host_tcp_segments());
-            set_window(skel, None);
-        }
-        Action::Attach { gen } => {
-            let _ = rb.consume();
-            if let Ok(mut t) = shared.tracker.lock() {
-                t.window_gap();
-            }
-            set_window(skel, Some(gen));
-            *io_links = Some(attach_io(skel)?);
-            segments.opened(host_tcp_segments());
-        }
-    }
-    Ok(())
-}
-
-/// Attaches the two socket I/O programs; dropping the links detaches them.
-fn attach_io(skel: &skel::L7Skel) -> anyhow::Result<[Link; 2]> {
-    let send = skel.progs.sock_send.attach();
-    let recv = skel.progs.sock_recv.attach();
-    Ok([
-        send.map_err(|e| explain("l7", "attach sock_send_length", e))?,
-        recv.map_err(|e| explain("l7", "attach sock_recv_length", e))?,
-    ])
-}
-
-/// Tells the programs a sampling window begins (`Some(generation)`, before the socket
-/// I/O programs are attached) or ended (`None`: the OpenSSL uprobes stop too). The
-/// globals live in a memory-mapped map: the programs see the stores at once.
-fn set_window(skel: &mut skel::L7Skel, gen: Option<u32>) {
-    let Some(bss) = skel.maps.bss_data.as_deref_mut() else {
-        return;
-    };
-    match gen {
-        Some(gen) => {
-            bss.window_start_ns = monotonic_ns();
-            bss.window_gen = gen;
-            bss.ssl_closed = 0;
-        }
-        None => bss.ssl_closed = 1,
-    }
-}
-
-/// This network namespace's TCP segments so far (see [`SegmentRatio`]).
-fn host_tcp_segments() -> Option<u64> {
-    std::fs::read_to_string("/proc/net/snmp")
-        .ok()
-        .and_then(|t| tcp_segments(&t))
-}
-
-/// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns().
-fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) } != 0 {
-        return 0;
-    }
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// `L7_STAT_IO` in the `stats` array: runs of the socket I/O programs.

@@ -14,7 +14,7 @@ pub mod ipvs;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 mod kernel;
 pub mod proto;
-pub mod sampler;
+pub mod timing;
 pub mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +43,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         m("sli", "resp_count", "responses", MetricType::Delta, "responses paired with a request"),
         m("sli", "err_count", "responses", MetricType::Delta, "error responses (HTTP ≥ 400, Redis -ERR, PostgreSQL ErrorResponse, MySQL ERR)"),
         m("sli", "err_ratio", "ratio", MetricType::Gauge, "err_count / resp_count"),
+        m("sli", "timed_count", "responses", MetricType::Delta, "responses whose latency was measured (the latency_* figures are over these): all of them unless timing was sampled above --l7-max-rate"),
         m("sli", "latency_avg", "ms", MetricType::Gauge, "mean request-to-response time"),
         m("sli", "latency_max", "ms", MetricType::Gauge, "slowest response"),
         m("sli", "latency_p50", "ms", MetricType::Gauge, "median, from a log histogram (±5 %)"),
@@ -86,13 +87,13 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
-/// `--l7-max-rate`: socket I/O per second traced in full; `None`: no limit.
+/// `--l7-max-rate`: socket I/O per second timed in full; `None`: no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxRate(pub Option<u64>);
 
 impl Default for MaxRate {
     fn default() -> MaxRate {
-        MaxRate(Some(sampler::DEFAULT_MAX_RATE))
+        MaxRate(Some(timing::DEFAULT_MAX_RATE))
     }
 }
 
@@ -286,6 +287,8 @@ pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (En
     metrics.insert("throughput_resp".into(), iv.rate(agg.resp_count as f64));
     let mut histos = BTreeMap::new();
     let l = &agg.latency;
+    // Fewer than resp_count when timing was sampled (timing.rs): latency is over these.
+    metrics.insert("timed_count".into(), l.count as f64);
     if l.count > 0 {
         metrics.insert("latency_avg".into(), ms(l.sum_ns as f64 / l.count as f64));
         metrics.insert("latency_max".into(), ms(l.max_ns as f64));
@@ -396,7 +399,7 @@ struct KernelStats {
     ssl_libs: Vec<String>,
     ssl_errors: Vec<String>,
     progs: serde_json::Map<String, Value>,
-    sampling: Value,
+    timing: Value,
 }
 
 impl super::probe::Probe for L7Probe {
@@ -465,8 +468,7 @@ impl super::probe::Probe for L7Probe {
             "conns_turned_away": c.conns_turned_away,
             "requests_unanswered": c.unanswered,
             "pending_lost": c.pending_lost,
-            "pending_between_windows": c.pending_between_windows,
-            "sampling": k.sampling,
+            "timing": k.timing,
             "slis_turned_away": c.slis_turned_away,
             "flows_turned_away": c.flows_turned_away,
             "ssl_libs": k.ssl_libs,

@@ -129,8 +129,6 @@ pub struct Counters {
     pub unanswered: u64,
     /// Connections the kernel classified and pairs itself (Redis, HTTP).
     pub conns_kernel: u64,
-    /// Requests pending when a sampling window closed (their responses were not traced).
-    pub pending_between_windows: u64,
 }
 
 #[derive(Default)]
@@ -495,38 +493,6 @@ impl Tracker {
         }
     }
 
-    /// A sampling window starts after a time in which nothing was traced: what each
-    /// connection was waiting for belongs to the requests of that time (pairing a
-    /// request from before with a response from after would be wrong), so pending
-    /// requests, a half-read MySQL header and proxies' last inbound requests are dropped.
-    /// Protocols and roles stay known.
-    pub fn window_gap(&mut self) {
-        for c in self.conns.values_mut() {
-            self.counters.pending_between_windows += c.pending.len() as u64;
-            c.pending.clear();
-            c.carry = None;
-        }
-        self.inbound.clear();
-    }
-
-    /// Scales the interval's counts so far by `f` (≥ 1: what the interval moved over
-    /// what it moved while traced, see sampler.rs), so that they estimate the whole
-    /// interval. Latency
-    /// distributions are scaled with them (their shape is the sample's).
-    pub fn scale(&mut self, f: f64) {
-        let n = |v: &mut u64| *v = (*v as f64 * f).round() as u64;
-        for agg in self.slis.values_mut() {
-            n(&mut agg.req_count);
-            n(&mut agg.resp_count);
-            n(&mut agg.err_count);
-            agg.status.iter_mut().for_each(n);
-            agg.latency.scale(f);
-        }
-        for flow in self.flows.values_mut() {
-            n(&mut flow.req_count);
-        }
-    }
-
     /// Takes the interval's aggregates and forgets idle state.
     pub fn take(&mut self) -> Taken {
         let now = self.now_ns;
@@ -606,37 +572,6 @@ mod tests {
             comm: b"test",
             data,
         }
-    }
-
-    #[test]
-    fn a_sampling_gap_drops_pending_requests_and_scaling_multiplies_counts() {
-        let mut t = Tracker::new();
-        let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
-        // A request, then nothing traced for a while: its response is never seen.
-        t.on_event(&ev(0, 1, 5, false, Role::Client, 40000, 6379, get));
-        t.window_gap();
-        assert_eq!(t.counters.pending_between_windows, 1);
-        // The next window: a request and its response pair with each other, not with
-        // the request from before the gap (that would be 1000 ms, not 2).
-        t.on_event(&ev(1000, 1, 5, false, Role::Client, 40000, 6379, get));
-        t.on_event(&ev(
-            1002,
-            1,
-            5,
-            true,
-            Role::Client,
-            40000,
-            6379,
-            b"$1\r\nv\r\n",
-        ));
-        t.scale(10.0);
-        let slis = t.take().slis;
-        let agg = slis.values().next().unwrap();
-        assert_eq!((agg.req_count, agg.resp_count), (20, 10));
-        assert_eq!(agg.latency.count, 10);
-        assert_eq!(agg.latency.max_ns, 2_000_000);
-        assert!((agg.latency.quantile_ns(0.5) - 2e6).abs() < 0.06 * 2e6);
-        assert_eq!(agg.latency.sum_ns, 20_000_000);
     }
 
     #[test]
