@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gala::collect::serve::render;
+use gala::collect::serve::{names::Names, render};
 use gala::record::{entity_id, Entity, Histogram, Metric};
 use serde_json::{json, Map};
 
@@ -103,13 +103,12 @@ fn snapshot() -> (HashMap<String, Entity>, Vec<Metric>) {
 
 fn bench(c: &mut Criterion) {
     let (entities, metrics) = snapshot();
-    let help = HashMap::new();
-    let (text, _) = render(&entities, &metrics, &help, usize::MAX);
+    let (text, _) = render(&entities, &metrics, Names::get(), usize::MAX);
     let mut group = c.benchmark_group("serve");
     group.throughput(Throughput::Bytes(text.len() as u64));
     group.sample_size(20);
     group.bench_function("scrape_1000_procs_5000_links", |b| {
-        b.iter(|| render(&entities, &metrics, &help, usize::MAX))
+        b.iter(|| render(&entities, &metrics, Names::get(), usize::MAX))
     });
     group.finish();
 }
