@@ -40,6 +40,8 @@ const BOOKKEEPING: &[&str] = &[
     "gala_id",
     "gala_kind",
     "gala_keys",
+    "gala_numbers",
+    "gala_json",
     "machine_id",
     "job",
     "instance",
@@ -769,17 +771,32 @@ fn entity_from_labels(
         .get("gala_keys")
         .map(|k| k.split(',').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
+    let list = |name: &str| -> Vec<&str> {
+        labels
+            .get(name)
+            .map(|k| k.split(',').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    };
+    let (numbers, json) = (list("gala_numbers"), list("gala_json"));
+    let typed = |k: &str, v: &str| {
+        if json.contains(&k) {
+            if let Ok(v) = serde_json::from_str(v) {
+                return v;
+            }
+        }
+        typed(v, numbers.contains(&k))
+    };
     let mut keys = Map::new();
     for k in &key_names {
         if let Some(v) = labels.get(*k) {
-            keys.insert(k.to_string(), typed(v));
+            keys.insert(k.to_string(), typed(k, v));
         }
     }
     let mut rest = Map::new();
     for (k, v) in labels {
         let k: &str = k;
         if !BOOKKEEPING.contains(&k) && !key_names.contains(&k) {
-            rest.insert(k.to_string(), typed(v));
+            rest.insert(k.to_string(), typed(k, v));
         }
     }
     Entity {
@@ -792,17 +809,18 @@ fn entity_from_labels(
     }
 }
 
-/// Label values are strings; whole numbers written by the exporter from JSON numbers
-/// (tgid, ports) become numbers again. A string key that looks like a canonical integer
-/// would be turned into a number too — gala's probes use none.
-fn typed(v: &str) -> Value {
-    let canonical = !v.is_empty()
-        && v.len() <= 18
-        && v.bytes().all(|b| b.is_ascii_digit())
-        && (v == "0" || !v.starts_with('0'));
-    if canonical {
+/// Label values are strings; those the exporter listed in `gala_numbers` (written from
+/// JSON numbers: tgid, ports) become numbers again.
+fn typed(v: &str, number: bool) -> Value {
+    if number {
         if let Ok(n) = v.parse::<u64>() {
             return json!(n);
+        }
+        if let Ok(n) = v.parse::<i64>() {
+            return json!(n);
+        }
+        if let Some(n) = v.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            return Value::Number(n);
         }
     }
     Value::String(v.to_string())
@@ -894,6 +912,7 @@ mod tests {
     const INFO: &[(&str, &str)] = &[
         ("gala_kind", "proc"),
         ("gala_keys", "tgid"),
+        ("gala_numbers", "tgid"),
         ("comm", "redis"),
     ];
 

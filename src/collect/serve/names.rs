@@ -161,7 +161,8 @@ fn base_unit(unit: &str) -> Option<(&'static str, Scale)> {
         "ratio" => ("ratio", Scale::One),
         "B/s" => ("bytes_per_second", Scale::One),
         "KiB/s" => ("bytes_per_second", Scale::Mul(1024.0)),
-        "Mbit/s" => ("bits_per_second", Scale::Mul(1e6)),
+        // Prometheus' base unit for data is the byte, bits included.
+        "Mbit/s" => ("bytes_per_second", Scale::Mul(125_000.0)),
         u if u == "1/s" || u.ends_with("/s") => ("per_second", Scale::One),
         _ => return None,
     })

@@ -252,10 +252,11 @@ fn push_label_value(out: &mut String, v: &str) {
     }
 }
 
-/// Appends a key's or label's value as label text; false for values that have none
-/// (objects, arrays, null).
+/// Appends a key's or label's value as label text: lists and objects as their JSON
+/// (listed in `gala_json`); false for null, which has none.
 fn push_value_text(out: &mut String, v: &Value) -> bool {
     match v {
+        Value::Array(_) | Value::Object(_) => push_label_value(out, &v.to_string()),
         Value::String(s) => push_label_value(out, s),
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => out.push_str(itoa::Buffer::new().format(u)),
@@ -338,6 +339,25 @@ fn push_descriptive(out: &mut String, names: &mut Vec<String>, e: &Entity) {
         push_label_value(o, &joined);
         true
     });
+    // Which values were JSON numbers (tgid, ports) or lists, so that the readers give the
+    // same values back and a string key such as cpu="0" stays a string.
+    let typed = |out: &mut String, names: &mut Vec<String>, label: &str, of: fn(&Value) -> bool| {
+        let mut list = String::new();
+        for (k, _) in e.keys.iter().chain(&e.labels).filter(|(_, v)| of(v)) {
+            if !list.is_empty() {
+                list.push(',');
+            }
+            push_label_name(&mut list, k);
+        }
+        if !list.is_empty() {
+            push_label(out, names, false, label, &|o| {
+                push_label_value(o, &list);
+                true
+            });
+        }
+    };
+    typed(out, names, "gala_numbers", Value::is_number);
+    typed(out, names, "gala_json", |v| v.is_array() || v.is_object());
     for (k, v) in &e.labels {
         push_label(out, names, false, k, &|o| push_value_text(o, v));
     }
@@ -448,7 +468,7 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "gala_proc_info{gala_id=\"m_proc_42\",machine_id=\"m\",tgid=\"42\",gala_kind=\"proc\",gala_keys=\"tgid\",cmdline=\"redis-server --x\",comm=\"re\\\"dis\"} 1 1000\n"
+            "gala_proc_info{gala_id=\"m_proc_42\",machine_id=\"m\",tgid=\"42\",gala_kind=\"proc\",gala_keys=\"tgid\",gala_numbers=\"tgid\",cmdline=\"redis-server --x\",comm=\"re\\\"dis\"} 1 1000\n"
         ), "{text}");
         // An entity without metrics still has its info series.
         assert!(text.contains("gala_container_info{gala_id=\"m_container_c1\",machine_id=\"m\",container_id=\"c1\",gala_kind=\"container\",gala_keys=\"container_id\",image=\"redis:7\"} 1 1000\n"), "{text}");
@@ -472,7 +492,7 @@ pub(crate) mod tests {
         push_descriptive(&mut out, &mut names, &e);
         assert_eq!(
             out,
-            r#"gala_id="m_x_1",machine_id="m",tgid="1",gala_kind="x",gala_keys="tgid",_9p="2.5",x_r="v",a_b="first",ok="true",q="a\"b\\c\nd""#
+            r#"gala_id="m_x_1",machine_id="m",tgid="1",gala_kind="x",gala_keys="tgid",gala_numbers="tgid,_9p",gala_json="o",_9p="2.5",x_r="v",a_b="first",o="{}",ok="true",q="a\"b\\c\nd""#
         );
         let mut long = String::new();
         push_label_value(&mut long, &"é".repeat(300));
