@@ -231,6 +231,55 @@ fn every_registered_family_passes_promtool_lint() {
     assert_eq!(dropped, 0);
     assert!(text.contains(" histogram\n"), "no histogram rendered");
     assert_eq!(promtool_lint(&text), "");
+    family_table_is_current();
+}
+
+/// docs/prometheus-families.md lists every family the exporter can show, generated from
+/// the registry (`GALA_BLESS=1` rewrites it).
+fn family_table_is_current() {
+    let names = gala::collect::serve::names::Names::get();
+    let mut rows = std::collections::BTreeSet::new();
+    for spec in gala::collect::registry::specs() {
+        for m in spec.metrics {
+            let f = names.family(m.kind, m.name);
+            rows.insert(format!(
+                "| `{}` | {} | `{}` {} ({}) |",
+                f.name,
+                f.ftype.as_str(),
+                m.name,
+                m.unit,
+                m.mtype.as_str()
+            ));
+        }
+        for kind in spec.kinds {
+            rows.insert(format!(
+                "| `{}` | gauge (always 1) | the {kind}'s labels |",
+                gala::collect::serve::names::info_family(kind)
+            ));
+        }
+    }
+    let mut want = String::from(
+        "# Prometheus families of `gala-collect --serve`\n\n\
+         Generated from the probes' own descriptions (`GALA_BLESS=1 cargo test --test gala \
+         prometheus::every_registered_family`); docs/collect.md says how names, units and \
+         labels are chosen. Every series carries `gala_id`, `machine_id` and its entity's \
+         keys; the `_info` series add the descriptive labels.\n\n\
+         | family | type | record's metric, unit (type) |\n|---|---|---|\n",
+    );
+    for row in rows {
+        want.push_str(&row);
+        want.push('\n');
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/prometheus-families.md");
+    if std::env::var("GALA_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/prometheus-families.md is out of date: run \
+         `GALA_BLESS=1 cargo test --test gala prometheus::every_registered_family` and commit"
+    );
 }
 
 /// Records of one type, sorted by (ts, id).
