@@ -478,6 +478,7 @@ fn a_slower_scraper_loses_no_counts() {
             .filter_map(|r| r["metrics"][name].as_f64())
             .sum()
     };
+    let prom_addr = url.strip_prefix("http://").unwrap();
     for name in ["tcp_out_segs", "tcp_in_segs"] {
         let (recorded, increase) = (sum(&file_records, name), sum(&back, name));
         assert!(
@@ -485,8 +486,32 @@ fn a_slower_scraper_loses_no_counts() {
             "no {name} in the recording: Prometheus' scrapes are TCP"
         );
         assert_eq!(recorded, increase, "{name}");
-        // Fewer records than intervals: the scrapes were the slower ones.
+        // And in PromQL: the counter's growth between the two scrapes.
+        let family = format!("gala_net_{name}_total");
+        let at = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+        let query = format!(
+            "sum({family} @ {}) - sum({family} @ {})",
+            at(last),
+            at(first)
+        );
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let resp = http_get(prom_addr, &format!("/api/v1/query?query={encoded}")).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let growth: f64 = body["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{query}: {body}"))
+            .parse()
+            .unwrap();
+        assert_eq!(growth, recorded, "{query}");
     }
+    // Fewer records than intervals: the scrapes were the slower ones.
     assert!(
         of_type(&back, "metric").len() < of_type(&file_records, "metric").len(),
         "every interval was scraped: not the case this test is about"

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-pub use accumulate::KEEP_ABSENT;
 pub use render::render;
 
 use crate::record::{Entity, Fields, Metric, Record};
