@@ -6,8 +6,15 @@
 //! carry the collector's own timestamps and values; the range is paged by time windows so
 //! memory stays bounded by one window, and pages stream into the ordinary record reader.
 //! `--step` asks for resampled `query_range` instead, for series scraped without
-//! timestamps. Entities are rebuilt from the bookkeeping labels `gala_id`, `gala_kind` and
-//! `gala_keys` that the exporter adds (see src/collect/serve.rs).
+//! timestamps. Entities are rebuilt from each kind's `gala_<kind>_info` series, metrics
+//! joined to them by `gala_id`, and names, units and types turned back by the exporter's
+//! own table (src/collect/serve/names.rs).
+//!
+//! Counters become per-interval deltas again: each sample minus the series' previous one
+//! (from an earlier page, or from a look-back before the range), or the sample itself
+//! when the series is new or was reset. Where Prometheus scraped less often than the
+//! collector wrote, a delta covers everything since the previous scrape, so sums over a
+//! range are those of the recording.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -20,7 +27,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::input::Source;
+use crate::collect::serve::names::{self, FamilyType, Names, Scale};
 use crate::record::{Entity, Histogram, Record, Status, FORMAT_VERSION};
+
+/// How far before the range the first page looks for each counter's previous sample
+/// (Prometheus' own staleness period: a series silent for longer has ended).
+const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// Labels Prometheus or the exporter add that are not the entity's own.
 const BOOKKEEPING: &[&str] = &[
@@ -28,6 +40,8 @@ const BOOKKEEPING: &[&str] = &[
     "gala_id",
     "gala_kind",
     "gala_keys",
+    "gala_numbers",
+    "gala_json",
     "machine_id",
     "job",
     "instance",
@@ -109,9 +123,9 @@ impl Query {
 
     fn selector(&self) -> String {
         if self.matchers.is_empty() {
-            r#"{__name__=~"gala_gopher_.+"}"#.to_string()
+            r#"{__name__=~"gala_.+"}"#.to_string()
         } else {
-            format!(r#"{{__name__=~"gala_gopher_.+",{}}}"#, self.matchers)
+            format!(r#"{{__name__=~"gala_.+",{}}}"#, self.matchers)
         }
     }
 }
@@ -143,8 +157,12 @@ pub fn open(query: Query) -> anyhow::Result<Source> {
     std::thread::Builder::new()
         .name("prometheus-pages".into())
         .spawn(move || {
-            for (start, end) in pages {
-                let body = match fetch(&agent, &query, start, end) {
+            let mut baselines = Baselines::default();
+            for (n, (start, end)) in pages.into_iter().enumerate() {
+                // The first page reaches back for the samples its counters' first deltas
+                // are taken from; later pages have them from the page before.
+                let from = if n == 0 { start - LOOKBACK_MS } else { start };
+                let body = match fetch(&agent, &query, from, end) {
                     Ok(body) => body,
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -163,7 +181,7 @@ pub fn open(query: Query) -> anyhow::Result<Source> {
                     let full = std::mem::replace(out, Vec::with_capacity(CHUNK + (1 << 16)));
                     tx.send(Ok(full)).is_ok()
                 };
-                rebuild(&series, &mut out, &mut send);
+                rebuild(&series, start, &mut baselines, &mut out, &mut send);
                 // An empty piece marks the end of a page, for the progress bar.
                 if !send(&mut out) || !send(&mut Vec::new()) {
                     return;
@@ -318,23 +336,63 @@ struct HistoParts {
     sum: f64,
 }
 
-/// What one series contributes to its entity's metric record.
+/// The last sample of every counter series, carried from page to page so that the first
+/// sample of a page has a previous one. Series not seen for a whole page are forgotten:
+/// memory stays bounded by the series of two pages.
+#[derive(Default)]
+struct Baselines {
+    last: HashMap<String, (f64, u64)>,
+    page: u64,
+}
+
+impl Baselines {
+    /// The increase from the series' previous sample to `v`; `v` itself when the series
+    /// is new or restarted from zero (a reset), as Prometheus' `increase()` takes it.
+    fn delta(&mut self, key: &str, v: f64) -> f64 {
+        let page = self.page;
+        match self.last.get_mut(key) {
+            Some(last) => {
+                let delta = if v >= last.0 { v - last.0 } else { v };
+                *last = (v, page);
+                delta
+            }
+            None => {
+                self.last.insert(key.to_string(), (v, page));
+                v
+            }
+        }
+    }
+
+    fn end_page(&mut self) {
+        let page = self.page;
+        self.last.retain(|_, (_, seen)| *seen + 1 >= page);
+        self.page += 1;
+    }
+}
+
+/// What one series contributes to its entity's records.
 #[derive(Clone, Copy)]
 enum Role<'a> {
+    /// The entity's info series: it is there at this time.
+    Info,
     Plain(&'a str),
+    /// A histogram bucket, by its upper bound in the record's unit.
     Bucket(&'a str, f64),
     Sum(&'a str),
     Skip,
 }
 
 /// Where one series' samples go: its entity, machine, role and, for plain metrics, the
-/// rank of its name (so that sorting samples puts each record's names in order).
+/// rank of its name (so that sorting samples puts each record's names in order); and how
+/// its values turn back into the record's.
 #[derive(Clone, Copy)]
 struct Target<'a> {
     entity: u32,
     machine: u32,
     rank: u32,
     role: Role<'a>,
+    counter: bool,
+    scale: Scale,
 }
 
 /// One sample, sortable into record order: (ts, machine, entity, name rank).
@@ -351,15 +409,85 @@ struct Sample {
 /// memory twice (once as samples, once as NDJSON).
 const CHUNK: usize = 1 << 22;
 
+/// The role of a metric series of an entity of `kind`, and how to read its values.
+fn role_of<'a>(
+    name: &'a str,
+    labels: &'a HashMap<Cow<'a, str>, Cow<'a, str>>,
+    kind: &str,
+    is_histo: &dyn Fn(&str) -> bool,
+) -> Option<(Role<'a>, bool, Scale)> {
+    let table = Names::get();
+    let prefix = names::prefix(kind);
+    let local = |family: &'a str| family.strip_prefix(prefix.as_str());
+    // A histogram's part: the family is the name without its suffix.
+    let part = |suffix: &str| {
+        let family = name.strip_suffix(suffix)?;
+        match table.metric_of(family) {
+            Some((_, metric, f)) if f.ftype == FamilyType::Histogram => Some((metric, f.scale)),
+            Some(_) => None,
+            None if is_histo(family) => Some((local(family)?, Scale::One)),
+            None => None,
+        }
+    };
+    if let Some(le) = labels.get("le") {
+        let (metric, scale) = part("_bucket")?;
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            scale.from_base(le.parse().ok()?)
+        };
+        return Some((Role::Bucket(metric, bound), true, Scale::One));
+    }
+    if let Some((metric, scale)) = part("_sum") {
+        return Some((Role::Sum(metric), true, scale));
+    }
+    if part("_count").is_some() {
+        // The count is the +Inf bucket; nothing more to keep.
+        return Some((Role::Skip, false, Scale::One));
+    }
+    match table.metric_of(name) {
+        Some((k, metric, f)) if names::prefix(k) == prefix => {
+            Some((Role::Plain(metric), f.ftype == FamilyType::Counter, f.scale))
+        }
+        _ => Some((Role::Plain(local(name)?), false, Scale::One)),
+    }
+}
+
 /// Turns one page of series into NDJSON records, in time order: per timestamp and
 /// machine, the entities and their metrics, then a status record closing the interval.
-/// `flush` takes each full chunk; it returns false when nobody reads any more.
+/// Samples at or before `start` only serve as counters' previous values. `flush` takes
+/// each full chunk; it returns false when nobody reads any more.
 ///
 /// The per-sample work is kept to integers: entities, machines and metric names are
 /// interned in the order records are written in, samples are sorted once, and each
 /// entity's JSON is rendered once per page, not once per interval.
-fn rebuild(series: &[ApiSeries], out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut Vec<u8>) -> bool) {
-    // `_sum`/`_count` belong to a histogram only where the same entity has `_bucket`s.
+fn rebuild(
+    series: &[ApiSeries],
+    start: i64,
+    baselines: &mut Baselines,
+    out: &mut Vec<u8>,
+    flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+) {
+    // Pass 1: entities from the info series, then what every series is.
+    let mut entities: BTreeMap<&str, (Entity, &str)> = BTreeMap::new();
+    for s in series {
+        let labels = &s.metric;
+        let (Some(id), Some(kind), Some(name)) = (
+            labels.get("gala_id"),
+            labels.get("gala_kind"),
+            labels.get("__name__"),
+        ) else {
+            continue;
+        };
+        if *name != names::info_family(kind) {
+            continue;
+        }
+        let machine = labels.get("machine_id").map(|m| m.as_ref()).unwrap_or("");
+        entities
+            .entry(id.as_ref())
+            .or_insert_with(|| (entity_from_labels(id, kind, machine, labels), machine));
+    }
+    // Histograms no probe describes are known by their buckets.
     let histo_bases: HashSet<(&str, &str)> = series
         .iter()
         .filter(|s| s.metric.contains_key("le"))
@@ -368,52 +496,29 @@ fn rebuild(series: &[ApiSeries], out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut V
             Some((s.metric.get("gala_id")?.as_ref(), name))
         })
         .collect();
-    let is_histo = |id: &str, name: &str, suffix: &str| {
-        name.strip_suffix(suffix)
-            .is_some_and(|base| histo_bases.contains(&(id, base)))
-    };
-
-    // Pass 1: entities, machines and names, and what each series is.
-    let mut entities: BTreeMap<&str, (Entity, &str)> = BTreeMap::new();
     let mut names: BTreeSet<&str> = BTreeSet::new();
-    let mut roles: Vec<Option<(&str, Role)>> = Vec::with_capacity(series.len());
+    let mut roles: Vec<Option<(&str, Role, bool, Scale)>> = Vec::with_capacity(series.len());
     for s in series {
         let labels = &s.metric;
-        let (Some(id), Some(kind), Some(name)) = (
-            labels.get("gala_id"),
-            labels.get("gala_kind"),
-            labels.get("__name__"),
-        ) else {
+        let (Some(id), Some(name)) = (labels.get("gala_id"), labels.get("__name__")) else {
             roles.push(None);
             continue;
         };
-        let prefix = crate::collect::serve::family_name(kind, "");
-        let Some(metric) = name.strip_prefix(prefix.as_str()) else {
+        let Some((entity, _)) = entities.get(id.as_ref()) else {
+            // A series whose entity has no info series in this page: nothing to join.
             roles.push(None);
             continue;
         };
-        let machine = labels.get("machine_id").map(|m| m.as_ref()).unwrap_or("");
-        entities
-            .entry(id.as_ref())
-            .or_insert_with(|| (entity_from_labels(id, kind, machine, labels), machine));
-        let role =
-            if let (Some(base), Some(le)) = (metric.strip_suffix("_bucket"), labels.get("le")) {
-                let bound = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().unwrap_or(f64::NAN)
-                };
-                Role::Bucket(base, bound)
-            } else if is_histo(id, name, "_sum") {
-                Role::Sum(metric.strip_suffix("_sum").unwrap_or(metric))
-            } else if is_histo(id, name, "_count") {
-                // The count is the +Inf bucket; nothing more to keep.
-                Role::Skip
-            } else {
-                names.insert(metric);
-                Role::Plain(metric)
-            };
-        roles.push(Some((id.as_ref(), role)));
+        if labels.contains_key("gala_kind") && *name == names::info_family(&entity.kind) {
+            roles.push(Some((id.as_ref(), Role::Info, false, Scale::One)));
+            continue;
+        }
+        let is_histo = |family: &str| histo_bases.contains(&(id.as_ref(), family));
+        let role = role_of(name, labels, &entity.kind, &is_histo);
+        if let Some((Role::Plain(metric), ..)) = role {
+            names.insert(metric);
+        }
+        roles.push(role.map(|(role, counter, scale)| (id.as_ref(), role, counter, scale)));
     }
     let machines: Vec<&str> = entities
         .values()
@@ -443,7 +548,7 @@ fn rebuild(series: &[ApiSeries], out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut V
     let targets: Vec<Option<Target>> = roles
         .into_iter()
         .map(|r| {
-            let (id, role) = r?;
+            let (id, role, counter, scale) = r?;
             let entity = entity_index[id];
             let rank = match role {
                 Role::Plain(m) => names.binary_search(&m).unwrap_or(0) as u32,
@@ -454,28 +559,46 @@ fn rebuild(series: &[ApiSeries], out: &mut Vec<u8>, flush: &mut dyn FnMut(&mut V
                 machine: entities[entity as usize].machine,
                 rank,
                 role,
+                counter,
+                scale,
             })
         })
         .collect();
 
-    // Pass 2: every sample, sorted into record order.
+    // Pass 2: every sample, counters made deltas again, sorted into record order.
     let mut samples = Vec::with_capacity(series.iter().map(|s| s.values.len()).sum());
+    let mut key = String::new();
     for (i, (s, target)) in series.iter().zip(&targets).enumerate() {
         let Some(t) = target else { continue };
+        if t.counter {
+            key.clear();
+            for part in ["gala_id", "__name__", "le"] {
+                key.push_str(s.metric.get(part).map_or("", |v| v.as_ref()));
+                key.push('\0');
+            }
+        }
         for (time, v) in &s.values {
-            let Ok(value) = v.parse::<f64>() else {
+            let Ok(mut value) = v.parse::<f64>() else {
                 continue;
             };
+            if t.counter {
+                value = baselines.delta(&key, value);
+            }
+            let ts = (time * 1000.0).round() as i64;
+            if ts <= start {
+                continue;
+            }
             samples.push(Sample {
-                ts: (time * 1000.0).round() as i64,
+                ts,
                 machine: t.machine,
                 entity: t.entity,
                 rank: t.rank,
                 series: i as u32,
-                value,
+                value: t.scale.from_base(value),
             });
         }
     }
+    baselines.end_page();
     samples.sort_by_key(|s| (s.ts, s.machine, s.entity, s.rank));
 
     // Pass 3: one entity and one metric record per (ts, entity), a status per (ts, machine).
@@ -565,6 +688,8 @@ impl RenderedEntity {
         }
         out.push(b'\n');
 
+        // The metric record, taken back when the entity had no value at this time.
+        let mark = out.len();
         out.extend_from_slice(br#"{"type":"metric","ts":"#);
         out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
         out.push(b',');
@@ -593,7 +718,7 @@ impl RenderedEntity {
                     .buckets
                     .push((bound, s.value)),
                 Role::Sum(base) => histos.entry(base).or_default().sum = s.value,
-                Role::Skip => {}
+                Role::Info | Role::Skip => {}
             }
         }
         if open {
@@ -606,6 +731,9 @@ impl RenderedEntity {
         if !histos.is_empty() {
             out.extend_from_slice(br#","histos":"#);
             serde_json::to_writer(&mut *out, &histos).expect("histograms serialise");
+        } else if !open {
+            out.truncate(mark);
+            return;
         }
         out.extend_from_slice(b"}\n");
     }
@@ -643,17 +771,32 @@ fn entity_from_labels(
         .get("gala_keys")
         .map(|k| k.split(',').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
+    let list = |name: &str| -> Vec<&str> {
+        labels
+            .get(name)
+            .map(|k| k.split(',').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    };
+    let (numbers, json) = (list("gala_numbers"), list("gala_json"));
+    let typed = |k: &str, v: &str| {
+        if json.contains(&k) {
+            if let Ok(v) = serde_json::from_str(v) {
+                return v;
+            }
+        }
+        typed(v, numbers.contains(&k))
+    };
     let mut keys = Map::new();
     for k in &key_names {
         if let Some(v) = labels.get(*k) {
-            keys.insert(k.to_string(), typed(v));
+            keys.insert(k.to_string(), typed(k, v));
         }
     }
     let mut rest = Map::new();
     for (k, v) in labels {
         let k: &str = k;
         if !BOOKKEEPING.contains(&k) && !key_names.contains(&k) {
-            rest.insert(k.to_string(), typed(v));
+            rest.insert(k.to_string(), typed(k, v));
         }
     }
     Entity {
@@ -666,17 +809,18 @@ fn entity_from_labels(
     }
 }
 
-/// Label values are strings; whole numbers written by the exporter from JSON numbers
-/// (tgid, ports) become numbers again. A string key that looks like a canonical integer
-/// would be turned into a number too — gala's probes use none.
-fn typed(v: &str) -> Value {
-    let canonical = !v.is_empty()
-        && v.len() <= 18
-        && v.bytes().all(|b| b.is_ascii_digit())
-        && (v == "0" || !v.starts_with('0'));
-    if canonical {
+/// Label values are strings; those the exporter listed in `gala_numbers` (written from
+/// JSON numbers: tgid, ports) become numbers again.
+fn typed(v: &str, number: bool) -> Value {
+    if number {
         if let Ok(n) = v.parse::<u64>() {
             return json!(n);
+        }
+        if let Ok(n) = v.parse::<i64>() {
+            return json!(n);
+        }
+        if let Some(n) = v.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            return Value::Number(n);
         }
     }
     Value::String(v.to_string())
@@ -701,8 +845,12 @@ mod tests {
 
     /// All records of a page, in one piece.
     fn rebuilt(page: &[ApiSeries]) -> Vec<Record> {
+        rebuilt_from(page, 0, &mut Baselines::default())
+    }
+
+    fn rebuilt_from(page: &[ApiSeries], start: i64, baselines: &mut Baselines) -> Vec<Record> {
         let mut out = Vec::new();
-        rebuild(page, &mut out, &mut |_| {
+        rebuild(page, start, baselines, &mut out, &mut |_| {
             panic!("a small page fits one chunk")
         });
         std::str::from_utf8(&out)
@@ -745,38 +893,50 @@ mod tests {
         );
     }
 
-    #[test]
-    fn rebuilds_entities_metrics_histograms_and_interval_ends() {
-        let base = [
+    /// The series of one proc (tgid 42) as the exporter names them.
+    fn proc_series(
+        extra: &[(&'static str, &'static str)],
+        name: &'static str,
+    ) -> Vec<(&'static str, &'static str)> {
+        let mut l = vec![
             ("gala_id", "m_proc_42"),
-            ("gala_kind", "proc"),
-            ("gala_keys", "tgid"),
             ("machine_id", "m"),
             ("tgid", "42"),
-            ("comm", "redis"),
             ("job", "gala"),
+            ("__name__", name),
         ];
-        let with = |name: &str, extra: &[(&'static str, &'static str)]| {
-            let mut l: Vec<(&str, &str)> = base.to_vec();
-            l.push(("__name__", Box::leak(name.to_string().into_boxed_str())));
-            l.extend_from_slice(extra);
-            l
-        };
+        l.extend_from_slice(extra);
+        l
+    }
+
+    const INFO: &[(&str, &str)] = &[
+        ("gala_kind", "proc"),
+        ("gala_keys", "tgid"),
+        ("gala_numbers", "tgid"),
+        ("comm", "redis"),
+    ];
+
+    #[test]
+    fn rebuilds_entities_metrics_histograms_and_interval_ends() {
         let page = vec![
             series(
-                &with("gala_gopher_proc_cpu_user", &[]),
-                &[(1.0, "0.5"), (2.0, "0.25")],
+                &proc_series(INFO, "gala_proc_info"),
+                &[(1.0, "1"), (2.0, "1")],
             ),
             series(
-                &with("gala_gopher_proc_lat_bucket", &[("le", "1")]),
+                &proc_series(&[], "gala_proc_rss_bytes"),
+                &[(1.0, "1024"), (2.0, "2048")],
+            ),
+            series(
+                &proc_series(&[("le", "1")], "gala_proc_lat_bucket"),
                 &[(1.0, "2")],
             ),
             series(
-                &with("gala_gopher_proc_lat_bucket", &[("le", "+Inf")]),
+                &proc_series(&[("le", "+Inf")], "gala_proc_lat_bucket"),
                 &[(1.0, "5")],
             ),
-            series(&with("gala_gopher_proc_lat_sum", &[]), &[(1.0, "9")]),
-            series(&with("gala_gopher_proc_lat_count", &[]), &[(1.0, "5")]),
+            series(&proc_series(&[], "gala_proc_lat_sum"), &[(1.0, "9")]),
+            series(&proc_series(&[], "gala_proc_lat_count"), &[(1.0, "5")]),
         ];
         let recs = rebuilt(&page);
         let types: Vec<&str> = recs.iter().map(|r| r.type_name()).collect();
@@ -794,7 +954,7 @@ mod tests {
             panic!()
         };
         assert_eq!(m.ts, 1000);
-        assert_eq!(m.metrics["cpu_user"], 0.5);
+        assert_eq!(m.metrics["rss_bytes"], 1024.0);
         assert_eq!(
             m.histos["lat"],
             Histogram {
@@ -804,6 +964,52 @@ mod tests {
             }
         );
         assert!(!m.metrics.contains_key("lat_count"));
+    }
+
+    #[test]
+    fn counters_become_deltas_in_the_recorded_unit_across_pages_and_resets() {
+        let info = || {
+            series(
+                &proc_series(INFO, "gala_proc_info"),
+                &[(1.0, "1"), (2.0, "1"), (3.0, "1")],
+            )
+        };
+        // cpu_time_ms, a delta in ms, is exposed as a counter in seconds.
+        let counter = "gala_proc_cpu_time_seconds_total";
+        let mut baselines = Baselines::default();
+        // The sample at the start of the range is only the first delta's starting point.
+        let first = vec![
+            info(),
+            series(
+                &proc_series(&[], counter),
+                &[(1.0, "0.5"), (2.0, "0.75"), (3.0, "1")],
+            ),
+        ];
+        let delays = |recs: &[Record]| -> Vec<(i64, f64)> {
+            recs.iter()
+                .filter_map(|r| match r {
+                    Record::Metric(m) => Some((m.ts, m.metrics["cpu_time_ms"])),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            delays(&rebuilt_from(&first, 1000, &mut baselines)),
+            [(2000, 250.0), (3000, 250.0)]
+        );
+        // The next page goes on from the last sample; a drop is a reset: a new start.
+        let info = series(
+            &proc_series(INFO, "gala_proc_info"),
+            &[(4.0, "1"), (5.0, "1")],
+        );
+        let next = vec![
+            info,
+            series(&proc_series(&[], counter), &[(4.0, "1.5"), (5.0, "0.125")]),
+        ];
+        assert_eq!(
+            delays(&rebuilt_from(&next, 3000, &mut baselines)),
+            [(4000, 500.0), (5000, 125.0)]
+        );
     }
 
     #[test]

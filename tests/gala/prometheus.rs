@@ -37,13 +37,94 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Debian's prometheus, with promtool beside it. Missing, the tests that need it fail where
+/// they must run (CI, or a machine said to have everything with GALA_REQUIRE_BPF) and are
+/// skipped, loudly, elsewhere.
 fn prometheus_binary() -> Option<&'static str> {
     let found =
         Path::new("/usr/bin/prometheus").exists() && Path::new("/usr/bin/promtool").exists();
-    if !found && std::env::var("CI").is_ok() {
+    if !found
+        && (std::env::var_os("CI").is_some() || std::env::var_os("GALA_REQUIRE_BPF").is_some())
+    {
         panic!("prometheus and promtool are missing: scripts/setup installs them");
     }
     found.then_some("/usr/bin/prometheus")
+}
+
+/// `promtool check metrics` (which lints: naming, units, types, help) on an exposition;
+/// its complaints, or nothing.
+fn promtool_lint(exposition: &str) -> String {
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && text.trim().is_empty() {
+        String::new()
+    } else {
+        format!("promtool exited {}: {text}", out.status)
+    }
+}
+
+/// True when two records' numbers agree to within floating point's rounding of the
+/// exporter's unit conversions (ms to seconds and back); everything else exactly.
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+/// Starts Prometheus scraping `target` every `every`; returns its guard and URL.
+fn prometheus(prom: &str, dir: &Path, target: &str, every: &str) -> (Guard, String) {
+    let prom_port = common::free_port();
+    let prom_addr = format!("127.0.0.1:{prom_port}");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: {every}\nscrape_configs:\n  - job_name: gala\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let guard = Guard(
+        Command::new(prom)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (guard, format!("http://{prom_addr}"))
 }
 
 /// Starts gala-collect serving on a free port; returns the guard and the address.
@@ -60,59 +141,162 @@ fn collector(extra: &[&str]) -> (Guard, String) {
         .unwrap();
     let guard = Guard(child);
     wait_for("gala-collect to serve", Duration::from_secs(20), || {
-        http_get(&addr, "/metrics").is_some_and(|r| r.contains("gala_gopher_"))
+        http_get(&addr, "/metrics").is_some_and(|r| r.contains("# TYPE gala_"))
     });
     (guard, addr)
 }
 
 #[test]
-fn exposition_passes_promtool() {
+fn a_live_exposition_passes_promtool_lint() {
     if prometheus_binary().is_none() {
         eprintln!("skipped: no promtool");
         return;
     }
-    let (_g, addr) = collector(&["--probes", "host,cpu,mem,proc", "-o", "/dev/null"]);
+    let (_g, addr) = collector(&[
+        "--probes",
+        "host,cpu,mem,net,disk,fs,proc",
+        "-o",
+        "/dev/null",
+    ]);
     let resp = http_get(&addr, "/metrics").unwrap();
     let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
-    assert!(
-        body.contains("# TYPE gala_gopher_proc_"),
-        "{}",
-        &body[..body.len().min(500)]
+    for family in [
+        "# TYPE gala_proc_info gauge",
+        "# TYPE gala_proc_cpu_time_seconds_total counter",
+        "# TYPE gala_mem_available_bytes gauge",
+    ] {
+        assert!(
+            body.contains(family),
+            "no {family:?} in {}",
+            &body[..body.len().min(500)]
+        );
+    }
+    assert_eq!(promtool_lint(body), "");
+}
+
+/// Every metric any probe describes, rendered as one entity of its kind would give it
+/// (histograms included), is lint-clean: the probes a live test runs are not all of them.
+#[test]
+fn every_registered_family_passes_promtool_lint() {
+    use gala::record::{Entity, Histogram, Metric};
+    if prometheus_binary().is_none() {
+        eprintln!("skipped: no promtool");
+        return;
+    }
+    let mut entities = std::collections::HashMap::new();
+    let mut metrics: std::collections::BTreeMap<String, Metric> = Default::default();
+    for spec in gala::collect::registry::specs() {
+        for m in spec.metrics {
+            let id = format!("m_{}_1", m.kind);
+            entities.entry(id.clone()).or_insert_with(|| Entity {
+                ts: 1000,
+                id: id.clone(),
+                kind: m.kind.into(),
+                machine_id: "m".into(),
+                keys: [("n".to_string(), serde_json::json!(1))]
+                    .into_iter()
+                    .collect(),
+                labels: [("comm".to_string(), serde_json::json!("x"))]
+                    .into_iter()
+                    .collect(),
+            });
+            let rec = metrics.entry(id.clone()).or_insert_with(|| Metric {
+                ts: 1000,
+                id,
+                kind: m.kind.into(),
+                metrics: Default::default(),
+                histos: Default::default(),
+            });
+            if m.mtype == gala::collect::probe::MetricType::Histogram {
+                rec.histos.insert(
+                    m.name.into(),
+                    Histogram {
+                        bounds: vec![10.0, 100.0],
+                        counts: vec![1, 2, 3],
+                        sum: 500.0,
+                    },
+                );
+            } else {
+                rec.metrics.insert(m.name.into(), 1.5);
+            }
+        }
+    }
+    let metrics: Vec<Metric> = metrics.into_values().collect();
+    let (text, dropped) = gala::collect::serve::render(
+        &entities,
+        &metrics,
+        gala::collect::serve::names::Names::get(),
+        usize::MAX,
     );
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    // promtool's lint warns about naming conventions gala-gopher's names do not follow
-    // (units in names, counters without _total); parse errors are what must not happen.
-    assert!(
-        !text.contains("error while linting") && !text.contains("text format parsing error"),
-        "{text}"
+    assert_eq!(dropped, 0);
+    assert!(text.contains(" histogram\n"), "no histogram rendered");
+    assert_eq!(promtool_lint(&text), "");
+    family_table_is_current();
+}
+
+/// docs/prometheus-families.md lists every family the exporter can show, generated from
+/// the registry (`GALA_BLESS=1` rewrites it).
+fn family_table_is_current() {
+    let names = gala::collect::serve::names::Names::get();
+    let mut rows = std::collections::BTreeSet::new();
+    for spec in gala::collect::registry::specs() {
+        for m in spec.metrics {
+            let f = names.family(m.kind, m.name);
+            rows.insert(format!(
+                "| `{}` | {} | `{}` {} ({}) |",
+                f.name,
+                f.ftype.as_str(),
+                m.name,
+                m.unit,
+                m.mtype.as_str()
+            ));
+        }
+        for kind in spec.kinds {
+            rows.insert(format!(
+                "| `{}` | gauge (always 1) | the {kind}'s labels |",
+                gala::collect::serve::names::info_family(kind)
+            ));
+        }
+    }
+    let mut want = String::from(
+        "# Prometheus families of `gala-collect --serve`\n\n\
+         Generated from the probes' own descriptions (`GALA_BLESS=1 cargo test --test gala \
+         prometheus::every_registered_family`); docs/collect.md says how names, units and \
+         labels are chosen. Every series carries `gala_id`, `machine_id` and its entity's \
+         keys; the `_info` series add the descriptive labels.\n\n\
+         | family | type | record's metric, unit (type) |\n|---|---|---|\n",
     );
-    // Not drained: a second scrape sees the same interval.
-    let again = http_get(&addr, "/metrics").unwrap();
-    let ts_of = |s: &str| {
-        s.lines()
-            .find(|l| l.starts_with("gala_gopher_mem_"))
-            .map(|l| l.rsplit(' ').next().unwrap().to_string())
-    };
-    let (a, b) = (ts_of(body), ts_of(&again));
-    assert!(a.is_some());
-    // Both scrapes fall in the same interval unless an interval ended in between.
-    let _ = b;
+    for row in rows {
+        want.push_str(&row);
+        want.push('\n');
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/prometheus-families.md");
+    if std::env::var("GALA_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/prometheus-families.md is out of date: run \
+         `GALA_BLESS=1 cargo test --test gala prometheus::every_registered_family` and commit"
+    );
+}
+
+/// Records of one type, sorted by (ts, id).
+fn of_type<'a>(recs: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
+    let mut v: Vec<&serde_json::Value> = recs.iter().filter(|r| r["type"] == t).collect();
+    v.sort_by_key(|r| (r["ts"].as_i64(), r["id"].as_str().map(str::to_string)));
+    v
+}
+
+/// The distinct timestamps of metric records, in order.
+fn metric_times(recs: &[serde_json::Value]) -> Vec<i64> {
+    let mut ts: Vec<i64> = of_type(recs, "metric")
+        .iter()
+        .filter_map(|r| r["ts"].as_i64())
+        .collect();
+    ts.dedup();
+    ts
 }
 
 #[test]
@@ -124,100 +308,92 @@ fn read_back_through_prometheus_gives_the_same_records() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec.ndjson");
     let rec_s = rec.to_str().unwrap().to_string();
-    let (collect_guard, collect_addr) =
-        collector(&["--probes", "host,cpu,mem", "--count", "12", "-o", &rec_s]);
-
-    let prom_port = common::free_port();
-    let prom_addr = format!("127.0.0.1:{prom_port}");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 500ms\nscrape_configs:\n  - job_name: gala\n    static_configs:\n      - targets: ['{collect_addr}']\n"
-        ),
-    )
-    .unwrap();
-    let _prom = Guard(
-        Command::new(prom)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    // host and net have counters (oom_kills, tcp_*_segs), cpu has rates, mem gauges.
+    let (mut collect_guard, collect_addr) = collector(&[
+        "--probes",
+        "host,cpu,mem,net",
+        "--count",
+        "12",
+        "-o",
+        &rec_s,
+    ]);
+    let (_prom, url) = prometheus(prom, dir.path(), &collect_addr, "500ms");
     // Let the collector finish its 12 intervals while Prometheus scrapes.
-    let mut collect_guard = collect_guard;
     let status = collect_guard.0.wait().unwrap();
     assert!(status.success());
     std::thread::sleep(Duration::from_secs(2));
 
-    let url = format!("http://{prom_addr}");
     let file_records = ndjson(&std::fs::read(&rec).unwrap());
-    let first_ts = file_records
-        .iter()
-        .filter_map(|r| r["ts"].as_i64())
-        .min()
-        .unwrap();
     let last_ts = file_records
         .iter()
         .filter_map(|r| r["ts"].as_i64())
         .max()
         .unwrap();
-    let since = format!("{}ms", gala::record::now_ms() - first_ts + 1000);
     let until = (last_ts + 1).to_string();
-
-    // The metric records read back equal the recording's (the first interval may predate
-    // Prometheus' first scrape, so compare the intervals both have).
-    let out = run(
-        "gala-topo",
-        &["--prometheus", &url, "--since", &since, "--until", &until],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let back = ndjson(&out.stdout);
-    let metrics = |recs: &[serde_json::Value]| {
-        let mut m: Vec<String> = recs
-            .iter()
-            .filter(|r| r["type"] == "metric")
-            .map(|r| format!("{}|{}|{}", r["ts"], r["id"], r["metrics"]))
-            .collect();
-        m.sort();
-        m
-    };
-    let (want, have) = (metrics(&file_records), metrics(&back));
-    assert!(
-        have.len() >= want.len() / 2,
-        "too few metric records back: {} of {}",
-        have.len(),
-        want.len()
-    );
-    for m in &have {
+    let read_back = |since_ms: i64| {
+        let since = format!("{since_ms}ms");
+        let out = run(
+            "gala-topo",
+            &["--prometheus", &url, "--since", &since, "--until", &until],
+            None,
+        );
         assert!(
-            want.contains(m),
-            "read back a record the recording does not have: {m}"
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ndjson(&out.stdout)
+    };
+    // Prometheus' first scrape may come after the collector's first intervals: the first
+    // interval it has carries the counters' increase since the collector started. The
+    // range read back starts right after it, so that every counter has its previous
+    // sample (found by the reader's look-back before the range).
+    let first_ts = metric_times(&file_records)[0];
+    let scraped = metric_times(&read_back(last_ts + 1 - first_ts + 1000));
+    assert!(
+        scraped.len() >= 4,
+        "Prometheus scraped too little: {scraped:?}"
+    );
+    // The collector exits right after its last interval, maybe before a scrape saw it.
+    let (start, end) = (scraped[0], *scraped.last().unwrap());
+    let back = read_back(last_ts + 1 - start);
+    let window = |recs: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        recs.iter()
+            .filter(|r| r["ts"].as_i64().is_some_and(|t| t > start && t <= end))
+            .cloned()
+            .collect()
+    };
+    let want = window(&file_records);
+    let (want_m, have_m) = (of_type(&want, "metric"), of_type(&back, "metric"));
+    assert_eq!(
+        want_m
+            .iter()
+            .map(|r| (&r["ts"], &r["id"]))
+            .collect::<Vec<_>>(),
+        have_m
+            .iter()
+            .map(|r| (&r["ts"], &r["id"]))
+            .collect::<Vec<_>>(),
+        "the intervals and entities read back differ from the recording's"
+    );
+    for (w, h) in want_m.iter().zip(&have_m) {
+        assert!(
+            same_json(&w["metrics"], &h["metrics"]),
+            "recorded {w}\nread back {h}"
         );
     }
+    let (want_e, have_e) = (of_type(&want, "entity"), of_type(&back, "entity"));
+    assert_eq!(want_e.len(), have_e.len(), "entity records");
+    for (w, h) in want_e.iter().zip(&have_e) {
+        assert_eq!(w, h);
+    }
 
-    // gala-topo gives the same edges, gala-detect the same anomalies, on the common range.
-    // Prometheus may miss the first interval (before its first scrape) and the last (the
-    // collector exits right after writing it).
-    let common_since = back.iter().filter_map(|r| r["ts"].as_i64()).min().unwrap();
-    let common_until = back.iter().filter_map(|r| r["ts"].as_i64()).max().unwrap();
-    let until = (common_until + 1).to_string();
-    let trimmed: Vec<u8> = file_records
+    // gala-topo gives the same edges, gala-detect the same anomalies, on that range.
+    let trimmed: Vec<u8> = want
         .iter()
-        .filter(|r| (common_since..=common_until).contains(&r["ts"].as_i64().unwrap_or(0)))
         .flat_map(|r| (r.to_string() + "\n").into_bytes())
         .collect();
+    let since = format!("{}ms", last_ts + 1 - start);
     for tool in ["gala-topo", "gala-detect"] {
         let from_file = run(tool, &["--only"], Some(&trimmed));
         let from_prom = run(
@@ -238,17 +414,108 @@ fn read_back_through_prometheus_gives_the_same_records() {
             "{tool}: {}",
             String::from_utf8_lossy(&from_prom.stderr)
         );
-        let norm = |b: &[u8]| {
-            let mut v: Vec<String> = ndjson(b).iter().map(|r| r.to_string()).collect();
-            v.sort();
+        let (a, b) = (ndjson(&from_file.stdout), ndjson(&from_prom.stdout));
+        assert_eq!(a.len(), b.len(), "{tool}: {a:?}\nvs {b:?}");
+        let sorted = |v: &[serde_json::Value]| {
+            let mut v = v.to_vec();
+            v.sort_by_key(|r| r.to_string());
             v
         };
-        assert_eq!(
-            norm(&from_file.stdout),
-            norm(&from_prom.stdout),
-            "{tool} differs"
-        );
+        for (x, y) in sorted(&a).iter().zip(&sorted(&b)) {
+            assert!(same_json(x, y), "{tool} differs: {x}\nvs {y}");
+        }
     }
+}
+
+/// Prometheus scraping at three times the collector's interval keeps every delta: the
+/// counters' increase read back over a range is the recording's sum over it.
+#[test]
+fn a_slower_scraper_loses_no_counts() {
+    let Some(prom) = prometheus_binary() else {
+        eprintln!("skipped: no prometheus");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.ndjson");
+    let rec_s = rec.to_str().unwrap().to_string();
+    let (mut collect_guard, collect_addr) =
+        collector(&["--probes", "host,net", "--count", "15", "-o", &rec_s]);
+    let (_prom, url) = prometheus(prom, dir.path(), &collect_addr, "3s");
+    assert!(collect_guard.0.wait().unwrap().success());
+    std::thread::sleep(Duration::from_secs(2));
+
+    let file_records = ndjson(&std::fs::read(&rec).unwrap());
+    let last_ts = file_records
+        .iter()
+        .filter_map(|r| r["ts"].as_i64())
+        .max()
+        .unwrap();
+    let until = (last_ts + 1).to_string();
+    let since = format!("{}ms", last_ts + 1 - metric_times(&file_records)[0] + 1000);
+    let out = run(
+        "gala-topo",
+        &["--prometheus", &url, "--since", &since, "--until", &until],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = ndjson(&out.stdout);
+    let scraped = metric_times(&back);
+    assert!(
+        scraped.len() >= 3,
+        "Prometheus scraped too little: {scraped:?}"
+    );
+    // Between the first and the last scrape, the sum of each host-wide counter's deltas.
+    let (first, last) = (scraped[0], *scraped.last().unwrap());
+    let sum = |recs: &[serde_json::Value], name: &str| -> f64 {
+        of_type(recs, "metric")
+            .iter()
+            .filter(|r| r["kind"] == "net")
+            .filter(|r| r["ts"].as_i64().is_some_and(|t| t > first && t <= last))
+            .filter_map(|r| r["metrics"][name].as_f64())
+            .sum()
+    };
+    let prom_addr = url.strip_prefix("http://").unwrap();
+    for name in ["tcp_out_segs", "tcp_in_segs"] {
+        let (recorded, increase) = (sum(&file_records, name), sum(&back, name));
+        assert!(
+            recorded > 0.0,
+            "no {name} in the recording: Prometheus' scrapes are TCP"
+        );
+        assert_eq!(recorded, increase, "{name}");
+        // And in PromQL: the counter's growth between the two scrapes.
+        let family = format!("gala_net_{name}_total");
+        let at = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+        let query = format!(
+            "sum({family} @ {}) - sum({family} @ {})",
+            at(last),
+            at(first)
+        );
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let resp = http_get(prom_addr, &format!("/api/v1/query?query={encoded}")).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let growth: f64 = body["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{query}: {body}"))
+            .parse()
+            .unwrap();
+        assert_eq!(growth, recorded, "{query}");
+    }
+    // Fewer records than intervals: the scrapes were the slower ones.
+    assert!(
+        of_type(&back, "metric").len() < of_type(&file_records, "metric").len(),
+        "every interval was scraped: not the case this test is about"
+    );
 }
 
 #[test]

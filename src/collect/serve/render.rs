@@ -1,0 +1,512 @@
+//! The exposition text of one snapshot.
+//!
+//! Each entity gives one `gala_<kind>_info{…} 1` series carrying its descriptive labels
+//! (comm, cmdline, container…) and the bookkeeping the `--prometheus` readers rebuild it
+//! from (`gala_kind`, `gala_keys`); its metric series carry only the identifying labels:
+//! `gala_id`, `machine_id` and the entity's keys. Join them in PromQL with
+//! `… * on (gala_id) group_left (comm) gala_proc_info`.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::names::{info_family, FamilyType, Names, Scale};
+use crate::record::{Entity, Histogram, Metric};
+
+const MAX_LABEL_VALUE: usize = 256;
+
+/// A metric family while rendering: its samples as (label set, value or histogram).
+struct Family<'a> {
+    name: String,
+    help: String,
+    ftype: FamilyType,
+    scale: Scale,
+    samples: Vec<(usize, Sample<'a>)>,
+}
+
+enum Sample<'a> {
+    Value(f64, i64),
+    Histogram(&'a Histogram, i64),
+    /// An info series: the entity's identifying labels, then these descriptive ones.
+    Info(usize, i64),
+}
+
+/// Renders the exposition text; returns it and how many series were left out to stay
+/// within `max_series` (whole entities are left out, never half of one).
+///
+/// Built for scrapes of hundreds of thousands of series: label sets are rendered once per
+/// entity into one buffer, families are looked up by borrowed (kind, metric) pairs, the
+/// output is sized before it is written, and every line is a few plain copies.
+pub fn render<'a>(
+    entities: &'a HashMap<String, Entity>,
+    metrics: &'a [Metric],
+    names: &Names,
+    max_series: usize,
+) -> (String, u64) {
+    let mut index: HashMap<(&'a str, &'a str), usize> = HashMap::new();
+    let mut info_index: HashMap<&'a str, usize> = HashMap::new();
+    let mut families: Vec<Family<'a>> = Vec::new();
+    let mut label_text = String::with_capacity(metrics.len() * 96);
+    let mut label_sets: Vec<(usize, usize)> = Vec::with_capacity(metrics.len() * 2);
+    // Entities rendered so far: their identifying label set.
+    let mut rendered: HashMap<&'a str, usize> = HashMap::with_capacity(entities.len());
+    // Entities whose metrics did not fit: their info series goes with them.
+    let mut left_out: HashSet<&'a str> = HashSet::new();
+    let mut scratch = Vec::new();
+    let mut series = 0usize;
+    let mut dropped = 0u64;
+    let mut add_entity = |id: &'a str,
+                          kind: &'a str,
+                          label_text: &mut String,
+                          label_sets: &mut Vec<(usize, usize)>,
+                          families: &mut Vec<Family<'a>>| {
+        let entity = entities.get(id);
+        let start = label_text.len();
+        push_identifying(label_text, &mut scratch, id, entity);
+        let set = label_sets.len();
+        label_sets.push((start, label_text.len()));
+        if let Some(e) = entity {
+            let start = label_text.len();
+            push_descriptive(label_text, &mut scratch, e);
+            label_sets.push((start, label_text.len()));
+            let f = *info_index.entry(kind).or_insert_with(|| {
+                families.push(Family {
+                    name: info_family(kind),
+                    help: format!("descriptive labels of a gala {kind}, joined on gala_id"),
+                    ftype: FamilyType::Gauge,
+                    scale: Scale::One,
+                    samples: Vec::new(),
+                });
+                families.len() - 1
+            });
+            families[f].samples.push((set, Sample::Info(set + 1, e.ts)));
+        }
+        set
+    };
+    for m in metrics {
+        let info =
+            usize::from(!rendered.contains_key(m.id.as_str()) && entities.contains_key(&m.id));
+        let n =
+            info + m.metrics.len() + m.histos.values().map(|h| h.counts.len() + 2).sum::<usize>();
+        if series + n > max_series {
+            dropped += n as u64;
+            left_out.insert(m.id.as_str());
+            continue;
+        }
+        series += n;
+        let set = match rendered.get(m.id.as_str()) {
+            Some(&set) => set,
+            None => {
+                let set = add_entity(
+                    &m.id,
+                    &m.kind,
+                    &mut label_text,
+                    &mut label_sets,
+                    &mut families,
+                );
+                rendered.insert(&m.id, set);
+                set
+            }
+        };
+        for (name, v) in &m.metrics {
+            let f = family_of(&mut index, &mut families, names, &m.kind, name);
+            families[f].samples.push((set, Sample::Value(*v, m.ts)));
+        }
+        for (name, h) in &m.histos {
+            let f = family_of(&mut index, &mut families, names, &m.kind, name);
+            families[f].ftype = FamilyType::Histogram;
+            families[f].samples.push((set, Sample::Histogram(h, m.ts)));
+        }
+    }
+    // Entities without metrics (a container, a pod) are still part of the topology.
+    for (id, e) in entities {
+        if rendered.contains_key(id.as_str()) || left_out.contains(id.as_str()) {
+            continue;
+        }
+        if series + 1 > max_series {
+            dropped += 1;
+            continue;
+        }
+        series += 1;
+        add_entity(id, &e.kind, &mut label_text, &mut label_sets, &mut families);
+    }
+    families.sort_by(|a, b| a.name.cmp(&b.name));
+    // Each line is its family's name (and suffix), its labels and two numbers of at most
+    // 24 characters: sizing the output once saves growing (and copying) it as it fills.
+    let mut size = 0;
+    for fam in &families {
+        size += 2 * fam.name.len() + 64 + fam.help.len();
+        for (set, sample) in &fam.samples {
+            let (a, b) = label_sets[*set];
+            size += match sample {
+                Sample::Value(..) => fam.name.len() + (b - a) + 72,
+                Sample::Histogram(h, _) => (h.counts.len() + 3) * (fam.name.len() + (b - a) + 80),
+                Sample::Info(extra, _) => {
+                    let (c, d) = label_sets[*extra];
+                    fam.name.len() + (b - a) + (d - c) + 40
+                }
+            };
+        }
+    }
+    let mut out = String::with_capacity(size);
+    for fam in &families {
+        out.push_str("# HELP ");
+        out.push_str(&fam.name);
+        out.push(' ');
+        out.push_str(&fam.help);
+        out.push_str("\n# TYPE ");
+        out.push_str(&fam.name);
+        out.push(' ');
+        out.push_str(fam.ftype.as_str());
+        out.push('\n');
+        for (set, sample) in &fam.samples {
+            let (a, b) = label_sets[*set];
+            let labels = &label_text[a..b];
+            match sample {
+                Sample::Value(v, ts) => {
+                    out.push_str(&fam.name);
+                    out.push('{');
+                    out.push_str(labels);
+                    out.push_str("} ");
+                    push_f64(&mut out, fam.scale.to_base(*v));
+                    push_ts(&mut out, *ts);
+                }
+                Sample::Histogram(h, ts) => {
+                    render_histogram(&mut out, &fam.name, labels, h, fam.scale, *ts)
+                }
+                Sample::Info(extra, ts) => {
+                    let (c, d) = label_sets[*extra];
+                    out.push_str(&fam.name);
+                    out.push('{');
+                    out.push_str(labels);
+                    out.push_str(&label_text[c..d]);
+                    out.push_str("} 1");
+                    push_ts(&mut out, *ts);
+                }
+            }
+        }
+    }
+    (out, dropped)
+}
+
+fn family_of<'a>(
+    index: &mut HashMap<(&'a str, &'a str), usize>,
+    families: &mut Vec<Family<'a>>,
+    names: &Names,
+    kind: &'a str,
+    name: &'a str,
+) -> usize {
+    *index.entry((kind, name)).or_insert_with(|| {
+        let f = names.family(kind, name);
+        families.push(Family {
+            name: f.name,
+            help: f.help,
+            ftype: f.ftype,
+            scale: f.scale,
+            samples: Vec::new(),
+        });
+        families.len() - 1
+    })
+}
+
+/// Appends a label name in Prometheus' alphabet: a leading digit gets a `_` before it, and
+/// `__` (reserved for Prometheus itself) becomes `x_`.
+fn push_label_name(out: &mut String, name: &str) {
+    let start = out.len();
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    if name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        out.push_str(name);
+    } else {
+        out.extend(name.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    if out[start..].starts_with("__") {
+        out.replace_range(start..start + 2, "x_");
+    }
+}
+
+/// Appends a label value, escaped, cut to [`MAX_LABEL_VALUE`] characters.
+fn push_label_value(out: &mut String, v: &str) {
+    // Nearly every value is short and has nothing to escape: one copy.
+    if v.len() <= MAX_LABEL_VALUE && !v.bytes().any(|c| matches!(c, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
+    for (i, c) in v.chars().enumerate() {
+        if i >= MAX_LABEL_VALUE {
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends a key's or label's value as label text: lists and objects as their JSON
+/// (listed in `gala_json`); false for null, which has none.
+fn push_value_text(out: &mut String, v: &Value) -> bool {
+    match v {
+        Value::Array(_) | Value::Object(_) => push_label_value(out, &v.to_string()),
+        Value::String(s) => push_label_value(out, s),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => out.push_str(itoa::Buffer::new().format(u)),
+            (None, Some(i)) => out.push_str(itoa::Buffer::new().format(i)),
+            _ => push_label_value(out, &n.to_string()),
+        },
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        _ => return false,
+    }
+    true
+}
+
+/// Label names Prometheus or the exposition reserve: an entity's own label of that name
+/// is left out rather than breaking a histogram or a join.
+const RESERVED: &[&str] = &["le", "job", "instance", "__name__"];
+
+/// Appends one `,name="value"` (no comma before the first label of a set); the first of
+/// two labels that sanitise to one name wins. `names` holds the names written so far.
+fn push_label(
+    out: &mut String,
+    names: &mut Vec<String>,
+    first: bool,
+    name: &str,
+    value: &dyn Fn(&mut String) -> bool,
+) {
+    let mark = out.len();
+    if !first {
+        out.push(',');
+    }
+    let start = out.len();
+    push_label_name(out, name);
+    let label = &out[start..];
+    if RESERVED.contains(&label) || names.iter().any(|n| n == label) {
+        out.truncate(mark);
+        return;
+    }
+    let label = label.to_string();
+    out.push_str("=\"");
+    if !value(out) {
+        out.truncate(mark);
+        return;
+    }
+    names.push(label);
+    out.push('"');
+}
+
+/// `gala_id="…",machine_id="…",<keys>`: the labels every series of an entity carries.
+fn push_identifying(out: &mut String, names: &mut Vec<String>, id: &str, entity: Option<&Entity>) {
+    names.clear();
+    push_label(out, names, true, "gala_id", &|o| {
+        push_label_value(o, id);
+        true
+    });
+    if let Some(e) = entity {
+        push_label(out, names, false, "machine_id", &|o| {
+            push_label_value(o, &e.machine_id);
+            true
+        });
+        for (k, v) in &e.keys {
+            push_label(out, names, false, k, &|o| push_value_text(o, v));
+        }
+    }
+}
+
+/// `,gala_kind="…",gala_keys="…",<labels>`: what the info series adds to the identifying
+/// labels (whose names `names` still holds, so that no label is written twice).
+fn push_descriptive(out: &mut String, names: &mut Vec<String>, e: &Entity) {
+    push_label(out, names, false, "gala_kind", &|o| {
+        push_label_value(o, &e.kind);
+        true
+    });
+    push_label(out, names, false, "gala_keys", &|o| {
+        let mut joined = String::with_capacity(64);
+        for (i, k) in e.keys.keys().enumerate() {
+            if i > 0 {
+                joined.push(',');
+            }
+            joined.push_str(k);
+        }
+        push_label_value(o, &joined);
+        true
+    });
+    // Which values were JSON numbers (tgid, ports) or lists, so that the readers give the
+    // same values back and a string key such as cpu="0" stays a string.
+    let typed = |out: &mut String, names: &mut Vec<String>, label: &str, of: fn(&Value) -> bool| {
+        let mut list = String::new();
+        for (k, _) in e.keys.iter().chain(&e.labels).filter(|(_, v)| of(v)) {
+            if !list.is_empty() {
+                list.push(',');
+            }
+            push_label_name(&mut list, k);
+        }
+        if !list.is_empty() {
+            push_label(out, names, false, label, &|o| {
+                push_label_value(o, &list);
+                true
+            });
+        }
+    };
+    typed(out, names, "gala_numbers", Value::is_number);
+    typed(out, names, "gala_json", |v| v.is_array() || v.is_object());
+    for (k, v) in &e.labels {
+        push_label(out, names, false, k, &|o| push_value_text(o, v));
+    }
+}
+
+/// `fam<suffix>{labels<extra>} `: the start of a histogram line.
+fn push_series(out: &mut String, fam: &str, suffix: &str, labels: &str, extra: &str) {
+    out.push_str(fam);
+    out.push_str(suffix);
+    out.push('{');
+    out.push_str(labels);
+    out.push_str(extra);
+    out.push_str("} ");
+}
+
+fn render_histogram(
+    out: &mut String,
+    fam: &str,
+    labels: &str,
+    h: &Histogram,
+    scale: Scale,
+    ts: i64,
+) {
+    let mut cumulative = 0u64;
+    let mut int = itoa::Buffer::new();
+    for (i, count) in h.counts.iter().enumerate() {
+        cumulative += count;
+        out.push_str(fam);
+        out.push_str("_bucket{");
+        out.push_str(labels);
+        out.push_str(",le=\"");
+        match h.bounds.get(i) {
+            Some(b) => push_f64(out, scale.to_base(*b)),
+            None => out.push_str("+Inf"),
+        }
+        out.push_str("\"} ");
+        out.push_str(int.format(cumulative));
+        push_ts(out, ts);
+    }
+    if h.counts.len() == h.bounds.len() {
+        // No overflow bucket recorded: +Inf equals the total.
+        push_series(out, fam, "_bucket", labels, ",le=\"+Inf\"");
+        out.push_str(int.format(cumulative));
+        push_ts(out, ts);
+    }
+    push_series(out, fam, "_sum", labels, "");
+    push_f64(out, scale.to_base(h.sum));
+    push_ts(out, ts);
+    push_series(out, fam, "_count", labels, "");
+    out.push_str(int.format(cumulative));
+    push_ts(out, ts);
+}
+
+fn push_f64(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else {
+        out.push_str(ryu::Buffer::new().format_finite(v));
+    }
+}
+
+fn push_ts(out: &mut String, ts: i64) {
+    out.push(' ');
+    out.push_str(itoa::Buffer::new().format(ts));
+    out.push('\n');
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    pub(crate) fn snapshot() -> (HashMap<String, Entity>, Vec<Metric>) {
+        let lines = [
+            r#"{"type":"entity","ts":1000,"id":"m_proc_42","kind":"proc","machine_id":"m","keys":{"tgid":42},"labels":{"comm":"re\"dis","cmdline":"redis-server --x"}}"#,
+            r#"{"type":"metric","ts":1000,"id":"m_proc_42","kind":"proc","metrics":{"cpu_user":0.5,"rss_bytes":1024},"histos":{"lat":{"bounds":[1,10],"counts":[2,3,1],"sum":30}}}"#,
+            r#"{"type":"entity","ts":1000,"id":"m_container_c1","kind":"container","machine_id":"m","keys":{"container_id":"c1"},"labels":{"image":"redis:7"}}"#,
+        ];
+        let mut ents = HashMap::new();
+        let mut mets = Vec::new();
+        for l in lines {
+            match Record::from_line(l).unwrap() {
+                Record::Entity(e) => {
+                    ents.insert(e.id.clone(), e);
+                }
+                Record::Metric(m) => mets.push(m),
+                _ => unreachable!(),
+            }
+        }
+        (ents, mets)
+    }
+
+    #[test]
+    fn series_carry_identifying_labels_and_info_the_descriptive_ones() {
+        let (ents, mets) = snapshot();
+        let (text, dropped) = render(&ents, &mets, Names::get(), 1000);
+        assert_eq!(dropped, 0);
+        assert!(
+            text.contains("# TYPE gala_proc_rss_bytes gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gala_proc_rss_bytes{gala_id=\"m_proc_42\",machine_id=\"m\",tgid=\"42\"} 1024 1000\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "gala_proc_info{gala_id=\"m_proc_42\",machine_id=\"m\",tgid=\"42\",gala_kind=\"proc\",gala_keys=\"tgid\",gala_numbers=\"tgid\",cmdline=\"redis-server --x\",comm=\"re\\\"dis\"} 1 1000\n"
+        ), "{text}");
+        // An entity without metrics still has its info series.
+        assert!(text.contains("gala_container_info{gala_id=\"m_container_c1\",machine_id=\"m\",container_id=\"c1\",gala_kind=\"container\",gala_keys=\"container_id\",image=\"redis:7\"} 1 1000\n"), "{text}");
+        assert!(text.contains("# TYPE gala_proc_lat histogram"));
+        assert!(text.contains(
+            "gala_proc_lat_bucket{gala_id=\"m_proc_42\",machine_id=\"m\",tgid=\"42\",le=\"10\"} 5 1000"
+        ));
+        assert!(text.contains("le=\"+Inf\"} 6 1000"));
+        assert!(text.contains("gala_proc_lat_count{"));
+    }
+
+    #[test]
+    fn label_names_are_sanitised_once_and_values_escaped() {
+        let line = r#"{"type":"entity","ts":1,"id":"m_x_1","kind":"x","machine_id":"m","keys":{"tgid":1},"labels":{"tgid":"dup","le":"no","a.b":"first","a_b":"second","__r":"v","9p":2.5,"n":null,"o":{},"ok":true,"q":"a\"b\\c\nd"}}"#;
+        let Record::Entity(e) = Record::from_line(line).unwrap() else {
+            unreachable!()
+        };
+        let mut out = String::new();
+        let mut names = Vec::new();
+        push_identifying(&mut out, &mut names, "m_x_1", Some(&e));
+        push_descriptive(&mut out, &mut names, &e);
+        assert_eq!(
+            out,
+            r#"gala_id="m_x_1",machine_id="m",tgid="1",gala_kind="x",gala_keys="tgid",gala_numbers="tgid,_9p",gala_json="o",_9p="2.5",x_r="v",a_b="first",o="{}",ok="true",q="a\"b\\c\nd""#
+        );
+        let mut long = String::new();
+        push_label_value(&mut long, &"é".repeat(300));
+        assert_eq!(long.chars().count(), MAX_LABEL_VALUE);
+    }
+
+    #[test]
+    fn cardinality_limit_drops_whole_entities() {
+        let (ents, mets) = snapshot();
+        let (text, dropped) = render(&ents, &mets, Names::get(), 1);
+        // The proc's 1 info + 2 values + 3 buckets and sum and count do not fit; the
+        // container's info does.
+        assert_eq!(dropped, 1 + 2 + 3 + 2);
+        assert!(text.contains("gala_container_info{"), "{text}");
+        assert!(!text.contains("gala_proc_"), "{text}");
+    }
+}
