@@ -8,6 +8,7 @@
 
 mod perf;
 pub mod symbolize;
+pub mod unwind;
 
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
