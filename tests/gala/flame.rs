@@ -769,6 +769,82 @@ fn oncpu_unwinds_debians_redis_server_down_to_start() {
     assert!(n("complete_frame_pointers") < n("complete"), "{q}");
 }
 
+/// Debian's python3 has no frame pointers either: the interpreter's stacks are unwound
+/// down to `_start` (Python functions themselves are not named, the interpreter's are).
+#[test]
+fn oncpu_unwinds_debians_python3_down_to_start() {
+    if !crate::common::require_bpf("oncpu_unwinds_debians_python3") {
+        return;
+    }
+    let _lock = crate::common::fault_injection_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fib.py");
+    // Stops by itself after 20 s; killed when profiling ends.
+    std::fs::write(
+        &script,
+        "import time\n\
+         def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)\n\
+         end = time.time() + 20\n\
+         while time.time() < end: fib(20)\n",
+    )
+    .unwrap();
+    // Debian's interpreter, not whatever python3 comes first in PATH.
+    let mut py = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .spawn()
+        .unwrap();
+    let pid = py.id();
+    let out = run(
+        "gala-collect",
+        &[
+            "--probes",
+            "oncpu",
+            "--sample-rate",
+            "499",
+            "--pid",
+            &pid.to_string(),
+            "-i",
+            "1s",
+            "-d",
+            "5s",
+        ],
+        None,
+    );
+    let _ = py.kill();
+    let _ = py.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = crate::common::ndjson(&out.stdout);
+    // As for redis-server: the first two intervals are (partly) frame pointers only.
+    let statuses: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["type"] == "status")
+        .skip(2)
+        .map(|r| &r["oncpu"])
+        .collect();
+    let sum = |k: &str| -> u64 { statuses.iter().filter_map(|q| q[k].as_u64()).sum() };
+    assert!(sum("total") >= 50, "{statuses:?}");
+    assert!(sum("complete") * 10 >= sum("total") * 9, "{statuses:?}");
+    assert!(
+        sum("complete_frame_pointers") * 2 < sum("total"),
+        "{statuses:?}"
+    );
+    let stacks = stacks_of(&records, "oncpu", pid);
+    assert!(
+        stacks.iter().any(|(f, _)| {
+            let at: Vec<Option<usize>> = ["_start", "Py_RunMain", "_PyEval_EvalFrameDefault"]
+                .iter()
+                .map(|n| pos(f, n))
+                .collect();
+            at.iter().all(Option::is_some) && at.windows(2).all(|w| w[0] < w[1])
+        }),
+        "no _start > Py_RunMain > _PyEval_EvalFrameDefault: {stacks:?}"
+    );
+}
+
 #[test]
 fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
     use std::io::{BufRead, BufReader, Write};

@@ -874,6 +874,31 @@ mod tests {
     }
 
     #[test]
+    fn stack_copies_parse() {
+        // struct stack_copy: tgid, user id, kernel id, len, ip, sp, bp, comm, stack.
+        let mut b = Vec::new();
+        b.extend(42u32.to_ne_bytes());
+        b.extend(7i32.to_ne_bytes());
+        b.extend((-14i32).to_ne_bytes());
+        b.extend(3u32.to_ne_bytes());
+        for r in [0x1000u64, 0x7ff0, 0x7ff8] {
+            b.extend(r.to_ne_bytes());
+        }
+        b.extend(b"redis-server\0\0\0\0");
+        assert_eq!(b.len(), COPY_HEADER);
+        b.extend([1, 2, 3]);
+        let c = parse_copy(&b).unwrap();
+        assert_eq!((c.tgid, c.user, c.kern), (42, 7, -14));
+        assert_eq!((c.ip, c.sp, c.bp), (0x1000, 0x7ff0, 0x7ff8));
+        assert_eq!(
+            (c.comm.as_str(), c.stack.as_slice()),
+            ("redis-server", &[1u8, 2, 3][..])
+        );
+        // A length past the record is refused, not read beyond it.
+        assert!(parse_copy(&b[..b.len() - 1]).is_none());
+    }
+
+    #[test]
     fn container_ids_from_cgroup_paths() {
         let id = "3f2a9c1e7b5d4a6f8e0c2b1d9a7f6e5c4b3a2918f7e6d5c4b3a2f1e0d9c8b7a6";
         for path in [
