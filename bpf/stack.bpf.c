@@ -57,9 +57,10 @@ struct {
 	__uint(max_entries, 1024);
 } unwind_tgids SEC(".maps");
 
-/* The copies, to user space. Its size bounds what one interval can carry (a copy is the
- * live part of the stack, usually a few KiB); past it samples are counted with their
- * frame-pointer stack instead (DROP_COPY_FULL). */
+/* The copies, to user space. Its size (set before load: 2 MiB per CPU, 8 to 64 MiB)
+ * bounds what one interval can carry (a copy is the live part of the stack, usually a
+ * few KiB); past it samples are counted with their frame-pointer stack instead
+ * (DROP_COPY_FULL). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);

@@ -136,6 +136,17 @@ const UNWIND_TGIDS_MAX: usize = 1024;
 /// ids, len, ip, sp, bp, comm.
 const COPY_HEADER: usize = 4 * 4 + 3 * 8 + 16;
 
+/// The ring buffer of stack copies holds one interval's copies: 2 MiB per CPU is ~480
+/// copies of redis-server's ~4.3 KiB, 4.8 s of a busy CPU at 99 Hz (the default interval
+/// is 5 s). Between 8 and 64 MiB of kernel memory; past that samples fall back to their
+/// frame-pointer stacks (`drops.copy_full`).
+fn copy_ring_bytes(cpus: usize) -> u32 {
+    ((cpus as u32).saturating_mul(2 << 20))
+        .checked_next_power_of_two()
+        .unwrap_or(u32::MAX)
+        .clamp(8 << 20, 64 << 20)
+}
+
 /// A bucket: process, user stack, kernel stack, and the frame-pointer user stack (the
 /// same as the user stack unless that one was unwound from a copy).
 type BucketKey = (u32, i32, i32, i32);
@@ -237,6 +248,8 @@ impl StackProbe {
         if self.kind == Kind::OnCpu {
             // Only offcpu remembers blocked threads.
             let _ = open.maps.starts.set_max_entries(1);
+            let cpus = perf::online_cpus().map_or(1, |c| c.len());
+            let _ = open.maps.copies.set_max_entries(copy_ring_bytes(cpus));
         } else {
             // Only oncpu copies stacks (a ring buffer needs at least a page).
             let _ = open.maps.copies.set_max_entries(4096);
@@ -420,6 +433,7 @@ impl StackProbe {
     ) {
         self.unwound_ends.clear();
         self.quality.unwound = copies.len() as u64;
+        self.quality.copied_bytes = copies.iter().map(|c| c.stack.len() as u64).sum();
         let procs: HashSet<u32> = copies.iter().map(|c| c.tgid).collect();
         self.unwinders.refresh(&procs);
         let mut ids: HashMap<Vec<u64>, i32> = HashMap::new();
@@ -799,8 +813,10 @@ struct Quality {
     /// frame-pointer walk alone.
     complete: u64,
     complete_frame_pointers: u64,
-    /// oncpu samples unwound from stack copies.
+    /// oncpu samples unwound from stack copies, and the stack bytes they carried (what
+    /// fills the ring buffer: docs/flame.md says how it is sized).
     unwound: u64,
+    copied_bytes: u64,
     why: HashMap<&'static str, u64>,
     drops: [u64; 6],
     /// Value of frame-pointer stacks cut short, by process: the candidates for copying.
@@ -848,6 +864,7 @@ impl Quality {
             "complete": self.complete,
             "complete_frame_pointers": self.complete_frame_pointers,
             "unwound": self.unwound,
+            "copied_bytes": self.copied_bytes,
             "why": why,
             "drops": drops,
         })
@@ -871,6 +888,14 @@ mod tests {
             (42, 7, -14, "redis-server")
         );
         assert!(parse_key(&b[..20]).is_none());
+    }
+
+    #[test]
+    fn copy_ring_sizes() {
+        assert_eq!(copy_ring_bytes(1), 8 << 20);
+        assert_eq!(copy_ring_bytes(8), 16 << 20);
+        assert_eq!(copy_ring_bytes(12), 32 << 20);
+        assert_eq!(copy_ring_bytes(1024), 64 << 20);
     }
 
     #[test]
