@@ -4,7 +4,10 @@
  * sample or per context switch.
  *
  * oncpu:  a perf_event program on the software cpu-clock event of every CPU (this kind of
- *         machine has no hardware PMU); one count per sample.
+ *         machine has no hardware PMU); one count per sample. For the processes user space
+ *         lists in `unwind_tgids` (their frame-pointer walk was incomplete) the sample is
+ *         not counted here but sent whole, with a copy of the user stack, to be unwound in
+ *         user space; when the ring buffer is full it falls back to the count.
  * offcpu: sched/sched_switch alone (no kprobes here): the stack is taken when a task
  *         blocks (switch-out in state S or D, in its own context) and the blocked time is
  *         added when it is switched in again. Preemption is not blocking: a preempted task
@@ -44,6 +47,39 @@ struct {
 	__type(value, __u8);
 	__uint(max_entries, 16384);
 } tgids SEC(".maps");
+
+/* oncpu: the processes whose user stacks are copied (see struct stack_copy). Bounded:
+ * user space lists at most this many, the ones with the most incomplete samples. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 1024);
+} unwind_tgids SEC(".maps");
+
+/* The copies, to user space. Its size (set before load: 2 MiB per CPU, 8 to 64 MiB)
+ * bounds what one interval can carry (a copy is the live part of the stack, usually a
+ * few KiB); past it samples are counted with their frame-pointer stack instead
+ * (DROP_COPY_FULL). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} copies SEC(".maps");
+
+/* A stack_copy is too big for the BPF stack: one scratch copy per CPU. The slack lets
+ * the verifier accept page reads at offsets it can only bound loosely (clang folds the
+ * offsets into bit operations); no more than STACK_COPY_BYTES is ever sent. */
+struct scratch {
+	struct stack_copy c;
+	__u8 slack[4096];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct scratch);
+	__uint(max_entries, 1);
+} scratch SEC(".maps");
 
 struct start {
 	__u64 ts;
@@ -115,6 +151,66 @@ static __always_inline void add(struct stack_key *key, __u64 value)
 		drop(DROP_COUNTS_FULL);
 }
 
+#define PAGE 4096
+#define HEADER (sizeof(struct stack_copy) - STACK_COPY_BYTES)
+
+/* Sends the sample with its user registers and stack to user space; false when it could
+ * not (a kernel thread, or no room), and the caller counts it as usual. */
+static __always_inline bool copy_stack(void *ctx, __u32 tgid)
+{
+	/* The BTF-typed task: bpf_task_pt_regs takes only a trusted pointer. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct scratch *buf;
+	struct stack_copy *c;
+	struct pt_regs *regs;
+	__u32 zero = 0, len, chunk;
+	__u64 sp;
+
+	if (!BPF_CORE_READ(task, mm))
+		return false;
+	buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!buf)
+		return false;
+	c = &buf->c;
+	/* The registers user space was interrupted with (at the top of the kernel stack),
+	 * whether the sample hit user or kernel mode. */
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	c->ip = BPF_CORE_READ(regs, ip);
+	c->sp = sp = BPF_CORE_READ(regs, sp);
+	c->bp = BPF_CORE_READ(regs, bp);
+	/* Page by page from sp: the stack mapping ends on a page boundary, so the first read
+	 * that fails is past its end and nothing of the stack is lost (one read of
+	 * STACK_COPY_BYTES would fail whole near the top of a shallow stack). */
+	chunk = PAGE - (sp & (PAGE - 1));
+	if (bpf_probe_read_user(c->stack, chunk, (void *)sp)) {
+		drop(DROP_COPY_FAULT);
+		return false;
+	}
+	len = chunk;
+#pragma unroll
+	for (int i = 0; i < STACK_COPY_BYTES / PAGE - 1; i++) {
+		if (len > STACK_COPY_BYTES - PAGE)
+			break;
+		if (bpf_probe_read_user(c->stack + len, PAGE, (void *)(sp + len)))
+			break;
+		len += PAGE;
+	}
+	c->len = len;
+	c->tgid = tgid;
+	c->user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	c->kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	if (c->kern_stack_id < 0 && c->kern_stack_id != -EFAULT)
+		drop(DROP_KERN_STACK);
+	BPF_CORE_READ_STR_INTO(&c->comm, task, group_leader, comm);
+	if (len > STACK_COPY_BYTES)
+		return false;
+	if (bpf_ringbuf_output(&copies, c, HEADER + len, BPF_RB_NO_WAKEUP)) {
+		drop(DROP_COPY_FULL);
+		return false;
+	}
+	return true;
+}
+
 SEC("perf_event")
 int oncpu(struct bpf_perf_event_data *ctx)
 {
@@ -122,6 +218,8 @@ int oncpu(struct bpf_perf_event_data *ctx)
 	struct stack_key key = {};
 
 	if (!wanted(tgid))
+		return 0;
+	if (bpf_map_lookup_elem(&unwind_tgids, &tgid) && copy_stack(ctx, tgid))
 		return 0;
 	take_stacks(ctx, &key, tgid);
 	add(&key, 1);

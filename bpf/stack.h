@@ -24,7 +24,32 @@ enum stack_drop {
 	DROP_USER_STACK = 1,  /* the user stack could not be stored (map full or collision) */
 	DROP_KERN_STACK = 2,  /* the same for the kernel stack */
 	DROP_STARTS_FULL = 3, /* offcpu: no room to remember a switch-out */
-	STACK_DROPS = 4,
+	DROP_COPY_FULL = 4,   /* oncpu: no room in the ring buffer for a stack copy (the
+			       * sample falls back to the frame-pointer stack) */
+	DROP_COPY_FAULT = 5,  /* oncpu: the page at the user sp could not be read (same
+			       * fallback) */
+	STACK_DROPS = 6,
+};
+
+/* oncpu, processes whose frame-pointer walk is incomplete (user space names them in the
+ * `unwind_tgids` map): instead of a bucket, the sample goes to user space with the user
+ * registers and a copy of the top of the user stack, to be unwound there with the
+ * binaries' .eh_frame. The copy is at most STACK_COPY_BYTES from sp up. */
+#define STACK_COPY_BYTES 16384
+
+struct stack_copy {
+	__u32 tgid;
+	/* The frame-pointer walk of the same sample (kept to report what unwinding gained,
+	 * and used when it is the longer stack), and the kernel stack: ids in `stacks`. */
+	__s32 user_stack_id;
+	__s32 kern_stack_id;
+	/* Bytes of stack[] that hold the copy. */
+	__u32 len;
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	char comm[STACK_COMM_LEN];
+	__u8 stack[STACK_COPY_BYTES];
 };
 
 #endif

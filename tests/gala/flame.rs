@@ -787,6 +787,222 @@ fn oncpu_probe_finds_the_hot_function_with_its_callers_and_kernel_frames() {
         .contains(&"burn_cpu"));
 }
 
+/// Debian's redis-server and libc are built without frame pointers: their stacks are
+/// unwound from copies with .eh_frame, and reach `_start` (the binary is stripped, but its
+/// exported functions, processCommand among them, keep their names).
+#[test]
+fn oncpu_unwinds_debians_redis_server_down_to_start() {
+    use std::process::{Command, Stdio};
+    if !crate::common::require_bpf("oncpu_unwinds_debians_redis_server") {
+        return;
+    }
+    // redis-benchmark loads the CPUs: no other test's baseline may see it.
+    let _lock = crate::common::fault_injection_lock();
+    let port = crate::common::free_port().to_string();
+    let quiet = |c: &mut Command| {
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {c:?}: {e}"))
+    };
+    let mut redis = quiet(Command::new("redis-server").args([
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]));
+    let up = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok()
+    });
+    // Bounded: stops by itself after its requests, and is killed when profiling ends.
+    let mut bench = quiet(Command::new("redis-benchmark").args([
+        "-p",
+        &port,
+        "-n",
+        "5000000",
+        "-c",
+        "20",
+        "-P",
+        "8",
+        "-t",
+        "set,get,lpush,lrange_100",
+        "-q",
+        "-l",
+    ]));
+    let pid = redis.id();
+    let out = run(
+        "gala-collect",
+        &[
+            "--probes",
+            "oncpu",
+            "--sample-rate",
+            "499",
+            "--pid",
+            &pid.to_string(),
+            "-i",
+            "1s",
+            "-d",
+            "6s",
+        ],
+        None,
+    );
+    for c in [&mut bench, &mut redis] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(up, "redis-server did not listen on {port}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = crate::common::ndjson(&out.stdout);
+    // The first interval is frame pointers only (the process is not known yet to need
+    // copies), and the second still has samples taken before the switch.
+    let mut times: Vec<u64> = records
+        .iter()
+        .filter(|r| r["type"] == "stack")
+        .filter_map(|r| r["ts"].as_u64())
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    assert!(times.len() >= 4, "too few intervals with stacks: {times:?}");
+    let later: Vec<serde_json::Value> = records
+        .iter()
+        .filter(|r| r["type"] != "stack" || r["ts"].as_u64() > Some(times[1]))
+        .cloned()
+        .collect();
+    let stacks = stacks_of(&later, "oncpu", pid);
+    let total: u64 = stacks.iter().map(|(_, v)| v).sum();
+    assert!(
+        total >= 50,
+        "only {total} samples of redis-server: {stacks:?}"
+    );
+    let whole: u64 = stacks
+        .iter()
+        .filter(|(f, _)| {
+            f.first()
+                .is_some_and(|r| r == "_start" || r == "start_thread")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        whole * 10 >= total * 9,
+        "{whole} of {total} samples reach _start or start_thread: {stacks:?}"
+    );
+    // The hot path with its callers, in order, root first.
+    let path = [
+        "_start",
+        "main",
+        "aeMain",
+        "processInputBuffer",
+        "processCommand",
+        "call",
+    ];
+    let hot: u64 = stacks
+        .iter()
+        .filter(|(f, _)| {
+            let at: Vec<Option<usize>> = path.iter().map(|n| pos(f, n)).collect();
+            at.iter().all(Option::is_some) && at.windows(2).all(|w| w[0] < w[1])
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        hot * 5 >= total,
+        "processCommand with its callers in {hot} of {total}: {stacks:?}"
+    );
+    // The status record says what unwinding gained over frame pointers alone.
+    let q = &later.iter().rev().find(|r| r["type"] == "status").unwrap()["oncpu"];
+    let n = |k: &str| q[k].as_u64().unwrap_or_else(|| panic!("{k} in {q}"));
+    assert!(
+        n("unwound") > 0 && n("complete") * 10 >= n("total") * 9,
+        "{q}"
+    );
+    assert!(n("complete_frame_pointers") < n("complete"), "{q}");
+}
+
+/// Debian's python3 has no frame pointers either: the interpreter's stacks are unwound
+/// down to `_start` (Python functions themselves are not named, the interpreter's are).
+#[test]
+fn oncpu_unwinds_debians_python3_down_to_start() {
+    if !crate::common::require_bpf("oncpu_unwinds_debians_python3") {
+        return;
+    }
+    let _lock = crate::common::fault_injection_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fib.py");
+    // Stops by itself after 20 s; killed when profiling ends.
+    std::fs::write(
+        &script,
+        "import time\n\
+         def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)\n\
+         end = time.time() + 20\n\
+         while time.time() < end: fib(20)\n",
+    )
+    .unwrap();
+    // Debian's interpreter, not whatever python3 comes first in PATH.
+    let mut py = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .spawn()
+        .unwrap();
+    let pid = py.id();
+    let out = run(
+        "gala-collect",
+        &[
+            "--probes",
+            "oncpu",
+            "--sample-rate",
+            "499",
+            "--pid",
+            &pid.to_string(),
+            "-i",
+            "1s",
+            "-d",
+            "5s",
+        ],
+        None,
+    );
+    let _ = py.kill();
+    let _ = py.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = crate::common::ndjson(&out.stdout);
+    // As for redis-server: the first two intervals are (partly) frame pointers only.
+    let statuses: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["type"] == "status")
+        .skip(2)
+        .map(|r| &r["oncpu"])
+        .collect();
+    let sum = |k: &str| -> u64 { statuses.iter().filter_map(|q| q[k].as_u64()).sum() };
+    assert!(sum("total") >= 50, "{statuses:?}");
+    assert!(sum("complete") * 10 >= sum("total") * 9, "{statuses:?}");
+    assert!(
+        sum("complete_frame_pointers") * 2 < sum("total"),
+        "{statuses:?}"
+    );
+    let stacks = stacks_of(&records, "oncpu", pid);
+    assert!(
+        stacks.iter().any(|(f, _)| {
+            let at: Vec<Option<usize>> = ["_start", "Py_RunMain", "_PyEval_EvalFrameDefault"]
+                .iter()
+                .map(|n| pos(f, n))
+                .collect();
+            at.iter().all(Option::is_some) && at.windows(2).all(|w| w[0] < w[1])
+        }),
+        "no _start > Py_RunMain > _PyEval_EvalFrameDefault: {stacks:?}"
+    );
+}
+
 #[test]
 fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
     use std::io::{BufRead, BufReader, Write};

@@ -5,19 +5,26 @@
 //! distinct stack (root first, kernel frames ending in `_[k]`), and puts a
 //! symbolization-quality summary in the status record: how much of the profile had a
 //! truncated stack or unnamed frames, and why (docs/flame.md says how to fix each).
+//!
+//! oncpu, processes built without frame pointers: a process whose frame-pointer stacks
+//! come out incomplete is put in the kernel's `unwind_tgids` map, and from then on its
+//! samples arrive as copies of the user stack, unwound here with the binaries' CFI
+//! ([`unwind`]); of the two stacks of such a sample (the kernel's frame-pointer walk and
+//! the unwound one) the complete one is kept, else the longer.
 
 mod perf;
 pub mod symbolize;
+pub mod unwind;
 
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::bpf::hooks::{Hook, Hooks, Need};
@@ -25,6 +32,7 @@ use super::bpf::{self as common, RunTimeStats};
 use super::probe::{Filter, Interval, Probe, ProbeSpec};
 use crate::record::{Fields, Record, Stack};
 use symbolize::{Frame, Symbolizer, Unknown};
+use unwind::{End, Unwinders, Unwound};
 
 mod skel {
     crate::bpf_skeleton!("stack");
@@ -73,7 +81,7 @@ pub static ONCPU_SPEC: ProbeSpec = ProbeSpec {
     metrics: &[],
     opt_in: true,
     needs_bpf: true,
-    notes: "user stacks need frame pointers in the profiled program (-fno-omit-frame-pointer, -C force-frame-pointers=yes); the status record's `oncpu` object says how much was truncated or unnamed and why",
+    notes: "user stacks of programs without frame pointers are unwound with their .eh_frame from the next interval on; the status record's `oncpu` object says how many stacks were complete with and without that, how much was truncated or unnamed and why",
 };
 
 pub static OFFCPU_SPEC: ProbeSpec = ProbeSpec {
@@ -112,7 +120,36 @@ impl Kind {
 // Kernel -errno values in stack ids (bpf/stack.h).
 const EFAULT: i32 = 14;
 /// Per-CPU drop counters, in the order of `enum stack_drop`.
-const DROPS: [&str; 4] = ["counts_full", "user_stack", "kernel_stack", "starts_full"];
+const DROPS: [&str; 6] = [
+    "counts_full",
+    "user_stack",
+    "kernel_stack",
+    "starts_full",
+    "copy_full",
+    "copy_fault",
+];
+/// Unwound user stacks get ids from here on, above any id of the kernel's stack map.
+const UNWOUND_IDS: i32 = 1 << 24;
+/// `unwind_tgids` (bpf/stack.bpf.c) holds at most this many processes.
+const UNWIND_TGIDS_MAX: usize = 1024;
+/// `struct stack_copy` (bpf/stack.h) up to its stack bytes: tgid, user and kernel stack
+/// ids, len, ip, sp, bp, comm.
+const COPY_HEADER: usize = 4 * 4 + 3 * 8 + 16;
+
+/// The ring buffer of stack copies holds one interval's copies: 2 MiB per CPU is ~480
+/// copies of redis-server's ~4.3 KiB, 4.8 s of a busy CPU at 99 Hz (the default interval
+/// is 5 s). Between 8 and 64 MiB of kernel memory; past that samples fall back to their
+/// frame-pointer stacks (`drops.copy_full`).
+fn copy_ring_bytes(cpus: usize) -> u32 {
+    ((cpus as u32).saturating_mul(2 << 20))
+        .checked_next_power_of_two()
+        .unwrap_or(u32::MAX)
+        .clamp(8 << 20, 64 << 20)
+}
+
+/// A bucket: process, user stack, kernel stack, and the frame-pointer user stack (the
+/// same as the user stack unless that one was unwound from a copy).
+type BucketKey = (u32, i32, i32, i32);
 
 struct StackProbe {
     kind: Kind,
@@ -123,6 +160,42 @@ struct StackProbe {
     /// Container ids by tgid, refreshed every interval for the processes seen.
     containers: HashMap<u32, Option<String>>,
     quality: Quality,
+    unwinders: Unwinders,
+    /// How each unwound stack (by its id) ended.
+    unwound_ends: HashMap<i32, End>,
+    /// Processes whose stacks are copied, as last written into `unwind_tgids`.
+    unwind_tgids: HashSet<u32>,
+}
+
+/// One `struct stack_copy` from the ring buffer.
+struct StackCopy {
+    tgid: u32,
+    user: i32,
+    kern: i32,
+    ip: u64,
+    sp: u64,
+    bp: u64,
+    comm: String,
+    stack: Vec<u8>,
+}
+
+fn parse_copy(b: &[u8]) -> Option<StackCopy> {
+    let w32 = |i: usize| -> Option<[u8; 4]> { b.get(i..i + 4)?.try_into().ok() };
+    let w64 =
+        |i: usize| -> Option<u64> { Some(u64::from_ne_bytes(b.get(i..i + 8)?.try_into().ok()?)) };
+    let len = u32::from_ne_bytes(w32(12)?) as usize;
+    let comm = b.get(40..56)?;
+    let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
+    Some(StackCopy {
+        tgid: u32::from_ne_bytes(w32(0)?),
+        user: i32::from_ne_bytes(w32(4)?),
+        kern: i32::from_ne_bytes(w32(8)?),
+        ip: w64(16)?,
+        sp: w64(24)?,
+        bp: w64(32)?,
+        comm: String::from_utf8_lossy(&comm[..end]).into_owned(),
+        stack: b.get(COPY_HEADER..COPY_HEADER + len)?.to_vec(),
+    })
 }
 
 /// The loaded BPF object and its links (which own the perf events). Dropping it detaches
@@ -132,6 +205,9 @@ struct Bpf {
     _links: Vec<Link>,
     _stats: Option<RunTimeStats>,
     filtering: bool,
+    /// oncpu: the stack copies, consumed into `copies` at each drain.
+    ring: Option<RingBuffer<'static>>,
+    copies: Arc<Mutex<Vec<StackCopy>>>,
 }
 
 // SAFETY: libbpf objects are not tied to the thread that created them; the runner moves a
@@ -147,6 +223,9 @@ impl StackProbe {
             tgids: HashSet::new(),
             containers: HashMap::new(),
             quality: Quality::default(),
+            unwinders: Unwinders::new(),
+            unwound_ends: HashMap::new(),
+            unwind_tgids: HashSet::new(),
         }
     }
 
@@ -169,6 +248,12 @@ impl StackProbe {
         if self.kind == Kind::OnCpu {
             // Only offcpu remembers blocked threads.
             let _ = open.maps.starts.set_max_entries(1);
+            let cpus = perf::online_cpus().map_or(1, |c| c.len());
+            let _ = open.maps.copies.set_max_entries(copy_ring_bytes(cpus));
+        } else {
+            // Only oncpu copies stacks (a ring buffer needs at least a page).
+            let _ = open.maps.copies.set_max_entries(4096);
+            let _ = open.maps.unwind_tgids.set_max_entries(1);
         }
         let skel = open.load().map_err(|e| common::explain(name, "load", e))?;
         let mut links = Vec::new();
@@ -200,11 +285,32 @@ impl StackProbe {
                 );
             }
         }
+        let copies = Arc::new(Mutex::new(Vec::new()));
+        let ring = match self.kind {
+            Kind::OnCpu => {
+                let sink = Arc::clone(&copies);
+                let mut rb = RingBufferBuilder::new();
+                rb.add(&skel.maps.copies, move |data: &[u8]| {
+                    if let (Some(c), Ok(mut v)) = (parse_copy(data), sink.lock()) {
+                        v.push(c);
+                    }
+                    0
+                })
+                .map_err(|e| common::explain(name, "ring buffer", e))?;
+                Some(
+                    rb.build()
+                        .map_err(|e| common::explain(name, "ring buffer", e))?,
+                )
+            }
+            Kind::OffCpu => None,
+        };
         Ok(Bpf {
             skel,
             _links: links,
             _stats: RunTimeStats::enable().ok(),
             filtering,
+            ring,
+            copies,
         })
     }
 
@@ -255,7 +361,7 @@ impl StackProbe {
         let maps = &bpf.skel.maps;
         // Take every bucket out; samples that land meanwhile start new buckets, counted
         // next interval.
-        let mut buckets: HashMap<(u32, i32, i32), (u64, String)> = HashMap::new();
+        let mut buckets: HashMap<BucketKey, (u64, String)> = HashMap::new();
         let keys: Vec<Vec<u8>> = maps.counts.keys().collect();
         for key in keys {
             let Ok(Some(value)) = maps.counts.lookup_and_delete(&key) else {
@@ -269,13 +375,21 @@ impl StackProbe {
                     .unwrap_or([0; 8]),
             );
             let e = buckets
-                .entry((k.tgid, k.user, k.kern))
+                .entry((k.tgid, k.user, k.kern, k.user))
                 .or_insert_with(|| (0, k.comm));
             e.0 = e.0.saturating_add(v);
         }
+        let copies = match &bpf.ring {
+            Some(ring) => {
+                let _ = ring.consume();
+                std::mem::take(&mut *bpf.copies.lock().unwrap_or_else(|e| e.into_inner()))
+            }
+            None => Vec::new(),
+        };
         let mut ids: Vec<i32> = buckets
             .keys()
-            .flat_map(|&(_, u, k)| [u, k])
+            .flat_map(|&(_, u, k, _)| [u, k])
+            .chain(copies.iter().flat_map(|c| [c.user, c.kern]))
             .filter(|&id| id >= 0)
             .collect();
         ids.sort_unstable();
@@ -303,24 +417,96 @@ impl StackProbe {
             drops,
             ..Quality::default()
         };
+        self.unwind_copies(copies, &mut buckets, &mut traces);
         self.emit(iv, buckets, &traces);
+        self.sync_unwind_tgids();
         Ok(())
+    }
+
+    /// Unwinds the copied stacks and counts them in `buckets`, each distinct unwound stack
+    /// under a new id in `traces`.
+    fn unwind_copies(
+        &mut self,
+        copies: Vec<StackCopy>,
+        buckets: &mut HashMap<BucketKey, (u64, String)>,
+        traces: &mut HashMap<i32, Vec<u64>>,
+    ) {
+        self.unwound_ends.clear();
+        self.quality.unwound = copies.len() as u64;
+        self.quality.copied_bytes = copies.iter().map(|c| c.stack.len() as u64).sum();
+        let procs: HashSet<u32> = copies.iter().map(|c| c.tgid).collect();
+        self.unwinders.refresh(&procs);
+        let mut ids: HashMap<Vec<u64>, i32> = HashMap::new();
+        for c in copies {
+            let user = match self.unwinders.unwind(c.tgid, c.ip, c.sp, c.bp, &c.stack) {
+                Some(Unwound { addrs, end }) if !addrs.is_empty() => {
+                    let next = UNWOUND_IDS + ids.len() as i32;
+                    let id = *ids.entry(addrs.clone()).or_insert(next);
+                    if id == next {
+                        traces.insert(id, addrs);
+                        self.unwound_ends.insert(id, end);
+                    }
+                    id
+                }
+                // The process is gone: its frame-pointer stack is all there is.
+                _ => c.user,
+            };
+            let e = buckets
+                .entry((c.tgid, user, c.kern, c.user))
+                .or_insert_with(|| (0, c.comm));
+            e.0 = e.0.saturating_add(1);
+        }
+    }
+
+    /// Puts the processes whose frame-pointer stacks were incomplete in the kernel's
+    /// `unwind_tgids` (their stacks are copied from now on), and takes the ones that are
+    /// gone out.
+    fn sync_unwind_tgids(&mut self) {
+        let Some(bpf) = &self.bpf else { return };
+        if self.kind != Kind::OnCpu {
+            return;
+        }
+        let map = &bpf.skel.maps.unwind_tgids;
+        let gone: Vec<u32> = self
+            .unwind_tgids
+            .iter()
+            .copied()
+            .filter(|t| !std::path::Path::new(&format!("/proc/{t}")).exists())
+            .collect();
+        for t in gone {
+            let _ = map.delete(&t.to_ne_bytes());
+            self.unwind_tgids.remove(&t);
+        }
+        let mut want: Vec<(u32, u64)> = std::mem::take(&mut self.quality.fp_incomplete)
+            .into_iter()
+            .filter(|(t, _)| !self.unwind_tgids.contains(t))
+            .collect();
+        // The processes with the most incomplete samples first, while there is room.
+        want.sort_unstable_by_key(|w| std::cmp::Reverse(w.1));
+        for (t, _) in want {
+            if self.unwind_tgids.len() >= UNWIND_TGIDS_MAX {
+                break;
+            }
+            if map.update(&t.to_ne_bytes(), &[1], MapFlags::ANY).is_ok() {
+                self.unwind_tgids.insert(t);
+            }
+        }
     }
 
     fn emit(
         &mut self,
         iv: &mut Interval,
-        buckets: HashMap<(u32, i32, i32), (u64, String)>,
+        buckets: HashMap<BucketKey, (u64, String)>,
         traces: &HashMap<i32, Vec<u64>>,
     ) {
         // Names first, in batches: every kernel address once, every process's addresses once.
         let mut kernel_addrs: Vec<u64> = Vec::new();
         let mut user_addrs: HashMap<u32, Vec<u64>> = HashMap::new();
-        for &(tgid, u, k) in buckets.keys() {
+        for &(tgid, u, k, fp) in buckets.keys() {
             if let Some(t) = traces.get(&k) {
                 kernel_addrs.extend(caller_addrs(t));
             }
-            if let Some(t) = traces.get(&u) {
+            for t in [u, fp].iter().filter_map(|id| traces.get(id)) {
                 user_addrs.entry(tgid).or_default().extend(caller_addrs(t));
             }
         }
@@ -339,14 +525,14 @@ impl StackProbe {
                 user.insert((tgid, *a), f);
             }
         }
-        let seen: HashSet<u32> = buckets.keys().map(|&(t, _, _)| t).collect();
+        let seen: HashSet<u32> = buckets.keys().map(|&(t, _, _, _)| t).collect();
         self.containers.retain(|tgid, _| seen.contains(tgid));
         self.symbolizer.retain_seen(&seen);
 
         // Different addresses in the same functions are different kernel stacks but the
         // same stack by name: merge them, so each named stack is one record.
         let mut named: HashMap<(u32, Vec<String>), (u64, String)> = HashMap::new();
-        for ((tgid, u, k), (value, comm)) in buckets {
+        for ((tgid, u, k, fp), (value, comm)) in buckets {
             let value = match self.kind {
                 Kind::OnCpu => value,
                 Kind::OffCpu => value / 1000, // ns in the kernel, µs on the wire
@@ -356,25 +542,65 @@ impl StackProbe {
             }
             let mut frames = Vec::new();
             let mut stack = StackQuality::default();
-            match traces.get(&u) {
-                Some(t) => {
-                    for a in caller_addrs(t).collect::<Vec<_>>().into_iter().rev() {
-                        let f = &user[&(tgid, a)];
+            // Root first, with whether it reaches a thread's entry point.
+            let name_stack = |t: &Vec<u64>| -> (Vec<&Frame>, bool) {
+                let f: Vec<&Frame> = caller_addrs(t)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .map(|a| &user[&(tgid, a)])
+                    .collect();
+                let whole = t.len() < unwind::MAX_DEPTH
+                    && f.first().is_some_and(|root| is_entry_point(&root.name));
+                (f, whole)
+            };
+            let fp_stack = traces.get(&fp).map(name_stack);
+            let unwound = (u != fp).then(|| traces.get(&u).map(name_stack)).flatten();
+            // Prefer the complete stack, else the longer; the frame-pointer one on a tie.
+            let (chosen, unwound_chosen) = match (unwound, fp_stack) {
+                (Some(uw), Some(fp))
+                    if fp.1 && !uw.1 || (fp.1 == uw.1 && fp.0.len() >= uw.0.len()) =>
+                {
+                    (Some(fp), false)
+                }
+                (Some(uw), _) => (Some(uw), true),
+                (None, fp) => (fp, false),
+            };
+            let fp_whole = traces.get(&fp).map_or(u == -EFAULT, |t| name_stack(t).1);
+            match chosen {
+                Some((names, whole)) => {
+                    for f in &names {
                         stack.note(f);
                         frames.push(f.name.clone());
                     }
-                    if t.len() >= 127 {
-                        stack.truncated = Some("depth_limit");
-                    } else if !frames.first().is_some_and(|root| is_entry_point(root)) {
-                        stack.truncated = Some("no_frame_pointers");
+                    stack.complete = whole;
+                    let len = if unwound_chosen {
+                        traces[&u].len()
+                    } else {
+                        traces[&fp].len()
+                    };
+                    if !whole {
+                        stack.truncated = Some(if len >= unwind::MAX_DEPTH {
+                            "depth_limit"
+                        } else if !unwound_chosen {
+                            "no_frame_pointers"
+                        } else if self.unwound_ends.get(&u) == Some(&End::CopyLimit) {
+                            "stack_copy_limit"
+                        } else {
+                            "no_unwind_info"
+                        });
                     }
                 }
                 // A kernel thread has no user stack, and that is complete.
-                None if u == -EFAULT => {}
+                None if u == -EFAULT => stack.complete = true,
                 None => {
                     frames.push("[lost user stack]".to_string());
                     stack.truncated = Some("stack_lost");
                 }
+            }
+            stack.complete_frame_pointers = fp_whole;
+            if u == fp && stack.truncated == Some("no_frame_pointers") {
+                *self.quality.fp_incomplete.entry(tgid).or_default() += value;
             }
             match traces.get(&k) {
                 Some(t) => {
@@ -499,8 +725,8 @@ fn parse_key(b: &[u8]) -> Option<Key> {
     })
 }
 
-fn read_drops(map: &impl MapCore) -> [u64; 4] {
-    let mut out = [0u64; 4];
+fn read_drops(map: &impl MapCore) -> [u64; 6] {
+    let mut out = [0u64; 6];
     for (i, slot) in out.iter_mut().enumerate() {
         if let Ok(Some(per_cpu)) = map.lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY) {
             *slot = per_cpu
@@ -558,6 +784,10 @@ fn container_id_from_cgroup(text: &str) -> Option<String> {
 struct StackQuality {
     truncated: Option<&'static str>,
     unknown: Vec<Unknown>,
+    /// The user stack reaches a thread's entry point (or there is none: a kernel thread).
+    complete: bool,
+    /// The same for the kernel's frame-pointer walk of the same samples.
+    complete_frame_pointers: bool,
 }
 
 impl StackQuality {
@@ -579,13 +809,29 @@ struct Quality {
     stacks: u64,
     truncated: u64,
     with_unknown_frames: u64,
+    /// Value whose user stack was complete, and what it would have been with the
+    /// frame-pointer walk alone.
+    complete: u64,
+    complete_frame_pointers: u64,
+    /// oncpu samples unwound from stack copies, and the stack bytes they carried (what
+    /// fills the ring buffer: docs/flame.md says how it is sized).
+    unwound: u64,
+    copied_bytes: u64,
     why: HashMap<&'static str, u64>,
-    drops: [u64; 4],
+    drops: [u64; 6],
+    /// Value of frame-pointer stacks cut short, by process: the candidates for copying.
+    fp_incomplete: HashMap<u32, u64>,
 }
 
 impl Quality {
     fn add(&mut self, value: u64, s: &StackQuality) {
         self.total += value;
+        if s.complete {
+            self.complete += value;
+        }
+        if s.complete_frame_pointers {
+            self.complete_frame_pointers += value;
+        }
         if let Some(why) = s.truncated {
             self.truncated += value;
             *self.why.entry(why).or_default() += value;
@@ -615,6 +861,10 @@ impl Quality {
             "stacks": self.stacks,
             "truncated": self.truncated,
             "with_unknown_frames": self.with_unknown_frames,
+            "complete": self.complete,
+            "complete_frame_pointers": self.complete_frame_pointers,
+            "unwound": self.unwound,
+            "copied_bytes": self.copied_bytes,
             "why": why,
             "drops": drops,
         })
@@ -638,6 +888,39 @@ mod tests {
             (42, 7, -14, "redis-server")
         );
         assert!(parse_key(&b[..20]).is_none());
+    }
+
+    #[test]
+    fn copy_ring_sizes() {
+        assert_eq!(copy_ring_bytes(1), 8 << 20);
+        assert_eq!(copy_ring_bytes(8), 16 << 20);
+        assert_eq!(copy_ring_bytes(12), 32 << 20);
+        assert_eq!(copy_ring_bytes(1024), 64 << 20);
+    }
+
+    #[test]
+    fn stack_copies_parse() {
+        // struct stack_copy: tgid, user id, kernel id, len, ip, sp, bp, comm, stack.
+        let mut b = Vec::new();
+        b.extend(42u32.to_ne_bytes());
+        b.extend(7i32.to_ne_bytes());
+        b.extend((-14i32).to_ne_bytes());
+        b.extend(3u32.to_ne_bytes());
+        for r in [0x1000u64, 0x7ff0, 0x7ff8] {
+            b.extend(r.to_ne_bytes());
+        }
+        b.extend(b"redis-server\0\0\0\0");
+        assert_eq!(b.len(), COPY_HEADER);
+        b.extend([1, 2, 3]);
+        let c = parse_copy(&b).unwrap();
+        assert_eq!((c.tgid, c.user, c.kern), (42, 7, -14));
+        assert_eq!((c.ip, c.sp, c.bp), (0x1000, 0x7ff0, 0x7ff8));
+        assert_eq!(
+            (c.comm.as_str(), c.stack.as_slice()),
+            ("redis-server", &[1u8, 2, 3][..])
+        );
+        // A length past the record is refused, not read beyond it.
+        assert!(parse_copy(&b[..b.len() - 1]).is_none());
     }
 
     #[test]

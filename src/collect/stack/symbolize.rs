@@ -260,14 +260,19 @@ fn unknown_frame(mapping: Option<&Mapping>, addr: u64, why: Unknown) -> Frame {
 
 /// One line of /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Mapping {
-    start: u64,
-    end: u64,
-    offset: u64,
-    path: String,
+pub(super) struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    /// Mapped executable (`x` in the permissions).
+    pub exec: bool,
+    /// Device ("fd:01") and inode of the file; inode 0 for anonymous memory.
+    pub dev: String,
+    pub inode: u64,
+    pub path: String,
 }
 
-fn read_maps(pid: u32) -> Vec<Mapping> {
+pub(super) fn read_maps(pid: u32) -> Vec<Mapping> {
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .map(|t| parse_maps(&t))
         .unwrap_or_default()
@@ -278,15 +283,18 @@ fn parse_maps(text: &str) -> Vec<Mapping> {
         .filter_map(|line| {
             let mut f = line.split_ascii_whitespace();
             let (start, end) = f.next()?.split_once('-')?;
-            let _perms = f.next()?;
+            let perms = f.next()?;
             let offset = f.next()?;
-            let _dev = f.next()?;
-            let _inode = f.next()?;
+            let dev = f.next()?;
+            let inode = f.next()?;
             let path = f.collect::<Vec<_>>().join(" ");
             Some(Mapping {
                 start: u64::from_str_radix(start, 16).ok()?,
                 end: u64::from_str_radix(end, 16).ok()?,
                 offset: u64::from_str_radix(offset, 16).ok()?,
+                exec: perms.contains('x'),
+                dev: dev.to_string(),
+                inode: inode.parse().ok()?,
                 path,
             })
         })
@@ -309,6 +317,8 @@ mod tests {
         let f = unknown_frame(Some(&m[0]), 0x55d0c0a00010, Unknown::Stripped);
         assert_eq!(f.name, "[my prog+0x2010]");
         assert_eq!(m[1].path, "");
+        assert!(m[0].exec && !m[1].exec);
+        assert_eq!((m[0].dev.as_str(), m[0].inode), ("fd:01", 1234));
     }
 
     #[test]
