@@ -903,14 +903,24 @@ def verdict_section(causes, suspects, anomalies, rec, label, onset):
         if text:
             parts.append(f"<details><summary>as text</summary><pre>{esc(text)}</pre></details>")
     elif anomalies:
-        sentence = (f"{len(anomalies)} anomalies seen, but no root cause could be ranked "
-                    "(no application KPI among them, or too little history)")
+        ranked = sorted(suspects, key=lambda c: -float(c.get("score") or 0))
+        if ranked:
+            # No KPI moved, but the verdict still says where to look first: the strongest
+            # suspect gala-rca found behind the system anomalies.
+            top = ranked[0]
+            kpi = top.get("kpi") or {}
+            sentence = (f"No application KPI moved, but {len(anomalies)} system anomalies did; "
+                        f"strongest suspect: {label(top.get('id'))} ({top.get('metric')}, "
+                        f"{top.get('keyword')}) behind {label(kpi.get('id'))} {kpi.get('metric')}")
+        else:
+            sentence = (f"{len(anomalies)} anomalies seen, but no root cause could be ranked "
+                        "(no application KPI among them, or too little history)")
         parts.append(f'<p class="verdict-warn">{esc(sentence)}. What they have in common:</p>')
         series = {k: sorted(v.items()) for k, v in rec.series.items() if k[1] == "cpu_pct"}
         parts.append(system_summary(anomalies, series, rec.entities, label))
         if suspects:
             parts.append("<p>Suspects behind the strongest of them (gala-rca, no KPI involved):</p><ol>")
-            for c in sorted(suspects, key=lambda c: -float(c.get("score") or 0))[:5]:
+            for c in ranked[:5]:
                 kpi = c.get("kpi") or {}
                 parts.append(
                     f'<li class="suspect"><b>{esc(label(c.get("id")))}</b> <code>{esc(c.get("metric"))}</code> '

@@ -611,6 +611,25 @@ fn verdict_without_kpi_summarises_system_anomalies() {
         ),
         "the burner first: {verdict}"
     );
+    // With gala-rca's suspects behind those anomalies, the verdict names the strongest.
+    let suspect = |id: &str, score: f64| {
+        format!(
+            r#"{{"type":"cause","ts":2000,"rank":1,"id":"{id}","kind":"proc","metric":"cpu_pct","score":{score},"keyword":"cpu","suspect":true,"path":[],"kpi":{{"ts":2000,"id":"m_proc_20","kind":"proc","metric":"sched_offcpu_runq_ms"}}}}"#
+        )
+    };
+    std::fs::write(
+        dir.join("causes.ndjson"),
+        [suspect("m_proc_30", 0.3), suspect("m_proc_10", 0.8)].join("\n"),
+    )
+    .unwrap();
+    let html = report_from(dir);
+    let verdict = section(&html, "verdict");
+    assert!(
+        verdict.contains(
+            "No application KPI moved, but 3 system anomalies did; strongest suspect: proc burner pid 10 (cpu_pct, cpu) behind proc victim pid 20 sched_offcpu_runq_ms"
+        ),
+        "{verdict}"
+    );
 }
 
 /// scripts/triage takes the tools' time forms: `20s`, `2m`, fractions and units down to
