@@ -710,13 +710,9 @@ fn a_squeezed_link_ranks_above_the_waits_of_its_process() {
     assert_eq!(causes[0].keyword, "network");
 }
 
-/// A real recording (tests/data/triage/cpu-hog.ndjson.gz: stress-ng on the CPU of a
-/// Python HTTP service on loopback) through the whole pipeline: the hog ranks first for
-/// the service's own KPI, above the service's loopback link, whose RTT (×34) only says
-/// that the starved server was slow to acknowledge.
-#[test]
-fn a_cpu_hog_outranks_its_victims_loopback_rtt() {
-    let rec = crate::common::root().join("tests/data/triage/cpu-hog.ndjson.gz");
+/// The causes gala-rca writes for a recording run through gala-topo and gala-detect, as a
+/// user pipes them.
+fn causes_of_recording(rec: &std::path::Path) -> Vec<Value> {
     let topo = run("gala-topo", &[rec.to_str().unwrap()], None);
     assert!(
         topo.status.success(),
@@ -730,7 +726,17 @@ fn a_cpu_hog_outranks_its_victims_loopback_rtt() {
         String::from_utf8_lossy(&detect.stderr)
     );
     let rca = run("gala-rca", &["--only"], Some(&detect.stdout));
-    let causes = ndjson(&rca.stdout);
+    ndjson(&rca.stdout)
+}
+
+/// A real recording (tests/data/triage/cpu-hog.ndjson.gz: stress-ng on the CPU of a
+/// Python HTTP service on loopback) through the whole pipeline: the hog ranks first for
+/// the service's own KPI, above the service's loopback link, whose RTT (×34) only says
+/// that the starved server was slow to acknowledge.
+#[test]
+fn a_cpu_hog_outranks_its_victims_loopback_rtt() {
+    let causes =
+        causes_of_recording(&crate::common::root().join("tests/data/triage/cpu-hog.ndjson.gz"));
     let server_kpi = |c: &&Value| {
         c["kpi"]["id"]
             .as_str()
@@ -767,20 +773,7 @@ fn packet_loss_towards_postgresql_is_blamed_on_its_link() {
     )
     .expect("label json");
     let fault_ms = label["fault_ms"].as_i64().expect("fault_ms");
-    let topo = run("gala-topo", &[rec.to_str().unwrap()], None);
-    assert!(
-        topo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&topo.stderr)
-    );
-    let detect = run("gala-detect", &[], Some(&topo.stdout));
-    assert!(
-        detect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&detect.stderr)
-    );
-    let rca = run("gala-rca", &["--only"], Some(&detect.stdout));
-    let causes = ndjson(&rca.stdout);
+    let causes = causes_of_recording(&rec);
     let first = causes
         .iter()
         .find(|c| c["kpi"]["ts"].as_i64().is_some_and(|t| t >= fault_ms))
