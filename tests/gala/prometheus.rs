@@ -438,10 +438,34 @@ fn a_slower_scraper_loses_no_counts() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec.ndjson");
     let rec_s = rec.to_str().unwrap().to_string();
-    let (mut collect_guard, collect_addr) =
-        collector(&["--probes", "host,net", "--count", "15", "-o", &rec_s]);
+    let (mut collect_guard, collect_addr) = collector(&["--probes", "host,net", "-o", &rec_s]);
     let (_prom, url) = prometheus(prom, dir.path(), &collect_addr, "3s");
-    assert!(collect_guard.0.wait().unwrap().success());
+    // Recording until Prometheus holds four scrapes, however long it took to start (a fixed
+    // 15 intervals left it two scrapes on a busy machine), then ending it as a user does.
+    let prom_addr = url.strip_prefix("http://").unwrap().to_string();
+    wait_for(
+        "four scrapes by Prometheus",
+        Duration::from_secs(120),
+        || {
+            http_get(
+                &prom_addr,
+                "/api/v1/query?query=count_over_time(up%7Bjob%3D%22gala%22%7D%5B10m%5D)",
+            )
+            .and_then(|r| {
+                let body: serde_json::Value =
+                    serde_json::from_str(&r[r.find("\r\n\r\n")? + 4..]).ok()?;
+                body["data"]["result"][0]["value"][1]
+                    .as_str()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .is_some_and(|n| n >= 4.0)
+        },
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(collect_guard.0.id() as i32, libc::SIGINT) };
+    // 130: interrupted, its output flushed and put in place.
+    assert_eq!(collect_guard.0.wait().unwrap().code(), Some(130));
     std::thread::sleep(Duration::from_secs(2));
 
     let file_records = ndjson(&std::fs::read(&rec).unwrap());
@@ -478,7 +502,6 @@ fn a_slower_scraper_loses_no_counts() {
             .filter_map(|r| r["metrics"][name].as_f64())
             .sum()
     };
-    let prom_addr = url.strip_prefix("http://").unwrap();
     for name in ["tcp_out_segs", "tcp_in_segs"] {
         let (recorded, increase) = (sum(&file_records, name), sum(&back, name));
         assert!(
@@ -501,7 +524,7 @@ fn a_slower_scraper_loses_no_counts() {
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        let resp = http_get(prom_addr, &format!("/api/v1/query?query={encoded}")).unwrap();
+        let resp = http_get(&prom_addr, &format!("/api/v1/query?query={encoded}")).unwrap();
         let body: serde_json::Value =
             serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
         let growth: f64 = body["data"]["result"][0]["value"][1]
