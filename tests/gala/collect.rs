@@ -1099,3 +1099,52 @@ fn a_time_pattern_names_each_run_and_keep_leaves_the_newest_whole() {
     assert!(stderr.contains("--keep needs time fields"), "{stderr}");
     assert!(!plain.exists());
 }
+
+/// The kernel folds a reaped child's whole-life I/O into its parent's /proc/PID/io: a
+/// parent that wrote nothing must not "write" what its child did when it reaps it (a
+/// PostgreSQL postmaster showed 515 MB in one interval when a backend ended, and gala-rca
+/// named it a disk hog on a fault-free recording). Here a shell runs a child that writes
+/// 24 MiB and lives on a few seconds (so the collector reads it after the write), then
+/// ends, and the shell spins a little (an idle process's io is not re-read); the shell's
+/// own disk writes stay near zero, the child's hold the 24 MiB.
+#[test]
+fn a_parent_is_not_charged_with_the_io_of_a_child_it_reaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("written");
+    let c = crate::common::Collector::start("proc");
+    let script = format!(
+        "sleep 1; sh -c 'dd if=/dev/zero of={} bs=1M count=24 conv=fsync 2>/dev/null; sleep 3'; \
+         i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 2",
+        file.display()
+    );
+    let mut parent = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    let pid = parent.id();
+    assert!(parent.wait().unwrap().success());
+    let records = c.finish();
+    let id_of = |tgid: u32| {
+        records
+            .iter()
+            .find(|r| r["type"] == "entity" && r["kind"] == "proc" && r["keys"]["tgid"] == tgid)
+            .and_then(|r| r["id"].as_str())
+            .map(str::to_string)
+    };
+    let parent_id = id_of(pid).expect("the parent shell recorded");
+    let written = 24.0 * 1024.0 * 1024.0;
+    let children: f64 = records
+        .iter()
+        .filter(|r| r["type"] == "entity" && r["kind"] == "proc" && r["labels"]["ppid"] == pid)
+        .filter_map(|r| r["id"].as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .iter()
+        .map(|id| crate::common::total(&records, id, "disk_write_bytes"))
+        .sum();
+    let own = crate::common::total(&records, &parent_id, "disk_write_bytes");
+    assert!(
+        children >= written,
+        "the child's {children} bytes written, {written} expected"
+    );
+    assert!(
+        own < written / 10.0,
+        "the parent shell is charged {own} bytes for its child's {children}"
+    );
+}

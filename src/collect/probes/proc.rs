@@ -87,6 +87,8 @@ const SLOW: std::ops::Range<usize> = RCHAR..BLKIO;
 struct Task {
     starttime: u64,
     pass: u64,
+    /// The parent at the last reading: who absorbs this process's I/O when it is reaped.
+    ppid: u32,
     /// For the --container filter.
     container_id: Option<String>,
     /// Labels read once per process life.
@@ -116,7 +118,24 @@ pub struct ProcProbe {
     /// Stat files kept open, and how many may be (under RLIMIT_NOFILE, with room left).
     open_files: usize,
     max_open_files: usize,
+    /// Per parent pid: the I/O of its children that ended, as last read, still to be taken
+    /// off the parent's next deltas, and the pass they ended in (see [`ReapedIo`]).
+    reaped_io: HashMap<u32, ReapedIo>,
 }
+
+/// The kernel adds a reaped child's whole-life I/O counters to its parent's /proc/PID/io
+/// (`wait_task_zombie`), so a parent's delta jumps by what a child did over its life — a
+/// PostgreSQL postmaster "wrote" 515 MB in one interval when a backend ended, and gala-rca
+/// named it as a disk hog. What the child was last read at is taken off the parent's next
+/// deltas instead (its last partial interval stays with the parent, unseparable).
+#[derive(Debug, Clone, Copy, Default)]
+struct ReapedIo {
+    counters: [u64; IO.len()],
+    pass: u64,
+}
+
+/// The /proc/PID/io counters, which the kernel folds into the parent at reaping.
+const IO: [usize; 6] = [RCHAR, WCHAR, SYSCR, SYSCW, READ_BYTES, WRITE_BYTES];
 
 impl ProcProbe {
     pub fn new() -> ProcProbe {
@@ -141,6 +160,7 @@ impl ProcProbe {
             cmdline_max: 4096,
             open_files: 0,
             max_open_files: raise_nofile().saturating_sub(256),
+            reaped_io: HashMap::new(),
         }
     }
 
@@ -259,6 +279,18 @@ fn idle_since(last: &[u64; N], cur: &[u64; N]) -> bool {
         .all(|&i| last[i] == cur[i])
 }
 
+/// Takes what reaped children left in a parent's I/O counters off its delta: raises the
+/// parent's previous reading by as much of `reaped` as the counters grew, and keeps the
+/// rest for the next reading (the parent may reap, or be read, later).
+fn take_reaped(reaped: &mut ReapedIo, prev: &mut [u64; N], cur: &[u64; N]) {
+    for (k, &i) in IO.iter().enumerate() {
+        let grew = cur[i].saturating_sub(prev[i]);
+        let take = reaped.counters[k].min(grew);
+        prev[i] += take;
+        reaped.counters[k] -= take;
+    }
+}
+
 /// Raises the soft open-file limit to the hard one, so that a stat file per process can
 /// stay open; returns the limit in force.
 fn raise_nofile() -> usize {
@@ -320,6 +352,27 @@ fn labels_of(
     l
 }
 
+impl ProcProbe {
+    /// Processes read before that are not in `listed` have ended: their I/O as last read
+    /// goes to their parent's account of reaped I/O ([`ReapedIo`]). What a parent has not
+    /// taken within two passes is dropped (it was never folded in: the child was reparented
+    /// or its parent is not read).
+    fn note_reaped(&mut self, listed: &[u32], pass: u64) {
+        self.reaped_io.retain(|_, r| r.pass + 2 >= pass);
+        for (pid, t) in &self.procs {
+            if listed.binary_search(pid).is_ok() || !t.have_io {
+                continue;
+            }
+            let Some(last) = t.prev else { continue };
+            let r = self.reaped_io.entry(t.ppid).or_default();
+            for (k, &i) in IO.iter().enumerate() {
+                r.counters[k] += last[i];
+            }
+            r.pass = pass;
+        }
+    }
+}
+
 impl Probe for ProcProbe {
     fn spec(&self) -> &'static ProbeSpec {
         &SPEC
@@ -343,6 +396,7 @@ impl Probe for ProcProbe {
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect();
         tgids.sort_unstable();
+        self.note_reaped(&tgids, pass);
 
         for tgid in tgids {
             let dir = format!("/proc/{tgid}");
@@ -401,6 +455,7 @@ impl Probe for ProcProbe {
                     Task {
                         starttime: r.starttime,
                         pass,
+                        ppid: r.ppid,
                         container_id: container.map(|c| c.id),
                         labels,
                         prev,
@@ -424,6 +479,7 @@ impl Probe for ProcProbe {
             }
             task.fds = r.fds;
             task.swap = r.swap;
+            task.ppid = r.ppid;
             let prev = task.prev.replace(r.counters);
             let had_io = std::mem::replace(&mut task.have_io, r.have_io);
             if !iv
@@ -455,7 +511,10 @@ impl Probe for ProcProbe {
             if let Some(fds) = r.fds {
                 mx.insert("fds".into(), fds as f64);
             }
-            if let Some(prev) = prev {
+            if let Some(mut prev) = prev {
+                if let Some(reaped) = self.reaped_io.get_mut(&tgid) {
+                    take_reaped(reaped, &mut prev, &r.counters);
+                }
                 let d = |i: usize| r.counters[i].saturating_sub(prev[i]);
                 let user_ms = self.ticks_ms(d(UTIME));
                 let sys_ms = self.ticks_ms(d(STIME));
@@ -533,6 +592,7 @@ impl ProcProbe {
             let task = self.threads.entry(tid).or_insert_with(|| Task {
                 starttime: r.starttime,
                 pass,
+                ppid: r.ppid,
                 container_id: None,
                 labels: Fields::new(),
                 prev: born_after.filter(|&b| r.starttime >= b).map(|_| [0u64; N]),
