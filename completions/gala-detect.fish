@@ -57,7 +57,7 @@ complete -c gala-detect -n "__fish_gala_detect_needs_command" -l print-config -d
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l only -d 'Print only gala-detect\'s own records, not the input passed through'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l emit-scores -d 'Also write the per-point anomaly score of every watched series (`score` records)'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l every-metric -d 'Watch every metric, not only configured KPIs, with the [series] detector'
-complete -c gala-detect -n "__fish_gala_detect_needs_command" -l multivariate -d 'CSV: watch all columns together with the multivariate detector (instead of one detector per column)'
+complete -c gala-detect -n "__fish_gala_detect_needs_command" -l multivariate -d 'CSV: judge the columns as one machine: a joint model that names the metrics that contributed most, beside each column\'s own detector at the machine\'s false-alarm risk shared among its columns (so 38 columns do not raise 38 times the alarms)'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -l line-buffered -d 'Flush after every line, for live pipes (output to a terminal always is)'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -s v -l verbose -d 'Say more on stderr (repeat for more)'
 complete -c gala-detect -n "__fish_gala_detect_needs_command" -s q -l quiet -d 'Print only errors on stderr'

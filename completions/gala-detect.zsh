@@ -45,7 +45,7 @@ gala\:"gala-anteater'\''s Kafka anomaly message, one JSON object a line"))' \
 '--only[Print only gala-detect'\''s own records, not the input passed through]' \
 '--emit-scores[Also write the per-point anomaly score of every watched series (\`score\` records)]' \
 '--every-metric[Watch every metric, not only configured KPIs, with the \[series\] detector]' \
-'--multivariate[CSV\: watch all columns together with the multivariate detector (instead of one detector per column)]' \
+'--multivariate[CSV\: judge the columns as one machine\: a joint model that names the metrics that contributed most, beside each column'\''s own detector at the machine'\''s false-alarm risk shared among its columns (so 38 columns do not raise 38 times the alarms)]' \
 '--line-buffered[Flush after every line, for live pipes (output to a terminal always is)]' \
 '*-v[Say more on stderr (repeat for more)]' \
 '*--verbose[Say more on stderr (repeat for more)]' \

@@ -77,6 +77,15 @@ impl DetectorSpec {
     pub fn build(&self) -> Result<Detector, String> {
         Detector::new(self.detector, self.direction, &self.params)
     }
+
+    /// The detector of one of `columns` series judged together (`--multivariate`): the
+    /// risk `q` is the entity's, shared among its columns (Bonferroni), so that a machine
+    /// of 38 metrics does not raise 38 times the false alarms of one.
+    pub fn build_one_of(&self, columns: usize) -> Result<Detector, String> {
+        let mut params = self.params.clone();
+        params.q = params.q.map(|q| q / columns.max(1) as f64);
+        Detector::new(self.detector, self.direction, &params)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -33,6 +33,23 @@ pub struct EngineOptions {
     pub multivariate_only: bool,
 }
 
+impl EngineOptions {
+    /// What the CLI runs: `--multivariate` watches the `series` kind (CSV columns) as a
+    /// whole instead of column by column. The eval subcommands start here too, so their
+    /// figures are the CLI's.
+    pub fn new(multivariate: bool) -> EngineOptions {
+        EngineOptions {
+            multivariate_kinds: if multivariate {
+                vec![SERIES_KIND.into()]
+            } else {
+                Vec::new()
+            },
+            multivariate_only: false,
+            ..EngineOptions::default()
+        }
+    }
+}
+
 /// Counters for `-v` and the status line.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -382,7 +399,9 @@ impl Engine {
                         let si = match e.series.iter().position(|(n, _)| **n == **name) {
                             Some(si) => si,
                             None => {
-                                let det = if spec == FALLBACK {
+                                let det = if spec == FALLBACK && multi {
+                                    cfg.series.spec.build_one_of(plan.names.len()).ok()
+                                } else if spec == FALLBACK {
                                     cfg.series.spec.build().ok()
                                 } else {
                                     cfg.kpis[spec].spec().build().ok()

@@ -281,12 +281,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     let opts = EngineOptions {
         emit_scores: cli.emit_scores,
         every_metric: cli.every_metric,
-        multivariate_kinds: if cli.multivariate {
-            vec![SERIES_KIND.into()]
-        } else {
-            Vec::new()
-        },
-        multivariate_only: cli.multivariate,
+        ..EngineOptions::new(cli.multivariate)
     };
     let mut engine = Engine::new(cfg, opts);
     if let Some(p) = &cli.model {

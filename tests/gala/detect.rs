@@ -305,11 +305,11 @@ fn nab_score_stays_above_its_floor() {
         .collect();
     let score =
         gala::detect::eval::nab::normalised(&files, &det, gala::detect::eval::nab::STANDARD);
-    // Measured 54.7 (standard profile) on the 15 files of shared/data/nab when this floor
-    // was set (2026-12-06, session 12: DSPOT learns recurring blips, q 1e-3, depth 50;
+    // Measured 56.5 (standard profile) on the 15 files of shared/data/nab when this floor
+    // was set (2026-12-06, session 14: DSPOT adopts a change that lasts 120 points;
     // `gala-detect eval nab`); the floor leaves room for rounding, not for a regression.
     println!("NAB score (standard) on {} files: {score:.1}", files.len());
-    assert!(score >= 54.0, "NAB score {score:.1} fell below its floor");
+    assert!(score >= 56.0, "NAB score {score:.1} fell below its floor");
 }
 
 #[test]
@@ -318,35 +318,57 @@ fn smd_scores_stay_above_their_floors() {
     let cfg = gala::detect::config::Config::shipped();
     let machines = smd::load(&shared_data().join("smd")).unwrap();
     assert_eq!(machines.len(), 2);
-    let (mut point, mut adjusted) = (smd::Counts::default(), smd::Counts::default());
-    let mut hits = Vec::new();
-    for m in &machines {
-        let r = smd::run(m, &cfg);
-        let (f, _) = smd::figures(m, &r);
-        point.add(f.point);
-        adjusted.add(f.adjusted);
-        hits.push(f.hit100);
-    }
+    // Measured pooled on the two machines of shared/data/smd when these floors were set
+    // (2026-12-06, session 14: spot adopts a lasting change, --multivariate shares its
+    // risk among columns; `gala-detect eval smd`): multivariate point F1 0.299, adjusted
+    // 0.855, HitRate@100% 0.396 and 0.622; per column 0.374 and 0.592.
     let floors = include_str!("../data/detect/smd_floors.txt");
     let floor = |name: &str| -> f64 {
         floors
             .lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap()
+            .unwrap_or_else(|| panic!("no {name} in smd_floors.txt"))
     };
-    assert!(
-        point.f1() >= floor("point_f1"),
-        "point F1 {:.3}",
-        point.f1()
-    );
-    assert!(
-        adjusted.f1() >= floor("adjusted_f1"),
-        "point-adjusted F1 {:.3}",
-        adjusted.f1()
-    );
-    for h in hits {
-        assert!(h >= floor("hitrate100"), "HitRate@100% {h:.3}");
+    let mut adjusted_of = Vec::new();
+    for (mode, multivariate) in [("multivariate", true), ("per_column", false)] {
+        let (mut point, mut adjusted) = (smd::Counts::default(), smd::Counts::default());
+        for m in &machines {
+            let r = smd::run(m, &cfg, multivariate);
+            let (f, _) = smd::figures(m, &r);
+            point.add(f.point);
+            adjusted.add(f.adjusted);
+            if multivariate {
+                assert!(
+                    f.hit100 >= floor("multivariate_hitrate100"),
+                    "{}: HitRate@100% {:.3}",
+                    m.name,
+                    f.hit100
+                );
+            }
+        }
+        println!(
+            "{mode}: point F1 {:.3}, point-adjusted F1 {:.3}",
+            point.f1(),
+            adjusted.f1()
+        );
+        assert!(
+            point.f1() >= floor(&format!("{mode}_point_f1")),
+            "{mode}: point F1 {:.3}",
+            point.f1()
+        );
+        assert!(
+            adjusted.f1() >= floor(&format!("{mode}_adjusted_f1")),
+            "{mode}: point-adjusted F1 {:.3}",
+            adjusted.f1()
+        );
+        adjusted_of.push(adjusted.f1());
     }
+    assert!(
+        adjusted_of[0] >= adjusted_of[1],
+        "--multivariate ({:.3}) is worse than per column ({:.3})",
+        adjusted_of[0],
+        adjusted_of[1]
+    );
 }
 
 #[test]
@@ -376,11 +398,20 @@ fn multivariate_csv_with_a_baseline_names_its_contributors() {
         String::from_utf8_lossy(&out.stderr)
     );
     let a = anomalies(&out.stdout);
-    assert!(a.len() >= 10, "{} anomalies", a.len());
-    for r in &a {
-        assert_eq!(r["detector"], "multivariate");
+    // The machine's joint score names its contributors; the columns' own detectors (at
+    // the machine's risk shared among them) report a column each.
+    let joint: Vec<_> = a
+        .iter()
+        .filter(|r| r["detector"] == "multivariate")
+        .collect();
+    assert!(joint.len() >= 10, "{} joint anomalies", joint.len());
+    for r in joint {
         let c = r["contributors"].as_array().unwrap();
         assert_eq!(c.len(), 5);
         assert_eq!(r["metric"], c[0]["metric"], "{r}");
     }
+    assert!(
+        a.iter().any(|r| r["detector"] == "spot"),
+        "no column of its own"
+    );
 }

@@ -99,6 +99,8 @@ pub struct Params {
     pub min_rel: Option<f64>,
     /// Smallest change that counts, relative to the baseline (shift: 0.5 = 1.5×).
     pub min_change: Option<f64>,
+    /// Points a sustained change lasts before it is the new normal (shift, spot).
+    pub adopt: Option<usize>,
     /// Spectral-residual threshold on the relative saliency.
     pub threshold: Option<f64>,
     /// SPOT risk: probability of a normal point beyond the threshold.

@@ -70,7 +70,7 @@ impl Shift {
             min_std: p.min_std.unwrap_or(0.0).max(0.0),
             window,
             warm,
-            adopt: (window / 2).max(warm),
+            adopt: p.adopt.unwrap_or(window / 2).max(warm),
             points: SortedWindow::with_capacity(window),
             mad: 0.0,
             since_mad: usize::MAX / 2,

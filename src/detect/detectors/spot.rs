@@ -137,6 +137,23 @@ pub struct Spot {
     judged: u64,
     #[serde(default)]
     last_blip: Option<(u64, Blip)>,
+    /// Points a sustained change lasts before it is the new normal.
+    #[serde(default = "default_adopt")]
+    adopt: usize,
+    /// The values of the current run beyond a threshold (the last `adopt` of them).
+    #[serde(default)]
+    beyond: VecDeque<f64>,
+}
+
+/// A change that lasts this many points is a new normal: a reconfigured machine, a new
+/// workload. SPOT never learns a point beyond its threshold, so without this a permanent
+/// step alarms for ever, and so does a series that was flat while the detector
+/// calibrated (no spread: every later wiggle is beyond). The same default as the KPIs'
+/// `shift` detector (half of its 240-point window).
+const ADOPT_POINTS: usize = 120;
+
+fn default_adopt() -> usize {
+    ADOPT_POINTS
 }
 
 /// Points beyond the threshold in a row that still make a blip. A bursty series (disk
@@ -169,6 +186,8 @@ impl Spot {
             sustained: false,
             judged: 0,
             last_blip: None,
+            adopt: p.adopt.unwrap_or(ADOPT_POINTS).max(20),
+            beyond: VecDeque::new(),
         }
     }
 
@@ -218,11 +237,18 @@ impl Spot {
         if up.max(down) < 1.0 {
             self.learn_level(x);
             self.end_run();
-        } else if !self.sustained {
-            self.run.push((r, up >= 1.0, down >= 1.0));
-            if self.run.len() > BLIP_POINTS {
-                self.run.clear();
-                self.sustained = true;
+            self.beyond.clear();
+        } else {
+            if !self.sustained {
+                self.run.push((r, up >= 1.0, down >= 1.0));
+                if self.run.len() > BLIP_POINTS {
+                    self.run.clear();
+                    self.sustained = true;
+                }
+            }
+            self.beyond.push_back(x);
+            if self.beyond.len() >= self.adopt {
+                self.adopt_new_normal();
             }
         }
         let ratio = match self.dir {
@@ -236,6 +262,26 @@ impl Spot {
             lower: self.down.as_ref().map_or(f64::NAN, |t| level - t.z),
             upper: self.up.as_ref().map_or(f64::NAN, |t| level + t.z),
         })
+    }
+
+    /// The run beyond the threshold lasted `adopt` points: a new normal. Its level
+    /// becomes the drift level, and the tails are calibrated again, as at the start, on
+    /// what comes next: the new normal's spread is its own (a busier service swings more),
+    /// and a series that was flat while the detector calibrated had no spread at all, so
+    /// its old threshold was the level itself. Judging the new normal with the old tails
+    /// while recalibrating was measured and alarmed more, on NAB and SMD alike.
+    fn adopt_new_normal(&mut self) {
+        let run = std::mem::take(&mut self.beyond);
+        self.drift.clear();
+        self.drift
+            .extend(run.iter().skip(run.len().saturating_sub(self.depth.max(1))));
+        self.drift_sum = self.drift.iter().sum();
+        self.up = None;
+        self.down = None;
+        self.calibration.clear();
+        self.run.clear();
+        self.sustained = false;
+        self.last_blip = None;
     }
 
     /// A normal point ends the current run. A blip that recurs is learned with the one

@@ -120,20 +120,13 @@ pub struct Run {
     pub rankings: Vec<Option<Vec<usize>>>,
 }
 
-pub fn run(m: &Machine, cfg: &Config) -> Run {
+pub fn run(m: &Machine, cfg: &Config, multivariate: bool) -> Run {
     let d = m.train.first().map_or(0, |r| r.len());
     let names: Vec<String> = (1..=d).map(|i| i.to_string()).collect();
-    // What `gala-detect --input-format csv --multivariate --baseline train test` runs: the
-    // engine, fitted on the training rows, over the test rows; a row is predicted
+    // What `gala-detect --input-format csv [--multivariate] --baseline train test` runs:
+    // the engine, fitted on the training rows, over the test rows; a row is predicted
     // anomalous when an incident the CLI writes covers it (from its `ts` to its `end`).
-    let mut engine = Engine::new(
-        cfg.clone(),
-        EngineOptions {
-            multivariate_kinds: vec![SERIES_KIND.into()],
-            multivariate_only: true,
-            ..EngineOptions::default()
-        },
-    );
+    let mut engine = Engine::new(cfg.clone(), EngineOptions::new(multivariate));
     let step = 60_000;
     let mut out = Vec::new();
     let feed = |engine: &mut Engine, rows: &[Vec<f64>], out: &mut Vec<Record>| {
@@ -154,23 +147,45 @@ pub fn run(m: &Machine, cfg: &Config) -> Run {
     feed(&mut engine, &m.test, &mut out);
     engine.finish(&mut out);
     let mut predicted = vec![false; m.test.len()];
+    // Per row, the columns whose own incident covers it, with the incident's score.
+    let mut columns: Vec<Vec<(f64, usize)>> = vec![Vec::new(); m.test.len()];
     for rec in &out {
         if let Record::Anomaly(a) = rec {
             let Some(end) = a.end else { continue };
             let (from, to) = ((a.ts / step) as usize, (end / step) as usize);
-            for p in predicted.iter_mut().take(to + 1).skip(from) {
-                *p = true;
+            let column = names.iter().position(|n| *n == a.metric);
+            for i in from..=to.min(m.test.len().saturating_sub(1)) {
+                predicted[i] = true;
+                if let Some(c) = column {
+                    columns[i].push((a.score, c));
+                }
             }
         }
     }
-    // The metric ranking behind HitRate: the model's own deviations at each detected row
-    // (the CLI's records name the top five of an incident; HitRate needs the full order).
+    if !multivariate {
+        return Run {
+            rankings: vec![None; predicted.len()],
+            predicted,
+        };
+    }
+    // The metric ranking behind HitRate, as the CLI's records give it at a detected row:
+    // the columns in an incident of their own, strongest first, then the joint model's
+    // deviations (its records name the top five; HitRate needs the full order).
     let mut det = Multivariate::new(names.clone(), &cfg.multivariate.params);
     det.fit(m.train.iter().map(|r| r.as_slice()));
     let mut rankings = Vec::with_capacity(m.test.len());
-    for (row, &hit) in m.test.iter().zip(&predicted) {
+    for ((row, &hit), own) in m.test.iter().zip(&predicted).zip(&mut columns) {
         det.update(row);
-        rankings.push(hit.then(|| det.contributors(d).into_iter().map(|(i, _)| i).collect()));
+        rankings.push(hit.then(|| {
+            own.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut rank: Vec<usize> = own.iter().map(|&(_, c)| c).collect();
+            for (c, _) in det.contributors(d) {
+                if !rank.contains(&c) {
+                    rank.push(c);
+                }
+            }
+            rank
+        }));
     }
     Run {
         predicted,
@@ -286,20 +301,50 @@ pub fn figures(m: &Machine, r: &Run) -> (Figures, usize) {
     )
 }
 
+/// The report `gala-detect eval smd` prints: both ways the CLI reads these files, so that
+/// `--multivariate` is seen beside what it must never be worse than.
 pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
     let machines = load(dir)?;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "SMD ({} machines; multivariate detector, {}; fitted on train/, threshold = SPOT on training scores, causal on test/)",
+        "SMD ({} machines; fitted on train/, causal on test/; a row is detected when an incident covers it)",
         machines.len(),
-        super::describe_params(&cfg.multivariate.params)
     );
+    for multivariate in [true, false] {
+        let _ = if multivariate {
+            writeln!(
+                s,
+                "--multivariate: {}; threshold = SPOT on training scores",
+                super::describe_params(&cfg.multivariate.params)
+            )
+        } else {
+            writeln!(
+                s,
+                "per column: detector {}, {}",
+                cfg.series.spec.detector.name(),
+                super::describe_params(&cfg.series.spec.params)
+            )
+        };
+        report_mode(&mut s, &machines, cfg, multivariate);
+    }
+    Ok(s)
+}
+
+fn report_mode(s: &mut String, machines: &[Machine], cfg: &Config, multivariate: bool) {
     let (mut point, mut adjusted) = (Counts::default(), Counts::default());
     let (mut hsum100, mut hsum150, mut hn) = (0.0, 0.0, 0usize);
     let (mut mean_point, mut mean_adjusted) = (0.0, 0.0);
-    for m in &machines {
-        let r = run(m, cfg);
+    // Per column there is no one ranking of the machine's metrics to score.
+    let hit = |h: f64| {
+        if multivariate {
+            format!("{h:.3}")
+        } else {
+            "-".to_string()
+        }
+    };
+    for m in machines {
+        let r = run(m, cfg, multivariate);
         let (f, n) = figures(m, &r);
         mean_point += f.point.f1() / machines.len() as f64;
         mean_adjusted += f.adjusted.f1() / machines.len() as f64;
@@ -310,7 +355,7 @@ pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
         hn += n;
         let _ = writeln!(
             s,
-            "  {:<12} point P {:.3} R {:.3} F1 {:.3} | point-adjusted P {:.3} R {:.3} F1 {:.3} | HitRate@100% {:.3} @150% {:.3} ({n} points)",
+            "  {:<12} point P {:.3} R {:.3} F1 {:.3} | point-adjusted P {:.3} R {:.3} F1 {:.3} | HitRate@100% {} @150% {}",
             m.name,
             f.point.precision(),
             f.point.recall(),
@@ -318,24 +363,23 @@ pub fn evaluate(dir: &Path, cfg: &Config) -> anyhow::Result<String> {
             f.adjusted.precision(),
             f.adjusted.recall(),
             f.adjusted.f1(),
-            f.hit100,
-            f.hit150,
+            hit(f.hit100),
+            hit(f.hit150),
         );
     }
     let hn = hn.max(1) as f64;
     let _ = writeln!(
         s,
-        "  pooled       point F1 {:.3} | point-adjusted F1 {:.3} | HitRate@100% {:.3} @150% {:.3}",
+        "  pooled       point F1 {:.3} | point-adjusted F1 {:.3} | HitRate@100% {} @150% {}",
         point.f1(),
         adjusted.f1(),
-        hsum100 / hn,
-        hsum150 / hn
+        hit(hsum100 / hn),
+        hit(hsum150 / hn)
     );
     let _ = writeln!(
         s,
         "  mean         point F1 {mean_point:.3} | point-adjusted F1 {mean_adjusted:.3} (per machine, averaged)"
     );
-    Ok(s)
 }
 
 #[cfg(test)]
