@@ -305,11 +305,12 @@ fn nab_score_stays_above_its_floor() {
         .collect();
     let score =
         gala::detect::eval::nab::normalised(&files, &det, gala::detect::eval::nab::STANDARD);
-    // Measured 56.5 (standard profile) on the 15 files of shared/data/nab when this floor
-    // was set (2026-12-06, session 14: DSPOT adopts a change that lasts 120 points;
-    // `gala-detect eval nab`); the floor leaves room for rounding, not for a regression.
+    // Measured 57.7 (standard profile) on the 15 files of shared/data/nab when this floor
+    // was set (2026-12-06, session 14: DSPOT adopts a change that lasts 120 points and
+    // judges a strongly periodic series against one period ago; `gala-detect eval nab`);
+    // the floor leaves room for rounding, not for a regression.
     println!("NAB score (standard) on {} files: {score:.1}", files.len());
-    assert!(score >= 56.0, "NAB score {score:.1} fell below its floor");
+    assert!(score >= 57.0, "NAB score {score:.1} fell below its floor");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 pub mod mad;
 pub mod multivariate;
 pub mod nsigma;
+pub mod season;
 pub mod seasonal;
 pub mod shift;
 pub mod spectral;

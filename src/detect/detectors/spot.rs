@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::season::Season;
 use super::{Direction, Params, Verdict};
 
 /// Quantile of the calibration data above which points are peaks.
@@ -143,6 +144,13 @@ pub struct Spot {
     /// The values of the current run beyond a threshold (the last `adopt` of them).
     #[serde(default)]
     beyond: VecDeque<f64>,
+    /// The series' cycle, when its first calibration stretch had a strong one: the
+    /// detector then judges the change since one period ago (`x − x[t−period]`).
+    #[serde(default)]
+    season: Option<Season>,
+    /// The raw values of the first calibration, kept until the period is looked for.
+    #[serde(default)]
+    first_values: Option<Vec<f64>>,
 }
 
 /// A change that lasts this many points is a new normal: a reconfigured machine, a new
@@ -188,6 +196,8 @@ impl Spot {
             last_blip: None,
             adopt: p.adopt.unwrap_or(ADOPT_POINTS).max(20),
             beyond: VecDeque::new(),
+            season: None,
+            first_values: Some(Vec::new()),
         }
     }
 
@@ -213,14 +223,25 @@ impl Spot {
     }
 
     pub fn update(&mut self, x: f64) -> Option<Verdict> {
+        let ago = self.season.as_ref().map_or(0.0, Season::one_period_ago);
+        let y = x - ago;
         let level = self.level();
-        let r = x - level;
+        let r = y - level;
         if self.up.is_none() && self.down.is_none() {
             if self.drift.len() >= self.depth {
                 self.calibration.push(r);
             }
-            self.learn_level(x);
+            self.learn_level(y);
+            if let Some(s) = self.season.as_mut() {
+                s.push(x);
+            }
+            if let Some(first) = self.first_values.as_mut() {
+                first.push(x);
+            }
             if self.calibration.len() >= self.init {
+                if let Some(first) = self.first_values.take() {
+                    self.look_for_a_season(&first);
+                }
                 // Both tails even for a one-sided KPI: a drop must not be learned into the
                 // level of a rise detector either, or the next normal points look high.
                 let mut vals = std::mem::take(&mut self.calibration);
@@ -234,8 +255,12 @@ impl Spot {
         self.judged += 1;
         let up = self.up.as_mut().map_or(0.0, |t| t.step(r, q, gap));
         let down = self.down.as_mut().map_or(0.0, |t| t.step(-r, q, gap));
-        if up.max(down) < 1.0 {
-            self.learn_level(x);
+        let normal = up.max(down) < 1.0;
+        if let Some(s) = self.season.as_mut() {
+            s.push(if normal { x } else { ago + level });
+        }
+        if normal {
+            self.learn_level(y);
             self.end_run();
             self.beyond.clear();
         } else {
@@ -246,7 +271,7 @@ impl Spot {
                     self.sustained = true;
                 }
             }
-            self.beyond.push_back(x);
+            self.beyond.push_back(y);
             if self.beyond.len() >= self.adopt {
                 self.adopt_new_normal();
             }
@@ -256,12 +281,45 @@ impl Spot {
             Direction::Down => down,
             Direction::Both => up.max(down),
         };
+        let expected = ago + level;
         Some(Verdict {
             ratio,
-            expected: level,
-            lower: self.down.as_ref().map_or(f64::NAN, |t| level - t.z),
-            upper: self.up.as_ref().map_or(f64::NAN, |t| level + t.z),
+            expected,
+            lower: self.down.as_ref().map_or(f64::NAN, |t| expected - t.z),
+            upper: self.up.as_ref().map_or(f64::NAN, |t| expected + t.z),
         })
+    }
+
+    /// At the end of the first calibration: when the stretch has a strong cycle, the
+    /// drift level and the calibration residuals are worked out again on the change
+    /// since one period ago, and the detector judges that from now on.
+    fn look_for_a_season(&mut self, first: &[f64]) {
+        let Some(mut season) = Season::find(first) else {
+            return;
+        };
+        let (mut drift, mut sum, mut calibration) = (VecDeque::new(), 0.0, Vec::new());
+        for &x in &first[season.span()..] {
+            let y = x - season.one_period_ago();
+            season.push(x);
+            if drift.len() >= self.depth {
+                calibration.push(y - sum / drift.len().max(1) as f64);
+            }
+            if self.depth > 0 {
+                if drift.len() == self.depth {
+                    sum -= drift.pop_front().unwrap_or(0.0);
+                }
+                drift.push_back(y);
+                sum += y;
+            }
+        }
+        // Too short a stretch left to calibrate on: judge the series as it is.
+        if calibration.len() < self.init / 4 {
+            return;
+        }
+        self.drift = drift;
+        self.drift_sum = sum;
+        self.calibration = calibration;
+        self.season = Some(season);
     }
 
     /// The run beyond the threshold lasted `adopt` points: a new normal. Its level

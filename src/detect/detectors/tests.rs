@@ -532,3 +532,33 @@ fn false_alarms_per_10000_points_of_noise() {
         );
     }
 }
+
+/// The `[series]` detector (DSPOT as shipped: init 500) on a daily cycle whose peak fails
+/// to come on the seventh day: against its moving level the flat day looks normal (its
+/// values are near the recent ones); against the same moment one day ago it does not.
+/// The cycle itself raises no alarm.
+#[test]
+fn spot_finds_a_daily_cycle_and_sees_its_missing_peak() {
+    let p = Params {
+        q: Some(1e-3),
+        init: Some(500),
+        depth: Some(50),
+        ..Params::default()
+    };
+    let clean = seasonal_series(None);
+    let hits = flagged(
+        &mut Detector::new(Kind::Spot, Direction::Both, &p).unwrap(),
+        &clean,
+    );
+    assert!(hits.is_empty(), "alarms on normal days: {hits:?}");
+    let broken = seasonal_series(Some(6));
+    let hits = flagged(
+        &mut Detector::new(Kind::Spot, Direction::Both, &p).unwrap(),
+        &broken,
+    );
+    println!("alarms on the day without its peak: {}", hits.len());
+    assert!(
+        !hits.is_empty() && hits.iter().all(|&i| (6 * 288..7 * 288 + 144).contains(&i)),
+        "{hits:?}"
+    );
+}
