@@ -34,6 +34,7 @@ off\:"Never on\: \`bpf_progs\` stays at zero"))' \
 '--l7-max-rate=[l7 probe\: socket reads and writes per second (host-wide) whose requests are all timed. Requests, responses, errors and status classes are always counted exactly; above RATE only one request in actual/RATE of each connection is timed (the rest skip the clock reads), and each SLI'\''s \`timed_count\` says how many its latency is over. The status record'\''s \`l7.timing\` gives the share. \`unlimited\` times all]:RATE:_default' \
 '--serve=[Also serve the latest interval as Prometheus text at http\://ADDR/metrics (PORT or \:PORT binds 127.0.0.1; give HOST\:PORT to expose it further). Scrapes do not drain]:ADDR:_default' \
 '--serve-max-series=[With --serve\: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)]:N:_default' \
+'--web-config=[With --serve\: TLS and basic auth from FILE, in the web-config.yml format of Prometheus'\'' exporters (tls_server_config\: cert_file, key_file; basic_auth_users\: user\: bcrypt hash). Checked before collection starts; docs/collect.md has an example]:FILE:_files' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--keep=[With a time pattern in -o\: keep the N newest files it names, remove older ones]:N:_default' \

@@ -106,6 +106,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = super::serve::DEFAULT_MAX_SERIES, requires = "serve")]
     pub serve_max_series: usize,
 
+    /// With --serve: TLS and basic auth from FILE, in the web-config.yml format of
+    /// Prometheus' exporters (tls_server_config: cert_file, key_file; basic_auth_users:
+    /// user: bcrypt hash). Checked before collection starts; docs/collect.md has an example.
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub web_config: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 

@@ -110,7 +110,7 @@ pub fn run(
         interval: opts.interval,
         count: opts.count,
         duration: opts.duration,
-        serve: opts.exporter.as_ref().map(|e| e.addr()),
+        serve: opts.exporter.as_deref(),
     });
     // Said in every status record too, so that a recording tells what it lacks.
     let left_out: Fields = started
@@ -407,6 +407,10 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             Some(addr) => Some(std::sync::Arc::new(serve::Exporter::start(
                 serve::parse_addr(addr)?,
                 cli.serve_max_series,
+                cli.web_config
+                    .as_deref()
+                    .map(serve::WebConfig::load)
+                    .transpose()?,
             )?)),
             None => None,
         },

@@ -9,7 +9,6 @@
 //! whole lines.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -115,7 +114,7 @@ pub struct Plan<'a> {
     pub interval: Duration,
     pub count: Option<u64>,
     pub duration: Option<Duration>,
-    pub serve: Option<SocketAddr>,
+    pub serve: Option<&'a super::serve::Exporter>,
 }
 
 /// How a run ended, for the end line.
@@ -203,10 +202,13 @@ impl Reporter {
             .duration
             .map_or(plan.interval, |d| d.min(plan.interval));
         let _ = write!(s, " → {} (first records in {})", self.output, human(first));
-        if let Some(addr) = plan.serve {
-            let _ = write!(s, "; serving http://{addr}/metrics");
+        if let Some(ex) = plan.serve {
+            let _ = write!(s, "; serving {}", ex.url());
         }
         self.line(&s);
+        for warning in plan.serve.map_or(&[][..], |ex| ex.warnings()) {
+            self.line(warning);
+        }
         // One line per reason: without root that is a single line naming every BPF probe.
         let mut reasons: Vec<&str> = Vec::new();
         for l in plan.left_out {

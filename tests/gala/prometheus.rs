@@ -566,3 +566,308 @@ fn an_erroring_prometheus_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// `curl` over TLS (trusting `ca`), with `user:password` when given: the status code and
+/// the response headers.
+fn curl(url: &str, ca: &Path, credentials: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "20",
+    ])
+    .arg("--cacert")
+    .arg(ca);
+    if let Some(c) = credentials {
+        cmd.args(["-u", c]);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("curl: scripts/setup installs it");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let code = text[text.len().saturating_sub(3)..].parse().unwrap_or(0);
+    (code, text)
+}
+
+/// A self-signed certificate for 127.0.0.1 (its own CA) and its key, made by openssl in
+/// `dir` as cert.pem and key.pem.
+fn self_signed_cert(dir: &Path) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=gala-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl: scripts/setup installs it");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `user:$2y$...` as htpasswd makes it (the tool exporter-toolkit's docs name).
+fn htpasswd(user: &str, password: &str) -> String {
+    let out = Command::new("htpasswd")
+        .args(["-nbBC", "10", user, password])
+        .output()
+        .expect("htpasswd (apache2-utils): scripts/setup installs it");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The value of a PromQL query's first sample, if any.
+fn query_value(prom_addr: &str, query: &str) -> Option<f64> {
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let r = http_get(prom_addr, &format!("/api/v1/query?query={encoded}"))?;
+    let body: serde_json::Value = serde_json::from_str(&r[r.find("\r\n\r\n")? + 4..]).ok()?;
+    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// `--web-config` with TLS and a bcrypt user: a real Prometheus scrapes over TLS with basic
+/// auth and stores gala's samples; curl without credentials, with a wrong password or
+/// in plain HTTP is refused; handshakes that fail or stall hold up neither Prometheus nor
+/// collection, and every refusal is counted in the status record.
+#[test]
+fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
+    let Some(prom) = prometheus_binary() else {
+        eprintln!("skipped: no prometheus");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    self_signed_cert(dir.path());
+    let password = "correct horse";
+    // Relative file names: taken from the web-config file's folder, as exporter-toolkit does.
+    let web = dir.path().join("web.yml");
+    let (user, hash) = htpasswd("prometheus", password)
+        .split_once(':')
+        .map(|(u, h)| (u.to_string(), h.to_string()))
+        .unwrap();
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  {user}: '{hash}'\n"),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut collector = Guard(
+        Command::new(bin("gala-collect"))
+            .args(["--serve", &addr, "--interval", "1s", "--probes", "host,mem"])
+            .arg("--web-config")
+            .arg(&web)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    // The records as they come (a file -o names appears only at the end).
+    let records = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let reader = {
+        let records = std::sync::Arc::clone(&records);
+        let stdout = collector.0.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(r) = serde_json::from_str(&line) {
+                    records.lock().unwrap().push(r);
+                }
+            }
+        })
+    };
+    let url = format!("https://{addr}/metrics");
+    let ca = dir.path().join("cert.pem");
+    let good = format!("{user}:{password}");
+    wait_for(
+        "gala-collect to serve over TLS",
+        Duration::from_secs(20),
+        || curl(&url, &ca, Some(&good)).0 == 200,
+    );
+
+    let (code, headers) = curl(&url, &ca, None);
+    assert_eq!(code, 401, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{headers}"
+    );
+    assert_eq!(curl(&url, &ca, Some(&format!("{user}:wrong"))).0, 401);
+    // Plain HTTP to the TLS port: told so, not served.
+    let plain = http_get(&addr, "/metrics").unwrap_or_default();
+    assert!(plain.starts_with("HTTP/1.1 400 "), "{plain}");
+    assert!(!plain.contains("gala_"), "{plain}");
+
+    // Clients that fail their handshake, or start one and never finish it: neither holds
+    // up a scraper that comes after them (answered while the stalled one is still open).
+    use std::io::Write;
+    let mut junk = TcpStream::connect(&addr).unwrap();
+    junk.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .unwrap();
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    assert_eq!(curl(&url, &ca, Some(&good)).0, 200);
+    stalled.set_nonblocking(true).unwrap();
+    let still_open = stalled.read(&mut [0u8; 1]);
+    assert!(
+        matches!(&still_open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the stalled handshake was done with before the next scrape: {still_open:?}"
+    );
+
+    let config = dir.path().join("prometheus.yml");
+    let prom_addr = format!("127.0.0.1:{}", common::free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gala\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: {user}\n      password: '{password}'\n    static_configs:\n      - targets: ['{addr}']\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let _prom = Guard(
+        Command::new(prom)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        "Prometheus to scrape gala over TLS",
+        Duration::from_secs(120),
+        || {
+            query_value(&prom_addr, "up{job=\"gala\"}") == Some(1.0)
+                && query_value(&prom_addr, "count(gala_mem_available_bytes{job=\"gala\"})")
+                    .is_some_and(|n| n >= 1.0)
+        },
+    );
+
+    // The stalled handshake is ended by the server at the request deadline.
+    stalled.set_nonblocking(false).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let ended = stalled.read(&mut [0u8; 64]);
+    assert!(
+        matches!(&ended, Ok(0))
+            || matches!(&ended, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{ended:?}"
+    );
+    drop(junk);
+    // Every refusal counted in the status record: no credentials and a wrong password;
+    // plain HTTP, the junk handshake and the stalled one.
+    let last_status = || {
+        records
+            .lock()
+            .unwrap()
+            .iter()
+            .rfind(|r| r["type"] == "status")
+            .cloned()
+    };
+    wait_for(
+        "the refusals in a status record",
+        Duration::from_secs(30),
+        || {
+            last_status().is_some_and(|s| {
+                s["serve_unauthorized"].as_u64() >= Some(2)
+                    && s["serve_tls_failures"].as_u64() >= Some(3)
+            })
+        },
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(collector.0.id() as i32, libc::SIGINT) };
+    assert_eq!(collector.0.wait().unwrap().code(), Some(130));
+    reader.join().unwrap();
+    assert!(
+        metric_times(&records.lock().unwrap()).len() >= 3,
+        "collection did not go on"
+    );
+}
+
+/// A web-config that cannot be served with stops gala-collect before it collects, with the
+/// file and the key at fault.
+#[test]
+fn a_bad_web_config_is_refused_at_start_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: missing.pem\n  key_file: missing.key\n",
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let out = run(
+        "gala-collect",
+        &[
+            "--serve",
+            &addr,
+            "--web-config",
+            web.to_str().unwrap(),
+            "--probes",
+            "host",
+            "--count",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}: tls_server_config.", web.display())) && err.contains("missing."),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it collected");
+}
+
+/// Listening beyond loopback with nothing guarding it is said once, at start.
+#[test]
+fn serving_beyond_loopback_without_a_web_config_warns_once() {
+    let addr = format!("0.0.0.0:{}", common::free_port());
+    let out = run(
+        "gala-collect",
+        &[
+            "--serve",
+            &addr,
+            "--probes",
+            "host",
+            "--count",
+            "2",
+            "--interval",
+            "200ms",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("warning: --serve 0.0.0.0").count(), 1, "{err}");
+    assert!(err.contains("--web-config"), "{err}");
+}

@@ -12,17 +12,22 @@
 //!
 //! Every sample carries the collector's own timestamp, so the `--prometheus` readers
 //! rebuild the exact intervals.
+//!
+//! `--web-config` (`web_config`) adds TLS and basic auth (`auth`); each connection's
+//! handshake, request and answer are `http`'s.
 
 mod accumulate;
+mod auth;
+mod http;
 pub mod names;
 mod render;
+pub mod web_config;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
@@ -31,7 +36,9 @@ pub use render::render;
 
 use crate::record::{Entity, Fields, Metric, Record};
 use accumulate::Accumulator;
+use auth::BasicAuth;
 use names::Names;
+pub use web_config::WebConfig;
 
 /// Default limit on the number of series one scrape shows.
 pub const DEFAULT_MAX_SERIES: usize = 200_000;
@@ -39,9 +46,6 @@ pub const DEFAULT_MAX_SERIES: usize = 200_000;
 /// Scrapes served at once; more wait for the listener. Each has its own thread, so one
 /// slow scraper never holds up the others.
 const MAX_CONNECTIONS: usize = 8;
-
-/// How long a client has to send its whole request.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// One interval's entities and metrics (counters as running totals), rendered lazily once.
 struct Snapshot {
@@ -56,6 +60,32 @@ struct Shared {
     dropped: AtomicU64,
     scrapes: AtomicU64,
     connections: AtomicUsize,
+    /// `--web-config`'s TLS settings, when it asks for TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--web-config`'s users, when it names some.
+    auth: Option<BasicAuth>,
+    /// Connections ended by a failed TLS handshake (or plain HTTP on the TLS port).
+    tls_failures: AtomicU64,
+    /// Requests refused for want of the right credentials.
+    unauthorized: AtomicU64,
+}
+
+impl Shared {
+    /// The snapshot scrapes see now.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// `snap` as Prometheus text, rendered by the first scrape that asks for it.
+    fn rendered<'a>(&self, snap: &'a Snapshot) -> &'a str {
+        let (body, _) = snap.rendered.get_or_init(|| {
+            let (text, dropped) =
+                render(&snap.entities, &snap.metrics, Names::get(), self.max_series);
+            self.dropped.store(dropped, Ordering::Relaxed);
+            (text, dropped)
+        });
+        body
+    }
 }
 
 /// The running exporter.
@@ -63,6 +93,7 @@ pub struct Exporter {
     shared: Arc<Shared>,
     totals: Mutex<Accumulator>,
     addr: SocketAddr,
+    warnings: Vec<String>,
 }
 
 /// Parses `--serve`: `PORT`, `:PORT`, `HOST:PORT`; a bare port binds to 127.0.0.1 so that
@@ -95,11 +126,39 @@ impl Exporter {
         self.addr
     }
 
-    /// Binds `addr` and starts serving on a thread of its own.
-    pub fn start(addr: SocketAddr, max_series: usize) -> anyhow::Result<Exporter> {
+    /// Where scrapers find the metrics.
+    pub fn url(&self) -> String {
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/metrics", self.addr)
+    }
+
+    /// What the person starting it should know about who can read it (said once, at start).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Binds `addr` and starts serving on a thread of its own, with the TLS and users of
+    /// `web` (`--web-config`) when given.
+    pub fn start(
+        addr: SocketAddr,
+        max_series: usize,
+        web: Option<WebConfig>,
+    ) -> anyhow::Result<Exporter> {
         let listener = TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on {addr} for --serve"))?;
         let addr = listener.local_addr()?;
+        let warnings = exposure_warnings(addr, web.as_ref());
+        let (tls, auth) = match web {
+            Some(w) => (
+                w.tls,
+                (!w.users.is_empty()).then(|| BasicAuth::new(w.users)),
+            ),
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             snapshot: Mutex::new(Arc::new(Snapshot {
                 entities: HashMap::new(),
@@ -110,6 +169,10 @@ impl Exporter {
             dropped: AtomicU64::new(0),
             scrapes: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
+            tls,
+            auth,
+            tls_failures: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
         });
         let server = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -126,7 +189,7 @@ impl Exporter {
                     let spawned = std::thread::Builder::new()
                         .name("gala-scrape".into())
                         .spawn(move || {
-                            let _ = handle(conn, &shared);
+                            let _ = http::handle(conn, &shared);
                             shared.connections.fetch_sub(1, Ordering::AcqRel);
                         });
                     if spawned.is_err() {
@@ -139,6 +202,7 @@ impl Exporter {
             shared,
             totals: Mutex::new(Accumulator::new(max_series)),
             addr,
+            warnings,
         })
     }
 
@@ -190,90 +254,47 @@ impl Exporter {
             "serve_series_dropped".into(),
             json!(self.shared.dropped.load(Ordering::Relaxed)),
         );
+        if self.shared.tls.is_some() {
+            extra.insert(
+                "serve_tls_failures".into(),
+                json!(self.shared.tls_failures.load(Ordering::Relaxed)),
+            );
+        }
+        if self.shared.auth.is_some() {
+            extra.insert(
+                "serve_unauthorized".into(),
+                json!(self.shared.unauthorized.load(Ordering::Relaxed)),
+            );
+        }
     }
 }
 
-/// A connection read under one deadline for the whole request, so that a client trickling
-/// a byte at a time cannot hold its thread past it.
-struct Deadline {
-    conn: TcpStream,
-    until: Instant,
-}
-
-impl Read for Deadline {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        self.conn.set_read_timeout(Some(left))?;
-        self.conn.read(buf)
+/// `--serve` beyond loopback shows every process, cmdline and connection of the host to
+/// whoever reaches the port: worth a word when nothing guards it, or when passwords would
+/// cross the network in clear text.
+fn exposure_warnings(addr: SocketAddr, web: Option<&WebConfig>) -> Vec<String> {
+    if addr.ip().is_loopback() {
+        return Vec::new();
     }
-}
-
-fn handle(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(Deadline {
-        conn: conn.try_clone()?,
-        until: Instant::now() + REQUEST_DEADLINE,
-    });
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers: we answer every request the same way.
-    let mut header = String::new();
-    while reader.read_line(&mut header)? > 2 {
-        header.clear();
+    match web {
+        None => vec![format!(
+            "warning: --serve {addr} shows every process, cmdline and connection of this host \
+             to anyone who can reach it; --web-config FILE adds TLS and basic auth"
+        )],
+        Some(w) if w.tls.is_none() && !w.users.is_empty() => vec![format!(
+            "warning: --serve {addr} takes basic auth without TLS: passwords cross the \
+             network in clear text (add tls_server_config to the --web-config file)"
+        )],
+        Some(_) => Vec::new(),
     }
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let mut conn = conn;
-    match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            shared.scrapes.fetch_add(1, Ordering::Relaxed);
-            let snap = Arc::clone(&shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()));
-            let (body, _) = snap.rendered.get_or_init(|| {
-                let (text, dropped) = render(
-                    &snap.entities,
-                    &snap.metrics,
-                    Names::get(),
-                    shared.max_series,
-                );
-                shared.dropped.store(dropped, Ordering::Relaxed);
-                (text, dropped)
-            });
-            write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )?;
-            if method == "GET" {
-                conn.write_all(body.as_bytes())?;
-            }
-        }
-        ("GET", "/") => {
-            let body = "gala-collect: metrics at /metrics\n";
-            write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )?;
-        }
-        _ => {
-            let body = "not found: metrics are at /metrics\n";
-            write!(
-                conn,
-                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )?;
-        }
-    }
-    conn.flush()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::http::REQUEST_DEADLINE;
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     fn records() -> Vec<Record> {
         let (ents, mets) = render::tests::snapshot();
@@ -295,6 +316,64 @@ mod tests {
         s
     }
 
+    fn request(addr: SocketAddr, headers: &str) -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(REQUEST_DEADLINE * 4)).unwrap();
+        write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n{headers}\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn with_users_a_scrape_needs_their_password() {
+        use base64::Engine;
+        let web = WebConfig {
+            tls: None,
+            users: [("prom".to_string(), web_config::tests::HASH.to_string())].into(),
+        };
+        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, Some(web)).unwrap();
+        ex.publish(&records());
+        let basic = |cred: &str| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(cred)
+            )
+        };
+        let none = request(ex.local_addr(), "");
+        assert!(none.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{none}");
+        assert!(
+            none.contains("\r\nWWW-Authenticate: Basic realm="),
+            "{none}"
+        );
+        assert!(!none.contains("gala_"), "{none}");
+        let wrong = request(ex.local_addr(), &basic("prom:nope"));
+        assert!(wrong.starts_with("HTTP/1.1 401 "), "{wrong}");
+        let right = request(
+            ex.local_addr(),
+            &basic(&format!("prom:{}", web_config::tests::PASSWORD)),
+        );
+        assert!(right.starts_with("HTTP/1.1 200 OK"), "{right}");
+        assert!(right.contains("gala_proc_rss_bytes{"));
+        let mut status = Fields::new();
+        ex.status(&mut status);
+        assert_eq!(status["serve_unauthorized"], json!(2));
+    }
+
+    #[test]
+    fn serving_beyond_loopback_unguarded_is_warned_about() {
+        let warn =
+            |addr: &str, web: Option<&WebConfig>| exposure_warnings(addr.parse().unwrap(), web);
+        assert!(warn("127.0.0.1:9", None).is_empty());
+        assert!(warn("[::1]:9", None).is_empty());
+        assert!(warn("0.0.0.0:9", None)[0].contains("--web-config FILE adds TLS"));
+        let users_only = WebConfig {
+            tls: None,
+            users: [("u".to_string(), web_config::tests::HASH.to_string())].into(),
+        };
+        assert!(warn("0.0.0.0:9", Some(&users_only))[0].contains("clear text"));
+    }
+
     #[test]
     fn serve_addresses_default_to_loopback() {
         assert_eq!(parse_addr("9102").unwrap().to_string(), "127.0.0.1:9102");
@@ -305,7 +384,7 @@ mod tests {
 
     #[test]
     fn scrapes_do_not_drain() {
-        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000).unwrap();
+        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, None).unwrap();
         ex.publish(&records());
         let a = get(ex.local_addr());
         let b = get(ex.local_addr());
@@ -316,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_slow_scraper_delays_neither_intervals_nor_other_scrapers() {
-        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000).unwrap();
+        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, None).unwrap();
         ex.publish(&records());
         // A scraper that sends its request one byte at a time, never finishing it, for
         // as long as the test runs.
