@@ -55,7 +55,18 @@ impl<'s> Index<'s> {
             disks: HashMap::default(),
             nics: HashMap::default(),
         };
-        for e in state.sorted() {
+        // One machine's snapshot reads its own entities and the hosts and processes of
+        // all (the far ends of its flows), not every entity of every machine.
+        let entities: Box<dyn Iterator<Item = &'s Entity>> = match scope {
+            Some(m) => Box::new(
+                state
+                    .sorted_of(m)
+                    .filter(|e| !seen_from_afar(e))
+                    .chain(state.far_sorted()),
+            ),
+            None => Box::new(state.sorted()),
+        };
+        for e in entities {
             let id = e.id.as_str();
             let m = e.machine.as_str();
             let mine = scope.is_none_or(|s| s == m);
@@ -97,6 +108,10 @@ impl<'s> Index<'s> {
                 _ => {}
             }
         }
+        if scope.is_some() {
+            // Its own hosts, processes and sli entities came with the others'.
+            ix.scoped.sort_unstable_by_key(|&(id, _)| id);
+        }
         ix
     }
 
@@ -108,6 +123,11 @@ impl<'s> Index<'s> {
     pub fn proc(&self, machine: &str, tgid: u64) -> Option<&'s str> {
         self.procs.get(&(machine, tgid)).copied()
     }
+}
+
+/// What [`State::far_sorted`] holds.
+fn seen_from_afar(e: &Entity) -> bool {
+    matches!(e.kind.as_str(), "host" | "proc" | "sli")
 }
 
 fn short_container(id: &str) -> String {
@@ -304,7 +324,7 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
         .collect();
     for m in &missing {
         let procs: Vec<(&str, &Entity)> = state
-            .sorted()
+            .far_sorted()
             .filter(|e| e.kind == "proc" && &e.machine == m)
             .map(|e| (e.id.as_str(), e))
             .collect();

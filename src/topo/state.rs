@@ -138,6 +138,8 @@ struct Machine {
     /// pushed whenever an entity's stamp moves, so an entry whose stamp is no longer its
     /// entity's is stale and skipped. Empty when nothing expires.
     queue: VecDeque<(u64, Handle)>,
+    /// Its live entities in id order: a snapshot of it reads these, not every machine's.
+    own: BTreeMap<String, Handle>,
 }
 
 #[derive(Debug)]
@@ -145,6 +147,11 @@ pub struct State {
     ids: FastMap<String, Handle>,
     /// The same, in id order: snapshots list entities sorted, not in hashing order.
     order: BTreeMap<String, Handle>,
+    /// The hosts, processes and sli entities of every machine in id order: what a
+    /// machine's snapshot reads of the others (see [`seen_from_afar`]).
+    far: BTreeMap<String, Handle>,
+    /// The live links by key (see [`link_key`]): the only ones a link can be matched with.
+    key_links: FastMap<u64, Vec<Handle>>,
     slots: Vec<Option<Entity>>,
     free: Vec<Handle>,
     machines: Vec<Machine>,
@@ -173,6 +180,8 @@ impl State {
         State {
             ids: FastMap::default(),
             order: BTreeMap::new(),
+            far: BTreeMap::new(),
+            key_links: FastMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             machines: Vec::new(),
@@ -200,6 +209,7 @@ impl State {
             version: 0,
             far_version: 0,
             queue: VecDeque::new(),
+            own: BTreeMap::new(),
         });
         self.machine_ix.insert(name.to_string(), i);
         i
@@ -250,6 +260,7 @@ impl State {
             let fresh_labels = parse_fields(labels, "labels")?;
             self.changed(h);
             self.count_link(h, false);
+            self.index(h, false);
             let e = self.slots[h as usize]
                 .as_mut()
                 .expect("ids name live slots");
@@ -271,6 +282,7 @@ impl State {
                 self.lb_count += 1;
             }
             self.count_link(h, true);
+            self.index(h, true);
             self.changed(h);
             self.touch(h);
             return Ok(());
@@ -310,6 +322,7 @@ impl State {
         self.ids.insert(id.to_string(), h);
         self.order.insert(id.to_string(), h);
         self.count_link(h, true);
+        self.index(h, true);
         self.changed(h);
         self.touch(h);
         Ok(())
@@ -428,6 +441,7 @@ impl State {
     fn remove(&mut self, h: Handle) {
         self.changed(h);
         self.count_link(h, false);
+        self.index(h, false);
         if let Some(e) = self.slots[h as usize].take() {
             if load_balancer(&e.kind) {
                 self.lb_count -= 1;
@@ -503,14 +517,65 @@ impl State {
         let key = link_key(&k.client_ip, &k.server_ip, &k.server_port);
         self.ticks += 1;
         let v = self.link_versions.entry(key).or_insert((self.ticks, 0));
+        let links = self.key_links.entry(key).or_default();
         if add {
             v.1 += 1;
+            links.push(h);
         } else {
             v.1 -= 1;
             if v.1 == 0 {
                 self.link_versions.remove(&key);
             }
+            links.retain(|&l| l != h);
+            if links.is_empty() {
+                self.key_links.remove(&key);
+            }
         }
+    }
+
+    /// Enters a slot in its machine's id order and, for a host, process or sli entity,
+    /// in the order the other machines read (`add`), or takes it out: call it with
+    /// `false` before a change and `true` after.
+    fn index(&mut self, h: Handle, add: bool) {
+        let Some(e) = self.slots[h as usize].as_ref() else {
+            return;
+        };
+        let own = &mut self.machines[e.machine_ix as usize].own;
+        let far = seen_from_afar(&e.kind);
+        if add {
+            own.insert(e.id.clone(), h);
+            if far {
+                self.far.insert(e.id.clone(), h);
+            }
+        } else {
+            own.remove(&e.id);
+            if far {
+                self.far.remove(&e.id);
+            }
+        }
+    }
+
+    /// A machine's live entities in id order.
+    pub fn sorted_of<'s>(&'s self, machine: &str) -> impl Iterator<Item = &'s Entity> + 's {
+        let own = self
+            .machine_ix
+            .get(machine)
+            .map(|&i| &self.machines[i as usize].own);
+        own.into_iter()
+            .flat_map(|o| o.values())
+            .filter_map(|&h| self.slots[h as usize].as_ref())
+    }
+
+    /// Every machine's hosts, processes and sli entities, in id order.
+    pub fn far_sorted(&self) -> impl Iterator<Item = &Entity> + '_ {
+        self.far
+            .values()
+            .filter_map(|&h| self.slots[h as usize].as_ref())
+    }
+
+    /// The live links whose key hashes to `key` (see [`link_key`]), in no order.
+    pub fn links_with(&self, key: u64) -> &[Handle] {
+        self.key_links.get(&key).map_or(&[], Vec::as_slice)
     }
 
     /// True when some load-balanced flow is live.
