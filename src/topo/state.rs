@@ -270,6 +270,10 @@ impl State {
             e.keys = fresh_keys;
             e.labels = fresh_labels;
             e.kind.replace_range(.., kind);
+            if e.machine_ix != mi {
+                // Not yet in the new machine's expiry queue, whatever its clock says.
+                e.stamp = u64::MAX;
+            }
             e.machine.replace_range(.., machine);
             e.machine_ix = mi;
             e.keys_raw.replace_range(.., keys);
@@ -627,6 +631,80 @@ mod tests {
         // Another machine's clock did not move.
         assert!(s.get("n_proc_1").is_some());
         assert_eq!(s.len(), 1);
+    }
+
+    /// The indexes a machine's snapshot reads follow entities that come, change kind,
+    /// machine or key, and expire, as filtering every live entity would.
+    #[test]
+    fn indexes_follow_entities() {
+        let mut s = State::new(2);
+        let link = |c: &str| {
+            format!(
+                r#"{{"tgid":1,"role":"client","client_ip":"{c}","server_ip":"10.0.0.9","server_port":80}}"#
+            )
+        };
+        let check = |s: &State| {
+            for m in ["m", "n"] {
+                let own: Vec<&str> = s.sorted_of(m).map(|e| e.id.as_str()).collect();
+                let all: Vec<&str> = s
+                    .sorted()
+                    .filter(|e| e.machine == m)
+                    .map(|e| e.id.as_str())
+                    .collect();
+                assert_eq!(own, all, "{m}");
+            }
+            let far: Vec<&str> = s.far_sorted().map(|e| e.id.as_str()).collect();
+            let all: Vec<&str> = s
+                .sorted()
+                .filter(|e| seen_from_afar(&e.kind))
+                .map(|e| e.id.as_str())
+                .collect();
+            assert_eq!(far, all);
+            for c in ["10.0.0.1", "10.0.0.2"] {
+                let key = link_key(c, "10.0.0.9", "80");
+                let mut by_key: Vec<Handle> = s.links_with(key).to_vec();
+                by_key.sort_unstable();
+                let mut all: Vec<Handle> = s
+                    .sorted()
+                    .filter(|e| e.link.as_ref().is_some_and(|k| k.client_ip == c))
+                    .map(|e| e.handle)
+                    .collect();
+                all.sort_unstable();
+                assert_eq!(by_key, all, "{c}");
+            }
+        };
+        s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, None)
+            .unwrap();
+        s.entity("m_fs_1", "fs", "m", r#"{"mount":"/"}"#, None)
+            .unwrap();
+        s.entity("m_l", "tcp_link", "m", &link("10.0.0.1"), None)
+            .unwrap();
+        s.entity("n_l", "tcp_link", "n", &link("10.0.0.1"), None)
+            .unwrap();
+        check(&s);
+        // A new key, a new kind, a new machine.
+        s.entity("m_l", "tcp_link", "m", &link("10.0.0.2"), None)
+            .unwrap();
+        s.entity("m_fs_1", "sli", "m", r#"{"tgid":1}"#, None)
+            .unwrap();
+        s.entity("m_proc_1", "proc", "n", r#"{"tgid":1}"#, None)
+            .unwrap();
+        check(&s);
+        s.end_interval("n");
+        s.entity("n_l", "tcp_link", "n", &link("10.0.0.1"), None)
+            .unwrap();
+        s.end_interval("n");
+        s.expire("n");
+        assert!(s.get("m_proc_1").is_none() && s.get("n_l").is_some());
+        check(&s);
+        for m in ["m", "n"] {
+            for _ in 0..2 {
+                s.end_interval(m);
+            }
+            s.expire(m);
+        }
+        check(&s);
+        assert!(s.is_empty() && s.key_links.is_empty() && s.far.is_empty());
     }
 
     #[test]
