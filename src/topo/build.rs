@@ -34,8 +34,6 @@ pub struct Index<'s> {
     pub state: &'s State,
     pub scope: Option<&'s str>,
     pub scoped: Vec<(&'s str, &'s Entity)>,
-    hosts: HashMap<&'s str, &'s str>,
-    procs: HashMap<(&'s str, u64), &'s str>,
     containers: HashMap<(&'s str, String), &'s str>,
     pods: HashMap<(&'s str, String), &'s str>,
     disks: HashMap<(&'s str, String), &'s str>,
@@ -48,22 +46,15 @@ impl<'s> Index<'s> {
             state,
             scope,
             scoped: Vec::new(),
-            hosts: HashMap::default(),
-            procs: HashMap::default(),
             containers: HashMap::default(),
             pods: HashMap::default(),
             disks: HashMap::default(),
             nics: HashMap::default(),
         };
-        // One machine's snapshot reads its own entities and the hosts and processes of
-        // all (the far ends of its flows), not every entity of every machine.
+        // One machine's snapshot reads its own entities, not every machine's; hosts and
+        // processes (the far ends of flows) are looked up in the state.
         let entities: Box<dyn Iterator<Item = &'s Entity>> = match scope {
-            Some(m) => Box::new(
-                state
-                    .sorted_of(m)
-                    .filter(|e| !seen_from_afar(e))
-                    .chain(state.far_sorted()),
-            ),
+            Some(m) => Box::new(state.sorted_of(m)),
             None => Box::new(state.sorted()),
         };
         for e in entities {
@@ -74,14 +65,6 @@ impl<'s> Index<'s> {
                 ix.scoped.push((id, e));
             }
             match e.kind.as_str() {
-                "host" => {
-                    ix.hosts.entry(m).or_insert(id);
-                }
-                "proc" => {
-                    if let Some(t) = get_uint(e, "tgid") {
-                        ix.procs.entry((m, t)).or_insert(id);
-                    }
-                }
                 // What only a machine's own vertical rules look up.
                 _ if !mine => {}
                 "container" => {
@@ -108,10 +91,6 @@ impl<'s> Index<'s> {
                 _ => {}
             }
         }
-        if scope.is_some() {
-            // Its own hosts, processes and sli entities came with the others'.
-            ix.scoped.sort_unstable_by_key(|&(id, _)| id);
-        }
         ix
     }
 
@@ -121,13 +100,8 @@ impl<'s> Index<'s> {
     }
 
     pub fn proc(&self, machine: &str, tgid: u64) -> Option<&'s str> {
-        self.procs.get(&(machine, tgid)).copied()
+        self.state.proc_of(machine, tgid)
     }
-}
-
-/// What [`State::far_sorted`] holds.
-fn seen_from_afar(e: &Entity) -> bool {
-    matches!(e.kind.as_str(), "host" | "proc" | "sli")
 }
 
 fn short_container(id: &str) -> String {
@@ -169,7 +143,7 @@ impl<'s> Builder<'s> {
 
     /// The host node of a machine; derived when no host entity was seen.
     pub fn host(&mut self, machine: &str) -> String {
-        if let Some(id) = self.ix.hosts.get(machine) {
+        if let Some(id) = self.ix.state.host_of(machine) {
             return id.to_string();
         }
         let id = entity_id(machine, "host", [machine]);
@@ -324,8 +298,8 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
         .collect();
     for m in &missing {
         let procs: Vec<(&str, &Entity)> = state
-            .far_sorted()
-            .filter(|e| e.kind == "proc" && &e.machine == m)
+            .sorted_of(m)
+            .filter(|e| e.kind == "proc")
             .map(|e| (e.id.as_str(), e))
             .collect();
         *apps.versions.entry(m.clone()).or_default() += 1;

@@ -280,7 +280,7 @@ fn related<'s>(b: &Builder<'s>) -> Vec<(&'s str, &'s Entity)> {
         .iter()
         .flat_map(|&k| state.links_with(k))
         .filter_map(|&h| state.slot(h))
-        .chain(state.far_sorted().filter(|e| e.kind == "sli"))
+        .chain(state.slis())
         .map(|e| (e.id.as_str(), e))
         .collect();
     // Two keys with one hash bring the same links twice.

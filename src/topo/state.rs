@@ -21,7 +21,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::Deserialize;
 
-use super::fields::{text, uint};
+use super::fields::{get_uint, text, uint};
 use super::hash::{FastMap, FxHasher};
 use crate::record::{Fields, Metrics};
 
@@ -147,9 +147,13 @@ pub struct State {
     ids: FastMap<String, Handle>,
     /// The same, in id order: snapshots list entities sorted, not in hashing order.
     order: BTreeMap<String, Handle>,
-    /// The hosts, processes and sli entities of every machine in id order: what a
-    /// machine's snapshot reads of the others (see [`seen_from_afar`]).
-    far: BTreeMap<String, Handle>,
+    /// The sli entities of every machine in id order: their metrics go on the edges into
+    /// their processes, from whichever machine.
+    slis: BTreeMap<String, Handle>,
+    /// The hosts of each machine, and the processes by (machine, tgid), that the far ends
+    /// of flows are looked up in.
+    hosts: FastMap<u32, Vec<Handle>>,
+    procs: FastMap<(u32, u64), Vec<Handle>>,
     /// The live links by key (see [`link_key`]): the only ones a link can be matched with.
     key_links: FastMap<u64, Vec<Handle>>,
     slots: Vec<Option<Entity>>,
@@ -180,7 +184,9 @@ impl State {
         State {
             ids: FastMap::default(),
             order: BTreeMap::new(),
-            far: BTreeMap::new(),
+            slis: BTreeMap::new(),
+            hosts: FastMap::default(),
+            procs: FastMap::default(),
             key_links: FastMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -538,25 +544,70 @@ impl State {
     }
 
     /// Enters a slot in its machine's id order and, for a host, process or sli entity,
-    /// in the order the other machines read (`add`), or takes it out: call it with
-    /// `false` before a change and `true` after.
+    /// in the lookups the other machines' snapshots use (`add`), or takes it out: call it
+    /// with `false` before a change and `true` after.
     fn index(&mut self, h: Handle, add: bool) {
         let Some(e) = self.slots[h as usize].as_ref() else {
             return;
         };
         let own = &mut self.machines[e.machine_ix as usize].own;
-        let far = seen_from_afar(&e.kind);
+        let sli = e.kind == "sli";
+        // The lookup it is in: its machine's hosts, or the processes of its tgid there.
+        let key = match e.kind.as_str() {
+            "host" => Some((e.machine_ix, None)),
+            "proc" => get_uint(e, "tgid").map(|t| (e.machine_ix, Some(t))),
+            _ => None,
+        };
         if add {
             own.insert(e.id.clone(), h);
-            if far {
-                self.far.insert(e.id.clone(), h);
+            if sli {
+                self.slis.insert(e.id.clone(), h);
             }
         } else {
             own.remove(&e.id);
-            if far {
-                self.far.remove(&e.id);
+            if sli {
+                self.slis.remove(&e.id);
             }
         }
+        let Some(key) = key else { return };
+        let list = match key {
+            (mi, None) => self.hosts.entry(mi).or_default(),
+            (mi, Some(t)) => self.procs.entry((mi, t)).or_default(),
+        };
+        if add {
+            list.push(h);
+        } else {
+            list.retain(|&x| x != h);
+            // The entry goes with its last entity: memory follows live entities.
+            if list.is_empty() {
+                match key {
+                    (mi, None) => self.hosts.remove(&mi),
+                    (mi, Some(t)) => self.procs.remove(&(mi, t)),
+                };
+            }
+        }
+    }
+
+    /// The lowest id among these slots, so that a choice does not follow storage order.
+    fn lowest<'s>(&'s self, slots: Option<&Vec<Handle>>) -> Option<&'s str> {
+        slots?
+            .iter()
+            .filter_map(|&h| self.slot(h))
+            .map(|e| e.id.as_str())
+            .min()
+    }
+
+    /// A machine's host entity (the lowest id if several).
+    pub fn host_of(&self, machine: &str) -> Option<&str> {
+        let mi = *self.machine_ix.get(machine)?;
+        self.lowest(self.hosts.get(&mi))
+    }
+
+    /// A machine's process entity with this tgid (keys, else labels; the lowest id if
+    /// several).
+    pub fn proc_of(&self, machine: &str, tgid: u64) -> Option<&str> {
+        let mi = *self.machine_ix.get(machine)?;
+        self.lowest(self.procs.get(&(mi, tgid)))
     }
 
     /// A machine's live entities in id order.
@@ -570,9 +621,9 @@ impl State {
             .filter_map(|&h| self.slots[h as usize].as_ref())
     }
 
-    /// Every machine's hosts, processes and sli entities, in id order.
-    pub fn far_sorted(&self) -> impl Iterator<Item = &Entity> + '_ {
-        self.far
+    /// Every machine's sli entities, in id order.
+    pub fn slis(&self) -> impl Iterator<Item = &Entity> + '_ {
+        self.slis
             .values()
             .filter_map(|&h| self.slots[h as usize].as_ref())
     }
@@ -653,13 +704,26 @@ mod tests {
                     .collect();
                 assert_eq!(own, all, "{m}");
             }
-            let far: Vec<&str> = s.far_sorted().map(|e| e.id.as_str()).collect();
+            let slis: Vec<&str> = s.slis().map(|e| e.id.as_str()).collect();
             let all: Vec<&str> = s
                 .sorted()
-                .filter(|e| seen_from_afar(&e.kind))
+                .filter(|e| e.kind == "sli")
                 .map(|e| e.id.as_str())
                 .collect();
-            assert_eq!(far, all);
+            assert_eq!(slis, all);
+            for m in ["m", "n"] {
+                let first = |kind: &str, tgid: Option<u64>| {
+                    s.sorted()
+                        .find(|e| {
+                            e.machine == m
+                                && e.kind == kind
+                                && tgid.is_none_or(|t| get_uint(e, "tgid") == Some(t))
+                        })
+                        .map(|e| e.id.as_str())
+                };
+                assert_eq!(s.host_of(m), first("host", None), "{m}");
+                assert_eq!(s.proc_of(m, 1), first("proc", Some(1)), "{m}");
+            }
             for c in ["10.0.0.1", "10.0.0.2"] {
                 let key = link_key(c, "10.0.0.9", "80");
                 let mut by_key: Vec<Handle> = s.links_with(key).to_vec();
@@ -674,6 +738,10 @@ mod tests {
             }
         };
         s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, None)
+            .unwrap();
+        s.entity("m_proc_0", "proc", "m", r#"{"x":0}"#, Some(r#"{"tgid":1}"#))
+            .unwrap();
+        s.entity("m_host", "host", "m", r#"{"machine_id":"m"}"#, None)
             .unwrap();
         s.entity("m_fs_1", "fs", "m", r#"{"mount":"/"}"#, None)
             .unwrap();
@@ -704,7 +772,8 @@ mod tests {
             s.expire(m);
         }
         check(&s);
-        assert!(s.is_empty() && s.key_links.is_empty() && s.far.is_empty());
+        assert!(s.is_empty() && s.key_links.is_empty() && s.slis.is_empty());
+        assert!(s.hosts.is_empty() && s.procs.is_empty());
     }
 
     #[test]
