@@ -34,8 +34,6 @@ pub struct Index<'s> {
     pub state: &'s State,
     pub scope: Option<&'s str>,
     pub scoped: Vec<(&'s str, &'s Entity)>,
-    hosts: HashMap<&'s str, &'s str>,
-    procs: HashMap<(&'s str, u64), &'s str>,
     containers: HashMap<(&'s str, String), &'s str>,
     pods: HashMap<(&'s str, String), &'s str>,
     disks: HashMap<(&'s str, String), &'s str>,
@@ -48,14 +46,18 @@ impl<'s> Index<'s> {
             state,
             scope,
             scoped: Vec::new(),
-            hosts: HashMap::default(),
-            procs: HashMap::default(),
             containers: HashMap::default(),
             pods: HashMap::default(),
             disks: HashMap::default(),
             nics: HashMap::default(),
         };
-        for e in state.sorted() {
+        // One machine's snapshot reads its own entities, not every machine's; hosts and
+        // processes (the far ends of flows) are looked up in the state.
+        let entities: Box<dyn Iterator<Item = &'s Entity>> = match scope {
+            Some(m) => Box::new(state.sorted_of(m)),
+            None => Box::new(state.sorted()),
+        };
+        for e in entities {
             let id = e.id.as_str();
             let m = e.machine.as_str();
             let mine = scope.is_none_or(|s| s == m);
@@ -63,14 +65,6 @@ impl<'s> Index<'s> {
                 ix.scoped.push((id, e));
             }
             match e.kind.as_str() {
-                "host" => {
-                    ix.hosts.entry(m).or_insert(id);
-                }
-                "proc" => {
-                    if let Some(t) = get_uint(e, "tgid") {
-                        ix.procs.entry((m, t)).or_insert(id);
-                    }
-                }
                 // What only a machine's own vertical rules look up.
                 _ if !mine => {}
                 "container" => {
@@ -106,7 +100,7 @@ impl<'s> Index<'s> {
     }
 
     pub fn proc(&self, machine: &str, tgid: u64) -> Option<&'s str> {
-        self.procs.get(&(machine, tgid)).copied()
+        self.state.proc_of(machine, tgid)
     }
 }
 
@@ -149,7 +143,7 @@ impl<'s> Builder<'s> {
 
     /// The host node of a machine; derived when no host entity was seen.
     pub fn host(&mut self, machine: &str) -> String {
-        if let Some(id) = self.ix.hosts.get(machine) {
+        if let Some(id) = self.ix.state.host_of(machine) {
             return id.to_string();
         }
         let id = entity_id(machine, "host", [machine]);
@@ -304,8 +298,8 @@ pub fn build(state: &State, ts: i64, scope: Option<&str>, apps: &mut AppCache) -
         .collect();
     for m in &missing {
         let procs: Vec<(&str, &Entity)> = state
-            .sorted()
-            .filter(|e| e.kind == "proc" && &e.machine == m)
+            .sorted_of(m)
+            .filter(|e| e.kind == "proc")
             .map(|e| (e.id.as_str(), e))
             .collect();
         *apps.versions.entry(m.clone()).or_default() += 1;

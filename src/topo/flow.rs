@@ -19,7 +19,7 @@ use super::build::Builder;
 use super::fields::{get, get_uint, is_loopback};
 use super::graph::{rel, Edge, Layer};
 use super::hash::FastMap as HashMap;
-use super::state::{Entity, Flow, Handle, State};
+use super::state::{link_key, Entity, Flow, Handle, State};
 use crate::record::{entity_id, Fields, Metrics, ALL_METHODS};
 
 struct Link<'s> {
@@ -259,11 +259,41 @@ fn outside(b: &mut Builder, ip: &str, port: Option<&str>, machine: &str) -> Stri
     id
 }
 
+/// The entities a snapshot's flows are made of, in id order: every link and sli entity
+/// for a snapshot of everything or with load-balanced flows live (they match links by
+/// other keys); else, for one machine, the links with the keys of its links (the only ones
+/// its links can be matched with, or share a server end with) and every sli entity.
+fn related<'s>(b: &Builder<'s>) -> Vec<(&'s str, &'s Entity)> {
+    let state = b.ix.state;
+    if b.ix.scope.is_none() || state.has_load_balancers() {
+        return state.sorted().map(|e| (e.id.as_str(), e)).collect();
+    }
+    let mut keys: Vec<u64> =
+        b.ix.scoped
+            .iter()
+            .filter_map(|(_, e)| e.link.as_ref())
+            .map(|k| link_key(&k.client_ip, &k.server_ip, &k.server_port))
+            .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut all: Vec<(&str, &Entity)> = keys
+        .iter()
+        .flat_map(|&k| state.links_with(k))
+        .filter_map(|&h| state.slot(h))
+        .chain(state.slis())
+        .map(|e| (e.id.as_str(), e))
+        .collect();
+    // Two keys with one hash bring the same links twice.
+    all.sort_unstable_by_key(|&(id, _)| id);
+    all.dedup_by_key(|&mut (id, _)| id);
+    all
+}
+
 /// Adds the process-layer edges (connect, is_peer, and is_client / is_server around load
 /// balancers) and returns the connect edges, for the app and host layers.
 pub fn connect(b: &mut Builder) -> Vec<Edge> {
     // In id order, so that sums and choices never follow the order links were stored in.
-    let all: Vec<(&str, &Entity)> = b.ix.state.sorted().map(|e| (e.id.as_str(), e)).collect();
+    let all = related(b);
     let (clients, servers) = links(&all);
     let mut lbs = lbs(&all);
     lbs.sort_unstable_by_key(|l| l.id);

@@ -720,4 +720,157 @@ mod tests {
         assert!(fresh.contains(r#""src":"external_endpoint_10.0.0.3","dst":"a_proc_12""#));
         assert_eq!(fresh, reused);
     }
+
+    /// One recording's output with snapshot templates and with every snapshot built afresh.
+    fn both_ways(text: &str, expire: u64) -> ((String, Summary), (String, Summary)) {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.ndjson");
+        std::fs::write(&input, text).unwrap();
+        let output = |reuse: bool| {
+            let path = dir.path().join(format!("out-{reuse}.ndjson"));
+            let mut reader = RecordReader::new("gala-topo", std::slice::from_ref(&input), false);
+            let mut out = RecordWriter::create(Some(&path), false).unwrap();
+            let opts = Options {
+                only: true,
+                expire,
+                ..Options::default()
+            };
+            let summary = run_with(&mut reader, &mut out, &opts, reuse).unwrap();
+            out.finish().unwrap();
+            assert!(!reader.bad_input().summarise());
+            (std::fs::read_to_string(&path).unwrap(), summary)
+        };
+        (output(false), output(true))
+    }
+
+    /// A churned recording: three machines whose processes, links (loopback, across
+    /// machines, to outside) and sli entities come and go interval by interval, as chosen
+    /// by `plan` (one word of bits per machine and interval).
+    fn churned(plan: &[[u32; 3]]) -> String {
+        let ips = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
+        let mut text = String::new();
+        for (i, words) in plan.iter().enumerate() {
+            let ts = 1000 + i as i64 * 5000;
+            for (mi, &w) in words.iter().enumerate() {
+                let m = ["a", "b", "c"][mi];
+                let bit = |n: u32| w >> n & 1 == 1;
+                let mut ent = |kind: &str,
+                               id: &str,
+                               keys: String,
+                               labels: &str,
+                               metrics: String| {
+                    let _ = writeln!(
+                        text,
+                        r#"{{"type":"entity","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","machine_id":"{m}","keys":{keys},"labels":{labels}}}"#
+                    );
+                    let _ = writeln!(
+                        text,
+                        r#"{{"type":"metric","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","metrics":{metrics}}}"#
+                    );
+                };
+                if !bit(31) {
+                    ent(
+                        "host",
+                        m,
+                        format!(r#"{{"machine_id":"{m}"}}"#),
+                        "{}",
+                        "{}".into(),
+                    );
+                }
+                // Processes 10..14: present by bits 0..4, regrouped by bit 5.
+                for p in 0..5u32 {
+                    if bit(p) {
+                        let tgid = 10 + p;
+                        let pgid = if bit(5) && p > 2 { 10 } else { tgid };
+                        ent(
+                            "proc",
+                            &tgid.to_string(),
+                            format!(r#"{{"tgid":{tgid}}}"#),
+                            &format!(
+                                r#"{{"comm":"srv","exe":"/bin/srv","pgid":{pgid},"cmdline":"srv {p}"}}"#
+                            ),
+                            r#"{"cpu_pct":1}"#.into(),
+                        );
+                    }
+                }
+                // Links by bits 6..29: client and server ends to each machine and outside,
+                // from and to processes that may or may not be there.
+                for l in 0..24u32 {
+                    if !bit(6 + l) {
+                        continue;
+                    }
+                    let tgid = 10 + l % 5;
+                    let peer = (l / 5) as usize % 4;
+                    let port = 80 + l % 3;
+                    let (role, cip, sip) = match (peer, l % 2) {
+                        (3, _) => ("client", ips[mi], "203.0.113.9"),
+                        (p, _) if p == mi => ("client", "127.0.0.1", "127.0.0.1"),
+                        (p, 0) => ("client", ips[mi], ips[p]),
+                        (p, _) => ("server", ips[p], ips[mi]),
+                    };
+                    let rx = 100 + i as u32 * 7 + l;
+                    ent(
+                        "tcp_link",
+                        &l.to_string(),
+                        format!(
+                            r#"{{"tgid":{tgid},"role":"{role}","client_ip":"{cip}","server_ip":"{sip}","server_port":{port}}}"#
+                        ),
+                        "{}",
+                        format!(
+                            r#"{{"rx_bytes":{rx},"tx_bytes":{},"srtt":{}.5,"retran_packets":{}}}"#,
+                            rx * 2,
+                            l,
+                            l % 2
+                        ),
+                    );
+                    if role == "client" && sip == "127.0.0.1" {
+                        ent(
+                            "tcp_link",
+                            &format!("{l}s"),
+                            format!(
+                                r#"{{"tgid":{},"role":"server","client_ip":"{cip}","server_ip":"{sip}","server_port":{port}}}"#,
+                                10 + (l + 1) % 5
+                            ),
+                            "{}",
+                            format!(r#"{{"tx_bytes":{rx}}}"#),
+                        );
+                    }
+                }
+                if bit(30) {
+                    ent(
+                        "sli",
+                        "12",
+                        r#"{"tgid":12,"server_port":80}"#.into(),
+                        "{}",
+                        format!(r#"{{"requests":{i}.25}}"#),
+                    );
+                }
+                let _ = writeln!(
+                    text,
+                    r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"1","format_version":1,"machine_id":"{m}"}}"#
+                );
+            }
+        }
+        text
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever comes and goes, the snapshots written from templates are those built
+        /// afresh every interval.
+        #[test]
+        fn churn_writes_what_fresh_builds_write(
+            plan in proptest::collection::vec(proptest::array::uniform3(proptest::prelude::any::<u32>()), 2..12),
+            expire in 0u64..4,
+        ) {
+            // Keep some intervals unchanged, so that templates are used, not only made.
+            let mut plan = plan;
+            for i in (1..plan.len()).step_by(3) {
+                plan[i] = plan[i - 1];
+            }
+            let ((fresh, all), (reused, _)) = both_ways(&churned(&plan), expire);
+            proptest::prop_assert_eq!(all.builds, all.snapshots);
+            proptest::prop_assert!(fresh == reused, "fresh:\n{}\nreused:\n{}", fresh, reused);
+        }
+    }
 }

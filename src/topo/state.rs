@@ -21,7 +21,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::Deserialize;
 
-use super::fields::{text, uint};
+use super::fields::{get_uint, text, uint};
 use super::hash::{FastMap, FxHasher};
 use crate::record::{Fields, Metrics};
 
@@ -138,6 +138,8 @@ struct Machine {
     /// pushed whenever an entity's stamp moves, so an entry whose stamp is no longer its
     /// entity's is stale and skipped. Empty when nothing expires.
     queue: VecDeque<(u64, Handle)>,
+    /// Its live entities in id order: a snapshot of it reads these, not every machine's.
+    own: BTreeMap<String, Handle>,
 }
 
 #[derive(Debug)]
@@ -145,6 +147,15 @@ pub struct State {
     ids: FastMap<String, Handle>,
     /// The same, in id order: snapshots list entities sorted, not in hashing order.
     order: BTreeMap<String, Handle>,
+    /// The sli entities of every machine in id order: their metrics go on the edges into
+    /// their processes, from whichever machine.
+    slis: BTreeMap<String, Handle>,
+    /// The hosts of each machine, and the processes by (machine, tgid), that the far ends
+    /// of flows are looked up in.
+    hosts: FastMap<u32, Vec<Handle>>,
+    procs: FastMap<(u32, u64), Vec<Handle>>,
+    /// The live links by key (see [`link_key`]): the only ones a link can be matched with.
+    key_links: FastMap<u64, Vec<Handle>>,
     slots: Vec<Option<Entity>>,
     free: Vec<Handle>,
     machines: Vec<Machine>,
@@ -173,6 +184,10 @@ impl State {
         State {
             ids: FastMap::default(),
             order: BTreeMap::new(),
+            slis: BTreeMap::new(),
+            hosts: FastMap::default(),
+            procs: FastMap::default(),
+            key_links: FastMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             machines: Vec::new(),
@@ -200,6 +215,7 @@ impl State {
             version: 0,
             far_version: 0,
             queue: VecDeque::new(),
+            own: BTreeMap::new(),
         });
         self.machine_ix.insert(name.to_string(), i);
         i
@@ -250,6 +266,7 @@ impl State {
             let fresh_labels = parse_fields(labels, "labels")?;
             self.changed(h);
             self.count_link(h, false);
+            self.index(h, false);
             let e = self.slots[h as usize]
                 .as_mut()
                 .expect("ids name live slots");
@@ -259,6 +276,10 @@ impl State {
             e.keys = fresh_keys;
             e.labels = fresh_labels;
             e.kind.replace_range(.., kind);
+            if e.machine_ix != mi {
+                // Not yet in the new machine's expiry queue, whatever its clock says.
+                e.stamp = u64::MAX;
+            }
             e.machine.replace_range(.., machine);
             e.machine_ix = mi;
             e.keys_raw.replace_range(.., keys);
@@ -271,6 +292,7 @@ impl State {
                 self.lb_count += 1;
             }
             self.count_link(h, true);
+            self.index(h, true);
             self.changed(h);
             self.touch(h);
             return Ok(());
@@ -310,6 +332,7 @@ impl State {
         self.ids.insert(id.to_string(), h);
         self.order.insert(id.to_string(), h);
         self.count_link(h, true);
+        self.index(h, true);
         self.changed(h);
         self.touch(h);
         Ok(())
@@ -428,6 +451,7 @@ impl State {
     fn remove(&mut self, h: Handle) {
         self.changed(h);
         self.count_link(h, false);
+        self.index(h, false);
         if let Some(e) = self.slots[h as usize].take() {
             if load_balancer(&e.kind) {
                 self.lb_count -= 1;
@@ -503,14 +527,110 @@ impl State {
         let key = link_key(&k.client_ip, &k.server_ip, &k.server_port);
         self.ticks += 1;
         let v = self.link_versions.entry(key).or_insert((self.ticks, 0));
+        let links = self.key_links.entry(key).or_default();
         if add {
             v.1 += 1;
+            links.push(h);
         } else {
             v.1 -= 1;
             if v.1 == 0 {
                 self.link_versions.remove(&key);
             }
+            links.retain(|&l| l != h);
+            if links.is_empty() {
+                self.key_links.remove(&key);
+            }
         }
+    }
+
+    /// Enters a slot in its machine's id order and, for a host, process or sli entity,
+    /// in the lookups the other machines' snapshots use (`add`), or takes it out: call it
+    /// with `false` before a change and `true` after.
+    fn index(&mut self, h: Handle, add: bool) {
+        let Some(e) = self.slots[h as usize].as_ref() else {
+            return;
+        };
+        let own = &mut self.machines[e.machine_ix as usize].own;
+        let sli = e.kind == "sli";
+        // The lookup it is in: its machine's hosts, or the processes of its tgid there.
+        let key = match e.kind.as_str() {
+            "host" => Some((e.machine_ix, None)),
+            "proc" => get_uint(e, "tgid").map(|t| (e.machine_ix, Some(t))),
+            _ => None,
+        };
+        if add {
+            own.insert(e.id.clone(), h);
+            if sli {
+                self.slis.insert(e.id.clone(), h);
+            }
+        } else {
+            own.remove(&e.id);
+            if sli {
+                self.slis.remove(&e.id);
+            }
+        }
+        let Some(key) = key else { return };
+        let list = match key {
+            (mi, None) => self.hosts.entry(mi).or_default(),
+            (mi, Some(t)) => self.procs.entry((mi, t)).or_default(),
+        };
+        if add {
+            list.push(h);
+        } else {
+            list.retain(|&x| x != h);
+            // The entry goes with its last entity: memory follows live entities.
+            if list.is_empty() {
+                match key {
+                    (mi, None) => self.hosts.remove(&mi),
+                    (mi, Some(t)) => self.procs.remove(&(mi, t)),
+                };
+            }
+        }
+    }
+
+    /// The lowest id among these slots, so that a choice does not follow storage order.
+    fn lowest<'s>(&'s self, slots: Option<&Vec<Handle>>) -> Option<&'s str> {
+        slots?
+            .iter()
+            .filter_map(|&h| self.slot(h))
+            .map(|e| e.id.as_str())
+            .min()
+    }
+
+    /// A machine's host entity (the lowest id if several).
+    pub fn host_of(&self, machine: &str) -> Option<&str> {
+        let mi = *self.machine_ix.get(machine)?;
+        self.lowest(self.hosts.get(&mi))
+    }
+
+    /// A machine's process entity with this tgid (keys, else labels; the lowest id if
+    /// several).
+    pub fn proc_of(&self, machine: &str, tgid: u64) -> Option<&str> {
+        let mi = *self.machine_ix.get(machine)?;
+        self.lowest(self.procs.get(&(mi, tgid)))
+    }
+
+    /// A machine's live entities in id order.
+    pub fn sorted_of<'s>(&'s self, machine: &str) -> impl Iterator<Item = &'s Entity> + 's {
+        let own = self
+            .machine_ix
+            .get(machine)
+            .map(|&i| &self.machines[i as usize].own);
+        own.into_iter()
+            .flat_map(|o| o.values())
+            .filter_map(|&h| self.slots[h as usize].as_ref())
+    }
+
+    /// Every machine's sli entities, in id order.
+    pub fn slis(&self) -> impl Iterator<Item = &Entity> + '_ {
+        self.slis
+            .values()
+            .filter_map(|&h| self.slots[h as usize].as_ref())
+    }
+
+    /// The live links whose key hashes to `key` (see [`link_key`]), in no order.
+    pub fn links_with(&self, key: u64) -> &[Handle] {
+        self.key_links.get(&key).map_or(&[], Vec::as_slice)
     }
 
     /// True when some load-balanced flow is live.
@@ -562,6 +682,98 @@ mod tests {
         // Another machine's clock did not move.
         assert!(s.get("n_proc_1").is_some());
         assert_eq!(s.len(), 1);
+    }
+
+    /// The indexes a machine's snapshot reads follow entities that come, change kind,
+    /// machine or key, and expire, as filtering every live entity would.
+    #[test]
+    fn indexes_follow_entities() {
+        let mut s = State::new(2);
+        let link = |c: &str| {
+            format!(
+                r#"{{"tgid":1,"role":"client","client_ip":"{c}","server_ip":"10.0.0.9","server_port":80}}"#
+            )
+        };
+        let check = |s: &State| {
+            for m in ["m", "n"] {
+                let own: Vec<&str> = s.sorted_of(m).map(|e| e.id.as_str()).collect();
+                let all: Vec<&str> = s
+                    .sorted()
+                    .filter(|e| e.machine == m)
+                    .map(|e| e.id.as_str())
+                    .collect();
+                assert_eq!(own, all, "{m}");
+            }
+            let slis: Vec<&str> = s.slis().map(|e| e.id.as_str()).collect();
+            let all: Vec<&str> = s
+                .sorted()
+                .filter(|e| e.kind == "sli")
+                .map(|e| e.id.as_str())
+                .collect();
+            assert_eq!(slis, all);
+            for m in ["m", "n"] {
+                let first = |kind: &str, tgid: Option<u64>| {
+                    s.sorted()
+                        .find(|e| {
+                            e.machine == m
+                                && e.kind == kind
+                                && tgid.is_none_or(|t| get_uint(e, "tgid") == Some(t))
+                        })
+                        .map(|e| e.id.as_str())
+                };
+                assert_eq!(s.host_of(m), first("host", None), "{m}");
+                assert_eq!(s.proc_of(m, 1), first("proc", Some(1)), "{m}");
+            }
+            for c in ["10.0.0.1", "10.0.0.2"] {
+                let key = link_key(c, "10.0.0.9", "80");
+                let mut by_key: Vec<Handle> = s.links_with(key).to_vec();
+                by_key.sort_unstable();
+                let mut all: Vec<Handle> = s
+                    .sorted()
+                    .filter(|e| e.link.as_ref().is_some_and(|k| k.client_ip == c))
+                    .map(|e| e.handle)
+                    .collect();
+                all.sort_unstable();
+                assert_eq!(by_key, all, "{c}");
+            }
+        };
+        s.entity("m_proc_1", "proc", "m", r#"{"tgid":1}"#, None)
+            .unwrap();
+        s.entity("m_proc_0", "proc", "m", r#"{"x":0}"#, Some(r#"{"tgid":1}"#))
+            .unwrap();
+        s.entity("m_host", "host", "m", r#"{"machine_id":"m"}"#, None)
+            .unwrap();
+        s.entity("m_fs_1", "fs", "m", r#"{"mount":"/"}"#, None)
+            .unwrap();
+        s.entity("m_l", "tcp_link", "m", &link("10.0.0.1"), None)
+            .unwrap();
+        s.entity("n_l", "tcp_link", "n", &link("10.0.0.1"), None)
+            .unwrap();
+        check(&s);
+        // A new key, a new kind, a new machine.
+        s.entity("m_l", "tcp_link", "m", &link("10.0.0.2"), None)
+            .unwrap();
+        s.entity("m_fs_1", "sli", "m", r#"{"tgid":1}"#, None)
+            .unwrap();
+        s.entity("m_proc_1", "proc", "n", r#"{"tgid":1}"#, None)
+            .unwrap();
+        check(&s);
+        s.end_interval("n");
+        s.entity("n_l", "tcp_link", "n", &link("10.0.0.1"), None)
+            .unwrap();
+        s.end_interval("n");
+        s.expire("n");
+        assert!(s.get("m_proc_1").is_none() && s.get("n_l").is_some());
+        check(&s);
+        for m in ["m", "n"] {
+            for _ in 0..2 {
+                s.end_interval(m);
+            }
+            s.expire(m);
+        }
+        check(&s);
+        assert!(s.is_empty() && s.key_links.is_empty() && s.slis.is_empty());
+        assert!(s.hosts.is_empty() && s.procs.is_empty());
     }
 
     #[test]

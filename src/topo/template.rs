@@ -97,8 +97,7 @@ impl Deps {
         }
         names.sort_unstable();
         let mut links: Vec<u64> = state
-            .sorted()
-            .filter(|e| e.machine == machine)
+            .sorted_of(machine)
             .filter_map(|e| e.link.as_ref())
             .map(|k| link_key(&k.client_ip, &k.server_ip, &k.server_port))
             .collect();
