@@ -517,21 +517,8 @@ fn a_slower_scraper_loses_no_counts() {
             at(last),
             at(first)
         );
-        let encoded: String = query
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let resp = http_get(&prom_addr, &format!("/api/v1/query?query={encoded}")).unwrap();
-        let body: serde_json::Value =
-            serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
-        let growth: f64 = body["data"]["result"][0]["value"][1]
-            .as_str()
-            .unwrap_or_else(|| panic!("{query}: {body}"))
-            .parse()
-            .unwrap();
+        let growth = query_value(&prom_addr, &query)
+            .unwrap_or_else(|| panic!("{query}: no sample from Prometheus"));
         assert_eq!(growth, recorded, "{query}");
     }
     // Fewer records than intervals: the scrapes were the slower ones.
