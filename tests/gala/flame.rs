@@ -1230,3 +1230,118 @@ fn onset_diff_of_a_live_recording_names_a_new_hog_as_new() {
     let steady_title = svg.frame("burn_cpu");
     assert!(!is_new(steady_title), "{steady_title}");
 }
+
+/// The I/O flame graph of a program that writes a known number of bytes to a file and
+/// fsyncs it: the bytes under its write path match what it wrote (± 5 %), its writes to a
+/// pipe are not file I/O, and the fsync shows as time waited.
+#[test]
+fn ioflame_weighs_a_known_file_write_by_its_bytes() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    if !crate::common::require_bpf("ioflame_weighs_a_known_file_write") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = build_prog("gala_writer", dir.path());
+    let file = dir.path().join("out.dat");
+    // 200 blocks of 40000 bytes (not a power of two: a byte count off by a block shows).
+    let mut writer = Command::new(&prog)
+        .args([arg(&file), "200", "40000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = writer.id();
+    let mut collector = Command::new(crate::common::bin("gala-collect"))
+        .args([
+            "--probes",
+            "ioflame",
+            "--comm",
+            "^gala_writer$",
+            "-i",
+            "1s",
+            "--line-buffered",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(collector.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    // Reads up to the next status record written after `since` (ms since the epoch),
+    // keeping every line for gala-flame.
+    let mut next_status = |out: &mut String, since: i64| {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            out.push_str(&line);
+            out.push('\n');
+            if v["type"] == "status" && v["ts"].as_i64().unwrap() > since {
+                return true;
+            }
+        }
+        false
+    };
+    // The process filter holds the writer from the first interval on (it was started
+    // before the collector): only then is it told to write.
+    assert!(
+        next_status(&mut out, 0),
+        "the collector ended before its first interval"
+    );
+    let mut stdin = writer.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    let mut measured = String::new();
+    BufReader::new(writer.stdout.take().unwrap())
+        .read_line(&mut measured)
+        .unwrap();
+    let want: u64 = measured.trim().parse().unwrap();
+    assert_eq!(want, 200 * 40000);
+    // The writer stays alive until an interval after its writes, so that they are named.
+    next_status(&mut out, gala::record::now_ms());
+    stdin.write_all(b"bye\n").unwrap();
+    assert!(writer.wait().unwrap().success());
+    // SAFETY: plain kill(2) on a child we started.
+    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    while next_status(&mut out, 0) {}
+    let collector = collector.wait_with_output().unwrap();
+    let collector_err = String::from_utf8_lossy(&collector.stderr);
+
+    // The folded I/O-bytes graph, as gala-flame draws it from the records.
+    let folded = stdout_of(
+        &["--kind", "io_bytes", "--format", "folded"],
+        Some(out.as_bytes()),
+    );
+    let weight = |path: &str| -> u64 {
+        folded
+            .lines()
+            .filter(|l| l.starts_with("gala_writer;") && l.contains(path))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum()
+    };
+    let written = weight(";main;save_file;write_block ");
+    eprintln!("ioflame: {written} bytes under save_file, the program wrote {want}");
+    assert!(
+        written.abs_diff(want) * 20 <= want,
+        "bytes under main;save_file;write_block {written}, written {want} (± 5%):\n{folded}\n{collector_err}"
+    );
+    // The pipe's 160 bytes were not file I/O: nothing else was written from write_block.
+    assert_eq!(weight(";write_block "), written, "{folded}");
+    // The fsync moved no bytes but took time.
+    let records = crate::common::ndjson(out.as_bytes());
+    let synced: u64 = stacks_of(&records, "io_wait", pid)
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x.contains("fsync")))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(synced > 0, "no time in fsync: {records:?}");
+    // gala-flame draws both kinds with their units.
+    for (kind, title, unit) in [
+        ("io_bytes", "I/O Bytes Flame Graph", "bytes"),
+        ("io_wait", "I/O Wait Flame Graph", "µs"),
+    ] {
+        let svg = parse_svg(&stdout_of(&["--kind", kind], Some(out.as_bytes())));
+        assert_eq!(svg.title, title);
+        let t = svg.frame("save_file");
+        assert!(t.contains(unit), "{kind}: {t}");
+    }
+}

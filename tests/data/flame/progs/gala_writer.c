@@ -1,0 +1,98 @@
+/* I/O test program for gala-collect's ioflame probe: waits for a line on standard input,
+ * then writes COUNT blocks of SIZE bytes to FILE in save_file() (main -> save_file ->
+ * write_block) and fsyncs it in sync_file(), also writes a little to a pipe (not a
+ * regular file: not to be counted), prints the bytes it wrote to FILE, and exits after
+ * one more line (so that the collector can name its stacks while it lives). Built with
+ * frame pointers.
+ * Usage: gala_writer FILE COUNT SIZE */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* write_block() makes the system call itself: glibc's write sets up no frame, so a
+ * frame-pointer walk from inside it skips its caller, and save_file would not be seen. */
+__attribute__((noinline)) long write_block(int fd, const char *buf, size_t len)
+{
+	long ret;
+
+#ifdef __x86_64__
+	asm volatile("syscall"
+		     : "=a"(ret)
+		     : "a"(SYS_write), "D"(fd), "S"(buf), "d"(len)
+		     : "rcx", "r11", "memory");
+#else
+	ret = write(fd, buf, len);
+	if (ret < 0)
+		ret = -errno;
+#endif
+	return ret;
+}
+
+__attribute__((noinline)) long save_file(int fd, int count, size_t size)
+{
+	char *buf = malloc(size);
+	long total = 0;
+
+	memset(buf, 'g', size);
+	for (int i = 0; i < count; i++) {
+		size_t done = 0;
+
+		while (done < size) {
+			long n = write_block(fd, buf + done, size - done);
+
+			if (n == -EINTR)
+				continue;
+			if (n <= 0) {
+				perror("write");
+				exit(1);
+			}
+			done += n;
+		}
+		total += done;
+	}
+	free(buf);
+	return total;
+}
+
+__attribute__((noinline)) void sync_file(int fd)
+{
+	if (fsync(fd)) {
+		perror("fsync");
+		exit(1);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	char line[64];
+	int fd, pipefd[2];
+	long total;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: gala_writer FILE COUNT SIZE\n");
+		return 2;
+	}
+	fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || pipe(pipefd)) {
+		perror(argv[1]);
+		return 1;
+	}
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	total = save_file(fd, atoi(argv[2]), strtoul(argv[3], NULL, 10));
+	sync_file(fd);
+	/* A pipe is not file I/O: the probe must leave these bytes out. */
+	for (int i = 0; i < 16; i++)
+		if (write_block(pipefd[1], "not a file", 10) != 10)
+			return 1;
+	printf("%ld\n", total);
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	close(fd);
+	return 0;
+}
