@@ -1232,8 +1232,9 @@ fn onset_diff_of_a_live_recording_names_a_new_hog_as_new() {
 }
 
 /// The I/O flame graph of a program that writes a known number of bytes to a file and
-/// fsyncs it: the bytes under its write path match what it wrote (± 5 %), its writes to a
-/// pipe are not file I/O, and the fsync shows as time waited.
+/// fsyncs it, at the default sampling periods: the bytes under its write path match what
+/// it wrote (± 5 %), its writes to a pipe are not file I/O, and the fsync shows as time
+/// waited.
 #[test]
 fn ioflame_weighs_a_known_file_write_by_its_bytes() {
     use std::io::{BufRead, BufReader, Write};
@@ -1244,9 +1245,11 @@ fn ioflame_weighs_a_known_file_write_by_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let prog = build_prog("gala_writer", dir.path());
     let file = dir.path().join("out.dat");
-    // 200 blocks of 40000 bytes (not a power of two: a byte count off by a block shows).
+    // 400 blocks of 40000 bytes (not a power of two: a byte count off by a block shows).
+    // Stacks are sampled once per 256 KiB on average (at most 384 KiB): the bytes after
+    // the writer's last sample, < 2.4 % of 16 MB, are not reported.
     let mut writer = Command::new(&prog)
-        .args([arg(&file), "200", "40000"])
+        .args([arg(&file), "400", "40000"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -1295,7 +1298,7 @@ fn ioflame_weighs_a_known_file_write_by_its_bytes() {
         .read_line(&mut measured)
         .unwrap();
     let want: u64 = measured.trim().parse().unwrap();
-    assert_eq!(want, 200 * 40000);
+    assert_eq!(want, 400 * 40000);
     // The writer stays alive until an interval after its writes, so that they are named.
     next_status(&mut out, gala::record::now_ms());
     stdin.write_all(b"bye\n").unwrap();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::OpenObject;
 
-use super::{prog_fd, Bpf, Kind, Maps, StackProbe};
+use super::{config, prog_fd, Bpf, Kind, Maps, StackProbe};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{self as common, RunTimeStats};
 use crate::collect::probe::{Probe, ProbeSpec};
@@ -68,7 +68,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     metrics: &[],
     opt_in: true,
     needs_bpf: true,
-    notes: "write, pwrite64, writev, read, pread64, fsync and fdatasync on regular files (not pipes, sockets or devices), at the syscall tracepoints: while it runs every system call of every process takes the kernel's slower traced path (docs/flame.md has the measured cost); user stacks are frame-pointer walks",
+    notes: "write, pwrite64, writev, read, pread64, fsync and fdatasync on regular files (not pipes, sockets or devices), at the syscall tracepoints: while it runs every system call of every process takes the kernel's slower traced path (docs/flame.md has the measured cost); a thread's stack is taken once per --io-sample bytes or --io-sample-time in the calls (on average), and carries the weight since its last one; user stacks are frame-pointer walks",
 };
 
 pub fn new() -> anyhow::Result<Box<dyn Probe>> {
@@ -83,8 +83,11 @@ pub(super) fn load(filtering: bool) -> anyhow::Result<Bpf> {
     let mut open = IoflameSkelBuilder::default()
         .open(storage)
         .map_err(|e| common::explain(NAME, "open", e))?;
+    let cfg = config();
     if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
         ro.filter_tgid = filtering;
+        ro.period_bytes = cfg.io_period_bytes;
+        ro.period_ns = cfg.io_period.as_nanos().min(u64::MAX as u128) as u64;
     }
     let skel = open.load().map_err(|e| common::explain(NAME, "load", e))?;
     common::ensure_tracefs()?;

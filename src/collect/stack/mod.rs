@@ -48,6 +48,11 @@ pub struct StackConfig {
     pub sample_hz: u64,
     /// offcpu ignores blocks shorter than this. Default 100 µs.
     pub offcpu_min: Duration,
+    /// ioflame takes a thread's stack once per this many bytes read or written (on
+    /// average; 0: every call). Default 256 KiB.
+    pub io_period_bytes: u64,
+    /// ... and once per this much time in the calls. Default 1 ms.
+    pub io_period: Duration,
 }
 
 impl Default for StackConfig {
@@ -55,6 +60,8 @@ impl Default for StackConfig {
         StackConfig {
             sample_hz: 99,
             offcpu_min: Duration::from_micros(100),
+            io_period_bytes: 256 << 10,
+            io_period: Duration::from_millis(1),
         }
     }
 }
