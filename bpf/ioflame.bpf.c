@@ -14,13 +14,10 @@
  * /dev files are not file I/O) and the time kept in the thread's task storage. At exit
  * the bytes (the return value; 0 for a sync or a failed call) and the time are added to
  * the thread's own tallies, and the user stack (the same as at entry) is taken only once
- * a tally has run past its sampling period: the whole tally then goes to that stack.
- * Walking the stack and updating the buckets is most of the cost (~4 µs against ~0.1 µs
- * for the rest on a loaded machine); one stack per period of a few hundred KiB or a
- * millisecond is what keeps a page-cache read loop within budget. Like perf's `-c`
- * sampling, a stack gets the share of the weight its calls crossed periods with; the
- * periods are drawn at random around the mean so that a regular pattern of calls (A, B,
- * A, B…) cannot alias with them. */
+ * a tally has run past its sampling period (struct tally, stack_maps.h): the whole tally
+ * then goes to that stack. Walking the stack and updating the buckets is most of the
+ * cost (~4 µs against ~0.1 µs for the rest on a loaded machine); one stack per period of
+ * a few hundred KiB or a millisecond is what keeps a page-cache read loop within budget. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -45,12 +42,8 @@ const volatile __u64 period_ns = 0;
 struct io_thread {
 	/* Entry time of the call in flight; 0 when none (or not a regular file). */
 	__u64 entered;
-	/* Weight since the thread's last stack of each kind, and what is left of the
-	 * current period. */
-	__u64 bytes;
-	__u64 ns;
-	__s64 bytes_left;
-	__s64 ns_left;
+	struct tally bytes;
+	struct tally ns;
 };
 
 struct {
@@ -60,13 +53,6 @@ struct {
 	__type(value, struct io_thread);
 } threads SEC(".maps");
 
-/* A period drawn uniformly from [mean/2, 3*mean/2). */
-static __always_inline __s64 next_period(__u64 mean)
-{
-	if (mean < 2)
-		return mean;
-	return mean / 2 + bpf_get_prandom_u32() % mean;
-}
 
 /* Whether `fd` of the current task is a regular file. */
 static __always_inline bool regular_file(long fd)
@@ -116,27 +102,15 @@ static __always_inline int leave(void *ctx, long ret)
 		return 0;
 	ns = bpf_ktime_get_ns() - t->entered;
 	t->entered = 0;
-	t->ns += ns;
-	t->ns_left -= ns;
-	if (ret > 0) {
-		t->bytes += ret;
-		t->bytes_left -= ret;
-	}
-	by_bytes = t->bytes && t->bytes_left <= 0;
-	by_time = t->ns && t->ns_left <= 0;
+	by_time = tally_add(&t->ns, ns);
+	by_bytes = tally_add(&t->bytes, ret > 0 ? ret : 0);
 	if (!by_bytes && !by_time)
 		return 0;
 	take_stacks(ctx, &key, tgid, false);
-	if (by_bytes) {
-		add_to(&counts, &key, t->bytes);
-		t->bytes = 0;
-		t->bytes_left = next_period(period_bytes);
-	}
-	if (by_time) {
-		add_to(&waits, &key, t->ns);
-		t->ns = 0;
-		t->ns_left = next_period(period_ns);
-	}
+	if (by_bytes)
+		add_to(&counts, &key, tally_take(&t->bytes, period_bytes));
+	if (by_time)
+		add_to(&waits, &key, tally_take(&t->ns, period_ns));
 	return 0;
 }
 

@@ -101,4 +101,34 @@ static __always_inline void add_to(void *map, struct stack_key *key, __u64 value
 		drop(DROP_COUNTS_FULL);
 }
 
+/* Sampling by weight, for the probes whose events are too many for a stack walk each
+ * (ioflame, memflame): a thread's weight accumulates, and once it runs past a period drawn
+ * uniformly from [mean/2, 3*mean/2) (random, so that a regular pattern of calls cannot
+ * alias with it) the whole tally goes to the stack of the event that ended the period,
+ * as perf's -c counts a period for the sample that ends it. Kept per thread in task
+ * storage. */
+struct tally {
+	__u64 weight; /* since the thread's last stack */
+	__s64 left;   /* of the current period */
+};
+
+/* Adds `w` to the tally; true when the period is over (the caller takes the stack and
+ * then calls tally_take). A new tally (zeroes) ends at its first event. */
+static __always_inline bool tally_add(struct tally *t, __u64 w)
+{
+	t->weight += w;
+	t->left -= w;
+	return t->weight && t->left <= 0;
+}
+
+/* The tally's weight, and a new period of mean `mean` (0: every event). */
+static __always_inline __u64 tally_take(struct tally *t, __u64 mean)
+{
+	__u64 w = t->weight;
+
+	t->weight = 0;
+	t->left = mean < 2 ? mean : mean / 2 + bpf_get_prandom_u32() % mean;
+	return w;
+}
+
 #endif

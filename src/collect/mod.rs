@@ -393,6 +393,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         offcpu_min: cli.offcpu_min,
         io_period_bytes: cli.io_sample,
         io_period: cli.io_sample_time,
+        fault_period: cli.fault_sample,
     });
     let opts = Options {
         probes: cli.probes,

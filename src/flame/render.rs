@@ -35,6 +35,7 @@ pub fn count_name(kind: Option<&str>) -> &'static str {
     match kind {
         Some("offcpu" | "io_wait") => "µs",
         Some("io_bytes") => "bytes",
+        Some("page_faults") => "faults",
         _ => "samples",
     }
 }
@@ -45,6 +46,7 @@ fn default_title(kind: Option<&str>, diff: bool) -> String {
         Some("offcpu") => "Off-CPU ",
         Some("io_bytes") => "I/O Bytes ",
         Some("io_wait") => "I/O Wait ",
+        Some("page_faults") => "Page Fault ",
         _ => "",
     };
     if diff {
@@ -78,6 +80,7 @@ pub fn svg(
         // The CLI only lets inferno's own names through.
         Some(name) => Palette::from_str(name).unwrap_or_default(),
         None if offcpu => Palette::from_str("io").unwrap_or_default(),
+        None if kind == Some("page_faults") => Palette::from_str("mem").unwrap_or_default(),
         None => Palette::default(),
     };
     let mut kernel = (style.colors.is_none() && !diff).then(|| kernel_colors(lines, offcpu));
@@ -142,6 +145,7 @@ mod tests {
         assert_eq!(default_title(Some("offcpu"), false), "Off-CPU Flame Graph");
         assert_eq!(count_name(Some("io_bytes")), "bytes");
         assert_eq!(count_name(Some("io_wait")), "µs");
+        assert_eq!(count_name(Some("page_faults")), "faults");
         assert_eq!(
             default_title(Some("io_bytes"), false),
             "I/O Bytes Flame Graph"

@@ -33,6 +33,7 @@ pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
         ("oncpu", crate::collect::stack::ONCPU_HOOKS),
         ("offcpu", crate::collect::stack::OFFCPU_HOOKS),
         ("ioflame", crate::collect::stack::io::HOOKS),
+        ("memflame", crate::collect::stack::mem::HOOKS),
         ("runtime", crate::collect::runtime::bpf::HOOKS),
     ]
 }

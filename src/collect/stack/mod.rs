@@ -13,6 +13,7 @@
 //! the unwound one) the complete one is kept, else the longer.
 
 pub mod io;
+pub mod mem;
 mod perf;
 pub mod symbolize;
 pub mod unwind;
@@ -53,6 +54,9 @@ pub struct StackConfig {
     pub io_period_bytes: u64,
     /// ... and once per this much time in the calls. Default 1 ms.
     pub io_period: Duration,
+    /// memflame takes a thread's stack once per this many page faults (on average; 0:
+    /// every fault). Default 64.
+    pub fault_period: u64,
 }
 
 impl Default for StackConfig {
@@ -62,6 +66,7 @@ impl Default for StackConfig {
             offcpu_min: Duration::from_micros(100),
             io_period_bytes: 256 << 10,
             io_period: Duration::from_millis(1),
+            fault_period: 64,
         }
     }
 }
@@ -116,6 +121,8 @@ enum Kind {
     OffCpu,
     /// ioflame ([`io`]): two weights, bytes and time in the call.
     Io,
+    /// memflame ([`mem`]): page faults.
+    Faults,
 }
 
 /// One value of a bucket and the `stack` records it becomes.
@@ -132,6 +139,7 @@ impl Kind {
             Kind::OnCpu => "oncpu",
             Kind::OffCpu => "offcpu",
             Kind::Io => "ioflame",
+            Kind::Faults => "memflame",
         }
     }
 
@@ -156,6 +164,10 @@ impl Kind {
                     divisor: 1000,
                 },
             ],
+            Kind::Faults => &[Weight {
+                kind: "page_faults",
+                divisor: 1,
+            }],
         }
     }
 
@@ -166,6 +178,7 @@ impl Kind {
             Kind::OnCpu => (0, "samples"),
             Kind::OffCpu => (0, "us"),
             Kind::Io => (1, "us"),
+            Kind::Faults => (0, "faults"),
         }
     }
 }
@@ -320,8 +333,10 @@ impl StackProbe {
     }
 
     fn load(&self, filtering: bool) -> anyhow::Result<Bpf> {
-        if self.kind == Kind::Io {
-            return io::load(filtering);
+        match self.kind {
+            Kind::Io => return io::load(filtering),
+            Kind::Faults => return mem::load(filtering),
+            Kind::OnCpu | Kind::OffCpu => {}
         }
         let name = self.kind.name();
         let cfg = config();
@@ -368,7 +383,7 @@ impl StackProbe {
                     }
                 }
             }
-            Kind::OffCpu | Kind::Io => {
+            Kind::OffCpu | Kind::Io | Kind::Faults => {
                 common::ensure_tracefs()?;
                 links.push(
                     skel.progs
@@ -395,7 +410,7 @@ impl StackProbe {
                         .map_err(|e| common::explain(name, "ring buffer", e))?,
                 )
             }
-            Kind::OffCpu | Kind::Io => None,
+            Kind::OffCpu | Kind::Io | Kind::Faults => None,
         };
         let maps = Maps {
             stacks: Maps::handle(&skel.maps.stacks, name)?,
@@ -765,6 +780,7 @@ impl Probe for StackProbe {
             Kind::OnCpu => &ONCPU_SPEC,
             Kind::OffCpu => &OFFCPU_SPEC,
             Kind::Io => &io::SPEC,
+            Kind::Faults => &mem::SPEC,
         }
     }
 
