@@ -1294,8 +1294,8 @@ fn collect_around(probe: &str, prog: &Path, args: &[&str]) -> (String, u64, u32)
 
 /// The I/O flame graph of a program that writes a known number of bytes to a file and
 /// fsyncs it, at the default sampling periods: the bytes under its write path match what
-/// it wrote (± 5 %), its writes to a pipe are not file I/O, and the fsync shows as time
-/// waited.
+/// it wrote (± 5 %), as many bytes written to /dev/null are not file I/O, and the fsync
+/// shows as time waited.
 #[test]
 fn ioflame_weighs_a_known_file_write_by_its_bytes() {
     if !crate::common::require_bpf("ioflame_weighs_a_known_file_write") {
@@ -1328,7 +1328,7 @@ fn ioflame_weighs_a_known_file_write_by_its_bytes() {
         written.abs_diff(want) * 20 <= want,
         "bytes under main;save_file;write_block {written}, written {want} (± 5%):\n{folded}"
     );
-    // The pipe's 160 bytes were not file I/O: nothing else was written from write_block.
+    // /dev/null is not a file: nothing else was written from write_block.
     assert_eq!(weight(";write_block "), written, "{folded}");
     // The fsync moved no bytes but took time.
     let records = crate::common::ndjson(out.as_bytes());

@@ -1,9 +1,9 @@
 /* I/O test program for gala-collect's ioflame probe: waits for a line on standard input,
- * then writes COUNT blocks of SIZE bytes to FILE in save_file() (main -> save_file ->
- * write_block) and fsyncs it in sync_file(), also writes a little to a pipe (not a
- * regular file: not to be counted), prints the bytes it wrote to FILE, and exits after
- * one more line (so that the collector can name its stacks while it lives). Built with
- * frame pointers.
+ * then writes as many bytes to /dev/null in discard() (main -> discard -> write_block; not
+ * a regular file: not to be counted), then COUNT blocks of SIZE bytes to FILE in
+ * save_file() (main -> save_file -> write_block), fsyncs it in sync_file(), prints the
+ * bytes it wrote to FILE, and exits after one more line (so that the collector can name
+ * its stacks while it lives). Built with frame pointers.
  * Usage: gala_writer FILE COUNT SIZE */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +58,21 @@ __attribute__((noinline)) long save_file(int fd, int count, size_t size)
 	return total;
 }
 
+/* Many sampling periods' worth, so that a probe that counted them would show them. */
+__attribute__((noinline)) void discard(int count, size_t size)
+{
+	int fd = open("/dev/null", O_WRONLY);
+	char *buf = calloc(1, size);
+
+	for (int i = 0; i < count; i++)
+		if (fd < 0 || write_block(fd, buf, size) != (long)size) {
+			perror("/dev/null");
+			exit(1);
+		}
+	free(buf);
+	close(fd);
+}
+
 __attribute__((noinline)) void sync_file(int fd)
 {
 	if (fsync(fd)) {
@@ -69,7 +84,7 @@ __attribute__((noinline)) void sync_file(int fd)
 int main(int argc, char **argv)
 {
 	char line[64];
-	int fd, pipefd[2];
+	int fd;
 	long total;
 
 	if (argc != 4) {
@@ -77,18 +92,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || pipe(pipefd)) {
+	if (fd < 0) {
 		perror(argv[1]);
 		return 1;
 	}
 	if (!fgets(line, sizeof(line), stdin))
 		return 1;
+	discard(atoi(argv[2]), strtoul(argv[3], NULL, 10));
 	total = save_file(fd, atoi(argv[2]), strtoul(argv[3], NULL, 10));
 	sync_file(fd);
-	/* A pipe is not file I/O: the probe must leave these bytes out. */
-	for (int i = 0; i < 16; i++)
-		if (write_block(pipefd[1], "not a file", 10) != 10)
-			return 1;
 	printf("%ld\n", total);
 	fflush(stdout);
 	if (!fgets(line, sizeof(line), stdin))
