@@ -12,6 +12,7 @@
  *         blocks (switch-out in state S or D, in its own context) and the blocked time is
  *         added when it is switched in again. Preemption is not blocking: a preempted task
  *         waits for a CPU, not for an event, and is left to run-queue latency probes. */
+/* The maps and helpers every stack probe shares are in stack_maps.h. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>

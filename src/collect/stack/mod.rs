@@ -6,6 +6,10 @@
 //! symbolization-quality summary in the status record: how much of the profile had a
 //! truncated stack or unnamed frames, and why (docs/flame.md says how to fix each).
 //!
+//! The same path serves the `ioflame` ([`io`]) and `memflame` ([`mem`]) probes: their BPF
+//! objects hold the same maps (bpf/stack_maps.h), read here through handles of their own
+//! ([`Maps`]), with one value map per weight ([`Kind::weights`]: ioflame has two).
+//!
 //! oncpu, processes built without frame pointers: a process whose frame-pointer stacks
 //! come out incomplete is put in the kernel's `unwind_tgids` map, and from then on its
 //! samples arrive as copies of the user stack, unwound here with the binaries' CFI
