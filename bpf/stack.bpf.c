@@ -12,41 +12,18 @@
  *         blocks (switch-out in state S or D, in its own context) and the blocked time is
  *         added when it is switched in again. Preemption is not blocking: a preempted task
  *         waits for a CPU, not for an event, and is left to run-queue latency probes. */
+/* The maps and helpers every stack probe shares are in stack_maps.h. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "stack.h"
+#include "stack_maps.h"
 
-#define EFAULT 14
 #define TASK_INTERRUPTIBLE 0x1
 #define TASK_UNINTERRUPTIBLE 0x2
 
 /* Set before load. */
-const volatile bool filter_tgid = false;
 const volatile __u64 min_block_ns = 10000;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, STACK_MAX_DEPTH * sizeof(__u64));
-	/* ~1 KiB per stack, preallocated: 8 MiB. Drained every interval. */
-	__uint(max_entries, 8192);
-} stacks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct stack_key);
-	__type(value, __u64);
-	__uint(max_entries, 16384);
-} counts SEC(".maps");
-
-/* The processes to observe when filter_tgid is set; user space keeps it current. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, __u8);
-	__uint(max_entries, 16384);
-} tgids SEC(".maps");
 
 /* oncpu: the processes whose user stacks are copied (see struct stack_copy). Bounded:
  * user space lists at most this many, the ones with the most incomplete samples. */
@@ -94,62 +71,6 @@ struct {
 	__type(value, struct start);
 	__uint(max_entries, 16384);
 } starts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(max_entries, STACK_DROPS);
-} drops SEC(".maps");
-
-static __always_inline void drop(__u32 why)
-{
-	__u64 *n = bpf_map_lookup_elem(&drops, &why);
-
-	if (n)
-		(*n)++;
-}
-
-static __always_inline bool wanted(__u32 tgid)
-{
-	/* tgid 0 is the idle task: time a CPU had nothing to run is not a stack to show. */
-	if (tgid == 0)
-		return false;
-	return !filter_tgid || bpf_map_lookup_elem(&tgids, &tgid);
-}
-
-/* Stacks and process name of the current task. */
-static __always_inline void take_stacks(void *ctx, struct stack_key *key, __u32 tgid)
-{
-	struct task_struct *task = (void *)bpf_get_current_task();
-
-	key->tgid = tgid;
-	key->user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-	if (key->user_stack_id < 0 && key->user_stack_id != -EFAULT)
-		drop(DROP_USER_STACK);
-	key->kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
-	if (key->kern_stack_id < 0 && key->kern_stack_id != -EFAULT)
-		drop(DROP_KERN_STACK);
-	BPF_CORE_READ_STR_INTO(&key->comm, task, group_leader, comm);
-}
-
-static __always_inline void add(struct stack_key *key, __u64 value)
-{
-	__u64 *n = bpf_map_lookup_elem(&counts, key);
-
-	if (n) {
-		__sync_fetch_and_add(n, value);
-		return;
-	}
-	if (bpf_map_update_elem(&counts, key, &value, BPF_NOEXIST) == 0)
-		return;
-	/* Another CPU inserted the same key in between, or the map is full. */
-	n = bpf_map_lookup_elem(&counts, key);
-	if (n)
-		__sync_fetch_and_add(n, value);
-	else
-		drop(DROP_COUNTS_FULL);
-}
 
 #define PAGE 4096
 #define HEADER (sizeof(struct stack_copy) - STACK_COPY_BYTES)
@@ -221,8 +142,8 @@ int oncpu(struct bpf_perf_event_data *ctx)
 		return 0;
 	if (bpf_map_lookup_elem(&unwind_tgids, &tgid) && copy_stack(ctx, tgid))
 		return 0;
-	take_stacks(ctx, &key, tgid);
-	add(&key, 1);
+	take_stacks(ctx, &key, tgid, true);
+	add_to(&counts, &key, 1);
 	return 0;
 }
 
@@ -240,7 +161,7 @@ int offcpu(struct trace_event_raw_sched_switch *ctx)
 	if (prev != 0 && (ctx->prev_state & (TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE)) &&
 	    wanted(tgid)) {
 		blocked.ts = now;
-		take_stacks(ctx, &blocked.key, tgid);
+		take_stacks(ctx, &blocked.key, tgid, true);
 		if (bpf_map_update_elem(&starts, &prev, &blocked, BPF_ANY))
 			drop(DROP_STARTS_FULL);
 	}
@@ -254,7 +175,7 @@ int offcpu(struct trace_event_raw_sched_switch *ctx)
 	bpf_map_delete_elem(&starts, &next);
 	if (delta < min_block_ns)
 		return 0;
-	add(&key, delta);
+	add_to(&counts, &key, delta);
 	return 0;
 }
 

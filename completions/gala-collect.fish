@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_collect_global_optspecs
-    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= bpf-stats= l7-max-rate= threads summary serve= serve-max-series= web-config= o/output= keep= line-buffered v/verbose q/quiet h/help V/version
+    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= io-sample= io-sample-time= fault-sample= bpf-stats= l7-max-rate= threads summary serve= serve-max-series= web-config= o/output= keep= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_collect_needs_command
@@ -33,6 +33,9 @@ complete -c gala-collect -n "__fish_gala_collect_needs_command" -l comm -d 'Only
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l container -d 'Only processes in this container (id or unique prefix)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l sample-rate -d 'oncpu probe: samples per second on each CPU' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l offcpu-min -d 'offcpu probe: ignore blocks shorter than this (e.g. 100us, 1ms)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l io-sample -d 'ioflame probe: take a thread\'s stack once per this many bytes read or written, on average (0: at every call). The stack gets all the bytes since the thread\'s last one: fewer stack walks, the same totals' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l io-sample-time -d 'ioflame probe: the same for the time spent in the calls (e.g. 1ms; 0: every call)' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l fault-sample -d 'memflame probe: take a thread\'s stack once per this many user page faults, on average (0: at every fault); the stack gets every fault since the thread\'s last one' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l bpf-stats -d 'Kernel BPF run-time statistics for the status record\'s `bpf_progs`: `sampled` turns them on for 100 ms of every second (run time per run exact, counts a sample: scale them by `bpf_stats.since_ns / on_ns`); `full` keeps them on (exact counts, ~80 ns more per program run); `off` never' -r -f -a "sampled\t'On for 100 ms of every second: run time per run is exact, counts are a sample'
 full\t'On all the time: exact counts, at ~80 ns per program run'
 off\t'Never on: `bpf_progs` stays at zero'"

@@ -28,6 +28,9 @@ _gala-collect() {
 '--container=[Only processes in this container (id or unique prefix)]:ID:_default' \
 '--sample-rate=[oncpu probe\: samples per second on each CPU]:HZ:_default' \
 '--offcpu-min=[offcpu probe\: ignore blocks shorter than this (e.g. 100us, 1ms)]:TIME:_default' \
+'--io-sample=[ioflame probe\: take a thread'\''s stack once per this many bytes read or written, on average (0\: at every call). The stack gets all the bytes since the thread'\''s last one\: fewer stack walks, the same totals]:BYTES:_default' \
+'--io-sample-time=[ioflame probe\: the same for the time spent in the calls (e.g. 1ms; 0\: every call)]:TIME:_default' \
+'--fault-sample=[memflame probe\: take a thread'\''s stack once per this many user page faults, on average (0\: at every fault); the stack gets every fault since the thread'\''s last one]:FAULTS:_default' \
 '--bpf-stats=[Kernel BPF run-time statistics for the status record'\''s \`bpf_progs\`\: \`sampled\` turns them on for 100 ms of every second (run time per run exact, counts a sample\: scale them by \`bpf_stats.since_ns / on_ns\`); \`full\` keeps them on (exact counts, ~80 ns more per program run); \`off\` never]:MODE:((sampled\:"On for 100 ms of every second\: run time per run is exact, counts are a sample"
 full\:"On all the time\: exact counts, at ~80 ns per program run"
 off\:"Never on\: \`bpf_progs\` stays at zero"))' \

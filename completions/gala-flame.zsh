@@ -23,8 +23,8 @@ folded\:"Folded stacks\: \`frame;frame;…;leaf COUNT\` per line"))' \
 '--output=[Write the graph to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--format=[Output format\: an SVG flame graph, or folded stacks (\`root;…;leaf COUNT\`, sorted; with --diff, two counts per line\: base, then inputs)]:FORMAT:((svg\:"An SVG flame graph (gzip-compressed when FILE ends in .gz or .svgz)"
 folded\:"Folded stacks, one \`frame;…;leaf COUNT\` a line"))' \
-'-k+[Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or folded input, says what the counts are (offcpu\: microseconds, blue palette)]:KIND:_default' \
-'--kind=[Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or folded input, says what the counts are (offcpu\: microseconds, blue palette)]:KIND:_default' \
+'-k+[Which stacks to draw when the input has several kinds (oncpu, offcpu, io_bytes, io_wait). With perf or folded input, says what the counts are (offcpu, io_wait\: microseconds; io_bytes\: bytes; blue palette)]:KIND:_default' \
+'--kind=[Which stacks to draw when the input has several kinds (oncpu, offcpu, io_bytes, io_wait). With perf or folded input, says what the counts are (offcpu, io_wait\: microseconds; io_bytes\: bytes; blue palette)]:KIND:_default' \
 '(-o --output)*--per=[One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg]:BY:_default:BY:_default' \
 '--diff=[Draw a differential graph against BASE (same input format)\: red frames grew, blue ones shrank, widths are the inputs'\'']:BASE:_files' \
 '(--diff --incident)--onset=[Draw what changed at TIME, from one recording\: the stacks of the intervals ending before TIME are the base, those at or after it the graph; the base is scaled by the ratio of the two windows'\'' lengths (per second). TIME\: ms since the epoch or ISO 8601 (2026-12-06T10\:15\:03Z)]:TIME:_default' \

@@ -71,6 +71,21 @@ pub struct Cli {
     #[arg(long, default_value = "100us", value_parser = parse_duration, value_name = "TIME")]
     pub offcpu_min: Duration,
 
+    /// ioflame probe: take a thread's stack once per this many bytes read or written, on
+    /// average (0: at every call). The stack gets all the bytes since the thread's last
+    /// one: fewer stack walks, the same totals.
+    #[arg(long, default_value_t = 256 << 10, value_name = "BYTES")]
+    pub io_sample: u64,
+
+    /// ioflame probe: the same for the time spent in the calls (e.g. 1ms; 0: every call).
+    #[arg(long, default_value = "1ms", value_parser = parse_duration, value_name = "TIME")]
+    pub io_sample_time: Duration,
+
+    /// memflame probe: take a thread's stack once per this many user page faults, on
+    /// average (0: at every fault); the stack gets every fault since the thread's last one.
+    #[arg(long, default_value_t = 64, value_name = "FAULTS")]
+    pub fault_sample: u64,
+
     /// Kernel BPF run-time statistics for the status record's `bpf_progs`: `sampled` turns
     /// them on for 100 ms of every second (run time per run exact, counts a sample: scale
     /// them by `bpf_stats.since_ns / on_ns`); `full` keeps them on (exact counts, ~80 ns

@@ -391,6 +391,9 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     stack::configure(stack::StackConfig {
         sample_hz: cli.sample_rate,
         offcpu_min: cli.offcpu_min,
+        io_period_bytes: cli.io_sample,
+        io_period: cli.io_sample_time,
+        fault_period: cli.fault_sample,
     });
     let opts = Options {
         probes: cli.probes,

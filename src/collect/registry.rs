@@ -43,6 +43,8 @@ fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
         }));
         all.push((&super::stack::ONCPU_SPEC, super::stack::oncpu));
         all.push((&super::stack::OFFCPU_SPEC, super::stack::offcpu));
+        all.push((&super::stack::io::SPEC, super::stack::io::new));
+        all.push((&super::stack::mem::SPEC, super::stack::mem::new));
     }
     all
 }

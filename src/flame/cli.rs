@@ -11,6 +11,7 @@ Examples:
   sudo gala-collect --probes oncpu --duration 30s | gala-flame -o cpu.svg
   sudo gala-collect --probes offcpu --comm nginx -d 1m | gala-flame --per process svgs/
   gala-flame --kind offcpu capture.ndjson.gz -o offcpu.svg
+  sudo gala-collect --probes ioflame -d 30s | gala-flame --kind io_bytes -o io.svg
   perf script | gala-flame -o perf.svg                 # the input format is recognised
   perf script | gala-flame --format folded > out.folded
   gala-flame --diff before.ndjson after.ndjson -o diff.svg   # red: more, blue: less
@@ -19,10 +20,12 @@ Examples:
 
 /// Draw flame graphs from stack records, `perf script` text or folded stacks.
 ///
-/// gala-flame reads the `stack` records gala-collect's oncpu and offcpu probes write (other
-/// records are ignored), the text of `perf script`, or folded stacks (`a;b;c 12`), and
-/// writes an SVG flame graph, or the folded stacks themselves with --folded. On-CPU graphs
-/// count samples in the hot palette; off-CPU graphs count microseconds blocked in blue.
+/// gala-flame reads the `stack` records gala-collect's oncpu, offcpu and ioflame probes
+/// write (other records are ignored), the text of `perf script`, or folded stacks
+/// (`a;b;c 12`), and writes an SVG flame graph, or the folded stacks themselves with
+/// --folded. On-CPU graphs count samples in the hot palette; off-CPU graphs count
+/// microseconds blocked in blue; I/O graphs count bytes read and written (io_bytes) or
+/// microseconds in the call (io_wait), in blue.
 /// The root frame of every stack is the process name (comm), as inferno-collapse-perf does;
 /// kernel frames end in `_[k]`.
 ///
@@ -67,8 +70,9 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub folded: bool,
 
-    /// Which stacks to draw when the input has several kinds (oncpu, offcpu…). With perf or
-    /// folded input, says what the counts are (offcpu: microseconds, blue palette).
+    /// Which stacks to draw when the input has several kinds (oncpu, offcpu, io_bytes,
+    /// io_wait). With perf or folded input, says what the counts are (offcpu, io_wait:
+    /// microseconds; io_bytes: bytes; blue palette).
     #[arg(short, long, value_name = "KIND")]
     pub kind: Option<String>,
 

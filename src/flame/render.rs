@@ -33,7 +33,9 @@ impl Default for Style {
 /// What the counts of a kind are.
 pub fn count_name(kind: Option<&str>) -> &'static str {
     match kind {
-        Some("offcpu") => "µs",
+        Some("offcpu" | "io_wait") => "µs",
+        Some("io_bytes") => "bytes",
+        Some("page_faults") => "faults",
         _ => "samples",
     }
 }
@@ -42,6 +44,9 @@ fn default_title(kind: Option<&str>, diff: bool) -> String {
     let what = match kind {
         Some("oncpu") => "On-CPU ",
         Some("offcpu") => "Off-CPU ",
+        Some("io_bytes") => "I/O Bytes ",
+        Some("io_wait") => "I/O Wait ",
+        Some("page_faults") => "Page Fault ",
         _ => "",
     };
     if diff {
@@ -69,11 +74,13 @@ pub fn svg(
         .unwrap_or_else(|| default_title(kind, diff));
     opt.subtitle = subtitle.map(str::to_string);
     opt.count_name = count_name(kind).to_string();
-    let offcpu = kind == Some("offcpu");
+    // Time blocked and file I/O take flamegraph.pl's blue io palette.
+    let offcpu = matches!(kind, Some("offcpu" | "io_bytes" | "io_wait"));
     opt.colors = match style.colors.as_deref() {
         // The CLI only lets inferno's own names through.
         Some(name) => Palette::from_str(name).unwrap_or_default(),
         None if offcpu => Palette::from_str("io").unwrap_or_default(),
+        None if kind == Some("page_faults") => Palette::from_str("mem").unwrap_or_default(),
         None => Palette::default(),
     };
     let mut kernel = (style.colors.is_none() && !diff).then(|| kernel_colors(lines, offcpu));
@@ -136,6 +143,17 @@ mod tests {
         assert_eq!(count_name(Some("offcpu")), "µs");
         assert_eq!(count_name(Some("oncpu")), "samples");
         assert_eq!(default_title(Some("offcpu"), false), "Off-CPU Flame Graph");
+        assert_eq!(count_name(Some("io_bytes")), "bytes");
+        assert_eq!(count_name(Some("io_wait")), "µs");
+        assert_eq!(count_name(Some("page_faults")), "faults");
+        assert_eq!(
+            default_title(Some("io_bytes"), false),
+            "I/O Bytes Flame Graph"
+        );
+        assert_eq!(
+            default_title(Some("io_wait"), false),
+            "I/O Wait Flame Graph"
+        );
         assert_eq!(default_title(None, true), "Differential Flame Graph");
     }
 

@@ -1230,3 +1230,159 @@ fn onset_diff_of_a_live_recording_names_a_new_hog_as_new() {
     let steady_title = svg.frame("burn_cpu");
     assert!(!is_new(steady_title), "{steady_title}");
 }
+
+/// Runs a test program that waits for a line, does its work, prints one number and waits
+/// for another line, under `gala-collect --probes PROBE --comm ^NAME$`: the program is
+/// told to start once the collector's first interval is over (so that its process filter
+/// holds the program), and to end an interval after its number came (so that its stacks
+/// are named while it lives). Returns the collector's output and the number.
+fn collect_around(probe: &str, prog: &Path, args: &[&str]) -> (String, u64, u32) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let name = prog.file_name().unwrap().to_str().unwrap();
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut collector = Command::new(crate::common::bin("gala-collect"))
+        .args(["--probes", probe, "--comm", &format!("^{name}$")])
+        .args(["-i", "1s", "--line-buffered"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(collector.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    // Reads up to the next status record written after `since` (ms since the epoch),
+    // keeping every line.
+    let mut next_status = |out: &mut String, since: i64| {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            out.push_str(&line);
+            out.push('\n');
+            if v["type"] == "status" && v["ts"].as_i64().unwrap() > since {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        next_status(&mut out, 0),
+        "the collector ended before its first interval"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    let mut measured = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut measured)
+        .unwrap();
+    let measured: u64 = measured.trim().parse().unwrap();
+    next_status(&mut out, gala::record::now_ms());
+    stdin.write_all(b"bye\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    // SAFETY: plain kill(2) on a child we started.
+    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    while next_status(&mut out, 0) {}
+    let collector = collector.wait_with_output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&collector.stderr));
+    (out, measured, pid)
+}
+
+/// The I/O flame graph of a program that writes a known number of bytes to a file and
+/// fsyncs it, at the default sampling periods: the bytes under its write path match what
+/// it wrote (± 5 %), as many bytes written to /dev/null are not file I/O, and the fsync
+/// shows as time waited.
+#[test]
+fn ioflame_weighs_a_known_file_write_by_its_bytes() {
+    if !crate::common::require_bpf("ioflame_weighs_a_known_file_write") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = build_prog("gala_writer", dir.path());
+    let file = dir.path().join("out.dat");
+    // 400 blocks of 40000 bytes (not a power of two: a byte count off by a block shows).
+    // Stacks are sampled once per 256 KiB on average (at most 384 KiB): the bytes after
+    // the writer's last sample, < 2.4 % of 16 MB, are not reported.
+    let (out, want, pid) = collect_around("ioflame", &prog, &[arg(&file), "400", "40000"]);
+    assert_eq!(want, 400 * 40000);
+
+    // The folded I/O-bytes graph, as gala-flame draws it from the records.
+    let folded = stdout_of(
+        &["--kind", "io_bytes", "--format", "folded"],
+        Some(out.as_bytes()),
+    );
+    let weight = |path: &str| -> u64 {
+        folded
+            .lines()
+            .filter(|l| l.starts_with("gala_writer;") && l.contains(path))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum()
+    };
+    let written = weight(";main;save_file;write_block ");
+    eprintln!("ioflame: {written} bytes under save_file, the program wrote {want}");
+    assert!(
+        written.abs_diff(want) * 20 <= want,
+        "bytes under main;save_file;write_block {written}, written {want} (± 5%):\n{folded}"
+    );
+    // /dev/null is not a file: nothing else was written from write_block.
+    assert_eq!(weight(";write_block "), written, "{folded}");
+    // The fsync moved no bytes but took time.
+    let records = crate::common::ndjson(out.as_bytes());
+    let synced: u64 = stacks_of(&records, "io_wait", pid)
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x.contains("fsync")))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(synced > 0, "no time in fsync: {records:?}");
+    // gala-flame draws both kinds with their units.
+    for (kind, title, unit) in [
+        ("io_bytes", "I/O Bytes Flame Graph", "bytes"),
+        ("io_wait", "I/O Wait Flame Graph", "µs"),
+    ] {
+        let svg = parse_svg(&stdout_of(&["--kind", kind], Some(out.as_bytes())));
+        assert_eq!(svg.title, title);
+        let t = svg.frame("save_file");
+        assert!(t.contains(unit), "{kind}: {t}");
+    }
+}
+
+/// The memory flame graph of a program that touches 64 MiB of new memory in one function,
+/// at the default sampling period: >= 90 % of the sampled faults are under that function,
+/// and they add up to the pages it touched.
+#[test]
+fn memflame_puts_a_known_allocation_under_its_function() {
+    if !crate::common::require_bpf("memflame_puts_a_known_allocation") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prog = build_prog("gala_toucher", dir.path());
+    let (out, pages, pid) = collect_around("memflame", &prog, &["64"]);
+    assert_eq!(pages, 64 << 8);
+    let records = crate::common::ndjson(out.as_bytes());
+    let stacks = stacks_of(&records, "page_faults", pid);
+    let total: u64 = stacks.iter().map(|(_, v)| v).sum();
+    let under: u64 = stacks
+        .iter()
+        .filter(|(f, _)| {
+            let (m, t) = (pos(f, "main"), pos(f, "take_memory"));
+            m.is_some() && m < t
+        })
+        .map(|(_, v)| v)
+        .sum();
+    eprintln!("memflame: {under} of {total} faults under main;take_memory, {pages} pages touched");
+    assert!(under * 10 >= total * 9, "{under} of {total}: {stacks:?}");
+    // Sampling keeps the totals: every touched page, less the last period (64 on average,
+    // at most 96) after the program's last sample, plus the few faults of the program's
+    // own between the go and take_memory (its tally goes to take_memory's first sample).
+    assert!(
+        under <= pages + 16 && under + 96 >= pages,
+        "{under} faults, {pages} pages touched"
+    );
+    let svg = parse_svg(&stdout_of(&["--kind", "page_faults"], Some(out.as_bytes())));
+    assert_eq!(svg.title, "Page Fault Flame Graph");
+    assert!(svg.frame("take_memory").contains("faults"));
+}

@@ -32,6 +32,8 @@ pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
         ("l7", crate::collect::l7::HOOKS),
         ("oncpu", crate::collect::stack::ONCPU_HOOKS),
         ("offcpu", crate::collect::stack::OFFCPU_HOOKS),
+        ("ioflame", crate::collect::stack::io::HOOKS),
+        ("memflame", crate::collect::stack::mem::HOOKS),
         ("runtime", crate::collect::runtime::bpf::HOOKS),
     ]
 }

@@ -6,25 +6,31 @@
 //! symbolization-quality summary in the status record: how much of the profile had a
 //! truncated stack or unnamed frames, and why (docs/flame.md says how to fix each).
 //!
+//! The same path serves the `ioflame` ([`io`]) and `memflame` ([`mem`]) probes: their BPF
+//! objects hold the same maps (bpf/stack_maps.h), read here through handles of their own
+//! ([`Maps`]), with one value map per weight ([`Kind::weights`]: ioflame has two).
+//!
 //! oncpu, processes built without frame pointers: a process whose frame-pointer stacks
 //! come out incomplete is put in the kernel's `unwind_tgids` map, and from then on its
 //! samples arrive as copies of the user stack, unwound here with the binaries' CFI
 //! ([`unwind`]); of the two stacks of such a sample (the kernel's frame-pointer walk and
 //! the unwound one) the complete one is kept, else the longer.
 
+pub mod io;
+pub mod mem;
 mod perf;
 pub mod symbolize;
 pub mod unwind;
 
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::bpf::hooks::{Hook, Hooks, Need};
@@ -37,7 +43,7 @@ use unwind::{End, Unwinders, Unwound};
 mod skel {
     crate::bpf_skeleton!("stack");
 }
-use skel::{StackSkel, StackSkelBuilder};
+use skel::StackSkelBuilder;
 
 /// Tunables of the stack probes, from gala-collect's command line.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +53,14 @@ pub struct StackConfig {
     pub sample_hz: u64,
     /// offcpu ignores blocks shorter than this. Default 100 µs.
     pub offcpu_min: Duration,
+    /// ioflame takes a thread's stack once per this many bytes read or written (on
+    /// average; 0: every call). Default 256 KiB.
+    pub io_period_bytes: u64,
+    /// ... and once per this much time in the calls. Default 1 ms.
+    pub io_period: Duration,
+    /// memflame takes a thread's stack once per this many page faults (on average; 0:
+    /// every fault). Default 64.
+    pub fault_period: u64,
 }
 
 impl Default for StackConfig {
@@ -54,6 +68,9 @@ impl Default for StackConfig {
         StackConfig {
             sample_hz: 99,
             offcpu_min: Duration::from_micros(100),
+            io_period_bytes: 256 << 10,
+            io_period: Duration::from_millis(1),
+            fault_period: 64,
         }
     }
 }
@@ -106,6 +123,18 @@ pub fn offcpu() -> anyhow::Result<Box<dyn Probe>> {
 enum Kind {
     OnCpu,
     OffCpu,
+    /// ioflame ([`io`]): two weights, bytes and time in the call.
+    Io,
+    /// memflame ([`mem`]): page faults.
+    Faults,
+}
+
+/// One value of a bucket and the `stack` records it becomes.
+struct Weight {
+    /// The records' `kind`.
+    kind: &'static str,
+    /// Kernel units per wire unit (ns in the kernel, µs on the wire).
+    divisor: u64,
 }
 
 impl Kind {
@@ -113,9 +142,53 @@ impl Kind {
         match self {
             Kind::OnCpu => "oncpu",
             Kind::OffCpu => "offcpu",
+            Kind::Io => "ioflame",
+            Kind::Faults => "memflame",
+        }
+    }
+
+    /// The weights, in the order of the value maps (`counts` first).
+    fn weights(self) -> &'static [Weight] {
+        match self {
+            Kind::OnCpu => &[Weight {
+                kind: "oncpu",
+                divisor: 1,
+            }],
+            Kind::OffCpu => &[Weight {
+                kind: "offcpu",
+                divisor: 1000,
+            }],
+            Kind::Io => &[
+                Weight {
+                    kind: "io_bytes",
+                    divisor: 1,
+                },
+                Weight {
+                    kind: "io_wait",
+                    divisor: 1000,
+                },
+            ],
+            Kind::Faults => &[Weight {
+                kind: "page_faults",
+                divisor: 1,
+            }],
+        }
+    }
+
+    /// The weight the quality summary is counted in, and its unit: for ioflame the time,
+    /// which every call has (a sync moves no bytes).
+    fn quality_weight(self) -> (usize, &'static str) {
+        match self {
+            Kind::OnCpu => (0, "samples"),
+            Kind::OffCpu => (0, "us"),
+            Kind::Io => (1, "us"),
+            Kind::Faults => (0, "faults"),
         }
     }
 }
+
+/// The most weights a probe has (ioflame's two).
+const MAX_WEIGHTS: usize = 2;
 
 // Kernel -errno values in stack ids (bpf/stack.h).
 const EFAULT: i32 = 14;
@@ -150,6 +223,8 @@ fn copy_ring_bytes(cpus: usize) -> u32 {
 /// A bucket: process, user stack, kernel stack, and the frame-pointer user stack (the
 /// same as the user stack unless that one was unwound from a copy).
 type BucketKey = (u32, i32, i32, i32);
+/// A bucket's values, one per weight, and its process name.
+type Buckets = HashMap<BucketKey, ([u64; MAX_WEIGHTS], String)>;
 
 struct StackProbe {
     kind: Kind,
@@ -198,16 +273,48 @@ fn parse_copy(b: &[u8]) -> Option<StackCopy> {
     })
 }
 
+/// The maps every stack probe's BPF object has (bpf/stack_maps.h), as handles of their
+/// own, so that draining them does not depend on which skeleton holds them.
+struct Maps {
+    stacks: MapHandle,
+    /// One hash of `struct stack_key` → u64 per weight ([`Kind::weights`]), `counts` first.
+    values: Vec<MapHandle>,
+    tgids: MapHandle,
+    drops: MapHandle,
+    /// offcpu: the blocked threads, whose stacks must outlive a drain.
+    starts: Option<MapHandle>,
+    /// oncpu: the processes whose stacks are copied.
+    unwind_tgids: Option<MapHandle>,
+}
+
+impl Maps {
+    fn handle<T: std::fmt::Debug>(
+        map: &libbpf_rs::MapImpl<'_, T>,
+        probe: &str,
+    ) -> anyhow::Result<MapHandle> {
+        MapHandle::try_from(map).map_err(|e| common::explain(probe, "map", e))
+    }
+}
+
 /// The loaded BPF object and its links (which own the perf events). Dropping it detaches
 /// everything.
 struct Bpf {
-    skel: StackSkel<'static>,
+    /// The skeleton, kept alive for its programs; everything is read through `maps`.
+    _skel: Box<dyn std::any::Any>,
+    maps: Maps,
+    /// Each program's name and a descriptor of it, for its run-time statistics.
+    progs: Vec<(&'static str, OwnedFd)>,
     _links: Vec<Link>,
     _stats: Option<RunTimeStats>,
     filtering: bool,
     /// oncpu: the stack copies, consumed into `copies` at each drain.
     ring: Option<RingBuffer<'static>>,
     copies: Arc<Mutex<Vec<StackCopy>>>,
+}
+
+/// A descriptor of a program of its own, for [`common::add_prog_stats`].
+fn prog_fd(prog: &impl AsFd) -> anyhow::Result<OwnedFd> {
+    Ok(prog.as_fd().try_clone_to_owned()?)
 }
 
 // SAFETY: libbpf objects are not tied to the thread that created them; the runner moves a
@@ -230,6 +337,11 @@ impl StackProbe {
     }
 
     fn load(&self, filtering: bool) -> anyhow::Result<Bpf> {
+        match self.kind {
+            Kind::Io => return io::load(filtering),
+            Kind::Faults => return mem::load(filtering),
+            Kind::OnCpu | Kind::OffCpu => {}
+        }
         let name = self.kind.name();
         let cfg = config();
         // The skeleton borrows its object storage for as long as it lives; a probe lives
@@ -275,7 +387,7 @@ impl StackProbe {
                     }
                 }
             }
-            Kind::OffCpu => {
+            Kind::OffCpu | Kind::Io | Kind::Faults => {
                 common::ensure_tracefs()?;
                 links.push(
                     skel.progs
@@ -302,10 +414,30 @@ impl StackProbe {
                         .map_err(|e| common::explain(name, "ring buffer", e))?,
                 )
             }
-            Kind::OffCpu => None,
+            Kind::OffCpu | Kind::Io | Kind::Faults => None,
+        };
+        let maps = Maps {
+            stacks: Maps::handle(&skel.maps.stacks, name)?,
+            values: vec![Maps::handle(&skel.maps.counts, name)?],
+            tgids: Maps::handle(&skel.maps.tgids, name)?,
+            drops: Maps::handle(&skel.maps.drops, name)?,
+            starts: match self.kind {
+                Kind::OffCpu => Some(Maps::handle(&skel.maps.starts, name)?),
+                _ => None,
+            },
+            unwind_tgids: match self.kind {
+                Kind::OnCpu => Some(Maps::handle(&skel.maps.unwind_tgids, name)?),
+                _ => None,
+            },
+        };
+        let progs = match self.kind {
+            Kind::OnCpu => vec![("oncpu", prog_fd(&skel.progs.oncpu)?)],
+            _ => vec![("offcpu", prog_fd(&skel.progs.offcpu)?)],
         };
         Ok(Bpf {
-            skel,
+            _skel: Box::new(skel),
+            maps,
+            progs,
             _links: links,
             _stats: RunTimeStats::enable().ok(),
             filtering,
@@ -324,7 +456,7 @@ impl StackProbe {
             return Ok(());
         }
         let want = selected_tgids(filter);
-        let map = &bpf.skel.maps.tgids;
+        let map = &bpf.maps.tgids;
         for tgid in want.difference(&self.tgids) {
             map.update(&tgid.to_ne_bytes(), &[1], MapFlags::ANY)
                 .context("updating the process filter")?;
@@ -340,10 +472,9 @@ impl StackProbe {
     fn pending_stack_ids(&self) -> HashSet<i32> {
         let mut ids = HashSet::new();
         let Some(bpf) = &self.bpf else { return ids };
-        if self.kind != Kind::OffCpu {
+        let Some(starts) = &bpf.maps.starts else {
             return ids;
-        }
-        let starts = &bpf.skel.maps.starts;
+        };
         for key in starts.keys() {
             if let Ok(Some(v)) = starts.lookup(&key, MapFlags::ANY) {
                 if let Some(k) = v.get(8..).and_then(parse_key) {
@@ -358,26 +489,28 @@ impl StackProbe {
         let Some(bpf) = &self.bpf else {
             return Ok(());
         };
-        let maps = &bpf.skel.maps;
+        let maps = &bpf.maps;
         // Take every bucket out; samples that land meanwhile start new buckets, counted
         // next interval.
-        let mut buckets: HashMap<BucketKey, (u64, String)> = HashMap::new();
-        let keys: Vec<Vec<u8>> = maps.counts.keys().collect();
-        for key in keys {
-            let Ok(Some(value)) = maps.counts.lookup_and_delete(&key) else {
-                continue;
-            };
-            let Some(k) = parse_key(&key) else { continue };
-            let v = u64::from_ne_bytes(
-                value
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .unwrap_or([0; 8]),
-            );
-            let e = buckets
-                .entry((k.tgid, k.user, k.kern, k.user))
-                .or_insert_with(|| (0, k.comm));
-            e.0 = e.0.saturating_add(v);
+        let mut buckets: Buckets = HashMap::new();
+        for (w, values) in maps.values.iter().enumerate() {
+            let keys: Vec<Vec<u8>> = values.keys().collect();
+            for key in keys {
+                let Ok(Some(value)) = values.lookup_and_delete(&key) else {
+                    continue;
+                };
+                let Some(k) = parse_key(&key) else { continue };
+                let v = u64::from_ne_bytes(
+                    value
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .unwrap_or([0; 8]),
+                );
+                let e = buckets
+                    .entry((k.tgid, k.user, k.kern, k.user))
+                    .or_insert_with(|| ([0; MAX_WEIGHTS], k.comm));
+                e.0[w] = e.0[w].saturating_add(v);
+            }
         }
         let copies = match &bpf.ring {
             Some(ring) => {
@@ -428,7 +561,7 @@ impl StackProbe {
     fn unwind_copies(
         &mut self,
         copies: Vec<StackCopy>,
-        buckets: &mut HashMap<BucketKey, (u64, String)>,
+        buckets: &mut Buckets,
         traces: &mut HashMap<i32, Vec<u64>>,
     ) {
         self.unwound_ends.clear();
@@ -453,8 +586,8 @@ impl StackProbe {
             };
             let e = buckets
                 .entry((c.tgid, user, c.kern, c.user))
-                .or_insert_with(|| (0, c.comm));
-            e.0 = e.0.saturating_add(1);
+                .or_insert_with(|| ([0; MAX_WEIGHTS], c.comm));
+            e.0[0] = e.0[0].saturating_add(1);
         }
     }
 
@@ -463,10 +596,9 @@ impl StackProbe {
     /// gone out.
     fn sync_unwind_tgids(&mut self) {
         let Some(bpf) = &self.bpf else { return };
-        if self.kind != Kind::OnCpu {
+        let Some(map) = &bpf.maps.unwind_tgids else {
             return;
-        }
-        let map = &bpf.skel.maps.unwind_tgids;
+        };
         let gone: Vec<u32> = self
             .unwind_tgids
             .iter()
@@ -493,12 +625,7 @@ impl StackProbe {
         }
     }
 
-    fn emit(
-        &mut self,
-        iv: &mut Interval,
-        buckets: HashMap<BucketKey, (u64, String)>,
-        traces: &HashMap<i32, Vec<u64>>,
-    ) {
+    fn emit(&mut self, iv: &mut Interval, buckets: Buckets, traces: &HashMap<i32, Vec<u64>>) {
         // Names first, in batches: every kernel address once, every process's addresses once.
         let mut kernel_addrs: Vec<u64> = Vec::new();
         let mut user_addrs: HashMap<u32, Vec<u64>> = HashMap::new();
@@ -531,15 +658,19 @@ impl StackProbe {
 
         // Different addresses in the same functions are different kernel stacks but the
         // same stack by name: merge them, so each named stack is one record.
-        let mut named: HashMap<(u32, Vec<String>), (u64, String)> = HashMap::new();
-        for ((tgid, u, k, fp), (value, comm)) in buckets {
-            let value = match self.kind {
-                Kind::OnCpu => value,
-                Kind::OffCpu => value / 1000, // ns in the kernel, µs on the wire
-            };
-            if value == 0 {
+        // Keyed by weight too: one record per weight of each named stack.
+        let mut named: HashMap<(usize, u32, Vec<String>), (u64, String)> = HashMap::new();
+        let weights = self.kind.weights();
+        let (q, _) = self.kind.quality_weight();
+        for ((tgid, u, k, fp), (raw, comm)) in buckets {
+            let mut values = [0u64; MAX_WEIGHTS];
+            for (v, (r, w)) in values.iter_mut().zip(raw.iter().zip(weights)) {
+                *v = r / w.divisor;
+            }
+            if values.iter().all(|&v| v == 0) {
                 continue;
             }
+            let value = values[q];
             let mut frames = Vec::new();
             let mut stack = StackQuality::default();
             // Root first, with whether it reaches a thread's entry point.
@@ -617,11 +748,17 @@ impl StackProbe {
                 }
             }
             self.quality.add(value, &stack);
-            let e = named.entry((tgid, frames)).or_insert_with(|| (0, comm));
-            e.0 += value;
+            for (w, &v) in values.iter().enumerate().take(weights.len()) {
+                if v > 0 {
+                    let e = named
+                        .entry((w, tgid, frames.clone()))
+                        .or_insert_with(|| (0, comm.clone()));
+                    e.0 += v;
+                }
+            }
         }
-        self.quality.stacks = named.len() as u64;
-        for ((tgid, frames), (value, comm)) in named {
+        self.quality.stacks = named.keys().filter(|(w, _, _)| *w == q).count() as u64;
+        for ((w, tgid, frames), (value, comm)) in named {
             let container_id = self
                 .containers
                 .entry(tgid)
@@ -629,7 +766,7 @@ impl StackProbe {
                 .clone();
             iv.records.push(Record::Stack(Stack {
                 ts: 0,
-                kind: self.kind.name().to_string(),
+                kind: weights[w].kind.to_string(),
                 frames,
                 value,
                 tgid: Some(tgid),
@@ -646,6 +783,8 @@ impl Probe for StackProbe {
         match self.kind {
             Kind::OnCpu => &ONCPU_SPEC,
             Kind::OffCpu => &OFFCPU_SPEC,
+            Kind::Io => &io::SPEC,
+            Kind::Faults => &mem::SPEC,
         }
     }
 
@@ -664,14 +803,12 @@ impl Probe for StackProbe {
     fn status(&self, extra: &mut Fields) {
         let mut s = self.quality.to_json(self.kind);
         if let (Some(bpf), Value::Object(obj)) = (&self.bpf, &mut s) {
-            if let Some(mem) = common::map_memlock_bytes(&bpf.skel.maps.stacks) {
+            if let Some(mem) = common::map_memlock_bytes(&bpf.maps.stacks) {
                 obj.insert("stack_map_bytes".into(), json!(mem));
             }
-            let prog = match self.kind {
-                Kind::OnCpu => &bpf.skel.progs.oncpu,
-                Kind::OffCpu => &bpf.skel.progs.offcpu,
-            };
-            common::add_prog_stats(extra, self.kind.name(), self.kind.name(), prog);
+            for (name, prog) in &bpf.progs {
+                common::add_prog_stats(extra, self.kind.name(), name, prog);
+            }
         }
         extra.insert(self.kind.name().into(), s);
     }
@@ -856,7 +993,7 @@ impl Quality {
             drops.insert((*name).into(), json!(n));
         }
         json!({
-            "unit": if kind == Kind::OnCpu { "samples" } else { "us" },
+            "unit": kind.quality_weight().1,
             "total": self.total,
             "stacks": self.stacks,
             "truncated": self.truncated,
