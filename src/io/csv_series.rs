@@ -231,12 +231,13 @@ impl<R: Read> SeriesReader<R> {
             return Ok(None);
         }
         values.clear();
-        let Some(fields) = self.fields() else {
+        // Checked once here, so that the fields below are read without a Vec per row.
+        if !self.record.iter().all(|f| std::str::from_utf8(f).is_ok()) {
             return Ok(Some(Err("a field is not UTF-8 text".into())));
-        };
+        }
         let ts = match self.layout.time_column {
             Some(c) => {
-                let f = fields.get(c).copied().unwrap_or("");
+                let f = self.record.get(c).map_or("", text);
                 match parse_timestamp(f) {
                     Some(t) => t,
                     None => {
@@ -250,8 +251,9 @@ impl<R: Read> SeriesReader<R> {
         };
         let time_column = self.layout.time_column;
         values.extend(
-            fields
+            self.record
                 .iter()
+                .map(text)
                 .enumerate()
                 .filter(|&(i, _)| Some(i) != time_column)
                 .map(|(_, f)| T::from_cell(f)),
@@ -266,6 +268,11 @@ impl<R: Read> SeriesReader<R> {
         self.row_index += 1;
         Ok(Some(Ok(ts)))
     }
+}
+
+/// A field of a row already checked to be UTF-8, trimmed.
+fn text(f: &[u8]) -> &str {
+    std::str::from_utf8(f).map_or("", str::trim)
 }
 
 /// The input with a `\n` added at the end when it lacks one, so that every record, the
