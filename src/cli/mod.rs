@@ -5,7 +5,6 @@ pub mod docs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::io::{exit, is_broken_pipe, signals};
 
@@ -110,57 +109,4 @@ pub fn main(tool: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
         }
     };
     ExitCode::from(signals::exit_status().unwrap_or(status))
-}
-
-/// The one parser of every duration flag of every tool (`--interval`, `--duration`,
-/// `--settle`, `--row-step`…): `100us`, `500ms`, `20s`, `2m`, `1h`, `1d`, `1w`, or a bare
-/// number of seconds; fractions too (`1.5s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| {
-        format!("{s:?} is not a duration: use a number with us, ms, s, m, h or d, e.g. 20s")
-    })?;
-    let secs = match unit.trim_start() {
-        "" | "s" | "sec" => value,
-        "ms" => value / 1000.0,
-        "us" | "µs" => value / 1e6,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        "w" => value * 7.0 * 86_400.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use us, ms, s, m, h, d or w"
-            ))
-        }
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("{s:?}: a duration must be greater than zero"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("20s").unwrap(), Duration::from_secs(20));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("").is_err());
-    }
 }

@@ -6,7 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::cli::{OutputArgs, Verbosity, EXIT_STATUS_HELP};
 // Where it used to live; every tool's duration flags share the one in `cli`.
-pub use crate::cli::parse_duration;
+use crate::record::time::parse_duration;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::cli::{parse_duration, InputArgs, OutputArgs, Verbosity, EXIT_STATUS_HELP};
+use crate::cli::{InputArgs, OutputArgs, Verbosity, EXIT_STATUS_HELP};
+use crate::record::time::parse_duration;
 
 const AFTER_HELP: &str = "\
 Examples:

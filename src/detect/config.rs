@@ -239,7 +239,7 @@ impl Config {
                 ),
             }
         }
-        super::detectors::parse_span(&self.incident.forget)
+        crate::record::time::parse_seconds(&self.incident.forget)
             .map_err(|e| anyhow::anyhow!("[incident] forget: {e}"))?;
         Ok(())
     }
@@ -281,5 +281,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown unit"), "{e}");
+        let e = Config::parse("[incident]\nforget = \"500ms\"\n").unwrap_err();
+        assert!(e.to_string().contains("whole number of seconds"), "{e}");
+    }
+
+    #[test]
+    fn config_spans_take_every_unit_and_a_bare_number_as_seconds() {
+        for forget in ["600", "10m", "600s", "1d", "1w"] {
+            Config::parse(&format!("[incident]\nforget = \"{forget}\"\n")).unwrap();
+        }
+        let seasonal = |period: &str, slot: &str| {
+            Config::parse(&format!(
+                "[[kpi]]\nkind = \"a\"\nmetric = \"b\"\ndetector = \"seasonal\"\nparams = {{ period = \"{period}\", slot = \"{slot}\" }}\n"
+            ))
+        };
+        seasonal("86400", "900").unwrap();
+        seasonal("1d", "15m").unwrap();
+        // The slot must be shorter than the period: a bare 900 is 900 s, not 900 points.
+        assert!(seasonal("600", "900").is_err());
     }
 }

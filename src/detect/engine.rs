@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Config, DetectorSpec, Rule};
-use super::detectors::{parse_span, Detector, Multivariate, Verdict};
+use super::detectors::{Detector, Multivariate, Verdict};
 use super::format;
 use super::incident::{Change, Incident, Open, Peak};
 use super::plan::{Plan, RulePlan, Slot};
@@ -193,7 +193,8 @@ impl Engine {
         }
         let mut multi_kinds = cfg.multivariate.kinds.clone();
         multi_kinds.extend(opts.multivariate_kinds.iter().cloned());
-        let forget_ms = parse_span(&cfg.incident.forget).unwrap_or(600) * 1000;
+        let forget_ms =
+            crate::record::time::parse_seconds(&cfg.incident.forget).unwrap_or(600) * 1000;
         let gap = cfg.incident.gap;
         Engine {
             cfg,

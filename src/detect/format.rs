@@ -86,42 +86,12 @@ pub fn span(secs: i64) -> String {
 }
 
 /// `ts` in ms as `YYYY-MM-DD HH:MM:SS` (UTC), as gala-anteater writes it in its messages.
+/// A time out of chrono's range (some 262 000 years) is written as the number it is.
 pub fn timestamp(ts: i64) -> String {
-    let secs = ts.div_euclid(1000);
-    let days = secs.div_euclid(86400);
-    let tod = secs.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
-}
-
-/// Howard Hinnant's days → (year, month, day), proleptic Gregorian.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// The inverse: (year, month, day) → days since 1970-01-01.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    match chrono::DateTime::from_timestamp_millis(ts) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => format!("{ts} ms"),
+    }
 }
 
 /// One terminal line per anomaly record, its times in ISO 8601 (UTC).
@@ -259,11 +229,10 @@ mod tests {
     }
 
     #[test]
-    fn calendar_round_trips() {
-        for days in [-1000, 0, 16040, 20000, 60000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+    fn gala_anteater_timestamps() {
         assert_eq!(timestamp(1_386_018_900_000), "2013-12-02 21:15:00");
+        assert_eq!(timestamp(1_386_018_900_999), "2013-12-02 21:15:00");
+        assert_eq!(timestamp(-1), "1969-12-31 23:59:59");
+        assert_eq!(timestamp(-86_400_000 * 1000), "1967-04-07 00:00:00");
     }
 }

@@ -16,7 +16,6 @@
 
 pub mod cli;
 pub mod config;
-pub mod csv;
 pub mod detectors;
 pub mod engine;
 pub mod eval;
@@ -30,7 +29,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::io::{exit, BadInput, RecordReader, RecordWriter};
+use crate::io::{csv_series, exit, BadInput, RecordReader, RecordWriter};
+use crate::record::time::parse_timestamp;
 use crate::record::Record;
 use cli::{Cli, Command, Format, InputFormat};
 use config::Config;
@@ -178,7 +178,12 @@ pub fn feed_csv(
             Some(i) => i.to_string(),
             None => entity_name(&path),
         };
-        let Some(mut csv) = csv::CsvReader::new(src.reader, start_ms, step_ms)
+        let opts = csv_series::Options {
+            start_ms,
+            step_ms,
+            unnamed: csv_series::Unnamed::Rows,
+        };
+        let Some(mut csv) = csv_series::SeriesReader::new(src.reader, opts)
             .with_context(|| format!("reading {name}"))?
         else {
             continue;
@@ -275,7 +280,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     }
     let step_ms = cli.step.as_millis() as i64;
     let start_ms = match &cli.start {
-        Some(s) => csv::parse_time(s).with_context(|| format!("--start {s:?} is not a time"))?,
+        Some(s) => parse_timestamp(s).with_context(|| format!("--start {s:?} is not a time"))?,
         None => 0,
     };
     let opts = EngineOptions {

@@ -105,7 +105,7 @@ pub struct Cli {
 
     /// With --onset or --incident: compare at most DURATION before the onset with at most
     /// DURATION after it (default: all of the recording on each side).
-    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::record::time::parse_duration)]
     pub window: Option<std::time::Duration>,
 
     /// Keep only the stacks of these processes (stack records only).

@@ -2,6 +2,7 @@
 //! the record writer, signals, and the exit-status convention.
 
 pub mod bad_input;
+pub mod csv_series;
 pub mod input;
 pub mod output;
 pub mod progress;

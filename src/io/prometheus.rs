@@ -57,7 +57,7 @@ pub struct PrometheusArgs {
     pub prometheus: Option<String>,
 
     /// With --prometheus: how far back to read (e.g. 30m, 2h; default 1h).
-    #[arg(long, value_name = "TIME", requires = "prometheus", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "TIME", requires = "prometheus", value_parser = crate::record::time::parse_duration)]
     pub since: Option<Duration>,
 
     /// With --prometheus: end of the range, ms since the epoch (default now).
@@ -66,7 +66,7 @@ pub struct PrometheusArgs {
 
     /// With --prometheus: resample at this step instead of reading raw samples (for series
     /// scraped without timestamps).
-    #[arg(long, value_name = "TIME", requires = "prometheus", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "TIME", requires = "prometheus", value_parser = crate::record::time::parse_duration)]
     pub step: Option<Duration>,
 
     /// With --prometheus: narrow by label matchers, e.g. 'machine_id="ab12"' or

@@ -7,8 +7,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use super::output::Format;
 use super::rank::Ranker;
-use crate::cli::parse_duration;
 use crate::cli::{InputArgs, OutputArgs, Verbosity, EXIT_STATUS_HELP};
+use crate::record::time::parse_duration;
 
 const AFTER_HELP: &str = "\
 Examples:

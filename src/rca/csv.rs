@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 
 use super::infer::InferOptions;
 use super::score::{self, Bad};
+use crate::io::csv_series::{Options, SeriesReader, Unnamed};
+use crate::io::BadInput;
 use crate::record::{Cause, Evidence, KpiRef, PathHop};
 
 /// Columns of a table on shared timestamps (ms).
@@ -18,118 +20,48 @@ pub struct Table {
     pub columns: Vec<(String, Vec<f32>)>,
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses a time: seconds, ms, µs or ns since the epoch (by magnitude), or
-/// `YYYY-MM-DD[ T]HH:MM:SS[.fff]` (UTC).
-pub fn parse_time(s: &str) -> Option<i64> {
-    let s = s.trim().trim_matches('"');
-    if let Ok(x) = s.parse::<f64>() {
-        if !x.is_finite() {
-            return None;
-        }
-        let a = x.abs();
-        let ms = if a < 1e11 {
-            x * 1000.0
-        } else if a < 1e14 {
-            x
-        } else if a < 1e17 {
-            x / 1000.0
-        } else {
-            x / 1e6
-        };
-        return Some(ms as i64);
-    }
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut ms = (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se) * 1000;
-    if let Some(frac) = s.get(19..).and_then(|f| f.strip_prefix('.')) {
-        let digits: String = frac
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .take(3)
-            .collect();
-        if !digits.is_empty() {
-            ms += digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
-        }
-    }
-    Some(ms)
-}
-
-fn split_line(line: &str) -> Vec<&str> {
-    line.split(',')
-        .map(|f| f.trim().trim_matches('"'))
-        .collect()
-}
-
-/// Reads a wide table. The time column is the one named time/timestamp/ts/date, else the
-/// first. Empty or non-numeric cells become gaps; rows with an unreadable time are skipped
-/// and counted in the error only when no row is readable.
-pub fn read(path: &Path) -> anyhow::Result<Table> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else {
-        bail!("{}: empty table", path.display());
+/// Reads a wide table with the shared CSV series reader: the time column is the one
+/// named time/timestamp/ts/date/datetime, else the first; gzip-compressed files and `-`
+/// are read too. Empty or non-numeric cells become gaps; a row whose time cannot be read,
+/// or with another number of columns than the header, is reported on `bad` with its file
+/// and line, and skipped. Rows are sorted by time.
+pub fn read(path: &Path, bad: &mut BadInput) -> anyhow::Result<Table> {
+    let src = crate::io::input::open(path)?;
+    let name = src.name;
+    let opts = Options {
+        start_ms: 0,
+        step_ms: 0,
+        unnamed: Unnamed::FirstColumn,
     };
-    let names = split_line(header);
-    let tcol = names
-        .iter()
-        .position(|n| {
-            matches!(
-                n.to_ascii_lowercase().as_str(),
-                "time" | "timestamp" | "ts" | "date" | "datetime"
-            )
-        })
-        .unwrap_or(0);
-    let mut table = Table {
-        ts: Vec::new(),
-        columns: names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != tcol)
-            .map(|(_, n)| (n.to_string(), Vec::new()))
-            .collect(),
+    let Some(mut csv) =
+        SeriesReader::new(src.reader, opts).with_context(|| format!("reading {name}"))?
+    else {
+        bail!("{name}: empty table");
     };
     let mut rows: Vec<(i64, Vec<f32>)> = Vec::new();
-    for line in lines {
-        let cells = split_line(line);
-        let Some(t) = cells.get(tcol).and_then(|c| parse_time(c)) else {
-            continue;
-        };
-        let vals = (0..names.len())
-            .filter(|&i| i != tcol)
-            .map(|i| {
-                cells
-                    .get(i)
-                    .and_then(|c| c.parse::<f32>().ok())
-                    .filter(|x| x.is_finite())
-                    .unwrap_or(f32::NAN)
-            })
-            .collect();
-        rows.push((t, vals));
+    let mut values = Vec::new();
+    while let Some(row) = csv
+        .next_row(&mut values)
+        .with_context(|| format!("reading {name}"))?
+    {
+        match row {
+            Ok(t) => rows.push((t, values.clone())),
+            Err(msg) => bad.report(&name, csv.line(), &msg)?,
+        }
     }
     if rows.is_empty() {
-        bail!(
-            "{}: no row with a readable time in column {:?}",
-            path.display(),
-            names[tcol]
-        );
+        bail!("{name}: no row with a readable time");
     }
     rows.sort_by_key(|r| r.0);
+    let mut table = Table {
+        ts: Vec::with_capacity(rows.len()),
+        columns: csv
+            .layout
+            .names
+            .iter()
+            .map(|n| (n.clone(), Vec::with_capacity(rows.len())))
+            .collect(),
+    };
     for (t, vals) in rows {
         table.ts.push(t);
         for (col, v) in table.columns.iter_mut().zip(vals) {
@@ -284,15 +216,6 @@ pub fn find_start(table: &Table) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_in_every_form() {
-        assert_eq!(parse_time("1692569325"), Some(1_692_569_325_000));
-        assert_eq!(parse_time("1692569325123"), Some(1_692_569_325_123));
-        assert_eq!(parse_time("1970-01-02 00:00:01"), Some(86_401_000));
-        assert_eq!(parse_time("2023-08-20T22:08:45.5"), Some(1_692_569_325_500));
-        assert_eq!(parse_time("yesterday"), None);
-    }
 
     #[test]
     fn services_come_from_column_prefixes() {

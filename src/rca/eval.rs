@@ -25,8 +25,8 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::infer::InferOptions;
-use crate::io::RecordReader;
 use crate::io::RecordWriter;
+use crate::io::{BadInput, RecordReader};
 
 /// The fault name of a fault-free recording.
 const NO_FAULT: &str = "none";
@@ -155,14 +155,14 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Ver
         target = lab.service.as_deref().unwrap_or(target);
         let start = std::fs::read_to_string(case.join("inject_time.txt"))
             .ok()
-            .and_then(|s| super::csv::parse_time(s.trim()));
-        let (causes, _) = super::run_csv(&table, None, start, &opts)?;
-        let columns = super::csv::read(&table)?.columns;
+            .and_then(|s| crate::record::time::parse_timestamp(&s));
+        // Bad rows are reported and skipped, as the records of a case are.
+        let data = super::csv::read(&table, &mut BadInput::new(super::TOOL, false))?;
+        let columns: Vec<String> = data.columns.iter().map(|(c, _)| c.clone()).collect();
+        let (causes, _) = super::run_csv(&table, data, None, start, &opts)?;
         if lab.metrics.is_empty() {
-            let mut services: Vec<&str> = columns
-                .iter()
-                .map(|(c, _)| super::csv::service_of(c))
-                .collect();
+            let mut services: Vec<&str> =
+                columns.iter().map(|c| super::csv::service_of(c)).collect();
             services.sort();
             services.dedup();
             candidates = services.len();

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::io::{exit, RecordReader, RecordWriter};
+use crate::io::{exit, BadInput, RecordReader, RecordWriter};
 use crate::record::{entity_id, kind, Anomaly, Record, ALL_METHODS};
 use causal::CausalGraph;
 use infer::{InferOptions, Inference, KpiSpec};
@@ -407,21 +407,21 @@ fn write(
     Ok(())
 }
 
-/// Metrics-only mode over one table: the causes and the incident start used.
+/// Metrics-only mode over one table (read from `input`), with the table of normal
+/// behaviour read from `baseline`: the causes and the incident start used.
 pub fn run_csv(
     input: &Path,
-    baseline: Option<&Path>,
+    table: csv::Table,
+    baseline: Option<(&Path, csv::Table)>,
     start: Option<i64>,
     opts: &InferOptions,
 ) -> anyhow::Result<(Vec<crate::record::Cause>, i64)> {
-    let table = csv::read(input)?;
     let name = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "table".into());
     let (table, start) = match (baseline, start) {
-        (Some(b), _) => {
-            let normal = csv::read(b)?;
+        (Some((b, normal)), _) => {
             let start = *table.ts.first().context("empty incident table")?;
             if normal.ts.last().is_some_and(|&t| t >= start) {
                 bail!(
@@ -483,12 +483,18 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         };
         let start = match &cli.anomaly_start {
             Some(s) => Some(
-                csv::parse_time(s)
+                crate::record::time::parse_timestamp(s)
                     .with_context(|| format!("--anomaly-start {s:?} is not a time"))?,
             ),
             None => None,
         };
-        let (causes, start) = run_csv(input, cli.baseline.as_deref(), start, &infer_opts)?;
+        let mut bad = BadInput::new(TOOL, cli.input.strict);
+        let table = csv::read(input, &mut bad)?;
+        let baseline = match &cli.baseline {
+            Some(b) => Some((b.as_path(), csv::read(b, &mut bad)?)),
+            None => None,
+        };
+        let (causes, start) = run_csv(input, table, baseline, start, &infer_opts)?;
         let inf = Inference {
             kpi: Anomaly {
                 ts: start,
@@ -516,7 +522,11 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         };
         write(cli.format, &Store::new(0), &inf, &mut out)?;
         out.finish()?;
-        return Ok(exit::OK);
+        return Ok(if bad.summarise() {
+            exit::ERROR
+        } else {
+            exit::OK
+        });
     }
     let mut kpi = KpiSpec(Vec::new());
     for spec in &cli.kpi {

@@ -230,6 +230,68 @@ fn bad_lines_are_reported_and_good_ones_go_through() {
     let out = run("gala-detect", &["--input-format", "csv"], Some(csv));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>:3:"));
+    // Lines are counted as a person counts them: blank lines, CRLF and a quoted field
+    // over two lines included.
+    let csv = b"timestamp,value,note\r\n\r\n2014-01-01 00:00:00,1,\"two\r\nlines\"\r\n\r\nnot a time,2,x\r\n";
+    let out = run("gala-detect", &["--input-format", "csv"], Some(csv));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("<stdin>:6: \"not a time\" is not a time"),
+        "{err}"
+    );
+}
+
+#[test]
+fn csv_with_quoted_names_reads_each_column_under_its_own_name() {
+    // A NAB file rewritten as a spreadsheet exports it: CRLF, quoted fields, a name with a
+    // comma, the time column last. Every value must be judged under its own name, and
+    // the same as in the plain file.
+    let nab = shared_data().join("nab/data/realKnownCause/ec2_request_latency_system_failure.csv");
+    let text = std::fs::read_to_string(&nab).unwrap();
+    let mut quoted = String::from("\"latency, ms\",\"timestamp\"\r\n");
+    for l in text.lines().skip(1) {
+        let (t, v) = l.split_once(',').unwrap();
+        quoted.push_str(&format!("\"{v}\",\"{t}\"\r\n"));
+    }
+    let scores = |body: &[u8]| -> Vec<(i64, String, f64)> {
+        let out = run(
+            "gala-detect",
+            &[
+                "--input-format",
+                "csv",
+                "--only",
+                "--emit-scores",
+                "--id",
+                "x",
+            ],
+            Some(body),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ndjson(&out.stdout)
+            .iter()
+            .filter(|r| r["type"] == "score")
+            .map(|r| {
+                (
+                    r["ts"].as_i64().unwrap(),
+                    r["metric"].as_str().unwrap().to_string(),
+                    r["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let plain = scores(text.as_bytes());
+    let got = scores(quoted.as_bytes());
+    assert!(got.len() > 3000, "{} score records", got.len());
+    assert!(got.iter().all(|s| s.1 == "latency, ms"), "{:?}", &got[..3]);
+    let strip = |v: Vec<(i64, String, f64)>| -> Vec<(i64, f64)> {
+        v.into_iter().map(|(t, _, s)| (t, s)).collect()
+    };
+    assert_eq!(strip(got), strip(plain));
 }
 
 #[test]
@@ -290,7 +352,7 @@ fn csv_decisions_do_not_depend_on_later_rows() {
     let short = opens(&(lines[..cut].join("\n") + "\n"));
     let full = opens(&text);
     let last_short_ts =
-        gala::detect::csv::parse_time(lines[cut - 1].split(',').next().unwrap()).unwrap();
+        gala::record::time::parse_timestamp(lines[cut - 1].split(',').next().unwrap()).unwrap();
     let full_before: Vec<i64> = full.into_iter().filter(|&t| t <= last_short_ts).collect();
     assert_eq!(short, full_before);
 }

@@ -332,6 +332,71 @@ fn metrics_only_mode_with_a_baseline_file() {
 }
 
 #[test]
+fn metrics_only_mode_reads_quoted_headers_and_fields() {
+    // As spreadsheets and pandas write a table whose names hold a comma: quoted. Split on
+    // every comma, the names slid one column to the right of their values.
+    let dir = tempfile::tempdir().unwrap();
+    let quoted: String = table()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                "\"time\",\"front_latency, ms\",\"cart_cpu, %\",cart_latency,db_cpu,mail_mem\n"
+                    .to_string()
+            } else {
+                let (t, rest) = l.split_once(',').unwrap();
+                format!("\"{t}\",{rest}\n")
+            }
+        })
+        .collect();
+    let p = dir.path().join("quoted.csv");
+    std::fs::write(&p, quoted).unwrap();
+    let causes = csv_causes(&[
+        "--input-format",
+        "csv",
+        "--anomaly-start",
+        "1692569140",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(causes[0]["metric"], "cart_cpu, %", "{causes:#?}");
+    assert_eq!(causes[0]["id"], "cart");
+    assert!(
+        causes.iter().any(|c| c["metric"] == "cart_latency"),
+        "{causes:#?}"
+    );
+}
+
+#[test]
+fn metrics_only_mode_reports_bad_rows_with_file_and_line_and_ranks_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = table().lines().map(String::from).collect();
+    lines.insert(5, "yesterday,1,2,3,4,5".into());
+    lines.insert(9, "1692569006,1,2".into());
+    let p = dir.path().join("bad.csv");
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    let p = p.to_str().unwrap();
+    let out = run(
+        "gala-rca",
+        &["--input-format", "csv", "--anomaly-start", "1692569140", p],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("gala-rca: {p}:6: \"yesterday\" is not a time")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "gala-rca: {p}:10: 2 value columns, the first line has 5"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("skipped 2 bad lines"), "{err}");
+    assert_eq!(ndjson(&out.stdout)[0]["metric"], "cart_cpu");
+}
+
+#[test]
 fn eval_scores_labelled_cases_per_system_and_fault() {
     let dir = tempfile::tempdir().unwrap();
     // RCAEval layout: <system>/<service>_<fault>/<n>/data.csv + inject_time.txt.

@@ -240,19 +240,6 @@ pub fn alpha_for(n: usize) -> f64 {
     2.0 / (n.max(1) as f64 + 1.0)
 }
 
-/// Parses "1d", "12h", "5m", "30s" into seconds.
-pub fn parse_span(s: &str) -> Result<i64, String> {
-    // The tools' one duration parser; spans here count whole seconds.
-    let d = crate::cli::parse_duration(s)?;
-    match i64::try_from(d.as_secs()) {
-        Ok(secs) if secs > 0 && d.subsec_nanos() == 0 => Ok(secs),
-        _ => Err(format!(
-            "{:?}: a span is a whole number of seconds, e.g. 1d, 12h, 5m, 30s",
-            s.trim()
-        )),
-    }
-}
-
 /// Describes a point count as a duration when the step is known, else as points.
 pub fn describe_points(n: usize) -> String {
     format!("the last {n} points")

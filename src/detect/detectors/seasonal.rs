@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse_span, Direction, EwStats, NSigma, Params, Verdict};
+use super::{Direction, EwStats, NSigma, Params, Verdict};
+use crate::record::time::parse_seconds;
 
 /// Weight of the newest period in a slot's statistics: about the last 4 periods count.
 const SLOT_ALPHA: f64 = 0.4;
@@ -40,8 +41,8 @@ struct Slot {
 
 impl Seasonal {
     pub fn new(dir: Direction, p: &Params) -> Result<Seasonal, String> {
-        let period_s = parse_span(p.period.as_deref().unwrap_or("1d"))?;
-        let slot_s = parse_span(p.slot.as_deref().unwrap_or("15m"))?;
+        let period_s = parse_seconds(p.period.as_deref().unwrap_or("1d"))?;
+        let slot_s = parse_seconds(p.slot.as_deref().unwrap_or("15m"))?;
         if slot_s > period_s || period_s / slot_s > 100_000 {
             return Err(format!(
                 "seasonal: slot {slot_s}s must be shorter than the period {period_s}s, and the period at most 100000 slots"

@@ -22,8 +22,9 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::detect::config::Config;
-use crate::detect::csv::{parse_time, CsvReader};
 use crate::detect::engine::{Engine, EngineOptions, SERIES_KIND};
+use crate::io::csv_series::{Options, SeriesReader, Unnamed};
+use crate::record::time::parse_timestamp;
 use crate::record::Record;
 
 /// NAB's cost matrix.
@@ -83,7 +84,12 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<NabFile>> {
             continue;
         }
         let src = crate::io::input::open(&path)?;
-        let mut csv = CsvReader::new(src.reader, 0, 1)?
+        let opts = Options {
+            start_ms: 0,
+            step_ms: 1,
+            unnamed: Unnamed::Rows,
+        };
+        let mut csv = SeriesReader::new(src.reader, opts)?
             .with_context(|| format!("{} is empty", path.display()))?;
         let (mut ts, mut values, mut row) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(r) = csv.next_row(&mut row)? {
@@ -95,8 +101,8 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<NabFile>> {
         let mut windows = Vec::new();
         for w in map[key].as_array().into_iter().flatten() {
             let (Some(a), Some(b)) = (
-                w.get(0).and_then(|v| v.as_str()).and_then(parse_time),
-                w.get(1).and_then(|v| v.as_str()).and_then(parse_time),
+                w.get(0).and_then(|v| v.as_str()).and_then(parse_timestamp),
+                w.get(1).and_then(|v| v.as_str()).and_then(parse_timestamp),
             ) else {
                 anyhow::bail!("{key}: a window is not [start, end]");
             };

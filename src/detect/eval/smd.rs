@@ -21,6 +21,7 @@ use anyhow::Context;
 use crate::detect::config::Config;
 use crate::detect::detectors::Multivariate;
 use crate::detect::engine::{Engine, EngineOptions, SERIES_KIND};
+use crate::io::csv_series::{Options, SeriesReader, Unnamed};
 use crate::record::Record;
 
 pub struct Machine {
@@ -32,19 +33,28 @@ pub struct Machine {
     pub interpretation: Vec<(usize, usize, Vec<usize>)>,
 }
 
+/// The rows of one of SMD's headerless CSV files, through the CSV series reader
+/// gala-detect's `--input-format csv` uses. A row it cannot read stops the evaluation: the
+/// scores would not be the data set's.
 fn read_rows(path: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            l.split(',')
-                .map(|f| f.trim().parse::<f64>())
-                .collect::<Result<Vec<f64>, _>>()
-                .with_context(|| format!("{}:{}: not a row of numbers", path.display(), i + 1))
-        })
-        .collect()
+    let src = crate::io::input::open(path)?;
+    let opts = Options {
+        start_ms: 0,
+        step_ms: 1,
+        unnamed: Unnamed::Rows,
+    };
+    let mut rows = Vec::new();
+    let Some(mut csv) = SeriesReader::new(src.reader, opts)? else {
+        return Ok(rows);
+    };
+    let mut values = Vec::new();
+    while let Some(row) = csv.next_row(&mut values)? {
+        if let Err(msg) = row {
+            anyhow::bail!("{}:{}: {msg}", path.display(), csv.line());
+        }
+        rows.push(values.clone());
+    }
+    Ok(rows)
 }
 
 pub fn load(dir: &Path) -> anyhow::Result<Vec<Machine>> {
@@ -385,6 +395,20 @@ fn report_mode(s: &mut String, machines: &[Machine], cfg: &Config, multivariate:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_that_cannot_be_read_stops_with_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.txt");
+        std::fs::write(&p, "0.1,0.2\n0.3,0.4\n\n0.5\n").unwrap();
+        let e = read_rows(&p).unwrap_err().to_string();
+        assert!(
+            e.ends_with("m.txt:4: 1 value columns, the first line has 2"),
+            "{e}"
+        );
+        std::fs::write(&p, "0.1,0.2\n0.3,0.4\n").unwrap();
+        assert_eq!(read_rows(&p).unwrap(), vec![vec![0.1, 0.2], vec![0.3, 0.4]]);
+    }
 
     #[test]
     fn point_adjustment_fills_detected_segments_only() {
