@@ -350,8 +350,16 @@ fn eval_prints_its_parameters_for_people() {
         String::from_utf8_lossy(&out.stderr)
     );
     let nab_head = text.lines().find(|l| l.starts_with("NAB (")).expect(&text);
-    let smd_head = text.lines().find(|l| l.starts_with("SMD (")).expect(&text);
-    for head in [nab_head, smd_head] {
+    // SMD is scored both ways the CLI reads it; each mode names its settings.
+    let smd_head = text
+        .lines()
+        .find(|l| l.starts_with("--multivariate: "))
+        .expect(&text);
+    let per_column = text
+        .lines()
+        .find(|l| l.starts_with("per column: "))
+        .expect(&text);
+    for head in [nab_head, smd_head, per_column] {
         assert!(
             !head.contains("Params") && !head.contains("None") && !head.contains("Some("),
             "debug output in: {head}"
@@ -369,6 +377,10 @@ fn eval_prints_its_parameters_for_people() {
     assert!(
         smd_head.contains("q = 0.001") && smd_head.contains("init = 1000"),
         "{smd_head}"
+    );
+    assert!(
+        per_column.contains("detector spot") && per_column.contains("init = 500"),
+        "{per_column}"
     );
 }
 
