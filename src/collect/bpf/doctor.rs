@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use libbpf_rs::libbpf_sys;
 
 use super::hooks::{Hook, Hooks, Need};
-use super::TRACEFS;
+use super::{ensure_tracefs, TRACEFS};
 use crate::collect::privilege::{self, Caps};
 
 /// Every BPF probe of this build with the hooks it declares. Each BPF probe module adds
@@ -163,6 +163,8 @@ pub struct Facts {
     pub caps: Caps,
     pub btf: Option<u64>,
     pub tracefs: Tracefs,
+    /// Doctor mounted tracefs itself, as gala-collect does when it starts.
+    pub tracefs_mounted: bool,
     pub prog_types: Vec<(&'static str, Probed)>,
     /// BTF-typed raw tracepoints (tp_btf): tracing programs that need no trampoline.
     pub tp_btf: Option<Probed>,
@@ -198,6 +200,11 @@ impl Facts {
                 (name, r)
             })
             .collect();
+        // gala-collect mounts a missing tracefs when it starts (a machine just booted
+        // often has none), so doctor does too: otherwise it could check no tracepoint and
+        // would call every tracepoint probe unsupported.
+        let readable = || fs::metadata(Path::new(TRACEFS).join("events")).is_ok_and(|m| m.is_dir());
+        let tracefs_mounted = !readable() && ensure_tracefs().is_ok() && readable();
         let tracefs = match fs::metadata(Path::new(TRACEFS).join("events")) {
             Ok(m) if m.is_dir() => Tracefs::Readable,
             Err(e) if privilege::is_permission(&e) => Tracefs::Denied,
@@ -211,6 +218,7 @@ impl Facts {
                 .ok()
                 .map(|m| m.len()),
             tracefs,
+            tracefs_mounted,
             prog_types,
             tp_btf: Some(probe_tp_btf()),
             // The kernel creates these only when built with kprobe / uprobe events.
@@ -425,6 +433,9 @@ pub fn report() -> String {
         s,
         "  tracefs: {}",
         match f.tracefs {
+            Tracefs::Readable if f.tracefs_mounted => format!(
+                "mounted at {TRACEFS} (it was not: doctor mounted it, as gala-collect does when it starts)"
+            ),
             Tracefs::Readable => format!("mounted at {TRACEFS}"),
             Tracefs::Denied => format!("{TRACEFS} not readable: needs root (permission denied); tracepoints not checked"),
             Tracefs::NotMounted => format!("NOT mounted at {TRACEFS}; gala-collect mounts it when it starts (or: mount -t tracefs tracefs {TRACEFS}); tracepoints below could not be checked"),
@@ -690,6 +701,8 @@ mod tests {
     /// them all), and a name no kernel has is not.
     #[test]
     fn raw_tracepoints_are_found_by_name_alone() {
+        // As gala-collect and doctor do: a machine just booted may not have it mounted.
+        let _ = ensure_tracefs();
         if fs::metadata(Path::new(TRACEFS).join("events")).is_err() {
             assert!(
                 std::env::var("GALA_REQUIRE_BPF").as_deref() != Ok("1"),
