@@ -102,6 +102,22 @@ impl CausalGraph {
         for id in ids {
             g.node(id, &kinds[id]);
         }
+        let (parents, connects) = g.relate(kinds, relations);
+        let at = Layout::of(&g, parents);
+        g.add_process_rules(&at);
+        g.add_container_rules(&at);
+        g.add_host_rules(&at);
+        g.add_connection_rules(&at, connects);
+        g
+    }
+
+    /// Adds the relations' entities; returns each entity's parents (what it runs on or
+    /// belongs to) and the connections as (client, server).
+    fn relate(
+        &mut self,
+        kinds: &HashMap<String, String>,
+        relations: &[Relation],
+    ) -> (Vec<Vec<usize>>, Vec<(usize, usize)>) {
         let mut parents: Vec<Vec<usize>> = Vec::new();
         let mut connects = Vec::new();
         for r in relations {
@@ -112,10 +128,10 @@ impl CausalGraph {
                     .unwrap_or_else(|| guess_kind(id))
             };
             let (s, d) = (
-                g.node(&r.src, kind_of(&r.src)),
-                g.node(&r.dst, kind_of(&r.dst)),
+                self.node(&r.src, kind_of(&r.src)),
+                self.node(&r.dst, kind_of(&r.dst)),
             );
-            parents.resize(g.ids.len(), Vec::new());
+            parents.resize(self.ids.len(), Vec::new());
             match r.rel {
                 "runs_on" | "belongs_to" => parents[s].push(d),
                 "connect" | "is_client" => connects.push((s, d)),
@@ -125,25 +141,245 @@ impl CausalGraph {
                 _ => {}
             }
         }
-        parents.resize(g.ids.len(), Vec::new());
+        parents.resize(self.ids.len(), Vec::new());
+        (parents, connects)
+    }
+
+    /// Inside each process: a stalled process serves slowly, and its links, endpoints,
+    /// lookups and runtime slow its requests.
+    fn add_process_rules(&mut self, at: &Layout) {
+        for (&p, members) in &at.parts {
+            let slis: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&m| self.kinds[m] == kind::SLI)
+                .collect();
+            for &m in members {
+                let k = self.kinds[m].clone();
+                if k == kind::THREAD {
+                    self.add(m, p, "thread → proc");
+                } else if PROC_PARTS.contains(&k.as_str()) {
+                    self.add(p, m, format!("proc → {k}"));
+                }
+                if matches!(
+                    k.as_str(),
+                    kind::TCP_LINK
+                        | kind::ENDPOINT
+                        | kind::DNS
+                        | kind::LB_LINK
+                        | kind::RUNTIME
+                        | "nginx_link"
+                ) {
+                    for &s in &slis {
+                        self.add(m, s, format!("{k} → sli"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Containers and the processes in them, both ways.
+    fn add_container_rules(&mut self, at: &Layout) {
+        for (i, ps) in at.parents.iter().enumerate() {
+            if self.kinds[i] == kind::PROC {
+                let cs: Vec<usize> = ps
+                    .iter()
+                    .copied()
+                    .filter(|&c| self.kinds[c] == kind::CONTAINER)
+                    .collect();
+                for c in cs {
+                    self.add(c, i, "container → proc");
+                    self.add(i, c, "proc → container");
+                }
+            }
+        }
+    }
+
+    /// Inside each host: a saturated resource slows its processes, and a process taking
+    /// more of a shared resource (a hog) saturates it.
+    fn add_host_rules(&mut self, at: &Layout) {
+        let empty = Vec::new();
+        let mut hosts: Vec<usize> = at
+            .procs_on
+            .keys()
+            .chain(at.resources_on.keys())
+            .copied()
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        for h in hosts {
+            let procs = at.procs_on.get(&h).unwrap_or(&empty);
+            let mut resources = at.resources_on.get(&h).unwrap_or(&empty).clone();
+            if !resources.contains(&h) {
+                resources.push(h);
+            }
+            let has_blocks: HashSet<usize> = resources
+                .iter()
+                .filter(|&&r| self.kinds[r] == kind::BLOCK)
+                .flat_map(|&r| at.parents[r].iter().copied())
+                .collect();
+            for &r in &resources {
+                let k = self.kinds[r].clone();
+                if k == kind::BLOCK {
+                    for &d in &at.parents[r] {
+                        if self.kinds[d] == kind::DISK {
+                            self.add(d, r, "disk → block");
+                        }
+                    }
+                }
+                if k == kind::QDISC {
+                    for &nic in &resources {
+                        if self.kinds[nic] == kind::NIC {
+                            self.add(r, nic, "qdisc → nic");
+                        }
+                    }
+                }
+                for &p in procs {
+                    self.add_resource_rules(at, r, &k, p, &has_blocks);
+                }
+            }
+        }
+    }
+
+    /// Between host resource `r` (of kind `k`) and process `p` on the same host.
+    /// `has_blocks`: the disks whose block devices are known (they reach processes
+    /// through those).
+    fn add_resource_rules(
+        &mut self,
+        at: &Layout,
+        r: usize,
+        k: &str,
+        p: usize,
+        has_blocks: &HashSet<usize>,
+    ) {
+        match k {
+            kind::NIC => {
+                let links = at.parts_of_kind(self, p, kind::TCP_LINK);
+                for &l in &links {
+                    self.add(r, l, "nic → tcp_link");
+                }
+                if links.is_empty() {
+                    self.add(r, p, "nic → proc");
+                }
+            }
+            kind::BLOCK => {
+                self.add(r, p, "block → proc");
+                for &d in &at.parents[r] {
+                    if self.kinds[d] == kind::DISK {
+                        self.add(p, d, "proc → disk");
+                    }
+                }
+            }
+            kind::DISK => {
+                self.add(p, r, "proc → disk");
+                if !has_blocks.contains(&r) {
+                    self.add(r, p, "disk → proc");
+                }
+            }
+            kind::QDISC => {}
+            // Parts of a process whose process is not known (a listener of a process
+            // gone, tgid 0): they slow no neighbour. The host's TCP counters (net) are the
+            // sum of its links: an effect, not a cause.
+            kind::ENDPOINT
+            | kind::TCP_LINK
+            | kind::SLI
+            | kind::DNS
+            | kind::LB_LINK
+            | kind::NET
+            | "nginx_link" => {}
+            _ if HOST_RESOURCES.contains(&k) || self.ids[r].contains("_cpu") => {
+                self.add(r, p, format!("{k} → proc"));
+                if matches!(k, kind::CPU | kind::MEM | kind::HOST) {
+                    self.add(p, r, format!("proc → {k}"));
+                }
+            }
+            _ => self.add(r, p, format!("{k} → proc")),
+        }
+    }
+
+    /// Across hosts, along each connection: the server's trouble reaches the client.
+    fn add_connection_rules(&mut self, at: &Layout, connects: Vec<(usize, usize)>) {
+        for (client, server) in connects {
+            let cp = at.proc_of[client].unwrap_or(client);
+            let sp = at.proc_of[server].unwrap_or(server);
+            if cp == sp {
+                continue;
+            }
+            let client_slis = at.parts_of_kind(self, cp, kind::SLI);
+            let server_slis = at.parts_of_kind(self, sp, kind::SLI);
+            let link = if self.kinds[client] == kind::TCP_LINK {
+                client
+            } else {
+                cp
+            };
+            let client_targets = if client_slis.is_empty() {
+                vec![cp]
+            } else {
+                client_slis
+            };
+            for &s in &server_slis {
+                for &c in &client_targets {
+                    self.add(s, c, "sli → sli across a connection");
+                }
+            }
+            self.add(sp, link, "server proc → client tcp_link");
+            if server_slis.is_empty() {
+                for &c in &client_targets {
+                    self.add(sp, c, "server proc → client sli");
+                }
+            }
+            if let Some(sh) = at.host_of[sp] {
+                let nics: Vec<usize> = at
+                    .resources_on
+                    .get(&sh)
+                    .map(|rs| {
+                        rs.iter()
+                            .copied()
+                            .filter(|&r| self.kinds[r] == kind::NIC)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for nic in nics {
+                    self.add(nic, link, "server nic → client tcp_link");
+                }
+            }
+        }
+    }
+}
+
+/// Where each entity sits: its parents, its process and host, and what each process and
+/// each host holds.
+struct Layout {
+    parents: Vec<Vec<usize>>,
+    proc_of: Vec<Option<usize>>,
+    host_of: Vec<Option<usize>>,
+    /// A process's parts: its threads, links, endpoints, SLIs…
+    parts: HashMap<usize, Vec<usize>>,
+    /// A host's processes.
+    procs_on: HashMap<usize, Vec<usize>>,
+    /// A host's resources (CPUs, memory, disks, NICs…), outside any process.
+    resources_on: HashMap<usize, Vec<usize>>,
+}
+
+impl Layout {
+    fn of(g: &CausalGraph, parents: Vec<Vec<usize>>) -> Layout {
         let n = g.ids.len();
-        let up = |start: usize, want: &str, kinds: &[String]| -> Option<usize> {
+        let up = |start: usize, want: &str| -> Option<usize> {
             let mut at = start;
             for _ in 0..6 {
-                if kinds[at] == want {
+                if g.kinds[at] == want {
                     return Some(at);
                 }
                 // Prefer the parent on the way to the wanted kind (proc before host).
                 at = *parents[at]
                     .iter()
-                    .find(|&&p| kinds[p] == want)
+                    .find(|&&p| g.kinds[p] == want)
                     .or_else(|| parents[at].first())?;
             }
             None
         };
-        let proc_of: Vec<Option<usize>> = (0..n).map(|i| up(i, kind::PROC, &g.kinds)).collect();
-        let host_of: Vec<Option<usize>> = (0..n).map(|i| up(i, kind::HOST, &g.kinds)).collect();
-
+        let proc_of: Vec<Option<usize>> = (0..n).map(|i| up(i, kind::PROC)).collect();
+        let host_of: Vec<Option<usize>> = (0..n).map(|i| up(i, kind::HOST)).collect();
         let mut parts: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut procs_on: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut resources_on: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -165,194 +401,22 @@ impl CausalGraph {
                 }
             }
         }
-        let kind_at = |g: &CausalGraph, i: usize| g.kinds[i].clone();
+        Layout {
+            parents,
+            proc_of,
+            host_of,
+            parts,
+            procs_on,
+            resources_on,
+        }
+    }
 
-        // Inside each process.
-        for (&p, members) in &parts {
-            let slis: Vec<usize> = members
-                .iter()
-                .copied()
-                .filter(|&m| g.kinds[m] == kind::SLI)
-                .collect();
-            for &m in members {
-                let k = kind_at(&g, m);
-                if k == kind::THREAD {
-                    g.add(m, p, "thread → proc");
-                } else if PROC_PARTS.contains(&k.as_str()) {
-                    g.add(p, m, format!("proc → {k}"));
-                }
-                if matches!(
-                    k.as_str(),
-                    kind::TCP_LINK
-                        | kind::ENDPOINT
-                        | kind::DNS
-                        | kind::LB_LINK
-                        | kind::RUNTIME
-                        | "nginx_link"
-                ) {
-                    for &s in &slis {
-                        g.add(m, s, format!("{k} → sli"));
-                    }
-                }
-            }
-        }
-        // Containers and the processes in them.
-        for (i, ps) in parents.iter().enumerate() {
-            if g.kinds[i] == kind::PROC {
-                let cs: Vec<usize> = ps
-                    .iter()
-                    .copied()
-                    .filter(|&c| g.kinds[c] == kind::CONTAINER)
-                    .collect();
-                for c in cs {
-                    g.add(c, i, "container → proc");
-                    g.add(i, c, "proc → container");
-                }
-            }
-        }
-        // Inside each host.
-        let empty = Vec::new();
-        let mut hosts: Vec<usize> = procs_on
-            .keys()
-            .chain(resources_on.keys())
-            .copied()
-            .collect();
-        hosts.sort();
-        hosts.dedup();
-        for h in hosts {
-            let procs = procs_on.get(&h).unwrap_or(&empty).clone();
-            let mut resources = resources_on.get(&h).unwrap_or(&empty).clone();
-            if !resources.contains(&h) {
-                resources.push(h);
-            }
-            let has_blocks: HashSet<usize> = resources
-                .iter()
-                .filter(|&&r| g.kinds[r] == kind::BLOCK)
-                .flat_map(|&r| parents[r].iter().copied())
-                .collect();
-            for &r in &resources {
-                let k = kind_at(&g, r);
-                if k == kind::BLOCK {
-                    for &d in &parents[r] {
-                        if g.kinds[d] == kind::DISK {
-                            g.add(d, r, "disk → block");
-                        }
-                    }
-                }
-                if k == kind::QDISC {
-                    for &nic in &resources {
-                        if g.kinds[nic] == kind::NIC {
-                            g.add(r, nic, "qdisc → nic");
-                        }
-                    }
-                }
-                for &p in &procs {
-                    let links: Vec<usize> = parts
-                        .get(&p)
-                        .map(|ms| {
-                            ms.iter()
-                                .copied()
-                                .filter(|&m| g.kinds[m] == kind::TCP_LINK)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    match k.as_str() {
-                        kind::NIC => {
-                            for &l in &links {
-                                g.add(r, l, "nic → tcp_link");
-                            }
-                            if links.is_empty() {
-                                g.add(r, p, "nic → proc");
-                            }
-                        }
-                        kind::BLOCK => {
-                            g.add(r, p, "block → proc");
-                            for &d in &parents[r] {
-                                if g.kinds[d] == kind::DISK {
-                                    g.add(p, d, "proc → disk");
-                                }
-                            }
-                        }
-                        kind::DISK => {
-                            g.add(p, r, "proc → disk");
-                            if !has_blocks.contains(&r) {
-                                g.add(r, p, "disk → proc");
-                            }
-                        }
-                        kind::QDISC => {}
-                        // Parts of a process whose process is not known (a listener of a
-                        // process gone, tgid 0): they slow no neighbour. The host's TCP
-                        // counters (net) are the sum of its links: an effect, not a cause.
-                        kind::ENDPOINT
-                        | kind::TCP_LINK
-                        | kind::SLI
-                        | kind::DNS
-                        | kind::LB_LINK
-                        | kind::NET
-                        | "nginx_link" => {}
-                        _ if HOST_RESOURCES.contains(&k.as_str()) || g.ids[r].contains("_cpu") => {
-                            g.add(r, p, format!("{k} → proc"));
-                            if matches!(k.as_str(), kind::CPU | kind::MEM | kind::HOST) {
-                                g.add(p, r, format!("proc → {k}"));
-                            }
-                        }
-                        _ => g.add(r, p, format!("{k} → proc")),
-                    }
-                }
-            }
-        }
-        // Across hosts, along each connection: the server's trouble reaches the client.
-        for (client, server) in connects {
-            let cp = proc_of[client].unwrap_or(client);
-            let sp = proc_of[server].unwrap_or(server);
-            if cp == sp {
-                continue;
-            }
-            let of_kind = |p: usize, k: &str| -> Vec<usize> {
-                parts
-                    .get(&p)
-                    .map(|ms| ms.iter().copied().filter(|&m| g.kinds[m] == k).collect())
-                    .unwrap_or_default()
-            };
-            let client_slis = of_kind(cp, kind::SLI);
-            let server_slis = of_kind(sp, kind::SLI);
-            let link = if g.kinds[client] == kind::TCP_LINK {
-                client
-            } else {
-                cp
-            };
-            let client_targets = if client_slis.is_empty() {
-                vec![cp]
-            } else {
-                client_slis
-            };
-            for &s in &server_slis {
-                for &c in &client_targets {
-                    g.add(s, c, "sli → sli across a connection");
-                }
-            }
-            g.add(sp, link, "server proc → client tcp_link");
-            if server_slis.is_empty() {
-                for &c in &client_targets {
-                    g.add(sp, c, "server proc → client sli");
-                }
-            }
-            if let Some(sh) = host_of[sp] {
-                let nics: Vec<usize> = resources_on
-                    .get(&sh)
-                    .map(|rs| {
-                        rs.iter()
-                            .copied()
-                            .filter(|&r| g.kinds[r] == kind::NIC)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for nic in nics {
-                    g.add(nic, link, "server nic → client tcp_link");
-                }
-            }
-        }
-        g
+    /// Process `p`'s parts of kind `k`.
+    fn parts_of_kind(&self, g: &CausalGraph, p: usize, k: &str) -> Vec<usize> {
+        self.parts
+            .get(&p)
+            .map(|ms| ms.iter().copied().filter(|&m| g.kinds[m] == k).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -347,8 +347,7 @@ pub struct Inference {
 }
 
 pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions) -> Inference {
-    let n = g.ids.len();
-    let Some(&k) = g.index.get(&kpi.id) else {
+    let Some(f) = Frame::new(store, g, kpi, opts) else {
         return Inference {
             kpi: kpi.clone(),
             causes: Vec::new(),
@@ -356,21 +355,712 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             suspects: false,
         };
     };
-    let kpi_hist = store.histories.get(&kpi.id);
-    // The baseline ends `lookback` before the KPI anomaly; when the stream is younger than
-    // that (a capture started shortly before the incident), it ends halfway between the
-    // stream's start and the anomaly instead, so that there is a baseline at all: without
-    // one every series would look born during the incident.
-    let first = kpi_hist
-        .and_then(|h| h.ts.first().copied())
-        .unwrap_or(kpi.ts);
-    let split = (kpi.ts - opts.lookback_ms).max(first + (kpi.ts - first) / 2);
-    let end = kpi.ts + opts.settle_ms;
-    let kpi_series = kpi_hist.and_then(|h| h.series(&kpi.metric).map(|v| (h.ts.as_slice(), v)));
-    let kpi_step = kpi_hist.map_or(1000, |h| step(&h.ts));
+    let newcomers = Newcomers::measure(store, g, &f.reachable, &f.born_at, f.split, f.end);
+    let mut cands = f.candidates(&newcomers);
+    let abn = cands.abnormality();
+    let explainer = f.explainers(&cands, &abn);
+    let ranking = f.rank(&mut cands, &abn, explainer);
+    let score = &ranking.score;
+    let mut order: Vec<usize> = (0..g.ids.len())
+        .filter(|&i| cands.best[i].is_some() && score[i] >= opts.min_score)
+        .collect();
+    order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+    order.truncate(opts.top);
+    let kpi_evidence = f.kpi_evidence();
+    let causes = order
+        .iter()
+        .enumerate()
+        .map(|(r, &c)| f.cause(r, c, &cands.best, &ranking, kpi_evidence.as_ref()))
+        .collect();
+    Inference {
+        kpi: kpi.clone(),
+        causes,
+        scored: cands.scored,
+        suspects: false,
+    }
+}
 
-    // Everything that can reach the KPI.
-    let mut reachable = vec![false; n];
+/// What one inference works within: the KPI anomaly, its window, and the entities that
+/// can reach it.
+struct Frame<'a> {
+    store: &'a Store,
+    g: &'a CausalGraph,
+    kpi: &'a Anomaly,
+    opts: &'a InferOptions,
+    /// The KPI's entity.
+    k: usize,
+    /// Where the baseline ends and the incident's window starts.
+    split: i64,
+    /// Where the incident's window ends: symptoms are collected until then.
+    end: i64,
+    /// The KPI's own series, when the stream holds it.
+    kpi_series: Option<(&'a [i64], &'a [f32])>,
+    /// The KPI's sampling interval.
+    kpi_step: i64,
+    /// The entities that can reach the KPI in the causal graph.
+    reachable: Vec<bool>,
+    /// When each process (container, thread, pod) born during the incident first showed.
+    born_at: Vec<Option<i64>>,
+}
+
+/// Each entity's case as a cause.
+struct Candidates {
+    /// Its strongest abnormal metric.
+    best: Vec<Option<Scored>>,
+    /// A process's best consumption metric per resource (CPU, I/O, memory it uses): its
+    /// case as a hog.
+    best_load: Vec<[Option<Scored>; 3]>,
+    /// Candidate metrics scored (for -v and the budget).
+    scored: usize,
+}
+
+impl Candidates {
+    /// Each entity's abnormality: its best metric's score, 0 when nothing moved.
+    fn abnormality(&self) -> Vec<f64> {
+        self.best
+            .iter()
+            .map(|b| b.as_ref().map_or(0.0, |b| b.score))
+            .collect()
+    }
+}
+
+/// How the candidates rank.
+struct Ranking {
+    /// Each entity's rank score.
+    score: Vec<f64>,
+    /// The next hop of each entity's path towards the KPI.
+    next: Vec<Option<usize>>,
+    /// Whether another candidate explains the entity (it then ranks below that one).
+    explained: Vec<bool>,
+}
+
+/// An entity being explained: its best metric and what it waits for, if a victim.
+struct Effect<'s> {
+    i: usize,
+    best: &'s Scored,
+    /// When its change began.
+    since: i64,
+    /// The shared resource (a [`resource_slot`]) a waiting process is a victim of.
+    victim_of: Option<usize>,
+}
+
+impl<'a> Frame<'a> {
+    fn new(
+        store: &'a Store,
+        g: &'a CausalGraph,
+        kpi: &'a Anomaly,
+        opts: &'a InferOptions,
+    ) -> Option<Frame<'a>> {
+        let k = *g.index.get(&kpi.id)?;
+        let kpi_hist = store.histories.get(&kpi.id);
+        // The baseline ends `lookback` before the KPI anomaly; when the stream is younger
+        // than that (a capture started shortly before the incident), it ends halfway
+        // between the stream's start and the anomaly instead, so that there is a baseline
+        // at all: without one every series would look born during the incident.
+        let first = kpi_hist
+            .and_then(|h| h.ts.first().copied())
+            .unwrap_or(kpi.ts);
+        let split = (kpi.ts - opts.lookback_ms).max(first + (kpi.ts - first) / 2);
+        let reachable = reaching(g, k);
+        let born_at = born_during(store, g, &reachable, split);
+        Some(Frame {
+            store,
+            g,
+            kpi,
+            opts,
+            k,
+            split,
+            end: kpi.ts + opts.settle_ms,
+            kpi_series: kpi_hist.and_then(|h| h.series(&kpi.metric).map(|v| (h.ts.as_slice(), v))),
+            kpi_step: kpi_hist.map_or(1000, |h| step(&h.ts)),
+            reachable,
+            born_at,
+        })
+    }
+
+    /// Every abnormal metric of every entity that can reach the KPI, scored as a cause.
+    fn candidates(&self, newcomers: &Newcomers) -> Candidates {
+        let n = self.g.ids.len();
+        let mut c = Candidates {
+            best: vec![None; n],
+            best_load: vec![[None, None, None]; n],
+            scored: 0,
+        };
+        for i in (0..n).filter(|&i| self.reachable[i]) {
+            let Some(h) = self.store.histories.get(&self.g.ids[i]) else {
+                continue;
+            };
+            // Any other entity that appeared during the incident (a connection a new
+            // worker opened, its SLI) has nothing to compare with: against a baseline of
+            // nothing every value looks like a departure, and it is what the incident
+            // made, not what made it.
+            if self.born_at[i].is_none()
+                && h.ts.first().is_some_and(|&t| t >= self.split)
+                && i != self.k
+            {
+                continue;
+            }
+            for (metric, values) in &h.cols {
+                if !self.admits(i, &h.ts, metric, values) {
+                    continue;
+                }
+                let focus = Some(self.kpi.ts + self.kpi_step / 2);
+                let Some(dev) = score::deviation(
+                    &h.ts,
+                    values,
+                    self.split,
+                    self.end,
+                    self.opts.z_threshold,
+                    focus,
+                ) else {
+                    continue;
+                };
+                c.scored += 1;
+                let Some(cand) = self.judge(i, &h.ts, metric, values, dev, newcomers) else {
+                    continue;
+                };
+                if let Some(r) = consumption(metric).filter(|_| cand.class == 0) {
+                    if c.best_load[i][r]
+                        .as_ref()
+                        .is_none_or(|b| cand.score > b.score)
+                    {
+                        c.best_load[i][r] = Some(cand.clone());
+                    }
+                }
+                if c.best[i].as_ref().is_none_or(|b| cand.score > b.score) {
+                    c.best[i] = Some(cand);
+                }
+            }
+        }
+        c
+    }
+
+    /// Whether metric `metric` of entity `i` can be a cause at all, before it is scored.
+    fn admits(&self, i: usize, ts: &[i64], metric: &str, values: &[f32]) -> bool {
+        let born = self.born_at[i].is_some();
+        let ek = self.g.kinds[i].as_str();
+        if born && !is_consumption(metric) {
+            return false;
+        }
+        // The host's counts of what its processes do (page faults, context switches,
+        // forks) are their sum: an effect of whichever process moved, which is itself a
+        // candidate, never a cause of it.
+        if ek == kind::HOST && is_process_sum(metric) {
+            return false;
+        }
+        // Memory hurts its users only under pressure: what is left to take (available,
+        // used), swapping, reclaim, major faults, PSI, OOM. The page cache, free and dirty
+        // pages move with every file read and write on the host (a shrinking page cache
+        // had carried a shell's 2 MB to the top of a disk hog's ranking).
+        if ek == kind::MEM && !is_memory_pressure(metric) {
+            return false;
+        }
+        // A newcomer gone several intervals before the KPI moved (another developer's
+        // rustfmt that ran for a second) cannot have caused it: what it took was given
+        // back before anyone suffered.
+        if born && last_at(ts, values).is_some_and(|t| t < self.kpi.ts - 3 * self.kpi_step) {
+            return false;
+        }
+        // The KPI entity's other symptoms (its p99 beside its mean latency) are the same
+        // symptom, not its cause; its load (a queue) may be.
+        !(i == self.k && (metric == self.kpi.metric || is_symptom(metric)))
+    }
+
+    /// Metric `metric` of entity `i`, which moved by `dev`, scored as a cause; `None` when
+    /// its move is not abnormal.
+    fn judge(
+        &self,
+        i: usize,
+        ts: &[i64],
+        metric: &str,
+        values: &[f32],
+        dev: Deviation,
+        newcomers: &Newcomers,
+    ) -> Option<Scored> {
+        let (g, opts, kpi, kpi_step) = (self.g, self.opts, self.kpi, self.kpi_step);
+        let (split, end) = (self.split, self.end);
+        let born = self.born_at[i].is_some();
+        // Only an incident that started in the window is news: one already open before
+        // the baseline ended is the baseline's state, not this incident's cause.
+        let flagged = self
+            .store
+            .anomalies
+            .get(&(g.ids[i].clone(), metric.to_string()))
+            .filter(|a| a.ts >= split && a.ts <= end);
+        let since = match (dev.since, flagged.map(|a| a.ts)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // One point beyond the threshold in a window of dozens is noise; a cause that
+        // explains an incident lasts (or the detector saw it).
+        let abnormal = (dev.z.abs() >= opts.z_threshold && dev.sustained) || flagged.is_some();
+        if !abnormal {
+            return None;
+        }
+        // Counts come in whole events: one that was 0 all baseline long and saw two (a
+        // database backend that waited in the run queue twice) is "20σ" against a scale
+        // of nothing, yet fewer events than the threshold's σ is Poisson noise. It had
+        // explained the RTT ×600 of a lossy link. A state (stopped) is one observation,
+        // not a count, and the detector's own rules (an OOM kill) stand.
+        if flagged.is_none()
+            && !is_state(metric)
+            && (dev.value - dev.baseline).abs() < opts.z_threshold
+            && values.iter().all(|x| !x.is_finite() || x.fract() == 0.0)
+        {
+            return None;
+        }
+        let mut magnitude = dev.magnitude(opts.z_threshold);
+        if is_consumption(metric) && g.kinds[i] == kind::PROC && dev.z > 0.0 {
+            // A process taking more of a shared resource matters by how much it takes,
+            // next to the heavy users of it, not by its own z: against a baseline of
+            // nothing every newcomer is "20σ", and an idle daemon waking for 5 ms is as
+            // many σ as a hog.
+            let extra = if born {
+                newcomers.size(i, metric)
+            } else {
+                mean_from(ts, values, since.unwrap_or(split), end).map(|m| m - dev.baseline)
+            };
+            if let Some(m) = extra.and_then(|x| newcomers.relative(metric, x)) {
+                magnitude = m;
+            }
+        }
+        if let Some(a) = flagged {
+            magnitude = magnitude.max(a.score);
+        }
+        // A new process may have started up to an interval before the sample that first
+        // lists it (as `explains` allows): its load is not late for that.
+        let started = since.map(|s| if born { s - kpi_step } else { s });
+        let lag = started.map_or(end - kpi.ts, |s| s - kpi.ts);
+        let earliness = if lag <= 0 {
+            1.0
+        } else {
+            0.5f64.powf(lag as f64 / (2 * kpi_step) as f64)
+        };
+        // A series born during the incident has nothing to correlate over, except a new
+        // process's load, which was zero before it existed.
+        let corr = self.kpi_series.and_then(|(kts, kv)| {
+            let from = split - opts.lookback_ms;
+            if score::has_history(ts, values, split) {
+                score::correlation(ts, values, kts, kv, from, end, kpi_step / 2)
+            } else if born {
+                let (zts, zv) = zero_before(kts, ts[0], ts, values);
+                score::correlation(&zts, &zv, kts, kv, from, end, kpi_step / 2)
+            } else {
+                // An established entity's metric first reported in the window: a count
+                // written only when it is not zero (gala-collect's reclaim stalls and
+                // major faults per process). It was zero before, as its deviation
+                // assumes, and so was it in the intervals it was not written.
+                let zv: Vec<f32> = values
+                    .iter()
+                    .map(|&x| if x.is_finite() { x } else { 0.0 })
+                    .collect();
+                score::correlation(ts, &zv, kts, kv, from, end, kpi_step / 2)
+            }
+        });
+        let cls = if born { 0 } else { class(&g.kinds[i], metric) };
+        // A process working harder (a hog) and a process stopped (a stall) both hurt. A
+        // shared resource hurts only by filling up: a NIC's or a disk's byte and request
+        // rates follow the load its users put on it, so they are effects of the incident,
+        // not a resource's fault (its utilisation, waits and drops are).
+        let bad = match (cls, score::bad_direction(metric)) {
+            _ if is_state(metric) => Bad::Up,
+            // Taking more is a hog's harmful way; taking less, a stall's.
+            (0, _) if is_consumption(metric) && dev.z > 0.0 => Bad::Up,
+            (0, _) => Bad::Either,
+            (1, Bad::Either) => Bad::Neither,
+            (_, b) => b,
+        };
+        let factors = [
+            magnitude,
+            dev.direction_factor(bad),
+            earliness,
+            // A cause moves with the KPI; a neighbour's unrelated noise does not.
+            corr.map_or(0.75, |c| 0.5 + 0.5 * c.abs()),
+            if flagged.is_some() { 1.0 } else { 0.9 },
+            if g.kinds[i] == kind::TCP_LINK
+                && is_round_trip(metric)
+                && self
+                    .store
+                    .entities
+                    .get(&g.ids[i])
+                    .is_some_and(never_leaves_host)
+            {
+                LOCAL_RTT_PRIOR
+            } else {
+                1.0
+            },
+        ];
+        Some(Scored {
+            metric: metric.to_string(),
+            class: cls,
+            dev,
+            since,
+            score: factors.iter().product(),
+            factors,
+            corr,
+        })
+    }
+
+    /// The series behind entity `i`'s best metric, a new process's load zero before it.
+    fn series_of(&self, best: &[Option<Scored>], i: usize) -> Option<(Vec<i64>, Vec<f32>)> {
+        let h = self.store.histories.get(&self.g.ids[i])?;
+        let v = h.series(&best[i].as_ref()?.metric)?;
+        Some(match (self.born_at[i], self.kpi_series) {
+            (Some(b), Some((kts, _))) => zero_before(kts, b, &h.ts, v),
+            _ => (h.ts.clone(), v.to_vec()),
+        })
+    }
+
+    /// Whether `c`'s change follows `p`'s. Real baselines are noisy: among the many
+    /// neighbours of a cause, one often crossed its threshold a little earlier by chance.
+    /// A change explains another only when the second follows the first (|r| ≥ 0.5 over
+    /// the window), as an effect follows its cause.
+    fn follows(&self, best: &[Option<Scored>], p: usize, c: usize) -> bool {
+        let (Some((pts, pv)), Some((cts, cv))) = (self.series_of(best, p), self.series_of(best, c))
+        else {
+            return false;
+        };
+        score::correlation(
+            &cts,
+            &cv,
+            &pts,
+            &pv,
+            self.split - self.opts.lookback_ms,
+            self.end,
+            self.kpi_step / 2,
+        )
+        .is_some_and(|r| r.abs() >= 0.5)
+    }
+
+    /// For each entity, the entity that explains it best, if any. Explained entities
+    /// rank below what explains them.
+    fn explainers(&self, cands: &Candidates, abn: &[f64]) -> Vec<Option<usize>> {
+        (0..self.g.ids.len())
+            .map(|c| self.explainer_of(cands, abn, c))
+            .collect()
+    }
+
+    fn explainer_of(&self, cands: &Candidates, abn: &[f64], c: usize) -> Option<usize> {
+        let g = self.g;
+        let bc = cands.best[c].as_ref()?;
+        // A process that appeared with the incident is where it starts: nothing in the
+        // graph made it run.
+        if self.born_at[c].is_some() {
+            return None;
+        }
+        // Nor is a process stopped: a signal or a debugger did it, from outside the graph.
+        if bc.metric == "stopped" {
+            return None;
+        }
+        // Direct causes, and causes of quiet direct causes (a NIC dropping packets
+        // explains an SLI through a link that itself shows nothing).
+        let mut upstream: Vec<(usize, usize)> = g.causes[c].iter().map(|(p, _)| (*p, c)).collect();
+        for (p, _) in &g.causes[c] {
+            if cands.best[*p].is_none() {
+                upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
+            }
+        }
+        // A process waiting for a resource it shares (its run-queue delay, its I/O's
+        // time) is a victim; the mechanism is the neighbours that took more of that
+        // resource. They are candidates whatever the shared resource's own figures show
+        // (host PSI lags by its 10 s average).
+        let victim_of = wait_resource(&g.kinds[c], &bc.metric);
+        if let Some(r) = victim_of {
+            for (p, _) in &g.causes[c] {
+                upstream.extend(
+                    g.causes[*p]
+                        .iter()
+                        .filter(|(q, _)| {
+                            rank::hog_edge(g, *q, *p).is_some_and(|slots| slots.contains(&r))
+                        })
+                        .map(|(q, _)| (*q, *p)),
+                );
+            }
+        }
+        let effect = Effect {
+            i: c,
+            best: bc,
+            since: bc.since.unwrap_or(i64::MAX),
+            victim_of,
+        };
+        upstream
+            .iter()
+            .filter(|&&(p, via)| self.explains(cands, &effect, p, via))
+            .map(|&(p, _)| p)
+            .max_by(|&a, &b| abn[a].total_cmp(&abn[b]).then(b.cmp(&a)))
+    }
+
+    /// Whether entity `p`, a cause of `via` (the effect itself or a quiet entity between
+    /// them), explains the effect's change.
+    fn explains(&self, cands: &Candidates, e: &Effect, p: usize, via: usize) -> bool {
+        let (g, c, bc, tc, victim_of) = (self.g, e.i, e.best, e.since, e.victim_of);
+        let half = self.kpi_step / 2;
+        // On a hog edge (proc → cpu, disk, mem, host) a process explains only by what it
+        // takes of that resource, as it ranks there: a kernel thread whose CPU time went
+        // from 0.1 to 0.6 ms had explained a CPU saturated by stress-ng through its best
+        // metric of another kind.
+        let bp = match rank::hog_edge(g, p, via) {
+            Some(slots) => slots
+                .iter()
+                .filter(|&&s| victim_of.is_none_or(|r| r == s))
+                .filter_map(|&r| cands.best_load[p][r].as_ref())
+                .max_by(|a, b| a.score.total_cmp(&b.score)),
+            None => cands.best[p].as_ref(),
+        };
+        let Some(bp) = bp else { return false };
+        // A victim's wait is explained only through the resource it waits for: a
+        // run-queue delay by CPU, not by a page cache that shrank at the same time.
+        if let Some(r) = victim_of {
+            let through = match rank::hog_edge(g, p, via) {
+                Some(slots) => slots.contains(&r),
+                None => resource_slot(&g.kinds[p], &bp.metric) == Some(r),
+            };
+            if !through {
+                return false;
+            }
+        }
+        // Packets a link lost (its retransmits, drops) were lost on the network path — a
+        // NIC, a queue discipline, a filter, the peer's receive queue — so only a network
+        // change explains them (a disk's queue, rising at the same time under packet loss,
+        // had explained a lossy link's retransmits and pushed the link to 7th).
+        if g.kinds[c] == kind::TCP_LINK
+            && is_packet_loss(&bc.metric)
+            && keyword(&g.kinds[p], &bp.metric) != "network"
+        {
+            return false;
+        }
+        // A bystander's noise at the edge of the threshold explains nothing. Among a
+        // victim's resource's consumers, whose loads all rose beyond their thresholds, the
+        // bar is lower: the mechanism already picked them.
+        let bar = if victim_of.is_some() && bp.class == 0 {
+            0.25
+        } else {
+            0.5
+        };
+        if p == self.k || p == c || bp.score < bar * bc.score {
+            return false;
+        }
+        // At the same time, a process doing less (less CPU, fewer bytes written, fewer
+        // switches) explains nothing: that is what a process does while it waits on what
+        // slowed — its lossy link, its slow database (a client whose on-CPU time fell had
+        // "explained" its link's RTT ×3 under packet loss). A stopped process says so in
+        // its state; a drop before the effect may still be a stall.
+        let doing_less = bp.class == 0 && !is_state(&bp.metric) && bp.dev.z < 0.0;
+        if doing_less && bp.since.is_some_and(|t| t >= tc - half) {
+            return false;
+        }
+        // Nor, at any time, do a process's waits explain its own links' transport (RTT,
+        // retransmits): its kernel times those on the peer's ACKs, whatever the process's
+        // scheduling (a client's run-queue waits, one interval ahead of its squeezed
+        // link's RTT ×4000, had ranked the link 8th). A server's waits may still explain
+        // its clients' RTT: a slow reply delays the ACK it would have carried.
+        if bp.class == 2 && g.rule(p, c) == Some("proc → tcp_link") {
+            return false;
+        }
+        // A sampled state (stopped) is read once an interval: it may have begun up to one
+        // interval before the sample that saw it. So may a new process: the CPU it took
+        // showed on its CPU's sample (25 % of cpu 1) one interval before the process list
+        // that first held it (stress-ng, four of them).
+        let tp = bp.since.map_or(i64::MAX, |t| {
+            if is_state(&bp.metric) || self.born_at[p].is_some() {
+                t - self.kpi_step
+            } else {
+                t
+            }
+        });
+        // At the same time, a process's own symptom (its waits) explains no symptom of its
+        // connections: it waits because of them as often as they slow because of it, and
+        // one interval cannot tell (a client's run-queue waits ×4 had "explained" its
+        // link's RTT ×300 on a squeezed link). A link's slowness does explain its
+        // requests' latency: only that way is physical.
+        // A victim's wait that crept up before its neighbour's load arrived (on a busy
+        // host the run queue is never empty) is still explained by that load when the
+        // load came no later than the KPI moved: a wait is never where a fault starts.
+        let victim_timing = victim_of.is_some()
+            && bp.class == 0
+            && rank::hog_edge(g, p, via).is_some()
+            && tp <= self.kpi.ts + half;
+        (tp < tc - half
+            || victim_timing
+            || ((tp - tc).abs() <= half
+                && (bp.class < bc.class
+                    || (bp.class == bc.class
+                        && (bc.class < 2
+                            || !matches!(
+                                g.kinds[p].as_str(),
+                                kind::PROC | kind::THREAD | kind::CONTAINER | kind::POD
+                            ))
+                        && g.rule(via, p).is_none()))))
+            && self.follows(&cands.best, p, c)
+    }
+
+    /// Ranks the candidates, given what explains each. A process ranked as a hog is
+    /// reported with its load metric (its `best` becomes that).
+    fn rank(&self, cands: &mut Candidates, abn: &[f64], explainer: Vec<Option<usize>>) -> Ranking {
+        let (g, k, n) = (self.g, self.k, self.g.ids.len());
+        let (_, mut next) = rank::best_paths(g, k, abn);
+        let mut rank_score = match self.opts.ranker {
+            Ranker::Path => {
+                let abn_load: Vec<[f64; 3]> = cands
+                    .best_load
+                    .iter()
+                    .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
+                    .collect();
+                let pressed: Vec<Option<usize>> = (0..n)
+                    .map(|i| {
+                        cands.best[i]
+                            .as_ref()
+                            .and_then(|b| resource_slot(&g.kinds[i], &b.metric))
+                    })
+                    .collect();
+                let pr = rank::by_path(g, k, abn, &abn_load, &pressed);
+                // A process ranked as a hog is reported with its load metric, and its path
+                // starts with the resource it loads.
+                for c in 0..n {
+                    if let Some(r) = pr.via_load[c] {
+                        cands.best[c] = cands.best_load[c][r].clone();
+                    }
+                }
+                for c in (0..n).filter(|&c| c != k && pr.first[c].is_some()) {
+                    next[c] = pr.first[c];
+                }
+                pr.rank
+            }
+            Ranker::Walk => rank::by_walk(g, k, abn, &self.reachable),
+        };
+        // The KPI's own entity is a cause only when nothing upstream explains it better;
+        // the walk never "arrives" there (it restarts there), so both rankers score it the
+        // same.
+        rank_score[k] = abn[k] * 0.5;
+        // What an explained entity loses, its explainer gains: the root of an abnormal
+        // chain is as strong as the chain (a hog is as sure a cause as the saturated CPU
+        // it explains), one hop weaker. Credit flows up chains (hog → CPU → victim
+        // process).
+        let mut credit = vec![0.0f64; n];
+        for _ in 0..4 {
+            for c in 0..n {
+                if let Some(p) = explainer[c] {
+                    let v = rank_score[c].max(credit[c]) * rank::HOP;
+                    if v > credit[p] {
+                        credit[p] = v;
+                    }
+                }
+            }
+        }
+        for (i, r) in rank_score.iter_mut().enumerate() {
+            if explainer[i].is_some() {
+                *r *= EXPLAINED;
+            } else if i != k {
+                *r = r.max(credit[i]);
+            }
+        }
+        Ranking {
+            score: rank_score,
+            next,
+            explained: explainer.iter().map(Option::is_some).collect(),
+        }
+    }
+
+    /// The KPI's own change, as the last piece of every cause's evidence.
+    fn kpi_evidence(&self) -> Option<Evidence> {
+        let (kts, kv) = self.kpi_series?;
+        score::deviation(kts, kv, self.split, self.end, self.opts.z_threshold, None).map(|d| {
+            Evidence {
+                id: self.kpi.id.clone(),
+                metric: self.kpi.metric.clone(),
+                baseline: Some(d.baseline),
+                value: Some(d.value),
+                since: Some(self.kpi.ts),
+                desc: Some("the abnormal KPI".into()),
+            }
+        })
+    }
+
+    /// Entity `c`, ranked `r` (from 0), as a cause record: its path to the KPI along
+    /// `next`, with the evidence of each hop.
+    fn cause(
+        &self,
+        r: usize,
+        c: usize,
+        best: &[Option<Scored>],
+        ranking: &Ranking,
+        kpi_evidence: Option<&Evidence>,
+    ) -> Cause {
+        let (g, k, kpi) = (self.g, self.k, self.kpi);
+        let (next, explained) = (&ranking.next, &ranking.explained);
+        let b = best[c].as_ref().expect("ranked causes have a best metric");
+        let mut path = Vec::new();
+        let mut evidence = Vec::new();
+        let mut at = Some(c);
+        let mut prev: Option<usize> = None;
+        while let Some(i) = at {
+            let rule = prev.and_then(|p| g.rule(p, i)).map(str::to_string);
+            if i == k && prev.is_some() {
+                path.push(PathHop {
+                    id: kpi.id.clone(),
+                    metric: kpi.metric.clone(),
+                });
+                if let Some(mut e) = kpi_evidence.cloned() {
+                    if let Some(rule) = rule {
+                        e.desc = Some(format!("the abnormal KPI; {rule}"));
+                    }
+                    evidence.push(e);
+                }
+                break;
+            }
+            let hop = best[i].as_ref();
+            path.push(PathHop {
+                id: g.ids[i].clone(),
+                metric: hop.map_or_else(String::new, |h| h.metric.clone()),
+            });
+            if let Some(h) = hop {
+                evidence.push(Evidence {
+                    id: g.ids[i].clone(),
+                    metric: h.metric.clone(),
+                    baseline: Some(h.dev.baseline),
+                    value: Some(h.dev.value),
+                    since: h.since,
+                    desc: Some(describe(h, rule.as_deref(), explained[i])),
+                });
+            }
+            prev = Some(i);
+            at = if i == c && c == k { None } else { next[i] };
+            if path.len() > g.ids.len() {
+                break;
+            }
+        }
+        if c == k {
+            // The KPI's own entity: another of its metrics moved first.
+            path.push(PathHop {
+                id: kpi.id.clone(),
+                metric: kpi.metric.clone(),
+            });
+            evidence.extend(kpi_evidence.cloned());
+        }
+        Cause {
+            ts: kpi.ts,
+            rank: r as u32 + 1,
+            id: g.ids[c].clone(),
+            kind: g.kinds[c].clone(),
+            metric: b.metric.clone(),
+            score: (ranking.score[c] * 1000.0).round() / 1000.0,
+            keyword: keyword(&g.kinds[c], &b.metric).to_string(),
+            path,
+            kpi: KpiRef {
+                ts: kpi.ts,
+                id: kpi.id.clone(),
+                kind: kpi.kind.clone(),
+                metric: kpi.metric.clone(),
+            },
+            evidence,
+            suspect: false,
+        }
+    }
+}
+
+/// The entities that can reach entity `k` in the causal graph (`k` among them).
+fn reaching(g: &CausalGraph, k: usize) -> Vec<bool> {
+    let mut reachable = vec![false; g.ids.len()];
     reachable[k] = true;
     let mut stack = vec![k];
     while let Some(e) = stack.pop() {
@@ -381,536 +1071,30 @@ pub fn infer(store: &Store, g: &CausalGraph, kpi: &Anomaly, opts: &InferOptions)
             }
         }
     }
+    reachable
+}
 
-    let mut best: Vec<Option<Scored>> = vec![None; n];
-    // A process's best consumption metric (CPU, I/O, memory it uses): its case as a hog.
-    let mut best_load: Vec<[Option<Scored>; 3]> = vec![[None, None, None]; n];
-    let mut born_at: Vec<Option<i64>> = vec![None; n];
-    for i in (0..n).filter(|&i| reachable[i]) {
-        // A process (or container) that did not exist before the incident is load that
-        // arrived with it: a stress-ng, a backup job, or a worker forked to serve it.
-        let first_ts = store.histories.get(&g.ids[i]).and_then(|h| h.ts.first());
-        if first_ts.is_some_and(|&t| t >= split)
-            && matches!(
-                g.kinds[i].as_str(),
-                kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
-            )
-        {
-            born_at[i] = first_ts.copied();
-        }
-    }
-    let newcomers = Newcomers::measure(store, g, &reachable, &born_at, split, end);
-    let mut scored = 0;
-    for i in (0..n).filter(|&i| reachable[i]) {
-        let Some(h) = store.histories.get(&g.ids[i]) else {
-            continue;
-        };
-        let born = born_at[i].is_some();
-        // Any other entity that appeared during the incident (a connection a new worker
-        // opened, its SLI) has nothing to compare with: against a baseline of nothing
-        // every value looks like a departure, and it is what the incident made, not what
-        // made it.
-        if !born && h.ts.first().is_some_and(|&t| t >= split) && i != k {
-            continue;
-        }
-        for (metric, values) in &h.cols {
-            if born && !is_consumption(metric) {
-                continue;
-            }
-            // The host's counts of what its processes do (page faults, context switches,
-            // forks) are their sum: an effect of whichever process moved, which is itself
-            // a candidate, never a cause of it.
-            if g.kinds[i] == kind::HOST && is_process_sum(metric) {
-                continue;
-            }
-            // Memory hurts its users only under pressure: what is left to take (available,
-            // used), swapping, reclaim, major faults, PSI, OOM. The page cache, free and
-            // dirty pages move with every file read and write on the host (a shrinking
-            // page cache had carried a shell's 2 MB to the top of a disk hog's ranking).
-            if g.kinds[i] == kind::MEM && !is_memory_pressure(metric) {
-                continue;
-            }
-            // A newcomer gone several intervals before the KPI moved (another developer's
-            // rustfmt that ran for a second) cannot have caused it: what it took was given
-            // back before anyone suffered.
-            if born && last_at(&h.ts, values).is_some_and(|t| t < kpi.ts - 3 * kpi_step) {
-                continue;
-            }
-            // The KPI entity's other symptoms (its p99 beside its mean latency) are the same
-            // symptom, not its cause; its load (a queue) may be.
-            if i == k && (*metric == kpi.metric || is_symptom(metric)) {
-                continue;
-            }
-            let focus = Some(kpi.ts + kpi_step / 2);
-            let Some(dev) = score::deviation(&h.ts, values, split, end, opts.z_threshold, focus)
-            else {
-                continue;
-            };
-            scored += 1;
-            // Only an incident that started in the window is news: one already open before
-            // the baseline ended is the baseline's state, not this incident's cause.
-            let flagged = store
-                .anomalies
-                .get(&(g.ids[i].clone(), metric.clone()))
-                .filter(|a| a.ts >= split && a.ts <= end);
-            let since = match (dev.since, flagged.map(|a| a.ts)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            // One point beyond the threshold in a window of dozens is noise; a cause that
-            // explains an incident lasts (or the detector saw it).
-            let abnormal = (dev.z.abs() >= opts.z_threshold && dev.sustained) || flagged.is_some();
-            if !abnormal {
-                continue;
-            }
-            // Counts come in whole events: one that was 0 all baseline long and saw two (a
-            // database backend that waited in the run queue twice) is "20σ" against a
-            // scale of nothing, yet fewer events than the threshold's σ is Poisson noise.
-            // It had explained the RTT ×600 of a lossy link. A state (stopped) is one
-            // observation, not a count, and the detector's own rules (an OOM kill) stand.
-            if flagged.is_none()
-                && !is_state(metric)
-                && (dev.value - dev.baseline).abs() < opts.z_threshold
-                && values.iter().all(|x| !x.is_finite() || x.fract() == 0.0)
+/// When each reachable process (container, thread, pod) that did not exist before the
+/// incident first showed: load that arrived with it (a stress-ng, a backup job, or a
+/// worker forked to serve it).
+fn born_during(store: &Store, g: &CausalGraph, reachable: &[bool], split: i64) -> Vec<Option<i64>> {
+    (0..g.ids.len())
+        .map(|i| {
+            if !reachable[i]
+                || !matches!(
+                    g.kinds[i].as_str(),
+                    kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD
+                )
             {
-                continue;
-            }
-            let mut magnitude = dev.magnitude(opts.z_threshold);
-            if is_consumption(metric) && g.kinds[i] == kind::PROC && dev.z > 0.0 {
-                // A process taking more of a shared resource matters by how much it takes,
-                // next to the heavy users of it, not by its own z: against a baseline of
-                // nothing every newcomer is "20σ", and an idle daemon waking for 5 ms is
-                // as many σ as a hog.
-                let extra = if born {
-                    newcomers.size(i, metric)
-                } else {
-                    mean_from(&h.ts, values, since.unwrap_or(split), end).map(|m| m - dev.baseline)
-                };
-                if let Some(m) = extra.and_then(|x| newcomers.relative(metric, x)) {
-                    magnitude = m;
-                }
-            }
-            if let Some(a) = flagged {
-                magnitude = magnitude.max(a.score);
-            }
-            // A new process may have started up to an interval before the sample that
-            // first lists it (as `explains` allows below): its load is not late for that.
-            let started = since.map(|s| if born { s - kpi_step } else { s });
-            let lag = started.map_or(end - kpi.ts, |s| s - kpi.ts);
-            let earliness = if lag <= 0 {
-                1.0
-            } else {
-                0.5f64.powf(lag as f64 / (2 * kpi_step) as f64)
-            };
-            // A series born during the incident has nothing to correlate over, except a new
-            // process's load, which was zero before it existed.
-            let corr = kpi_series.and_then(|(kts, kv)| {
-                let from = split - opts.lookback_ms;
-                if score::has_history(&h.ts, values, split) {
-                    score::correlation(&h.ts, values, kts, kv, from, end, kpi_step / 2)
-                } else if born {
-                    let (zts, zv) = zero_before(kts, h.ts[0], &h.ts, values);
-                    score::correlation(&zts, &zv, kts, kv, from, end, kpi_step / 2)
-                } else {
-                    // An established entity's metric first reported in the window: a count
-                    // written only when it is not zero (gala-collect's reclaim stalls and
-                    // major faults per process). It was zero before, as its deviation
-                    // assumes, and so was it in the intervals it was not written.
-                    let zv: Vec<f32> = values
-                        .iter()
-                        .map(|&x| if x.is_finite() { x } else { 0.0 })
-                        .collect();
-                    score::correlation(&h.ts, &zv, kts, kv, from, end, kpi_step / 2)
-                }
-            });
-            let cls = if born { 0 } else { class(&g.kinds[i], metric) };
-            // A process working harder (a hog) and a process stopped (a stall) both hurt.
-            // A shared resource hurts only by filling up: a NIC's or a disk's byte and
-            // request rates follow the load its users put on it, so they are effects of the
-            // incident, not a resource's fault (its utilisation, waits and drops are).
-            let bad = match (cls, score::bad_direction(metric)) {
-                _ if is_state(metric) => Bad::Up,
-                // Taking more is a hog's harmful way; taking less, a stall's.
-                (0, _) if is_consumption(metric) && dev.z > 0.0 => Bad::Up,
-                (0, _) => Bad::Either,
-                (1, Bad::Either) => Bad::Neither,
-                (_, b) => b,
-            };
-            let factors = [
-                magnitude,
-                dev.direction_factor(bad),
-                earliness,
-                // A cause moves with the KPI; a neighbour's unrelated noise does not.
-                corr.map_or(0.75, |c| 0.5 + 0.5 * c.abs()),
-                if flagged.is_some() { 1.0 } else { 0.9 },
-                if g.kinds[i] == kind::TCP_LINK
-                    && is_round_trip(metric)
-                    && store.entities.get(&g.ids[i]).is_some_and(never_leaves_host)
-                {
-                    LOCAL_RTT_PRIOR
-                } else {
-                    1.0
-                },
-            ];
-            let cand = Scored {
-                metric: metric.clone(),
-                class: cls,
-                dev,
-                since,
-                score: factors.iter().product(),
-                factors,
-                corr,
-            };
-            if let Some(r) = consumption(metric).filter(|_| cls == 0) {
-                if best_load[i][r]
-                    .as_ref()
-                    .is_none_or(|b| cand.score > b.score)
-                {
-                    best_load[i][r] = Some(cand.clone());
-                }
-            }
-            if best[i].as_ref().is_none_or(|b| cand.score > b.score) {
-                best[i] = Some(cand);
-            }
-        }
-    }
-    let abn: Vec<f64> = best
-        .iter()
-        .map(|b| b.as_ref().map_or(0.0, |b| b.score))
-        .collect();
-
-    // The series behind an entity's best metric, a new process's load zero before it.
-    let series_of = |i: usize| -> Option<(Vec<i64>, Vec<f32>)> {
-        let h = store.histories.get(&g.ids[i])?;
-        let v = h.series(&best[i].as_ref()?.metric)?;
-        Some(match (born_at[i], kpi_series) {
-            (Some(b), Some((kts, _))) => zero_before(kts, b, &h.ts, v),
-            _ => (h.ts.clone(), v.to_vec()),
-        })
-    };
-    // Real baselines are noisy: among the many neighbours of a cause, one often crossed
-    // its threshold a little earlier by chance. A change explains another only when the
-    // second follows the first (|r| ≥ 0.5 over the window), as an effect follows its cause.
-    let follows = |p: usize, c: usize| -> bool {
-        let (Some((pts, pv)), Some((cts, cv))) = (series_of(p), series_of(c)) else {
-            return false;
-        };
-        score::correlation(
-            &cts,
-            &cv,
-            &pts,
-            &pv,
-            split - opts.lookback_ms,
-            end,
-            kpi_step / 2,
-        )
-        .is_some_and(|r| r.abs() >= 0.5)
-    };
-
-    // Explained entities rank below what explains them.
-    let half = kpi_step / 2;
-    // For each explained entity, the entity that explains it best.
-    let explainer: Vec<Option<usize>> = (0..n)
-        .map(|c| {
-            let Some(bc) = &best[c] else { return None };
-            // A process that appeared with the incident is where it starts: nothing in
-            // the graph made it run.
-            if born_at[c].is_some() {
                 return None;
             }
-            // Nor is a process stopped: a signal or a debugger did it, from outside the graph.
-            if bc.metric == "stopped" {
-                return None;
-            }
-            let tc = bc.since.unwrap_or(i64::MAX);
-            // Direct causes, and causes of quiet direct causes (a NIC dropping packets
-            // explains an SLI through a link that itself shows nothing).
-            let mut upstream: Vec<(usize, usize)> =
-                g.causes[c].iter().map(|(p, _)| (*p, c)).collect();
-            for (p, _) in &g.causes[c] {
-                if best[*p].is_none() {
-                    upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
-                }
-            }
-            // A process waiting for a resource it shares (its run-queue delay, its I/O's
-            // time) is a victim; the mechanism is the neighbours that took more of that
-            // resource. They are candidates whatever the shared resource's own figures
-            // show (host PSI lags by its 10 s average).
-            let victim_of = wait_resource(&g.kinds[c], &bc.metric);
-            if let Some(r) = victim_of {
-                for (p, _) in &g.causes[c] {
-                    upstream.extend(
-                        g.causes[*p]
-                            .iter()
-                            .filter(|(q, _)| {
-                                rank::hog_edge(g, *q, *p).is_some_and(|slots| slots.contains(&r))
-                            })
-                            .map(|(q, _)| (*q, *p)),
-                    );
-                }
-            }
-            let explains = |&(p, via): &(usize, usize)| {
-                // On a hog edge (proc → cpu, disk, mem, host) a process explains only by
-                // what it takes of that resource, as it ranks there: a kernel thread
-                // whose CPU time went from 0.1 to 0.6 ms had explained a CPU saturated
-                // by stress-ng through its best metric of another kind.
-                let bp = match rank::hog_edge(g, p, via) {
-                    Some(slots) => slots
-                        .iter()
-                        .filter(|&&s| victim_of.is_none_or(|r| r == s))
-                        .filter_map(|&r| best_load[p][r].as_ref())
-                        .max_by(|a, b| a.score.total_cmp(&b.score)),
-                    None => best[p].as_ref(),
-                };
-                let Some(bp) = bp else { return false };
-                // A victim's wait is explained only through the resource it waits for: a
-                // run-queue delay by CPU, not by a page cache that shrank at the same time.
-                if let Some(r) = victim_of {
-                    let through = match rank::hog_edge(g, p, via) {
-                        Some(slots) => slots.contains(&r),
-                        None => resource_slot(&g.kinds[p], &bp.metric) == Some(r),
-                    };
-                    if !through {
-                        return false;
-                    }
-                }
-                // Packets a link lost (its retransmits, drops) were lost on the network path
-                // — a NIC, a queue discipline, a filter, the peer's receive queue — so only
-                // a network change explains them (a disk's queue, rising at the same time
-                // under packet loss, had explained a lossy link's retransmits and pushed
-                // the link to 7th).
-                if g.kinds[c] == kind::TCP_LINK
-                    && is_packet_loss(&bc.metric)
-                    && keyword(&g.kinds[p], &bp.metric) != "network"
-                {
-                    return false;
-                }
-                // A bystander's noise at the edge of the threshold explains nothing.
-                // Among a victim's resource's consumers, whose loads all rose beyond their
-                // thresholds, the bar is lower: the mechanism already picked them.
-                let bar = if victim_of.is_some() && bp.class == 0 {
-                    0.25
-                } else {
-                    0.5
-                };
-                if p == k || p == c || bp.score < bar * bc.score {
-                    return false;
-                }
-                // At the same time, a process doing less (less CPU, fewer bytes written,
-                // fewer switches) explains nothing: that is what a process does while it
-                // waits on what slowed — its lossy link, its slow database (a client whose
-                // on-CPU time fell had "explained" its link's RTT ×3 under packet loss). A
-                // stopped process says so in its state; a drop before the effect may still
-                // be a stall.
-                let doing_less = bp.class == 0 && !is_state(&bp.metric) && bp.dev.z < 0.0;
-                if doing_less && bp.since.is_some_and(|t| t >= tc - half) {
-                    return false;
-                }
-                // Nor, at any time, do a process's waits explain its own links' transport (RTT,
-                // retransmits): its kernel times those on the peer's ACKs, whatever the
-                // process's scheduling (a client's run-queue waits, one interval ahead of
-                // its squeezed link's RTT ×4000, had ranked the link 8th). A server's
-                // waits may still explain its clients' RTT: a slow reply delays the ACK
-                // it would have carried.
-                if bp.class == 2 && g.rule(p, c) == Some("proc → tcp_link") {
-                    return false;
-                }
-                // A sampled state (stopped) is read once an interval: it may have begun up
-                // to one interval before the sample that saw it. So may a new process: the
-                // CPU it took showed on its CPU's sample (25 % of cpu 1) one interval before
-                // the process list that first held it (stress-ng, four of them).
-                let tp = bp.since.map_or(i64::MAX, |t| {
-                    if is_state(&bp.metric) || born_at[p].is_some() {
-                        t - kpi_step
-                    } else {
-                        t
-                    }
-                });
-                // At the same time, a process's own symptom (its waits) explains no
-                // symptom of its connections: it waits because of them as often as they
-                // slow because of it, and one interval cannot tell (a client's run-queue
-                // waits ×4 had "explained" its link's RTT ×300 on a squeezed link). A
-                // link's slowness does explain its requests' latency: only that way is
-                // physical.
-                // A victim's wait that crept up before its neighbour's load arrived (on a
-                // busy host the run queue is never empty) is still explained by that load
-                // when the load came no later than the KPI moved: a wait is never where a
-                // fault starts.
-                let victim_timing = victim_of.is_some()
-                    && bp.class == 0
-                    && rank::hog_edge(g, p, via).is_some()
-                    && tp <= kpi.ts + half;
-                (tp < tc - half
-                    || victim_timing
-                    || ((tp - tc).abs() <= half
-                        && (bp.class < bc.class
-                            || (bp.class == bc.class
-                                && (bc.class < 2
-                                    || !matches!(
-                                        g.kinds[p].as_str(),
-                                        kind::PROC | kind::THREAD | kind::CONTAINER | kind::POD
-                                    ))
-                                && g.rule(via, p).is_none()))))
-                    && follows(p, c)
-            };
-            upstream
-                .iter()
-                .filter(|u| explains(u))
-                .map(|&(p, _)| p)
-                .max_by(|&a, &b| abn[a].total_cmp(&abn[b]).then(b.cmp(&a)))
+            store
+                .histories
+                .get(&g.ids[i])
+                .and_then(|h| h.ts.first().copied())
+                .filter(|&t| t >= split)
         })
-        .collect();
-    let explained: Vec<bool> = explainer.iter().map(Option::is_some).collect();
-
-    let (_, mut next) = rank::best_paths(g, k, &abn);
-    let mut rank_score = match opts.ranker {
-        Ranker::Path => {
-            let abn_load: Vec<[f64; 3]> = best_load
-                .iter()
-                .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
-                .collect();
-            let pressed: Vec<Option<usize>> = (0..n)
-                .map(|i| {
-                    best[i]
-                        .as_ref()
-                        .and_then(|b| resource_slot(&g.kinds[i], &b.metric))
-                })
-                .collect();
-            let pr = rank::by_path(g, k, &abn, &abn_load, &pressed);
-            // A process ranked as a hog is reported with its load metric, and its path
-            // starts with the resource it loads.
-            for c in 0..n {
-                if let Some(r) = pr.via_load[c] {
-                    best[c] = best_load[c][r].clone();
-                }
-            }
-            for c in (0..n).filter(|&c| c != k && pr.first[c].is_some()) {
-                next[c] = pr.first[c];
-            }
-            pr.rank
-        }
-        Ranker::Walk => rank::by_walk(g, k, &abn, &reachable),
-    };
-    // The KPI's own entity is a cause only when nothing upstream explains it better; the
-    // walk never "arrives" there (it restarts there), so both rankers score it the same.
-    rank_score[k] = abn[k] * 0.5;
-    // What an explained entity loses, its explainer gains: the root of an abnormal chain
-    // is as strong as the chain (a hog is as sure a cause as the saturated CPU it
-    // explains), one hop weaker. Credit flows up chains (hog → CPU → victim process).
-    let mut credit = vec![0.0f64; n];
-    for _ in 0..4 {
-        for c in 0..n {
-            if let Some(p) = explainer[c] {
-                let v = rank_score[c].max(credit[c]) * rank::HOP;
-                if v > credit[p] {
-                    credit[p] = v;
-                }
-            }
-        }
-    }
-    for (i, r) in rank_score.iter_mut().enumerate() {
-        if explained[i] {
-            *r *= EXPLAINED;
-        } else if i != k {
-            *r = r.max(credit[i]);
-        }
-    }
-    let mut order: Vec<usize> = (0..n)
-        .filter(|&i| best[i].is_some() && rank_score[i] >= opts.min_score)
-        .collect();
-    order.sort_by(|&a, &b| rank_score[b].total_cmp(&rank_score[a]).then(a.cmp(&b)));
-    order.truncate(opts.top);
-
-    let kpi_ref = KpiRef {
-        ts: kpi.ts,
-        id: kpi.id.clone(),
-        kind: kpi.kind.clone(),
-        metric: kpi.metric.clone(),
-    };
-    let kpi_evidence = kpi_series.and_then(|(kts, kv)| {
-        score::deviation(kts, kv, split, end, opts.z_threshold, None).map(|d| Evidence {
-            id: kpi.id.clone(),
-            metric: kpi.metric.clone(),
-            baseline: Some(d.baseline),
-            value: Some(d.value),
-            since: Some(kpi.ts),
-            desc: Some("the abnormal KPI".into()),
-        })
-    });
-    let causes = order
-        .iter()
-        .enumerate()
-        .map(|(r, &c)| {
-            let b = best[c].as_ref().expect("filtered on best");
-            let mut path = Vec::new();
-            let mut evidence = Vec::new();
-            let mut at = Some(c);
-            let mut prev: Option<usize> = None;
-            while let Some(i) = at {
-                let rule = prev.and_then(|p| g.rule(p, i)).map(str::to_string);
-                if i == k && prev.is_some() {
-                    path.push(PathHop {
-                        id: kpi.id.clone(),
-                        metric: kpi.metric.clone(),
-                    });
-                    if let Some(mut e) = kpi_evidence.clone() {
-                        if let Some(rule) = rule {
-                            e.desc = Some(format!("the abnormal KPI; {rule}"));
-                        }
-                        evidence.push(e);
-                    }
-                    break;
-                }
-                let hop = best[i].as_ref();
-                path.push(PathHop {
-                    id: g.ids[i].clone(),
-                    metric: hop.map_or_else(String::new, |h| h.metric.clone()),
-                });
-                if let Some(h) = hop {
-                    evidence.push(Evidence {
-                        id: g.ids[i].clone(),
-                        metric: h.metric.clone(),
-                        baseline: Some(h.dev.baseline),
-                        value: Some(h.dev.value),
-                        since: h.since,
-                        desc: Some(describe(h, rule.as_deref(), explained[i])),
-                    });
-                }
-                prev = Some(i);
-                at = if i == c && c == k { None } else { next[i] };
-                if path.len() > n {
-                    break;
-                }
-            }
-            if c == k {
-                // The KPI's own entity: another of its metrics moved first.
-                path.push(PathHop {
-                    id: kpi.id.clone(),
-                    metric: kpi.metric.clone(),
-                });
-                evidence.extend(kpi_evidence.clone());
-            }
-            Cause {
-                ts: kpi.ts,
-                rank: r as u32 + 1,
-                id: g.ids[c].clone(),
-                kind: g.kinds[c].clone(),
-                metric: b.metric.clone(),
-                score: (rank_score[c] * 1000.0).round() / 1000.0,
-                keyword: keyword(&g.kinds[c], &b.metric).to_string(),
-                path,
-                kpi: kpi_ref.clone(),
-                evidence,
-                suspect: false,
-            }
-        })
-        .collect();
-    Inference {
-        kpi: kpi.clone(),
-        causes,
-        scored,
-        suspects: false,
-    }
+        .collect()
 }
 
 /// Mean of the finite values of `(ts, v)` in `[from, to]`.
