@@ -4,12 +4,15 @@
 //!
 //! - cpu: `stress-ng --cpu 3` pinned to redis's CPU (p99 ×20–40 measured);
 //! - disk: fio random direct writes, queue depth 32, beside the AOF (latency ×2–3);
-//! - quiet: the same recording without a fault.
+//! - quiet: the same recording without a fault;
+//! - neighbour: busy neighbours on the other CPU (a CPU burner, a reader of another file,
+//!   a compile loop), with redis and its client both on redis's CPU: they share no CPU
+//!   with the service, so redis's KPIs must not move.
 //!
 //! A fault must open a KPI anomaly on the redis server's total SLI (method `*`) within
 //! three intervals of its start, and the hog (stress-ng, fio) must rank in the top 3
 //! causes of the first such anomaly; the quiet run must open no KPI anomaly on redis or
-//! its client. Before the shift detector, the CPU hog opened none (the seasonal band
+//! its client, and neither may the neighbour run. Before the shift detector, the CPU hog opened none (the seasonal band
 //! needed latency ×3 and 0.2 ms).
 //!
 //! These judge a quiet machine's baseline: scripts/test runs them after every other test,
@@ -28,22 +31,34 @@ const FAULT_S: u64 = 20;
 /// The collector's interval, s: the fault suite's, so that three intervals are 6 s.
 const INTERVAL_S: i64 = 2;
 
-struct Killed(Child);
+/// A child killed when dropped; with `group`, its whole process group (a shell's
+/// background loops would outlive the shell).
+struct Killed {
+    child: Child,
+    group: bool,
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if self.group {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 fn spawn(cmd: &mut Command) -> Killed {
-    Killed(
-        cmd.stdout(Stdio::null())
+    Killed {
+        child: cmd
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{cmd:?}: {e}")),
-    )
+        group: false,
+    }
 }
 
 fn have(tool: &str) -> bool {
@@ -73,7 +88,10 @@ fn now_ms() -> i64 {
 /// Runs one case; returns the recording's records after `gala-topo | gala-detect`, the
 /// causes, the fault's start (ms) and redis's pid.
 fn record(case: &str, dir: &Path) -> (Vec<Value>, Vec<Value>, i64, u32) {
-    let cpu = (std::thread::available_parallelism().map_or(1, |n| n.get()) - 1).to_string();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = (cpus - 1).to_string();
+    // The neighbours' CPU: another one when there is one.
+    let other = (cpus.max(2) - 2).to_string();
     let port = common::free_port();
     let data = dir.join("redis");
     std::fs::create_dir_all(&data).unwrap();
@@ -95,7 +113,15 @@ fn record(case: &str, dir: &Path) -> (Vec<Value>, Vec<Value>, i64, u32) {
         data.to_str().unwrap(),
     ]));
     wait_port(port);
-    let _bench = spawn(Command::new("redis-benchmark").args([
+    // With neighbours, the client shares redis's CPU and not theirs, so that what it
+    // sends does not change when they start.
+    let mut bench = Command::new("taskset");
+    if case == "neighbour" {
+        bench.args(["-c", &cpu, "redis-benchmark"]);
+    } else {
+        bench = Command::new("redis-benchmark");
+    }
+    let _bench = spawn(bench.args([
         "-p",
         &port.to_string(),
         "-c",
@@ -151,10 +177,11 @@ fn record(case: &str, dir: &Path) -> (Vec<Value>, Vec<Value>, i64, u32) {
                 ])
                 .arg(format!("--directory={}", data.display())),
         )),
+        "neighbour" => Some(neighbours(&other, dir, FAULT_S + 5)),
         _ => None,
     };
     assert!(collect.wait().unwrap().success(), "gala-collect failed");
-    let pid = redis.0.id();
+    let pid = redis.child.id();
     drop(redis);
     let mut topo = Command::new(common::bin("gala-topo"))
         .arg(&raw)
@@ -182,6 +209,29 @@ fn record(case: &str, dir: &Path) -> (Vec<Value>, Vec<Value>, i64, u32) {
     );
     let records = common::ndjson(&std::fs::read(&detected).unwrap());
     (records, common::ndjson(&rca.stdout), fault_ms, pid)
+}
+
+/// Busy neighbours on CPU `cpu` for `secs` seconds, in one process group: a CPU burner, a
+/// reader of a file of their own (64 MiB, from the page cache after the first pass) and a
+/// compile loop (short-lived processes, as a build makes).
+fn neighbours(cpu: &str, dir: &Path, secs: u64) -> Killed {
+    let file = dir.join("neighbour.bin");
+    std::fs::write(&file, vec![7u8; 64 << 20]).unwrap();
+    let src = dir.join("neighbour.c");
+    std::fs::write(&src, "int f(int x) { return x * 3 + 1; }\n").unwrap();
+    let script = format!(
+        "stress-ng --cpu 1 --timeout {secs}s --quiet & \
+         (while :; do cat '{file}' > /dev/null; done) & \
+         (while :; do gcc -O2 -c '{src}' -o /dev/null; done) & \
+         sleep {secs}; kill 0",
+        file = file.display(),
+        src = src.display(),
+    );
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", cpu, "setsid", "sh", "-c", &script]);
+    let mut group = spawn(&mut cmd);
+    group.group = true;
+    group
 }
 
 /// The comm of every process entity, by id.
@@ -322,18 +372,34 @@ fn a_disk_hog_beside_the_aof_opens_a_kpi_anomaly_and_ranks_the_hog() {
 
 #[test]
 fn a_quiet_redis_opens_no_kpi_anomaly() {
+    no_kpi_anomaly("quiet");
+}
+
+#[test]
+fn busy_neighbours_on_another_cpu_open_no_kpi_anomaly() {
+    no_kpi_anomaly("neighbour");
+}
+
+fn no_kpi_anomaly(case: &str) {
     if !needs() {
         return;
     }
     let _alone = common::fault_injection_lock();
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let (records, _, _, pid) = record("quiet", tmp.path());
+    let (records, _, _, pid) = record(case, tmp.path());
+    if case == "neighbour" {
+        // The neighbours ran (else the test proves nothing): their burner was recorded.
+        assert!(
+            comms(&records).values().any(|c| c.starts_with("stress-ng")),
+            "neighbour: no stress-ng process in the recording"
+        );
+    }
     let port = server_port(&records, pid);
     let found = redis_kpi_anomalies(&records, &port);
     if !found.is_empty() {
         let kept = tmp.keep();
         panic!(
-            "{} KPI anomalies on a quiet redis (recording in {}), first {}",
+            "{case}: {} KPI anomalies on redis (recording in {}), first {}",
             found.len(),
             kept.display(),
             found[0]
