@@ -331,9 +331,15 @@ impl Engine {
         }
         let multi = self.multi_kinds.iter().any(|k| k == kind);
         let univariate = !(multi && self.opts.multivariate_only);
-        let gap = self.gap;
-        let learning = self.learning;
-        let emit_scores = self.opts.emit_scores && !learning;
+        let tick = Tick {
+            ts,
+            id,
+            kind,
+            gap: self.gap,
+            learning: self.learning,
+            emit_scores: self.opts.emit_scores && !self.learning,
+            multi,
+        };
         let every = self.opts.every_metric;
         let kpis = self.kpi_index.get(kind);
         let (cfg, stats) = (&self.cfg, &mut self.stats);
@@ -360,239 +366,40 @@ impl Engine {
         };
         e.last_seen = ts;
         // The plan for this layout of names, worked out again only when it changed.
-        if !e
-            .plan
-            .as_ref()
-            .is_some_and(|p| p.fits(kind, metrics.clone().map(|(n, _)| n)))
-        {
-            let spec_of = |name: &str| match kpis.and_then(|k| k.get(name)) {
-                Some(&i) => Some(i),
-                None if every || kind == SERIES_KIND => Some(FALLBACK),
-                None => None,
-            };
-            let series = &e.series;
-            let series_of = |name: &str| series.iter().position(|(n, _)| n == name);
-            e.plan = Some(Box::new(Plan::build(
-                cfg,
-                kind,
-                metrics.clone().map(|(n, _)| n),
-                spec_of,
-                series_of,
-                rules,
-            )));
-        }
-        let plan = e.plan.as_deref_mut().expect("made above");
+        let mut plan = match e.plan.take() {
+            Some(plan) if plan.fits(kind, metrics.clone().map(|(n, _)| n)) => plan,
+            _ => {
+                let spec_of = |name: &str| match kpis.and_then(|k| k.get(name)) {
+                    Some(&i) => Some(i),
+                    None if every || kind == SERIES_KIND => Some(FALLBACK),
+                    None => None,
+                };
+                let series = &e.series;
+                let series_of = |name: &str| series.iter().position(|(n, _)| n == name);
+                Box::new(Plan::build(
+                    cfg,
+                    kind,
+                    metrics.clone().map(|(n, _)| n),
+                    spec_of,
+                    series_of,
+                    rules,
+                ))
+            }
+        };
         let values = &mut self.values;
         values.clear();
         values.extend(metrics.clone().map(|(_, x)| x));
         if univariate {
             stats.values += values.len() as u64;
-            for (pos, &x) in values.iter().enumerate() {
-                if !x.is_finite() {
-                    continue;
-                }
-                let si = match plan.slots[pos] {
-                    Slot::Ignored => continue,
-                    Slot::Series(si) => si,
-                    Slot::Spec(spec) => {
-                        let name = &plan.names[pos];
-                        // A name twice in one record (CSV headers can repeat) is one series.
-                        let si = match e.series.iter().position(|(n, _)| **n == **name) {
-                            Some(si) => si,
-                            None => {
-                                let det = if spec == FALLBACK && multi {
-                                    cfg.series.spec.build_one_of(plan.names.len()).ok()
-                                } else if spec == FALLBACK {
-                                    cfg.series.spec.build().ok()
-                                } else {
-                                    cfg.kpis[spec].spec().build().ok()
-                                };
-                                let series = Series {
-                                    det,
-                                    spec,
-                                    inc: Incident::default(),
-                                };
-                                e.series.push((name.to_string(), series));
-                                e.series.len() - 1
-                            }
-                        };
-                        plan.slots[pos] = Slot::Series(si);
-                        si
-                    }
-                };
-                if let Some((at, min)) = plan.gates[pos] {
-                    if values.get(at as usize).is_some_and(|&n| n < min) {
-                        continue;
-                    }
-                }
-                let (name, series) = &mut e.series[si];
-                let Some(det) = series.det.as_mut() else {
-                    continue;
-                };
-                let Some(v) = det.update(ts, x) else {
-                    continue;
-                };
-                if emit_scores {
-                    out.push(Record::Score(Score {
-                        ts,
-                        id: id.to_string(),
-                        metric: name.clone(),
-                        score: v.score(),
-                    }));
-                }
-                let peak = peak(ts, x, &v);
-                let sustain = cfg.kpis.get(series.spec).map_or(1, |k| k.sustain);
-                let (o, end) = match series.inc.step(v.is_anomalous(), peak, gap, sustain) {
-                    Change::None => continue,
-                    _ if learning => continue,
-                    Change::Opened(o) => {
-                        stats.anomalies_opened += 1;
-                        (o, None)
-                    }
-                    Change::Closed(o) => (o, Some(o.last)),
-                };
-                let unit = unit_of(cfg, series.spec);
-                out.push(Record::Anomaly(kpi_anomaly(
-                    id,
-                    kind,
-                    name,
-                    e.machine_id.as_deref(),
-                    &o,
-                    end,
-                    det,
-                    unit,
-                )));
-            }
+            step_series(cfg, stats, e, &mut plan, values, &tick, out);
         }
-        for (slot, rp) in plan.rules.iter().enumerate() {
-            let rule = &cfg.rules[rp.rule];
-            let Some(state) = e.rules.get_mut(slot) else {
-                continue;
-            };
-            let Some(judged) = judge_rule(rule, rp, values) else {
-                continue;
-            };
-            let (value, ratio) = (judged.value, judged.ratio);
-            state.alts = judged.alts;
-            let abnormal = ratio >= 1.0;
-            let threshold = rule.above.or(rule.below).unwrap_or(0.0);
-            let p = Peak {
-                ts,
-                score: super::detectors::score_of_ratio(ratio),
-                value,
-                expected: threshold,
-                lower: rule.below.unwrap_or(f64::NAN),
-                upper: rule.above.unwrap_or(f64::NAN),
-            };
-            let (o, end) = match state.inc.step(abnormal, p, gap, rule.sustain) {
-                Change::None => continue,
-                _ if learning => continue,
-                Change::Opened(o) => {
-                    stats.anomalies_opened += 1;
-                    (o, None)
-                }
-                Change::Closed(o) => (o, Some(o.last)),
-            };
-            let names = rule_names(rule, judged.alts);
-            out.push(Record::Anomaly(rule_anomaly(
-                id,
-                kind,
-                e.machine_id.as_deref(),
-                rule,
-                names,
-                &o,
-                end,
-            )));
-        }
+        step_rules(cfg, stats, e, &plan, values, &tick, out);
+        e.plan = Some(plan);
         if multi {
             if !univariate {
                 stats.values += metrics.clone().count() as u64;
             }
-            let m = e.multi.get_or_insert_with(|| {
-                let mut names: Vec<String> = metrics.clone().map(|(n, _)| n.to_string()).collect();
-                names.sort();
-                names.dedup();
-                MultiState {
-                    det: Multivariate::new(names, &cfg.multivariate.params),
-                    inc: Incident::default(),
-                    pending: Vec::new(),
-                    row: Vec::new(),
-                    top: None,
-                    worst: None,
-                }
-            });
-            m.row.clear();
-            m.row.resize(m.det.names.len(), f64::NAN);
-            for (name, x) in metrics {
-                if let Ok(i) = m.det.names.binary_search_by(|n| n.as_str().cmp(name)) {
-                    m.row[i] = x;
-                }
-            }
-            if learning && !m.det.is_ready() {
-                m.pending.extend_from_slice(&m.row);
-                return;
-            }
-            let row = std::mem::take(&mut m.row);
-            let verdict = m.det.update(&row);
-            m.row = row;
-            let Some(v) = verdict else {
-                return;
-            };
-            if emit_scores {
-                out.push(Record::Score(Score {
-                    ts,
-                    id: id.to_string(),
-                    metric: "multivariate".into(),
-                    score: super::detectors::score_of_ratio(v.ratio),
-                }));
-            }
-            let p = Peak {
-                ts,
-                score: super::detectors::score_of_ratio(v.ratio),
-                value: v.raw,
-                expected: 0.0,
-                lower: f64::NAN,
-                upper: v.threshold,
-            };
-            let abnormal = v.ratio >= 1.0;
-            let change = m.inc.step(abnormal, p, gap, 1);
-            if abnormal && (matches!(change, Change::Opened(_)) || m.top.is_none()) {
-                m.top = m
-                    .det
-                    .contributors(1)
-                    .first()
-                    .map(|&(i, s)| (m.det.names[i].clone(), s));
-            }
-            if abnormal && m.worst.as_ref().is_none_or(|(s, _)| p.score > *s) {
-                m.worst = Some((p.score, m.det.contributors(5)));
-            }
-            match change {
-                Change::None => {}
-                _ if learning => {}
-                Change::Opened(o) => {
-                    stats.anomalies_opened += 1;
-                    out.push(Record::Anomaly(multi_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        m,
-                        &o,
-                        None,
-                    )));
-                }
-                Change::Closed(o) => {
-                    out.push(Record::Anomaly(multi_anomaly(
-                        id,
-                        kind,
-                        e.machine_id.as_deref(),
-                        m,
-                        &o,
-                        Some(o.last),
-                    )));
-                    m.top = None;
-                    m.worst = None;
-                }
-            }
+            step_multivariate(cfg, stats, e, metrics, &tick, out);
         }
     }
 
@@ -724,6 +531,284 @@ impl Engine {
 
 /// CSV series carry this kind; every column gets the `[series]` detector.
 pub const SERIES_KIND: &str = "series";
+
+/// Where one record is from, and how the engine judges it.
+#[derive(Clone, Copy)]
+struct Tick<'r> {
+    ts: i64,
+    id: &'r str,
+    kind: &'r str,
+    gap: u32,
+    /// Learning a baseline: decisions are made, nothing is written.
+    learning: bool,
+    emit_scores: bool,
+    /// The entity's kind is watched by the multivariate detector too.
+    multi: bool,
+}
+
+/// Each watched series of the record, through its own detector and incident.
+fn step_series(
+    cfg: &Config,
+    stats: &mut Stats,
+    e: &mut EntityState,
+    plan: &mut Plan,
+    values: &[f64],
+    t: &Tick,
+    out: &mut Vec<Record>,
+) {
+    let Tick {
+        ts,
+        id,
+        kind,
+        gap,
+        learning,
+        emit_scores,
+        multi,
+    } = *t;
+    for (pos, &x) in values.iter().enumerate() {
+        if !x.is_finite() {
+            continue;
+        }
+        let si = match plan.slots[pos] {
+            Slot::Ignored => continue,
+            Slot::Series(si) => si,
+            Slot::Spec(spec) => {
+                let name = &plan.names[pos];
+                // A name twice in one record (CSV headers can repeat) is one series.
+                let si = match e.series.iter().position(|(n, _)| **n == **name) {
+                    Some(si) => si,
+                    None => {
+                        let det = if spec == FALLBACK && multi {
+                            cfg.series.spec.build_one_of(plan.names.len()).ok()
+                        } else if spec == FALLBACK {
+                            cfg.series.spec.build().ok()
+                        } else {
+                            cfg.kpis[spec].spec().build().ok()
+                        };
+                        let series = Series {
+                            det,
+                            spec,
+                            inc: Incident::default(),
+                        };
+                        e.series.push((name.to_string(), series));
+                        e.series.len() - 1
+                    }
+                };
+                plan.slots[pos] = Slot::Series(si);
+                si
+            }
+        };
+        if let Some((at, min)) = plan.gates[pos] {
+            if values.get(at as usize).is_some_and(|&n| n < min) {
+                continue;
+            }
+        }
+        let (name, series) = &mut e.series[si];
+        let Some(det) = series.det.as_mut() else {
+            continue;
+        };
+        let Some(v) = det.update(ts, x) else {
+            continue;
+        };
+        if emit_scores {
+            out.push(Record::Score(Score {
+                ts,
+                id: id.to_string(),
+                metric: name.clone(),
+                score: v.score(),
+            }));
+        }
+        let peak = peak(ts, x, &v);
+        let sustain = cfg.kpis.get(series.spec).map_or(1, |k| k.sustain);
+        let (o, end) = match series.inc.step(v.is_anomalous(), peak, gap, sustain) {
+            Change::None => continue,
+            _ if learning => continue,
+            Change::Opened(o) => {
+                stats.anomalies_opened += 1;
+                (o, None)
+            }
+            Change::Closed(o) => (o, Some(o.last)),
+        };
+        let unit = unit_of(cfg, series.spec);
+        out.push(Record::Anomaly(kpi_anomaly(
+            id,
+            kind,
+            name,
+            e.machine_id.as_deref(),
+            &o,
+            end,
+            det,
+            unit,
+        )));
+    }
+}
+
+/// The record's rules (a threshold on a metric, or on a ratio of two).
+fn step_rules(
+    cfg: &Config,
+    stats: &mut Stats,
+    e: &mut EntityState,
+    plan: &Plan,
+    values: &[f64],
+    t: &Tick,
+    out: &mut Vec<Record>,
+) {
+    let Tick {
+        ts,
+        id,
+        kind,
+        gap,
+        learning,
+        ..
+    } = *t;
+    for (slot, rp) in plan.rules.iter().enumerate() {
+        let rule = &cfg.rules[rp.rule];
+        let Some(state) = e.rules.get_mut(slot) else {
+            continue;
+        };
+        let Some(judged) = judge_rule(rule, rp, values) else {
+            continue;
+        };
+        let (value, ratio) = (judged.value, judged.ratio);
+        state.alts = judged.alts;
+        let abnormal = ratio >= 1.0;
+        let threshold = rule.above.or(rule.below).unwrap_or(0.0);
+        let p = Peak {
+            ts,
+            score: super::detectors::score_of_ratio(ratio),
+            value,
+            expected: threshold,
+            lower: rule.below.unwrap_or(f64::NAN),
+            upper: rule.above.unwrap_or(f64::NAN),
+        };
+        let (o, end) = match state.inc.step(abnormal, p, gap, rule.sustain) {
+            Change::None => continue,
+            _ if learning => continue,
+            Change::Opened(o) => {
+                stats.anomalies_opened += 1;
+                (o, None)
+            }
+            Change::Closed(o) => (o, Some(o.last)),
+        };
+        let names = rule_names(rule, judged.alts);
+        out.push(Record::Anomaly(rule_anomaly(
+            id,
+            kind,
+            e.machine_id.as_deref(),
+            rule,
+            names,
+            &o,
+            end,
+        )));
+    }
+}
+
+/// The record as one row of the entity's multivariate model.
+fn step_multivariate<'a, I>(
+    cfg: &Config,
+    stats: &mut Stats,
+    e: &mut EntityState,
+    metrics: I,
+    t: &Tick,
+    out: &mut Vec<Record>,
+) where
+    I: Iterator<Item = (&'a str, f64)> + Clone,
+{
+    let Tick {
+        ts,
+        id,
+        kind,
+        gap,
+        learning,
+        emit_scores,
+        ..
+    } = *t;
+    let m = e.multi.get_or_insert_with(|| {
+        let mut names: Vec<String> = metrics.clone().map(|(n, _)| n.to_string()).collect();
+        names.sort();
+        names.dedup();
+        MultiState {
+            det: Multivariate::new(names, &cfg.multivariate.params),
+            inc: Incident::default(),
+            pending: Vec::new(),
+            row: Vec::new(),
+            top: None,
+            worst: None,
+        }
+    });
+    m.row.clear();
+    m.row.resize(m.det.names.len(), f64::NAN);
+    for (name, x) in metrics {
+        if let Ok(i) = m.det.names.binary_search_by(|n| n.as_str().cmp(name)) {
+            m.row[i] = x;
+        }
+    }
+    if learning && !m.det.is_ready() {
+        m.pending.extend_from_slice(&m.row);
+        return;
+    }
+    let row = std::mem::take(&mut m.row);
+    let verdict = m.det.update(&row);
+    m.row = row;
+    let Some(v) = verdict else {
+        return;
+    };
+    if emit_scores {
+        out.push(Record::Score(Score {
+            ts,
+            id: id.to_string(),
+            metric: "multivariate".into(),
+            score: super::detectors::score_of_ratio(v.ratio),
+        }));
+    }
+    let p = Peak {
+        ts,
+        score: super::detectors::score_of_ratio(v.ratio),
+        value: v.raw,
+        expected: 0.0,
+        lower: f64::NAN,
+        upper: v.threshold,
+    };
+    let abnormal = v.ratio >= 1.0;
+    let change = m.inc.step(abnormal, p, gap, 1);
+    if abnormal && (matches!(change, Change::Opened(_)) || m.top.is_none()) {
+        m.top = m
+            .det
+            .contributors(1)
+            .first()
+            .map(|&(i, s)| (m.det.names[i].clone(), s));
+    }
+    if abnormal && m.worst.as_ref().is_none_or(|(s, _)| p.score > *s) {
+        m.worst = Some((p.score, m.det.contributors(5)));
+    }
+    match change {
+        Change::None => {}
+        _ if learning => {}
+        Change::Opened(o) => {
+            stats.anomalies_opened += 1;
+            out.push(Record::Anomaly(multi_anomaly(
+                id,
+                kind,
+                e.machine_id.as_deref(),
+                m,
+                &o,
+                None,
+            )));
+        }
+        Change::Closed(o) => {
+            out.push(Record::Anomaly(multi_anomaly(
+                id,
+                kind,
+                e.machine_id.as_deref(),
+                m,
+                &o,
+                Some(o.last),
+            )));
+            m.top = None;
+            m.worst = None;
+        }
+    }
+}
 
 fn unit_of(cfg: &Config, spec: usize) -> Option<&str> {
     if spec == FALLBACK {
