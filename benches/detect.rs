@@ -333,8 +333,12 @@ fn measure(name: &str, values: u64, passes: usize, mut f: impl FnMut()) {
 fn end_to_end(path: &PathBuf, only: bool) {
     let mut engine = Engine::new(Config::shipped(), EngineOptions::default());
     let reader = RecordReader::new("bench", std::slice::from_ref(path), false);
-    let mut writer = RecordWriter::create(Some(std::path::Path::new("/dev/null")), false)
-        .expect("/dev/null opens");
+    let mut writer = RecordWriter::create(
+        Some(std::path::Path::new("/dev/null")),
+        false,
+        gala::io::output::Mode::Replace,
+    )
+    .expect("/dev/null opens");
     let mut sink = Sink {
         writer: &mut writer,
         format: gala::detect::cli::Format::Ndjson,

@@ -53,7 +53,8 @@ pub struct OutputArgs {
     /// Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz).
     ///
     /// FILE is put in place whole when the run ends (after Ctrl-C too), and is refused when
-    /// it is one of the inputs. strftime fields name it after the run's start, in UTC
+    /// it is one of the inputs; a new gala-collect recording grows in place instead, so that
+    /// a killed collector leaves what it recorded. strftime fields name it after the run's start, in UTC
     /// (`-o /var/lib/gala/%Y%m%d-%H%M.ndjson.gz`; `%%` is a literal %). The options shared
     /// by every tool: docs/wire-format.md, "Command line".
     #[arg(short, long, value_name = "FILE")]

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use crate::io::output::Mode;
 use crate::io::{signals, RecordWriter};
 use crate::record::{now_ms, Event, Fields, Record, Status, FORMAT_VERSION};
 use probe::{Filter, Interval, Probe};
@@ -334,7 +335,7 @@ fn sleep_until(tick: Instant, deadline: Option<Instant>) {
 
 /// `gala-collect doctor`: prints what this machine offers the BPF probes.
 fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
-    let mut out = RecordWriter::open(&cli.output)?.0;
+    let mut out = RecordWriter::open(&cli.output, Mode::Replace)?.0;
     if names_only {
         // The /proc probes run anywhere; the BPF ones where doctor finds them supported.
         let mut names: Vec<&str> = registry::specs()
@@ -371,7 +372,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         return doctor(&cli, probes);
     }
     if cli.list_probes {
-        let mut out = RecordWriter::create(None, false)?;
+        let mut out = RecordWriter::create(None, false, Mode::Replace)?;
         out.write_text(&registry::describe())?;
         out.finish()?;
         return Ok(exit::OK);
@@ -419,8 +420,20 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         },
         summary: cli.summary,
     };
-    // A time pattern in -o names the file now; stderr shows the name it got.
-    let (mut out, path) = RecordWriter::open(&cli.output)?;
+    // A time pattern in -o names the file now; stderr shows the name it got. A recording
+    // grows in place, so that a killed collector leaves what it recorded; time-stamped
+    // snapshots appear whole, as readers of their directory (cron's day) expect.
+    let snapshots = cli
+        .output
+        .output
+        .as_deref()
+        .is_some_and(crate::io::rotate::is_pattern);
+    let mode = if snapshots {
+        Mode::Replace
+    } else {
+        Mode::Record
+    };
+    let (mut out, path) = RecordWriter::open(&cli.output, mode)?;
     let to_file = path.is_some();
     let destination = match &path {
         Some(p) => p.display().to_string(),

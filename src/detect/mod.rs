@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::io::output::Mode;
 use crate::io::{csv_series, exit, BadInput, RecordReader, RecordWriter};
 use crate::record::time::parse_timestamp;
 use crate::record::Record;
@@ -249,7 +250,7 @@ pub fn entity_name(path: &Path) -> String {
 /// gala-detect's body.
 pub fn main(cli: Cli) -> anyhow::Result<u8> {
     if cli.print_config {
-        let mut out = RecordWriter::open(&cli.output)?.0;
+        let mut out = RecordWriter::open(&cli.output, Mode::Replace)?.0;
         out.write_text(config::DEFAULT_CONFIG)?;
         out.finish()?;
         return Ok(exit::OK);
@@ -296,7 +297,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
             .with_context(|| format!("{} is not a gala-detect model", p.display()))?;
         engine.load_model(model)?;
     }
-    let mut writer = RecordWriter::open(&cli.output)?.0;
+    let mut writer = RecordWriter::open(&cli.output, Mode::Replace)?.0;
     let pb = progress(cli.verbosity.quiet);
     let strict = cli.input.strict;
     let mut bad = BadInput::new(TOOL, strict);

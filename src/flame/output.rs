@@ -6,14 +6,14 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::io::output::Destination;
+use crate::io::output::{Destination, Mode};
 
 pub struct Output(Destination);
 
 impl Output {
     /// Opens `path` (standard output when `None` or `-`).
     pub fn create(path: Option<&Path>) -> io::Result<Output> {
-        Destination::create(path, &["gz", "svgz"]).map(Output)
+        Destination::create(path, &["gz", "svgz"], Mode::Replace).map(Output)
     }
 
     pub fn writer(&mut self) -> &mut dyn Write {

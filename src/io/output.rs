@@ -25,16 +25,30 @@ use crate::record::Record;
 /// temporary file is removed when the run ends with an error. What is not a regular file
 /// (a FIFO, `/dev/stdout`, a terminal, `/dev/null`) is written directly: there is nothing
 /// to replace there, and renaming onto it would be wrong.
+///
+/// A recording ([`Mode::Record`], gala-collect's `-o`) is written in place when its file
+/// is new: what a killed run recorded (SIGKILL, the OOM killer, a lost machine) is then
+/// there to replay up to its last whole interval, instead of in a hidden temporary file.
+/// An existing file is still replaced only at the end.
 pub struct OutputFile {
     file: File,
     /// (temporary file, the file it becomes) while not yet committed.
     pending: Option<(PathBuf, PathBuf)>,
 }
 
+/// How a `-o` file comes to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A result: put in place whole when the run ends well, never half-written.
+    Replace,
+    /// A recording: a new file grows in place as the run goes (see [`OutputFile`]).
+    Record,
+}
+
 impl OutputFile {
     /// Opens `path` for writing. Refuses a path that is an input of this run
     /// ([`same_file`]) or a directory, before anything is written.
-    pub fn create(path: &Path) -> io::Result<OutputFile> {
+    pub fn create(path: &Path, mode: Mode) -> io::Result<OutputFile> {
         let fail = |e: io::Error| {
             let reason = super::input::describe(&e);
             io::Error::new(
@@ -58,6 +72,18 @@ impl OutputFile {
             t.is_fifo() || t.is_char_device() || t.is_block_device() || t.is_socket()
         }) || path.starts_with("/dev")
             || path.starts_with("/proc");
+        if mode == Mode::Record && meta.is_none() && fs::symlink_metadata(path).is_err() {
+            // create_new: another run that made the file meanwhile is not truncated.
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(fail)?;
+            return Ok(OutputFile {
+                file,
+                pending: None,
+            });
+        }
         if special {
             let file = OpenOptions::new()
                 .write(true)
@@ -166,14 +192,18 @@ pub enum Destination {
 
 impl Destination {
     /// Standard output when `path` is `None` or `-`, else the file.
-    pub fn create(path: Option<&Path>, gzip_extensions: &[&str]) -> io::Result<Destination> {
+    pub fn create(
+        path: Option<&Path>,
+        gzip_extensions: &[&str],
+        mode: Mode,
+    ) -> io::Result<Destination> {
         let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
             return Ok(Destination::Stdout(BufWriter::with_capacity(
                 256 << 10,
                 io::stdout(),
             )));
         };
-        let file = BufWriter::with_capacity(256 << 10, OutputFile::create(path)?);
+        let file = BufWriter::with_capacity(256 << 10, OutputFile::create(path, mode)?);
         let gz = path
             .extension()
             .is_some_and(|e| gzip_extensions.iter().any(|g| e == *g));
@@ -218,7 +248,7 @@ impl RecordWriter {
     /// Opens the output a tool's `-o`/`--keep`/`--line-buffered` ask for: a time pattern
     /// in `-o` is expanded now (the run's start), and `--keep` prunes at [`Self::finish`].
     /// Returns the writer and the file's name (`None` for standard output).
-    pub fn open(args: &OutputArgs) -> io::Result<(RecordWriter, Option<PathBuf>)> {
+    pub fn open(args: &OutputArgs, mode: Mode) -> io::Result<(RecordWriter, Option<PathBuf>)> {
         let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
         let path = match args.output.as_deref() {
             Some(p) if p.as_os_str() != "-" && rotate::is_pattern(p) => {
@@ -231,15 +261,19 @@ impl RecordWriter {
             (Some(keep), Some(pattern)) => Some(Rotation::new(pattern, keep).map_err(invalid)?),
             _ => None,
         };
-        let mut writer = RecordWriter::create(path.as_deref(), args.line_buffered)?;
+        let mut writer = RecordWriter::create(path.as_deref(), args.line_buffered, mode)?;
         writer.rotation = rotation;
         Ok((writer, path))
     }
 
     /// Opens `output` (standard output when `None` or `-`). Output to a terminal is
     /// line-buffered, as a person watching expects.
-    pub fn create(output: Option<&Path>, line_buffered: bool) -> io::Result<RecordWriter> {
-        let sink = Destination::create(output, &["gz"])?;
+    pub fn create(
+        output: Option<&Path>,
+        line_buffered: bool,
+        mode: Mode,
+    ) -> io::Result<RecordWriter> {
+        let sink = Destination::create(output, &["gz"], mode)?;
         let to_terminal = matches!(sink, Destination::Stdout(_)) && io::stdout().is_terminal();
         Ok(RecordWriter {
             sink,

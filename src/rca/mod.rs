@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
+use crate::io::output::Mode;
 use crate::io::{exit, BadInput, RecordReader, RecordWriter};
 use crate::record::{entity_id, kind, Anomaly, Record, ALL_METHODS};
 use causal::CausalGraph;
@@ -458,7 +459,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
                 ..InferOptions::from(&infer)
             };
             let report = eval::run(&dir, &opts, cases)?;
-            let mut out = RecordWriter::open(&cli.output)?.0;
+            let mut out = RecordWriter::open(&cli.output, Mode::Replace)?.0;
             out.write_text(&report)?;
             out.finish()?;
             return Ok(exit::OK);
@@ -476,7 +477,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         }
         None => {}
     }
-    let mut out = RecordWriter::open(&cli.output)?.0;
+    let mut out = RecordWriter::open(&cli.output, Mode::Replace)?.0;
     if cli.input_format == cli::InputFormat::Csv {
         let [input] = cli.input.inputs.as_slice() else {
             bail!("--input-format csv reads exactly one table (the incident; the normal one goes to --baseline)");

@@ -27,6 +27,7 @@ pub mod template;
 
 use anyhow::Context;
 
+use crate::io::output::Mode;
 use crate::io::{exit, signals, RecordReader, RecordWriter};
 use cli::{Cli, Format};
 use graph::{Graph, Layer};
@@ -542,7 +543,8 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
         kernel_threads: cli.kernel_threads,
     };
     let mut reader = cli.input.reader("gala-topo")?;
-    let (mut out, _) = RecordWriter::open(&cli.output).context("opening the output")?;
+    let (mut out, _) =
+        RecordWriter::open(&cli.output, Mode::Replace).context("opening the output")?;
     let summary = run(&mut reader, &mut out, &opts)?;
     out.finish()?;
     if cli.verbosity.verbose > 0 && !cli.verbosity.quiet {
@@ -697,7 +699,7 @@ mod tests {
         let output = |reuse: bool| {
             let path = dir.path().join(format!("out-{reuse}.ndjson"));
             let mut reader = RecordReader::new("gala-topo", std::slice::from_ref(&input), false);
-            let mut out = RecordWriter::create(Some(&path), false).unwrap();
+            let mut out = RecordWriter::create(Some(&path), false, Mode::Replace).unwrap();
             let opts = Options {
                 only: true,
                 expire: 2,
@@ -729,7 +731,7 @@ mod tests {
         let output = |reuse: bool| {
             let path = dir.path().join(format!("out-{reuse}.ndjson"));
             let mut reader = RecordReader::new("gala-topo", std::slice::from_ref(&input), false);
-            let mut out = RecordWriter::create(Some(&path), false).unwrap();
+            let mut out = RecordWriter::create(Some(&path), false, Mode::Replace).unwrap();
             let opts = Options {
                 only: true,
                 expire,

@@ -1148,3 +1148,50 @@ fn a_parent_is_not_charged_with_the_io_of_a_child_it_reaps() {
         "the parent shell is charged {own} bytes for its child's {children}"
     );
 }
+
+/// A recording killed with SIGKILL (the OOM killer, a lost session) leaves what it
+/// recorded: a new `-o` file grows in place and is flushed every interval, so it replays up
+/// to its last whole interval. An existing file is replaced only by a run that ends, so a
+/// second run killed onto it leaves the first one's recording whole.
+#[test]
+fn a_killed_recording_replays_up_to_its_last_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec.ndjson.gz");
+    let record = || {
+        Command::new(bin("gala-collect"))
+            .args(["--probes", "host,cpu", "--interval", "200ms", "-q", "-o"])
+            .arg(&out)
+            .spawn()
+            .unwrap()
+    };
+    // (status records, whether the reader found the file cut short)
+    let statuses = || -> (usize, bool) {
+        let mut r = gala::io::RecordReader::new("test", std::slice::from_ref(&out), false);
+        let mut n = 0;
+        while let Ok(Some(item)) = r.next_record() {
+            n += usize::from(matches!(item.record, gala::record::Record::Status(_)));
+        }
+        (n, r.bad_input().files() + r.bad_input().count() > 0)
+    };
+    let mut child = record();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while statuses().0 < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no three intervals in {} after 20 s",
+            out.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (intervals, cut_short) = statuses();
+    assert!(intervals >= 3, "{intervals} intervals replayed");
+    assert!(cut_short, "a killed run's gzip stream has no end: said so");
+    let first = std::fs::read(&out).unwrap();
+    let mut second = record();
+    std::thread::sleep(Duration::from_secs(1));
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+}

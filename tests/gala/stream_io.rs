@@ -82,7 +82,7 @@ fn a_missing_file_or_a_directory_is_reported_and_the_other_inputs_still_read() {
 fn writer_round_trips_through_gzip_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.ndjson.gz");
-    let mut w = RecordWriter::create(Some(&out), false).unwrap();
+    let mut w = RecordWriter::create(Some(&out), false, gala::io::output::Mode::Replace).unwrap();
     let rec = gala::record::Record::from_line(GOOD).unwrap();
     for _ in 0..1000 {
         w.write(&rec).unwrap();
