@@ -653,3 +653,86 @@ fn syscall_failures_counted_by_errno() {
     );
     assert!(common::total(&records, &id, "syscall_failed") >= N as f64);
 }
+
+/// A collector killed outright (SIGKILL: the OOM killer, `kill -9`) leaves no BPF program
+/// behind: nothing is pinned, so the kernel frees every program and link with the
+/// process's file descriptors. The programs are the ones the collector itself held (read
+/// from its fdinfo), so other tests loading their own meanwhile do not matter.
+#[cfg(feature = "bpf")]
+#[test]
+fn a_killed_collector_leaves_no_bpf_program() {
+    if !common::require_bpf("a_killed_collector_leaves_no_bpf_program") {
+        return;
+    }
+    let mut child = Command::new(common::bin("gala-collect"))
+        .args(["--probes", "tcp,sched,io", "--interval", "500ms", "-q"])
+        .args(["-o", "/dev/null"])
+        .spawn()
+        .unwrap();
+    let fdinfo = PathBuf::from(format!("/proc/{}/fdinfo", child.id()));
+    let held = || -> Vec<u32> {
+        let mut ids: Vec<u32> = std::fs::read_dir(&fdinfo)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .flat_map(|info| {
+                info.lines()
+                    .filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    // Every probe loaded: the set of programs held stops growing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut ids = Vec::new();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let now = held();
+        if !now.is_empty() && now == ids {
+            break;
+        }
+        ids = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector held no stable set of BPF programs in 30 s: {ids:?}"
+        );
+    }
+    assert!(
+        ids.iter().all(|&id| program_exists(id)),
+        "{ids:?}: not seen as loaded"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel frees them after an RCU grace period: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&id| program_exists(id))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "BPF programs {left:?} of a killed collector still loaded after 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Whether a BPF program with this id is loaded.
+#[cfg(feature = "bpf")]
+fn program_exists(id: u32) -> bool {
+    // SAFETY: a plain syscall wrapper; the fd it may return is closed at once.
+    let fd = unsafe { libbpf_rs::libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd >= 0 {
+        // SAFETY: fd was just returned to us and is closed once.
+        unsafe { libc::close(fd) };
+    }
+    fd >= 0
+}
