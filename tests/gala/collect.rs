@@ -1195,3 +1195,27 @@ fn a_killed_recording_replays_up_to_its_last_interval() {
     second.wait().unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), first);
 }
+
+/// The soak benchmark scaled down (issue 24 item 4): 40 s of process and connection churn
+/// with --serve scraped every second; file descriptors and threads must not grow, memory
+/// not by more than a quarter after warm-up, no scrape may fail and the recording must
+/// replay. scripts/test runs it with the live tests, alone: its churn is load.
+#[test]
+fn soak_keeps_the_collector_flat_under_churn() {
+    if !require_bpf("soak_keeps_the_collector_flat_under_churn") {
+        return;
+    }
+    let bin_dir = bin("gala-collect").parent().unwrap().to_path_buf();
+    let out = Command::new(root().join("scripts/bench-soak"))
+        .args(["--seconds", "40", "--sample", "2", "--check"])
+        .env("GALA_BIN", &bin_dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "bench-soak --check failed:\n{text}");
+}
