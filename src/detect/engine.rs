@@ -620,14 +620,9 @@ fn step_series(
         }
         let peak = peak(ts, x, &v);
         let sustain = cfg.kpis.get(series.spec).map_or(1, |k| k.sustain);
-        let (o, end) = match series.inc.step(v.is_anomalous(), peak, gap, sustain) {
-            Change::None => continue,
-            _ if learning => continue,
-            Change::Opened(o) => {
-                stats.anomalies_opened += 1;
-                (o, None)
-            }
-            Change::Closed(o) => (o, Some(o.last)),
+        let change = series.inc.step(v.is_anomalous(), peak, gap, sustain);
+        let Some((o, end)) = record_due(change, learning, stats) else {
+            continue;
         };
         let unit = unit_of(cfg, series.spec);
         out.push(Record::Anomaly(kpi_anomaly(
@@ -640,6 +635,21 @@ fn step_series(
             det,
             unit,
         )));
+    }
+}
+
+/// The incident and its end (`None` while it is open) when a step of it calls for an
+/// anomaly record; `None` when nothing changed or a baseline is being learned. Counts the
+/// incidents opened.
+fn record_due(change: Change, learning: bool, stats: &mut Stats) -> Option<(Open, Option<i64>)> {
+    match change {
+        Change::None => None,
+        _ if learning => None,
+        Change::Opened(o) => {
+            stats.anomalies_opened += 1;
+            Some((o, None))
+        }
+        Change::Closed(o) => Some((o, Some(o.last))),
     }
 }
 
@@ -681,14 +691,9 @@ fn step_rules(
             lower: rule.below.unwrap_or(f64::NAN),
             upper: rule.above.unwrap_or(f64::NAN),
         };
-        let (o, end) = match state.inc.step(abnormal, p, gap, rule.sustain) {
-            Change::None => continue,
-            _ if learning => continue,
-            Change::Opened(o) => {
-                stats.anomalies_opened += 1;
-                (o, None)
-            }
-            Change::Closed(o) => (o, Some(o.last)),
+        let change = state.inc.step(abnormal, p, gap, rule.sustain);
+        let Some((o, end)) = record_due(change, learning, stats) else {
+            continue;
         };
         let names = rule_names(rule, judged.alts);
         out.push(Record::Anomaly(rule_anomaly(
