@@ -14,10 +14,11 @@ pub mod sys;
 pub use stats::RunTimeStats;
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::anyhow;
-use libbpf_rs::libbpf_sys;
+use libbpf_rs::{libbpf_sys, OpenObject};
 use serde_json::{json, Map, Value};
 
 /// Includes the skeleton generated for `bpf/<name>.bpf.c`.
@@ -26,6 +27,14 @@ macro_rules! bpf_skeleton {
     ($name:literal) => {
         include!(concat!(env!("OUT_DIR"), "/", $name, ".skel.rs"));
     };
+}
+
+/// Storage for a skeleton's libbpf object that lives as long as the probe. A skeleton
+/// borrows it, and a probe lives until the collector exits, so leaking this small box
+/// once per probe instance buys a `'static` skeleton without self-referential structs;
+/// the object itself (programs, maps, links) is still closed when the skeleton drops.
+pub fn object_storage() -> &'static mut MaybeUninit<OpenObject> {
+    Box::leak(Box::new(MaybeUninit::uninit()))
 }
 
 /// Where libbpf looks up tracepoint ids.

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::go::{self, GoBinary};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
-use crate::collect::bpf::net::{object_storage, percpu_sums, read_pod, snapshot};
+use crate::collect::bpf::net::{percpu_sums, read_pod, snapshot};
 use crate::collect::bpf::{add_prog_stats, explain, map_memlock_bytes, RunTimeStats};
 use crate::record::Fields;
 
@@ -52,7 +52,7 @@ unsafe impl Send for RuntimeBpf {}
 impl RuntimeBpf {
     pub fn load() -> anyhow::Result<RuntimeBpf> {
         let open = skel::RuntimeSkelBuilder::default()
-            .open(object_storage())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("runtime", "open", e))?;
         let skel = open.load().map_err(|e| explain("runtime", "load", e))?;
         Ok(RuntimeBpf {

@@ -4,11 +4,9 @@
 //! the BPF object; its maps are the shared stack maps (bpf/stack_maps.h, plus `waits`),
 //! drained, symbolized and written by the stack probe machinery of the parent module.
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::OpenObject;
 
 use super::{config, prog_fd, Bpf, Kind, Maps, StackProbe};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
@@ -77,11 +75,8 @@ pub fn new() -> anyhow::Result<Box<dyn Probe>> {
 
 /// Loads bpf/ioflame.bpf.c and attaches its fourteen programs.
 pub(super) fn load(filtering: bool) -> anyhow::Result<Bpf> {
-    // The skeleton borrows its object storage for as long as it lives; a probe lives for
-    // the whole run, so the few bytes are leaked once rather than self-referenced.
-    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
     let mut open = IoflameSkelBuilder::default()
-        .open(storage)
+        .open(crate::collect::bpf::object_storage())
         .map_err(|e| common::explain(NAME, "open", e))?;
     let cfg = config();
     if let Some(ro) = open.maps.rodata_data.as_deref_mut() {

@@ -4,11 +4,9 @@
 //! use. This module only loads and attaches the BPF object; its maps are the shared stack
 //! maps (bpf/stack_maps.h), drained, symbolized and written by the parent module.
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::OpenObject;
 
 use super::{config, prog_fd, Bpf, Kind, Maps, StackProbe};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
@@ -43,11 +41,8 @@ pub fn new() -> anyhow::Result<Box<dyn Probe>> {
 
 /// Loads bpf/memflame.bpf.c and attaches its program.
 pub(super) fn load(filtering: bool) -> anyhow::Result<Bpf> {
-    // The skeleton borrows its object storage for as long as it lives; a probe lives for
-    // the whole run, so the few bytes are leaked once rather than self-referenced.
-    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
     let mut open = MemflameSkelBuilder::default()
-        .open(storage)
+        .open(crate::collect::bpf::object_storage())
         .map_err(|e| common::explain(NAME, "open", e))?;
     if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
         ro.filter_tgid = filtering;

@@ -23,14 +23,13 @@ pub mod symbolize;
 pub mod unwind;
 
 use std::collections::{HashMap, HashSet};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::bpf::hooks::{Hook, Hooks, Need};
@@ -344,12 +343,8 @@ impl StackProbe {
         }
         let name = self.kind.name();
         let cfg = config();
-        // The skeleton borrows its object storage for as long as it lives; a probe lives
-        // for the whole run, so the few bytes are leaked once rather than self-referenced.
-        let storage: &'static mut MaybeUninit<OpenObject> =
-            Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = StackSkelBuilder::default()
-            .open(storage)
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| common::explain(name, "open", e))?;
         if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
             ro.filter_tgid = filtering;

@@ -15,7 +15,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, UprobeOpts};
 use serde_json::{json, Map, Value};
 
-use super::{alive, comm_str, object_storage, percpu_sums, read_pod, snapshot};
+use super::{alive, comm_str, percpu_sums, read_pod, snapshot};
 use crate::collect::bpf::doctor::find_library;
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{add_prog_stats, explain, map_memlock_bytes, RunTimeStats};
@@ -135,7 +135,7 @@ impl DnsProbe {
     /// Loads and attaches the programs.
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         let open = skel::DnsSkelBuilder::default()
-            .open(object_storage())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("dns", "open", e))?;
         let skel = open.load().map_err(|e| explain("dns", "load", e))?;
         let targets = libc_targets();

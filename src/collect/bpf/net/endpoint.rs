@@ -17,8 +17,7 @@ use libbpf_rs::MapCore;
 use serde_json::{json, Map, Value};
 
 use super::{
-    alive, comm_str, fmt_ip, listeners, object_storage, percpu_sums, read_pod, snapshot,
-    socket_owners, AF_INET,
+    alive, comm_str, fmt_ip, listeners, percpu_sums, read_pod, snapshot, socket_owners, AF_INET,
 };
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
@@ -120,7 +119,7 @@ impl EndpointProbe {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = skel::EndpointSkelBuilder::default()
-            .open(object_storage())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("endpoint", "open", e))?;
         let mut skipped = Vec::new();
         {

@@ -10,20 +10,12 @@ pub mod udp;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use libbpf_rs::{MapCore, MapFlags, OpenObject};
+use libbpf_rs::{MapCore, MapFlags};
 
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
-
-/// Storage for a skeleton's object that lives as long as the probe. The skeleton closes
-/// the object (and with it every program, map and link) when it is dropped; only this
-/// small box of storage is leaked, once per probe instance.
-pub(crate) fn object_storage() -> &'static mut MaybeUninit<OpenObject> {
-    Box::leak(Box::new(MaybeUninit::uninit()))
-}
 
 /// An address as text: dotted IPv4, or IPv6 (IPv4-mapped IPv6 shown as IPv4, since a
 /// dual-stack socket talking to an IPv4 peer is an IPv4 link to an operator).

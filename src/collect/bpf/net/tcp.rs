@@ -21,9 +21,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
-use super::{
-    comm_str, fmt_ip, object_storage, percpu_sums, read_pod, snapshot, DiagSock, AF_INET, AF_INET6,
-};
+use super::{comm_str, fmt_ip, percpu_sums, read_pod, snapshot, DiagSock, AF_INET, AF_INET6};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
@@ -677,7 +675,7 @@ impl TcpProbe {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = skel::TcpSkelBuilder::default()
-            .open(object_storage())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("tcp", "open", e))?;
         let mut skipped = Vec::new();
         {

@@ -13,7 +13,7 @@ use libbpf_rs::MapCore;
 use serde_json::{json, Map, Value};
 
 use super::endpoint::{m, push};
-use super::{alive, comm_str, fmt_ip, object_storage, read_pod, snapshot};
+use super::{alive, comm_str, fmt_ip, read_pod, snapshot};
 use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
@@ -79,7 +79,7 @@ impl UdpProbe {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = skel::UdpSkelBuilder::default()
-            .open(object_storage())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("udp", "open", e))?;
         let mut skipped = Vec::new();
         if !crate::collect::bpf::doctor::tracepoint_exists("skb/kfree_skb") {

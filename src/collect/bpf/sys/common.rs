@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::mem::MaybeUninit;
 
-use libbpf_rs::{MapCore, MapFlags, OpenObject};
+use libbpf_rs::{MapCore, MapFlags};
 use serde_json::{json, Map, Value};
 
 use crate::collect::probe::Filter;
@@ -15,14 +14,6 @@ use crate::record::{entity_id, kind, Fields, Histogram, Metric, Metrics, Record}
 
 /// Histogram slots, as in bpf/sys_common.h: slot 0 is < 1 µs, slot i is [2^(i-1), 2^i) µs.
 pub const HIST_SLOTS: usize = 24;
-
-/// Storage for a skeleton's libbpf object that lives as long as the probe. Skeletons
-/// borrow it, and a probe lives until the collector exits, so leaking the few bytes of
-/// the slot (the object itself is still closed when the skeleton drops) buys a `'static`
-/// skeleton without self-referential structs.
-pub fn object_slot() -> &'static mut MaybeUninit<OpenObject> {
-    Box::leak(Box::new(MaybeUninit::uninit()))
-}
 
 /// A map value of `u64` fields as words, or None when the kernel returned too few bytes.
 pub fn words(bytes: &[u8], n: usize) -> Option<Vec<u64>> {

@@ -227,7 +227,7 @@ impl Io {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let open = IoSkelBuilder::default()
-            .open(common::object_slot())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("io", "open", e))?;
         let skel = open.load().map_err(|e| explain("io", "load", e))?;
         let (links, missing) = common::attach(

@@ -166,7 +166,7 @@ impl Mem {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let open = MemSkelBuilder::default()
-            .open(common::object_slot())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("mempressure", "open", e))?;
         let skel = open.load().map_err(|e| explain("mempressure", "load", e))?;
         let (mut links, mut missing) = common::attach(

@@ -89,7 +89,7 @@ impl Sched {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let open = SchedSkelBuilder::default()
-            .open(common::object_slot())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("sched", "open", e))?;
         let skel = open.load().map_err(|e| explain("sched", "load", e))?;
         let exit_link = skel

@@ -102,7 +102,7 @@ impl Schedtrace {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let open = SchedtraceSkelBuilder::default()
-            .open(common::object_slot())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("schedtrace", "open", e))?;
         let skel = open.load().map_err(|e| explain("schedtrace", "load", e))?;
         let (links, missing) = common::attach(

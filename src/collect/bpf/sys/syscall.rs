@@ -89,7 +89,7 @@ impl Syscall {
     pub fn start() -> anyhow::Result<Box<dyn Probe>> {
         ensure_tracefs()?;
         let mut open = SyscallSkelBuilder::default()
-            .open(common::object_slot())
+            .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("syscall", "open", e))?;
         let rodata = open
             .maps
