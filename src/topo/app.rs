@@ -7,8 +7,10 @@
 //!
 //! The rule: two processes on the same machine belong to the same appinstance when they
 //! have the same name in the same container (or both outside any), and either share a
-//! process group (`labels.pgid`: a server and the workers it forked, as nginx, postgres or
-//! gunicorn run) or have command lines of the same shape (`labels.cmdline` with every run
+//! process group (`labels.pgid`: a server and the workers it forked, as nginx or gunicorn
+//! run), or one forked the other (`labels.ppid`: PostgreSQL's backends each lead a session
+//! of their own, so only their parent ties them to the postmaster), or have command lines
+//! of the same shape (`labels.cmdline` with every run
 //! of digits masked: `worker 1` and `worker 2`, `redis-server *:6379` and `*:6380`; an
 //! empty one, as kernel threads have, is a shape too). A kernel thread's name has its
 //! digits masked, so the kworkers of one kind are one appinstance. The relation is closed
@@ -62,11 +64,19 @@ pub fn group<'s>(procs: &[(&'s str, &'s Entity)]) -> Vec<App> {
         let mut uf = UnionFind::new(members.len());
         let mut by_pgid: HashMap<u64, usize> = HashMap::new();
         let mut by_shape: HashMap<String, usize> = HashMap::new();
+        let by_tgid: HashMap<u64, usize> = members
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &i)| Some((get_uint(procs[i].1, "tgid")?, k)))
+            .collect();
         for (k, &i) in members.iter().enumerate() {
             let e = procs[i].1;
             if let Some(pgid) = get_uint(e, "pgid").filter(|&p| p > 0) {
                 let first = *by_pgid.entry(pgid).or_insert(k);
                 uf.union(first, k);
+            }
+            if let Some(&parent) = get_uint(e, "ppid").and_then(|p| by_tgid.get(&p)) {
+                uf.union(parent, k);
             }
             // An empty command line (kernel threads) is a shape too.
             let cmd = get(e, "cmdline").unwrap_or_default();
@@ -332,5 +342,44 @@ mod tests {
         );
         let nginx = apps.iter().find(|a| a.procs.len() == 3).unwrap();
         assert_eq!(nginx.id, "m_appinstance_nginx__10");
+    }
+
+    #[test]
+    fn a_forked_worker_in_a_session_of_its_own_joins_its_parent() {
+        // PostgreSQL: the postmaster forks a backend per connection, which calls setsid
+        // and retitles itself, so neither process group nor command line ties them.
+        let mut s = State::new(0);
+        let mut add = |tgid: u32, ppid: u32, cmd: &str| {
+            let labels =
+                format!(r#"{{"comm":"postgres","pgid":{tgid},"ppid":{ppid},"cmdline":"{cmd}"}}"#);
+            s.entity(
+                &format!("m_proc_{tgid}"),
+                "proc",
+                "m",
+                &format!(r#"{{"tgid":{tgid}}}"#),
+                Some(&labels),
+            )
+            .unwrap();
+        };
+        add(50, 1, "/usr/lib/postgresql/15/bin/postgres -D /var/lib/pg");
+        add(51, 50, "postgres: app app 127.0.0.1(40662) idle");
+        add(52, 50, "postgres: app app 127.0.0.1(40664) INSERT");
+        // Another postmaster, and its backend: a second service.
+        add(
+            60,
+            1,
+            "/usr/lib/postgresql/15/bin/postgres -D /var/lib/pg2 -p 5433",
+        );
+        add(61, 60, "postgres: app app 127.0.0.1(40700) SELECT");
+        let procs: Vec<_> = s.sorted().map(|e| (e.id.as_str(), e)).collect();
+        let mut sets: Vec<Vec<String>> = group(&procs).into_iter().map(|a| a.procs).collect();
+        sets.sort();
+        assert_eq!(
+            sets,
+            vec![
+                vec!["m_proc_50", "m_proc_51", "m_proc_52"],
+                vec!["m_proc_60", "m_proc_61"],
+            ]
+        );
     }
 }
