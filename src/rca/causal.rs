@@ -306,7 +306,16 @@ impl CausalGraph {
                 continue;
             }
             let client_slis = at.parts_of_kind(self, cp, kind::SLI);
-            let server_slis = at.parts_of_kind(self, sp, kind::SLI);
+            let mut server_slis = at.parts_of_kind(self, sp, kind::SLI);
+            if server_slis.is_empty() {
+                // A forked worker (a PostgreSQL backend) serves for its service, whose SLIs
+                // gala-collect reports under the process that forked it: a worker that
+                // stalls slows them.
+                server_slis = at.service_slis(self, sp);
+                for &s in &server_slis {
+                    self.add(sp, s, "worker proc → its service's sli");
+                }
+            }
             let link = if self.kinds[client] == kind::TCP_LINK {
                 client
             } else {
@@ -357,6 +366,8 @@ struct Layout {
     parts: HashMap<usize, Vec<usize>>,
     /// A host's processes.
     procs_on: HashMap<usize, Vec<usize>>,
+    /// An appinstance's processes.
+    app_procs: HashMap<usize, Vec<usize>>,
     /// A host's resources (CPUs, memory, disks, NICs…), outside any process.
     resources_on: HashMap<usize, Vec<usize>>,
 }
@@ -382,6 +393,7 @@ impl Layout {
         let host_of: Vec<Option<usize>> = (0..n).map(|i| up(i, kind::HOST)).collect();
         let mut parts: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut procs_on: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut app_procs: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut resources_on: HashMap<usize, Vec<usize>> = HashMap::new();
         for i in 0..n {
             let k = g.kinds[i].as_str();
@@ -389,6 +401,12 @@ impl Layout {
                 Some(p) if p == i => {
                     if let Some(h) = host_of[i] {
                         procs_on.entry(h).or_default().push(i);
+                    }
+                    for &a in parents[i]
+                        .iter()
+                        .filter(|&&a| g.kinds[a] == kind::APPINSTANCE)
+                    {
+                        app_procs.entry(a).or_default().push(i);
                     }
                 }
                 Some(p) => parts.entry(p).or_default().push(i),
@@ -407,8 +425,26 @@ impl Layout {
             host_of,
             parts,
             procs_on,
+            app_procs,
             resources_on,
         }
+    }
+
+    /// The SLIs of the other processes of `p`'s appinstance (its master, its fellow
+    /// workers).
+    fn service_slis(&self, g: &CausalGraph, p: usize) -> Vec<usize> {
+        let mut slis = Vec::new();
+        for &app in self.parents[p]
+            .iter()
+            .filter(|&&a| g.kinds[a] == kind::APPINSTANCE)
+        {
+            for &mate in self.app_procs.get(&app).into_iter().flatten() {
+                if mate != p {
+                    slis.extend(self.parts_of_kind(g, mate, kind::SLI));
+                }
+            }
+        }
+        slis
     }
 
     /// Process `p`'s parts of kind `k`.

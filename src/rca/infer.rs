@@ -90,6 +90,22 @@ fn is_round_trip(metric: &str) -> bool {
     metric.to_ascii_lowercase().contains("rtt")
 }
 
+/// What a link carries: bytes, segments, packets.
+fn is_volume(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    !is_packet_loss(&m)
+        && ["bytes", "segs", "packets", "pkts"]
+            .iter()
+            .any(|w| m.contains(w))
+}
+
+/// How many requests a service got or answered.
+fn is_request_rate(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    m.contains("throughput")
+        || (m.ends_with("_count") && !["err", "fail", "drop"].iter().any(|w| m.contains(w)))
+}
+
 /// A link's count of packets lost or sent again.
 fn is_packet_loss(metric: &str) -> bool {
     let m = metric.to_ascii_lowercase();
@@ -664,6 +680,13 @@ impl<'a> Frame<'a> {
         // not a resource's fault (its utilisation, waits and drops are).
         let bad = match (cls, score::bad_direction(metric)) {
             _ if is_state(metric) => Bad::Up,
+            // A link carrying less is what a slowed service looks like from outside (fewer
+            // requests answered, fewer bytes), never why it slowed; carrying more can be a
+            // surge of load. A link's faults are its retransmits, RTT and drops.
+            _ if g.kinds[i] == kind::TCP_LINK && is_volume(metric) && dev.z < 0.0 => Bad::Neither,
+            // The same of a service: its clients decide how many requests it gets, so fewer
+            // is their slowdown echoed (a surge of requests can be a cause).
+            _ if g.kinds[i] == kind::SLI && is_request_rate(metric) && dev.z < 0.0 => Bad::Neither,
             // Taking more is a hog's harmful way; taking less, a stall's.
             (0, _) if is_consumption(metric) && dev.z > 0.0 => Bad::Up,
             (0, _) => Bad::Either,
