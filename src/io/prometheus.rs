@@ -468,7 +468,173 @@ fn rebuild(
     out: &mut Vec<u8>,
     flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
 ) {
-    // Pass 1: entities from the info series, then what every series is.
+    let page = Page::new(series);
+    let samples = page.samples(series, start, baselines);
+    page.write(&samples, out, flush);
+}
+
+/// What a series is, before entities and names are numbered: its entity's id, its role,
+/// whether it is a counter, and the scale of its values.
+type SeriesRole<'s> = (&'s str, Role<'s>, bool, Scale);
+
+/// One page's entities, machines and metric names, numbered in record order, and where
+/// each series' samples go.
+struct Page<'s> {
+    machines: Vec<&'s str>,
+    /// The metric names as JSON keys, by rank.
+    keys: Vec<Vec<u8>>,
+    entities: Vec<RenderedEntity>,
+    /// By series, in the page's order; None for a series with nothing to join.
+    targets: Vec<Option<Target<'s>>>,
+}
+
+impl<'s> Page<'s> {
+    /// Pass 1: entities from the info series, then what every series is.
+    fn new(series: &'s [ApiSeries]) -> Page<'s> {
+        let entities = info_entities(series);
+        let (roles, names) = series_roles(series, &entities);
+        let machines: Vec<&str> = entities
+            .values()
+            .map(|(_, m)| *m)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let names: Vec<&str> = names.into_iter().collect();
+        // Each name as a JSON key (`"name":`), escaped once per page rather than once a sample.
+        let keys: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| {
+                let mut k = serde_json::to_vec(n).expect("strings serialise");
+                k.push(b':');
+                k
+            })
+            .collect();
+        let entity_index: HashMap<&str, u32> = entities
+            .keys()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        let entities: Vec<RenderedEntity> = entities
+            .into_values()
+            .map(|(e, m)| RenderedEntity::new(e, machines.binary_search(&m).unwrap_or(0) as u32))
+            .collect();
+        let targets: Vec<Option<Target>> = roles
+            .into_iter()
+            .map(|r| {
+                let (id, role, counter, scale) = r?;
+                let entity = entity_index[id];
+                let rank = match role {
+                    Role::Plain(m) => names.binary_search(&m).unwrap_or(0) as u32,
+                    _ => u32::MAX,
+                };
+                Some(Target {
+                    entity,
+                    machine: entities[entity as usize].machine,
+                    rank,
+                    role,
+                    counter,
+                    scale,
+                })
+            })
+            .collect();
+        Page {
+            machines,
+            keys,
+            entities,
+            targets,
+        }
+    }
+
+    /// Pass 2: every sample, counters made deltas again, sorted into record order.
+    fn samples(&self, series: &[ApiSeries], start: i64, baselines: &mut Baselines) -> Vec<Sample> {
+        let mut samples = Vec::with_capacity(series.iter().map(|s| s.values.len()).sum());
+        let mut key = String::new();
+        for (i, (s, target)) in series.iter().zip(&self.targets).enumerate() {
+            let Some(t) = target else { continue };
+            if t.counter {
+                key.clear();
+                for part in ["gala_id", "__name__", "le"] {
+                    key.push_str(s.metric.get(part).map_or("", |v| v.as_ref()));
+                    key.push('\0');
+                }
+            }
+            for (time, v) in &s.values {
+                let Ok(mut value) = v.parse::<f64>() else {
+                    continue;
+                };
+                if t.counter {
+                    value = baselines.delta(&key, value);
+                }
+                let ts = (time * 1000.0).round() as i64;
+                if ts <= start {
+                    continue;
+                }
+                samples.push(Sample {
+                    ts,
+                    machine: t.machine,
+                    entity: t.entity,
+                    rank: t.rank,
+                    series: i as u32,
+                    value: t.scale.from_base(value),
+                });
+            }
+        }
+        baselines.end_page();
+        samples.sort_by_key(|s| (s.ts, s.machine, s.entity, s.rank));
+        samples
+    }
+
+    /// Pass 3: one entity and one metric record per (ts, entity), a status per (ts, machine).
+    fn write(
+        &self,
+        samples: &[Sample],
+        out: &mut Vec<u8>,
+        flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    ) {
+        let mut i = 0;
+        while i < samples.len() {
+            let (ts, machine) = (samples[i].ts, samples[i].machine);
+            while i < samples.len() && (samples[i].ts, samples[i].machine) == (ts, machine) {
+                let entity = samples[i].entity;
+                let end = samples[i..]
+                    .iter()
+                    .position(|s| (s.ts, s.entity) != (ts, entity))
+                    .map_or(samples.len(), |n| i + n);
+                self.entities[entity as usize].write_record(
+                    ts,
+                    &samples[i..end],
+                    &self.targets,
+                    &self.keys,
+                    out,
+                );
+                i = end;
+                if out.len() >= CHUNK && !flush(out) {
+                    return;
+                }
+            }
+            let mut extra = Map::new();
+            extra.insert("source".into(), json!("prometheus"));
+            Record::Status(Status {
+                ts,
+                tool: "gala-collect".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                format_version: FORMAT_VERSION,
+                machine_id: Some(
+                    self.machines
+                        .get(machine as usize)
+                        .unwrap_or(&"")
+                        .to_string(),
+                ),
+                extra,
+            })
+            .write_json(out);
+            out.push(b'\n');
+        }
+    }
+}
+
+/// The page's entities, by id, from their info series, each with its machine.
+fn info_entities<'s>(series: &'s [ApiSeries]) -> BTreeMap<&'s str, (Entity, &'s str)> {
     let mut entities: BTreeMap<&str, (Entity, &str)> = BTreeMap::new();
     for s in series {
         let labels = &s.metric;
@@ -487,6 +653,15 @@ fn rebuild(
             .entry(id.as_ref())
             .or_insert_with(|| (entity_from_labels(id, kind, machine, labels), machine));
     }
+    entities
+}
+
+/// What every series of the page is (None: nothing to join it to), and the names of the
+/// plain metrics among them.
+fn series_roles<'s>(
+    series: &'s [ApiSeries],
+    entities: &BTreeMap<&'s str, (Entity, &'s str)>,
+) -> (Vec<Option<SeriesRole<'s>>>, BTreeSet<&'s str>) {
     // Histograms no probe describes are known by their buckets.
     let histo_bases: HashSet<(&str, &str)> = series
         .iter()
@@ -497,7 +672,7 @@ fn rebuild(
         })
         .collect();
     let mut names: BTreeSet<&str> = BTreeSet::new();
-    let mut roles: Vec<Option<(&str, Role, bool, Scale)>> = Vec::with_capacity(series.len());
+    let mut roles: Vec<Option<SeriesRole>> = Vec::with_capacity(series.len());
     for s in series {
         let labels = &s.metric;
         let (Some(id), Some(name)) = (labels.get("gala_id"), labels.get("__name__")) else {
@@ -520,116 +695,7 @@ fn rebuild(
         }
         roles.push(role.map(|(role, counter, scale)| (id.as_ref(), role, counter, scale)));
     }
-    let machines: Vec<&str> = entities
-        .values()
-        .map(|(_, m)| *m)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let names: Vec<&str> = names.into_iter().collect();
-    // Each name as a JSON key (`"name":`), escaped once per page rather than once a sample.
-    let keys: Vec<Vec<u8>> = names
-        .iter()
-        .map(|n| {
-            let mut k = serde_json::to_vec(n).expect("strings serialise");
-            k.push(b':');
-            k
-        })
-        .collect();
-    let entity_index: HashMap<&str, u32> = entities
-        .keys()
-        .enumerate()
-        .map(|(i, id)| (*id, i as u32))
-        .collect();
-    let entities: Vec<RenderedEntity> = entities
-        .into_values()
-        .map(|(e, m)| RenderedEntity::new(e, machines.binary_search(&m).unwrap_or(0) as u32))
-        .collect();
-    let targets: Vec<Option<Target>> = roles
-        .into_iter()
-        .map(|r| {
-            let (id, role, counter, scale) = r?;
-            let entity = entity_index[id];
-            let rank = match role {
-                Role::Plain(m) => names.binary_search(&m).unwrap_or(0) as u32,
-                _ => u32::MAX,
-            };
-            Some(Target {
-                entity,
-                machine: entities[entity as usize].machine,
-                rank,
-                role,
-                counter,
-                scale,
-            })
-        })
-        .collect();
-
-    // Pass 2: every sample, counters made deltas again, sorted into record order.
-    let mut samples = Vec::with_capacity(series.iter().map(|s| s.values.len()).sum());
-    let mut key = String::new();
-    for (i, (s, target)) in series.iter().zip(&targets).enumerate() {
-        let Some(t) = target else { continue };
-        if t.counter {
-            key.clear();
-            for part in ["gala_id", "__name__", "le"] {
-                key.push_str(s.metric.get(part).map_or("", |v| v.as_ref()));
-                key.push('\0');
-            }
-        }
-        for (time, v) in &s.values {
-            let Ok(mut value) = v.parse::<f64>() else {
-                continue;
-            };
-            if t.counter {
-                value = baselines.delta(&key, value);
-            }
-            let ts = (time * 1000.0).round() as i64;
-            if ts <= start {
-                continue;
-            }
-            samples.push(Sample {
-                ts,
-                machine: t.machine,
-                entity: t.entity,
-                rank: t.rank,
-                series: i as u32,
-                value: t.scale.from_base(value),
-            });
-        }
-    }
-    baselines.end_page();
-    samples.sort_by_key(|s| (s.ts, s.machine, s.entity, s.rank));
-
-    // Pass 3: one entity and one metric record per (ts, entity), a status per (ts, machine).
-    let mut i = 0;
-    while i < samples.len() {
-        let (ts, machine) = (samples[i].ts, samples[i].machine);
-        while i < samples.len() && (samples[i].ts, samples[i].machine) == (ts, machine) {
-            let entity = samples[i].entity;
-            let end = samples[i..]
-                .iter()
-                .position(|s| (s.ts, s.entity) != (ts, entity))
-                .map_or(samples.len(), |n| i + n);
-            entities[entity as usize].write_record(ts, &samples[i..end], &targets, &keys, out);
-            i = end;
-            if out.len() >= CHUNK && !flush(out) {
-                return;
-            }
-        }
-        let mut extra = Map::new();
-        extra.insert("source".into(), json!("prometheus"));
-        Record::Status(Status {
-            ts,
-            tool: "gala-collect".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            format_version: FORMAT_VERSION,
-            machine_id: Some(machines.get(machine as usize).unwrap_or(&"").to_string()),
-            extra,
-        })
-        .write_json(out);
-        out.push(b'\n');
-    }
+    (roles, names)
 }
 
 /// An entity of a page with its JSON rendered once: the record for any interval is the

@@ -394,8 +394,20 @@ pub fn judge(f: &Facts, hooks: Hooks) -> Support {
 pub fn report() -> String {
     let f = Facts::gather();
     let mut s = String::new();
-    let yes = |b: bool| if b { "yes" } else { "NO" };
     let _ = writeln!(s, "gala-collect doctor — what this machine offers eBPF\n");
+    write_permissions(&mut s, &f);
+    write_kernel(&mut s, &f);
+    write_prog_types(&mut s, &f);
+    write_attach_points(&mut s, &f);
+    let probes = probe_hooks();
+    write_hook_targets(&mut s, &f, &probes);
+    write_verdicts(&mut s, &f, &probes);
+    s
+}
+
+/// Who the doctor runs as, and what that lets it load.
+fn write_permissions(s: &mut String, f: &Facts) {
+    let yes = |b: bool| if b { "yes" } else { "NO" };
     let _ = writeln!(s, "permissions");
     let _ = writeln!(
         s,
@@ -412,6 +424,10 @@ pub fn report() -> String {
              doctor` for the kernel's answers"
         }
     );
+}
+
+/// The kernel release, its BTF and tracefs.
+fn write_kernel(s: &mut String, f: &Facts) {
     let _ = writeln!(s, "kernel");
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let _ = writeln!(s, "  release {}", release.trim());
@@ -441,6 +457,10 @@ pub fn report() -> String {
             Tracefs::NotMounted => format!("NOT mounted at {TRACEFS}; gala-collect mounts it when it starts (or: mount -t tracefs tracefs {TRACEFS}); tracepoints below could not be checked"),
         }
     );
+}
+
+/// The BPF program types the kernel loads.
+fn write_prog_types(s: &mut String, f: &Facts) {
     let _ = writeln!(
         s,
         "BPF program types (probed by loading a trivial program, freed at once)"
@@ -448,7 +468,6 @@ pub fn report() -> String {
     for (&(_, name, used), (_, r)) in PROG_TYPES.iter().zip(&f.prog_types) {
         let _ = writeln!(s, "  {name:<15} {:<16} {used}", r.describe());
     }
-    let tracing = f.prog_type("tracing");
     let tp_btf = f
         .tp_btf
         .as_ref()
@@ -458,6 +477,10 @@ pub fn report() -> String {
         "  {:<15} {tp_btf:<16} BTF-typed raw tracepoints: no trampoline needed (not used by gala yet)",
         "tracing tp_btf"
     );
+}
+
+/// kprobes, fentry/fexit, uprobes and IPVS.
+fn write_attach_points(s: &mut String, f: &Facts) {
     let _ = writeln!(s, "attach points");
     let _ = writeln!(
         s,
@@ -471,7 +494,7 @@ pub fn report() -> String {
     let _ = writeln!(
         s,
         "  fentry/fexit: {}",
-        match tracing {
+        match f.prog_type("tracing") {
             Some(true) => "available",
             Some(false) => "NOT available (no BPF trampoline) — gala does not depend on them",
             None => "not probed: needs root (permission denied) — gala does not depend on them",
@@ -495,11 +518,13 @@ pub fn report() -> String {
             "absent (no ip_vs module): no lb_link entities; nothing to observe there"
         }
     );
+}
 
-    let probes = probe_hooks();
+/// Whether the tracepoints and uprobe targets the probes use are there.
+fn write_hook_targets(s: &mut String, f: &Facts, probes: &[(&str, Hooks)]) {
     let mut tps: Vec<&str> = Vec::new();
     let mut ups: Vec<(&str, &str)> = Vec::new();
-    for (_, hooks) in &probes {
+    for (_, hooks) in probes {
         for (h, _) in hooks.iter() {
             match h {
                 Hook::Tracepoint(tp) if !tps.contains(tp) => tps.push(tp),
@@ -539,9 +564,13 @@ pub fn report() -> String {
             let _ = writeln!(s, "  {v}");
         }
     }
+}
+
+/// Each probe's verdict: runs fully, partly (without what) or not at all (why).
+fn write_verdicts(s: &mut String, f: &Facts, probes: &[(&str, Hooks)]) {
     let _ = writeln!(s, "\nprobes");
-    for (name, hooks) in &probes {
-        match judge(&f, hooks) {
+    for (name, hooks) in probes {
+        match judge(f, hooks) {
             Support::Full => {
                 let _ = writeln!(s, "  {name:<10} runs fully");
             }
@@ -559,7 +588,6 @@ pub fn report() -> String {
             }
         }
     }
-    s
 }
 
 /// Where a shared library is, by file name (e.g. `libc.so.6`); an absolute path is

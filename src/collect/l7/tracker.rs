@@ -51,6 +51,51 @@ struct Conn {
     carry: Option<([u8; 4], bool)>,
 }
 
+impl Conn {
+    /// The kernel classified the connection and pairs it from now on: what was pending
+    /// here will not be answered here. Kept so that its close is known and, if the kernel
+    /// hands it back (pipelining), pairing resumes with the protocol known.
+    fn hand_to_kernel(&mut self, ev: &Event, counters: &mut Counters) {
+        let Some(p) = kernel_protocol(ev.proto) else {
+            return;
+        };
+        if self.proto.is_none() {
+            counters.conns_classified += 1;
+        }
+        counters.conns_kernel += 1;
+        counters.unanswered += self.pending.len() as u64;
+        self.pending.clear();
+        self.proto = Some(p);
+        self.role = ev.role;
+        self.unknown = false;
+    }
+
+    /// The payload to parse and the bytes it stands for: on a MySQL connection a header
+    /// read alone is held back (None) and put in front of the next payload in its
+    /// direction, in `joined`.
+    fn join_mysql_header<'a>(
+        &mut self,
+        ev: &Event<'a>,
+        joined: &'a mut Vec<u8>,
+    ) -> Option<(&'a [u8], u64)> {
+        let total = u64::from(ev.len);
+        if self.proto != Some(Protocol::Mysql) {
+            return Some((ev.data, total));
+        }
+        match self.carry.take() {
+            Some((hdr, dir)) if dir == ev.ingress => {
+                *joined = [&hdr[..], ev.data].concat();
+                Some((joined, total + 4))
+            }
+            _ if ev.len == 4 && ev.data.len() == 4 => {
+                self.carry = Some((ev.data.try_into().expect("4 bytes"), ev.ingress));
+                None
+            }
+            _ => Some((ev.data, total)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SliKey {
     pub tgid: u32,
@@ -204,10 +249,52 @@ impl Tracker {
             self.kernel_flow(ev);
             return;
         }
+        if !self.admit(key, ev) {
+            return;
+        }
+        let conn = self.conns.get_mut(&key).expect("present");
+        conn.last_ns = ev.ts_ns;
+        if ev.kind == Kind::KernelConn {
+            conn.hand_to_kernel(ev, &mut self.counters);
+            return;
+        }
+        if conn.role == Role::Unknown && ev.role != Role::Unknown {
+            conn.role = ev.role;
+        }
+        let mut joined = Vec::new();
+        let Some((data, total)) = conn.join_mysql_header(ev, &mut joined) else {
+            return;
+        };
+        let ev = &Event {
+            data,
+            len: total as u32,
+            ..*ev
+        };
+        if conn.proto.is_none() && !self.classify(&key, ev, total) {
+            return;
+        }
+        let conn = &self.conns[&key];
+        let (Some(p), role) = (conn.proto, conn.role) else {
+            return;
+        };
+        let request_dir = match role {
+            Role::Client => !ev.ingress,
+            Role::Server => ev.ingress,
+            Role::Unknown => return,
+        };
+        if request_dir {
+            self.on_request(&key, ev, p, total);
+        } else {
+            self.on_reply(&key, ev, p, total);
+        }
+    }
+
+    /// Opens the connection on its first event; false when MAX_CONNS turns it away.
+    fn admit(&mut self, key: ConnKey, ev: &Event) -> bool {
         if !self.conns.contains_key(&key) {
             if self.conns.len() >= MAX_CONNS {
                 self.counters.conns_turned_away += 1;
-                return;
+                return false;
             }
             self.conns.insert(
                 key,
@@ -224,133 +311,94 @@ impl Tracker {
                 },
             );
         }
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return;
-        };
-        conn.last_ns = ev.ts_ns;
-        if ev.kind == Kind::KernelConn {
-            // From now on the kernel pairs it; what was pending here will not be answered
-            // here. Kept so that its close is known and, if the kernel hands it back
-            // (pipelining), pairing resumes with the protocol known.
-            let Some(p) = kernel_protocol(ev.proto) else {
-                return;
+        true
+    }
+
+    /// Learns an unclassified connection's protocol from a payload. True when the payload
+    /// is a request of the protocol just learnt, to be paired like any other; otherwise
+    /// the payload only goes to load-balancer pairing (or, a server speaking first, is
+    /// spent on the classification).
+    fn classify(&mut self, key: &ConnKey, ev: &Event, total: u64) -> bool {
+        let conn = self.conns.get_mut(key).expect("present");
+        if conn.unknown {
+            self.lb(key, ev, None);
+            return false;
+        }
+        if let Some((p, _)) = proto::infer_request(ev.data, total) {
+            let dir_role = if ev.ingress {
+                Role::Server
+            } else {
+                Role::Client
             };
-            if conn.proto.is_none() {
-                self.counters.conns_classified += 1;
-            }
-            self.counters.conns_kernel += 1;
-            self.counters.unanswered += conn.pending.len() as u64;
-            conn.pending.clear();
-            conn.proto = Some(p);
-            conn.role = ev.role;
-            conn.unknown = false;
-            return;
-        }
-        if conn.role == Role::Unknown && ev.role != Role::Unknown {
-            conn.role = ev.role;
-        }
-        let mut total = u64::from(ev.len);
-        let joined;
-        let mut data = ev.data;
-        if conn.proto == Some(Protocol::Mysql) {
-            match conn.carry.take() {
-                Some((hdr, dir)) if dir == ev.ingress => {
-                    joined = [&hdr[..], ev.data].concat();
-                    data = &joined;
-                    total += 4;
-                }
-                _ if ev.len == 4 && ev.data.len() == 4 => {
-                    conn.carry = Some((ev.data.try_into().expect("4 bytes"), ev.ingress));
-                    return;
-                }
-                _ => {}
-            }
-        }
-        let ev = &Event {
-            data,
-            len: total as u32,
-            ..*ev
-        };
-        if conn.proto.is_none() {
-            if conn.unknown {
-                self.lb(&key, ev, None);
-                return;
-            }
-            if let Some((p, _)) = proto::infer_request(ev.data, total) {
-                let dir_role = if ev.ingress {
-                    Role::Server
-                } else {
-                    Role::Client
-                };
-                if conn.role == Role::Unknown || conn.role == dir_role {
-                    conn.role = dir_role;
-                    conn.proto = Some(p);
-                    self.counters.conns_classified += 1;
-                }
-            } else if let Some(p) = proto::infer_server_first(ev.data, total) {
-                conn.role = if ev.ingress {
-                    Role::Client
-                } else {
-                    Role::Server
-                };
+            if conn.role == Role::Unknown || conn.role == dir_role {
+                conn.role = dir_role;
                 conn.proto = Some(p);
                 self.counters.conns_classified += 1;
-                return;
             }
-            if conn.proto.is_none() {
-                conn.tries += 1;
-                if !key.ssl && is_tls_record(ev.data) && !conn.unknown {
-                    // Ciphertext: the plaintext comes from the OpenSSL uprobes, on a
-                    // stream of its own. Nothing to learn from these bytes.
-                    conn.unknown = true;
-                    self.counters.conns_tls += 1;
-                    if self.to_mute.len() < 4096 {
-                        self.to_mute.push((key.tgid, key.fd, key.sk));
-                    }
-                } else if conn.tries >= INFER_TRIES {
-                    conn.unknown = true;
-                    self.counters.conns_unknown += 1;
-                    if !key.ssl && self.to_mute.len() < 4096 {
-                        self.to_mute.push((key.tgid, key.fd, key.sk));
-                    }
-                }
-                self.lb(&key, ev, None);
-                return;
+        } else if let Some(p) = proto::infer_server_first(ev.data, total) {
+            conn.role = if ev.ingress {
+                Role::Client
+            } else {
+                Role::Server
+            };
+            conn.proto = Some(p);
+            self.counters.conns_classified += 1;
+            return false;
+        }
+        if conn.proto.is_some() {
+            return true;
+        }
+        conn.tries += 1;
+        if !key.ssl && is_tls_record(ev.data) && !conn.unknown {
+            // Ciphertext: the plaintext comes from the OpenSSL uprobes, on a
+            // stream of its own. Nothing to learn from these bytes.
+            conn.unknown = true;
+            self.counters.conns_tls += 1;
+            if self.to_mute.len() < 4096 {
+                self.to_mute.push((key.tgid, key.fd, key.sk));
+            }
+        } else if conn.tries >= INFER_TRIES {
+            conn.unknown = true;
+            self.counters.conns_unknown += 1;
+            if !key.ssl && self.to_mute.len() < 4096 {
+                self.to_mute.push((key.tgid, key.fd, key.sk));
             }
         }
-        let (Some(p), role) = (conn.proto, conn.role) else {
+        self.lb(key, ev, None);
+        false
+    }
+
+    /// A payload in the request direction: its requests wait in FIFO order for replies,
+    /// and count for the SLI and for load-balancer pairing.
+    fn on_request(&mut self, key: &ConnKey, ev: &Event, p: Protocol, total: u64) {
+        let Some(Sent::Requests { method, count }) = proto::parse_request(p, ev.data, total) else {
             return;
         };
-        let request_dir = match role {
-            Role::Client => !ev.ingress,
-            Role::Server => ev.ingress,
-            Role::Unknown => return,
-        };
-        if request_dir {
-            if let Some(Sent::Requests { method, count }) = proto::parse_request(p, ev.data, total)
-            {
-                let id = self.method_id(method);
-                let conn = self.conns.get_mut(&key).expect("present");
-                for _ in 0..count {
-                    if conn.pending.len() >= MAX_PENDING {
-                        conn.pending.pop_front();
-                        self.counters.pending_lost += 1;
-                    }
-                    conn.pending.push_back(Pending {
-                        ts_ns: ev.ts_ns,
-                        method: id,
-                    });
-                }
-                let (role, server) = server_of(conn);
-                let name = self.methods[usize::from(id)].clone();
-                if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
-                    agg.req_count += u64::from(count);
-                    agg.ssl |= ev.ssl;
-                }
-                self.lb(&key, ev, Some(p));
+        let id = self.method_id(method);
+        let conn = self.conns.get_mut(key).expect("present");
+        for _ in 0..count {
+            if conn.pending.len() >= MAX_PENDING {
+                conn.pending.pop_front();
+                self.counters.pending_lost += 1;
             }
-            return;
+            conn.pending.push_back(Pending {
+                ts_ns: ev.ts_ns,
+                method: id,
+            });
         }
+        let (role, server) = server_of(conn);
+        let name = self.methods[usize::from(id)].clone();
+        if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
+            agg.req_count += u64::from(count);
+            agg.ssl |= ev.ssl;
+        }
+        self.lb(key, ev, Some(p));
+    }
+
+    /// A payload in the reply direction: it answers the oldest pending requests (as many
+    /// as it holds replies, for a pipelined protocol), whose latencies it observes.
+    fn on_reply(&mut self, key: &ConnKey, ev: &Event, p: Protocol, total: u64) {
+        let conn = self.conns.get_mut(key).expect("present");
         if conn.pending.is_empty() {
             return; // the rest of a long response, or a push the client did not ask for
         }

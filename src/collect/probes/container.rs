@@ -212,29 +212,10 @@ impl Probe for ContainerProbe {
             }
             let f = &found[cid];
             let Some(rf) = &f.rf else { continue };
-            let mut labels = Fields::new();
-            labels.insert("runtime".into(), json!(rf.runtime));
-            labels.insert("cgroup".into(), json!(rf.cgroup));
             if let Some(pod) = &rf.pod_uid {
-                labels.insert("pod_id".into(), json!(pod));
                 pods.insert(pod.clone(), rf.qos.unwrap_or("unknown"));
             }
-            let dirs = [&f.v2, &f.memory, &f.cpuacct, &f.pids, &f.cpu];
-            let member = dirs
-                .iter()
-                .filter_map(|d| d.as_deref())
-                .find_map(|d| member_pid(d, &mut self.buf, 0));
-            if let Some(p) = member {
-                labels.insert("pid".into(), json!(p));
-                for ns in ["net", "mnt", "pid"] {
-                    if let Some(ino) = std::fs::read_link(format!("/proc/{p}/ns/{ns}"))
-                        .ok()
-                        .and_then(|l| pid::ns_inode(&l.to_string_lossy()))
-                    {
-                        labels.insert(format!("{ns}_ns"), json!(ino));
-                    }
-                }
-            }
+            let labels = self.labels(rf, f);
             let id = iv.entity(
                 kind::CONTAINER,
                 &[("container_id", Value::String(cid.clone()))],
@@ -243,67 +224,8 @@ impl Probe for ContainerProbe {
 
             let mut mx = Metrics::new();
             let mut cur = [0u64; 8];
-            // CPU time: v1 cpuacct when bound there, else v2's cpu.stat (always present).
-            let v2_cpu =
-                f.v2.as_ref()
-                    .map(|d| read_kv(&d.join("cpu.stat"), &mut self.buf));
-            if let Some(d) = &f.cpuacct {
-                cur[0] = procfs::read_u64(d.join("cpuacct.usage")).unwrap_or(0);
-                let st = read_kv(&d.join("cpuacct.stat"), &mut self.buf);
-                let ns = |k: &str| st.get(k).copied().unwrap_or(0) * 1_000_000_000 / hz.max(1);
-                cur[1] = ns("user");
-                cur[2] = ns("system");
-            } else if let Some(st) = &v2_cpu {
-                let ns = |k: &str| st.get(k).copied().unwrap_or(0) * 1000;
-                cur[0] = ns("usage_usec");
-                cur[1] = ns("user_usec");
-                cur[2] = ns("system_usec");
-            }
-            let throttle = match &f.cpu {
-                Some(d) => {
-                    let st = read_kv(&d.join("cpu.stat"), &mut self.buf);
-                    st.get("nr_periods").map(|&p| {
-                        (
-                            p,
-                            st.get("nr_throttled").copied().unwrap_or(0),
-                            st.get("throttled_time").copied().unwrap_or(0),
-                        )
-                    })
-                }
-                None => v2_cpu.as_ref().and_then(|st| {
-                    st.get("nr_periods").map(|&p| {
-                        (
-                            p,
-                            st.get("nr_throttled").copied().unwrap_or(0),
-                            st.get("throttled_usec").copied().unwrap_or(0) * 1000,
-                        )
-                    })
-                }),
-            };
-            if let Some((p, t, ns)) = throttle {
-                cur[3] = p;
-                cur[4] = t;
-                cur[5] = ns;
-            }
-            let (usage, limit) = if let Some(d) = &f.memory {
-                let usage = procfs::read_u64(d.join("memory.usage_in_bytes"));
-                let limit = procfs::read_trimmed(d.join("memory.limit_in_bytes"))
-                    .and_then(|s| cgroup::parse_limit(&s));
-                if procfs::read_into(d.join("memory.oom_control"), &mut self.buf).is_ok() {
-                    cur[6] = cgroup::oom_kills(&self.buf).unwrap_or(0);
-                }
-                (usage, limit)
-            } else if let Some(d) = &f.v2 {
-                let usage = procfs::read_u64(d.join("memory.current"));
-                let limit = procfs::read_trimmed(d.join("memory.max"))
-                    .and_then(|s| cgroup::parse_limit(&s));
-                let ev = read_kv(&d.join("memory.events"), &mut self.buf);
-                cur[6] = ev.get("oom_kill").copied().unwrap_or(0);
-                cur[7] = ev.get("oom").copied().unwrap_or(0);
-                (usage, limit)
-            } else {
-                (None, None)
-            };
+            let throttled = self.read_cpu(f, hz, &mut cur);
+            let (usage, limit) = self.read_memory(f, &mut cur);
             if let Some(u) = usage {
                 mx.insert("mem_usage_bytes".into(), u as f64);
                 if let Some(l) = limit.filter(|&l| l > 0) {
@@ -311,49 +233,12 @@ impl Probe for ContainerProbe {
                     mx.insert("mem_usage_pct".into(), 100.0 * u as f64 / l as f64);
                 }
             }
-            let pids = f
-                .pids
-                .as_ref()
-                .or(f.v2.as_ref())
-                .and_then(|d| procfs::read_u64(d.join("pids.current")))
-                .or_else(|| {
-                    // No pids controller: count the members of the container's own cgroup.
-                    let d = f.v2.as_ref().or(f.memory.as_ref()).or(f.cpuacct.as_ref())?;
-                    procfs::read_into(d.join("cgroup.procs"), &mut self.buf).ok()?;
-                    Some(self.buf.lines().count() as u64)
-                });
-            if let Some(p) = pids {
+            if let Some(p) = self.count_pids(f) {
                 mx.insert("pids".into(), p as f64);
             }
             if let Some(d) = self.counters.update(cid.clone(), cur) {
-                let ms = iv.elapsed.as_secs_f64() * 1000.0;
-                let pct = |ns: u64| {
-                    if ms > 0.0 {
-                        100.0 * ns as f64 / 1e6 / ms
-                    } else {
-                        0.0
-                    }
-                };
-                mx.insert("cpu_pct".into(), pct(d[0]));
-                mx.insert("cpu_user_pct".into(), pct(d[1]));
-                mx.insert("cpu_system_pct".into(), pct(d[2]));
-                if throttle.is_some() {
-                    mx.insert("cpu_periods".into(), d[3] as f64);
-                    mx.insert("cpu_throttled_periods".into(), d[4] as f64);
-                    mx.insert("cpu_throttled_ms".into(), d[5] as f64 / 1e6);
-                    mx.insert(
-                        "cpu_throttled_pct".into(),
-                        if d[3] > 0 {
-                            100.0 * d[4] as f64 / d[3] as f64
-                        } else {
-                            0.0
-                        },
-                    );
-                }
-                mx.insert("oom_kills".into(), d[6] as f64);
-                if f.memory.is_none() && f.v2.is_some() {
-                    mx.insert("oom_events".into(), d[7] as f64);
-                }
+                let oom_events = f.memory.is_none() && f.v2.is_some();
+                insert_deltas(&mut mx, &d, iv.elapsed, throttled, oom_events);
             }
             iv.metrics(id, kind::CONTAINER, mx);
         }
@@ -366,5 +251,161 @@ impl Probe for ContainerProbe {
             iv.entity(kind::POD, &[("pod_id", Value::String(pod))], labels);
         }
         Ok(())
+    }
+}
+
+impl ContainerProbe {
+    /// A container's labels: its runtime and cgroup, its pod, and one member process with
+    /// the namespaces seen through it.
+    fn labels(&mut self, rf: &cgroup::ContainerRef, f: &Found) -> Fields {
+        let mut labels = Fields::new();
+        labels.insert("runtime".into(), json!(rf.runtime));
+        labels.insert("cgroup".into(), json!(rf.cgroup));
+        if let Some(pod) = &rf.pod_uid {
+            labels.insert("pod_id".into(), json!(pod));
+        }
+        let dirs = [&f.v2, &f.memory, &f.cpuacct, &f.pids, &f.cpu];
+        let member = dirs
+            .iter()
+            .filter_map(|d| d.as_deref())
+            .find_map(|d| member_pid(d, &mut self.buf, 0));
+        if let Some(p) = member {
+            labels.insert("pid".into(), json!(p));
+            for ns in ["net", "mnt", "pid"] {
+                if let Some(ino) = std::fs::read_link(format!("/proc/{p}/ns/{ns}"))
+                    .ok()
+                    .and_then(|l| pid::ns_inode(&l.to_string_lossy()))
+                {
+                    labels.insert(format!("{ns}_ns"), json!(ino));
+                }
+            }
+        }
+        labels
+    }
+
+    /// Reads CPU time (ns) into `cur[0..3]` and CFS throttling into `cur[3..6]`; true when
+    /// the cgroup has throttling accounting (a CPU limit can apply).
+    fn read_cpu(&mut self, f: &Found, hz: u64, cur: &mut [u64; 8]) -> bool {
+        // CPU time: v1 cpuacct when bound there, else v2's cpu.stat (always present).
+        let v2_cpu =
+            f.v2.as_ref()
+                .map(|d| read_kv(&d.join("cpu.stat"), &mut self.buf));
+        if let Some(d) = &f.cpuacct {
+            cur[0] = procfs::read_u64(d.join("cpuacct.usage")).unwrap_or(0);
+            let st = read_kv(&d.join("cpuacct.stat"), &mut self.buf);
+            let ns = |k: &str| st.get(k).copied().unwrap_or(0) * 1_000_000_000 / hz.max(1);
+            cur[1] = ns("user");
+            cur[2] = ns("system");
+        } else if let Some(st) = &v2_cpu {
+            let ns = |k: &str| st.get(k).copied().unwrap_or(0) * 1000;
+            cur[0] = ns("usage_usec");
+            cur[1] = ns("user_usec");
+            cur[2] = ns("system_usec");
+        }
+        let throttle = match &f.cpu {
+            Some(d) => {
+                let st = read_kv(&d.join("cpu.stat"), &mut self.buf);
+                st.get("nr_periods").map(|&p| {
+                    (
+                        p,
+                        st.get("nr_throttled").copied().unwrap_or(0),
+                        st.get("throttled_time").copied().unwrap_or(0),
+                    )
+                })
+            }
+            None => v2_cpu.as_ref().and_then(|st| {
+                st.get("nr_periods").map(|&p| {
+                    (
+                        p,
+                        st.get("nr_throttled").copied().unwrap_or(0),
+                        st.get("throttled_usec").copied().unwrap_or(0) * 1000,
+                    )
+                })
+            }),
+        };
+        if let Some((p, t, ns)) = throttle {
+            cur[3] = p;
+            cur[4] = t;
+            cur[5] = ns;
+        }
+        throttle.is_some()
+    }
+
+    /// Memory usage and limit, v1 where the machine binds memory there, else v2; OOM
+    /// kills go to `cur[6]` and (v2 only) OOM events to `cur[7]`.
+    fn read_memory(&mut self, f: &Found, cur: &mut [u64; 8]) -> (Option<u64>, Option<u64>) {
+        if let Some(d) = &f.memory {
+            let usage = procfs::read_u64(d.join("memory.usage_in_bytes"));
+            let limit = procfs::read_trimmed(d.join("memory.limit_in_bytes"))
+                .and_then(|s| cgroup::parse_limit(&s));
+            if procfs::read_into(d.join("memory.oom_control"), &mut self.buf).is_ok() {
+                cur[6] = cgroup::oom_kills(&self.buf).unwrap_or(0);
+            }
+            (usage, limit)
+        } else if let Some(d) = &f.v2 {
+            let usage = procfs::read_u64(d.join("memory.current"));
+            let limit =
+                procfs::read_trimmed(d.join("memory.max")).and_then(|s| cgroup::parse_limit(&s));
+            let ev = read_kv(&d.join("memory.events"), &mut self.buf);
+            cur[6] = ev.get("oom_kill").copied().unwrap_or(0);
+            cur[7] = ev.get("oom").copied().unwrap_or(0);
+            (usage, limit)
+        } else {
+            (None, None)
+        }
+    }
+
+    /// Tasks in the container, from the pids controller when there is one.
+    fn count_pids(&mut self, f: &Found) -> Option<u64> {
+        f.pids
+            .as_ref()
+            .or(f.v2.as_ref())
+            .and_then(|d| procfs::read_u64(d.join("pids.current")))
+            .or_else(|| {
+                // No pids controller: count the members of the container's own cgroup.
+                let d = f.v2.as_ref().or(f.memory.as_ref()).or(f.cpuacct.as_ref())?;
+                procfs::read_into(d.join("cgroup.procs"), &mut self.buf).ok()?;
+                Some(self.buf.lines().count() as u64)
+            })
+    }
+}
+
+/// The metrics of the counters' deltas `d` over the interval (see `ContainerProbe`'s
+/// `counters` for their order); throttling only where the cgroup accounts it, OOM events
+/// only from v2.
+fn insert_deltas(
+    mx: &mut Metrics,
+    d: &[u64; 8],
+    elapsed: std::time::Duration,
+    throttled: bool,
+    oom_events: bool,
+) {
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    let pct = |ns: u64| {
+        if ms > 0.0 {
+            100.0 * ns as f64 / 1e6 / ms
+        } else {
+            0.0
+        }
+    };
+    mx.insert("cpu_pct".into(), pct(d[0]));
+    mx.insert("cpu_user_pct".into(), pct(d[1]));
+    mx.insert("cpu_system_pct".into(), pct(d[2]));
+    if throttled {
+        mx.insert("cpu_periods".into(), d[3] as f64);
+        mx.insert("cpu_throttled_periods".into(), d[4] as f64);
+        mx.insert("cpu_throttled_ms".into(), d[5] as f64 / 1e6);
+        mx.insert(
+            "cpu_throttled_pct".into(),
+            if d[3] > 0 {
+                100.0 * d[4] as f64 / d[3] as f64
+            } else {
+                0.0
+            },
+        );
+    }
+    mx.insert("oom_kills".into(), d[6] as f64);
+    if oom_events {
+        mx.insert("oom_events".into(), d[7] as f64);
     }
 }

@@ -137,6 +137,17 @@ struct ReapedIo {
 /// The /proc/PID/io counters, which the kernel folds into the parent at reaping.
 const IO: [usize; 6] = [RCHAR, WCHAR, SYSCR, SYSCW, READ_BYTES, WRITE_BYTES];
 
+/// What holds for every process read in one pass.
+struct Pass {
+    n: u64,
+    /// Uptime in ticks at the previous pass (see `ProcProbe::prev_pass_ticks`).
+    born_after: Option<u64>,
+    /// Whether kernel.task_delayacct is on, so that blkio delay is counted.
+    delayacct: bool,
+    /// The interval's length, for CPU percentages.
+    elapsed_ms: f64,
+}
+
 impl ProcProbe {
     pub fn new() -> ProcProbe {
         let boot_s = std::fs::read_to_string("/proc/stat")
@@ -371,6 +382,189 @@ impl ProcProbe {
             r.pass = pass;
         }
     }
+
+    /// Opens a pass: its number, and what holds for every process read in it.
+    fn start_pass(&mut self, elapsed: std::time::Duration) -> Pass {
+        self.pass += 1;
+        let now_ticks = std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|t| host::parse_uptime(&t))
+            .map(|s| (s * self.hz as f64) as u64);
+        let born_after = self.prev_pass_ticks;
+        self.prev_pass_ticks = now_ticks;
+        Pass {
+            n: self.pass,
+            born_after,
+            delayacct: procfs::read_u64("/proc/sys/kernel/task_delayacct") == Some(1),
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+        }
+    }
+
+    /// Forgets the processes and threads the pass did not find.
+    fn end_pass(&mut self, pass: u64) {
+        self.procs.retain(|_, t| t.pass == pass);
+        self.open_files = self
+            .procs
+            .values()
+            .filter(|t| t.stat_file.is_some())
+            .count();
+        self.threads.retain(|_, t| t.pass == pass);
+    }
+
+    /// Reads a process: its stat, and the slow files unless it was idle since its last
+    /// reading. None when it is gone; a stat file opened anew comes with the reading, to
+    /// be kept open.
+    fn read_process(&mut self, tgid: u32, dir: &str) -> Option<(Reading, Option<std::fs::File>)> {
+        // Re-read the stat file kept open since the last pass; a process that exited
+        // answers ESRCH there even if its pid was reused, so open anew on failure.
+        let cached = self.procs.get(&tgid).and_then(|t| t.stat_file.as_ref());
+        let reread = cached
+            .is_some_and(|f| procfs::reread_into(f, &mut self.buf).is_ok() && !self.buf.is_empty());
+        let mut opened = None;
+        if !reread {
+            let f = std::fs::File::open(format!("{dir}/stat")).ok()?; // gone
+            procfs::reread_into(&f, &mut self.buf).ok()?;
+            opened = Some(f);
+        }
+        let mut r = parse_fast(&self.buf).ok()?;
+        let known = self.procs.get(&tgid).filter(|t| t.starttime == r.starttime);
+        match known.and_then(|t| t.prev.map(|p| (p, t))) {
+            Some((last, t)) if idle_since(&last, &r.counters) => {
+                r.counters[SLOW].copy_from_slice(&last[SLOW]);
+                r.have_io = t.have_io;
+                r.fds = t.fds;
+                r.swap = t.swap;
+            }
+            _ => read_slow(dir, &mut self.buf, &mut r, true).ok()?,
+        }
+        Some((r, opened))
+    }
+
+    /// Starts tracking a new process, or a pid reused since the last pass, with the labels
+    /// read once per process life. False when it ended meanwhile.
+    fn track(&mut self, tgid: u32, dir: &str, r: &Reading, pass: &Pass) -> bool {
+        let container = match procfs::read_into(format!("{dir}/cgroup"), &mut self.buf) {
+            Ok(()) => cgroup::container_of_process(&self.buf),
+            Err(e) if procfs::is_gone(&e) => return false,
+            Err(_) => None,
+        };
+        let labels = labels_of(
+            dir,
+            r,
+            container.as_ref(),
+            self.boot_time_ms,
+            self.hz,
+            self.cmdline_max,
+        );
+        let prev = pass
+            .born_after
+            .filter(|&b| r.starttime >= b)
+            .map(|_| [0u64; N]);
+        self.procs.insert(
+            tgid,
+            Task {
+                starttime: r.starttime,
+                pass: pass.n,
+                ppid: r.ppid,
+                container_id: container.map(|c| c.id),
+                labels,
+                prev,
+                have_io: r.have_io,
+                fds: None,
+                swap: 0,
+                stat_file: None,
+            },
+        );
+        true
+    }
+
+    /// Keeps a reading in the process's task (and the stat file opened for it, while the
+    /// open-file budget allows); returns the previous counters and whether they had io.
+    fn store_reading(
+        &mut self,
+        tgid: u32,
+        r: &Reading,
+        opened: Option<std::fs::File>,
+        pass: u64,
+    ) -> (Option<[u64; N]>, bool) {
+        let task = self.procs.get_mut(&tgid).expect("tracked");
+        task.pass = pass;
+        if let Some(f) = opened {
+            if task.stat_file.take().is_some() {
+                self.open_files -= 1;
+            }
+            if self.open_files < self.max_open_files {
+                task.stat_file = Some(f);
+                self.open_files += 1;
+            }
+        }
+        task.fds = r.fds;
+        task.swap = r.swap;
+        task.ppid = r.ppid;
+        let prev = task.prev.replace(r.counters);
+        let had_io = std::mem::replace(&mut task.have_io, r.have_io);
+        (prev, had_io)
+    }
+
+    /// A process's metrics: gauges from this reading, deltas since `prev` (none on a
+    /// process's first reading unless it started within the interval).
+    fn proc_metrics(
+        &mut self,
+        tgid: u32,
+        r: &Reading,
+        prev: Option<[u64; N]>,
+        had_io: bool,
+        pass: &Pass,
+    ) -> Metrics {
+        let mut mx = Metrics::new();
+        mx.insert("rss_bytes".into(), (r.rss * self.page) as f64);
+        mx.insert("vm_bytes".into(), r.vsize as f64);
+        mx.insert("swap_bytes".into(), r.swap as f64);
+        mx.insert("threads".into(), r.threads as f64);
+        // A stopped process uses nothing and waits for nothing, so no counter shows it:
+        // its state is the one direct sign (a sample a pass; a process stopped most of
+        // the time reads 1 in most intervals).
+        mx.insert(
+            "stopped".into(),
+            f64::from(u8::from(matches!(r.state, 'T' | 't'))),
+        );
+        mx.insert("disk_sleep".into(), f64::from(u8::from(r.state == 'D')));
+        if let Some(fds) = r.fds {
+            mx.insert("fds".into(), fds as f64);
+        }
+        let Some(mut prev) = prev else {
+            return mx;
+        };
+        if let Some(reaped) = self.reaped_io.get_mut(&tgid) {
+            take_reaped(reaped, &mut prev, &r.counters);
+        }
+        let d = |i: usize| r.counters[i].saturating_sub(prev[i]);
+        let user_ms = self.ticks_ms(d(UTIME));
+        let sys_ms = self.ticks_ms(d(STIME));
+        let ms = pass.elapsed_ms;
+        let pct = |v: f64| if ms > 0.0 { 100.0 * v / ms } else { 0.0 };
+        mx.insert("cpu_pct".into(), pct(user_ms + sys_ms));
+        mx.insert("cpu_user_pct".into(), pct(user_ms));
+        mx.insert("cpu_system_pct".into(), pct(sys_ms));
+        mx.insert("cpu_time_ms".into(), user_ms + sys_ms);
+        mx.insert("minor_faults".into(), d(MINFLT) as f64);
+        mx.insert("major_faults".into(), d(MAJFLT) as f64);
+        mx.insert("vol_ctx_switches".into(), d(VCS) as f64);
+        mx.insert("invol_ctx_switches".into(), d(NVCS) as f64);
+        mx.insert("run_delay_ms".into(), d(WAIT_NS) as f64 / 1e6);
+        if pass.delayacct {
+            mx.insert("blkio_delay_ms".into(), self.ticks_ms(d(BLKIO)));
+        }
+        if r.have_io && (had_io || prev == [0u64; N]) {
+            mx.insert("rchar_bytes".into(), d(RCHAR) as f64);
+            mx.insert("wchar_bytes".into(), d(WCHAR) as f64);
+            mx.insert("read_syscalls".into(), d(SYSCR) as f64);
+            mx.insert("write_syscalls".into(), d(SYSCW) as f64);
+            mx.insert("disk_read_bytes".into(), d(READ_BYTES) as f64);
+            mx.insert("disk_write_bytes".into(), d(WRITE_BYTES) as f64);
+        }
+        mx
+    }
 }
 
 impl Probe for ProcProbe {
@@ -379,16 +573,7 @@ impl Probe for ProcProbe {
     }
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
-        self.pass += 1;
-        let pass = self.pass;
-        let now_ticks = std::fs::read_to_string("/proc/uptime")
-            .ok()
-            .and_then(|t| host::parse_uptime(&t))
-            .map(|s| (s * self.hz as f64) as u64);
-        let born_after = self.prev_pass_ticks;
-        self.prev_pass_ticks = now_ticks;
-        let delayacct = procfs::read_u64("/proc/sys/kernel/task_delayacct") == Some(1);
-
+        let pass = self.start_pass(iv.elapsed);
         let entries =
             std::fs::read_dir("/proc").map_err(|e| anyhow::anyhow!("reading /proc: {e}"))?;
         let mut tgids: Vec<u32> = entries
@@ -396,92 +581,23 @@ impl Probe for ProcProbe {
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect();
         tgids.sort_unstable();
-        self.note_reaped(&tgids, pass);
+        self.note_reaped(&tgids, pass.n);
 
         for tgid in tgids {
             let dir = format!("/proc/{tgid}");
-            // Re-read the stat file kept open since the last pass; a process that exited
-            // answers ESRCH there even if its pid was reused, so open anew on failure.
-            let cached = self.procs.get(&tgid).and_then(|t| t.stat_file.as_ref());
-            let reread = cached.is_some_and(|f| {
-                procfs::reread_into(f, &mut self.buf).is_ok() && !self.buf.is_empty()
-            });
-            let mut opened = None;
-            if !reread {
-                let Ok(f) = std::fs::File::open(format!("{dir}/stat")) else {
-                    continue; // gone
-                };
-                if procfs::reread_into(&f, &mut self.buf).is_err() {
-                    continue;
-                }
-                opened = Some(f);
-            }
-            let Ok(mut r) = parse_fast(&self.buf) else {
+            let Some((r, opened)) = self.read_process(tgid, &dir) else {
                 continue;
             };
-            let known = self.procs.get(&tgid).filter(|t| t.starttime == r.starttime);
-            let fresh = known.is_none();
-            match known.and_then(|t| t.prev.map(|p| (p, t))) {
-                Some((last, t)) if idle_since(&last, &r.counters) => {
-                    r.counters[SLOW].copy_from_slice(&last[SLOW]);
-                    r.have_io = t.have_io;
-                    r.fds = t.fds;
-                    r.swap = t.swap;
-                }
-                _ => {
-                    if read_slow(&dir, &mut self.buf, &mut r, true).is_err() {
-                        continue;
-                    }
-                }
+            // A new process, or a pid reused since the last pass.
+            let fresh = self
+                .procs
+                .get(&tgid)
+                .is_none_or(|t| t.starttime != r.starttime);
+            if fresh && !self.track(tgid, &dir, &r, &pass) {
+                continue;
             }
-            if fresh {
-                // A new process, or a pid reused since the last pass.
-                let container = match procfs::read_into(format!("{dir}/cgroup"), &mut self.buf) {
-                    Ok(()) => cgroup::container_of_process(&self.buf),
-                    Err(e) if procfs::is_gone(&e) => continue,
-                    Err(_) => None,
-                };
-                let labels = labels_of(
-                    &dir,
-                    &r,
-                    container.as_ref(),
-                    self.boot_time_ms,
-                    self.hz,
-                    self.cmdline_max,
-                );
-                let prev = born_after.filter(|&b| r.starttime >= b).map(|_| [0u64; N]);
-                self.procs.insert(
-                    tgid,
-                    Task {
-                        starttime: r.starttime,
-                        pass,
-                        ppid: r.ppid,
-                        container_id: container.map(|c| c.id),
-                        labels,
-                        prev,
-                        have_io: r.have_io,
-                        fds: None,
-                        swap: 0,
-                        stat_file: None,
-                    },
-                );
-            }
-            let task = self.procs.get_mut(&tgid).expect("inserted above");
-            task.pass = pass;
-            if let Some(f) = opened {
-                if task.stat_file.take().is_some() {
-                    self.open_files -= 1;
-                }
-                if self.open_files < self.max_open_files {
-                    task.stat_file = Some(f);
-                    self.open_files += 1;
-                }
-            }
-            task.fds = r.fds;
-            task.swap = r.swap;
-            task.ppid = r.ppid;
-            let prev = task.prev.replace(r.counters);
-            let had_io = std::mem::replace(&mut task.have_io, r.have_io);
+            let (prev, had_io) = self.store_reading(tgid, &r, opened, pass.n);
+            let task = &self.procs[&tgid];
             if !iv
                 .filter
                 .matches(tgid, &r.comm, task.container_id.as_deref())
@@ -494,66 +610,14 @@ impl Probe for ProcProbe {
             labels.insert("ppid".into(), json!(r.ppid));
             labels.insert("pgid".into(), json!(r.pgrp));
             let id = iv.entity(kind::PROC, &[("tgid", json!(tgid))], labels);
-
-            let mut mx = Metrics::new();
-            mx.insert("rss_bytes".into(), (r.rss * self.page) as f64);
-            mx.insert("vm_bytes".into(), r.vsize as f64);
-            mx.insert("swap_bytes".into(), r.swap as f64);
-            mx.insert("threads".into(), r.threads as f64);
-            // A stopped process uses nothing and waits for nothing, so no counter shows it:
-            // its state is the one direct sign (a sample a pass; a process stopped most of
-            // the time reads 1 in most intervals).
-            mx.insert(
-                "stopped".into(),
-                f64::from(u8::from(matches!(r.state, 'T' | 't'))),
-            );
-            mx.insert("disk_sleep".into(), f64::from(u8::from(r.state == 'D')));
-            if let Some(fds) = r.fds {
-                mx.insert("fds".into(), fds as f64);
-            }
-            if let Some(mut prev) = prev {
-                if let Some(reaped) = self.reaped_io.get_mut(&tgid) {
-                    take_reaped(reaped, &mut prev, &r.counters);
-                }
-                let d = |i: usize| r.counters[i].saturating_sub(prev[i]);
-                let user_ms = self.ticks_ms(d(UTIME));
-                let sys_ms = self.ticks_ms(d(STIME));
-                let ms = iv.elapsed.as_secs_f64() * 1000.0;
-                let pct = |v: f64| if ms > 0.0 { 100.0 * v / ms } else { 0.0 };
-                mx.insert("cpu_pct".into(), pct(user_ms + sys_ms));
-                mx.insert("cpu_user_pct".into(), pct(user_ms));
-                mx.insert("cpu_system_pct".into(), pct(sys_ms));
-                mx.insert("cpu_time_ms".into(), user_ms + sys_ms);
-                mx.insert("minor_faults".into(), d(MINFLT) as f64);
-                mx.insert("major_faults".into(), d(MAJFLT) as f64);
-                mx.insert("vol_ctx_switches".into(), d(VCS) as f64);
-                mx.insert("invol_ctx_switches".into(), d(NVCS) as f64);
-                mx.insert("run_delay_ms".into(), d(WAIT_NS) as f64 / 1e6);
-                if delayacct {
-                    mx.insert("blkio_delay_ms".into(), self.ticks_ms(d(BLKIO)));
-                }
-                if r.have_io && (had_io || prev == [0u64; N]) {
-                    mx.insert("rchar_bytes".into(), d(RCHAR) as f64);
-                    mx.insert("wchar_bytes".into(), d(WCHAR) as f64);
-                    mx.insert("read_syscalls".into(), d(SYSCR) as f64);
-                    mx.insert("write_syscalls".into(), d(SYSCW) as f64);
-                    mx.insert("disk_read_bytes".into(), d(READ_BYTES) as f64);
-                    mx.insert("disk_write_bytes".into(), d(WRITE_BYTES) as f64);
-                }
-            }
+            let mx = self.proc_metrics(tgid, &r, prev, had_io, &pass);
             iv.metrics(id.clone(), kind::PROC, mx);
 
             if iv.threads {
-                self.collect_threads(iv, tgid, &r.comm, &id, born_after);
+                self.collect_threads(iv, tgid, &r.comm, &id, pass.born_after);
             }
         }
-        self.procs.retain(|_, t| t.pass == pass);
-        self.open_files = self
-            .procs
-            .values()
-            .filter(|t| t.stat_file.is_some())
-            .count();
-        self.threads.retain(|_, t| t.pass == pass);
+        self.end_pass(pass.n);
         Ok(())
     }
 
