@@ -942,7 +942,7 @@ fn postgresql_queries_and_errors() {
             .arg(&data),
     );
     let port = common::free_port();
-    let _pg = spawn(
+    let pg = spawn(
         as_nobody(&postgres)
             .arg("-D")
             .arg(&data)
@@ -998,6 +998,20 @@ fn postgresql_queries_and_errors() {
         .expect("sli");
     assert_eq!(s.key("protocol"), "pgsql");
     assert!(s.latency_seen && s.get("latency_avg") > 0.0);
+    // Every connection (pgbench's, each psql's) has a backend of its own; the service's
+    // SLIs are the postmaster's, one series for all of them, as an operator names it.
+    let postmaster = pg.0.id().to_string();
+    let owners: std::collections::BTreeSet<String> = slis
+        .iter()
+        .filter(|s| s.key("role") == "server")
+        .map(|s| s.key("tgid"))
+        .collect();
+    assert_eq!(
+        owners,
+        [postmaster].into(),
+        "server SLIs of the backends, not of the postmaster {}",
+        pg.0.id()
+    );
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //!
 //! Layout: [`event`] decodes ring-buffer records, [`proto`] recognises protocols in byte
 //! slices, [`tracker`] pairs requests with responses per connection and aggregates,
-//! [`histo`] keeps latency distributions, [`ipvs`] reads LVS connections, and `kernel`
+//! [`histo`] keeps latency distributions, [`service`] gathers a forking server's workers
+//! under the process that forked them, [`ipvs`] reads LVS connections, and `kernel`
 //! owns the BPF objects on a draining thread.
 
 pub mod event;
@@ -14,6 +15,7 @@ pub mod ipvs;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 mod kernel;
 pub mod proto;
+pub mod service;
 pub mod timing;
 pub mod tracker;
 
@@ -204,11 +206,7 @@ impl L7Probe {
     fn comm(&mut self, tgid: u32) -> String {
         self.comms
             .entry(tgid)
-            .or_insert_with(|| {
-                std::fs::read_to_string(format!("/proc/{tgid}/comm"))
-                    .map(|s| s.trim_end().to_string())
-                    .unwrap_or_default()
-            })
+            .or_insert_with(|| service::read_comm(tgid))
             .clone()
     }
 }
@@ -408,9 +406,14 @@ impl super::probe::Probe for L7Probe {
     }
 
     fn collect(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
-        let tracker::Taken { slis, flows, comms } = self.take()?;
+        let tracker::Taken {
+            slis,
+            flows,
+            comms,
+            owners,
+        } = self.take()?;
         self.comms = comms;
-        let mut slis: Vec<_> = slis.into_iter().collect();
+        let mut slis = service::by_service(slis, |t| owners.get(&t).copied().unwrap_or(t));
         slis.extend(server_totals(&slis));
         slis.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, agg) in &slis {

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use super::event::{self, Event, Flow, Kind, Role};
 use super::histo::Latency;
 use super::proto::{self, Protocol, Sent};
+use super::service;
 
 /// Payloads tried before a connection is called unknown.
 const INFER_TRIES: u8 = 8;
@@ -188,6 +189,10 @@ pub struct Tracker {
     /// Process names, from the events: short-lived clients (curl) are gone from /proc
     /// by the end of the interval.
     comms: HashMap<u32, String>,
+    /// The process each one serves for ([`service::forking_owner`]), looked up at its
+    /// first event, while it lives: a backend that served one short connection is gone
+    /// from /proc by the end of the interval.
+    owners: HashMap<u32, u32>,
     /// Connections just found to speak no known protocol, as (tgid, fd, sock), for the
     /// kernel side to stop copying their payloads.
     pub to_mute: Vec<(u32, i32, u64)>,
@@ -200,6 +205,8 @@ pub struct Taken {
     pub slis: HashMap<SliKey, SliAgg>,
     pub flows: HashMap<FlowKey, FlowAgg>,
     pub comms: HashMap<u32, String>,
+    /// Each process's service owner (see [`super::service`]).
+    pub owners: HashMap<u32, u32>,
 }
 
 impl Tracker {
@@ -242,8 +249,16 @@ impl Tracker {
             return;
         }
         if !self.comms.contains_key(&ev.tgid) && self.comms.len() < MAX_CONNS {
-            self.comms
-                .insert(ev.tgid, String::from_utf8_lossy(ev.comm).into_owned());
+            let comm = String::from_utf8_lossy(ev.comm).into_owned();
+            let owner = service::forking_owner(ev.tgid, service::read_parent, |t| {
+                if t == ev.tgid {
+                    comm.clone()
+                } else {
+                    service::read_comm(t)
+                }
+            });
+            self.owners.insert(ev.tgid, owner);
+            self.comms.insert(ev.tgid, comm);
         }
         if ev.kind == Kind::Flow {
             self.kernel_flow(ev);
@@ -559,9 +574,19 @@ impl Tracker {
             .iter()
             .filter_map(|t| self.comms.get(t).map(|c| (*t, c.clone())))
             .collect();
+        let owners = wanted
+            .iter()
+            .filter_map(|t| self.owners.get(t).map(|o| (*t, *o)))
+            .collect();
         let live: HashSet<u32> = self.conns.keys().map(|k| k.tgid).collect();
         self.comms.retain(|t, _| live.contains(t));
-        Taken { slis, flows, comms }
+        self.owners.retain(|t, _| live.contains(t));
+        Taken {
+            slis,
+            flows,
+            comms,
+            owners,
+        }
     }
 }
 
