@@ -190,6 +190,13 @@ impl CausalGraph {
                 for c in cs {
                     self.add(c, i, "container → proc");
                     self.add(i, c, "proc → container");
+                    // A container's tasks held at its CPU limit, or its load, are its
+                    // host's pressure too.
+                    for &h in &at.parents[c] {
+                        if self.kinds[h] == kind::HOST {
+                            self.add(c, h, "container → host");
+                        }
+                    }
                 }
             }
         }

@@ -155,6 +155,8 @@ pub fn keyword(k: &str, metric: &str) -> &'static str {
         // A process stalled reclaiming or faulting its pages back in is a memory problem
         // to look at, whichever process it is.
         kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if is_memory(&m) => "memory",
+        // A container held at its CPU limit is short of CPU, however idle the host is.
+        kind::PROC | kind::CONTAINER | kind::THREAD | kind::POD if m.contains("throttl") => "cpu",
         _ => "process",
     }
 }
@@ -1302,5 +1304,21 @@ impl KpiSpec {
         self.0
             .iter()
             .any(|(sk, sm)| (sk == "*" || sk == k) && (sm == "*" || sm == metric))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_name_the_resource_short() {
+        assert_eq!(keyword(kind::CONTAINER, "cpu_throttled_pct"), "cpu");
+        assert_eq!(keyword(kind::CONTAINER, "cpu_pct"), "process");
+        assert_eq!(
+            keyword(kind::PROC, "majflt"),
+            keyword(kind::MEM, "used_pct")
+        );
+        assert_eq!(keyword(kind::TCP_LINK, "srtt_avg_us"), "network");
     }
 }
