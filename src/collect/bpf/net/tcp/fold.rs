@@ -562,3 +562,117 @@ pub(super) fn link_id(machine_id: &str, k: &LinkKey) -> (String, Fields) {
     (id, keys)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The BPF map's entry of socket inode 7: tgid 42, `srv`, a client.
+    fn entries() -> HashMap<u64, SockVal> {
+        let mut comm = [0i8; 16];
+        for (c, b) in comm.iter_mut().zip(b"srv") {
+            *c = *b as i8;
+        }
+        let v = SockVal {
+            inode: 7,
+            tgid: 42,
+            role: ROLE_CLIENT,
+            comm,
+            ..SockVal::default()
+        };
+        HashMap::from([(7, v)])
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..4].copy_from_slice(&a);
+        out
+    }
+
+    /// Socket inode 7, established from 10.0.0.1:40000 to 10.0.0.2:80, as a dump lists
+    /// it with what it received and sent so far.
+    fn listed(rx: u64, tx: u64) -> DiagSock {
+        DiagSock {
+            family: AF_INET,
+            state: 1,
+            laddr: v4([10, 0, 0, 1]),
+            raddr: v4([10, 0, 0, 2]),
+            lport: 40000,
+            rport: 80,
+            inode: 7,
+            cookie: 99,
+            info: Some(net::TcpInfo {
+                rtt_us: 300,
+                snd_cwnd: 10,
+                bytes_received: rx,
+                bytes_sent_once: Some(tx),
+                ..net::TcpInfo::default()
+            }),
+        }
+    }
+
+    fn state() -> State {
+        State::new("m".into(), HashMap::new(), HashSet::new())
+    }
+
+    #[test]
+    fn a_socket_counts_what_it_did_since_the_dump_before() {
+        let mut st = state();
+        st.fold_dump(&[listed(100, 50)], &entries());
+        let links = std::mem::take(&mut st.links);
+        let (key, link) = links.iter().next().expect("one link");
+        assert_eq!((key.tgid, key.role, key.server_port), (42, ROLE_CLIENT, 80));
+        assert_eq!(key.client_ip, v4([10, 0, 0, 1]));
+        assert_eq!((link.comm.as_str(), link.client_port), ("srv", 40000));
+        // A socket new to the probe: all it did is new.
+        assert_eq!((link.counts.rx_bytes, link.counts.tx_bytes), (100, 50));
+        assert_eq!((link.socks, link.srtt_cnt, link.cwnd), (1, 1, 10));
+
+        st.fold_dump(&[listed(160, 80)], &entries());
+        let link = &st.links[key];
+        assert_eq!((link.counts.rx_bytes, link.counts.tx_bytes), (60, 30));
+    }
+
+    #[test]
+    fn a_socket_gone_from_two_dumps_without_a_close_record_is_lost() {
+        let mut st = state();
+        st.fold_dump(&[listed(100, 50)], &entries());
+        // One dump's grace: its close record may still be in the ring buffer.
+        st.fold_dump(&[], &entries());
+        assert_eq!((st.socks.len(), st.lost), (1, 0));
+        st.fold_dump(&[], &entries());
+        assert_eq!((st.socks.len(), st.lost), (0, 1));
+    }
+
+    #[test]
+    fn a_listening_port_makes_a_socket_of_unknown_role_the_server_of_an_ipv4_link() {
+        let mut st = state();
+        st.listen_ports.insert(8080);
+        let mapped = |a: [u8; 4]| {
+            let mut out = [0u8; 16];
+            out[10..12].copy_from_slice(&[0xff, 0xff]);
+            out[12..].copy_from_slice(&a);
+            out
+        };
+        let owner = Owner {
+            tgid: 1,
+            comm: "srv".into(),
+            role: 0,
+        };
+        let addrs = Addrs {
+            family: AF_INET6,
+            laddr: mapped([10, 0, 0, 1]),
+            raddr: mapped([10, 0, 0, 2]),
+            lport: 8080,
+            rport: 50000,
+        };
+        let key = st.key_of(&owner, &addrs);
+        assert_eq!(
+            (key.role, key.family, key.server_port),
+            (ROLE_SERVER, AF_INET, 8080)
+        );
+        assert_eq!(
+            (key.client_ip, key.server_ip),
+            (v4([10, 0, 0, 2]), v4([10, 0, 0, 1]))
+        );
+    }
+}
