@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Structs shared by bpf/tcp.bpf.c and src/collect/bpf/net/tcp.rs (which uses the
+/* Structs shared by bpf/tcp.bpf.c and src/collect/bpf/net/tcp/ (which uses the
  * skeleton's generated types). Counters are cumulative over the socket's life: user
  * space takes deltas, so nothing is reset under the programs' feet. */
 #ifndef GALA_TCP_H

@@ -97,50 +97,20 @@ pub fn run(
     report: &mut report::Reporter,
 ) -> anyhow::Result<Summary> {
     let run_start = Instant::now();
-    let started = registry::instantiate(&opts.probes, privilege::Caps::current())?;
-    let mut probes = started.probes;
-    if probes.is_empty() {
-        bail!("no probe to run");
-    }
-    let machine_id = machine::machine_id();
-    let names: Vec<&'static str> = probes.iter().map(|p| p.spec().name).collect();
-    report.start(&report::Plan {
-        probes: &names,
-        load_times: &started.load_times,
-        left_out: &started.left_out,
-        interval: opts.interval,
-        count: opts.count,
-        duration: opts.duration,
-        serve: opts.exporter.as_deref(),
-    });
-    // Said in every status record too, so that a recording tells what it lacks.
-    let left_out: Fields = started
-        .left_out
-        .iter()
-        .map(|l| (l.name.to_string(), json!(l.why)))
-        .collect();
-    // The process filters are checked against what the proc probe found.
-    let check_filter = !opts.filter.is_empty() && names.contains(&probes::proc::SPEC.name);
-    let mut self_cpu = selfstat::SelfStat::new();
-    let mut summary = Summary {
-        digest: opts.summary.then(summary::Digest::default),
-        ..Summary::default()
-    };
-    let mut records = Vec::with_capacity(4096);
-    let mut errors_by_probe = vec![0u64; probes.len()];
+    let mut c = Collection::start(opts, report)?;
 
     // Prime counters; what this first pass reads only sets baselines.
     let mut last = Instant::now();
     collect_all(
-        &mut probes,
-        &mut errors_by_probe,
+        &mut c.probes,
+        &mut c.errors_by_probe,
         opts,
-        &machine_id,
+        &c.machine_id,
         Duration::ZERO,
-        &mut records,
+        &mut c.records,
         None,
     );
-    records.clear();
+    c.records.clear();
 
     let start = Instant::now();
     let mut next_tick = start + opts.interval;
@@ -151,89 +121,9 @@ pub fn run(
         let now = Instant::now();
         let elapsed = now - last;
         last = now;
-        let ts = now_ms();
-        let mut errs = Vec::new();
-        let probe_time = collect_all(
-            &mut probes,
-            &mut errors_by_probe,
-            opts,
-            &machine_id,
-            elapsed,
-            &mut records,
-            Some(&mut errs),
-        );
-        for rec in records.iter_mut() {
-            restamp(rec, ts);
-        }
-        if let Some(exporter) = &opts.exporter {
-            exporter.publish(&records);
-        }
-        if check_filter
-            && summary.intervals == 0
-            && !records
-                .iter()
-                .any(|r| matches!(r, Record::Entity(e) if e.kind == crate::record::kind::PROC))
-        {
-            report.filter_matched_nothing(&opts.filter);
-        }
-        let mut counts = report::Counts::default();
-        for rec in records.drain(..) {
-            if let Some(d) = &mut summary.digest {
-                d.observe(&rec);
-            }
-            counts.add(&rec);
-            out.write(&rec).context("writing records")?;
-        }
-        for (probe, err) in errs {
-            summary.probe_errors += 1;
-            let ev = Record::Event(probe_error_event(ts, &machine_id, probe, &err));
-            if let Some(d) = &mut summary.digest {
-                d.observe(&ev);
-            }
-            counts.add(&ev);
-            out.write(&ev)?;
-        }
-        summary.intervals += 1;
-        let mut extra = Fields::new();
-        extra.insert("interval_ms".into(), json!(elapsed.as_millis() as u64));
-        extra.insert("probes".into(), json!(names));
-        extra.insert("records_written".into(), json!(out.records_written() + 1));
-        extra.insert("probe_errors".into(), json!(summary.probe_errors));
-        extra.insert("probe_time_ms".into(), json!(probe_time));
-        if !left_out.is_empty() {
-            extra.insert("probes_left_out".into(), json!(left_out));
-        }
-        self_cpu.fill(&mut extra, elapsed);
-        for p in &probes {
-            p.status(&mut extra);
-        }
-        #[cfg(all(feature = "bpf", target_os = "linux"))]
-        bpf::stats::fill_status(&mut extra);
-        if let Some(exporter) = &opts.exporter {
-            exporter.status(&mut extra);
-        }
-        let status = Record::Status(Status {
-            ts,
-            tool: "gala-collect".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            format_version: FORMAT_VERSION,
-            machine_id: Some(machine_id.clone()),
-            extra,
-        });
-        if let Some(d) = &mut summary.digest {
-            d.observe(&status);
-        }
-        counts.add(&status);
-        out.write(&status)?;
-        out.end_interval()?;
-        summary.records = out.records_written();
-        summary.counts = summary.counts.sum(&counts);
-        report.interval(elapsed, counts, &probe_time);
-        if let Record::Status(st) = &status {
-            summary.lost = report::lost_counters(&st.extra);
-        }
+        c.interval(elapsed, out, report)?;
 
-        let done_count = opts.count.is_some_and(|n| summary.intervals >= n);
+        let done_count = opts.count.is_some_and(|n| c.summary.intervals >= n);
         let done_time = opts
             .duration
             .is_some_and(|d| start.elapsed() + Duration::from_millis(5) >= d);
@@ -246,8 +136,174 @@ pub fn run(
             next_tick = Instant::now() + opts.interval;
         }
     }
+    let mut summary = c.summary;
     summary.elapsed = run_start.elapsed();
     Ok(summary)
+}
+
+/// A collection under way: its probes, and what its intervals share and add up.
+struct Collection<'o> {
+    opts: &'o Options,
+    probes: Vec<Box<dyn Probe>>,
+    names: Vec<&'static str>,
+    machine_id: String,
+    /// The default probes left out, with why: said in every status record too, so that a
+    /// recording tells what it lacks.
+    left_out: Fields,
+    /// Whether the process filters are checked against what the proc probe found.
+    check_filter: bool,
+    self_cpu: selfstat::SelfStat,
+    summary: Summary,
+    records: Vec<Record>,
+    errors_by_probe: Vec<u64>,
+}
+
+impl<'o> Collection<'o> {
+    /// Starts the probes and tells `report` the plan.
+    fn start(opts: &'o Options, report: &mut report::Reporter) -> anyhow::Result<Collection<'o>> {
+        let started = registry::instantiate(&opts.probes, privilege::Caps::current())?;
+        let probes = started.probes;
+        if probes.is_empty() {
+            bail!("no probe to run");
+        }
+        let machine_id = machine::machine_id();
+        let names: Vec<&'static str> = probes.iter().map(|p| p.spec().name).collect();
+        report.start(&report::Plan {
+            probes: &names,
+            load_times: &started.load_times,
+            left_out: &started.left_out,
+            interval: opts.interval,
+            count: opts.count,
+            duration: opts.duration,
+            serve: opts.exporter.as_deref(),
+        });
+        let left_out: Fields = started
+            .left_out
+            .iter()
+            .map(|l| (l.name.to_string(), json!(l.why)))
+            .collect();
+        let check_filter = !opts.filter.is_empty() && names.contains(&probes::proc::SPEC.name);
+        Ok(Collection {
+            opts,
+            errors_by_probe: vec![0u64; probes.len()],
+            probes,
+            names,
+            machine_id,
+            left_out,
+            check_filter,
+            self_cpu: selfstat::SelfStat::new(),
+            summary: Summary {
+                digest: opts.summary.then(summary::Digest::default),
+                ..Summary::default()
+            },
+            records: Vec::with_capacity(4096),
+        })
+    }
+
+    /// One interval: every probe's records stamped with its end, published and written,
+    /// then the probes' errors and the status record that closes it.
+    fn interval(
+        &mut self,
+        elapsed: Duration,
+        out: &mut RecordWriter,
+        report: &mut report::Reporter,
+    ) -> anyhow::Result<()> {
+        let ts = now_ms();
+        let mut errs = Vec::new();
+        let probe_time = collect_all(
+            &mut self.probes,
+            &mut self.errors_by_probe,
+            self.opts,
+            &self.machine_id,
+            elapsed,
+            &mut self.records,
+            Some(&mut errs),
+        );
+        for rec in self.records.iter_mut() {
+            restamp(rec, ts);
+        }
+        if let Some(exporter) = &self.opts.exporter {
+            exporter.publish(&self.records);
+        }
+        if self.check_filter
+            && self.summary.intervals == 0
+            && !self
+                .records
+                .iter()
+                .any(|r| matches!(r, Record::Entity(e) if e.kind == crate::record::kind::PROC))
+        {
+            report.filter_matched_nothing(&self.opts.filter);
+        }
+        let mut counts = report::Counts::default();
+        for rec in self.records.drain(..) {
+            if let Some(d) = &mut self.summary.digest {
+                d.observe(&rec);
+            }
+            counts.add(&rec);
+            out.write(&rec).context("writing records")?;
+        }
+        for (probe, err) in errs {
+            self.summary.probe_errors += 1;
+            let ev = Record::Event(probe_error_event(ts, &self.machine_id, probe, &err));
+            if let Some(d) = &mut self.summary.digest {
+                d.observe(&ev);
+            }
+            counts.add(&ev);
+            out.write(&ev)?;
+        }
+        self.summary.intervals += 1;
+        let status = self.status(ts, elapsed, &probe_time, out.records_written() + 1);
+        if let Some(d) = &mut self.summary.digest {
+            d.observe(&status);
+        }
+        counts.add(&status);
+        out.write(&status)?;
+        out.end_interval()?;
+        self.summary.records = out.records_written();
+        self.summary.counts = self.summary.counts.sum(&counts);
+        report.interval(elapsed, counts, &probe_time);
+        if let Record::Status(st) = &status {
+            self.summary.lost = report::lost_counters(&st.extra);
+        }
+        Ok(())
+    }
+
+    /// The status record that closes an interval: the collector's own numbers, each
+    /// probe's and the exporter's. `records_written` counts it.
+    fn status(
+        &mut self,
+        ts: i64,
+        elapsed: Duration,
+        probe_time: &serde_json::Map<String, serde_json::Value>,
+        records_written: u64,
+    ) -> Record {
+        let mut extra = Fields::new();
+        extra.insert("interval_ms".into(), json!(elapsed.as_millis() as u64));
+        extra.insert("probes".into(), json!(self.names));
+        extra.insert("records_written".into(), json!(records_written));
+        extra.insert("probe_errors".into(), json!(self.summary.probe_errors));
+        extra.insert("probe_time_ms".into(), json!(probe_time));
+        if !self.left_out.is_empty() {
+            extra.insert("probes_left_out".into(), json!(self.left_out));
+        }
+        self.self_cpu.fill(&mut extra, elapsed);
+        for p in &self.probes {
+            p.status(&mut extra);
+        }
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        bpf::stats::fill_status(&mut extra);
+        if let Some(exporter) = &self.opts.exporter {
+            exporter.status(&mut extra);
+        }
+        Record::Status(Status {
+            ts,
+            tool: "gala-collect".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            format_version: FORMAT_VERSION,
+            machine_id: Some(self.machine_id.clone()),
+            extra,
+        })
+    }
 }
 
 type ProbeErrors<'e> = Option<&'e mut Vec<(&'static str, anyhow::Error)>>;

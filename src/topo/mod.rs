@@ -570,102 +570,127 @@ mod tests {
     /// what fresh builds write.
     #[test]
     fn templates_write_what_fresh_builds_write() {
+        let text = with_machine_c(&two_machines());
+        let ((fresh, all), (reused, some)) = both_ways(&text, 2);
+        assert!(all.snapshots >= 30, "{all:?}");
+        assert_eq!(all.builds, all.snapshots);
+        // b's snapshots survive c's comings and goings (a's and c's do not).
+        assert!(some.builds + 10 <= some.snapshots, "{some:?}");
+        assert!(fresh.contains("sli_requests") && fresh.contains(r#""layer":"host""#));
+        // c's link shows as c's edge in some intervals and a's edge from outside in others.
+        assert!(fresh.contains(r#""src":"c_proc_10","dst":"a_proc_12""#));
+        assert!(fresh.contains(r#""src":"external_endpoint_10.0.0.3","dst":"a_proc_12""#));
+        assert_eq!(fresh, reused);
+    }
+
+    /// Machines a and b over 14 intervals, b silent after the 11th.
+    fn two_machines() -> String {
         let mut text = String::new();
         for i in 0..14i64 {
-            let ts = 1000 + i * 5000;
             for (m, me, peer) in [("a", "10.0.0.1", "10.0.0.2"), ("b", "10.0.0.2", "10.0.0.1")] {
                 if m == "b" && i > 10 {
                     continue;
                 }
-                let mut ent = |kind: &str, id: &str, keys: &str, labels: &str, metrics: &str| {
-                    let _ = writeln!(
-                        text,
-                        r#"{{"type":"entity","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","machine_id":"{m}","keys":{keys},"labels":{labels}}}"#
-                    );
-                    let _ = writeln!(
-                        text,
-                        r#"{{"type":"metric","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","metrics":{metrics}}}"#
-                    );
-                };
-                ent("host", m, &format!(r#"{{"machine_id":"{m}"}}"#), "{}", "{}");
-                for tgid in [10, 11, 12] {
-                    let pgid = if tgid == 12 && i >= 4 { 10 } else { tgid };
-                    ent(
-                        "proc",
-                        &tgid.to_string(),
-                        &format!(r#"{{"tgid":{tgid}}}"#),
-                        &format!(
-                            r#"{{"comm":"srv","exe":"/bin/srv","pgid":{pgid},"cmdline":"srv {tgid}"}}"#
-                        ),
-                        r#"{"cpu_pct":1}"#,
-                    );
-                }
-                let rx = 100 + i * 7;
-                // Client links that live for an interval early on, one that stays, and the
-                // server end of the other machine's links.
-                if i < 3 {
-                    ent(
-                        "tcp_link",
-                        &format!("c{i}"),
-                        &format!(
-                            r#"{{"tgid":10,"role":"client","client_ip":"{me}","server_ip":"{peer}","server_port":80}}"#
-                        ),
-                        "{}",
-                        &format!(
-                            r#"{{"rx_bytes":{rx},"tx_bytes":{},"srtt":{}.5}}"#,
-                            rx * 2,
-                            i
-                        ),
-                    );
-                }
-                ent(
-                    "tcp_link",
-                    "c",
-                    &format!(
-                        r#"{{"tgid":11,"role":"client","client_ip":"{me}","server_ip":"{peer}","server_port":80}}"#
-                    ),
-                    "{}",
-                    &format!(r#"{{"rx_bytes":{rx},"retran_packets":1}}"#),
-                );
-                ent(
-                    "tcp_link",
-                    "s",
-                    &format!(
-                        r#"{{"tgid":12,"role":"server","client_ip":"{peer}","server_ip":"{me}","server_port":80}}"#
-                    ),
-                    "{}",
-                    &format!(r#"{{"tx_bytes":{rx},"retran_packets":2}}"#),
-                );
-                ent(
-                    "tcp_link",
-                    "out",
-                    &format!(
-                        r#"{{"tgid":11,"role":"client","client_ip":"{me}","server_ip":"203.0.113.9","server_port":443}}"#
-                    ),
-                    "{}",
-                    r#"{"tx_bytes":0.1}"#,
-                );
-                if m == "a" {
-                    // The server end of machine c's short-lived link: from outside while
-                    // c's client link is not there.
-                    ent(
-                        "tcp_link",
-                        "s3",
-                        r#"{"tgid":12,"role":"server","client_ip":"10.0.0.3","server_ip":"10.0.0.1","server_port":80}"#,
-                        "{}",
-                        r#"{"tx_bytes":5}"#,
-                    );
-                }
-                let sli = if i >= 9 { r#"{"requests":3.25}"# } else { "{}" };
-                ent("sli", "12", r#"{"tgid":12,"server_port":80}"#, "{}", sli);
-                let _ = writeln!(
-                    text,
-                    r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"1","format_version":1,"machine_id":"{m}"}}"#
-                );
+                machine_interval(&mut text, i, m, me, peer);
             }
         }
-        // Machine c: a process whose client link to a comes every third interval, so
-        // that a change on c alone must rebuild a's snapshot but not b's.
+        text
+    }
+
+    /// Interval `i` of machine `m` (address `me`, linked to `peer`): a host, three
+    /// processes (one regrouped from the 5th interval), their links and an sli.
+    fn machine_interval(text: &mut String, i: i64, m: &str, me: &str, peer: &str) {
+        let ts = 1000 + i * 5000;
+        let mut ent = |kind: &str, id: &str, keys: &str, labels: &str, metrics: &str| {
+            let _ = writeln!(
+                text,
+                r#"{{"type":"entity","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","machine_id":"{m}","keys":{keys},"labels":{labels}}}"#
+            );
+            let _ = writeln!(
+                text,
+                r#"{{"type":"metric","ts":{ts},"id":"{m}_{kind}_{id}","kind":"{kind}","metrics":{metrics}}}"#
+            );
+        };
+        ent("host", m, &format!(r#"{{"machine_id":"{m}"}}"#), "{}", "{}");
+        for tgid in [10, 11, 12] {
+            let pgid = if tgid == 12 && i >= 4 { 10 } else { tgid };
+            ent(
+                "proc",
+                &tgid.to_string(),
+                &format!(r#"{{"tgid":{tgid}}}"#),
+                &format!(
+                    r#"{{"comm":"srv","exe":"/bin/srv","pgid":{pgid},"cmdline":"srv {tgid}"}}"#
+                ),
+                r#"{"cpu_pct":1}"#,
+            );
+        }
+        let rx = 100 + i * 7;
+        // Client links that live for an interval early on, one that stays, and the
+        // server end of the other machine's links.
+        if i < 3 {
+            ent(
+                "tcp_link",
+                &format!("c{i}"),
+                &format!(
+                    r#"{{"tgid":10,"role":"client","client_ip":"{me}","server_ip":"{peer}","server_port":80}}"#
+                ),
+                "{}",
+                &format!(
+                    r#"{{"rx_bytes":{rx},"tx_bytes":{},"srtt":{}.5}}"#,
+                    rx * 2,
+                    i
+                ),
+            );
+        }
+        ent(
+            "tcp_link",
+            "c",
+            &format!(
+                r#"{{"tgid":11,"role":"client","client_ip":"{me}","server_ip":"{peer}","server_port":80}}"#
+            ),
+            "{}",
+            &format!(r#"{{"rx_bytes":{rx},"retran_packets":1}}"#),
+        );
+        ent(
+            "tcp_link",
+            "s",
+            &format!(
+                r#"{{"tgid":12,"role":"server","client_ip":"{peer}","server_ip":"{me}","server_port":80}}"#
+            ),
+            "{}",
+            &format!(r#"{{"tx_bytes":{rx},"retran_packets":2}}"#),
+        );
+        ent(
+            "tcp_link",
+            "out",
+            &format!(
+                r#"{{"tgid":11,"role":"client","client_ip":"{me}","server_ip":"203.0.113.9","server_port":443}}"#
+            ),
+            "{}",
+            r#"{"tx_bytes":0.1}"#,
+        );
+        if m == "a" {
+            // The server end of machine c's short-lived link: from outside while
+            // c's client link is not there.
+            ent(
+                "tcp_link",
+                "s3",
+                r#"{"tgid":12,"role":"server","client_ip":"10.0.0.3","server_ip":"10.0.0.1","server_port":80}"#,
+                "{}",
+                r#"{"tx_bytes":5}"#,
+            );
+        }
+        let sli = if i >= 9 { r#"{"requests":3.25}"# } else { "{}" };
+        ent("sli", "12", r#"{"tgid":12,"server_port":80}"#, "{}", sli);
+        let _ = writeln!(
+            text,
+            r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"1","format_version":1,"machine_id":"{m}"}}"#
+        );
+    }
+
+    /// `text` with machine c: a process whose client link to a comes every third interval,
+    /// so that a change on c alone must rebuild a's snapshot but not b's.
+    fn with_machine_c(text: &str) -> String {
         let mut with_c = String::new();
         for (i, block) in text.split_inclusive("\"machine_id\":\"b\"}\n").enumerate() {
             with_c.push_str(block);
@@ -692,35 +717,7 @@ mod tests {
                 r#"{{"type":"status","ts":{ts},"tool":"gala-collect","version":"1","format_version":1,"machine_id":"c"}}"#
             );
         }
-        let text = with_c;
-        let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("in.ndjson");
-        std::fs::write(&input, &text).unwrap();
-        let output = |reuse: bool| {
-            let path = dir.path().join(format!("out-{reuse}.ndjson"));
-            let mut reader = RecordReader::new("gala-topo", std::slice::from_ref(&input), false);
-            let mut out = RecordWriter::create(Some(&path), false, Mode::Replace).unwrap();
-            let opts = Options {
-                only: true,
-                expire: 2,
-                ..Options::default()
-            };
-            let summary = run_with(&mut reader, &mut out, &opts, reuse).unwrap();
-            out.finish().unwrap();
-            assert!(!reader.bad_input().summarise());
-            (std::fs::read_to_string(&path).unwrap(), summary)
-        };
-        let (fresh, all) = output(false);
-        let (reused, some) = output(true);
-        assert!(all.snapshots >= 30, "{all:?}");
-        assert_eq!(all.builds, all.snapshots);
-        // b's snapshots survive c's comings and goings (a's and c's do not).
-        assert!(some.builds + 10 <= some.snapshots, "{some:?}");
-        assert!(fresh.contains("sli_requests") && fresh.contains(r#""layer":"host""#));
-        // c's link shows as c's edge in some intervals and a's edge from outside in others.
-        assert!(fresh.contains(r#""src":"c_proc_10","dst":"a_proc_12""#));
-        assert!(fresh.contains(r#""src":"external_endpoint_10.0.0.3","dst":"a_proc_12""#));
-        assert_eq!(fresh, reused);
+        with_c
     }
 
     /// One recording's output with snapshot templates and with every snapshot built afresh.

@@ -355,6 +355,86 @@ impl RuntimeProbe {
             why
         })
     }
+
+    /// Walks /proc for the pass's runtimes, classifying the processes not seen before, and
+    /// forgets the processes and files gone since. Returns each runtime's tgid and comm.
+    fn find_runtimes(
+        &mut self,
+        pass: u64,
+        born_after: Option<u64>,
+    ) -> anyhow::Result<Vec<(u32, String)>> {
+        let entries =
+            std::fs::read_dir("/proc").map_err(|e| anyhow::anyhow!("reading /proc: {e}"))?;
+        let tgids: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        let mut live_files = HashSet::new();
+        let mut found = Vec::new();
+        for tgid in tgids {
+            let Some(comm) = self.visit(tgid, pass, born_after) else {
+                continue;
+            };
+            let rt = self.procs[&tgid].rt.as_ref().expect("a runtime");
+            if let Some((key, _)) = &rt.hook_file {
+                live_files.insert(*key);
+            }
+            found.push((tgid, comm));
+        }
+        self.procs.retain(|_, p| p.pass == pass);
+        let exes: HashSet<FileKey> = self.procs.values().map(|p| p.exe).collect();
+        self.files
+            .retain(|k, _| exes.contains(k) || live_files.contains(k));
+        self.attach_failed.retain(|k, _| live_files.contains(k));
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        if let Ok(b) = &mut self.bpf {
+            b.retain_files(&live_files);
+        }
+        Ok(found)
+    }
+
+    /// Marks a process seen in the pass, classifying it when it is new or runs a new
+    /// executable; returns its comm when it is a runtime.
+    fn visit(&mut self, tgid: u32, pass: u64, born_after: Option<u64>) -> Option<String> {
+        // Kernel threads have no exe; other users' processes need root to see it.
+        let md = std::fs::metadata(format!("/proc/{tgid}/exe")).ok()?;
+        let exe = (md.dev(), md.ino());
+        let known = self.procs.get(&tgid).filter(|p| p.exe == exe);
+        let (is_rt, starttime) = match known {
+            Some(p) if p.rt.is_none() => {
+                self.procs.get_mut(&tgid).expect("known").pass = pass;
+                return None;
+            }
+            Some(p) => (true, p.starttime),
+            None => (false, 0),
+        };
+        // A runtime is read every pass; its stat tells a reused pid apart and gives comm.
+        procfs::read_into(format!("/proc/{tgid}/stat"), &mut self.buf).ok()?;
+        let st = pid::parse_stat(&self.buf)?;
+        let comm = st.comm.to_string();
+        let st_start = st.starttime;
+        if !is_rt || starttime != st_start {
+            let fresh = born_after.is_some_and(|b| st_start >= b);
+            let rt = self.classify(tgid, exe, st_start, fresh);
+            // A reused pid: what the kernel counted belonged to the process before.
+            #[cfg(all(feature = "bpf", target_os = "linux"))]
+            if let (true, Ok(b)) = (is_rt, &self.bpf) {
+                b.forget(tgid);
+            }
+            self.procs.insert(
+                tgid,
+                Proc {
+                    exe,
+                    starttime: st_start,
+                    pass,
+                    rt,
+                },
+            );
+        }
+        let p = self.procs.get_mut(&tgid).expect("inserted");
+        p.pass = pass;
+        p.rt.is_some().then_some(comm)
+    }
 }
 
 impl Probe for RuntimeProbe {
@@ -370,80 +450,16 @@ impl Probe for RuntimeProbe {
             .and_then(|t| host::parse_uptime(&t))
             .map(|s| (s * self.hz as f64) as u64);
         let born_after = std::mem::replace(&mut self.prev_pass_ticks, now_ticks);
-        let entries =
-            std::fs::read_dir("/proc").map_err(|e| anyhow::anyhow!("reading /proc: {e}"))?;
-        let tgids: Vec<u32> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
-        let mut live_files = HashSet::new();
-        let mut found = Vec::new();
-        for tgid in tgids {
-            // Kernel threads have no exe; other users' processes need root to see it.
-            let Ok(md) = std::fs::metadata(format!("/proc/{tgid}/exe")) else {
-                continue;
-            };
-            let exe = (md.dev(), md.ino());
-            let known = self.procs.get(&tgid).filter(|p| p.exe == exe);
-            let (is_rt, starttime) = match known {
-                Some(p) if p.rt.is_none() => {
-                    self.procs.get_mut(&tgid).expect("known").pass = pass;
-                    continue;
-                }
-                Some(p) => (true, p.starttime),
-                None => (false, 0),
-            };
-            // A runtime is read every pass; its stat tells a reused pid apart and gives comm.
-            if procfs::read_into(format!("/proc/{tgid}/stat"), &mut self.buf).is_err() {
-                continue;
-            }
-            let Some(st) = pid::parse_stat(&self.buf) else {
-                continue;
-            };
-            let comm = st.comm.to_string();
-            let st_start = st.starttime;
-            if !is_rt || starttime != st_start {
-                let fresh = born_after.is_some_and(|b| st_start >= b);
-                let rt = self.classify(tgid, exe, st_start, fresh);
-                // A reused pid: what the kernel counted belonged to the process before.
-                #[cfg(all(feature = "bpf", target_os = "linux"))]
-                if let (true, Ok(b)) = (is_rt, &self.bpf) {
-                    b.forget(tgid);
-                }
-                self.procs.insert(
-                    tgid,
-                    Proc {
-                        exe,
-                        starttime: st_start,
-                        pass,
-                        rt,
-                    },
-                );
-            }
-            let p = self.procs.get_mut(&tgid).expect("inserted");
-            p.pass = pass;
-            let Some(rt) = &p.rt else { continue };
-            if let Some((key, _)) = &rt.hook_file {
-                live_files.insert(*key);
-            }
-            found.push((tgid, comm));
-        }
-        self.procs.retain(|_, p| p.pass == pass);
-        let exes: HashSet<FileKey> = self.procs.values().map(|p| p.exe).collect();
-        self.files
-            .retain(|k, _| exes.contains(k) || live_files.contains(k));
-        self.attach_failed.retain(|k, _| live_files.contains(k));
+        let found = self.find_runtimes(pass, born_after)?;
 
         #[cfg(all(feature = "bpf", target_os = "linux"))]
         let bpf_stats = match &mut self.bpf {
             Ok(b) => {
-                b.retain_files(&live_files);
                 let procs = &self.procs;
                 Some((b.read(|t| procs.contains_key(&t)), b.last_epoch()))
             }
             Err(_) => None,
         };
-
         let interval_ms = iv.elapsed.as_secs_f64() * 1000.0;
         for (tgid, comm) in found {
             // Filtered out before attaching: --pid/--comm/--container keep the hooks off

@@ -43,46 +43,13 @@ pub fn render<'a>(
     names: &Names,
     max_series: usize,
 ) -> (String, u64) {
-    let mut index: HashMap<(&'a str, &'a str), usize> = HashMap::new();
-    let mut info_index: HashMap<&'a str, usize> = HashMap::new();
-    let mut families: Vec<Family<'a>> = Vec::new();
-    let mut label_text = String::with_capacity(metrics.len() * 96);
-    let mut label_sets: Vec<(usize, usize)> = Vec::with_capacity(metrics.len() * 2);
+    let mut x = Exposition::with_capacity(metrics.len());
     // Entities rendered so far: their identifying label set.
     let mut rendered: HashMap<&'a str, usize> = HashMap::with_capacity(entities.len());
     // Entities whose metrics did not fit: their info series goes with them.
     let mut left_out: HashSet<&'a str> = HashSet::new();
-    let mut scratch = Vec::new();
     let mut series = 0usize;
     let mut dropped = 0u64;
-    let mut add_entity = |id: &'a str,
-                          kind: &'a str,
-                          label_text: &mut String,
-                          label_sets: &mut Vec<(usize, usize)>,
-                          families: &mut Vec<Family<'a>>| {
-        let entity = entities.get(id);
-        let start = label_text.len();
-        push_identifying(label_text, &mut scratch, id, entity);
-        let set = label_sets.len();
-        label_sets.push((start, label_text.len()));
-        if let Some(e) = entity {
-            let start = label_text.len();
-            push_descriptive(label_text, &mut scratch, e);
-            label_sets.push((start, label_text.len()));
-            let f = *info_index.entry(kind).or_insert_with(|| {
-                families.push(Family {
-                    name: info_family(kind),
-                    help: format!("descriptive labels of a gala {kind}, joined on gala_id"),
-                    ftype: FamilyType::Gauge,
-                    scale: Scale::One,
-                    samples: Vec::new(),
-                });
-                families.len() - 1
-            });
-            families[f].samples.push((set, Sample::Info(set + 1, e.ts)));
-        }
-        set
-    };
     for m in metrics {
         let info =
             usize::from(!rendered.contains_key(m.id.as_str()) && entities.contains_key(&m.id));
@@ -97,25 +64,21 @@ pub fn render<'a>(
         let set = match rendered.get(m.id.as_str()) {
             Some(&set) => set,
             None => {
-                let set = add_entity(
-                    &m.id,
-                    &m.kind,
-                    &mut label_text,
-                    &mut label_sets,
-                    &mut families,
-                );
+                let set = x.add_entity(&m.id, &m.kind, entities.get(&m.id));
                 rendered.insert(&m.id, set);
                 set
             }
         };
         for (name, v) in &m.metrics {
-            let f = family_of(&mut index, &mut families, names, &m.kind, name);
-            families[f].samples.push((set, Sample::Value(*v, m.ts)));
+            let f = family_of(&mut x.index, &mut x.families, names, &m.kind, name);
+            x.families[f].samples.push((set, Sample::Value(*v, m.ts)));
         }
         for (name, h) in &m.histos {
-            let f = family_of(&mut index, &mut families, names, &m.kind, name);
-            families[f].ftype = FamilyType::Histogram;
-            families[f].samples.push((set, Sample::Histogram(h, m.ts)));
+            let f = family_of(&mut x.index, &mut x.families, names, &m.kind, name);
+            x.families[f].ftype = FamilyType::Histogram;
+            x.families[f]
+                .samples
+                .push((set, Sample::Histogram(h, m.ts)));
         }
     }
     // Entities without metrics (a container, a pod) are still part of the topology.
@@ -128,65 +91,130 @@ pub fn render<'a>(
             continue;
         }
         series += 1;
-        add_entity(id, &e.kind, &mut label_text, &mut label_sets, &mut families);
+        x.add_entity(id, &e.kind, Some(e));
     }
-    families.sort_by(|a, b| a.name.cmp(&b.name));
-    // Each line is its family's name (and suffix), its labels and two numbers of at most
-    // 24 characters: sizing the output once saves growing (and copying) it as it fills.
-    let mut size = 0;
-    for fam in &families {
-        size += 2 * fam.name.len() + 64 + fam.help.len();
-        for (set, sample) in &fam.samples {
-            let (a, b) = label_sets[*set];
-            size += match sample {
-                Sample::Value(..) => fam.name.len() + (b - a) + 72,
-                Sample::Histogram(h, _) => (h.counts.len() + 3) * (fam.name.len() + (b - a) + 80),
-                Sample::Info(extra, _) => {
-                    let (c, d) = label_sets[*extra];
-                    fam.name.len() + (b - a) + (d - c) + 40
-                }
-            };
+    (x.finish(), dropped)
+}
+
+/// The exposition while it is built: its families, and the label sets their samples
+/// point to, as ranges of one text.
+struct Exposition<'a> {
+    /// Families by (kind, metric), and info families by kind.
+    index: HashMap<(&'a str, &'a str), usize>,
+    info_index: HashMap<&'a str, usize>,
+    families: Vec<Family<'a>>,
+    label_text: String,
+    label_sets: Vec<(usize, usize)>,
+    /// The label names of the set being written.
+    label_names: Vec<String>,
+}
+
+impl<'a> Exposition<'a> {
+    fn with_capacity(metrics: usize) -> Exposition<'a> {
+        Exposition {
+            index: HashMap::new(),
+            info_index: HashMap::new(),
+            families: Vec::new(),
+            label_text: String::with_capacity(metrics * 96),
+            label_sets: Vec::with_capacity(metrics * 2),
+            label_names: Vec::new(),
         }
     }
-    let mut out = String::with_capacity(size);
-    for fam in &families {
-        out.push_str("# HELP ");
-        out.push_str(&fam.name);
-        out.push(' ');
-        out.push_str(&fam.help);
-        out.push_str("\n# TYPE ");
-        out.push_str(&fam.name);
-        out.push(' ');
-        out.push_str(fam.ftype.as_str());
-        out.push('\n');
-        for (set, sample) in &fam.samples {
-            let (a, b) = label_sets[*set];
-            let labels = &label_text[a..b];
-            match sample {
-                Sample::Value(v, ts) => {
-                    out.push_str(&fam.name);
-                    out.push('{');
-                    out.push_str(labels);
-                    out.push_str("} ");
-                    push_f64(&mut out, fam.scale.to_base(*v));
-                    push_ts(&mut out, *ts);
-                }
-                Sample::Histogram(h, ts) => {
-                    render_histogram(&mut out, &fam.name, labels, h, fam.scale, *ts)
-                }
-                Sample::Info(extra, ts) => {
-                    let (c, d) = label_sets[*extra];
-                    out.push_str(&fam.name);
-                    out.push('{');
-                    out.push_str(labels);
-                    out.push_str(&label_text[c..d]);
-                    out.push_str("} 1");
-                    push_ts(&mut out, *ts);
+
+    /// Renders an entity's identifying label set, and its info series when the entity is
+    /// known; returns the label set.
+    fn add_entity(&mut self, id: &'a str, kind: &'a str, entity: Option<&'a Entity>) -> usize {
+        let label_text = &mut self.label_text;
+        let start = label_text.len();
+        push_identifying(label_text, &mut self.label_names, id, entity);
+        let set = self.label_sets.len();
+        self.label_sets.push((start, label_text.len()));
+        if let Some(e) = entity {
+            let start = label_text.len();
+            push_descriptive(label_text, &mut self.label_names, e);
+            self.label_sets.push((start, label_text.len()));
+            let families = &mut self.families;
+            let f = *self.info_index.entry(kind).or_insert_with(|| {
+                families.push(Family {
+                    name: info_family(kind),
+                    help: format!("descriptive labels of a gala {kind}, joined on gala_id"),
+                    ftype: FamilyType::Gauge,
+                    scale: Scale::One,
+                    samples: Vec::new(),
+                });
+                families.len() - 1
+            });
+            families[f].samples.push((set, Sample::Info(set + 1, e.ts)));
+        }
+        set
+    }
+
+    /// The text, families sorted by name.
+    fn finish(mut self) -> String {
+        self.families.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out = String::with_capacity(self.size());
+        for fam in &self.families {
+            out.push_str("# HELP ");
+            out.push_str(&fam.name);
+            out.push(' ');
+            out.push_str(&fam.help);
+            out.push_str("\n# TYPE ");
+            out.push_str(&fam.name);
+            out.push(' ');
+            out.push_str(fam.ftype.as_str());
+            out.push('\n');
+            for (set, sample) in &fam.samples {
+                let (a, b) = self.label_sets[*set];
+                let labels = &self.label_text[a..b];
+                match sample {
+                    Sample::Value(v, ts) => {
+                        out.push_str(&fam.name);
+                        out.push('{');
+                        out.push_str(labels);
+                        out.push_str("} ");
+                        push_f64(&mut out, fam.scale.to_base(*v));
+                        push_ts(&mut out, *ts);
+                    }
+                    Sample::Histogram(h, ts) => {
+                        render_histogram(&mut out, &fam.name, labels, h, fam.scale, *ts)
+                    }
+                    Sample::Info(extra, ts) => {
+                        let (c, d) = self.label_sets[*extra];
+                        out.push_str(&fam.name);
+                        out.push('{');
+                        out.push_str(labels);
+                        out.push_str(&self.label_text[c..d]);
+                        out.push_str("} 1");
+                        push_ts(&mut out, *ts);
+                    }
                 }
             }
         }
+        out
     }
-    (out, dropped)
+
+    /// Each line is its family's name (and suffix), its labels and two numbers of at most
+    /// 24 characters: sizing the output once saves growing (and copying) it as it fills.
+    fn size(&self) -> usize {
+        let mut size = 0;
+        for fam in &self.families {
+            size += 2 * fam.name.len() + 64 + fam.help.len();
+            for (set, sample) in &fam.samples {
+                let (a, b) = self.label_sets[*set];
+                size += match sample {
+                    Sample::Value(..) => fam.name.len() + (b - a) + 72,
+                    Sample::Histogram(h, _) => {
+                        (h.counts.len() + 3) * (fam.name.len() + (b - a) + 80)
+                    }
+                    Sample::Info(extra, _) => {
+                        let (c, d) = self.label_sets[*extra];
+                        fam.name.len() + (b - a) + (d - c) + 40
+                    }
+                };
+            }
+        }
+        size
+    }
 }
 
 fn family_of<'a>(

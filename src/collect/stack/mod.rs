@@ -621,32 +621,7 @@ impl StackProbe {
     }
 
     fn emit(&mut self, iv: &mut Interval, buckets: Buckets, traces: &HashMap<i32, Vec<u64>>) {
-        // Names first, in batches: every kernel address once, every process's addresses once.
-        let mut kernel_addrs: Vec<u64> = Vec::new();
-        let mut user_addrs: HashMap<u32, Vec<u64>> = HashMap::new();
-        for &(tgid, u, k, fp) in buckets.keys() {
-            if let Some(t) = traces.get(&k) {
-                kernel_addrs.extend(caller_addrs(t));
-            }
-            for t in [u, fp].iter().filter_map(|id| traces.get(id)) {
-                user_addrs.entry(tgid).or_default().extend(caller_addrs(t));
-            }
-        }
-        kernel_addrs.sort_unstable();
-        kernel_addrs.dedup();
-        let kernel: HashMap<u64, Frame> = kernel_addrs
-            .iter()
-            .copied()
-            .zip(self.symbolizer.kernel(&kernel_addrs))
-            .collect();
-        let mut user: HashMap<(u32, u64), Frame> = HashMap::new();
-        for (tgid, mut addrs) in user_addrs {
-            addrs.sort_unstable();
-            addrs.dedup();
-            for (a, f) in addrs.iter().zip(self.symbolizer.user(tgid, &addrs)) {
-                user.insert((tgid, *a), f);
-            }
-        }
+        let names = self.symbolize(&buckets, traces);
         let seen: HashSet<u32> = buckets.keys().map(|&(t, _, _, _)| t).collect();
         self.containers.retain(|tgid, _| seen.contains(tgid));
         self.symbolizer.retain_seen(&seen);
@@ -657,7 +632,8 @@ impl StackProbe {
         let mut named: HashMap<(usize, u32, Vec<String>), (u64, String)> = HashMap::new();
         let weights = self.kind.weights();
         let (q, _) = self.kind.quality_weight();
-        for ((tgid, u, k, fp), (raw, comm)) in buckets {
+        for (key, (raw, comm)) in buckets {
+            let (tgid, u, k, fp) = key;
             let mut values = [0u64; MAX_WEIGHTS];
             for (v, (r, w)) in values.iter_mut().zip(raw.iter().zip(weights)) {
                 *v = r / w.divisor;
@@ -666,82 +642,12 @@ impl StackProbe {
                 continue;
             }
             let value = values[q];
-            let mut frames = Vec::new();
             let mut stack = StackQuality::default();
-            // Root first, with whether it reaches a thread's entry point.
-            let name_stack = |t: &Vec<u64>| -> (Vec<&Frame>, bool) {
-                let f: Vec<&Frame> = caller_addrs(t)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .map(|a| &user[&(tgid, a)])
-                    .collect();
-                let whole = t.len() < unwind::MAX_DEPTH
-                    && f.first().is_some_and(|root| is_entry_point(&root.name));
-                (f, whole)
-            };
-            let fp_stack = traces.get(&fp).map(name_stack);
-            let unwound = (u != fp).then(|| traces.get(&u).map(name_stack)).flatten();
-            // Prefer the complete stack, else the longer; the frame-pointer one on a tie.
-            let (chosen, unwound_chosen) = match (unwound, fp_stack) {
-                (Some(uw), Some(fp))
-                    if fp.1 && !uw.1 || (fp.1 == uw.1 && fp.0.len() >= uw.0.len()) =>
-                {
-                    (Some(fp), false)
-                }
-                (Some(uw), _) => (Some(uw), true),
-                (None, fp) => (fp, false),
-            };
-            let fp_whole = traces.get(&fp).map_or(u == -EFAULT, |t| name_stack(t).1);
-            match chosen {
-                Some((names, whole)) => {
-                    for f in &names {
-                        stack.note(f);
-                        frames.push(f.name.clone());
-                    }
-                    stack.complete = whole;
-                    let len = if unwound_chosen {
-                        traces[&u].len()
-                    } else {
-                        traces[&fp].len()
-                    };
-                    if !whole {
-                        stack.truncated = Some(if len >= unwind::MAX_DEPTH {
-                            "depth_limit"
-                        } else if !unwound_chosen {
-                            "no_frame_pointers"
-                        } else if self.unwound_ends.get(&u) == Some(&End::CopyLimit) {
-                            "stack_copy_limit"
-                        } else {
-                            "no_unwind_info"
-                        });
-                    }
-                }
-                // A kernel thread has no user stack, and that is complete.
-                None if u == -EFAULT => stack.complete = true,
-                None => {
-                    frames.push("[lost user stack]".to_string());
-                    stack.truncated = Some("stack_lost");
-                }
-            }
-            stack.complete_frame_pointers = fp_whole;
+            let mut frames = self.user_frames(key, &names.user, traces, &mut stack);
             if u == fp && stack.truncated == Some("no_frame_pointers") {
                 *self.quality.fp_incomplete.entry(tgid).or_default() += value;
             }
-            match traces.get(&k) {
-                Some(t) => {
-                    for a in caller_addrs(t).collect::<Vec<_>>().into_iter().rev() {
-                        let f = &kernel[&a];
-                        stack.note(f);
-                        frames.push(format!("{}_[k]", f.name));
-                    }
-                }
-                None if k == -EFAULT => {}
-                None => {
-                    frames.push("[lost kernel stack]_[k]".to_string());
-                    stack.truncated.get_or_insert("stack_lost");
-                }
-            }
+            kernel_frames(k, &names.kernel, traces, &mut frames, &mut stack);
             self.quality.add(value, &stack);
             for (w, &v) in values.iter().enumerate().take(weights.len()) {
                 if v > 0 {
@@ -770,6 +676,105 @@ impl StackProbe {
                 machine_id: Some(iv.machine_id.to_string()),
             }));
         }
+    }
+
+    /// Names every address of the interval's stacks, in batches: every kernel address
+    /// once, every process's addresses once.
+    fn symbolize(&mut self, buckets: &Buckets, traces: &HashMap<i32, Vec<u64>>) -> Names {
+        let mut kernel_addrs: Vec<u64> = Vec::new();
+        let mut user_addrs: HashMap<u32, Vec<u64>> = HashMap::new();
+        for &(tgid, u, k, fp) in buckets.keys() {
+            if let Some(t) = traces.get(&k) {
+                kernel_addrs.extend(caller_addrs(t));
+            }
+            for t in [u, fp].iter().filter_map(|id| traces.get(id)) {
+                user_addrs.entry(tgid).or_default().extend(caller_addrs(t));
+            }
+        }
+        kernel_addrs.sort_unstable();
+        kernel_addrs.dedup();
+        let kernel: HashMap<u64, Frame> = kernel_addrs
+            .iter()
+            .copied()
+            .zip(self.symbolizer.kernel(&kernel_addrs))
+            .collect();
+        let mut user: HashMap<(u32, u64), Frame> = HashMap::new();
+        for (tgid, mut addrs) in user_addrs {
+            addrs.sort_unstable();
+            addrs.dedup();
+            for (a, f) in addrs.iter().zip(self.symbolizer.user(tgid, &addrs)) {
+                user.insert((tgid, *a), f);
+            }
+        }
+        Names { kernel, user }
+    }
+
+    /// A bucket's user frames, root first: the unwound stack or the frame-pointer one,
+    /// whichever is better, and how complete it is, in `stack`.
+    fn user_frames(
+        &self,
+        (tgid, u, _, fp): BucketKey,
+        user: &HashMap<(u32, u64), Frame>,
+        traces: &HashMap<i32, Vec<u64>>,
+        stack: &mut StackQuality,
+    ) -> Vec<String> {
+        let mut frames = Vec::new();
+        // Root first, with whether it reaches a thread's entry point.
+        let name_stack = |t: &Vec<u64>| -> (Vec<&Frame>, bool) {
+            let f: Vec<&Frame> = caller_addrs(t)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .map(|a| &user[&(tgid, a)])
+                .collect();
+            let whole = t.len() < unwind::MAX_DEPTH
+                && f.first().is_some_and(|root| is_entry_point(&root.name));
+            (f, whole)
+        };
+        let fp_stack = traces.get(&fp).map(name_stack);
+        let unwound = (u != fp).then(|| traces.get(&u).map(name_stack)).flatten();
+        // Prefer the complete stack, else the longer; the frame-pointer one on a tie.
+        let (chosen, unwound_chosen) = match (unwound, fp_stack) {
+            (Some(uw), Some(fp)) if fp.1 && !uw.1 || (fp.1 == uw.1 && fp.0.len() >= uw.0.len()) => {
+                (Some(fp), false)
+            }
+            (Some(uw), _) => (Some(uw), true),
+            (None, fp) => (fp, false),
+        };
+        let fp_whole = traces.get(&fp).map_or(u == -EFAULT, |t| name_stack(t).1);
+        match chosen {
+            Some((names, whole)) => {
+                for f in &names {
+                    stack.note(f);
+                    frames.push(f.name.clone());
+                }
+                stack.complete = whole;
+                let len = if unwound_chosen {
+                    traces[&u].len()
+                } else {
+                    traces[&fp].len()
+                };
+                if !whole {
+                    stack.truncated = Some(if len >= unwind::MAX_DEPTH {
+                        "depth_limit"
+                    } else if !unwound_chosen {
+                        "no_frame_pointers"
+                    } else if self.unwound_ends.get(&u) == Some(&End::CopyLimit) {
+                        "stack_copy_limit"
+                    } else {
+                        "no_unwind_info"
+                    });
+                }
+            }
+            // A kernel thread has no user stack, and that is complete.
+            None if u == -EFAULT => stack.complete = true,
+            None => {
+                frames.push("[lost user stack]".to_string());
+                stack.truncated = Some("stack_lost");
+            }
+        }
+        stack.complete_frame_pointers = fp_whole;
+        frames
     }
 }
 
@@ -806,6 +811,37 @@ impl Probe for StackProbe {
             }
         }
         extra.insert(self.kind.name().into(), s);
+    }
+}
+
+/// The names of one interval's stack addresses: kernel ones, and user ones by process.
+struct Names {
+    kernel: HashMap<u64, Frame>,
+    user: HashMap<(u32, u64), Frame>,
+}
+
+/// Appends a bucket's kernel frames (`k`), root first and marked `_[k]`, noting what
+/// they lack in `stack`.
+fn kernel_frames(
+    k: i32,
+    kernel: &HashMap<u64, Frame>,
+    traces: &HashMap<i32, Vec<u64>>,
+    frames: &mut Vec<String>,
+    stack: &mut StackQuality,
+) {
+    match traces.get(&k) {
+        Some(t) => {
+            for a in caller_addrs(t).collect::<Vec<_>>().into_iter().rev() {
+                let f = &kernel[&a];
+                stack.note(f);
+                frames.push(format!("{}_[k]", f.name));
+            }
+        }
+        None if k == -EFAULT => {}
+        None => {
+            frames.push("[lost kernel stack]_[k]".to_string());
+            stack.truncated.get_or_insert("stack_lost");
+        }
     }
 }
 
