@@ -312,13 +312,16 @@ impl CausalGraph {
             if cp == sp {
                 continue;
             }
-            let client_slis = at.parts_of_kind(self, cp, kind::SLI);
+            // A forked worker's requests are its service's (nginx's worker proxies for the
+            // server SLI its master reports): a slow upstream slows those too.
+            let mut client_slis = at.parts_of_kind(self, cp, kind::SLI);
+            client_slis.extend(at.service_slis(self, cp, sp));
             let mut server_slis = at.parts_of_kind(self, sp, kind::SLI);
             if server_slis.is_empty() {
                 // A forked worker (a PostgreSQL backend) serves for its service, whose SLIs
                 // gala-collect reports under the process that forked it: a worker that
                 // stalls slows them.
-                server_slis = at.service_slis(self, sp);
+                server_slis = at.service_slis(self, sp, cp);
                 for &s in &server_slis {
                     self.add(sp, s, "worker proc → its service's sli");
                 }
@@ -438,15 +441,17 @@ impl Layout {
     }
 
     /// The SLIs of the other processes of `p`'s appinstance (its master, its fellow
-    /// workers).
-    fn service_slis(&self, g: &CausalGraph, p: usize) -> Vec<usize> {
+    /// workers), where gala-collect reports a forking server's; never those of `peer`,
+    /// the other end of the connection, which may run the same program (a Python
+    /// client of a Python service).
+    fn service_slis(&self, g: &CausalGraph, p: usize, peer: usize) -> Vec<usize> {
         let mut slis = Vec::new();
         for &app in self.parents[p]
             .iter()
             .filter(|&&a| g.kinds[a] == kind::APPINSTANCE)
         {
             for &mate in self.app_procs.get(&app).into_iter().flatten() {
-                if mate != p {
+                if mate != p && mate != peer {
                     slis.extend(self.parts_of_kind(g, mate, kind::SLI));
                 }
             }

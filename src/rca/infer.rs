@@ -59,6 +59,8 @@ pub struct Scored {
     /// magnitude, direction, earliness, correlation, detector, place: `score` is their
     /// product.
     pub factors: [f64; 6],
+    /// Why the place factor is below 1, when it is.
+    pub place_why: Option<&'static str>,
 }
 
 /// What a process or container shows of memory pressure or use: its reclaim stalls,
@@ -86,6 +88,18 @@ fn is_memory(metric: &str) -> bool {
 /// KPI (a delay queued on lo): halved, not dropped.
 const LOCAL_RTT_PRIOR: f64 = 0.5;
 
+/// A kernel thread works for others: a kworker completing direct I/O, kswapd reclaiming,
+/// ksoftirqd handling packets. Its CPU time rises with the work user space asks for (a
+/// dio kworker ranked above the fio that fed it), so it is a cause only when nothing
+/// user space did explains the KPI better (a stuck worker): halved, not dropped.
+const KERNEL_THREAD_PRIOR: f64 = 0.5;
+
+/// A process whose parent is kthreadd (or kthreadd itself).
+fn is_kernel_thread(e: &crate::record::Entity) -> bool {
+    let num = |f: &crate::record::Fields, k: &str| f.get(k).and_then(|v| v.as_u64());
+    num(&e.labels, "ppid") == Some(2) || num(&e.keys, "tgid") == Some(2)
+}
+
 fn is_round_trip(metric: &str) -> bool {
     metric.to_ascii_lowercase().contains("rtt")
 }
@@ -103,6 +117,7 @@ fn is_volume(metric: &str) -> bool {
 fn is_request_rate(metric: &str) -> bool {
     let m = metric.to_ascii_lowercase();
     m.contains("throughput")
+        || ["status_1xx", "status_2xx", "status_3xx"].contains(&m.as_str())
         || (m.ends_with("_count") && !["err", "fail", "drop"].iter().any(|w| m.contains(w)))
 }
 
@@ -537,7 +552,11 @@ impl<'a> Frame<'a> {
                 let Some(cand) = self.judge(i, &h.ts, metric, values, dev, newcomers) else {
                     continue;
                 };
-                if let Some(r) = consumption(metric).filter(|_| cand.class == 0) {
+                // A load that counts on a hog edge: taking more, never less (a process
+                // waiting on a slow database takes less CPU, and had "hogged" the CPU
+                // whose iowait rose beside it).
+                if let Some(r) = consumption(metric).filter(|_| cand.class == 0 && cand.dev.z > 0.0)
+                {
                     if c.best_load[i][r]
                         .as_ref()
                         .is_none_or(|b| cand.score > b.score)
@@ -586,6 +605,21 @@ impl<'a> Frame<'a> {
 
     /// Metric `metric` of entity `i`, which moved by `dev`, scored as a cause; `None` when
     /// its move is not abnormal.
+    /// A prior of the entity's place in the system, with its reason, where one applies.
+    fn place_prior(&self, i: usize, metric: &str) -> Option<(f64, &'static str)> {
+        let e = self.store.entities.get(&self.g.ids[i])?;
+        match self.g.kinds[i].as_str() {
+            kind::TCP_LINK if is_round_trip(metric) && never_leaves_host(e) => Some((
+                LOCAL_RTT_PRIOR,
+                "round trip on a link that never leaves the host",
+            )),
+            kind::PROC | kind::THREAD if is_kernel_thread(e) => {
+                Some((KERNEL_THREAD_PRIOR, "a kernel thread, working for others"))
+            }
+            _ => None,
+        }
+    }
+
     fn judge(
         &self,
         i: usize,
@@ -686,15 +720,21 @@ impl<'a> Frame<'a> {
             // requests answered, fewer bytes), never why it slowed; carrying more can be a
             // surge of load. A link's faults are its retransmits, RTT and drops.
             _ if g.kinds[i] == kind::TCP_LINK && is_volume(metric) && dev.z < 0.0 => Bad::Neither,
-            // The same of a service: its clients decide how many requests it gets, so fewer
-            // is their slowdown echoed (a surge of requests can be a cause).
-            _ if g.kinds[i] == kind::SLI && is_request_rate(metric) && dev.z < 0.0 => Bad::Neither,
+            // The same of a service or a proxy's flow: its clients decide how many
+            // requests it gets, so fewer is their slowdown echoed (a surge can be a cause).
+            _ if matches!(g.kinds[i].as_str(), kind::SLI | kind::LB_LINK)
+                && is_request_rate(metric)
+                && dev.z < 0.0 =>
+            {
+                Bad::Neither
+            }
             // Taking more is a hog's harmful way; taking less, a stall's.
             (0, _) if is_consumption(metric) && dev.z > 0.0 => Bad::Up,
             (0, _) => Bad::Either,
             (1, Bad::Either) => Bad::Neither,
             (_, b) => b,
         };
+        let place = self.place_prior(i, metric);
         let factors = [
             magnitude,
             dev.direction_factor(bad),
@@ -702,18 +742,7 @@ impl<'a> Frame<'a> {
             // A cause moves with the KPI; a neighbour's unrelated noise does not.
             corr.map_or(0.75, |c| 0.5 + 0.5 * c.abs()),
             if flagged.is_some() { 1.0 } else { 0.9 },
-            if g.kinds[i] == kind::TCP_LINK
-                && is_round_trip(metric)
-                && self
-                    .store
-                    .entities
-                    .get(&g.ids[i])
-                    .is_some_and(never_leaves_host)
-            {
-                LOCAL_RTT_PRIOR
-            } else {
-                1.0
-            },
+            place.map_or(1.0, |(p, _)| p),
         ];
         Some(Scored {
             metric: metric.to_string(),
@@ -722,6 +751,7 @@ impl<'a> Frame<'a> {
             since,
             score: factors.iter().product(),
             factors,
+            place_why: place.map(|(_, why)| why),
             corr,
         })
     }
@@ -1272,10 +1302,8 @@ fn describe(s: &Scored, rule: Option<&str>, explained: bool) -> String {
         "; score {:.2} = magnitude {m:.2} × direction {dir:.2} × earliness {early:.2} × correlation {corr:.2} × detector {det:.2}",
         s.score
     ));
-    if place < 1.0 {
-        d.push_str(&format!(
-            " × {place:.2} (round trip on a link that never leaves the host)"
-        ));
+    if let Some(why) = s.place_why {
+        d.push_str(&format!(" × {place:.2} ({why})"));
     }
     if explained {
         d.push_str(", itself explained by an earlier upstream change");
