@@ -299,14 +299,7 @@ mod tests {
             let comm = exe.rsplit('/').next().unwrap();
             let labels =
                 format!(r#"{{"comm":"{comm}","exe":"{exe}","pgid":{pgid},"cmdline":"{cmd}"}}"#);
-            s.entity(
-                &format!("m_proc_{tgid}"),
-                "proc",
-                "m",
-                &format!(r#"{{"tgid":{tgid}}}"#),
-                Some(&labels),
-            )
-            .unwrap();
+            proc(s, tgid, &labels);
         };
         add(&mut s, 10, "/usr/sbin/nginx", 10, "nginx: master process");
         add(&mut s, 11, "/usr/sbin/nginx", 10, "nginx: worker process");
@@ -352,14 +345,7 @@ mod tests {
         let mut add = |tgid: u32, ppid: u32, cmd: &str| {
             let labels =
                 format!(r#"{{"comm":"postgres","pgid":{tgid},"ppid":{ppid},"cmdline":"{cmd}"}}"#);
-            s.entity(
-                &format!("m_proc_{tgid}"),
-                "proc",
-                "m",
-                &format!(r#"{{"tgid":{tgid}}}"#),
-                Some(&labels),
-            )
-            .unwrap();
+            proc(&mut s, tgid, &labels);
         };
         add(50, 1, "/usr/lib/postgresql/15/bin/postgres -D /var/lib/pg");
         add(51, 50, "postgres: app app 127.0.0.1(40662) idle");
