@@ -140,6 +140,7 @@ pub struct L7Probe {
     #[cfg(not(all(feature = "bpf", target_os = "linux")))]
     never: std::convert::Infallible,
     comms: HashMap<u32, String>,
+    port_services: service::PortServices,
     ipvs_bad_lines: usize,
 }
 
@@ -153,6 +154,7 @@ impl L7Probe {
                 MAX_RATE.get_or_init(MaxRate::default).0,
             )?,
             comms: HashMap::new(),
+            port_services: service::PortServices::new(),
             ipvs_bad_lines: 0,
         })
     }
@@ -413,7 +415,7 @@ impl super::probe::Probe for L7Probe {
             owners,
         } = self.take()?;
         self.comms = comms;
-        let mut slis = service::by_service(slis, |t| owners.get(&t).copied().unwrap_or(t));
+        let mut slis = service::by_service(slis, &owners, &mut self.port_services);
         slis.extend(server_totals(&slis));
         slis.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, agg) in &slis {

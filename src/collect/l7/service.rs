@@ -7,23 +7,52 @@
 //! master process), where it is one steady series for the service; clients' SLIs stay
 //! with their own process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
+use super::proto::Protocol;
 use super::tracker::{SliAgg, SliKey};
 
 /// Forking servers nest this deep at most (a master, its workers, their helpers).
 const MAX_LEVELS: usize = 4;
 
+/// A forking service's process by the address, port and protocol it answers, as its
+/// workers last showed it.
+pub type PortServices = HashMap<(IpAddr, u16, Protocol), u32>;
+
+/// Ports remembered at most (a host answers on a few dozen).
+const MAX_PORTS: usize = 4096;
+
 /// Merges the server-side SLIs of forked workers into their service's process, as
-/// `owner` names it; client-side SLIs pass unchanged.
+/// `owners` names it (processes it knows, see [`forking_owner`]); client-side SLIs pass
+/// unchanged. A worker whose owner is unknown (gone before it was looked up) belongs to
+/// the service its siblings on the same address, port and protocol belong to, now or in
+/// an earlier interval (`ports` remembers): two programs do not answer one port.
 pub fn by_service(
     slis: impl IntoIterator<Item = (SliKey, SliAgg)>,
-    mut owner: impl FnMut(u32) -> u32,
+    owners: &HashMap<u32, u32>,
+    ports: &mut PortServices,
 ) -> Vec<(SliKey, SliAgg)> {
+    let slis: Vec<(SliKey, SliAgg)> = slis.into_iter().collect();
+    if ports.len() > MAX_PORTS {
+        ports.clear();
+    }
+    for (k, _) in slis.iter().filter(|(k, _)| k.role == "server") {
+        if let Some(&owner) = owners.get(&k.tgid).filter(|&&o| o != k.tgid) {
+            ports.insert((k.server_ip, k.server_port, k.protocol), owner);
+        }
+    }
+    let service_of_port = &*ports;
     let mut merged: BTreeMap<SliKey, SliAgg> = BTreeMap::new();
     for (mut key, agg) in slis {
         if key.role == "server" {
-            key.tgid = owner(key.tgid);
+            key.tgid = match owners.get(&key.tgid) {
+                Some(&owner) => owner,
+                None => service_of_port
+                    .get(&(key.server_ip, key.server_port, key.protocol))
+                    .copied()
+                    .unwrap_or(key.tgid),
+            };
         }
         merged.entry(key).or_default().add(&agg);
     }
@@ -136,7 +165,10 @@ mod tests {
             (key(102, "server"), agg(1, 5)),
             (key(101, "client"), agg(2, 1)),
         ];
-        let merged = by_service(slis, |t| forking_owner(t, parent, comm));
+        // 102 was gone before it was looked up: its sibling on the port tells.
+        let owners = HashMap::from([(101, forking_owner(101, parent, comm))]);
+        let mut ports = PortServices::new();
+        let merged = by_service(slis, &owners, &mut ports);
         let servers: Vec<_> = merged.iter().filter(|(k, _)| k.role == "server").collect();
         assert_eq!(servers.len(), 1);
         let (k, a) = servers[0];
@@ -145,6 +177,13 @@ mod tests {
         assert!(merged
             .iter()
             .any(|(k, a)| k.role == "client" && k.tgid == 101 && a.req_count == 2));
+        // In a later interval, a worker gone before it was looked up, alone on the port.
+        let later = by_service(
+            [(key(103, "server"), agg(1, 1))],
+            &HashMap::new(),
+            &mut ports,
+        );
+        assert_eq!(later[0].0.tgid, 100);
     }
 
     #[test]

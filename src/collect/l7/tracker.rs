@@ -190,8 +190,9 @@ pub struct Tracker {
     /// by the end of the interval.
     comms: HashMap<u32, String>,
     /// The process each one serves for ([`service::forking_owner`]), looked up at its
-    /// first event, while it lives: a backend that served one short connection is gone
-    /// from /proc by the end of the interval.
+    /// first event, while it normally still lives: a backend that served one short
+    /// connection is gone from /proc by the end of the interval. Absent when it was gone
+    /// already.
     owners: HashMap<u32, u32>,
     /// Connections just found to speak no known protocol, as (tgid, fd, sock), for the
     /// kernel side to stop copying their payloads.
@@ -250,14 +251,18 @@ impl Tracker {
         }
         if !self.comms.contains_key(&ev.tgid) && self.comms.len() < MAX_CONNS {
             let comm = String::from_utf8_lossy(ev.comm).into_owned();
-            let owner = service::forking_owner(ev.tgid, service::read_parent, |t| {
-                if t == ev.tgid {
-                    comm.clone()
-                } else {
-                    service::read_comm(t)
-                }
-            });
-            self.owners.insert(ev.tgid, owner);
+            // A process already gone (its events drained after it exited) has no owner
+            // to read; its siblings on the same port tell it later (`service::by_service`).
+            if service::read_parent(ev.tgid).is_some() {
+                let owner = service::forking_owner(ev.tgid, service::read_parent, |t| {
+                    if t == ev.tgid {
+                        comm.clone()
+                    } else {
+                        service::read_comm(t)
+                    }
+                });
+                self.owners.insert(ev.tgid, owner);
+            }
             self.comms.insert(ev.tgid, comm);
         }
         if ev.kind == Kind::Flow {
