@@ -190,12 +190,14 @@ impl CausalGraph {
                 for c in cs {
                     self.add(c, i, "container → proc");
                     self.add(i, c, "proc → container");
-                    // A container's tasks held at its CPU limit, or its load, are its
-                    // host's pressure too.
-                    for &h in &at.parents[c] {
-                        if self.kinds[h] == kind::HOST {
-                            self.add(c, h, "container → host");
-                        }
+                }
+            }
+            // A container's tasks held at its CPU limit, or its load, are its host's
+            // pressure too.
+            if self.kinds[i] == kind::CONTAINER {
+                for &h in ps {
+                    if self.kinds[h] == kind::HOST {
+                        self.add(i, h, "container → host");
                     }
                 }
             }

@@ -253,8 +253,15 @@ impl Tracker {
             let comm = String::from_utf8_lossy(ev.comm).into_owned();
             // A process already gone (its events drained after it exited) has no owner
             // to read; its siblings on the same port tell it later (`service::by_service`).
-            if service::read_parent(ev.tgid).is_some() {
-                let owner = service::forking_owner(ev.tgid, service::read_parent, |t| {
+            if let Some(parent) = service::read_parent(ev.tgid) {
+                let parent_of = |t| {
+                    if t == ev.tgid {
+                        Some(parent)
+                    } else {
+                        service::read_parent(t)
+                    }
+                };
+                let owner = service::forking_owner(ev.tgid, parent_of, |t| {
                     if t == ev.tgid {
                         comm.clone()
                     } else {
