@@ -597,7 +597,7 @@ mod tests {
         for id in ["b_hog", "b_cpu", "b_redis", "b_redis_sli"] {
             abn[g.index[id]] = 0.8;
         }
-        let (w, next) = crate::rca::rank::best_paths(&g, k, &abn);
+        let (w, next) = crate::rca::rank::best_paths(&g, k, &abn, &Default::default());
         let mut at = g.index["b_hog"];
         let mut hops = vec![g.ids[at].as_str()];
         while let Some(n) = next[at] {

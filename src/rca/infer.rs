@@ -238,8 +238,27 @@ fn resource_slot(k: &str, metric: &str) -> Option<usize> {
         kind::HOST if m.contains("mem") || m.contains("swap") => Some(rank::MEMORY),
         kind::HOST if m.contains("io") || m.contains("disk") => Some(rank::IO),
         kind::HOST if m.contains("cpu") || m.contains("load") => Some(rank::CPU),
+        // A container (or pod) at its limits: held at its CPU quota, its memory at its
+        // limit, its block I/O throttled.
+        kind::CONTAINER | kind::POD if m.contains("throttl") && !m.contains("blkio") => {
+            Some(rank::CPU)
+        }
+        kind::CONTAINER | kind::POD if m.contains("blkio") => Some(rank::IO),
+        kind::CONTAINER | kind::POD if m.contains("mem") || m.contains("oom") => Some(rank::MEMORY),
         _ => None,
     }
+}
+
+/// Whether a resource's metric says memory is being reclaimed under pressure (stalls,
+/// swapping, major faults, a cgroup hitting its limit): reclaim turns into reads (swap-ins,
+/// refaults), so its processes wait for I/O as well as for memory.
+fn is_memory_stall(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    [
+        "psi_mem", "swap", "majfault", "majflt", "reclaim", "memcg", "oom",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 /// What of a host's memory says it is short: used and available memory, swap, reclaim,
@@ -868,7 +887,15 @@ impl<'a> Frame<'a> {
         if let Some(r) = victim_of {
             let through = match rank::hog_edge(g, p, via) {
                 Some(slots) => slots.contains(&r),
-                None => resource_slot(&g.kinds[p], &bp.metric) == Some(r),
+                None => match resource_slot(&g.kinds[p], &bp.metric) {
+                    Some(slot) => {
+                        slot == r
+                            || (slot == rank::MEMORY
+                                && r == rank::IO
+                                && is_memory_stall(&bp.metric))
+                    }
+                    None => false,
+                },
             };
             if !through {
                 return false;
@@ -912,6 +939,27 @@ impl<'a> Frame<'a> {
         if bp.class == 2 && g.rule(p, c) == Some("proc → tcp_link") {
             return false;
         }
+        // Nor does a process's wait explain the container or the host resources it runs
+        // on: waiting for a CPU is what a CPU limit or contention does to a process, never
+        // why its container is throttled (redis held at its CPU quota had its run-queue
+        // delay "explain" its container's throttling, and pass the credit on to the
+        // host's CPU pressure, which then ranked first).
+        if wait_resource(&g.kinds[p], &bp.metric).is_some()
+            && matches!(
+                g.kinds[c].as_str(),
+                kind::CONTAINER
+                    | kind::POD
+                    | kind::HOST
+                    | kind::CPU
+                    | kind::SCHED
+                    | kind::MEM
+                    | kind::DISK
+                    | kind::BLOCK
+                    | kind::FS
+            )
+        {
+            return false;
+        }
         // A sampled state (stopped) is read once an interval: it may have begun up to one
         // interval before the sample that saw it. So may a new process: the CPU it took
         // showed on its CPU's sample (25 % of cpu 1) one interval before the process list
@@ -953,7 +1001,28 @@ impl<'a> Frame<'a> {
     /// reported with its load metric (its `best` becomes that).
     fn rank(&self, cands: &mut Candidates, abn: &[f64], explainer: Vec<Option<usize>>) -> Ranking {
         let (g, k, n) = (self.g, self.k, self.g.ids.len());
-        let (_, mut next) = rank::best_paths(g, k, abn);
+        let slot_of = |slot: fn(&str, &str) -> Option<usize>| -> Vec<Option<usize>> {
+            (0..n)
+                .map(|i| {
+                    cands.best[i]
+                        .as_ref()
+                        .and_then(|b| slot(&g.kinds[i], &b.metric))
+                })
+                .collect()
+        };
+        let slots = rank::Slots {
+            pressed: slot_of(resource_slot),
+            waiting: slot_of(wait_resource),
+            stalls_io: (0..n)
+                .map(|i| {
+                    cands.best[i].as_ref().is_some_and(|b| {
+                        resource_slot(&g.kinds[i], &b.metric) == Some(rank::MEMORY)
+                            && is_memory_stall(&b.metric)
+                    })
+                })
+                .collect(),
+        };
+        let (_, mut next) = rank::best_paths(g, k, abn, &slots);
         let mut rank_score = match self.opts.ranker {
             Ranker::Path => {
                 let abn_load: Vec<[f64; 3]> = cands
@@ -961,14 +1030,7 @@ impl<'a> Frame<'a> {
                     .iter()
                     .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
                     .collect();
-                let pressed: Vec<Option<usize>> = (0..n)
-                    .map(|i| {
-                        cands.best[i]
-                            .as_ref()
-                            .and_then(|b| resource_slot(&g.kinds[i], &b.metric))
-                    })
-                    .collect();
-                let pr = rank::by_path(g, k, abn, &abn_load, &pressed);
+                let pr = rank::by_path(g, k, abn, &abn_load, &slots);
                 // A process ranked as a hog is reported with its load metric, and its path
                 // starts with the resource it loads.
                 for c in 0..n {
@@ -1338,6 +1400,25 @@ impl KpiSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_at_its_limits_presses_the_resource_of_the_limit() {
+        assert_eq!(
+            resource_slot(kind::CONTAINER, "cpu_throttled_pct"),
+            Some(rank::CPU)
+        );
+        assert_eq!(
+            resource_slot(kind::CONTAINER, "memcg_max_events"),
+            Some(rank::MEMORY)
+        );
+        assert_eq!(
+            resource_slot(kind::CONTAINER, "blkio_throttled_bytes"),
+            Some(rank::IO)
+        );
+        assert_eq!(resource_slot(kind::CONTAINER, "fds"), None);
+        assert!(is_memory_stall("psi_mem_full_pct") && is_memory_stall("memcg_max_events"));
+        assert!(!is_memory_stall("used_bytes") && !is_memory_stall("rss_bytes"));
+    }
 
     #[test]
     fn keywords_name_the_resource_short() {

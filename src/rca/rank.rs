@@ -27,9 +27,66 @@ pub const HOP: f64 = 0.95;
 /// Weight of a quiet entity on a path: possible, but a path of quiet hops is weak evidence.
 const QUIET: f64 = 0.4;
 
+/// Which shared resource each abnormal entity is abnormal about, where its best metric
+/// says: the slot a resource is pressed in (a host under CPU pressure), and the slot a
+/// process's wait is for (its run-queue delay waits for a CPU, its I/O latency for a
+/// disk). Empty: nothing is known, every edge carries.
+#[derive(Debug, Default)]
+pub struct Slots {
+    pub pressed: Vec<Option<usize>>,
+    pub waiting: Vec<Option<usize>>,
+    /// Memory under reclaim, which its processes wait for as I/O too (swap-ins, refaults).
+    pub stalls_io: Vec<bool>,
+}
+
+impl Slots {
+    fn pressed(&self, i: usize) -> Option<usize> {
+        self.pressed.get(i).copied().flatten()
+    }
+
+    /// Whether the edge `c → e` can carry an abnormal chain, `onward` being the hop after
+    /// `e` towards the KPI. A pressed resource reaches an abnormal process that waits only
+    /// when it is the resource the process waits for: a CPU busy with the victim's own
+    /// reclaim does not slow its disk reads (it had ranked a CPU first, through redis's
+    /// I/O latency, under memory pressure). Nor does a busy CPU or disk pass through a
+    /// process into another resource that process loads: the process loads it whatever
+    /// the first one's pressure (memory can: a squeezed process swaps).
+    pub fn carries(
+        &self,
+        g: &CausalGraph,
+        c: usize,
+        e: usize,
+        onward: Option<usize>,
+        abn: &[f64],
+    ) -> bool {
+        let Some(r) = self.pressed(c) else {
+            return true;
+        };
+        if !is_process_like(&g.kinds[e]) || hog_edge(g, c, e).is_some() {
+            return true;
+        }
+        if r != MEMORY && onward.is_some_and(|o| hog_edge(g, e, o).is_some()) {
+            return false;
+        }
+        let waits = self.waiting.get(e).copied().flatten();
+        abn[e] == 0.0
+            || waits == Some(r)
+            || (waits == Some(IO) && self.stalls_io.get(c).copied().unwrap_or(false))
+    }
+}
+
+fn is_process_like(k: &str) -> bool {
+    matches!(k, kind::PROC | kind::THREAD | kind::CONTAINER | kind::POD)
+}
+
 /// For every node, the best path weight to `kpi` (1 for the KPI itself, 0 when no path)
-/// and the next hop towards the KPI on that path.
-pub fn best_paths(g: &CausalGraph, kpi: usize, abn: &[f64]) -> (Vec<f64>, Vec<Option<usize>>) {
+/// and the next hop towards the KPI on that path, over the edges that `slots` lets carry.
+pub fn best_paths(
+    g: &CausalGraph,
+    kpi: usize,
+    abn: &[f64],
+    slots: &Slots,
+) -> (Vec<f64>, Vec<Option<usize>>) {
     let n = g.ids.len();
     let mut weight = vec![0.0; n];
     let mut next = vec![None; n];
@@ -56,6 +113,9 @@ pub fn best_paths(g: &CausalGraph, kpi: usize, abn: &[f64]) -> (Vec<f64>, Vec<Op
         // Passing through `e` to reach its causes: `e` is an intermediate hop.
         let through = if e == kpi || abn[e] > 0.0 { 1.0 } else { QUIET };
         for (c, _) in &g.causes[e] {
+            if !slots.carries(g, *c, e, next[e], abn) {
+                continue;
+            }
             let wc = w * through * HOP;
             if wc > weight[*c] {
                 weight[*c] = wc;
@@ -102,17 +162,17 @@ pub struct PathRanks {
 /// Path ranking: how abnormal a node is times its best path weight. Through a hog edge
 /// (proc → a shared resource) a process counts only with `abn_load`, how abnormal its
 /// load is: a process that waits for the CPU is a victim of the contention, not its
-/// cause, and on a busy host every process waits when one hogs. `pressed` is the load
-/// slot each node is abnormal in, where it says (a host under CPU pressure): through it
-/// only that load counts (a new process's memory does not explain a host's CPU pressure).
+/// cause, and on a busy host every process waits when one hogs. Through a node pressed
+/// in one slot (`slots`: a host under CPU pressure) only that load counts (a new
+/// process's memory does not explain a host's CPU pressure).
 pub fn by_path(
     g: &CausalGraph,
     kpi: usize,
     abn: &[f64],
     abn_load: &[[f64; 3]],
-    pressed: &[Option<usize>],
+    slots: &Slots,
 ) -> PathRanks {
-    let (w, _) = best_paths(g, kpi, abn);
+    let (w, next) = best_paths(g, kpi, abn, slots);
     let n = g.ids.len();
     let mut out = PathRanks {
         rank: vec![0.0; n],
@@ -124,14 +184,14 @@ pub fn by_path(
             continue;
         }
         for &e in &g.effects[c] {
-            if w[e] == 0.0 {
+            if w[e] == 0.0 || !slots.carries(g, c, e, next[e], abn) {
                 continue;
             }
             let through = if e == kpi || abn[e] > 0.0 { 1.0 } else { QUIET };
             let (a, slot) = match hog_edge(g, c, e) {
-                Some(slots) => slots
+                Some(loads) => loads
                     .iter()
-                    .filter(|&&s| abn[e] == 0.0 || pressed[e].is_none_or(|p| p == s))
+                    .filter(|&&s| abn[e] == 0.0 || slots.pressed(e).is_none_or(|p| p == s))
                     .map(|&s| (abn_load[c][s], Some(s)))
                     .fold((0.0, None), |b, x| if x.0 > b.0 { x } else { b }),
                 None => (abn[c], None),
@@ -234,7 +294,7 @@ mod tests {
     fn abnormal_trail_beats_quiet_shortcut_in_path_weight() {
         let (g, k) = chain();
         let abn = vec![0.0, 0.9, 0.9, 0.0];
-        let (w, next) = best_paths(&g, k, &abn);
+        let (w, next) = best_paths(&g, k, &abn, &Slots::default());
         assert_eq!(next[1], Some(2));
         assert_eq!(next[2], Some(k));
         assert!(w[1] > 0.7 && w[1] < w[2]);
@@ -246,5 +306,49 @@ mod tests {
         let abn = vec![0.0, 0.9, 0.6, 0.1];
         let r = by_walk(&g, k, &abn, &[true; 4]);
         assert!(r[1] > r[2] && r[2] > r[3], "{r:?}");
+    }
+
+    /// Memory under pressure and a busy CPU, each upstream of a victim whose disk reads
+    /// slowed, and a writer whose disk load the victim waits for.
+    fn victim_of_io() -> (CausalGraph, [usize; 6]) {
+        let mut g = CausalGraph::default();
+        let k = g.node("kpi", "sli");
+        let victim = g.node("victim", "proc");
+        let cpu = g.node("cpu", "cpu");
+        let mem = g.node("mem", "mem");
+        let disk = g.node("disk", "disk");
+        let writer = g.node("writer", "proc");
+        g.add(victim, k, "proc → sli");
+        g.add(cpu, victim, "cpu → proc");
+        g.add(mem, victim, "mem → proc");
+        g.add(disk, victim, "disk → proc");
+        g.add(cpu, writer, "cpu → proc");
+        g.add(writer, disk, "proc → disk");
+        (g, [k, victim, cpu, mem, disk, writer])
+    }
+
+    #[test]
+    fn a_pressed_resource_reaches_a_waiting_process_only_through_what_it_waits_for() {
+        let (g, [k, victim, cpu, mem, disk, writer]) = victim_of_io();
+        let abn = vec![1.0, 0.8, 0.8, 0.8, 0.8, 0.0];
+        let mut slots = Slots {
+            pressed: vec![None, None, Some(CPU), Some(MEMORY), Some(IO), None],
+            waiting: vec![None, Some(IO), None, None, None, None],
+            stalls_io: vec![false; 6],
+        };
+        let (w, next) = best_paths(&g, k, &abn, &slots);
+        assert!(w[disk] > 0.0 && next[disk] == Some(victim));
+        // A busy CPU neither slows the victim's reads nor reaches them through a quiet
+        // writer's disk load.
+        assert_eq!(w[cpu], 0.0, "{w:?}");
+        assert_eq!(w[mem], 0.0, "memory with no stall is not waited for as I/O");
+        assert!(slots.carries(&g, writer, disk, next[disk], &abn));
+        // Memory under reclaim is read back: its victims wait for I/O.
+        slots.stalls_io[mem] = true;
+        let (w, next) = best_paths(&g, k, &abn, &slots);
+        assert!(w[mem] > 0.0 && next[mem] == Some(victim));
+        // Without slots every edge carries, as before.
+        let (w, _) = best_paths(&g, k, &abn, &Slots::default());
+        assert!(w[cpu] > 0.0 && w[mem] > 0.0);
     }
 }
