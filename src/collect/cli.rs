@@ -127,6 +127,30 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub web_config: Option<std::path::PathBuf>,
 
+    /// With --serve: whose names the series get, `gala` (Prometheus' conventions) or
+    /// `gopher` (openEuler gala-gopher's, for existing gala-ops dashboards).
+    ///
+    /// `gala` (the default) follows Prometheus' conventions: counters as running `_total`
+    /// counters in base units (gala_proc_cpu_time_seconds_total), gauges as gauges,
+    /// histograms as histograms, an entity's descriptive labels on one `gala_<kind>_info`
+    /// series joined on `gala_id`.
+    ///
+    /// `gopher` exposes what gala-gopher's exporter does, so that gala-ops dashboards and
+    /// the queries of gala-spider and gala-anteater work unchanged: one
+    /// `gala_gopher_<entity>_<metric>` gauge per record metric (gala_gopher_disk_rspeed_kB,
+    /// gala_gopher_tcp_link_srtt_avg_us) holding each interval's own value in the record's
+    /// unit (a delta stays a delta: a scraper slower than --interval misses intervals),
+    /// labelled with the entity's keys and labels and machine_id. lb_link entities become
+    /// gala-gopher's lvs_link, nginx_link or haproxy_link. docs/collect.md has the mapping.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "NAMES",
+        default_value_t,
+        requires = "serve"
+    )]
+    pub serve_names: super::serve::names::Naming,
+
     #[command(flatten)]
     pub output: OutputArgs,
 
