@@ -127,21 +127,14 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub web_config: Option<std::path::PathBuf>,
 
-    /// With --serve: whose names the series get, `gala` (Prometheus' conventions) or
-    /// `gopher` (openEuler gala-gopher's, for existing gala-ops dashboards).
+    /// With --serve: whose names the series get: gala (Prometheus' conventions) or gopher
+    /// (openEuler gala-gopher's, for existing gala-ops dashboards and queries).
     ///
-    /// `gala` (the default) follows Prometheus' conventions: counters as running `_total`
-    /// counters in base units (gala_proc_cpu_time_seconds_total), gauges as gauges,
-    /// histograms as histograms, an entity's descriptive labels on one `gala_<kind>_info`
-    /// series joined on `gala_id`.
-    ///
-    /// `gopher` exposes what gala-gopher's exporter does, so that gala-ops dashboards and
-    /// the queries of gala-spider and gala-anteater work unchanged: one
-    /// `gala_gopher_<entity>_<metric>` gauge per record metric (gala_gopher_disk_rspeed_kB,
-    /// gala_gopher_tcp_link_srtt_avg_us) holding each interval's own value in the record's
-    /// unit (a delta stays a delta: a scraper slower than --interval misses intervals),
-    /// labelled with the entity's keys and labels and machine_id. lb_link entities become
-    /// gala-gopher's lvs_link, nginx_link or haproxy_link. docs/collect.md has the mapping.
+    /// gopher gives every record metric gala-gopher's name, e.g. gala_gopher_disk_rspeed_kB
+    /// for disk rspeed_kB, as a gauge of each interval's own value in the record's unit: a
+    /// delta stays a delta, so a scraper slower than --interval misses intervals, as with
+    /// gala-gopher. lb_link entities become gala-gopher's lvs_link, nginx_link or
+    /// haproxy_link. docs/collect.md has the whole mapping.
     #[arg(
         long,
         value_enum,
