@@ -210,12 +210,26 @@ fn gopher_names_are_served_when_asked_for() {
     ] {
         assert!(body.contains(family), "no {family:?} in {body}");
     }
-    // The machine id the records carry, on every series, last.
+    // The machine id the records carry, on every series, last. (A collector of its own,
+    // which also says at start whose names it serves.)
     let out = run(
         "gala-collect",
-        &["--probes", "mem", "-n", "1", "-i", "100ms"],
+        &[
+            "--serve",
+            "127.0.0.1:0",
+            "--serve-names",
+            "gopher",
+            "--probes",
+            "mem",
+            "-n",
+            "1",
+            "-i",
+            "100ms",
+        ],
         None,
     );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("/metrics with gala-gopher's names"), "{said}");
     let machine_id = ndjson(&out.stdout)
         .into_iter()
         .find(|r| r["type"] == "entity")

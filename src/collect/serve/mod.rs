@@ -145,6 +145,11 @@ impl Exporter {
         format!("{scheme}://{}/metrics", self.addr)
     }
 
+    /// Whose names the series get (`--serve-names`).
+    pub fn naming(&self) -> Naming {
+        self.shared.naming
+    }
+
     /// What the person starting it should know about who can read it (said once, at start).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
