@@ -35,7 +35,7 @@ _gala__collect() {
 
     case "${cmd}" in
         gala__collect)
-            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --io-sample --io-sample-time --fault-sample --bpf-stats --l7-max-rate --threads --summary --serve --serve-max-series --web-config --output --keep --line-buffered --verbose --quiet --help --version doctor help"
+            opts="-p -i -d -n -o -v -q -h -V --probes --list-probes --interval --duration --count --pid --comm --container --sample-rate --offcpu-min --io-sample --io-sample-time --fault-sample --bpf-stats --l7-max-rate --threads --summary --serve --serve-max-series --web-config --serve-names --output --keep --line-buffered --verbose --quiet --help --version doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -123,6 +123,10 @@ _gala__collect() {
                     ;;
                 --web-config)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serve-names)
+                    COMPREPLY=($(compgen -W "gala gopher" -- "${cur}"))
                     return 0
                     ;;
                 --output)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_gala_collect_global_optspecs
-    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= io-sample= io-sample-time= fault-sample= bpf-stats= l7-max-rate= threads summary serve= serve-max-series= web-config= o/output= keep= line-buffered v/verbose q/quiet h/help V/version
+    string join \n p/probes= list-probes i/interval= d/duration= n/count= pid= comm= container= sample-rate= offcpu-min= io-sample= io-sample-time= fault-sample= bpf-stats= l7-max-rate= threads summary serve= serve-max-series= web-config= serve-names= o/output= keep= line-buffered v/verbose q/quiet h/help V/version
 end
 
 function __fish_gala_collect_needs_command
@@ -43,6 +43,8 @@ complete -c gala-collect -n "__fish_gala_collect_needs_command" -l l7-max-rate -
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l serve -d 'Also serve the latest interval as Prometheus text at http://ADDR/metrics (PORT or :PORT binds 127.0.0.1; give HOST:PORT to expose it further). Scrapes do not drain' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l serve-max-series -d 'With --serve: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l web-config -d 'With --serve: TLS and basic auth from FILE, in the web-config.yml format of Prometheus\' exporters (tls_server_config: cert_file, key_file; basic_auth_users: user: bcrypt hash). Checked before collection starts; docs/collect.md has an example' -r -F
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -l serve-names -d 'With --serve: whose names the series get: gala (Prometheus\' conventions) or gopher (openEuler gala-gopher\'s, for existing gala-ops dashboards and queries)' -r -f -a "gala\t'Prometheus\' conventions: `gala_<kind>_<metric>_<unit>`, counters as running `_total` counters in base units, histograms as histograms, descriptive labels on one `gala_<kind>_info` series per entity'
+gopher\t'gala-gopher\'s: `gala_gopher_<entity>_<metric>` gauges of each interval\'s own value in the record\'s unit, every series labelled with its entity\'s keys and labels and machine_id, as gala-ops dashboards, gala-spider and gala-anteater query them'"
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s o -l output -d 'Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)' -r -F
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l keep -d 'With a time pattern in -o: keep the N newest files it names, remove older ones' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l list-probes -d 'List the probes with their entity kinds and metrics, then exit'

@@ -38,6 +38,8 @@ off\:"Never on\: \`bpf_progs\` stays at zero"))' \
 '--serve=[Also serve the latest interval as Prometheus text at http\://ADDR/metrics (PORT or \:PORT binds 127.0.0.1; give HOST\:PORT to expose it further). Scrapes do not drain]:ADDR:_default' \
 '--serve-max-series=[With --serve\: most series one scrape shows; whole entities beyond it are left out and counted in the status record (serve_series_dropped)]:N:_default' \
 '--web-config=[With --serve\: TLS and basic auth from FILE, in the web-config.yml format of Prometheus'\'' exporters (tls_server_config\: cert_file, key_file; basic_auth_users\: user\: bcrypt hash). Checked before collection starts; docs/collect.md has an example]:FILE:_files' \
+'--serve-names=[With --serve\: whose names the series get\: gala (Prometheus'\'' conventions) or gopher (openEuler gala-gopher'\''s, for existing gala-ops dashboards and queries)]:NAMES:((gala\:"Prometheus'\'' conventions\: \`gala_<kind>_<metric>_<unit>\`, counters as running \`_total\` counters in base units, histograms as histograms, descriptive labels on one \`gala_<kind>_info\` series per entity"
+gopher\:"gala-gopher'\''s\: \`gala_gopher_<entity>_<metric>\` gauges of each interval'\''s own value in the record'\''s unit, every series labelled with its entity'\''s keys and labels and machine_id, as gala-ops dashboards, gala-spider and gala-anteater query them"))' \
 '-o+[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--output=[Write to FILE instead of standard output (gzip-compressed when FILE ends in .gz)]:FILE:_files' \
 '--keep=[With a time pattern in -o\: keep the N newest files it names, remove older ones]:N:_default' \

@@ -127,6 +127,23 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub web_config: Option<std::path::PathBuf>,
 
+    /// With --serve: whose names the series get: gala (Prometheus' conventions) or gopher
+    /// (openEuler gala-gopher's, for existing gala-ops dashboards and queries).
+    ///
+    /// gopher gives every record metric gala-gopher's name, e.g. gala_gopher_disk_rspeed_kB
+    /// for disk rspeed_kB, as a gauge of each interval's own value in the record's unit: a
+    /// delta stays a delta, so a scraper slower than --interval misses intervals, as with
+    /// gala-gopher. lb_link entities become gala-gopher's lvs_link, nginx_link or
+    /// haproxy_link. docs/collect.md has the whole mapping.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "NAMES",
+        default_value_t,
+        requires = "serve"
+    )]
+    pub serve_names: super::serve::names::Naming,
+
     #[command(flatten)]
     pub output: OutputArgs,
 

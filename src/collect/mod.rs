@@ -471,6 +471,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
                     .as_deref()
                     .map(serve::WebConfig::load)
                     .transpose()?,
+                cli.serve_names,
             )?)),
             None => None,
         },

@@ -204,6 +204,9 @@ impl Reporter {
         let _ = write!(s, " → {} (first records in {})", self.output, human(first));
         if let Some(ex) = plan.serve {
             let _ = write!(s, "; serving {}", ex.url());
+            if ex.naming() == super::serve::names::Naming::Gopher {
+                s.push_str(" with gala-gopher's names");
+            }
         }
         self.line(&s);
         for warning in plan.serve.map_or(&[][..], |ex| ex.warnings()) {

@@ -174,6 +174,95 @@ fn a_live_exposition_passes_promtool_lint() {
     assert_eq!(promtool_lint(body), "");
 }
 
+/// `--serve-names gopher` serves what gala-gopher's exporter does, for gala-ops dashboards:
+/// `gala_gopher_<entity>_<metric>` gauges of each interval's own value, every series
+/// labelled with its entity's keys and labels and, last, the collector's machine_id.
+#[test]
+fn gopher_names_are_served_when_asked_for() {
+    let (_g, addr) = collector(&[
+        "--serve-names",
+        "gopher",
+        "--probes",
+        "host,mem,proc",
+        "-o",
+        "/dev/null",
+    ]);
+    let me = format!(
+        "gala_gopher_proc_rss_bytes{{tgid=\"{}\",",
+        std::process::id()
+    );
+    let mut body = String::new();
+    wait_for(
+        "this test's process to be served",
+        Duration::from_secs(20),
+        || {
+            let resp = http_get(&addr, "/metrics").unwrap_or_default();
+            body = resp[resp.find("\r\n\r\n").map_or(0, |i| i + 4)..].to_string();
+            body.contains(&me)
+        },
+    );
+    for family in [
+        "# TYPE gala_gopher_mem_total_bytes gauge\n",
+        "# TYPE gala_gopher_mem_used_pct gauge\n",
+        // A delta is the interval's own, a gauge like the rest.
+        "# TYPE gala_gopher_host_oom_kills gauge\n",
+        "# TYPE gala_gopher_proc_rss_bytes gauge\n",
+    ] {
+        assert!(body.contains(family), "no {family:?} in {body}");
+    }
+    // The machine id the records carry, on every series, last. (A collector of its own,
+    // which also says at start whose names it serves.)
+    let out = run(
+        "gala-collect",
+        &[
+            "--serve",
+            "127.0.0.1:0",
+            "--serve-names",
+            "gopher",
+            "--probes",
+            "mem",
+            "-n",
+            "1",
+            "-i",
+            "100ms",
+        ],
+        None,
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("/metrics with gala-gopher's names"), "{said}");
+    let machine_id = ndjson(&out.stdout)
+        .into_iter()
+        .find(|r| r["type"] == "entity")
+        .and_then(|r| r["machine_id"].as_str().map(str::to_string))
+        .expect("a mem entity");
+    let last = format!("machine_id=\"{machine_id}\"}} ");
+    let samples: Vec<&str> = body.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(samples.len() > 20, "{body}");
+    for line in &samples {
+        assert!(line.starts_with("gala_gopher_"), "{line}");
+        assert!(
+            line.contains(&format!("{{{last}")) || line.contains(&format!(",{last}")),
+            "{line}"
+        );
+        assert!(!line.contains("gala_id="), "{line}");
+    }
+    // A process's series carry its labels as well as its key.
+    let proc_line = samples.iter().find(|l| l.starts_with(&me)).unwrap();
+    assert!(proc_line.contains(",comm=\""), "{proc_line}");
+    // Nothing under gala's own names, no info series.
+    assert!(!body.contains("\ngala_mem_"), "{body}");
+    assert!(!body.contains("_info{"), "{body}");
+
+    // Without --serve there is nothing to name.
+    let out = run(
+        "gala-collect",
+        &["--serve-names", "gopher", "-n", "1"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--serve"));
+}
+
 /// Every metric any probe describes, rendered as one entity of its kind would give it
 /// (histograms included), is lint-clean: the probes a live test runs are not all of them.
 #[test]
@@ -243,17 +332,18 @@ fn family_table_is_current() {
         for m in spec.metrics {
             let f = names.family(m.kind, m.name);
             rows.insert(format!(
-                "| `{}` | {} | `{}` {} ({}) |",
+                "| `{}` | {} | `{}` {} ({}) | `{}` |",
                 f.name,
                 f.ftype.as_str(),
                 m.name,
                 m.unit,
-                m.mtype.as_str()
+                m.mtype.as_str(),
+                gopher_name(m.kind, m.name)
             ));
         }
         for kind in spec.kinds {
             rows.insert(format!(
-                "| `{}` | gauge (always 1) | the {kind}'s labels |",
+                "| `{}` | gauge (always 1) | the {kind}'s labels | none: on every series |",
                 gala::collect::serve::names::info_family(kind)
             ));
         }
@@ -263,8 +353,12 @@ fn family_table_is_current() {
          Generated from the probes' own descriptions (`GALA_BLESS=1 cargo test --test gala \
          prometheus::every_registered_family`); docs/collect.md says how names, units and \
          labels are chosen. Every series carries `gala_id`, `machine_id` and its entity's \
-         keys; the `_info` series add the descriptive labels.\n\n\
-         | family | type | record's metric, unit (type) |\n|---|---|---|\n",
+         keys; the `_info` series add the descriptive labels. The last column is the \
+         family's name under `--serve-names gopher` (gala-gopher's names: a gauge of each \
+         interval's own value in the record's unit; an lb_link's entity name is lvs_link, \
+         nginx_link or haproxy_link by its balancer).\n\n\
+         | family | type | record's metric, unit (type) | `--serve-names gopher` |\n\
+         |---|---|---|---|\n",
     );
     for row in rows {
         want.push_str(&row);
@@ -280,6 +374,16 @@ fn family_table_is_current() {
         "docs/prometheus-families.md is out of date: run \
          `GALA_BLESS=1 cargo test --test gala prometheus::every_registered_family` and commit"
     );
+}
+
+/// A metric's gala-gopher family, as `--serve-names gopher` names it on an entity of its
+/// kind (an lb_link's varies by balancer: shown as `<lb>_link`).
+fn gopher_name(kind: &str, metric: &str) -> String {
+    use gala::collect::serve::names::{gopher_entity, gopher_family};
+    match kind {
+        "lb_link" => format!("gala_gopher_<lb>_link_{metric}"),
+        _ => gopher_family(gopher_entity(kind, None), metric),
+    }
 }
 
 /// Records of one type, sorted by (ts, id).

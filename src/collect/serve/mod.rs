@@ -13,6 +13,10 @@
 //! Every sample carries the collector's own timestamp, so the `--prometheus` readers
 //! rebuild the exact intervals.
 //!
+//! `--serve-names gopher` ([`names::Naming::Gopher`]) exposes the same snapshots under
+//! gala-gopher's names instead (`render::render_gopher`), each interval's values as they
+//! are: no running totals are kept.
+//!
 //! `--web-config` (`web_config`) adds TLS and basic auth (`auth`); each connection's
 //! handshake, request and answer are `http`'s.
 
@@ -32,12 +36,12 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 
-pub use render::render;
+pub use render::{render, render_gopher};
 
 use crate::record::{Entity, Fields, Metric, Record};
 use accumulate::Accumulator;
 use auth::BasicAuth;
-use names::Names;
+use names::{Names, Naming};
 pub use web_config::WebConfig;
 
 /// Default limit on the number of series one scrape shows.
@@ -57,6 +61,7 @@ struct Snapshot {
 struct Shared {
     snapshot: Mutex<Arc<Snapshot>>,
     max_series: usize,
+    naming: Naming,
     dropped: AtomicU64,
     scrapes: AtomicU64,
     connections: AtomicUsize,
@@ -79,6 +84,10 @@ impl Shared {
     /// `snap` as Prometheus text, rendered by the first scrape that asks for it.
     fn rendered<'a>(&self, snap: &'a Snapshot) -> &'a str {
         let (body, _) = snap.rendered.get_or_init(|| {
+            let render = match self.naming {
+                Naming::Gala => render,
+                Naming::Gopher => render_gopher,
+            };
             let (text, dropped) =
                 render(&snap.entities, &snap.metrics, Names::get(), self.max_series);
             self.dropped.store(dropped, Ordering::Relaxed);
@@ -136,17 +145,23 @@ impl Exporter {
         format!("{scheme}://{}/metrics", self.addr)
     }
 
+    /// Whose names the series get (`--serve-names`).
+    pub fn naming(&self) -> Naming {
+        self.shared.naming
+    }
+
     /// What the person starting it should know about who can read it (said once, at start).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 
     /// Binds `addr` and starts serving on a thread of its own, with the TLS and users of
-    /// `web` (`--web-config`) when given.
+    /// `web` (`--web-config`) when given, under `naming`'s names (`--serve-names`).
     pub fn start(
         addr: SocketAddr,
         max_series: usize,
         web: Option<WebConfig>,
+        naming: Naming,
     ) -> anyhow::Result<Exporter> {
         let listener = TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on {addr} for --serve"))?;
@@ -166,6 +181,7 @@ impl Exporter {
                 rendered: OnceLock::new(),
             })),
             max_series,
+            naming,
             dropped: AtomicU64::new(0),
             scrapes: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
@@ -224,10 +240,13 @@ impl Exporter {
                 _ => {}
             }
         }
-        self.totals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .accumulate(&mut metrics, Names::get());
+        // gala-gopher's names carry each interval's own values, as gala-gopher does.
+        if self.shared.naming == Naming::Gala {
+            self.totals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .accumulate(&mut metrics, Names::get());
+        }
         let snap = Arc::new(Snapshot {
             entities,
             metrics,
@@ -332,7 +351,13 @@ mod tests {
             tls: None,
             users: [("prom".to_string(), web_config::tests::HASH.to_string())].into(),
         };
-        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, Some(web)).unwrap();
+        let ex = Exporter::start(
+            "127.0.0.1:0".parse().unwrap(),
+            1000,
+            Some(web),
+            Naming::Gala,
+        )
+        .unwrap();
         ex.publish(&records());
         let basic = |cred: &str| {
             format!(
@@ -383,8 +408,37 @@ mod tests {
     }
 
     #[test]
+    fn gopher_names_serve_each_interval_as_it_is() {
+        let ex =
+            Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, None, Naming::Gopher).unwrap();
+        let interval = |ts: i64, kills: u32| {
+            let line = format!(
+                r#"{{"type":"metric","ts":{ts},"id":"m_host_m","kind":"host","metrics":{{"oom_kills":{kills}}}}}"#
+            );
+            let mut recs = records();
+            recs.push(Record::from_line(&line).unwrap());
+            recs
+        };
+        ex.publish(&interval(1000, 2));
+        ex.publish(&interval(2000, 3));
+        let body = get(ex.local_addr());
+        // The second interval's delta, not a running total of 5.
+        assert!(
+            body.contains("\ngala_gopher_host_oom_kills{gala_id=\"m_host_m\"} 3 2000\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("gala_gopher_proc_rss_bytes{tgid=\"42\""),
+            "{body}"
+        );
+        let mut status = Fields::new();
+        ex.status(&mut status);
+        assert_eq!(status["serve_totals_held"], json!(0));
+    }
+
+    #[test]
     fn scrapes_do_not_drain() {
-        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, None).unwrap();
+        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, None, Naming::Gala).unwrap();
         ex.publish(&records());
         let a = get(ex.local_addr());
         let b = get(ex.local_addr());
@@ -395,7 +449,7 @@ mod tests {
 
     #[test]
     fn a_slow_scraper_delays_neither_intervals_nor_other_scrapers() {
-        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, None).unwrap();
+        let ex = Exporter::start("127.0.0.1:0".parse().unwrap(), 1000, None, Naming::Gala).unwrap();
         ex.publish(&records());
         // A scraper that sends its request one byte at a time, never finishing it, for
         // as long as the test runs.

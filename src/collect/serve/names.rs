@@ -11,11 +11,32 @@
 //! - a `histogram` is a Prometheus **histogram**, accumulated like a counter;
 //! - values are in base units (seconds, bytes, ratios), the unit is the name's last word,
 //!   and the abbreviation the record's name carries (`_us`, `_ms`, `_kB`, `_pct`) goes.
+//!
+//! `--serve-names gopher` names the same metrics as openEuler's gala-gopher does instead
+//! (see [`Naming::Gopher`] and [`gopher_entity`]), for dashboards and queries written
+//! against a gala-ops Prometheus.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use serde_json::Value;
+
 use crate::collect::probe::{MetricSpec, MetricType};
+use crate::record::{kind, Entity};
+
+/// The names `gala-collect --serve` gives its series (`--serve-names`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Naming {
+    /// Prometheus' conventions: `gala_<kind>_<metric>_<unit>`, counters as running
+    /// `_total` counters in base units, histograms as histograms, descriptive labels on
+    /// one `gala_<kind>_info` series per entity.
+    #[default]
+    Gala,
+    /// gala-gopher's: `gala_gopher_<entity>_<metric>` gauges of each interval's own value
+    /// in the record's unit, every series labelled with its entity's keys and labels and
+    /// machine_id, as gala-ops dashboards, gala-spider and gala-anteater query them.
+    Gopher,
+}
 
 /// The Prometheus type a family is exposed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +98,7 @@ pub struct Family {
 pub struct Names {
     by_metric: HashMap<(&'static str, &'static str), Family>,
     by_family: HashMap<String, (&'static str, &'static str)>,
+    specs: HashMap<(&'static str, &'static str), MetricSpec>,
 }
 
 impl Names {
@@ -95,14 +117,31 @@ impl Names {
     fn new<'a>(specs: impl IntoIterator<Item = &'a MetricSpec>) -> Names {
         let mut by_metric = HashMap::new();
         let mut by_family = HashMap::new();
+        let mut by_spec = HashMap::new();
         for spec in specs {
             let family = family(spec.kind, spec.name, Some(spec));
             by_family.insert(family.name.clone(), (spec.kind, spec.name));
             by_metric.insert((spec.kind, spec.name), family);
+            by_spec.insert((spec.kind, spec.name), *spec);
         }
         Names {
             by_metric,
             by_family,
+            specs: by_spec,
+        }
+    }
+
+    /// The `# HELP` of a metric's gala-gopher family (`--serve-names gopher`): what the
+    /// probe says it is, and the unit and type the value keeps.
+    pub fn gopher_help(&self, kind: &str, metric: &str) -> String {
+        match self.specs.get(&(kind, metric)) {
+            Some(s) => format!(
+                "{} (gala-collect {kind} {metric}: {}, {}; each interval's own value)",
+                s.help.replace('\\', "\\\\").replace('\n', " "),
+                s.unit,
+                s.mtype.as_str()
+            ),
+            None => format!("gala-collect {kind} {metric}"),
         }
     }
 
@@ -134,6 +173,59 @@ pub fn prefix(kind: &str) -> String {
 /// The info family of a kind, whose series carry an entity's descriptive labels.
 pub fn info_family(kind: &str) -> String {
     prefix(kind) + "info"
+}
+
+/// Every gala-gopher family starts with it.
+pub const GOPHER_PREFIX: &str = "gala_gopher_";
+
+/// gala-gopher's entity name for an entity of `kind`. The kinds gala-collect shares with
+/// gala-gopher (host, cpu, mem, net, nic, qdisc, disk, block, fs, proc, thread, container,
+/// tcp_link, endpoint, sli, dns) keep their name. An `lb_link` is what gala-gopher splits
+/// by balancer: an IPVS flow is its `lvs_link`, a flow through nginx or haproxy its
+/// `nginx_link` or `haproxy_link`; one through another proxy stays `lb_link`, as do
+/// gala-collect's own kinds (runtime, pod).
+pub fn gopher_entity<'a>(kind: &'a str, entity: Option<&Entity>) -> &'a str {
+    if kind != kind::LB_LINK {
+        return kind;
+    }
+    let label = |name: &str| {
+        entity
+            .and_then(|e| e.labels.get(name))
+            .and_then(Value::as_str)
+    };
+    match (label("source"), label("comm")) {
+        (Some("ipvs"), _) => "lvs_link",
+        (_, Some(comm)) if comm.starts_with("nginx") => "nginx_link",
+        (_, Some(comm)) if comm.starts_with("haproxy") => "haproxy_link",
+        _ => kind,
+    }
+}
+
+/// gala-gopher's name for a label of an entity of gala-gopher's kind `entity`: its lb
+/// links call the backend the server.
+pub fn gopher_label<'a>(entity: &str, label: &'a str) -> &'a str {
+    match (entity, label) {
+        ("lvs_link" | "nginx_link" | "haproxy_link", "backend_ip") => "server_ip",
+        ("lvs_link" | "nginx_link" | "haproxy_link", "backend_port") => "server_port",
+        _ => label,
+    }
+}
+
+/// `gala_gopher_<entity>_<metric>`: the record's metric name as it is, case included
+/// (gala-gopher's `rspeed_kB`), only characters outside Prometheus' alphabet made `_`.
+pub fn gopher_family(entity: &str, metric: &str) -> String {
+    let mut s = String::with_capacity(GOPHER_PREFIX.len() + entity.len() + 1 + metric.len());
+    s.push_str(GOPHER_PREFIX);
+    for part in [entity, "_", metric] {
+        s.extend(part.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    s
 }
 
 /// Appends `part` in Prometheus' metric-name alphabet, in snake case.
@@ -266,6 +358,55 @@ mod tests {
         assert_eq!(f.scale.from_base(f.scale.to_base(17.0)), 17.0);
         // A metric no probe describes keeps its name, as a gauge.
         assert_eq!(names.family("x", "Odd.Name").name, "gala_x_odd_name");
+    }
+
+    #[test]
+    fn gopher_names_keep_the_record_names_and_map_lb_links() {
+        assert_eq!(
+            gopher_family("disk", "rspeed_kB"),
+            "gala_gopher_disk_rspeed_kB"
+        );
+        assert_eq!(gopher_family("x", "a.b"), "gala_gopher_x_a_b");
+        let lb = |labels: &str| {
+            let line = format!(
+                r#"{{"type":"entity","ts":1,"id":"m_lb_link_1","kind":"lb_link","machine_id":"m","keys":{{}},"labels":{labels}}}"#
+            );
+            match crate::record::Record::from_line(&line).unwrap() {
+                crate::record::Record::Entity(e) => e,
+                _ => unreachable!(),
+            }
+        };
+        let name = |e: &Entity| gopher_entity(kind::LB_LINK, Some(e)).to_string();
+        assert_eq!(name(&lb(r#"{"source":"ipvs"}"#)), "lvs_link");
+        assert_eq!(
+            name(&lb(r#"{"source":"proxy","comm":"nginx"}"#)),
+            "nginx_link"
+        );
+        assert_eq!(
+            name(&lb(r#"{"source":"proxy","comm":"haproxy"}"#)),
+            "haproxy_link"
+        );
+        assert_eq!(name(&lb(r#"{"source":"proxy","comm":"envoy"}"#)), "lb_link");
+        assert_eq!(gopher_entity("tcp_link", None), "tcp_link");
+        assert_eq!(gopher_label("lvs_link", "backend_ip"), "server_ip");
+        assert_eq!(gopher_label("lb_link", "backend_ip"), "backend_ip");
+        assert!(Names::get()
+            .gopher_help("disk", "rspeed_kB")
+            .contains("(gala-collect disk rspeed_kB: KiB/s, rate;"));
+    }
+
+    #[test]
+    fn every_registered_metric_has_a_gopher_family_of_its_own() {
+        let mut seen = HashMap::new();
+        for spec in crate::collect::registry::specs()
+            .into_iter()
+            .flat_map(|p| p.metrics.iter())
+        {
+            let f = gopher_family(gopher_entity(spec.kind, None), spec.name);
+            if let Some(other) = seen.insert(f.clone(), (spec.kind, spec.name)) {
+                assert_eq!(other, (spec.kind, spec.name), "two metrics share {f}");
+            }
+        }
     }
 
     #[test]

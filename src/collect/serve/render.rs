@@ -5,12 +5,18 @@
 //! from (`gala_kind`, `gala_keys`); its metric series carry only the identifying labels:
 //! `gala_id`, `machine_id` and the entity's keys. Join them in PromQL with
 //! `… * on (gala_id) group_left (comm) gala_proc_info`.
+//!
+//! [`render_gopher`] writes the same snapshot as gala-gopher would (`--serve-names
+//! gopher`): `gala_gopher_<entity>_<metric>` gauges whose series carry all of their
+//! entity's keys and labels and its machine_id, and no info series.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::names::{info_family, FamilyType, Names, Scale};
+use super::names::{
+    gopher_entity, gopher_family, gopher_label, info_family, FamilyType, Names, Scale,
+};
 use crate::record::{Entity, Histogram, Metric};
 
 const MAX_LABEL_VALUE: usize = 256;
@@ -29,6 +35,9 @@ enum Sample<'a> {
     Histogram(&'a Histogram, i64),
     /// An info series: the entity's identifying labels, then these descriptive ones.
     Info(usize, i64),
+    /// gala-gopher's histogram: one series per bucket, labelled `le`, of the interval's
+    /// cumulative count, and no `_bucket`, `_sum` or `_count`.
+    Buckets(&'a Histogram, i64),
 }
 
 /// Renders the exposition text; returns it and how many series were left out to stay
@@ -96,6 +105,55 @@ pub fn render<'a>(
     (x.finish(), dropped)
 }
 
+/// The exposition text with gala-gopher's names and labels (`--serve-names gopher`);
+/// returns it and how many series were left out to stay within `max_series`.
+///
+/// What gala-gopher's own exporter writes, for gala-ops dashboards and the queries of
+/// gala-spider and gala-anteater: per metric a `gala_gopher_<entity>_<metric>` gauge of
+/// the record's value in the record's unit (an interval's delta stays a delta, a rate a
+/// rate), every series labelled with its entity's keys and labels, then `machine_id`.
+/// Histograms are gala-gopher's too: the family's own name with one series per bucket
+/// bound (`le`, in the record's unit) of the interval's cumulative count.
+pub fn render_gopher<'a>(
+    entities: &'a HashMap<String, Entity>,
+    metrics: &'a [Metric],
+    names: &Names,
+    max_series: usize,
+) -> (String, u64) {
+    let mut x = Exposition::with_capacity(metrics.len());
+    // Entities rendered so far: their label set and gala-gopher entity name.
+    let mut rendered: HashMap<&'a str, (usize, &'a str)> = HashMap::with_capacity(entities.len());
+    let mut series = 0usize;
+    let mut dropped = 0u64;
+    for m in metrics {
+        let n = m.metrics.len() + m.histos.values().map(|h| h.bounds.len() + 1).sum::<usize>();
+        if series + n > max_series {
+            dropped += n as u64;
+            continue;
+        }
+        series += n;
+        let (set, entity_name) = match rendered.get(m.id.as_str()) {
+            Some(&known) => known,
+            None => {
+                let entity = entities.get(&m.id);
+                let entity_name = gopher_entity(&m.kind, entity);
+                let set = x.add_gopher_labels(&m.id, entity_name, entity);
+                rendered.insert(&m.id, (set, entity_name));
+                (set, entity_name)
+            }
+        };
+        for (name, v) in &m.metrics {
+            let f = x.gopher_family_of(names, entity_name, &m.kind, name);
+            x.families[f].samples.push((set, Sample::Value(*v, m.ts)));
+        }
+        for (name, h) in &m.histos {
+            let f = x.gopher_family_of(names, entity_name, &m.kind, name);
+            x.families[f].samples.push((set, Sample::Buckets(h, m.ts)));
+        }
+    }
+    (x.finish(), dropped)
+}
+
 /// The exposition while it is built: its families, and the label sets their samples
 /// point to, as ranges of one text.
 struct Exposition<'a> {
@@ -149,6 +207,42 @@ impl<'a> Exposition<'a> {
         set
     }
 
+    /// An entity's label set in gala-gopher's form.
+    fn add_gopher_labels(&mut self, id: &str, entity_name: &str, entity: Option<&Entity>) -> usize {
+        let start = self.label_text.len();
+        push_gopher_labels(
+            &mut self.label_text,
+            &mut self.label_names,
+            id,
+            entity_name,
+            entity,
+        );
+        self.label_sets.push((start, self.label_text.len()));
+        self.label_sets.len() - 1
+    }
+
+    /// The gala-gopher family of `kind`'s `metric` on entities gala-gopher calls
+    /// `entity_name`: always a gauge, in the record's unit.
+    fn gopher_family_of(
+        &mut self,
+        names: &Names,
+        entity_name: &'a str,
+        kind: &str,
+        metric: &'a str,
+    ) -> usize {
+        let families = &mut self.families;
+        *self.index.entry((entity_name, metric)).or_insert_with(|| {
+            families.push(Family {
+                name: gopher_family(entity_name, metric),
+                help: names.gopher_help(kind, metric),
+                ftype: FamilyType::Gauge,
+                scale: Scale::One,
+                samples: Vec::new(),
+            });
+            families.len() - 1
+        })
+    }
+
     /// The text, families sorted by name.
     fn finish(mut self) -> String {
         self.families.sort_by(|a, b| a.name.cmp(&b.name));
@@ -187,6 +281,7 @@ impl<'a> Exposition<'a> {
                         out.push_str("} 1");
                         push_ts(&mut out, *ts);
                     }
+                    Sample::Buckets(h, ts) => render_buckets(&mut out, &fam.name, labels, h, *ts),
                 }
             }
         }
@@ -210,6 +305,7 @@ impl<'a> Exposition<'a> {
                         let (c, d) = self.label_sets[*extra];
                         fam.name.len() + (b - a) + (d - c) + 40
                     }
+                    Sample::Buckets(h, _) => (h.counts.len() + 1) * (fam.name.len() + (b - a) + 64),
                 };
             }
         }
@@ -391,6 +487,69 @@ fn push_descriptive(out: &mut String, names: &mut Vec<String>, e: &Entity) {
     }
 }
 
+/// gala-gopher's labels: the entity's keys, then its labels (those without a value left
+/// out, as gala-gopher leaves them out), then `machine_id`. A metric whose entity record
+/// is missing gets `gala_id` alone, so that two such entities' series stay apart.
+fn push_gopher_labels(
+    out: &mut String,
+    names: &mut Vec<String>,
+    id: &str,
+    entity_name: &str,
+    entity: Option<&Entity>,
+) {
+    names.clear();
+    let Some(e) = entity else {
+        push_label(out, names, true, "gala_id", &|o| {
+            push_label_value(o, id);
+            true
+        });
+        return;
+    };
+    // Written last, whatever the entity's own labels say.
+    names.push("machine_id".into());
+    let mut first = true;
+    for (k, v) in e.keys.iter().chain(&e.labels) {
+        let before = out.len();
+        push_label(out, names, first, gopher_label(entity_name, k), &|o| {
+            push_value_text(o, v)
+        });
+        first &= out.len() == before;
+    }
+    if !first {
+        out.push(',');
+    }
+    out.push_str("machine_id=\"");
+    push_label_value(out, &e.machine_id);
+    out.push('"');
+}
+
+/// gala-gopher's histogram lines: `fam{labels,le="bound"} cumulative ts` per bucket, the
+/// last `le="+Inf"`.
+fn render_buckets(out: &mut String, fam: &str, labels: &str, h: &Histogram, ts: i64) {
+    let mut cumulative = 0u64;
+    let mut int = itoa::Buffer::new();
+    let mut bucket = |out: &mut String, le: Option<f64>, count: u64| {
+        out.push_str(fam);
+        out.push('{');
+        out.push_str(labels);
+        out.push_str(",le=\"");
+        match le {
+            Some(b) => push_f64(out, b),
+            None => out.push_str("+Inf"),
+        }
+        out.push_str("\"} ");
+        out.push_str(int.format(count));
+        push_ts(out, ts);
+    };
+    for (i, count) in h.counts.iter().enumerate() {
+        cumulative += count;
+        bucket(out, h.bounds.get(i).copied(), cumulative);
+    }
+    if h.counts.len() == h.bounds.len() {
+        bucket(out, None, cumulative);
+    }
+}
+
 /// `fam<suffix>{labels<extra>} `: the start of a histogram line.
 fn push_series(out: &mut String, fam: &str, suffix: &str, labels: &str, extra: &str) {
     out.push_str(fam);
@@ -506,6 +665,61 @@ pub(crate) mod tests {
         ));
         assert!(text.contains("le=\"+Inf\"} 6 1000"));
         assert!(text.contains("gala_proc_lat_count{"));
+    }
+
+    #[test]
+    fn gopher_series_carry_keys_labels_and_machine_id_as_gala_gopher_writes_them() {
+        let (ents, mets) = snapshot();
+        let (text, dropped) = render_gopher(&ents, &mets, Names::get(), 1000);
+        assert_eq!(dropped, 0);
+        assert!(
+            text.contains("# TYPE gala_gopher_proc_rss_bytes gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gala_gopher_proc_rss_bytes{tgid=\"42\",cmdline=\"redis-server --x\",comm=\"re\\\"dis\",machine_id=\"m\"} 1024 1000\n"),
+            "{text}"
+        );
+        // gala-gopher's histogram: the family's own name, a cumulative count per bound.
+        assert!(
+            text.contains("# TYPE gala_gopher_proc_lat gauge\n"),
+            "{text}"
+        );
+        for (le, n) in [("1", 2), ("10", 5), ("+Inf", 6)] {
+            assert!(
+                text.contains(&format!("gala_gopher_proc_lat{{tgid=\"42\",cmdline=\"redis-server --x\",comm=\"re\\\"dis\",machine_id=\"m\",le=\"{le}\"}} {n} 1000\n")),
+                "{text}"
+            );
+        }
+        // No info series, no gala bookkeeping, nothing under gala's own names.
+        assert!(!text.contains("info"), "{text}");
+        assert!(!text.contains("gala_id"), "{text}");
+        assert!(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .all(|l| l.starts_with("gala_gopher_proc_")));
+        // The limit still leaves out whole entities: 2 values and 3 buckets.
+        let (text, dropped) = render_gopher(&ents, &mets, Names::get(), 4);
+        assert_eq!(dropped, 5);
+        assert!(!text.contains("gala_gopher_proc_"), "{text}");
+    }
+
+    #[test]
+    fn gopher_labels_keep_machine_id_last_and_leave_out_empty_values() {
+        let line = r#"{"type":"entity","ts":1,"id":"m_lb_link_1","kind":"lb_link","machine_id":"m","keys":{"machine_id":"not this","backend_ip":"10.0.0.2","backend_port":80},"labels":{"source":"ipvs","n":null,"le":"x"}}"#;
+        let Record::Entity(e) = Record::from_line(line).unwrap() else {
+            unreachable!()
+        };
+        let mut out = String::new();
+        push_gopher_labels(&mut out, &mut Vec::new(), &e.id, "lvs_link", Some(&e));
+        assert_eq!(
+            out,
+            r#"server_ip="10.0.0.2",server_port="80",source="ipvs",machine_id="m""#
+        );
+        // Without its entity record, a series is told apart by its id.
+        let mut out = String::new();
+        push_gopher_labels(&mut out, &mut Vec::new(), "m_x_1", "x", None);
+        assert_eq!(out, r#"gala_id="m_x_1""#);
     }
 
     #[test]
