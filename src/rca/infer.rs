@@ -480,7 +480,12 @@ impl Candidates {
 struct Ranking {
     /// Each entity's rank score.
     score: Vec<f64>,
-    /// The next hop of each entity's path towards the KPI.
+    /// The first hop of each candidate's own path (a hog's goes to the resource it
+    /// loads), where the ranker chose one.
+    first: Vec<Option<usize>>,
+    /// The next hop towards the KPI on the best paths, which every path follows after its
+    /// first hop (following each entity's own first hop instead could go round in a
+    /// circle: hog → CPU → a process that loads the CPU → …).
     next: Vec<Option<usize>>,
     /// Whether another candidate explains the entity (it then ranks below that one).
     explained: Vec<bool>,
@@ -1022,7 +1027,8 @@ impl<'a> Frame<'a> {
                 })
                 .collect(),
         };
-        let (_, mut next) = rank::best_paths(g, k, abn, &slots);
+        let (_, next) = rank::best_paths(g, k, abn, &slots);
+        let mut first = vec![None; n];
         let mut rank_score = match self.opts.ranker {
             Ranker::Path => {
                 let abn_load: Vec<[f64; 3]> = cands
@@ -1038,8 +1044,8 @@ impl<'a> Frame<'a> {
                         cands.best[c] = cands.best_load[c][r].clone();
                     }
                 }
-                for c in (0..n).filter(|&c| c != k && pr.first[c].is_some()) {
-                    next[c] = pr.first[c];
+                for c in (0..n).filter(|&c| c != k) {
+                    first[c] = pr.first[c];
                 }
                 pr.rank
             }
@@ -1073,6 +1079,7 @@ impl<'a> Frame<'a> {
         }
         Ranking {
             score: rank_score,
+            first,
             next,
             explained: explainer.iter().map(Option::is_some).collect(),
         }
@@ -1104,7 +1111,7 @@ impl<'a> Frame<'a> {
         kpi_evidence: Option<&Evidence>,
     ) -> Cause {
         let (g, k, kpi) = (self.g, self.k, self.kpi);
-        let (next, explained) = (&ranking.next, &ranking.explained);
+        let (first, next, explained) = (&ranking.first, &ranking.next, &ranking.explained);
         let b = best[c].as_ref().expect("ranked causes have a best metric");
         let mut path = Vec::new();
         let mut evidence = Vec::new();
@@ -1141,7 +1148,11 @@ impl<'a> Frame<'a> {
                 });
             }
             prev = Some(i);
-            at = if i == c && c == k { None } else { next[i] };
+            at = match (i == c, c == k) {
+                (true, true) => None,
+                (true, false) => first[c].or(next[c]),
+                _ => next[i],
+            };
             if path.len() > g.ids.len() {
                 break;
             }
