@@ -232,6 +232,9 @@ fn wait_resource(k: &str, metric: &str) -> Option<usize> {
 fn resource_slot(k: &str, metric: &str) -> Option<usize> {
     let m = metric.to_ascii_lowercase();
     match k {
+        // A CPU's iowait is time it sat idle while its tasks waited for a disk: the
+        // disk's pressure, not the CPU's.
+        kind::CPU if m.contains("iowait") => Some(rank::IO),
         kind::CPU | kind::SCHED => Some(rank::CPU),
         kind::MEM => Some(rank::MEMORY),
         kind::DISK | kind::BLOCK | kind::FS => Some(rank::IO),
@@ -1026,17 +1029,17 @@ impl<'a> Frame<'a> {
                     })
                 })
                 .collect(),
+            loads: cands
+                .best_load
+                .iter()
+                .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
+                .collect(),
         };
         let (_, next) = rank::best_paths(g, k, abn, &slots);
         let mut first = vec![None; n];
         let mut rank_score = match self.opts.ranker {
             Ranker::Path => {
-                let abn_load: Vec<[f64; 3]> = cands
-                    .best_load
-                    .iter()
-                    .map(|b| b.clone().map(|b| b.map_or(0.0, |b| b.score)))
-                    .collect();
-                let pr = rank::by_path(g, k, abn, &abn_load, &slots);
+                let pr = rank::by_path(g, k, abn, &slots);
                 // A process ranked as a hog is reported with its load metric, and its path
                 // starts with the resource it loads.
                 for c in 0..n {

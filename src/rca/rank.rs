@@ -37,6 +37,8 @@ pub struct Slots {
     pub waiting: Vec<Option<usize>>,
     /// Memory under reclaim, which its processes wait for as I/O too (swap-ins, refaults).
     pub stalls_io: Vec<bool>,
+    /// How abnormal each process's load of each resource slot is (0: not at all).
+    pub loads: Vec<[f64; 3]>,
 }
 
 impl Slots {
@@ -59,10 +61,20 @@ impl Slots {
         onward: Option<usize>,
         abn: &[f64],
     ) -> bool {
+        if let Some(loaded) = hog_edge(g, c, e) {
+            // A process passes a cause on to a shared resource only by loading it: a
+            // process that merely waits there (nginx beside PostgreSQL) is no road from
+            // the CPU's steal to a slow application upstream of it.
+            return self.loads.get(c).is_none_or(|l| {
+                loaded.iter().any(|&s| {
+                    l[s] > 0.0 && (abn[e] == 0.0 || self.pressed(e).is_none_or(|p| p == s))
+                })
+            });
+        }
         let Some(r) = self.pressed(c) else {
             return true;
         };
-        if !is_process_like(&g.kinds[e]) || hog_edge(g, c, e).is_some() {
+        if !is_process_like(&g.kinds[e]) {
             return true;
         }
         if r != MEMORY && onward.is_some_and(|o| hog_edge(g, e, o).is_some()) {
@@ -155,23 +167,17 @@ pub struct PathRanks {
     pub rank: Vec<f64>,
     /// The first hop of that path (the rest follows [`best_paths`]).
     pub first: Vec<Option<usize>>,
-    /// The path starts with a hog edge, so this slot of `abn_load` ranked it, not `abn`.
+    /// The path starts with a hog edge, so this slot of its load ranked it, not `abn`.
     pub via_load: Vec<Option<usize>>,
 }
 
 /// Path ranking: how abnormal a node is times its best path weight. Through a hog edge
-/// (proc → a shared resource) a process counts only with `abn_load`, how abnormal its
+/// (proc → a shared resource) a process counts only with `slots.loads`, how abnormal its
 /// load is: a process that waits for the CPU is a victim of the contention, not its
 /// cause, and on a busy host every process waits when one hogs. Through a node pressed
 /// in one slot (`slots`: a host under CPU pressure) only that load counts (a new
 /// process's memory does not explain a host's CPU pressure).
-pub fn by_path(
-    g: &CausalGraph,
-    kpi: usize,
-    abn: &[f64],
-    abn_load: &[[f64; 3]],
-    slots: &Slots,
-) -> PathRanks {
+pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], slots: &Slots) -> PathRanks {
     let (w, next) = best_paths(g, kpi, abn, slots);
     let n = g.ids.len();
     let mut out = PathRanks {
@@ -192,7 +198,7 @@ pub fn by_path(
                 Some(loads) => loads
                     .iter()
                     .filter(|&&s| abn[e] == 0.0 || slots.pressed(e).is_none_or(|p| p == s))
-                    .map(|&s| (abn_load[c][s], Some(s)))
+                    .map(|&s| (slots.loads.get(c).map_or(0.0, |l| l[s]), Some(s)))
                     .fold((0.0, None), |b, x| if x.0 > b.0 { x } else { b }),
                 None => (abn[c], None),
             };
@@ -335,6 +341,7 @@ mod tests {
             pressed: vec![None, None, Some(CPU), Some(MEMORY), Some(IO), None],
             waiting: vec![None, Some(IO), None, None, None, None],
             stalls_io: vec![false; 6],
+            loads: Vec::new(),
         };
         let (w, next) = best_paths(&g, k, &abn, &slots);
         assert!(w[disk] > 0.0 && next[disk] == Some(victim));
@@ -350,5 +357,33 @@ mod tests {
         // Without slots every edge carries, as before.
         let (w, _) = best_paths(&g, k, &abn, &Slots::default());
         assert!(w[cpu] > 0.0 && w[mem] > 0.0);
+    }
+
+    #[test]
+    fn a_process_passes_a_cause_to_a_resource_only_by_loading_it() {
+        // app → nginx → cpu → victim → kpi: nginx waits beside the CPU, it does not load it.
+        let mut g = CausalGraph::default();
+        let k = g.node("kpi", "sli");
+        let victim = g.node("victim", "proc");
+        let cpu = g.node("cpu", "cpu");
+        let nginx = g.node("nginx", "proc");
+        let app = g.node("app", "proc");
+        g.add(victim, k, "proc → sli");
+        g.add(cpu, victim, "cpu → proc");
+        g.add(nginx, cpu, "proc → cpu");
+        g.add(app, nginx, "proc → proc");
+        let abn = vec![1.0, 0.8, 0.8, 0.5, 0.9];
+        let mut slots = Slots {
+            pressed: vec![None, None, Some(CPU), None, None],
+            waiting: vec![None, Some(CPU), None, None, None],
+            stalls_io: vec![false; 5],
+            loads: vec![[0.0; 3]; 5],
+        };
+        let (w, _) = best_paths(&g, k, &abn, &slots);
+        assert!(w[cpu] > 0.0);
+        assert_eq!((w[nginx], w[app]), (0.0, 0.0), "{w:?}");
+        slots.loads[nginx][CPU] = 0.6;
+        let (w, next) = best_paths(&g, k, &abn, &slots);
+        assert!(w[app] > 0.0 && next[app] == Some(nginx) && next[nginx] == Some(cpu));
     }
 }
