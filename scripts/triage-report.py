@@ -79,20 +79,60 @@ def who(eid, entities):
 
 
 def headline_cause(causes, entities):
-    """The cause the verdict's sentence tells: a process that did something to another
-    (a hog, a stall) before a resource or a link, a server's KPI before a client's (the
-    service before its callers), then the score."""
+    """The cause the verdict's sentence tells. Its KPI is the one that moved first (later
+    ones are the incident spreading: under memory pressure in redis's cgroup, nginx's p99
+    rose 5 s after redis's, and a PostgreSQL writer among its causes had made the
+    verdict); among KPIs that moved together, a server's before a client's (the service
+    before its callers), then the one whose best cause is surest. Its cause is gala-rca's
+    first for that KPI, or a process that did something to another (a hog, a squeeze)
+    ranked just below it, which tells the story better than the resource it loaded."""
     def tgid(eid):
         return ((entities.get(eid) or {}).get("keys") or {}).get("tgid")
 
-    def key(c):
-        kid = (c.get("kpi") or {}).get("id")
-        culprit = c.get("kind") == "proc" and tgid(c.get("id")) not in (None, tgid(kid))
-        server = ((entities.get(kid) or {}).get("keys") or {}).get("role") == "server"
-        return (culprit, server, float(c.get("score") or 0), -int(c.get("rank") or 99))
+    def score(c):
+        return float(c.get("score") or 0)
 
-    top3 = [c for c in causes if int(c.get("rank") or 99) <= 3]
-    return max(top3 or causes, key=key)
+    by_kpi = defaultdict(list)
+    for c in causes:
+        k = c.get("kpi") or {}
+        by_kpi[(k.get("id"), k.get("metric"), k.get("ts"))].append(c)
+    first_ts = min(float(k[2] or 0) for k in by_kpi)
+
+    def kpi_key(item):
+        (kid, _, ts), cs = item
+        server = ((entities.get(kid) or {}).get("keys") or {}).get("role") == "server"
+        return (float(ts or 0) == first_ts, server, max(score(c) for c in cs))
+
+    def best_of(kid, cs):
+        cs = sorted(cs, key=lambda c: int(c.get("rank") or 99))
+        for c in cs[1:3]:
+            culprit = c.get("kind") == "proc" and tgid(c.get("id")) not in (None, tgid(kid))
+            if culprit and score(c) >= 0.75 * score(cs[0]):
+                return c
+        return cs[0]
+
+    # A process gala-rca put first for a KPI of the onset, another than the KPI's own (a
+    # hog, a stopped server), says most.
+    firsts = []
+    for (kid, _, ts), cs in by_kpi.items():
+        top = min(cs, key=lambda c: int(c.get("rank") or 99))
+        if float(ts or 0) == first_ts and top.get("kind") == "proc" and tgid(top.get("id")) not in (None, tgid(kid)):
+            firsts.append(top)
+    if firsts:
+        return max(firsts, key=score)
+    (kid, _, _), cs = max(by_kpi.items(), key=kpi_key)
+    best = best_of(kid, cs)
+    # A KPI whose first cause is another service's KPI (nginx's latency behind the
+    # application's) is told by that one's cause, along the chain.
+    seen = {kid}
+    while best.get("kind") == "sli" and best.get("id") not in seen:
+        behind = [item for item in by_kpi.items() if item[0][0] == best.get("id")]
+        if not behind:
+            break
+        (kid, _, _), cs = max(behind, key=lambda item: (-float(item[0][2] or 0), max(score(c) for c in item[1])))
+        seen.add(kid)
+        best = best_of(kid, cs)
+    return best
 
 
 def verdict_line(cause, entities, label):
@@ -133,12 +173,12 @@ def resource_taken(cause):
     """What a culprit process takes from its victim, read from the cause's path: cpu,
     disk, memory, or None."""
     metrics = " ".join(h.get("metric") or "" for h in cause.get("path") or [])
+    if cause.get("keyword") == "memory":
+        return "memory"
     if "runq" in metrics or "cpu" in (cause.get("metric") or ""):
         return "cpu"
     if "io_" in metrics or cause.get("keyword") == "disk":
         return "disk"
-    if cause.get("keyword") == "memory":
-        return "memory"
     return None
 
 

@@ -1007,3 +1007,47 @@ fn unprivileged_run_uses_proc_probes_and_says_so() {
         "said at the top"
     );
 }
+
+/// The verdict tells the KPI that moved first, not one the incident spread to later: under
+/// memory pressure in redis's cgroup, redis's own latency moved first (gala-rca put redis's
+/// I/O wait first and the memory hog third), and nginx's p99 five seconds later, with a
+/// PostgreSQL writer first among its causes, had made the verdict. And a KPI whose first
+/// cause is another service's KPI is told by that one's causes.
+#[test]
+fn the_verdict_tells_the_first_kpi_and_follows_its_chain() {
+    if !need("triage::headline", &["python3"]) {
+        return;
+    }
+    let script = r#"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("report", sys.argv[1])
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+def ent(kind, tgid=None, role=None):
+    keys = {"tgid": tgid} if tgid else {}
+    if role:
+        keys["role"] = role
+    return {"kind": kind, "keys": keys, "labels": {}}
+entities = {
+    "redis_sli": ent("sli", 10, "server"), "nginx_sli": ent("sli", 20, "server"),
+    "app_sli": ent("sli", 30, "server"), "redis": ent("proc", 10), "hog": ent("proc", 11),
+    "pg": ent("proc", 12), "stress": ent("proc", 13),
+}
+def cause(kpi, ts, rank, kind, id, score):
+    return {"kpi": {"id": kpi, "metric": "latency_avg", "ts": ts}, "rank": rank,
+            "kind": kind, "id": id, "score": score}
+mem = [cause("redis_sli", 1000, 1, "proc", "redis", 0.66), cause("redis_sli", 1000, 2, "cpu", "cpu_1", 0.62),
+       cause("redis_sli", 1000, 3, "proc", "hog", 0.53), cause("nginx_sli", 6000, 1, "proc", "pg", 0.9)]
+chain = [cause("nginx_sli", 1000, 1, "sli", "app_sli", 0.9), cause("app_sli", 2000, 1, "proc", "stress", 0.7),
+         cause("app_sli", 3000, 1, "cpu", "cpu_1", 0.95)]
+print(json.dumps([report.headline_cause(mem, entities)["id"], report.headline_cause(chain, entities)["id"]]))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(common::root().join("scripts/triage-report.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let picked: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(picked, ["hog", "stress"]);
+}
