@@ -92,6 +92,13 @@ def headline_cause(causes, entities):
     def score(c):
         return float(c.get("score") or 0)
 
+    def culprit(c, kid):
+        """A process that did something to another: by its load or its state, not by
+        what it waited for (a PostgreSQL backend's I/O latency under a disk hog is the
+        hog's doing)."""
+        waits = any(w in (c.get("metric") or "") for w in ("lat", "delay", "wait", "runq", "queue"))
+        return c.get("kind") == "proc" and not waits and tgid(c.get("id")) not in (None, tgid(kid))
+
     by_kpi = defaultdict(list)
     for c in causes:
         k = c.get("kpi") or {}
@@ -106,8 +113,7 @@ def headline_cause(causes, entities):
     def best_of(kid, cs):
         cs = sorted(cs, key=lambda c: int(c.get("rank") or 99))
         for c in cs[1:3]:
-            culprit = c.get("kind") == "proc" and tgid(c.get("id")) not in (None, tgid(kid))
-            if culprit and score(c) >= 0.75 * score(cs[0]):
+            if culprit(c, kid) and score(c) >= 0.75 * score(cs[0]):
                 return c
         return cs[0]
 
@@ -116,7 +122,7 @@ def headline_cause(causes, entities):
     firsts = []
     for (kid, _, ts), cs in by_kpi.items():
         top = min(cs, key=lambda c: int(c.get("rank") or 99))
-        if float(ts or 0) == first_ts and top.get("kind") == "proc" and tgid(top.get("id")) not in (None, tgid(kid)):
+        if float(ts or 0) == first_ts and culprit(top, kid):
             firsts.append(top)
     if firsts:
         return max(firsts, key=score)
@@ -127,6 +133,11 @@ def headline_cause(causes, entities):
     seen = {kid}
     while best.get("kind") == "sli" and best.get("id") not in seen:
         behind = [item for item in by_kpi.items() if item[0][0] == best.get("id")]
+        if not behind:
+            # A method's SLI (redis INCR) is told by its service's KPI (redis, all methods).
+            role = lambda eid: ((entities.get(eid) or {}).get("keys") or {}).get("role")  # noqa: E731
+            same = lambda eid: tgid(eid) is not None and (tgid(eid), role(eid)) == (tgid(best.get("id")), role(best.get("id")))  # noqa: E731
+            behind = [item for item in by_kpi.items() if item[0][0] not in seen and same(item[0][0])]
         if not behind:
             break
         (kid, _, _), cs = max(behind, key=lambda item: (-float(item[0][2] or 0), max(score(c) for c in item[1])))
@@ -154,8 +165,15 @@ def verdict_line(cause, entities, label):
             "disk": f"is starving {victim} of disk I/O",
             "memory": f"is squeezing {victim}'s memory",
         }.get(resource_taken(cause), f"is slowing {victim}")
+    elif cause.get("kind") == "proc" and culprit_tgid == tgid:
+        # Nothing beside it explains it better: the service's own process.
+        culprit, act = victim, f"is slow in itself ({cause.get('metric')})"
     elif kw == "network":
         act = f"is slowing {victim}"
+    elif cause.get("kind") in ("container", "pod") and "throttl" in (cause.get("metric") or ""):
+        act = f"is held at its CPU limit, slowing {victim}"
+    elif cause.get("kind") in ("container", "pod") and kw == "memory":
+        act = f"is at its memory limit, slowing {victim}"
     else:
         act = f"({cause.get('metric')}) is behind {victim}"
     ev = next((e for e in cause.get("evidence") or [] if e.get("id") == kid and e.get("metric") == kpi.get("metric")), None)
@@ -1106,6 +1124,9 @@ def main(out):
         labels, keys = e.get("labels") or {}, e.get("keys") or {}
         name = labels.get("comm") or keys.get("disk_name") or keys.get("dev_name") or labels.get("hostname")
         kind = e.get("kind", "")
+        if kind in ("container", "pod") and not name:
+            # As docker and crictl show them: the name, else the id's first 12 digits.
+            name = labels.get("name") or labels.get("pod_name") or str(keys.get("container_id") or keys.get("pod_id") or "")[:12] or None
         bits = [kind]
         if name:
             bits.append(str(name))
