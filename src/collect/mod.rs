@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod counters;
+pub mod hooks;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod l7;
 pub mod machine;

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::probe::{Interval, MetricType, ProbeSpec};
 #[cfg(all(feature = "bpf", target_os = "linux"))]
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record, ALL_METHODS};
 use tracker::{FlowAgg, FlowKey, SliAgg, SliKey};
 

@@ -11,9 +11,9 @@ use libbpf_rs::{Link, MapCore, UprobeOpts};
 use serde_json::{json, Map, Value};
 
 use super::go::{self, GoBinary};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::net::{percpu_sums, read_pod, snapshot};
 use crate::collect::bpf::{add_prog_stats, explain, map_memlock_bytes, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::record::Fields;
 
 mod skel {

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use super::{config, prog_fd, Bpf, Kind, Maps, StackProbe};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{self as common, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Probe, ProbeSpec};
 
 mod skel {

@@ -32,8 +32,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
-use super::bpf::hooks::{Hook, Hooks, Need};
 use super::bpf::{self as common, RunTimeStats};
+use super::hooks::{Hook, Hooks, Need};
 use super::probe::{Filter, Interval, Probe, ProbeSpec};
 use crate::record::{Fields, Record, Stack};
 use symbolize::{Frame, Symbolizer, Unknown};

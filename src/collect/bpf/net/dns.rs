@@ -16,9 +16,9 @@ use libbpf_rs::{Link, MapCore, UprobeOpts};
 use serde_json::{json, Map, Value};
 
 use super::{alive, comm_str, percpu_sums, read_pod, snapshot};
-use crate::collect::bpf::doctor::find_library;
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use crate::collect::bpf::hooks::find_library;
 use crate::collect::bpf::{add_prog_stats, explain, map_memlock_bytes, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, Entity, Fields, Metric, Record};
 

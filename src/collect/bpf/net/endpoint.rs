@@ -19,10 +19,10 @@ use serde_json::{json, Map, Value};
 use super::{
     alive, comm_str, fmt_ip, listeners, percpu_sums, read_pod, snapshot, socket_owners, AF_INET,
 };
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
 };
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, Entity, Fields, Histogram, Metric, Record};
 
@@ -129,7 +129,7 @@ impl EndpointProbe {
                 ("tcp/tcp_retransmit_synack", &mut p.ep_retransmit_synack),
                 ("skb/kfree_skb", &mut p.ep_kfree_skb),
             ] {
-                if !crate::collect::bpf::doctor::tracepoint_exists(hook) {
+                if !crate::collect::bpf::hooks::tracepoint_exists(hook) {
                     prog.set_autoload(false);
                     skipped.push(hook);
                 }

@@ -14,10 +14,10 @@ use serde_json::{json, Map, Value};
 
 use super::endpoint::{m, push};
 use super::{alive, comm_str, fmt_ip, read_pod, snapshot};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
 };
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, Fields};
 
@@ -82,7 +82,7 @@ impl UdpProbe {
             .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("udp", "open", e))?;
         let mut skipped = Vec::new();
-        if !crate::collect::bpf::doctor::tracepoint_exists("skb/kfree_skb") {
+        if !crate::collect::bpf::hooks::tracepoint_exists("skb/kfree_skb") {
             open.progs.udp_kfree_skb.set_autoload(false);
             skipped.push("skb/kfree_skb");
         }

@@ -15,8 +15,8 @@ use libbpf_rs::{Link, MapCore};
 use serde_json::json;
 
 use super::common::{self, Deltas, Procs, HIST_SLOTS};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, Entity, Fields, Metrics, Record};
 

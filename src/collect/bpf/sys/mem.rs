@@ -13,8 +13,8 @@ use libbpf_rs::{libbpf_sys, Link, MapCore, RingBuffer, RingBufferBuilder};
 use serde_json::json;
 
 use super::common::{self, Deltas, Procs};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, now_ms, Event, Fields, Metrics, Record};
 

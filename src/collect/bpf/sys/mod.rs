@@ -13,7 +13,7 @@ pub mod sched;
 pub mod schedtrace;
 pub mod syscall;
 
-use super::hooks::Hooks;
+use crate::collect::hooks::Hooks;
 
 /// Every probe here with the hooks it needs, for `gala-collect doctor`.
 pub const HOOKS: &[(&str, Hooks)] = &[

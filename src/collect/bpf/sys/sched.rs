@@ -17,8 +17,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, MapCore};
 
 use super::common::{self, Procs};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
 use crate::record::{kind, Fields, Metrics};
 

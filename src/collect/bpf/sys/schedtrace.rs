@@ -10,8 +10,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags};
 
 use super::common::{self, Deltas, Procs, HIST_SLOTS};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
 use crate::record::{entity_id, kind, Fields, Metrics};
 

@@ -8,8 +8,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore};
 
 use super::common::{self, Deltas, Procs};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
 use crate::record::{kind, Fields, Metrics};
 

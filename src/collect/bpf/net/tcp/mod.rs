@@ -24,10 +24,10 @@ use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::{percpu_sums, read_pod, snapshot};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
 };
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
 use crate::record::{kind, Entity, Fields, Histogram, Metric, Record};
 use fold::{link_id, LinkAgg, LinkKey, State, SRTT_BOUNDS};
@@ -176,7 +176,7 @@ impl TcpProbe {
                 ("tcp/tcp_send_reset", &mut progs.tcp_send_reset),
                 ("tcp/tcp_receive_reset", &mut progs.tcp_receive_reset),
             ] {
-                if !crate::collect::bpf::doctor::tracepoint_exists(hook) {
+                if !crate::collect::bpf::hooks::tracepoint_exists(hook) {
                     prog.set_autoload(false);
                     skipped.push(hook);
                 }
