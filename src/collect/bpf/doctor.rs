@@ -16,38 +16,27 @@ use super::hooks::{elf_has_symbol, find_library, raw_tracepoint_exists, tracepoi
 use super::{ensure_tracefs, TRACEFS};
 use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::privilege::{self, Caps};
+use crate::collect::probe::ProbeSpec;
+use crate::collect::registry;
 
-/// Every BPF probe of this build with the hooks it declares. Each BPF probe module adds
-/// its line here.
-pub fn probe_hooks() -> Vec<(&'static str, Hooks)> {
-    vec![
-        ("tcp", super::net::tcp::HOOKS),
-        ("endpoint", super::net::endpoint::HOOKS),
-        ("dns", super::net::dns::HOOKS),
-        ("udp", super::net::udp::HOOKS),
-        ("sched", super::sys::sched::HOOKS),
-        ("schedtrace", super::sys::schedtrace::HOOKS),
-        ("io", super::sys::io::HOOKS),
-        ("mempressure", super::sys::mem::HOOKS),
-        ("syscall", super::sys::syscall::HOOKS),
-        ("l7", crate::collect::l7::HOOKS),
-        ("oncpu", crate::collect::stack::ONCPU_HOOKS),
-        ("offcpu", crate::collect::stack::OFFCPU_HOOKS),
-        ("ioflame", crate::collect::stack::io::HOOKS),
-        ("memflame", crate::collect::stack::mem::HOOKS),
-        ("runtime", crate::collect::runtime::bpf::HOOKS),
-    ]
+/// The probes doctor judges, with their hooks, from the registry: those that need BPF in
+/// the registry's order, then the /proc probes with an optional BPF half.
+fn probe_hooks() -> Vec<(&'static str, Hooks)> {
+    let (bpf, optional): (Vec<&ProbeSpec>, Vec<&ProbeSpec>) = registry::specs()
+        .into_iter()
+        .filter(|s| !s.hooks.is_empty())
+        .partition(|s| s.needs_bpf);
+    bpf.into_iter()
+        .chain(optional)
+        .map(|s| (s.name, s.hooks))
+        .collect()
 }
 
-/// Names of the BPF probes that run at least partly here, comma-separated: what
-/// `gala-collect doctor --probes` prints for scripts (scripts/triage).
-pub fn runnable() -> Vec<&'static str> {
+/// Whether a probe runs at least partly here, by what this machine offers now: a probe
+/// that needs no BPF always does, a BPF probe when doctor finds its hooks supported.
+pub fn runs_here() -> impl Fn(&ProbeSpec) -> bool {
     let f = Facts::gather();
-    probe_hooks()
-        .into_iter()
-        .filter(|(_, hooks)| !matches!(judge(&f, hooks), Support::None(_)))
-        .map(|(name, _)| name)
-        .collect()
+    move |spec| !spec.needs_bpf || !matches!(judge(&f, spec.hooks), Support::None(_))
 }
 
 /// Program types and what gala uses them for.
