@@ -26,6 +26,7 @@ pub fn specs() -> Vec<&'static ProbeSpec> {
         &proc::SPEC,
         &container::SPEC,
         &super::runtime::SPEC,
+        &listen::SPEC,
     ];
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     {
