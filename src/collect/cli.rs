@@ -92,7 +92,7 @@ pub struct Cli {
     /// more per program run); `off` never.
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     #[arg(long, value_enum, default_value_t, value_name = "MODE")]
-    pub bpf_stats: super::bpf::stats::StatsMode,
+    pub bpf_stats: super::probe::StatsMode,
 
     /// l7 probe: socket reads and writes per second (host-wide) whose requests are all
     /// timed. Requests, responses, errors and status classes are always counted exactly;
@@ -101,7 +101,7 @@ pub struct Cli {
     /// over. The status record's `l7.timing` gives the share. `unlimited` times all.
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     #[arg(long, value_name = "RATE", default_value_t)]
-    pub l7_max_rate: super::l7::MaxRate,
+    pub l7_max_rate: super::probe::MaxRate,
 
     /// Also emit thread entities under each process (proc probe).
     #[arg(long)]

@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod counters;
+pub mod hooks;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod l7;
 pub mod machine;
@@ -36,7 +37,7 @@ use serde_json::json;
 use crate::io::output::Mode;
 use crate::io::{signals, RecordWriter};
 use crate::record::{now_ms, Event, Fields, Record, Status, FORMAT_VERSION};
-use probe::{Filter, Interval, Probe};
+use probe::{Filter, Interval, Probe, ProbeConfig, StackConfig};
 
 /// What to collect and for how long.
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub struct Options {
     pub exporter: Option<std::sync::Arc<serve::Exporter>>,
     /// Keep what `--summary` reports. Default off.
     pub summary: bool,
+    /// The probes' settings (sampling rates, l7 timing, BPF statistics). Default: the
+    /// command line's defaults.
+    pub probe_config: ProbeConfig,
 }
 
 impl Default for Options {
@@ -69,6 +73,7 @@ impl Default for Options {
             threads: false,
             exporter: None,
             summary: false,
+            probe_config: ProbeConfig::default(),
         }
     }
 }
@@ -161,7 +166,8 @@ struct Collection<'o> {
 impl<'o> Collection<'o> {
     /// Starts the probes and tells `report` the plan.
     fn start(opts: &'o Options, report: &mut report::Reporter) -> anyhow::Result<Collection<'o>> {
-        let started = registry::instantiate(&opts.probes, privilege::Caps::current())?;
+        let started =
+            registry::instantiate(&opts.probes, privilege::Caps::current(), &opts.probe_config)?;
         let probes = started.probes;
         if probes.is_empty() {
             bail!("no probe to run");
@@ -394,20 +400,16 @@ fn doctor(cli: &cli::Cli, names_only: bool) -> anyhow::Result<u8> {
     let mut out = RecordWriter::open(&cli.output, Mode::Replace)?.0;
     if names_only {
         // The /proc probes run anywhere; the BPF ones where doctor finds them supported.
-        let mut names: Vec<&str> = registry::specs()
-            .iter()
-            .filter(|s| !s.needs_bpf && !s.opt_in)
+        // Left out: the probes not for a triage (ProbeSpec::triage).
+        #[cfg(all(feature = "bpf", target_os = "linux"))]
+        let runs = bpf::doctor::runs_here();
+        #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+        let runs = |s: &probe::ProbeSpec| !s.needs_bpf;
+        let names: Vec<&str> = registry::specs()
+            .into_iter()
+            .filter(|s| s.triage && runs(s))
             .map(|s| s.name)
             .collect();
-        // A probe with an optional BPF half (runtime) is listed once. Left out: the
-        // probes with a program on every syscall, context switch or send, whose cost a
-        // triage should not impose (the stack samplers are opt-in too, but cheap).
-        #[cfg(all(feature = "bpf", target_os = "linux"))]
-        for n in bpf::doctor::runnable() {
-            if !["syscall", "schedtrace", "udp"].contains(&n) && !names.contains(&n) {
-                names.push(n);
-            }
-        }
         out.write_text(&format!("{}\n", names.join(",")))?;
     } else {
         #[cfg(all(feature = "bpf", target_os = "linux"))]
@@ -440,18 +442,22 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         ),
         None => None,
     };
+    #[allow(unused_mut)]
+    let mut probe_config = ProbeConfig {
+        stack: StackConfig {
+            sample_hz: cli.sample_rate,
+            offcpu_min: cli.offcpu_min,
+            io_period_bytes: cli.io_sample,
+            io_period: cli.io_sample_time,
+            fault_period: cli.fault_sample,
+        },
+        ..ProbeConfig::default()
+    };
     #[cfg(all(feature = "bpf", target_os = "linux"))]
-    bpf::stats::configure(cli.bpf_stats);
-    #[cfg(all(feature = "bpf", target_os = "linux"))]
-    l7::configure(cli.l7_max_rate);
-    #[cfg(all(feature = "bpf", target_os = "linux"))]
-    stack::configure(stack::StackConfig {
-        sample_hz: cli.sample_rate,
-        offcpu_min: cli.offcpu_min,
-        io_period_bytes: cli.io_sample,
-        io_period: cli.io_sample_time,
-        fault_period: cli.fault_sample,
-    });
+    {
+        probe_config.bpf_stats = cli.bpf_stats;
+        probe_config.l7_max_rate = cli.l7_max_rate;
+    }
     let opts = Options {
         probes: cli.probes,
         interval: cli.interval,
@@ -476,6 +482,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
             None => None,
         },
         summary: cli.summary,
+        probe_config,
     };
     // A time pattern in -o names the file now; stderr shows the name it got. A recording
     // grows in place, so that a killed collector leaves what it recorded; time-stamped

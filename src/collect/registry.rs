@@ -5,53 +5,51 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::privilege::{self, Caps};
-use super::probe::{Probe, ProbeSpec};
+use super::probe::{Probe, ProbeConfig, ProbeSpec};
 
-type Constructor = fn() -> anyhow::Result<Box<dyn Probe>>;
-
-/// (description, constructor) of every probe, in the order they run and are listed.
-fn all() -> Vec<(&'static ProbeSpec, Constructor)> {
+/// Every probe of this build, in the order they run and are listed: the one list of
+/// probes. Each [`ProbeSpec`] says what the probe gives, what it attaches to (for
+/// `doctor`), whether it runs by default and in a triage, and how to build it; adding a
+/// probe is adding its line here (docs/extending.md).
+pub fn specs() -> Vec<&'static ProbeSpec> {
     use super::probes::*;
     #[allow(unused_mut)]
-    let mut all: Vec<(&'static ProbeSpec, Constructor)> = vec![
-        (&host::SPEC, host::new),
-        (&cpu::SPEC, cpu::new),
-        (&mem::SPEC, mem::new),
-        (&net::SPEC, net::new),
-        (&nic::SPEC, nic::new),
-        (&qdisc::SPEC, qdisc::new),
-        (&disk::SPEC, disk::new),
-        (&fs::SPEC, fs::new),
-        (&proc::SPEC, proc::new),
-        (&container::SPEC, container::new),
-        (&super::runtime::SPEC, super::runtime::new),
+    let mut all: Vec<&'static ProbeSpec> = vec![
+        &host::SPEC,
+        &cpu::SPEC,
+        &mem::SPEC,
+        &net::SPEC,
+        &nic::SPEC,
+        &qdisc::SPEC,
+        &disk::SPEC,
+        &fs::SPEC,
+        &proc::SPEC,
+        &container::SPEC,
+        &super::runtime::SPEC,
+        &listen::SPEC,
     ];
     #[cfg(all(feature = "bpf", target_os = "linux"))]
     {
         use super::bpf::{net, sys};
-        all.push((&net::tcp::SPEC, net::tcp::TcpProbe::start));
-        all.push((&net::endpoint::SPEC, net::endpoint::EndpointProbe::start));
-        all.push((&net::dns::SPEC, net::dns::DnsProbe::start));
-        all.push((&net::udp::SPEC, net::udp::UdpProbe::start));
-        all.push((&sys::sched::SPEC, sys::sched::Sched::start));
-        all.push((&sys::schedtrace::SPEC, sys::schedtrace::Schedtrace::start));
-        all.push((&sys::io::SPEC, sys::io::Io::start));
-        all.push((&sys::mem::SPEC, sys::mem::Mem::start));
-        all.push((&sys::syscall::SPEC, sys::syscall::Syscall::start));
-        all.push((&super::l7::SPEC, || {
-            Ok(Box::new(super::l7::L7Probe::new()?))
-        }));
-        all.push((&super::stack::ONCPU_SPEC, super::stack::oncpu));
-        all.push((&super::stack::OFFCPU_SPEC, super::stack::offcpu));
-        all.push((&super::stack::io::SPEC, super::stack::io::new));
-        all.push((&super::stack::mem::SPEC, super::stack::mem::new));
+        use super::{l7, stack};
+        all.extend([
+            &net::tcp::SPEC,
+            &net::endpoint::SPEC,
+            &net::dns::SPEC,
+            &net::udp::SPEC,
+            &sys::sched::SPEC,
+            &sys::schedtrace::SPEC,
+            &sys::io::SPEC,
+            &sys::mem::SPEC,
+            &sys::syscall::SPEC,
+            &l7::SPEC,
+            &stack::ONCPU_SPEC,
+            &stack::OFFCPU_SPEC,
+            &stack::io::SPEC,
+            &stack::mem::SPEC,
+        ]);
     }
     all
-}
-
-/// Every probe's description.
-pub fn specs() -> Vec<&'static ProbeSpec> {
-    all().into_iter().map(|(s, _)| s).collect()
 }
 
 /// A probe that was not started, and why, in words for the person who ran the collector.
@@ -69,24 +67,19 @@ pub struct Started {
     pub left_out: Vec<LeftOut>,
 }
 
-/// Creates the named probes (all default ones when `names` is empty). An unknown name is
-/// an error that lists the valid ones.
+/// Creates the named probes (all default ones when `names` is empty), each built with
+/// `config`. An unknown name is an error that lists the valid ones.
 ///
 /// By default the collector runs what this machine lets it run: without the privileges
 /// to load BPF, the BPF probes are left out (the /proc probes need none), and a default
 /// probe that fails to start is left out with its reason rather than ending the run.
 /// Probes named in `--probes` are a demand: one that cannot start is an error, said
 /// before anything loads when it is a matter of privileges.
-pub fn instantiate(names: &[String], caps: Caps) -> anyhow::Result<Started> {
-    let all = all();
-    let valid = || {
-        all.iter()
-            .map(|(s, _)| s.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+pub fn instantiate(names: &[String], caps: Caps, config: &ProbeConfig) -> anyhow::Result<Started> {
+    let all = specs();
+    let valid = || all.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
     for name in names {
-        if !all.iter().any(|(s, _)| s.name == name) {
+        if !all.iter().any(|s| s.name == name) {
             bail!("unknown probe {name:?}; valid probes are: {}", valid());
         }
     }
@@ -103,9 +96,9 @@ pub fn instantiate(names: &[String], caps: Caps) -> anyhow::Result<Started> {
              context switch)"
         );
     }
-    let wanted: Vec<&(&'static ProbeSpec, Constructor)> = all
-        .iter()
-        .filter(|(spec, _)| {
+    let wanted: Vec<&'static ProbeSpec> = all
+        .into_iter()
+        .filter(|spec| {
             if names.is_empty() {
                 !spec.opt_in
             } else {
@@ -117,14 +110,14 @@ pub fn instantiate(names: &[String], caps: Caps) -> anyhow::Result<Started> {
     if !names.is_empty() && !may_load {
         let denied: Vec<&str> = wanted
             .iter()
-            .filter(|(s, _)| s.needs_bpf)
-            .map(|(s, _)| s.name)
+            .filter(|s| s.needs_bpf)
+            .map(|s| s.name)
             .collect();
         if !denied.is_empty() {
-            let no_bpf: Vec<&str> = all
-                .iter()
-                .filter(|(s, _)| !s.needs_bpf)
-                .map(|(s, _)| s.name)
+            let no_bpf: Vec<&str> = specs()
+                .into_iter()
+                .filter(|s| !s.needs_bpf)
+                .map(|s| s.name)
                 .collect();
             bail!(
                 "{} {} {} {}: run with sudo, or leave {} out of --probes (these run \
@@ -143,7 +136,7 @@ pub fn instantiate(names: &[String], caps: Caps) -> anyhow::Result<Started> {
         load_times: Vec::new(),
         left_out: Vec::new(),
     };
-    for (spec, make) in wanted {
+    for spec in wanted {
         if spec.needs_bpf && !may_load {
             started.left_out.push(LeftOut {
                 name: spec.name,
@@ -152,7 +145,7 @@ pub fn instantiate(names: &[String], caps: Caps) -> anyhow::Result<Started> {
             continue;
         }
         let t = Instant::now();
-        match make() {
+        match (spec.new)(config) {
             Ok(p) => {
                 started.probes.push(p);
                 started.load_times.push(t.elapsed());

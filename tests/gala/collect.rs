@@ -626,6 +626,67 @@ fn sched_and_schedtrace_together_are_refused_before_anything_loads() {
     );
 }
 
+/// A listener with a backlog of 1 that never accepts: two connections fill its accept
+/// queue (the kernel takes one more than the backlog), and every SYN after that is
+/// dropped. The listen probe must say so for that port, with the queue and backlog.
+#[test]
+fn listen_counts_the_connection_requests_a_full_accept_queue_dropped() {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // listen() again on a listening socket only sets its backlog.
+    // SAFETY: the descriptor is the listener's, alive for the call.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 1) }, 0);
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Knocks until the collector is done, so that drops fall in every interval whenever
+    // it primes; the connections that got in are held, keeping the queue full.
+    let knocker = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+                    held.push(s);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            held.len()
+        })
+    };
+    let (recs, stderr, code) =
+        collect(&["--probes", "listen", "--interval", "500ms", "--count", "3"]);
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(knocker.join().unwrap(), 2, "connections that got in");
+    assert_eq!(code, 0, "{stderr}");
+    let port = of(&recs, "entity", "listener")
+        .into_iter()
+        .find(|e| e["keys"]["port"] == addr.port() && e["keys"]["ip"] == "127.0.0.1")
+        .unwrap_or_else(|| panic!("no listener entity for {addr}: {recs:?}"));
+    let id = port["id"].as_str().unwrap();
+    let metrics: Vec<&Value> = of(&recs, "metric", "listener")
+        .into_iter()
+        .filter(|m| m["id"] == id)
+        .collect();
+    assert_eq!(metrics.len(), 3, "one metric record per interval");
+    for m in &metrics {
+        assert_eq!(m["metrics"]["accept_queue"], 2.0, "{m}");
+        assert_eq!(m["metrics"]["backlog"], 1.0, "{m}");
+    }
+    // About one drop per knock (every 70 ms or so): at least one in each interval.
+    assert!(
+        metrics
+            .iter()
+            .all(|m| m["metrics"]["drops"].as_f64() >= Some(1.0)),
+        "{metrics:?}"
+    );
+    assert!(sum_metric(&recs, id, "drops") >= 6.0, "{metrics:?}");
+    drop(listener);
+}
+
 #[test]
 fn list_probes_describes_every_metric() {
     let out = run("gala-collect", &["--list-probes"], None);

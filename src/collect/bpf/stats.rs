@@ -24,48 +24,17 @@ use std::time::{Duration, Instant};
 use libbpf_rs::libbpf_sys;
 use serde_json::json;
 
+use crate::collect::probe::StatsMode;
 use crate::record::Fields;
-
-/// How the kernel's BPF run-time statistics are kept (`--bpf-stats`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum StatsMode {
-    /// On for 100 ms of every second: run time per run is exact, counts are a sample.
-    #[default]
-    Sampled,
-    /// On all the time: exact counts, at ~80 ns per program run.
-    Full,
-    /// Never on: `bpf_progs` stays at zero.
-    Off,
-}
-
-impl StatsMode {
-    fn name(self) -> &'static str {
-        match self {
-            StatsMode::Sampled => "sampled",
-            StatsMode::Full => "full",
-            StatsMode::Off => "off",
-        }
-    }
-}
 
 /// The sampled mode's window and period.
 const WINDOW: Duration = Duration::from_millis(100);
 const PERIOD: Duration = Duration::from_secs(1);
 
-static MODE: OnceLock<StatsMode> = OnceLock::new();
-
-/// Sets the mode for this process; the first call wins (the CLI makes it, before any
-/// probe loads). Without a call the mode is [`StatsMode::Sampled`].
-pub fn configure(mode: StatsMode) {
-    let _ = MODE.set(mode);
-}
-
-fn mode() -> StatsMode {
-    *MODE.get_or_init(StatsMode::default)
-}
-
 #[derive(Default)]
 struct Shared {
+    /// As the first guard asked: every probe of a run is built with the same.
+    mode: StatsMode,
     /// Guards alive; the sampling thread runs while this is above zero.
     users: usize,
     /// When the first guard was taken.
@@ -174,11 +143,13 @@ pub struct RunTimeStats {
 }
 
 impl RunTimeStats {
-    /// Registers a user; the first one starts the sampling (unless the mode is off).
-    pub fn enable() -> io::Result<RunTimeStats> {
-        let mode = mode();
+    /// Registers a user; the first one starts the sampling in `mode` (unless it is off).
+    pub fn enable(mode: StatsMode) -> io::Result<RunTimeStats> {
         let mut shared = lock();
         shared.users += 1;
+        if shared.users == 1 {
+            shared.mode = mode;
+        }
         if shared.users == 1 && mode != StatsMode::Off {
             shared.since.get_or_insert_with(Instant::now);
             // The previous thread, if any, saw users drop to 0 and is ending.
@@ -226,7 +197,7 @@ pub fn fill_status(extra: &mut Fields) {
     let now = Instant::now();
     let on = shared.on + shared.open_since.map_or(Duration::ZERO, |t| now - t);
     let mut v = json!({
-        "mode": mode().name(),
+        "mode": shared.mode.name(),
         "on_ns": on.as_nanos() as u64,
         "since_ns": (now - since).as_nanos() as u64,
     });
@@ -240,7 +211,7 @@ pub fn fill_status(extra: &mut Fields) {
 mod tests {
     use super::*;
 
-    // The mode and controller are process-wide: one test exercises the whole life cycle.
+    // The controller is process-wide: one test exercises the whole life cycle.
     #[test]
     fn guards_count_users_and_the_status_says_how_long_stats_were_on() {
         let mut extra = Fields::new();
@@ -249,8 +220,8 @@ mod tests {
             extra.get("bpf_stats").is_none(),
             "nothing before a probe asks"
         );
-        let a = RunTimeStats::enable().expect("guard");
-        let b = RunTimeStats::enable().expect("guard");
+        let a = RunTimeStats::enable(StatsMode::Sampled).expect("guard");
+        let b = RunTimeStats::enable(StatsMode::Sampled).expect("guard");
         assert_eq!(lock().users, 2);
         drop(a);
         std::thread::sleep(Duration::from_millis(20));

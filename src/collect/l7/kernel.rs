@@ -27,6 +27,7 @@ use super::proto::{http, Protocol};
 use super::timing::Timing;
 use super::tracker::{kernel_protocol, SliAgg, SliKey, Tracker};
 use crate::collect::bpf::{add_prog_stats, ensure_tracefs, explain, RunTimeStats};
+use crate::collect::probe::StatsMode;
 
 mod skel {
     #![allow(
@@ -107,7 +108,12 @@ pub struct Kernel {
 
 impl Kernel {
     /// Loads and attaches; returns once the programs run (or why they cannot).
-    pub fn start(cap: u32, ssl: bool, max_rate: Option<u64>) -> anyhow::Result<Kernel> {
+    pub fn start(
+        cap: u32,
+        ssl: bool,
+        max_rate: Option<u64>,
+        stats: StatsMode,
+    ) -> anyhow::Result<Kernel> {
         let shared = Arc::new(Shared {
             tracker: Mutex::new(Tracker::new()),
             stats: Mutex::new(KernelStats::default()),
@@ -122,7 +128,7 @@ impl Kernel {
             std::thread::Builder::new()
                 .name("gala-l7".into())
                 .spawn(move || {
-                    if let Err(e) = run(cap, ssl, max_rate, &shared, &stop, &tx) {
+                    if let Err(e) = run(cap, ssl, max_rate, stats, &shared, &stop, &tx) {
                         // Once running, nobody waits on `tx`: the probe reads this.
                         if let Ok(mut s) = shared.stats.lock() {
                             s.fatal = Some(format!("{e:#}"));
@@ -186,6 +192,7 @@ fn run(
     cap: u32,
     ssl: bool,
     max_rate: Option<u64>,
+    stats: StatsMode,
     shared: &Arc<Shared>,
     stop: &AtomicBool,
     ready: &mpsc::Sender<anyhow::Result<()>>,
@@ -204,7 +211,7 @@ fn run(
     rodata.self_tgid = std::process::id();
     let mut skel = open.load().map_err(|e| explain("l7", "load", e))?;
     skel.attach().map_err(|e| explain("l7", "attach", e))?;
-    let _run_time = RunTimeStats::enable().ok();
+    let _run_time = RunTimeStats::enable(stats).ok();
     let mut timing = Timing::new(
         max_rate,
         Instant::now(),

@@ -20,13 +20,11 @@ pub mod timing;
 pub mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use super::probe::{Interval, MetricType, ProbeSpec};
-#[cfg(all(feature = "bpf", target_os = "linux"))]
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use super::probe::{Interval, MetricType, Probe, ProbeConfig, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::record::{entity_id, kind, Entity, Fields, Metric, Metrics, Record, ALL_METHODS};
 use tracker::{FlowAgg, FlowKey, SliAgg, SliKey};
 
@@ -61,9 +59,11 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: true,
     notes: "payloads are parsed in memory and never written out; connections opened before the probe started are classified from their traffic; proxies that hand a request to another thread before forwarding it are not paired",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
-#[cfg(all(feature = "bpf", target_os = "linux"))]
 pub const HOOKS: Hooks = &[
     (Hook::RawTracepoint("sock_send_length"), Need::Required),
     (Hook::RawTracepoint("sock_recv_length"), Need::Required),
@@ -89,49 +89,6 @@ pub const HOOKS: Hooks = &[
     ),
 ];
 
-/// `--l7-max-rate`: socket I/O per second timed in full; `None`: no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxRate(pub Option<u64>);
-
-impl Default for MaxRate {
-    fn default() -> MaxRate {
-        MaxRate(Some(timing::DEFAULT_MAX_RATE))
-    }
-}
-
-impl std::fmt::Display for MaxRate {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("unlimited"),
-        }
-    }
-}
-
-impl std::str::FromStr for MaxRate {
-    type Err = String;
-
-    /// A number of socket reads and writes per second, or `unlimited`.
-    fn from_str(s: &str) -> Result<MaxRate, String> {
-        match s {
-            "unlimited" => Ok(MaxRate(None)),
-            _ => match s.parse::<u64>() {
-                Ok(n) if n > 0 => Ok(MaxRate(Some(n))),
-                _ => Err(format!(
-                    "{s:?}: give socket reads and writes per second (a positive number) or `unlimited`"
-                )),
-            },
-        }
-    }
-}
-
-static MAX_RATE: OnceLock<MaxRate> = OnceLock::new();
-
-/// Sets `--l7-max-rate` for this process; the first call wins, before the probe starts.
-pub fn configure(max_rate: MaxRate) {
-    let _ = MAX_RATE.set(max_rate);
-}
-
 /// Where the l7 probe's state lives between intervals.
 pub struct L7Probe {
     #[cfg(all(feature = "bpf", target_os = "linux"))]
@@ -144,26 +101,23 @@ pub struct L7Probe {
     ipvs_bad_lines: usize,
 }
 
+/// Loads and attaches the programs, timing requests up to `--l7-max-rate`.
+#[cfg(all(feature = "bpf", target_os = "linux"))]
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    Ok(Box::new(L7Probe {
+        kernel: kernel::Kernel::start(CAPTURE_BYTES, true, cfg.l7_max_rate.0, cfg.bpf_stats)?,
+        comms: HashMap::new(),
+        port_services: service::PortServices::new(),
+        ipvs_bad_lines: 0,
+    }))
+}
+
+#[cfg(not(all(feature = "bpf", target_os = "linux")))]
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    anyhow::bail!("probe l7: this gala-collect was built without the `bpf` feature")
+}
+
 impl L7Probe {
-    #[cfg(all(feature = "bpf", target_os = "linux"))]
-    pub fn new() -> anyhow::Result<L7Probe> {
-        Ok(L7Probe {
-            kernel: kernel::Kernel::start(
-                CAPTURE_BYTES,
-                true,
-                MAX_RATE.get_or_init(MaxRate::default).0,
-            )?,
-            comms: HashMap::new(),
-            port_services: service::PortServices::new(),
-            ipvs_bad_lines: 0,
-        })
-    }
-
-    #[cfg(not(all(feature = "bpf", target_os = "linux")))]
-    pub fn new() -> anyhow::Result<L7Probe> {
-        anyhow::bail!("probe l7: this gala-collect was built without the `bpf` feature")
-    }
-
     /// The interval's aggregates.
     fn take(&self) -> anyhow::Result<tracker::Taken> {
         #[cfg(all(feature = "bpf", target_os = "linux"))]
@@ -402,7 +356,7 @@ struct KernelStats {
     timing: Value,
 }
 
-impl super::probe::Probe for L7Probe {
+impl Probe for L7Probe {
     fn spec(&self) -> &'static ProbeSpec {
         &SPEC
     }

@@ -17,10 +17,6 @@ use std::time::{Duration, Instant};
 /// of starting.
 pub const MEASURE: Duration = Duration::from_millis(250);
 
-/// Socket I/O per second timed in full by default: at the 300-400 ns a traced I/O costs
-/// on the development VM, ≈ 0.7 % of one CPU.
-pub const DEFAULT_MAX_RATE: u64 = 20_000;
-
 /// The sparsest timing: one request in this many per connection, so that a connection
 /// doing a few requests a second still has one timed now and then.
 pub const MAX_EVERY: u32 = 1000;

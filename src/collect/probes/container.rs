@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::collect::counters::Counters;
-use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::{self, cgroup, mountinfo, pid};
 use crate::record::{kind, Fields, Metrics};
 
@@ -42,9 +42,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     notes: "labels: runtime, cgroup, pod_id, net_ns, mnt_ns, pid_ns (namespace inode ids, via one member process), pid. \
             Controllers are read from v1 where the machine binds them there, else from v2. \
             --container selects containers; --pid and --comm select processes only.",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(ContainerProbe::default()))
 }
 

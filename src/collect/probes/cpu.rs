@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::{self, cpu};
 use crate::record::{kind, Fields, Metrics};
 
@@ -45,6 +45,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: false,
     notes: "The total line's percentages are of all CPUs together (100 = every CPU busy).",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
 const NAMES: [&str; 8] = [
@@ -58,7 +61,7 @@ const NAMES: [&str; 8] = [
     "steal_pct",
 ];
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(CpuProbe::default()))
 }
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::collect::counters::Counters;
-use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::{self, diskstats};
 use crate::record::{kind, Fields};
 
@@ -100,9 +100,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     needs_bpf: false,
     notes: "Devices with size 0 (unconfigured loop, zram) and ram disks are left out. \
             Partitions and device-mapper volumes are block entities with labels.disk_name.",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(DiskProbe::default()))
 }
 

@@ -7,7 +7,7 @@ use std::ffi::CString;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::mountinfo::{self, Mount};
 use crate::record::{kind, Fields};
 
@@ -46,9 +46,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     needs_bpf: false,
     notes: "Real file systems only: block-device backed or network (nfs, cifs, ceph…); \
             pseudo file systems, tmpfs, overlay and read-only images (squashfs) are left out.",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(FsProbe))
 }
 

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::collect::machine;
-use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::{self, cpu, host, meminfo};
 use crate::record::{kind, Event, Fields, Record};
 
@@ -110,9 +110,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     needs_bpf: false,
     notes: "PSI metrics appear only where the kernel has /proc/pressure (CONFIG_PSI, not psi=0). \
             An oom_kill event accompanies every interval with OOM kills.",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(HostProbe::default()))
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::meminfo;
 use crate::record::{kind, Fields};
 
@@ -78,9 +78,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: false,
     notes: "",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(MemProbe))
 }
 

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod disk;
 pub mod fs;
 pub mod host;
+pub mod listen;
 pub mod mem;
 pub mod net;
 pub mod nic;

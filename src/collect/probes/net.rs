@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::snmp;
 use crate::record::{kind, Fields, Metrics};
 
@@ -188,9 +188,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: false,
     notes: "Counters of the collector's network namespace (the host's when run on the host).",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(NetProbe::default()))
 }
 

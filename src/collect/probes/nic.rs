@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::collect::counters::Counters;
-use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::{self, netdev};
 use crate::record::{kind, Fields};
 
@@ -59,9 +59,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: false,
     notes: "Devices of the collector's network namespace.",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(NicProbe::default()))
 }
 

@@ -11,7 +11,7 @@ use std::io;
 
 use serde_json::{json, Value};
 
-use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::{self, cgroup, cmdline, host, pid};
 use crate::record::{kind, Fields, Metrics};
 
@@ -58,9 +58,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             exe, start_time (ms since the epoch), ppid, pgid, uid, container_id. /proc/PID/io and exe \
             of other users' processes need root; without it those metrics are left out. \
             --pid, --comm and --container select processes.",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(ProcProbe::new()))
 }
 

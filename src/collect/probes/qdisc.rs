@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::collect::counters::Counters;
 use crate::collect::netlink;
-use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{kind, Fields};
 
 pub static SPEC: ProbeSpec = ProbeSpec {
@@ -24,9 +24,12 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: false,
     notes: "Read with one RTM_GETQDISC netlink dump per interval, in the collector's network namespace.",
+    hooks: &[],
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
+pub fn new(_: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     Ok(Box::new(QdiscProbe::default()))
 }
 

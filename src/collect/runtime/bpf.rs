@@ -11,28 +11,15 @@ use libbpf_rs::{Link, MapCore, UprobeOpts};
 use serde_json::{json, Map, Value};
 
 use super::go::{self, GoBinary};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::net::{percpu_sums, read_pod, snapshot};
 use crate::collect::bpf::{add_prog_stats, explain, map_memlock_bytes, RunTimeStats};
+use crate::collect::probe::StatsMode;
 use crate::record::Fields;
 
 mod skel {
     crate::bpf_skeleton!("runtime");
 }
 pub use skel::types::rt_stats as RtStats;
-
-/// For `doctor`: the hooks exist in the binaries of running programs, not in a library
-/// doctor can look up, so only the kernel side (uprobe support) is checked, through the
-/// host python3's USDT-carrying executable when there is one.
-pub const HOOKS: Hooks = &[(
-    Hook::Uprobe {
-        binary: "/usr/bin/python3",
-        symbol: "Py_Initialize",
-    },
-    Need::Optional {
-        what: "Python GC counts (Go is attached per binary and not checked here)",
-    },
-)];
 
 /// A binary file, by (device, inode).
 pub type FileKey = (u64, u64);
@@ -50,7 +37,7 @@ pub struct RuntimeBpf {
 unsafe impl Send for RuntimeBpf {}
 
 impl RuntimeBpf {
-    pub fn load() -> anyhow::Result<RuntimeBpf> {
+    pub fn load(stats: StatsMode) -> anyhow::Result<RuntimeBpf> {
         let open = skel::RuntimeSkelBuilder::default()
             .open(crate::collect::bpf::object_storage())
             .map_err(|e| explain("runtime", "open", e))?;
@@ -59,7 +46,7 @@ impl RuntimeBpf {
             skel,
             links: HashMap::new(),
             epoch: 0,
-            _stats: RunTimeStats::enable().ok(),
+            _stats: RunTimeStats::enable(stats).ok(),
         })
     }
 

@@ -27,9 +27,23 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
 use crate::collect::procfs::{self, cgroup, host, pid};
 use crate::record::{kind, Fields, Metrics};
+
+/// For `doctor`, the BPF half's hooks: they exist in the binaries of running programs,
+/// not in a library doctor can look up, so only the kernel side (uprobe support) is
+/// checked, through the host python3's USDT-carrying executable when there is one.
+pub const HOOKS: Hooks = &[(
+    Hook::Uprobe {
+        binary: "/usr/bin/python3",
+        symbol: "Py_Initialize",
+    },
+    Need::Optional {
+        what: "Python GC counts (Go is attached per binary and not checked here)",
+    },
+)];
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "runtime",
@@ -77,10 +91,15 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             too); none with -XX:-UsePerfData or -XX:+PerfDisableSharedMem. Go and Python GC need root and \
             the bpf feature; Go needs the symbol table (not -ldflags=-s), Python a --with-dtrace build \
             (Debian's and Ubuntu's are; python.org, pyenv and Docker python: images are not). See docs/runtime.md.",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
-    Ok(Box::new(RuntimeProbe::new()))
+/// Loads the BPF half when this build has one; without it (or without root) the probe
+/// still runs, and each entity's `note` says what is missing.
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    Ok(Box::new(RuntimeProbe::new(cfg)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,12 +181,14 @@ pub struct RuntimeProbe {
 
 impl Default for RuntimeProbe {
     fn default() -> Self {
-        RuntimeProbe::new()
+        RuntimeProbe::new(&ProbeConfig::default())
     }
 }
 
 impl RuntimeProbe {
-    pub fn new() -> RuntimeProbe {
+    pub fn new(cfg: &ProbeConfig) -> RuntimeProbe {
+        #[cfg(not(all(feature = "bpf", target_os = "linux")))]
+        let _ = cfg;
         RuntimeProbe {
             procs: HashMap::new(),
             files: HashMap::new(),
@@ -178,7 +199,7 @@ impl RuntimeProbe {
             buf: String::new(),
             bytes: Vec::new(),
             #[cfg(all(feature = "bpf", target_os = "linux"))]
-            bpf: bpf::RuntimeBpf::load().map_err(|e| format!("{e:#}")),
+            bpf: bpf::RuntimeBpf::load(cfg.bpf_stats).map_err(|e| format!("{e:#}")),
         }
     }
 

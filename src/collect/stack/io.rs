@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use super::{config, prog_fd, Bpf, Kind, Maps, StackProbe};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use super::{prog_fd, Bpf, Kind, Maps, StackProbe};
 use crate::collect::bpf::{self as common, RunTimeStats};
-use crate::collect::probe::{Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Probe, ProbeConfig, ProbeSpec};
 
 mod skel {
     crate::bpf_skeleton!("ioflame");
@@ -67,22 +67,24 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: true,
     needs_bpf: true,
     notes: "write, pwrite64, writev, read, pread64, fsync and fdatasync on regular files (not pipes, sockets or devices), at the syscall tracepoints: while it runs every system call of every process takes the kernel's slower traced path (docs/flame.md has the measured cost); a thread's stack is taken once per --io-sample bytes or --io-sample-time in the calls (on average), and carries the weight since its last one; user stacks are frame-pointer walks",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
-    Ok(Box::new(StackProbe::new(Kind::Io)))
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    Ok(Box::new(StackProbe::new(Kind::Io, cfg)))
 }
 
 /// Loads bpf/ioflame.bpf.c and attaches its fourteen programs.
-pub(super) fn load(filtering: bool) -> anyhow::Result<Bpf> {
+pub(super) fn load(filtering: bool, cfg: &ProbeConfig) -> anyhow::Result<Bpf> {
     let mut open = IoflameSkelBuilder::default()
         .open(crate::collect::bpf::object_storage())
         .map_err(|e| common::explain(NAME, "open", e))?;
-    let cfg = config();
     if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
         ro.filter_tgid = filtering;
-        ro.period_bytes = cfg.io_period_bytes;
-        ro.period_ns = cfg.io_period.as_nanos().min(u64::MAX as u128) as u64;
+        ro.period_bytes = cfg.stack.io_period_bytes;
+        ro.period_ns = cfg.stack.io_period.as_nanos().min(u64::MAX as u128) as u64;
     }
     let skel = open.load().map_err(|e| common::explain(NAME, "load", e))?;
     common::ensure_tracefs()?;
@@ -128,7 +130,7 @@ pub(super) fn load(filtering: bool) -> anyhow::Result<Bpf> {
         maps,
         progs: fds,
         _links: links,
-        _stats: RunTimeStats::enable().ok(),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
         filtering,
         ring: None,
         copies: Arc::new(Mutex::new(Vec::new())),

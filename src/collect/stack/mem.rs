@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use super::{config, prog_fd, Bpf, Kind, Maps, StackProbe};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use super::{prog_fd, Bpf, Kind, Maps, StackProbe};
 use crate::collect::bpf::{self as common, RunTimeStats};
-use crate::collect::probe::{Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Probe, ProbeConfig, ProbeSpec};
 
 mod skel {
     crate::bpf_skeleton!("memflame");
@@ -33,20 +33,23 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: true,
     needs_bpf: true,
     notes: "exceptions/page_fault_user; a thread's stack is taken once per --fault-sample faults on average and carries every fault since its last one; user stacks are frame-pointer walks",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
-pub fn new() -> anyhow::Result<Box<dyn Probe>> {
-    Ok(Box::new(StackProbe::new(Kind::Faults)))
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    Ok(Box::new(StackProbe::new(Kind::Faults, cfg)))
 }
 
 /// Loads bpf/memflame.bpf.c and attaches its program.
-pub(super) fn load(filtering: bool) -> anyhow::Result<Bpf> {
+pub(super) fn load(filtering: bool, cfg: &ProbeConfig) -> anyhow::Result<Bpf> {
     let mut open = MemflameSkelBuilder::default()
         .open(crate::collect::bpf::object_storage())
         .map_err(|e| common::explain(NAME, "open", e))?;
     if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
         ro.filter_tgid = filtering;
-        ro.period = config().fault_period;
+        ro.period = cfg.stack.fault_period;
     }
     let skel = open.load().map_err(|e| common::explain(NAME, "load", e))?;
     common::ensure_tracefs()?;
@@ -69,7 +72,7 @@ pub(super) fn load(filtering: bool) -> anyhow::Result<Bpf> {
         maps,
         progs,
         _links: vec![link],
-        _stats: RunTimeStats::enable().ok(),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
         filtering,
         ring: None,
         copies: Arc::new(Mutex::new(Vec::new())),

@@ -24,17 +24,16 @@ pub mod unwind;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
-use super::bpf::hooks::{Hook, Hooks, Need};
 use super::bpf::{self as common, RunTimeStats};
-use super::probe::{Filter, Interval, Probe, ProbeSpec};
+use super::hooks::{Hook, Hooks, Need};
+use super::probe::{Filter, Interval, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{Fields, Record, Stack};
 use symbolize::{Frame, Symbolizer, Unknown};
 use unwind::{End, Unwinders, Unwound};
@@ -43,49 +42,6 @@ mod skel {
     crate::bpf_skeleton!("stack");
 }
 use skel::StackSkelBuilder;
-
-/// Tunables of the stack probes, from gala-collect's command line.
-#[derive(Debug, Clone, Copy)]
-pub struct StackConfig {
-    /// oncpu samples per second per CPU. Default 99 (not 100: a round rate samples in
-    /// lockstep with timer-driven work and over-counts it).
-    pub sample_hz: u64,
-    /// offcpu ignores blocks shorter than this. Default 100 µs.
-    pub offcpu_min: Duration,
-    /// ioflame takes a thread's stack once per this many bytes read or written (on
-    /// average; 0: every call). Default 256 KiB.
-    pub io_period_bytes: u64,
-    /// ... and once per this much time in the calls. Default 1 ms.
-    pub io_period: Duration,
-    /// memflame takes a thread's stack once per this many page faults (on average; 0:
-    /// every fault). Default 64.
-    pub fault_period: u64,
-}
-
-impl Default for StackConfig {
-    fn default() -> StackConfig {
-        StackConfig {
-            sample_hz: 99,
-            offcpu_min: Duration::from_micros(100),
-            io_period_bytes: 256 << 10,
-            io_period: Duration::from_millis(1),
-            fault_period: 64,
-        }
-    }
-}
-
-/// The registry builds probes without arguments, so gala-collect sets the tunables here
-/// once, before any probe is created.
-static CONFIG: OnceLock<StackConfig> = OnceLock::new();
-
-/// Sets the stack probes' tunables; the first call wins.
-pub fn configure(config: StackConfig) {
-    let _ = CONFIG.set(config);
-}
-
-fn config() -> StackConfig {
-    CONFIG.get().copied().unwrap_or_default()
-}
 
 pub const ONCPU_HOOKS: Hooks = &[(Hook::PerfEvent("cpu-clock"), Need::Required)];
 pub const OFFCPU_HOOKS: Hooks = &[(Hook::Tracepoint("sched/sched_switch"), Need::Required)];
@@ -98,6 +54,9 @@ pub static ONCPU_SPEC: ProbeSpec = ProbeSpec {
     opt_in: true,
     needs_bpf: true,
     notes: "user stacks of programs without frame pointers are unwound with their .eh_frame from the next interval on; the status record's `oncpu` object says how many stacks were complete with and without that, how much was truncated or unnamed and why",
+    hooks: ONCPU_HOOKS,
+    triage: true,
+    new: oncpu,
 };
 
 pub static OFFCPU_SPEC: ProbeSpec = ProbeSpec {
@@ -108,14 +67,18 @@ pub static OFFCPU_SPEC: ProbeSpec = ProbeSpec {
     opt_in: true,
     needs_bpf: true,
     notes: "counts blocked time (states S and D) of at least --offcpu-min; preemption (waiting for a CPU) is not off-CPU time here",
+    hooks: OFFCPU_HOOKS,
+    triage: true,
+    new: offcpu,
 };
 
-pub fn oncpu() -> anyhow::Result<Box<dyn Probe>> {
-    Ok(Box::new(StackProbe::new(Kind::OnCpu)))
+/// The BPF side loads at the first interval, once the process filter is known.
+pub fn oncpu(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    Ok(Box::new(StackProbe::new(Kind::OnCpu, cfg)))
 }
 
-pub fn offcpu() -> anyhow::Result<Box<dyn Probe>> {
-    Ok(Box::new(StackProbe::new(Kind::OffCpu)))
+pub fn offcpu(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    Ok(Box::new(StackProbe::new(Kind::OffCpu, cfg)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +190,8 @@ type Buckets = HashMap<BucketKey, ([u64; MAX_WEIGHTS], String)>;
 
 struct StackProbe {
     kind: Kind,
+    /// The settings it was built with, for the load at the first interval.
+    cfg: ProbeConfig,
     bpf: Option<Bpf>,
     symbolizer: Symbolizer,
     /// Processes the filter selects, as last written into the kernel's `tgids` map.
@@ -321,9 +286,10 @@ fn prog_fd(prog: &impl AsFd) -> anyhow::Result<OwnedFd> {
 unsafe impl Send for Bpf {}
 
 impl StackProbe {
-    fn new(kind: Kind) -> StackProbe {
+    fn new(kind: Kind, cfg: &ProbeConfig) -> StackProbe {
         StackProbe {
             kind,
+            cfg: *cfg,
             bpf: None,
             symbolizer: Symbolizer::new(),
             tgids: HashSet::new(),
@@ -337,12 +303,12 @@ impl StackProbe {
 
     fn load(&self, filtering: bool) -> anyhow::Result<Bpf> {
         match self.kind {
-            Kind::Io => return io::load(filtering),
-            Kind::Faults => return mem::load(filtering),
+            Kind::Io => return io::load(filtering, &self.cfg),
+            Kind::Faults => return mem::load(filtering, &self.cfg),
             Kind::OnCpu | Kind::OffCpu => {}
         }
         let name = self.kind.name();
-        let cfg = config();
+        let cfg = self.cfg.stack;
         let mut open = StackSkelBuilder::default()
             .open(crate::collect::bpf::object_storage())
             .map_err(|e| common::explain(name, "open", e))?;
@@ -434,7 +400,7 @@ impl StackProbe {
             maps,
             progs,
             _links: links,
-            _stats: RunTimeStats::enable().ok(),
+            _stats: RunTimeStats::enable(self.cfg.bpf_stats).ok(),
             filtering,
             ring,
             copies,

@@ -16,10 +16,10 @@ use libbpf_rs::{Link, MapCore, UprobeOpts};
 use serde_json::{json, Map, Value};
 
 use super::{alive, comm_str, percpu_sums, read_pod, snapshot};
-use crate::collect::bpf::doctor::find_library;
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
+use crate::collect::bpf::hooks::find_library;
 use crate::collect::bpf::{add_prog_stats, explain, map_memlock_bytes, RunTimeStats};
-use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{entity_id, kind, Entity, Fields, Metric, Record};
 
 mod skel {
@@ -72,6 +72,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             systemd-resolved clients over D-Bus) — a UDP/TCP port 53 packet probe (socket filter or \
             tc) would catch those; also gethostbyname() and res_query() callers; names longer than \
             123 bytes are cut",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
 pub struct DnsProbe {
@@ -131,42 +134,40 @@ pub fn libc_targets() -> Vec<PathBuf> {
     out
 }
 
-impl DnsProbe {
-    /// Loads and attaches the programs.
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        let open = skel::DnsSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("dns", "open", e))?;
-        let skel = open.load().map_err(|e| explain("dns", "load", e))?;
-        let targets = libc_targets();
-        if targets.is_empty() {
-            anyhow::bail!("probe dns: no {LIBC} found on this system (static or musl userland?): nothing to attach getaddrinfo uprobes to");
-        }
-        let mut links = Vec::new();
-        for path in &targets {
-            for (prog, retprobe) in [(&skel.progs.gai_enter, false), (&skel.progs.gai_exit, true)] {
-                let opts = UprobeOpts {
-                    retprobe,
-                    func_name: Some(SYMBOL.into()),
-                    ..UprobeOpts::default()
-                };
-                let link = prog
-                    .attach_uprobe_with_opts(-1, path, 0, opts)
-                    .map_err(|e| {
-                        explain("dns", &format!("uprobe on {}:{SYMBOL}", path.display()), e)
-                    })?;
-                links.push(link);
-            }
-        }
-        Ok(Box::new(DnsProbe {
-            skel,
-            links,
-            targets,
-            prev: HashMap::new(),
-            epoch: 0,
-            _stats: RunTimeStats::enable().ok(),
-        }))
+/// Loads and attaches the programs.
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    let open = skel::DnsSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("dns", "open", e))?;
+    let skel = open.load().map_err(|e| explain("dns", "load", e))?;
+    let targets = libc_targets();
+    if targets.is_empty() {
+        anyhow::bail!("probe dns: no {LIBC} found on this system (static or musl userland?): nothing to attach getaddrinfo uprobes to");
     }
+    let mut links = Vec::new();
+    for path in &targets {
+        for (prog, retprobe) in [(&skel.progs.gai_enter, false), (&skel.progs.gai_exit, true)] {
+            let opts = UprobeOpts {
+                retprobe,
+                func_name: Some(SYMBOL.into()),
+                ..UprobeOpts::default()
+            };
+            let link = prog
+                .attach_uprobe_with_opts(-1, path, 0, opts)
+                .map_err(|e| {
+                    explain("dns", &format!("uprobe on {}:{SYMBOL}", path.display()), e)
+                })?;
+            links.push(link);
+        }
+    }
+    Ok(Box::new(DnsProbe {
+        skel,
+        links,
+        targets,
+        prev: HashMap::new(),
+        epoch: 0,
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+    }))
 }
 
 impl Probe for DnsProbe {

@@ -19,11 +19,11 @@ use serde_json::{json, Map, Value};
 use super::{
     alive, comm_str, fmt_ip, listeners, percpu_sums, read_pod, snapshot, socket_owners, AF_INET,
 };
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
 };
-use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{entity_id, kind, Entity, Fields, Histogram, Metric, Record};
 
 mod skel {
@@ -96,6 +96,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             them without a drop reason): watch accept_queue reaching backlog and the clients' syn_retrans; \
             passive_opens, synack_retrans and listen_drops are per (family, port), so SO_REUSEPORT \
             listeners of one port share them (label port_listeners says how many)",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
 pub struct EndpointProbe {
@@ -114,42 +117,42 @@ pub struct EndpointProbe {
 // probe (the collector's).
 unsafe impl Send for EndpointProbe {}
 
-impl EndpointProbe {
-    /// Loads and attaches the programs.
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let mut open = skel::EndpointSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("endpoint", "open", e))?;
-        let mut skipped = Vec::new();
-        {
-            let p = &mut open.progs;
-            for (hook, prog) in [
-                ("tcp/tcp_retransmit_skb", &mut p.ep_retransmit),
-                ("tcp/tcp_retransmit_synack", &mut p.ep_retransmit_synack),
-                ("skb/kfree_skb", &mut p.ep_kfree_skb),
-            ] {
-                if !crate::collect::bpf::doctor::tracepoint_exists(hook) {
-                    prog.set_autoload(false);
-                    skipped.push(hook);
-                }
+/// Loads and attaches the programs.
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let mut open = skel::EndpointSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("endpoint", "open", e))?;
+    let mut skipped = Vec::new();
+    {
+        let p = &mut open.progs;
+        for (hook, prog) in [
+            ("tcp/tcp_retransmit_skb", &mut p.ep_retransmit),
+            ("tcp/tcp_retransmit_synack", &mut p.ep_retransmit_synack),
+            ("skb/kfree_skb", &mut p.ep_kfree_skb),
+        ] {
+            if !crate::collect::bpf::hooks::tracepoint_exists(hook) {
+                prog.set_autoload(false);
+                skipped.push(hook);
             }
         }
-        let mut skel = open.load().map_err(|e| explain("endpoint", "load", e))?;
-        skel.attach()
-            .map_err(|e| explain("endpoint", "attach", e))?;
-        Ok(Box::new(EndpointProbe {
-            skel,
-            _stats: RunTimeStats::enable().ok(),
-            skipped,
-            ports_prev: HashMap::new(),
-            conns_prev: HashMap::new(),
-            inode_owner: HashMap::new(),
-            epoch: 0,
-            listeners_seen: 0,
-        }))
     }
+    let mut skel = open.load().map_err(|e| explain("endpoint", "load", e))?;
+    skel.attach()
+        .map_err(|e| explain("endpoint", "attach", e))?;
+    Ok(Box::new(EndpointProbe {
+        skel,
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+        skipped,
+        ports_prev: HashMap::new(),
+        conns_prev: HashMap::new(),
+        inode_owner: HashMap::new(),
+        epoch: 0,
+        listeners_seen: 0,
+    }))
+}
 
+impl EndpointProbe {
     fn collect_listeners(&mut self, iv: &mut Interval) -> anyhow::Result<()> {
         let ls = listeners().map_err(|e| anyhow::anyhow!("sock_diag: {e}"))?;
         self.listeners_seen = ls.len();

@@ -14,11 +14,11 @@ use serde_json::{json, Map, Value};
 
 use super::endpoint::{m, push};
 use super::{alive, comm_str, fmt_ip, read_pod, snapshot};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
 };
-use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{entity_id, kind, Fields};
 
 mod skel {
@@ -49,6 +49,10 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     notes: "raw tracepoints sock_send_length/sock_recv_length run at every send and receive, TCP included \
             (about 2 % of a loaded TCP server's throughput on a VM), hence opt-in. A socket appears at its \
             first send or receive after the collector started.",
+    hooks: HOOKS,
+    // A program on every UDP send and receive: a cost a triage should not impose.
+    triage: false,
+    new,
 };
 
 /// A UDP endpoint: (tgid, family, local address, local port).
@@ -74,27 +78,25 @@ pub struct UdpProbe {
 // probe (the collector's).
 unsafe impl Send for UdpProbe {}
 
-impl UdpProbe {
-    /// Loads and attaches the programs.
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let mut open = skel::UdpSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("udp", "open", e))?;
-        let mut skipped = Vec::new();
-        if !crate::collect::bpf::doctor::tracepoint_exists("skb/kfree_skb") {
-            open.progs.udp_kfree_skb.set_autoload(false);
-            skipped.push("skb/kfree_skb");
-        }
-        let mut skel = open.load().map_err(|e| explain("udp", "load", e))?;
-        skel.attach().map_err(|e| explain("udp", "attach", e))?;
-        Ok(Box::new(UdpProbe {
-            skel,
-            _stats: RunTimeStats::enable().ok(),
-            skipped,
-            udp_prev: HashMap::new(),
-        }))
+/// Loads and attaches the programs.
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let mut open = skel::UdpSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("udp", "open", e))?;
+    let mut skipped = Vec::new();
+    if !crate::collect::bpf::hooks::tracepoint_exists("skb/kfree_skb") {
+        open.progs.udp_kfree_skb.set_autoload(false);
+        skipped.push("skb/kfree_skb");
     }
+    let mut skel = open.load().map_err(|e| explain("udp", "load", e))?;
+    skel.attach().map_err(|e| explain("udp", "attach", e))?;
+    Ok(Box::new(UdpProbe {
+        skel,
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+        skipped,
+        udp_prev: HashMap::new(),
+    }))
 }
 
 impl Probe for UdpProbe {

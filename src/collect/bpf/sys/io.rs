@@ -15,9 +15,9 @@ use libbpf_rs::{Link, MapCore};
 use serde_json::json;
 
 use super::common::{self, Deltas, Procs, HIST_SLOTS};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
-use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{entity_id, kind, Entity, Fields, Metrics, Record};
 
 mod skel {
@@ -178,6 +178,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: true,
     notes: "raw tracepoints block_io_start/rq_insert/issue/complete/error. A request belongs to the process that submitted it (block_io_start, kernel >= 6.5; before, the first user process that inserted or issued it); requests kernel threads submitted (writeback, journal, swap) are counted per device as io_kthread_*, so a device's bytes are its processes' plus those. Only read and write requests (not flush, discard).",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
 // Word offsets in struct io_stats (bpf/io.h).
@@ -223,34 +226,34 @@ pub struct Io {
 // SAFETY: as for the sched probe: owned by this probe alone, used from one thread.
 unsafe impl Send for Io {}
 
-impl Io {
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let open = IoSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("io", "open", e))?;
-        let skel = open.load().map_err(|e| explain("io", "load", e))?;
-        let (links, missing) = common::attach(
-            "io",
-            &[
-                ("on_issue", &skel.progs.on_issue, true),
-                ("on_complete", &skel.progs.on_complete, true),
-                ("on_start", &skel.progs.on_start, false),
-                ("on_insert", &skel.progs.on_insert, false),
-                ("on_error", &skel.progs.on_error, false),
-            ],
-        )?;
-        Ok(Box::new(Io {
-            skel,
-            _links: links,
-            missing,
-            deltas: Deltas::new(),
-            devs: HashMap::new(),
-            who: Procs::new(),
-            _stats: RunTimeStats::enable().ok(),
-        }))
-    }
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let open = IoSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("io", "open", e))?;
+    let skel = open.load().map_err(|e| explain("io", "load", e))?;
+    let (links, missing) = common::attach(
+        "io",
+        &[
+            ("on_issue", &skel.progs.on_issue, true),
+            ("on_complete", &skel.progs.on_complete, true),
+            ("on_start", &skel.progs.on_start, false),
+            ("on_insert", &skel.progs.on_insert, false),
+            ("on_error", &skel.progs.on_error, false),
+        ],
+    )?;
+    Ok(Box::new(Io {
+        skel,
+        _links: links,
+        missing,
+        deltas: Deltas::new(),
+        devs: HashMap::new(),
+        who: Procs::new(),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+    }))
+}
 
+impl Io {
     fn dev(&mut self, dev: u32) -> Option<Dev> {
         self.devs
             .entry(dev)

@@ -13,9 +13,9 @@ use libbpf_rs::{libbpf_sys, Link, MapCore, RingBuffer, RingBufferBuilder};
 use serde_json::json;
 
 use super::common::{self, Deltas, Procs};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
-use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{entity_id, kind, now_ms, Event, Fields, Metrics, Record};
 
 mod skel {
@@ -80,6 +80,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: true,
     notes: "OOM kills are `event` records named oom_kill (attrs: pid, tgid, comm, uid, cgroup, container_id, trigger_tgid, trigger_comm). Cgroup memory events come from memory.events of container cgroups (cgroup v2), read each interval.",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
 /// struct mem_oom_event (bpf/mem.h); the skeleton has no type for it, since only its
@@ -162,73 +165,73 @@ pub struct Mem {
 // SAFETY: as for the sched probe: owned by this probe alone, used from one thread.
 unsafe impl Send for Mem {}
 
-impl Mem {
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let open = MemSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("mempressure", "open", e))?;
-        let skel = open.load().map_err(|e| explain("mempressure", "load", e))?;
-        let (mut links, mut missing) = common::attach(
-            "mempressure",
-            &[
-                ("on_oom_victim", &skel.progs.on_oom_victim, true),
-                ("on_direct_begin", &skel.progs.on_direct_begin, false),
-                ("on_direct_end", &skel.progs.on_direct_end, false),
-                ("on_memcg_begin", &skel.progs.on_memcg_begin, false),
-                ("on_memcg_end", &skel.progs.on_memcg_end, false),
-            ],
-        )?;
-        match major_fault_events() {
-            Ok(fds) => {
-                for fd in fds {
-                    use std::os::fd::{AsRawFd, IntoRawFd};
-                    match skel.progs.on_major_fault.attach_perf_event(fd.as_raw_fd()) {
-                        Ok(l) => {
-                            // The link owns the perf event now: libbpf closes it with the link.
-                            let _ = fd.into_raw_fd();
-                            links.push(l);
-                        }
-                        Err(e) => {
-                            missing.push(format!("on_major_fault: {e}"));
-                            break;
-                        }
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let open = MemSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("mempressure", "open", e))?;
+    let skel = open.load().map_err(|e| explain("mempressure", "load", e))?;
+    let (mut links, mut missing) = common::attach(
+        "mempressure",
+        &[
+            ("on_oom_victim", &skel.progs.on_oom_victim, true),
+            ("on_direct_begin", &skel.progs.on_direct_begin, false),
+            ("on_direct_end", &skel.progs.on_direct_end, false),
+            ("on_memcg_begin", &skel.progs.on_memcg_begin, false),
+            ("on_memcg_end", &skel.progs.on_memcg_end, false),
+        ],
+    )?;
+    match major_fault_events() {
+        Ok(fds) => {
+            for fd in fds {
+                use std::os::fd::{AsRawFd, IntoRawFd};
+                match skel.progs.on_major_fault.attach_perf_event(fd.as_raw_fd()) {
+                    Ok(l) => {
+                        // The link owns the perf event now: libbpf closes it with the link.
+                        let _ = fd.into_raw_fd();
+                        links.push(l);
+                    }
+                    Err(e) => {
+                        missing.push(format!("on_major_fault: {e}"));
+                        break;
                     }
                 }
             }
-            Err(e) => missing.push(format!("on_major_fault: perf_event_open: {e}")),
         }
-        let pending = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&pending);
-        let mut rb = RingBufferBuilder::new();
-        rb.add(&skel.maps.events, move |data: &[u8]| {
-            if data.len() >= std::mem::size_of::<OomEvent>() {
-                // SAFETY: the kernel wrote a whole struct mem_oom_event (size checked);
-                // read_unaligned makes no alignment assumption.
-                let ev = unsafe { std::ptr::read_unaligned(data.as_ptr() as *const OomEvent) };
-                if let Ok(mut v) = sink.lock() {
-                    v.push(ev);
-                }
-            }
-            0
-        })
-        .map_err(|e| explain("mempressure", "ring buffer", e))?;
-        let ring = rb
-            .build()
-            .map_err(|e| explain("mempressure", "ring buffer", e))?;
-        Ok(Box::new(Mem {
-            skel,
-            _links: links,
-            ring,
-            pending,
-            missing,
-            procs: Deltas::new(),
-            memcg: Deltas::new(),
-            who: Procs::new(),
-            _stats: RunTimeStats::enable().ok(),
-        }))
+        Err(e) => missing.push(format!("on_major_fault: perf_event_open: {e}")),
     }
+    let pending = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&pending);
+    let mut rb = RingBufferBuilder::new();
+    rb.add(&skel.maps.events, move |data: &[u8]| {
+        if data.len() >= std::mem::size_of::<OomEvent>() {
+            // SAFETY: the kernel wrote a whole struct mem_oom_event (size checked);
+            // read_unaligned makes no alignment assumption.
+            let ev = unsafe { std::ptr::read_unaligned(data.as_ptr() as *const OomEvent) };
+            if let Ok(mut v) = sink.lock() {
+                v.push(ev);
+            }
+        }
+        0
+    })
+    .map_err(|e| explain("mempressure", "ring buffer", e))?;
+    let ring = rb
+        .build()
+        .map_err(|e| explain("mempressure", "ring buffer", e))?;
+    Ok(Box::new(Mem {
+        skel,
+        _links: links,
+        ring,
+        pending,
+        missing,
+        procs: Deltas::new(),
+        memcg: Deltas::new(),
+        who: Procs::new(),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+    }))
+}
 
+impl Mem {
     fn oom_events(&mut self, iv: &mut Interval) {
         let _ = self.ring.consume();
         let events = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));

@@ -12,14 +12,3 @@ pub mod mem;
 pub mod sched;
 pub mod schedtrace;
 pub mod syscall;
-
-use super::hooks::Hooks;
-
-/// Every probe here with the hooks it needs, for `gala-collect doctor`.
-pub const HOOKS: &[(&str, Hooks)] = &[
-    ("sched", sched::HOOKS),
-    ("schedtrace", schedtrace::HOOKS),
-    ("io", io::HOOKS),
-    ("mempressure", mem::HOOKS),
-    ("syscall", syscall::HOOKS),
-];

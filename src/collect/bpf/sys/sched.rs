@@ -17,9 +17,9 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, MapCore};
 
 use super::common::{self, Procs};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
-use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{kind, Fields, Metrics};
 
 mod skel {
@@ -52,6 +52,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: false,
     needs_bpf: true,
     notes: "a task iterator reads the scheduler's own per-thread counters each interval, and raw tracepoint sched_process_exit keeps those of ended threads: no program per context switch. Run-queue delay needs CONFIG_SCHED_INFO (/proc/PID/schedstat exists). For histograms, maxima, off-CPU time by state and per-CPU run queues use --probes schedtrace (a program on every switch; do not run both).",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
 /// Words in struct sched_counts (bpf/sched.h), and their order.
@@ -85,38 +88,38 @@ pub struct Sched {
 // &self from the collector's thread; libbpf objects have no thread affinity.
 unsafe impl Send for Sched {}
 
-impl Sched {
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let open = SchedSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("sched", "open", e))?;
-        let skel = open.load().map_err(|e| explain("sched", "load", e))?;
-        let exit_link = skel
-            .progs
-            .on_exit
-            .attach()
-            .map_err(|e| explain("sched", "attaching sched_process_exit", e))?;
-        let iter_link = skel
-            .progs
-            .dump_threads
-            .attach()
-            .map_err(|e| explain("sched", "attaching the task iterator", e))?;
-        let mut probe = Sched {
-            skel,
-            iter_link,
-            _exit_link: exit_link,
-            prev: Totals::new(),
-            leaving: HashSet::new(),
-            who: Procs::new(),
-            _stats: RunTimeStats::enable().ok(),
-            threads_read: 0,
-        };
-        // The baseline: what processes did before the collector is not this interval's.
-        probe.prev = probe.totals()?.0;
-        Ok(Box::new(probe))
-    }
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let open = SchedSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("sched", "open", e))?;
+    let skel = open.load().map_err(|e| explain("sched", "load", e))?;
+    let exit_link = skel
+        .progs
+        .on_exit
+        .attach()
+        .map_err(|e| explain("sched", "attaching sched_process_exit", e))?;
+    let iter_link = skel
+        .progs
+        .dump_threads
+        .attach()
+        .map_err(|e| explain("sched", "attaching the task iterator", e))?;
+    let mut probe = Sched {
+        skel,
+        iter_link,
+        _exit_link: exit_link,
+        prev: Totals::new(),
+        leaving: HashSet::new(),
+        who: Procs::new(),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+        threads_read: 0,
+    };
+    // The baseline: what processes did before the collector is not this interval's.
+    probe.prev = probe.totals()?.0;
+    Ok(Box::new(probe))
+}
 
+impl Sched {
     /// Every process's cumulative counts: its live threads (the iterator) plus its ended
     /// ones (`dead`). The map is read first: a thread that ends between the two reads is
     /// then in neither, and its process's total dips for one interval rather than counting

@@ -10,9 +10,9 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags};
 
 use super::common::{self, Deltas, Procs, HIST_SLOTS};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
-use crate::collect::probe::{Interval, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{entity_id, kind, Fields, Metrics};
 
 mod skel {
@@ -60,6 +60,10 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: true,
     needs_bpf: true,
     notes: "raw tracepoints sched_switch and sched_migrate_task (kernel >= 5.18 for prev_state): a program on every context switch, about 8 % of a context-switch storm (perf bench sched pipe) on a VM with retpolines, hence opt-in; use it instead of `sched`, not with it. On-CPU time is counted when a thread leaves the CPU, so a thread that never does shows none until it does. Processes with nothing to report in an interval get no record.",
+    hooks: HOOKS,
+    // A program on every context switch: a cost a triage should not impose.
+    triage: false,
+    new,
 };
 
 // Word offsets in struct sched_proc / sched_cpu (bpf/sched.h).
@@ -98,30 +102,28 @@ pub struct Schedtrace {
 // &self from the collector's thread; libbpf objects have no thread affinity.
 unsafe impl Send for Schedtrace {}
 
-impl Schedtrace {
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let open = SchedtraceSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("schedtrace", "open", e))?;
-        let skel = open.load().map_err(|e| explain("schedtrace", "load", e))?;
-        let (links, missing) = common::attach(
-            "schedtrace",
-            &[
-                ("on_switch", &skel.progs.on_switch, true),
-                ("on_migrate", &skel.progs.on_migrate, false),
-            ],
-        )?;
-        Ok(Box::new(Schedtrace {
-            skel,
-            _links: links,
-            missing,
-            procs: Deltas::new(),
-            cpus: Deltas::new(),
-            who: Procs::new(),
-            _stats: RunTimeStats::enable().ok(),
-        }))
-    }
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let open = SchedtraceSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("schedtrace", "open", e))?;
+    let skel = open.load().map_err(|e| explain("schedtrace", "load", e))?;
+    let (links, missing) = common::attach(
+        "schedtrace",
+        &[
+            ("on_switch", &skel.progs.on_switch, true),
+            ("on_migrate", &skel.progs.on_migrate, false),
+        ],
+    )?;
+    Ok(Box::new(Schedtrace {
+        skel,
+        _links: links,
+        missing,
+        procs: Deltas::new(),
+        cpus: Deltas::new(),
+        who: Procs::new(),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+    }))
 }
 
 impl Probe for Schedtrace {

@@ -8,9 +8,9 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore};
 
 use super::common::{self, Deltas, Procs};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
-use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{kind, Fields, Metrics};
 
 mod skel {
@@ -65,6 +65,10 @@ pub static SPEC: ProbeSpec = ProbeSpec {
     opt_in: true,
     needs_bpf: true,
     notes: "raw tracepoints sys_enter/sys_exit: runs on every system call, hence opt-in (--probes syscall). Waiting calls (futex, epoll_wait, poll, select) are in no family: their latency is idle time, not cost.",
+    hooks: HOOKS,
+    // A program on every system call: a cost a triage should not impose.
+    triage: false,
+    new,
 };
 
 const L_COUNT: usize = 0;
@@ -85,44 +89,42 @@ pub struct Syscall {
 // SAFETY: as for the sched probe: owned by this probe alone, used from one thread.
 unsafe impl Send for Syscall {}
 
-impl Syscall {
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let mut open = SyscallSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("syscall", "open", e))?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .ok_or_else(|| anyhow::anyhow!("syscall: no .rodata map"))?;
-        for (family, nrs) in family_table() {
-            for nr in nrs {
-                if let Some(slot) = usize::try_from(nr)
-                    .ok()
-                    .and_then(|n| rodata.families.get_mut(n))
-                {
-                    *slot = family;
-                }
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let mut open = SyscallSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("syscall", "open", e))?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| anyhow::anyhow!("syscall: no .rodata map"))?;
+    for (family, nrs) in family_table() {
+        for nr in nrs {
+            if let Some(slot) = usize::try_from(nr)
+                .ok()
+                .and_then(|n| rodata.families.get_mut(n))
+            {
+                *slot = family;
             }
         }
-        let skel = open.load().map_err(|e| explain("syscall", "load", e))?;
-        let (links, _) = common::attach(
-            "syscall",
-            &[
-                ("on_enter", &skel.progs.on_enter, true),
-                ("on_exit", &skel.progs.on_exit, true),
-            ],
-        )?;
-        Ok(Box::new(Syscall {
-            skel,
-            _links: links,
-            errors: Deltas::new(),
-            lats: Deltas::new(),
-            who: Procs::new(),
-            _stats: RunTimeStats::enable().ok(),
-        }))
     }
+    let skel = open.load().map_err(|e| explain("syscall", "load", e))?;
+    let (links, _) = common::attach(
+        "syscall",
+        &[
+            ("on_enter", &skel.progs.on_enter, true),
+            ("on_exit", &skel.progs.on_exit, true),
+        ],
+    )?;
+    Ok(Box::new(Syscall {
+        skel,
+        _links: links,
+        errors: Deltas::new(),
+        lats: Deltas::new(),
+        who: Procs::new(),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+    }))
 }
 
 impl Probe for Syscall {

@@ -24,11 +24,11 @@ use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::{percpu_sums, read_pod, snapshot};
-use crate::collect::bpf::hooks::{Hook, Hooks, Need};
 use crate::collect::bpf::{
     add_prog_stats, ensure_tracefs, explain, map_memlock_bytes, RunTimeStats,
 };
-use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeSpec};
+use crate::collect::hooks::{Hook, Hooks, Need};
+use crate::collect::probe::{Interval, MetricSpec, MetricType, Probe, ProbeConfig, ProbeSpec};
 use crate::record::{kind, Entity, Fields, Histogram, Metric, Record};
 use fold::{link_id, LinkAgg, LinkKey, State, SRTT_BOUNDS};
 
@@ -132,6 +132,9 @@ pub static SPEC: ProbeSpec = ProbeSpec {
             /proc/PID/fd (at start, or at their second dump); such a socket opened and closed within one \
             interval stays unattributed (counted in status tcp.unattributed_links); role of connections older than the collector comes \
             from whether the local port listens",
+    hooks: HOOKS,
+    triage: true,
+    new,
 };
 
 pub struct TcpProbe {
@@ -160,86 +163,84 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl TcpProbe {
-    /// Loads and attaches the programs, and takes the baseline of the sockets that
-    /// already exist (so their history before the collector is not reported as now).
-    pub fn start() -> anyhow::Result<Box<dyn Probe>> {
-        ensure_tracefs()?;
-        let mut open = skel::TcpSkelBuilder::default()
-            .open(crate::collect::bpf::object_storage())
-            .map_err(|e| explain("tcp", "open", e))?;
-        let mut skipped = Vec::new();
-        {
-            let progs = &mut open.progs;
-            for (hook, prog) in [
-                ("tcp/tcp_destroy_sock", &mut progs.tcp_destroy),
-                ("tcp/tcp_send_reset", &mut progs.tcp_send_reset),
-                ("tcp/tcp_receive_reset", &mut progs.tcp_receive_reset),
-            ] {
-                if !crate::collect::bpf::doctor::tracepoint_exists(hook) {
-                    prog.set_autoload(false);
-                    skipped.push(hook);
-                }
+/// Loads and attaches the programs, and takes the baseline of the sockets that
+/// already exist (so their history before the collector is not reported as now).
+pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
+    ensure_tracefs()?;
+    let mut open = skel::TcpSkelBuilder::default()
+        .open(crate::collect::bpf::object_storage())
+        .map_err(|e| explain("tcp", "open", e))?;
+    let mut skipped = Vec::new();
+    {
+        let progs = &mut open.progs;
+        for (hook, prog) in [
+            ("tcp/tcp_destroy_sock", &mut progs.tcp_destroy),
+            ("tcp/tcp_send_reset", &mut progs.tcp_send_reset),
+            ("tcp/tcp_receive_reset", &mut progs.tcp_receive_reset),
+        ] {
+            if !crate::collect::bpf::hooks::tracepoint_exists(hook) {
+                prog.set_autoload(false);
+                skipped.push(hook);
             }
         }
-        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
-            ro.final_at_close = skipped.contains(&"tcp/tcp_destroy_sock");
-        }
-        let mut skel = open.load().map_err(|e| explain("tcp", "load", e))?;
-        skel.attach().map_err(|e| explain("tcp", "attach", e))?;
-        let accept_links = attach_accept_probes(&skel)?;
-        // Attached first, then the baseline: a socket made in between is in both, and
-        // the baseline's numbers are then simply its starting point.
-        let baseline = super::tcp_sockets()
-            .map_err(|e| anyhow::anyhow!("tcp: sock_diag dump of TCP sockets failed: {e}"))?;
-        let inodes: HashSet<u64> = baseline
-            .iter()
-            .map(|d| d.inode)
-            .filter(|&i| i != 0)
-            .collect();
-        let mut st = State::new(
-            crate::collect::machine::machine_id(),
-            super::socket_owners(&inodes),
-            listen_ports(),
-        );
-        st.take_baseline(&baseline);
-        let state = Arc::new(Mutex::new(st));
-        let ring = {
-            let state = Arc::clone(&state);
-            let mut builder = RingBufferBuilder::new();
-            builder
-                .add(&skel.maps.events, move |data: &[u8]| {
-                    lock(&state).on_event(data);
-                    0
-                })
-                .map_err(|e| explain("tcp", "ring buffer", e))?;
-            Arc::new(Mutex::new(
-                builder
-                    .build()
-                    .map_err(|e| explain("tcp", "ring buffer", e))?,
-            ))
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let drain = {
-            let ring = Arc::clone(&ring);
-            let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("gala-tcp-events".into())
-                .spawn(move || drain(&ring, &stop))?
-        };
-        Ok(Box::new(TcpProbe {
-            ring,
-            skel,
-            state,
-            stop,
-            drain: Some(drain),
-            _stats: RunTimeStats::enable().ok(),
-            _accept_links: accept_links,
-            skipped,
-            dump_ms: 0.0,
-            dump_socks: 0,
-        }))
     }
+    if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+        ro.final_at_close = skipped.contains(&"tcp/tcp_destroy_sock");
+    }
+    let mut skel = open.load().map_err(|e| explain("tcp", "load", e))?;
+    skel.attach().map_err(|e| explain("tcp", "attach", e))?;
+    let accept_links = attach_accept_probes(&skel)?;
+    // Attached first, then the baseline: a socket made in between is in both, and
+    // the baseline's numbers are then simply its starting point.
+    let baseline = super::tcp_sockets()
+        .map_err(|e| anyhow::anyhow!("tcp: sock_diag dump of TCP sockets failed: {e}"))?;
+    let inodes: HashSet<u64> = baseline
+        .iter()
+        .map(|d| d.inode)
+        .filter(|&i| i != 0)
+        .collect();
+    let mut st = State::new(
+        crate::collect::machine::machine_id(),
+        super::socket_owners(&inodes),
+        listen_ports(),
+    );
+    st.take_baseline(&baseline);
+    let state = Arc::new(Mutex::new(st));
+    let ring = {
+        let state = Arc::clone(&state);
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&skel.maps.events, move |data: &[u8]| {
+                lock(&state).on_event(data);
+                0
+            })
+            .map_err(|e| explain("tcp", "ring buffer", e))?;
+        Arc::new(Mutex::new(
+            builder
+                .build()
+                .map_err(|e| explain("tcp", "ring buffer", e))?,
+        ))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let ring = Arc::clone(&ring);
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("gala-tcp-events".into())
+            .spawn(move || drain(&ring, &stop))?
+    };
+    Ok(Box::new(TcpProbe {
+        ring,
+        skel,
+        state,
+        stop,
+        drain: Some(drain),
+        _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
+        _accept_links: accept_links,
+        skipped,
+        dump_ms: 0.0,
+        dump_socks: 0,
+    }))
 }
 
 /// Uretprobes on accept4() and accept() of every libc in use (the host's and containers'),
