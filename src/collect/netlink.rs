@@ -71,7 +71,19 @@ pub fn dump_qdiscs() -> io::Result<Vec<Qdisc>> {
 }
 
 /// Parses one datagram of netlink messages into `out`; true once the dump is done.
-pub fn parse_messages(mut data: &[u8], out: &mut Vec<Qdisc>) -> io::Result<bool> {
+pub fn parse_messages(data: &[u8], out: &mut Vec<Qdisc>) -> io::Result<bool> {
+    parse_dump(data, RTM_NEWQDISC, out, parse_qdisc)
+}
+
+/// Parses one datagram of a netlink dump, handing each message of type `wanted` to
+/// `parse` and keeping what it makes of it; true once the dump is done (its DONE, or an
+/// error message with no error).
+fn parse_dump<T>(
+    mut data: &[u8],
+    wanted: u16,
+    out: &mut Vec<T>,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> io::Result<bool> {
     while data.len() >= NLMSG_HDRLEN {
         let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
         let ty = u16::from_ne_bytes(data[4..6].try_into().unwrap());
@@ -94,11 +106,7 @@ pub fn parse_messages(mut data: &[u8], out: &mut Vec<Qdisc>) -> io::Result<bool>
                 }
                 return Ok(true);
             }
-            RTM_NEWQDISC => {
-                if let Some(q) = parse_qdisc(body) {
-                    out.push(q);
-                }
-            }
+            t if t == wanted => out.extend(parse(body)),
             _ => {}
         }
         data = &data[align4(len).min(data.len())..];
@@ -248,39 +256,8 @@ pub fn dump_tcp_listeners() -> io::Result<Vec<TcpListener>> {
 }
 
 /// Parses one datagram of sock_diag replies into `out`; true once the dump is done.
-pub fn parse_listeners(mut data: &[u8], out: &mut Vec<TcpListener>) -> io::Result<bool> {
-    while data.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
-        let ty = u16::from_ne_bytes(data[4..6].try_into().unwrap());
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "truncated netlink message",
-            ));
-        }
-        let body = &data[NLMSG_HDRLEN..len];
-        match ty {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let errno = body
-                    .get(0..4)
-                    .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
-                    .unwrap_or(0);
-                if errno != 0 {
-                    return Err(io::Error::from_raw_os_error(-errno));
-                }
-                return Ok(true);
-            }
-            SOCK_DIAG_BY_FAMILY => {
-                if let Some(l) = parse_listener(body) {
-                    out.push(l);
-                }
-            }
-            _ => {}
-        }
-        data = &data[align4(len).min(data.len())..];
-    }
-    Ok(false)
+pub fn parse_listeners(data: &[u8], out: &mut Vec<TcpListener>) -> io::Result<bool> {
+    parse_dump(data, SOCK_DIAG_BY_FAMILY, out, parse_listener)
 }
 
 fn parse_listener(body: &[u8]) -> Option<TcpListener> {
