@@ -83,9 +83,10 @@ def headline_cause(causes, entities):
     ones are the incident spreading: under memory pressure in redis's cgroup, nginx's p99
     rose 5 s after redis's, and a PostgreSQL writer among its causes had made the
     verdict); among KPIs that moved together, a server's before a client's (the service
-    before its callers), then the one whose best cause is surest. Its cause is gala-rca's
-    first for that KPI, or a process that did something to another (a hog, a squeeze)
-    ranked just below it, which tells the story better than the resource it loaded."""
+    before its callers), then the one whose best cause is surest. A process that did
+    something to another (a hog, a squeeze) is told first: one gala-rca ranked first for
+    an onset KPI, else the earliest in any KPI's top three; only without one, the chosen
+    KPI's first cause, followed along KPIs behind KPIs."""
     def tgid(eid):
         return ((entities.get(eid) or {}).get("keys") or {}).get("tgid")
 
@@ -110,12 +111,9 @@ def headline_cause(causes, entities):
         server = ((entities.get(kid) or {}).get("keys") or {}).get("role") == "server"
         return (float(ts or 0) == first_ts, server, max(score(c) for c in cs))
 
-    def best_of(kid, cs):
-        cs = sorted(cs, key=lambda c: int(c.get("rank") or 99))
-        for c in cs[1:3]:
-            if culprit(c, kid) and score(c) >= 0.75 * score(cs[0]):
-                return c
-        return cs[0]
+    def best_of(cs):
+        # No culprit is in any KPI's top three by now (they are told first, below).
+        return min(cs, key=lambda c: int(c.get("rank") or 99))
 
     # A process gala-rca put first for a KPI of the onset, another than the KPI's own (a
     # hog, a stopped server), says most.
@@ -133,7 +131,7 @@ def headline_cause(causes, entities):
     if seconds:
         return max(seconds, key=lambda c: (-float((c.get("kpi") or {}).get("ts") or 0), score(c)))
     (kid, _, _), cs = max(by_kpi.items(), key=kpi_key)
-    best = best_of(kid, cs)
+    best = best_of(cs)
     # A KPI whose first cause is another service's KPI (nginx's latency behind the
     # application's) is told by that one's cause, along the chain.
     seen = {kid}
@@ -148,7 +146,7 @@ def headline_cause(causes, entities):
             break
         (kid, _, _), cs = max(behind, key=lambda item: (-float(item[0][2] or 0), max(score(c) for c in item[1])))
         seen.add(kid)
-        best = best_of(kid, cs)
+        best = best_of(cs)
     return best
 
 
