@@ -61,6 +61,9 @@ pub struct Scored {
     pub factors: [f64; 6],
     /// Why the place factor is below 1, when it is.
     pub place_why: Option<&'static str>,
+    /// Abnormal only by carrying less (a service's requests, a link's bytes): the slowdown
+    /// of whoever sends to it, echoed, so it passes no cause on towards a KPI.
+    pub echo: bool,
 }
 
 /// What a process or container shows of memory pressure or use: its reclaim stalls,
@@ -206,6 +209,12 @@ fn wait_resource(k: &str, metric: &str) -> Option<usize> {
         return None;
     }
     let m = metric.to_ascii_lowercase();
+    // How often a process waited in a run queue is how often it woke: under a bandwidth
+    // squeeze the application's count rose ×3 while its run-queue time fell ×4 (replies
+    // trickling in). Only the time waited says it waited for a CPU.
+    if m.ends_with("runq_waits") {
+        return None;
+    }
     if ["runq", "run_delay", "run_queue", "invol"]
         .iter()
         .any(|w| m.contains(w))
@@ -741,26 +750,33 @@ impl<'a> Frame<'a> {
         // shared resource hurts only by filling up: a NIC's or a disk's byte and request
         // rates follow the load its users put on it, so they are effects of the incident,
         // not a resource's fault (its utilisation, waits and drops are).
+        // A link carrying less is what a slowed service looks like from outside (fewer
+        // requests answered, fewer bytes), never why it slowed; carrying more can be a
+        // surge of load. A link's faults are its retransmits, RTT and drops. The same of a
+        // service or a proxy's flow: its clients decide how many requests it gets, so
+        // fewer is their slowdown echoed (a surge can be a cause).
+        let carries_less = dev.z < 0.0
+            && ((g.kinds[i] == kind::TCP_LINK && is_volume(metric))
+                || (matches!(g.kinds[i].as_str(), kind::SLI | kind::LB_LINK)
+                    && is_request_rate(metric)));
         let bad = match (cls, score::bad_direction(metric)) {
             _ if is_state(metric) => Bad::Up,
-            // A link carrying less is what a slowed service looks like from outside (fewer
-            // requests answered, fewer bytes), never why it slowed; carrying more can be a
-            // surge of load. A link's faults are its retransmits, RTT and drops.
-            _ if g.kinds[i] == kind::TCP_LINK && is_volume(metric) && dev.z < 0.0 => Bad::Neither,
-            // The same of a service or a proxy's flow: its clients decide how many
-            // requests it gets, so fewer is their slowdown echoed (a surge can be a cause).
-            _ if matches!(g.kinds[i].as_str(), kind::SLI | kind::LB_LINK)
-                && is_request_rate(metric)
-                && dev.z < 0.0 =>
-            {
-                Bad::Neither
-            }
+            _ if carries_less => Bad::Neither,
             // Taking more is a hog's harmful way; taking less, a stall's.
             (0, _) if is_consumption(metric) && dev.z > 0.0 => Bad::Up,
             (0, _) => Bad::Either,
             (1, Bad::Either) => Bad::Neither,
             (_, b) => b,
         };
+        // Moving the harmless way (a CPU getting idler, a latency falling) is what an
+        // entity shows when the work that reaches it shrinks: an echo too, as is carrying
+        // less. Under a bandwidth squeeze a CPU whose utilisation halved had carried a
+        // PostgreSQL process's 0.6 % of CPU to the application's run-queue waits.
+        let harmless_way = matches!(
+            (score::bad_direction(metric), dev.z >= 0.0),
+            (Bad::Up, false) | (Bad::Down, true)
+        );
+        let echo = carries_less || (harmless_way && cls != 0 && !is_state(metric));
         let place = self.place_prior(i, metric);
         let factors = [
             magnitude,
@@ -780,6 +796,7 @@ impl<'a> Frame<'a> {
             factors,
             place_why: place.map(|(_, why)| why),
             corr,
+            echo,
         })
     }
 
@@ -1028,6 +1045,9 @@ impl<'a> Frame<'a> {
                             && is_memory_stall(&b.metric)
                     })
                 })
+                .collect(),
+            echoes: (0..n)
+                .map(|i| cands.best[i].as_ref().is_some_and(|b| b.echo))
                 .collect(),
             loads: cands
                 .best_load
@@ -1414,6 +1434,15 @@ impl KpiSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_waits_for_a_cpu_by_the_time_it_waited_not_by_how_often() {
+        for m in ["sched_runq_delay_avg_us", "run_delay_ms", "invol_ctx_switches"] {
+            assert_eq!(wait_resource(kind::PROC, m), Some(rank::CPU), "{m}");
+        }
+        assert_eq!(wait_resource(kind::PROC, "sched_runq_waits"), None);
+        assert_eq!(wait_resource(kind::PROC, "io_read_lat_avg_us"), Some(rank::IO));
+    }
 
     #[test]
     fn a_container_at_its_limits_presses_the_resource_of_the_limit() {

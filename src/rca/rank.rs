@@ -39,6 +39,11 @@ pub struct Slots {
     pub stalls_io: Vec<bool>,
     /// How abnormal each process's load of each resource slot is (0: not at all).
     pub loads: Vec<[f64; 3]>,
+    /// Entities abnormal only by carrying less (fewer requests to a service): an echo of
+    /// their senders' slowdown. A chain does not run through them: PostgreSQL getting
+    /// fewer inserts does not slow the application that sends them (a bandwidth squeeze
+    /// on redis had been told as a PostgreSQL writer, through PostgreSQL's request rate).
+    pub echoes: Vec<bool>,
 }
 
 impl Slots {
@@ -61,6 +66,9 @@ impl Slots {
         onward: Option<usize>,
         abn: &[f64],
     ) -> bool {
+        if onward.is_some() && self.echoes.get(e).copied().unwrap_or(false) {
+            return false;
+        }
         if let Some(loaded) = hog_edge(g, c, e) {
             // A process passes a cause on to a shared resource only by loading it: a
             // process that merely waits there (nginx beside PostgreSQL) is no road from
@@ -71,6 +79,19 @@ impl Slots {
                 })
             });
         }
+        let waits = self.waiting.get(e).copied().flatten();
+        // A process abnormal by waiting for a resource (its run queue, its I/O) waits for
+        // that resource, not for another process: a server reaches its clients through
+        // their requests (SLIs, links), and a neighbour through the resource they share.
+        // A PostgreSQL backend born with the incident had "explained" the application's
+        // run-queue waits by its 15 MB of memory, over a server-to-client edge.
+        if g.kinds[c] == kind::PROC
+            && is_process_like(&g.kinds[e])
+            && abn[e] > 0.0
+            && waits.is_some()
+        {
+            return false;
+        }
         let Some(r) = self.pressed(c) else {
             return true;
         };
@@ -80,7 +101,6 @@ impl Slots {
         if r != MEMORY && onward.is_some_and(|o| hog_edge(g, e, o).is_some()) {
             return false;
         }
-        let waits = self.waiting.get(e).copied().flatten();
         abn[e] == 0.0
             || waits == Some(r)
             || (waits == Some(IO) && self.stalls_io.get(c).copied().unwrap_or(false))
@@ -342,6 +362,7 @@ mod tests {
             waiting: vec![None, Some(IO), None, None, None, None],
             stalls_io: vec![false; 6],
             loads: Vec::new(),
+            echoes: Vec::new(),
         };
         let (w, next) = best_paths(&g, k, &abn, &slots);
         assert!(w[disk] > 0.0 && next[disk] == Some(victim));
@@ -378,6 +399,7 @@ mod tests {
             waiting: vec![None, Some(CPU), None, None, None],
             stalls_io: vec![false; 5],
             loads: vec![[0.0; 3]; 5],
+            echoes: Vec::new(),
         };
         let (w, _) = best_paths(&g, k, &abn, &slots);
         assert!(w[cpu] > 0.0);
@@ -385,5 +407,77 @@ mod tests {
         slots.loads[nginx][CPU] = 0.6;
         let (w, next) = best_paths(&g, k, &abn, &slots);
         assert!(w[app] > 0.0 && next[app] == Some(nginx) && next[nginx] == Some(cpu));
+    }
+
+    #[test]
+    fn an_echo_passes_no_cause_on() {
+        // writer → db backend → db sli (fewer requests: an echo) → app's kpi; the db's
+        // backend is abnormal too, but only a chain through the echo reaches the KPI.
+        let mut g = CausalGraph::default();
+        let k = g.node("kpi", "sli");
+        let db_sli = g.node("db_sli", "sli");
+        let backend = g.node("backend", "proc");
+        let writer = g.node("writer", "proc");
+        let disk = g.node("disk", "disk");
+        g.add(db_sli, k, "sli → sli across a connection");
+        g.add(backend, db_sli, "proc → sli");
+        g.add(disk, backend, "disk → proc");
+        g.add(writer, disk, "proc → disk");
+        let abn = vec![1.0, 0.3, 0.8, 0.0, 0.8];
+        let mut slots = Slots {
+            pressed: vec![None, None, None, None, Some(IO)],
+            waiting: vec![None, None, Some(IO), None, None],
+            stalls_io: vec![false; 5],
+            loads: vec![[0.0, 0.7, 0.0]; 5],
+            echoes: vec![false; 5],
+        };
+        let (w, _) = best_paths(&g, k, &abn, &slots);
+        assert!(w[writer] > 0.0 && w[backend] > 0.0, "{w:?}");
+        slots.echoes[db_sli] = true;
+        let (w, next) = best_paths(&g, k, &abn, &slots);
+        assert!(w[db_sli] > 0.0, "the echo itself still reaches the KPI");
+        assert_eq!(
+            (w[backend], w[disk], w[writer]),
+            (0.0, 0.0, 0.0),
+            "{w:?} {next:?}"
+        );
+    }
+
+    #[test]
+    fn a_waiting_process_waits_for_its_resource_not_for_another_process() {
+        // server → client process (a server-to-client edge), client → kpi; the client is
+        // abnormal by its run-queue delay: a server's memory does not make it wait for a
+        // CPU, while a process loading the CPU it runs on does.
+        let mut g = CausalGraph::default();
+        let k = g.node("kpi", "sli");
+        let client = g.node("client", "proc");
+        let server = g.node("server", "proc");
+        let cpu = g.node("cpu", "cpu");
+        let hog = g.node("hog", "proc");
+        g.add(client, k, "proc → sli");
+        g.add(server, client, "server proc → client sli");
+        g.add(cpu, client, "cpu → proc");
+        g.add(hog, cpu, "proc → cpu");
+        let abn = vec![1.0, 0.8, 0.6, 0.0, 0.0];
+        let mut loads = vec![[0.0; 3]; 5];
+        loads[server][MEMORY] = 0.5;
+        loads[hog][CPU] = 0.7;
+        let slots = Slots {
+            pressed: vec![None; 5],
+            waiting: vec![None, Some(CPU), None, None, None],
+            stalls_io: vec![false; 5],
+            loads,
+            echoes: vec![false; 5],
+        };
+        let (w, _) = best_paths(&g, k, &abn, &slots);
+        assert_eq!(w[server], 0.0, "{w:?}");
+        assert!(w[hog] > 0.0 && w[cpu] > 0.0, "{w:?}");
+        // Abnormal by something else than a wait, the client is reached by its server.
+        let slots = Slots {
+            waiting: vec![None; 5],
+            ..slots
+        };
+        let (w, _) = best_paths(&g, k, &abn, &slots);
+        assert!(w[server] > 0.0, "{w:?}");
     }
 }
