@@ -85,8 +85,9 @@ def headline_cause(causes, entities):
     verdict); among KPIs that moved together, a server's before a client's (the service
     before its callers), then the one whose best cause is surest. A process that did
     something to another (a hog, a squeeze) is told first: one gala-rca ranked first for
-    an onset KPI, else the earliest in any KPI's top three; only without one, the chosen
-    KPI's first cause, followed along KPIs behind KPIs."""
+    an onset KPI, else one in the top three of an onset KPI whose first cause is a resource
+    it may load; only without one, the chosen KPI's first cause, followed along KPIs
+    behind KPIs."""
     def tgid(eid):
         return ((entities.get(eid) or {}).get("keys") or {}).get("tgid")
 
@@ -96,9 +97,17 @@ def headline_cause(causes, entities):
     def culprit(c, kid):
         """A process that did something to another: by its load or its state, not by
         what it waited for (a PostgreSQL backend's I/O latency under a disk hog is the
-        hog's doing)."""
-        waits = any(w in (c.get("metric") or "") for w in ("lat", "delay", "wait", "runq", "queue"))
-        return c.get("kind") == "proc" and not waits and tgid(c.get("id")) not in (None, tgid(kid))
+        hog's doing), nor by doing less (nginx writing fewer bytes when fewer responses
+        come back through it under packet loss is the incident echoed, not its cause)."""
+        metric = c.get("metric") or ""
+        waits = any(w in metric for w in ("lat", "delay", "wait", "runq", "queue"))
+        own = next((e for e in c.get("evidence") or []
+                    if e.get("id") == c.get("id") and e.get("metric") == metric), {})
+        less = (own.get("baseline") is not None and own.get("value") is not None
+                and float(own["value"]) < float(own["baseline"])
+                and metric not in ("stopped", "disk_sleep"))
+        return (c.get("kind") == "proc" and not waits and not less
+                and tgid(c.get("id")) not in (None, tgid(kid)))
 
     by_kpi = defaultdict(list)
     for c in causes:
@@ -124,12 +133,27 @@ def headline_cause(causes, entities):
             firsts.append(top)
     if firsts:
         return max(firsts, key=score)
-    # Else the earliest in the top three of a KPI (a CPU's softirq time ranked above
-    # stress-ng for the application's p99 at the onset in a CI run).
-    seconds = [c for (kid, _, ts), cs in by_kpi.items()
-               for c in cs if int(c.get("rank") or 99) <= 3 and culprit(c, kid)]
+    # Else one in the top three of an onset KPI whose first cause is a shared resource or
+    # the service's own wait: a hog is told before what it loads and before its victim's
+    # waiting (a CPU's softirq time ranked above stress-ng for the application's p99 at
+    # the onset in a CI run; redis's own I/O latency above the co-tenant squeezing its
+    # memory). Not before a link's retransmits, nor through a later KPI: under packet
+    # loss a PostgreSQL writer in the top three of PostgreSQL's throughput fall, seconds
+    # later, had made the verdict.
+    resources = ("cpu", "disk", "block", "fs", "mem", "host", "container", "pod")
+    seconds = []
+    for (kid, _, ts), cs in by_kpi.items():
+        top = min(cs, key=lambda c: int(c.get("rank") or 99))
+        # How often it waited in a run queue is how often it woke, not a wait (gala-rca
+        # reads it so too): a bandwidth squeeze tripled the application's count.
+        top_metric = top.get("metric") or ""
+        own_wait = (top.get("kind") == "proc" and tgid(top.get("id")) == tgid(kid)
+                    and not top_metric.endswith("runq_waits")
+                    and any(w in top_metric for w in ("lat", "delay", "wait", "runq", "queue")))
+        if float(ts or 0) == first_ts and (top.get("kind") in resources or own_wait):
+            seconds += [c for c in cs if int(c.get("rank") or 99) <= 3 and culprit(c, kid)]
     if seconds:
-        return max(seconds, key=lambda c: (-float((c.get("kpi") or {}).get("ts") or 0), score(c)))
+        return max(seconds, key=score)
     (kid, _, _), cs = max(by_kpi.items(), key=kpi_key)
     best = best_of(cs)
     # A KPI whose first cause is another service's KPI (nginx's latency behind the
