@@ -3,7 +3,8 @@
 //! hogs and blind to packet loss must show it).
 //!
 //! A case is any folder holding either
-//! - `data.csv` (or `metrics.csv`, `simple_metrics.csv`): a wide table for metrics-only
+//! - `data.csv` (or `simple_data.csv`, read first as RCAEval does, `metrics.csv`,
+//!   `simple_metrics.csv`): a wide table for metrics-only
 //!   mode, with `inject_time.txt` (the fault's start, seconds since the epoch; without it
 //!   the start is found by change-point detection); or
 //! - `records.ndjson` (or `.ndjson.gz`): a gala stream with at least one KPI anomaly.
@@ -54,6 +55,7 @@ fn find_cases(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         .collect();
     entries.sort();
     let is_case = [
+        "simple_data.csv",
         "data.csv",
         "metrics.csv",
         "simple_metrics.csv",
@@ -131,6 +133,12 @@ fn label(root: &Path, case: &Path) -> anyhow::Result<Label> {
     })
 }
 
+/// A service and its own database are judged as one (`carts-db` is `carts`), as RCAEval's
+/// evaluator does: a fault in a service shows in its database's columns too.
+fn same_service(service: &str) -> &str {
+    service.strip_suffix("-db").unwrap_or(service)
+}
+
 /// How one case went: the rank of the right answer (1-based, None when absent), and for
 /// tables the number of candidates and of right answers, for a random ranker's odds.
 struct Verdict {
@@ -146,13 +154,19 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Ver
     opts.min_score = 0.0;
     let mut candidates = 0;
     let mut truths = 1;
-    let table = ["data.csv", "metrics.csv", "simple_metrics.csv"]
-        .iter()
-        .map(|f| case.join(f))
-        .find(|p| p.is_file());
+    // RCAEval's own runs read simple_data.csv where a case has one (the columns it keeps).
+    let table = [
+        "simple_data.csv",
+        "data.csv",
+        "metrics.csv",
+        "simple_metrics.csv",
+    ]
+    .iter()
+    .map(|f| case.join(f))
+    .find(|p| p.is_file());
     let mut target = lab.target.as_str();
     let names: Vec<String> = if let Some(table) = table {
-        target = lab.service.as_deref().unwrap_or(target);
+        target = same_service(lab.service.as_deref().unwrap_or(target));
         let start = std::fs::read_to_string(case.join("inject_time.txt"))
             .ok()
             .and_then(|s| crate::record::time::parse_timestamp(&s));
@@ -161,12 +175,17 @@ fn run_case(case: &Path, lab: &Label, opts: &InferOptions) -> anyhow::Result<Ver
         let columns: Vec<String> = data.columns.iter().map(|(c, _)| c.clone()).collect();
         let (causes, _) = super::run_csv(&table, data, None, start, &opts)?;
         if lab.metrics.is_empty() {
-            let mut services: Vec<&str> =
-                columns.iter().map(|c| super::csv::service_of(c)).collect();
+            let mut services: Vec<&str> = columns
+                .iter()
+                .map(|c| same_service(super::csv::service_of(c)))
+                .collect();
             services.sort();
             services.dedup();
             candidates = services.len();
-            causes.into_iter().map(|c| c.id).collect()
+            causes
+                .into_iter()
+                .map(|c| same_service(&c.id).to_string())
+                .collect()
         } else {
             candidates = columns.len();
             truths = lab.metrics.len();
