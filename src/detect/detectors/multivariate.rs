@@ -19,6 +19,8 @@ use super::Params;
 const TOP: usize = 3;
 /// Fraction of a metric's normal range used as a floor under its spread.
 const RANGE_FLOOR: f64 = 0.05;
+/// Rows an alarm lasts before what it shows is the new normal (as for a column's SPOT).
+const ADOPT_ROWS: usize = 120;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Dim {
@@ -46,6 +48,32 @@ impl Dim {
         }
         self.min = self.min.min(x);
         self.max = self.max.max(x);
+    }
+
+    /// Moves the statistics to what the rows of a lasting change show: their mean, and a
+    /// spread no narrower than before nor than theirs (a metric flat in training gets the
+    /// spread it now has).
+    fn adopt(&mut self, rows: impl Iterator<Item = f64>) {
+        let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+        for x in rows.filter(|x| x.is_finite()) {
+            n += 1.0;
+            let d = x - mean;
+            mean += d / n;
+            m2 += d * (x - mean);
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+        if n < 2.0 {
+            return;
+        }
+        let var = (m2 / (n - 1.0)).max(if self.n > 1.0 {
+            self.m2 / (self.n - 1.0)
+        } else {
+            0.0
+        });
+        self.n = self.n.max(n);
+        self.mean = mean;
+        self.m2 = var * (self.n - 1.0);
     }
 
     fn scale(&self, min_std: f64) -> f64 {
@@ -84,9 +112,19 @@ pub struct Multivariate {
     /// The last row was abnormal (see `update`).
     #[serde(default)]
     alarm: bool,
+    /// Rows an alarm lasts before it is the new normal.
+    #[serde(default = "default_adopt")]
+    adopt: usize,
+    /// The rows of the current alarm (the last `adopt` of them).
+    #[serde(default)]
+    run: std::collections::VecDeque<Vec<f64>>,
     /// Standardised deviations of the last row, for the contributors.
     #[serde(skip)]
     pub z: Vec<f64>,
+}
+
+fn default_adopt() -> usize {
+    ADOPT_ROWS
 }
 
 impl Multivariate {
@@ -103,6 +141,8 @@ impl Multivariate {
             calibration: Vec::new(),
             tail: None,
             alarm: false,
+            adopt: p.adopt.unwrap_or(ADOPT_ROWS).max(20),
+            run: std::collections::VecDeque::new(),
             z: vec![0.0; n],
         }
     }
@@ -189,10 +229,23 @@ impl Multivariate {
             None
         };
         if verdict.as_ref().is_none_or(|v| v.ratio < 1.0) {
+            self.run.clear();
             for (d, &x) in self.dims.iter_mut().zip(row) {
                 if x.is_finite() {
                     d.push(x, self.memory);
                 }
+            }
+        } else {
+            // A change that lasts is a new normal (as SPOT's adoption for one column): a
+            // machine whose test weeks sit at another level than its training weeks, or
+            // a metric flat in training that now moves, had alarmed to the end of the file.
+            self.run.push_back(row.to_vec());
+            if self.run.len() >= self.adopt {
+                let run = std::mem::take(&mut self.run);
+                for (i, d) in self.dims.iter_mut().enumerate() {
+                    d.adopt(run.iter().map(|r| r.get(i).copied().unwrap_or(f64::NAN)));
+                }
+                self.alarm = false;
             }
         }
         self.seen += 1;

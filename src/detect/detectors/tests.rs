@@ -215,6 +215,56 @@ fn appending_future_points_never_changes_past_decisions() {
     }
 }
 
+/// Training weeks and test weeks rarely sit at the same level: a metric flat in training
+/// that moves for good, and another that steps to a new level, alarm for a while, then
+/// are the new normal; a fault after that still alarms.
+#[test]
+fn multivariate_adopts_a_change_that_lasts() {
+    let mut r = Noise::new(5);
+    let names: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    let mut det = Multivariate::new(
+        names,
+        &Params {
+            init: Some(300),
+            ..Params::default()
+        },
+    );
+    let train: Vec<Vec<f64>> = (0..2000)
+        .map(|_| {
+            (0..6)
+                .map(|i| {
+                    if i == 0 {
+                        0.0
+                    } else {
+                        10.0 * i as f64 + r.normal()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    det.fit(train.iter().map(Vec::as_slice));
+    let mut alarms = Vec::new();
+    for t in 0..2000 {
+        let mut x: Vec<f64> = (0..6).map(|i| 10.0 * i as f64 + r.normal()).collect();
+        // m0 was flat at zero in training; now it wiggles around 0.3. m2 sits 8σ higher.
+        x[0] = 0.3 + 0.05 * r.normal();
+        x[2] += 8.0;
+        if t >= 1800 {
+            x[4] += 12.0;
+        }
+        if det.update(&x).is_some_and(|v| v.ratio >= 1.0) {
+            alarms.push(t);
+        }
+    }
+    let early = alarms.iter().filter(|&&t| t < 300).count();
+    let settled = alarms.iter().filter(|&&t| (300..1800).contains(&t)).count();
+    let fault = alarms.iter().filter(|&&t| t >= 1800 && t < 1810).count();
+    println!("alarms: {early} in the first 300 rows, {settled} in the next 1500, {fault} of the fault's first 10");
+    assert!(early >= 100, "the change alarms first: {early}");
+    assert!(settled <= 5, "then it is the new normal: {settled} alarms");
+    assert!(fault >= 8, "a fault after it still alarms: {fault}");
+}
+
 #[test]
 fn multivariate_flags_a_joint_shift_and_blames_the_right_metrics() {
     let mut r = Noise::new(21);
