@@ -1437,11 +1437,18 @@ mod tests {
 
     #[test]
     fn a_process_waits_for_a_cpu_by_the_time_it_waited_not_by_how_often() {
-        for m in ["sched_runq_delay_avg_us", "run_delay_ms", "invol_ctx_switches"] {
+        for m in [
+            "sched_runq_delay_avg_us",
+            "run_delay_ms",
+            "invol_ctx_switches",
+        ] {
             assert_eq!(wait_resource(kind::PROC, m), Some(rank::CPU), "{m}");
         }
         assert_eq!(wait_resource(kind::PROC, "sched_runq_waits"), None);
-        assert_eq!(wait_resource(kind::PROC, "io_read_lat_avg_us"), Some(rank::IO));
+        assert_eq!(
+            wait_resource(kind::PROC, "io_read_lat_avg_us"),
+            Some(rank::IO)
+        );
     }
 
     #[test]
