@@ -7,7 +7,8 @@
 //!   tcp_link → sli, endpoint → sli, dns → sli, runtime → sli (GC pauses stall
 //!   requests), thread → proc, container → proc;
 //! - inside a host: cpu, mem, fs, host → proc (a saturated resource slows its users),
-//!   block → proc, disk → block, nic → tcp_link, qdisc → nic; and the other way, proc →
+//!   block → proc, disk → block, nic → tcp_link, qdisc → nic, mem → cpu, disk, host
+//!   (reclaim takes CPU time, swapping takes I/O); and the other way, proc →
 //!   cpu, mem, disk, host (a hog saturates the resource its neighbours share);
 //! - across hosts along each connection: server sli → client sli, server proc → client
 //!   tcp_link, server host's nic → client tcp_link.
@@ -240,6 +241,19 @@ impl CausalGraph {
                     for &nic in &resources {
                         if self.kinds[nic] == kind::NIC {
                             self.add(r, nic, "qdisc → nic");
+                        }
+                    }
+                }
+                // Reclaim runs on the CPUs and swaps through the disks: memory under
+                // pressure takes their system time and their I/O (the ranking lets these
+                // edges carry only a memory stall).
+                if k == kind::MEM {
+                    for &o in &resources {
+                        match self.kinds[o].as_str() {
+                            kind::CPU => self.add(r, o, "mem → cpu"),
+                            kind::DISK => self.add(r, o, "mem → disk"),
+                            kind::HOST => self.add(r, o, "mem → host"),
+                            _ => {}
                         }
                     }
                 }
@@ -513,6 +527,7 @@ mod tests {
             ("a_link", "tcp_link"),
             ("b_host", "host"),
             ("b_cpu", "cpu"),
+            ("b_mem", "mem"),
             ("b_disk", "disk"),
             ("b_block", "block"),
             ("b_nic", "nic"),
@@ -529,6 +544,7 @@ mod tests {
             rel("belongs_to", "a_link", "a_client"),
             rel("connect", "a_link", "b_redis"),
             rel("belongs_to", "b_cpu", "b_host"),
+            rel("belongs_to", "b_mem", "b_host"),
             rel("belongs_to", "b_disk", "b_host"),
             rel("belongs_to", "b_block", "b_disk"),
             rel("belongs_to", "b_nic", "b_host"),
@@ -546,6 +562,10 @@ mod tests {
         assert_eq!(has("b_cpu", "b_redis").as_deref(), Some("cpu → proc"));
         assert_eq!(has("b_hog", "b_cpu").as_deref(), Some("proc → cpu"));
         assert_eq!(has("b_disk", "b_block").as_deref(), Some("disk → block"));
+        // Reclaim takes CPU time and swapping I/O.
+        assert_eq!(has("b_mem", "b_cpu").as_deref(), Some("mem → cpu"));
+        assert_eq!(has("b_mem", "b_disk").as_deref(), Some("mem → disk"));
+        assert_eq!(has("b_mem", "b_host").as_deref(), Some("mem → host"));
         assert_eq!(has("b_block", "b_redis").as_deref(), Some("block → proc"));
         assert_eq!(has("b_redis", "b_disk").as_deref(), Some("proc → disk"));
         assert_eq!(has("b_redis", "b_redis_sli").as_deref(), Some("proc → sli"));

@@ -926,6 +926,20 @@ impl<'a> Frame<'a> {
                 return false;
             }
         }
+        // Memory explains another resource only by reclaiming on it while it stalls (swap,
+        // reclaim, major faults, memory pressure): a CPU's system time, a disk's or the
+        // host's I/O (swapping).
+        let reclaim = g.kinds[p] == kind::MEM
+            && matches!(g.kinds[c].as_str(), kind::CPU | kind::DISK | kind::HOST);
+        if reclaim {
+            let taken = match g.kinds[c].as_str() {
+                kind::CPU => bc.metric.contains("system"),
+                _ => resource_slot(&g.kinds[c], &bc.metric) == Some(rank::IO),
+            };
+            if !(taken && is_memory_stall(&bp.metric)) {
+                return false;
+            }
+        }
         // Packets a link lost (its retransmits, drops) were lost on the network path — a
         // NIC, a queue discipline, a filter, the peer's receive queue — so only a network
         // change explains them (a disk's queue, rising at the same time under packet loss,
@@ -989,8 +1003,11 @@ impl<'a> Frame<'a> {
         // interval before the sample that saw it. So may a new process: the CPU it took
         // showed on its CPU's sample (25 % of cpu 1) one interval before the process list
         // that first held it (stress-ng, four of them).
+        // Reclaim takes CPU time and I/O from its first scan, while swap fills page by
+        // page: the swap level shows the stall up to an interval after the CPUs' system
+        // time and the disks' I/O do.
         let tp = bp.since.map_or(i64::MAX, |t| {
-            if is_state(&bp.metric) || self.born_at[p].is_some() {
+            if is_state(&bp.metric) || self.born_at[p].is_some() || reclaim {
                 t - self.kpi_step
             } else {
                 t

@@ -79,6 +79,13 @@ impl Slots {
                 })
             });
         }
+        // Memory reaches a CPU, a disk or the host's I/O only by reclaiming and swapping:
+        // under a stall.
+        if g.kinds[c] == kind::MEM
+            && matches!(g.kinds[e].as_str(), kind::CPU | kind::DISK | kind::HOST)
+        {
+            return self.stalls_io.get(c).copied().unwrap_or(false);
+        }
         let waits = self.waiting.get(e).copied().flatten();
         // A process abnormal by waiting for a resource (its run queue, its I/O) waits for
         // that resource, not for another process: a server reaches its clients through
@@ -479,5 +486,42 @@ mod tests {
         };
         let (w, _) = best_paths(&g, k, &abn, &slots);
         assert!(w[server] > 0.0, "{w:?}");
+    }
+
+    #[test]
+    fn memory_reaches_a_cpu_only_while_it_stalls() {
+        // squeezer → mem → cpu (its system time: reclaim) → victim waiting for CPU → kpi.
+        let mut g = CausalGraph::default();
+        let k = g.node("kpi", "sli");
+        let victim = g.node("victim", "proc");
+        let cpu = g.node("cpu", "cpu");
+        let mem = g.node("mem", "mem");
+        let squeezer = g.node("squeezer", "proc");
+        g.add(victim, k, "proc → sli");
+        g.add(cpu, victim, "cpu → proc");
+        g.add(mem, cpu, "mem → cpu");
+        g.add(squeezer, mem, "proc → mem");
+        let abn = vec![1.0, 0.8, 0.8, 0.8, 0.0];
+        let mut loads = vec![[0.0; 3]; 5];
+        loads[squeezer][MEMORY] = 0.6;
+        let mut slots = Slots {
+            pressed: vec![None, None, Some(CPU), Some(MEMORY), None],
+            waiting: vec![None, Some(CPU), None, None, None],
+            stalls_io: vec![false; 5],
+            loads,
+            echoes: vec![false; 5],
+        };
+        let (w, _) = best_paths(&g, k, &abn, &slots);
+        assert_eq!(
+            (w[mem], w[squeezer]),
+            (0.0, 0.0),
+            "memory that does not stall: {w:?}"
+        );
+        slots.stalls_io[mem] = true;
+        let (w, next) = best_paths(&g, k, &abn, &slots);
+        assert!(
+            w[squeezer] > 0.0 && next[mem] == Some(cpu),
+            "{w:?} {next:?}"
+        );
     }
 }

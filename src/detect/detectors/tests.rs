@@ -258,7 +258,10 @@ fn multivariate_adopts_a_change_that_lasts() {
     }
     let early = alarms.iter().filter(|&&t| t < 300).count();
     let settled = alarms.iter().filter(|&&t| (300..1800).contains(&t)).count();
-    let fault = alarms.iter().filter(|&&t| (1800..1810).contains(&t)).count();
+    let fault = alarms
+        .iter()
+        .filter(|&&t| (1800..1810).contains(&t))
+        .count();
     println!("alarms: {early} in the first 300 rows, {settled} in the next 1500, {fault} of the fault's first 10");
     assert!(early >= 100, "the change alarms first: {early}");
     assert!(settled <= 5, "then it is the new normal: {settled} alarms");
