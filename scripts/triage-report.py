@@ -187,7 +187,13 @@ def verdict_line(cause, entities, label):
     culprit = who(cause.get("id"), entities) if cause.get("kind") == "proc" else label(cause.get("id"))
     kw = cause.get("keyword")
     culprit_tgid = ((entities.get(cause.get("id")) or {}).get("keys") or {}).get("tgid")
-    if cause.get("kind") == "proc" and culprit_tgid != tgid:
+    metric = cause.get("metric") or ""
+    waits = any(w in metric for w in ("lat", "delay", "wait", "runq", "queue"))
+    if cause.get("kind") == "proc" and culprit_tgid != tgid and waits:
+        # A process that itself waited (a database backend in a run queue) took nothing
+        # from the victim: it is slow too, and its slowness is what the victim feels.
+        act = f"is slow itself ({metric}), slowing {victim}"
+    elif cause.get("kind") == "proc" and culprit_tgid != tgid:
         act = {
             "cpu": f"is starving {victim} of CPU",
             "disk": f"is starving {victim} of disk I/O",
