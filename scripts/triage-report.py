@@ -154,6 +154,40 @@ def headline_cause(causes, entities):
             seconds += [c for c in cs if int(c.get("rank") or 99) <= 3 and culprit(c, kid)]
     if seconds:
         return max(seconds, key=score)
+    # An onset KPI whose first cause is a thing (a link, a resource, a process) says why
+    # by itself; one whose first cause is another service's symptom needs the chain
+    # followed. Under packet loss the application's call to PostgreSQL had the lossy link
+    # first, while nginx's latency, ranked surer, led through the application to redis.
+    onset = [item for item in by_kpi.items() if float(item[0][2] or 0) == first_ts]
+    onset_ids = {item[0][0] for item in onset}
+    # A service any of whose onset KPIs is explained through another onset KPI waits on
+    # that one (nginx's p99 through the application's and PostgreSQL's under a lock).
+    downstream = {item[0][0] for item in onset
+                  if any(h.get("id") in onset_ids and h.get("id") != item[0][0]
+                         for h in (best_of(item[1]).get("path") or [])[:-1])}
+    # So does a server whose own calls slowed at the same time: the application serves
+    # slowly because its redis calls are slow (a bandwidth squeeze on redis had been told
+    # by the application's server latency, through the host's I/O pressure).
+    role = lambda eid: ((entities.get(eid) or {}).get("keys") or {}).get("role")  # noqa: E731
+    calling = {tgid(item[0][0]) for item in onset
+               if role(item[0][0]) == "client" and "lat" in (item[0][1] or "")}
+    downstream |= {kid for kid in onset_ids if role(kid) == "server" and tgid(kid) in calling}
+
+    def upstream_of(item):
+        """How many other onset KPIs' first causes run through this one: the service the
+        others wait on."""
+        kid = item[0][0]
+        return sum(1 for other in onset if other[0][0] != kid
+                   and any(h.get("id") == kid for h in best_of(other[1]).get("path") or []))
+
+    rooted = [item for item in onset
+              if best_of(item[1]).get("kind") != "sli" and item[0][0] not in downstream]
+    if rooted:
+        # Latency and errors before a throughput fall (often only demand), then the
+        # service others wait on, then the surest.
+        item = max(rooted, key=lambda it: ("throughput" not in (it[0][1] or ""),
+                                           upstream_of(it), score(best_of(it[1]))))
+        return best_of(item[1])
     (kid, _, _), cs = max(by_kpi.items(), key=kpi_key)
     best = best_of(cs)
     # A KPI whose first cause is another service's KPI (nginx's latency behind the
@@ -202,6 +236,21 @@ def verdict_line(cause, entities, label):
     elif cause.get("kind") == "proc" and culprit_tgid == tgid:
         # Nothing beside it explains it better: the service's own process.
         culprit, act = victim, f"is slow in itself ({cause.get('metric')})"
+    elif cause.get("kind") == "tcp_link":
+        # "python3's connection to 127.0.0.1:17432 (retran_packets 0 → 17)".
+        keys = (entities.get(cause.get("id")) or {}).get("keys") or {}
+        labels = (entities.get(cause.get("id")) or {}).get("labels") or {}
+        owner = labels.get("comm") or "a process"
+        if keys.get("tgid") is not None:
+            owner += f" (pid {keys['tgid']})"
+        peer = f"{keys.get('server_ip', '?')}:{keys.get('server_port', '?')}"
+        own = next((e for e in cause.get("evidence") or []
+                    if e.get("id") == cause.get("id") and e.get("metric") == metric), {})
+        moved = metric
+        if own.get("baseline") is not None and own.get("value") is not None:
+            moved += f" {fmt_val(own['baseline'], '')} → {fmt_val(own['value'], '')}"
+        culprit = f"the connection of {owner} to {peer}"
+        act = f"({moved}) is slowing {victim}"
     elif kw == "network":
         act = f"is slowing {victim}"
     elif cause.get("kind") in ("container", "pod") and "throttl" in (cause.get("metric") or ""):

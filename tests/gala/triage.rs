@@ -1056,7 +1056,23 @@ woke = [cause("app_sli", 1000, 1, "proc", "app", 0.54, "sched_runq_waits", 900, 
         cause("app_sli", 1000, 3, "proc", "pg", 0.28, "minor_faults", 0, 4)]
 entities["app"] = ent("proc", 30)
 entities["nginx"] = ent("proc", 20)
-print(json.dumps([report.headline_cause(c, entities)["id"] for c in (mem, chain, loss, woke)]))
+def via(c, *hops):
+    c["path"] = [{"id": h} for h in hops] + [{"id": c["kpi"]["id"]}]
+    return c
+# A table lock: nginx's mean latency ranks a CPU's iowait first, but its p99 is explained
+# through PostgreSQL's KPI, the service the others wait on: PostgreSQL is told.
+entities["pg_sli"] = ent("sli", 12, "server")
+lock = [via(cause("nginx_sli", 1000, 1, "cpu", "cpu_total", 0.86, "iowait_pct"), "cpu_total", "nginx"),
+        via(cause("nginx_sli", 1000, 1, "sli", "pg_sli", 0.9), "pg_sli"),
+        via(cause("pg_sli", 1000, 1, "proc", "pg", 0.39, "io_lat_max_us"), "pg"),
+        via(cause("app_sli", 1000, 1, "sli", "pg_sli", 0.95), "pg_sli")]
+# A bandwidth squeeze: the application's server latency ranks the host's I/O pressure
+# first, its redis calls (the same process, slowed at the same time) the squeezed link.
+entities["app_redis"] = ent("sli", 30, "client")
+net = [via(cause("app_sli", 1000, 1, "host", "host", 0.75, "psi_io_some_pct"), "host"),
+       via(cause("app_redis", 1000, 1, "tcp_link", "redis_link", 0.94, "srtt_avg_us"), "redis_link"),
+       via(cause("nginx_sli", 1000, 1, "sli", "app_sli", 0.95), "app_sli")]
+print(json.dumps([report.headline_cause(c, entities)["id"] for c in (mem, chain, loss, woke, lock, net)]))
 "#;
     let out = Command::new("python3")
         .args(["-c", script])
@@ -1065,5 +1081,5 @@ print(json.dumps([report.headline_cause(c, entities)["id"] for c in (mem, chain,
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let picked: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(picked, ["hog", "stress", "link", "app"]);
+    assert_eq!(picked, ["hog", "stress", "link", "app", "pg", "redis_link"]);
 }
