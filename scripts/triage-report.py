@@ -78,6 +78,11 @@ def who(eid, entities):
     return comm or keys.get("disk_name") or keys.get("dev_name") or eid
 
 
+def is_wait(metric):
+    """A metric of waiting (latency, delay, queueing, run-queue time), not of doing."""
+    return any(w in (metric or "") for w in ("lat", "delay", "wait", "runq", "queue"))
+
+
 def headline_cause(causes, entities):
     """The cause the verdict's sentence tells. Its KPI is the one that moved first (later
     ones are the incident spreading: under memory pressure in redis's cgroup, nginx's p99
@@ -100,7 +105,7 @@ def headline_cause(causes, entities):
         hog's doing), nor by doing less (nginx writing fewer bytes when fewer responses
         come back through it under packet loss is the incident echoed, not its cause)."""
         metric = c.get("metric") or ""
-        waits = any(w in metric for w in ("lat", "delay", "wait", "runq", "queue"))
+        waits = is_wait(metric)
         own = next((e for e in c.get("evidence") or []
                     if e.get("id") == c.get("id") and e.get("metric") == metric), {})
         less = (own.get("baseline") is not None and own.get("value") is not None
@@ -149,7 +154,7 @@ def headline_cause(causes, entities):
         top_metric = top.get("metric") or ""
         own_wait = (top.get("kind") == "proc" and tgid(top.get("id")) == tgid(kid)
                     and not top_metric.endswith("runq_waits")
-                    and any(w in top_metric for w in ("lat", "delay", "wait", "runq", "queue")))
+                    and is_wait(top_metric))
         if float(ts or 0) == first_ts and (top.get("kind") in resources or own_wait):
             seconds += [c for c in cs if int(c.get("rank") or 99) <= 3 and culprit(c, kid)]
     if seconds:
@@ -197,7 +202,6 @@ def headline_cause(causes, entities):
         behind = [item for item in by_kpi.items() if item[0][0] == best.get("id")]
         if not behind:
             # A method's SLI (redis INCR) is told by its service's KPI (redis, all methods).
-            role = lambda eid: ((entities.get(eid) or {}).get("keys") or {}).get("role")  # noqa: E731
             same = lambda eid: tgid(eid) is not None and (tgid(eid), role(eid)) == (tgid(best.get("id")), role(best.get("id")))  # noqa: E731
             behind = [item for item in by_kpi.items() if item[0][0] not in seen and same(item[0][0])]
         if not behind:
@@ -222,8 +226,7 @@ def verdict_line(cause, entities, label):
     kw = cause.get("keyword")
     culprit_tgid = ((entities.get(cause.get("id")) or {}).get("keys") or {}).get("tgid")
     metric = cause.get("metric") or ""
-    waits = any(w in metric for w in ("lat", "delay", "wait", "runq", "queue"))
-    if cause.get("kind") == "proc" and culprit_tgid != tgid and waits:
+    if cause.get("kind") == "proc" and culprit_tgid != tgid and is_wait(metric):
         # A process that itself waited (a database backend in a run queue) took nothing
         # from the victim: it is slow too, and its slowness is what the victim feels.
         act = f"is slow itself ({metric}), slowing {victim}"

@@ -121,8 +121,8 @@ fn keyword(metric: &str) -> &'static str {
 /// robust deviation, strongest first. `name` labels the case in each cause's `kpi`.
 pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<Cause> {
     let end = table.ts.last().copied().unwrap_or(start);
-    let mut scored: Vec<(f64, i64, usize, score::Deviation)> = Vec::new();
-    let mut newborn: Vec<bool> = Vec::new();
+    // (score, onset, column, deviation, born with the incident)
+    let mut scored: Vec<(f64, i64, usize, score::Deviation, bool)> = Vec::new();
     for (i, (col, v)) in table.columns.iter().enumerate() {
         let Some(d) = score::deviation(&table.ts, v, start, end, opts.z_threshold, None) else {
             continue;
@@ -149,17 +149,15 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
         let born = !score::has_history(&table.ts, v, start);
         let s = z.abs() * dir;
         if d.since.is_some() {
-            scored.push((s, d.since.unwrap_or(i64::MAX), i, d));
-            newborn.push(born);
+            scored.push((s, d.since.unwrap_or(i64::MAX), i, d, born));
         }
     }
     let strongest = scored
         .iter()
-        .zip(&newborn)
-        .filter(|(_, &b)| !b)
-        .map(|(s, _)| s.0)
+        .filter(|s| !s.4)
+        .map(|s| s.0)
         .fold(0.0, f64::max);
-    for (s, _) in scored.iter_mut().zip(&newborn).filter(|(_, &b)| b) {
+    for s in scored.iter_mut().filter(|s| s.4) {
         s.0 = s.0.max(strongest);
     }
     // How early: among columns that all moved far, the first to move is the likelier
@@ -186,7 +184,7 @@ pub fn rank(table: &Table, start: i64, name: &str, opts: &InferOptions) -> Vec<C
         .into_iter()
         .take(opts.top)
         .enumerate()
-        .map(|(r, (s, since, i, d))| {
+        .map(|(r, (s, since, i, d, _))| {
             let col = &table.columns[i].0;
             let service = service_of(col).to_string();
             Cause {
