@@ -60,6 +60,21 @@ struct {
 	__type(value, struct io_stats);
 } stats SEC(".maps");
 
+/* Where a completion's counters go when `stats` cannot take its key. A new key of a
+ * per-CPU hash without preallocation needs memory, which the BPF allocator takes from a
+ * per-CPU cache that holds one per-CPU value and is refilled by an irq_work: a completion
+ * runs in the device's interrupt, so the second new key on a CPU within one interrupt (two
+ * processes' first requests completed together) found it empty and the request was lost
+ * (a writer charged 63 of its 64 MiB). This map is preallocated: an update never
+ * allocates, so it fails only when all its entries are taken. Shared by the CPUs, so its
+ * adds are atomic; it is only the fallback. The collector adds it to `stats`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2048);
+	__type(key, struct io_key);
+	__type(value, struct io_stats);
+} spill SEC(".maps");
+
 static const struct io_stats zero_stats;
 
 static __always_inline __u32 user_tgid(void)
@@ -206,40 +221,67 @@ int BPF_PROG(on_error, struct request *rq, int error, unsigned int nr_bytes)
 	return 0;
 }
 
+/* The map value of `key`, created if missing: `stats` (per CPU) when it can take the key,
+ * else `spill` (`*shared` says which). NULL only when both are full. */
+static __always_inline struct io_stats *stats_of(struct io_key *key, bool *shared)
+{
+	struct io_stats *s = bpf_map_lookup_elem(&stats, key);
+
+	*shared = false;
+	if (s)
+		return s;
+	bpf_map_update_elem(&stats, key, &zero_stats, BPF_NOEXIST);
+	s = bpf_map_lookup_elem(&stats, key);
+	if (s)
+		return s;
+	*shared = true;
+	s = bpf_map_lookup_elem(&spill, key);
+	if (s)
+		return s;
+	bpf_map_update_elem(&spill, key, &zero_stats, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&spill, key);
+}
+
+/* Adds one completed request; `shared`: the value is spill's, which other CPUs update at
+ * the same time (its interval maximum may then miss a concurrent larger one). */
+#define ADD(field, v) do { if (shared) __sync_fetch_and_add(&s->field, v); else s->field += v; } while (0)
+
 static __always_inline void account(__u32 kind, __u32 id, struct io_req *r, __u64 lat,
 				    __u64 queue, __u64 e)
 {
 	struct io_key key = { .kind = kind, .id = id };
-	struct io_stats *s = bpf_map_lookup_elem(&stats, &key);
+	bool shared;
+	struct io_stats *s = stats_of(&key, &shared);
 
 	if (!s) {
-		bpf_map_update_elem(&stats, &key, &zero_stats, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&stats, &key);
-		if (!s) {
-			__sync_fetch_and_add(&dropped, 1);
-			return;
-		}
+		__sync_fetch_and_add(&dropped, 1);
+		return;
 	}
 	if (r->op == REQ_OP_READ) {
-		s->rd_cnt += 1;
-		s->rd_bytes += r->bytes;
-		s->rd_lat_ns += lat;
+		ADD(rd_cnt, 1);
+		ADD(rd_bytes, r->bytes);
+		ADD(rd_lat_ns, lat);
 	} else {
-		s->wr_cnt += 1;
-		s->wr_bytes += r->bytes;
-		s->wr_lat_ns += lat;
+		ADD(wr_cnt, 1);
+		ADD(wr_bytes, r->bytes);
+		ADD(wr_lat_ns, lat);
 	}
 	if (queue) {
-		s->queue_ns += queue;
-		s->queue_cnt += 1;
+		ADD(queue_ns, queue);
+		ADD(queue_cnt, 1);
 	}
 	if (r->bytes < 4096)
-		s->small += 1;
+		ADD(small, 1);
 	else
-		s->large += 1;
+		ADD(large, 1);
 	if (r->error)
-		s->errors += 1;
-	sys_hist_add(s->lat_hist, lat, false);
+		ADD(errors, 1);
+	/* Two calls, each with a constant: with the flag as a variable the compiler bounds-
+	 * checked one copy of the slot and indexed with another, which the verifier refused. */
+	if (shared)
+		sys_hist_add(s->lat_hist, lat, true);
+	else
+		sys_hist_add(s->lat_hist, lat, false);
 	sys_max(&s->lat_max_ns, &s->lat_max_epoch, e, lat);
 }
 

@@ -110,6 +110,11 @@ impl Collector {
     /// Starts `gala-collect --probes PROBES` at a 1 s interval and returns once it wrote
     /// its first interval.
     pub fn start(probes: &str) -> Collector {
+        Collector::start_with_env(probes, &[])
+    }
+
+    /// As [`Collector::start`], with these environment variables set for the collector.
+    pub fn start_with_env(probes: &str, env: &[(&str, &str)]) -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.ndjson");
         // Standard output into the file, not `-o`: an `-o` file appears only when the
@@ -118,6 +123,7 @@ impl Collector {
         let file = std::fs::File::create(&out).unwrap();
         let child = Command::new(bin("gala-collect"))
             .args(["--probes", probes, "--interval", "1s", "--line-buffered"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(Stdio::inherit())

@@ -42,27 +42,39 @@ pub fn entries(map: &impl MapCore, n: usize) -> Vec<(Vec<u8>, Vec<u64>)> {
     out
 }
 
-/// Every (key, value) of a per-CPU hash map, each value the CPUs' `n` words summed, except
-/// a per-interval maximum at `max` (stamped with its epoch at `max + 1`, see
-/// [`interval_max`]): that is the largest of this interval's per-CPU maxima, stamped `epoch`.
-pub fn percpu_entries(
+/// Every (key, value) of a per-CPU hash map and of its `spill` — a shared hash of the same
+/// key and value the programs fall back to when the per-CPU map cannot take a new key: a
+/// key may be in either map or in both. Each value is the `n` words of its copies (one per
+/// CPU, and spill's) summed, except a per-interval maximum at `max` (stamped with its
+/// epoch at `max + 1`, see [`interval_max`]): that is the largest of this interval's
+/// maxima, stamped `epoch`.
+pub fn percpu_entries_with_spill(
     map: &impl MapCore,
+    spill: &impl MapCore,
     n: usize,
     max: usize,
     epoch: u64,
 ) -> Vec<(Vec<u8>, Vec<u64>)> {
-    let mut out = Vec::new();
+    let mut copies: HashMap<Vec<u8>, Vec<Vec<u64>>> = HashMap::new();
     for key in map.keys() {
-        let Ok(Some(cpus)) = map.lookup_percpu(&key, MapFlags::ANY) else {
-            continue;
-        };
-        let per_cpu: Vec<Vec<u64>> = cpus.iter().filter_map(|v| words(v, n)).collect();
-        out.push((key, fold_cpus(&per_cpu, n, max, epoch)));
+        if let Ok(Some(cpus)) = map.lookup_percpu(&key, MapFlags::ANY) {
+            let per_cpu = cpus.iter().filter_map(|v| words(v, n));
+            copies.entry(key).or_default().extend(per_cpu);
+        }
     }
-    out
+    for (key, value) in entries(spill, n) {
+        copies.entry(key).or_default().push(value);
+    }
+    copies
+        .into_iter()
+        .map(|(key, per_cpu)| {
+            let value = fold_cpus(&per_cpu, n, max, epoch);
+            (key, value)
+        })
+        .collect()
 }
 
-/// One value from its per-CPU copies: see [`percpu_entries`].
+/// One value from its copies: see [`percpu_entries_with_spill`].
 fn fold_cpus(per_cpu: &[Vec<u64>], n: usize, max: usize, epoch: u64) -> Vec<u64> {
     let mut sum = vec![0u64; n];
     for w in per_cpu {

@@ -228,9 +228,20 @@ unsafe impl Send for Io {}
 
 pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     ensure_tracefs()?;
-    let open = IoSkelBuilder::default()
+    let mut open = IoSkelBuilder::default()
         .open(crate::collect::bpf::object_storage())
         .map_err(|e| explain("io", "open", e))?;
+    // The spill test's lever: a `stats` map this small is full at once, so every other
+    // key goes to `spill`, which is then checked to lose nothing.
+    if let Some(n) = std::env::var("GALA_IO_STATS_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        open.maps
+            .stats
+            .set_max_entries(n.max(1))
+            .map_err(|e| explain("io", "open", e))?;
+    }
     let skel = open.load().map_err(|e| explain("io", "load", e))?;
     let (links, missing) = common::attach(
         "io",
@@ -280,7 +291,10 @@ impl Probe for Io {
         // Per device: (all its requests, those kernel threads submitted).
         let mut devs: BTreeMap<u32, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
         let mut tgids = Vec::new();
-        for (key, cur) in common::percpu_entries(&self.skel.maps.stats, WORDS, LAT_MAX, epoch) {
+        let maps = &self.skel.maps;
+        let values =
+            common::percpu_entries_with_spill(&maps.stats, &maps.spill, WORDS, LAT_MAX, epoch);
+        for (key, cur) in values {
             let (Some(kind_), Some(id)) = (
                 common::key_u32(&key),
                 key.get(4..).and_then(common::key_u32),
@@ -356,6 +370,7 @@ impl Probe for Io {
             let mut key = KEY_PROC.to_ne_bytes().to_vec();
             key.extend_from_slice(&tgid.to_ne_bytes());
             let _ = self.skel.maps.stats.delete(&key);
+            let _ = self.skel.maps.spill.delete(&key);
             self.deltas.forget(&(KEY_PROC, tgid));
         }
         self.who.read_done(tgids, &dead);
@@ -386,7 +401,7 @@ impl Probe for Io {
                 ("on_complete", &p.on_complete),
                 ("on_error", &p.on_error),
             ],
-            &[("reqs", &m.reqs), ("stats", &m.stats)],
+            &[("reqs", &m.reqs), ("stats", &m.stats), ("spill", &m.spill)],
             dropped,
             &self.missing,
         );
