@@ -82,9 +82,15 @@ fn dd(args: &[&str]) -> (u32, f64) {
 /// submitted, so only a request merged with another process's could make them differ.
 fn charged(records: &[Value], what: &str, pid: u32, metric: &str, moved: f64) -> f64 {
     let got = common::total(records, &proc_id(records, pid), metric);
+    // What the kernel side could not keep, to tell a lost request from a misattributed one.
+    let drops = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "status")
+        .map(|s| s["bpf_drops"].to_string());
     assert!(
         (got - moved).abs() <= moved * 0.01,
-        "{what} {pid}: {metric} {got}, it moved {moved} bytes ({:.1} %)",
+        "{what} {pid}: {metric} {got}, it moved {moved} bytes ({:.1} %); bpf_drops {drops:?}",
         100.0 * got / moved
     );
     got
