@@ -418,6 +418,27 @@ impl Run<'_> {
                 &self.state,
                 self.opts,
             )?;
+            if g.edges.is_empty() {
+                // An empty picture is a question: say why, and where to look instead.
+                let layers = &self.opts.layers;
+                let focus = self.opts.focus.as_deref();
+                let why = if let Some(f) = focus {
+                    format!("nothing is linked to {f} within {} steps", self.opts.depth)
+                } else if layers.is_empty() {
+                    "the input holds no entity".to_string()
+                } else if layers.iter().all(|l| *l != Layer::Vertical) {
+                    "no process talked to another over TCP in the input (the tcp probe records that; --layer vertical shows what runs where)".to_string()
+                } else {
+                    "no entity in the input belongs to these layers".to_string()
+                };
+                let named: Vec<&str> = layers.iter().map(|l| l.as_str()).collect();
+                let named = if named.is_empty() {
+                    "any layer".to_string()
+                } else {
+                    format!("layer {}", named.join(", "))
+                };
+                eprintln!("gala-topo: nothing to draw in {named}: {why}");
+            }
             self.summary.records_out +=
                 draw(&g, &self.state, self.opts.format, out, &mut self.buf)?;
             self.summary.snapshots += 1;

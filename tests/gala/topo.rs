@@ -1074,3 +1074,24 @@ fn a_symlinked_program_is_named_as_started_not_after_its_target() {
         "{labels:?}"
     );
 }
+
+/// An empty picture says why on stderr: a host whose processes talked to nobody has no
+/// process or host layer, only the vertical one.
+#[test]
+fn an_empty_picture_says_why() {
+    let input = with_kernel_threads().text();
+    let stderr = |args: &[&str]| {
+        let out = run("gala-topo", args, Some(input.as_bytes()));
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = stderr(&["--format", "dot", "--layer", "process,host"]);
+    assert!(
+        err.contains(
+            "nothing to draw in layer process, host: no process talked to another over TCP"
+        ),
+        "{err}"
+    );
+    let err = stderr(&["--format", "dot"]);
+    assert!(!err.contains("nothing to draw"), "{err}");
+}
