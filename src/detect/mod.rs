@@ -24,12 +24,12 @@ pub mod incident;
 pub mod line;
 pub mod plan;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::io::output::Mode;
+use crate::io::output::{Mode, OutputFile};
 use crate::io::{csv_series, exit, BadInput, RecordReader, RecordWriter};
 use crate::record::time::parse_timestamp;
 use crate::record::Record;
@@ -298,6 +298,14 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
         engine.load_model(model)?;
     }
     let mut writer = RecordWriter::open(&cli.output, Mode::Replace)?.0;
+    // Opened before any input, so that a model file that is also an input (`--baseline
+    // rec.ndjson --save-model rec.ndjson`) is refused before the run, and put in place
+    // whole at the end: an old model survives a failed run. (`--model m --save-model m`
+    // updates a model: it is read before this.)
+    let mut model_out = match &cli.save_model {
+        Some(p) => Some((p, OutputFile::create(p, Mode::Replace)?)),
+        None => None,
+    };
     let pb = progress(cli.verbosity.quiet);
     let strict = cli.input.strict;
     let mut bad = BadInput::new(TOOL, strict);
@@ -349,9 +357,11 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     };
     run(&mut engine, &cli.input.inputs, true, &mut sink)?;
     let mut buf = Vec::new();
-    if let Some(p) = &cli.save_model {
+    if let Some((p, mut file)) = model_out.take() {
         let text = serde_json::to_vec(&engine.model())?;
-        std::fs::write(p, text).with_context(|| format!("cannot write model {}", p.display()))?;
+        file.write_all(&text)
+            .and_then(|()| file.commit())
+            .with_context(|| format!("cannot write model {}", p.display()))?;
     }
     engine.finish(&mut buf);
     sink.emit(&engine, &mut buf)?;

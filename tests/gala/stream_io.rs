@@ -243,6 +243,41 @@ mod tools {
         }
     }
 
+    /// Outputs besides `-o` are outputs too: gala-detect's model and CSV inputs.
+    #[test]
+    fn a_model_or_csv_output_onto_an_input_is_refused_and_the_input_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = records_file(dir.path(), "rec.ndjson", 3);
+        let csv = dir.path().join("series.csv");
+        std::fs::write(&csv, "timestamp,value\n2020-01-01 00:00:00,1\n").unwrap();
+        let runs: [&[&str]; 3] = [
+            &["--baseline", s(&rec), "--save-model", s(&rec)],
+            &["--save-model", s(&rec), s(&rec)],
+            &["--input-format", "csv", s(&csv), "-o", s(&csv)],
+        ];
+        for args in runs {
+            let before = (std::fs::read(&rec).unwrap(), std::fs::read(&csv).unwrap());
+            let out = run("gala-detect", args, None);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains("is also the output"), "{args:?}: {err}");
+            let after = (std::fs::read(&rec).unwrap(), std::fs::read(&csv).unwrap());
+            assert_eq!(after, before, "{args:?}");
+            no_temporaries(dir.path());
+        }
+        // A model is still saved, and updated in place from itself.
+        let model = dir.path().join("m.json");
+        for args in [
+            &["--baseline", s(&rec), "--save-model", s(&model), s(&rec)][..],
+            &["--model", s(&model), "--save-model", s(&model), s(&rec)],
+        ] {
+            let out = run("gala-detect", args, None);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+            let text = std::fs::read(&model).unwrap();
+            assert!(serde_json::from_slice::<serde_json::Value>(&text).is_ok());
+        }
+    }
+
     #[test]
     fn a_failed_or_killed_run_leaves_the_old_output_whole() {
         let dir = tempfile::tempdir().unwrap();
