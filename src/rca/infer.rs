@@ -132,6 +132,13 @@ fn is_packet_loss(metric: &str) -> bool {
         .any(|w| m.contains(w))
 }
 
+/// A link's connections refused or reset: the peer's answer (nothing listens on its port,
+/// the server closed them), not anything its own process did.
+fn is_refusal(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    m.contains("connect_fail") || m.contains("rsts") || m.contains("reset")
+}
+
 /// A link whose ends are both loopback addresses, or one and the same address.
 fn never_leaves_host(e: &crate::record::Entity) -> bool {
     let ip = |k: &str| {
@@ -976,6 +983,12 @@ impl<'a> Frame<'a> {
         // link's RTT ×4000, had ranked the link 8th). A server's waits may still explain
         // its clients' RTT: a slow reply delays the ACK it would have carried.
         if bp.class == 2 && g.rule(p, c) == Some("proc → tcp_link") {
+            return false;
+        }
+        // Nor does anything of a process explain its links' refused or reset connections:
+        // the peer refused them. A dependency killed had its clients' refused connects
+        // "explained" by the client closing its broken sockets (its fds fell).
+        if is_refusal(&bc.metric) && g.rule(p, c) == Some("proc → tcp_link") {
             return false;
         }
         // Nor does a process's wait explain the container or the host resources it runs

@@ -119,10 +119,18 @@ pub fn graph(store: &Store) -> CausalGraph {
     // A connection slows the requests that travel on it: a link reaches only the SLIs of
     // its own side and server port. Without this, the links on which clients reach a
     // proxy would "cause" the proxy's latency towards its backends (their srtt is the
-    // clients' own slowness to acknowledge).
+    // clients' own slowness to acknowledge). A process's connections to its dependencies
+    // (client links) also reach the requests it serves: what it cannot get from them it
+    // cannot answer. A dependency gone (redis killed) leaves no SLI of the calls to it,
+    // only refused connections, which had reached nothing the application's errors
+    // showed.
     let conn = |i: usize| {
         let keys = &store.entities.get(&g.ids[i])?.keys;
         Some((keys.get("role")?.clone(), keys.get("server_port")?.clone()))
+    };
+    let serves_through = |link: &(serde_json::Value, serde_json::Value),
+                          sli: &(serde_json::Value, serde_json::Value)| {
+        link.0 == "client" && sli.0 == "server"
     };
     let apart: Vec<(usize, usize)> = (0..g.ids.len())
         .filter(|&e| g.kinds[e] == crate::record::kind::SLI)
@@ -130,7 +138,9 @@ pub fn graph(store: &Store) -> CausalGraph {
             g.causes[e]
                 .iter()
                 .filter(|(c, _)| g.kinds[*c] == crate::record::kind::TCP_LINK)
-                .filter(|(c, _)| matches!((conn(*c), conn(e)), (Some(a), Some(b)) if a != b))
+                .filter(|(c, _)| {
+                    matches!((conn(*c), conn(e)), (Some(a), Some(b)) if a != b && !serves_through(&a, &b))
+                })
                 .map(move |(c, _)| (*c, e))
                 .collect::<Vec<_>>()
         })

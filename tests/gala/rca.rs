@@ -854,6 +854,53 @@ fn a_squeezed_link_ranks_above_the_waits_of_its_process() {
     assert_eq!(causes[0].keyword, "network");
 }
 
+/// A dependency gone (redis killed): from step 120 the service's connects to it are
+/// refused and it answers every request with an error; one interval before, as the
+/// dependency died, the service closed its broken sockets (its fds fell). The refused
+/// connects reach the service's errors (a client link reaches the requests its process
+/// serves), and closing sockets explains nothing of them: the link ranks first.
+#[test]
+fn refused_connects_to_a_dependency_gone_rank_above_the_service_closing_its_sockets() {
+    let link = "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379";
+    let mut lines: Vec<Value> = vec![
+        json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
+        json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":"a_sli_10","kind":"sli","machine_id":"a","keys":{"tgid":10,"role":"server","server_port":8080},"labels":{"comm":"app"}}),
+        json!({"type":"entity","ts":T0,"id":link,"kind":"tcp_link","machine_id":"a",
+               "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":6379}}),
+    ];
+    for i in 0..140usize {
+        let ts = T0 + i as i64 * STEP;
+        let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
+        let fds = if i >= 119 {
+            12.0
+        } else {
+            20.0 + wiggle(i, 1).round()
+        };
+        lines.push(m("a_proc_10", "proc", json!({"fds": fds})));
+        lines.push(m(
+            "a_sli_10",
+            "sli",
+            json!({"err_ratio": if i >= 120 { 1.0 } else { 0.0 },
+                   "latency_avg": 1.0 + 0.1 * wiggle(i, 2)}),
+        ));
+        let refused = if i >= 120 { 40.0 } else { 0.0 };
+        lines.push(m(
+            link,
+            "tcp_link",
+            json!({"connect_failed": refused, "receive_rsts": refused,
+                   "rx_bytes": if i >= 119 { 0.0 } else { 5000.0 + 100.0 * wiggle(i, 3) }}),
+        ));
+        if i == 120 {
+            lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"err_ratio","score":0.9}));
+        }
+    }
+    let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+    let causes = infer_file(&text, Ranker::Path);
+    assert_eq!(causes[0].id, link, "{causes:#?}");
+    assert_eq!(causes[0].metric, "connect_failed", "{causes:#?}");
+}
+
 /// The causes gala-rca writes for a recording run through gala-topo and gala-detect, as a
 /// user pipes them.
 fn causes_of_recording(rec: &std::path::Path) -> Vec<Value> {
