@@ -212,7 +212,33 @@ def headline_cause(causes, entities):
     return best
 
 
-def verdict_line(cause, entities, label):
+def is_refusal(metric):
+    """A link's connections refused or reset: the peer's answer, e.g. nothing listens."""
+    m = (metric or "").lower()
+    return "connect_fail" in m or "rsts" in m or "reset" in m
+
+
+def server_of(ip, port, rec):
+    """The process that served ip:port in the recording (its server-side link), with the
+    time it was last seen and whether it is gone by the end: (name, last_ms, gone), or
+    None."""
+    for eid, e in rec.entities.items():
+        keys = e.get("keys") or {}
+        if e.get("kind") != "tcp_link" or keys.get("role") != "server":
+            continue
+        if str(keys.get("server_port")) != str(port) or keys.get("tgid") is None:
+            continue
+        if ip is not None and keys.get("server_ip") not in (None, ip):
+            continue
+        pid = f"{e.get('machine_id')}_proc_{keys['tgid']}"
+        comm = ((rec.entities.get(pid) or {}).get("labels") or {}).get("comm") or "a process"
+        last = rec.last_seen.get(pid, rec.last_seen.get(eid))
+        gone = last is not None and rec.t1 is not None and last < rec.t1 - 2 * rec.interval
+        return f"{comm} (pid {keys['tgid']})", last, gone
+    return None
+
+
+def verdict_line(cause, entities, label, rec=None):
     """One sentence for the top cause of the headline KPI: who does what to whom, and what
     the user feels since when, e.g. "stress-ng (pid 9) is starving redis-server (pid 7) of
     CPU: latency_p99 0.4 → 13 since 06:01:02 UTC"."""
@@ -252,8 +278,19 @@ def verdict_line(cause, entities, label):
         moved = metric
         if own.get("baseline") is not None and own.get("value") is not None:
             moved += f" {fmt_val(own['baseline'], '')} → {fmt_val(own['value'], '')}"
-        culprit = f"the connection of {owner} to {peer}"
-        act = f"({moved}) is slowing {victim}"
+        if is_refusal(metric):
+            # Refused connects: the dependency is not there. Say who served that port,
+            # and whether it is gone (a killed redis: its clients' calls fail).
+            culprit = f"the connections of {owner} to {peer}"
+            act = f"are refused ({moved})"
+            server = server_of(keys.get("server_ip"), keys.get("server_port"), rec) if rec else None
+            if server is not None:
+                name, last, gone = server
+                act += (f": {name}, which served it, is gone since {fmt_ts(last)}" if gone
+                        else f" by {name}, which serves it")
+        else:
+            culprit = f"the connection of {owner} to {peer}"
+            act = f"({moved}) is slowing {victim}"
     elif kw == "network":
         act = f"is slowing {victim}"
     elif cause.get("kind") in ("container", "pod") and "throttl" in (cause.get("metric") or ""):
@@ -1001,7 +1038,7 @@ def verdict_section(causes, suspects, anomalies, rec, label, onset):
         top = headline_cause(causes, rec.entities)
         top_kpi = ((top.get("kpi") or {}).get("id"), (top.get("kpi") or {}).get("metric"))
         ordered = sorted(by_kpi.items(), key=lambda kv: (kv[0] != top_kpi, -max(float(c.get("score") or 0) for c in kv[1])))
-        sentence = verdict_line(top, rec.entities, label)
+        sentence = verdict_line(top, rec.entities, label, rec)
         parts.append(f'<p class="verdict-line">{esc(sentence)}</p>')
         if onset is not None:
             parts.append(f'<p class="onset">Onset: {esc(fmt_ts(onset))}, marked on every chart below.</p>')
