@@ -251,7 +251,7 @@ pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (En
         metrics.insert("latency_p99".into(), ms(l.quantile_ns(0.99)));
         histos.insert("latency".into(), l.histogram_ms());
     }
-    if key.protocol == proto::Protocol::Http {
+    if key.protocol.has_status() {
         for class in 1..=5 {
             metrics.insert(format!("status_{class}xx"), agg.status[class] as f64);
         }
@@ -427,6 +427,9 @@ impl Probe for L7Probe {
             "conns_turned_away": c.conns_turned_away,
             "requests_unanswered": c.unanswered,
             "pending_lost": c.pending_lost,
+            "h2_streams_turned_away": c.h2_streams_turned_away,
+            "h2_tables_lost": c.h2_tables_lost,
+            "h2_resyncs": c.h2_resyncs,
             "timing": k.timing,
             "slis_turned_away": c.slis_turned_away,
             "flows_turned_away": c.flows_turned_away,

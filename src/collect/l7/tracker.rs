@@ -1,5 +1,6 @@
 //! Per-connection state fed by kernel events: protocol inference, request/response
-//! pairing (FIFO per connection, so pipelining and keep-alive pair in order), and the
+//! pairing (FIFO per connection, so pipelining and keep-alive pair in order; per stream
+//! for HTTP/2 and gRPC), and the
 //! interval's aggregates — SLIs per (tgid, role, server, protocol, method) and
 //! load-balancer flows per (proxy, client, virtual address, backend).
 //!
@@ -11,6 +12,7 @@ use std::net::IpAddr;
 
 use super::event::{self, Event, Flow, Kind, Role};
 use super::histo::Latency;
+use super::proto::http2::{self, H2Event, Headers};
 use super::proto::{self, Protocol, Sent};
 use super::service;
 
@@ -18,6 +20,8 @@ use super::service;
 const INFER_TRIES: u8 = 8;
 const MAX_CONNS: usize = 65_536;
 const MAX_PENDING: usize = 256;
+/// Open HTTP/2 streams followed per connection (servers allow 100–250 by default).
+const MAX_STREAMS: usize = 1024;
 const MAX_SLIS: usize = 16_384;
 const MAX_FLOWS: usize = 16_384;
 /// How long an inbound request waits for the proxy to forward it (ns).
@@ -50,6 +54,50 @@ struct Conn {
     /// A MySQL packet header read on its own (servers read the 4 bytes, then the
     /// body): it is put back in front of the next payload in that direction.
     carry: Option<([u8; 4], bool)>,
+    /// HTTP/2 frame and HPACK state (boxed: few connections speak it).
+    h2: Option<Box<H2>>,
+}
+
+/// An HTTP/2 connection: each direction's frames and header decoder, and the streams
+/// whose requests wait for a response.
+struct H2 {
+    /// What this process sends, and what it receives.
+    egress: http2::Direction,
+    ingress: http2::Direction,
+    streams: HashMap<u32, Stream>,
+    /// A request of this connection said `application/grpc`: requests whose content
+    /// type could not be decoded are gRPC too.
+    grpc: bool,
+}
+
+impl H2 {
+    /// `role`: who this process is, when known. `from_start`: the connection's first
+    /// bytes are seen (the client preface, or the server's first SETTINGS).
+    fn new(role: Role, from_start: bool) -> H2 {
+        H2 {
+            egress: http2::Direction::new(from_start && role == Role::Client, from_start),
+            ingress: http2::Direction::new(from_start && role == Role::Server, from_start),
+            streams: HashMap::new(),
+            grpc: false,
+        }
+    }
+
+    fn lost(&self) -> (u64, u64) {
+        (
+            self.egress.hpack_resets + self.ingress.hpack_resets,
+            self.egress.resyncs + self.ingress.resyncs,
+        )
+    }
+}
+
+/// An HTTP/2 request waiting for its response headers (then for its end: gRPC's status
+/// is in the trailers).
+struct Stream {
+    ts_ns: u64,
+    method: u16,
+    proto: Protocol,
+    answered: bool,
+    error: bool,
 }
 
 impl Conn {
@@ -175,6 +223,17 @@ pub struct Counters {
     pub unanswered: u64,
     /// Connections the kernel classified and pairs itself (Redis, HTTP).
     pub conns_kernel: u64,
+    /// HTTP/2 requests not followed because their connection had MAX_STREAMS open
+    /// (counted, their responses are not).
+    pub h2_streams_turned_away: u64,
+    /// HTTP/2 header decoders started again: a header block was cut by the capture or
+    /// referred to an entry the decoder does not know (connections older than the
+    /// collector start that way), so later blocks' references to older entries are
+    /// unknown.
+    pub h2_tables_lost: u64,
+    /// HTTP/2 directions where frame boundaries were lost (a frame header beyond the
+    /// captured bytes) and found again.
+    pub h2_resyncs: u64,
 }
 
 #[derive(Default)]
@@ -197,6 +256,9 @@ pub struct Tracker {
     /// Connections just found to speak no known protocol, as (tgid, fd, sock), for the
     /// kernel side to stop copying their payloads.
     pub to_mute: Vec<(u32, i32, u64)>,
+    /// HTTP/2 connections, as (tgid, fd, sock), for the kernel side to capture more of
+    /// each payload (header blocks are longer than the usual capture).
+    pub to_widen: Vec<(u32, i32, u64)>,
     now_ns: u64,
 }
 
@@ -304,6 +366,10 @@ impl Tracker {
         let (Some(p), role) = (conn.proto, conn.role) else {
             return;
         };
+        if p == Protocol::Http2 {
+            self.on_h2(&key, ev, total);
+            return;
+        }
         let request_dir = match role {
             Role::Client => !ev.ingress,
             Role::Server => ev.ingress,
@@ -335,6 +401,7 @@ impl Tracker {
                     pending: VecDeque::new(),
                     last_ns: ev.ts_ns,
                     carry: None,
+                    h2: None,
                 },
             );
         }
@@ -370,7 +437,23 @@ impl Tracker {
             };
             conn.proto = Some(p);
             self.counters.conns_classified += 1;
-            return false;
+            if p != Protocol::Http2 {
+                return false;
+            }
+        } else if http2::looks_like_frames(ev.data, total) {
+            // A connection older than the collector (or whose first payloads were
+            // missed): its role may still be unknown, its header tables are.
+            conn.proto = Some(Protocol::Http2);
+            conn.h2 = Some(Box::new(H2::new(conn.role, false)));
+            self.counters.conns_classified += 1;
+        }
+        if conn.proto == Some(Protocol::Http2) {
+            if conn.h2.is_none() {
+                conn.h2 = Some(Box::new(H2::new(conn.role, true)));
+            }
+            if self.to_widen.len() < 4096 {
+                self.to_widen.push((key.tgid, key.fd, key.sk));
+            }
         }
         if conn.proto.is_some() {
             return true;
@@ -452,6 +535,176 @@ impl Tracker {
                 agg.latency.observe(ev.ts_ns.saturating_sub(req.ts_ns));
                 agg.ssl |= ev.ssl;
             }
+        }
+    }
+
+    /// A payload of an HTTP/2 connection: its frames, then what they say per stream.
+    fn on_h2(&mut self, key: &ConnKey, ev: &Event, total: u64) {
+        let conn = self.conns.get_mut(key).expect("present");
+        let h2 = conn
+            .h2
+            .get_or_insert_with(|| Box::new(H2::new(conn.role, false)));
+        let before = h2.lost();
+        let mut out = Vec::new();
+        let dir = if ev.ingress {
+            &mut h2.ingress
+        } else {
+            &mut h2.egress
+        };
+        dir.feed(ev.data, total, &mut out);
+        let after = h2.lost();
+        self.counters.h2_tables_lost += after.0 - before.0;
+        self.counters.h2_resyncs += after.1 - before.1;
+        for e in out {
+            self.on_h2_event(key, ev, e);
+        }
+    }
+
+    fn on_h2_event(&mut self, key: &ConnKey, ev: &Event, e: H2Event) {
+        let conn = self.conns.get_mut(key).expect("present");
+        if let H2Event::Headers(h) = &e {
+            if conn.role == Role::Unknown {
+                // A connection older than the collector: who sends requests tells.
+                let sent_by_client = match (&h.method, h.status) {
+                    (Some(_), _) => true,
+                    (None, Some(_)) => false,
+                    _ => return,
+                };
+                conn.role = if sent_by_client == ev.ingress {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
+            }
+        }
+        let from_client = match conn.role {
+            Role::Client => !ev.ingress,
+            Role::Server => ev.ingress,
+            Role::Unknown => return,
+        };
+        match e {
+            H2Event::Headers(h) if from_client => self.h2_request(key, ev, &h),
+            H2Event::Headers(h) => self.h2_response(key, ev, &h),
+            H2Event::End { stream } => {
+                if !from_client {
+                    self.h2_streams(key).remove(&stream);
+                }
+            }
+            H2Event::Reset { stream, code } => {
+                let Some(s) = self.h2_streams(key).remove(&stream) else {
+                    return;
+                };
+                if code != 0 && !s.error {
+                    // The stream's answer is its reset: an error, timed like a response
+                    // when no headers came before it.
+                    self.h2_count(key, ev, &s, !s.answered, true, None);
+                }
+            }
+        }
+    }
+
+    fn h2_streams(&mut self, key: &ConnKey) -> &mut HashMap<u32, Stream> {
+        let conn = self.conns.get_mut(key).expect("present");
+        &mut conn.h2.as_mut().expect("http2").streams
+    }
+
+    /// A client's header block: a request when it opens a stream (a client's trailers
+    /// come on a stream already open).
+    fn h2_request(&mut self, key: &ConnKey, ev: &Event, h: &Headers) {
+        let conn = self.conns.get_mut(key).expect("present");
+        let h2 = conn.h2.as_mut().expect("http2");
+        if h2.streams.contains_key(&h.stream) {
+            return;
+        }
+        if h.is_grpc() == Some(true) {
+            h2.grpc = true;
+        }
+        let grpc = h.is_grpc().unwrap_or(h2.grpc);
+        let (p, method) = if grpc {
+            (Protocol::Grpc, grpc_method(h.path.as_deref()))
+        } else {
+            let m = h
+                .method
+                .as_deref()
+                .filter(|m| proto::http::METHODS.contains(m) || *m == "PRI")
+                .unwrap_or("OTHER");
+            (Protocol::Http2, m.to_string())
+        };
+        let full = h2.streams.len() >= MAX_STREAMS;
+        let id = self.method_id(method);
+        let conn = self.conns.get_mut(key).expect("present");
+        if full {
+            self.counters.h2_streams_turned_away += 1;
+        } else {
+            let h2 = conn.h2.as_mut().expect("http2");
+            h2.streams.insert(
+                h.stream,
+                Stream {
+                    ts_ns: ev.ts_ns,
+                    method: id,
+                    proto: p,
+                    answered: false,
+                    error: false,
+                },
+            );
+        }
+        let (role, server) = server_of(conn);
+        let name = self.methods[usize::from(id)].clone();
+        if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
+            agg.req_count += 1;
+            agg.ssl |= ev.ssl;
+        }
+    }
+
+    /// A server's header block: the response headers (the first block with a final
+    /// status), or trailers (gRPC's status).
+    fn h2_response(&mut self, key: &ConnKey, ev: &Event, h: &Headers) {
+        let streams = self.h2_streams(key);
+        let Some(s) = streams.get_mut(&h.stream) else {
+            return; // its request was missed (or turned away)
+        };
+        if !s.answered && h.status.is_some_and(|st| st < 200) {
+            return; // 100 Continue and the like come before the response
+        }
+        let grpc_error = s.proto == Protocol::Grpc && h.grpc_status.is_some_and(|g| g != 0);
+        let http_error = h.status.is_some_and(|st| st >= 400);
+        let first = !s.answered;
+        let error = !s.error && (grpc_error || http_error);
+        s.answered = true;
+        s.error |= error;
+        let done = Stream { ..*s };
+        if h.end_stream {
+            streams.remove(&h.stream);
+        }
+        if first || error {
+            let status = if first { h.status } else { None };
+            self.h2_count(key, ev, &done, first, error, status);
+        }
+    }
+
+    /// Counts on a stream's SLI: a response (timed from its request), and or an error.
+    fn h2_count(
+        &mut self,
+        key: &ConnKey,
+        ev: &Event,
+        s: &Stream,
+        response: bool,
+        error: bool,
+        status: Option<u16>,
+    ) {
+        let conn = &self.conns[key];
+        let (role, server) = server_of(conn);
+        let method = self.methods[usize::from(s.method)].clone();
+        if let Some(agg) = self.sli(ev.tgid, role, server, s.proto, method) {
+            if response {
+                agg.resp_count += 1;
+                agg.latency.observe(ev.ts_ns.saturating_sub(s.ts_ns));
+            }
+            agg.err_count += u64::from(error);
+            if let Some(st) = status {
+                agg.status[usize::from(st / 100).min(5)] += 1;
+            }
+            agg.ssl |= ev.ssl;
         }
     }
 
@@ -608,6 +861,33 @@ pub fn kernel_protocol(p: u8) -> Option<Protocol> {
         event::PROTO_HTTP => Some(Protocol::Http),
         event::PROTO_REDIS => Some(Protocol::Redis),
         _ => None,
+    }
+}
+
+/// A gRPC method as its SLI names it: `/package.Service/Method`, or `OTHER` for a path
+/// that is not one (unknown, or with characters a method name does not have: the path of
+/// plain HTTP/2 requests is never a key, it may hold anything).
+fn grpc_method(path: Option<&str>) -> String {
+    let ok = |p: &str| {
+        let mut parts = p.strip_prefix('/').map(|r| r.split('/'));
+        let (Some(svc), Some(m), None) = parts
+            .as_mut()
+            .map(|it| (it.next(), it.next(), it.next()))
+            .unwrap_or((None, None, None))
+        else {
+            return false;
+        };
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.len() <= 96
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        };
+        word(svc) && word(m)
+    };
+    match path {
+        Some(p) if ok(p) => p.to_string(),
+        _ => "OTHER".to_string(),
     }
 }
 
