@@ -297,13 +297,15 @@ static __always_inline void emit_iov(struct l7_event *e, struct l7_conn *c, __u6
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__u32 n = copy_payload(e, c->wide ? L7_WIDE_CAP : cap, ubuf, iov, nr_iov, len);
 	/* The HTTP/2 client preface (h2c, or the plaintext after ALPN h2): the header
-	 * blocks that follow, in this payload already, are longer than `cap`. Copy more of
-	 * this connection's payloads from now on, this one too. */
-	if (!c->wide && n >= 8 && len > n && e->data[0] == 'P' && e->data[1] == 'R' &&
-	    e->data[2] == 'I' && e->data[3] == ' ' && e->data[4] == '*' && e->data[5] == ' ' &&
-	    e->data[6] == 'H' && e->data[7] == 'T') {
+	 * blocks that follow, in this payload or the next, are longer than `cap`. Copy more
+	 * of this connection's payloads from now on, this one too (the next may come before
+	 * user space could mark the connection). */
+	if (!c->wide && n >= 8 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
+	    e->data[3] == ' ' && e->data[4] == '*' && e->data[5] == ' ' && e->data[6] == 'H' &&
+	    e->data[7] == 'T') {
 		c->wide = 1;
-		n = copy_payload(e, L7_WIDE_CAP, ubuf, iov, nr_iov, len);
+		if (len > n)
+			n = copy_payload(e, L7_WIDE_CAP, ubuf, iov, nr_iov, len);
 	}
 	asm volatile("%0 &= 0x7ff" : "+r"(n));
 	e->cap = n;

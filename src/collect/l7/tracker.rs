@@ -564,10 +564,17 @@ impl Tracker {
         let conn = self.conns.get_mut(key).expect("present");
         if let H2Event::Headers(h) = &e {
             if conn.role == Role::Unknown {
-                // A connection older than the collector: who sends requests tells.
+                // A connection older than the collector: who sends requests tells. With
+                // its header table unknown a block may decode to nothing; then the
+                // first header block on a client stream (odd) is the request's.
+                let seen = conn
+                    .h2
+                    .as_ref()
+                    .is_some_and(|h2| h2.streams.contains_key(&h.stream));
                 let sent_by_client = match (&h.method, h.status) {
                     (Some(_), _) => true,
                     (None, Some(_)) => false,
+                    _ if h.stream % 2 == 1 && !seen => true,
                     _ => return,
                 };
                 conn.role = if sent_by_client == ev.ingress {
@@ -1109,6 +1116,75 @@ mod tests {
             assert_eq!((k.virtual_port, f.req_count, f.links.len()), (8080, 1, 1));
             assert!(k.backend_port == 9001 || k.backend_port == 9002);
         }
+    }
+
+    /// An HTTP/2 frame.
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn http2_pairs_by_stream_and_grpc_errors_come_from_trailers_and_resets() {
+        // HPACK with the static table and literals only: :method POST, :path
+        // /a.B/C and content-type application/grpc; :status 200; grpc-status N.
+        let request = b"\x83\x04\x06/a.B/C\x0f\x10\x10application/grpc";
+        let status_200 = b"\x88";
+        let trailers = |code: u8| [b"\x00\x0bgrpc-status\x01".as_slice(), &[code]].concat();
+        let mut t = Tracker::new();
+        fn client(ts: u64, ingress: bool, data: &[u8]) -> Event<'_> {
+            ev(ts, 1, 4, ingress, Role::Client, 40000, 50051, data)
+        }
+        let first = [
+            http2::PREFACE,
+            &frame(4, 0, 0, b""),
+            &frame(1, 4, 1, request),
+        ]
+        .concat();
+        t.on_event(&client(0, false, &first));
+        t.on_event(&client(1, false, &frame(1, 4, 3, request)));
+        t.on_event(&client(2, false, &frame(1, 4, 5, request)));
+        // Stream 3 is answered first: pairing is by stream, not in order.
+        let resp3 = [frame(1, 4, 3, status_200), frame(1, 5, 3, &trailers(b'0'))].concat();
+        t.on_event(&client(5, true, &resp3));
+        let resp1 = [frame(1, 4, 1, status_200), frame(1, 5, 1, &trailers(b'7'))].concat();
+        t.on_event(&client(7, true, &resp1));
+        // Stream 5 is cancelled (RST_STREAM CANCEL) before any response.
+        t.on_event(&client(9, false, &frame(3, 0, 5, &8u32.to_be_bytes())));
+        assert_eq!(t.counters.conns_classified, 1);
+        let slis = t.take().slis;
+        assert_eq!(slis.len(), 1, "{:?}", slis.keys());
+        let (k, a) = slis.iter().next().unwrap();
+        assert_eq!(
+            (k.protocol, k.method.as_str(), k.role),
+            (Protocol::Grpc, "/a.B/C", "client")
+        );
+        assert_eq!((a.req_count, a.resp_count, a.err_count), (3, 3, 2));
+        assert_eq!(a.status[2], 2, "the reset has no HTTP status");
+        assert_eq!(a.latency.max_ns, 7_000_000);
+        assert_eq!(t.counters.h2_tables_lost, 0);
+    }
+
+    #[test]
+    fn http2_streams_beyond_the_cap_are_counted_and_turned_away() {
+        let mut t = Tracker::new();
+        let mut e = ev(0, 1, 4, false, Role::Client, 40000, 80, http2::PREFACE);
+        t.on_event(&e);
+        let get = b"\x82\x84"; // :method GET, :path /
+        let mut frames = Vec::new();
+        for i in 0..MAX_STREAMS as u32 + 10 {
+            frames.extend(frame(1, 5, 2 * i + 1, get));
+        }
+        e.data = &frames;
+        e.len = frames.len() as u32;
+        t.on_event(&e);
+        assert_eq!(t.counters.h2_streams_turned_away, 10);
+        let slis = t.take().slis;
+        let a = slis.values().next().unwrap();
+        assert_eq!(a.req_count, MAX_STREAMS as u64 + 10);
     }
 
     #[test]

@@ -513,12 +513,12 @@ mod tests {
     /// recvmsg, 39 bytes
     const GRPC_C_SETTINGS_IN: &[u8] = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x0c\x00\x00\x08\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
     /// sendmsg, 17 bytes
-    const GRPC_C_ACK: &[u8] =
+    const GRPC_C_PING_ACK: &[u8] =
         b"\x00\x00\x08\x06\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
     /// recvmsg, 132 bytes
     const GRPC_C_RESP1: &[u8] = b"\x00\x00N\x01\x04\x00\x00\x00\x01\x88@\x0ccontent-type\x10application/grpc@\x14grpc-accept-encoding\x17identity, deflate, gzip\x00\x00\x0c\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x07hello 0\x00\x00\x0f\x01\x05\x00\x00\x00\x01@\x0bgrpc-status\x010";
     /// sendmsg, 17 bytes
-    const GRPC_C_ACK2: &[u8] =
+    const GRPC_C_PING: &[u8] =
         b"\x00\x00\x08\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
     /// sendmsg, 64 bytes
     const GRPC_C_REQ2: &[u8] = b"\x00\x00\x08\x01\x04\x00\x00\x00\x03\xc3\xc2\x83\x86\xc1\xc0\xbf\xbe\x00\x00\x04\x08\x00\x00\x00\x00\x03\x00\x00\x00\x05\x00\x00\x0c\x00\x01\x00\x00\x00\x03\x00\x00\x00\x00\x07hello 1\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x0c";
@@ -561,7 +561,7 @@ mod tests {
         assert!(!is_preface(b"PRI * HTTP/1.1\r\n\r\n"));
         assert!(!is_preface(b"PRI"));
         assert!(is_server_preface(NGHTTPD_200, NGHTTPD_200.len() as u64));
-        assert!(!is_server_preface(GRPC_C_ACK, 17), "an acknowledgement");
+        assert!(!is_server_preface(GRPC_C_PING_ACK, 17), "a PING");
         for p in [
             GRPC_C_REQ2,
             GRPC_C_RESP2,
@@ -587,7 +587,13 @@ mod tests {
         let mut sent = Direction::new(true, true);
         let reqs = feed(
             &mut sent,
-            &[GRPC_C_FIRST, GRPC_C_ACK, GRPC_C_REQ2, GRPC_C_REQ3],
+            &[
+                GRPC_C_FIRST,
+                GRPC_C_PING_ACK,
+                GRPC_C_PING,
+                GRPC_C_REQ2,
+                GRPC_C_REQ3,
+            ],
         );
         let h = headers(&reqs);
         assert_eq!(h.len(), 3, "{reqs:?}");
