@@ -464,7 +464,8 @@ static __always_inline bool redis_reply(__u8 t)
 #define M7(a, b, c, d, e, f, g) (M6(a, b, c, d, e, f) | (__u64)(g) << 48)
 
 /* An HTTP/1.x request line: `METHOD SP target` with one of the nine methods (so that
- * SMTP's `EHLO host` is not taken for one); 1 with the method, else 0. */
+ * SMTP's `EHLO host` is not taken for one, nor the HTTP/2 preface `PRI * HTTP/2.0`:
+ * HTTP/2 is paired per stream in user space); 1 with the method, else 0. */
 static __always_inline int http_request(const __u8 *b, __u32 len, char *method)
 {
 	int sp = -1;

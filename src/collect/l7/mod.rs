@@ -431,6 +431,7 @@ impl Probe for L7Probe {
             "h2_streams_turned_away": c.h2_streams_turned_away,
             "h2_tables_lost": c.h2_tables_lost,
             "h2_resyncs": c.h2_resyncs,
+            "h2_conns_turned_away": c.h2_conns_turned_away,
             "timing": k.timing,
             "slis_turned_away": c.slis_turned_away,
             "flows_turned_away": c.flows_turned_away,

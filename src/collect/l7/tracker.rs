@@ -22,6 +22,8 @@ const MAX_CONNS: usize = 65_536;
 const MAX_PENDING: usize = 256;
 /// Open HTTP/2 streams followed per connection (servers allow 100–250 by default).
 const MAX_STREAMS: usize = 1024;
+/// HTTP/2 connections followed at once; more are left unknown (and counted).
+const MAX_H2_CONNS: usize = 8192;
 const MAX_SLIS: usize = 16_384;
 const MAX_FLOWS: usize = 16_384;
 /// How long an inbound request waits for the proxy to forward it (ns).
@@ -234,6 +236,8 @@ pub struct Counters {
     /// HTTP/2 directions where frame boundaries were lost (a frame header beyond the
     /// captured bytes) and found again.
     pub h2_resyncs: u64,
+    /// HTTP/2 connections not followed: MAX_H2_CONNS were.
+    pub h2_conns_turned_away: u64,
 }
 
 #[derive(Default)]
@@ -259,6 +263,9 @@ pub struct Tracker {
     /// HTTP/2 connections, as (tgid, fd, sock), for the kernel side to capture more of
     /// each payload (header blocks are longer than the usual capture).
     pub to_widen: Vec<(u32, i32, u64)>,
+    /// Connections with HTTP/2 state (each holds two HPACK tables, 4 KiB each by
+    /// default): at most MAX_H2_CONNS.
+    h2_open: usize,
     now_ns: u64,
 }
 
@@ -448,6 +455,15 @@ impl Tracker {
             self.counters.conns_classified += 1;
         }
         if conn.proto == Some(Protocol::Http2) {
+            if self.h2_open >= MAX_H2_CONNS {
+                conn.proto = None;
+                conn.h2 = None;
+                conn.unknown = true;
+                self.counters.h2_conns_turned_away += 1;
+                self.counters.conns_classified -= 1;
+                return false;
+            }
+            self.h2_open += 1;
             if conn.h2.is_none() {
                 conn.h2 = Some(Box::new(H2::new(conn.role, true)));
             }
@@ -541,9 +557,9 @@ impl Tracker {
     /// A payload of an HTTP/2 connection: its frames, then what they say per stream.
     fn on_h2(&mut self, key: &ConnKey, ev: &Event, total: u64) {
         let conn = self.conns.get_mut(key).expect("present");
-        let h2 = conn
-            .h2
-            .get_or_insert_with(|| Box::new(H2::new(conn.role, false)));
+        let Some(h2) = conn.h2.as_mut() else {
+            return;
+        };
         let before = h2.lost();
         let mut out = Vec::new();
         let dir = if ev.ingress {
@@ -758,6 +774,11 @@ impl Tracker {
     fn close(&mut self, key: &ConnKey) {
         if let Some(c) = self.conns.remove(key) {
             self.counters.unanswered += c.pending.len() as u64;
+            if let Some(h2) = c.h2 {
+                self.h2_open = self.h2_open.saturating_sub(1);
+                self.counters.unanswered +=
+                    h2.streams.values().filter(|s| !s.answered).count() as u64;
+            }
         }
     }
 
@@ -833,6 +854,7 @@ impl Tracker {
         let now = self.now_ns;
         self.conns
             .retain(|_, c| now.saturating_sub(c.last_ns) < IDLE_NS);
+        self.h2_open = self.conns.values().filter(|c| c.h2.is_some()).count();
         self.inbound
             .retain(|_, i| now.saturating_sub(i.ts_ns) < LB_WINDOW_NS);
         let slis = std::mem::take(&mut self.slis);

@@ -183,6 +183,9 @@ struct Block {
     stream: u32,
     end_stream: bool,
     bytes: Vec<u8>,
+    /// Bytes of the current frame before its fragment still to come (pad length,
+    /// priority).
+    lead: u64,
     /// Fragment bytes of the current frame still to come (padding excluded).
     want: u64,
     /// Padding bytes after them in the current frame.
@@ -329,31 +332,34 @@ impl Direction {
                 // A new block while one is unfinished: the peer broke the protocol, or
                 // frames were missed.
                 self.drop_block();
-                let mut skip = 0u64;
+                // The pad length and priority fields come before the fragment, which
+                // the padding follows. A pad length not in this payload is unknown: the
+                // block is then taken as cut (padding may end up in it).
+                let mut lead = 0u64;
                 let mut pad = 0u64;
+                let mut whole = true;
                 if f.flags & PADDED != 0 {
-                    let Some(&p) = bytes.get(body as usize).filter(|_| body < end) else {
-                        self.reset_decoder();
-                        return;
-                    };
-                    pad = u64::from(p);
-                    skip += 1;
+                    match bytes.get(body as usize).filter(|_| body < end) {
+                        Some(&p) => pad = u64::from(p),
+                        None => whole = false,
+                    }
+                    lead += 1;
                 }
                 if f.flags & PRIORITY != 0 {
-                    skip += 5;
+                    lead += 5;
                 }
-                let want = u64::from(f.len).saturating_sub(skip + pad);
                 self.block = Some(Block {
                     stream: f.stream,
                     end_stream: f.flags & END_STREAM != 0,
                     bytes: Vec::new(),
-                    want,
+                    lead,
+                    want: u64::from(f.len).saturating_sub(lead + pad),
                     pad,
-                    whole: true,
+                    whole,
                     last: f.flags & END_HEADERS != 0,
                 });
                 self.cont = Cont::Block;
-                self.take_fragment(bytes, (body + skip).min(end), end);
+                self.take_fragment(bytes, body, end);
                 if full_end == end && f.flags & END_HEADERS != 0 {
                     self.finish_block(out);
                 } else if full_end == end {
@@ -364,6 +370,7 @@ impl Direction {
                 let Some(b) = self.block.as_mut().filter(|b| b.stream == f.stream) else {
                     return;
                 };
+                b.lead = 0;
                 b.want = u64::from(f.len);
                 b.pad = 0;
                 b.last = f.flags & END_HEADERS != 0;
@@ -429,6 +436,9 @@ impl Direction {
         let Some(b) = self.block.as_mut() else {
             return;
         };
+        let lead = b.lead.min(to - from);
+        b.lead -= lead;
+        let from = from + lead;
         let n = (to - from).min(b.want);
         b.want -= n;
         b.pad = b.pad.saturating_sub((to - from) - n);
@@ -660,6 +670,51 @@ mod tests {
             let split = feed(&mut Direction::new(false, true), &[a, b]);
             assert_eq!(split, whole, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn padding_and_priority_are_stepped_over_wherever_the_payload_splits() {
+        // HEADERS with PADDED | PRIORITY | END_HEADERS | END_STREAM: pad length 3,
+        // 5 priority bytes, the fragment (:method GET, :path /), 3 bytes of padding;
+        // then a CONTINUATION-less second request on stream 3.
+        let flags = PADDED | PRIORITY | END_HEADERS | END_STREAM;
+        let mut frames = vec![0, 0, 11, HEADERS, flags, 0, 0, 0, 1];
+        frames.extend([3, 0, 0, 0, 0, 16, 0x82, 0x84, 0, 0, 0]);
+        frames.extend([0, 0, 2, HEADERS, END_HEADERS, 0, 0, 0, 3, 0x82, 0x85]);
+        let whole = feed(&mut Direction::new(false, true), &[&frames]);
+        let h = headers(&whole);
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            (h[0].method.as_deref(), h[0].path.as_deref(), h[0].complete),
+            (Some("GET"), Some("/"), true)
+        );
+        assert_eq!(h[1].path.as_deref(), Some("/index.html"));
+        for cut in 1..frames.len() {
+            let (a, b) = frames.split_at(cut);
+            let split = feed(&mut Direction::new(false, true), &[a, b]);
+            // Only a pad length read apart from its frame header is unknown.
+            if cut != HEADER {
+                assert_eq!(split, whole, "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn continuation_frames_complete_a_block() {
+        // :method GET in HEADERS, :path / in a CONTINUATION with END_HEADERS.
+        let mut frames = vec![0, 0, 1, HEADERS, END_STREAM, 0, 0, 0, 1, 0x82];
+        frames.extend([0, 0, 1, CONTINUATION, END_HEADERS, 0, 0, 0, 1, 0x84]);
+        let h = feed(&mut Direction::new(false, true), &[&frames]);
+        let h = headers(&h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(
+            (
+                h[0].method.as_deref(),
+                h[0].path.as_deref(),
+                h[0].end_stream
+            ),
+            (Some("GET"), Some("/"), true)
+        );
     }
 
     #[test]
