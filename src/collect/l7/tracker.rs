@@ -94,6 +94,7 @@ impl H2 {
 
 /// An HTTP/2 request waiting for its response headers (then for its end: gRPC's status
 /// is in the trailers).
+#[derive(Clone, Copy)]
 struct Stream {
     ts_ns: u64,
     method: u16,
@@ -649,7 +650,7 @@ impl Tracker {
             let m = h
                 .method
                 .as_deref()
-                .filter(|m| proto::http::METHODS.contains(m) || *m == "PRI")
+                .filter(|m| proto::http::METHODS.contains(m))
                 .unwrap_or("OTHER");
             (Protocol::Http2, m.to_string())
         };
@@ -695,7 +696,7 @@ impl Tracker {
         let error = !s.error && (grpc_error || http_error);
         s.answered = true;
         s.error |= error;
-        let done = Stream { ..*s };
+        let done = *s;
         if h.end_stream {
             streams.remove(&h.stream);
         }
@@ -897,25 +898,19 @@ pub fn kernel_protocol(p: u8) -> Option<Protocol> {
 /// that is not one (unknown, or with characters a method name does not have: the path of
 /// plain HTTP/2 requests is never a key, it may hold anything).
 fn grpc_method(path: Option<&str>) -> String {
-    let ok = |p: &str| {
-        let mut parts = p.strip_prefix('/').map(|r| r.split('/'));
-        let (Some(svc), Some(m), None) = parts
-            .as_mut()
-            .map(|it| (it.next(), it.next(), it.next()))
-            .unwrap_or((None, None, None))
-        else {
-            return false;
-        };
-        let word = |w: &str| {
-            !w.is_empty()
-                && w.len() <= 96
-                && w.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        };
-        word(svc) && word(m)
+    // A word of a service or method name: no '/', no space, nothing a value would have.
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.len() <= 96
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
     };
-    match path {
-        Some(p) if ok(p) => p.to_string(),
+    let method = path
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.split_once('/'))
+        .filter(|(svc, m)| word(svc) && word(m));
+    match (method, path) {
+        (Some(_), Some(p)) => p.to_string(),
         _ => "OTHER".to_string(),
     }
 }
@@ -1188,6 +1183,24 @@ mod tests {
         assert_eq!(a.status[2], 2, "the reset has no HTTP status");
         assert_eq!(a.latency.max_ns, 7_000_000);
         assert_eq!(t.counters.h2_tables_lost, 0);
+    }
+
+    #[test]
+    fn grpc_method_names_are_service_and_method_only() {
+        assert_eq!(grpc_method(Some("/demo.Echo/Say")), "/demo.Echo/Say");
+        assert_eq!(grpc_method(Some("/a_b.C1/D_2")), "/a_b.C1/D_2");
+        for bad in [
+            "/x/y/z",
+            "/x",
+            "x/y",
+            "/x/y?token=1",
+            "/x/",
+            "//y",
+            "/x y/z",
+        ] {
+            assert_eq!(grpc_method(Some(bad)), "OTHER", "{bad}");
+        }
+        assert_eq!(grpc_method(None), "OTHER");
     }
 
     #[test]
