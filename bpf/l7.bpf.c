@@ -245,9 +245,45 @@ static __always_inline void copy_conn_identity(struct l7_event *e, const struct 
 }
 
 /* `ts_ns`: when the bytes moved (see io_time()). */
-static __always_inline void emit(struct l7_event *e, struct l7_conn *c, __u64 ts_ns, __u32 tgid,
-				 __u32 tid, __s32 fd, __u8 type, __u8 dir, __u8 ssl,
-				 const void *ubuf, __s64 len)
+/* Copies up to `want` bytes of what a send or receive moved (`len`) into the event: from
+ * one user buffer, or gathered from an iovec array (writev/sendmsg, in order, so that a
+ * message written as header + body pieces — gRPC writes each HPACK field's name and
+ * value as iovecs of their own — is seen whole). The bytes copied. */
+static __always_inline __u32 copy_payload(struct l7_event *e, __u32 want, const void *ubuf,
+					  const struct iovec *iov, __u32 nr_iov, __s64 len)
+{
+	if (len < want)
+		want = len > 0 ? (__u32)len : 0;
+	__u32 n = 0;
+	if (ubuf && want) {
+		n = want;
+		/* Keep the bound visible to the verifier: clang would otherwise reuse the
+		 * unbounded `len` register. */
+		asm volatile("%0 &= 0x3ff" : "+r"(n));
+		if (bpf_probe_read_user(e->data, n, ubuf) != 0)
+			n = 0;
+	} else if (iov && want) {
+		for (__u32 i = 0; i < L7_MAX_IOV && i < nr_iov && n < want; i++) {
+			struct iovec v = {};
+			if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+				break;
+			__u32 k = want - n;
+			if (v.iov_len < k)
+				k = v.iov_len;
+			__u32 at = n;
+			asm volatile("%0 &= 0x3ff" : "+r"(at));
+			asm volatile("%0 &= 0x3ff" : "+r"(k));
+			if (k && bpf_probe_read_user(e->data + at, k, v.iov_base) != 0)
+				break;
+			n = at + k;
+		}
+	}
+	return n;
+}
+
+static __always_inline void emit_iov(struct l7_event *e, struct l7_conn *c, __u64 ts_ns, __u32 tgid,
+				     __u32 tid, __s32 fd, __u8 type, __u8 dir, __u8 ssl,
+				     const void *ubuf, const struct iovec *iov, __u32 nr_iov, __s64 len)
 {
 	e->ts_ns = ts_ns;
 	copy_conn_identity(e, c);
@@ -259,21 +295,32 @@ static __always_inline void emit(struct l7_event *e, struct l7_conn *c, __u64 ts
 	e->dir = dir;
 	e->ssl = ssl;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	__u32 n = 0;
-	if (ubuf && len > 0) {
-		n = len < cap ? (__u32)len : cap;
-		/* Keep the bound visible to the verifier: clang would otherwise reuse the
-		 * unbounded `len` register. */
-		asm volatile("%0 &= 0xff" : "+r"(n));
-		if (bpf_probe_read_user(e->data, n, ubuf) != 0)
-			n = 0;
+	__u32 n = copy_payload(e, c->wide ? L7_WIDE_CAP : cap, ubuf, iov, nr_iov, len);
+	/* The HTTP/2 client preface (h2c, or the plaintext after ALPN h2): the header
+	 * blocks that follow, in this payload or the next, are longer than `cap`. Copy more
+	 * of this connection's payloads from now on, this one too (the next may come before
+	 * user space could mark the connection). */
+	if (!c->wide && n >= 8 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
+	    e->data[3] == ' ' && e->data[4] == '*' && e->data[5] == ' ' && e->data[6] == 'H' &&
+	    e->data[7] == 'T') {
+		c->wide = 1;
+		if (len > n)
+			n = copy_payload(e, L7_WIDE_CAP, ubuf, iov, nr_iov, len);
 	}
+	asm volatile("%0 &= 0x7ff" : "+r"(n));
 	e->cap = n;
 	__u64 size = L7_HDR_SIZE + n;
 	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP) != 0)
 		count(L7_STAT_DROPS);
 	else
 		count(L7_STAT_EVENTS);
+}
+
+static __always_inline void emit(struct l7_event *e, struct l7_conn *c, __u64 ts_ns, __u32 tgid,
+				 __u32 tid, __s32 fd, __u8 type, __u8 dir, __u8 ssl,
+				 const void *ubuf, __s64 len)
+{
+	emit_iov(e, c, ts_ns, tgid, tid, fd, type, dir, ssl, ubuf, NULL, 0, len);
 }
 
 static __always_inline struct l7_event *scratch_event(void)
@@ -417,7 +464,8 @@ static __always_inline bool redis_reply(__u8 t)
 #define M7(a, b, c, d, e, f, g) (M6(a, b, c, d, e, f) | (__u64)(g) << 48)
 
 /* An HTTP/1.x request line: `METHOD SP target` with one of the nine methods (so that
- * SMTP's `EHLO host` is not taken for one); 1 with the method, else 0. */
+ * SMTP's `EHLO host` is not taken for one, nor the HTTP/2 preface `PRI * HTTP/2.0`:
+ * HTTP/2 is paired per stream in user space); 1 with the method, else 0. */
 static __always_inline int http_request(const __u8 *b, __u32 len, char *method)
 {
 	int sp = -1;
@@ -802,13 +850,17 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 	bool reply = (c->role == L7_ROLE_CLIENT) != (dir == L7_DIR_EGRESS);
 	__u64 base = regs->__PT_PARM2_SYSCALL_REG;
 	__s64 len = ret;
+	struct iovec *iovp = NULL;
+	__u32 nr_iov = 0;
 	if (how != 0) {
-		struct iovec *iovp = (void *)base;
+		iovp = (void *)base;
+		nr_iov = regs->__PT_PARM3_SYSCALL_REG;
 		if (how == 2) {
 			struct user_msghdr msg = {};
 			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)base))
 				return 0;
 			iovp = msg.msg_iov;
+			nr_iov = msg.msg_iovlen;
 		}
 		struct iovec iov = {};
 		if (bpf_probe_read_user(&iov, sizeof(iov), iovp))
@@ -851,8 +903,11 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 	/* Handed to user space, which times everything. */
 	if (!ts)
 		ts = bpf_ktime_get_ns();
-	/* `len` of the event: what the call moved; the copy is from the first iovec. */
-	emit(e, c, ts, tgid, (__u32)id, fd, L7_EV_DATA, dir, 0, (void *)base, len);
+	/* `len` of the event: what the call moved; the copy gathers its iovecs. */
+	if (iovp)
+		emit_iov(e, c, ts, tgid, (__u32)id, fd, L7_EV_DATA, dir, 0, NULL, iovp, nr_iov, ret);
+	else
+		emit(e, c, ts, tgid, (__u32)id, fd, L7_EV_DATA, dir, 0, (void *)base, len);
 	return 0;
 }
 

@@ -4,8 +4,14 @@
 #ifndef GALA_L7_H
 #define GALA_L7_H
 
-/* Payload prefix room per event; the `cap` tunable copies up to L7_MAX_CAP - 1. */
-#define L7_MAX_CAP 256
+/* Payload prefix room per event. The `cap` tunable copies up to 255 bytes; connections
+ * user space marks `wide` (HTTP/2: header blocks are longer) get L7_WIDE_CAP. The room is
+ * twice the widest copy so that the verifier sees a gathered copy (several iovecs, each at
+ * an offset below L7_WIDE_CAP, of fewer than L7_WIDE_CAP bytes) stay inside it. */
+#define L7_WIDE_CAP 1023
+#define L7_MAX_CAP 2048
+/* iovecs gathered into one event's payload (writev/sendmsg). */
+#define L7_MAX_IOV 32
 
 /* Event types. */
 #define L7_EV_DATA 1   /* a payload of a connection user space pairs */
@@ -70,7 +76,7 @@ struct l7_conn {
 	__u8 mode;        /* L7_MODE_* */
 	__u8 proto;       /* L7_PROTO_* when mode is L7_MODE_KERNEL */
 	__u8 tries;       /* payloads the kernel tried to classify */
-	__u8 pad;
+	__u8 wide;        /* set by user space: copy up to L7_WIDE_CAP bytes of each payload */
 	__u16 lport;      /* host order */
 	__u16 rport;      /* host order */
 	__u8 laddr[16];   /* IPv4 in the first 4 bytes */

@@ -1210,3 +1210,224 @@ fn sendfile_is_counted_as_unparsed() {
         "sendfile not counted: {l7}"
     );
 }
+
+/// Debian's python3 with python3-grpcio (scripts/setup; the PATH's python3 may be
+/// another one), and the tests' gRPC server and client script.
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+fn grpc_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/l7/grpc_echo.py")
+}
+
+/// Whether gRPC's Python module is there; like `need`, a failure when BPF tests are
+/// required.
+fn need_grpc(test: &str) -> bool {
+    let ok = Command::new(DEBIAN_PYTHON)
+        .args(["-c", "import grpc"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var("GALA_REQUIRE_BPF").as_deref() == Ok("1") {
+        panic!("{test}: {DEBIAN_PYTHON} has no grpc module (run scripts/setup)");
+    }
+    if !ok {
+        eprintln!("{test}: skipped (no python3-grpcio)");
+    }
+    ok
+}
+
+fn grpc_server() -> (u16, Running) {
+    let port = common::free_port();
+    let server = spawn(
+        Command::new(DEBIAN_PYTHON)
+            .arg(grpc_script())
+            .args(["server", &port.to_string()]),
+    );
+    wait_port(port, "the gRPC server");
+    (port, server)
+}
+
+#[test]
+fn grpc_unary_calls_count_their_non_ok_statuses() {
+    if !common::require_bpf("l7::grpc") || !need_grpc("l7::grpc") {
+        return;
+    }
+    let (port, _server) = grpc_server();
+    let collector = Collector::start(60);
+    let out = run_ok(Command::new(DEBIAN_PYTHON).arg(grpc_script()).args([
+        "client",
+        &port.to_string(),
+        "12",
+        "5",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok 12 failed 5"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let recs = collector.stop();
+
+    let slis = recs.slis(port);
+    for role in ["server", "client"] {
+        let say = Some("/demo.Echo/Say");
+        let fail = Some("/demo.Echo/Fail");
+        let counts = |m, metric| total(&slis, role, m, metric);
+        assert_eq!(
+            (counts(say, "req_count"), counts(say, "resp_count")),
+            (12.0, 12.0),
+            "{role}: {slis:?} {}",
+            recs.status_l7()
+        );
+        assert_eq!(counts(say, "err_count"), 0.0, "{role}");
+        // NOT_FOUND comes as HTTP 200 with grpc-status 5: the gRPC status is the error.
+        assert_eq!(
+            (
+                counts(fail, "req_count"),
+                counts(fail, "resp_count"),
+                counts(fail, "err_count"),
+                counts(fail, "status_2xx")
+            ),
+            (5.0, 5.0, 5.0, 5.0),
+            "{role}: {slis:?}"
+        );
+        assert_eq!(counts(None, "req_count"), 17.0, "no other method: {slis:?}");
+    }
+    for s in &slis {
+        assert_eq!(s.key("protocol"), "grpc", "{s:?}");
+        assert_eq!(s.labels["ssl"], false);
+        assert!(s.latency_seen, "latency for {s:?}");
+    }
+    assert_totals_sum_methods(&slis);
+}
+
+#[test]
+fn a_grpc_connection_older_than_the_collector_is_counted_by_its_frames() {
+    if !common::require_bpf("l7::grpc_old") || !need_grpc("l7::grpc_old") {
+        return;
+    }
+    let (port, _server) = grpc_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go");
+    let mut client = Command::new(DEBIAN_PYTHON)
+        .arg(grpc_script())
+        .args(["client", &port.to_string(), "6", "2"])
+        .arg(&go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the gRPC client");
+    // Its connection is made and its header tables filled before the collector starts.
+    let mut stdout = std::io::BufReader::new(client.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read the client");
+    assert_eq!(line.trim(), "warm");
+    let collector = Collector::start(60);
+    std::fs::write(&go, b"").expect("write the go file");
+    let status = client.wait().expect("wait for the client");
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let recs = collector.stop();
+
+    // Every call is counted, with its response; what refers to header table entries
+    // made before the collector started is unknown: the method (OTHER), and the gRPC
+    // status of the calls (their trailers are one indexed field).
+    let slis = recs.slis(port);
+    for role in ["server", "client"] {
+        assert_eq!(
+            (
+                total(&slis, role, None, "req_count"),
+                total(&slis, role, None, "resp_count"),
+                total(&slis, role, None, "status_2xx")
+            ),
+            (8.0, 8.0, 8.0),
+            "{role}: {slis:?} {}",
+            recs.status_l7()
+        );
+    }
+    assert_totals_sum_methods(&slis);
+    let l7 = recs.status_l7();
+    assert!(l7["h2_tables_lost"].as_u64() > Some(0), "{l7}");
+}
+
+#[test]
+fn nginx_http2_clear_and_over_tls() {
+    if !common::require_bpf("l7::http2") || !need("l7::http2", &["nginx", "curl", "openssl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem")),
+    );
+    let (h2c, h2s) = (common::free_port(), common::free_port());
+    let _nginx = nginx(
+        d,
+        &format!(
+            "server {{ listen 127.0.0.1:{h2c} http2; location / {{ return 200 \"ok\\n\"; }} location /missing {{ return 404; }} }}\n\
+             server {{ listen 127.0.0.1:{h2s} ssl http2; ssl_certificate {c}; ssl_certificate_key {k};\n\
+               location / {{ return 200 \"secure\\n\"; }} location /missing {{ return 404; }} }}",
+            c = d.join("cert.pem").display(),
+            k = d.join("key.pem").display(),
+        ),
+    );
+    wait_port(h2c, "nginx (h2c)");
+    wait_port(h2s, "nginx (h2 over TLS)");
+
+    let collector = Collector::start(60);
+    let clear = |path: &str| {
+        let url = format!("http://127.0.0.1:{h2c}{path}");
+        curl(&["--http2-prior-knowledge", &url])
+    };
+    for _ in 0..8 {
+        assert_eq!(clear("/"), "200");
+    }
+    for _ in 0..3 {
+        assert_eq!(clear("/missing"), "404");
+    }
+    let secure = format!("https://127.0.0.1:{h2s}/");
+    let missing = format!("https://127.0.0.1:{h2s}/missing");
+    for _ in 0..4 {
+        assert_eq!(curl(&["-k", "--http2", &secure]), "200");
+    }
+    // Three streams on one connection (ALPN h2), one of them a 404.
+    assert_eq!(
+        curl(&["-k", "--http2", &secure, &missing, &secure]),
+        "200404200"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let recs = collector.stop();
+
+    let cases = [(h2c, false, 11.0, 3.0), (h2s, true, 7.0, 1.0)];
+    for (port, ssl, n, not_found) in cases {
+        let slis = recs.slis(port);
+        for role in ["server", "client"] {
+            let get = |metric| total(&slis, role, Some("GET"), metric);
+            assert_eq!(
+                (get("req_count"), get("resp_count")),
+                (n, n),
+                "{role} on {port}: {slis:?} {}",
+                recs.status_l7()
+            );
+            assert_eq!(
+                (get("err_count"), get("status_4xx"), get("status_2xx")),
+                (not_found, not_found, n - not_found),
+                "{role} on {port}: {slis:?}"
+            );
+        }
+        for s in &slis {
+            assert_eq!(s.key("protocol"), "http2", "{s:?}");
+            assert_eq!(s.labels["ssl"], ssl, "{s:?}");
+            assert!(s.latency_seen, "latency for {s:?}");
+        }
+        assert!(slis
+            .iter()
+            .any(|s| s.key("role") == "server" && s.labels["comm"] == "nginx"));
+        assert_totals_sum_methods(&slis);
+    }
+}

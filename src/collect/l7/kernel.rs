@@ -58,9 +58,10 @@ const AGG_KEY_SIZE: usize = 52;
 const AGG_HIST_AT: usize = 80;
 const L7_HIST: usize = 256;
 const AGG_SIZE: usize = AGG_HIST_AT + 4 * L7_HIST;
-/// `struct l7_conn` (bpf/l7.h): where `seen`, `mute`, `tgid` and `fd` are.
+/// `struct l7_conn` (bpf/l7.h): where `seen`, `mute`, `wide`, `tgid` and `fd` are.
 const CONN_SEEN_AT: usize = 16;
 const CONN_MUTE_AT: usize = 19;
+const CONN_WIDE_AT: usize = 23;
 const CONN_TGID_AT: usize = 84;
 const CONN_FD_AT: usize = 88;
 
@@ -274,12 +275,18 @@ fn run(
             last_sweep = Instant::now();
             swept += sweep_exited(&skel.maps.conns);
         }
-        let mute = match shared.tracker.lock() {
-            Ok(mut t) => std::mem::take(&mut t.to_mute),
-            Err(_) => Vec::new(),
+        let (mute, widen) = match shared.tracker.lock() {
+            Ok(mut t) => (
+                std::mem::take(&mut t.to_mute),
+                std::mem::take(&mut t.to_widen),
+            ),
+            Err(_) => Default::default(),
         };
         for (tgid, fd, sk) in mute {
-            mute_conn(&skel.maps.conns, tgid, fd, sk);
+            mark_conn(&skel.maps.conns, tgid, fd, sk, CONN_MUTE_AT);
+        }
+        for (tgid, fd, sk) in widen {
+            mark_conn(&skel.maps.conns, tgid, fd, sk, CONN_WIDE_AT);
         }
         if ssl && last_scan.is_none_or(|t| t.elapsed() >= SSL_SCAN) {
             last_scan = Some(Instant::now());
@@ -331,11 +338,13 @@ fn run(
     Ok(())
 }
 
-/// Stops payload copies for a connection no parser recognised (a bulk transfer, ssh, a
-/// protocol we do not know): after a few payloads they would only cost. Its close is
-/// still reported. The entry is keyed by the socket's address, which a later connection
-/// may reuse: it must still be the one user space saw (same tgid and fd).
-fn mute_conn(map: &impl MapCore, tgid: u32, fd: i32, sk: u64) {
+/// Sets a flag of a connection's entry: `mute` stops payload copies for a connection no
+/// parser recognised (a bulk transfer, ssh, a protocol we do not know): after a few
+/// payloads they would only cost, and its close is still reported; `wide` copies more of
+/// each payload of an HTTP/2 connection (its header blocks, over TLS too: the plaintext
+/// events name the same socket). The entry is keyed by the socket's address, which a
+/// later connection may reuse: it must still be the one user space saw (same tgid and fd).
+fn mark_conn(map: &impl MapCore, tgid: u32, fd: i32, sk: u64, flag_at: usize) {
     let key = sk.to_ne_bytes();
     let Ok(Some(mut val)) = map.lookup(&key, libbpf_rs::MapFlags::ANY) else {
         return;
@@ -345,7 +354,7 @@ fn mute_conn(map: &impl MapCore, tgid: u32, fd: i32, sk: u64) {
     if !same {
         return;
     }
-    val[CONN_MUTE_AT] = 1;
+    val[flag_at] = 1;
     let _ = map.update(&key, &val, libbpf_rs::MapFlags::EXIST);
 }
 

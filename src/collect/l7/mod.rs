@@ -1,7 +1,8 @@
-//! The `l7` probe: application SLIs (HTTP/1.x, Redis, PostgreSQL, MySQL, and the same
-//! over OpenSSL) and load-balancer flows, from TCP socket I/O (bpf/l7.bpf.c): Redis and
-//! HTTP are paired in the kernel, which keeps per-SLI aggregates; the rest from payload
-//! prefixes the kernel copies to user space. See docs/l7.md.
+//! The `l7` probe: application SLIs (HTTP/1.x, HTTP/2 and gRPC, Redis, PostgreSQL, MySQL,
+//! and the same over OpenSSL) and load-balancer flows, from TCP socket I/O
+//! (bpf/l7.bpf.c): Redis and HTTP/1 are paired in the kernel, which keeps per-SLI
+//! aggregates; the rest from payload prefixes the kernel copies to user space. See
+//! docs/l7.md.
 //!
 //! Layout: [`event`] decodes ring-buffer records, [`proto`] recognises protocols in byte
 //! slices, [`tracker`] pairs requests with responses per connection and aggregates,
@@ -36,12 +37,12 @@ use crate::collect::probe::m;
 
 pub static SPEC: ProbeSpec = ProbeSpec {
     name: "l7",
-    summary: "application SLIs (HTTP, HTTPS, Redis, PostgreSQL, MySQL) and load-balancer flows from socket payloads",
+    summary: "application SLIs (HTTP/1, HTTP/2, gRPC, HTTPS, Redis, PostgreSQL, MySQL) and load-balancer flows from socket payloads",
     kinds: &[kind::SLI, kind::LB_LINK],
     metrics: &[
         m("sli", "req_count", "requests", MetricType::Delta, "requests sent (client) or received (server)"),
         m("sli", "resp_count", "responses", MetricType::Delta, "responses paired with a request"),
-        m("sli", "err_count", "responses", MetricType::Delta, "error responses (HTTP ≥ 400, Redis -ERR, PostgreSQL ErrorResponse, MySQL ERR)"),
+        m("sli", "err_count", "responses", MetricType::Delta, "error responses (HTTP ≥ 400, gRPC status ≠ 0 or a reset stream, Redis -ERR, PostgreSQL ErrorResponse, MySQL ERR)"),
         m("sli", "err_ratio", "ratio", MetricType::Gauge, "err_count / resp_count"),
         m("sli", "timed_count", "responses", MetricType::Delta, "responses whose latency was measured (the latency_* figures are over these): all of them unless timing was sampled above --l7-max-rate"),
         m("sli", "latency_avg", "ms", MetricType::Gauge, "mean request-to-response time"),
@@ -51,7 +52,7 @@ pub static SPEC: ProbeSpec = ProbeSpec {
         m("sli", "latency_p99", "ms", MetricType::Gauge, "99th percentile"),
         m("sli", "throughput_req", "req/s", MetricType::Rate, "requests per second"),
         m("sli", "throughput_resp", "resp/s", MetricType::Rate, "responses per second"),
-        m("sli", "status_2xx", "responses", MetricType::Delta, "HTTP responses by status class (also 3xx, 4xx, 5xx)"),
+        m("sli", "status_2xx", "responses", MetricType::Delta, "HTTP/1 and HTTP/2 responses by status class (also 3xx, 4xx, 5xx)"),
         m("sli", "latency", "ms", MetricType::Histogram, "latency distribution (histos)"),
         m("lb_link", "req_count", "requests", MetricType::Delta, "requests the proxy forwarded from this client to this backend"),
         m("lb_link", "link_count", "links", MetricType::Gauge, "distinct client/backend connection pairs (LVS: connections)"),
@@ -251,7 +252,7 @@ pub fn sli_records(iv: &Interval, key: &SliKey, agg: &SliAgg, comm: &str) -> (En
         metrics.insert("latency_p99".into(), ms(l.quantile_ns(0.99)));
         histos.insert("latency".into(), l.histogram_ms());
     }
-    if key.protocol == proto::Protocol::Http {
+    if key.protocol.has_status() {
         for class in 1..=5 {
             metrics.insert(format!("status_{class}xx"), agg.status[class] as f64);
         }
@@ -427,6 +428,10 @@ impl Probe for L7Probe {
             "conns_turned_away": c.conns_turned_away,
             "requests_unanswered": c.unanswered,
             "pending_lost": c.pending_lost,
+            "h2_streams_turned_away": c.h2_streams_turned_away,
+            "h2_tables_lost": c.h2_tables_lost,
+            "h2_resyncs": c.h2_resyncs,
+            "h2_conns_turned_away": c.h2_conns_turned_away,
             "timing": k.timing,
             "slis_turned_away": c.slis_turned_away,
             "flows_turned_away": c.flows_turned_away,

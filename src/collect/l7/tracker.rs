@@ -1,5 +1,6 @@
 //! Per-connection state fed by kernel events: protocol inference, request/response
-//! pairing (FIFO per connection, so pipelining and keep-alive pair in order), and the
+//! pairing (FIFO per connection, so pipelining and keep-alive pair in order; per stream
+//! for HTTP/2 and gRPC), and the
 //! interval's aggregates — SLIs per (tgid, role, server, protocol, method) and
 //! load-balancer flows per (proxy, client, virtual address, backend).
 //!
@@ -11,6 +12,7 @@ use std::net::IpAddr;
 
 use super::event::{self, Event, Flow, Kind, Role};
 use super::histo::Latency;
+use super::proto::http2::{self, H2Event, Headers};
 use super::proto::{self, Protocol, Sent};
 use super::service;
 
@@ -18,6 +20,10 @@ use super::service;
 const INFER_TRIES: u8 = 8;
 const MAX_CONNS: usize = 65_536;
 const MAX_PENDING: usize = 256;
+/// Open HTTP/2 streams followed per connection (servers allow 100–250 by default).
+const MAX_STREAMS: usize = 1024;
+/// HTTP/2 connections followed at once; more are left unknown (and counted).
+const MAX_H2_CONNS: usize = 8192;
 const MAX_SLIS: usize = 16_384;
 const MAX_FLOWS: usize = 16_384;
 /// How long an inbound request waits for the proxy to forward it (ns).
@@ -50,6 +56,51 @@ struct Conn {
     /// A MySQL packet header read on its own (servers read the 4 bytes, then the
     /// body): it is put back in front of the next payload in that direction.
     carry: Option<([u8; 4], bool)>,
+    /// HTTP/2 frame and HPACK state (boxed: few connections speak it).
+    h2: Option<Box<H2>>,
+}
+
+/// An HTTP/2 connection: each direction's frames and header decoder, and the streams
+/// whose requests wait for a response.
+struct H2 {
+    /// What this process sends, and what it receives.
+    egress: http2::Direction,
+    ingress: http2::Direction,
+    streams: HashMap<u32, Stream>,
+    /// A request of this connection said `application/grpc`: requests whose content
+    /// type could not be decoded are gRPC too.
+    grpc: bool,
+}
+
+impl H2 {
+    /// `role`: who this process is, when known. `from_start`: the connection's first
+    /// bytes are seen (the client preface, or the server's first SETTINGS).
+    fn new(role: Role, from_start: bool) -> H2 {
+        H2 {
+            egress: http2::Direction::new(from_start && role == Role::Client, from_start),
+            ingress: http2::Direction::new(from_start && role == Role::Server, from_start),
+            streams: HashMap::new(),
+            grpc: false,
+        }
+    }
+
+    fn lost(&self) -> (u64, u64) {
+        (
+            self.egress.hpack_resets + self.ingress.hpack_resets,
+            self.egress.resyncs + self.ingress.resyncs,
+        )
+    }
+}
+
+/// An HTTP/2 request waiting for its response headers (then for its end: gRPC's status
+/// is in the trailers).
+#[derive(Clone, Copy)]
+struct Stream {
+    ts_ns: u64,
+    method: u16,
+    proto: Protocol,
+    answered: bool,
+    error: bool,
 }
 
 impl Conn {
@@ -175,6 +226,19 @@ pub struct Counters {
     pub unanswered: u64,
     /// Connections the kernel classified and pairs itself (Redis, HTTP).
     pub conns_kernel: u64,
+    /// HTTP/2 requests not followed because their connection had MAX_STREAMS open
+    /// (counted, their responses are not).
+    pub h2_streams_turned_away: u64,
+    /// HTTP/2 header decoders started again: a header block was cut by the capture or
+    /// referred to an entry the decoder does not know (connections older than the
+    /// collector start that way), so later blocks' references to older entries are
+    /// unknown.
+    pub h2_tables_lost: u64,
+    /// HTTP/2 directions where frame boundaries were lost (a frame header beyond the
+    /// captured bytes) and found again.
+    pub h2_resyncs: u64,
+    /// HTTP/2 connections not followed: MAX_H2_CONNS were.
+    pub h2_conns_turned_away: u64,
 }
 
 #[derive(Default)]
@@ -197,6 +261,12 @@ pub struct Tracker {
     /// Connections just found to speak no known protocol, as (tgid, fd, sock), for the
     /// kernel side to stop copying their payloads.
     pub to_mute: Vec<(u32, i32, u64)>,
+    /// HTTP/2 connections, as (tgid, fd, sock), for the kernel side to capture more of
+    /// each payload (header blocks are longer than the usual capture).
+    pub to_widen: Vec<(u32, i32, u64)>,
+    /// Connections with HTTP/2 state (each holds two HPACK tables, 4 KiB each by
+    /// default): at most MAX_H2_CONNS.
+    h2_open: usize,
     now_ns: u64,
 }
 
@@ -304,6 +374,10 @@ impl Tracker {
         let (Some(p), role) = (conn.proto, conn.role) else {
             return;
         };
+        if p == Protocol::Http2 {
+            self.on_h2(&key, ev, total);
+            return;
+        }
         let request_dir = match role {
             Role::Client => !ev.ingress,
             Role::Server => ev.ingress,
@@ -335,6 +409,7 @@ impl Tracker {
                     pending: VecDeque::new(),
                     last_ns: ev.ts_ns,
                     carry: None,
+                    h2: None,
                 },
             );
         }
@@ -370,7 +445,32 @@ impl Tracker {
             };
             conn.proto = Some(p);
             self.counters.conns_classified += 1;
-            return false;
+            if p != Protocol::Http2 {
+                return false;
+            }
+        } else if http2::looks_like_frames(ev.data, total) {
+            // A connection older than the collector (or whose first payloads were
+            // missed): its role may still be unknown, its header tables are.
+            conn.proto = Some(Protocol::Http2);
+            conn.h2 = Some(Box::new(H2::new(conn.role, false)));
+            self.counters.conns_classified += 1;
+        }
+        if conn.proto == Some(Protocol::Http2) {
+            if self.h2_open >= MAX_H2_CONNS {
+                conn.proto = None;
+                conn.h2 = None;
+                conn.unknown = true;
+                self.counters.h2_conns_turned_away += 1;
+                self.counters.conns_classified -= 1;
+                return false;
+            }
+            self.h2_open += 1;
+            if conn.h2.is_none() {
+                conn.h2 = Some(Box::new(H2::new(conn.role, true)));
+            }
+            if self.to_widen.len() < 4096 {
+                self.to_widen.push((key.tgid, key.fd, key.sk));
+            }
         }
         if conn.proto.is_some() {
             return true;
@@ -455,6 +555,183 @@ impl Tracker {
         }
     }
 
+    /// A payload of an HTTP/2 connection: its frames, then what they say per stream.
+    fn on_h2(&mut self, key: &ConnKey, ev: &Event, total: u64) {
+        let conn = self.conns.get_mut(key).expect("present");
+        let Some(h2) = conn.h2.as_mut() else {
+            return;
+        };
+        let before = h2.lost();
+        let mut out = Vec::new();
+        let dir = if ev.ingress {
+            &mut h2.ingress
+        } else {
+            &mut h2.egress
+        };
+        dir.feed(ev.data, total, &mut out);
+        let after = h2.lost();
+        self.counters.h2_tables_lost += after.0 - before.0;
+        self.counters.h2_resyncs += after.1 - before.1;
+        for e in out {
+            self.on_h2_event(key, ev, e);
+        }
+    }
+
+    fn on_h2_event(&mut self, key: &ConnKey, ev: &Event, e: H2Event) {
+        let conn = self.conns.get_mut(key).expect("present");
+        if let H2Event::Headers(h) = &e {
+            if conn.role == Role::Unknown {
+                // A connection older than the collector: who sends requests tells. With
+                // its header table unknown a block may decode to nothing; then the
+                // first header block on a client stream (odd) is the request's.
+                let seen = conn
+                    .h2
+                    .as_ref()
+                    .is_some_and(|h2| h2.streams.contains_key(&h.stream));
+                let sent_by_client = match (&h.method, h.status) {
+                    (Some(_), _) => true,
+                    (None, Some(_)) => false,
+                    _ if h.stream % 2 == 1 && !seen => true,
+                    _ => return,
+                };
+                conn.role = if sent_by_client == ev.ingress {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
+            }
+        }
+        let from_client = match conn.role {
+            Role::Client => !ev.ingress,
+            Role::Server => ev.ingress,
+            Role::Unknown => return,
+        };
+        match e {
+            H2Event::Headers(h) if from_client => self.h2_request(key, ev, &h),
+            H2Event::Headers(h) => self.h2_response(key, ev, &h),
+            H2Event::End { stream } => {
+                if !from_client {
+                    self.h2_streams(key).remove(&stream);
+                }
+            }
+            H2Event::Reset { stream, code } => {
+                let Some(s) = self.h2_streams(key).remove(&stream) else {
+                    return;
+                };
+                if code != 0 && !s.error {
+                    // The stream's answer is its reset: an error, timed like a response
+                    // when no headers came before it.
+                    self.h2_count(key, ev, &s, !s.answered, true, None);
+                }
+            }
+        }
+    }
+
+    fn h2_streams(&mut self, key: &ConnKey) -> &mut HashMap<u32, Stream> {
+        let conn = self.conns.get_mut(key).expect("present");
+        &mut conn.h2.as_mut().expect("http2").streams
+    }
+
+    /// A client's header block: a request when it opens a stream (a client's trailers
+    /// come on a stream already open).
+    fn h2_request(&mut self, key: &ConnKey, ev: &Event, h: &Headers) {
+        let conn = self.conns.get_mut(key).expect("present");
+        let h2 = conn.h2.as_mut().expect("http2");
+        if h2.streams.contains_key(&h.stream) {
+            return;
+        }
+        if h.is_grpc() == Some(true) {
+            h2.grpc = true;
+        }
+        let grpc = h.is_grpc().unwrap_or(h2.grpc);
+        let (p, method) = if grpc {
+            (Protocol::Grpc, grpc_method(h.path.as_deref()))
+        } else {
+            let m = h
+                .method
+                .as_deref()
+                .filter(|m| proto::http::METHODS.contains(m))
+                .unwrap_or("OTHER");
+            (Protocol::Http2, m.to_string())
+        };
+        let full = h2.streams.len() >= MAX_STREAMS;
+        let id = self.method_id(method);
+        let conn = self.conns.get_mut(key).expect("present");
+        if full {
+            self.counters.h2_streams_turned_away += 1;
+        } else {
+            let h2 = conn.h2.as_mut().expect("http2");
+            h2.streams.insert(
+                h.stream,
+                Stream {
+                    ts_ns: ev.ts_ns,
+                    method: id,
+                    proto: p,
+                    answered: false,
+                    error: false,
+                },
+            );
+        }
+        let (role, server) = server_of(conn);
+        let name = self.methods[usize::from(id)].clone();
+        if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
+            agg.req_count += 1;
+            agg.ssl |= ev.ssl;
+        }
+    }
+
+    /// A server's header block: the response headers (the first block with a final
+    /// status), or trailers (gRPC's status).
+    fn h2_response(&mut self, key: &ConnKey, ev: &Event, h: &Headers) {
+        let streams = self.h2_streams(key);
+        let Some(s) = streams.get_mut(&h.stream) else {
+            return; // its request was missed (or turned away)
+        };
+        if !s.answered && h.status.is_some_and(|st| st < 200) {
+            return; // 100 Continue and the like come before the response
+        }
+        let grpc_error = s.proto == Protocol::Grpc && h.grpc_status.is_some_and(|g| g != 0);
+        let http_error = h.status.is_some_and(|st| st >= 400);
+        let first = !s.answered;
+        let error = !s.error && (grpc_error || http_error);
+        s.answered = true;
+        s.error |= error;
+        let done = *s;
+        if h.end_stream {
+            streams.remove(&h.stream);
+        }
+        if first || error {
+            let status = if first { h.status } else { None };
+            self.h2_count(key, ev, &done, first, error, status);
+        }
+    }
+
+    /// Counts on a stream's SLI: a response (timed from its request), and or an error.
+    fn h2_count(
+        &mut self,
+        key: &ConnKey,
+        ev: &Event,
+        s: &Stream,
+        response: bool,
+        error: bool,
+        status: Option<u16>,
+    ) {
+        let conn = &self.conns[key];
+        let (role, server) = server_of(conn);
+        let method = self.methods[usize::from(s.method)].clone();
+        if let Some(agg) = self.sli(ev.tgid, role, server, s.proto, method) {
+            if response {
+                agg.resp_count += 1;
+                agg.latency.observe(ev.ts_ns.saturating_sub(s.ts_ns));
+            }
+            agg.err_count += u64::from(error);
+            if let Some(st) = status {
+                agg.status[usize::from(st / 100).min(5)] += 1;
+            }
+            agg.ssl |= ev.ssl;
+        }
+    }
+
     /// A request forwarded by a proxy whose connections the kernel pairs.
     fn kernel_flow(&mut self, ev: &Event) {
         let Some(f) = Flow::parse(ev.data) else {
@@ -498,6 +775,11 @@ impl Tracker {
     fn close(&mut self, key: &ConnKey) {
         if let Some(c) = self.conns.remove(key) {
             self.counters.unanswered += c.pending.len() as u64;
+            if let Some(h2) = c.h2 {
+                self.h2_open = self.h2_open.saturating_sub(1);
+                self.counters.unanswered +=
+                    h2.streams.values().filter(|s| !s.answered).count() as u64;
+            }
         }
     }
 
@@ -573,6 +855,7 @@ impl Tracker {
         let now = self.now_ns;
         self.conns
             .retain(|_, c| now.saturating_sub(c.last_ns) < IDLE_NS);
+        self.h2_open = self.conns.values().filter(|c| c.h2.is_some()).count();
         self.inbound
             .retain(|_, i| now.saturating_sub(i.ts_ns) < LB_WINDOW_NS);
         let slis = std::mem::take(&mut self.slis);
@@ -608,6 +891,27 @@ pub fn kernel_protocol(p: u8) -> Option<Protocol> {
         event::PROTO_HTTP => Some(Protocol::Http),
         event::PROTO_REDIS => Some(Protocol::Redis),
         _ => None,
+    }
+}
+
+/// A gRPC method as its SLI names it: `/package.Service/Method`, or `OTHER` for a path
+/// that is not one (unknown, or with characters a method name does not have: the path of
+/// plain HTTP/2 requests is never a key, it may hold anything).
+fn grpc_method(path: Option<&str>) -> String {
+    // A word of a service or method name: no '/', no space, nothing a value would have.
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.len() <= 96
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    };
+    let method = path
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.split_once('/'))
+        .filter(|(svc, m)| word(svc) && word(m));
+    match (method, path) {
+        (Some(_), Some(p)) => p.to_string(),
+        _ => "OTHER".to_string(),
     }
 }
 
@@ -829,6 +1133,93 @@ mod tests {
             assert_eq!((k.virtual_port, f.req_count, f.links.len()), (8080, 1, 1));
             assert!(k.backend_port == 9001 || k.backend_port == 9002);
         }
+    }
+
+    /// An HTTP/2 frame.
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn http2_pairs_by_stream_and_grpc_errors_come_from_trailers_and_resets() {
+        // HPACK with the static table and literals only: :method POST, :path
+        // /a.B/C and content-type application/grpc; :status 200; grpc-status N.
+        let request = b"\x83\x04\x06/a.B/C\x0f\x10\x10application/grpc";
+        let status_200 = b"\x88";
+        let trailers = |code: u8| [b"\x00\x0bgrpc-status\x01".as_slice(), &[code]].concat();
+        let mut t = Tracker::new();
+        fn client(ts: u64, ingress: bool, data: &[u8]) -> Event<'_> {
+            ev(ts, 1, 4, ingress, Role::Client, 40000, 50051, data)
+        }
+        let first = [
+            http2::PREFACE,
+            &frame(4, 0, 0, b""),
+            &frame(1, 4, 1, request),
+        ]
+        .concat();
+        t.on_event(&client(0, false, &first));
+        t.on_event(&client(1, false, &frame(1, 4, 3, request)));
+        t.on_event(&client(2, false, &frame(1, 4, 5, request)));
+        // Stream 3 is answered first: pairing is by stream, not in order.
+        let resp3 = [frame(1, 4, 3, status_200), frame(1, 5, 3, &trailers(b'0'))].concat();
+        t.on_event(&client(5, true, &resp3));
+        let resp1 = [frame(1, 4, 1, status_200), frame(1, 5, 1, &trailers(b'7'))].concat();
+        t.on_event(&client(7, true, &resp1));
+        // Stream 5 is cancelled (RST_STREAM CANCEL) before any response.
+        t.on_event(&client(9, false, &frame(3, 0, 5, &8u32.to_be_bytes())));
+        assert_eq!(t.counters.conns_classified, 1);
+        let slis = t.take().slis;
+        assert_eq!(slis.len(), 1, "{:?}", slis.keys());
+        let (k, a) = slis.iter().next().unwrap();
+        assert_eq!(
+            (k.protocol, k.method.as_str(), k.role),
+            (Protocol::Grpc, "/a.B/C", "client")
+        );
+        assert_eq!((a.req_count, a.resp_count, a.err_count), (3, 3, 2));
+        assert_eq!(a.status[2], 2, "the reset has no HTTP status");
+        assert_eq!(a.latency.max_ns, 7_000_000);
+        assert_eq!(t.counters.h2_tables_lost, 0);
+    }
+
+    #[test]
+    fn grpc_method_names_are_service_and_method_only() {
+        assert_eq!(grpc_method(Some("/demo.Echo/Say")), "/demo.Echo/Say");
+        assert_eq!(grpc_method(Some("/a_b.C1/D_2")), "/a_b.C1/D_2");
+        for bad in [
+            "/x/y/z",
+            "/x",
+            "x/y",
+            "/x/y?token=1",
+            "/x/",
+            "//y",
+            "/x y/z",
+        ] {
+            assert_eq!(grpc_method(Some(bad)), "OTHER", "{bad}");
+        }
+        assert_eq!(grpc_method(None), "OTHER");
+    }
+
+    #[test]
+    fn http2_streams_beyond_the_cap_are_counted_and_turned_away() {
+        let mut t = Tracker::new();
+        let mut e = ev(0, 1, 4, false, Role::Client, 40000, 80, http2::PREFACE);
+        t.on_event(&e);
+        let get = b"\x82\x84"; // :method GET, :path /
+        let mut frames = Vec::new();
+        for i in 0..MAX_STREAMS as u32 + 10 {
+            frames.extend(frame(1, 5, 2 * i + 1, get));
+        }
+        e.data = &frames;
+        e.len = frames.len() as u32;
+        t.on_event(&e);
+        assert_eq!(t.counters.h2_streams_turned_away, 10);
+        let slis = t.take().slis;
+        let a = slis.values().next().unwrap();
+        assert_eq!(a.req_count, MAX_STREAMS as u64 + 10);
     }
 
     #[test]

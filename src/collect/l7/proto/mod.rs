@@ -7,6 +7,7 @@
 //! nothing of them leaves this module except a method or command name.
 
 pub mod http;
+pub mod http2;
 pub mod mysql;
 pub mod pgsql;
 pub mod redis;
@@ -18,6 +19,10 @@ pub enum Protocol {
     Redis,
     Pgsql,
     Mysql,
+    /// HTTP/2, clear (h2c) or over TLS: paired per stream (see [`http2`]).
+    Http2,
+    /// gRPC: HTTP/2 streams whose content type is `application/grpc`.
+    Grpc,
 }
 
 impl Protocol {
@@ -27,7 +32,14 @@ impl Protocol {
             Protocol::Redis => "redis",
             Protocol::Pgsql => "pgsql",
             Protocol::Mysql => "mysql",
+            Protocol::Http2 => "http2",
+            Protocol::Grpc => "grpc",
         }
+    }
+
+    /// Whether responses carry an HTTP status (counted by class).
+    pub fn has_status(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
     }
 
     /// Whether one connection may carry several requests before the first response.
@@ -60,6 +72,9 @@ pub struct Reply {
 
 /// Guesses the protocol from a payload going from client to server.
 pub fn infer_request(bytes: &[u8], total: u64) -> Option<(Protocol, Sent)> {
+    if http2::is_preface(bytes) {
+        return Some((Protocol::Http2, Sent::Control));
+    }
     if let Some(s) = http::parse_request(bytes) {
         return Some((Protocol::Http, s));
     }
@@ -78,6 +93,9 @@ pub fn infer_request(bytes: &[u8], total: u64) -> Option<(Protocol, Sent)> {
 /// Guesses the protocol from a payload going from server to client, for connections
 /// where the server speaks first (MySQL's greeting) or the requests were missed.
 pub fn infer_server_first(bytes: &[u8], total: u64) -> Option<Protocol> {
+    if http2::is_server_preface(bytes, total) {
+        return Some(Protocol::Http2);
+    }
     mysql::is_greeting(bytes, total).then_some(Protocol::Mysql)
 }
 
@@ -88,6 +106,8 @@ pub fn parse_request(proto: Protocol, bytes: &[u8], total: u64) -> Option<Sent> 
         Protocol::Redis => redis::parse_request(bytes),
         Protocol::Pgsql => pgsql::parse_frontend(bytes, total),
         Protocol::Mysql => mysql::parse_client(bytes, total),
+        // Stateful: paired per stream by the tracker, never through here.
+        Protocol::Http2 | Protocol::Grpc => None,
     }
 }
 
@@ -99,6 +119,7 @@ pub fn parse_reply(proto: Protocol, bytes: &[u8], total: u64) -> Option<Reply> {
         Protocol::Redis => redis::parse_reply(bytes),
         Protocol::Pgsql => pgsql::parse_backend(bytes, total),
         Protocol::Mysql => mysql::parse_server(bytes, total),
+        Protocol::Http2 | Protocol::Grpc => None,
     }
 }
 
