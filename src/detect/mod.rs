@@ -302,7 +302,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     // rec.ndjson --save-model rec.ndjson`) is refused before the run, and put in place
     // whole at the end: an old model survives a failed run. (`--model m --save-model m`
     // updates a model: it is read before this.)
-    let mut model_out = match &cli.save_model {
+    let model_out = match &cli.save_model {
         Some(p) => Some((p, OutputFile::create(p, Mode::Replace)?)),
         None => None,
     };
@@ -357,7 +357,7 @@ pub fn main(cli: Cli) -> anyhow::Result<u8> {
     };
     run(&mut engine, &cli.input.inputs, true, &mut sink)?;
     let mut buf = Vec::new();
-    if let Some((p, mut file)) = model_out.take() {
+    if let Some((p, mut file)) = model_out {
         let text = serde_json::to_vec(&engine.model())?;
         file.write_all(&text)
             .and_then(|()| file.commit())

@@ -128,18 +128,17 @@ pub fn graph(store: &Store) -> CausalGraph {
         let keys = &store.entities.get(&g.ids[i])?.keys;
         Some((keys.get("role")?.clone(), keys.get("server_port")?.clone()))
     };
-    let serves_through = |link: &(serde_json::Value, serde_json::Value),
-                          sli: &(serde_json::Value, serde_json::Value)| {
-        link.0 == "client" && sli.0 == "server"
-    };
     let apart: Vec<(usize, usize)> = (0..g.ids.len())
         .filter(|&e| g.kinds[e] == crate::record::kind::SLI)
         .flat_map(|e| {
             g.causes[e]
                 .iter()
                 .filter(|(c, _)| g.kinds[*c] == crate::record::kind::TCP_LINK)
-                .filter(|(c, _)| {
-                    matches!((conn(*c), conn(e)), (Some(a), Some(b)) if a != b && !serves_through(&a, &b))
+                .filter(|(c, _)| match (conn(*c), conn(e)) {
+                    (Some(link), Some(sli)) => {
+                        link != sli && !(link.0 == "client" && sli.0 == "server")
+                    }
+                    _ => false,
                 })
                 .map(move |(c, _)| (*c, e))
                 .collect::<Vec<_>>()

@@ -420,24 +420,7 @@ impl Run<'_> {
             )?;
             if g.edges.is_empty() {
                 // An empty picture is a question: say why, and where to look instead.
-                let layers = &self.opts.layers;
-                let focus = self.opts.focus.as_deref();
-                let why = if let Some(f) = focus {
-                    format!("nothing is linked to {f} within {} steps", self.opts.depth)
-                } else if layers.is_empty() {
-                    "the input holds no entity".to_string()
-                } else if layers.iter().all(|l| *l != Layer::Vertical) {
-                    "no process talked to another over TCP in the input (the tcp probe records that; --layer vertical shows what runs where)".to_string()
-                } else {
-                    "no entity in the input belongs to these layers".to_string()
-                };
-                let named: Vec<&str> = layers.iter().map(|l| l.as_str()).collect();
-                let named = if named.is_empty() {
-                    "any layer".to_string()
-                } else {
-                    format!("layer {}", named.join(", "))
-                };
-                eprintln!("gala-topo: nothing to draw in {named}: {why}");
+                eprintln!("gala-topo: {}", why_empty(self.opts));
             }
             self.summary.records_out +=
                 draw(&g, &self.state, self.opts.format, out, &mut self.buf)?;
@@ -447,6 +430,26 @@ impl Run<'_> {
         self.summary.orphan_metrics = self.state.orphan_metrics;
         self.summary.live_entities = self.state.len() as u64;
         Ok(self.summary)
+    }
+}
+
+/// Why a picture drawn with `opts` has no edge, and where to look instead.
+fn why_empty(opts: &Options) -> String {
+    let layers = &opts.layers;
+    let why = if let Some(f) = &opts.focus {
+        format!("nothing is linked to {f} within {} steps", opts.depth)
+    } else if layers.is_empty() {
+        "the input holds no entity".to_string()
+    } else if layers.iter().all(|l| *l != Layer::Vertical) {
+        "no process talked to another over TCP in the input (the tcp probe records that; --layer vertical shows what runs where)".to_string()
+    } else {
+        "no entity in the input belongs to these layers".to_string()
+    };
+    let named: Vec<&str> = layers.iter().map(|l| l.as_str()).collect();
+    if named.is_empty() {
+        format!("nothing to draw in any layer: {why}")
+    } else {
+        format!("nothing to draw in layer {}: {why}", named.join(", "))
     }
 }
 

@@ -761,6 +761,20 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&run_ok(&mut cmd).stdout).into_owned()
 }
 
+/// A self-signed certificate for localhost in `d`: key.pem and cert.pem.
+fn self_signed_cert(d: &Path) {
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem")),
+    );
+}
+
 #[test]
 fn nginx_http_and_https() {
     if !common::require_bpf("l7::nginx") || !need("l7::nginx", &["nginx", "curl", "openssl"]) {
@@ -768,24 +782,7 @@ fn nginx_http_and_https() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .arg("-keyout")
-            .arg(d.join("key.pem"))
-            .arg("-out")
-            .arg(d.join("cert.pem")),
-    );
+    self_signed_cert(d);
     let (http, https) = (common::free_port(), common::free_port());
     let _nginx = nginx(
         d,
@@ -1355,16 +1352,7 @@ fn nginx_http2_clear_and_over_tls() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=localhost", "-keyout"])
-            .arg(d.join("key.pem"))
-            .arg("-out")
-            .arg(d.join("cert.pem")),
-    );
+    self_signed_cert(d);
     let (h2c, h2s) = (common::free_port(), common::free_port());
     let _nginx = nginx(
         d,

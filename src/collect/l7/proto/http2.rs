@@ -26,8 +26,13 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADER: usize = 9;
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
+const PRIORITY_FRAME: u8 = 2;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
+const PUSH_PROMISE: u8 = 5;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
 const CONTINUATION: u8 = 9;
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
@@ -89,13 +94,13 @@ fn frames_check(bytes: &[u8], total: u64, strict: bool) -> bool {
         };
         let valid = match f.kind {
             DATA | HEADERS | CONTINUATION => f.stream != 0,
-            2 => f.stream != 0 && f.len == 5,
+            PRIORITY_FRAME => f.stream != 0 && f.len == 5,
             RST_STREAM => f.stream != 0 && f.len == 4,
             SETTINGS => f.stream == 0 && f.len % 6 == 0 && (f.flags & 1 == 0 || f.len == 0),
-            5 => f.stream != 0,
-            6 => f.stream == 0 && f.len == 8,
-            7 => f.stream == 0 && f.len >= 8,
-            8 => f.len == 4,
+            PUSH_PROMISE => f.stream != 0,
+            PING => f.stream == 0 && f.len == 8,
+            GOAWAY => f.stream == 0 && f.len >= 8,
+            WINDOW_UPDATE => f.len == 4,
             _ => false,
         };
         if !valid || f.len > 1 << 20 {
