@@ -1038,8 +1038,17 @@ impl<'a> Frame<'a> {
             && bp.class == 0
             && rank::hog_edge(g, p, via).is_some()
             && tp <= self.kpi.ts + half;
+        // A stopped server answers nothing, so its stopped state likewise
+        // explains its own SLIs whenever it was seen no later than the KPI moved: the state
+        // is seen only when a sample lands in the stop, and a departure's onset may reach
+        // back across a blip of the baseline (redis' p90, "under way" 7.5 s before the
+        // SIGSTOP, had ranked above the stop that caused it).
+        let own_stall = bp.metric == "stopped"
+            && g.rule(p, c) == Some("proc → sli")
+            && tp <= self.kpi.ts + half;
         (tp < tc - half
             || victim_timing
+            || own_stall
             || ((tp - tc).abs() <= half
                 && (bp.class < bc.class
                     || (bp.class == bc.class
