@@ -118,7 +118,6 @@ static __always_inline bool copy_stack(void *ctx, __u32 tgid)
 	}
 	c->len = len;
 	c->tgid = tgid;
-	c->user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 	c->kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
 	if (c->kern_stack_id < 0 && c->kern_stack_id != -EFAULT)
 		drop(DROP_KERN_STACK);

@@ -39,12 +39,15 @@ enum stack_drop {
 
 struct stack_copy {
 	__u32 tgid;
-	/* The frame-pointer walk of the same sample (kept to report what unwinding gained,
-	 * and used when it is the longer stack), and the kernel stack: ids in `stacks`. */
-	__s32 user_stack_id;
+	/* The kernel stack: an id in `stacks`. No frame-pointer walk of the user stack is
+	 * taken here: on code without frame pointers the kernel's walk follows whatever bp
+	 * holds, up to 127 frames of user memory (a third of the program's time per copied
+	 * sample, docs/flame.md "Measured"); user space walks the frame pointers of the
+	 * copy instead. */
 	__s32 kern_stack_id;
 	/* Bytes of stack[] that hold the copy. */
 	__u32 len;
+	__u32 pad;
 	__u64 ip;
 	__u64 sp;
 	__u64 bp;

@@ -163,12 +163,15 @@ const DROPS: [&str; 6] = [
     "copy_full",
     "copy_fault",
 ];
-/// Unwound user stacks get ids from here on, above any id of the kernel's stack map.
+/// Unwound user stacks get ids from here on, above any id of the kernel's stack map;
+/// the frame-pointer walks of the copies from `WALKED_IDS` on (an interval's copies, at
+/// most 64 MiB of ring buffer, are far fewer than the 2^23 ids between).
 const UNWOUND_IDS: i32 = 1 << 24;
+const WALKED_IDS: i32 = UNWOUND_IDS + (1 << 23);
 /// `unwind_tgids` (bpf/stack.bpf.c) holds at most this many processes.
 const UNWIND_TGIDS_MAX: usize = 1024;
-/// `struct stack_copy` (bpf/stack.h) up to its stack bytes: tgid, user and kernel stack
-/// ids, len, ip, sp, bp, comm.
+/// `struct stack_copy` (bpf/stack.h) up to its stack bytes: tgid, kernel stack id, len,
+/// padding, ip, sp, bp, comm.
 const COPY_HEADER: usize = 4 * 4 + 3 * 8 + 16;
 
 /// The ring buffer of stack copies holds one interval's copies: 2 MiB per CPU is ~480
@@ -209,7 +212,6 @@ struct StackProbe {
 /// One `struct stack_copy` from the ring buffer.
 struct StackCopy {
     tgid: u32,
-    user: i32,
     kern: i32,
     ip: u64,
     sp: u64,
@@ -222,13 +224,12 @@ fn parse_copy(b: &[u8]) -> Option<StackCopy> {
     let w32 = |i: usize| -> Option<[u8; 4]> { b.get(i..i + 4)?.try_into().ok() };
     let w64 =
         |i: usize| -> Option<u64> { Some(u64::from_ne_bytes(b.get(i..i + 8)?.try_into().ok()?)) };
-    let len = u32::from_ne_bytes(w32(12)?) as usize;
+    let len = u32::from_ne_bytes(w32(8)?) as usize;
     let comm = b.get(40..56)?;
     let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
     Some(StackCopy {
         tgid: u32::from_ne_bytes(w32(0)?),
-        user: i32::from_ne_bytes(w32(4)?),
-        kern: i32::from_ne_bytes(w32(8)?),
+        kern: i32::from_ne_bytes(w32(4)?),
         ip: w64(16)?,
         sp: w64(24)?,
         bp: w64(32)?,
@@ -483,7 +484,7 @@ impl StackProbe {
         let mut ids: Vec<i32> = buckets
             .keys()
             .flat_map(|&(_, u, k, _)| [u, k])
-            .chain(copies.iter().flat_map(|c| [c.user, c.kern]))
+            .chain(copies.iter().map(|c| c.kern))
             .filter(|&id| id >= 0)
             .collect();
         ids.sort_unstable();
@@ -518,7 +519,9 @@ impl StackProbe {
     }
 
     /// Unwinds the copied stacks and counts them in `buckets`, each distinct unwound stack
-    /// under a new id in `traces`.
+    /// under a new id in `traces`, beside the frame-pointer walk of the same copy (what
+    /// the kernel's walk would have given: the before of unwinding, and the stack kept
+    /// when it is the better one).
     fn unwind_copies(
         &mut self,
         copies: Vec<StackCopy>,
@@ -530,23 +533,35 @@ impl StackProbe {
         self.quality.copied_bytes = copies.iter().map(|c| c.stack.len() as u64).sum();
         let procs: HashSet<u32> = copies.iter().map(|c| c.tgid).collect();
         self.unwinders.refresh(&procs);
-        let mut ids: HashMap<Vec<u64>, i32> = HashMap::new();
+        // Each distinct stack once, the two kinds apart (an unwound stack equal to the
+        // walk still counts as unwound).
+        let mut unwound_ids: HashMap<Vec<u64>, i32> = HashMap::new();
+        let mut walked_ids: HashMap<Vec<u64>, i32> = HashMap::new();
+        let id_of = |ids: &mut HashMap<Vec<u64>, i32>,
+                     base: i32,
+                     addrs: Vec<u64>,
+                     traces: &mut HashMap<i32, Vec<u64>>| {
+            let next = base + ids.len() as i32;
+            let id = *ids.entry(addrs.clone()).or_insert(next);
+            if id == next {
+                traces.insert(id, addrs);
+            }
+            id
+        };
         for c in copies {
+            let walked = unwind::frame_pointer_walk(c.ip, c.sp, c.bp, &c.stack);
+            let fp = id_of(&mut walked_ids, WALKED_IDS, walked, traces);
             let user = match self.unwinders.unwind(c.tgid, c.ip, c.sp, c.bp, &c.stack) {
                 Some(Unwound { addrs, end }) if !addrs.is_empty() => {
-                    let next = UNWOUND_IDS + ids.len() as i32;
-                    let id = *ids.entry(addrs.clone()).or_insert(next);
-                    if id == next {
-                        traces.insert(id, addrs);
-                        self.unwound_ends.insert(id, end);
-                    }
+                    let id = id_of(&mut unwound_ids, UNWOUND_IDS, addrs, traces);
+                    self.unwound_ends.insert(id, end);
                     id
                 }
                 // The process is gone: its frame-pointer stack is all there is.
-                _ => c.user,
+                _ => fp,
             };
             let e = buckets
-                .entry((c.tgid, user, c.kern, c.user))
+                .entry((c.tgid, user, c.kern, fp))
                 .or_insert_with(|| ([0; MAX_WEIGHTS], c.comm));
             e.0[0] = e.0[0].saturating_add(1);
         }
@@ -1034,12 +1049,12 @@ mod tests {
 
     #[test]
     fn stack_copies_parse() {
-        // struct stack_copy: tgid, user id, kernel id, len, ip, sp, bp, comm, stack.
+        // struct stack_copy: tgid, kernel id, len, padding, ip, sp, bp, comm, stack.
         let mut b = Vec::new();
         b.extend(42u32.to_ne_bytes());
-        b.extend(7i32.to_ne_bytes());
         b.extend((-14i32).to_ne_bytes());
         b.extend(3u32.to_ne_bytes());
+        b.extend(0u32.to_ne_bytes());
         for r in [0x1000u64, 0x7ff0, 0x7ff8] {
             b.extend(r.to_ne_bytes());
         }
@@ -1047,7 +1062,7 @@ mod tests {
         assert_eq!(b.len(), COPY_HEADER);
         b.extend([1, 2, 3]);
         let c = parse_copy(&b).unwrap();
-        assert_eq!((c.tgid, c.user, c.kern), (42, 7, -14));
+        assert_eq!((c.tgid, c.kern), (42, -14));
         assert_eq!((c.ip, c.sp, c.bp), (0x1000, 0x7ff0, 0x7ff8));
         assert_eq!(
             (c.comm.as_str(), c.stack.as_slice()),

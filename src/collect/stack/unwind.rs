@@ -233,6 +233,39 @@ impl Unwinders {
     }
 }
 
+/// The frame-pointer walk of a copied stack, as the kernel's walk of the same sample
+/// would go (`perf_callchain_user`: the ip, then the return address of each frame of the
+/// bp chain), within the copy: what the stack would have been without unwinding. A
+/// frame must lie above the one before it, so that a bp holding anything but a frame
+/// (code built without frame pointers) ends the walk instead of wandering.
+pub fn frame_pointer_walk(ip: u64, sp: u64, bp: u64, stack: &[u8]) -> Vec<u64> {
+    let word = |addr: u64| -> Option<u64> {
+        let off = usize::try_from(addr.checked_sub(sp)?).ok()?;
+        let b = stack.get(off..off.checked_add(8)?)?;
+        Some(u64::from_ne_bytes(b.try_into().ok()?))
+    };
+    let mut addrs = Vec::new();
+    if ip == 0 {
+        return addrs;
+    }
+    addrs.push(ip);
+    let mut fp = bp;
+    while addrs.len() < MAX_DEPTH {
+        let (Some(next), Some(ret)) = (word(fp), word(fp.wrapping_add(8))) else {
+            break;
+        };
+        if ret == 0 {
+            break;
+        }
+        addrs.push(ret);
+        if next <= fp {
+            break;
+        }
+        fp = next;
+    }
+    addrs
+}
+
 /// The unwind sections and load segments of an ELF file; None if it is not one or has no
 /// call-frame information.
 fn read_file(path: &str) -> Option<FileInfo> {
@@ -321,6 +354,31 @@ mod tests {
         // A copy cut short ends as such, not as a complete stack.
         let short = u.unwind(me, ip, sp, bp, &copy[..256]).unwrap();
         assert_eq!(short.end, End::CopyLimit);
+    }
+
+    /// A copy holding two frames of a bp chain, then a frame whose saved bp points back
+    /// down (garbage, as in code without frame pointers): the walk gives the ip and the
+    /// two return addresses and stops there, as it stops at the end of the copy.
+    #[test]
+    fn frame_pointer_walk_follows_the_chain_within_the_copy() {
+        let sp = 0x7000u64;
+        let mut stack = vec![0u8; 0x100];
+        let mut put = |addr: u64, v: u64| {
+            let o = (addr - sp) as usize;
+            stack[o..o + 8].copy_from_slice(&v.to_ne_bytes());
+        };
+        put(0x7010, 0x7040); // frame at 0x7010: saved bp, return address
+        put(0x7018, 0xa1);
+        put(0x7040, 0x7020); // frame at 0x7040: its saved bp goes down, not up
+        put(0x7048, 0xa2);
+        assert_eq!(
+            frame_pointer_walk(0xa0, sp, 0x7010, &stack),
+            vec![0xa0, 0xa1, 0xa2]
+        );
+        // bp outside the copy: the ip alone; a frame cut by the copy's end: no more.
+        assert_eq!(frame_pointer_walk(0xa0, sp, 0x9000, &stack), vec![0xa0]);
+        assert_eq!(frame_pointer_walk(0xa0, sp, 0x70f8, &stack), vec![0xa0]);
+        assert!(frame_pointer_walk(0, sp, 0x7010, &stack).is_empty());
     }
 
     /// Up to `len` bytes of this thread's stack from `sp`, as far as it is mapped.
