@@ -628,6 +628,12 @@ impl<'a> Frame<'a> {
         if ek == kind::HOST && is_process_sum(metric) {
             return false;
         }
+        // A CPU's iowait is its idle time while tasks it ran wait for I/O: what slow I/O
+        // does to a CPU's accounting, never why anything waits (cpu 0's iowait had ranked
+        // above the memory hog whose evicted pages redis read back from disk).
+        if matches!(ek, kind::CPU | kind::HOST) && metric.contains("iowait") {
+            return false;
+        }
         // Memory hurts its users only under pressure: what is left to take (available,
         // used), swapping, reclaim, major faults, PSI, OOM. The page cache, free and dirty
         // pages move with every file read and write on the host (a shrinking page cache

@@ -777,10 +777,12 @@ fn memory_stream() -> String {
             "proc",
             json!({"cpu_pct": 10.0 + wiggle(i, 4), "sched_runq_delay_sum_us": 20_000.0 + 2_000.0 * wiggle(i, 5)}),
         ));
+        // The CPU idles while redis waits for the pages it reads back: its iowait, a
+        // symptom, rises with the fault and as steeply as anything.
         lines.push(m(
             "a_cpu_0",
             "cpu",
-            json!({"cpu_util": 30.0 + 3.0 * wiggle(i, 6)}),
+            json!({"cpu_util": 30.0 + 3.0 * wiggle(i, 6), "iowait_pct": on(fault, 1.0 + 0.2 * wiggle(i, 8), 25.0)}),
         ));
         let slow =
             |base: f64, salt: usize| on(fault + 1, base + 0.1 * base * wiggle(i, salt), base * 4.0);
@@ -817,6 +819,11 @@ fn memory_pressure_on_the_server_ranks_first_with_keyword_memory() {
         "{redis:#?}"
     );
     assert_eq!(redis.keyword, "memory");
+    // The CPU's iowait, which rose with the fault, is a symptom: never a cause.
+    assert!(
+        causes.iter().all(|c| !c.metric.contains("iowait")),
+        "{causes:#?}"
+    );
 }
 
 /// One host: an application (proc 10) whose SLI (a client's, of server port `port`)
