@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{libbpf_sys, Link, MapCore, RingBuffer, RingBufferBuilder};
+use nix::unistd::{sysconf, SysconfVar};
 use serde_json::json;
 
 use super::common::{self, Deltas, Procs};
@@ -380,8 +381,11 @@ impl Probe for Mem {
 /// One software perf event counting major faults per online CPU, each overflowing on
 /// every fault so that the BPF program sees it in the faulting process's context.
 fn major_fault_events() -> std::io::Result<Vec<OwnedFd>> {
-    // SAFETY: sysconf has no preconditions.
-    let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as i32;
+    let ncpu = sysconf(SysconfVar::_NPROCESSORS_CONF)
+        .ok()
+        .flatten()
+        .unwrap_or(1)
+        .max(1) as i32;
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     let mut fds = Vec::new();
     for cpu in 0..ncpu {
