@@ -14,6 +14,7 @@ use nix::unistd::{sysconf, SysconfVar};
 use serde_json::json;
 
 use super::common::{self, Deltas, Procs};
+use crate::collect::bpf::net::read_pod;
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
 use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricType, Probe, ProbeConfig, ProbeSpec};
@@ -205,10 +206,8 @@ pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     let sink = Arc::clone(&pending);
     let mut rb = RingBufferBuilder::new();
     rb.add(&skel.maps.events, move |data: &[u8]| {
-        if data.len() >= std::mem::size_of::<OomEvent>() {
-            // SAFETY: the kernel wrote a whole struct mem_oom_event (size checked);
-            // read_unaligned makes no alignment assumption.
-            let ev = unsafe { std::ptr::read_unaligned(data.as_ptr() as *const OomEvent) };
+        // A record shorter than a whole struct mem_oom_event is skipped.
+        if let Some(ev) = read_pod::<OomEvent>(data) {
             if let Ok(mut v) = sink.lock() {
                 v.push(ev);
             }
