@@ -32,8 +32,7 @@ impl Caps {
             .unwrap_or(0);
         let has = |bit: u32| eff & (1u64 << bit) != 0;
         Caps {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            euid: unsafe { libc::geteuid() },
+            euid: nix::unistd::geteuid().as_raw(),
             cap_bpf: has(CAP_BPF),
             cap_perfmon: has(CAP_PERFMON),
             cap_sys_admin: has(CAP_SYS_ADMIN),

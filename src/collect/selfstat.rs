@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use nix::sys::resource::{getrusage, UsageWho};
+use nix::sys::time::TimeVal;
 use serde_json::json;
 
 use crate::record::Fields;
@@ -41,17 +43,16 @@ impl SelfStat {
 
 /// User and system CPU time of this process so far.
 fn cpu() -> (Duration, Duration) {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    (tv(ru.ru_utime), tv(ru.ru_stime))
+    // getrusage(RUSAGE_SELF) cannot fail on Linux; were it to, the times read as zero.
+    let Ok(ru) = getrusage(UsageWho::RUSAGE_SELF) else {
+        return (Duration::ZERO, Duration::ZERO);
+    };
+    let tv = |t: TimeVal| Duration::new(t.tv_sec() as u64, (t.tv_usec() as u32) * 1000);
+    (tv(ru.user_time()), tv(ru.system_time()))
 }
 
 fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * if page > 0 { page as u64 } else { 4096 })
+    Some(pages * crate::collect::procfs::page_size())
 }

@@ -9,9 +9,12 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags};
 
 use super::bad_input::{BadInput, StrictStop};
 use super::{same_file, signals};
@@ -165,26 +168,18 @@ impl Read for TerminalStdin {
             if signals::received().is_some() {
                 return Ok(0);
             }
-            let mut fd = libc::pollfd {
-                fd: libc::STDIN_FILENO,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let stdin = io::stdin();
+            let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
             // The timeout only covers a signal landing between the check above and the
             // poll; any other signal interrupts the poll itself.
-            // SAFETY: one valid pollfd, its count, a timeout.
-            let ready = unsafe { libc::poll(&mut fd, 1, 250) };
-            if ready <= 0 {
+            if !matches!(poll(&mut fds, 250u16), Ok(n) if n > 0) {
                 continue;
             }
-            // SAFETY: reads at most buf.len() bytes into buf.
-            let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
+            // Straight from the fd, past Stdin's own buffer, which is never filled here.
+            match nix::unistd::read(stdin.as_fd(), buf) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

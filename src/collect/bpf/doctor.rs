@@ -11,6 +11,7 @@ use std::fs;
 use std::path::Path;
 
 use libbpf_rs::libbpf_sys;
+use nix::errno::Errno;
 
 use super::hooks::{elf_has_symbol, find_library, raw_tracepoint_exists, tracepoint_exists};
 use super::{ensure_tracefs, TRACEFS};
@@ -153,14 +154,11 @@ impl Facts {
                 // That errno is trusted only to explain a 0 for a process that may not
                 // load BPF at all: as root, libbpf's own calls around the load (memlock,
                 // the fentry probe's expected-error check) can leave an unrelated one.
-                // SAFETY: errno is this thread's; probing creates and frees a trivial
-                // program and keeps no pointers.
-                let (rc, errno) = unsafe {
-                    *libc::__errno_location() = 0;
-                    let rc = libbpf_sys::libbpf_probe_bpf_prog_type(t, std::ptr::null());
-                    (rc, *libc::__errno_location())
-                };
-                let refused = matches!(errno, libc::EPERM | libc::EACCES);
+                Errno::clear();
+                // SAFETY: a null options pointer is allowed; probing creates and frees a
+                // trivial program and keeps no pointers.
+                let rc = unsafe { libbpf_sys::libbpf_probe_bpf_prog_type(t, std::ptr::null()) };
+                let refused = matches!(Errno::last(), Errno::EPERM | Errno::EACCES);
                 let r = match rc {
                     1 => Probed::Yes,
                     0 if refused && !caps.may_load_bpf() => Probed::Denied,
@@ -255,8 +253,9 @@ fn probe_tp_btf() -> Probed {
         )
     };
     if fd >= 0 {
-        // SAFETY: fd was just returned to us and is not used elsewhere.
-        unsafe { libc::close(fd) };
+        // The fd was just returned to us and is not used elsewhere; a failed close of a
+        // probe program changes nothing.
+        let _ = nix::unistd::close(fd);
         return Probed::Yes;
     }
     match -fd {

@@ -61,20 +61,15 @@ pub fn ensure_tracefs() -> io::Result<()> {
         }
         _ => {}
     }
-    let target = std::ffi::CString::new(TRACEFS).expect("no NUL");
-    let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
-    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
+    let mounted = nix::mount::mount(
+        Some("tracefs"),
+        TRACEFS,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    );
+    if let Err(errno) = mounted {
+        let err = io::Error::from(errno);
         let why = if super::privilege::is_permission(&err) {
             "mounting it needs root".to_string()
         } else {
@@ -165,8 +160,7 @@ pub fn explain(probe: &str, stage: &str, err: libbpf_rs::Error) -> anyhow::Error
     let hint = match err.kind() {
         // As root, EACCES comes from the verifier refusing the program, not from missing
         // privileges.
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        K::PermissionDenied if unsafe { libc::geteuid() } == 0 => "the verifier refused the program; -v shows its log, and `gala-collect doctor` what this kernel supports",
+        K::PermissionDenied if nix::unistd::geteuid().is_root() => "the verifier refused the program; -v shows its log, and `gala-collect doctor` what this kernel supports",
         K::PermissionDenied => "loading BPF needs root (or CAP_BPF + CAP_PERFMON); run with sudo",
         K::NotFound => "a tracepoint, symbol or kernel type this probe needs is missing here; run `gala-collect doctor`",
         K::InvalidInput => "the kernel rejected the program (program type or BTF unsupported, or the verifier said no); run `gala-collect doctor`, and -v for the verifier log",

@@ -2,9 +2,9 @@
 //! file system even when it is mounted (bound) in several places.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 
 use anyhow::Context;
+use nix::sys::statvfs::Statvfs;
 use serde_json::{json, Value};
 
 use crate::collect::probe::{m, metrics, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
@@ -96,14 +96,14 @@ impl Probe for FsProbe {
             let Some(st) = statvfs(&mnt.mount_point) else {
                 continue; // unmounted meanwhile, or not ours to see
             };
-            let frsize = if st.f_frsize > 0 {
-                st.f_frsize
+            let frsize = if st.fragment_size() > 0 {
+                st.fragment_size()
             } else {
-                st.f_bsize
+                st.block_size()
             } as f64;
-            let size = st.f_blocks as f64 * frsize;
-            let free_root = st.f_bfree as f64 * frsize;
-            let avail = st.f_bavail as f64 * frsize;
+            let size = st.blocks() as f64 * frsize;
+            let free_root = st.blocks_free() as f64 * frsize;
+            let avail = st.blocks_available() as f64 * frsize;
             let used = size - free_root;
             if size <= 0.0 {
                 continue;
@@ -113,8 +113,8 @@ impl Probe for FsProbe {
             } else {
                 0.0
             };
-            let inodes = st.f_files as f64;
-            let ifree = st.f_ffree as f64;
+            let inodes = st.files() as f64;
+            let ifree = st.files_free() as f64;
             let mut labels = Fields::new();
             labels.insert("fstype".into(), json!(mnt.fstype));
             labels.insert("device".into(), json!(mnt.source));
@@ -148,9 +148,6 @@ impl Probe for FsProbe {
     }
 }
 
-fn statvfs(path: &str) -> Option<libc::statvfs> {
-    let c = CString::new(path).ok()?;
-    // SAFETY: statvfs fills the zeroed struct for a NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then_some(st)
+fn statvfs(path: &str) -> Option<Statvfs> {
+    nix::sys::statvfs::statvfs(path).ok()
 }

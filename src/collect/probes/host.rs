@@ -1,9 +1,14 @@
 //! `host`: the machine itself (identity labels) and its system-wide pressure: load
 //! averages, PSI stall shares, faults, OOM kills, context switches and forks.
 
+use std::ffi::OsStr;
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 
 use anyhow::Context;
+use nix::ifaddrs::getifaddrs;
+use nix::sys::utsname::uname;
+use nix::unistd::{sysconf, SysconfVar};
 use serde_json::{json, Value};
 
 use crate::collect::machine;
@@ -243,19 +248,10 @@ impl Probe for HostProbe {
 
 fn fixed_labels() -> Fields {
     let mut l = Fields::new();
-    // SAFETY: uname writes into the zeroed struct we pass.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut u) } == 0 {
-        let s = |f: &[libc::c_char]| {
-            let bytes: Vec<u8> = f
-                .iter()
-                .take_while(|&&c| c != 0)
-                .map(|&c| c as u8)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
-        l.insert("kernel".into(), json!(s(&u.release)));
-        l.insert("arch".into(), json!(s(&u.machine)));
+    if let Ok(u) = uname() {
+        let s = |f: &OsStr| String::from_utf8_lossy(f.as_bytes()).into_owned();
+        l.insert("kernel".into(), json!(s(u.release())));
+        l.insert("arch".into(), json!(s(u.machine())));
     }
     if let Some(os) = std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -263,8 +259,11 @@ fn fixed_labels() -> Fields {
     {
         l.insert("os".into(), json!(os));
     }
-    // SAFETY: sysconf has no preconditions.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    // A count the system cannot tell (never so on Linux) is shown as one CPU.
+    let cpus = sysconf(SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .unwrap_or(1);
     l.insert("cpu_count".into(), json!(cpus.max(1)));
     l
 }
@@ -272,41 +271,25 @@ fn fixed_labels() -> Fields {
 /// The host's addresses, loopback and IPv6 link-local left out.
 fn addresses() -> Vec<String> {
     let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates the list; we walk it read-only and free it once.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+    let Ok(ifaddrs) = getifaddrs() else {
         return out;
-    }
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: cur is a node of the list getifaddrs returned; ifa_addr may be null and
-        // points to a sockaddr of the family it declares.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
-            let ip = match family {
-                libc::AF_INET => {
-                    let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    Some(IpAddr::from(u32::from_be(sa.sin_addr.s_addr).to_be_bytes()))
-                }
-                libc::AF_INET6 => {
-                    let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    Some(IpAddr::from(sa.sin6_addr.s6_addr))
-                }
-                _ => None,
-            };
-            if let Some(ip) = ip {
-                let link_local =
-                    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
-                let s = ip.to_string();
-                if !ip.is_loopback() && !link_local && !out.contains(&s) {
-                    out.push(s);
-                }
-            }
+    };
+    for ifa in ifaddrs {
+        let Some(sa) = ifa.address else {
+            continue;
+        };
+        let ip = if let Some(v4) = sa.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = sa.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        let link_local = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+        let s = ip.to_string();
+        if !ip.is_loopback() && !link_local && !out.contains(&s) {
+            out.push(s);
         }
-        cur = ifa.ifa_next;
     }
-    // SAFETY: ifap came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(ifap) };
     out
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io;
 
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use serde_json::{json, Value};
 
 use crate::collect::probe::{m, Interval, MetricType::*, Probe, ProbeConfig, ProbeSpec};
@@ -308,21 +309,16 @@ fn take_reaped(reaped: &mut ReapedIo, prev: &mut [u64; N], cur: &[u64; N]) {
 /// Raises the soft open-file limit to the hard one, so that a stat file per process can
 /// stay open; returns the limit in force.
 fn raise_nofile() -> usize {
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 0;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let want = libc::rlimit {
-            rlim_cur: lim.rlim_max.min(1 << 20),
-            rlim_max: lim.rlim_max,
-        };
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-            lim.rlim_cur = want.rlim_cur;
+    };
+    if soft < hard {
+        let want = hard.min(1 << 20);
+        if setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+            soft = want;
         }
     }
-    lim.rlim_cur as usize
+    soft as usize
 }
 
 /// Open fds. Since Linux 6.2 the size of /proc/PID/fd is the count, one stat instead of

@@ -17,6 +17,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use nix::unistd::{sysconf, SysconfVar};
+
 /// Reads a whole /proc or /sys file into `buf` (cleared first), reusing its allocation:
 /// the proc probe reads thousands of small files per interval, and syscalls are its cost.
 /// So no size probe (std's `read_to_string` adds a statx and an lseek per file), and a
@@ -106,23 +108,17 @@ pub fn for_each_key_value<'a>(text: &'a str, mut f: impl FnMut(&'a str, u64)) {
 
 /// `USER_HZ`, the unit of CPU times in /proc (100 on every Linux architecture in use).
 pub fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
     }
 }
 
 /// Page size in bytes.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as u64
-    } else {
-        4096
+    match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(p)) if p > 0 => p as u64,
+        _ => 4096,
     }
 }
 

@@ -14,6 +14,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use libbpf_rs::{MapCore, MapFlags};
 
+use crate::collect::netlink;
+
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
 
@@ -102,7 +104,7 @@ pub struct Listener {
 pub fn listeners() -> std::io::Result<Vec<Listener>> {
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        diag::dump(family, 1 << diag::TCP_LISTEN, false, |m, _| {
+        netlink::inet_diag_dump(family, 1 << netlink::TCP_LISTEN, 0, |m| {
             let mut addr = m.src;
             if m.family == AF_INET {
                 addr[4..].fill(0);
@@ -111,7 +113,7 @@ pub fn listeners() -> std::io::Result<Vec<Listener>> {
                 family: m.family,
                 addr,
                 port: m.sport,
-                inode: m.inode,
+                inode: m.inode.into(),
                 accept_queue: m.rqueue.into(),
                 backlog: m.wqueue.into(),
             });
@@ -185,10 +187,11 @@ pub struct DiagSock {
 /// `ss -ti` does. One netlink dump per family.
 pub fn tcp_sockets() -> std::io::Result<Vec<DiagSock>> {
     // tcp_states 1..=11 minus SYN_RECV (3, request socks), TIME_WAIT (6), LISTEN (10).
-    const STATES: u32 = 0xffe & !(1 << 3) & !(1 << 6) & !(1 << diag::TCP_LISTEN);
+    const STATES: u32 = 0xffe & !(1 << 3) & !(1 << 6) & !(1 << netlink::TCP_LISTEN);
+    const EXT: u8 = 1 << (netlink::INET_DIAG_INFO - 1);
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        diag::dump(family, STATES, true, |m, info| {
+        netlink::inet_diag_dump(family, STATES, EXT, |m| {
             let (mut laddr, mut raddr) = (m.src, m.dst);
             if m.family == AF_INET {
                 laddr[4..].fill(0);
@@ -201,235 +204,13 @@ pub fn tcp_sockets() -> std::io::Result<Vec<DiagSock>> {
                 raddr,
                 lport: m.sport,
                 rport: m.dport,
-                inode: m.inode,
+                inode: m.inode.into(),
                 cookie: m.cookie,
-                info: info.and_then(TcpInfo::parse),
+                info: m.attr(netlink::INET_DIAG_INFO).and_then(TcpInfo::parse),
             });
         })?;
     }
     Ok(out)
-}
-
-mod diag {
-    use std::io;
-
-    const NETLINK_SOCK_DIAG: i32 = 4;
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLM_F_REQUEST: u16 = 1;
-    const NLM_F_DUMP: u16 = 0x300;
-    const NLMSG_DONE: u16 = 3;
-    const NLMSG_ERROR: u16 = 2;
-    pub const TCP_LISTEN: u32 = 10;
-    const IPPROTO_TCP: u8 = 6;
-    const INET_DIAG_INFO: u16 = 2;
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct NlMsgHdr {
-        len: u32,
-        kind: u16,
-        flags: u16,
-        seq: u32,
-        pid: u32,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct SockId {
-        sport: [u8; 2],
-        dport: [u8; 2],
-        src: [u8; 16],
-        dst: [u8; 16],
-        ifindex: u32,
-        cookie: [u32; 2],
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct ReqV2 {
-        family: u8,
-        protocol: u8,
-        ext: u8,
-        pad: u8,
-        states: u32,
-        id: SockId,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct DiagMsg {
-        family: u8,
-        state: u8,
-        timer: u8,
-        retrans: u8,
-        id: SockId,
-        expires: u32,
-        rqueue: u32,
-        wqueue: u32,
-        uid: u32,
-        inode: u32,
-    }
-
-    /// The fields of an inet_diag_msg the probes use, in host order.
-    pub struct Msg {
-        pub family: u8,
-        pub state: u8,
-        pub sport: u16,
-        pub dport: u16,
-        pub src: [u8; 16],
-        pub dst: [u8; 16],
-        pub cookie: u64,
-        pub rqueue: u32,
-        pub wqueue: u32,
-        pub inode: u64,
-    }
-
-    #[repr(C)]
-    struct Request {
-        hdr: NlMsgHdr,
-        req: ReqV2,
-    }
-
-    /// Closes the netlink socket however the dump ends.
-    struct Fd(i32);
-    impl Drop for Fd {
-        fn drop(&mut self) {
-            // SAFETY: we own this fd.
-            unsafe { libc::close(self.0) };
-        }
-    }
-
-    /// Dumps the TCP sockets of one family in the `states` bitmask, handing each to
-    /// `each` with its INET_DIAG_INFO payload when `info` is asked for.
-    pub fn dump(
-        family: u8,
-        states: u32,
-        info: bool,
-        mut each: impl FnMut(Msg, Option<&[u8]>),
-    ) -> io::Result<()> {
-        // SAFETY: plain socket(2) call.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                NETLINK_SOCK_DIAG,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = Fd(fd);
-        let req = Request {
-            hdr: NlMsgHdr {
-                len: std::mem::size_of::<Request>() as u32,
-                kind: SOCK_DIAG_BY_FAMILY,
-                flags: NLM_F_REQUEST | NLM_F_DUMP,
-                seq: 1,
-                pid: 0,
-            },
-            req: ReqV2 {
-                family,
-                protocol: IPPROTO_TCP,
-                ext: if info { 1 << (INET_DIAG_INFO - 1) } else { 0 },
-                states,
-                ..ReqV2::default()
-            },
-        };
-        // SAFETY: sending the bytes of a fully initialised #[repr(C)] struct.
-        let sent = unsafe {
-            libc::send(
-                fd.0,
-                &req as *const Request as *const libc::c_void,
-                std::mem::size_of::<Request>(),
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Large enough that the kernel fills each datagram with many sockets.
-        let mut buf = vec![0u8; 64 * 1024];
-        const HDR: usize = std::mem::size_of::<NlMsgHdr>();
-        const MSG: usize = std::mem::size_of::<DiagMsg>();
-        loop {
-            // SAFETY: buf is valid for buf.len() bytes.
-            let n =
-                unsafe { libc::recv(fd.0, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            let mut rest = &buf[..n as usize];
-            if rest.is_empty() {
-                return Ok(());
-            }
-            while let Some(hdr) = super::read_pod::<NlMsgHdr>(rest) {
-                let len = hdr.len as usize;
-                if len < HDR || len > rest.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "sock_diag: truncated netlink message",
-                    ));
-                }
-                match hdr.kind {
-                    NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => {
-                        let errno = super::read_pod::<i32>(&rest[HDR..]).unwrap_or(-libc::EIO);
-                        return Err(io::Error::from_raw_os_error(-errno));
-                    }
-                    _ => {
-                        let body = &rest[HDR..len];
-                        if let Some(m) = super::read_pod::<DiagMsg>(body) {
-                            let info_attr = if info {
-                                find_attr(&body[MSG.min(body.len())..], INET_DIAG_INFO)
-                            } else {
-                                None
-                            };
-                            let cookie =
-                                u64::from(m.id.cookie[0]) | (u64::from(m.id.cookie[1]) << 32);
-                            each(
-                                Msg {
-                                    family: m.family,
-                                    state: m.state,
-                                    sport: u16::from_be_bytes(m.id.sport),
-                                    dport: u16::from_be_bytes(m.id.dport),
-                                    src: m.id.src,
-                                    dst: m.id.dst,
-                                    cookie,
-                                    rqueue: m.rqueue,
-                                    wqueue: m.wqueue,
-                                    inode: m.inode.into(),
-                                },
-                                info_attr,
-                            );
-                        }
-                    }
-                }
-                // Netlink messages are 4-byte aligned.
-                let advance = ((len + 3) & !3).min(rest.len());
-                rest = &rest[advance..];
-            }
-        }
-    }
-
-    /// The payload of the first rtattr of type `ty`.
-    fn find_attr(mut b: &[u8], ty: u16) -> Option<&[u8]> {
-        while b.len() >= 4 {
-            let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-            let t = u16::from_ne_bytes([b[2], b[3]]);
-            if len < 4 || len > b.len() {
-                return None;
-            }
-            if t == ty {
-                return Some(&b[4..len]);
-            }
-            b = &b[((len + 3) & !3).min(b.len())..];
-        }
-        None
-    }
 }
 
 /// Which process holds each of these socket inodes, from /proc/PID/fd (the first

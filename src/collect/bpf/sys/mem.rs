@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{libbpf_sys, Link, MapCore, RingBuffer, RingBufferBuilder};
+use nix::unistd::{sysconf, SysconfVar};
 use serde_json::json;
 
 use super::common::{self, Deltas, Procs};
+use crate::collect::bpf::net::read_pod;
 use crate::collect::bpf::{ensure_tracefs, explain, RunTimeStats};
 use crate::collect::hooks::{Hook, Hooks, Need};
 use crate::collect::probe::{Interval, MetricType, Probe, ProbeConfig, ProbeSpec};
@@ -204,10 +206,8 @@ pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
     let sink = Arc::clone(&pending);
     let mut rb = RingBufferBuilder::new();
     rb.add(&skel.maps.events, move |data: &[u8]| {
-        if data.len() >= std::mem::size_of::<OomEvent>() {
-            // SAFETY: the kernel wrote a whole struct mem_oom_event (size checked);
-            // read_unaligned makes no alignment assumption.
-            let ev = unsafe { std::ptr::read_unaligned(data.as_ptr() as *const OomEvent) };
+        // A record shorter than a whole struct mem_oom_event is skipped.
+        if let Some(ev) = read_pod::<OomEvent>(data) {
             if let Ok(mut v) = sink.lock() {
                 v.push(ev);
             }
@@ -380,8 +380,11 @@ impl Probe for Mem {
 /// One software perf event counting major faults per online CPU, each overflowing on
 /// every fault so that the BPF program sees it in the faulting process's context.
 fn major_fault_events() -> std::io::Result<Vec<OwnedFd>> {
-    // SAFETY: sysconf has no preconditions.
-    let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as i32;
+    let ncpu = sysconf(SysconfVar::_NPROCESSORS_CONF)
+        .ok()
+        .flatten()
+        .unwrap_or(1)
+        .max(1) as i32;
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     let mut fds = Vec::new();
     for cpu in 0..ncpu {
