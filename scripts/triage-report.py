@@ -252,7 +252,14 @@ def verdict_line(cause, entities, label, rec=None):
     kw = cause.get("keyword")
     culprit_tgid = ((entities.get(cause.get("id")) or {}).get("keys") or {}).get("tgid")
     metric = cause.get("metric") or ""
-    if cause.get("kind") == "proc" and culprit_tgid != tgid and is_wait(metric):
+    if cause.get("kind") == "proc" and metric in ("stopped", "disk_sleep"):
+        # Its state says what it does: nothing. A stopped server does not answer at all.
+        state = ("is stopped (state T: a SIGSTOP, job control or a debugger)" if metric == "stopped"
+                 else "is stuck in uninterruptible sleep (state D)")
+        act = state if culprit_tgid == tgid else f"{state}, slowing {victim}"
+        if culprit_tgid == tgid:
+            culprit = victim
+    elif cause.get("kind") == "proc" and culprit_tgid != tgid and is_wait(metric):
         # A process that itself waited (a database backend in a run queue) took nothing
         # from the victim: it is slow too, and its slowness is what the victim feels.
         act = f"is slow itself ({metric}), slowing {victim}"
