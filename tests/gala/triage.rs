@@ -1083,3 +1083,44 @@ print(json.dumps([report.headline_cause(c, entities)["id"] for c in (mem, chain,
     let picked: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(picked, ["hog", "stress", "link", "app", "pg", "redis_link"]);
 }
+
+/// A stopped process is told by its state, whether it stalls another service or its own:
+/// "slowing" alone had read as if redis were busy.
+#[test]
+fn the_verdict_says_a_stopped_server_is_stopped() {
+    if !need("triage::stopped", &["python3"]) {
+        return;
+    }
+    let script = r#"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("report", sys.argv[1])
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+entities = {
+    "nginx_sli": {"kind": "sli", "keys": {"tgid": 20}, "labels": {"comm": "nginx"}},
+    "redis_sli": {"kind": "sli", "keys": {"tgid": 10}, "labels": {"comm": "redis-server"}},
+    "redis": {"kind": "proc", "keys": {"tgid": 10}, "labels": {"comm": "redis-server"}},
+}
+def stopped(kpi):
+    return {"kpi": {"id": kpi, "metric": "latency_avg", "ts": 1796627722960}, "kind": "proc",
+            "id": "redis", "metric": "stopped", "keyword": "process", "path": [{"id": "redis"}]}
+print(json.dumps([report.verdict_line(stopped(k), entities, str) for k in ("nginx_sli", "redis_sli")]))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(common::root().join("scripts/triage-report.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        lines[0].starts_with("redis-server (pid 10) is stopped (state T")
+            && lines[0].contains("slowing nginx (pid 20)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("redis-server (pid 10) is stopped (state T")
+            && !lines[1].contains("slowing"),
+        "{lines:?}"
+    );
+}
