@@ -1018,6 +1018,22 @@ impl<'a> Frame<'a> {
         {
             return false;
         }
+        self.came_first(cands, e, p, via, bp, reclaim)
+    }
+
+    /// Whether cause `p`'s change (`bp`) came early enough to explain the effect's: before
+    /// it, or with it when it is the more basic kind of change, or within the rules below.
+    fn came_first(
+        &self,
+        cands: &Candidates,
+        e: &Effect,
+        p: usize,
+        via: usize,
+        bp: &Scored,
+        reclaim: bool,
+    ) -> bool {
+        let (g, c, bc, tc, victim_of) = (self.g, e.i, e.best, e.since, e.victim_of);
+        let half = self.kpi_step / 2;
         // A sampled state (stopped) is read once an interval: it may have begun up to one
         // interval before the sample that saw it. So may a new process: the CPU it took
         // showed on its CPU's sample (25 % of cpu 1) one interval before the process list
