@@ -1,7 +1,6 @@
 //! What every tool's command line shares: the I/O options, verbosity, the `main` wrapper
-//! that maps results to exit statuses, and the man page / completion generator.
-
-pub mod docs;
+//! that maps results to exit statuses. (The man pages and completions are generated from
+//! the tools' commands by the docs test, tests/gala/docs/generate.rs.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,7 +85,7 @@ pub struct Verbosity {
 
 /// The exit statuses, shown by every tool's `--help` and, one `  CODE  meaning` line
 /// each (an indented line without a code continues the one above), by every man page's
-/// EXIT STATUS section (src/cli/docs.rs reads it).
+/// EXIT STATUS section (tests/gala/docs/generate.rs reads it).
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0    success, also when the reader of the output went away (as with `| head`)

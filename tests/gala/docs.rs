@@ -8,6 +8,9 @@ use std::process::Command;
 
 use crate::common::{bin, root, run};
 
+#[path = "docs/generate.rs"]
+mod generate;
+
 const TOOLS: [&str; 5] = [
     "gala-collect",
     "gala-topo",
@@ -20,17 +23,17 @@ const TOOLS: [&str; 5] = [
 fn docs_are_current() {
     let root = root();
     if std::env::var("GALA_BLESS").as_deref() == Ok("1") {
-        gala::cli::docs::write_all(&root).unwrap();
+        generate::write_all(&root).unwrap();
         return;
     }
     let mut stale = Vec::new();
-    for (rel, want) in gala::cli::docs::render() {
+    for (rel, want) in generate::render() {
         match std::fs::read(root.join(&rel)) {
             Ok(have) if have == want => {}
             _ => stale.push(rel),
         }
     }
-    let orphans = gala::cli::docs::orphans(&root);
+    let orphans = generate::orphans(&root);
     assert!(
         stale.is_empty() && orphans.is_empty(),
         "stale generated docs: {stale:?}, no longer generated: {orphans:?}; \
@@ -40,7 +43,7 @@ fn docs_are_current() {
 
 #[test]
 fn every_command_is_consistent() {
-    for cmd in gala::cli::docs::commands() {
+    for cmd in generate::commands() {
         cmd.debug_assert();
     }
 }
@@ -92,7 +95,7 @@ fn bash_complete(tool: &str, words: &[&str]) -> Vec<String> {
 #[test]
 fn bash_completes_every_subcommand_and_its_options() {
     let mut checked = 0;
-    for mut cmd in gala::cli::docs::commands() {
+    for mut cmd in generate::commands() {
         cmd.build();
         let tool = cmd.get_name().to_string();
         let top_only: Vec<String> = cmd
@@ -268,7 +271,7 @@ fn man_pages_render_without_warnings() {
 /// `--help` of every tool and subcommand, as the binaries print it.
 fn all_help() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for mut cmd in gala::cli::docs::commands() {
+    for mut cmd in generate::commands() {
         cmd.build();
         let tool = cmd.get_name().to_string();
         let mut invocations = vec![vec!["--help".to_string()]];

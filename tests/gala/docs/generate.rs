@@ -6,7 +6,11 @@
 //! the SUBCOMMANDS section names them. A page carries, after clap_mangen's NAME, SYNOPSIS,
 //! DESCRIPTION, OPTIONS and SUBCOMMANDS: EXAMPLES, read from the `Examples:` block of the
 //! command's `after_help` (so `--help` and the page show the same ones, written once),
-//! EXIT STATUS from [`super::EXIT_STATUS_HELP`], and SEE ALSO.
+//! EXIT STATUS from [`gala::cli::EXIT_STATUS_HELP`], and SEE ALSO.
+//!
+//! It lives with the docs test, not in the library: only that test writes and checks
+//! the files, so clap_mangen and clap_complete are development dependencies and the
+//! tools do not carry them.
 
 use std::path::Path;
 
@@ -17,11 +21,11 @@ use clap_mangen::roff::{bold, roman, Roff};
 /// Every tool's command, as its binary parses it.
 pub fn commands() -> Vec<Command> {
     vec![
-        crate::collect::cli::command(),
-        crate::topo::cli::command(),
-        crate::detect::cli::command(),
-        crate::rca::cli::command(),
-        crate::flame::cli::command(),
+        gala::collect::cli::command(),
+        gala::topo::cli::command(),
+        gala::detect::cli::command(),
+        gala::rca::cli::command(),
+        gala::flame::cli::command(),
     ]
 }
 
@@ -301,10 +305,10 @@ fn examples_into(r: &mut Roff, examples: &[Example]) {
     }
 }
 
-/// The exit statuses, from the `  CODE  meaning` lines of [`super::EXIT_STATUS_HELP`].
+/// The exit statuses, from the `  CODE  meaning` lines of [`gala::cli::EXIT_STATUS_HELP`].
 fn exit_statuses() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for line in super::EXIT_STATUS_HELP.lines().skip(1) {
+    for line in gala::cli::EXIT_STATUS_HELP.lines().skip(1) {
         let line = line.trim();
         match line.split_once(char::is_whitespace) {
             Some((code, text)) if code.chars().all(|c| c.is_ascii_digit()) => {
@@ -376,7 +380,6 @@ fn see_also_roff(pages: &[String]) -> String {
     roff_body(&r)
 }
 
-#[cfg(test)]
 mod tests {
     use super::*;
 
