@@ -13,7 +13,10 @@ use super::format;
 use super::incident::{Change, Incident, Open, Peak};
 use super::plan::{Plan, RulePlan, Slot};
 use crate::record::{Anomaly, Contribution, Event, Fields, Record, Score};
-use crate::topo::hash::FastMap;
+
+/// Entities by id: foldhash with a fixed seed (SipHash was a large share of a lookup per
+/// record, and the ids come from gala's collectors, not from an adversary).
+type EntityMap = HashMap<String, EntityState, foldhash::fast::FixedState>;
 
 /// Detector used for every metric without a KPI entry (CSV columns, `--every-metric`).
 #[derive(Debug, Clone)]
@@ -141,7 +144,7 @@ mod series_map {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Model {
     pub format: u32,
-    entities: FastMap<String, EntityState>,
+    entities: EntityMap,
 }
 
 const MODEL_FORMAT: u32 = 1;
@@ -157,7 +160,7 @@ pub struct Engine {
     rules_by_kind: HashMap<String, Vec<usize>>,
     event_rules: HashMap<String, usize>,
     multi_kinds: Vec<String>,
-    entities: FastMap<String, EntityState>,
+    entities: EntityMap,
     /// The values of the record being judged, by position (reused).
     values: Vec<f64>,
     forget_ms: i64,
@@ -203,7 +206,7 @@ impl Engine {
             rules_by_kind,
             event_rules,
             multi_kinds,
-            entities: FastMap::default(),
+            entities: EntityMap::default(),
             values: Vec::new(),
             forget_ms,
             gap,

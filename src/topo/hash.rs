@@ -1,73 +1,30 @@
-//! A fast hash for gala-topo's maps, whose keys are entity ids and short tuples: SipHash,
-//! the standard one, was the largest single cost of looking an entity up per record. The
-//! keys come from gala's own collectors, not from an adversary that could aim collisions.
+//! The hash of gala-topo's maps (and gala-detect's entity map), whose keys are entity ids
+//! and short tuples: SipHash, the standard one, was the largest single cost of looking an
+//! entity up per record. foldhash (already built for hashbrown) with a fixed seed: the
+//! keys come from gala's own collectors, not from an adversary that could aim collisions,
+//! and a fixed seed keeps iteration orders, and so outputs, the same from run to run.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// The multiply-rotate hash rustc uses (FxHash), eight bytes at a time.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
+pub use foldhash::fast::FixedState;
 
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-pub type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+pub type FastMap<K, V> = HashMap<K, V, FixedState>;
+pub type FastSet<K> = HashSet<K, FixedState>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::hash::BuildHasher;
 
     #[test]
-    fn maps_work_with_it() {
+    fn maps_work_with_it_and_hash_alike_from_run_to_run() {
         let mut m: FastMap<String, u32> = FastMap::default();
         for i in 0..1000 {
             m.insert(format!("machine_proc_{i}"), i);
         }
         assert_eq!(m["machine_proc_517"], 517);
         assert_eq!(m.len(), 1000);
+        let (a, b) = (FixedState::default(), FixedState::default());
+        assert_eq!(a.hash_one("machine_proc_1"), b.hash_one("machine_proc_1"));
     }
 }

@@ -17,12 +17,12 @@
 //! counters it depends on stay (see `super::template::Deps`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 
 use serde::Deserialize;
 
 use super::fields::{get_uint, text, uint};
-use super::hash::{FastMap, FxHasher};
+use super::hash::{FastMap, FixedState};
 use crate::record::{Fields, Metrics};
 
 /// An entity's slot. Stable while the entity lives; reused after it is dropped.
@@ -642,9 +642,7 @@ impl State {
 /// A link key as a number, for [`State::link_version`]: links match by this key, so a
 /// link's coming or going can change only the snapshots of machines with links of it.
 pub fn link_key(client_ip: &str, server_ip: &str, port: &str) -> u64 {
-    let mut h = FxHasher::default();
-    (client_ip, server_ip, port).hash(&mut h);
-    h.finish()
+    FixedState::default().hash_one((client_ip, server_ip, port))
 }
 
 fn parse_fields(raw: &str, what: &str) -> Result<Fields, String> {
