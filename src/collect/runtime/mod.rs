@@ -148,9 +148,13 @@ struct Runtime {
     /// intervals we report, so the first reading is a delta from zero.
     fresh: bool,
     /// Clock ticks after boot (/proc/PID/stat).
+    // Read only by the BPF counters (feature `bpf`).
+    #[cfg_attr(not(all(feature = "bpf", target_os = "linux")), allow(dead_code))]
     starttime: u64,
     /// Started after the BPF programs were attached to its file: the kernel saw every
     /// goroutine it made, so created − exited is the live count.
+    // Read only by the BPF counters (feature `bpf`).
+    #[cfg_attr(not(all(feature = "bpf", target_os = "linux")), allow(dead_code))]
     seen_from_start: bool,
     /// The file the BPF programs attach to (Go: the executable; Python: the file with
     /// the USDT notes), as a path that opens it from here.
@@ -161,6 +165,8 @@ struct Runtime {
     jvm_prev: Option<jvm::PerfData>,
     go_allglen: Option<u64>,
     go_mem: Option<std::fs::File>,
+    // Read only by the BPF counters (feature `bpf`).
+    #[cfg_attr(not(all(feature = "bpf", target_os = "linux")), allow(dead_code))]
     bpf_prev: Option<[u64; 11]>,
 }
 
