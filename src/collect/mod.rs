@@ -11,7 +11,6 @@ pub mod bpf;
 pub mod cli;
 pub mod counters;
 pub mod hooks;
-#[cfg(all(feature = "bpf", target_os = "linux"))]
 pub mod l7;
 pub mod machine;
 pub mod netlink;
