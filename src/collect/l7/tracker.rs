@@ -58,6 +58,9 @@ struct Conn {
     carry: Option<([u8; 4], bool)>,
     /// HTTP/2 frame and HPACK state (boxed: few connections speak it).
     h2: Option<Box<H2>>,
+    /// The kernel was asked to copy up to 1023 bytes of its payloads (HTTP/2, or
+    /// pipelining seen here).
+    widened: bool,
 }
 
 /// An HTTP/2 connection: each direction's frames and header decoder, and the streams
@@ -239,6 +242,10 @@ pub struct Counters {
     pub h2_resyncs: u64,
     /// HTTP/2 connections not followed: MAX_H2_CONNS were.
     pub h2_conns_turned_away: u64,
+    /// Redis and HTTP/1 payloads longer than their capture whose tail could hold more
+    /// pipelined requests or responses than were counted (they start beyond the bytes
+    /// copied: not seen).
+    pub beyond_capture: u64,
 }
 
 #[derive(Default)]
@@ -410,6 +417,7 @@ impl Tracker {
                     last_ns: ev.ts_ns,
                     carry: None,
                     h2: None,
+                    widened: false,
                 },
             );
         }
@@ -468,10 +476,9 @@ impl Tracker {
             if conn.h2.is_none() {
                 conn.h2 = Some(Box::new(H2::new(conn.role, true)));
             }
-            if self.to_widen.len() < 4096 {
-                self.to_widen.push((key.tgid, key.fd, key.sk));
-            }
+            self.widen(key);
         }
+        let conn = self.conns.get_mut(key).expect("present");
         if conn.proto.is_some() {
             return true;
         }
@@ -495,15 +502,40 @@ impl Tracker {
         false
     }
 
+    /// Asks the kernel to copy up to 1023 bytes of each of the connection's payloads:
+    /// HTTP/2 header blocks, or pipelined messages past the usual capture (the kernel
+    /// widens the connections it hands over for pipelining itself; these are the ones
+    /// user space classified, or TLS plaintext).
+    fn widen(&mut self, key: &ConnKey) {
+        let conn = self.conns.get_mut(key).expect("present");
+        if !conn.widened && self.to_widen.len() < 4096 {
+            conn.widened = true;
+            self.to_widen.push((key.tgid, key.fd, key.sk));
+        }
+    }
+
+    /// Counts a pipelined payload: more than one message in it, or a tail beyond its
+    /// capture that could hold more (not seen: counted as such).
+    fn pipelined(&mut self, key: &ConnKey, messages: usize, beyond: bool) {
+        self.counters.beyond_capture += u64::from(beyond);
+        if messages > 1 || beyond {
+            self.widen(key);
+        }
+    }
+
     /// A payload in the request direction: its requests wait in FIFO order for replies,
     /// and count for the SLI and for load-balancer pairing.
     fn on_request(&mut self, key: &ConnKey, ev: &Event, p: Protocol, total: u64) {
-        let Some(Sent::Requests { method, count }) = proto::parse_request(p, ev.data, total) else {
+        let Some(Sent::Requests { methods, beyond }) = proto::parse_request(p, ev.data, total)
+        else {
             return;
         };
-        let id = self.method_id(method);
-        let conn = self.conns.get_mut(key).expect("present");
-        for _ in 0..count {
+        if p.pipelined() {
+            self.pipelined(key, methods.len(), beyond);
+        }
+        for method in methods {
+            let id = self.method_id(method);
+            let conn = self.conns.get_mut(key).expect("present");
             if conn.pending.len() >= MAX_PENDING {
                 conn.pending.pop_front();
                 self.counters.pending_lost += 1;
@@ -512,12 +544,12 @@ impl Tracker {
                 ts_ns: ev.ts_ns,
                 method: id,
             });
-        }
-        let (role, server) = server_of(conn);
-        let name = self.methods[usize::from(id)].clone();
-        if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
-            agg.req_count += u64::from(count);
-            agg.ssl |= ev.ssl;
+            let (role, server) = server_of(conn);
+            let name = self.methods[usize::from(id)].clone();
+            if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
+                agg.req_count += 1;
+                agg.ssl |= ev.ssl;
+            }
         }
         self.lb(key, ev, Some(p));
     }
@@ -533,25 +565,26 @@ impl Tracker {
             return;
         };
         let n = if p.pipelined() {
-            (reply.count as usize).min(conn.pending.len())
+            reply.count().min(conn.pending.len())
         } else {
             1
         };
         let (role, server) = server_of(conn);
         let done: Vec<Pending> = conn.pending.drain(..n).collect();
-        for (i, req) in done.into_iter().enumerate() {
+        for (req, outcome) in done.into_iter().zip(&reply.each) {
             let method = self.methods[usize::from(req.method)].clone();
-            let error = (i as u32) < reply.errors.min(n as u32);
-            let status = if i == 0 { reply.status } else { None };
             if let Some(agg) = self.sli(ev.tgid, role, server, p, method) {
                 agg.resp_count += 1;
-                agg.err_count += u64::from(error);
-                if let Some(s) = status {
+                agg.err_count += u64::from(outcome.error);
+                if let Some(s) = outcome.status {
                     agg.status[usize::from(s / 100).min(5)] += 1;
                 }
                 agg.latency.observe(ev.ts_ns.saturating_sub(req.ts_ns));
                 agg.ssl |= ev.ssl;
             }
+        }
+        if p.pipelined() {
+            self.pipelined(key, reply.count(), reply.beyond);
         }
     }
 
@@ -986,8 +1019,9 @@ mod tests {
         let get_agg = slis.iter().find(|(k, _)| k.method == "GET").unwrap().1;
         assert_eq!(
             (set_agg.req_count, set_agg.resp_count, set_agg.err_count),
-            (1, 1, 1)
+            (1, 1, 0)
         );
+        assert_eq!(get_agg.err_count, 1, "the error is the GET's reply");
         assert_eq!(set_agg.latency.max_ns, 3_000_000);
         assert_eq!((get_agg.resp_count, get_agg.latency.max_ns), (1, 2_000_000));
         let k = slis.keys().next().unwrap();
