@@ -4,7 +4,7 @@
 //! stepped over by their header block and body length (Content-Length, chunked), so that
 //! every request or response pipelined into it counts.
 
-use super::{Outcome, Reply, Sent};
+use super::{extent, Outcome, Reply, Sent, Tail};
 
 pub const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
@@ -108,23 +108,29 @@ fn message_len(b: &[u8], request: bool, status: u16) -> Result<u64, ()> {
 /// Walks the messages of a payload (`total` bytes, `bytes` captured): `start` reads one
 /// message's first line (None: not a message), and each is stepped over by its header
 /// block and body length (pipelining: several in one payload). The messages, and whether
-/// more could start beyond the capture.
+/// more could start beyond the capture, and how the last one ends.
 fn walk<T>(
     bytes: &[u8],
     total: u64,
     request: bool,
     start: impl Fn(&[u8]) -> Option<(T, u16)>,
-) -> (Vec<T>, bool) {
+) -> (Vec<T>, bool, Tail) {
     let mut found = Vec::new();
     let mut at = 0usize;
     // Where the last message ends (from the payload's start), when known.
     let mut end = Some(0u64);
+    let mut last = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
         let Some((m, status)) = start(rest) else {
-            end = None;
+            if bytes.len() as u64 == total && may_start(rest) {
+                return (found, false, Tail::Partial(at));
+            }
+            // Not a message (a body the headers did not announce): nothing to complete.
+            end = Some(at as u64);
             break;
         };
+        last = at;
         found.push(m);
         match message_len(rest, request, status) {
             Ok(n) => {
@@ -141,16 +147,37 @@ fn walk<T>(
             }
         }
     }
-    let beyond = (bytes.len() as u64) < total && end.is_none_or(|e| e < total);
-    (found, beyond)
+    let (beyond, tail) = extent(bytes.len(), total, end, last);
+    (found, beyond, tail)
 }
 
 /// Every request that starts in the captured bytes, by method.
 pub fn parse_request(bytes: &[u8], total: u64) -> Option<Sent> {
-    let (methods, beyond) = walk(bytes, total, true, |b| {
+    let (methods, beyond, tail) = walk(bytes, total, true, |b| {
         request_line(b).map(|m| (m.to_string(), 0))
     });
-    (!methods.is_empty()).then_some(Sent::Requests { methods, beyond })
+    (!methods.is_empty()).then_some(Sent::Requests {
+        methods,
+        beyond,
+        tail,
+    })
+}
+
+/// Whether the few bytes `b` (the end of a payload) could be the start of a request or
+/// status line, cut by the write or read.
+pub fn may_start(b: &[u8]) -> bool {
+    let prefix = |m: &[u8]| {
+        let k = b.len().min(m.len());
+        b[..k] == m[..k]
+    };
+    b.len() < 16 && (prefix(b"HTTP/1.") || METHODS.iter().any(|m| prefix(m.as_bytes())))
+}
+
+/// Whether `b` starts with a request or status line: what starts a payload wins over a
+/// length that said the payload continues a body (a HEAD response announces a length
+/// and sends no body).
+pub fn starts_message(b: &[u8]) -> bool {
+    request_line(b).is_some() || status_line(b).is_some()
 }
 
 /// `HTTP/1.x NNN` at the start of `b`: the status.
@@ -166,7 +193,7 @@ fn status_line(b: &[u8]) -> Option<u16> {
 /// Every response that starts in the captured bytes; 1xx (100 Continue, 101 Switching
 /// Protocols) come before the real answer and are not responses.
 pub fn parse_response(bytes: &[u8], total: u64) -> Option<Reply> {
-    let (all, beyond) = walk(bytes, total, false, |b| status_line(b).map(|s| (s, s)));
+    let (all, beyond, tail) = walk(bytes, total, false, |b| status_line(b).map(|s| (s, s)));
     let each: Vec<Outcome> = all
         .into_iter()
         .filter(|&s| s >= 200)
@@ -175,7 +202,7 @@ pub fn parse_response(bytes: &[u8], total: u64) -> Option<Reply> {
             status: Some(s),
         })
         .collect();
-    (!each.is_empty()).then_some(Reply { each, beyond })
+    (!each.is_empty()).then_some(Reply { each, beyond, tail })
 }
 
 #[cfg(test)]
@@ -229,7 +256,10 @@ mod tests {
     fn pipelined_requests_count_one_by_one_over_their_bodies() {
         let post = b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\nGET / HTTP";
         let all = [CURL_GET, &post[..], b"DELETE /x HTTP/1.1\r\n\r\n"].concat();
-        let Some(Sent::Requests { methods, beyond }) = req(&all) else {
+        let Some(Sent::Requests {
+            methods, beyond, ..
+        }) = req(&all)
+        else {
             panic!("no requests");
         };
         assert_eq!(
@@ -242,7 +272,7 @@ mod tests {
         let cut = &all[..CURL_GET.len() + 20];
         assert!(matches!(
             parse_request(cut, all.len() as u64),
-            Some(Sent::Requests { ref methods, beyond: true }) if methods.len() == 2
+            Some(Sent::Requests { ref methods, beyond: true, .. }) if methods.len() == 2
         ));
         let twenty = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20);
         assert!(

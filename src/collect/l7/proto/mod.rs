@@ -61,6 +61,8 @@ pub enum Sent {
         /// start: they are not counted (see [`Tracker`](super::tracker)'s
         /// `beyond_capture`).
         beyond: bool,
+        /// How the last request ends, for the next payload.
+        tail: Tail,
     },
     /// A protocol message that is not a request to be timed (a handshake, a login).
     Control,
@@ -72,6 +74,7 @@ impl Sent {
         Sent::Requests {
             methods: vec![method],
             beyond: false,
+            tail: Tail::Done,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct Reply {
     pub each: Vec<Outcome>,
     /// The payload goes on beyond the captured bytes where more responses could start.
     pub beyond: bool,
+    /// How the last response ends, for the next payload.
+    pub tail: Tail,
 }
 
 impl Reply {
@@ -100,6 +105,7 @@ impl Reply {
         Reply {
             each: vec![Outcome { error, status }],
             beyond: false,
+            tail: Tail::Done,
         }
     }
 
@@ -109,6 +115,37 @@ impl Reply {
 
     pub fn errors(&self) -> usize {
         self.each.iter().filter(|o| o.error).count()
+    }
+}
+
+/// Where the last message of a Redis or HTTP/1 payload ends, so that the next payload in
+/// the same direction is read from the next message's start: a client or server that
+/// reads with a small buffer gets messages cut anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Within the payload (or unknown, beyond its capture).
+    Done,
+    /// This many bytes after the payload's end (a value or body whose length the
+    /// captured headers tell): the next payload continues it.
+    Skip(u64),
+    /// Unknown: the payload, captured whole, ends inside the header of the message that
+    /// starts at this offset. It is counted; the next payload completes it.
+    Open(usize),
+    /// The payload, captured whole, ends with a few bytes from this offset that may
+    /// start a message (too few to tell): not counted; the next payload tells.
+    Partial(usize),
+}
+
+/// Whether a payload of `total` bytes, `captured` of them parsed, may hold more messages
+/// beyond the capture, and how its last message ends: `end` where that message ends
+/// (from the payload's start), when known; `last` where it starts.
+pub fn extent(captured: usize, total: u64, end: Option<u64>, last: usize) -> (bool, Tail) {
+    let cut = (captured as u64) < total;
+    match end {
+        Some(e) if e > total => (false, Tail::Skip(e - total)),
+        Some(e) => (cut && e < total, Tail::Done),
+        None if cut => (true, Tail::Done),
+        None => (false, Tail::Open(last)),
     }
 }
 

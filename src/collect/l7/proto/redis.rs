@@ -3,7 +3,7 @@
 //! captured prefix reaches, and a payload whose tail beyond it could hold more is
 //! flagged (`beyond`); an error reply starts with `-` (or `!`, RESP3's blob error).
 
-use super::{Outcome, Reply, Sent};
+use super::{extent, Outcome, Reply, Sent};
 
 /// Reads `<digits>\r\n` (optionally negative) at the start of `b`; returns the number and
 /// the rest. None when the line does not end within `b`.
@@ -82,21 +82,16 @@ fn read_command(b: &[u8]) -> Cmd<'_> {
     Cmd::Whole(rest, name.unwrap_or_default())
 }
 
-/// Whether a payload of `total` bytes, of which `captured` were parsed, may hold more
-/// messages beyond the capture: the last message's end (`end`, from the payload's
-/// start) is before the payload's end, or unknown.
-fn beyond(captured: usize, total: u64, end: Option<u64>) -> bool {
-    (captured as u64) < total && end.is_none_or(|e| e < total)
-}
-
 /// Every command that starts in the captured bytes (pipelining puts many in one
 /// write), by name.
 pub fn parse_request(bytes: &[u8], total: u64) -> Option<Sent> {
     let mut rest = bytes;
     let mut methods = Vec::new();
     let mut end = Some(0u64);
+    let mut last = 0;
     while !rest.is_empty() {
-        let at = (bytes.len() - rest.len()) as u64;
+        last = bytes.len() - rest.len();
+        let at = last as u64;
         let (name, next) = match read_command(rest) {
             Cmd::Whole(next, name) => (Some(name), Some(next)),
             Cmd::Cut(name, len) => {
@@ -105,7 +100,8 @@ pub fn parse_request(bytes: &[u8], total: u64) -> Option<Sent> {
             }
             Cmd::No if methods.is_empty() => return None,
             Cmd::No => {
-                end = None;
+                // Not a command: no more to read here, and none to complete later.
+                end = Some(at);
                 break;
             }
         };
@@ -121,9 +117,11 @@ pub fn parse_request(bytes: &[u8], total: u64) -> Option<Sent> {
     if methods.is_empty() {
         return None;
     }
+    let (beyond, tail) = extent(bytes.len(), total, end, last);
     Some(Sent::Requests {
         methods,
-        beyond: beyond(bytes.len(), total, end),
+        beyond,
+        tail,
     })
 }
 
@@ -202,8 +200,10 @@ pub fn parse_reply(bytes: &[u8], total: u64) -> Option<Reply> {
     let mut rest = bytes;
     let mut each = Vec::new();
     let mut end = Some(0u64);
+    let mut last = 0;
     while let Some(&t) = rest.first() {
-        let at = (bytes.len() - rest.len()) as u64;
+        last = bytes.len() - rest.len();
+        let at = last as u64;
         let r = skip_value(rest, 0);
         if r.is_err() && each.is_empty() {
             return None;
@@ -222,15 +222,15 @@ pub fn parse_reply(bytes: &[u8], total: u64) -> Option<Reply> {
                 break;
             }
             Err(()) => {
-                end = None;
+                // Not RESP: it was not a reply after all, and none to complete later.
+                each.pop();
+                end = Some(at);
                 break;
             }
         }
     }
-    (!each.is_empty()).then(|| Reply {
-        each,
-        beyond: beyond(bytes.len(), total, end),
-    })
+    let (beyond, tail) = extent(bytes.len(), total, end, last);
+    (!each.is_empty()).then_some(Reply { each, beyond, tail })
 }
 
 #[cfg(test)]
@@ -255,7 +255,9 @@ mod tests {
 
     fn req_of(b: &[u8], total: u64) -> Option<(String, usize, bool)> {
         match parse_request(b, total)? {
-            Sent::Requests { methods, beyond } => Some((methods[0].clone(), methods.len(), beyond)),
+            Sent::Requests {
+                methods, beyond, ..
+            } => Some((methods[0].clone(), methods.len(), beyond)),
             Sent::Control => None,
         }
     }
