@@ -388,7 +388,7 @@ __noinline int copy_name(struct l7_event *e, __u32 at, __u32 len)
 /* A Redis request (an array of bulk strings) whose first PEEK bytes are in e->data, of
  * the `len` bytes at `base`: 0 when it is not one, 1 when the payload holds exactly one
  * command (or one that the end of this syscall cuts), 2 when more bytes follow the first
- * command (pipelining) or it has too many arguments to walk here. The command name goes
+ * command (pipelining), 3 when it has too many arguments to walk here. The command name goes
  * to e->data[P_NAME]. Each argument header is read from user memory at its offset, so
  * values of any size are stepped over without being read. */
 __noinline int redis_request(struct l7_event *e, __u64 base, __u32 len, __u32 peeked)
@@ -406,7 +406,7 @@ __noinline int redis_request(struct l7_event *e, __u64 base, __u32 len, __u32 pe
 	if (argc == 0)
 		return 0;
 	if (argc > 16)
-		return 2;
+		return 3;
 	for (int i = 0; i < 16; i++) {
 		if (i >= argc)
 			break;
@@ -513,6 +513,65 @@ static __always_inline __u32 http_status(const __u8 *b, __u32 len)
 		s = s * 10 + (b[i] - '0');
 	}
 	return s;
+}
+
+/* The search for the empty line ending an HTTP header block, one bpf_loop step at a
+ * time (a plain loop's paths multiply in the verifier: each step moves 1 or 4 bytes). */
+struct crlf2 {
+	__u32 n;     /* bytes of e->data to search */
+	__u32 at;    /* the window's start: where `\r\n\r\n` is when found */
+	bool found;
+};
+
+/* `\r\n\r\n` at the window: when the window's last byte is neither CR nor LF, no match
+ * can include it, so the window moves past it (header text is mostly letters: about
+ * n / 4 steps). Each step moves at least one byte: at most n steps. */
+static long crlf2_step(__u64 k, struct crlf2 *f)
+{
+	struct l7_event *e = scratch_event();
+	__u32 i = f->at;
+	if (!e || i + 4 > f->n)
+		return 1;
+	__u8 last = e->data[(i + 3) & 0x3ff];
+	if (last != '\n' && last != '\r') {
+		f->at = i + 4;
+		return 0;
+	}
+	if (last == '\n' && e->data[i & 0x3ff] == '\r' && e->data[(i + 1) & 0x3ff] == '\n' &&
+	    e->data[(i + 2) & 0x3ff] == '\r') {
+		f->found = true;
+		return 1;
+	}
+	f->at = i + 1;
+	return 0;
+}
+
+/* Whether another HTTP request follows the first one's header block in a payload of
+ * `len` bytes at `base` whose first `peeked` bytes are in e->data (pipelining: several
+ * requests in one write, or read at once by a server). The header block ends at the
+ * first empty line, found within the first L7_WIDE_CAP bytes; what follows must start
+ * like a request line. A body is not stepped over (a request after a body is not seen
+ * here), nor is a request whose line starts within 16 bytes of the bytes read. */
+__noinline int http_pipelined(struct l7_event *e, __u64 base, __u32 len, __u32 peeked)
+{
+	/* `GET / HTTP/1.1\r\n\r\n` is 18 bytes: one request and nothing after it. */
+	if (!e || len <= 18 + 16)
+		return 0;
+	__u32 n = len < L7_WIDE_CAP ? len : L7_WIDE_CAP;
+	if (n > peeked) {
+		asm volatile("%0 &= 0x3ff" : "+r"(n));
+		if (bpf_probe_read_user(e->data, n, (void *)base) != 0)
+			return 0;
+	}
+	struct crlf2 f = {.n = n};
+	bpf_loop(L7_WIDE_CAP, crlf2_step, &f, 0);
+	__u32 i = f.at;
+	bool found = f.found;
+	__u32 next = i + 4;
+	if (!found || next + 16 > n)
+		return 0;
+	char method[L7_METHOD_LEN] = {};
+	return http_request(e->data + (next & 0x3ff), n - next, method);
 }
 
 /* ---- In-kernel aggregates. ---- */
@@ -641,6 +700,18 @@ static __always_inline void lb(struct task_struct *task, struct sock *sk, struct
 		count(L7_STAT_EVENTS);
 }
 
+/* The connection is paired in user space from this payload on (this one included).
+ * `pipelined`: several messages in one payload, each to be counted there, so copy up to
+ * L7_WIDE_CAP bytes of each payload instead of `cap` (as for HTTP/2), this one too: 16
+ * pipelined Redis commands are ≈ 600-750 bytes. */
+static __always_inline void to_user(struct l7_conn *c, bool pipelined)
+{
+	c->mode = L7_MODE_USER;
+	if (pipelined)
+		c->wide = 1;
+	count(L7_STAT_TO_USER);
+}
+
 /* A request pending in the kernel that will get no response here (the connection
  * closes, or goes to user space): counted as a request alone. */
 static __always_inline void count_unanswered(struct l7_conn *c, __u32 tgid)
@@ -670,13 +741,18 @@ static __always_inline bool kpair(struct task_struct *task, struct sock *sk, str
 			__builtin_memcpy(method, e->data + P_NAME, L7_METHOD_LEN);
 		} else {
 			r = http_request(b, len, method);
+			/* on_io read up to L7_WIDE_CAP bytes of an HTTP request. */
+			if (r == 1 && http_pipelined(e, (__u64)base, len, len < L7_WIDE_CAP ? len : L7_WIDE_CAP))
+				r = 2;
 		}
 		if (r == 0)
 			return true; /* a continuation: a body, the rest of a long value */
-		if (r == 2 || c->req_ts) {
+		if (r >= 2 || c->req_ts) {
+			/* Pipelined: several requests in this payload, or one sent while one is
+			 * pending. A command with more than 16 arguments alone is not. */
+			bool pipelined = r == 2 || c->req_ts;
 			count_unanswered(c, tgid);
-			c->mode = L7_MODE_USER;
-			count(L7_STAT_TO_USER);
+			to_user(c, pipelined);
 			return false;
 		}
 		/* Counted with its response (or by count_unanswered): one aggregate update
@@ -743,11 +819,21 @@ static __always_inline void classify(struct l7_event *e, struct l7_conn *c, __u3
 	if (c->role == L7_ROLE_UNKNOWN || c->role == role) {
 		char method[L7_METHOD_LEN] = {};
 		__u8 *b = e->data;
+		int r = 0;
 		if (b[0] == '*') {
-			if (redis_request(e, (__u64)base, len, len < PEEK ? len : PEEK) == 1)
+			r = redis_request(e, (__u64)base, len, len < PEEK ? len : PEEK);
+			if (r == 1)
 				proto = L7_PROTO_REDIS;
 		} else if (http_request(b, len, method) == 1) {
 			proto = L7_PROTO_HTTP;
+			if (http_pipelined(e, (__u64)base, len, len < PEEK ? len : PEEK))
+				r = 2;
+		}
+		/* Pipelined from the first payload (redis-benchmark -P, an HTTP client
+		 * pipelining from the start): paired in user space from here. */
+		if (r == 2) {
+			to_user(c, true);
+			return;
 		}
 	}
 	if (proto == L7_PROTO_NONE) {
@@ -890,8 +976,12 @@ static __always_inline int on_io(struct sock *sk, int ret, int flags, __u8 dir)
 		if (!response)
 			__builtin_memset(e->data, 0, PEEK + 16);
 		__u32 want = response ? 16 : PEEK;
+		/* A kernel-paired HTTP request: all of its header block (for http_pipelined) in
+		 * one read. */
+		if (c->mode == L7_MODE_KERNEL && !reply && c->proto == L7_PROTO_HTTP)
+			want = L7_WIDE_CAP;
 		__u32 n = len < want ? (__u32)len : want;
-		asm volatile("%0 &= 0x3f" : "+r"(n));
+		asm volatile("%0 &= 0x3ff" : "+r"(n));
 		if (bpf_probe_read_user(e->data, n, (void *)base) != 0)
 			return 0;
 		if (c->mode == L7_MODE_NEW)

@@ -432,6 +432,7 @@ impl Probe for L7Probe {
             "h2_tables_lost": c.h2_tables_lost,
             "h2_resyncs": c.h2_resyncs,
             "h2_conns_turned_away": c.h2_conns_turned_away,
+            "pipelined_beyond_capture": c.beyond_capture,
             "timing": k.timing,
             "slis_turned_away": c.slis_turned_away,
             "flows_turned_away": c.flows_turned_away,

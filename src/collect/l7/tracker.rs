@@ -7,13 +7,14 @@
 //! Memory is bounded: connections, pending requests, SLI and flow keys all have caps,
 //! and what a cap turns away is counted for the status record.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use super::event::{self, Event, Flow, Kind, Role};
 use super::histo::Latency;
 use super::proto::http2::{self, H2Event, Headers};
-use super::proto::{self, Protocol, Sent};
+use super::proto::{self, Protocol, Sent, Tail};
 use super::service;
 
 /// Payloads tried before a connection is called unknown.
@@ -58,6 +59,87 @@ struct Conn {
     carry: Option<([u8; 4], bool)>,
     /// HTTP/2 frame and HPACK state (boxed: few connections speak it).
     h2: Option<Box<H2>>,
+    /// The kernel was asked to copy up to 1023 bytes of its payloads (HTTP/2, or
+    /// pipelining seen here).
+    widened: bool,
+    /// Redis and HTTP/1: where the next message starts, in what this process sends
+    /// ([0]) and receives ([1]).
+    resume: [Resume; 2],
+}
+
+/// Where the next Redis or HTTP/1 message starts in a direction's next payload:
+/// messages are cut anywhere by the reads and writes that move them.
+#[derive(Debug, Default)]
+enum Resume {
+    /// At the payload's start.
+    #[default]
+    Start,
+    /// After this many bytes: the rest of a value or body of known length.
+    Skip(u64),
+    /// The payload continues the header of a message that these bytes start; true: it
+    /// was counted already.
+    Open(Vec<u8>, bool),
+}
+
+/// A payload to parse, from where its first message starts.
+enum Resumed<'a> {
+    /// The bytes, what they stand for, and whether the first message in them was
+    /// counted already (its start came with the last payload).
+    Parse(Cow<'a, [u8]>, u64, bool),
+    /// All of it continues a message.
+    Nothing,
+    /// The next message starts beyond the captured bytes: not seen.
+    Lost,
+}
+
+/// The most of a message header carried to the next payload.
+const MAX_OPEN: usize = 4096;
+
+impl Conn {
+    /// Where the payload's messages start (Redis and HTTP/1), after what the last
+    /// payload in its direction left open.
+    fn resume<'a>(&mut self, ev: &Event<'a>, total: u64, p: Protocol) -> Resumed<'a> {
+        let state = std::mem::take(&mut self.resume[usize::from(ev.ingress)]);
+        match state {
+            Resume::Start => Resumed::Parse(Cow::Borrowed(ev.data), total, false),
+            Resume::Skip(_) | Resume::Open(..)
+                if p == Protocol::Http && proto::http::starts_message(ev.data) =>
+            {
+                Resumed::Parse(Cow::Borrowed(ev.data), total, false)
+            }
+            Resume::Skip(n) if n >= total => {
+                self.resume[usize::from(ev.ingress)] = Resume::Skip(n - total);
+                Resumed::Nothing
+            }
+            Resume::Skip(n) => match ev.data.get(n as usize..) {
+                Some(rest) if !rest.is_empty() => {
+                    Resumed::Parse(Cow::Borrowed(rest), total - n, false)
+                }
+                _ => Resumed::Lost,
+            },
+            Resume::Open(head, counted) => {
+                let n = head.len() as u64;
+                Resumed::Parse(
+                    Cow::Owned([&head[..], ev.data].concat()),
+                    total + n,
+                    counted,
+                )
+            }
+        }
+    }
+
+    /// Keeps what the last message of a parsed payload (`data`) leaves for the next one.
+    fn settle(&mut self, ingress: bool, data: &[u8], tail: Tail) {
+        self.resume[usize::from(ingress)] = match tail {
+            Tail::Done => Resume::Start,
+            Tail::Skip(n) => Resume::Skip(n),
+            Tail::Open(at) if data.len() - at <= MAX_OPEN => {
+                Resume::Open(data[at..].to_vec(), true)
+            }
+            Tail::Partial(at) => Resume::Open(data[at..].to_vec(), false),
+            Tail::Open(_) => Resume::Start,
+        };
+    }
 }
 
 /// An HTTP/2 connection: each direction's frames and header decoder, and the streams
@@ -239,6 +321,10 @@ pub struct Counters {
     pub h2_resyncs: u64,
     /// HTTP/2 connections not followed: MAX_H2_CONNS were.
     pub h2_conns_turned_away: u64,
+    /// Redis and HTTP/1 payloads longer than their capture whose tail could hold more
+    /// pipelined requests or responses than were counted (they start beyond the bytes
+    /// copied: not seen).
+    pub beyond_capture: u64,
 }
 
 #[derive(Default)]
@@ -410,6 +496,8 @@ impl Tracker {
                     last_ns: ev.ts_ns,
                     carry: None,
                     h2: None,
+                    widened: false,
+                    resume: Default::default(),
                 },
             );
         }
@@ -468,10 +556,9 @@ impl Tracker {
             if conn.h2.is_none() {
                 conn.h2 = Some(Box::new(H2::new(conn.role, true)));
             }
-            if self.to_widen.len() < 4096 {
-                self.to_widen.push((key.tgid, key.fd, key.sk));
-            }
+            self.widen(key);
         }
+        let conn = self.conns.get_mut(key).expect("present");
         if conn.proto.is_some() {
             return true;
         }
@@ -495,15 +582,84 @@ impl Tracker {
         false
     }
 
+    /// Asks the kernel to copy up to 1023 bytes of each of the connection's payloads:
+    /// HTTP/2 header blocks, or pipelined messages past the usual capture (the kernel
+    /// widens the connections it hands over for pipelining itself; these are the ones
+    /// user space classified, or TLS plaintext).
+    fn widen(&mut self, key: &ConnKey) {
+        let conn = self.conns.get_mut(key).expect("present");
+        if !conn.widened && self.to_widen.len() < 4096 {
+            conn.widened = true;
+            self.to_widen.push((key.tgid, key.fd, key.sk));
+        }
+    }
+
+    /// Counts a pipelined payload: more than one message in it, or a tail beyond its
+    /// capture that could hold more (not seen: counted as such).
+    fn pipelined(&mut self, key: &ConnKey, messages: usize, beyond: bool) {
+        self.counters.beyond_capture += u64::from(beyond);
+        if messages > 1 || beyond {
+            self.widen(key);
+        }
+    }
+
+    /// The payload's bytes from where its first message starts, what they stand for, and
+    /// whether that message was counted already: Redis and HTTP/1 messages are followed
+    /// across payloads (see [`Resume`]), the other protocols start one per payload.
+    fn start_of<'a>(
+        &mut self,
+        key: &ConnKey,
+        ev: &Event<'a>,
+        p: Protocol,
+        total: u64,
+    ) -> Option<(Cow<'a, [u8]>, u64, bool)> {
+        if !p.pipelined() {
+            return Some((Cow::Borrowed(ev.data), total, false));
+        }
+        let conn = self.conns.get_mut(key).expect("present");
+        match conn.resume(ev, total, p) {
+            Resumed::Parse(data, total, counted) => Some((data, total, counted)),
+            Resumed::Nothing => None,
+            Resumed::Lost => {
+                self.counters.beyond_capture += 1;
+                None
+            }
+        }
+    }
+
     /// A payload in the request direction: its requests wait in FIFO order for replies,
     /// and count for the SLI and for load-balancer pairing.
     fn on_request(&mut self, key: &ConnKey, ev: &Event, p: Protocol, total: u64) {
-        let Some(Sent::Requests { method, count }) = proto::parse_request(p, ev.data, total) else {
+        let Some((data, total, counted)) = self.start_of(key, ev, p, total) else {
             return;
         };
-        let id = self.method_id(method);
-        let conn = self.conns.get_mut(key).expect("present");
-        for _ in 0..count {
+        let sent = proto::parse_request(p, &data, total);
+        if sent.is_none() && p.pipelined() {
+            let conn = self.conns.get_mut(key).expect("present");
+            conn.settle(ev.ingress, &data, no_message_tail(p, &data, total));
+        }
+        let Some(Sent::Requests {
+            mut methods,
+            beyond,
+            tail,
+        }) = sent
+        else {
+            return;
+        };
+        if p.pipelined() {
+            let conn = self.conns.get_mut(key).expect("present");
+            conn.settle(ev.ingress, &data, tail);
+            if counted {
+                methods.remove(0);
+            }
+            self.pipelined(key, methods.len(), beyond);
+            if methods.is_empty() {
+                return; // the end of a request counted with the last payload
+            }
+        }
+        for method in methods {
+            let id = self.method_id(method);
+            let conn = self.conns.get_mut(key).expect("present");
             if conn.pending.len() >= MAX_PENDING {
                 conn.pending.pop_front();
                 self.counters.pending_lost += 1;
@@ -512,12 +668,12 @@ impl Tracker {
                 ts_ns: ev.ts_ns,
                 method: id,
             });
-        }
-        let (role, server) = server_of(conn);
-        let name = self.methods[usize::from(id)].clone();
-        if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
-            agg.req_count += u64::from(count);
-            agg.ssl |= ev.ssl;
+            let (role, server) = server_of(conn);
+            let name = self.methods[usize::from(id)].clone();
+            if let Some(agg) = self.sli(ev.tgid, role, server, p, name) {
+                agg.req_count += 1;
+                agg.ssl |= ev.ssl;
+            }
         }
         self.lb(key, ev, Some(p));
     }
@@ -525,33 +681,48 @@ impl Tracker {
     /// A payload in the reply direction: it answers the oldest pending requests (as many
     /// as it holds replies, for a pipelined protocol), whose latencies it observes.
     fn on_reply(&mut self, key: &ConnKey, ev: &Event, p: Protocol, total: u64) {
+        let Some((data, total, counted)) = self.start_of(key, ev, p, total) else {
+            return;
+        };
+        let reply = proto::parse_reply(p, &data, total);
         let conn = self.conns.get_mut(key).expect("present");
+        if p.pipelined() {
+            let tail = match &reply {
+                Some(r) => r.tail,
+                None => no_message_tail(p, &data, total),
+            };
+            conn.settle(ev.ingress, &data, tail);
+        }
         if conn.pending.is_empty() {
             return; // the rest of a long response, or a push the client did not ask for
         }
-        let Some(reply) = proto::parse_reply(p, ev.data, total) else {
+        let Some(mut reply) = reply else {
             return;
         };
+        if counted {
+            reply.each.remove(0);
+        }
         let n = if p.pipelined() {
-            (reply.count as usize).min(conn.pending.len())
+            reply.count().min(conn.pending.len())
         } else {
             1
         };
         let (role, server) = server_of(conn);
         let done: Vec<Pending> = conn.pending.drain(..n).collect();
-        for (i, req) in done.into_iter().enumerate() {
+        for (req, outcome) in done.into_iter().zip(&reply.each) {
             let method = self.methods[usize::from(req.method)].clone();
-            let error = (i as u32) < reply.errors.min(n as u32);
-            let status = if i == 0 { reply.status } else { None };
             if let Some(agg) = self.sli(ev.tgid, role, server, p, method) {
                 agg.resp_count += 1;
-                agg.err_count += u64::from(error);
-                if let Some(s) = status {
+                agg.err_count += u64::from(outcome.error);
+                if let Some(s) = outcome.status {
                     agg.status[usize::from(s / 100).min(5)] += 1;
                 }
                 agg.latency.observe(ev.ts_ns.saturating_sub(req.ts_ns));
                 agg.ssl |= ev.ssl;
             }
+        }
+        if p.pipelined() {
+            self.pipelined(key, reply.count(), reply.beyond);
         }
     }
 
@@ -885,6 +1056,16 @@ impl Tracker {
     }
 }
 
+/// What a payload in which no message starts leaves for the next one: an HTTP/1 payload
+/// of a few bytes, captured whole, may be the start of one.
+fn no_message_tail(p: Protocol, data: &[u8], total: u64) -> Tail {
+    if p == Protocol::Http && data.len() as u64 == total && proto::http::may_start(data) {
+        Tail::Partial(0)
+    } else {
+        Tail::Done
+    }
+}
+
 /// `L7_PROTO_*` as a protocol.
 pub fn kernel_protocol(p: u8) -> Option<Protocol> {
     match p {
@@ -986,8 +1167,9 @@ mod tests {
         let get_agg = slis.iter().find(|(k, _)| k.method == "GET").unwrap().1;
         assert_eq!(
             (set_agg.req_count, set_agg.resp_count, set_agg.err_count),
-            (1, 1, 1)
+            (1, 1, 0)
         );
+        assert_eq!(get_agg.err_count, 1, "the error is the GET's reply");
         assert_eq!(set_agg.latency.max_ns, 3_000_000);
         assert_eq!((get_agg.resp_count, get_agg.latency.max_ns), (1, 2_000_000));
         let k = slis.keys().next().unwrap();
@@ -996,6 +1178,84 @@ mod tests {
             ("client", 6379, Protocol::Redis)
         );
         assert_eq!(t.counters.conns_classified, 1);
+    }
+
+    /// Feeds `data` as payloads of `chunk` bytes (a reader with a small buffer).
+    fn feed_in_chunks(
+        t: &mut Tracker,
+        at_ms: u64,
+        ingress: bool,
+        port: u16,
+        data: &[u8],
+        chunk: usize,
+    ) {
+        for (i, c) in data.chunks(chunk).enumerate() {
+            t.on_event(&ev(
+                at_ms + i as u64,
+                1,
+                5,
+                ingress,
+                Role::Client,
+                40000,
+                port,
+                c,
+            ));
+        }
+    }
+
+    #[test]
+    fn pipelined_messages_cut_anywhere_by_reads_count_exactly() {
+        for chunk in [1, 3, 7, 40, 1000] {
+            let mut t = Tracker::new();
+            let get = b"*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n";
+            let sixteen = get.repeat(16);
+            t.on_event(&ev(0, 1, 5, false, Role::Client, 40000, 6379, &sixteen));
+            let replies = [b"$3\r\nabc\r\n".repeat(12), b"-ERR x\r\n".repeat(4)].concat();
+            feed_in_chunks(&mut t, 1, true, 6379, &replies, chunk);
+            let mut http = Vec::new();
+            let mut answers = Vec::new();
+            for i in 0..20 {
+                let missing = i % 4 == 3;
+                http.extend_from_slice(if missing {
+                    b"GET /no HTTP/1.1\r\n\r\n"
+                } else {
+                    b"GET /ok HTTP/1.1\r\n\r\n"
+                });
+                answers.extend_from_slice(if missing {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+                });
+            }
+            let h = |t: &mut Tracker, ts, ingress, d: &[u8]| {
+                t.on_event(&ev(ts, 1, 6, ingress, Role::Client, 40001, 8080, d))
+            };
+            h(&mut t, 100, false, &http);
+            for (i, c) in answers.chunks(chunk).enumerate() {
+                h(&mut t, 101 + i as u64, true, c);
+            }
+            let slis = t.take().slis;
+            let by_port = |port: u16| {
+                let mut sum = SliAgg::default();
+                for (_, a) in slis.iter().filter(|(k, _)| k.server_port == port) {
+                    sum.add(a);
+                }
+                sum
+            };
+            let r = by_port(6379);
+            assert_eq!(
+                (r.req_count, r.resp_count, r.err_count),
+                (16, 16, 4),
+                "redis, reads of {chunk}"
+            );
+            let w = by_port(8080);
+            assert_eq!(
+                (w.req_count, w.resp_count, w.err_count, w.status[4]),
+                (20, 20, 5, 5),
+                "http, reads of {chunk}"
+            );
+            assert_eq!(t.counters.beyond_capture, 0);
+        }
     }
 
     #[test]

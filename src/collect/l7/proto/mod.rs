@@ -53,21 +53,100 @@ impl Protocol {
 /// What a payload sent by a client says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
-    /// `count` requests, the first with this method or command.
-    Requests { method: String, count: u32 },
+    /// The requests that start in the payload, in order, by method or command
+    /// (pipelined protocols can have several).
+    Requests {
+        methods: Vec<String>,
+        /// The payload goes on beyond the captured bytes where more requests could
+        /// start: they are not counted (see [`Tracker`](super::tracker)'s
+        /// `beyond_capture`).
+        beyond: bool,
+        /// How the last request ends, for the next payload.
+        tail: Tail,
+    },
     /// A protocol message that is not a request to be timed (a handshake, a login).
     Control,
 }
 
-/// What a payload sent by a server says.
+impl Sent {
+    /// One request, all the payload holds.
+    pub fn one(method: String) -> Sent {
+        Sent::Requests {
+            methods: vec![method],
+            beyond: false,
+            tail: Tail::Done,
+        }
+    }
+}
+
+/// What one response says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reply {
-    /// Responses that start in this payload (pipelined protocols can have several).
-    pub count: u32,
-    /// Responses among them that report an error.
-    pub errors: u32,
-    /// HTTP status of the first one.
+pub struct Outcome {
+    pub error: bool,
+    /// Its HTTP status.
     pub status: Option<u16>,
+}
+
+/// What a payload sent by a server says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The responses that start in the payload, in order (pipelined protocols can have
+    /// several).
+    pub each: Vec<Outcome>,
+    /// The payload goes on beyond the captured bytes where more responses could start.
+    pub beyond: bool,
+    /// How the last response ends, for the next payload.
+    pub tail: Tail,
+}
+
+impl Reply {
+    /// One response, all the payload holds.
+    pub fn one(error: bool, status: Option<u16>) -> Reply {
+        Reply {
+            each: vec![Outcome { error, status }],
+            beyond: false,
+            tail: Tail::Done,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.each.len()
+    }
+
+    pub fn errors(&self) -> usize {
+        self.each.iter().filter(|o| o.error).count()
+    }
+}
+
+/// Where the last message of a Redis or HTTP/1 payload ends, so that the next payload in
+/// the same direction is read from the next message's start: a client or server that
+/// reads with a small buffer gets messages cut anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Within the payload (or unknown, beyond its capture).
+    Done,
+    /// This many bytes after the payload's end (a value or body whose length the
+    /// captured headers tell): the next payload continues it.
+    Skip(u64),
+    /// Unknown: the payload, captured whole, ends inside the header of the message that
+    /// starts at this offset. It is counted; the next payload completes it.
+    Open(usize),
+    /// The payload, captured whole, ends with a few bytes from this offset that may
+    /// start a message (too few to tell): not counted; the next payload tells.
+    Partial(usize),
+}
+
+/// Whether a payload of `total` bytes, `captured` of them parsed, may hold more messages
+/// beyond the capture, and how its last message ends: `end` where that message ends
+/// (from the payload's start), when known; `last` where it starts.
+pub fn extent(captured: usize, total: u64, end: Option<u64>, last: usize) -> (bool, Tail) {
+    let cut = (captured as u64) < total;
+    match end {
+        Some(e) if e > total => (false, Tail::Skip(e - total)),
+        Some(e) => (cut && e < total, Tail::Done),
+        None if cut => (true, Tail::Done),
+        None => (false, Tail::Open(last)),
+    }
 }
 
 /// Guesses the protocol from a payload going from client to server.
@@ -75,10 +154,10 @@ pub fn infer_request(bytes: &[u8], total: u64) -> Option<(Protocol, Sent)> {
     if http2::is_preface(bytes) {
         return Some((Protocol::Http2, Sent::Control));
     }
-    if let Some(s) = http::parse_request(bytes) {
+    if let Some(s) = http::parse_request(bytes, total) {
         return Some((Protocol::Http, s));
     }
-    if let Some(s) = redis::parse_request(bytes) {
+    if let Some(s) = redis::parse_request(bytes, total) {
         return Some((Protocol::Redis, s));
     }
     if let Some(s) = pgsql::parse_frontend(bytes, total) {
@@ -102,8 +181,8 @@ pub fn infer_server_first(bytes: &[u8], total: u64) -> Option<Protocol> {
 /// Parses a client payload of a connection already known to speak `proto`.
 pub fn parse_request(proto: Protocol, bytes: &[u8], total: u64) -> Option<Sent> {
     match proto {
-        Protocol::Http => http::parse_request(bytes),
-        Protocol::Redis => redis::parse_request(bytes),
+        Protocol::Http => http::parse_request(bytes, total),
+        Protocol::Redis => redis::parse_request(bytes, total),
         Protocol::Pgsql => pgsql::parse_frontend(bytes, total),
         Protocol::Mysql => mysql::parse_client(bytes, total),
         // Stateful: paired per stream by the tracker, never through here.
@@ -115,8 +194,8 @@ pub fn parse_request(proto: Protocol, bytes: &[u8], total: u64) -> Option<Sent> 
 /// not start a response (a continuation of a long one).
 pub fn parse_reply(proto: Protocol, bytes: &[u8], total: u64) -> Option<Reply> {
     match proto {
-        Protocol::Http => http::parse_response(bytes),
-        Protocol::Redis => redis::parse_reply(bytes),
+        Protocol::Http => http::parse_response(bytes, total),
+        Protocol::Redis => redis::parse_reply(bytes, total),
         Protocol::Pgsql => pgsql::parse_backend(bytes, total),
         Protocol::Mysql => mysql::parse_server(bytes, total),
         Protocol::Http2 | Protocol::Grpc => None,

@@ -47,7 +47,7 @@ pub fn parse_client(bytes: &[u8], total: u64) -> Option<Sent> {
         COM_QUIT | COM_STMT_CLOSE => return Some(Sent::Control),
         _ => return None,
     };
-    Some(Sent::Requests { method, count: 1 })
+    Some(Sent::one(method))
 }
 
 /// The server's greeting (protocol version 10, a NUL-terminated version string).
@@ -69,11 +69,7 @@ pub fn parse_server(bytes: &[u8], total: u64) -> Option<Reply> {
         return None;
     }
     let first = *bytes.get(4)?;
-    Some(Reply {
-        count: 1,
-        errors: u32::from(first == 0xff),
-        status: None,
-    })
+    Some(Reply::one(first == 0xff, None))
 }
 
 #[cfg(test)]
@@ -98,13 +94,7 @@ mod tests {
     #[test]
     fn client() {
         for (q, verb) in [(QUERY, "SELECT"), (BAD_QUERY, "SELECT")] {
-            assert_eq!(
-                parse_client(q, n(q)),
-                Some(Sent::Requests {
-                    method: verb.into(),
-                    count: 1
-                })
-            );
+            assert_eq!(parse_client(q, n(q)), Some(Sent::one(verb.into())));
         }
         assert_eq!(parse_client(LOGIN, n(LOGIN)), Some(Sent::Control));
         assert_eq!(parse_client(QUIT, n(QUIT)), Some(Sent::Control));
@@ -117,9 +107,9 @@ mod tests {
     fn server() {
         assert!(is_greeting(GREETING, n(GREETING)));
         assert!(!is_greeting(LOGIN_OK, n(LOGIN_OK)));
-        assert_eq!(parse_server(LOGIN_OK, n(LOGIN_OK)).unwrap().errors, 0);
-        assert_eq!(parse_server(RESULTSET, n(RESULTSET)).unwrap().errors, 0);
-        assert_eq!(parse_server(ERR, n(ERR)).unwrap().errors, 1);
+        assert_eq!(parse_server(LOGIN_OK, n(LOGIN_OK)).unwrap().errors(), 0);
+        assert_eq!(parse_server(RESULTSET, n(RESULTSET)).unwrap().errors(), 0);
+        assert_eq!(parse_server(ERR, n(ERR)).unwrap().errors(), 1);
     }
 
     #[test]

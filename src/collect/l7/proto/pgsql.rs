@@ -74,7 +74,7 @@ pub fn parse_frontend(bytes: &[u8], total: u64) -> Option<Sent> {
         break;
     }
     Some(match method {
-        Some(method) => Sent::Requests { method, count: 1 },
+        Some(method) => Sent::one(method),
         None => Sent::Control,
     })
 }
@@ -85,11 +85,7 @@ pub fn parse_backend(bytes: &[u8], total: u64) -> Option<Reply> {
     }
     let msgs = walk(bytes, total, BACKEND)?;
     let error = msgs.iter().any(|&(t, _)| t == b'E');
-    Some(Reply {
-        count: 1,
-        errors: u32::from(error),
-        status: None,
-    })
+    Some(Reply::one(error, None))
 }
 
 #[cfg(test)]
@@ -115,17 +111,11 @@ mod tests {
         assert_eq!(parse_frontend(STARTUP, total(STARTUP)), Some(Sent::Control));
         assert_eq!(
             parse_frontend(Q_SELECT, total(Q_SELECT)),
-            Some(Sent::Requests {
-                method: "SELECT".into(),
-                count: 1
-            })
+            Some(Sent::one("SELECT".into()))
         );
         assert_eq!(
             parse_frontend(PARSE_BIND, total(PARSE_BIND)),
-            Some(Sent::Requests {
-                method: "SELECT".into(),
-                count: 1
-            })
+            Some(Sent::one("SELECT".into()))
         );
         // Only the first 16 bytes captured of a long query: framing still checks out.
         assert!(matches!(
@@ -142,11 +132,11 @@ mod tests {
     #[test]
     fn backend() {
         let r = parse_backend(ROWS, total(ROWS)).unwrap();
-        assert_eq!((r.count, r.errors), (1, 0));
+        assert_eq!((r.count(), r.errors()), (1, 0));
         let r = parse_backend(EXT_ROWS, total(EXT_ROWS)).unwrap();
-        assert_eq!((r.count, r.errors), (1, 0));
+        assert_eq!((r.count(), r.errors()), (1, 0));
         let e = parse_backend(ERROR, total(ERROR)).unwrap();
-        assert_eq!((e.count, e.errors), (1, 1));
+        assert_eq!((e.count(), e.errors()), (1, 1));
         assert_eq!(parse_backend(b"N", 1), None);
         assert_eq!(parse_backend(b"+OK\r\n", 5), None);
     }
