@@ -1008,6 +1008,24 @@ fn unprivileged_run_uses_proc_probes_and_says_so() {
     );
 }
 
+/// Runs `body` with scripts/triage-report.py imported as `report`; its one line of output
+/// is a JSON list of strings.
+fn report_py(body: &str) -> Vec<String> {
+    let script = format!(
+        "import importlib.util, json, sys\n\
+         spec = importlib.util.spec_from_file_location(\"report\", sys.argv[1])\n\
+         report = importlib.util.module_from_spec(spec)\n\
+         spec.loader.exec_module(report)\n{body}"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .arg(common::root().join("scripts/triage-report.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The verdict tells the KPI that moved first, not one the incident spread to later: under
 /// memory pressure in redis's cgroup, redis's own latency moved first (gala-rca put redis's
 /// I/O wait first and the memory hog third), and nginx's p99 five seconds later, with a
@@ -1019,10 +1037,6 @@ fn the_verdict_tells_the_first_kpi_and_follows_its_chain() {
         return;
     }
     let script = r#"
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("report", sys.argv[1])
-report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report)
 def ent(kind, tgid=None, role=None):
     keys = {"tgid": tgid} if tgid else {}
     if role:
@@ -1074,13 +1088,7 @@ net = [via(cause("app_sli", 1000, 1, "host", "host", 0.75, "psi_io_some_pct"), "
        via(cause("nginx_sli", 1000, 1, "sli", "app_sli", 0.95), "app_sli")]
 print(json.dumps([report.headline_cause(c, entities)["id"] for c in (mem, chain, loss, woke, lock, net)]))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(common::root().join("scripts/triage-report.py"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let picked: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let picked = report_py(script);
     assert_eq!(picked, ["hog", "stress", "link", "app", "pg", "redis_link"]);
 }
 
@@ -1092,10 +1100,6 @@ fn the_verdict_says_a_stopped_server_is_stopped() {
         return;
     }
     let script = r#"
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("report", sys.argv[1])
-report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report)
 entities = {
     "nginx_sli": {"kind": "sli", "keys": {"tgid": 20}, "labels": {"comm": "nginx"}},
     "redis_sli": {"kind": "sli", "keys": {"tgid": 10}, "labels": {"comm": "redis-server"}},
@@ -1106,13 +1110,7 @@ def stopped(kpi):
             "id": "redis", "metric": "stopped", "keyword": "process", "path": [{"id": "redis"}]}
 print(json.dumps([report.verdict_line(stopped(k), entities, str) for k in ("nginx_sli", "redis_sli")]))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(common::root().join("scripts/triage-report.py"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let lines: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let lines = report_py(script);
     assert!(
         lines[0].starts_with("redis-server (pid 10) is stopped (state T")
             && lines[0].contains("slowing nginx (pid 20)"),
