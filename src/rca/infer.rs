@@ -97,6 +97,32 @@ const LOCAL_RTT_PRIOR: f64 = 0.5;
 /// user space did explains the KPI better (a stuck worker): halved, not dropped.
 const KERNEL_THREAD_PRIOR: f64 = 0.5;
 
+/// Requests fail when something they need fails (a dependency gone or stopped, a link
+/// refusing or dropping, a process killed, a disk full), not when a resource is slow,
+/// unless the slowness runs into timeouts, and then the service's latency moves as well
+/// and is explained by it. A disk whose write latency rose ×16 beside a killed redis (a
+/// neighbour's writes, on a busy machine) had ranked above redis's closed link for the
+/// application's error ratio: for an error KPI, a slowness is halved, not dropped.
+const SLOWNESS_FOR_ERRORS_PRIOR: f64 = 0.5;
+
+/// An error count or ratio: requests that failed.
+fn is_error_metric(metric: &str) -> bool {
+    let m = metric.to_ascii_lowercase();
+    m.contains("err") || m.contains("fail")
+}
+
+/// A resource being slow rather than failing: a disk's or block device's latency, queue
+/// and utilisation (not its I/O errors), a CPU's time, the host's pressure stall
+/// figures, and what a process waited for a CPU, a disk or memory.
+fn is_slowness(k: &str, metric: &str) -> bool {
+    match k {
+        kind::DISK | kind::BLOCK => !is_error_metric(metric),
+        kind::CPU => true,
+        kind::HOST => metric.starts_with("psi_"),
+        _ => wait_resource(k, metric).is_some(),
+    }
+}
+
 /// A process whose parent is kthreadd (or kthreadd itself).
 fn is_kernel_thread(e: &crate::record::Entity) -> bool {
     let num = |f: &crate::record::Fields, k: &str| f.get(k).and_then(|v| v.as_u64());
@@ -656,6 +682,12 @@ impl<'a> Frame<'a> {
     /// its move is not abnormal.
     /// A prior of the entity's place in the system, with its reason, where one applies.
     fn place_prior(&self, i: usize, metric: &str) -> Option<(f64, &'static str)> {
+        if is_error_metric(&self.kpi.metric) && is_slowness(&self.g.kinds[i], metric) {
+            return Some((
+                SLOWNESS_FOR_ERRORS_PRIOR,
+                "a resource slowing fails requests only through timeouts",
+            ));
+        }
         let e = self.store.entities.get(&self.g.ids[i])?;
         match self.g.kinds[i].as_str() {
             kind::TCP_LINK if is_round_trip(metric) && never_leaves_host(e) => Some((

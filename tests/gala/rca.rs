@@ -898,9 +898,13 @@ fn a_squeezed_link_ranks_above_the_waits_of_its_process() {
 /// dependency died, the service closed its broken sockets (its fds fell). The refused
 /// connects reach the service's errors (a client link reaches the requests its process
 /// serves), and closing sockets explains nothing of them: the link ranks first.
-#[test]
-fn refused_connects_to_a_dependency_gone_rank_above_the_service_closing_its_sockets() {
-    let link = "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379";
+const REFUSED_LINK: &str = "a_tcp_link_10_client_10.0.0.1_10.0.0.2_6379";
+
+/// The service of the test below; with `disk_neighbour`, the host's disk also slows ×16
+/// in the very interval the errors start (another tenant's writes, as in a held-out run on
+/// a busy machine, where the disk's write latency ranked above the killed redis).
+fn refused_stream(disk_neighbour: bool) -> String {
+    let link = REFUSED_LINK;
     let mut lines: Vec<Value> = vec![
         json!({"type":"entity","ts":T0,"id":"a_host_a","kind":"host","machine_id":"a","keys":{"machine_id":"a"}}),
         json!({"type":"entity","ts":T0,"id":"a_proc_10","kind":"proc","machine_id":"a","keys":{"tgid":10},"labels":{"comm":"app"}}),
@@ -908,6 +912,12 @@ fn refused_connects_to_a_dependency_gone_rank_above_the_service_closing_its_sock
         json!({"type":"entity","ts":T0,"id":link,"kind":"tcp_link","machine_id":"a",
                "keys":{"tgid":10,"role":"client","client_ip":"10.0.0.1","server_ip":"10.0.0.2","server_port":6379}}),
     ];
+    if disk_neighbour {
+        lines.push(json!({"type":"entity","ts":T0,"id":"a_disk_vda","kind":"disk","machine_id":"a","keys":{"disk_name":"vda"}}));
+        for (src, dst) in [("a_disk_vda", "a_host_a"), ("a_proc_10", "a_host_a")] {
+            lines.push(json!({"type":"edge","ts":T0,"rel":"runs_on","src":src,"dst":dst,"layer":"vertical"}));
+        }
+    }
     for i in 0..140usize {
         let ts = T0 + i as i64 * STEP;
         let m = |id: &str, kind: &str, metrics: Value| json!({"type":"metric","ts":ts,"id":id,"kind":kind,"metrics":metrics});
@@ -916,7 +926,16 @@ fn refused_connects_to_a_dependency_gone_rank_above_the_service_closing_its_sock
         } else {
             20.0 + wiggle(i, 1).round()
         };
-        lines.push(m("a_proc_10", "proc", json!({"fds": fds})));
+        let mut proc = json!({"fds": fds});
+        if disk_neighbour {
+            // The service's own file writes queue behind the neighbour's.
+            proc["io_queue_avg_us"] = json!(if i >= 120 {
+                900.0
+            } else {
+                50.0 + 5.0 * wiggle(i, 5)
+            });
+        }
+        lines.push(m("a_proc_10", "proc", proc));
         lines.push(m(
             "a_sli_10",
             "sli",
@@ -930,14 +949,44 @@ fn refused_connects_to_a_dependency_gone_rank_above_the_service_closing_its_sock
             json!({"connect_failed": refused, "receive_rsts": refused,
                    "rx_bytes": if i >= 119 { 0.0 } else { 5000.0 + 100.0 * wiggle(i, 3) }}),
         ));
+        if disk_neighbour {
+            let lat = if i >= 120 {
+                1700.0
+            } else {
+                106.0 + 10.0 * wiggle(i, 4)
+            };
+            lines.push(m("a_disk_vda", "disk", json!({"io_write_lat_avg_us": lat})));
+        }
         if i == 120 {
             lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"err_ratio","score":0.9}));
         }
     }
-    let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
-    let causes = infer_file(&text, Ranker::Path);
-    assert_eq!(causes[0].id, link, "{causes:#?}");
+    lines.iter().map(|l| l.to_string() + "\n").collect()
+}
+
+/// A dependency gone (redis killed): from step 120 the service's connects to it are
+/// refused and it answers every request with an error; one interval before, as the
+/// dependency died, the service closed its broken sockets (its fds fell). The refused
+/// connects reach the service's errors (a client link reaches the requests its process
+/// serves), and closing sockets explains nothing of them: the link ranks first.
+#[test]
+fn refused_connects_to_a_dependency_gone_rank_above_the_service_closing_its_sockets() {
+    let causes = infer_file(&refused_stream(false), Ranker::Path);
+    assert_eq!(causes[0].id, REFUSED_LINK, "{causes:#?}");
     assert_eq!(causes[0].metric, "connect_failed", "{causes:#?}");
+}
+
+/// Requests fail when something they need fails (a dependency gone, a link dropping, a
+/// process killed), not when a resource is slow, unless the slowness runs into timeouts,
+/// which the service's latency would show first: a disk slowing in the same interval
+/// ranks below the refused connects.
+#[test]
+fn errors_are_explained_by_a_dependency_failing_before_a_disk_slowing_beside_it() {
+    let causes = infer_file(&refused_stream(true), Ranker::Path);
+    assert_eq!(causes[0].id, REFUSED_LINK, "{causes:#?}");
+    if let Some(d) = causes.iter().find(|c| c.id == "a_disk_vda") {
+        assert!(d.score < causes[0].score, "{d:#?}");
+    }
 }
 
 /// The causes gala-rca writes for a recording run through gala-topo and gala-detect, as a
