@@ -795,13 +795,13 @@ impl<'a> Frame<'a> {
         // shared resource hurts only by filling up: a NIC's or a disk's byte and request
         // rates follow the load its users put on it, so they are effects of the incident,
         // not a resource's fault (its utilisation, waits and drops are).
-        // A link carrying less is what a slowed service looks like from outside (fewer
+        // A link or a NIC carrying less is what a slowed service looks like from outside (fewer
         // requests answered, fewer bytes), never why it slowed; carrying more can be a
         // surge of load. A link's faults are its retransmits, RTT and drops. The same of a
         // service or a proxy's flow: its clients decide how many requests it gets, so
         // fewer is their slowdown echoed (a surge can be a cause).
         let carries_less = dev.z < 0.0
-            && ((g.kinds[i] == kind::TCP_LINK && is_volume(metric))
+            && ((matches!(g.kinds[i].as_str(), kind::TCP_LINK | kind::NIC) && is_volume(metric))
                 || (matches!(g.kinds[i].as_str(), kind::SLI | kind::LB_LINK)
                     && is_request_rate(metric)));
         let bad = match (cls, score::bad_direction(metric)) {
@@ -1004,6 +1004,19 @@ impl<'a> Frame<'a> {
             0.5
         };
         if p == self.k || p == c || bp.score < bar * bc.score {
+            return false;
+        }
+        // An echo (a NIC or a link carrying less, a latency falling) is what the incident
+        // did to an entity, never why another changed: loopback's bytes, falling as a
+        // killed redis's clients were refused, had "explained" a disk's latency and taken
+        // its credit to first place.
+        if bp.echo {
+            return false;
+        }
+        // Refused or reset connections are the peer's answer (gone, not listening, a
+        // filter): a resource being slow refuses nothing. A disk's write latency, rising
+        // beside a killed redis, had "explained" its clients' refused connects.
+        if is_refusal(&bc.metric) && is_slowness(&g.kinds[p], &bp.metric) {
             return false;
         }
         // At the same time, a process doing less (less CPU, fewer bytes written, fewer

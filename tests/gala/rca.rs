@@ -914,7 +914,12 @@ fn refused_stream(disk_neighbour: bool) -> String {
     ];
     if disk_neighbour {
         lines.push(json!({"type":"entity","ts":T0,"id":"a_disk_vda","kind":"disk","machine_id":"a","keys":{"disk_name":"vda"}}));
-        for (src, dst) in [("a_disk_vda", "a_host_a"), ("a_proc_10", "a_host_a")] {
+        lines.push(json!({"type":"entity","ts":T0,"id":"a_nic_lo","kind":"nic","machine_id":"a","keys":{"nic":"lo"}}));
+        for (src, dst) in [
+            ("a_disk_vda", "a_host_a"),
+            ("a_nic_lo", "a_host_a"),
+            ("a_proc_10", "a_host_a"),
+        ] {
             lines.push(json!({"type":"edge","ts":T0,"rel":"runs_on","src":src,"dst":dst,"layer":"vertical"}));
         }
     }
@@ -956,6 +961,13 @@ fn refused_stream(disk_neighbour: bool) -> String {
                 106.0 + 10.0 * wiggle(i, 4)
             };
             lines.push(m("a_disk_vda", "disk", json!({"io_write_lat_avg_us": lat})));
+            // Loopback carries less once the dependency is gone: an echo.
+            let rx = if i >= 120 {
+                70_000.0
+            } else {
+                4.4e6 + 1e5 * wiggle(i, 6)
+            };
+            lines.push(m("a_nic_lo", "nic", json!({"rx_bytes": rx})));
         }
         if i == 120 {
             lines.push(json!({"type":"anomaly","ts":ts,"id":"a_sli_10","kind":"sli","metric":"err_ratio","score":0.9}));
@@ -979,14 +991,55 @@ fn refused_connects_to_a_dependency_gone_rank_above_the_service_closing_its_sock
 /// Requests fail when something they need fails (a dependency gone, a link dropping, a
 /// process killed), not when a resource is slow, unless the slowness runs into timeouts,
 /// which the service's latency would show first: a disk slowing in the same interval
-/// ranks below the refused connects.
+/// ranks below the refused connects, explains none of them, and loopback carrying less
+/// (an echo) explains nothing either.
 #[test]
 fn errors_are_explained_by_a_dependency_failing_before_a_disk_slowing_beside_it() {
     let causes = infer_file(&refused_stream(true), Ranker::Path);
     assert_eq!(causes[0].id, REFUSED_LINK, "{causes:#?}");
+    assert_eq!(causes[0].metric, "connect_failed", "{causes:#?}");
     if let Some(d) = causes.iter().find(|c| c.id == "a_disk_vda") {
         assert!(d.score < causes[0].score, "{d:#?}");
     }
+}
+
+/// A killed redis on a busy machine (a real fault-suite recording, through the CLI): the
+/// application's error count is the first KPI after the fault. A neighbour's writes took
+/// the disk's write latency ×16 in the same interval, and loopback carried less once
+/// redis's traffic was gone: the disk had "explained" the refused connects and ranked
+/// first, then loopback's falling bytes had "explained" the disk and taken the credit.
+/// Slowness refuses nothing, and an echo explains nothing: redis's links rank first.
+#[test]
+fn a_killed_dependency_on_a_busy_machine_is_blamed_before_its_neighbours_disk() {
+    let data = crate::common::root().join("tests/data/rca");
+    let label: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("kill-busy.label.json")).expect("label"),
+    )
+    .expect("label json");
+    let fault_ms = label["fault_ms"].as_i64().expect("fault_ms");
+    let causes = causes_of_recording(&data.join("kill-busy.ndjson.gz"));
+    let first = causes
+        .iter()
+        .find(|c| c["kpi"]["ts"].as_i64().is_some_and(|t| t >= fault_ms))
+        .unwrap_or_else(|| panic!("no KPI anomaly after the fault: {causes:?}"));
+    let kpi = &first["kpi"];
+    let top = causes
+        .iter()
+        .find(|c| c["kpi"] == *kpi && c["rank"] == 1)
+        .expect("a rank-1 cause");
+    let right: Vec<&str> = label["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        right.contains(&top["id"].as_str().unwrap_or_default()),
+        "#1 for {kpi} is {} {} ({}), not redis or its links",
+        top["id"],
+        top["metric"],
+        top["keyword"]
+    );
 }
 
 /// The causes gala-rca writes for a recording run through gala-topo and gala-detect, as a
