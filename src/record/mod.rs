@@ -6,6 +6,7 @@
 //! which would lose nanoseconds.
 
 pub mod id;
+pub mod spec;
 pub mod time;
 
 use std::collections::BTreeMap;
