@@ -8,17 +8,17 @@
 //! ([`infer`], [`output`]). [`csv`] does the same for wide metric tables without a graph;
 //! [`eval`] scores it over labelled cases, [`synth`] writes such cases.
 
-pub mod causal;
+pub(crate) mod causal;
 pub mod cli;
-pub mod csv;
-pub mod eval;
-pub mod infer;
-pub mod output;
-pub mod rank;
-pub mod score;
-pub mod store;
-pub mod synth;
-pub mod topology;
+pub(crate) mod csv;
+pub(crate) mod eval;
+pub(crate) mod infer;
+pub(crate) mod output;
+pub(crate) mod rank;
+pub(crate) mod score;
+pub(crate) mod store;
+pub(crate) mod synth;
+pub(crate) mod topology;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,8 +30,9 @@ use crate::io::output::Mode;
 use crate::io::{exit, BadInput, RecordReader, RecordWriter};
 use crate::record::{entity_id, kind, Anomaly, Record, ALL_METHODS};
 use causal::CausalGraph;
-use infer::{InferOptions, Inference, KpiSpec};
+pub use infer::{InferOptions, Inference, KpiSpec};
 use output::Format;
+pub use rank::Ranker;
 use store::Store;
 use topology::Relation;
 
