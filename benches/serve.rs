@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gala::collect::serve::{names::Names, render};
+use gala::collect::{registry, serve::render};
 use gala::record::{entity_id, Entity, Histogram, Metric, Record};
 use serde_json::{json, Map};
 
@@ -104,12 +104,12 @@ fn snapshot() -> (HashMap<String, Entity>, Vec<Metric>) {
 
 fn bench(c: &mut Criterion) {
     let (entities, metrics) = snapshot();
-    let (text, _) = render(&entities, &metrics, Names::get(), usize::MAX);
+    let (text, _) = render(&entities, &metrics, registry::names(), usize::MAX);
     let mut group = c.benchmark_group("serve");
     group.throughput(Throughput::Bytes(text.len() as u64));
     group.sample_size(20);
     group.bench_function("scrape_1000_procs_5000_links", |b| {
-        b.iter(|| render(&entities, &metrics, Names::get(), usize::MAX))
+        b.iter(|| render(&entities, &metrics, registry::names(), usize::MAX))
     });
     // The baseline beside it, on the same machine in the same run: writing the same
     // interval as NDJSON, which the collector does every interval anyway (`-o`).

@@ -30,7 +30,9 @@ impl InputArgs {
     /// `--prometheus`, else the files (or standard input).
     pub fn reader(&self, tool: &'static str) -> anyhow::Result<crate::io::RecordReader> {
         use crate::io::{prometheus, RecordReader};
-        match prometheus::Query::from_args(&self.prometheus)? {
+        // The collector's registry says what its metrics are called on a Prometheus server.
+        let names = crate::collect::registry::names();
+        match prometheus::Query::from_args(&self.prometheus, names)? {
             Some(query) => {
                 if !self.inputs.is_empty() {
                     anyhow::bail!("give either input files or --prometheus, not both");

@@ -142,7 +142,7 @@ pub struct Cli {
         default_value_t,
         requires = "serve"
     )]
-    pub serve_names: super::serve::names::Naming,
+    pub serve_names: super::serve::Naming,
 
     #[command(flatten)]
     pub output: OutputArgs,

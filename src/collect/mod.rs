@@ -7,12 +7,12 @@
 //! itself and a flush, so a live pipe sees results as they happen.
 
 #[cfg(all(feature = "bpf", target_os = "linux"))]
-pub mod bpf;
+pub(crate) mod bpf;
 pub mod cli;
-pub mod counters;
-pub mod hooks;
+pub(crate) mod counters;
+pub(crate) mod hooks;
 pub mod l7;
-pub mod machine;
+pub(crate) mod machine;
 pub mod netlink;
 pub mod privilege;
 pub mod probe;
@@ -20,12 +20,12 @@ pub mod probes;
 pub mod procfs;
 pub mod registry;
 pub mod report;
-pub mod runtime;
+pub(crate) mod runtime;
 mod selfstat;
 pub mod serve;
 #[cfg(all(feature = "bpf", target_os = "linux"))]
-pub mod stack;
-pub mod summary;
+pub(crate) mod stack;
+pub(crate) mod summary;
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};

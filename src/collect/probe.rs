@@ -10,40 +10,9 @@ use serde_json::Value;
 use super::hooks::Hooks;
 use crate::record::{entity_id, Entity, Fields, Metric, Metrics, Record};
 
-/// How a metric's number is to be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricType {
-    /// A level at the end of the interval (memory used, queue length).
-    Gauge,
-    /// How much of something happened during the interval (a counter's delta).
-    Delta,
-    /// A delta divided by the interval's length (per second).
-    Rate,
-    /// A distribution over the interval (in `histos`).
-    Histogram,
-}
-
-impl MetricType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetricType::Gauge => "gauge",
-            MetricType::Delta => "delta",
-            MetricType::Rate => "rate",
-            MetricType::Histogram => "histogram",
-        }
-    }
-}
-
-/// One metric a probe emits.
-#[derive(Debug, Clone, Copy)]
-pub struct MetricSpec {
-    /// The entity kind it is reported on.
-    pub kind: &'static str,
-    pub name: &'static str,
-    pub unit: &'static str,
-    pub mtype: MetricType,
-    pub help: &'static str,
-}
+// What a probe says of each metric it writes is the records' vocabulary, shared with the
+// Prometheus naming below the tools.
+pub use crate::record::spec::{m, MetricSpec, MetricType};
 
 /// Builds a probe with the run's settings. Loading and attaching BPF happens here, so
 /// that a probe that cannot start says why before the first interval.
@@ -277,23 +246,6 @@ impl Interval<'_> {
 /// Builds a [`Metrics`] map from (name, value) pairs.
 pub fn metrics<const N: usize>(pairs: [(&str, f64); N]) -> Metrics {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// Shorthand for a [`MetricSpec`] in a probe's static description.
-pub const fn m(
-    kind: &'static str,
-    name: &'static str,
-    unit: &'static str,
-    mtype: MetricType,
-    help: &'static str,
-) -> MetricSpec {
-    MetricSpec {
-        kind,
-        name,
-        unit,
-        mtype,
-        help,
-    }
 }
 
 pub trait Probe: Send {

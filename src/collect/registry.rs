@@ -1,11 +1,13 @@
 //! Every probe this build has, and turning `--probes` names into running probes.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
 use super::privilege::{self, Caps};
 use super::probe::{Probe, ProbeConfig, ProbeSpec};
+use crate::io::prometheus::names::Names;
 
 /// Every probe of this build, in the order they run and are listed: the one list of
 /// probes. Each [`ProbeSpec`] says what the probe gives, what it attaches to (for
@@ -50,6 +52,13 @@ pub fn specs() -> Vec<&'static ProbeSpec> {
         ]);
     }
     all
+}
+
+/// The Prometheus names of every metric of this build's probes (`--serve`, and the
+/// `--prometheus` readers of every tool), built once.
+pub fn names() -> &'static Names {
+    static NAMES: OnceLock<Names> = OnceLock::new();
+    NAMES.get_or_init(|| Names::new(specs().into_iter().flat_map(|p| p.metrics.iter())))
 }
 
 /// A probe that was not started, and why, in words for the person who ran the collector.
@@ -204,4 +213,41 @@ pub fn describe() -> String {
         s.push('\n');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::io::prometheus::names::{gopher_entity, gopher_family, info_family};
+
+    #[test]
+    fn every_registered_metric_has_a_gopher_family_of_its_own() {
+        let mut seen = HashMap::new();
+        for spec in specs().into_iter().flat_map(|p| p.metrics.iter()) {
+            let f = gopher_family(gopher_entity(spec.kind, None), spec.name);
+            if let Some(other) = seen.insert(f.clone(), (spec.kind, spec.name)) {
+                assert_eq!(other, (spec.kind, spec.name), "two metrics share {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_registered_metric_has_a_family_of_its_own() {
+        let names = names();
+        let mut seen = HashMap::new();
+        for spec in specs().into_iter().flat_map(|p| p.metrics.iter()) {
+            let f = names.family(spec.kind, spec.name);
+            if let Some(other) = seen.insert(f.name.clone(), (spec.kind, spec.name)) {
+                assert_eq!(
+                    other,
+                    (spec.kind, spec.name),
+                    "two metrics share the family {}",
+                    f.name
+                );
+            }
+            assert_ne!(f.name, info_family(spec.kind), "{spec:?}");
+        }
+    }
 }

@@ -204,7 +204,7 @@ impl Reporter {
         let _ = write!(s, " → {} (first records in {})", self.output, human(first));
         if let Some(ex) = plan.serve {
             let _ = write!(s, "; serving {}", ex.url());
-            if ex.naming() == super::serve::names::Naming::Gopher {
+            if ex.naming() == super::serve::Naming::Gopher {
                 s.push_str(" with gala-gopher's names");
             }
         }

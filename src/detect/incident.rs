@@ -45,6 +45,7 @@ pub struct Incident {
 }
 
 impl Incident {
+    #[cfg(test)]
     pub fn is_open(&self) -> bool {
         self.open.is_some()
     }

@@ -16,13 +16,13 @@
 
 pub mod cli;
 pub mod config;
-pub mod detectors;
+pub(crate) mod detectors;
 pub mod engine;
 pub mod eval;
-pub mod format;
-pub mod incident;
-pub mod line;
-pub mod plan;
+pub(crate) mod format;
+pub(crate) mod incident;
+pub(crate) mod line;
+pub(crate) mod plan;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -333,11 +333,6 @@ impl Lines {
         self.current.as_ref().map_or("<none>", |s| s.name.as_str())
     }
 
-    /// The input that [`LineError::Unreadable`] was about, and why.
-    pub fn problem(&self) -> (&str, &str) {
-        (&self.problem.0, &self.problem.1)
-    }
-
     /// Reports a line that `advance` found unusable: with its file and line, or, for an
     /// unreadable input, with the file alone.
     pub fn report(

@@ -1,23 +1,23 @@
 //! Stream I/O shared by every tool: inputs, the record reader with its bad-input report,
 //! the record writer, signals, and the exit-status convention.
 
-pub mod bad_input;
-pub mod csv_series;
-pub mod input;
+pub(crate) mod bad_input;
+pub(crate) mod csv_series;
+pub(crate) mod input;
 pub mod output;
-pub mod progress;
+pub(crate) mod progress;
 pub mod prometheus;
-pub mod records;
-pub mod rotate;
-pub mod same_file;
-pub mod signals;
+pub(crate) mod records;
+pub(crate) mod rotate;
+pub(crate) mod same_file;
+pub(crate) mod signals;
 
 pub use bad_input::{BadInput, StrictStop};
 pub use output::RecordWriter;
 pub use records::{Item, ReadError, RecordReader};
 
 /// Exit statuses, the same for every tool (see each man page's EXIT STATUS).
-pub mod exit {
+pub(crate) mod exit {
     /// Success.
     pub const OK: u8 = 0;
     /// A meaningful "found nothing", for the tools that have one.

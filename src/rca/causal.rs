@@ -15,6 +15,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use petgraph::graphmap::DiGraphMap;
+use petgraph::visit::{Dfs, Reversed};
+use petgraph::Direction::{Incoming, Outgoing};
+
 use super::topology::Relation;
 use crate::record::kind;
 
@@ -24,11 +28,11 @@ pub struct CausalGraph {
     pub ids: Vec<String>,
     pub kinds: Vec<String>,
     pub index: HashMap<String, usize>,
-    /// `causes[e]`: (cause, rule).
-    pub causes: Vec<Vec<(usize, String)>>,
-    /// `effects[c]`: what `c` can cause.
-    pub effects: Vec<Vec<usize>>,
-    seen: HashSet<(usize, usize)>,
+    /// "cause → effect" edges between indices, each labelled with its rule. A graph map:
+    /// an edge is found by its ends in constant time (`add` is called once per resource
+    /// and process of a host), and a node's causes and effects come in the order they
+    /// were added, which breaks ties between equal paths the same way on every run.
+    edges: DiGraphMap<usize, String>,
 }
 
 const HOST_RESOURCES: &[&str] = &[kind::CPU, kind::MEM, kind::FS, kind::HOST, kind::SCHED];
@@ -52,45 +56,59 @@ impl CausalGraph {
         let i = self.ids.len();
         self.ids.push(id.to_string());
         self.kinds.push(k.to_string());
-        self.causes.push(Vec::new());
-        self.effects.push(Vec::new());
         self.index.insert(id.to_string(), i);
+        self.edges.add_node(i);
         i
     }
 
     /// Adds "`cause` can cause `effect`" under `rule`, once.
     pub fn add(&mut self, cause: usize, effect: usize, rule: impl Into<String>) {
-        if cause == effect || !self.seen.insert((cause, effect)) {
-            return;
+        if cause != effect && !self.edges.contains_edge(cause, effect) {
+            self.edges.add_edge(cause, effect, rule.into());
         }
-        self.causes[effect].push((cause, rule.into()));
-        self.effects[cause].push(effect);
     }
 
-    /// Keeps only the edges `keep(cause, effect, rule)` accepts.
-    pub fn retain(&mut self, keep: impl Fn(usize, usize, &str) -> bool) {
-        for e in 0..self.causes.len() {
-            let mut causes = std::mem::take(&mut self.causes[e]);
-            causes.retain(|(c, r)| keep(*c, e, r));
-            self.causes[e] = causes;
-        }
-        self.seen.clear();
-        for fx in self.effects.iter_mut() {
-            fx.clear();
-        }
-        for e in 0..self.causes.len() {
-            for (c, _) in &self.causes[e] {
-                self.seen.insert((*c, e));
-                self.effects[*c].push(e);
+    /// Keeps only the edges `keep(cause, effect)` accepts. The graph is laid anew, effect
+    /// by effect: each entity's causes keep their order, its effects come in index order.
+    pub fn retain(&mut self, keep: impl Fn(usize, usize) -> bool) {
+        let mut kept = DiGraphMap::with_capacity(self.ids.len(), self.edges.edge_count());
+        for e in 0..self.ids.len() {
+            kept.add_node(e);
+            for (c, _, rule) in self.edges.edges_directed(e, Incoming) {
+                if keep(c, e) {
+                    kept.add_edge(c, e, rule.clone());
+                }
             }
         }
+        self.edges = kept;
+    }
+
+    /// What can cause entity `e`, in the order the rules said so.
+    pub fn causes(&self, e: usize) -> impl Iterator<Item = usize> + '_ {
+        self.edges.neighbors_directed(e, Incoming)
+    }
+
+    /// What entity `c` can cause.
+    pub fn effects(&self, c: usize) -> impl Iterator<Item = usize> + '_ {
+        self.edges.neighbors_directed(c, Outgoing)
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edges.edge_count()
     }
 
     pub fn rule(&self, cause: usize, effect: usize) -> Option<&str> {
-        self.causes[effect]
-            .iter()
-            .find(|(c, _)| *c == cause)
-            .map(|(_, r)| r.as_str())
+        self.edges.edge_weight(cause, effect).map(String::as_str)
+    }
+
+    /// The entities that can reach entity `k` (`k` among them).
+    pub fn reaching(&self, k: usize) -> Vec<bool> {
+        let mut reachable = vec![false; self.ids.len()];
+        let mut dfs = Dfs::new(Reversed(&self.edges), k);
+        while let Some(c) = dfs.next(Reversed(&self.edges)) {
+            reachable[c] = true;
+        }
+        reachable
     }
 
     /// Applies the rules to the relations. `kinds` gives each entity's kind (every entity

@@ -563,7 +563,7 @@ impl<'a> Frame<'a> {
             .and_then(|h| h.ts.first().copied())
             .unwrap_or(kpi.ts);
         let split = (kpi.ts - opts.lookback_ms).max(first + (kpi.ts - first) / 2);
-        let reachable = reaching(g, k);
+        let reachable = g.reaching(k);
         let born_at = born_during(store, g, &reachable, split);
         Some(Frame {
             store,
@@ -898,10 +898,10 @@ impl<'a> Frame<'a> {
         }
         // Direct causes, and causes of quiet direct causes (a NIC dropping packets
         // explains an SLI through a link that itself shows nothing).
-        let mut upstream: Vec<(usize, usize)> = g.causes[c].iter().map(|(p, _)| (*p, c)).collect();
-        for (p, _) in &g.causes[c] {
-            if cands.best[*p].is_none() {
-                upstream.extend(g.causes[*p].iter().map(|(q, _)| (*q, *p)));
+        let mut upstream: Vec<(usize, usize)> = g.causes(c).map(|p| (p, c)).collect();
+        for p in g.causes(c) {
+            if cands.best[p].is_none() {
+                upstream.extend(g.causes(p).map(|q| (q, p)));
             }
         }
         // A process waiting for a resource it shares (its run-queue delay, its I/O's
@@ -910,14 +910,13 @@ impl<'a> Frame<'a> {
         // (host PSI lags by its 10 s average).
         let victim_of = wait_resource(&g.kinds[c], &bc.metric);
         if let Some(r) = victim_of {
-            for (p, _) in &g.causes[c] {
+            for p in g.causes(c) {
                 upstream.extend(
-                    g.causes[*p]
-                        .iter()
-                        .filter(|(q, _)| {
-                            rank::hog_edge(g, *q, *p).is_some_and(|slots| slots.contains(&r))
+                    g.causes(p)
+                        .filter(|&q| {
+                            rank::hog_edge(g, q, p).is_some_and(|slots| slots.contains(&r))
                         })
-                        .map(|(q, _)| (*q, *p)),
+                        .map(|q| (q, p)),
                 );
             }
         }
@@ -1313,22 +1312,6 @@ impl<'a> Frame<'a> {
             suspect: false,
         }
     }
-}
-
-/// The entities that can reach entity `k` in the causal graph (`k` among them).
-fn reaching(g: &CausalGraph, k: usize) -> Vec<bool> {
-    let mut reachable = vec![false; g.ids.len()];
-    reachable[k] = true;
-    let mut stack = vec![k];
-    while let Some(e) = stack.pop() {
-        for (c, _) in &g.causes[e] {
-            if !reachable[*c] {
-                reachable[*c] = true;
-                stack.push(*c);
-            }
-        }
-    }
-    reachable
 }
 
 /// When each reachable process (container, thread, pod) that did not exist before the

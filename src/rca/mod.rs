@@ -8,17 +8,17 @@
 //! ([`infer`], [`output`]). [`csv`] does the same for wide metric tables without a graph;
 //! [`eval`] scores it over labelled cases, [`synth`] writes such cases.
 
-pub mod causal;
+pub(crate) mod causal;
 pub mod cli;
-pub mod csv;
-pub mod eval;
-pub mod infer;
-pub mod output;
-pub mod rank;
-pub mod score;
-pub mod store;
-pub mod synth;
-pub mod topology;
+pub(crate) mod csv;
+pub(crate) mod eval;
+pub(crate) mod infer;
+pub(crate) mod output;
+pub(crate) mod rank;
+pub(crate) mod score;
+pub(crate) mod store;
+pub(crate) mod synth;
+pub(crate) mod topology;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,8 +30,9 @@ use crate::io::output::Mode;
 use crate::io::{exit, BadInput, RecordReader, RecordWriter};
 use crate::record::{entity_id, kind, Anomaly, Record, ALL_METHODS};
 use causal::CausalGraph;
-use infer::{InferOptions, Inference, KpiSpec};
+pub use infer::{InferOptions, Inference, KpiSpec};
 use output::Format;
+pub use rank::Ranker;
 use store::Store;
 use topology::Relation;
 
@@ -131,22 +132,21 @@ pub fn graph(store: &Store) -> CausalGraph {
     let apart: Vec<(usize, usize)> = (0..g.ids.len())
         .filter(|&e| g.kinds[e] == crate::record::kind::SLI)
         .flat_map(|e| {
-            g.causes[e]
-                .iter()
-                .filter(|(c, _)| g.kinds[*c] == crate::record::kind::TCP_LINK)
-                .filter(|(c, _)| match (conn(*c), conn(e)) {
+            g.causes(e)
+                .filter(|&c| g.kinds[c] == crate::record::kind::TCP_LINK)
+                .filter(|&c| match (conn(c), conn(e)) {
                     (Some(link), Some(sli)) => {
                         link != sli && !(link.0 == "client" && sli.0 == "server")
                     }
                     _ => false,
                 })
-                .map(move |(c, _)| (*c, e))
+                .map(move |c| (c, e))
                 .collect::<Vec<_>>()
         })
         .collect();
     if !apart.is_empty() {
         let apart: std::collections::HashSet<(usize, usize)> = apart.into_iter().collect();
-        g.retain(|c, e, _| !apart.contains(&(c, e)));
+        g.retain(|c, e| !apart.contains(&(c, e)));
     }
     g
 }
@@ -359,10 +359,10 @@ fn graph_cached<'a>(
         let started = Instant::now();
         let g = graph(store);
         if verbose {
-            let edges: usize = g.causes.iter().map(Vec::len).sum();
             eprintln!(
-                "{TOOL}: causal graph of {} entities and {edges} cause edges built in {:.1} ms",
+                "{TOOL}: causal graph of {} entities and {} cause edges built in {:.1} ms",
                 g.ids.len(),
+                g.edge_count(),
                 started.elapsed().as_secs_f64() * 1000.0
             );
         }

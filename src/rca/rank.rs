@@ -151,15 +151,15 @@ pub fn best_paths(
         }
         // Passing through `e` to reach its causes: `e` is an intermediate hop.
         let through = if e == kpi || abn[e] > 0.0 { 1.0 } else { QUIET };
-        for (c, _) in &g.causes[e] {
-            if !slots.carries(g, *c, e, next[e], abn) {
+        for c in g.causes(e) {
+            if !slots.carries(g, c, e, next[e], abn) {
                 continue;
             }
             let wc = w * through * HOP;
-            if wc > weight[*c] {
-                weight[*c] = wc;
-                next[*c] = Some(e);
-                heap.push(Item(wc, *c));
+            if wc > weight[c] {
+                weight[c] = wc;
+                next[c] = Some(e);
+                heap.push(Item(wc, c));
             }
         }
     }
@@ -216,7 +216,7 @@ pub fn by_path(g: &CausalGraph, kpi: usize, abn: &[f64], slots: &Slots) -> PathR
         if c == kpi {
             continue;
         }
-        for &e in &g.effects[c] {
+        for e in g.effects(c) {
             if w[e] == 0.0 || !slots.carries(g, c, e, next[e], abn) {
                 continue;
             }
@@ -258,13 +258,13 @@ pub fn by_walk(g: &CausalGraph, kpi: usize, abn: &[f64], reachable: &[bool]) -> 
             continue;
         }
         let mut best_cause: f64 = 0.0;
-        for (c, _) in &g.causes[u] {
-            if reachable[*c] {
-                out[u].push((*c, abn[*c] + FLOOR));
-                best_cause = best_cause.max(abn[*c]);
+        for c in g.causes(u) {
+            if reachable[c] {
+                out[u].push((c, abn[c] + FLOOR));
+                best_cause = best_cause.max(abn[c]);
             }
         }
-        for &e in &g.effects[u] {
+        for e in g.effects(u) {
             if reachable[e] {
                 out[u].push((e, BACK * (abn[e] + FLOOR)));
             }

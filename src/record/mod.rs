@@ -5,7 +5,8 @@
 //! Times are integer milliseconds since the epoch (`ts`): jq keeps numbers as doubles,
 //! which would lose nanoseconds.
 
-pub mod id;
+pub(crate) mod id;
+pub mod spec;
 pub mod time;
 
 use std::collections::BTreeMap;

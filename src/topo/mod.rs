@@ -13,17 +13,17 @@
 //! ([`render`]). The other formats draw one snapshot, at the end of input or at `--at`.
 //! docs/topo.md has the rules.
 
-pub mod app;
-pub mod build;
+pub(crate) mod app;
+pub(crate) mod build;
 pub mod cli;
-pub mod fields;
-pub mod flow;
-pub mod graph;
-pub mod hash;
-pub mod render;
-pub mod scan;
-pub mod state;
-pub mod template;
+pub(crate) mod fields;
+pub(crate) mod flow;
+pub(crate) mod graph;
+pub(crate) mod hash;
+pub(crate) mod render;
+pub(crate) mod scan;
+pub(crate) mod state;
+pub(crate) mod template;
 
 use anyhow::Context;
 

@@ -87,6 +87,7 @@ const KNOWN: [&str; 9] = [
 ];
 
 /// Reads one line; an error is the message to report it with.
+#[cfg(test)]
 pub fn scan(line: &str) -> Result<Scanned<'_>, String> {
     read(line).0
 }

@@ -489,10 +489,6 @@ impl State {
         self.ids.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     /// The name of a machine by index.
     pub fn machine_name(&self, i: u32) -> &str {
         &self.machines[i as usize].name
@@ -770,7 +766,7 @@ mod tests {
             s.expire(m);
         }
         check(&s);
-        assert!(s.is_empty() && s.key_links.is_empty() && s.slis.is_empty());
+        assert!(s.len() == 0 && s.key_links.is_empty() && s.slis.is_empty());
         assert!(s.hosts.is_empty() && s.procs.is_empty());
     }
 

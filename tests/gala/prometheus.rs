@@ -314,7 +314,7 @@ fn every_registered_family_passes_promtool_lint() {
     let (text, dropped) = gala::collect::serve::render(
         &entities,
         &metrics,
-        gala::collect::serve::names::Names::get(),
+        gala::collect::registry::names(),
         usize::MAX,
     );
     assert_eq!(dropped, 0);
@@ -326,7 +326,7 @@ fn every_registered_family_passes_promtool_lint() {
 /// docs/prometheus-families.md lists every family the exporter can show, generated from
 /// the registry (`GALA_BLESS=1` rewrites it).
 fn family_table_is_current() {
-    let names = gala::collect::serve::names::Names::get();
+    let names = gala::collect::registry::names();
     let mut rows = std::collections::BTreeSet::new();
     for spec in gala::collect::registry::specs() {
         for m in spec.metrics {
@@ -344,7 +344,7 @@ fn family_table_is_current() {
         for kind in spec.kinds {
             rows.insert(format!(
                 "| `{}` | gauge (always 1) | the {kind}'s labels | none: on every series |",
-                gala::collect::serve::names::info_family(kind)
+                gala::io::prometheus::names::info_family(kind)
             ));
         }
     }
@@ -379,7 +379,7 @@ fn family_table_is_current() {
 /// A metric's gala-gopher family, as `--serve-names gopher` names it on an entity of its
 /// kind (an lb_link's varies by balancer: shown as `<lb>_link`).
 fn gopher_name(kind: &str, metric: &str) -> String {
-    use gala::collect::serve::names::{gopher_entity, gopher_family};
+    use gala::io::prometheus::names::{gopher_entity, gopher_family};
     match kind {
         "lb_link" => format!("gala_gopher_<lb>_link_{metric}"),
         _ => gopher_family(gopher_entity(kind, None), metric),

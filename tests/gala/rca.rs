@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use gala::io::{RecordReader, RecordWriter};
-use gala::rca::{self, infer::InferOptions, rank::Ranker, Options};
+use gala::rca::{self, InferOptions, Options, Ranker};
 use serde_json::{json, Value};
 
 use crate::common::{ndjson, run};

@@ -57,16 +57,6 @@ pub enum Role {
     Server,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Unknown => "unknown",
-            Role::Client => "client",
-            Role::Server => "server",
-        }
-    }
-}
-
 /// One syscall's worth of payload (or a close), borrowed from the ring buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {

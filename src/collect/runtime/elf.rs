@@ -20,7 +20,6 @@ const MAX_SECTION: u64 = 64 << 20;
 pub struct Section {
     pub name: String,
     pub kind: u32,
-    pub addr: u64,
     pub offset: u64,
     pub size: u64,
     pub link: u32,
@@ -114,7 +113,6 @@ impl Elf {
                 elf.sections.push(Section {
                     name: cstr(&names, u32_at(&sh, field(i, 0)) as usize),
                     kind: u32_at(&sh, field(i, 4)),
-                    addr: u64_at(&sh, field(i, 0x10)),
                     offset: u64_at(&sh, field(i, 0x18)),
                     size: u64_at(&sh, field(i, 0x20)),
                     link: u32_at(&sh, field(i, 0x28)),

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use super::names::{FamilyType, Names};
+use crate::io::prometheus::names::{FamilyType, Names};
 use crate::record::{Histogram, Metric};
 
 /// Intervals an absent entity's totals are kept for.
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn deltas_become_running_totals_and_gauges_stay_levels() {
         let mut acc = Accumulator::new(1000);
-        let names = Names::get();
+        let names = crate::collect::registry::names();
         let line = |ts: i64, kills: f64, load: f64| {
             format!(
                 r#"{{"type":"metric","ts":{ts},"id":"m_host_m","kind":"host","metrics":{{"oom_kills":{kills},"load1":{load}}},"histos":{{"lat":{{"bounds":[1],"counts":[1,2],"sum":4}}}}}}"#
@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn totals_held_stay_within_the_limit_oldest_dropped_first() {
         let mut acc = Accumulator::new(2);
-        let names = Names::get();
+        let names = crate::collect::registry::names();
         for i in 0..5 {
             let mut m = interval(&format!(
                 r#"{{"type":"metric","ts":{i},"id":"m_host_{i}","kind":"host","metrics":{{"oom_kills":1}}}}"#

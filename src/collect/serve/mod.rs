@@ -1,5 +1,5 @@
 //! `gala-collect --serve ADDR`: the last interval as Prometheus text at `/metrics`, named
-//! and typed the Prometheus way (see `names`): counters as `_total` counters in base units,
+//! and typed the Prometheus way (see `io::prometheus::names`): counters as `_total` counters in base units,
 //! gauges as gauges, histograms as histograms, an entity's descriptive labels on one
 //! `gala_<kind>_info` series instead of on every series.
 //!
@@ -13,7 +13,7 @@
 //! Every sample carries the collector's own timestamp, so the `--prometheus` readers
 //! rebuild the exact intervals.
 //!
-//! `--serve-names gopher` ([`names::Naming::Gopher`]) exposes the same snapshots under
+//! `--serve-names gopher` ([`Naming::Gopher`]) exposes the same snapshots under
 //! gala-gopher's names instead (`render::render_gopher`), each interval's values as they
 //! are: no running totals are kept.
 //!
@@ -23,7 +23,6 @@
 mod accumulate;
 mod auth;
 mod http;
-pub mod names;
 mod render;
 pub mod web_config;
 
@@ -38,11 +37,25 @@ use serde_json::json;
 
 pub use render::{render, render_gopher};
 
+use super::registry;
 use crate::record::{Entity, Fields, Metric, Record};
 use accumulate::Accumulator;
 use auth::BasicAuth;
-use names::{Names, Naming};
 pub use web_config::WebConfig;
+
+/// The names `gala-collect --serve` gives its series (`--serve-names`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Naming {
+    /// Prometheus' conventions: `gala_<kind>_<metric>_<unit>`, counters as running
+    /// `_total` counters in base units, histograms as histograms, descriptive labels on
+    /// one `gala_<kind>_info` series per entity.
+    #[default]
+    Gala,
+    /// gala-gopher's: `gala_gopher_<entity>_<metric>` gauges of each interval's own value
+    /// in the record's unit, every series labelled with its entity's keys and labels and
+    /// machine_id, as gala-ops dashboards, gala-spider and gala-anteater query them.
+    Gopher,
+}
 
 /// Default limit on the number of series one scrape shows.
 pub const DEFAULT_MAX_SERIES: usize = 200_000;
@@ -88,8 +101,12 @@ impl Shared {
                 Naming::Gala => render,
                 Naming::Gopher => render_gopher,
             };
-            let (text, dropped) =
-                render(&snap.entities, &snap.metrics, Names::get(), self.max_series);
+            let (text, dropped) = render(
+                &snap.entities,
+                &snap.metrics,
+                registry::names(),
+                self.max_series,
+            );
             self.dropped.store(dropped, Ordering::Relaxed);
             (text, dropped)
         });
@@ -245,7 +262,7 @@ impl Exporter {
             self.totals
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .accumulate(&mut metrics, Names::get());
+                .accumulate(&mut metrics, registry::names());
         }
         let snap = Arc::new(Snapshot {
             entities,

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::names::{
+use crate::io::prometheus::names::{
     gopher_entity, gopher_family, gopher_label, info_family, FamilyType, Names, Scale,
 };
 use crate::record::{Entity, Histogram, Metric};
@@ -644,7 +644,7 @@ pub(crate) mod tests {
     #[test]
     fn series_carry_identifying_labels_and_info_the_descriptive_ones() {
         let (ents, mets) = snapshot();
-        let (text, dropped) = render(&ents, &mets, Names::get(), 1000);
+        let (text, dropped) = render(&ents, &mets, crate::collect::registry::names(), 1000);
         assert_eq!(dropped, 0);
         assert!(
             text.contains("# TYPE gala_proc_rss_bytes gauge\n"),
@@ -670,7 +670,7 @@ pub(crate) mod tests {
     #[test]
     fn gopher_series_carry_keys_labels_and_machine_id_as_gala_gopher_writes_them() {
         let (ents, mets) = snapshot();
-        let (text, dropped) = render_gopher(&ents, &mets, Names::get(), 1000);
+        let (text, dropped) = render_gopher(&ents, &mets, crate::collect::registry::names(), 1000);
         assert_eq!(dropped, 0);
         assert!(
             text.contains("# TYPE gala_gopher_proc_rss_bytes gauge\n"),
@@ -699,7 +699,7 @@ pub(crate) mod tests {
             .filter(|l| !l.starts_with('#'))
             .all(|l| l.starts_with("gala_gopher_proc_")));
         // The limit still leaves out whole entities: 2 values and 3 buckets.
-        let (text, dropped) = render_gopher(&ents, &mets, Names::get(), 4);
+        let (text, dropped) = render_gopher(&ents, &mets, crate::collect::registry::names(), 4);
         assert_eq!(dropped, 5);
         assert!(!text.contains("gala_gopher_proc_"), "{text}");
     }
@@ -744,7 +744,7 @@ pub(crate) mod tests {
     #[test]
     fn cardinality_limit_drops_whole_entities() {
         let (ents, mets) = snapshot();
-        let (text, dropped) = render(&ents, &mets, Names::get(), 1);
+        let (text, dropped) = render(&ents, &mets, crate::collect::registry::names(), 1);
         // The proc's 1 info + 2 values + 3 buckets and sum and count do not fit; the
         // container's info does.
         assert_eq!(dropped, 1 + 2 + 3 + 2);

@@ -59,6 +59,7 @@ impl Season {
         })
     }
 
+    #[cfg(test)]
     pub fn period(&self) -> usize {
         self.past.len()
     }

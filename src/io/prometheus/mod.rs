@@ -8,7 +8,7 @@
 //! `--step` asks for resampled `query_range` instead, for series scraped without
 //! timestamps. Entities are rebuilt from each kind's `gala_<kind>_info` series, metrics
 //! joined to them by `gala_id`, and names, units and types turned back by the exporter's
-//! own table (src/collect/serve/names.rs).
+//! own table ([`names`], of the collector's registry).
 //!
 //! Counters become per-interval deltas again: each sample minus the series' previous one
 //! (from an earlier page, or from a look-back before the range), or the sample itself
@@ -17,6 +17,7 @@
 //! range are those of the recording.
 
 mod api;
+pub mod names;
 mod naming;
 mod rebuild;
 
@@ -28,6 +29,7 @@ use anyhow::{bail, Context};
 
 use super::input::Source;
 use api::{fetch, get, parse_answer};
+use names::Names;
 use rebuild::{rebuild, Baselines};
 
 /// How far before the range the first page looks for each counter's previous sample
@@ -72,10 +74,15 @@ pub struct Query {
     /// Length of one page of the range.
     pub page: Duration,
     pub timeout: Duration,
+    /// The exporter's names of the metrics to read back.
+    pub names: &'static Names,
 }
 
 impl Query {
-    pub fn from_args(args: &PrometheusArgs) -> anyhow::Result<Option<Query>> {
+    pub fn from_args(
+        args: &PrometheusArgs,
+        names: &'static Names,
+    ) -> anyhow::Result<Option<Query>> {
         let Some(url) = &args.prometheus else {
             return Ok(None);
         };
@@ -104,6 +111,7 @@ impl Query {
             matchers,
             page: Duration::from_secs(600),
             timeout: Duration::from_secs(60),
+            names,
         }))
     }
 
@@ -167,7 +175,14 @@ pub fn open(query: Query) -> anyhow::Result<Source> {
                     let full = std::mem::replace(out, Vec::with_capacity(CHUNK + (1 << 16)));
                     tx.send(Ok(full)).is_ok()
                 };
-                rebuild(&series, start, &mut baselines, &mut out, &mut send);
+                rebuild(
+                    query.names,
+                    &series,
+                    start,
+                    &mut baselines,
+                    &mut out,
+                    &mut send,
+                );
                 // An empty piece marks the end of a page, for the progress bar.
                 if !send(&mut out) || !send(&mut Vec::new()) {
                     return;
@@ -252,6 +267,7 @@ mod tests {
             matchers: String::new(),
             page: Duration::from_secs(600),
             timeout: Duration::from_secs(2),
+            names: Box::leak(Box::new(Names::new(&[]))),
         };
         let t = std::time::Instant::now();
         let err = format!("{:#}", open(q).err().unwrap());

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::collect::serve::names::{self, FamilyType, Names, Scale};
+use super::names::{self, FamilyType, Names, Scale};
 use crate::record::Entity;
 
 /// Labels Prometheus or the exporter add that are not the entity's own.
@@ -35,14 +35,15 @@ pub(super) enum Role<'a> {
     Skip,
 }
 
-/// The role of a metric series of an entity of `kind`, and how to read its values.
+/// The role of a metric series of an entity of `kind`, and how to read its values, by
+/// the exporter's names in `table`.
 pub(super) fn role_of<'a>(
+    table: &Names,
     name: &'a str,
     labels: &'a HashMap<Cow<'a, str>, Cow<'a, str>>,
     kind: &str,
     is_histo: &dyn Fn(&str) -> bool,
 ) -> Option<(Role<'a>, bool, Scale)> {
-    let table = Names::get();
     let prefix = names::prefix(kind);
     let local = |family: &'a str| family.strip_prefix(prefix.as_str());
     // A histogram's part: the family is the name without its suffix.

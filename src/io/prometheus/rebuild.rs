@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde_json::{json, Map};
 
 use super::api::ApiSeries;
+use super::names::{self, Names, Scale};
 use super::naming::{entity_from_labels, role_of, Role};
 use super::CHUNK;
-use crate::collect::serve::names::{self, Scale};
 use crate::record::{Entity, Histogram, Record, Status, FORMAT_VERSION};
 
 #[derive(Default)]
@@ -83,13 +83,14 @@ struct Sample {
 /// interned in the order records are written in, samples are sorted once, and each
 /// entity's JSON is rendered once per page, not once per interval.
 pub(super) fn rebuild(
+    table: &Names,
     series: &[ApiSeries],
     start: i64,
     baselines: &mut Baselines,
     out: &mut Vec<u8>,
     flush: &mut dyn FnMut(&mut Vec<u8>) -> bool,
 ) {
-    let page = Page::new(series);
+    let page = Page::new(table, series);
     let samples = page.samples(series, start, baselines);
     page.write(&samples, out, flush);
 }
@@ -111,9 +112,9 @@ struct Page<'s> {
 
 impl<'s> Page<'s> {
     /// Pass 1: entities from the info series, then what every series is.
-    fn new(series: &'s [ApiSeries]) -> Page<'s> {
+    fn new(table: &Names, series: &'s [ApiSeries]) -> Page<'s> {
         let entities = info_entities(series);
-        let (roles, names) = series_roles(series, &entities);
+        let (roles, names) = series_roles(table, series, &entities);
         let machines: Vec<&str> = entities
             .values()
             .map(|(_, m)| *m)
@@ -280,6 +281,7 @@ fn info_entities<'s>(series: &'s [ApiSeries]) -> BTreeMap<&'s str, (Entity, &'s 
 /// What every series of the page is (None: nothing to join it to), and the names of the
 /// plain metrics among them.
 fn series_roles<'s>(
+    table: &Names,
     series: &'s [ApiSeries],
     entities: &BTreeMap<&'s str, (Entity, &'s str)>,
 ) -> (Vec<Option<SeriesRole<'s>>>, BTreeSet<&'s str>) {
@@ -310,7 +312,7 @@ fn series_roles<'s>(
             continue;
         }
         let is_histo = |family: &str| histo_bases.contains(&(id.as_ref(), family));
-        let role = role_of(name, labels, &entity.kind, &is_histo);
+        let role = role_of(table, name, labels, &entity.kind, &is_histo);
         if let Some((Role::Plain(metric), ..)) = role {
             names.insert(metric);
         }
@@ -453,6 +455,7 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+    use crate::record::spec::{m, MetricType};
 
     fn series<'a>(labels: &[(&'a str, &'a str)], values: &[(f64, &'a str)]) -> ApiSeries<'a> {
         ApiSeries {
@@ -473,8 +476,14 @@ mod tests {
     }
 
     fn rebuilt_from(page: &[ApiSeries], start: i64, baselines: &mut Baselines) -> Vec<Record> {
+        // The two registered metrics the pages below carry: cpu_time_ms, a delta in ms
+        // (a counter in seconds), and rss_bytes, a gauge.
+        let table = Names::new(&[
+            m("proc", "cpu_time_ms", "ms", MetricType::Delta, "h"),
+            m("proc", "rss_bytes", "bytes", MetricType::Gauge, "h"),
+        ]);
         let mut out = Vec::new();
-        rebuild(page, start, baselines, &mut out, &mut |_| {
+        rebuild(&table, page, start, baselines, &mut out, &mut |_| {
             panic!("a small page fits one chunk")
         });
         std::str::from_utf8(&out)

@@ -113,6 +113,7 @@ impl Reply {
         self.each.len()
     }
 
+    #[cfg(test)]
     pub fn errors(&self) -> usize {
         self.each.iter().filter(|o| o.error).count()
     }

@@ -1,8 +1,11 @@
-//! Prometheus names for gala's metrics, in both directions: the exporter turns a record's
-//! (kind, metric) into a family with a type, a base unit and a scale; the `--prometheus`
-//! readers turn the family back into the record's metric and value.
+//! Prometheus names for gala's metrics, in both directions: the exporter
+//! (`gala-collect --serve`) turns a record's (kind, metric) into a family with a type, a
+//! base unit and a scale; the `--prometheus` reader turns the family back into the
+//! record's metric and value. It lives here, below the tools, because both directions
+//! need it; the table is built from the metric descriptions the caller hands in (the
+//! collector's registry, `collect::registry::names`).
 //!
-//! The name is derived from the registry's description of each metric (see
+//! The name is derived from each metric's description (see
 //! `gala-collect --list-probes`), never listed by hand, so a probe's new metric gets a
 //! well-formed family without anyone editing a table here:
 //! - a `delta` (how much happened in an interval) is a **counter**, accumulated by the
@@ -12,31 +15,16 @@
 //! - values are in base units (seconds, bytes, ratios), the unit is the name's last word,
 //!   and the abbreviation the record's name carries (`_us`, `_ms`, `_kB`, `_pct`) goes.
 //!
-//! `--serve-names gopher` names the same metrics as openEuler's gala-gopher does instead
-//! (see [`Naming::Gopher`] and [`gopher_entity`]), for dashboards and queries written
-//! against a gala-ops Prometheus.
+//! `gala-collect --serve-names gopher` names the same metrics as openEuler's gala-gopher
+//! does instead (see [`gopher_entity`] and [`gopher_family`]), for dashboards and queries
+//! written against a gala-ops Prometheus.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::collect::probe::{MetricSpec, MetricType};
+use crate::record::spec::{MetricSpec, MetricType};
 use crate::record::{kind, Entity};
-
-/// The names `gala-collect --serve` gives its series (`--serve-names`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Naming {
-    /// Prometheus' conventions: `gala_<kind>_<metric>_<unit>`, counters as running
-    /// `_total` counters in base units, histograms as histograms, descriptive labels on
-    /// one `gala_<kind>_info` series per entity.
-    #[default]
-    Gala,
-    /// gala-gopher's: `gala_gopher_<entity>_<metric>` gauges of each interval's own value
-    /// in the record's unit, every series labelled with its entity's keys and labels and
-    /// machine_id, as gala-ops dashboards, gala-spider and gala-anteater query them.
-    Gopher,
-}
 
 /// The Prometheus type a family is exposed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +82,8 @@ pub struct Family {
     pub help: String,
 }
 
-/// The families of every registered metric, and the way back from a family's name.
+/// The families of every described metric, and the way back from a family's name.
+#[derive(Debug)]
 pub struct Names {
     by_metric: HashMap<(&'static str, &'static str), Family>,
     by_family: HashMap<String, (&'static str, &'static str)>,
@@ -102,19 +91,8 @@ pub struct Names {
 }
 
 impl Names {
-    /// The table for the collector's registry, built once.
-    pub fn get() -> &'static Names {
-        static NAMES: OnceLock<Names> = OnceLock::new();
-        NAMES.get_or_init(|| {
-            let specs: Vec<&MetricSpec> = super::super::registry::specs()
-                .into_iter()
-                .flat_map(|p| p.metrics.iter())
-                .collect();
-            Names::new(specs)
-        })
-    }
-
-    fn new<'a>(specs: impl IntoIterator<Item = &'a MetricSpec>) -> Names {
+    /// The table of the metrics `specs` describe.
+    pub fn new<'a>(specs: impl IntoIterator<Item = &'a MetricSpec>) -> Names {
         let mut by_metric = HashMap::new();
         let mut by_family = HashMap::new();
         let mut by_spec = HashMap::new();
@@ -316,7 +294,7 @@ fn family(kind: &str, metric: &str, spec: Option<&MetricSpec>) -> Family {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::probe::m;
+    use crate::record::spec::m;
 
     #[test]
     fn families_follow_prometheus_conventions() {
@@ -390,43 +368,9 @@ mod tests {
         assert_eq!(gopher_entity("tcp_link", None), "tcp_link");
         assert_eq!(gopher_label("lvs_link", "backend_ip"), "server_ip");
         assert_eq!(gopher_label("lb_link", "backend_ip"), "backend_ip");
-        assert!(Names::get()
+        let names = Names::new(&[m("disk", "rspeed_kB", "KiB/s", MetricType::Rate, "h")]);
+        assert!(names
             .gopher_help("disk", "rspeed_kB")
             .contains("(gala-collect disk rspeed_kB: KiB/s, rate;"));
-    }
-
-    #[test]
-    fn every_registered_metric_has_a_gopher_family_of_its_own() {
-        let mut seen = HashMap::new();
-        for spec in crate::collect::registry::specs()
-            .into_iter()
-            .flat_map(|p| p.metrics.iter())
-        {
-            let f = gopher_family(gopher_entity(spec.kind, None), spec.name);
-            if let Some(other) = seen.insert(f.clone(), (spec.kind, spec.name)) {
-                assert_eq!(other, (spec.kind, spec.name), "two metrics share {f}");
-            }
-        }
-    }
-
-    #[test]
-    fn every_registered_metric_has_a_family_of_its_own() {
-        let names = Names::get();
-        let mut seen = HashMap::new();
-        for spec in crate::collect::registry::specs()
-            .into_iter()
-            .flat_map(|p| p.metrics.iter())
-        {
-            let f = names.family(spec.kind, spec.name);
-            if let Some(other) = seen.insert(f.name.clone(), (spec.kind, spec.name)) {
-                assert_eq!(
-                    other,
-                    (spec.kind, spec.name),
-                    "two metrics share the family {}",
-                    f.name
-                );
-            }
-            assert_ne!(f.name, info_family(spec.kind), "{spec:?}");
-        }
     }
 }
