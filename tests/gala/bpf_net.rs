@@ -93,8 +93,7 @@ impl Collector {
 }
 
 fn interrupt(child: &Child) {
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    crate::common::signal(child.id(), nix::sys::signal::Signal::SIGINT);
 }
 
 /// Runs a python3 program; returns the child (stdout piped).

@@ -486,8 +486,7 @@ fn runq_alone_and_crowded(probe: &str) -> (Vec<Value>, u32, u32, u32) {
     let crowded = sleeper(cpu);
     reap(crowded);
     for h in hogs {
-        // SAFETY: kills our own child.
-        unsafe { libc::kill(h as i32, libc::SIGKILL) };
+        crate::common::signal(h, nix::sys::signal::Signal::SIGKILL);
         reap(h);
     }
     let records = c.finish();

@@ -85,6 +85,12 @@ pub fn require_bpf(test: &str) -> bool {
 }
 
 /// Repository root.
+/// Sends `sig` to process `pid` (a child the test started); a child already gone is no
+/// error here, as with kill(2) and its result ignored.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -171,8 +177,7 @@ impl Collector {
             |recs| recs.iter().filter(|r| r["type"] == "status").count() >= n + 2,
             "further intervals",
         );
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        crate::common::signal(self.child.id(), nix::sys::signal::Signal::SIGINT);
         let status = self.child.wait().unwrap();
         assert!(
             status.success() || status.code() == Some(130),

@@ -1075,8 +1075,7 @@ fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
     next_status(&mut records, gala::record::now_ms());
     stdin.write_all(b"bye\n").unwrap();
     assert!(sleeper.wait().unwrap().success());
-    // SAFETY: plain kill(2) on a child we started.
-    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    crate::common::signal(collector.id(), nix::sys::signal::Signal::SIGINT);
     while next_status(&mut records, 0) {}
     let collector = collector.wait_with_output().unwrap();
     let collector_err = String::from_utf8_lossy(&collector.stderr);
@@ -1168,8 +1167,7 @@ fn onset_diff_of_a_live_recording_names_a_new_hog_as_new() {
         let _ = p.kill();
         let _ = p.wait();
     }
-    // SAFETY: plain kill(2) on a child we started.
-    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    crate::common::signal(collector.id(), nix::sys::signal::Signal::SIGINT);
     for line in lines {
         text.push_str(&line.unwrap());
         text.push('\n');
@@ -1284,8 +1282,7 @@ fn collect_around(probe: &str, prog: &Path, args: &[&str]) -> (String, u64, u32)
     next_status(&mut out, gala::record::now_ms());
     stdin.write_all(b"bye\n").unwrap();
     assert!(child.wait().unwrap().success());
-    // SAFETY: plain kill(2) on a child we started.
-    unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
+    crate::common::signal(collector.id(), nix::sys::signal::Signal::SIGINT);
     while next_status(&mut out, 0) {}
     let collector = collector.wait_with_output().unwrap();
     eprintln!("{}", String::from_utf8_lossy(&collector.stderr));

@@ -20,8 +20,7 @@ impl Drop for Running {
     /// SIGTERM first: nginx's master and the postmaster take their workers with them
     /// only when they end in order; SIGKILL would leave the workers behind.
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        crate::common::signal(self.0.id(), nix::sys::signal::Signal::SIGTERM);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
             if !matches!(self.0.try_wait(), Ok(None)) {
@@ -172,8 +171,7 @@ impl Collector {
     /// Ends it now (SIGINT: the interval up to the signal is still reported); its records.
     fn stop(mut self) -> Records {
         if let Some(c) = &self.0 {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            crate::common::signal(c.id(), nix::sys::signal::Signal::SIGINT);
         }
         let out = self.finish_raw();
         // 130: ended by SIGINT, as asked.

@@ -566,8 +566,7 @@ fn a_slower_scraper_loses_no_counts() {
             .is_some_and(|n| n >= 4.0)
         },
     );
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(collect_guard.0.id() as i32, libc::SIGINT) };
+    crate::common::signal(collect_guard.0.id(), nix::sys::signal::Signal::SIGINT);
     // 130: interrupted, its output flushed and put in place.
     assert_eq!(collect_guard.0.wait().unwrap().code(), Some(130));
     std::thread::sleep(Duration::from_secs(2));
@@ -894,8 +893,7 @@ fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
             })
         },
     );
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(collector.0.id() as i32, libc::SIGINT) };
+    crate::common::signal(collector.0.id(), nix::sys::signal::Signal::SIGINT);
     assert_eq!(collector.0.wait().unwrap().code(), Some(130));
     reader.join().unwrap();
     assert!(

@@ -30,8 +30,7 @@ struct Suite(Child);
 impl Drop for Suite {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            crate::common::signal(self.0.id(), nix::sys::signal::Signal::SIGTERM);
             let _ = self.0.wait();
         }
         let _ = Command::new(script()).arg("--cleanup").status();

@@ -354,8 +354,7 @@ mod tools {
         // in place; then Ctrl-C, the usual way to end a recording.
         let _temp = wait_for_temporary(dir.path(), |len| len > 0);
         assert_eq!(std::fs::read(&out).unwrap(), b"an older snapshot");
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        crate::common::signal(child.id(), nix::sys::signal::Signal::SIGINT);
         let status = child.wait().unwrap();
         let mut err = String::new();
         child
@@ -598,8 +597,7 @@ mod tools {
             // checked first), so this wait only makes the test the harder case.
             std::thread::sleep(Duration::from_millis(200));
             let sent = Instant::now();
-            // SAFETY: a signal to our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            crate::common::signal(child.id(), nix::sys::signal::Signal::SIGINT);
             // The tool polls with a 250 ms timeout at worst; 10 s is a wide margin over
             // that on a loaded machine, and a tool stuck in its read never ends at all.
             let status = wait_with_deadline(&mut child, Duration::from_secs(10));

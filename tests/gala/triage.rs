@@ -41,8 +41,7 @@ struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        crate::common::signal(self.0.id(), nix::sys::signal::Signal::SIGTERM);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(10) {
             if !matches!(self.0.try_wait(), Ok(None)) {
