@@ -328,10 +328,6 @@ impl CausalGraph {
             | kind::LB_LINK
             | kind::NET
             | "nginx_link" => {}
-            // An appinstance groups a program's processes; it is no resource they share
-            // (as one, gala-topo's appinstance per process reached every process on its
-            // host: 8.3 M edges and 6 s for 5,000 entities).
-            kind::APPINSTANCE => {}
             _ if HOST_RESOURCES.contains(&k) || self.ids[r].contains("_cpu") => {
                 self.add(r, p, format!("{k} → proc"));
                 if matches!(k, kind::CPU | kind::MEM | kind::HOST) {
@@ -459,8 +455,13 @@ impl Layout {
                 }
                 Some(p) => parts.entry(p).or_default().push(i),
                 None => {
+                    // Containers, pods and appinstances group processes; none is a
+                    // resource they share (an appinstance counted as one reached every
+                    // process on its host: 8.3 M edges and 6 s for 5,000 entities).
                     if let Some(h) = host_of[i] {
-                        if k == kind::HOST || !matches!(k, kind::CONTAINER | kind::POD) {
+                        if k == kind::HOST
+                            || !matches!(k, kind::CONTAINER | kind::POD | kind::APPINSTANCE)
+                        {
                             resources_on.entry(h).or_default().push(i);
                         }
                     }

@@ -795,9 +795,9 @@ impl<'a> Frame<'a> {
         // shared resource hurts only by filling up: a NIC's or a disk's byte and request
         // rates follow the load its users put on it, so they are effects of the incident,
         // not a resource's fault (its utilisation, waits and drops are).
-        // A link or a NIC carrying less is what a slowed service looks like from outside (fewer
-        // requests answered, fewer bytes), never why it slowed; carrying more can be a
-        // surge of load. A link's faults are its retransmits, RTT and drops. The same of a
+        // A link or a NIC carrying less is what a slowed service looks like from outside
+        // (fewer requests answered, fewer bytes), never why it slowed; carrying more can be
+        // a surge of load. A link's faults are its retransmits, RTT and drops. The same of a
         // service or a proxy's flow: its clients decide how many requests it gets, so
         // fewer is their slowdown echoed (a surge can be a cause).
         let carries_less = dev.z < 0.0
