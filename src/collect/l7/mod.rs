@@ -7,7 +7,8 @@
 //! Layout: [`event`] decodes ring-buffer records, [`proto`] recognises protocols in byte
 //! slices, [`tracker`] pairs requests with responses per connection and aggregates,
 //! [`histo`] keeps latency distributions, [`service`] gathers a forking server's workers
-//! under the process that forked them, [`ipvs`] reads LVS connections, and `kernel`
+//! under the process that forked them, [`silence`] writes zeros for a server gone
+//! quiet, [`ipvs`] reads LVS connections, and `kernel`
 //! owns the BPF objects on a draining thread.
 
 pub mod event;
@@ -17,6 +18,7 @@ pub mod ipvs;
 mod kernel;
 pub mod proto;
 pub mod service;
+pub mod silence;
 pub mod timing;
 pub mod tracker;
 
@@ -99,6 +101,7 @@ pub struct L7Probe {
     never: std::convert::Infallible,
     comms: HashMap<u32, String>,
     port_services: service::PortServices,
+    silence: silence::Silence,
     ipvs_bad_lines: usize,
 }
 
@@ -109,6 +112,7 @@ pub fn new(cfg: &ProbeConfig) -> anyhow::Result<Box<dyn Probe>> {
         kernel: kernel::Kernel::start(CAPTURE_BYTES, true, cfg.l7_max_rate.0, cfg.bpf_stats)?,
         comms: HashMap::new(),
         port_services: service::PortServices::new(),
+        silence: silence::Silence::default(),
         ipvs_bad_lines: 0,
     }))
 }
@@ -372,6 +376,7 @@ impl Probe for L7Probe {
         self.comms = comms;
         let mut slis = service::by_service(slis, &owners, &mut self.port_services);
         slis.extend(server_totals(&slis));
+        self.silence.fill(&mut slis, silence::alive);
         slis.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, agg) in &slis {
             let comm = self.comm(key.tgid);
