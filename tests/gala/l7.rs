@@ -668,6 +668,72 @@ fn a_quiet_server_beside_a_saturated_one_is_counted_exactly() {
     }
 }
 
+/// A server that hangs writes zeros, not nothing: redis stopped (SIGSTOP) for 4 s under a
+/// steady benchmark shows its total (method `*`) at zero requests and responses in the
+/// intervals it answered nothing, between intervals where it answered.
+#[test]
+fn a_hung_server_is_written_with_zero_throughput() {
+    if !common::require_bpf("l7::hung_server")
+        || !need("l7::hung_server", &["redis-server", "redis-benchmark"])
+    {
+        return;
+    }
+    let _quiet = common::fault_injection_lock();
+    let (port, redis) = redis_server();
+    let p = port.to_string();
+    let collector = Collector::start_with(60, &[]);
+    let _bench = spawn(Command::new("redis-benchmark").args([
+        "-p",
+        &p,
+        "-n",
+        "100000000",
+        "-c",
+        "2",
+        "-t",
+        "get",
+        "-q",
+    ]));
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = redis.0.id();
+    common::signal(pid, nix::sys::signal::Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(4));
+    common::signal(pid, nix::sys::signal::Signal::SIGCONT);
+    std::thread::sleep(Duration::from_secs(3));
+    let recs = collector.stop();
+    // The server total's intervals in order: (requests, responses, throughput).
+    let series: Vec<(f64, f64, f64)> = recs
+        .0
+        .iter()
+        .filter(|r| {
+            r["type"] == "metric"
+                && r["kind"] == "sli"
+                && r["id"].as_str().is_some_and(|id| {
+                    id.contains(&format!("_server_127.0.0.1_{port}_")) && id.ends_with("_*")
+                })
+        })
+        .map(|r| {
+            let m = &r["metrics"];
+            let get = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
+            (get("req_count"), get("resp_count"), get("throughput_req"))
+        })
+        .collect();
+    let busy = |x: &(f64, f64, f64)| x.1 > 0.0;
+    let first = series.iter().position(busy);
+    let last = series.iter().rposition(busy);
+    let silent_between = match (first, last) {
+        (Some(a), Some(b)) => series[a..b]
+            .iter()
+            .filter(|x| *x == &(0.0, 0.0, 0.0))
+            .count(),
+        _ => 0,
+    };
+    assert!(
+        silent_between >= 2,
+        "expected at least 2 intervals of zeros while redis was stopped: {series:?}; status {}",
+        recs.status_l7()
+    );
+}
+
 /// Above `--l7-max-rate` the probe still counts every request, response and error; only
 /// the timing is sampled (one request in N per connection), and each SLI says how many
 /// of its responses were timed.
