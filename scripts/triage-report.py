@@ -307,6 +307,9 @@ def verdict_line(cause, entities, label, rec=None):
     else:
         act = f"({cause.get('metric')}) is behind {victim}"
     ev = next((e for e in cause.get("evidence") or [] if e.get("id") == kid and e.get("metric") == kpi.get("metric")), None)
+    if ev and ev.get("value") == 0 and "throughput" in (kpi.get("metric") or ""):
+        # Nothing gets through at all: the victim is stalled, not slowed.
+        act = act.replace("slowing", "stalling")
     feel = kpi.get("metric") or "the KPI"
     if ev and ev.get("baseline") is not None and ev.get("value") is not None:
         unit = unit_of(kpi.get("kind") or victim_ent.get("kind"), feel)

@@ -1121,3 +1121,36 @@ print(json.dumps([report.verdict_line(stopped(k), entities, str) for k in ("ngin
         "{lines:?}"
     );
 }
+
+/// A throughput that fell to zero is a stall: "slowing" had read as if some requests
+/// still got through (redis black-holed: nginx 80 req/s → 0).
+#[test]
+fn the_verdict_says_a_service_at_zero_throughput_is_stalled() {
+    if !need("triage::stalled", &["python3"]) {
+        return;
+    }
+    let script = r#"
+entities = {
+    "app_sli": {"kind": "sli", "keys": {"tgid": 20}, "labels": {"comm": "python3"}},
+    "link": {"kind": "tcp_link", "keys": {"tgid": 20, "server_ip": "127.0.0.1",
+             "server_port": 6379}, "labels": {"comm": "python3"}},
+}
+def cause(value):
+    return {"kpi": {"id": "app_sli", "metric": "throughput_req", "ts": 1796627722960},
+            "kind": "tcp_link", "id": "link", "metric": "snd_cwnd", "keyword": "network",
+            "path": [{"id": "link"}, {"id": "app_sli"}],
+            "evidence": [{"id": "app_sli", "metric": "throughput_req", "baseline": 80,
+                          "value": value},
+                         {"id": "link", "metric": "snd_cwnd", "baseline": 18, "value": 1}]}
+print(json.dumps([report.verdict_line(cause(v), entities, str) for v in (0, 30)]))
+"#;
+    let lines = report_py(script);
+    assert!(
+        lines[0].contains("is stalling python3 (pid 20): throughput_req 80"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains("is slowing python3 (pid 20)"),
+        "{lines:?}"
+    );
+}
