@@ -2,13 +2,16 @@
 //! nothing in an interval writes none, so a service that hangs (a dependency black-holed,
 //! a deadlock, a full pool) would vanish from the stream instead of showing its
 //! throughput fall to zero, and no detector would see the outage. So a server seen
-//! recently gets a record of zeros for every interval it is silent, while its process
-//! lives, for up to `KEEP` intervals after its last request; then it is forgotten.
+//! recently gets a record of zeros for every interval it is silent while its clients
+//! are still connected (an established connection on its port: callers waiting) and its
+//! process lives, for up to `KEEP` intervals after its last request; then it is
+//! forgotten. When the clients have gone (a benchmark that ended, a batch that finished)
+//! the server is idle, not hung, and writes nothing, as before.
 //!
 //! Only servers' totals (method `*`): a method that is not called in an interval is the
 //! request mix, not an outage, and a client that stops calling is the client's choice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::tracker::{SliAgg, SliKey};
 use crate::record::ALL_METHODS;
@@ -27,9 +30,14 @@ pub struct Silence {
 }
 
 impl Silence {
-    /// Adds a zero aggregate to `slis` for each remembered server absent from them whose
-    /// process is `alive`, and remembers the servers present.
-    pub fn fill(&mut self, slis: &mut Vec<(SliKey, SliAgg)>, alive: impl Fn(u32) -> bool) {
+    /// Adds a zero aggregate to `slis` for each remembered server absent from them that
+    /// is `waited_on` (its process alive, a client connected), and remembers the servers
+    /// present.
+    pub fn fill(
+        &mut self,
+        slis: &mut Vec<(SliKey, SliAgg)>,
+        mut waited_on: impl FnMut(&SliKey) -> bool,
+    ) {
         for (_, (age, _)) in self.since.iter_mut() {
             *age += 1;
         }
@@ -38,10 +46,9 @@ impl Silence {
                 self.since.insert(key.clone(), (0, agg.ssl));
             }
         }
-        self.since
-            .retain(|key, &mut (age, _)| age <= KEEP && (age == 0 || alive(key.tgid)));
+        self.since.retain(|_, &mut (age, _)| age <= KEEP);
         for (key, &(age, ssl)) in &self.since {
-            if age > 0 {
+            if age > 0 && waited_on(key) {
                 let zero = SliAgg {
                     ssl,
                     ..SliAgg::default()
@@ -63,9 +70,44 @@ impl Silence {
     }
 }
 
-/// Whether process `tgid` still exists.
-pub fn alive(tgid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{tgid}")).exists()
+/// Which servers have a client still connected: an established TCP connection on the
+/// server's port in its process's network namespace (a process gone has none). Each
+/// process's tables are read once per interval, and only for servers gone silent.
+#[derive(Default)]
+pub struct Connected {
+    ports: HashMap<u32, HashSet<u16>>,
+}
+
+impl Connected {
+    pub fn waited_on(&mut self, key: &SliKey) -> bool {
+        self.ports
+            .entry(key.tgid)
+            .or_insert_with(|| {
+                ["tcp", "tcp6"]
+                    .iter()
+                    .filter_map(|t| {
+                        std::fs::read_to_string(format!("/proc/{}/net/{t}", key.tgid)).ok()
+                    })
+                    .flat_map(|text| established_ports(&text))
+                    .collect()
+            })
+            .contains(&key.server_port)
+    }
+}
+
+/// The local ports of the established connections in a `/proc/net/tcp` or `tcp6` table.
+fn established_ports(table: &str) -> Vec<u16> {
+    const ESTABLISHED: &str = "01";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            (fields.nth(1)? == ESTABLISHED).then_some(())?;
+            u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -115,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn clients_methods_and_dead_servers_get_no_zeros() {
+    fn clients_methods_and_servers_no_one_waits_on_get_no_zeros() {
         let mut s = Silence::default();
         let mut slis = vec![
             busy(&key(7, "client", ALL_METHODS)),
@@ -124,8 +166,23 @@ mod tests {
         ];
         s.fill(&mut slis, |_| true);
         let mut slis = Vec::new();
-        s.fill(&mut slis, |tgid| tgid != 8);
+        s.fill(&mut slis, |k| k.tgid != 8);
         assert!(slis.is_empty(), "{slis:?}");
+        // Its clients back (a pool reconnected): zeros again while it stays silent.
+        s.fill(&mut slis, |_| true);
+        assert_eq!(slis.len(), 1, "{slis:?}");
+    }
+
+    #[test]
+    fn established_connections_are_read_by_local_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 270 1 0 100 0 0 10 0
+   1: 0100007F:18EB 0100007F:B644 01 00000000:00000000 00:00000000 00000000     0        0 0 3 0
+   2: 0100007F:1F90 0100007F:B646 06 00000000:00000000 03:00000F5C 00000000     0        0 0 3 0
+";
+        // Redis's established client; the listener and a TIME_WAIT are none.
+        assert_eq!(established_ports(table), [6379]);
+        assert!(established_ports("garbage\n1: x 01").is_empty());
     }
 
     #[test]
