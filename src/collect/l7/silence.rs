@@ -62,7 +62,7 @@ impl Silence {
                 .iter()
                 .map(|(key, &(age, _))| (age, key.clone()))
                 .collect();
-            oldest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            oldest.sort_unstable_by_key(|(age, _)| std::cmp::Reverse(*age));
             for (_, key) in oldest.into_iter().take(self.since.len() - MAX_SERVERS) {
                 self.since.remove(&key);
             }
