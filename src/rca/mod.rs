@@ -570,7 +570,8 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     };
     let suspects = outcome.inferences.iter().filter(|i| i.suspects).count();
     Ok(if outcome.anomalies == 0 {
-        say("no anomaly in the input: nothing to explain".into());
+        // The usual first try is a recording straight from gala-collect.
+        say("no anomaly in the input: nothing to explain (anomalies come from gala-detect: gala-topo FILE | gala-detect | gala-rca)".into());
         exit::NOTHING
     } else if outcome.inferences.is_empty() {
         say(format!(

@@ -141,6 +141,25 @@ fn a_decoy_that_moves_after_the_kpi_ranks_lower() {
 }
 
 #[test]
+fn a_recording_without_anomalies_points_to_gala_detect() {
+    // gala-collect's output straight into gala-rca: nothing to explain, and the way on.
+    let metrics_only: String = two_host_stream()
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"anomaly\""))
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    let out = run(
+        "gala-rca",
+        &["--format", "text"],
+        Some(metrics_only.as_bytes()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no anomaly in the input"), "{err}");
+    assert!(err.contains("| gala-detect | gala-rca"), "{err}");
+}
+
+#[test]
 fn a_quiet_stream_has_no_cause() {
     // The same stream cut before the fault, with the KPI anomaly kept: a false alarm,
     // which nothing the KPI depends on explains.
