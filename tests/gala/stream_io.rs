@@ -344,6 +344,34 @@ mod tools {
         }
     }
 
+    /// A gzip recording cut short (a collector killed while writing): its whole lines are
+    /// used, and the summary does not call the input skipped.
+    #[test]
+    fn a_cut_short_gzip_is_read_up_to_the_cut_and_not_called_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = gzip(format!("{GOOD}\n").repeat(2000).as_bytes());
+        let cut = dir.path().join("cut.ndjson.gz");
+        std::fs::write(&cut, &whole[..whole.len() - 20]).unwrap();
+        for (tool, args) in FILTERS {
+            let mut a: Vec<&str> = args.to_vec();
+            a.push(s(&cut));
+            let out = run(tool, &a, None);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{tool}: {err}");
+            assert!(err.contains("(after line "), "{tool}: {err}");
+            assert!(
+                err.contains("1 input unreadable or cut short"),
+                "{tool}: {err}"
+            );
+            assert!(!err.contains("skipped 1 input"), "{tool}: {err}");
+            let passed = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| *l == GOOD)
+                .count();
+            assert!(passed > 1000, "{tool}: {passed} lines before the cut");
+        }
+    }
+
     #[test]
     fn a_failed_or_killed_run_leaves_the_old_output_whole() {
         let dir = tempfile::tempdir().unwrap();
