@@ -488,7 +488,9 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     }
     let mut out = RecordWriter::open(&cli.output, Mode::Replace)?.0;
     if cli.input_format == cli::InputFormat::Csv {
-        let [input] = cli.input.inputs.as_slice() else {
+        // None is standard input, as in every tool (`gala-rca --input-format csv < t.csv`).
+        let inputs = crate::io::input::input_paths(&cli.input.inputs);
+        let [input] = inputs.as_slice() else {
             bail!("--input-format csv reads exactly one table (the incident; the normal one goes to --baseline)");
         };
         let start = match &cli.anomaly_start {

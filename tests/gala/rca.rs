@@ -374,6 +374,28 @@ fn metrics_only_mode_ranks_by_how_far_a_column_moved_and_a_newborn_with_the_stro
 }
 
 #[test]
+fn metrics_only_mode_reads_standard_input_with_no_file_named() {
+    let named = run(
+        "gala-rca",
+        &["--input-format", "csv", "-", "--only"],
+        Some(table().as_bytes()),
+    );
+    let none = run(
+        "gala-rca",
+        &["--input-format", "csv", "--only"],
+        Some(table().as_bytes()),
+    );
+    assert_eq!(
+        none.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+    assert!(!none.stdout.is_empty());
+    assert_eq!(none.stdout, named.stdout);
+}
+
+#[test]
 fn metrics_only_mode_with_a_baseline_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = table();
