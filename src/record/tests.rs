@@ -151,11 +151,7 @@ fn tag_need_not_come_first() {
 
 #[test]
 fn text_or_a_cut_line_is_called_not_json() {
-    for line in [
-        "not json",
-        "INFO 15:44:56 started",
-        r#"{"type":"entity""#,
-    ] {
+    for line in ["not json", "INFO 15:44:56 started", r#"{"type":"entity""#] {
         let err = Record::from_line(line).unwrap_err();
         assert!(err.starts_with("not JSON: "), "{line}: {err}");
     }
