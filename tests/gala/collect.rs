@@ -283,6 +283,21 @@ fn collect(args: &[&str]) -> (Vec<Value>, String, i32) {
     (recs, stderr, out.status.code().unwrap_or(-1))
 }
 
+/// `--count 0` is refused at once: it was "0 times", then ran one whole interval (with
+/// `-i 1w`, a week) before it stopped.
+#[test]
+fn count_zero_is_refused_before_anything_runs() {
+    let out = run(
+        "gala-collect",
+        &["--probes", "host", "-i", "1s", "--count", "0"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--count"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
 /// The collector's stderr lines other than its start and end lines: warnings, errors.
 fn chatter(stderr: &str) -> Vec<&str> {
     stderr
