@@ -426,10 +426,8 @@ pub fn run_csv(
     start: Option<i64>,
     opts: &InferOptions,
 ) -> anyhow::Result<(Vec<crate::record::Cause>, i64)> {
-    let name = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "table".into());
+    // As gala-detect names a CSV series: `incident.csv.gz` is `incident`, not `incident.csv`.
+    let name = crate::detect::entity_name(input);
     let (table, start) = match (baseline, start) {
         (Some((b, normal)), _) => {
             let start = *table.ts.first().context("empty incident table")?;
@@ -510,10 +508,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         let inf = Inference {
             kpi: Anomaly {
                 ts: start,
-                id: input
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                id: crate::detect::entity_name(input),
                 kind: "case".into(),
                 metric: "anomaly".into(),
                 score: 1.0,

@@ -422,6 +422,19 @@ fn metrics_only_mode_with_a_baseline_file() {
 }
 
 #[test]
+fn metrics_only_mode_names_a_gzip_table_without_both_extensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("incident.csv.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, table().as_bytes()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let causes = csv_causes(&["--input-format", "csv", gz.to_str().unwrap()]);
+    assert!(!causes.is_empty());
+    // As gala-detect names the same file's series.
+    assert_eq!(causes[0]["kpi"]["id"], "incident", "{causes:#?}");
+}
+
+#[test]
 fn metrics_only_mode_reads_quoted_headers_and_fields() {
     // As spreadsheets and pandas write a table whose names hold a comma: quoted. Split on
     // every comma, the names slid one column to the right of their values.
