@@ -27,7 +27,7 @@ end
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s p -l probes -d 'Probes to run, comma-separated (default: every probe this build has that needs no opt-in; see --list-probes)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s i -l interval -d 'Time between two collections (e.g. 5s, 500ms, 1m)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -s d -l duration -d 'Stop after this long (e.g. 2m); default: until interrupted' -r
-complete -c gala-collect -n "__fish_gala_collect_needs_command" -s n -l count -d 'Stop after this many intervals' -r
+complete -c gala-collect -n "__fish_gala_collect_needs_command" -s n -l count -d 'Stop after this many intervals (at least 1)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l pid -d 'Only these processes (by tgid; repeatable or comma-separated)' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l comm -d 'Only processes whose comm matches this regular expression' -r
 complete -c gala-collect -n "__fish_gala_collect_needs_command" -l container -d 'Only processes in this container (id or unique prefix)' -r

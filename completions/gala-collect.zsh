@@ -21,8 +21,8 @@ _gala-collect() {
 '--interval=[Time between two collections (e.g. 5s, 500ms, 1m)]:TIME:_default' \
 '-d+[Stop after this long (e.g. 2m); default\: until interrupted]:TIME:_default' \
 '--duration=[Stop after this long (e.g. 2m); default\: until interrupted]:TIME:_default' \
-'-n+[Stop after this many intervals]:N:_default' \
-'--count=[Stop after this many intervals]:N:_default' \
+'-n+[Stop after this many intervals (at least 1)]:N:_default' \
+'--count=[Stop after this many intervals (at least 1)]:N:_default' \
 '*--pid=[Only these processes (by tgid; repeatable or comma-separated)]:PID:_default' \
 '--comm=[Only processes whose comm matches this regular expression]:REGEX:_default' \
 '--container=[Only processes in this container (id or unique prefix)]:ID:_default' \

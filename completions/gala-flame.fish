@@ -6,7 +6,7 @@ complete -c gala-flame -s o -l output -d 'Write the graph to FILE instead of sta
 complete -c gala-flame -l format -d 'Output format: an SVG flame graph, or folded stacks (`root;…;leaf COUNT`, sorted; with --diff, two counts per line: base, then inputs)' -r -f -a "svg\t'An SVG flame graph (gzip-compressed when FILE ends in .gz or .svgz)'
 folded\t'Folded stacks, one `frame;…;leaf COUNT` a line'"
 complete -c gala-flame -s k -l kind -d 'Which stacks to draw when the input has several kinds (oncpu, offcpu, io_bytes, io_wait). With perf or folded input, says what the counts are (offcpu, io_wait: microseconds; io_bytes: bytes; blue palette)' -r
-complete -c gala-flame -l per -d 'One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg' -r
+complete -c gala-flame -l per -d 'One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --format folded); stacks outside any container go to host.svg' -r
 complete -c gala-flame -l diff -d 'Draw a differential graph against BASE (same input format): red frames grew, blue ones shrank, widths are the inputs\'' -r -F
 complete -c gala-flame -l onset -d 'Draw what changed at TIME, from one recording: the stacks of the intervals ending before TIME are the base, those at or after it the graph; the base is scaled by the ratio of the two windows\' lengths (per second). TIME: ms since the epoch or ISO 8601 (2026-12-06T10:15:03Z)' -r
 complete -c gala-flame -l incident -d 'As --onset, at the start of the first incident in FILE (gala-detect\'s anomaly records), and the window after it ends where the incident ended' -r -F

@@ -25,7 +25,7 @@ folded\:"Folded stacks\: \`frame;frame;…;leaf COUNT\` per line"))' \
 folded\:"Folded stacks, one \`frame;…;leaf COUNT\` a line"))' \
 '-k+[Which stacks to draw when the input has several kinds (oncpu, offcpu, io_bytes, io_wait). With perf or folded input, says what the counts are (offcpu, io_wait\: microseconds; io_bytes\: bytes; blue palette)]:KIND:_default' \
 '--kind=[Which stacks to draw when the input has several kinds (oncpu, offcpu, io_bytes, io_wait). With perf or folded input, says what the counts are (offcpu, io_wait\: microseconds; io_bytes\: bytes; blue palette)]:KIND:_default' \
-'(-o --output)*--per=[One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg]:BY:_default:BY:_default' \
+'(-o --output)*--per=[One graph per process, container or comm, written into DIR (created if missing) as GROUP.svg (GROUP.folded with --format folded); stacks outside any container go to host.svg]:BY:_default:BY:_default' \
 '--diff=[Draw a differential graph against BASE (same input format)\: red frames grew, blue ones shrank, widths are the inputs'\'']:BASE:_files' \
 '(--diff --incident)--onset=[Draw what changed at TIME, from one recording\: the stacks of the intervals ending before TIME are the base, those at or after it the graph; the base is scaled by the ratio of the two windows'\'' lengths (per second). TIME\: ms since the epoch or ISO 8601 (2026-12-06T10\:15\:03Z)]:TIME:_default' \
 '(--diff)--incident=[As --onset, at the start of the first incident in FILE (gala-detect'\''s anomaly records), and the window after it ends where the incident ended]:FILE:_files' \

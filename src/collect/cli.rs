@@ -47,8 +47,8 @@ pub struct Cli {
     #[arg(short, long, value_parser = parse_duration, value_name = "TIME")]
     pub duration: Option<Duration>,
 
-    /// Stop after this many intervals.
-    #[arg(short = 'n', long, value_name = "N")]
+    /// Stop after this many intervals (at least 1).
+    #[arg(short = 'n', long, value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
 
     /// Only these processes (by tgid; repeatable or comma-separated).
@@ -166,6 +166,15 @@ pub enum Command {
 /// The clap command, for man pages and completions.
 pub fn command() -> clap::Command {
     Cli::command()
+}
+
+/// A number of intervals: 0 would mean "stop before the first", which is no run at all.
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("at least 1 interval".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ Examples:
 /// gala-flame reads the `stack` records gala-collect's oncpu, offcpu and ioflame probes
 /// write (other records are ignored), the text of `perf script`, or folded stacks
 /// (`a;b;c 12`), and writes an SVG flame graph, or the folded stacks themselves with
-/// --folded. On-CPU graphs count samples in the hot palette; off-CPU graphs count
+/// --format folded. On-CPU graphs count samples in the hot palette; off-CPU graphs count
 /// microseconds blocked in blue; I/O graphs count bytes read and written (io_bytes) or
 /// microseconds in the call (io_wait), in blue.
 /// The root frame of every stack is the process name (comm), as inferno-collapse-perf does;
@@ -77,7 +77,8 @@ pub struct Cli {
     pub kind: Option<String>,
 
     /// One graph per process, container or comm, written into DIR (created if missing) as
-    /// GROUP.svg (GROUP.folded with --folded); stacks outside any container go to host.svg.
+    /// GROUP.svg (GROUP.folded with --format folded); stacks outside any container go to
+    /// host.svg.
     #[arg(long, num_args = 2, value_names = ["BY", "DIR"], conflicts_with = "output")]
     pub per: Vec<String>,
 

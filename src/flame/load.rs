@@ -180,7 +180,9 @@ fn load_records(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded>
     let mut by_kind: BTreeMap<String, [BTreeMap<String, Profile>; 2]> = BTreeMap::new();
     let mut clock = Clock::default();
     let mut key = String::new();
+    let mut records = 0u64;
     while let Some(item) = reader.next_record()? {
+        records += 1;
         let s = match item.record {
             Record::Stack(s) => s,
             Record::Status(s) => {
@@ -220,7 +222,8 @@ fn load_records(sources: Vec<Source>, o: &LoadOptions) -> anyhow::Result<Loaded>
     }
     let bad_lines = reader.bad_input().count();
     reader.bad_input().summarise();
-    if by_kind.is_empty() && bad_lines > 0 {
+    // Only when no line was a record: a recording with a few damaged lines is records.
+    if by_kind.is_empty() && bad_lines > 0 && records == 0 {
         eprintln!(
             "{TOOL}: hint: perf script text needs --input-format perf, folded stacks --input-format folded"
         );

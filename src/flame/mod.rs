@@ -66,6 +66,11 @@ pub struct Options {
 
 /// Reads the inputs and writes the graph(s); returns the exit status.
 pub fn run(o: &Options) -> anyhow::Result<u8> {
+    // The graph is written after everything is read, but standard output redirected onto
+    // an input (`> in` emptied it) is refused before: not "nothing to draw".
+    if o.per.is_none() && o.output.as_deref().is_none_or(|p| p.as_os_str() == "-") {
+        crate::io::same_file::note_stdout()?;
+    }
     if o.load.format == InputFormat::Perf && o.folded && o.per.is_none() && o.diff.is_none() {
         return collapse_only(o);
     }

@@ -20,7 +20,8 @@ pub struct BadInput {
     tool: &'static str,
     strict: bool,
     count: u64,
-    /// Inputs skipped whole (missing, a directory, binary), counted apart from lines.
+    /// Inputs skipped whole (missing, a directory, binary) or cut short by a read error (a
+    /// gzip stream without its end), counted apart from lines.
     files: u64,
     first: Option<String>,
 }
@@ -63,7 +64,7 @@ impl BadInput {
         Ok(())
     }
 
-    /// Reports an input skipped whole: `tool: PATH: reason`. Errors only under `--strict`.
+    /// Reports an input skipped whole or cut short: `tool: PATH: reason`. Errors only under `--strict`.
     pub fn report_file(&mut self, source: &str, reason: &str) -> Result<(), StrictStop> {
         if self.strict {
             return Err(StrictStop {
@@ -85,7 +86,7 @@ impl BadInput {
         self.count + self.files
     }
 
-    /// Inputs skipped whole.
+    /// Inputs skipped whole or cut short.
     pub fn files(&self) -> u64 {
         self.files
     }
@@ -98,7 +99,8 @@ impl BadInput {
         if self.files > 0 {
             let _ = writeln!(
                 std::io::stderr().lock(),
-                "{}: skipped {} input{} (see above)",
+                // Not "skipped": a recording cut short was read up to the cut.
+                "{}: {} input{} unreadable or cut short (see above)",
                 self.tool,
                 self.files,
                 if self.files == 1 { "" } else { "s" },

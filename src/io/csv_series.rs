@@ -242,7 +242,7 @@ impl<R: Read> SeriesReader<R> {
                     Some(t) => t,
                     None => {
                         return Ok(Some(Err(format!(
-                            "{f:?} is not a time (YYYY-MM-DD HH:MM:SS, unix s or ms)"
+                            "{f:?} is not a time (YYYY-MM-DD HH:MM:SS, ISO 8601, or a number since the epoch: s, ms, µs or ns)"
                         ))))
                     }
                 }
@@ -381,6 +381,19 @@ mod tests {
         let (_, crlf) = read_all::<f32>(text, FIRST);
         let got: Vec<(u64, Vec<f32>)> = crlf.into_iter().map(|r| (r.0, r.2)).collect();
         assert_eq!(got, vec![(2, vec![2.0, 3.0]), (3, vec![4.0, 5.0])]);
+    }
+
+    /// The message names every time form the reader takes, as docs/detect.md lists them.
+    #[test]
+    fn a_bad_time_names_the_forms_that_are_read() {
+        let text = "timestamp,a\nbad,1\n1700000000000000,2\n";
+        let (_, rows) = read_all::<f64>(text, ROWS);
+        let err = rows[0].1.as_ref().unwrap_err();
+        for form in ["YYYY-MM-DD HH:MM:SS", "ISO 8601", "s, ms, µs or ns"] {
+            assert!(err.contains(form), "{form}: {err}");
+        }
+        // A number in µs, as the message says, is read.
+        assert_eq!(rows[1].1, Ok(1_700_000_000_000));
     }
 
     #[test]

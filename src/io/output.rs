@@ -198,6 +198,7 @@ impl Destination {
         mode: Mode,
     ) -> io::Result<Destination> {
         let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
+            same_file::note_stdout()?;
             return Ok(Destination::Stdout(BufWriter::with_capacity(
                 256 << 10,
                 io::stdout(),

@@ -22,11 +22,15 @@ static OUTPUTS: Mutex<Seen> = Mutex::new(Vec::new());
 
 /// The refusal: the file named is both read and written.
 #[derive(Debug, thiserror::Error)]
-#[error("{input} is also the output (-o {output}): writing it would destroy the input; write to another file")]
+#[error("{input} is also the output ({output}): writing it would destroy the input; write to another file")]
 pub struct InputIsOutput {
     pub input: String,
+    /// How the output was given: `-o FILE`, or standard output.
     pub output: String,
 }
+
+/// How standard output is named in the refusal.
+const STDOUT: &str = "standard output, redirected to it";
 
 fn key(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
@@ -81,11 +85,24 @@ pub fn input_metadata(path: &Path) -> Option<std::fs::Metadata> {
 
 /// Notes the output about to be written; an error when it is an input of this run.
 pub fn note_output(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    note_output_as(format!("-o {}", path.display()), meta)
+}
+
+/// Notes standard output as an output when it is a regular file; an error when that file
+/// is an input of this run. A pipe, terminal or device is nothing to destroy.
+pub fn note_stdout() -> io::Result<()> {
+    // /proc/self/fd/1 follows standard output to what it is open on.
+    match std::fs::metadata("/proc/self/fd/1") {
+        Ok(meta) => note_output_as(STDOUT.to_string(), &meta),
+        Err(_) => Ok(()),
+    }
+}
+
+fn note_output_as(name: String, meta: &std::fs::Metadata) -> io::Result<()> {
     if !meta.is_file() {
         return Ok(());
     }
     let k = key(meta);
-    let name = path.display().to_string();
     let inputs = INPUTS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, _, input)) = inputs.iter().find(|(d, i, _)| (*d, *i) == k) {
         return Err(io::Error::other(InputIsOutput {

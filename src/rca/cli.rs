@@ -13,7 +13,7 @@ use crate::record::time::parse_duration;
 const AFTER_HELP: &str = "\
 Examples:
   sudo gala-collect --duration 2m | gala-topo | gala-detect | gala-rca --format text
-  gala-rca recording.ndjson.gz --kpi sli:latency_avg --settle 1m --only
+  gala-detect rec.ndjson.gz | gala-rca --kpi sli:latency_avg --settle 1m --only
   gala-rca --input-format csv data.csv --anomaly-start 1692569325 --format text
   gala-rca --input-format csv --baseline normal.csv incident.csv
   gala-rca synth cases/ --cases 50      # synthetic labelled cases, one fault each

@@ -426,10 +426,8 @@ pub fn run_csv(
     start: Option<i64>,
     opts: &InferOptions,
 ) -> anyhow::Result<(Vec<crate::record::Cause>, i64)> {
-    let name = input
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "table".into());
+    // As gala-detect names a CSV series: `incident.csv.gz` is `incident`, not `incident.csv`.
+    let name = crate::detect::entity_name(input);
     let (table, start) = match (baseline, start) {
         (Some((b, normal)), _) => {
             let start = *table.ts.first().context("empty incident table")?;
@@ -488,7 +486,9 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     }
     let mut out = RecordWriter::open(&cli.output, Mode::Replace)?.0;
     if cli.input_format == cli::InputFormat::Csv {
-        let [input] = cli.input.inputs.as_slice() else {
+        // None is standard input, as in every tool (`gala-rca --input-format csv < t.csv`).
+        let inputs = crate::io::input::input_paths(&cli.input.inputs);
+        let [input] = inputs.as_slice() else {
             bail!("--input-format csv reads exactly one table (the incident; the normal one goes to --baseline)");
         };
         let start = match &cli.anomaly_start {
@@ -508,10 +508,7 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         let inf = Inference {
             kpi: Anomaly {
                 ts: start,
-                id: input
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                id: crate::detect::entity_name(input),
                 kind: "case".into(),
                 metric: "anomaly".into(),
                 score: 1.0,
@@ -570,7 +567,8 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
     };
     let suspects = outcome.inferences.iter().filter(|i| i.suspects).count();
     Ok(if outcome.anomalies == 0 {
-        say("no anomaly in the input: nothing to explain".into());
+        // The usual first try is a recording straight from gala-collect.
+        say("no anomaly in the input: nothing to explain (anomalies come from gala-detect: gala-topo FILE | gala-detect | gala-rca)".into());
         exit::NOTHING
     } else if outcome.inferences.is_empty() {
         say(format!(

@@ -44,10 +44,18 @@ pub fn describe_entity(store: &Store, id: &str) -> String {
             get("server_ip").unwrap_or_default(),
             get("server_port").unwrap_or_default()
         ),
-        kind::SLI | kind::APPINSTANCE => match comm {
-            Some(c) => format!("{c} {}", e.kind),
-            None => format!("{} of pid {}", e.kind, get("tgid").unwrap_or_default()),
-        },
+        kind::SLI | kind::APPINSTANCE => {
+            let name = match comm {
+                Some(c) => format!("{c} {}", e.kind),
+                None => format!("{} of pid {}", e.kind, get("tgid").unwrap_or_default()),
+            };
+            // A server's total (method `*`) and each of its methods are SLIs of the same
+            // process: without the method, two causes read the same.
+            match get("method") {
+                Some(m) if e.kind == kind::SLI && m != "*" => format!("{name} {m}"),
+                _ => name,
+            }
+        }
         kind::DISK | kind::BLOCK | kind::NIC | kind::CPU | kind::FS | kind::QDISC => {
             let name = [
                 "disk_name",
@@ -238,4 +246,31 @@ pub fn gala(store: &Store, inf: &Inference) -> Value {
             Value::String(format!("{}异常", gala_metric(&c.kind, &c.metric)));
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Entity;
+
+    #[test]
+    fn a_method_sli_is_told_from_its_servers_total() {
+        let mut store = Store::new(60_000);
+        for (id, method) in [("m_sli_1_all", "*"), ("m_sli_1_get", "GET")] {
+            let e = Entity {
+                ts: 0,
+                id: id.into(),
+                kind: kind::SLI.into(),
+                machine_id: "m".into(),
+                keys: json!({"tgid": 1, "role": "server", "method": method})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                labels: json!({"comm": "python3"}).as_object().unwrap().clone(),
+            };
+            store.add_entity(&e);
+        }
+        assert_eq!(describe_entity(&store, "m_sli_1_all"), "python3 sli");
+        assert_eq!(describe_entity(&store, "m_sli_1_get"), "python3 sli GET");
+    }
 }

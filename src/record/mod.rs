@@ -365,12 +365,20 @@ impl Record {
 fn describe_json_error(e: &serde_json::Error) -> String {
     // serde_json appends " at line 1 column N"; the line is ours to report, the column helps.
     let msg = e.to_string();
-    match msg.rfind(" at line ") {
+    let msg = match msg.rfind(" at line ") {
         Some(i) => match msg[i..].find("column") {
             Some(j) => format!("{} ({})", &msg[..i], &msg[i + j..]),
             None => msg[..i].to_string(),
         },
         None => msg,
+    };
+    // Text that is not JSON at all, or a line cut short: serde's words alone ("expected
+    // ident") speak to a parser's author, not to whoever fed the tool a log file.
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("not JSON: {msg}")
+        }
+        _ => msg,
     }
 }
 

@@ -150,6 +150,17 @@ fn tag_need_not_come_first() {
 }
 
 #[test]
+fn text_or_a_cut_line_is_called_not_json() {
+    for line in ["not json", "INFO 15:44:56 started", r#"{"type":"entity""#] {
+        let err = Record::from_line(line).unwrap_err();
+        assert!(err.starts_with("not JSON: "), "{line}: {err}");
+    }
+    // JSON of the wrong shape is JSON: what is wrong with it is said as before.
+    let err = Record::from_line(r#"{"type":"gizmo","ts":1}"#).unwrap_err();
+    assert!(!err.contains("not JSON"), "{err}");
+}
+
+#[test]
 fn errors_say_what_is_wrong() {
     let cases = [
         ("not json", "expected"),

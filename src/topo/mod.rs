@@ -29,6 +29,7 @@ use anyhow::Context;
 
 use crate::io::output::Mode;
 use crate::io::{exit, signals, RecordReader, RecordWriter};
+use crate::record::time::iso;
 use cli::{Cli, Format};
 use graph::{Graph, Layer};
 use hash::FastMap as HashMap;
@@ -123,6 +124,7 @@ fn run_with(
         due: Vec::new(),
         open: Vec::new(),
         last_ts: 0,
+        after_at: None,
         buf: Vec::with_capacity(512),
         summary: Summary::default(),
     };
@@ -173,6 +175,8 @@ struct Run<'o> {
     /// By machine index: whether it has sent records since its last status.
     open: Vec<bool>,
     last_ts: i64,
+    /// With --at: the earliest time of a record left out for being after it.
+    after_at: Option<i64>,
     buf: Vec<u8>,
     summary: Summary,
 }
@@ -223,7 +227,11 @@ impl Run<'_> {
         if self.pass {
             out.write_raw(line)?;
         }
-        if matches!(scanned, Scanned::Other) || self.opts.at.is_some_and(|at| ts > at) {
+        if matches!(scanned, Scanned::Other) {
+            return Ok(Ok(()));
+        }
+        if self.opts.at.is_some_and(|at| ts > at) {
+            self.left_after_at(ts);
             return Ok(Ok(()));
         }
         self.last_ts = self.last_ts.max(ts);
@@ -307,6 +315,7 @@ impl Run<'_> {
             out.write_raw(line)?;
         }
         if self.opts.at.is_some_and(|at| head.ts > at) {
+            self.left_after_at(head.ts);
             return Ok(Ok(()));
         }
         self.last_ts = self.last_ts.max(head.ts);
@@ -333,6 +342,10 @@ impl Run<'_> {
             (Err(message), _) => Err(message),
             (Ok(_), _) => Ok(()),
         })
+    }
+
+    fn left_after_at(&mut self, ts: i64) {
+        self.after_at = Some(self.after_at.map_or(ts, |t| t.min(ts)));
     }
 
     /// A record of machine `m` at `ts`: the first of its next interval ends the last one,
@@ -412,6 +425,14 @@ impl Run<'_> {
                 self.emit(m, ts, out)?;
             }
         } else {
+            if let (Some(at), Some(first), 0) = (self.opts.at, self.after_at, self.state.len()) {
+                // Not "no entity" (there were some, later) nor "no such --focus".
+                anyhow::bail!(
+                    "--at {}: the input starts later, at {}: nothing was seen by then",
+                    iso(at),
+                    iso(first)
+                );
+            }
             let ts = self.opts.at.unwrap_or(self.last_ts);
             let g = view(
                 build::build(&self.state, ts, None, &mut self.apps),

@@ -283,6 +283,21 @@ fn collect(args: &[&str]) -> (Vec<Value>, String, i32) {
     (recs, stderr, out.status.code().unwrap_or(-1))
 }
 
+/// `--count 0` is refused at once: it was "0 times", then ran one whole interval (with
+/// `-i 1w`, a week) before it stopped.
+#[test]
+fn count_zero_is_refused_before_anything_runs() {
+    let out = run(
+        "gala-collect",
+        &["--probes", "host", "-i", "1s", "--count", "0"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--count"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
 /// The collector's stderr lines other than its start and end lines: warnings, errors.
 fn chatter(stderr: &str) -> Vec<&str> {
     stderr
@@ -1063,21 +1078,32 @@ fn doctor_without_root_blames_permissions_not_the_kernel() {
             || !std::path::Path::new("/sys/kernel/tracing/events").exists(),
         "{report}"
     );
-    // Every BPF probe: does not run, for one reason, permissions.
+    // Every BPF probe: does not run, for one reason, permissions. runtime, which runs
+    // without root as gala-collect runs it (see --probes below), only loses its eBPF part,
+    // for the same reason.
     let probes = report.split("\nprobes\n").nth(1).expect("a probes section");
     let mut verdicts = 0;
+    let mut runtime_partly = false;
     for line in probes.lines() {
         if line.contains("does NOT run") {
+            assert!(!line.trim_start().starts_with("runtime "), "{report}");
             verdicts += 1;
+        } else if line.trim_start().starts_with("runtime ") {
+            assert!(line.ends_with("runs PARTLY:"), "{line}\n{report}");
+            runtime_partly = true;
         } else {
             assert!(
                 line.trim_start()
-                    .starts_with("needs root (permission denied)"),
+                    .starts_with("needs root (permission denied)")
+                    || line
+                        .trim_start()
+                        .starts_with("without its eBPF part: needs root (permission denied)"),
                 "{line}\n{report}"
             );
         }
     }
     assert!(verdicts >= 10, "{report}");
+    assert!(runtime_partly, "{report}");
     let (names, _, code) = unprivileged(&["doctor", "--probes"]);
     assert_eq!(code, 0);
     assert_eq!(

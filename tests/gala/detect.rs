@@ -357,6 +357,24 @@ fn csv_decisions_do_not_depend_on_later_rows() {
     assert_eq!(short, full_before);
 }
 
+/// `gala-detect eval all | head -1`: the reader gone is a quiet success, as for records.
+#[test]
+fn eval_into_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(crate::common::bin("gala-detect"))
+        .args(["eval", "nab", "--data"])
+        .arg(shared_data())
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
 #[test]
 fn nab_score_stays_above_its_floor() {
     let cfg = gala::detect::config::Config::shipped();

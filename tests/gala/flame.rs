@@ -613,6 +613,22 @@ fn perf_text_fed_as_records_gets_a_hint() {
 }
 
 #[test]
+fn records_with_a_damaged_line_and_no_stacks_get_no_perf_hint() {
+    // A recording without stack probes, one line of it cut short: it is records, and the
+    // answer is "no stacks", not a pointer to perf or folded input.
+    let input = br#"{"type":"status","ts":1,"tool":"gala-collect","version":"0","format_version":1}
+{"type":"entity","ts":1
+{"type":"status","ts":2,"tool":"gala-collect","version":"0","format_version":1}
+"#;
+    let out = run("gala-flame", &["--kind", "oncpu"], Some(input));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("<stdin>:2:"), "{err}");
+    assert!(err.contains("no stacks"), "{err}");
+    assert!(!err.contains("--input-format perf"), "{err}");
+}
+
+#[test]
 fn svg_from_perf_script_and_gzip_output() {
     let input = data("inferno-collapse-perf/versioned-vmlinux.txt");
     let dir = tempfile::tempdir().unwrap();

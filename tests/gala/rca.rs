@@ -141,6 +141,25 @@ fn a_decoy_that_moves_after_the_kpi_ranks_lower() {
 }
 
 #[test]
+fn a_recording_without_anomalies_points_to_gala_detect() {
+    // gala-collect's output straight into gala-rca: nothing to explain, and the way on.
+    let metrics_only: String = two_host_stream()
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"anomaly\""))
+        .map(|l| l.to_string() + "\n")
+        .collect();
+    let out = run(
+        "gala-rca",
+        &["--format", "text"],
+        Some(metrics_only.as_bytes()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no anomaly in the input"), "{err}");
+    assert!(err.contains("| gala-detect | gala-rca"), "{err}");
+}
+
+#[test]
 fn a_quiet_stream_has_no_cause() {
     // The same stream cut before the fault, with the KPI anomaly kept: a false alarm,
     // which nothing the KPI depends on explains.
@@ -355,6 +374,28 @@ fn metrics_only_mode_ranks_by_how_far_a_column_moved_and_a_newborn_with_the_stro
 }
 
 #[test]
+fn metrics_only_mode_reads_standard_input_with_no_file_named() {
+    let named = run(
+        "gala-rca",
+        &["--input-format", "csv", "-", "--only"],
+        Some(table().as_bytes()),
+    );
+    let none = run(
+        "gala-rca",
+        &["--input-format", "csv", "--only"],
+        Some(table().as_bytes()),
+    );
+    assert_eq!(
+        none.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+    assert!(!none.stdout.is_empty());
+    assert_eq!(none.stdout, named.stdout);
+}
+
+#[test]
 fn metrics_only_mode_with_a_baseline_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = table();
@@ -378,6 +419,19 @@ fn metrics_only_mode_with_a_baseline_file() {
         a.to_str().unwrap(),
     ]);
     assert!(is_cart(&causes[0]), "{causes:#?}");
+}
+
+#[test]
+fn metrics_only_mode_names_a_gzip_table_without_both_extensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("incident.csv.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, table().as_bytes()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let causes = csv_causes(&["--input-format", "csv", gz.to_str().unwrap()]);
+    assert!(!causes.is_empty());
+    // As gala-detect names the same file's series.
+    assert_eq!(causes[0]["kpi"]["id"], "incident", "{causes:#?}");
 }
 
 #[test]

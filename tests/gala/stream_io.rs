@@ -243,6 +243,72 @@ mod tools {
         }
     }
 
+    /// Standard output redirected onto an input is refused as `-o` is: `tool in > in` has
+    /// emptied the input already (a quiet success on nothing would hide it), and `tool in
+    /// >> in` reads back what it appends without end, filling the disk.
+    #[test]
+    fn standard_output_onto_an_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let flame_in = root().join("tests/data/flame/stacks.ndjson");
+        let input = dir.path().join("in.ndjson");
+        for (tool, args) in FILTERS
+            .iter()
+            .copied()
+            .chain([("gala-flame", &["--kind", "oncpu"][..])])
+        {
+            let text = if tool == "gala-flame" {
+                std::fs::read(&flame_in).unwrap()
+            } else {
+                format!("{GOOD}\n").repeat(3).into_bytes()
+            };
+            let refused = |out: &std::process::Output, how: &str| {
+                let err = stderr(out);
+                assert_eq!(out.status.code(), Some(2), "{tool} {how}: {err}");
+                assert!(
+                    err.contains("is also the output") && err.contains("standard output"),
+                    "{tool} {how}: {err}"
+                );
+            };
+            // `tool in > in`: the shell truncated it first.
+            std::fs::write(&input, &text).unwrap();
+            let emptied = std::fs::File::create(&input).unwrap();
+            let out = Command::new(bin(tool))
+                .args(args)
+                .arg(s(&input))
+                .stdin(Stdio::null())
+                .stdout(emptied)
+                .output()
+                .unwrap();
+            refused(&out, "in > in");
+            // `tool in >> in` and `tool < in >> in`: refused before reading, the input
+            // kept. (Checked after the case above, which fails safely without the check:
+            // this one would not end by itself.)
+            for from_stdin in [false, true] {
+                std::fs::write(&input, &text).unwrap();
+                let appended = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&input)
+                    .unwrap();
+                let mut cmd = Command::new(bin(tool));
+                cmd.args(args).stdout(appended).stderr(Stdio::piped());
+                if from_stdin {
+                    cmd.stdin(std::fs::File::open(&input).unwrap());
+                } else {
+                    cmd.arg(s(&input)).stdin(Stdio::null());
+                }
+                let mut child = cmd.spawn().unwrap();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                refused(&out, if from_stdin { "< in >> in" } else { "in >> in" });
+                assert_eq!(std::fs::read(&input).unwrap(), text, "{tool}");
+            }
+        }
+    }
+
     /// Outputs besides `-o` are outputs too: gala-detect's model and CSV inputs.
     #[test]
     fn a_model_or_csv_output_onto_an_input_is_refused_and_the_input_kept() {
@@ -275,6 +341,34 @@ mod tools {
             assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
             let text = std::fs::read(&model).unwrap();
             assert!(serde_json::from_slice::<serde_json::Value>(&text).is_ok());
+        }
+    }
+
+    /// A gzip recording cut short (a collector killed while writing): its whole lines are
+    /// used, and the summary does not call the input skipped.
+    #[test]
+    fn a_cut_short_gzip_is_read_up_to_the_cut_and_not_called_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = gzip(format!("{GOOD}\n").repeat(2000).as_bytes());
+        let cut = dir.path().join("cut.ndjson.gz");
+        std::fs::write(&cut, &whole[..whole.len() - 20]).unwrap();
+        for (tool, args) in FILTERS {
+            let mut a: Vec<&str> = args.to_vec();
+            a.push(s(&cut));
+            let out = run(tool, &a, None);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{tool}: {err}");
+            assert!(err.contains("(after line "), "{tool}: {err}");
+            assert!(
+                err.contains("1 input unreadable or cut short"),
+                "{tool}: {err}"
+            );
+            assert!(!err.contains("skipped 1 input"), "{tool}: {err}");
+            let passed = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| *l == GOOD)
+                .count();
+            assert!(passed > 1000, "{tool}: {passed} lines before the cut");
         }
     }
 

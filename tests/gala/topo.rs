@@ -1005,6 +1005,28 @@ fn pictures_are_titled_by_host_names_and_iso_times_and_at_takes_iso() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ISO 8601"));
 }
 
+#[test]
+fn at_before_the_recording_says_so_instead_of_no_entity_or_no_focus() {
+    let mut r = Recording::default();
+    two_hosts(&mut r, 1_796_551_772_000, true);
+    let text = r.text();
+    for extra in [&[][..], &["--focus", "postgres"]] {
+        let mut args = vec!["--at", "2026-12-05T10:00:00Z", "--format", "text"];
+        args.extend_from_slice(extra);
+        let out = run("gala-topo", &args, Some(text.as_bytes()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            err.contains(
+                "--at 2026-12-05T10:00:00Z: the input starts later, at 2026-12-06T10:09:32Z"
+            ),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("no entity"), "{args:?}: {err}");
+    }
+}
+
 /// The real collector on a real process started through a symlink to /bin/sleep under a
 /// name longer than a comm holds: the process and its appinstance are named as it was
 /// started (argv[0]), not after the symlink's target (`sleep`), nor cut to 15 bytes.

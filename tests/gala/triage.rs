@@ -686,6 +686,25 @@ fn duration_takes_the_tools_time_forms() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn a_missing_recording_to_replay_is_refused_before_a_report_is_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("again");
+    let missing = tmp.path().join("no-such-recording.ndjson.gz");
+    let out = triage(&[
+        "--from",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+    assert!(!dir.exists(), "an empty report directory was left behind");
+}
+
 /// An hour at one-second intervals stays a small page: each chart keeps at most 2,000
 /// points a line (minimum and maximum of each bucket, so the spike survives), and the
 /// page stays under a megabyte.

@@ -359,6 +359,18 @@ pub fn judge(f: &Facts, hooks: Hooks) -> Support {
     }
 }
 
+/// A probe's verdict: [`judge`] of its hooks, except that a probe that runs without BPF
+/// (`needs_bpf` false: runtime reads the JVM's perf data from /proc) only loses its eBPF
+/// part where that cannot load, as gala-collect then runs it.
+pub fn verdict(f: &Facts, hooks: Hooks, needs_bpf: bool) -> Support {
+    match judge(f, hooks) {
+        Support::None(why) if !needs_bpf => {
+            Support::Partial(vec![("its eBPF part".to_string(), why.join("; "))])
+        }
+        other => other,
+    }
+}
+
 /// The doctor's report, as text.
 pub fn report() -> String {
     let f = Facts::gather();
@@ -538,21 +550,26 @@ fn write_hook_targets(s: &mut String, f: &Facts, probes: &[(&str, Hooks)]) {
 /// Each probe's verdict: runs fully, partly (without what) or not at all (why).
 fn write_verdicts(s: &mut String, f: &Facts, probes: &[(&str, Hooks)]) {
     let _ = writeln!(s, "\nprobes");
+    let specs = registry::specs();
     for (name, hooks) in probes {
-        match judge(f, hooks) {
+        let needs_bpf = specs
+            .iter()
+            .find(|spec| spec.name == *name)
+            .is_none_or(|spec| spec.needs_bpf);
+        match verdict(f, hooks, needs_bpf) {
             Support::Full => {
-                let _ = writeln!(s, "  {name:<10} runs fully");
+                let _ = writeln!(s, "  {name:<11} runs fully");
             }
             Support::Partial(lost) => {
-                let _ = writeln!(s, "  {name:<10} runs PARTLY:");
+                let _ = writeln!(s, "  {name:<11} runs PARTLY:");
                 for (what, why) in lost {
-                    let _ = writeln!(s, "             without {what}: {why}");
+                    let _ = writeln!(s, "              without {what}: {why}");
                 }
             }
             Support::None(why) => {
-                let _ = writeln!(s, "  {name:<10} does NOT run:");
+                let _ = writeln!(s, "  {name:<11} does NOT run:");
                 for w in why {
-                    let _ = writeln!(s, "             {w}");
+                    let _ = writeln!(s, "              {w}");
                 }
             }
         }
@@ -598,6 +615,38 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// runtime reads the JVM's perf data from /proc without root, as gala-collect runs it:
+    /// without root it runs partly (no eBPF part), not "does NOT run".
+    #[test]
+    fn without_root_a_probe_that_needs_no_bpf_runs_partly() {
+        let nobody = Caps {
+            euid: 65534,
+            ..Caps::default()
+        };
+        let f = user(nobody, Probed::Denied, Tracefs::Denied);
+        let runtime = registry::specs()
+            .into_iter()
+            .find(|s| s.name == "runtime")
+            .expect("the runtime probe");
+        assert!(!runtime.needs_bpf && !runtime.hooks.is_empty());
+        match verdict(&f, runtime.hooks, runtime.needs_bpf) {
+            Support::Partial(lost) => {
+                assert_eq!(lost.len(), 1, "{lost:?}");
+                assert!(lost[0].1.starts_with("needs root"), "{lost:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A BPF probe still does not run.
+        assert!(matches!(verdict(&f, HOOKS, true), Support::None(_)));
+        let report = {
+            let mut s = String::new();
+            write_verdicts(&mut s, &f, &probe_hooks());
+            s
+        };
+        assert!(report.contains("  runtime     runs PARTLY:"), "{report}");
+        assert!(report.contains("  mempressure does NOT run:"), "{report}");
     }
 
     #[test]

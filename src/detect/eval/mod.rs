@@ -7,6 +7,7 @@
 pub mod nab;
 pub mod smd;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use super::cli::{Bench, EvalArgs};
@@ -25,14 +26,19 @@ pub fn main(args: &EvalArgs, cfg: &Config) -> anyhow::Result<u8> {
             "eval needs the benchmark data: give --data DIR (a folder with nab/ and smd/) or set GALA_DATA"
         ),
     };
+    // Written, not print!ed: a closed pipe (`| head -1`) is then an error the shared
+    // wrapper ends quietly with, not a panic.
+    let mut out = std::io::stdout().lock();
     if matches!(args.bench, Bench::Nab | Bench::All) {
         let report = nab::evaluate(&data.join("nab"), cfg)?;
-        print!("{report}");
+        out.write_all(report.as_bytes())?;
+        out.flush()?;
     }
     if matches!(args.bench, Bench::Smd | Bench::All) {
         let report = smd::evaluate(&data.join("smd"), cfg)?;
-        print!("{report}");
+        out.write_all(report.as_bytes())?;
     }
+    out.flush()?;
     Ok(crate::io::exit::OK)
 }
 
