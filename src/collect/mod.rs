@@ -3,7 +3,8 @@
 //!
 //! Each probe ([`probe::Probe`]) reads one part of the kernel and appends records for the
 //! interval; the runner here primes them, ticks, stamps every record of an interval with
-//! the same `ts`, and closes each interval with a `status` record about the collector
+//! the same `ts`, merges what several probes wrote of one entity into one record
+//! ([`merge`]), and closes each interval with a `status` record about the collector
 //! itself and a flush, so a live pipe sees results as they happen.
 
 #[cfg(all(feature = "bpf", target_os = "linux"))]
@@ -13,6 +14,7 @@ pub(crate) mod counters;
 pub(crate) mod hooks;
 pub mod l7;
 pub(crate) mod machine;
+mod merge;
 pub mod netlink;
 pub mod privilege;
 pub mod probe;
@@ -227,6 +229,7 @@ impl<'o> Collection<'o> {
         for rec in self.records.iter_mut() {
             restamp(rec, ts);
         }
+        merge::one_per_entity(&mut self.records);
         if let Some(exporter) = &self.opts.exporter {
             exporter.publish(&self.records);
         }

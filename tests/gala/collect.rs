@@ -283,6 +283,33 @@ fn collect(args: &[&str]) -> (Vec<Value>, String, i32) {
     (recs, stderr, out.status.code().unwrap_or(-1))
 }
 
+/// The wire format's contract: one metric record per entity per interval (and one entity
+/// record). proc, sched and io each wrote their own record of a process, and a
+/// container's two cgroup files two records of it: 42 repeats in 3 intervals as root.
+#[test]
+fn one_record_per_entity_per_interval() {
+    let (recs, stderr, code) = collect(&["-q", "-i", "1s", "-n", "3"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut seen = std::collections::HashSet::new();
+    let mut kinds = std::collections::HashSet::new();
+    for r in &recs {
+        let t = r["type"].as_str().unwrap_or("");
+        if t == "metric" || t == "entity" {
+            kinds.insert(r["kind"].as_str().unwrap_or("").to_string());
+            let key = (t.to_string(), r["ts"].as_i64(), r["id"].to_string());
+            assert!(
+                seen.insert(key),
+                "a second {t} record of {} in one interval",
+                r["id"]
+            );
+        }
+    }
+    assert!(
+        kinds.contains("proc") && kinds.contains("host"),
+        "{kinds:?}"
+    );
+}
+
 /// `--count 0` is refused at once: it was "0 times", then ran one whole interval (with
 /// `-i 1w`, a week) before it stopped.
 #[test]
