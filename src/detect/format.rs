@@ -98,6 +98,8 @@ pub fn timestamp(ts: i64) -> String {
 pub fn text_line(a: &Anomaly) -> String {
     let when = iso(a.ts);
     let state = match a.end {
+        // An incident decided on one point has no length to speak of.
+        Some(end) if end == a.ts => format!("ended {} (one point)", iso(end)),
         Some(end) => format!("ended {} ({} long)", iso(end), span_ms(end - a.ts)),
         None => "open".to_string(),
     };
@@ -224,6 +226,16 @@ mod tests {
         assert!(line.starts_with("2013-12-02T21:15:00Z "), "{line}");
         assert!(
             line.contains("ended 2013-12-02T21:17:00Z (2m00s long)"),
+            "{line}"
+        );
+        let one: Anomaly = serde_json::from_value(json!({
+            "ts": 1_386_018_900_000i64, "id": "m_proc_1", "kind": "proc", "metric": "cpu_pct",
+            "score": 0.9, "end": 1_386_018_900_000i64
+        }))
+        .unwrap();
+        let line = text_line(&one);
+        assert!(
+            line.contains("ended 2013-12-02T21:15:00Z (one point)"),
             "{line}"
         );
     }

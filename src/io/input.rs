@@ -52,6 +52,20 @@ pub fn open(path: &Path) -> io::Result<Source> {
             same_file::note_input(&name, &meta).map_err(named)?;
         }
         if io::stdin().is_terminal() {
+            // A person who typed the tool's name alone would otherwise face a silent
+            // terminal, not knowing it waits for them.
+            let tool = std::env::args_os()
+                .next()
+                .and_then(|a| {
+                    Path::new(&a)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "gala".into());
+            eprintln!(
+                "{tool}: reading records from the terminal (Ctrl-D ends them); name a file, \
+                 or pipe a recording in: gala-collect … | {tool}"
+            );
             Box::new(TerminalStdin)
         } else {
             Box::new(io::stdin())

@@ -578,8 +578,13 @@ pub fn main(cli: cli::Cli) -> anyhow::Result<u8> {
         exit::NOTHING
     } else {
         if suspects > 0 {
+            let behind = if suspects == 1 {
+                "the strongest".to_string()
+            } else {
+                format!("the {suspects} strongest")
+            };
             say(format!(
-                "no KPI anomaly among the {} anomalies: the causes written are suspects behind the {suspects} strongest",
+                "no KPI anomaly among the {} anomalies: the causes written are suspects behind {behind}",
                 outcome.anomalies
             ));
         }

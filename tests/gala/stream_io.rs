@@ -701,6 +701,43 @@ mod tools {
         }
     }
 
+    /// A tool started alone at a terminal says it waits for records there, instead of
+    /// facing its user with a silent terminal.
+    #[test]
+    fn a_tool_waiting_on_a_terminal_says_so() {
+        use std::io::Read;
+        for tool in ["gala-topo", "gala-detect", "gala-rca", "gala-flame"] {
+            let (_master, slave) = pty();
+            let mut child = Command::new(bin(tool))
+                .stdin(slave)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut err = child.stderr.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let (mut text, mut buf) = (String::new(), [0u8; 4096]);
+                while let Ok(n @ 1..) = err.read(&mut buf) {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if text.contains('\n') {
+                        break;
+                    }
+                }
+                let _ = tx.send(text);
+            });
+            let said = rx.recv_timeout(Duration::from_secs(20));
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = said.unwrap_or_else(|_| panic!("{tool} said nothing in 20 s"));
+            assert!(
+                said.contains("reading records from the terminal")
+                    && said.contains(&format!("gala-collect … | {tool}")),
+                "{tool}: {said}"
+            );
+        }
+    }
+
     /// A usage error from clap, rather than the run itself.
     fn refused_flags(out: &std::process::Output) -> bool {
         let err = stderr(out);
