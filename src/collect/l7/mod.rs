@@ -376,8 +376,8 @@ impl Probe for L7Probe {
         self.comms = comms;
         let mut slis = service::by_service(slis, &owners, &mut self.port_services);
         slis.extend(server_totals(&slis));
-        let mut connected = silence::Connected::default();
-        self.silence.fill(&mut slis, |key| connected.waited_on(key));
+        let mut stuck = silence::Stuck::default();
+        self.silence.fill(&mut slis, |key| stuck.at(key));
         slis.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, agg) in &slis {
             let comm = self.comm(key.tgid);

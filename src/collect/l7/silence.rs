@@ -2,11 +2,13 @@
 //! nothing in an interval writes none, so a service that hangs (a dependency black-holed,
 //! a deadlock, a full pool) would vanish from the stream instead of showing its
 //! throughput fall to zero, and no detector would see the outage. So a server seen
-//! recently gets a record of zeros for every interval it is silent while its clients
-//! are still connected (an established connection on its port: callers waiting) and its
-//! process lives, for up to `KEEP` intervals after its last request; then it is
-//! forgotten. When the clients have gone (a benchmark that ended, a batch that finished)
-//! the server is idle, not hung, and writes nothing, as before.
+//! recently gets a record of zeros for every interval it is silent while work is stuck
+//! at it — an established connection on its port holding unread requests or
+//! unacknowledged replies (a stopped or deadlocked server leaves requests unread; a
+//! black-holed one, replies unacknowledged) — for up to `KEEP` intervals after its last
+//! request; then it is forgotten. A server whose clients have gone (a benchmark that
+//! ended) or stopped sending (a caller stalled on another dependency: its calls here
+//! fall as an echo of that) has empty queues: idle, not hung, and it writes nothing.
 //!
 //! Only servers' totals (method `*`): a method that is not called in an interval is the
 //! request mix, not an outage, and a client that stops calling is the client's choice.
@@ -31,12 +33,12 @@ pub struct Silence {
 
 impl Silence {
     /// Adds a zero aggregate to `slis` for each remembered server absent from them that
-    /// is `waited_on` (its process alive, a client connected), and remembers the servers
+    /// is `stuck` (work waiting in its connections' queues), and remembers the servers
     /// present.
     pub fn fill(
         &mut self,
         slis: &mut Vec<(SliKey, SliAgg)>,
-        mut waited_on: impl FnMut(&SliKey) -> bool,
+        mut stuck: impl FnMut(&SliKey) -> bool,
     ) {
         for (_, (age, _)) in self.since.iter_mut() {
             *age += 1;
@@ -48,7 +50,7 @@ impl Silence {
         }
         self.since.retain(|_, &mut (age, _)| age <= KEEP);
         for (key, &(age, ssl)) in &self.since {
-            if age > 0 && waited_on(key) {
+            if age > 0 && stuck(key) {
                 let zero = SliAgg {
                     ssl,
                     ..SliAgg::default()
@@ -70,16 +72,17 @@ impl Silence {
     }
 }
 
-/// Which servers have a client still connected: an established TCP connection on the
-/// server's port in its process's network namespace (a process gone has none). Each
+/// Which servers have work stuck at them: an established TCP connection on the server's
+/// port, in its process's network namespace, with bytes in its receive queue (requests
+/// not read) or its send queue (replies not acknowledged). A process gone has none. Each
 /// process's tables are read once per interval, and only for servers gone silent.
 #[derive(Default)]
-pub struct Connected {
+pub struct Stuck {
     ports: HashMap<u32, HashSet<u16>>,
 }
 
-impl Connected {
-    pub fn waited_on(&mut self, key: &SliKey) -> bool {
+impl Stuck {
+    pub fn at(&mut self, key: &SliKey) -> bool {
         self.ports
             .entry(key.tgid)
             .or_insert_with(|| {
@@ -88,15 +91,16 @@ impl Connected {
                     .filter_map(|t| {
                         std::fs::read_to_string(format!("/proc/{}/net/{t}", key.tgid)).ok()
                     })
-                    .flat_map(|text| established_ports(&text))
+                    .flat_map(|text| stuck_ports(&text))
                     .collect()
             })
             .contains(&key.server_port)
     }
 }
 
-/// The local ports of the established connections in a `/proc/net/tcp` or `tcp6` table.
-fn established_ports(table: &str) -> Vec<u16> {
+/// The local ports of the established connections with bytes queued (`tx_queue` or
+/// `rx_queue` not zero) in a `/proc/net/tcp` or `tcp6` table.
+fn stuck_ports(table: &str) -> Vec<u16> {
     const ESTABLISHED: &str = "01";
     table
         .lines()
@@ -105,6 +109,10 @@ fn established_ports(table: &str) -> Vec<u16> {
             let mut fields = line.split_whitespace();
             let local = fields.nth(1)?;
             (fields.nth(1)? == ESTABLISHED).then_some(())?;
+            let (tx, rx) = fields.next()?.split_once(':')?;
+            let queued =
+                u64::from_str_radix(tx, 16).ok()? > 0 || u64::from_str_radix(rx, 16).ok()? > 0;
+            queued.then_some(())?;
             u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
         })
         .collect()
@@ -174,15 +182,18 @@ mod tests {
     }
 
     #[test]
-    fn established_connections_are_read_by_local_port() {
+    fn connections_with_queued_bytes_are_read_by_local_port() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 270 1 0 100 0 0 10 0
-   1: 0100007F:18EB 0100007F:B644 01 00000000:00000000 00:00000000 00000000     0        0 0 3 0
-   2: 0100007F:1F90 0100007F:B646 06 00000000:00000000 03:00000F5C 00000000     0        0 0 3 0
+   1: 0100007F:18EB 0100007F:B644 01 00000000:0000001F 00:00000000 00000000     0        0 0 3 0
+   2: 0100007F:1F90 0100007F:B646 01 00000000:00000000 00:00000000 00000000     0        0 0 3 0
+   3: 0100007F:0050 0100007F:B648 01 000005A8:00000000 01:00000014 00000003     0        0 0 3 0
+   4: 0100007F:01BB 0100007F:B64A 06 00000010:00000000 03:00000F5C 00000000     0        0 0 3 0
 ";
-        // Redis's established client; the listener and a TIME_WAIT are none.
-        assert_eq!(established_ports(table), [6379]);
-        assert!(established_ports("garbage\n1: x 01").is_empty());
+        // Redis with an unread request, a web server with an unacknowledged reply; an
+        // idle connection, the listener and a TIME_WAIT are not stuck.
+        assert_eq!(stuck_ports(table), [6379, 80]);
+        assert!(stuck_ports("garbage\n1: x 01").is_empty());
     }
 
     #[test]
