@@ -12,43 +12,47 @@ use crate::record::Record;
 /// Merges the interval's entity records with the same id, and its metric records with
 /// the same id, each into the first of them. Other records pass unchanged, in order.
 pub fn one_per_entity(records: &mut Vec<Record>) {
-    // (is a metric, id) → position of the first such record in the merged list.
-    let mut first: HashMap<(bool, String), usize> = HashMap::with_capacity(records.len());
-    let mut merged: Vec<Record> = Vec::with_capacity(records.len());
-    for rec in records.drain(..) {
-        let slot = match &rec {
-            Record::Entity(e) => Some((false, e.id.clone())),
-            Record::Metric(m) => Some((true, m.id.clone())),
-            _ => None,
-        };
-        let Some(slot) = slot else {
-            merged.push(rec);
+    // For each record, the first of its entity and type (its own index when it is that
+    // first): found on borrowed ids, so no id is copied.
+    let into: Vec<usize> = {
+        let mut first: HashMap<(bool, &str), usize> = HashMap::with_capacity(records.len());
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, rec)| match rec {
+                Record::Entity(e) => *first.entry((false, e.id.as_str())).or_insert(i),
+                Record::Metric(m) => *first.entry((true, m.id.as_str())).or_insert(i),
+                _ => i,
+            })
+            .collect()
+    };
+    if into.iter().enumerate().all(|(i, &f)| i == f) {
+        return;
+    }
+    let mut slots: Vec<Option<Record>> = records.drain(..).map(Some).collect();
+    for (i, &f) in into.iter().enumerate() {
+        if i == f {
             continue;
-        };
-        match first.get(&slot) {
-            None => {
-                first.insert(slot, merged.len());
-                merged.push(rec);
+        }
+        let (head, tail) = slots.split_at_mut(i);
+        match (head[f].as_mut(), tail[0].take()) {
+            (Some(Record::Metric(to)), Some(Record::Metric(m))) => {
+                for (name, v) in m.metrics {
+                    to.metrics.entry(name).or_insert(v);
+                }
+                for (name, h) in m.histos {
+                    to.histos.entry(name).or_insert(h);
+                }
             }
-            Some(&at) => match (&mut merged[at], rec) {
-                (Record::Metric(into), Record::Metric(m)) => {
-                    for (name, v) in m.metrics {
-                        into.metrics.entry(name).or_insert(v);
-                    }
-                    for (name, h) in m.histos {
-                        into.histos.entry(name).or_insert(h);
-                    }
+            (Some(Record::Entity(to)), Some(Record::Entity(e))) => {
+                for (name, v) in e.labels {
+                    to.labels.entry(name).or_insert(v);
                 }
-                (Record::Entity(into), Record::Entity(e)) => {
-                    for (name, v) in e.labels {
-                        into.labels.entry(name).or_insert(v);
-                    }
-                }
-                (_, rec) => merged.push(rec),
-            },
+            }
+            _ => unreachable!("a record is merged only into the first of its type and id"),
         }
     }
-    *records = merged;
+    records.extend(slots.into_iter().flatten());
 }
 
 #[cfg(test)]
