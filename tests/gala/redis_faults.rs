@@ -234,6 +234,72 @@ fn neighbours(cpu: &str, dir: &Path, secs: u64) -> Killed {
     group
 }
 
+/// What a failed ranking needs to be understood where the recording is gone (a CI
+/// machine): the KPI's entity around the fault, when each hog was first listed and what it
+/// took, and the causes with their metrics.
+fn around_the_fault(
+    records: &[Value],
+    causes: &[Value],
+    kpi: &Value,
+    hogs: &[&str],
+    fault_ms: i64,
+) -> String {
+    let window = 4 * INTERVAL_S * 1000;
+    let pick = |m: &Value, keys: &[&str]| -> String {
+        keys.iter()
+            .filter_map(|k| Some(format!("{k} {:.3}", m[*k].as_f64()?)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::from("the KPI's entity around the fault (ms from it):\n");
+    for r in records.iter().filter(|r| {
+        r["type"] == "metric"
+            && r["id"] == kpi["id"]
+            && r["ts"]
+                .as_i64()
+                .is_some_and(|t| (t - fault_ms).abs() <= window)
+    }) {
+        out += &format!(
+            "  {}: {}\n",
+            r["ts"].as_i64().unwrap_or(0) - fault_ms,
+            pick(
+                &r["metrics"],
+                &["throughput_req", "latency_avg", "latency_p99"]
+            )
+        );
+    }
+    let comm = comms(records);
+    let hog_ids: Vec<&String> = comm
+        .iter()
+        .filter(|(_, c)| hogs.iter().any(|h| c.starts_with(h)))
+        .map(|(id, _)| id)
+        .collect();
+    out += &format!("{} hog processes listed\n", hog_ids.len());
+    for id in hog_ids.iter().take(4) {
+        if let Some(r) = records
+            .iter()
+            .find(|r| r["type"] == "metric" && r["id"].as_str() == Some(id.as_str()))
+        {
+            out += &format!(
+                "  {id} first at {} ms: {}\n",
+                r["ts"].as_i64().unwrap_or(0) - fault_ms,
+                pick(&r["metrics"], &["cpu_pct", "run_delay_ms", "disk_sleep"])
+            );
+        }
+    }
+    out += "causes:\n";
+    for c in causes
+        .iter()
+        .filter(|c| c["kpi"]["id"] == kpi["id"] && c["kpi"]["metric"] == kpi["metric"])
+    {
+        out += &format!(
+            "  {} {} {} score {}: {}\n",
+            c["rank"], c["id"], c["metric"], c["score"], c["evidence"][0]["desc"]
+        );
+    }
+    out
+}
+
 /// The comm of every process entity, by id.
 fn comms(records: &[Value]) -> std::collections::HashMap<String, String> {
     records
@@ -356,10 +422,11 @@ fn a_fault_opens_a_kpi_anomaly_and_names_its_hog(case: &str, hogs: &[&str]) {
     {
         let kept = tmp.keep();
         panic!(
-            "{case}: none of {hogs:?} in the top 3 causes of {} {}: {ranked:?} (recording in {})",
+            "{case}: none of {hogs:?} in the top 3 causes of {} {}: {ranked:?} (recording in {})\n{}",
             first["id"],
             first["metric"],
-            kept.display()
+            kept.display(),
+            around_the_fault(&records, &causes, &first, hogs, fault_ms)
         );
     }
 }
