@@ -89,9 +89,40 @@ impl DetectorSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(transparent)]
+#[serde(from = "SeriesToml")]
 pub struct SeriesDefault {
     pub spec: DetectorSpec,
+    /// Abnormal points in a row before a column's anomaly opens, as a KPI's `sustain`.
+    pub sustain: u32,
+}
+
+/// `[series]` as written: a detector spec and its `sustain`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesToml {
+    detector: Kind,
+    #[serde(default)]
+    direction: Direction,
+    #[serde(default)]
+    params: Params,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default = "one")]
+    sustain: u32,
+}
+
+impl From<SeriesToml> for SeriesDefault {
+    fn from(t: SeriesToml) -> Self {
+        SeriesDefault {
+            spec: DetectorSpec {
+                detector: t.detector,
+                direction: t.direction,
+                params: t.params,
+                unit: t.unit,
+            },
+            sustain: t.sustain,
+        }
+    }
 }
 
 impl Default for SeriesDefault {
@@ -103,11 +134,12 @@ impl Default for SeriesDefault {
                 params: Params::default(),
                 unit: None,
             },
+            sustain: 1,
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultiConfig {
     /// Entity kinds watched as a whole (all their metrics together).
@@ -115,6 +147,19 @@ pub struct MultiConfig {
     pub kinds: Vec<String>,
     #[serde(default)]
     pub params: Params,
+    /// Abnormal rows in a row before an entity's anomaly opens, as a KPI's `sustain`.
+    #[serde(default = "one")]
+    pub sustain: u32,
+}
+
+impl Default for MultiConfig {
+    fn default() -> Self {
+        MultiConfig {
+            kinds: Vec::new(),
+            params: Params::default(),
+            sustain: 1,
+        }
+    }
 }
 
 /// One KPI: a metric of an entity kind and the detector that watches it.

@@ -622,7 +622,11 @@ fn step_series(
             }));
         }
         let peak = peak(ts, x, &v);
-        let sustain = cfg.kpis.get(series.spec).map_or(1, |k| k.sustain);
+        let sustain = if series.spec == FALLBACK {
+            cfg.series.sustain
+        } else {
+            cfg.kpis.get(series.spec).map_or(1, |k| k.sustain)
+        };
         let change = series.inc.step(v.is_anomalous(), peak, gap, sustain);
         let Some((o, end)) = record_due(change, learning, stats) else {
             continue;
@@ -778,7 +782,7 @@ fn step_multivariate<'a, I>(
         upper: v.threshold,
     };
     let abnormal = v.ratio >= 1.0;
-    let change = m.inc.step(abnormal, p, gap, 1);
+    let change = m.inc.step(abnormal, p, gap, cfg.multivariate.sustain);
     if abnormal && (matches!(change, Change::Opened(_)) || m.top.is_none()) {
         m.top = m
             .det

@@ -496,3 +496,44 @@ fn multivariate_csv_with_a_baseline_names_its_contributors() {
         "no column of its own"
     );
 }
+
+/// `[series] sustain = 2` makes a one-row blip of a CSV column no incident, while two
+/// abnormal rows in a row still open one, dated at the first of them.
+#[test]
+fn a_columns_sustain_opens_an_incident_only_on_a_run() {
+    let mut csv = String::from("timestamp,value\n");
+    let spikes = [(700, 1), (850, 2)];
+    for i in 0..1000i64 {
+        let spike = spikes.iter().any(|&(at, len)| i >= at && i < at + len);
+        let v = if spike {
+            100.0
+        } else {
+            10.0 + (i % 7) as f64 * 0.1
+        };
+        csv += &format!("{},{v}\n", 1_600_000_000 + i * 60);
+    }
+    let opened = |config: Option<&str>| -> Vec<i64> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--input-format", "csv", "--only"];
+        let path = dir.path().join("detect.toml");
+        if let Some(text) = config {
+            std::fs::write(&path, text).unwrap();
+            args.extend(["--config", path.to_str().unwrap()]);
+        }
+        let out = run("gala-detect", &args, Some(csv.as_bytes()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anomalies(&out.stdout)
+            .iter()
+            .filter(|a| a["end"].is_null())
+            .map(|a| (a["ts"].as_i64().unwrap() / 1000 - 1_600_000_000) / 60)
+            .collect()
+    };
+    assert_eq!(opened(None), vec![700, 850], "sustain 1 (shipped)");
+    let two = "[series]\ndetector = \"spot\"\ndirection = \"both\"\n\
+               params = { q = 1e-3, init = 500, depth = 50 }\nsustain = 2\n";
+    assert_eq!(opened(Some(two)), vec![850], "sustain 2");
+}

@@ -126,7 +126,9 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<NabFile>> {
 }
 
 /// Runs the engine (CSV path, `[series]` detector) over a file; returns the rows where an
-/// incident opened.
+/// incident was reported. NAB scores when a detector speaks, so a detection counts at the
+/// row whose value made the engine open the incident, not at the incident's first point
+/// (earlier, when a run of abnormal points must be sustained before it opens).
 pub fn detect(file: &NabFile, cfg: &Config) -> Vec<bool> {
     let mut engine = Engine::new(cfg.clone(), EngineOptions::default());
     let mut out = Vec::new();
@@ -141,7 +143,9 @@ pub fn detect(file: &NabFile, cfg: &Config) -> Vec<bool> {
         );
         for rec in out.drain(..) {
             if let Record::Anomaly(a) = rec {
-                if a.end.is_none() && a.ts == t {
+                // An anomaly is written once with no end when it opens, and again with
+                // its end when it closes.
+                if a.end.is_none() {
                     hits[i] = true;
                 }
             }
