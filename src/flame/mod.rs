@@ -118,6 +118,21 @@ pub fn run(o: &Options) -> anyhow::Result<u8> {
                 "in the input"
             };
             eprintln!("{TOOL}: no stacks{of_kind} {place}: nothing to draw");
+            // Records that are all something else (a metrics recording) read cleanly: say
+            // where stacks come from. Text of another kind was reported line by line.
+            if bad == 0 && kind.is_none() && o.load.split.is_none() && o.load.pids.is_empty() {
+                let hint = match o.load.format {
+                    InputFormat::Perf => {
+                        "`perf script` prints samples from `perf record -g`; is this its output?"
+                    }
+                    InputFormat::Folded => "folded stacks are lines of `frame;frame;leaf COUNT`",
+                    _ => {
+                        "stack records come from `gala-collect --probes oncpu` (or offcpu, \
+                         ioflame, memflame), and this recording has none"
+                    }
+                };
+                eprintln!("{TOOL}: hint: {hint}");
+            }
         }
         return Ok(if bad > 0 { exit::ERROR } else { exit::NOTHING });
     }

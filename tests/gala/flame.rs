@@ -593,7 +593,11 @@ fn nothing_to_draw_exits_1_and_writes_no_file() {
         br#"{"type":"status","ts":1,"tool":"gala-collect","version":"0","format_version":1}"#;
     let out = run("gala-flame", &["-o", arg(&svg)], Some(only_status));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no stacks"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no stacks"), "{err}");
+    // A clean recording without stacks: where stacks come from, not another format.
+    assert!(err.contains("--probes oncpu"), "{err}");
+    assert!(!err.contains("--input-format perf"), "{err}");
     assert!(!svg.exists());
     let out = run("gala-flame", &["-f", "perf", "--folded"], Some(b""));
     assert_eq!(out.status.code(), Some(1));
