@@ -632,14 +632,14 @@ fn verdict_without_kpi_summarises_system_anomalies() {
 }
 
 /// scripts/triage takes the tools' time forms: `20s`, `2m`, fractions and units down to
-/// microseconds, bare seconds; refuses others at once, naming the option, before anything
-/// runs (so no report directory is made).
+/// microseconds, days, bare seconds, a space before the unit; refuses others at once,
+/// naming the option, before anything runs (so no report directory is made).
 #[test]
 fn duration_takes_the_tools_time_forms() {
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("rec.ndjson");
     std::fs::copy(common::root().join("tests/data/rca/two-hosts.ndjson"), &rec).unwrap();
-    for (i, d) in ["20s", "2m", "60", "1.5m", "500ms", "1h"]
+    for (i, d) in ["20s", "2m", "60", "1.5m", "500ms", "1h", "2 s", "1d"]
         .iter()
         .enumerate()
     {
@@ -666,7 +666,8 @@ fn duration_takes_the_tools_time_forms() {
         ("--duration", "20x"),
         ("--duration", "0"),
         ("--duration", "-5"),
-        ("--interval", "2 s"),
+        ("--interval", "2 x"),
+        ("-i", "1y"),
     ] {
         let dir = tmp.path().join("bad");
         let out = triage(&[opt, bad, "--out", dir.to_str().unwrap()])
@@ -675,8 +676,10 @@ fn duration_takes_the_tools_time_forms() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{opt} {bad}: {err}");
         assert!(
-            err.starts_with(&format!("triage: {opt} takes a time such as 20s"))
-                && err.lines().count() == 1,
+            err.starts_with(&format!(
+                "triage: {} takes a time such as 20s",
+                if opt == "-i" { "--interval" } else { opt }
+            )) && err.lines().count() == 1,
             "{opt} {bad}: {err}"
         );
         assert!(!dir.exists(), "{opt} {bad} started a report");
