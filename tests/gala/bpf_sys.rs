@@ -96,6 +96,15 @@ fn charged(records: &[Value], what: &str, pid: u32, metric: &str, moved: f64) ->
     got
 }
 
+/// The requests or keys the io probe could not track (a full map), as its last status
+/// record counts them: what a charging failure's message needs to say.
+fn io_drops(records: &[Value]) -> Option<u64> {
+    records
+        .iter()
+        .filter_map(|r| r["bpf_drops"]["io"].as_u64())
+        .max()
+}
+
 /// No request is charged to nobody: over the run, the disks' bytes are the processes'
 /// plus the kernel threads'. Each completion adds to both sides at once, but the collector
 /// may read one side of the last few before and the other after them; the bytes either
@@ -127,10 +136,7 @@ fn every_byte_has_an_owner(records: &[Value]) {
         let procs = sum("proc", &bytes, false);
         let kthreads = sum("disk", &kthread, false);
         let last = sum("disk", &bytes, true) + sum("proc", &bytes, true);
-        let drops = records
-            .iter()
-            .filter_map(|r| r["bpf_drops"]["io"].as_u64())
-            .max();
+        let drops = io_drops(records);
         assert!(
             (disks - procs - kthreads).abs() <= last + IN_FLIGHT_AT_EXIT,
             "{dir}: disks {disks} bytes, processes {procs} + kernel threads {kthreads} = {} \
@@ -310,10 +316,7 @@ fn io_concurrent_direct_io_is_charged_to_each_process() {
     let (moved, got): (f64, f64) = writers
         .iter()
         .fold((0.0, 0.0), |(m, g), w| (m + w.1, g + w.2));
-    let drops = records
-        .iter()
-        .filter_map(|r| r["bpf_drops"]["io"].as_u64())
-        .max();
+    let drops = io_drops(&records);
     let disk_id = gala::record::entity_id(&machine_id(&records), "disk", [disk.as_str()]);
     let kthread_written = common::total(&records, &disk_id, "io_kthread_write_bytes");
     assert!(
