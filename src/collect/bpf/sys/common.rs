@@ -179,6 +179,8 @@ pub struct Procs {
     known: HashMap<u32, ProcInfo>,
     /// The processes the probe's maps held at its last read.
     in_maps: Vec<u32>,
+    /// Found gone at the last read: their entries go after the next one.
+    gone: Vec<u32>,
 }
 
 impl Procs {
@@ -186,13 +188,13 @@ impl Procs {
         Procs {
             known: HashMap::new(),
             in_maps: Vec::new(),
+            gone: Vec::new(),
         }
     }
 
     /// The processes the maps held at the last read that have exited since. Taken
-    /// *before* a read, so that read holds their final counts (an exited process's
-    /// entries no longer grow) and their entries can be deleted after it. Checked after
-    /// the read instead, a process that ended between the read and the check would lose
+    /// *before* a read, so that read holds their counts up to it; checked after the
+    /// read instead, a process that ended between the read and the check would lose
     /// what it did in that gap.
     pub fn exited_before_read(&self) -> Vec<u32> {
         self.in_maps
@@ -202,14 +204,22 @@ impl Procs {
             .collect()
     }
 
-    /// After a read: remembers which processes the maps held (`exited` ones are deleted
-    /// from the maps by the caller) and forgets who the exited ones were.
-    pub fn read_done(&mut self, mut in_maps: Vec<u32>, exited: &[u32]) {
+    /// After a read: remembers which processes the maps held and which of them
+    /// `exited`, and returns the processes whose entries the caller deletes now —
+    /// those found gone one read earlier, not these. An exited process's entries can
+    /// still grow: a readahead or write it left in flight completes after it, and
+    /// its completion is charged to it. Deleted right after the read that first found
+    /// it gone, such a completion landing between that read and the delete would be
+    /// lost; a whole interval later there is none left.
+    #[must_use = "the returned processes' entries are to be deleted"]
+    pub fn read_done(&mut self, mut in_maps: Vec<u32>, exited: &[u32]) -> Vec<u32> {
+        let expired = std::mem::replace(&mut self.gone, exited.to_vec());
         in_maps.sort_unstable();
         in_maps.dedup();
-        in_maps.retain(|t| !exited.contains(t));
+        in_maps.retain(|t| !exited.contains(t) && !expired.contains(t));
         self.in_maps = in_maps;
-        self.forget(exited);
+        self.forget(&expired);
+        expired
     }
 
     /// True when the process is to be reported under `filter`. Reads /proc only when the
@@ -351,6 +361,24 @@ pub fn push(records: &mut Vec<Record>, m: Metric) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exited_processs_entries_go_one_read_after_it_is_found_gone() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let mut who = Procs::new();
+        assert!(who.read_done(vec![pid, pid], &[]).is_empty());
+        child.wait().unwrap();
+        let exited = who.exited_before_read();
+        assert_eq!(exited, vec![pid]);
+        // This read still reports it (a late completion may land after it) ...
+        assert!(who.read_done(vec![pid], &exited).is_empty());
+        // ... the next one too, and after that its entries go, once.
+        assert!(who.exited_before_read().is_empty());
+        assert_eq!(who.read_done(vec![pid], &[]), vec![pid]);
+        assert!(who.exited_before_read().is_empty());
+        assert!(who.read_done(Vec::new(), &[]).is_empty());
+    }
 
     #[test]
     fn container_ids_from_cgroup_paths() {

@@ -366,14 +366,13 @@ impl Probe for Io {
                 common::push(iv.records, device_metric(id, kind::DISK, &d, &k));
             }
         }
-        for &tgid in &dead {
+        for tgid in self.who.read_done(tgids, &dead) {
             let mut key = KEY_PROC.to_ne_bytes().to_vec();
             key.extend_from_slice(&tgid.to_ne_bytes());
             let _ = self.skel.maps.stats.delete(&key);
             let _ = self.skel.maps.spill.delete(&key);
             self.deltas.forget(&(KEY_PROC, tgid));
         }
-        self.who.read_done(tgids, &dead);
         let bss = self
             .skel
             .maps

@@ -341,11 +341,10 @@ impl Probe for Mem {
                 common::metric(common::proc_id(iv.machine_id, tgid), kind::PROC, m),
             );
         }
-        for tgid in &dead {
+        for tgid in self.who.read_done(tgids, &dead) {
             let _ = self.skel.maps.procs.delete(&tgid.to_ne_bytes());
-            self.procs.forget(tgid);
+            self.procs.forget(&tgid);
         }
-        self.who.read_done(tgids, &dead);
         self.memcg_events(iv);
         Ok(())
     }

@@ -175,11 +175,10 @@ impl Probe for Schedtrace {
             }
             common::push(iv.records, rec);
         }
-        for tgid in &dead {
+        for tgid in self.who.read_done(tgids, &dead) {
             let _ = self.skel.maps.procs.delete(&tgid.to_ne_bytes());
-            self.procs.forget(tgid);
+            self.procs.forget(&tgid);
         }
-        self.who.read_done(tgids, &dead);
 
         if let Ok(Some(per_cpu)) = self
             .skel

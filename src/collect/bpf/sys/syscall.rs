@@ -187,14 +187,15 @@ impl Probe for Syscall {
                 );
             }
         }
-        if !dead.is_empty() {
+        let expired = self.who.read_done(tgids, &dead);
+        if !expired.is_empty() {
             for (map, deltas) in [
                 (&self.skel.maps.errors, &mut self.errors),
                 (&self.skel.maps.lats, &mut self.lats),
             ] {
                 for key in map.keys() {
                     if let Some((tgid, code)) = split_key(&key) {
-                        if dead.contains(&tgid) {
+                        if expired.contains(&tgid) {
                             let _ = map.delete(&key);
                             deltas.forget(&(tgid, code));
                         }
@@ -202,7 +203,6 @@ impl Probe for Syscall {
                 }
             }
         }
-        self.who.read_done(tgids, &dead);
         let bss = self
             .skel
             .maps
