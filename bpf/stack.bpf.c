@@ -5,9 +5,10 @@
  *
  * oncpu:  a perf_event program on the software cpu-clock event of every CPU (this kind of
  *         machine has no hardware PMU); one count per sample. For the processes user space
- *         lists in `unwind_tgids` (their frame-pointer walk was incomplete) the sample is
- *         not counted here but sent whole, with a copy of the user stack, to be unwound in
- *         user space; when the ring buffer is full it falls back to the count.
+ *         lists in `unwind_tgids` (their frame-pointer walk was incomplete), and those that
+ *         exec a binary it lists in `unwind_exes` or are forked by a listed process, the
+ *         sample is not counted here but sent whole, with a copy of the user stack, to be
+ *         unwound in user space; when the ring buffer is full it falls back to the count.
  * offcpu: sched/sched_switch alone (no kprobes here): the stack is taken when a task
  *         blocks (switch-out in state S or D, in its own context) and the blocked time is
  *         added when it is switched in again. Preemption is not blocking: a preempted task
@@ -26,13 +27,43 @@
 const volatile __u64 min_block_ns = 10000;
 
 /* oncpu: the processes whose user stacks are copied (see struct stack_copy). Bounded:
- * user space lists at most this many, the ones with the most incomplete samples. */
+ * user space lists at most this many, the ones with the most incomplete samples, and
+ * exec_copies and fork_copies add to it while there is room. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, __u8);
 	__uint(max_entries, 1024);
 } unwind_tgids SEC(".maps");
+
+/* oncpu: the executables (device and inode) of processes found to need copies. A process
+ * that starts one of them is copied from its exec on, and a child forked by a copied
+ * process from its fork: listed by process alone, a short-lived process (a compiler, a
+ * script) was dead before user space could name it, and its stacks were never whole.
+ * User space fills it; at most this many binaries. */
+struct exe_key {
+	__u64 ino;
+	/* The kernel's dev_t of the file's superblock (MAJOR << 20 | MINOR). */
+	__u32 dev;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct exe_key);
+	__type(value, __u8);
+	__uint(max_entries, 256);
+} unwind_exes SEC(".maps");
+
+/* oncpu: the executable of each process started since the probe loaded, for user space
+ * to name the binary of a process found incomplete after it is gone (a compiler's cc1
+ * lives for a fraction of an interval). LRU: the oldest go first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u32);
+	__type(value, struct exe_key);
+	__uint(max_entries, 4096);
+} tgid_exes SEC(".maps");
 
 /* The copies, to user space. Its size (set before load: 2 MiB per CPU, 8 to 64 MiB)
  * bounds what one interval can carry (a copy is the live part of the stack, usually a
@@ -76,8 +107,10 @@ struct {
 #define HEADER (sizeof(struct stack_copy) - STACK_COPY_BYTES)
 
 /* Sends the sample with its user registers and stack to user space; false when it could
- * not (a kernel thread, or no room), and the caller counts it as usual. */
-static __always_inline bool copy_stack(void *ctx, __u32 tgid)
+ * not (a kernel thread, or no room), and the caller counts it as usual. `first`: the
+ * process's first copy, which wakes user space at once (it reads the process's memory
+ * map before a short-lived one is gone); the others wait for its next read. */
+static __always_inline bool copy_stack(void *ctx, __u32 tgid, bool first)
 {
 	/* The BTF-typed task: bpf_task_pt_regs takes only a trusted pointer. */
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -124,7 +157,8 @@ static __always_inline bool copy_stack(void *ctx, __u32 tgid)
 	BPF_CORE_READ_STR_INTO(&c->comm, task, group_leader, comm);
 	if (len > STACK_COPY_BYTES)
 		return false;
-	if (bpf_ringbuf_output(&copies, c, HEADER + len, BPF_RB_NO_WAKEUP)) {
+	if (bpf_ringbuf_output(&copies, c, HEADER + len,
+			       first ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP)) {
 		drop(DROP_COPY_FULL);
 		return false;
 	}
@@ -136,13 +170,53 @@ int oncpu(struct bpf_perf_event_data *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct stack_key key = {};
+	__u8 *listed;
 
 	if (!wanted(tgid))
 		return 0;
-	if (bpf_map_lookup_elem(&unwind_tgids, &tgid) && copy_stack(ctx, tgid))
+	/* 1: listed, not copied yet; 2: copied before. */
+	listed = bpf_map_lookup_elem(&unwind_tgids, &tgid);
+	if (listed && copy_stack(ctx, tgid, *listed == 1)) {
+		*listed = 2;
 		return 0;
+	}
 	take_stacks(ctx, &key, tgid, true);
 	add_to(&counts, &key, 1);
+	return 0;
+}
+
+/* A process that starts a binary of `unwind_exes` is copied; one that starts another
+ * binary is not (a copied shell's child running a program built with frame pointers). */
+SEC("raw_tp/sched_process_exec")
+int exec_copies(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct exe_key key = {};
+	__u8 one = 1;
+
+	key.ino = BPF_CORE_READ(bprm, file, f_inode, i_ino);
+	key.dev = BPF_CORE_READ(bprm, file, f_inode, i_sb, s_dev);
+	bpf_map_update_elem(&tgid_exes, &tgid, &key, BPF_ANY);
+	if (bpf_map_lookup_elem(&unwind_exes, &key))
+		bpf_map_update_elem(&unwind_tgids, &tgid, &one, BPF_ANY);
+	else
+		bpf_map_delete_elem(&unwind_tgids, &tgid);
+	return 0;
+}
+
+/* A new process (not a thread) forked by a copied one is copied too, until it execs. */
+SEC("raw_tp/sched_process_fork")
+int fork_copies(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 pid = BPF_CORE_READ(child, pid), tgid = BPF_CORE_READ(child, tgid);
+	__u8 one = 1;
+
+	if (pid == tgid && bpf_map_lookup_elem(&unwind_tgids, &ptgid))
+		bpf_map_update_elem(&unwind_tgids, &tgid, &one, BPF_ANY);
 	return 0;
 }
 

@@ -1030,6 +1030,122 @@ fn oncpu_unwinds_debians_python3_down_to_start() {
     );
 }
 
+/// Short-lived processes without frame pointers: a script run again and again, each run
+/// shorter than an interval. Copying a process only once user space had seen its
+/// incomplete stacks came too late for every one of them, and those gone by the end of an
+/// interval could not be unwound or named. Now the binary is what is remembered (each new
+/// run is copied from its exec), and a copied process's map is read while it lives.
+#[test]
+fn oncpu_unwinds_short_lived_python3_runs_down_to_start() {
+    if !crate::common::require_bpf("oncpu_unwinds_short_lived_python3_runs") {
+        return;
+    }
+    let _lock = crate::common::fault_injection_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // Debian's interpreter under a name of its own, so that its stacks are told apart
+    // from any other python3's (the name is the link's, the binary python3's).
+    let py = dir.path().join("gala_pyrun");
+    std::os::unix::fs::symlink("/usr/bin/python3", &py).unwrap();
+    let script = format!(
+        "while :; do '{}' -c 'import time\nend = time.time() + 0.4\nwhile time.time() < end: pass'; done",
+        py.display()
+    );
+    let mut runs = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let out = run(
+        "gala-collect",
+        &[
+            "--probes",
+            "oncpu",
+            "--sample-rate",
+            "499",
+            "-i",
+            "1s",
+            "-d",
+            "6s",
+        ],
+        None,
+    );
+    let _ = runs.kill();
+    let _ = runs.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = crate::common::ndjson(&out.stdout);
+    let mut times: Vec<u64> = records
+        .iter()
+        .filter(|r| r["type"] == "stack")
+        .filter_map(|r| r["ts"].as_u64())
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    assert!(times.len() >= 4, "too few intervals with stacks: {times:?}");
+    // From the second interval on (the first is what found the binary incomplete).
+    let stacks: Vec<(Vec<String>, u64, u64)> = records
+        .iter()
+        .filter(|r| {
+            r["type"] == "stack"
+                && r["kind"] == "oncpu"
+                && r["comm"] == "gala_pyrun"
+                && r["ts"].as_u64() > Some(times[0])
+        })
+        .map(|r| {
+            let frames = r["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_string())
+                .collect();
+            (
+                frames,
+                r["value"].as_u64().unwrap(),
+                r["tgid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let runs_seen: std::collections::HashSet<u64> = stacks.iter().map(|s| s.2).collect();
+    let total: u64 = stacks.iter().map(|s| s.1).sum();
+    assert!(
+        runs_seen.len() >= 5 && total >= 500,
+        "{} runs, {total} samples: {stacks:?}",
+        runs_seen.len()
+    );
+    let whole: u64 = stacks
+        .iter()
+        .filter(|(f, _, _)| f.first().is_some_and(|r| r == "_start"))
+        .map(|s| s.1)
+        .sum();
+    let named: u64 = stacks
+        .iter()
+        .filter(|(f, _, _)| pos(f, "Py_RunMain").is_some())
+        .map(|s| s.1)
+        .sum();
+    let mut roots: std::collections::HashMap<String, u64> = Default::default();
+    for (f, v, _) in &stacks {
+        *roots
+            .entry(f.iter().take(2).cloned().collect::<Vec<_>>().join(";"))
+            .or_default() += v;
+    }
+    let mut roots: Vec<_> = roots.into_iter().collect();
+    roots.sort_by_key(|r| std::cmp::Reverse(r.1));
+    roots.truncate(8);
+    let status: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["type"] == "status")
+        .map(|r| &r["oncpu"])
+        .collect();
+    assert!(
+        whole * 10 >= total * 9 && named * 10 >= total * 9,
+        "of {total} samples of {} short runs, {whole} reach _start and {named} name \
+         Py_RunMain; the commonest roots {roots:?}; status {status:?}",
+        runs_seen.len()
+    );
+}
+
 #[test]
 fn offcpu_probe_measures_a_known_sleep_within_ten_percent() {
     use std::io::{BufRead, BufReader, Write};

@@ -4,8 +4,6 @@
 //! the BPF object; its maps are the shared stack maps (bpf/stack_maps.h, plus `waits`),
 //! drained, symbolized and written by the stack probe machinery of the parent module.
 
-use std::sync::{Arc, Mutex};
-
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use super::{prog_fd, Bpf, Kind, Maps, StackProbe};
@@ -126,13 +124,12 @@ pub(super) fn load(filtering: bool, cfg: &ProbeConfig) -> anyhow::Result<Bpf> {
         unwind_tgids: None,
     };
     Ok(Bpf {
+        drain: None,
         _skel: Box::new(skel),
         maps,
         progs: fds,
         _links: links,
         _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
         filtering,
-        ring: None,
-        copies: Arc::new(Mutex::new(Vec::new())),
     })
 }

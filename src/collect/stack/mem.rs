@@ -4,8 +4,6 @@
 //! use. This module only loads and attaches the BPF object; its maps are the shared stack
 //! maps (bpf/stack_maps.h), drained, symbolized and written by the parent module.
 
-use std::sync::{Arc, Mutex};
-
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use super::{prog_fd, Bpf, Kind, Maps, StackProbe};
@@ -68,13 +66,12 @@ pub(super) fn load(filtering: bool, cfg: &ProbeConfig) -> anyhow::Result<Bpf> {
     };
     let progs = vec![("page_fault", prog_fd(&skel.progs.page_fault)?)];
     Ok(Bpf {
+        drain: None,
         _skel: Box::new(skel),
         maps,
         progs,
         _links: vec![link],
         _stats: RunTimeStats::enable(cfg.bpf_stats).ok(),
         filtering,
-        ring: None,
-        copies: Arc::new(Mutex::new(Vec::new())),
     })
 }

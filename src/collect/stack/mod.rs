@@ -11,11 +11,14 @@
 //! ([`Maps`]), with one value map per weight ([`Kind::weights`]: ioflame has two).
 //!
 //! oncpu, processes built without frame pointers: a process whose frame-pointer stacks
-//! come out incomplete is put in the kernel's `unwind_tgids` map, and from then on its
-//! samples arrive as copies of the user stack, unwound here with the binaries' CFI
-//! ([`unwind`]); of the two stacks of such a sample (the kernel's frame-pointer walk and
-//! the unwound one) the complete one is kept, else the longer.
+//! come out incomplete is put in the kernel's `unwind_tgids` map, and its executable in
+//! `unwind_exes`; from then on its samples arrive as copies of the user stack, unwound
+//! here with the binaries' CFI ([`unwind`]), and so do those of every process that
+//! starts that executable later (from its exec) or that a copied process forks. Of the
+//! two stacks of such a sample (the kernel's frame-pointer walk and the unwound one) the
+//! complete one is kept, else the longer.
 
+mod drain;
 pub mod io;
 pub mod mem;
 mod perf;
@@ -24,11 +27,10 @@ pub mod unwind;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBufferBuilder};
 use serde_json::{json, Map, Value};
 
 use super::bpf::{self as common, RunTimeStats};
@@ -43,7 +45,21 @@ mod skel {
 }
 use skel::StackSkelBuilder;
 
-pub const ONCPU_HOOKS: Hooks = &[(Hook::PerfEvent("cpu-clock"), Need::Required)];
+pub const ONCPU_HOOKS: Hooks = &[
+    (Hook::PerfEvent("cpu-clock"), Need::Required),
+    (
+        Hook::RawTracepoint("sched_process_exec"),
+        Need::Optional {
+            what: "whole stacks of short-lived processes without frame pointers",
+        },
+    ),
+    (
+        Hook::RawTracepoint("sched_process_fork"),
+        Need::Optional {
+            what: "whole stacks of short-lived processes without frame pointers",
+        },
+    ),
+];
 pub const OFFCPU_HOOKS: Hooks = &[(Hook::Tracepoint("sched/sched_switch"), Need::Required)];
 
 pub static ONCPU_SPEC: ProbeSpec = ProbeSpec {
@@ -205,8 +221,24 @@ struct StackProbe {
     unwinders: Unwinders,
     /// How each unwound stack (by its id) ended.
     unwound_ends: HashMap<i32, End>,
-    /// Processes whose stacks are copied, as last written into `unwind_tgids`.
-    unwind_tgids: HashSet<u32>,
+    /// oncpu: the executable mappings of this interval's copied processes, read while
+    /// they lived, for those gone by its end ([`drain`]).
+    copied_maps: HashMap<u32, Vec<symbolize::Mapping>>,
+}
+
+/// `struct exe_key` (bpf/stack.bpf.c) of process `tgid`'s executable: its inode, and its
+/// device as the kernel holds it (MAJOR << 20 | MINOR, where stat(2) encodes it another
+/// way). None once the process is gone. A file system that reports a device of its own
+/// in stat(2) (btrfs subvolumes) does not match: its processes are copied one by one.
+fn exe_key(tgid: u32) -> Option<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/{tgid}/exe")).ok()?;
+    let dev = meta.dev();
+    let kernel_dev = (nix::sys::stat::major(dev) << 20) | nix::sys::stat::minor(dev);
+    let mut key = meta.ino().to_ne_bytes().to_vec();
+    key.extend((kernel_dev as u32).to_ne_bytes());
+    key.extend([0; 4]);
+    Some(key)
 }
 
 /// One `struct stack_copy` from the ring buffer.
@@ -248,8 +280,8 @@ struct Maps {
     drops: MapHandle,
     /// offcpu: the blocked threads, whose stacks must outlive a drain.
     starts: Option<MapHandle>,
-    /// oncpu: the processes whose stacks are copied.
-    unwind_tgids: Option<MapHandle>,
+    /// oncpu: which processes' stacks are copied.
+    unwind_tgids: Option<CopyMaps>,
 }
 
 impl Maps {
@@ -261,9 +293,22 @@ impl Maps {
     }
 }
 
+/// oncpu's maps of what is copied (bpf/stack.bpf.c).
+struct CopyMaps {
+    /// The processes whose stacks are copied.
+    tgids: MapHandle,
+    /// The binaries whose processes are copied from their exec on.
+    exes: MapHandle,
+    /// The binary of each process started since the probe loaded.
+    tgid_exes: MapHandle,
+}
+
 /// The loaded BPF object and its links (which own the perf events). Dropping it detaches
 /// everything.
 struct Bpf {
+    /// oncpu: the stack copies' ring buffer and the thread that empties it (first, so
+    /// that it stops before the rest goes).
+    drain: Option<drain::Drain>,
     /// The skeleton, kept alive for its programs; everything is read through `maps`.
     _skel: Box<dyn std::any::Any>,
     maps: Maps,
@@ -272,9 +317,6 @@ struct Bpf {
     _links: Vec<Link>,
     _stats: Option<RunTimeStats>,
     filtering: bool,
-    /// oncpu: the stack copies, consumed into `copies` at each drain.
-    ring: Option<RingBuffer<'static>>,
-    copies: Arc<Mutex<Vec<StackCopy>>>,
 }
 
 /// A descriptor of a program of its own, for [`common::add_prog_stats`].
@@ -298,7 +340,7 @@ impl StackProbe {
             quality: Quality::default(),
             unwinders: Unwinders::new(),
             unwound_ends: HashMap::new(),
-            unwind_tgids: HashSet::new(),
+            copied_maps: HashMap::new(),
         }
     }
 
@@ -318,6 +360,12 @@ impl StackProbe {
             ro.min_block_ns = cfg.offcpu_min.as_nanos().min(u64::MAX as u128) as u64;
         }
         open.progs.oncpu.set_autoload(self.kind == Kind::OnCpu);
+        open.progs
+            .exec_copies
+            .set_autoload(self.kind == Kind::OnCpu);
+        open.progs
+            .fork_copies
+            .set_autoload(self.kind == Kind::OnCpu);
         open.progs.offcpu.set_autoload(self.kind == Kind::OffCpu);
         if self.kind == Kind::OnCpu {
             // Only offcpu remembers blocked threads.
@@ -328,6 +376,8 @@ impl StackProbe {
             // Only oncpu copies stacks (a ring buffer needs at least a page).
             let _ = open.maps.copies.set_max_entries(4096);
             let _ = open.maps.unwind_tgids.set_max_entries(1);
+            let _ = open.maps.unwind_exes.set_max_entries(1);
+            let _ = open.maps.tgid_exes.set_max_entries(1);
         }
         let skel = open.load().map_err(|e| common::explain(name, "load", e))?;
         let mut links = Vec::new();
@@ -348,6 +398,13 @@ impl StackProbe {
                         }
                     }
                 }
+                // Optional (ONCPU_HOOKS): without them a process is copied only once
+                // user space has seen it, from its second interval.
+                for prog in [&skel.progs.exec_copies, &skel.progs.fork_copies] {
+                    if let Ok(link) = prog.attach() {
+                        links.push(link);
+                    }
+                }
             }
             Kind::OffCpu | Kind::Io | Kind::Faults => {
                 common::ensure_tracefs()?;
@@ -359,22 +416,21 @@ impl StackProbe {
                 );
             }
         }
-        let copies = Arc::new(Mutex::new(Vec::new()));
-        let ring = match self.kind {
+        let drain = match self.kind {
             Kind::OnCpu => {
-                let sink = Arc::clone(&copies);
+                let (drained, mut keep) = drain::Drain::sink();
                 let mut rb = RingBufferBuilder::new();
                 rb.add(&skel.maps.copies, move |data: &[u8]| {
-                    if let (Some(c), Ok(mut v)) = (parse_copy(data), sink.lock()) {
-                        v.push(c);
+                    if let Some(c) = parse_copy(data) {
+                        keep(c);
                     }
                     0
                 })
                 .map_err(|e| common::explain(name, "ring buffer", e))?;
-                Some(
-                    rb.build()
-                        .map_err(|e| common::explain(name, "ring buffer", e))?,
-                )
+                let ring = rb
+                    .build()
+                    .map_err(|e| common::explain(name, "ring buffer", e))?;
+                Some(drain::Drain::start(ring, drained).context("starting the copies' reader")?)
             }
             Kind::OffCpu | Kind::Io | Kind::Faults => None,
         };
@@ -388,7 +444,11 @@ impl StackProbe {
                 _ => None,
             },
             unwind_tgids: match self.kind {
-                Kind::OnCpu => Some(Maps::handle(&skel.maps.unwind_tgids, name)?),
+                Kind::OnCpu => Some(CopyMaps {
+                    tgids: Maps::handle(&skel.maps.unwind_tgids, name)?,
+                    exes: Maps::handle(&skel.maps.unwind_exes, name)?,
+                    tgid_exes: Maps::handle(&skel.maps.tgid_exes, name)?,
+                }),
                 _ => None,
             },
         };
@@ -397,14 +457,13 @@ impl StackProbe {
             _ => vec![("offcpu", prog_fd(&skel.progs.offcpu)?)],
         };
         Ok(Bpf {
+            drain,
             _skel: Box::new(skel),
             maps,
             progs,
             _links: links,
             _stats: RunTimeStats::enable(self.cfg.bpf_stats).ok(),
             filtering,
-            ring,
-            copies,
         })
     }
 
@@ -474,13 +533,17 @@ impl StackProbe {
                 e.0[w] = e.0[w].saturating_add(v);
             }
         }
-        let copies = match &bpf.ring {
-            Some(ring) => {
-                let _ = ring.consume();
-                std::mem::take(&mut *bpf.copies.lock().unwrap_or_else(|e| e.into_inner()))
+        let drained = bpf.drain.as_ref().map(|d| d.take()).unwrap_or_default();
+        let copies = drained.copies;
+        // A process copied last interval whose copies of this one were read only after
+        // it was gone (they wake nobody): its map of then.
+        let mut copied_maps = drained.maps;
+        for (tgid, m) in copied_maps.iter_mut().filter(|(_, m)| m.is_empty()) {
+            if let Some(before) = self.copied_maps.remove(tgid) {
+                *m = before;
             }
-            None => Vec::new(),
-        };
+        }
+        self.copied_maps = copied_maps;
         let mut ids: Vec<i32> = buckets
             .keys()
             .flat_map(|&(_, u, k, _)| [u, k])
@@ -532,7 +595,7 @@ impl StackProbe {
         self.quality.unwound = copies.len() as u64;
         self.quality.copied_bytes = copies.iter().map(|c| c.stack.len() as u64).sum();
         let procs: HashSet<u32> = copies.iter().map(|c| c.tgid).collect();
-        self.unwinders.refresh(&procs);
+        self.unwinders.refresh(&procs, &self.copied_maps);
         // Each distinct stack once, the two kinds apart (an unwound stack equal to the
         // walk still counts as unwound).
         let mut unwound_ids: HashMap<Vec<u64>, i32> = HashMap::new();
@@ -568,35 +631,45 @@ impl StackProbe {
     }
 
     /// Puts the processes whose frame-pointer stacks were incomplete in the kernel's
-    /// `unwind_tgids` (their stacks are copied from now on), and takes the ones that are
-    /// gone out.
+    /// `unwind_tgids` (their stacks are copied from now on) and their executables in
+    /// `unwind_exes` (so are those of processes that start them later), and takes the
+    /// processes that are gone out. The kernel adds processes too (at exec and fork):
+    /// what the map holds is read back first.
     fn sync_unwind_tgids(&mut self) {
         let Some(bpf) = &self.bpf else { return };
-        let Some(map) = &bpf.maps.unwind_tgids else {
+        let Some(copy) = &bpf.maps.unwind_tgids else {
             return;
         };
-        let gone: Vec<u32> = self
-            .unwind_tgids
-            .iter()
-            .copied()
-            .filter(|t| !std::path::Path::new(&format!("/proc/{t}")).exists())
+        let map = &copy.tgids;
+        let mut listed: HashSet<u32> = map
+            .keys()
+            .filter_map(|k| Some(u32::from_ne_bytes(k.get(..4)?.try_into().ok()?)))
             .collect();
-        for t in gone {
-            let _ = map.delete(&t.to_ne_bytes());
-            self.unwind_tgids.remove(&t);
-        }
+        listed.retain(|t| {
+            let alive = std::path::Path::new(&format!("/proc/{t}")).exists();
+            if !alive {
+                let _ = map.delete(&t.to_ne_bytes());
+            }
+            alive
+        });
         let mut want: Vec<(u32, u64)> = std::mem::take(&mut self.quality.fp_incomplete)
             .into_iter()
-            .filter(|(t, _)| !self.unwind_tgids.contains(t))
+            .filter(|(t, _)| !listed.contains(t))
             .collect();
         // The processes with the most incomplete samples first, while there is room.
         want.sort_unstable_by_key(|w| std::cmp::Reverse(w.1));
         for (t, _) in want {
-            if self.unwind_tgids.len() >= UNWIND_TGIDS_MAX {
-                break;
+            // Its binary first: the process may be gone already (then the kernel's
+            // note of what it started names it), a later one not yet.
+            let started = || copy.tgid_exes.lookup(&t.to_ne_bytes(), MapFlags::ANY);
+            if let Some(key) = exe_key(t).or_else(|| started().ok().flatten()) {
+                let _ = copy.exes.update(&key, &[1], MapFlags::ANY);
+            }
+            if listed.len() >= UNWIND_TGIDS_MAX {
+                continue;
             }
             if map.update(&t.to_ne_bytes(), &[1], MapFlags::ANY).is_ok() {
-                self.unwind_tgids.insert(t);
+                listed.insert(t);
             }
         }
     }
@@ -683,7 +756,11 @@ impl StackProbe {
         for (tgid, mut addrs) in user_addrs {
             addrs.sort_unstable();
             addrs.dedup();
-            for (a, f) in addrs.iter().zip(self.symbolizer.user(tgid, &addrs)) {
+            let gone_maps = self.copied_maps.get(&tgid).map(Vec::as_slice);
+            for (a, f) in addrs
+                .iter()
+                .zip(self.symbolizer.user(tgid, &addrs, gone_maps))
+            {
                 user.insert((tgid, *a), f);
             }
         }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use blazesym::symbolize::source::{Kernel, Process, Source};
+use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{Input, Reason, Symbolized, Symbolizer as Blaze};
 use blazesym::{MaybeDefault, Pid};
 
@@ -133,8 +133,10 @@ impl Symbolizer {
 
     /// Names of addresses in process `pid`, in the order given. Names found while the
     /// process lived are kept for it, so the stacks of its last interval still have names
-    /// after it exits (they are mostly the stacks it had before).
-    pub fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+    /// after it exits (they are mostly the stacks it had before). A process gone already
+    /// is named from the files of `gone_maps` (its mappings, read while it lived), if
+    /// given.
+    pub fn user(&mut self, pid: u32, addrs: &[u64], gone_maps: Option<&[Mapping]>) -> Vec<Frame> {
         let started = start_time(pid);
         let cache = self.user.entry(pid).or_default();
         if started.is_some() && cache.started != started {
@@ -159,6 +161,13 @@ impl Symbolizer {
                 if f.unknown != Some(Unknown::Other) {
                     cache.names.insert(*a, f);
                 }
+            }
+        } else if let (false, None, Some(maps)) = (missing.is_empty(), started, gone_maps) {
+            for (a, f) in missing
+                .iter()
+                .zip(resolve_in_files(&self.blaze, maps, &missing))
+            {
+                cache.names.insert(*a, f);
             }
         }
         let why = if started.is_some() {
@@ -244,6 +253,59 @@ fn resolve_user(blaze: &Blaze, pid: u32, addrs: &[u64]) -> Vec<Frame> {
         .collect()
 }
 
+/// Names of addresses of a process that is gone, from the files its `maps` mapped (by
+/// path, as long as each is still the file it mapped): each address as an offset in its
+/// file.
+fn resolve_in_files(blaze: &Blaze, maps: &[Mapping], addrs: &[u64]) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = addrs
+        .iter()
+        .map(|a| unknown_frame(None, *a, Unknown::Exited))
+        .collect();
+    // Per mapping of a file still there: (index in `addrs`, offset in the file).
+    let mut by_file: HashMap<&str, Vec<(usize, u64)>> = HashMap::new();
+    let mut still_there: HashMap<&str, bool> = HashMap::new();
+    for (i, &a) in addrs.iter().enumerate() {
+        let Some(m) = maps.iter().find(|m| m.start <= a && a < m.end) else {
+            continue;
+        };
+        let there = *still_there
+            .entry(m.path.as_str())
+            .or_insert_with(|| super::unwind::same_file(&m.path, m.inode));
+        if !there {
+            frames[i] = unknown_frame(Some(m), a, Unknown::Exited);
+            continue;
+        }
+        by_file
+            .entry(m.path.as_str())
+            .or_default()
+            .push((i, a - m.start + m.offset));
+    }
+    for (path, at) in by_file {
+        let offsets: Vec<u64> = at.iter().map(|&(_, o)| o).collect();
+        // ELF symbols only: a gone process's binaries are read anew by path, and
+        // decompressing their DWARF cost more than the rest of the interval's work.
+        let mut elf = Elf::new(path);
+        elf.debug_syms = false;
+        let src = Source::Elf(elf);
+        let Ok(syms) = blaze.symbolize(&src, Input::FileOffset(&offsets)) else {
+            continue;
+        };
+        for (&(i, _), sym) in at.iter().zip(syms) {
+            let m = maps
+                .iter()
+                .find(|m| m.start <= addrs[i] && addrs[i] < m.end);
+            frames[i] = match sym {
+                Symbolized::Sym(s) => Frame {
+                    name: s.name.to_string(),
+                    unknown: None,
+                },
+                Symbolized::Unknown(_) => unknown_frame(m, addrs[i], Unknown::Stripped),
+            };
+        }
+    }
+    frames
+}
+
 fn unknown_frame(mapping: Option<&Mapping>, addr: u64, why: Unknown) -> Frame {
     let name = match mapping {
         Some(m) if !m.path.is_empty() => {
@@ -260,7 +322,7 @@ fn unknown_frame(mapping: Option<&Mapping>, addr: u64, why: Unknown) -> Frame {
 
 /// One line of /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Mapping {
+pub struct Mapping {
     pub start: u64,
     pub end: u64,
     pub offset: u64,
@@ -274,16 +336,27 @@ pub(super) struct Mapping {
 
 pub(super) fn read_maps(pid: u32) -> Vec<Mapping> {
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .map(|t| parse_maps(&t))
+        .map(|t| parse_maps(&t, false))
         .unwrap_or_default()
 }
 
-fn parse_maps(text: &str) -> Vec<Mapping> {
+/// The executable mappings alone (where the addresses of stacks lie), parsed without
+/// allocating for the others: read for every new process the oncpu probe copies.
+pub(super) fn read_exec_maps(pid: u32) -> Vec<Mapping> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|t| parse_maps(&t, true))
+        .unwrap_or_default()
+}
+
+fn parse_maps(text: &str, exec_only: bool) -> Vec<Mapping> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split_ascii_whitespace();
             let (start, end) = f.next()?.split_once('-')?;
             let perms = f.next()?;
+            if exec_only && !perms.contains('x') {
+                return None;
+            }
             let offset = f.next()?;
             let dev = f.next()?;
             let inode = f.next()?;
@@ -310,6 +383,7 @@ mod tests {
         let m = parse_maps(
             "55d0c0a00000-55d0c0a21000 r-xp 00002000 fd:01 1234 /usr/bin/my prog\n\
              7ffd1000-7ffd2000 rw-p 00000000 00:00 0 \n",
+            false,
         );
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].path, "/usr/bin/my prog");
@@ -325,10 +399,15 @@ mod tests {
     fn symbolizes_this_process_and_the_kernel() {
         let mut s = Symbolizer::new();
         let here = maps_lines as fn() as usize as u64;
-        let frames = s.user(std::process::id(), &[here]);
+        let frames = s.user(std::process::id(), &[here], None);
         assert!(frames[0].name.contains("maps_lines"), "{:?}", frames[0]);
         assert!(start_time(std::process::id()).is_some());
-        let exited = s.user(u32::MAX - 1, &[here]);
+        let exited = s.user(u32::MAX - 1, &[here], None);
         assert_eq!(exited[0].unknown, Some(Unknown::Exited));
+        // A process gone, with its map read while it lived: named from its files.
+        let maps = read_maps(std::process::id());
+        let named = s.user(u32::MAX - 2, &[here, 8], Some(&maps));
+        assert!(named[0].name.contains("maps_lines"), "{:?}", named[0]);
+        assert_eq!(named[1].unknown, Some(Unknown::Exited));
     }
 }

@@ -20,7 +20,7 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Error, ExplicitModuleSectionInfo, Module, Unwinder};
 use object::{Object, ObjectSection, ObjectSegment};
 
-use super::symbolize::{read_maps, Mapping};
+use super::symbolize::{read_exec_maps, Mapping};
 
 /// The unwind sections of all files together stay below this; past it the cache starts
 /// again (libc's .eh_frame is ~200 KiB, a large server's a few MiB).
@@ -106,11 +106,17 @@ impl Unwinders {
     }
 
     /// Brings the unwinders of `tgids` up to date with their memory maps; call once per
-    /// interval before [`Unwinders::unwind`]. Processes not named are forgotten.
-    pub fn refresh(&mut self, tgids: &HashSet<u32>) {
+    /// interval before [`Unwinders::unwind`]. Processes not named are forgotten. A
+    /// process gone already is unwound with its map in `gone_maps` (read while it lived),
+    /// if there is one.
+    pub fn refresh(&mut self, tgids: &HashSet<u32>, gone_maps: &HashMap<u32, Vec<Mapping>>) {
         self.procs.retain(|t, _| tgids.contains(t));
         for &tgid in tgids {
-            let exec_maps: Vec<Mapping> = read_maps(tgid)
+            let mut maps = read_exec_maps(tgid);
+            if maps.is_empty() {
+                maps = gone_maps.get(&tgid).cloned().unwrap_or_default();
+            }
+            let exec_maps: Vec<Mapping> = maps
                 .into_iter()
                 .filter(|m| m.exec && m.inode != 0)
                 .collect();
@@ -187,8 +193,20 @@ impl Unwinders {
             }
             // Through map_files the file is the one mapped, even if it was replaced or
             // deleted on disk since, or lives in another mount namespace (a container).
-            let path = format!("/proc/{tgid}/map_files/{:x}-{:x}", m.start, m.end);
-            let info = read_file(&path).map(Arc::new);
+            // A process gone already has no map_files: the path it mapped is the next
+            // best, and a failure is not remembered (a live process may map it later).
+            let gone = !std::path::Path::new(&format!("/proc/{tgid}")).exists();
+            let info = if gone {
+                same_file(&m.path, m.inode)
+                    .then(|| read_file(&m.path))
+                    .flatten()
+            } else {
+                read_file(&format!("/proc/{tgid}/map_files/{:x}-{:x}", m.start, m.end))
+            }
+            .map(Arc::new);
+            if gone && info.is_none() {
+                return None;
+            }
             self.file_bytes += info.as_ref().map_or(0, |i| i.sections.bytes());
             self.files.insert(key.clone(), info);
         }
@@ -266,6 +284,13 @@ pub fn frame_pointer_walk(ip: u64, sp: u64, bp: u64, stack: &[u8]) -> Vec<u64> {
     addrs
 }
 
+/// Whether `path` is still the file of inode `inode` that a process mapped (not since
+/// replaced by an upgrade).
+pub(super) fn same_file(path: &str, inode: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.starts_with('/') && std::fs::metadata(path).is_ok_and(|m| m.ino() == inode)
+}
+
 /// The unwind sections and load segments of an ELF file; None if it is not one or has no
 /// call-frame information.
 fn read_file(path: &str) -> Option<FileInfo> {
@@ -329,13 +354,13 @@ mod tests {
         let copy = read_own_stack(sp, 64 << 10);
         let mut u = Unwinders::new();
         let me = std::process::id();
-        u.refresh(&HashSet::from([me]));
+        u.refresh(&HashSet::from([me]), &HashMap::new());
         let got = u
             .unwind(me, ip, sp, bp, &copy)
             .expect("an unwinder for this process");
         let mut sym = super::super::symbolize::Symbolizer::new();
         let names: Vec<String> = sym
-            .user(me, &got.addrs)
+            .user(me, &got.addrs, None)
             .into_iter()
             .map(|f| f.name)
             .collect();
@@ -383,7 +408,7 @@ mod tests {
 
     /// Up to `len` bytes of this thread's stack from `sp`, as far as it is mapped.
     fn read_own_stack(sp: u64, len: usize) -> Vec<u8> {
-        let maps = read_maps(std::process::id());
+        let maps = super::super::symbolize::read_maps(std::process::id());
         let end = maps
             .iter()
             .find(|m| m.start <= sp && sp < m.end)
