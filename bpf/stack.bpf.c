@@ -151,6 +151,7 @@ static __always_inline bool copy_stack(void *ctx, __u32 tgid, bool first)
 	}
 	c->len = len;
 	c->tgid = tgid;
+	c->first = first;
 	c->kern_stack_id = bpf_get_stackid(ctx, &stacks, 0);
 	if (c->kern_stack_id < 0 && c->kern_stack_id != -EFAULT)
 		drop(DROP_KERN_STACK);

@@ -47,7 +47,9 @@ struct stack_copy {
 	__s32 kern_stack_id;
 	/* Bytes of stack[] that hold the copy. */
 	__u32 len;
-	__u32 pad;
+	/* 1: the process's first copy since it was listed (a new process, or an exec):
+	 * what user space knows of its memory map is not this program's. */
+	__u32 first;
 	__u64 ip;
 	__u64 sp;
 	__u64 bp;

@@ -44,16 +44,21 @@ impl Drained {
     /// for a large process; a few of them a process an interval bound that).
     fn add(&mut self, copy: StackCopy) {
         let now = Instant::now();
+        // A first copy after an exec: the map read before is the old program's.
         let due = match self.read_at.get(&copy.tgid) {
+            _ if copy.first => true,
             None => true,
             Some(&(first, last)) => now - last >= (last - first) + REREAD_AFTER,
         };
         if due {
             let maps = read_exec_maps(copy.tgid);
-            let first = self.read_at.get(&copy.tgid).map_or(now, |r| r.0);
+            let first = match self.read_at.get(&copy.tgid) {
+                Some(r) if !copy.first => r.0,
+                _ => now,
+            };
             self.read_at.insert(copy.tgid, (first, now));
-            // Gone meanwhile: the last read stands.
-            if !maps.is_empty() || !self.maps.contains_key(&copy.tgid) {
+            // Gone meanwhile: the last read stands (unless it was of the old program).
+            if !maps.is_empty() || copy.first || !self.maps.contains_key(&copy.tgid) {
                 self.maps.insert(copy.tgid, maps);
             }
         }
@@ -140,6 +145,7 @@ mod tests {
         StackCopy {
             tgid,
             kern: -1,
+            first: false,
             ip: 0,
             sp: 0,
             bp: 0,

@@ -187,7 +187,7 @@ const WALKED_IDS: i32 = UNWOUND_IDS + (1 << 23);
 /// `unwind_tgids` (bpf/stack.bpf.c) holds at most this many processes.
 const UNWIND_TGIDS_MAX: usize = 1024;
 /// `struct stack_copy` (bpf/stack.h) up to its stack bytes: tgid, kernel stack id, len,
-/// padding, ip, sp, bp, comm.
+/// first, ip, sp, bp, comm.
 const COPY_HEADER: usize = 4 * 4 + 3 * 8 + 16;
 
 /// The ring buffer of stack copies holds one interval's copies: 2 MiB per CPU is ~480
@@ -245,6 +245,8 @@ fn exe_key(tgid: u32) -> Option<Vec<u8>> {
 struct StackCopy {
     tgid: u32,
     kern: i32,
+    /// The process's first copy since it was listed (new, or it exec'd another program).
+    first: bool,
     ip: u64,
     sp: u64,
     bp: u64,
@@ -262,6 +264,7 @@ fn parse_copy(b: &[u8]) -> Option<StackCopy> {
     Some(StackCopy {
         tgid: u32::from_ne_bytes(w32(0)?),
         kern: i32::from_ne_bytes(w32(4)?),
+        first: u32::from_ne_bytes(w32(12)?) != 0,
         ip: w64(16)?,
         sp: w64(24)?,
         bp: w64(32)?,
@@ -1126,12 +1129,12 @@ mod tests {
 
     #[test]
     fn stack_copies_parse() {
-        // struct stack_copy: tgid, kernel id, len, padding, ip, sp, bp, comm, stack.
+        // struct stack_copy: tgid, kernel id, len, first, ip, sp, bp, comm, stack.
         let mut b = Vec::new();
         b.extend(42u32.to_ne_bytes());
         b.extend((-14i32).to_ne_bytes());
         b.extend(3u32.to_ne_bytes());
-        b.extend(0u32.to_ne_bytes());
+        b.extend(1u32.to_ne_bytes());
         for r in [0x1000u64, 0x7ff0, 0x7ff8] {
             b.extend(r.to_ne_bytes());
         }
@@ -1139,7 +1142,7 @@ mod tests {
         assert_eq!(b.len(), COPY_HEADER);
         b.extend([1, 2, 3]);
         let c = parse_copy(&b).unwrap();
-        assert_eq!((c.tgid, c.kern), (42, -14));
+        assert_eq!((c.tgid, c.kern, c.first), (42, -14, true));
         assert_eq!((c.ip, c.sp, c.bp), (0x1000, 0x7ff0, 0x7ff8));
         assert_eq!(
             (c.comm.as_str(), c.stack.as_slice()),

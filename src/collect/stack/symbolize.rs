@@ -155,7 +155,14 @@ impl Symbolizer {
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() && started.is_some() {
-            for (a, f) in missing.iter().zip(resolve_user(&self.blaze, pid, &missing)) {
+            let mut frames = resolve_user(&self.blaze, pid, &missing);
+            // Gone while it was being read (a short-lived process often is).
+            if let Some(maps) = gone_maps {
+                if frames.iter().any(|f| f.unknown == Some(Unknown::Exited)) {
+                    frames = resolve_in_files(&self.blaze, maps, &missing);
+                }
+            }
+            for (a, f) in missing.iter().zip(frames) {
                 // A failure may pass (the process was between two states): try again
                 // next interval rather than remember it.
                 if f.unknown != Some(Unknown::Other) {
