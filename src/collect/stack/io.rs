@@ -121,7 +121,7 @@ pub(super) fn load(filtering: bool, cfg: &ProbeConfig) -> anyhow::Result<Bpf> {
         tgids: Maps::handle(&skel.maps.tgids, NAME)?,
         drops: Maps::handle(&skel.maps.drops, NAME)?,
         starts: None,
-        unwind_tgids: None,
+        copying: None,
     };
     Ok(Bpf {
         drain: None,

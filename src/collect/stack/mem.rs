@@ -62,7 +62,7 @@ pub(super) fn load(filtering: bool, cfg: &ProbeConfig) -> anyhow::Result<Bpf> {
         tgids: Maps::handle(&skel.maps.tgids, NAME)?,
         drops: Maps::handle(&skel.maps.drops, NAME)?,
         starts: None,
-        unwind_tgids: None,
+        copying: None,
     };
     let progs = vec![("page_fault", prog_fd(&skel.progs.page_fault)?)];
     Ok(Bpf {

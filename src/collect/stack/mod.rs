@@ -190,9 +190,10 @@ const UNWIND_TGIDS_MAX: usize = 1024;
 /// first, ip, sp, bp, comm.
 const COPY_HEADER: usize = 4 * 4 + 3 * 8 + 16;
 
-/// The ring buffer of stack copies holds one interval's copies: 2 MiB per CPU is ~480
-/// copies of redis-server's ~4.3 KiB, 4.8 s of a busy CPU at 99 Hz (the default interval
-/// is 5 s). Between 8 and 64 MiB of kernel memory; past that samples fall back to their
+/// The ring buffer of stack copies is emptied as copies come ([`drain`]), but sized for an
+/// interval's (a collector busy naming an interval's stacks may not read it for a while):
+/// 2 MiB per CPU is ~480 copies of redis-server's ~4.3 KiB, 4.8 s of a busy CPU at 99 Hz.
+/// Between 8 and 64 MiB of kernel memory; past that samples fall back to their
 /// frame-pointer stacks (`drops.copy_full`).
 fn copy_ring_bytes(cpus: usize) -> u32 {
     ((cpus as u32).saturating_mul(2 << 20))
@@ -284,7 +285,7 @@ struct Maps {
     /// offcpu: the blocked threads, whose stacks must outlive a drain.
     starts: Option<MapHandle>,
     /// oncpu: which processes' stacks are copied.
-    unwind_tgids: Option<CopyMaps>,
+    copying: Option<CopyMaps>,
 }
 
 impl Maps {
@@ -446,7 +447,7 @@ impl StackProbe {
                 Kind::OffCpu => Some(Maps::handle(&skel.maps.starts, name)?),
                 _ => None,
             },
-            unwind_tgids: match self.kind {
+            copying: match self.kind {
                 Kind::OnCpu => Some(CopyMaps {
                     tgids: Maps::handle(&skel.maps.unwind_tgids, name)?,
                     exes: Maps::handle(&skel.maps.unwind_exes, name)?,
@@ -640,7 +641,7 @@ impl StackProbe {
     /// what the map holds is read back first.
     fn sync_unwind_tgids(&mut self) {
         let Some(bpf) = &self.bpf else { return };
-        let Some(copy) = &bpf.maps.unwind_tgids else {
+        let Some(copy) = &bpf.maps.copying else {
             return;
         };
         let map = &copy.tgids;
