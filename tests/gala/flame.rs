@@ -693,16 +693,30 @@ fn stacks_of(records: &[serde_json::Value], kind: &str, tgid: u32) -> Vec<(Vec<S
     records
         .iter()
         .filter(|r| r["type"] == "stack" && r["kind"] == kind && r["tgid"] == tgid)
-        .map(|r| {
-            let frames = r["frames"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f.as_str().unwrap().to_string())
-                .collect();
-            (frames, r["value"].as_u64().unwrap())
-        })
+        .map(|r| (frames_of(r), r["value"].as_u64().unwrap()))
         .collect()
+}
+
+/// A stack record's frames, root first.
+fn frames_of(r: &serde_json::Value) -> Vec<String> {
+    r["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The distinct times of the stack records, in order: one per interval with stacks.
+fn stack_intervals(records: &[serde_json::Value]) -> Vec<u64> {
+    let mut times: Vec<u64> = records
+        .iter()
+        .filter(|r| r["type"] == "stack")
+        .filter_map(|r| r["ts"].as_u64())
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    times
 }
 
 fn pos(frames: &[String], name: &str) -> Option<usize> {
@@ -885,13 +899,7 @@ fn oncpu_unwinds_debians_redis_server_down_to_start() {
     let records = crate::common::ndjson(&out.stdout);
     // The first interval is frame pointers only (the process is not known yet to need
     // copies), and the second still has samples taken before the switch.
-    let mut times: Vec<u64> = records
-        .iter()
-        .filter(|r| r["type"] == "stack")
-        .filter_map(|r| r["ts"].as_u64())
-        .collect();
-    times.sort_unstable();
-    times.dedup();
+    let times = stack_intervals(&records);
     assert!(times.len() >= 4, "too few intervals with stacks: {times:?}");
     let later: Vec<serde_json::Value> = records
         .iter()
@@ -1076,13 +1084,7 @@ fn oncpu_unwinds_short_lived_python3_runs_down_to_start() {
         String::from_utf8_lossy(&out.stderr)
     );
     let records = crate::common::ndjson(&out.stdout);
-    let mut times: Vec<u64> = records
-        .iter()
-        .filter(|r| r["type"] == "stack")
-        .filter_map(|r| r["ts"].as_u64())
-        .collect();
-    times.sort_unstable();
-    times.dedup();
+    let times = stack_intervals(&records);
     assert!(times.len() >= 4, "too few intervals with stacks: {times:?}");
     // From the third interval on: the first is what found the binary incomplete, and a
     // run that started before the collector listed the binary (at the end of the first
@@ -1096,14 +1098,8 @@ fn oncpu_unwinds_short_lived_python3_runs_down_to_start() {
                 && r["ts"].as_u64() > Some(times[1])
         })
         .map(|r| {
-            let frames = r["frames"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f.as_str().unwrap().to_string())
-                .collect();
             (
-                frames,
+                frames_of(r),
                 r["value"].as_u64().unwrap(),
                 r["tgid"].as_u64().unwrap(),
             )

@@ -44,21 +44,19 @@ impl Drained {
     /// for a large process; a few of them a process an interval bound that).
     fn add(&mut self, copy: StackCopy) {
         let now = Instant::now();
-        // A first copy after an exec: the map read before is the old program's.
-        let due = match self.read_at.get(&copy.tgid) {
-            _ if copy.first => true,
-            None => true,
-            Some(&(first, last)) => now - last >= (last - first) + REREAD_AFTER,
+        // When this program's map was first read: now for a new process, and for a first
+        // copy after an exec (what was read before is the old program's).
+        let first = match self.read_at.get(&copy.tgid) {
+            Some(&(first, last)) if !copy.first => {
+                (now - last >= (last - first) + REREAD_AFTER).then_some(first)
+            }
+            _ => Some(now),
         };
-        if due {
+        if let Some(first) = first {
             let maps = read_exec_maps(copy.tgid);
-            let first = match self.read_at.get(&copy.tgid) {
-                Some(r) if !copy.first => r.0,
-                _ => now,
-            };
             self.read_at.insert(copy.tgid, (first, now));
-            // Gone meanwhile: the last read stands (unless it was of the old program).
-            if !maps.is_empty() || copy.first || !self.maps.contains_key(&copy.tgid) {
+            // Gone meanwhile: this program's last read stands.
+            if !maps.is_empty() || first == now {
                 self.maps.insert(copy.tgid, maps);
             }
         }

@@ -154,13 +154,16 @@ impl Symbolizer {
             .collect();
         missing.sort_unstable();
         missing.dedup();
-        if !missing.is_empty() && started.is_some() {
-            let mut frames = resolve_user(&self.blaze, pid, &missing);
-            // Gone while it was being read (a short-lived process often is).
-            if let Some(maps) = gone_maps {
-                if frames.iter().any(|f| f.unknown == Some(Unknown::Exited)) {
-                    frames = resolve_in_files(&self.blaze, maps, &missing);
-                }
+        if !missing.is_empty() {
+            let mut frames = match started {
+                Some(_) => resolve_user(&self.blaze, pid, &missing),
+                None => Vec::new(),
+            };
+            // Gone before or while it was being read (a short-lived process often is).
+            let gone =
+                started.is_none() || frames.iter().any(|f| f.unknown == Some(Unknown::Exited));
+            if let (true, Some(maps)) = (gone, gone_maps) {
+                frames = resolve_in_files(&self.blaze, maps, &missing);
             }
             for (a, f) in missing.iter().zip(frames) {
                 // A failure may pass (the process was between two states): try again
@@ -168,13 +171,6 @@ impl Symbolizer {
                 if f.unknown != Some(Unknown::Other) {
                     cache.names.insert(*a, f);
                 }
-            }
-        } else if let (false, None, Some(maps)) = (missing.is_empty(), started, gone_maps) {
-            for (a, f) in missing
-                .iter()
-                .zip(resolve_in_files(&self.blaze, maps, &missing))
-            {
-                cache.names.insert(*a, f);
             }
         }
         let why = if started.is_some() {
@@ -268,8 +264,8 @@ fn resolve_in_files(blaze: &Blaze, maps: &[Mapping], addrs: &[u64]) -> Vec<Frame
         .iter()
         .map(|a| unknown_frame(None, *a, Unknown::Exited))
         .collect();
-    // Per mapping of a file still there: (index in `addrs`, offset in the file).
-    let mut by_file: HashMap<&str, Vec<(usize, u64)>> = HashMap::new();
+    // Per file still there: (index in `addrs`, its mapping, offset in the file).
+    let mut by_file: HashMap<&str, Vec<(usize, &Mapping, u64)>> = HashMap::new();
     let mut still_there: HashMap<&str, bool> = HashMap::new();
     for (i, &a) in addrs.iter().enumerate() {
         let Some(m) = maps.iter().find(|m| m.start <= a && a < m.end) else {
@@ -285,10 +281,10 @@ fn resolve_in_files(blaze: &Blaze, maps: &[Mapping], addrs: &[u64]) -> Vec<Frame
         by_file
             .entry(m.path.as_str())
             .or_default()
-            .push((i, a - m.start + m.offset));
+            .push((i, m, a - m.start + m.offset));
     }
     for (path, at) in by_file {
-        let offsets: Vec<u64> = at.iter().map(|&(_, o)| o).collect();
+        let offsets: Vec<u64> = at.iter().map(|&(_, _, o)| o).collect();
         // ELF symbols only: a gone process's binaries are read anew by path, and
         // decompressing their DWARF cost more than the rest of the interval's work.
         let mut elf = Elf::new(path);
@@ -297,16 +293,13 @@ fn resolve_in_files(blaze: &Blaze, maps: &[Mapping], addrs: &[u64]) -> Vec<Frame
         let Ok(syms) = blaze.symbolize(&src, Input::FileOffset(&offsets)) else {
             continue;
         };
-        for (&(i, _), sym) in at.iter().zip(syms) {
-            let m = maps
-                .iter()
-                .find(|m| m.start <= addrs[i] && addrs[i] < m.end);
+        for (&(i, m, _), sym) in at.iter().zip(syms) {
             frames[i] = match sym {
                 Symbolized::Sym(s) => Frame {
                     name: s.name.to_string(),
                     unknown: None,
                 },
-                Symbolized::Unknown(_) => unknown_frame(m, addrs[i], Unknown::Stripped),
+                Symbolized::Unknown(_) => unknown_frame(Some(m), addrs[i], Unknown::Stripped),
             };
         }
     }

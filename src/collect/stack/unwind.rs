@@ -112,14 +112,12 @@ impl Unwinders {
     pub fn refresh(&mut self, tgids: &HashSet<u32>, gone_maps: &HashMap<u32, Vec<Mapping>>) {
         self.procs.retain(|t, _| tgids.contains(t));
         for &tgid in tgids {
-            let mut maps = read_exec_maps(tgid);
-            if maps.is_empty() {
-                maps = gone_maps.get(&tgid).cloned().unwrap_or_default();
+            let mut exec_maps = read_exec_maps(tgid);
+            if exec_maps.is_empty() {
+                exec_maps = gone_maps.get(&tgid).cloned().unwrap_or_default();
             }
-            let exec_maps: Vec<Mapping> = maps
-                .into_iter()
-                .filter(|m| m.exec && m.inode != 0)
-                .collect();
+            // Files only (not anonymous memory: JIT code, the vdso).
+            exec_maps.retain(|m| m.inode != 0);
             if self
                 .procs
                 .get(&tgid)
